@@ -1,0 +1,287 @@
+import { RingworkError, throwIfAborted } from '../errors.js';
+import type { ModelConfig, ModelSource } from '../model/types.js';
+import { GraphBuilder, type ExternalBlob } from './onnx-builder.js';
+import { quantizeBlockwise, transpose2d } from './quantize.js';
+import { ropeTables } from './rope.js';
+import { blocksIn, checkUnitRange, type UnitRange } from './units.js';
+
+/**
+ * Weight formats a shard can be compiled to. `f32` is exact; `q8` / `q4` use ONNX Runtime's
+ * `MatMulNBits` (8- or 4-bit symmetric blocks of 32) for every projection matrix, while the
+ * embedding table and norms stay float32.
+ */
+export type WeightFormat = 'f32' | 'q8' | 'q4';
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'q8', 'q4'];
+
+/** Options of {@link compileShard}. */
+export interface CompileOptions {
+  range: UnitRange;
+  weightFormat: WeightFormat;
+  /** `last`: logits of the final position only (generation); `all`: every position (tests, scoring). */
+  logits: 'last' | 'all';
+  /** Positions to build RoPE tables for: the longest context this shard will serve. */
+  contextLength: number;
+  /** Quantisation block size (default 32). */
+  blockSize?: number;
+}
+
+/** Names of one block's KV-cache inputs and outputs. */
+export interface KvIo {
+  layer: number;
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+}
+
+/** What the runner needs to know to feed and read a compiled shard. */
+export interface ShardIo {
+  /** `input_ids` (int64 [1, S]) when the shard starts at the embedding. */
+  tokens?: string;
+  /** `hidden_in` (float32 [1, S, D]) otherwise. */
+  hiddenIn?: string;
+  /** `position_ids` (int64 [1, S]) when the shard has blocks. */
+  positions?: string;
+  kv: KvIo[];
+  /** `logits` (float32 [1, S or 1, V]) when the shard ends with the head, else `hidden_out`. */
+  output: string;
+  outputKind: 'logits' | 'hidden';
+  kvHeads: number;
+  headDim: number;
+  hiddenSize: number;
+  vocabSize: number;
+}
+
+/** A compiled shard: the ONNX model bytes, its external weights and its I/O contract. */
+export interface CompiledShard {
+  model: Uint8Array;
+  externalData: ExternalBlob[];
+  io: ShardIo;
+  weightBytes: number;
+}
+
+/** Progress while reading and converting a shard's tensors. */
+export interface CompileProgress {
+  tensor: string;
+  done: number;
+  total: number;
+}
+
+const MS = 'com.microsoft';
+
+/**
+ * Emits the ONNX graph of units `[start, end)` of a Llama-family model, reading only the tensors
+ * those units use from `source`. Uses ORT contrib operators that the WebGPU and wasm execution
+ * providers implement natively (SimplifiedLayerNormalization, RotaryEmbedding, MatMulNBits);
+ * attention is written in standard ops with a grouped-query layout (no KV head replication). The
+ * same graph serves prefill (S > 1) and decode (S = 1): a causal mask is computed from
+ * `position_ids` and the cache length, so chunked prefill works too.
+ */
+export async function compileShard(
+  source: ModelSource,
+  options: CompileOptions,
+  opts: { signal?: AbortSignal; onProgress?: (p: CompileProgress) => void } = {},
+): Promise<CompiledShard> {
+  const c = source.config;
+  checkUnitRange(c, options.range);
+  if (!Number.isInteger(options.contextLength) || options.contextLength < 1) {
+    throw new RingworkError('GRAPH_BAD_OPTION', `contextLength must be a positive integer, got ${options.contextLength}.`, {
+      details: { contextLength: options.contextLength },
+    });
+  }
+  if (!['f32', 'q8', 'q4'].includes(options.weightFormat)) {
+    throw new RingworkError('GRAPH_BAD_OPTION', `Unknown weight format "${options.weightFormat}": use f32, q8 or q4.`, {
+      details: { weightFormat: options.weightFormat },
+    });
+  }
+  const [start, end] = options.range;
+  const L = c.numLayers;
+  const hasEmbed = start === 0;
+  const hasHead = end === L + 2;
+  const blocks = blocksIn(c, options.range);
+  const blockSize = options.blockSize ?? 32;
+  const g = new GraphBuilder();
+  const D = c.hiddenSize;
+  const qD = c.numHeads * c.headDim;
+  const kvD = c.numKvHeads * c.headDim;
+
+  const needed = tensorsFor(c, options.range);
+  let done = 0;
+  // A tied embedding is used by both ends of a whole-model shard: fetch it once.
+  const reused = new Map<string, Float32Array>();
+  const read = async (name: string): Promise<Float32Array> => {
+    throwIfAborted(opts.signal, 'Compiling the shard');
+    const hit = reused.get(name);
+    if (hit) return hit;
+    const t = await source.readTensor(name, opts.signal);
+    if (needed.indexOf(name) !== needed.lastIndexOf(name)) reused.set(name, t);
+    opts.onProgress?.({ tensor: name, done: ++done, total: needed.length });
+    return t;
+  };
+  const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+  /** x[..., K] @ W^T where W is `[N, K]` as stored. */
+  const linear = async (x: string, name: string, n: number, k: number, bias?: string): Promise<string> => {
+    const w = await read(name);
+    let y: string;
+    if (options.weightFormat === 'f32') {
+      const wt = g.weight(name, 'float32', [k, n], f32(transpose2d(w, n, k)));
+      y = g.node('MatMul', [x, wt]);
+    } else {
+      const bits = options.weightFormat === 'q4' ? 4 : 8;
+      const q = quantizeBlockwise(w, n, k, bits, blockSize);
+      const nBlocks = Math.ceil(k / blockSize);
+      const qb = g.weight(`${name}.q`, 'uint8', [n, nBlocks, (blockSize * bits) / 8], q.data);
+      const qs = g.weight(`${name}.scales`, 'float32', [n * nBlocks], f32(q.scales));
+      y = g.node('MatMulNBits', [x, qb, qs], {
+        domain: MS,
+        attrs: { K: k, N: n, bits, block_size: blockSize },
+      });
+    }
+    if (bias) y = g.node('Add', [y, g.weight(bias, 'float32', [n], f32(await read(bias)))]);
+    return y;
+  };
+  const rmsNorm = async (x: string, name: string): Promise<string> =>
+    g.node('SimplifiedLayerNormalization', [x, g.weight(name, 'float32', [D], f32(await read(name)))], {
+      attrs: { axis: -1, epsilon: { float: c.rmsNormEps }, stash_type: 1 },
+    });
+
+  // ---- inputs
+  let x: string;
+  const io: ShardIo = {
+    kv: [],
+    output: hasHead ? 'logits' : 'hidden_out',
+    outputKind: hasHead ? 'logits' : 'hidden',
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    hiddenSize: D,
+    vocabSize: c.vocabSize,
+  };
+  if (hasEmbed) {
+    io.tokens = g.input('input_ids', 'int64', [1, 'seq']);
+    const emb = g.weight('model.embed_tokens.weight', 'float32', [c.vocabSize, D], f32(await read('model.embed_tokens.weight')));
+    x = g.node('Gather', [emb, io.tokens], { attrs: { axis: 0 } });
+  } else {
+    io.hiddenIn = g.input('hidden_in', 'float32', [1, 'seq', D]);
+    x = io.hiddenIn;
+  }
+
+  // ---- blocks
+  if (blocks.length > 0) {
+    io.positions = g.input('position_ids', 'int64', [1, 'seq']);
+    const { cos, sin } = ropeTables(c, options.contextLength);
+    const cosT = g.weight('rope.cos', 'float32', [options.contextLength, c.headDim / 2], f32(cos));
+    const sinT = g.weight('rope.sin', 'float32', [options.contextLength, c.headDim / 2], f32(sin));
+    const interleaved = c.ropeLayout === 'interleaved' ? 1 : 0;
+    const G = c.numHeads / c.numKvHeads;
+    const shapeKv = g.constInt64([0, 0, c.numKvHeads, c.headDim]);
+    const shapeQ = g.constInt64([0, 0, c.numKvHeads, G, c.headDim]);
+    const shapeOut = g.constInt64([0, 0, qD]);
+    const ax2 = g.constInt64([2]);
+    const scale = g.constFloat([1 / Math.sqrt(c.headDim)], []);
+
+    // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
+    let mask = '';
+    const first = blocks[0]!;
+    for (const l of blocks) {
+      const kv: KvIo = {
+        layer: l,
+        pastKey: `past_key.${l}`,
+        pastValue: `past_value.${l}`,
+        presentKey: `present_key.${l}`,
+        presentValue: `present_value.${l}`,
+      };
+      io.kv.push(kv);
+      g.input(kv.pastKey, 'float32', [1, c.numKvHeads, 'past', c.headDim]);
+      g.input(kv.pastValue, 'float32', [1, c.numKvHeads, 'past', c.headDim]);
+      const p = `model.layers.${l}`;
+      const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
+      const bias = c.attentionBias;
+      let q = await linear(h, `${p}.self_attn.q_proj.weight`, qD, D, bias ? `${p}.self_attn.q_proj.bias` : undefined);
+      let k = await linear(h, `${p}.self_attn.k_proj.weight`, kvD, D, bias ? `${p}.self_attn.k_proj.bias` : undefined);
+      const v = await linear(h, `${p}.self_attn.v_proj.weight`, kvD, D, bias ? `${p}.self_attn.v_proj.bias` : undefined);
+      q = g.node('RotaryEmbedding', [q, io.positions, cosT, sinT], {
+        domain: MS,
+        attrs: { interleaved, num_heads: c.numHeads },
+      });
+      k = g.node('RotaryEmbedding', [k, io.positions, cosT, sinT], {
+        domain: MS,
+        attrs: { interleaved, num_heads: c.numKvHeads },
+      });
+      const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+      const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+      const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
+      const presentV = g.node('Concat', [kv.pastValue, v4], { outputs: [kv.presentValue], attrs: { axis: 2 } });
+      g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+      g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+      if (l === first) mask = causalMask(g, io.positions, presentK);
+      // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
+      const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], { attrs: { perm: [0, 2, 3, 1, 4] } });
+      const kT = g.node('Unsqueeze', [g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }), ax2]);
+      let scores = g.node('MatMul', [q5, kT]);
+      scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
+      const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
+      const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
+      const merged = g.node('Reshape', [g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }), shapeOut]);
+      const attnOut = await linear(merged, `${p}.self_attn.o_proj.weight`, D, qD);
+      x = g.node('Add', [x, attnOut]);
+      const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
+      const gate = await linear(h2, `${p}.mlp.gate_proj.weight`, c.intermediateSize, D);
+      const up = await linear(h2, `${p}.mlp.up_proj.weight`, c.intermediateSize, D);
+      const act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up]);
+      const down = await linear(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize);
+      x = g.node('Add', [x, down]);
+    }
+  }
+
+  // ---- head or hand-off
+  if (hasHead) {
+    let h = await rmsNorm(x, 'model.norm.weight');
+    if (options.logits === 'last') {
+      h = g.node('Slice', [h, g.constInt64([-1]), g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]);
+    }
+    const headName = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+    // A tied head is stored again in transposed (or quantised) form: a peer that runs only the
+    // head needs the matrix anyway, and MatMul wants [D, V].
+    const logits = await linear(h, headName, c.vocabSize, D);
+    g.node('Identity', [logits], { outputs: ['logits'] });
+    g.output('logits', 'float32', [1, options.logits === 'last' ? 1 : 'seq', c.vocabSize]);
+  } else {
+    g.node('Identity', [x], { outputs: ['hidden_out'] });
+    g.output('hidden_out', 'float32', [1, 'seq', D]);
+  }
+
+  const model = g.build(`ringwork_${start}_${end}`, { '': 17, [MS]: 1 });
+  return { model, externalData: g.external, io, weightBytes: g.weightBytes };
+}
+
+/** -inf-like bias [1,1,1,S,T] hiding keys that lie after each query's position. */
+function causalMask(g: GraphBuilder, positions: string, presentK: string): string {
+  const total = g.node('Gather', [g.node('Shape', [presentK]), g.constInt64([2], [])], { attrs: { axis: 0 } });
+  const keyPos = g.node('Range', [g.constInt64([0], []), total, g.constInt64([1], [])]);
+  // [1, S, 1] vs [T] -> [1, S, T]
+  const qPos = g.node('Unsqueeze', [positions, g.constInt64([2])]);
+  const hidden = g.node('Greater', [keyPos, qPos]);
+  const bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
+  return g.node('Unsqueeze', [bias, g.constInt64([1, 2])]);
+}
+
+/** Canonical names of every tensor units `[start, end)` read. */
+export function tensorsFor(c: ModelConfig, range: UnitRange): string[] {
+  const names: string[] = [];
+  if (range[0] === 0) names.push('model.embed_tokens.weight');
+  for (const l of blocksIn(c, range)) {
+    const p = `model.layers.${l}`;
+    names.push(`${p}.input_layernorm.weight`);
+    for (const m of ['q', 'k', 'v']) {
+      names.push(`${p}.self_attn.${m}_proj.weight`);
+      if (c.attentionBias) names.push(`${p}.self_attn.${m}_proj.bias`);
+    }
+    names.push(`${p}.self_attn.o_proj.weight`, `${p}.post_attention_layernorm.weight`);
+    names.push(`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`, `${p}.mlp.down_proj.weight`);
+  }
+  if (range[1] === c.numLayers + 2) {
+    names.push('model.norm.weight', c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  }
+  return names;
+}

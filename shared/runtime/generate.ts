@@ -1,0 +1,140 @@
+import { RingworkError, throwIfAborted } from '../errors.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import type { Pipeline } from './pipeline.js';
+import type { Sampler } from './sampler.js';
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  pipeline: Pipeline;
+  tokenizer: Tokenizer;
+  /** Prompt text, or already-encoded ids (BOS included when wanted). */
+  prompt: string | number[];
+  /** Total positions, BOS and prompt included (llama2.c's `-n`). */
+  steps: number;
+  sampler: Sampler;
+  /** Run the prompt as one batched prefill (default) or token by token like llama2.c. */
+  prefill?: boolean;
+  signal?: AbortSignal;
+  /** Streams each printed piece as soon as its token is known. */
+  onToken?: (e: { token: number; piece: string; position: number }) => void;
+  /** Sees every hidden state crossing a stage boundary: (position of first row, stage, data). */
+  onBoundary?: (position: number, stage: number, hidden: Float32Array) => void;
+  /** Sees the logits of every forward pass: (position of first row, logits). */
+  onLogits?: (position: number, logits: Float32Array) => void;
+  /** Tokens that end generation; default: the tokenizer's EOS ids. llama2.c stops on BOS only: pass []. */
+  stopTokens?: number[];
+  now?: () => number;
+}
+
+/** What {@link generate} returns. */
+export interface GenerateResult {
+  /** Exactly what llama2.c's `run` prints: the prompt and the continuation, then a newline. */
+  text: string;
+  /** Prompt ids followed by every generated id. */
+  tokens: number[];
+  promptTokens: number;
+  /** Why generation ended. */
+  stop: 'steps' | 'bos' | 'eos';
+  timings: {
+    prefillMs: number;
+    decodeMs: number;
+    prefillTokens: number;
+    decodeTokens: number;
+    prefillTokPerS: number;
+    decodeTokPerS: number;
+  };
+}
+
+/**
+ * The generation loop, with llama2.c's semantics: BOS + prompt, `steps` positions in total,
+ * stop when BOS is sampled (llama2.c's end marker) or an EOS of a chat model; the printed text is
+ * the prompt followed by the streamed pieces and a final newline.
+ */
+export async function generate(o: GenerateOptions): Promise<GenerateResult> {
+  const now = o.now ?? (() => performance.now());
+  const prompt = typeof o.prompt === 'string' ? o.tokenizer.encode(o.prompt, { bos: true }) : [...o.prompt];
+  if (prompt.length === 0) throw new RingworkError('INVALID_ARGUMENT', 'The prompt encodes to no tokens: pass a non-empty prompt.');
+  if (!Number.isInteger(o.steps) || o.steps < 1) {
+    throw new RingworkError('INVALID_ARGUMENT', `steps must be a positive integer (total positions incl. prompt), got ${o.steps}.`);
+  }
+  const steps = Math.max(o.steps, 1);
+  const session = await o.pipeline.open();
+  const tokens = [...prompt];
+  let text = '';
+  let stop: GenerateResult['stop'] = 'steps';
+  const emit = (prev: number, next: number, position: number) => {
+    const piece = o.tokenizer.decodePiece(prev, next);
+    text += piece;
+    o.onToken?.({ token: next, piece, position });
+  };
+  const eos = new Set((o.stopTokens ?? o.tokenizer.eosIds).filter((id) => id !== o.tokenizer.bosId));
+  let prefillMs = 0;
+  let decodeMs = 0;
+  let decodeTokens = 0;
+  try {
+    // Prefill: positions 0..n-1 in one pass (or one by one), printing the prompt as llama2.c does.
+    const n = Math.min(prompt.length, steps);
+    const t0 = now();
+    let logits: Float32Array;
+    const run = async (ids: number[], pos: number) => {
+      throwIfAborted(o.signal, 'Generation');
+      const r = await session.forward(Int32Array.from(ids), pos, {
+        signal: o.signal,
+        onBoundary: o.onBoundary ? (stage, h) => o.onBoundary!(pos, stage, h) : undefined,
+      });
+      o.onLogits?.(pos, r.logits);
+      return r.logits;
+    };
+    if (o.prefill === false) {
+      logits = new Float32Array();
+      for (let p = 0; p < n; p++) logits = await run([prompt[p]!], p);
+    } else {
+      logits = await run(prompt.slice(0, n), 0);
+    }
+    prefillMs = now() - t0;
+    for (let p = 1; p < n; p++) emit(prompt[p - 1]!, prompt[p]!, p);
+    const vocab = o.tokenizer.vocabSize;
+    let pos = n - 1;
+    let token = prompt[n - 1]!;
+    // `logits` holds the row for position `pos`; llama2.c samples from it and prints.
+    while (pos < steps) {
+      const row = logits.length > vocab ? logits.subarray(logits.length - vocab) : logits;
+      // A prompt longer than `steps` is still forced, as llama2.c does.
+      const next = pos < prompt.length - 1 ? prompt[pos + 1]! : o.sampler.sample(row);
+      pos++;
+      if (next === o.tokenizer.bosId) {
+        stop = 'bos';
+        break;
+      }
+      emit(token, next, pos);
+      tokens.push(next);
+      if (eos.has(next)) {
+        stop = 'eos';
+        break;
+      }
+      token = next;
+      if (pos >= steps) break;
+      const t1 = now();
+      logits = await run([token], pos);
+      decodeMs += now() - t1;
+      decodeTokens++;
+    }
+  } finally {
+    await session.close();
+  }
+  const prefillTokens = Math.min(prompt.length, steps);
+  return {
+    text: text + '\n',
+    tokens,
+    promptTokens: prompt.length,
+    stop,
+    timings: {
+      prefillMs,
+      decodeMs,
+      prefillTokens,
+      decodeTokens,
+      prefillTokPerS: prefillMs > 0 ? (prefillTokens * 1000) / prefillMs : 0,
+      decodeTokPerS: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
+    },
+  };
+}

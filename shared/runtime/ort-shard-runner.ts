@@ -1,0 +1,283 @@
+import type * as Ort from 'onnxruntime-common';
+import { RingworkError, throwIfAborted } from '../errors.js';
+import { compileShard, type ShardIo } from '../graph/compile-shard.js';
+import type { UnitRange } from '../graph/units.js';
+import type { ModelSource } from '../model/types.js';
+import type {
+  Backend,
+  LoadProgress,
+  LoadRequest,
+  LoadResult,
+  ModelRef,
+  RunnerInfo,
+  ShardRunner,
+  StepInput,
+  StepOutput,
+} from './shard-runner.js';
+
+/** The parts of the `onnxruntime-web` module the runner uses (injected so shared/ stays host-neutral). */
+export interface OrtModule {
+  InferenceSession: typeof Ort.InferenceSession;
+  Tensor: typeof Ort.Tensor;
+  env: Ort.Env;
+}
+
+/** Dependencies of {@link createOrtShardRunner}. */
+export interface OrtShardRunnerDeps {
+  ort: OrtModule;
+  /** Opens a model by reference (URL loader in browsers, file or URL loader in Node). */
+  openModel: (ref: ModelRef, signal?: AbortSignal) => Promise<ModelSource>;
+  /** Decides the backend for `auto`; defaults to probing `navigator.gpu`. */
+  probeWebGpu?: () => Promise<{ ok: boolean; reason: string }>;
+  now?: () => number;
+  newId?: () => string;
+}
+
+interface KvPair {
+  key: Ort.Tensor;
+  value: Ort.Tensor;
+}
+
+interface GenSession {
+  length: number;
+  kv: Map<number, KvPair>;
+}
+
+/** Default WebGPU probe: a real (non-fallback) adapter must exist. */
+export async function probeWebGpu(): Promise<{ ok: boolean; reason: string }> {
+  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
+  if (!gpu) return { ok: false, reason: 'WebGPU is not available here (navigator.gpu is missing); using wasm on the CPU.' };
+  try {
+    const adapter = (await gpu.requestAdapter()) as { isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } } | null;
+    if (!adapter) return { ok: false, reason: 'WebGPU found no adapter; using wasm on the CPU.' };
+    if (adapter.info?.isFallbackAdapter || adapter.isFallbackAdapter) {
+      return { ok: false, reason: 'The WebGPU adapter is a CPU fallback (SwiftShader), slower than wasm; using wasm.' };
+    }
+    return { ok: true, reason: 'A hardware WebGPU adapter is available.' };
+  } catch (e) {
+    return { ok: false, reason: `WebGPU adapter request failed (${String(e)}); using wasm.` };
+  }
+}
+
+/**
+ * A {@link ShardRunner} on onnxruntime-web (wasm or WebGPU), in the calling thread. The browser
+ * worker wraps exactly this; Node tests and CLIs use it directly with the wasm backend.
+ */
+export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
+  const { ort } = deps;
+  const now = deps.now ?? (() => performance.now());
+  let nextId = 0;
+  const newId = deps.newId ?? (() => `s${++nextId}`);
+  let session: Ort.InferenceSession | undefined;
+  let io: ShardIo | undefined;
+  let backend: Backend | undefined;
+  let backendReason: string | undefined;
+  let range: UnitRange | undefined;
+  let contextLength = 0;
+  const sessions = new Map<string, GenSession>();
+  // ORT sessions must not run concurrently; generation sessions take turns.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn, fn);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+
+  const emptyKv = (): Ort.Tensor =>
+    new ort.Tensor('float32', new Float32Array(0), [1, io!.kvHeads, 0, io!.headDim]);
+
+  const disposeSession = (s: GenSession) => {
+    for (const { key, value } of s.kv.values()) {
+      if (key.location === 'gpu-buffer') key.dispose();
+      if (value.location === 'gpu-buffer') value.dispose();
+    }
+    s.kv.clear();
+  };
+
+  const runner: ShardRunner = {
+    async load(request: LoadRequest, opts = {}): Promise<LoadResult> {
+      const t0 = now();
+      if (session) await runner.dispose();
+      const source = await deps.openModel(request.model, opts.signal);
+      const before = source.bytesRead;
+      const compiled = await compileShard(
+        source,
+        {
+          range: request.range,
+          weightFormat: request.weightFormat,
+          logits: request.logits,
+          contextLength: Math.min(request.contextLength, source.config.maxPositions),
+        },
+        {
+          signal: opts.signal,
+          onProgress: (p) => opts.onProgress?.({ phase: 'fetch', bytesFetched: source.bytesRead - before, ...p }),
+        },
+      );
+      throwIfAborted(opts.signal, 'Loading the shard');
+      let choice: { backend: Backend; reason: string };
+      const wanted = request.backend ?? 'auto';
+      if (wanted === 'wasm') choice = { backend: 'wasm', reason: 'wasm was requested.' };
+      else if (wanted === 'webgpu') choice = { backend: 'webgpu', reason: 'WebGPU was requested.' };
+      else {
+        const probe = await (deps.probeWebGpu ?? probeWebGpu)();
+        choice = { backend: probe.ok ? 'webgpu' : 'wasm', reason: probe.reason };
+      }
+      opts.onProgress?.({ phase: 'session', backend: choice.backend });
+      const create = (b: Backend) => {
+        const options: Ort.InferenceSession.SessionOptions = {
+          executionProviders: [b],
+          externalData: compiled.externalData,
+          graphOptimizationLevel: 'all',
+        };
+        if (b === 'webgpu') {
+          // Keep the KV cache on the GPU between steps; only the hand-off tensor comes back.
+          const loc: Record<string, Ort.Tensor.DataLocation> = {};
+          for (const kv of compiled.io.kv) {
+            loc[kv.presentKey] = 'gpu-buffer';
+            loc[kv.presentValue] = 'gpu-buffer';
+          }
+          options.preferredOutputLocation = loc;
+        }
+        return ort.InferenceSession.create(compiled.model, options);
+      };
+      try {
+        session = await create(choice.backend);
+      } catch (e) {
+        if (choice.backend !== 'webgpu' || wanted === 'webgpu') {
+          throw new RingworkError('RUNNER_BACKEND_FAILED', `onnxruntime-web could not create a ${choice.backend} session: ${String(e)}`, {
+            details: { backend: choice.backend },
+            cause: e,
+          });
+        }
+        choice = { backend: 'wasm', reason: `WebGPU session creation failed (${String(e)}); fell back to wasm.` };
+        session = await create('wasm');
+      }
+      io = compiled.io;
+      backend = choice.backend;
+      backendReason = choice.reason;
+      range = request.range;
+      contextLength = Math.min(request.contextLength, source.config.maxPositions);
+      return {
+        backend,
+        backendReason,
+        config: source.config,
+        io,
+        weightBytes: compiled.weightBytes,
+        bytesFetched: source.bytesRead - before,
+        loadMs: now() - t0,
+      };
+    },
+
+    async openSession() {
+      if (!session) throw notLoaded();
+      const id = newId();
+      sessions.set(id, { length: 0, kv: new Map() });
+      return id;
+    },
+
+    step(sessionId: string, input: StepInput, opts = {}): Promise<StepOutput> {
+      return serial(async () => {
+        throwIfAborted(opts.signal, 'The step');
+        if (!session || !io) throw notLoaded();
+        const s = sessions.get(sessionId);
+        if (!s) {
+          throw new RingworkError('RUNNER_UNKNOWN_SESSION', `No generation session "${sessionId}": open one with openSession() first.`, {
+            details: { sessionId },
+          });
+        }
+        const S = checkInput(io, input, s.length);
+        if (input.position + S > contextLength) {
+          throw new RingworkError(
+            'RUNNER_CONTEXT_FULL',
+            `Context full: position ${input.position} + ${S} tokens exceeds this shard's context of ${contextLength}. Start a new session or load with a longer contextLength.`,
+            { details: { position: input.position, tokens: S, contextLength } },
+          );
+        }
+        const feeds: Record<string, Ort.Tensor> = {};
+        if (io.tokens) feeds[io.tokens] = new ort.Tensor('int64', BigInt64Array.from(input.tokens!, (t) => BigInt(t)), [1, S]);
+        if (io.hiddenIn) feeds[io.hiddenIn] = new ort.Tensor('float32', input.hidden!, [1, S, io.hiddenSize]);
+        if (io.positions) {
+          feeds[io.positions] = new ort.Tensor(
+            'int64',
+            BigInt64Array.from({ length: S }, (_, i) => BigInt(input.position + i)),
+            [1, S],
+          );
+        }
+        for (const kv of io.kv) {
+          const past = s.kv.get(kv.layer);
+          feeds[kv.pastKey] = past?.key ?? emptyKv();
+          feeds[kv.pastValue] = past?.value ?? emptyKv();
+        }
+        const t0 = now();
+        const out = await session.run(feeds);
+        const ms = now() - t0;
+        for (const kv of io.kv) {
+          const old = s.kv.get(kv.layer);
+          s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
+          if (old?.key.location === 'gpu-buffer') old.key.dispose();
+          if (old?.value.location === 'gpu-buffer') old.value.dispose();
+        }
+        s.length += S;
+        const result = out[io.output]!;
+        const data = (await result.getData()) as Float32Array;
+        return { kind: io.outputKind, data, seqLen: S, ms };
+      });
+    },
+
+    async closeSession(sessionId: string) {
+      const s = sessions.get(sessionId);
+      if (!s) return;
+      sessions.delete(sessionId);
+      await serial(async () => disposeSession(s));
+    },
+
+    async info(): Promise<RunnerInfo> {
+      return { loaded: !!session, backend, backendReason, range, sessions: sessions.size };
+    },
+
+    async dispose() {
+      await serial(async () => {
+        for (const s of sessions.values()) disposeSession(s);
+        sessions.clear();
+        const old = session;
+        session = undefined;
+        io = undefined;
+        await old?.release();
+      });
+    },
+  };
+  return runner;
+}
+
+function notLoaded(): RingworkError {
+  return new RingworkError('RUNNER_NOT_LOADED', 'The runner has no shard loaded: call load() first.');
+}
+
+function checkInput(io: ShardIo, input: StepInput, cached: number): number {
+  const bad = (msg: string, details: Record<string, unknown>) => new RingworkError('RUNNER_BAD_INPUT', msg, { details });
+  if (!Number.isInteger(input.position) || input.position !== cached) {
+    throw bad(`Position ${input.position} does not follow the session's ${cached} cached positions; steps must be consecutive.`, {
+      position: input.position,
+      cached,
+    });
+  }
+  if (io.tokens) {
+    if (!(input.tokens instanceof Int32Array) || input.tokens.length === 0) {
+      throw bad('This shard starts at the embedding: pass `tokens` (a non-empty Int32Array).', {});
+    }
+    for (const t of input.tokens) {
+      if (t < 0 || t >= io.vocabSize) throw bad(`Token id ${t} is outside the vocabulary [0, ${io.vocabSize}).`, { token: t });
+    }
+    return input.tokens.length;
+  }
+  const h = input.hidden;
+  if (!(h instanceof Float32Array) || h.length === 0 || h.length % io.hiddenSize !== 0) {
+    throw bad(`This shard takes hidden states: pass \`hidden\` as a Float32Array whose length is a multiple of ${io.hiddenSize}.`, {
+      length: h?.length,
+    });
+  }
+  for (let i = 0; i < h.length; i++) {
+    if (!Number.isFinite(h[i]!)) throw bad(`Hidden state element ${i} is ${h[i]}: the previous stage produced NaN/Inf.`, { index: i });
+  }
+  return h.length / io.hiddenSize;
+}

@@ -1,0 +1,90 @@
+import type { CompileProgress, ShardIo, WeightFormat } from '../graph/compile-shard.js';
+import type { UnitRange } from '../graph/units.js';
+import type { ModelConfig } from '../model/types.js';
+
+/** Execution backends of onnxruntime-web. */
+export type Backend = 'webgpu' | 'wasm';
+
+/** Where a model lives: a llama2.c `.bin` (file path or URL) or a Hugging Face directory/URL. */
+export interface ModelRef {
+  /** Path or URL of a `.bin` checkpoint, or of a directory holding `config.json`. */
+  url: string;
+}
+
+/** What a runner should load: which units of which model, in which weight format. */
+export interface LoadRequest {
+  model: ModelRef;
+  range: UnitRange;
+  weightFormat: WeightFormat;
+  /** Longest context (positions) this shard will serve; sizes RoPE tables and bounds KV growth. */
+  contextLength: number;
+  logits: 'last' | 'all';
+  /** `auto` (default) tries WebGPU on a real GPU adapter, else wasm. */
+  backend?: 'auto' | Backend;
+}
+
+/** Outcome of {@link ShardRunner.load}. */
+export interface LoadResult {
+  backend: Backend;
+  /** Why this backend was chosen (or why WebGPU was not). */
+  backendReason: string;
+  config: ModelConfig;
+  io: ShardIo;
+  /** Bytes of weights in the compiled shard. */
+  weightBytes: number;
+  /** Bytes transferred from the model's files to build it. */
+  bytesFetched: number;
+  loadMs: number;
+}
+
+/** Typed progress events while loading. */
+export type LoadProgress =
+  | ({ phase: 'fetch'; bytesFetched: number } & CompileProgress)
+  | { phase: 'session'; backend: Backend };
+
+/** One forward step through the shard. Exactly one of `tokens` / `hidden` is given. */
+export interface StepInput {
+  /** Token ids `[S]` (shards that start at the embedding). */
+  tokens?: Int32Array;
+  /** Hidden states `[S * hiddenSize]` (every other shard). */
+  hidden?: Float32Array;
+  /** Absolute position of the first of the S inputs; must equal the session's cached length. */
+  position: number;
+}
+
+/** The result of one step: hidden states to hand on, or logits. */
+export interface StepOutput {
+  kind: 'hidden' | 'logits';
+  /** `[S * hiddenSize]` hidden states, or `[rows * vocab]` logits (rows = 1 for `logits: 'last'`). */
+  data: Float32Array;
+  seqLen: number;
+  /** Wall time of the ORT run in ms. */
+  ms: number;
+}
+
+/** Static facts about a runner. */
+export interface RunnerInfo {
+  loaded: boolean;
+  backend?: Backend;
+  backendReason?: string;
+  range?: UnitRange;
+  sessions: number;
+}
+
+/**
+ * Runs one contiguous shard of a model. Each generation session keeps its own KV cache inside
+ * the runner (on the GPU when the backend is WebGPU); only hidden states or logits leave it.
+ * Implemented in-process for Node (`createOrtShardRunner`) and as a comlink-exposed Web Worker in
+ * the browser; both speak this interface.
+ */
+export interface ShardRunner {
+  load(request: LoadRequest, opts?: { signal?: AbortSignal; onProgress?: (p: LoadProgress) => void }): Promise<LoadResult>;
+  /** Starts a generation session with an empty KV cache; returns its id. */
+  openSession(): Promise<string>;
+  step(sessionId: string, input: StepInput, opts?: { signal?: AbortSignal }): Promise<StepOutput>;
+  /** Frees a session's KV cache. Unknown ids are ignored (release is idempotent). */
+  closeSession(sessionId: string): Promise<void>;
+  info(): Promise<RunnerInfo>;
+  /** Releases everything. Safe to call twice. */
+  dispose(): Promise<void>;
+}

@@ -125,7 +125,7 @@ export async function compileShard(
     const w = await read(name);
     let y: string;
     if (options.weightFormat === 'f32') {
-      const wt = g.weight(name, 'float32', [k, n], f32(transpose2d(w, n, k)));
+      const wt = g.weight(`${name}.T`, 'float32', [k, n], f32(transpose2d(w, n, k)));
       y = g.node('MatMul', [x, wt]);
     } else {
       const bits = options.weightFormat === 'q4' ? 4 : 8;

@@ -1,15 +1,13 @@
 import type { CompileProgress, ShardIo, WeightFormat } from '../graph/compile-shard.js';
 import type { UnitRange } from '../graph/units.js';
+import type { ModelLocation } from '../model/open-model.js';
 import type { ModelConfig } from '../model/types.js';
 
 /** Execution backends of onnxruntime-web. */
 export type Backend = 'webgpu' | 'wasm';
 
 /** Where a model lives: a llama2.c `.bin` (file path or URL) or a Hugging Face directory/URL. */
-export interface ModelRef {
-  /** Path or URL of a `.bin` checkpoint, or of a directory holding `config.json`. */
-  url: string;
-}
+export type ModelRef = ModelLocation;
 
 /** What a runner should load: which units of which model, in which weight format. */
 export interface LoadRequest {

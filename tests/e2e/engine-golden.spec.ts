@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { test, expect } from './server-fixture';
+import { goldenHidden, loadGolden, repoPath } from '../helpers/golden';
+
+const golden = loadGolden();
+const prompt = readFileSync(repoPath('tests/fixtures/golden/stories260K_p1.prompt.txt'), 'utf8').trim();
+
+// Unit boundaries: 0 = embed, 1..5 = blocks, 6 = head. Every 2-way split, and a 3-way split.
+const SPLITS: number[][] = [[], [1], [2], [3], [4], [5], [6], [2, 4]];
+
+async function checkRun(page: import('@playwright/test').Page, serverUrl: string, splits: number[], backend: 'wasm' | 'webgpu') {
+  if (!page.url().endsWith('/harness.html')) {
+    await page.goto(`${serverUrl}/harness.html`);
+    await page.waitForFunction(() => 'ringworkHarness' in window);
+  }
+  const r = await page.evaluate((run) => window.ringworkHarness.runGolden(run), {
+    modelUrl: '/models/stories260K/stories260K.bin',
+    prompt,
+    steps: 64,
+    splits,
+    backend,
+  });
+  expect(r.backends.every((b) => b === backend), `backends ${r.backends} (${r.reasons.join('; ')})`).toBe(true);
+  expect(r.text, `split ${JSON.stringify(splits)}`).toBe(golden.text);
+  expect(r.tokens).toEqual(golden.sequenceTokens);
+  // Boundary b carries the residual stream after unit b-1 = golden hidden index b-1.
+  splits.forEach((b, stage) => {
+    let maxDiff = 0;
+    for (let pos = 0; pos < 64; pos++) {
+      const want = goldenHidden(golden, pos, b - 1);
+      const got = r.boundaries[stage]![pos]!;
+      for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
+    }
+    expect(maxDiff, `boundary ${b} max |diff|`).toBeLessThan(1e-4);
+  });
+}
+
+test.describe('stories260K in Chromium workers on wasm', () => {
+  test(`golden text and boundary hidden states, whole model and ${SPLITS.length - 1} splits`, async ({ page, server }) => {
+    for (const splits of SPLITS) await checkRun(page, server.url, splits, 'wasm');
+  });
+});
+
+// SwiftShader runs WGSL on the CPU at well under 1 GFLOPS: ~25 s per stage for 64 steps. One test
+// per split keeps each within its own timeout; this proves the WebGPU path's numbers, not its speed.
+test.describe('stories260K in Chromium workers on WebGPU (SwiftShader fallback adapter)', () => {
+  for (const splits of SPLITS) {
+    test(`golden text and boundary hidden states, split ${JSON.stringify(splits)}`, async ({ page, server }) => {
+      test.setTimeout(150_000);
+      await checkRun(page, server.url, splits, 'webgpu');
+    });
+  }
+});

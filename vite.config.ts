@@ -1,0 +1,50 @@
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import react from '@vitejs/plugin-react';
+import { defineConfig, type Plugin } from 'vite';
+
+/** COOP/COEP make the page cross-origin isolated, which onnxruntime-web needs for wasm threads. */
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+/**
+ * onnxruntime-web's threaded wasm spawns workers that import its own .mjs glue; bundled into the
+ * app they re-load the app and fail ("document is not defined"). Shipping the glue and the wasm as
+ * static files (and pointing `env.wasm.wasmPaths` at them in production) avoids that.
+ */
+function ortStaticFiles(): Plugin {
+  const files = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
+  return {
+    name: 'ringwork-ort-static',
+    apply: 'build',
+    writeBundle(options) {
+      const out = resolve(options.dir ?? 'dist', 'ort');
+      mkdirSync(out, { recursive: true });
+      for (const f of files) copyFileSync(resolve('node_modules/onnxruntime-web/dist', f), resolve(out, f));
+    },
+  };
+}
+
+export default defineConfig({
+  root: 'web',
+  publicDir: resolve('public'),
+  plugins: [react(), ortStaticFiles()],
+  server: { headers: ISOLATION_HEADERS },
+  preview: { headers: ISOLATION_HEADERS },
+  worker: { format: 'es' },
+  build: {
+    outDir: resolve('dist'),
+    emptyOutDir: true,
+    target: 'es2022',
+    chunkSizeWarningLimit: 2048,
+    rollupOptions: {
+      input: {
+        main: resolve('web/index.html'),
+        harness: resolve('web/harness.html'),
+      },
+    },
+  },
+  optimizeDeps: { exclude: ['onnxruntime-web'] },
+});

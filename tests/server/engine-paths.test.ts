@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelProfileSchema } from '../../shared/model/profile';
+import { generate } from '../../shared/runtime/generate';
+import { createSampler } from '../../shared/runtime/sampler';
+import { convertToHf } from '../../signaling-server/src/model/convert';
+import { loadLocalPipeline } from '../../signaling-server/src/model/local-pipeline';
+import { openNodeModel } from '../../signaling-server/src/model/open-node-model';
+import { synthesizeModel } from '../../signaling-server/src/model/synth';
+import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
+import { loadGolden, repoPath } from '../helpers/golden';
+import { readFileSync } from 'node:fs';
+
+const run = promisify(execFile);
+const golden = loadGolden();
+const BIN = 'public/models/stories260K/stories260K.bin';
+let dir = '';
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ringwork-engine-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function greedy(model: string, splits: number[], steps: number, prompt: string) {
+  const local = await loadLocalPipeline({ model: { url: model }, splits, contextLength: steps, logits: 'last' });
+  const logits: Float32Array[] = [];
+  try {
+    const r = await generate({
+      pipeline: local.pipeline,
+      tokenizer: local.tokenizer,
+      prompt,
+      steps,
+      sampler: createSampler({ temperature: 0 }),
+      stopTokens: [],
+      onLogits: (_pos, l) => logits.push(l.slice()),
+    });
+    return { ...r, logits };
+  } finally {
+    await local.dispose();
+  }
+}
+
+describe('llama2.c path and Hugging Face path', () => {
+  it('the converted safetensors model (rotate-half RoPE, tokenizer.json) gives the same tokens as the llama2.c file', async () => {
+    const { source } = await openNodeModel({ url: BIN });
+    const tok = parseLlama2cTokenizer(new Uint8Array(readFileSync(repoPath('public/models/stories260K/tok512.bin'))), 512, 'tok512.bin');
+    const hfDir = join(dir, 'stories260K-hf');
+    await convertToHf(source, tok, hfDir);
+    const hf = await openNodeModel({ url: hfDir });
+    expect(hf.source.format).toBe('safetensors');
+    expect(hf.source.config.ropeLayout).toBe('half');
+    for (const splits of [[], [3], [2, 4]]) {
+      const a = await greedy(BIN, splits, 64, 'Once upon a time');
+      const b = await greedy(hfDir, splits, 64, 'Once upon a time');
+      expect(b.tokens).toEqual(a.tokens);
+      expect(b.text).toBe(a.text);
+      expect(a.text).toBe(golden.text);
+    }
+  });
+});
+
+describe('synthetic SmolLM2-135M-shaped model', () => {
+  it('split 3 ways gives the same tokens and logits as unsplit', async () => {
+    const out = join(dir, 'smollm2-135m');
+    await synthesizeModel({ preset: 'smollm2-135m', outDir: out, seed: 7 });
+    // 32 units (embed, 30 blocks, head): three contiguous ranges.
+    const whole = await greedy(out, [], 12, 'hello world');
+    const split = await greedy(out, [11, 22], 12, 'hello world');
+    expect(split.tokens).toEqual(whole.tokens);
+    expect(whole.tokens.length).toBeGreaterThan(8);
+    let max = 0;
+    let scale = 0;
+    whole.logits.forEach((l, i) => {
+      for (let v = 0; v < l.length; v++) {
+        max = Math.max(max, Math.abs(l[v]! - split.logits[i]![v]!));
+        scale = Math.max(scale, Math.abs(l[v]!));
+      }
+    });
+    expect(max).toBeLessThanOrEqual(1e-5 * Math.max(1, scale));
+  }, 240_000);
+});
+
+describe('CLIs', () => {
+  const tsx = ['--import', 'tsx'];
+  it('generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges', async () => {
+    const args = [...tsx, 'signaling-server/src/cli/generate.ts', '--model', BIN, '--prompt', 'Once upon a time', '--steps', '64', '--temperature', '0', '--split', '2,4'];
+    const { stdout } = await run(process.execPath, args, { cwd: repoPath('') });
+    expect(stdout).toBe(golden.text);
+    const j = await run(process.execPath, [...args, '--json'], { cwd: repoPath('') });
+    const parsed = JSON.parse(j.stdout) as { tokens: number[]; stages: { range: number[] }[]; timings: { decodeTokPerS: number } };
+    expect(parsed.tokens).toEqual(golden.sequenceTokens);
+    expect(parsed.stages.map((s) => s.range)).toEqual([[0, 2], [2, 4], [4, 7]]);
+    expect(parsed.timings.decodeTokPerS).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('generate names the missing file and exits 1 without a stack trace', async () => {
+    const err = await run(process.execPath, [...tsx, 'signaling-server/src/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'], { cwd: repoPath('') }).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toMatch(/error \[FILE_READ_FAILED\].*model\.bin/);
+    expect(err?.stderr).not.toMatch(/\n\s+at /);
+  }, 30_000);
+
+  it('model-profile --json prints a schema-valid profile with one entry per unit', async () => {
+    const { stdout } = await run(process.execPath, [...tsx, 'signaling-server/src/cli/model-profile.ts', '--model', BIN, '--json'], { cwd: repoPath('') });
+    const p = modelProfileSchema.parse(JSON.parse(stdout));
+    expect(p.layers.map((l) => l.name)).toEqual(['embed', 'block.0', 'block.1', 'block.2', 'block.3', 'block.4', 'head']);
+    // A block: wq 64x64, wk/wv 32x64, wo 64x64, w1/w3 172x64, w2 64x172, two norms; f32.
+    expect(p.layers[1]!.weightBytes).toBe((64 * 64 * 2 + 32 * 64 * 2 + 172 * 64 * 3 + 64 * 2) * 4);
+    expect(p.layers[1]!.kvBytesPerToken).toBe(2 * 32 * 4);
+    expect(p.layers[6]!.outBytesPerToken).toBe(512 * 4);
+  }, 30_000);
+});

@@ -85,14 +85,22 @@ export async function compileShard(
   const c = source.config;
   checkUnitRange(c, options.range);
   if (!Number.isInteger(options.contextLength) || options.contextLength < 1) {
-    throw new RingworkError('GRAPH_BAD_OPTION', `contextLength must be a positive integer, got ${options.contextLength}.`, {
-      details: { contextLength: options.contextLength },
-    });
+    throw new RingworkError(
+      'GRAPH_BAD_OPTION',
+      `contextLength must be a positive integer, got ${options.contextLength}.`,
+      {
+        details: { contextLength: options.contextLength },
+      },
+    );
   }
   if (!['f32', 'q8', 'q4'].includes(options.weightFormat)) {
-    throw new RingworkError('GRAPH_BAD_OPTION', `Unknown weight format "${options.weightFormat}": use f32, q8 or q4.`, {
-      details: { weightFormat: options.weightFormat },
-    });
+    throw new RingworkError(
+      'GRAPH_BAD_OPTION',
+      `Unknown weight format "${options.weightFormat}": use f32, q8 or q4.`,
+      {
+        details: { weightFormat: options.weightFormat },
+      },
+    );
   }
   const [start, end] = options.range;
   const L = c.numLayers;
@@ -159,7 +167,12 @@ export async function compileShard(
   };
   if (hasEmbed) {
     io.tokens = g.input('input_ids', 'int64', [1, 'seq']);
-    const emb = g.weight('model.embed_tokens.weight', 'float32', [c.vocabSize, D], f32(await read('model.embed_tokens.weight')));
+    const emb = g.weight(
+      'model.embed_tokens.weight',
+      'float32',
+      [c.vocabSize, D],
+      f32(await read('model.embed_tokens.weight')),
+    );
     x = g.node('Gather', [emb, io.tokens], { attrs: { axis: 0 } });
   } else {
     io.hiddenIn = g.input('hidden_in', 'float32', [1, 'seq', D]);
@@ -197,9 +210,27 @@ export async function compileShard(
       const p = `model.layers.${l}`;
       const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
       const bias = c.attentionBias;
-      let q = await linear(h, `${p}.self_attn.q_proj.weight`, qD, D, bias ? `${p}.self_attn.q_proj.bias` : undefined);
-      let k = await linear(h, `${p}.self_attn.k_proj.weight`, kvD, D, bias ? `${p}.self_attn.k_proj.bias` : undefined);
-      const v = await linear(h, `${p}.self_attn.v_proj.weight`, kvD, D, bias ? `${p}.self_attn.v_proj.bias` : undefined);
+      let q = await linear(
+        h,
+        `${p}.self_attn.q_proj.weight`,
+        qD,
+        D,
+        bias ? `${p}.self_attn.q_proj.bias` : undefined,
+      );
+      let k = await linear(
+        h,
+        `${p}.self_attn.k_proj.weight`,
+        kvD,
+        D,
+        bias ? `${p}.self_attn.k_proj.bias` : undefined,
+      );
+      const v = await linear(
+        h,
+        `${p}.self_attn.v_proj.weight`,
+        kvD,
+        D,
+        bias ? `${p}.self_attn.v_proj.bias` : undefined,
+      );
       q = g.node('RotaryEmbedding', [q, io.positions, cosT, sinT], {
         domain: MS,
         attrs: { interleaved, num_heads: c.numHeads },
@@ -211,18 +242,27 @@ export async function compileShard(
       const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
       const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
       const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
-      const presentV = g.node('Concat', [kv.pastValue, v4], { outputs: [kv.presentValue], attrs: { axis: 2 } });
+      const presentV = g.node('Concat', [kv.pastValue, v4], {
+        outputs: [kv.presentValue],
+        attrs: { axis: 2 },
+      });
       g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
       g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
       if (l === first) mask = causalMask(g, io.positions, presentK);
       // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
       const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], { attrs: { perm: [0, 2, 3, 1, 4] } });
-      const kT = g.node('Unsqueeze', [g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }), ax2]);
+      const kT = g.node('Unsqueeze', [
+        g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }),
+        ax2,
+      ]);
       let scores = g.node('MatMul', [q5, kT]);
       scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
       const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
       const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
-      const merged = g.node('Reshape', [g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }), shapeOut]);
+      const merged = g.node('Reshape', [
+        g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
+        shapeOut,
+      ]);
       const attnOut = await linear(merged, `${p}.self_attn.o_proj.weight`, D, qD);
       x = g.node('Add', [x, attnOut]);
       const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
@@ -238,7 +278,12 @@ export async function compileShard(
   if (hasHead) {
     let h = await rmsNorm(x, 'model.norm.weight');
     if (options.logits === 'last') {
-      h = g.node('Slice', [h, g.constInt64([-1]), g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]);
+      h = g.node('Slice', [
+        h,
+        g.constInt64([-1]),
+        g.constInt64([Number.MAX_SAFE_INTEGER]),
+        g.constInt64([1]),
+      ]);
     }
     const headName = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     // A tied head is stored again in transposed (or quantised) form: a peer that runs only the
@@ -257,7 +302,9 @@ export async function compileShard(
 
 /** -inf-like bias [1,1,1,S,T] hiding keys that lie after each query's position. */
 function causalMask(g: GraphBuilder, positions: string, presentK: string): string {
-  const total = g.node('Gather', [g.node('Shape', [presentK]), g.constInt64([2], [])], { attrs: { axis: 0 } });
+  const total = g.node('Gather', [g.node('Shape', [presentK]), g.constInt64([2], [])], {
+    attrs: { axis: 0 },
+  });
   const keyPos = g.node('Range', [g.constInt64([0], []), total, g.constInt64([1], [])]);
   // [1, S, 1] vs [T] -> [1, S, T]
   const qPos = g.node('Unsqueeze', [positions, g.constInt64([2])]);

@@ -1,7 +1,8 @@
 import onnxProto from 'onnx-proto';
+import type { onnx as OnnxNs } from 'onnx-proto';
 
 /** The generated onnx protobuf namespace (onnx-proto ships CommonJS; this interop works in Node and Vite). */
-export const onnx = (onnxProto as unknown as { onnx: typeof import('onnx-proto').onnx }).onnx;
+export const onnx = (onnxProto as unknown as { onnx: typeof OnnxNs }).onnx;
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
@@ -32,10 +33,10 @@ export interface ExternalBlob {
  * and a multi-GB shard never needs one contiguous buffer.
  */
 export class GraphBuilder {
-  private readonly nodes: import('onnx-proto').onnx.INodeProto[] = [];
-  private readonly initializers: import('onnx-proto').onnx.ITensorProto[] = [];
-  private readonly inputs: import('onnx-proto').onnx.IValueInfoProto[] = [];
-  private readonly outputs: import('onnx-proto').onnx.IValueInfoProto[] = [];
+  private readonly nodes: OnnxNs.INodeProto[] = [];
+  private readonly initializers: OnnxNs.ITensorProto[] = [];
+  private readonly inputs: OnnxNs.IValueInfoProto[] = [];
+  private readonly outputs: OnnxNs.IValueInfoProto[] = [];
   readonly external: ExternalBlob[] = [];
   private counter = 0;
   /** Bytes of weights held as initializers (inline or external). */
@@ -82,7 +83,11 @@ export class GraphBuilder {
     return name;
   }
 
-  constFloat(values: number[] | Float32Array, dims: number[] = [values.length], name = this.fresh('c_f32')): string {
+  constFloat(
+    values: number[] | Float32Array,
+    dims: number[] = [values.length],
+    name = this.fresh('c_f32'),
+  ): string {
     const raw = values instanceof Float32Array ? values : new Float32Array(values);
     this.initializers.push({
       name,
@@ -134,7 +139,7 @@ export class GraphBuilder {
   }
 }
 
-function valueInfo(name: string, elem: ElemType, dims: Dim[]): import('onnx-proto').onnx.IValueInfoProto {
+function valueInfo(name: string, elem: ElemType, dims: Dim[]): OnnxNs.IValueInfoProto {
   return {
     name,
     type: {
@@ -146,7 +151,7 @@ function valueInfo(name: string, elem: ElemType, dims: Dim[]): import('onnx-prot
   };
 }
 
-function attr(name: string, v: AttrValue): import('onnx-proto').onnx.IAttributeProto {
+function attr(name: string, v: AttrValue): OnnxNs.IAttributeProto {
   if (typeof v === 'string') return { name, type: AT.STRING, s: new TextEncoder().encode(v) };
   if (Array.isArray(v)) return { name, type: AT.INTS, ints: v };
   if (typeof v === 'object') return { name, type: AT.FLOAT, f: v.float };

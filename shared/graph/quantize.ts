@@ -16,7 +16,13 @@ export interface QuantizedWeight {
 }
 
 /** Symmetric per-block quantisation (zero point 8 for 4-bit, 128 for 8-bit). */
-export function quantizeBlockwise(w: Float32Array, n: number, k: number, bits: 4 | 8, blockSize: number): QuantizedWeight {
+export function quantizeBlockwise(
+  w: Float32Array,
+  n: number,
+  k: number,
+  bits: 4 | 8,
+  blockSize: number,
+): QuantizedWeight {
   const nBlocks = Math.ceil(k / blockSize);
   const blob = (blockSize * bits) / 8;
   const data = new Uint8Array(n * nBlocks * blob);

@@ -44,7 +44,10 @@ export function blocksIn(config: Pick<ModelConfig, 'numLayers'>, range: UnitRang
  * Splits the whole model at the given unit boundaries: `[2, 4]` on 7 units gives
  * `[[0,2],[2,4],[4,7]]`.
  */
-export function splitUnits(config: Pick<ModelConfig, 'numLayers'>, boundaries: readonly number[]): UnitRange[] {
+export function splitUnits(
+  config: Pick<ModelConfig, 'numLayers'>,
+  boundaries: readonly number[],
+): UnitRange[] {
   const n = unitCount(config);
   const cuts = [...boundaries].sort((x, y) => x - y);
   const ranges: UnitRange[] = [];

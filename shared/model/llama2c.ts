@@ -81,16 +81,35 @@ export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHead
     seqLen > 0 &&
     seqLen <= 1 << 22;
   if (!plausible) {
-    throw bad(file, 'MODEL_BAD_MAGIC', `header values ${JSON.stringify(ints)} are not a plausible model shape`, {
-      header: ints,
-    });
+    throw bad(
+      file,
+      'MODEL_BAD_MAGIC',
+      `header values ${JSON.stringify(ints)} are not a plausible model shape`,
+      {
+        header: ints,
+      },
+    );
   }
   if (dim % nHeads !== 0 || nHeads % nKvHeads !== 0) {
-    throw bad(file, 'MODEL_BAD_HEADER', `dim ${dim} must divide by n_heads ${nHeads}, which must divide by n_kv_heads ${nKvHeads}`);
+    throw bad(
+      file,
+      'MODEL_BAD_HEADER',
+      `dim ${dim} must divide by n_heads ${nHeads}, which must divide by n_kv_heads ${nKvHeads}`,
+    );
   }
   let sharedClassifier = vocabRaw > 0;
   if (version === 1) sharedClassifier = bytes.byteLength > base + 28 && bytes[base + 28] === 1;
-  return { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(vocabRaw), seqLen, sharedClassifier, version };
+  return {
+    dim,
+    hiddenDim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    vocabSize: Math.abs(vocabRaw),
+    seqLen,
+    sharedClassifier,
+    version,
+  };
 }
 
 /** The normalised config of a llama2.c checkpoint (RoPE pairs stay interleaved, as trained). */
@@ -117,7 +136,10 @@ export function llama2cConfig(h: Llama2cHeader): ModelConfig {
 }
 
 /** Byte layout of every tensor in a llama2.c checkpoint, under canonical Hugging Face names. */
-export function llama2cTensorIndex(h: Llama2cHeader, file: string): { tensors: Map<string, TensorInfo>; end: number } {
+export function llama2cTensorIndex(
+  h: Llama2cHeader,
+  file: string,
+): { tensors: Map<string, TensorInfo>; end: number } {
   const c = llama2cConfig(h);
   const D = c.hiddenSize;
   const F = c.intermediateSize;

@@ -68,7 +68,15 @@ export function profileModel(
   for (let u = 0; u < n; u++) {
     const name = unitName(c, u);
     if (u === 0) {
-      layers.push({ name, flopsPerToken: 0, weightBytes: V * D * 4, kvBytesPerToken: 0, outBytesPerToken: D * 4, prefillFlopsPerToken: 0, decodeFlopsPerToken: 0 });
+      layers.push({
+        name,
+        flopsPerToken: 0,
+        weightBytes: V * D * 4,
+        kvBytesPerToken: 0,
+        outBytesPerToken: D * 4,
+        prefillFlopsPerToken: 0,
+        decodeFlopsPerToken: 0,
+      });
     } else if (u === n - 1) {
       const flops = 2 * D * V + 4 * D;
       layers.push({
@@ -81,7 +89,8 @@ export function profileModel(
         decodeFlopsPerToken: flops,
       });
     } else {
-      const proj = 2 * (D * qD + 2 * D * kvD + qD * D) + 2 * 3 * D * F + (c.attentionBias ? 2 * (qD + 2 * kvD) : 0);
+      const proj =
+        2 * (D * qD + 2 * D * kvD + qD * D) + 2 * 3 * D * F + (c.attentionBias ? 2 * (qD + 2 * kvD) : 0);
       // Element-wise work: two norms, RoPE, SwiGLU, residual adds (small next to the matmuls).
       const pointwise = 8 * D + 6 * (qD + kvD) + 4 * F;
       const attn = (t: number) => 4 * qD * t;

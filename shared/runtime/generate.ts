@@ -53,9 +53,13 @@ export interface GenerateResult {
 export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const now = o.now ?? (() => performance.now());
   const prompt = typeof o.prompt === 'string' ? o.tokenizer.encode(o.prompt, { bos: true }) : [...o.prompt];
-  if (prompt.length === 0) throw new RingworkError('INVALID_ARGUMENT', 'The prompt encodes to no tokens: pass a non-empty prompt.');
+  if (prompt.length === 0)
+    throw new RingworkError('INVALID_ARGUMENT', 'The prompt encodes to no tokens: pass a non-empty prompt.');
   if (!Number.isInteger(o.steps) || o.steps < 1) {
-    throw new RingworkError('INVALID_ARGUMENT', `steps must be a positive integer (total positions incl. prompt), got ${o.steps}.`);
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      `steps must be a positive integer (total positions incl. prompt), got ${o.steps}.`,
+    );
   }
   const steps = Math.max(o.steps, 1);
   const session = await o.pipeline.open();
@@ -68,7 +72,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     o.onToken?.({ token: next, piece, position });
   };
   const eos = new Set((o.stopTokens ?? o.tokenizer.eosIds).filter((id) => id !== o.tokenizer.bosId));
-  let prefillMs = 0;
+  let prefillMs: number;
   let decodeMs = 0;
   let decodeTokens = 0;
   try {

@@ -5,7 +5,6 @@ import type { UnitRange } from '../graph/units.js';
 import type { ModelSource } from '../model/types.js';
 import type {
   Backend,
-  LoadProgress,
   LoadRequest,
   LoadResult,
   ModelRef,
@@ -46,12 +45,22 @@ interface GenSession {
 /** Default WebGPU probe: a real (non-fallback) adapter must exist. */
 export async function probeWebGpu(): Promise<{ ok: boolean; reason: string }> {
   const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
-  if (!gpu) return { ok: false, reason: 'WebGPU is not available here (navigator.gpu is missing); using wasm on the CPU.' };
+  if (!gpu)
+    return {
+      ok: false,
+      reason: 'WebGPU is not available here (navigator.gpu is missing); using wasm on the CPU.',
+    };
   try {
-    const adapter = (await gpu.requestAdapter()) as { isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } } | null;
+    const adapter = (await gpu.requestAdapter()) as {
+      isFallbackAdapter?: boolean;
+      info?: { isFallbackAdapter?: boolean };
+    } | null;
     if (!adapter) return { ok: false, reason: 'WebGPU found no adapter; using wasm on the CPU.' };
     if (adapter.info?.isFallbackAdapter || adapter.isFallbackAdapter) {
-      return { ok: false, reason: 'The WebGPU adapter is a CPU fallback (SwiftShader), slower than wasm; using wasm.' };
+      return {
+        ok: false,
+        reason: 'The WebGPU adapter is a CPU fallback (SwiftShader), slower than wasm; using wasm.',
+      };
     }
     return { ok: true, reason: 'A hardware WebGPU adapter is available.' };
   } catch (e) {
@@ -110,7 +119,8 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         },
         {
           signal: opts.signal,
-          onProgress: (p) => opts.onProgress?.({ phase: 'fetch', bytesFetched: source.bytesRead - before, ...p }),
+          onProgress: (p) =>
+            opts.onProgress?.({ phase: 'fetch', bytesFetched: source.bytesRead - before, ...p }),
         },
       );
       throwIfAborted(opts.signal, 'Loading the shard');
@@ -144,12 +154,19 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         session = await create(choice.backend);
       } catch (e) {
         if (choice.backend !== 'webgpu' || wanted === 'webgpu') {
-          throw new RingworkError('RUNNER_BACKEND_FAILED', `onnxruntime-web could not create a ${choice.backend} session: ${String(e)}`, {
-            details: { backend: choice.backend },
-            cause: e,
-          });
+          throw new RingworkError(
+            'RUNNER_BACKEND_FAILED',
+            `onnxruntime-web could not create a ${choice.backend} session: ${String(e)}`,
+            {
+              details: { backend: choice.backend },
+              cause: e,
+            },
+          );
         }
-        choice = { backend: 'wasm', reason: `WebGPU session creation failed (${String(e)}); fell back to wasm.` };
+        choice = {
+          backend: 'wasm',
+          reason: `WebGPU session creation failed (${String(e)}); fell back to wasm.`,
+        };
         session = await create('wasm');
       }
       io = compiled.io;
@@ -181,9 +198,13 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         if (!session || !io) throw notLoaded();
         const s = sessions.get(sessionId);
         if (!s) {
-          throw new RingworkError('RUNNER_UNKNOWN_SESSION', `No generation session "${sessionId}": open one with openSession() first.`, {
-            details: { sessionId },
-          });
+          throw new RingworkError(
+            'RUNNER_UNKNOWN_SESSION',
+            `No generation session "${sessionId}": open one with openSession() first.`,
+            {
+              details: { sessionId },
+            },
+          );
         }
         const S = checkInput(io, input, s.length);
         if (input.position + S > contextLength) {
@@ -194,7 +215,12 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           );
         }
         const feeds: Record<string, Ort.Tensor> = {};
-        if (io.tokens) feeds[io.tokens] = new ort.Tensor('int64', BigInt64Array.from(input.tokens!, (t) => BigInt(t)), [1, S]);
+        if (io.tokens)
+          feeds[io.tokens] = new ort.Tensor(
+            'int64',
+            BigInt64Array.from(input.tokens!, (t) => BigInt(t)),
+            [1, S],
+          );
         if (io.hiddenIn) feeds[io.hiddenIn] = new ort.Tensor('float32', input.hidden!, [1, S, io.hiddenSize]);
         if (io.positions) {
           feeds[io.positions] = new ort.Tensor(
@@ -254,30 +280,39 @@ function notLoaded(): RingworkError {
 }
 
 function checkInput(io: ShardIo, input: StepInput, cached: number): number {
-  const bad = (msg: string, details: Record<string, unknown>) => new RingworkError('RUNNER_BAD_INPUT', msg, { details });
+  const bad = (msg: string, details: Record<string, unknown>) =>
+    new RingworkError('RUNNER_BAD_INPUT', msg, { details });
   if (!Number.isInteger(input.position) || input.position !== cached) {
-    throw bad(`Position ${input.position} does not follow the session's ${cached} cached positions; steps must be consecutive.`, {
-      position: input.position,
-      cached,
-    });
+    throw bad(
+      `Position ${input.position} does not follow the session's ${cached} cached positions; steps must be consecutive.`,
+      {
+        position: input.position,
+        cached,
+      },
+    );
   }
   if (io.tokens) {
     if (!(input.tokens instanceof Int32Array) || input.tokens.length === 0) {
       throw bad('This shard starts at the embedding: pass `tokens` (a non-empty Int32Array).', {});
     }
     for (const t of input.tokens) {
-      if (t < 0 || t >= io.vocabSize) throw bad(`Token id ${t} is outside the vocabulary [0, ${io.vocabSize}).`, { token: t });
+      if (t < 0 || t >= io.vocabSize)
+        throw bad(`Token id ${t} is outside the vocabulary [0, ${io.vocabSize}).`, { token: t });
     }
     return input.tokens.length;
   }
   const h = input.hidden;
   if (!(h instanceof Float32Array) || h.length === 0 || h.length % io.hiddenSize !== 0) {
-    throw bad(`This shard takes hidden states: pass \`hidden\` as a Float32Array whose length is a multiple of ${io.hiddenSize}.`, {
-      length: h?.length,
-    });
+    throw bad(
+      `This shard takes hidden states: pass \`hidden\` as a Float32Array whose length is a multiple of ${io.hiddenSize}.`,
+      {
+        length: h?.length,
+      },
+    );
   }
   for (let i = 0; i < h.length; i++) {
-    if (!Number.isFinite(h[i]!)) throw bad(`Hidden state element ${i} is ${h[i]}: the previous stage produced NaN/Inf.`, { index: i });
+    if (!Number.isFinite(h[i]!))
+      throw bad(`Hidden state element ${i} is ${h[i]}: the previous stage produced NaN/Inf.`, { index: i });
   }
   return h.length / io.hiddenSize;
 }

@@ -31,7 +31,8 @@ export interface PipelineSession {
 
 /** Chains runners: stage 0 takes tokens, every later stage takes the previous stage's hidden states. */
 export function createPipeline(stages: ShardRunner[], now: () => number = () => performance.now()): Pipeline {
-  if (stages.length === 0) throw new RingworkError('INVALID_ARGUMENT', 'A pipeline needs at least one stage.');
+  if (stages.length === 0)
+    throw new RingworkError('INVALID_ARGUMENT', 'A pipeline needs at least one stage.');
   return {
     async open() {
       const ids = await Promise.all(stages.map((s) => s.openSession()));
@@ -47,7 +48,10 @@ export function createPipeline(stages: ShardRunner[], now: () => number = () => 
             if (out.kind === 'hidden') opts.onBoundary?.(i, out.data);
           }
           if (out!.kind !== 'logits') {
-            throw new RingworkError('INVALID_ARGUMENT', 'The last pipeline stage does not end with the head: its ranges do not cover the model.');
+            throw new RingworkError(
+              'INVALID_ARGUMENT',
+              'The last pipeline stage does not end with the head: its ranges do not cover the model.',
+            );
           }
           return { logits: out!.data, timing: { stageMs, totalMs: now() - t0 } };
         },

@@ -29,10 +29,15 @@ export function createSampler(opts: SamplerOptions): Sampler {
   const topP = opts.topP ?? 1;
   const topK = opts.topK ?? 0;
   if (!(temperature >= 0) || !Number.isFinite(temperature)) {
-    throw new RingworkError('INVALID_ARGUMENT', `temperature must be a finite number >= 0, got ${temperature}.`);
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      `temperature must be a finite number >= 0, got ${temperature}.`,
+    );
   }
-  if (!(topP > 0 && topP <= 1)) throw new RingworkError('INVALID_ARGUMENT', `topP must be in (0, 1], got ${topP}.`);
-  if (!Number.isInteger(topK) || topK < 0) throw new RingworkError('INVALID_ARGUMENT', `topK must be an integer >= 0, got ${topK}.`);
+  if (!(topP > 0 && topP <= 1))
+    throw new RingworkError('INVALID_ARGUMENT', `topP must be in (0, 1], got ${topP}.`);
+  if (!Number.isInteger(topK) || topK < 0)
+    throw new RingworkError('INVALID_ARGUMENT', `topK must be an integer >= 0, got ${topK}.`);
   let state = BigInt.asUintN(64, BigInt(opts.seed ?? Date.now()));
   const randomF32 = (): number => {
     state ^= state >> 12n;

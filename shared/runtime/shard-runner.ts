@@ -37,8 +37,7 @@ export interface LoadResult {
 
 /** Typed progress events while loading. */
 export type LoadProgress =
-  | ({ phase: 'fetch'; bytesFetched: number } & CompileProgress)
-  | { phase: 'session'; backend: Backend };
+  ({ phase: 'fetch'; bytesFetched: number } & CompileProgress) | { phase: 'session'; backend: Backend };
 
 /** One forward step through the shard. Exactly one of `tokens` / `hidden` is given. */
 export interface StepInput {
@@ -76,7 +75,10 @@ export interface RunnerInfo {
  * the browser; both speak this interface.
  */
 export interface ShardRunner {
-  load(request: LoadRequest, opts?: { signal?: AbortSignal; onProgress?: (p: LoadProgress) => void }): Promise<LoadResult>;
+  load(
+    request: LoadRequest,
+    opts?: { signal?: AbortSignal; onProgress?: (p: LoadProgress) => void },
+  ): Promise<LoadResult>;
   /** Starts a generation session with an empty KV cache; returns its id. */
   openSession(): Promise<string>;
   step(sessionId: string, input: StepInput, opts?: { signal?: AbortSignal }): Promise<StepOutput>;

@@ -61,7 +61,11 @@ export async function serveStatic(root: string, req: IncomingMessage, res: Serve
       return true;
     }
     end = Math.min(end, size - 1);
-    res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}`, 'Content-Length': end - start + 1 });
+    res.writeHead(206, {
+      ...headers,
+      'Content-Range': `bytes ${start}-${end}/${size}`,
+      'Content-Length': end - start + 1,
+    });
     if (req.method === 'HEAD') res.end();
     else createReadStream(file, { start, end }).pipe(res);
     return true;

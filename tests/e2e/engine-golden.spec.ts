@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
 import { goldenHidden, loadGolden, repoPath } from '../helpers/golden';
 
@@ -8,7 +9,7 @@ const prompt = readFileSync(repoPath('tests/fixtures/golden/stories260K_p1.promp
 // Unit boundaries: 0 = embed, 1..5 = blocks, 6 = head. Every 2-way split, and a 3-way split.
 const SPLITS: number[][] = [[], [1], [2], [3], [4], [5], [6], [2, 4]];
 
-async function checkRun(page: import('@playwright/test').Page, serverUrl: string, splits: number[], backend: 'wasm' | 'webgpu') {
+async function checkRun(page: Page, serverUrl: string, splits: number[], backend: 'wasm' | 'webgpu') {
   if (!page.url().endsWith('/harness.html')) {
     await page.goto(`${serverUrl}/harness.html`);
     await page.waitForFunction(() => 'ringworkHarness' in window);
@@ -20,7 +21,10 @@ async function checkRun(page: import('@playwright/test').Page, serverUrl: string
     splits,
     backend,
   });
-  expect(r.backends.every((b) => b === backend), `backends ${r.backends} (${r.reasons.join('; ')})`).toBe(true);
+  expect(
+    r.backends.every((b) => b === backend),
+    `backends ${r.backends} (${r.reasons.join('; ')})`,
+  ).toBe(true);
   expect(r.text, `split ${JSON.stringify(splits)}`).toBe(golden.text);
   expect(r.tokens).toEqual(golden.sequenceTokens);
   // Boundary b carries the residual stream after unit b-1 = golden hidden index b-1.
@@ -36,7 +40,10 @@ async function checkRun(page: import('@playwright/test').Page, serverUrl: string
 }
 
 test.describe('stories260K in Chromium workers on wasm', () => {
-  test(`golden text and boundary hidden states, whole model and ${SPLITS.length - 1} splits`, async ({ page, server }) => {
+  test(`golden text and boundary hidden states, whole model and ${SPLITS.length - 1} splits`, async ({
+    page,
+    server,
+  }) => {
     for (const splits of SPLITS) await checkRun(page, server.url, splits, 'wasm');
   });
 });
@@ -45,7 +52,10 @@ test.describe('stories260K in Chromium workers on wasm', () => {
 // per split keeps each within its own timeout; this proves the WebGPU path's numbers, not its speed.
 test.describe('stories260K in Chromium workers on WebGPU (SwiftShader fallback adapter)', () => {
   for (const splits of SPLITS) {
-    test(`golden text and boundary hidden states, split ${JSON.stringify(splits)}`, async ({ page, server }) => {
+    test(`golden text and boundary hidden states, split ${JSON.stringify(splits)}`, async ({
+      page,
+      server,
+    }) => {
       test.setTimeout(150_000);
       await checkRun(page, server.url, splits, 'webgpu');
     });

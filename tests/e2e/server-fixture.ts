@@ -39,6 +39,7 @@ export async function startServer(): Promise<{ url: string; stop: () => Promise<
 /** A Playwright test with a worker-scoped server. */
 export const test = base.extend<object, { server: { url: string } }>({
   server: [
+    // eslint-disable-next-line no-empty-pattern -- Playwright requires the destructuring form.
     async ({}, use) => {
       const s = await startServer();
       await use({ url: s.url });

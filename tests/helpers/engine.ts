@@ -15,7 +15,8 @@ export function stories260KOpener() {
   return createMemoryFileOpener({ 'stories260K.bin': bin, 'tok512.bin': tok }, 'mem:');
 }
 
-export const stories260KTokenizer = () => createLlama2cTokenizer(parseLlama2cTokenizer(tok, 512, 'tok512.bin'));
+export const stories260KTokenizer = () =>
+  createLlama2cTokenizer(parseLlama2cTokenizer(tok, 512, 'tok512.bin'));
 
 /** An in-process wasm runner over stories260K in memory. */
 export function stories260KRunner(): ShardRunner {

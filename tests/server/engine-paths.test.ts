@@ -28,7 +28,12 @@ afterAll(async () => {
 });
 
 async function greedy(model: string, splits: number[], steps: number, prompt: string) {
-  const local = await loadLocalPipeline({ model: { url: model }, splits, contextLength: steps, logits: 'last' });
+  const local = await loadLocalPipeline({
+    model: { url: model },
+    splits,
+    contextLength: steps,
+    logits: 'last',
+  });
   const logits: Float32Array[] = [];
   try {
     const r = await generate({
@@ -49,7 +54,11 @@ async function greedy(model: string, splits: number[], steps: number, prompt: st
 describe('llama2.c path and Hugging Face path', () => {
   it('the converted safetensors model (rotate-half RoPE, tokenizer.json) gives the same tokens as the llama2.c file', async () => {
     const { source } = await openNodeModel({ url: BIN });
-    const tok = parseLlama2cTokenizer(new Uint8Array(readFileSync(repoPath('public/models/stories260K/tok512.bin'))), 512, 'tok512.bin');
+    const tok = parseLlama2cTokenizer(
+      new Uint8Array(readFileSync(repoPath('public/models/stories260K/tok512.bin'))),
+      512,
+      'tok512.bin',
+    );
     const hfDir = join(dir, 'stories260K-hf');
     await convertToHf(source, tok, hfDir);
     const hf = await openNodeModel({ url: hfDir });
@@ -89,18 +98,43 @@ describe('synthetic SmolLM2-135M-shaped model', () => {
 describe('CLIs', () => {
   const tsx = ['--import', 'tsx'];
   it('generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges', async () => {
-    const args = [...tsx, 'signaling-server/src/cli/generate.ts', '--model', BIN, '--prompt', 'Once upon a time', '--steps', '64', '--temperature', '0', '--split', '2,4'];
+    const args = [
+      ...tsx,
+      'signaling-server/src/cli/generate.ts',
+      '--model',
+      BIN,
+      '--prompt',
+      'Once upon a time',
+      '--steps',
+      '64',
+      '--temperature',
+      '0',
+      '--split',
+      '2,4',
+    ];
     const { stdout } = await run(process.execPath, args, { cwd: repoPath('') });
     expect(stdout).toBe(golden.text);
     const j = await run(process.execPath, [...args, '--json'], { cwd: repoPath('') });
-    const parsed = JSON.parse(j.stdout) as { tokens: number[]; stages: { range: number[] }[]; timings: { decodeTokPerS: number } };
+    const parsed = JSON.parse(j.stdout) as {
+      tokens: number[];
+      stages: { range: number[] }[];
+      timings: { decodeTokPerS: number };
+    };
     expect(parsed.tokens).toEqual(golden.sequenceTokens);
-    expect(parsed.stages.map((s) => s.range)).toEqual([[0, 2], [2, 4], [4, 7]]);
+    expect(parsed.stages.map((s) => s.range)).toEqual([
+      [0, 2],
+      [2, 4],
+      [4, 7],
+    ]);
     expect(parsed.timings.decodeTokPerS).toBeGreaterThan(0);
   }, 60_000);
 
   it('generate names the missing file and exits 1 without a stack trace', async () => {
-    const err = await run(process.execPath, [...tsx, 'signaling-server/src/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'], { cwd: repoPath('') }).then(
+    const err = await run(
+      process.execPath,
+      [...tsx, 'signaling-server/src/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'],
+      { cwd: repoPath('') },
+    ).then(
       () => undefined,
       (e: { code: number; stderr: string }) => e,
     );
@@ -110,9 +144,21 @@ describe('CLIs', () => {
   }, 30_000);
 
   it('model-profile --json prints a schema-valid profile with one entry per unit', async () => {
-    const { stdout } = await run(process.execPath, [...tsx, 'signaling-server/src/cli/model-profile.ts', '--model', BIN, '--json'], { cwd: repoPath('') });
+    const { stdout } = await run(
+      process.execPath,
+      [...tsx, 'signaling-server/src/cli/model-profile.ts', '--model', BIN, '--json'],
+      { cwd: repoPath('') },
+    );
     const p = modelProfileSchema.parse(JSON.parse(stdout));
-    expect(p.layers.map((l) => l.name)).toEqual(['embed', 'block.0', 'block.1', 'block.2', 'block.3', 'block.4', 'head']);
+    expect(p.layers.map((l) => l.name)).toEqual([
+      'embed',
+      'block.0',
+      'block.1',
+      'block.2',
+      'block.3',
+      'block.4',
+      'head',
+    ]);
     // A block: wq 64x64, wk/wv 32x64, wo 64x64, w1/w3 172x64, w2 64x172, two norms; f32.
     expect(p.layers[1]!.weightBytes).toBe((64 * 64 * 2 + 32 * 64 * 2 + 172 * 64 * 3 + 64 * 2) * 4);
     expect(p.layers[1]!.kvBytesPerToken).toBe(2 * 32 * 4);

@@ -14,7 +14,14 @@ async function runSplit(splits: number[], opts: { prefill?: boolean } = {}) {
   const ranges = splitUnits(config, splits);
   const runners = ranges.map(() => stories260KRunner());
   for (let i = 0; i < ranges.length; i++) {
-    await runners[i]!.load({ model: { url: 'stories260K.bin' }, range: ranges[i]!, weightFormat: 'f32', contextLength: 64, logits: 'last', backend: 'wasm' });
+    await runners[i]!.load({
+      model: { url: 'stories260K.bin' },
+      range: ranges[i]!,
+      weightFormat: 'f32',
+      contextLength: 64,
+      logits: 'last',
+      backend: 'wasm',
+    });
   }
   const boundaries: Float32Array[][] = splits.map(() => []);
   const logits: Float32Array[] = [];
@@ -61,7 +68,8 @@ describe('stories260K golden (llama2.c run.c, greedy, 64 steps) in Node wasm', (
     expect(result.text).toBe(golden.text);
     let max = 0;
     for (let pos = 0; pos < 64; pos++) {
-      for (let v = 0; v < 512; v++) max = Math.max(max, Math.abs(logits[pos]![v]! - golden.logits[pos * 512 + v]!));
+      for (let v = 0; v < 512; v++)
+        max = Math.max(max, Math.abs(logits[pos]![v]! - golden.logits[pos * 512 + v]!));
     }
     expect(max).toBeLessThan(1e-4);
   });
@@ -71,7 +79,14 @@ describe('stories260K golden (llama2.c run.c, greedy, 64 steps) in Node wasm', (
     const ranges = splitUnits(config, [1, 2, 3, 4, 5, 6]);
     const runners = ranges.map(() => stories260KRunner());
     for (let i = 0; i < ranges.length; i++) {
-      await runners[i]!.load({ model: { url: 'stories260K.bin' }, range: ranges[i]!, weightFormat: 'f32', contextLength: 64, logits: 'all', backend: 'wasm' });
+      await runners[i]!.load({
+        model: { url: 'stories260K.bin' },
+        range: ranges[i]!,
+        weightFormat: 'f32',
+        contextLength: 64,
+        logits: 'all',
+        backend: 'wasm',
+      });
     }
     const s = await createPipeline(runners).open();
     let max = 0;
@@ -85,7 +100,8 @@ describe('stories260K golden (llama2.c run.c, greedy, 64 steps) in Node wasm', (
     });
     expect(max).toBeLessThan(1e-4);
     let maxLogit = 0;
-    for (let i = 0; i < logits.length; i++) maxLogit = Math.max(maxLogit, Math.abs(logits[i]! - golden.logits[i]!));
+    for (let i = 0; i < logits.length; i++)
+      maxLogit = Math.max(maxLogit, Math.abs(logits[i]! - golden.logits[i]!));
     expect(maxLogit).toBeLessThan(1e-4);
     await s.close();
     await Promise.all(runners.map((r) => r.dispose()));

@@ -7,9 +7,19 @@ import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 
 const POSITIONS = 256;
 
-async function allLogits(format: WeightFormat, tokens: number[]): Promise<{ logits: Float32Array; weightBytes: number }> {
+async function allLogits(
+  format: WeightFormat,
+  tokens: number[],
+): Promise<{ logits: Float32Array; weightBytes: number }> {
   const r = stories260KRunner();
-  const load = await r.load({ model: { url: 'stories260K.bin' }, range: [0, 7], weightFormat: format, contextLength: POSITIONS, logits: 'all', backend: 'wasm' });
+  const load = await r.load({
+    model: { url: 'stories260K.bin' },
+    range: [0, 7],
+    weightFormat: format,
+    contextLength: POSITIONS,
+    logits: 'all',
+    backend: 'wasm',
+  });
   const s = await r.openSession();
   const out = await r.step(s, { tokens: Int32Array.from(tokens), position: 0 });
   await r.dispose();
@@ -20,7 +30,14 @@ describe('quantised weights (MatMulNBits) vs fp32 on stories260K', () => {
   it(`q8 and q4 top-1 agreement with fp32 over ${POSITIONS} positions`, async () => {
     // The fp32 model's own greedy continuation, so every position is on-distribution.
     const r = stories260KRunner();
-    await r.load({ model: { url: 'stories260K.bin' }, range: [0, 7], weightFormat: 'f32', contextLength: POSITIONS, logits: 'last', backend: 'wasm' });
+    await r.load({
+      model: { url: 'stories260K.bin' },
+      range: [0, 7],
+      weightFormat: 'f32',
+      contextLength: POSITIONS,
+      logits: 'last',
+      backend: 'wasm',
+    });
     const gen = await generate({
       pipeline: createPipeline([r]),
       tokenizer: stories260KTokenizer(),
@@ -47,7 +64,10 @@ describe('quantised weights (MatMulNBits) vs fp32 on stories260K', () => {
       }
       agreement[format] = same / POSITIONS;
     }
-    console.log(`top-1 agreement over ${POSITIONS} positions: q8 ${agreement.q8}, q4 ${agreement.q4}; weight bytes`, bytes);
+    console.log(
+      `top-1 agreement over ${POSITIONS} positions: q8 ${agreement.q8}, q4 ${agreement.q4}; weight bytes`,
+      bytes,
+    );
     // stories260K has 64-wide rows: block-32 quantisation is as coarse as it gets; bigger models agree more.
     expect(agreement.q8).toBeGreaterThanOrEqual(0.97);
     expect(agreement.q4).toBeGreaterThanOrEqual(0.7);

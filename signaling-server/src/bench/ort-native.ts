@@ -23,7 +23,7 @@ export async function loadOrtNode(): Promise<OrtNodeLoad> {
     // A CommonJS package: Node exposes its exports as named bindings and as `default`.
     const ort = mod.InferenceSession ? (mod as OrtModule) : mod.default;
     if (!ort?.InferenceSession || !ort.Tensor) return { ok: false, reason: 'onnxruntime-node exports no InferenceSession.' };
-    return { ok: true, ort, version: ort.env.versions?.common ?? 'unknown' };
+    return { ok: true, ort, version: ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown' };
   } catch (e) {
     return {
       ok: false,

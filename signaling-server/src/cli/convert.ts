@@ -15,13 +15,19 @@ runCli(async () => {
   const { values } = parseArgs({
     options: { model: { type: 'string' }, tokenizer: { type: 'string' }, out: { type: 'string' } },
   });
-  if (!values.model || !values.out) throw usage('npm run convert -- --model <file.bin> [--tokenizer <tok.bin>] --out <dir>');
+  if (!values.model || !values.out)
+    throw usage('npm run convert -- --model <file.bin> [--tokenizer <tok.bin>] --out <dir>');
   if (!isLlama2cLocation(values.model)) throw usage('--model must be a llama2.c .bin checkpoint.');
   const opened = await openNodeModel({ url: values.model, tokenizerUrl: values.tokenizer });
-  const tokPath = values.tokenizer ?? `${splitLocation(values.model).root}tok${opened.source.config.vocabSize}.bin`;
+  const tokPath =
+    values.tokenizer ?? `${splitLocation(values.model).root}tok${opened.source.config.vocabSize}.bin`;
   let tok;
   try {
-    tok = parseLlama2cTokenizer(new Uint8Array(await readFile(tokPath)), opened.source.config.vocabSize, tokPath);
+    tok = parseLlama2cTokenizer(
+      new Uint8Array(await readFile(tokPath)),
+      opened.source.config.vocabSize,
+      tokPath,
+    );
   } catch (e) {
     if (values.tokenizer) throw e;
     process.stderr.write(`note: no tokenizer at ${tokPath}; writing weights and config only.\n`);

@@ -33,11 +33,13 @@ runCli(async () => {
       json: { type: 'boolean', default: false },
     },
   });
-  if (!WEIGHT_FORMATS.includes(values.format as WeightFormat)) throw usage(`--format must be one of ${WEIGHT_FORMATS.join(', ')}.`);
+  if (!WEIGHT_FORMATS.includes(values.format as WeightFormat))
+    throw usage(`--format must be one of ${WEIGHT_FORMATS.join(', ')}.`);
   const splits = values.split
     ? values.split.split(',').map((s) => {
         const n = Number(s.trim());
-        if (!Number.isInteger(n)) throw usage(`--split takes comma-separated unit boundaries, got "${values.split}".`);
+        if (!Number.isInteger(n))
+          throw usage(`--split takes comma-separated unit boundaries, got "${values.split}".`);
         return n;
       })
     : [];
@@ -52,7 +54,9 @@ runCli(async () => {
   try {
     let prompt: string | number[] = values.prompt!;
     if (values.chat && local.tokenizer.applyChatTemplate) {
-      prompt = local.tokenizer.encode(local.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }));
+      prompt = local.tokenizer.encode(
+        local.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }),
+      );
     }
     const result = await generate({
       pipeline: local.pipeline,
@@ -77,7 +81,12 @@ runCli(async () => {
             tokens: result.tokens,
             promptTokens: result.promptTokens,
             stop: result.stop,
-            stages: local.loads.map((l, i) => ({ range: local.ranges[i], backend: l.backend, weightBytes: l.weightBytes, loadMs: Math.round(l.loadMs) })),
+            stages: local.loads.map((l, i) => ({
+              range: local.ranges[i],
+              backend: l.backend,
+              weightBytes: l.weightBytes,
+              loadMs: Math.round(l.loadMs),
+            })),
             timings: result.timings,
           },
           null,
@@ -87,7 +96,9 @@ runCli(async () => {
     } else {
       process.stdout.write('\n');
       const t = result.timings;
-      process.stderr.write(`achieved tok/s: decode ${t.decodeTokPerS.toFixed(1)}, prefill ${t.prefillTokPerS.toFixed(1)}\n`);
+      process.stderr.write(
+        `achieved tok/s: decode ${t.decodeTokPerS.toFixed(1)}, prefill ${t.prefillTokPerS.toFixed(1)}\n`,
+      );
     }
   } finally {
     await local.dispose();

@@ -19,20 +19,30 @@ runCli(async () => {
       json: { type: 'boolean', default: false },
     },
   });
-  if (!values.model) throw usage('npm run model-profile -- --model <dir|file.bin|url> [--format f32|q8|q4] [--context N] [--json]');
-  if (!WEIGHT_FORMATS.includes(values.format as WeightFormat)) throw usage(`--format must be one of ${WEIGHT_FORMATS.join(', ')}.`);
+  if (!values.model)
+    throw usage(
+      'npm run model-profile -- --model <dir|file.bin|url> [--format f32|q8|q4] [--context N] [--json]',
+    );
+  if (!WEIGHT_FORMATS.includes(values.format as WeightFormat))
+    throw usage(`--format must be one of ${WEIGHT_FORMATS.join(', ')}.`);
   const { source } = await openNodeModel({ url: values.model });
-  const profile = profileModel(values.name ?? values.model.replace(/\/+$/, '').split('/').pop()!, source.config, {
-    format: values.format as WeightFormat,
-    contextTokens: values.context ? intFlag('context', values.context, 2048, 1) : undefined,
-    prefillTokens: values.prefill ? intFlag('prefill', values.prefill, 512, 1) : undefined,
-  });
+  const profile = profileModel(
+    values.name ?? values.model.replace(/\/+$/, '').split('/').pop()!,
+    source.config,
+    {
+      format: values.format as WeightFormat,
+      contextTokens: values.context ? intFlag('context', values.context, 2048, 1) : undefined,
+      prefillTokens: values.prefill ? intFlag('prefill', values.prefill, 512, 1) : undefined,
+    },
+  );
   if (values.json) {
     process.stdout.write(JSON.stringify(profile, null, 2) + '\n');
     return;
   }
   const mb = (b: number) => (b / 1e6).toFixed(3);
-  process.stdout.write(`${profile.name}: ${profile.layers.length} units, ${profile.weightFormat}, context ${profile.contextTokens}\n`);
+  process.stdout.write(
+    `${profile.name}: ${profile.layers.length} units, ${profile.weightFormat}, context ${profile.contextTokens}\n`,
+  );
   process.stdout.write('unit          MFLOP/tok   weight MB   KV B/tok   out B/tok\n');
   for (const l of profile.layers) {
     process.stdout.write(

@@ -11,7 +11,12 @@ import type { Llama2cTokenizerData } from '../../../shared/tokenizer/llama2c-tok
  * to Hugging Face's rotate-half layout (pairs i, i + headDim/2), head by head — the inverse of the
  * `permute` in transformers' convert_llama_weights_to_hf.py.
  */
-export function interleavedToHalf(w: Float32Array, heads: number, headDim: number, cols: number): Float32Array {
+export function interleavedToHalf(
+  w: Float32Array,
+  heads: number,
+  headDim: number,
+  cols: number,
+): Float32Array {
   const out = new Float32Array(w.length);
   const half = headDim / 2;
   for (let h = 0; h < heads; h++) {
@@ -38,7 +43,11 @@ export async function convertToHf(
   const c = source.config;
   const config: ModelConfig = { ...c, ropeLayout: 'half' };
   const names = [...source.tensors.keys()];
-  const specs = names.map((name) => ({ name, dtype: 'F32' as const, shape: source.tensors.get(name)!.shape }));
+  const specs = names.map((name) => ({
+    name,
+    dtype: 'F32' as const,
+    shape: source.tensors.get(name)!.shape,
+  }));
   const { header } = buildSafetensorsHeader(specs, { format: 'pt', converted_from: 'llama2.c' });
   const fh = await open(join(outDir, 'model.safetensors'), 'w');
   try {
@@ -46,8 +55,10 @@ export async function convertToHf(
     for (const spec of specs) {
       let data = await source.readTensor(spec.name);
       if (c.ropeLayout === 'interleaved') {
-        if (spec.name.endsWith('q_proj.weight')) data = interleavedToHalf(data, c.numHeads, c.headDim, c.hiddenSize);
-        if (spec.name.endsWith('k_proj.weight')) data = interleavedToHalf(data, c.numKvHeads, c.headDim, c.hiddenSize);
+        if (spec.name.endsWith('q_proj.weight'))
+          data = interleavedToHalf(data, c.numHeads, c.headDim, c.hiddenSize);
+        if (spec.name.endsWith('k_proj.weight'))
+          data = interleavedToHalf(data, c.numKvHeads, c.headDim, c.hiddenSize);
       }
       await fh.write(encodeTensor({ ...spec, data }));
     }
@@ -59,7 +70,10 @@ export async function convertToHf(
   if (tokenizer) {
     const hf = llama2cTokenizerToHf(tokenizer);
     await writeFile(join(outDir, 'tokenizer.json'), JSON.stringify(hf.tokenizerJson));
-    await writeFile(join(outDir, 'tokenizer_config.json'), JSON.stringify(hf.tokenizerConfig, null, 2) + '\n');
+    await writeFile(
+      join(outDir, 'tokenizer_config.json'),
+      JSON.stringify(hf.tokenizerConfig, null, 2) + '\n',
+    );
     files.push('tokenizer.json', 'tokenizer_config.json');
   }
   return { files, config };

@@ -38,6 +38,9 @@ export function createNodeShardRunner(opts: { ort?: OrtModule } = {}): ShardRunn
   return createOrtShardRunner({
     ort: opts.ort ?? nodeOrt(),
     openModel: async (ref, signal) => (await openNodeModel(ref, signal)).source,
-    probeWebGpu: async () => ({ ok: false, reason: 'Node has no WebGPU; using onnxruntime wasm on the CPU.' }),
+    probeWebGpu: async () => ({
+      ok: false,
+      reason: 'Node has no WebGPU; using onnxruntime wasm on the CPU.',
+    }),
   });
 }

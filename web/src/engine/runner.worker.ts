@@ -14,7 +14,13 @@ const ort = configureOrt();
 const runner = createOrtShardRunner({
   ort,
   openModel: async (ref, signal) =>
-    (await openModelLocation(ref, (root) => createHttpFileOpener(new URL(root, self.location.href).href), signal)).source,
+    (
+      await openModelLocation(
+        ref,
+        (root) => createHttpFileOpener(new URL(root, self.location.href).href),
+        signal,
+      )
+    ).source,
 });
 const inflight = new Map<number, AbortController>();
 

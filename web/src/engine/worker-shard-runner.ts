@@ -9,7 +9,10 @@ let nextOp = 0;
 function rethrow(e: unknown): never {
   const o = e as { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
   if (o && typeof o.code === 'string') {
-    throw new RingworkError(o.code as RingworkError['code'], o.message ?? 'worker error', { details: o.details ?? {}, cause: e });
+    throw new RingworkError(o.code as RingworkError['code'], o.message ?? 'worker error', {
+      details: o.details ?? {},
+      cause: e,
+    });
   }
   throw e;
 }
@@ -19,10 +22,16 @@ function rethrow(e: unknown): never {
  * copied: the caller's `input.hidden` buffer is detached after `step`.
  */
 export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
-  const worker = new Worker(new URL('./runner.worker.ts', import.meta.url), { type: 'module', name: 'ringwork-shard' });
+  const worker = new Worker(new URL('./runner.worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'ringwork-shard',
+  });
   const api = Comlink.wrap<WorkerApi>(worker);
   let disposed = false;
-  const abortable = async <T>(signal: AbortSignal | undefined, fn: (opId: number) => Promise<T>): Promise<T> => {
+  const abortable = async <T>(
+    signal: AbortSignal | undefined,
+    fn: (opId: number) => Promise<T>,
+  ): Promise<T> => {
     const opId = ++nextOp;
     const onAbort = () => void api.abort(opId);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -37,7 +46,9 @@ export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
   return {
     worker,
     load: (request, opts = {}) =>
-      abortable(opts.signal, (op) => api.load(request, op, opts.onProgress ? Comlink.proxy(opts.onProgress) : undefined)),
+      abortable(opts.signal, (op) =>
+        api.load(request, op, opts.onProgress ? Comlink.proxy(opts.onProgress) : undefined),
+      ),
     openSession: () => api.openSession().catch(rethrow),
     step: (sessionId, input, opts = {}) =>
       abortable(opts.signal, (op) => {

@@ -1,5 +1,6 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
-import type { ModelConfig, ModelSource } from '../model/types.js';
+import { requiredTensorNames } from '../model/tensor-names.js';
+import type { ModelSource } from '../model/types.js';
 import { GraphBuilder, type ExternalBlob } from './onnx-builder.js';
 import { quantizeBlockwise, transpose2d } from './quantize.js';
 import { ropeTables } from './rope.js';
@@ -113,7 +114,7 @@ export async function compileShard(
   const qD = c.numHeads * c.headDim;
   const kvD = c.numKvHeads * c.headDim;
 
-  const needed = tensorsFor(c, options.range);
+  const needed = requiredTensorNames(c, options.range);
   let done = 0;
   // A tied embedding is used by both ends of a whole-model shard: fetch it once.
   const reused = new Map<string, Float32Array>();
@@ -122,7 +123,7 @@ export async function compileShard(
     const hit = reused.get(name);
     if (hit) return hit;
     const t = await source.readTensor(name, opts.signal);
-    if (needed.indexOf(name) !== needed.lastIndexOf(name)) reused.set(name, t);
+    if (name === 'model.embed_tokens.weight' && hasEmbed && hasHead) reused.set(name, t);
     opts.onProgress?.({ tensor: name, done: ++done, total: needed.length });
     return t;
   };
@@ -313,22 +314,5 @@ function causalMask(g: GraphBuilder, positions: string, presentK: string): strin
   return g.node('Unsqueeze', [bias, g.constInt64([1, 2])]);
 }
 
-/** Canonical names of every tensor units `[start, end)` read. */
-export function tensorsFor(c: ModelConfig, range: UnitRange): string[] {
-  const names: string[] = [];
-  if (range[0] === 0) names.push('model.embed_tokens.weight');
-  for (const l of blocksIn(c, range)) {
-    const p = `model.layers.${l}`;
-    names.push(`${p}.input_layernorm.weight`);
-    for (const m of ['q', 'k', 'v']) {
-      names.push(`${p}.self_attn.${m}_proj.weight`);
-      if (c.attentionBias) names.push(`${p}.self_attn.${m}_proj.bias`);
-    }
-    names.push(`${p}.self_attn.o_proj.weight`, `${p}.post_attention_layernorm.weight`);
-    names.push(`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`, `${p}.mlp.down_proj.weight`);
-  }
-  if (range[1] === c.numLayers + 2) {
-    names.push('model.norm.weight', c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-  }
-  return names;
-}
+/** Canonical names of every tensor units `[start, end)` read (each once). */
+export const tensorsFor = requiredTensorNames;

@@ -12,6 +12,7 @@ import { RingworkError, throwIfAborted } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { DTYPE_BYTES, decodeToFloat32, utf8Decode } from './dtype.js';
 import { parseHfConfig } from './hf-config.js';
+import { expectedTensorShape, requiredTensorNames } from './tensor-names.js';
 import type { ByteSource, FileOpener, ModelConfig, ModelSource, StoredDType, TensorInfo } from './types.js';
 
 /** The single-file weights name used by transformers' `save_pretrained`. */
@@ -23,99 +24,6 @@ const MAX_HEADER_BYTES = 100_000_000;
 /** JSON side files (config, tokenizer) larger than this are refused rather than buffered. */
 const MAX_JSON_BYTES = 256 * 1024 * 1024;
 
-/**
- * A half-open range `[start, end)` of shard units: unit 0 is the embedding, unit `i` in
- * `1..numLayers` is transformer block `i - 1`, unit `numLayers + 1` is the head (final norm and
- * LM head).
- */
-export interface UnitRange {
-  start: number;
-  end: number;
-}
-
-/** Number of units of a model: embedding + one per block + head. */
-export function unitCount(config: ModelConfig): number {
-  return config.numLayers + 2;
-}
-
-/** Canonical tensor names that unit `unit` reads (see {@link UnitRange}). */
-export function tensorNamesForUnit(config: ModelConfig, unit: number): string[] {
-  const head = unitCount(config) - 1;
-  if (!Number.isInteger(unit) || unit < 0 || unit > head) {
-    throw new RingworkError(
-      'GRAPH_BAD_RANGE',
-      `Unit ${unit} does not exist: this model has units 0..${head}.`,
-      {
-        details: { unit, units: head + 1 },
-      },
-    );
-  }
-  if (unit === 0) return ['model.embed_tokens.weight'];
-  if (unit === head) {
-    return ['model.norm.weight', config.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'];
-  }
-  const p = `model.layers.${unit - 1}`;
-  const names = [`${p}.input_layernorm.weight`];
-  for (const proj of ['q', 'k', 'v'] as const) {
-    names.push(`${p}.self_attn.${proj}_proj.weight`);
-    if (config.attentionBias) names.push(`${p}.self_attn.${proj}_proj.bias`);
-  }
-  names.push(
-    `${p}.self_attn.o_proj.weight`,
-    `${p}.post_attention_layernorm.weight`,
-    `${p}.mlp.gate_proj.weight`,
-    `${p}.mlp.up_proj.weight`,
-    `${p}.mlp.down_proj.weight`,
-  );
-  return names;
-}
-
-/**
- * Canonical tensor names needed to run units `range` (default: the whole model), in unit order,
- * without duplicates (with tied embeddings, a range holding unit 0 and the head lists the
- * embedding once).
- */
-export function requiredTensorNames(config: ModelConfig, range?: UnitRange): string[] {
-  const n = unitCount(config);
-  const { start, end } = range ?? { start: 0, end: n };
-  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > n || start >= end) {
-    throw new RingworkError(
-      'GRAPH_BAD_RANGE',
-      `Unit range [${start}, ${end}) is not a non-empty sub-range of [0, ${n}) (embedding, ${config.numLayers} blocks, head).`,
-      { details: { start, end, units: n } },
-    );
-  }
-  const out = new Set<string>();
-  for (let u = start; u < end; u++) for (const name of tensorNamesForUnit(config, u)) out.add(name);
-  return [...out];
-}
-
-/** The shape a canonical tensor must have under `config`, or undefined for a name it does not know. */
-export function expectedTensorShape(config: ModelConfig, name: string): number[] | undefined {
-  const d = config.hiddenSize;
-  const q = config.numHeads * config.headDim;
-  const kv = config.numKvHeads * config.headDim;
-  const ff = config.intermediateSize;
-  if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') return [config.vocabSize, d];
-  if (name === 'model.norm.weight') return [d];
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
-  if (!m || Number(m[1]) >= config.numLayers) return undefined;
-  const shapes: Record<string, number[]> = {
-    'input_layernorm.weight': [d],
-    'post_attention_layernorm.weight': [d],
-    'self_attn.q_proj.weight': [q, d],
-    'self_attn.k_proj.weight': [kv, d],
-    'self_attn.v_proj.weight': [kv, d],
-    'self_attn.o_proj.weight': [d, q],
-    'self_attn.q_proj.bias': [q],
-    'self_attn.k_proj.bias': [kv],
-    'self_attn.v_proj.bias': [kv],
-    'mlp.gate_proj.weight': [ff, d],
-    'mlp.up_proj.weight': [ff, d],
-    'mlp.down_proj.weight': [d, ff],
-  };
-  return shapes[m[2]!];
-}
 
 /**
  * Reads a whole (small) JSON file through `opener`: `size()` then one `read(0, size)`.

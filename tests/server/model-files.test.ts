@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingworkError } from '../../shared/errors';
 import { parseHfConfig } from '../../shared/model/hf-config';
-import { openSafetensorsModel, requiredTensorNames } from '../../shared/model/safetensors';
+import { openSafetensorsModel } from '../../shared/model/safetensors';
+import { requiredTensorNames } from '../../shared/model/tensor-names';
 import { tensorByteLength } from '../../shared/model/safetensors-writer';
 import { createNodeFileOpener } from '../../signaling-server/src/model/file-source';
 import {
@@ -91,7 +92,7 @@ describe('createNodeFileOpener', () => {
     const model = await openSafetensorsModel(opener);
     expect(model.config).toEqual(TINY);
     const opened = opener.bytesRead;
-    const names = requiredTensorNames(TINY, { start: 2, end: 5 });
+    const names = requiredTensorNames(TINY, [2, 5]);
     for (const n of names) expect(sameFloats(await model.readTensor(n), synthTensor(TINY, n, 1))).toBe(true);
     expect(opener.bytesRead - opened).toBe(names.reduce((a, n) => a + model.tensors.get(n)!.byteLength, 0));
   });

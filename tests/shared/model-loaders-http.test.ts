@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingworkError } from '../../shared/errors';
 import { toHfConfig } from '../../shared/model/hf-config';
 import { createHttpFileOpener, joinUrl, type FetchLike } from '../../shared/model/http-source';
-import { openSafetensorsModel, readJsonFile, requiredTensorNames } from '../../shared/model/safetensors';
+import { openSafetensorsModel, readJsonFile } from '../../shared/model/safetensors';
+import { requiredTensorNames } from '../../shared/model/tensor-names';
 import { writeSafetensors } from '../../shared/model/safetensors-writer';
 import type { ModelConfig } from '../../shared/model/types';
 import {
@@ -214,7 +215,7 @@ describe('safetensors over HTTP Range', () => {
     const sentBefore = server.bytesSent;
     const model = await openSafetensorsModel(opener);
     const openBytes = opener.bytesRead;
-    const names = requiredTensorNames(model.config, { start: 1, end: 3 });
+    const names = requiredTensorNames(model.config, [1, 3]);
     const tensorBytes = names.reduce((a, n) => a + model.tensors.get(n)!.byteLength, 0);
     for (const n of names) await model.readTensor(n);
     const shardBytes = opener.bytesRead - openBytes;

@@ -11,12 +11,8 @@ import {
 } from '../../shared/model/dtype';
 import { parseHfConfig, toHfConfig } from '../../shared/model/hf-config';
 import { createMemoryFileOpener } from '../../shared/model/memory-source';
-import {
-  openSafetensorsModel,
-  parseSafetensorsPrefix,
-  requiredTensorNames,
-  tensorNamesForUnit,
-} from '../../shared/model/safetensors';
+import { openSafetensorsModel, parseSafetensorsPrefix } from '../../shared/model/safetensors';
+import { requiredTensorNames, tensorNamesForUnit } from '../../shared/model/tensor-names';
 import {
   buildSafetensorsHeader,
   planSafetensorsShards,
@@ -437,16 +433,16 @@ describe('requiredTensorNames', () => {
     );
     expect(requiredTensorNames(untied)).toHaveLength(1 + 3 * 9 + 2);
     expect(requiredTensorNames(tied)).toHaveLength(1 + 3 * 9 + 1);
-    expect(requiredTensorNames(untied, { start: 1, end: 3 })).toHaveLength(18);
-    expect(requiredTensorNames(tied, { start: 4, end: 5 })).toEqual([
+    expect(requiredTensorNames(untied, [1, 3])).toHaveLength(18);
+    expect(requiredTensorNames(tied, [4, 5])).toEqual([
       'model.norm.weight',
       'model.embed_tokens.weight',
     ]);
   });
 
   it('rejects empty or out-of-bounds ranges', async () => {
-    await expectError(() => requiredTensorNames(TINY, { start: 2, end: 2 }), 'GRAPH_BAD_RANGE', '[2, 2)');
-    await expectError(() => requiredTensorNames(TINY, { start: 0, end: 6 }), 'GRAPH_BAD_RANGE', '[0, 6)');
+    await expectError(() => requiredTensorNames(TINY, [2, 2]), 'GRAPH_BAD_RANGE', '[2, 2)');
+    await expectError(() => requiredTensorNames(TINY, [0, 6]), 'GRAPH_BAD_RANGE', '[0, 6)');
   });
 });
 

@@ -12,11 +12,8 @@ import path from 'node:path';
 import { RingworkError, throwIfAborted } from '../../../shared/errors.js';
 import { encodeFromFloat32, roundToDType } from '../../../shared/model/dtype.js';
 import { toHfConfig } from '../../../shared/model/hf-config.js';
-import {
-  SAFETENSORS_INDEX_FILE,
-  requiredTensorNames,
-  expectedTensorShape,
-} from '../../../shared/model/safetensors.js';
+import { SAFETENSORS_INDEX_FILE } from '../../../shared/model/safetensors.js';
+import { expectedTensorShape, requiredTensorNames } from '../../../shared/model/tensor-names.js';
 import {
   buildSafetensorsHeader,
   planSafetensorsShards,

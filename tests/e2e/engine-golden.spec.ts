@@ -48,6 +48,21 @@ test.describe('stories260K in Chromium workers on wasm', () => {
   });
 });
 
+test('a typed error crosses the worker boundary with its code and the URL it names', async ({
+  page,
+  server,
+}) => {
+  await page.goto(`${server.url}/harness.html`);
+  await page.waitForFunction(() => 'ringworkHarness' in window);
+  const missing = await page.evaluate(() => window.ringworkHarness.tryLoad('/models/nope/model.bin'));
+  expect(missing).toMatchObject({ ok: false, code: 'FETCH_HTTP_STATUS', isRingworkError: true });
+  expect(missing.ok === false && missing.message).toContain('/models/nope/model.bin');
+  const notAModel = await page.evaluate(() =>
+    window.ringworkHarness.tryLoad('/models/stories260K/tok512.bin'),
+  );
+  expect(notAModel).toMatchObject({ ok: false, code: 'MODEL_BAD_MAGIC' });
+});
+
 // SwiftShader runs WGSL on the CPU at well under 1 GFLOPS: ~25 s per stage for 64 steps. One test
 // per split keeps each within its own timeout; this proves the WebGPU path's numbers, not its speed.
 test.describe('stories260K in Chromium workers on WebGPU (SwiftShader fallback adapter)', () => {

@@ -2,6 +2,7 @@
  * Browser test harness for the engine: runs a model split into Web Worker shards (the same
  * workers contributors use) and reports text, tokens, boundary hidden states and backends.
  */
+import { RingworkError } from '../../../shared/errors';
 import { splitUnits } from '../../../shared/graph/units';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
@@ -79,9 +80,36 @@ async function runGolden(run: HarnessRun): Promise<HarnessResult> {
   }
 }
 
-declare global {
-  interface Window {
-    ringworkHarness: { runGolden: typeof runGolden };
+/** Loads a shard from `modelUrl` in a worker and reports the typed error, if any, that crossed back. */
+async function tryLoad(
+  modelUrl: string,
+): Promise<{ ok: true } | { ok: false; code: string; message: string; isRingworkError: boolean }> {
+  const r = createWorkerShardRunner();
+  try {
+    await r.load({
+      model: { url: modelUrl },
+      range: [0, 1],
+      weightFormat: 'f32',
+      contextLength: 16,
+      logits: 'last',
+      backend: 'wasm',
+    });
+    return { ok: true };
+  } catch (e) {
+    return {
+      ok: false,
+      code: (e as RingworkError).code,
+      message: (e as Error).message,
+      isRingworkError: e instanceof RingworkError,
+    };
+  } finally {
+    await r.dispose();
   }
 }
-window.ringworkHarness = { runGolden };
+
+declare global {
+  interface Window {
+    ringworkHarness: { runGolden: typeof runGolden; tryLoad: typeof tryLoad };
+  }
+}
+window.ringworkHarness = { runGolden, tryLoad };

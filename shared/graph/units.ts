@@ -49,15 +49,14 @@ export function splitUnits(
   boundaries: readonly number[],
 ): UnitRange[] {
   const n = unitCount(config);
-  const cuts = [...boundaries].sort((x, y) => x - y);
   const ranges: UnitRange[] = [];
   let start = 0;
-  for (const c of cuts) {
+  for (const c of boundaries) {
     if (!Number.isInteger(c) || c <= start || c >= n) {
       throw new RingworkError(
         'GRAPH_BAD_RANGE',
-        `Split boundary ${c} is invalid: boundaries must be distinct integers strictly between 0 and ${n} for this model (${n} units).`,
-        { details: { boundaries: cuts, units: n } },
+        `Split boundary ${c} is invalid: boundaries must be distinct integers in increasing order, strictly between 0 and ${n} for this model (${n} units).`,
+        { details: { boundaries: [...boundaries], units: n } },
       );
     }
     ranges.push([start, c]);

@@ -54,6 +54,13 @@ export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHead
     }
     version = 1;
     base = 8;
+    if (bytes.byteLength < V1_HEADER_BYTES) {
+      throw new RingworkError(
+        'MODEL_TRUNCATED',
+        `${file}: only ${bytes.byteLength} bytes, shorter than a llama2.c version 1 header (256 bytes). The file is truncated; download it again.`,
+        { details: { file, size: bytes.byteLength } },
+      );
+    }
   }
   const ints = Array.from({ length: 7 }, (_, i) => view.getInt32(base + i * 4, true));
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabRaw, seqLen] = ints as [

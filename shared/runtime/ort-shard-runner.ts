@@ -106,6 +106,8 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
   const runner: ShardRunner = {
     async load(request: LoadRequest, opts = {}): Promise<LoadResult> {
       const t0 = now();
+      // Check before tearing down the current shard: an aborted request must leave it loaded.
+      throwIfAborted(opts.signal, 'Loading the shard');
       if (session) await runner.dispose();
       const source = await deps.openModel(request.model, opts.signal);
       const before = source.bytesRead;
@@ -268,6 +270,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         const old = session;
         session = undefined;
         io = undefined;
+        backend = undefined;
+        backendReason = undefined;
+        range = undefined;
         await old?.release();
       });
     },
@@ -290,6 +295,9 @@ function checkInput(io: ShardIo, input: StepInput, cached: number): number {
         cached,
       },
     );
+  }
+  if (input.tokens !== undefined && input.hidden !== undefined) {
+    throw bad('Pass exactly one of `tokens` and `hidden`, not both.', {});
   }
   if (io.tokens) {
     if (!(input.tokens instanceof Int32Array) || input.tokens.length === 0) {

@@ -7,7 +7,10 @@ export interface SamplerOptions {
   topP?: number;
   /** Keep only the k most likely tokens; 0 disables top-k. */
   topK?: number;
-  /** Seed of llama2.c's xorshift RNG, so seeded runs reproduce llama2.c's `run` exactly. */
+  /**
+   * Seed of llama2.c's xorshift RNG, so seeded runs reproduce llama2.c's `run` exactly. An integer;
+   * 0 or absent seeds from the clock, as llama2.c does (a zero xorshift state would stay zero).
+   */
   seed?: number;
 }
 
@@ -38,7 +41,10 @@ export function createSampler(opts: SamplerOptions): Sampler {
     throw new RingworkError('INVALID_ARGUMENT', `topP must be in (0, 1], got ${topP}.`);
   if (!Number.isInteger(topK) || topK < 0)
     throw new RingworkError('INVALID_ARGUMENT', `topK must be an integer >= 0, got ${topK}.`);
-  let state = BigInt.asUintN(64, BigInt(opts.seed ?? Date.now()));
+  if (opts.seed !== undefined && !Number.isSafeInteger(opts.seed)) {
+    throw new RingworkError('INVALID_ARGUMENT', `seed must be an integer, got ${opts.seed}.`);
+  }
+  let state = BigInt.asUintN(64, BigInt(opts.seed || Date.now()));
   const randomF32 = (): number => {
     state ^= state >> 12n;
     state = (state ^ (state << 25n)) & MASK64;
@@ -80,13 +86,12 @@ function softmaxInPlace(x: Float32Array): void {
 function keepTopK(p: Float32Array, k: number): void {
   const sorted = Float32Array.from(p).sort().reverse();
   const cut = sorted[k - 1]!;
-  let kept = 0;
+  // Everything above the k-th value stays; ties at the k-th value fill the remaining slots in index order.
+  let ties = k - sorted.filter((v) => v > cut).length;
   let sum = 0;
   for (let i = 0; i < p.length; i++) {
-    if (p[i]! >= cut && kept < k) {
-      kept++;
-      sum += p[i]!;
-    } else p[i] = 0;
+    if (p[i]! > cut || (p[i] === cut && ties-- > 0)) sum += p[i]!;
+    else p[i] = 0;
   }
   for (let i = 0; i < p.length; i++) p[i] = p[i]! / sum;
 }
@@ -97,13 +102,19 @@ function sampleMult(p: Float32Array, coin: number): number {
     cdf += p[i]!;
     if (coin < cdf) return i;
   }
-  return p.length - 1;
+  // Rounding left the coin above the total: take the last token that can be sampled at all (top-k
+  // zeroes the tail, so llama2.c's plain `n - 1` could be a token outside the top k).
+  for (let i = p.length - 1; i > 0; i--) if (p[i]! > 0) return i;
+  return 0;
 }
 
 function sampleTopP(p: Float32Array, topP: number, coin: number): number {
   const cutoff = (1 - topP) / (p.length - 1);
   const cand: { i: number; p: number }[] = [];
   for (let i = 0; i < p.length; i++) if (p[i]! >= cutoff) cand.push({ i, p: p[i]! });
+  // llama2.c's pre-filter can drop every token (near-uniform probabilities and a small topP; or a
+  // single token, where the cutoff is infinite); the nucleus then has to be found among them all.
+  if (cand.length === 0) for (let i = 0; i < p.length; i++) cand.push({ i, p: p[i]! });
   cand.sort((a, b) => b.p - a.p);
   let cum = 0;
   let last = cand.length - 1;

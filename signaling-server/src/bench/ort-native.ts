@@ -22,7 +22,8 @@ export async function loadOrtNode(): Promise<OrtNodeLoad> {
     const mod = (await import('onnxruntime-node')) as unknown as Partial<OrtModule> & { default?: OrtModule };
     // A CommonJS package: Node exposes its exports as named bindings and as `default`.
     const ort = mod.InferenceSession ? (mod as OrtModule) : mod.default;
-    if (!ort?.InferenceSession || !ort.Tensor) return { ok: false, reason: 'onnxruntime-node exports no InferenceSession.' };
+    if (!ort?.InferenceSession || !ort.Tensor)
+      return { ok: false, reason: 'onnxruntime-node exports no InferenceSession.' };
     return { ok: true, ort, version: ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown' };
   } catch (e) {
     return {

@@ -1,0 +1,117 @@
+/**
+ * `npm run bench:engine [-- --quick] [--json] [--rounds N] [--steps N] [--prompt N]
+ * [--models stories260K,stories15M] [--no-threads2] [--synth-dir .bench/stories15M]`
+ *
+ * Measures, in one run and for each model: (a) onnxruntime-web wasm in Node, (b) onnxruntime-node
+ * native CPU on the same compiled graphs, (c) the memory-bandwidth bound on decode, and a 3-way
+ * split chained in-process against the whole model; prints a table with the targets (a/b >= 0.5,
+ * split/whole >= 0.95) marked PASS/MISS. A MISS is a finding, not a failure: the exit code is 0.
+ * With `--json` the table goes to stderr and the JSON result to stdout.
+ */
+import { parseArgs } from 'node:util';
+import { isRingworkError } from '../../../shared/errors.js';
+import {
+  ensureSynthModel,
+  formatEngineBenchReport,
+  runEngineBench,
+  type BenchModelSpec,
+  type EngineBenchOptions,
+} from '../bench/engine-bench.js';
+
+const USAGE = `Usage: npm run bench:engine -- [--quick] [--json] [--rounds N] [--steps N] [--prompt N]
+  [--models stories260K,stories15M] [--no-threads2] [--synth-dir DIR]`;
+
+const MODEL_NAMES = ['stories260K', 'stories15M'] as const;
+/** Fixed so every machine benchmarks the same synthetic weights. */
+const SYNTH_SEED = 1;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be a positive integer, got "${raw}".`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        rounds: { type: 'string' },
+        steps: { type: 'string' },
+        prompt: { type: 'string' },
+        models: { type: 'string' },
+        'no-threads2': { type: 'boolean', default: false },
+        'synth-dir': { type: 'string', default: '.bench/stories15M' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    fail(e instanceof Error ? e.message : String(e));
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const quick = values.quick;
+  const names = (values.models ?? MODEL_NAMES.join(',')).split(',').map((s) => s.trim());
+  for (const n of names) {
+    if (!(MODEL_NAMES as readonly string[]).includes(n))
+      fail(`Unknown model "${n}": use ${MODEL_NAMES.join(', ')}.`);
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+
+  const models: BenchModelSpec[] = [];
+  for (const n of names) {
+    if (n === 'stories260K') {
+      models.push({ name: n, note: 'real', model: { url: 'public/models/stories260K/stories260K.bin' } });
+    } else {
+      const model = await ensureSynthModel(values['synth-dir'], 'stories15M', SYNTH_SEED, log);
+      models.push({ name: n, note: `synthetic, seed ${SYNTH_SEED}`, model });
+    }
+  }
+
+  // Full: 5 rounds of 3 prefills (32 tokens) + 128 decode steps per variant keeps both models
+  // near 2 minutes on 2 busy cores; quick: the shape of the numbers in about 20 seconds.
+  const options: EngineBenchOptions = {
+    models,
+    promptTokens: positiveInt('prompt', values.prompt, quick ? 16 : 32),
+    decodeSteps: positiveInt('steps', values.steps, quick ? 32 : 128),
+    decodeBlock: 16,
+    prefillRepeats: quick ? 1 : 3,
+    rounds: positiveInt('rounds', values.rounds, quick ? 2 : 5),
+    warmupRounds: 1,
+    minWarmupMs: quick ? 1500 : 3000,
+    splitParts: 3,
+    wasmThreads2: !quick && !values['no-threads2'],
+    nativeThreads2: !values['no-threads2'],
+    bandwidth: quick ? { bytes: 64 * 2 ** 20, repeats: 3 } : { bytes: 256 * 2 ** 20, repeats: 5 },
+    log,
+  };
+  const result = await runEngineBench(options);
+  const report = formatEngineBenchReport(result);
+  if (values.json) {
+    process.stderr.write(`${report}\n`);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${report}\n`);
+  }
+}
+
+main().then(
+  // ORT's thread pools can keep the event loop alive after the last session is released.
+  () => process.exit(0),
+  (e: unknown) => {
+    if (isRingworkError(e)) process.stderr.write(`bench:engine: ${e.code}: ${e.message}\n`);
+    else process.stderr.write(`bench:engine: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,210 @@
+/**
+ * Smoke test of the engine benchmark's measurement functions on tiny settings: structure and
+ * sanity (rates positive, ratios finite), never timing targets, which belong to `npm run
+ * bench:engine` on a quiet machine.
+ */
+import { describe, expect, it } from 'vitest';
+import { SYNTH_PRESETS } from '../../signaling-server/src/model/synth';
+import {
+  formatEngineBenchReport,
+  measureInterleaved,
+  pairedRatio,
+  runEngineBench,
+} from '../../signaling-server/src/bench/engine-bench';
+import {
+  decodeBytesPerToken,
+  fixedPrompt,
+  splitEvenly,
+  spread,
+} from '../../signaling-server/src/bench/measure';
+import { measureCopyBandwidth } from '../../signaling-server/src/bench/memory-bandwidth';
+import { loadOrtNode } from '../../signaling-server/src/bench/ort-native';
+import type { BenchVariant } from '../../signaling-server/src/bench/variants';
+
+const STORIES260K = { url: 'public/models/stories260K/stories260K.bin' };
+
+describe('bench helpers', () => {
+  it('splits units evenly and validates the part count', () => {
+    expect(splitEvenly({ numLayers: 5 }, 3)).toEqual([
+      [0, 2],
+      [2, 5],
+      [5, 7],
+    ]);
+    expect(splitEvenly({ numLayers: 6 }, 3)).toEqual([
+      [0, 3],
+      [3, 5],
+      [5, 8],
+    ]);
+    expect(splitEvenly({ numLayers: 6 }, 1)).toEqual([[0, 8]]);
+    expect(() => splitEvenly({ numLayers: 1 }, 4)).toThrow(/Cannot split 3 units/);
+  });
+
+  it('builds a fixed prompt inside the vocabulary', () => {
+    const p = fixedPrompt({ vocabSize: 512, bosTokenId: 1 }, 32);
+    expect(p).toHaveLength(32);
+    expect(p[0]).toBe(1);
+    for (const t of p.slice(1)) expect(t >= 3 && t < 512).toBe(true);
+    expect(fixedPrompt({ vocabSize: 512, bosTokenId: 1 }, 32)).toEqual(p);
+  });
+
+  it('counts decode bytes without the embedding table but with the KV cache', () => {
+    const c = SYNTH_PRESETS.stories15M;
+    const emb = c.vocabSize * c.hiddenSize * 4;
+    const weights = 2 * emb + 1000;
+    const kvPerPos = 2 * c.numLayers * c.numKvHeads * c.headDim * 4;
+    expect(decodeBytesPerToken(c, weights, 0)).toBe(emb + 1000 + c.hiddenSize * 4);
+    expect(decodeBytesPerToken(c, weights, 10) - decodeBytesPerToken(c, weights, 0)).toBe(10 * kvPerPos);
+  });
+
+  it('summarises samples', () => {
+    expect(spread([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3 });
+    expect(spread([4, 1, 2, 3]).median).toBe(2.5);
+    expect(Number.isNaN(spread([]).median)).toBe(true);
+  });
+
+  it('measures a positive, finite copy bandwidth', () => {
+    const bw = measureCopyBandwidth({ bytes: 1 << 20, repeats: 2 });
+    expect(bw.samples).toHaveLength(4);
+    expect(bw.gbps).toBeGreaterThan(0);
+    expect(Number.isFinite(bw.gbps)).toBe(true);
+    expect(bw.gbps).toBe(Math.max(...bw.samples.map((s) => s.gbps)));
+  });
+});
+
+describe('measureInterleaved', () => {
+  /** A variant whose decode takes `msPerStep` per step and prefill `prefillMs`, without ORT. */
+  const fake = (
+    id: string,
+    msPerStep: number,
+    prefillMs: number,
+    log: string[],
+  ): { id: string; variant: BenchVariant } => ({
+    id,
+    variant: {
+      id,
+      label: id,
+      ranges: [[0, 3]],
+      weightBytes: 0,
+      loadMs: 0,
+      async start() {
+        let open = true;
+        const tokens: number[] = [];
+        return {
+          prefill: async () => {
+            log.push(`${id}:prefill`);
+            tokens.push(7);
+            return prefillMs;
+          },
+          decode: async (steps: number) => {
+            expect(open).toBe(true);
+            log.push(`${id}:decode${steps}`);
+            for (let i = 0; i < steps; i++) tokens.push(7);
+            return { steps, ms: steps * msPerStep, ortMs: steps * msPerStep * 0.9 };
+          },
+          tokens: async () => [...tokens],
+          close: async () => {
+            open = false;
+          },
+        };
+      },
+      dispose: async () => undefined,
+    },
+  });
+
+  it('interleaves decode blocks, rotates the order and pairs samples', async () => {
+    const log: string[] = [];
+    const variants = [fake('a', 2, 10, log), fake('b', 4, 40, log)];
+    const samples = await measureInterleaved(
+      variants,
+      { prompt: [1, 2, 3], vocabSize: 8 },
+      { decodeSteps: 5, decodeBlock: 2, prefillRepeats: 2, rounds: 2, warmupRounds: 1, minWarmupMs: 0 },
+    );
+    // 3 rounds (1 warm-up) x (2 prefills + 3 decode blocks) x 2 variants.
+    expect(log).toHaveLength(3 * 5 * 2);
+    // Blocks of 2, 2 and the remaining 1 step, alternating variants, order rotating per block.
+    expect(log.slice(4, 10)).toEqual([
+      'a:decode2',
+      'b:decode2',
+      'b:decode2',
+      'a:decode2',
+      'a:decode1',
+      'b:decode1',
+    ]);
+    expect(samples.prefillMs.get('a')).toEqual([10, 10, 10, 10]);
+    expect(samples.decode.get('b')!.map((d) => d.steps)).toEqual([2, 2, 1, 2, 2, 1]);
+    expect(samples.tokens.get('a')).toHaveLength(6);
+    expect(pairedRatio(samples, 'a', 'b', 'decode')).toBe(2);
+    expect(pairedRatio(samples, 'a', 'b', 'prefill')).toBe(4);
+    expect(pairedRatio(samples, 'a', 'missing', 'decode')).toBeNull();
+  });
+});
+
+describe('runEngineBench (tiny settings)', () => {
+  it('loads onnxruntime-node with in-memory external data support', async () => {
+    const native = await loadOrtNode();
+    expect(native.ok, native.ok ? '' : native.reason).toBe(true);
+  });
+
+  it('measures wasm, native and split variants of stories260K and reports them', async () => {
+    const result = await runEngineBench({
+      models: [{ name: 'stories260K', note: 'real', model: STORIES260K }],
+      promptTokens: 4,
+      decodeSteps: 4,
+      decodeBlock: 2,
+      prefillRepeats: 1,
+      rounds: 1,
+      warmupRounds: 1,
+      minWarmupMs: 0,
+      splitParts: 3,
+      wasmThreads2: false,
+      nativeThreads2: false,
+      bandwidth: { bytes: 1 << 20, repeats: 1 },
+    });
+    expect(result.bandwidth.gbps).toBeGreaterThan(0);
+    expect(result.models).toHaveLength(1);
+    const m = result.models[0]!;
+    expect(m.variants.map((v) => v.id)).toEqual(['wasm-1t', 'native-1t', 'wasm-split-1t']);
+    for (const v of m.variants) {
+      expect(v.available, v.reason).toBe(true);
+      expect(v.weightBytes).toBeGreaterThan(0);
+      expect(v.prefillTokPerS.median).toBeGreaterThan(0);
+      expect(v.decodeTokPerS.median).toBeGreaterThan(0);
+      expect(v.decodeBlocks.reduce((a, b) => a + b.steps, 0)).toBe(4);
+      expect(v.decodeOrtMsPerStep).toBeLessThanOrEqual(v.decodeMsPerStep);
+    }
+    expect(m.variants.find((v) => v.id === 'wasm-split-1t')!.ranges).toEqual([
+      [0, 2],
+      [2, 5],
+      [5, 7],
+    ]);
+    // The stages together hold the whole model's weights (each stage adds its own RoPE tables).
+    expect(m.variants[2]!.weightBytes).toBeGreaterThanOrEqual(m.variants[0]!.weightBytes);
+    expect(m.variants[2]!.weightBytes).toBeLessThan(m.variants[0]!.weightBytes * 1.01);
+    expect(m.decodeBytesPerToken).toBeGreaterThan(0);
+    expect(m.decodeBytesPerToken).toBeLessThan(m.weightBytes + 1e6);
+    expect(m.boundTokPerS).toBeGreaterThan(0);
+    for (const key of [
+      'wasmOverNativeDecode',
+      'wasmOverNativePrefill',
+      'wasmOverBoundDecode',
+      'splitOverWholeDecode',
+    ] as const) {
+      expect(Number.isFinite(m.ratios[key]), key).toBe(true);
+      expect(m.ratios[key]!).toBeGreaterThan(0);
+    }
+    expect(m.ratios.wasm2OverWasm1Decode).toBeNull();
+    expect(m.targets.map((t) => t.name)).toEqual([
+      'a/b decode',
+      'a/b prefill',
+      'split/whole decode',
+      'split/whole prefill',
+    ]);
+    for (const t of m.targets) expect(t.pass).toBe(t.value! >= t.min);
+
+    const report = formatEngineBenchReport(result);
+    expect(report).toContain('stories260K');
+    expect(report).toMatch(/a\/b decode .* (PASS|MISS)/);
+    expect(report).toMatch(/split\/whole decode .* (PASS|MISS)/);
+    expect(JSON.parse(JSON.stringify(result)).models[0].name).toBe('stories260K');
+  });
+});

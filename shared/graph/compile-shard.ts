@@ -129,27 +129,55 @@ export async function compileShard(
   };
   const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-  /** x[..., K] @ W^T where W is `[N, K]` as stored. */
-  const linear = async (x: string, name: string, n: number, k: number, bias?: string): Promise<string> => {
-    const w = await read(name);
+  /**
+   * x[..., K] @ [W1; W2; ...]^T for projections that share an input (q/k/v, gate/up), each `[Ni, K]`
+   * as stored: one MatMul instead of several, then a Split. Fewer, larger kernels matter on every
+   * backend (per-op overhead dominates small models, and WebGPU dispatches are not free).
+   */
+  const linear = async (
+    x: string,
+    parts: { name: string; n: number; bias?: string }[],
+    k: number,
+  ): Promise<string[]> => {
+    const n = parts.reduce((a, p) => a + p.n, 0);
+    const base = parts.length === 1 ? parts[0]!.name : `${parts[0]!.name}+${parts.length - 1}`;
+    const w = new Float32Array(n * k);
+    let row = 0;
+    for (const part of parts) {
+      w.set(await read(part.name), row * k);
+      row += part.n;
+    }
     let y: string;
     if (options.weightFormat === 'f32') {
-      const wt = g.weight(`${name}.T`, 'float32', [k, n], f32(transpose2d(w, n, k)));
+      const wt = g.weight(`${base}.T`, 'float32', [k, n], f32(transpose2d(w, n, k)));
       y = g.node('MatMul', [x, wt]);
     } else {
       const bits = options.weightFormat === 'q4' ? 4 : 8;
       const q = quantizeBlockwise(w, n, k, bits, blockSize);
       const nBlocks = Math.ceil(k / blockSize);
-      const qb = g.weight(`${name}.q`, 'uint8', [n, nBlocks, (blockSize * bits) / 8], q.data);
-      const qs = g.weight(`${name}.scales`, 'float32', [n * nBlocks], f32(q.scales));
+      const qb = g.weight(`${base}.q`, 'uint8', [n, nBlocks, (blockSize * bits) / 8], q.data);
+      const qs = g.weight(`${base}.scales`, 'float32', [n * nBlocks], f32(q.scales));
       y = g.node('MatMulNBits', [x, qb, qs], {
         domain: MS,
         attrs: { K: k, N: n, bits, block_size: blockSize },
       });
     }
-    if (bias) y = g.node('Add', [y, g.weight(bias, 'float32', [n], f32(await read(bias)))]);
-    return y;
+    if (parts.some((p) => p.bias)) {
+      const b = new Float32Array(n);
+      let off = 0;
+      for (const part of parts) {
+        if (part.bias) b.set(await read(part.bias), off);
+        off += part.n;
+      }
+      y = g.node('Add', [y, g.weight(`${base}.bias`, 'float32', [n], f32(b))]);
+    }
+    if (parts.length === 1) return [y];
+    const outs = parts.map((_, i) => `${y}.part${i}`);
+    g.node('Split', [y, g.constInt64(parts.map((p) => p.n))], { outputs: outs, attrs: { axis: -1 } });
+    return outs;
   };
+  const linear1 = async (x: string, name: string, n: number, k: number): Promise<string> =>
+    (await linear(x, [{ name, n }], k))[0]!;
   const rmsNorm = async (x: string, name: string): Promise<string> =>
     g.node('SimplifiedLayerNormalization', [x, g.weight(name, 'float32', [D], f32(await read(name)))], {
       attrs: { axis: -1, epsilon: { float: c.rmsNormEps }, stash_type: 1 },
@@ -211,32 +239,21 @@ export async function compileShard(
       const p = `model.layers.${l}`;
       const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
       const bias = c.attentionBias;
-      let q = await linear(
-        h,
-        `${p}.self_attn.q_proj.weight`,
-        qD,
-        D,
-        bias ? `${p}.self_attn.q_proj.bias` : undefined,
-      );
-      let k = await linear(
-        h,
-        `${p}.self_attn.k_proj.weight`,
-        kvD,
-        D,
-        bias ? `${p}.self_attn.k_proj.bias` : undefined,
-      );
-      const v = await linear(
-        h,
-        `${p}.self_attn.v_proj.weight`,
-        kvD,
-        D,
-        bias ? `${p}.self_attn.v_proj.bias` : undefined,
-      );
-      q = g.node('RotaryEmbedding', [q, io.positions, cosT, sinT], {
+      const proj = (m: string, n: number) => ({
+        name: `${p}.self_attn.${m}_proj.weight`,
+        n,
+        bias: bias ? `${p}.self_attn.${m}_proj.bias` : undefined,
+      });
+      const [q0, k0, v] = (await linear(h, [proj('q', qD), proj('k', kvD), proj('v', kvD)], D)) as [
+        string,
+        string,
+        string,
+      ];
+      const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
         domain: MS,
         attrs: { interleaved, num_heads: c.numHeads },
       });
-      k = g.node('RotaryEmbedding', [k, io.positions, cosT, sinT], {
+      const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
         domain: MS,
         attrs: { interleaved, num_heads: c.numKvHeads },
       });
@@ -264,13 +281,19 @@ export async function compileShard(
         g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
         shapeOut,
       ]);
-      const attnOut = await linear(merged, `${p}.self_attn.o_proj.weight`, D, qD);
+      const attnOut = await linear1(merged, `${p}.self_attn.o_proj.weight`, D, qD);
       x = g.node('Add', [x, attnOut]);
       const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-      const gate = await linear(h2, `${p}.mlp.gate_proj.weight`, c.intermediateSize, D);
-      const up = await linear(h2, `${p}.mlp.up_proj.weight`, c.intermediateSize, D);
+      const [gate, up] = (await linear(
+        h2,
+        [
+          { name: `${p}.mlp.gate_proj.weight`, n: c.intermediateSize },
+          { name: `${p}.mlp.up_proj.weight`, n: c.intermediateSize },
+        ],
+        D,
+      )) as [string, string];
       const act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up]);
-      const down = await linear(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize);
+      const down = await linear1(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize);
       x = g.node('Add', [x, down]);
     }
   }
@@ -289,7 +312,7 @@ export async function compileShard(
     const headName = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     // A tied head is stored again in transposed (or quantised) form: a peer that runs only the
     // head needs the matrix anyway, and MatMul wants [D, V].
-    const logits = await linear(h, headName, c.vocabSize, D);
+    const logits = await linear1(h, headName, c.vocabSize, D);
     g.node('Identity', [logits], { outputs: ['logits'] });
     g.output('logits', 'float32', [1, options.logits === 'last' ? 1 : 'seq', c.vocabSize]);
   } else {

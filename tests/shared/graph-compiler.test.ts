@@ -210,15 +210,16 @@ describe('compiled graphs (stories260K)', () => {
         expect(nbits).toHaveLength(0);
         continue;
       }
-      // 7 projections per block (q, k, v, o, gate, up, down) x 5 blocks + the output head.
-      expect(nbits).toHaveLength(7 * 5 + 1);
+      // 4 matmuls per block (fused q|k|v, o, fused gate|up, down) x 5 blocks + the output head.
+      expect(nbits).toHaveLength(4 * 5 + 1);
       const bits = weightFormat === 'q4' ? 4 : 8;
       for (const n of nbits) {
         expect(n.domain).toBe('com.microsoft');
         const a = Object.fromEntries(n.attribute!.map((x) => [x.name, Number(x.i)]));
         expect(a.bits).toBe(bits);
         expect(a.block_size).toBe(32);
-        expect([64, 172, 512, 32]).toContain(a.N);
+        // N: q|k|v = 64+32+32, o/down = 64, gate|up = 2*172, head = 512.
+        expect([128, 64, 344, 512]).toContain(a.N);
         expect([64, 172]).toContain(a.K);
       }
       expect(m.opsets.some((o) => o.domain === 'com.microsoft')).toBe(true);

@@ -95,6 +95,30 @@ describe('synthetic SmolLM2-135M-shaped model', () => {
   }, 240_000);
 });
 
+describe('models by URL (HTTP Range against the real static server code)', () => {
+  it('generate over http://127.0.0.1 gives the golden text and fetches only the model and tokenizer bytes', async () => {
+    const { createServer } = await import('node:http');
+    const { serveStatic } = await import('../../signaling-server/src/static-files');
+    let served = 0;
+    const server = createServer((req, res) => {
+      res.on('finish', () => (served += Number(res.getHeader('content-length') ?? 0)));
+      void serveStatic(repoPath('public'), req, res).then((ok) => ok || res.writeHead(404).end());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const url = `http://127.0.0.1:${port}/models/stories260K/stories260K.bin`;
+      const r = await greedy(url, [3], 64, 'Once upon a time');
+      expect(r.text).toBe(golden.text);
+      // Two runners each fetch their own tensors; the tokenizer is read once; plus headers/probes.
+      const modelBytes = 1_056_540;
+      expect(served).toBeLessThan(modelBytes * 1.05 + 2 * 6227 + 4096);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 describe('CLIs', () => {
   const tsx = ['--import', 'tsx'];
   it('generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges', async () => {

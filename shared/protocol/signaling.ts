@@ -1,0 +1,297 @@
+/**
+ * The signaling channel: JSON text frames over one WebSocket between a browser peer and the
+ * signaling server. One zod discriminated union per direction, each message carrying its `type`
+ * and the protocol version `v`. Every frame is parsed at the boundary with {@link parseClientFrame}
+ * / {@link parseServerFrame}; nothing unvalidated reaches a handler.
+ */
+import { z } from 'zod';
+import { RingworkError } from '../errors.js';
+
+/** The protocol version spoken by this build. A peer on another version gets PROTOCOL_BAD_VERSION. */
+export const SIGNALING_VERSION = 1;
+/** Largest accepted frame, bytes (SDP with many candidates fits well below this). */
+export const MAX_SIGNALING_FRAME_BYTES = 64 * 1024;
+
+const v = z.literal(SIGNALING_VERSION);
+/** Server-assigned peer ids: `p_` + 16 url-safe chars. Clients never choose their id. */
+export const peerIdSchema = z.string().regex(/^p_[A-Za-z0-9_-]{16}$/, 'not a peer id');
+const token = z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'not a session token');
+const unitRange = z.tuple([
+  z.number().int().nonnegative().max(100_000),
+  z.number().int().positive().max(100_000),
+]);
+
+/** What a contributor tells the coordinator about itself (the planner's view of a device profile). */
+export const peerCapabilitySchema = z
+  .object({
+    tflops: z.number().positive().max(100_000),
+    bandwidthGBps: z.number().positive().max(1_000_000),
+    memoryBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .max(2 ** 50),
+    category: z.enum(['A', 'B', 'C']).optional(),
+    backend: z.enum(['webgpu', 'wasm']),
+    mobile: z.boolean().default(false),
+    /** Free-form device label for the network view ("NVIDIA RTX 4090", "SwiftShader"). */
+    label: z.string().max(200).optional(),
+  })
+  .strict();
+export type PeerCapability = z.infer<typeof peerCapabilitySchema>;
+
+/** WebRTC signaling payloads relayed between introduced peers. */
+export const signalPayloadSchema = z.discriminatedUnion('kind', [
+  z
+    .object({
+      kind: z.literal('sdp'),
+      sdp: z.object({ type: z.enum(['offer', 'answer']), sdp: z.string().max(48 * 1024) }).strict(),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('candidate'),
+      candidate: z
+        .object({
+          candidate: z.string().max(2048),
+          sdpMid: z.string().max(64).nullable().optional(),
+          sdpMLineIndex: z.number().int().nonnegative().max(64).nullable().optional(),
+          usernameFragment: z.string().max(256).nullable().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+export type SignalPayload = z.infer<typeof signalPayloadSchema>;
+
+/** The model a ring serves, as a peer needs it to load its shard. */
+export const modelDescriptorSchema = z
+  .object({
+    id: z.string().min(1).max(200),
+    /** URL (usually a path served by the signaling server) of the `.bin` or the HF directory. */
+    url: z.string().min(1).max(2048),
+    tokenizerUrl: z.string().max(2048).optional(),
+    weightFormat: z.enum(['f32', 'q8', 'q4']),
+    contextLength: z
+      .number()
+      .int()
+      .positive()
+      .max(1 << 20),
+    /** Number of units (embedding + blocks + head). */
+    units: z.number().int().positive().max(100_000),
+  })
+  .strict();
+export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;
+
+const ringStageSchema = z.object({ peer: peerIdSchema, range: unitRange }).strict();
+
+// ---------------------------------------------------------------- client -> server
+
+export const clientMessageSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('hello'),
+      v,
+      roles: z
+        .array(z.enum(['contributor', 'requester']))
+        .min(1)
+        .max(2),
+      /** A reconnecting peer proves who it is with the token it was given. */
+      resume: z.object({ peerId: peerIdSchema, token }).strict().optional(),
+      client: z.string().max(200).optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('profile'), v, capability: peerCapabilitySchema }).strict(),
+  z.object({ type: z.literal('heartbeat'), v, sentAt: z.number().finite() }).strict(),
+  z.object({ type: z.literal('signal'), v, to: peerIdSchema, payload: signalPayloadSchema }).strict(),
+  z.object({ type: z.literal('ring-request'), v, model: z.string().min(1).max(200) }).strict(),
+  z
+    .object({
+      type: z.literal('assignment-status'),
+      v,
+      epoch: z.number().int().nonnegative(),
+      state: z.enum(['loading', 'ready', 'failed']),
+      message: z.string().max(2000).optional(),
+    })
+    .strict(),
+  z
+    .object({ type: z.literal('peer-unreachable'), v, peer: peerIdSchema, reason: z.string().max(500) })
+    .strict(),
+  z.object({ type: z.literal('leave'), v }).strict(),
+]);
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+
+// ---------------------------------------------------------------- server -> client
+
+export const serverMessageSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('welcome'),
+      v,
+      peerId: peerIdSchema,
+      token,
+      heartbeatMs: z.number().int().positive(),
+      /** Always empty in tests (loopback only); STUN/TURN servers in production config. */
+      iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]) }).passthrough()),
+      resumed: z.boolean(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('assignment'),
+      v,
+      epoch: z.number().int().nonnegative(),
+      ringId: z.string().max(200),
+      model: modelDescriptorSchema,
+      range: unitRange,
+      prev: peerIdSchema.nullable(),
+      next: peerIdSchema.nullable(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('unassigned'),
+      v,
+      epoch: z.number().int().nonnegative(),
+      reason: z.string().max(500),
+      /** Lightweight whole models this peer could serve alone (category C). */
+      lightweightModels: z.array(z.string().max(200)).max(100),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('ring'),
+      v,
+      epoch: z.number().int().nonnegative(),
+      ringId: z.string().max(200),
+      model: modelDescriptorSchema,
+      stages: z.array(ringStageSchema).min(1).max(1024),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('no-ring'),
+      v,
+      model: z.string().max(200),
+      reason: z.string().max(500),
+      missingBytes: z.number().nonnegative().optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('signal'), v, from: peerIdSchema, payload: signalPayloadSchema }).strict(),
+  z
+    .object({
+      type: z.literal('heartbeat-ack'),
+      v,
+      sentAt: z.number().finite(),
+      serverTime: z.number().finite(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('error'),
+      v,
+      code: z.string().max(64),
+      message: z.string().max(2000),
+      details: z.record(z.string(), z.unknown()).optional(),
+    })
+    .strict(),
+]);
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+/** Messages by type, for exhaustive handler maps. */
+export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>;
+export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
+/** An exhaustive handler map: the compiler insists on one handler per message type. */
+export type ClientHandlers<Ctx> = {
+  [T in ClientMessage['type']]: (msg: ClientMessageOf<T>, ctx: Ctx) => void | Promise<void>;
+};
+export type ServerHandlers<Ctx> = {
+  [T in ServerMessage['type']]: (msg: ServerMessageOf<T>, ctx: Ctx) => void | Promise<void>;
+};
+
+/**
+ * Parses one raw frame (text) into a validated message of `schema`. Throws a typed error:
+ * PROTOCOL_FRAME_TOO_LARGE, PROTOCOL_BAD_FRAME (not JSON / not an object / wrong fields),
+ * PROTOCOL_BAD_VERSION, PROTOCOL_UNKNOWN_TYPE. Never throws anything else.
+ */
+export function parseFrame<S extends z.ZodType>(
+  schema: S,
+  raw: unknown,
+  knownTypes: readonly string[],
+): z.infer<S> {
+  if (typeof raw !== 'string') {
+    throw new RingworkError(
+      'PROTOCOL_BAD_FRAME',
+      'Signaling frames are UTF-8 JSON text; binary frames are not accepted.',
+      {
+        details: { kind: typeof raw },
+      },
+    );
+  }
+  if (raw.length > MAX_SIGNALING_FRAME_BYTES) {
+    throw new RingworkError(
+      'PROTOCOL_FRAME_TOO_LARGE',
+      `Frame of ${raw.length} characters exceeds the ${MAX_SIGNALING_FRAME_BYTES}-byte limit.`,
+      { details: { size: raw.length, limit: MAX_SIGNALING_FRAME_BYTES } },
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    throw new RingworkError('PROTOCOL_BAD_FRAME', 'The frame is not valid JSON.', { details: {} });
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new RingworkError('PROTOCOL_BAD_FRAME', 'A frame must be a JSON object with "type" and "v".', {
+      details: {},
+    });
+  }
+  const o = data as Record<string, unknown>;
+  if (o.v !== SIGNALING_VERSION) {
+    throw new RingworkError(
+      'PROTOCOL_BAD_VERSION',
+      `Protocol version ${JSON.stringify(o.v)} is not supported; this server speaks v${SIGNALING_VERSION}. Reload the page to get the current client.`,
+      { details: { got: typeof o.v === 'number' ? o.v : String(o.v), supported: SIGNALING_VERSION } },
+    );
+  }
+  if (typeof o.type !== 'string' || !knownTypes.includes(o.type)) {
+    throw new RingworkError(
+      'PROTOCOL_UNKNOWN_TYPE',
+      `Unknown message type ${JSON.stringify(String(o.type).slice(0, 64))}.`,
+      {
+        details: { known: knownTypes },
+      },
+    );
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.join('.') || '(root)';
+    throw new RingworkError(
+      'PROTOCOL_BAD_FRAME',
+      `Invalid "${o.type}" message: ${path}: ${issue?.message ?? 'invalid'}.`,
+      {
+        details: {
+          type: o.type,
+          path,
+          issues: parsed.error.issues
+            .slice(0, 5)
+            .map((i) => ({ path: i.path.join('.'), message: i.message })),
+        },
+      },
+    );
+  }
+  return parsed.data as z.infer<S>;
+}
+
+const CLIENT_TYPES = clientMessageSchema.options.map((o) => o.shape.type.value);
+const SERVER_TYPES = serverMessageSchema.options.map((o) => o.shape.type.value);
+
+/** Parses a client → server frame. */
+export function parseClientFrame(raw: unknown): ClientMessage {
+  return parseFrame(clientMessageSchema, raw, CLIENT_TYPES);
+}
+/** Parses a server → client frame. */
+export function parseServerFrame(raw: unknown): ServerMessage {
+  return parseFrame(serverMessageSchema, raw, SERVER_TYPES);
+}

@@ -1,0 +1,107 @@
+import { RingworkError } from '../errors.js';
+import { createListeners } from './emitter.js';
+import { createPeerLink } from './peer-link.js';
+import type { MessageChannelLike, PeerLink, Transport } from './types.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one store for the overloads' listener types
+type Listener = (ev: any) => void;
+
+/**
+ * One end of an in-memory ordered channel. Delivery is asynchronous (a macrotask per message) and
+ * `bufferedAmount` counts bytes not yet delivered, so back-pressure code paths run as on WebRTC.
+ */
+class MemoryChannel implements MessageChannelLike {
+  readyState: MessageChannelLike['readyState'] = 'open';
+  bufferedAmount = 0;
+  bufferedAmountLowThreshold = 0;
+  binaryType = 'arraybuffer';
+  peer!: MemoryChannel;
+  private readonly listeners = new Map<string, Set<Listener>>();
+
+  addEventListener(type: string, l: Listener): void {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type)!.add(l);
+  }
+  emit(type: string, ev?: unknown): void {
+    for (const l of this.listeners.get(type) ?? []) l(ev);
+  }
+  send(data: string | ArrayBuffer): void {
+    if (this.readyState !== 'open')
+      throw new RingworkError('TRANSPORT_CLOSED', 'In-memory channel is closed.');
+    const size = typeof data === 'string' ? data.length : data.byteLength;
+    // Copy like a real channel: the sender may reuse its buffer.
+    const copy = typeof data === 'string' ? data : data.slice(0);
+    this.bufferedAmount += size;
+    setTimeout(() => {
+      this.bufferedAmount -= size;
+      if (this.peer.readyState === 'open') this.peer.emit('message', { data: copy });
+      if (this.bufferedAmount <= this.bufferedAmountLowThreshold) this.emit('bufferedamountlow');
+    }, 0);
+  }
+  close(): void {
+    if (this.readyState === 'closed') return;
+    this.readyState = 'closed';
+    this.emit('close');
+    setTimeout(() => {
+      if (this.peer.readyState !== 'closed') {
+        this.peer.readyState = 'closed';
+        this.peer.emit('close');
+      }
+    }, 0);
+  }
+}
+
+/** Two connected in-memory channel ends (for tests that need to put raw bytes on the wire). */
+export function createMemoryChannelPair(): [MessageChannelLike, MessageChannelLike] {
+  const a = new MemoryChannel();
+  const b = new MemoryChannel();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/** A set of in-memory transports that can reach each other by id (unit tests, Node simulations). */
+export interface MemoryTransportHub {
+  transport(localId: string): Transport;
+}
+
+export function createMemoryTransportHub(): MemoryTransportHub {
+  const incoming = new Map<string, ReturnType<typeof createListeners<PeerLink>>>();
+  return {
+    transport(localId) {
+      const listeners = createListeners<PeerLink>();
+      incoming.set(localId, listeners);
+      const links = new Set<PeerLink>();
+      let closed = false;
+      const track = (l: PeerLink) => {
+        links.add(l);
+        l.onClose(() => links.delete(l));
+        return l;
+      };
+      return {
+        localId,
+        async connect(remoteId) {
+          const remote = incoming.get(remoteId);
+          if (closed || !remote || remote.size === 0) {
+            throw new RingworkError('TRANSPORT_CONNECT_TIMEOUT', `Peer ${remoteId} is not reachable.`, {
+              details: { remoteId },
+            });
+          }
+          const [a, b] = createMemoryChannelPair();
+          const mine = track(createPeerLink(remoteId, a));
+          remote.emit(createPeerLink(localId, b));
+          return mine;
+        },
+        onIncoming(h) {
+          return listeners.add((l) => h(track(l)));
+        },
+        async close() {
+          if (closed) return;
+          closed = true;
+          incoming.delete(localId);
+          for (const l of [...links]) l.close();
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { RingworkError, throwIfAborted } from '../errors.js';
+import { createListeners } from './emitter.js';
+import { createTensorReassembler, encodeTensorFrames, type TensorMessage } from './tensor-frame.js';
+import type { ControlMessage, LinkClose, MessageChannelLike, PeerLink } from './types.js';
+
+/** Pause sending while more than this is queued in the channel; resume at the low-water mark. */
+export const HIGH_WATER_BYTES = 1024 * 1024;
+export const LOW_WATER_BYTES = 256 * 1024;
+const MAX_CONTROL_CHARS = 16 * 1024;
+
+/**
+ * A {@link PeerLink} over one ordered message channel: binary frames are tensor chunks, text
+ * frames are JSON control messages. Sends are serialised (one tensor's chunks never interleave
+ * with another's) and paced with `bufferedAmountLowThreshold`. Any malformed input closes the link
+ * with a typed error — a peer that sends garbage is not worth keeping.
+ */
+export function createPeerLink(remoteId: string, channel: MessageChannelLike): PeerLink {
+  const tensors = createListeners<TensorMessage>();
+  const controls = createListeners<ControlMessage>();
+  const errors = createListeners<unknown>();
+  const closes = createListeners<LinkClose>();
+  const reassembler = createTensorReassembler();
+  let seq = 0;
+  let closed = false;
+  let sending: Promise<unknown> = Promise.resolve();
+  channel.binaryType = 'arraybuffer';
+  channel.bufferedAmountLowThreshold = LOW_WATER_BYTES;
+  const drained = createListeners<void>();
+  channel.addEventListener('bufferedamountlow', () => drained.emit());
+
+  const finish = (c: LinkClose) => {
+    if (closed) return;
+    closed = true;
+    drained.emit();
+    closes.emit(c);
+  };
+  const fail = (e: unknown) => {
+    errors.emit(e);
+    // Finish first: closing the channel fires 'close', which must not be reported as remote.
+    finish({ reason: 'error', error: e });
+    try {
+      channel.close();
+    } catch {
+      /* already closed */
+    }
+  };
+
+  channel.addEventListener('message', (ev) => {
+    if (closed) return;
+    const d = ev.data;
+    try {
+      if (typeof d === 'string') {
+        if (d.length > MAX_CONTROL_CHARS)
+          throw new RingworkError(
+            'PROTOCOL_FRAME_TOO_LARGE',
+            `Control message of ${d.length} characters exceeds ${MAX_CONTROL_CHARS}.`,
+          );
+        let m: unknown;
+        try {
+          m = JSON.parse(d);
+        } catch {
+          throw new RingworkError('PROTOCOL_BAD_FRAME', 'Control message is not JSON.');
+        }
+        if (
+          typeof m !== 'object' ||
+          m === null ||
+          typeof (m as ControlMessage).type !== 'string' ||
+          typeof (m as ControlMessage).v !== 'number'
+        ) {
+          throw new RingworkError(
+            'PROTOCOL_BAD_FRAME',
+            'Control message needs string "type" and number "v".',
+          );
+        }
+        controls.emit(m as ControlMessage);
+        return;
+      }
+      const bytes =
+        d instanceof ArrayBuffer
+          ? new Uint8Array(d)
+          : ArrayBuffer.isView(d)
+            ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+            : undefined;
+      if (!bytes) throw new RingworkError('TENSOR_BAD_FRAME', 'Unsupported message payload type.');
+      const t = reassembler.push(bytes);
+      if (t) tensors.emit(t);
+    } catch (e) {
+      fail(e);
+    }
+  });
+  channel.addEventListener('close', () => finish({ reason: 'remote' }));
+  channel.addEventListener('error', (e) =>
+    fail(new RingworkError('TRANSPORT_CLOSED', `Channel to ${remoteId} failed.`, { cause: e })),
+  );
+
+  const waitDrain = (signal?: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      if (channel.bufferedAmount <= LOW_WATER_BYTES || closed) return resolve();
+      const off = drained.add(() => {
+        off();
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      const onAbort = () => {
+        off();
+        reject(new RingworkError('ABORTED', 'Sending the tensor was aborted.', { cause: signal?.reason }));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+
+  const link: PeerLink = {
+    remoteId,
+    get isOpen() {
+      return !closed && channel.readyState === 'open';
+    },
+    sendTensor(message, opts = {}) {
+      const frames = encodeTensorFrames(message, seq++);
+      const run = async () => {
+        for (const f of frames) {
+          throwIfAborted(opts.signal, 'Sending the tensor');
+          if (closed || channel.readyState !== 'open') {
+            throw new RingworkError('TRANSPORT_CLOSED', `The link to ${remoteId} is closed.`, {
+              details: { remoteId },
+            });
+          }
+          if (channel.bufferedAmount > HIGH_WATER_BYTES) await waitDrain(opts.signal);
+          channel.send(f);
+        }
+      };
+      const p = sending.then(run, run);
+      sending = p.catch(() => undefined);
+      return p;
+    },
+    sendControl(message) {
+      if (closed || channel.readyState !== 'open') {
+        throw new RingworkError('TRANSPORT_CLOSED', `The link to ${remoteId} is closed.`, {
+          details: { remoteId },
+        });
+      }
+      channel.send(JSON.stringify(message));
+    },
+    onTensor: (h) => tensors.add(h),
+    onControl: (h) => controls.add(h),
+    onError: (h) => errors.add(h),
+    onClose: (h) => closes.add(h),
+    close() {
+      if (closed) return;
+      finish({ reason: 'local' });
+      try {
+        channel.close();
+      } catch {
+        /* already closed */
+      }
+    },
+  };
+  return link;
+}

@@ -1,0 +1,59 @@
+/**
+ * The transport contract: how a peer reaches another peer and exchanges tensors and small control
+ * messages with it. Implementations: WebRTC DataChannels in browsers (web/src/network/), an
+ * in-memory pair for unit tests ({@link createMemoryTransportHub}). The framing, chunking,
+ * back-pressure and validation live once, in {@link createPeerLink}, over any {@link MessageChannelLike}.
+ */
+import type { TensorMessage } from './tensor-frame.js';
+
+/** The subset of `RTCDataChannel` a link needs (also satisfied by werift and the in-memory pipe). */
+export interface MessageChannelLike {
+  readonly readyState: 'connecting' | 'open' | 'closing' | 'closed';
+  readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
+  binaryType?: string;
+  send(data: string | ArrayBuffer): void;
+  close(): void;
+  addEventListener(type: 'message', listener: (ev: { data: unknown }) => void): void;
+  addEventListener(type: 'open' | 'close' | 'bufferedamountlow', listener: () => void): void;
+  addEventListener(type: 'error', listener: (ev: unknown) => void): void;
+}
+
+/** Small JSON control messages between ring peers (versioned; validated on receipt). */
+export interface ControlMessage {
+  type: string;
+  v: number;
+  [key: string]: unknown;
+}
+
+/** Why a link closed. */
+export interface LinkClose {
+  reason: 'local' | 'remote' | 'error';
+  error?: unknown;
+}
+
+/** A connection to one remote peer. */
+export interface PeerLink {
+  readonly remoteId: string;
+  readonly isOpen: boolean;
+  /** Sends a tensor in chunks, waiting on `bufferedAmountLowThreshold` between bursts. */
+  sendTensor(message: TensorMessage, opts?: { signal?: AbortSignal }): Promise<void>;
+  sendControl(message: ControlMessage): void;
+  onTensor(handler: (m: TensorMessage) => void): () => void;
+  onControl(handler: (m: ControlMessage) => void): () => void;
+  /** Typed errors from the receive side (bad frame, checksum, NaN...). The link is closed after one. */
+  onError(handler: (e: unknown) => void): () => void;
+  onClose(handler: (c: LinkClose) => void): () => void;
+  close(): void;
+}
+
+/** A peer's access to other peers. */
+export interface Transport {
+  readonly localId: string;
+  /** Opens a link to `remoteId` (this side offers). Times out with TRANSPORT_CONNECT_TIMEOUT. */
+  connect(remoteId: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PeerLink>;
+  /** Links other peers open to us. Returns an unsubscribe function. */
+  onIncoming(handler: (link: PeerLink) => void): () => void;
+  /** Closes every link; safe to call twice. */
+  close(): Promise<void>;
+}

@@ -8,6 +8,45 @@ export const HIGH_WATER_BYTES = 1024 * 1024;
 export const LOW_WATER_BYTES = 256 * 1024;
 const MAX_CONTROL_CHARS = 16 * 1024;
 
+function isTensorFrame(b: Uint8Array): boolean {
+  return b.length >= 4 && b[0] === 0x52 && b[1] === 0x57 && b[2] === 0x54 && b[3] === 0x46; // "RWTF"
+}
+
+function decodeText(b: Uint8Array): string {
+  if (b.length > MAX_CONTROL_CHARS * 4) {
+    throw new RingworkError('PROTOCOL_FRAME_TOO_LARGE', `Control message of ${b.length} bytes is too large.`);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(b);
+  } catch {
+    throw new RingworkError('TENSOR_BAD_FRAME', 'Binary message is neither a tensor frame nor UTF-8 text.');
+  }
+}
+
+function parseControl(text: string): ControlMessage {
+  if (text.length > MAX_CONTROL_CHARS) {
+    throw new RingworkError(
+      'PROTOCOL_FRAME_TOO_LARGE',
+      `Control message of ${text.length} characters exceeds ${MAX_CONTROL_CHARS}.`,
+    );
+  }
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    throw new RingworkError('PROTOCOL_BAD_FRAME', 'Control message is not JSON.');
+  }
+  if (
+    typeof m !== 'object' ||
+    m === null ||
+    typeof (m as ControlMessage).type !== 'string' ||
+    typeof (m as ControlMessage).v !== 'number'
+  ) {
+    throw new RingworkError('PROTOCOL_BAD_FRAME', 'Control message needs string "type" and number "v".');
+  }
+  return m as ControlMessage;
+}
+
 /**
  * A {@link PeerLink} over one ordered message channel: binary frames are tensor chunks, text
  * frames are JSON control messages. Sends are serialised (one tensor's chunks never interleave
@@ -49,41 +88,23 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
     if (closed) return;
     const d = ev.data;
     try {
-      if (typeof d === 'string') {
-        if (d.length > MAX_CONTROL_CHARS)
-          throw new RingworkError(
-            'PROTOCOL_FRAME_TOO_LARGE',
-            `Control message of ${d.length} characters exceeds ${MAX_CONTROL_CHARS}.`,
-          );
-        let m: unknown;
-        try {
-          m = JSON.parse(d);
-        } catch {
-          throw new RingworkError('PROTOCOL_BAD_FRAME', 'Control message is not JSON.');
-        }
-        if (
-          typeof m !== 'object' ||
-          m === null ||
-          typeof (m as ControlMessage).type !== 'string' ||
-          typeof (m as ControlMessage).v !== 'number'
-        ) {
-          throw new RingworkError(
-            'PROTOCOL_BAD_FRAME',
-            'Control message needs string "type" and number "v".',
-          );
-        }
-        controls.emit(m as ControlMessage);
-        return;
-      }
+      // Some channel wrappers (simple-peer's stream) deliver text as bytes: anything that is not a
+      // tensor frame (magic "RWTF") is read as a UTF-8 JSON control message.
       const bytes =
         d instanceof ArrayBuffer
           ? new Uint8Array(d)
           : ArrayBuffer.isView(d)
             ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
             : undefined;
-      if (!bytes) throw new RingworkError('TENSOR_BAD_FRAME', 'Unsupported message payload type.');
-      const t = reassembler.push(bytes);
-      if (t) tensors.emit(t);
+      if (typeof d !== 'string' && !bytes) {
+        throw new RingworkError('TENSOR_BAD_FRAME', 'Unsupported message payload type.');
+      }
+      if (bytes && isTensorFrame(bytes)) {
+        const t = reassembler.push(bytes);
+        if (t) tensors.emit(t);
+        return;
+      }
+      controls.emit(parseControl(typeof d === 'string' ? d : decodeText(bytes!)));
     } catch (e) {
       fail(e);
     }

@@ -176,7 +176,10 @@ describe('in-memory transport + peer links', () => {
 
   it('garbage on the wire closes the link with a typed error; sends after close fail typed', async () => {
     for (const [junk, code] of [
-      [new Uint8Array([1, 2, 3, 4]).buffer, 'TENSOR_BAD_FRAME'],
+      [new Uint8Array([1, 2, 3, 4]).buffer, 'PROTOCOL_BAD_FRAME'],
+      [new Uint8Array([0xff, 0xfe, 0xfd]).buffer, 'TENSOR_BAD_FRAME'],
+      [new Uint8Array([0x52, 0x57, 0x54, 0x46, 9, 9, 9]).buffer, 'TENSOR_BAD_FRAME'],
+      [new TextEncoder().encode('{"type":"ping","v":1,"x":').buffer, 'PROTOCOL_BAD_FRAME'],
       ['{not json', 'PROTOCOL_BAD_FRAME'],
       ['{"type":"x"}', 'PROTOCOL_BAD_FRAME'],
       ['x'.repeat(20_000), 'PROTOCOL_FRAME_TOO_LARGE'],

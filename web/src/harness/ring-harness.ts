@@ -1,0 +1,146 @@
+/**
+ * Browser test harness for the network: joins the real signaling server as a contributor, follows
+ * its assignments (connects to `next`, accepts `prev`), forwards every tensor it receives to its
+ * successor, and can start a tensor round trip around the ring. Used by tests/e2e/ring.spec.ts and
+ * the transport benchmark.
+ */
+import type { PeerCapability, ServerMessageOf } from '../../../shared/protocol/signaling';
+import type { TensorMessage } from '../../../shared/transport/tensor-frame';
+import type { PeerLink } from '../../../shared/transport/types';
+import { createSignalingClient, type SignalingClient } from '../network/signaling-client';
+import { createWebRtcTransport } from '../network/webrtc-transport';
+
+interface RingState {
+  client: SignalingClient;
+  assignment?: ServerMessageOf<'assignment'>;
+  next?: PeerLink;
+  prev?: PeerLink;
+  rounds: Map<string, (m: TensorMessage) => void>;
+  log: string[];
+  assignments: number;
+}
+
+let state: RingState | undefined;
+
+function wsUrl(): string {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+async function join(capability: PeerCapability): Promise<{ peerId: string }> {
+  const client = createSignalingClient({ url: wsUrl(), roles: ['contributor'] });
+  const welcome = await client.start();
+  const transport = createWebRtcTransport({
+    signaling: client,
+    iceServers: welcome.iceServers as RTCIceServer[],
+    connectTimeoutMs: 8000,
+  });
+  const s: RingState = { client, rounds: new Map(), log: [], assignments: 0 };
+  state = s;
+  const forward = (m: TensorMessage) => {
+    const waiter = s.rounds.get(m.session);
+    if (waiter) return waiter(m);
+    if (!s.next?.isOpen) {
+      s.log.push(`drop ${m.session}: no next link`);
+      return;
+    }
+    void s.next.sendTensor(m).catch((e: unknown) => s.log.push(`forward failed: ${String(e)}`));
+  };
+  transport.onIncoming((link) => {
+    if (link.remoteId !== s.assignment?.prev) {
+      s.log.push(`refused link from ${link.remoteId}`);
+      link.close();
+      return;
+    }
+    s.prev?.close();
+    s.prev = link;
+    link.onTensor(forward);
+  });
+  client.on('assignment', (a) => {
+    s.assignment = a;
+    s.assignments++;
+    s.log.push(`assignment epoch ${a.epoch} range ${a.range} prev ${a.prev} next ${a.next}`);
+    if (s.next && s.next.remoteId !== a.next) {
+      s.next.close();
+      s.next = undefined;
+    }
+    if (a.next && a.next !== welcome.peerId && !s.next?.isOpen) {
+      const target = a.next;
+      transport
+        .connect(target)
+        .then((link) => {
+          if (s.assignment?.next !== target) return link.close();
+          s.next = link;
+          link.onClose(() => {
+            if (s.next === link && s.assignment?.next === target) {
+              try {
+                client.send({ type: 'peer-unreachable', peer: target, reason: 'DataChannel closed' });
+              } catch {
+                /* server gone */
+              }
+            }
+          });
+        })
+        .catch((e: unknown) => s.log.push(`connect to ${target} failed: ${String(e)}`));
+    }
+  });
+  client.send({ type: 'profile', capability });
+  return { peerId: welcome.peerId };
+}
+
+/** Sends a tensor of `bytes` bytes to `next` and waits for it to come back from `prev`. */
+async function roundTrip(
+  bytes: number,
+  timeoutMs = 15_000,
+): Promise<{ ok: boolean; ms: number; hops: number }> {
+  const s = state;
+  if (!s?.next?.isOpen) throw new Error('no open link to the next peer yet');
+  const n = bytes / 4;
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = ((i * 2654435761) % 1000003) / 1000003;
+  const session = `${s.client.peerId}:${crypto.randomUUID().slice(0, 8)}`;
+  const t0 = performance.now();
+  const back = new Promise<TensorMessage>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`tensor of ${bytes} B did not come back within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    s.rounds.set(session, (m) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+  await s.next.sendTensor({ session, step: 0, position: 0, kind: 'raw', dtype: 'float32', shape: [n], data });
+  const m = await back;
+  s.rounds.delete(session);
+  const got = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  const want = new Uint8Array(data.buffer);
+  let ok = got.length === want.length;
+  for (let i = 0; ok && i < want.length; i++) ok = got[i] === want[i];
+  return { ok, ms: performance.now() - t0, hops: 0 };
+}
+
+function ringState() {
+  const s = state;
+  return {
+    peerId: s?.client.peerId,
+    assignment: s?.assignment
+      ? {
+          epoch: s.assignment.epoch,
+          range: s.assignment.range,
+          prev: s.assignment.prev,
+          next: s.assignment.next,
+        }
+      : undefined,
+    nextOpen: !!s?.next?.isOpen,
+    prevOpen: !!s?.prev?.isOpen,
+    assignments: s?.assignments ?? 0,
+    log: s?.log ?? [],
+  };
+}
+
+declare global {
+  interface Window {
+    ringworkRing: { join: typeof join; roundTrip: typeof roundTrip; state: typeof ringState };
+  }
+}
+window.ringworkRing = { join, roundTrip, state: ringState };

@@ -1,0 +1,196 @@
+/**
+ * WebRTC DataChannel transport over simple-peer, signaled through the Ringwork signaling server.
+ *
+ * Why simple-peer (not peerjs): peerjs speaks its own PeerServer protocol with client-chosen ids;
+ * Ringwork's server assigns ids, validates every frame with zod and relays only between peers it
+ * introduced. simple-peer is signaling-agnostic — it hands us offer/answer/candidate objects and we
+ * carry them in our own `signal` messages. Its standalone browser bundle avoids Node polyfills.
+ */
+import SimplePeer from 'simple-peer/simplepeer.min.js';
+import { RingworkError } from '../../../shared/errors';
+import type { SignalPayload } from '../../../shared/protocol/signaling';
+import { createListeners } from '../../../shared/transport/emitter';
+import { createPeerLink } from '../../../shared/transport/peer-link';
+import type { MessageChannelLike, PeerLink, Transport } from '../../../shared/transport/types';
+import type { SignalingClient } from './signaling-client';
+
+type Peer = SimplePeer.Instance & {
+  bufferSize: number;
+  writableLength?: number;
+  connected: boolean;
+  destroyed: boolean;
+};
+
+/** Adapts simple-peer's duplex stream to the channel surface {@link createPeerLink} needs. */
+function simplePeerChannel(peer: Peer): MessageChannelLike {
+  const on = (type: string, l: (ev?: unknown) => void) => {
+    if (type === 'message') peer.on('data', (data: Uint8Array) => l({ data }));
+    else if (type === 'close') peer.on('close', () => l());
+    else if (type === 'error') peer.on('error', (e: unknown) => l(e));
+    // The stream emits 'drain' once its queue (and the channel's buffer) has emptied.
+    else if (type === 'bufferedamountlow') peer.on('drain', () => l());
+    else if (type === 'open') peer.on('connect', () => l());
+  };
+  return {
+    get readyState() {
+      return peer.destroyed ? 'closed' : peer.connected ? 'open' : 'connecting';
+    },
+    get bufferedAmount() {
+      return peer.bufferSize + (peer.writableLength ?? 0);
+    },
+    bufferedAmountLowThreshold: 0,
+    send(data) {
+      peer.write(typeof data === 'string' ? data : new Uint8Array(data));
+    },
+    close() {
+      peer.destroy();
+    },
+    addEventListener: on as MessageChannelLike['addEventListener'],
+  };
+}
+
+function toPayload(data: SimplePeer.SignalData): SignalPayload | undefined {
+  if ((data.type === 'offer' || data.type === 'answer') && data.sdp)
+    return { kind: 'sdp', sdp: { type: data.type, sdp: data.sdp } };
+  if (data.type === 'candidate' && data.candidate) {
+    const c = data.candidate as RTCIceCandidateInit;
+    return {
+      kind: 'candidate',
+      candidate: {
+        candidate: c.candidate ?? '',
+        sdpMid: c.sdpMid ?? null,
+        sdpMLineIndex: c.sdpMLineIndex ?? null,
+      },
+    };
+  }
+  return undefined; // renegotiation requests are not used: one data channel per link
+}
+
+function fromPayload(p: SignalPayload): SimplePeer.SignalData {
+  return p.kind === 'sdp'
+    ? { type: p.sdp.type, sdp: p.sdp.sdp }
+    : { type: 'candidate', candidate: p.candidate as RTCIceCandidate };
+}
+
+export interface WebRtcTransportOptions {
+  signaling: SignalingClient;
+  iceServers?: RTCIceServer[];
+  connectTimeoutMs?: number;
+  /** Extra attempts after a timed-out connect. */
+  retries?: number;
+}
+
+/** A {@link Transport} whose links are WebRTC DataChannels (ordered, reliable). */
+export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
+  const { signaling } = opts;
+  const incoming = createListeners<PeerLink>();
+  const peers = new Map<string, Peer>();
+  const links = new Set<PeerLink>();
+  let closed = false;
+
+  const makePeer = (remoteId: string, initiator: boolean): Peer => {
+    const peer = new SimplePeer({
+      initiator,
+      trickle: true,
+      config: { iceServers: opts.iceServers ?? [] },
+      channelConfig: { ordered: true },
+    }) as Peer;
+    peer.on('signal', (data: SimplePeer.SignalData) => {
+      const payload = toPayload(data);
+      if (payload && !peer.destroyed) {
+        try {
+          signaling.send({ type: 'signal', to: remoteId, payload });
+        } catch {
+          peer.destroy();
+        }
+      }
+    });
+    peer.on('close', () => peers.get(remoteId) === peer && peers.delete(remoteId));
+    peer.on('error', () => peers.get(remoteId) === peer && peers.delete(remoteId));
+    peers.set(remoteId, peer);
+    return peer;
+  };
+
+  const track = (remoteId: string, peer: Peer): PeerLink => {
+    const link = createPeerLink(remoteId, simplePeerChannel(peer));
+    links.add(link);
+    link.onClose(() => links.delete(link));
+    return link;
+  };
+
+  const offSignal = signaling.on('signal', (m) => {
+    if (closed) return;
+    let peer = peers.get(m.from);
+    if (!peer) {
+      if (m.payload.kind !== 'sdp' || m.payload.sdp.type !== 'offer') return; // stray candidate of a dead peer
+      peer = makePeer(m.from, false);
+      const p = peer;
+      p.on('connect', () => incoming.emit(track(m.from, p)));
+    }
+    peer.signal(fromPayload(m.payload));
+  });
+
+  const attempt = (remoteId: string, timeoutMs: number, signal?: AbortSignal) =>
+    new Promise<PeerLink>((resolve, reject) => {
+      peers.get(remoteId)?.destroy();
+      const peer = makePeer(remoteId, true);
+      const timer = setTimeout(() => {
+        peer.destroy();
+        reject(
+          new RingworkError(
+            'TRANSPORT_CONNECT_TIMEOUT',
+            `No DataChannel to ${remoteId} within ${timeoutMs} ms.`,
+            {
+              details: { remoteId, timeoutMs },
+            },
+          ),
+        );
+      }, timeoutMs);
+      signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        peer.destroy();
+        reject(new RingworkError('ABORTED', `Connecting to ${remoteId} was aborted.`));
+      });
+      peer.on('connect', () => {
+        clearTimeout(timer);
+        resolve(track(remoteId, peer));
+      });
+      peer.on('error', (e: unknown) => {
+        clearTimeout(timer);
+        reject(
+          new RingworkError('TRANSPORT_CLOSED', `WebRTC connection to ${remoteId} failed: ${String(e)}`, {
+            cause: e,
+          }),
+        );
+      });
+    });
+
+  return {
+    get localId() {
+      return signaling.peerId ?? '';
+    },
+    async connect(remoteId, o = {}) {
+      const timeoutMs = o.timeoutMs ?? opts.connectTimeoutMs ?? 10_000;
+      let last: unknown;
+      for (let i = 0; i <= (opts.retries ?? 1); i++) {
+        if (closed) break;
+        try {
+          return await attempt(remoteId, timeoutMs, o.signal);
+        } catch (e) {
+          last = e;
+          if ((e as RingworkError).code === 'ABORTED') throw e;
+        }
+      }
+      throw last ?? new RingworkError('TRANSPORT_CLOSED', 'The transport is closed.');
+    },
+    onIncoming: (h) => incoming.add(h),
+    async close() {
+      if (closed) return;
+      closed = true;
+      offSignal();
+      for (const l of [...links]) l.close();
+      for (const p of peers.values()) p.destroy();
+      peers.clear();
+    },
+  };
+}

@@ -9,7 +9,7 @@ export async function startServer(): Promise<{ url: string; stop: () => Promise<
   const child: ChildProcess = spawn(
     process.execPath,
     ['--import', 'tsx', 'signaling-server/src/main.ts', '--port', '0', '--host', '127.0.0.1'],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGWORK_TEST_MODE: '1' } },
   );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';

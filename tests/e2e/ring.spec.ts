@@ -1,0 +1,90 @@
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import { test, expect } from './server-fixture';
+
+/** One browser context per peer (separate storage, like separate people's tabs). */
+async function openPeer(browser: Browser, url: string): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext();
+  // Without media permission Chromium gathers candidates only on the default-route address, which
+  // does not exist in the loopback-only namespace, and ICE never completes.
+  await context.grantPermissions(['camera', 'microphone'], { origin: url });
+  const page = await context.newPage();
+  page.on('console', (m) => m.type() === 'error' && console.log('[page]', m.text()));
+  await page.goto(`${url}/harness.html`);
+  await page.waitForFunction(() => 'ringworkRing' in window);
+  return { context, page };
+}
+
+const capability = (tflops: number) => ({
+  tflops,
+  bandwidthGBps: 100,
+  memoryBytes: 4e9,
+  backend: 'wasm' as const,
+  mobile: false,
+  label: `test peer ${tflops}`,
+});
+
+async function ringFormed(pages: Page[]) {
+  await expect
+    .poll(
+      async () => {
+        const states = await Promise.all(pages.map((p) => p.evaluate(() => window.ringworkRing.state())));
+        return states.every((s) => s.nextOpen && s.prevOpen);
+      },
+      { timeout: 30_000, intervals: [250] },
+    )
+    .toBe(true);
+}
+
+test('3 pages form a ring through the real server, pass 4 KiB and 1 MiB tensors all the way round, and re-form after one leaves', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(120_000);
+  const peers = await Promise.all(
+    [6, 8, 10].map(async (t) => ({ ...(await openPeer(browser, server.url)), t })),
+  );
+  const ids = await Promise.all(
+    peers.map((p) => p.page.evaluate((c) => window.ringworkRing.join(c), capability(p.t))),
+  );
+  expect(new Set(ids.map((i) => i.peerId)).size).toBe(3);
+  await ringFormed(peers.map((p) => p.page));
+
+  // The coordinator's snapshot shows one ring of the three peers covering every unit.
+  const snap = (await (await fetch(`${server.url}/api/network`)).json()) as {
+    rings: { stages: { peer: string; range: number[] }[] }[];
+    iceDropped?: number;
+  };
+  expect(snap.rings).toHaveLength(1);
+  expect(snap.rings[0]!.stages.map((s) => s.peer).sort()).toEqual(ids.map((i) => i.peerId).sort());
+
+  for (const bytes of [4096, 1 << 20]) {
+    const r = await peers[0]!.page.evaluate((b) => window.ringworkRing.roundTrip(b), bytes);
+    expect(r.ok, `${bytes} B round trip byte-exact`).toBe(true);
+  }
+
+  // One page closes: the coordinator re-plans within 5 s and the two survivors form a ring again.
+  const leaving = peers[1]!;
+  const survivors = [peers[0]!, peers[2]!];
+  const before = await Promise.all(
+    survivors.map((p) => p.page.evaluate(() => window.ringworkRing.state().assignments)),
+  );
+  const t0 = Date.now();
+  await leaving.context.close();
+  await expect
+    .poll(
+      async () => {
+        const s = await Promise.all(survivors.map((p) => p.page.evaluate(() => window.ringworkRing.state())));
+        return s.every((x, i) => x.assignments > before[i]! && x.assignment?.next !== ids[1]!.peerId);
+      },
+      { timeout: 5_000, intervals: [100] },
+    )
+    .toBe(true);
+  const replanMs = Date.now() - t0;
+  console.log(`re-planned ${replanMs} ms after the page closed`);
+  await ringFormed(survivors.map((p) => p.page));
+  for (const bytes of [4096, 1 << 20]) {
+    const r = await survivors[0]!.page.evaluate((b) => window.ringworkRing.roundTrip(b), bytes);
+    expect(r.ok).toBe(true);
+  }
+  for (const p of survivors) await p.context.close();
+});

@@ -43,6 +43,7 @@ export default defineConfig({
       input: {
         main: resolve('web/index.html'),
         harness: resolve('web/harness.html'),
+        profiler: resolve('web/profiler.html'),
       },
     },
   },

@@ -13,7 +13,7 @@ export const layerProfileSchema = z
     weightBytes: z.number().nonnegative().finite(),
     /** KV-cache bytes this unit adds per token of context. */
     kvBytesPerToken: z.number().nonnegative().finite(),
-    /** Bytes of the activation this unit hands on, per token (hidden state, or logits for the head). */
+    /** Bytes of the activation this unit hands on, per token (hidden state; a sampled token id for the head). */
     outBytesPerToken: z.number().nonnegative().finite(),
     /** FLOPs per token of a prefill of `prefillTokens` tokens (attention averaged over the prompt). */
     prefillFlopsPerToken: z.number().nonnegative().finite().optional(),
@@ -84,7 +84,9 @@ export function profileModel(
         flopsPerToken: flops,
         weightBytes: matrixBytes(V, D, format) + D * 4,
         kvBytesPerToken: 0,
-        outBytesPerToken: V * 4,
+        // The head stage samples the next token itself (sampler settings travel with the request), so
+        // only a 4-byte token id leaves it — never the vocab-sized logits.
+        outBytesPerToken: 4,
         prefillFlopsPerToken: flops,
         decodeFlopsPerToken: flops,
       });

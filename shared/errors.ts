@@ -49,6 +49,11 @@ export const ERROR_CODES = [
   'TRANSPORT_CONNECT_TIMEOUT',
   'TRANSPORT_CLOSED',
   'NO_RING',
+  // signaling server
+  'PROTOCOL_SESSION_REPLACED',
+  'PROTOCOL_TIMEOUT',
+  'PEER_EVICTED',
+  'SERVER_INTERNAL',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

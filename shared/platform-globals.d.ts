@@ -19,6 +19,9 @@ declare class TextEncoder {
 }
 declare function setTimeout(handler: () => void, timeout?: number): unknown;
 declare function clearTimeout(id: unknown): void;
+declare function setInterval(handler: () => void, timeout?: number): unknown;
+declare function clearInterval(id: unknown): void;
+declare const crypto: { randomUUID(): string; getRandomValues<T extends ArrayBufferView>(a: T): T };
 declare const performance: { now(): number };
 declare const console: {
   log(...args: unknown[]): void;

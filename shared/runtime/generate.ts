@@ -1,6 +1,6 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import type { Pipeline } from './pipeline.js';
+import type { ForwardResult, ForwardTiming, Pipeline } from './pipeline.js';
 import type { Sampler } from './sampler.js';
 
 /** Options of {@link generate}. */
@@ -21,6 +21,8 @@ export interface GenerateOptions {
   onBoundary?: (position: number, stage: number, hidden: Float32Array) => void;
   /** Sees the logits of every forward pass: (position of first row, logits). */
   onLogits?: (position: number, logits: Float32Array) => void;
+  /** Sees every forward pass's timing (per-stage compute, total wall time). */
+  onStep?: (e: { position: number; tokens: number; timing: ForwardTiming }) => void;
   /** Tokens that end generation; default: the tokenizer's EOS ids. llama2.c stops on BOS only: pass []. */
   stopTokens?: number[];
   now?: () => number;
@@ -79,32 +81,38 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     // Prefill: positions 0..n-1 in one pass (or one by one), printing the prompt as llama2.c does.
     const n = Math.min(prompt.length, steps);
     const t0 = now();
-    let logits: Float32Array;
-    const run = async (ids: number[], pos: number) => {
+    let last: ForwardResult;
+    const run = async (ids: number[], pos: number): Promise<ForwardResult> => {
       throwIfAborted(o.signal, 'Generation');
       const r = await session.forward(Int32Array.from(ids), pos, {
         signal: o.signal,
         onBoundary: o.onBoundary ? (stage, h) => o.onBoundary!(pos, stage, h) : undefined,
       });
-      o.onLogits?.(pos, r.logits);
-      return r.logits;
+      if (r.logits) o.onLogits?.(pos, r.logits);
+      o.onStep?.({ position: pos, tokens: ids.length, timing: r.timing });
+      return r;
     };
     if (o.prefill === false) {
-      logits = new Float32Array();
-      for (let p = 0; p < n; p++) logits = await run([prompt[p]!], p);
+      last = await run([prompt[0]!], 0);
+      for (let p = 1; p < n; p++) last = await run([prompt[p]!], p);
     } else {
-      logits = await run(prompt.slice(0, n), 0);
+      last = await run(prompt.slice(0, n), 0);
     }
     prefillMs = now() - t0;
     for (let p = 1; p < n; p++) emit(prompt[p - 1]!, prompt[p]!, p);
     const vocab = o.tokenizer.vocabSize;
     let pos = n - 1;
     let token = prompt[n - 1]!;
-    // `logits` holds the row for position `pos`; llama2.c samples from it and prints.
+    // `last` holds the result for position `pos`; llama2.c samples from it and prints.
     while (pos < steps) {
-      const row = logits.length > vocab ? logits.subarray(logits.length - vocab) : logits;
-      // A prompt longer than `steps` is still forced, as llama2.c does.
-      const next = pos < prompt.length - 1 ? prompt[pos + 1]! : o.sampler.sample(row);
+      // A prompt longer than `steps` is still forced, as llama2.c does (without drawing from the RNG).
+      let next: number;
+      if (pos < prompt.length - 1) next = prompt[pos + 1]!;
+      else if (last.token !== undefined) next = last.token;
+      else {
+        const logits = last.logits!;
+        next = o.sampler.sample(logits.length > vocab ? logits.subarray(logits.length - vocab) : logits);
+      }
       pos++;
       if (next === o.tokenizer.bosId) {
         stop = 'bos';
@@ -119,7 +127,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       token = next;
       if (pos >= steps) break;
       const t1 = now();
-      logits = await run([token], pos);
+      last = await run([token], pos);
       decodeMs += now() - t1;
       decodeTokens++;
     }

@@ -9,6 +9,16 @@ export interface ForwardTiming {
   totalMs: number;
 }
 
+/**
+ * The outcome of one forward pass: the last position's logits (local pipelines), or the token the
+ * head already sampled with the session's settings (remote rings, where only a token id travels).
+ */
+export interface ForwardResult {
+  logits?: Float32Array;
+  token?: number;
+  timing: ForwardTiming;
+}
+
 /** A chain of shard runners that together cover the whole model, in order. */
 export interface Pipeline {
   /** Opens one generation session on every stage. */
@@ -25,7 +35,7 @@ export interface PipelineSession {
     tokens: Int32Array,
     position: number,
     opts?: { signal?: AbortSignal; onBoundary?: (stage: number, hidden: Float32Array) => void },
-  ): Promise<{ logits: Float32Array; timing: ForwardTiming }>;
+  ): Promise<ForwardResult>;
   close(): Promise<void>;
 }
 

@@ -10,8 +10,11 @@
  *  0 magic "RWTF"      4 version u8   5 dtype u8   6 kind u8   7 ndim u8
  *  8 seq u32          12 step u32    16 position u32
  * 20 chunkIndex u16   22 chunkCount u16   24 totalBytes u32   28 crc32 u32
- * 32 sessionLen u8    33 session (utf-8, <= 64 bytes)   then shape u32 x ndim   then payload
+ * 32 sessionLen u8    33 traceLen u8   34 session (utf-8, <= 64 bytes)
+ *    then shape u32 x ndim   then trace f32 x traceLen   then payload
  * ```
+ * `trace` carries per-stage compute times (ms) appended by each stage a tensor passes, so the
+ * requester can split a token's time into compute and hops without extra messages.
  */
 import { RingworkError } from '../errors.js';
 import { crc32 } from './crc32.js';
@@ -22,7 +25,8 @@ export const MAX_CHUNK_BYTES = 64 * 1024;
 /** Largest tensor a peer accepts (bounds memory a remote can make us hold). */
 export const MAX_TENSOR_BYTES = 256 * 1024 * 1024;
 const MAGIC = 0x46545752; // "RWTF" little-endian
-const FIXED_HEADER = 33;
+const FIXED_HEADER = 34;
+const MAX_TRACE = 64;
 const MAX_SESSION_BYTES = 64;
 const MAX_DIMS = 4;
 
@@ -42,6 +46,8 @@ export interface TensorMessage {
   dtype: TensorDType;
   shape: number[];
   data: Float32Array | Int32Array | Uint8Array;
+  /** Compute ms of each stage this tensor has passed (at most 64 entries). */
+  trace?: number[];
 }
 
 const bad = (
@@ -96,7 +102,11 @@ export function encodeTensorFrames(m: TensorMessage, seq: number): ArrayBuffer[]
   const chunkCount = Math.max(1, Math.ceil(payload.byteLength / MAX_CHUNK_BYTES));
   if (chunkCount > 0xffff) throw bad('TENSOR_SIZE_MISMATCH', 'Tensor needs more than 65535 chunks.');
   const crc = crc32(payload);
-  const headerBytes = FIXED_HEADER + session.byteLength + 4 * m.shape.length;
+  const trace = m.trace ?? [];
+  if (trace.length > MAX_TRACE || trace.some((t) => !Number.isFinite(t))) {
+    throw bad('TENSOR_BAD_FRAME', `A trace holds at most ${MAX_TRACE} finite numbers.`);
+  }
+  const headerBytes = FIXED_HEADER + session.byteLength + 4 * m.shape.length + 4 * trace.length;
   const frames: ArrayBuffer[] = [];
   for (let i = 0; i < chunkCount; i++) {
     const start = i * MAX_CHUNK_BYTES;
@@ -116,11 +126,16 @@ export function encodeTensorFrames(m: TensorMessage, seq: number): ArrayBuffer[]
     dv.setUint32(24, payload.byteLength, true);
     dv.setUint32(28, crc, true);
     dv.setUint8(32, session.byteLength);
+    dv.setUint8(33, trace.length);
     const u8 = new Uint8Array(buf);
     u8.set(session, FIXED_HEADER);
     let off = FIXED_HEADER + session.byteLength;
     for (const d of m.shape) {
       dv.setUint32(off, d, true);
+      off += 4;
+    }
+    for (const t of trace) {
+      dv.setFloat32(off, t, true);
       off += 4;
     }
     u8.set(chunk, off);
@@ -142,6 +157,7 @@ export interface ChunkHeader {
   chunkCount: number;
   totalBytes: number;
   crc: number;
+  trace: number[];
   payload: Uint8Array;
 }
 
@@ -166,8 +182,9 @@ export function decodeChunk(frame: ArrayBuffer | Uint8Array): ChunkHeader {
   if (!dtype || !kind || ndim > MAX_DIMS)
     throw bad('TENSOR_BAD_FRAME', 'Unknown dtype, kind or rank in tensor frame.');
   const sessionLen = dv.getUint8(32);
-  const headerBytes = FIXED_HEADER + sessionLen + 4 * ndim;
-  if (sessionLen > MAX_SESSION_BYTES || u8.byteLength < headerBytes)
+  const traceLen = dv.getUint8(33);
+  const headerBytes = FIXED_HEADER + sessionLen + 4 * ndim + 4 * traceLen;
+  if (sessionLen > MAX_SESSION_BYTES || traceLen > MAX_TRACE || u8.byteLength < headerBytes)
     throw bad('TENSOR_BAD_FRAME', 'Truncated tensor frame header.');
   let session: string;
   try {
@@ -179,6 +196,10 @@ export function decodeChunk(frame: ArrayBuffer | Uint8Array): ChunkHeader {
   }
   const shape: number[] = [];
   for (let i = 0; i < ndim; i++) shape.push(dv.getUint32(FIXED_HEADER + sessionLen + 4 * i, true));
+  const trace: number[] = [];
+  for (let i = 0; i < traceLen; i++)
+    trace.push(dv.getFloat32(FIXED_HEADER + sessionLen + 4 * ndim + 4 * i, true));
+  if (trace.some((t) => !Number.isFinite(t))) throw bad('TENSOR_BAD_FRAME', 'Trace values must be finite.');
   const chunkIndex = dv.getUint16(20, true);
   const chunkCount = dv.getUint16(22, true);
   const totalBytes = dv.getUint32(24, true);
@@ -229,6 +250,7 @@ export function decodeChunk(frame: ArrayBuffer | Uint8Array): ChunkHeader {
     chunkCount,
     totalBytes,
     crc: dv.getUint32(28, true),
+    trace,
     payload,
   };
 }
@@ -310,6 +332,7 @@ export function createTensorReassembler(): TensorReassembler {
         dtype: head.dtype,
         shape: head.shape,
         data,
+        trace: head.trace,
       };
     },
   };

@@ -100,8 +100,9 @@ describe('stories260K golden (llama2.c run.c, greedy, 64 steps) in Node wasm', (
     });
     expect(max).toBeLessThan(1e-4);
     let maxLogit = 0;
-    for (let i = 0; i < logits.length; i++)
-      maxLogit = Math.max(maxLogit, Math.abs(logits[i]! - golden.logits[i]!));
+    expect(logits).toBeDefined();
+    for (let i = 0; i < logits!.length; i++)
+      maxLogit = Math.max(maxLogit, Math.abs(logits![i]! - golden.logits[i]!));
     expect(maxLogit).toBeLessThan(1e-4);
     await s.close();
     await Promise.all(runners.map((r) => r.dispose()));

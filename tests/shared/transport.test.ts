@@ -79,6 +79,12 @@ describe('tensor frames', () => {
     }
   });
 
+  it('carries a per-stage timing trace', () => {
+    const out = roundTrip({ ...tensor(4), trace: [1.5, 2.25, 0] });
+    expect(out.trace).toEqual([1.5, 2.25, 0]);
+    expect(codeOf(() => encodeTensorFrames({ ...tensor(4), trace: [NaN] }, 0))).toBe('TENSOR_BAD_FRAME');
+  });
+
   it('carries int32 token ids and uint8 data', () => {
     const t: TensorMessage = {
       session: 'x',

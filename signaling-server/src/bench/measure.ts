@@ -95,7 +95,7 @@ export async function startGeneration(
         throw new RingworkError('INVALID_ARGUMENT', 'prefill() runs once, before any decode().');
       const t0 = now();
       const r = await session.forward(Int32Array.from(prompt), 0);
-      tokens.push(argmax(lastRow(r.logits)));
+      tokens.push(argmax(lastRow(r.logits!)));
       const ms = now() - t0;
       position = prompt.length;
       return ms;
@@ -110,7 +110,7 @@ export async function startGeneration(
       for (let i = 0; i < steps; i++) {
         const r = await session.forward(Int32Array.of(tokens[tokens.length - 1]!), position++);
         for (const ms of r.timing.stageMs) ortMs += ms;
-        tokens.push(argmax(lastRow(r.logits)));
+        tokens.push(argmax(lastRow(r.logits!)));
       }
       return { steps, ms: now() - t0, ortMs };
     },

@@ -1,0 +1,145 @@
+/**
+ * The requester's view of a ring as a {@link Pipeline}: `forward` sends token ids to the first stage
+ * and resolves with the token the head sampled, so the same {@link generate} loop drives a local
+ * chain of runners and a ring of browsers — and gives the same tokens.
+ */
+import { RingworkError, throwIfAborted } from '../errors.js';
+import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
+import type { PeerLink } from '../transport/types.js';
+import {
+  RING_PROTOCOL_VERSION,
+  parseRingControl,
+  type RingControlOf,
+  type SamplerSettings,
+} from './ring-protocol.js';
+
+export interface RemotePipelineOptions {
+  requesterId: string;
+  epoch: number;
+  /** Link to the stage holding unit 0 (it receives token ids). */
+  first: PeerLink;
+  /** Link to the stage holding the head (it answers with tokens). May be `first` for a 1-stage ring. */
+  head: PeerLink;
+  sampler: SamplerSettings;
+  /** Per-step timeout, ms (default 60 s: a first step may include a cold GPU pipeline compile). */
+  stepTimeoutMs?: number;
+  newSessionId?: () => string;
+  now?: () => number;
+}
+
+type Waiter = { resolve: (m: RingControlOf<'token'>) => void; reject: (e: unknown) => void };
+
+export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
+  const now = o.now ?? (() => performance.now());
+  const newId = o.newSessionId ?? (() => crypto.randomUUID());
+  return {
+    async open(): Promise<PipelineSession> {
+      const session = newId();
+      let waiter: Waiter | undefined;
+      let failure: unknown;
+      const fail = (e: unknown) => {
+        failure ??= e;
+        waiter?.reject(e);
+        waiter = undefined;
+      };
+      const lost = (who: string) => () =>
+        fail(
+          new RingworkError(
+            'TRANSPORT_CLOSED',
+            `The ring lost a peer (${who}) mid-generation. The network is re-planning; send the request again in a moment.`,
+            { details: { peer: who, session } },
+          ),
+        );
+      const offs = [
+        o.first.onClose(lost(o.first.remoteId)),
+        o.head.onClose(lost(o.head.remoteId)),
+        o.head.onControl((raw) => onControl(raw)),
+      ];
+      if (o.first !== o.head) offs.push(o.first.onControl((raw) => onControl(raw)));
+      function onControl(raw: unknown) {
+        let m;
+        try {
+          m = parseRingControl(raw);
+        } catch {
+          return;
+        }
+        if (m.session !== session) return;
+        if (m.type === 'token') {
+          waiter?.resolve(m);
+          waiter = undefined;
+        } else if (m.type === 'error') {
+          fail(
+            new RingworkError('RUNNER_BACKEND_FAILED', `Ring stage ${m.at} failed: ${m.code}: ${m.message}`, {
+              details: { ...m },
+            }),
+          );
+        }
+      }
+      if (!o.first.isOpen || !o.head.isOpen) lost(!o.first.isOpen ? o.first.remoteId : o.head.remoteId)();
+      if (failure) throw failure;
+      o.first.sendControl({
+        type: 'open',
+        v: RING_PROTOCOL_VERSION,
+        session,
+        epoch: o.epoch,
+        requester: o.requesterId,
+        sampler: o.sampler,
+      });
+      let step = 0;
+      return {
+        async forward(tokens, position, opts = {}): Promise<ForwardResult> {
+          if (failure) throw failure;
+          throwIfAborted(opts.signal, 'The step');
+          const t0 = now();
+          const reply = new Promise<RingControlOf<'token'>>((resolve, reject) => {
+            const timer = setTimeout(
+              () =>
+                fail(
+                  new RingworkError(
+                    'TRANSPORT_CONNECT_TIMEOUT',
+                    `The ring did not answer step ${step} within ${o.stepTimeoutMs ?? 60_000} ms.`,
+                  ),
+                ),
+              o.stepTimeoutMs ?? 60_000,
+            );
+            const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
+            opts.signal?.addEventListener('abort', onAbort, { once: true });
+            waiter = {
+              resolve: (m) => {
+                clearTimeout(timer);
+                opts.signal?.removeEventListener('abort', onAbort);
+                resolve(m);
+              },
+              reject: (e) => {
+                clearTimeout(timer);
+                opts.signal?.removeEventListener('abort', onAbort);
+                reject(e);
+              },
+            };
+          });
+          await o.first.sendTensor({
+            session,
+            step: step++,
+            position,
+            kind: 'tokens',
+            dtype: 'int32',
+            shape: [tokens.length],
+            data: Int32Array.from(tokens),
+            trace: [],
+          });
+          const m = await reply;
+          return { token: m.token, timing: { stageMs: m.stageMs, totalMs: now() - t0 } };
+        },
+        async close() {
+          offs.forEach((f) => f());
+          try {
+            if (o.first.isOpen)
+              o.first.sendControl({ type: 'end', v: RING_PROTOCOL_VERSION, session, reason: 'done' });
+          } catch {
+            /* ring gone: stages free the session on their own */
+          }
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * Control messages of a generation session on the DataChannels between a requester and the ring's
+ * stages (JSON text frames next to the binary tensor frames). One zod discriminated union, versioned
+ * like the signaling protocol; every message is parsed on receipt with {@link parseRingControl}.
+ *
+ * Flow (requester-driven, so stop, streaming and sampling settings stay with the person asking):
+ * requester --open--> stage 0 --open--> ... --open--> head   (every stage opens a KV session)
+ * requester --tokens tensor--> stage 0 --hidden--> ... --> head --token--> requester
+ * requester --end--> stage 0 --end--> ... --> head            (every stage frees its KV cache)
+ * The head samples with the requester's settings, so only a token id travels back.
+ */
+import { z } from 'zod';
+import { RingworkError } from '../errors.js';
+
+export const RING_PROTOCOL_VERSION = 1;
+const v = z.literal(RING_PROTOCOL_VERSION);
+const session = z.string().min(1).max(64);
+
+export const samplerSettingsSchema = z
+  .object({
+    temperature: z.number().min(0).max(100),
+    topP: z.number().gt(0).max(1).default(1),
+    topK: z.number().int().min(0).max(1_000_000).default(0),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53),
+  })
+  .strict();
+export type SamplerSettings = z.infer<typeof samplerSettingsSchema>;
+
+export const ringControlSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('open'),
+      v,
+      session,
+      /** The ring epoch the requester planned against; stages on another epoch refuse. */
+      epoch: z.number().int().nonnegative(),
+      /** The peer the head must answer. */
+      requester: z.string().min(1).max(64),
+      sampler: samplerSettingsSchema,
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('token'),
+      v,
+      session,
+      /** Position whose logits produced the token. */
+      position: z.number().int().nonnegative(),
+      token: z.number().int().nonnegative(),
+      /** ms spent per stage for this step (compute only), in ring order. */
+      stageMs: z.array(z.number().nonnegative()).max(1024),
+      /** Wall time from the head's receipt of the step to sending this token, ms. */
+      t: z.number().nonnegative().optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('end'), v, session, reason: z.string().max(200) }).strict(),
+  z
+    .object({
+      type: z.literal('error'),
+      v,
+      session,
+      code: z.string().max(64),
+      message: z.string().max(2000),
+      /** The stage (peer id) that failed. */
+      at: z.string().max(64),
+    })
+    .strict(),
+]);
+export type RingControl = z.infer<typeof ringControlSchema>;
+export type RingControlOf<T extends RingControl['type']> = Extract<RingControl, { type: T }>;
+
+/** Validates a control message received on a ring link. */
+export function parseRingControl(m: unknown): RingControl {
+  const r = ringControlSchema.safeParse(m);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new RingworkError(
+      'PROTOCOL_BAD_FRAME',
+      `Invalid ring control message: ${i?.path.join('.') || '(root)'}: ${i?.message}.`,
+      {
+        details: {
+          issues: r.error.issues.slice(0, 5).map((x) => ({ path: x.path.join('.'), message: x.message })),
+        },
+      },
+    );
+  }
+  return r.data;
+}

@@ -1,0 +1,198 @@
+/**
+ * One stage of a generation ring on a contributor: receives the session's input (token ids on the
+ * first stage, hidden states elsewhere), runs its shard, and hands the result on — hidden states to
+ * the next stage, or (on the head) a sampled token id back to the requester. Transport- and
+ * runtime-agnostic: the same code runs in a browser tab (WebRTC + Web Worker runner) and in Node
+ * tests (in-memory links + in-process runner).
+ */
+import { isRingworkError } from '../errors.js';
+import { createSampler, type Sampler } from '../runtime/sampler.js';
+import type { ShardRunner } from '../runtime/shard-runner.js';
+import type { TensorMessage } from '../transport/tensor-frame.js';
+import type { PeerLink } from '../transport/types.js';
+import {
+  RING_PROTOCOL_VERSION,
+  parseRingControl,
+  type RingControl,
+  type RingControlOf,
+} from './ring-protocol.js';
+
+/** Live counters a contributor shows ("steps served, ms per step"). */
+export interface RingStageStats {
+  stepsServed: number;
+  tokensServed: number;
+  computeMs: number;
+  openSessions: number;
+  lastError?: string;
+}
+
+export interface RingStageOptions {
+  peerId: string;
+  runner: ShardRunner;
+  epoch: number;
+  isFirst: boolean;
+  isHead: boolean;
+  /** The link to the next stage (unused on the head). */
+  next: () => PeerLink | undefined;
+  /** The link to a requester, by its peer id (used by the head, and to report errors). */
+  linkTo: (peerId: string) => PeerLink | undefined;
+  /** Idle sessions are released after this long (a requester that vanished). Default 5 min. */
+  idleMs?: number;
+  now?: () => number;
+  onStats?: (s: RingStageStats) => void;
+}
+
+interface StageSession {
+  runnerSession: string;
+  requester: string;
+  sampler?: Sampler;
+  lastUsed: number;
+}
+
+export interface RingStage {
+  /** Handles control and tensors arriving on a link (from the previous stage or a requester). */
+  attach(link: PeerLink): () => void;
+  readonly stats: RingStageStats;
+  /** Releases every session; safe twice. */
+  stop(): Promise<void>;
+}
+
+export function createRingStage(o: RingStageOptions): RingStage {
+  const now = o.now ?? (() => performance.now());
+  const sessions = new Map<string, StageSession>();
+  const stats: RingStageStats = { stepsServed: 0, tokensServed: 0, computeMs: 0, openSessions: 0 };
+  const publish = () => {
+    stats.openSessions = sessions.size;
+    o.onStats?.({ ...stats });
+  };
+  // Steps of one session must run in order; different sessions interleave freely in the runner.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = (fn: () => Promise<void>) => {
+    chain = chain.then(fn, fn);
+  };
+
+  const report = (session: string, requester: string | undefined, e: unknown) => {
+    const code = isRingworkError(e) ? e.code : 'RUNNER_BACKEND_FAILED';
+    const message = e instanceof Error ? e.message : String(e);
+    stats.lastError = `${code}: ${message}`;
+    publish();
+    const link = requester ? o.linkTo(requester) : undefined;
+    try {
+      link?.sendControl({ type: 'error', v: RING_PROTOCOL_VERSION, session, code, message, at: o.peerId });
+    } catch {
+      /* requester gone */
+    }
+  };
+
+  const end = async (session: string, reason: string, forward: boolean) => {
+    const s = sessions.get(session);
+    sessions.delete(session);
+    if (s) await o.runner.closeSession(s.runnerSession);
+    if (forward && !o.isHead) {
+      try {
+        o.next()?.sendControl({ type: 'end', v: RING_PROTOCOL_VERSION, session, reason });
+      } catch {
+        /* next stage gone: its sessions die with its link */
+      }
+    }
+    publish();
+  };
+
+  const onOpen = async (m: RingControlOf<'open'>) => {
+    if (m.epoch !== o.epoch) {
+      report(
+        m.session,
+        m.requester,
+        new Error(`ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`),
+      );
+      return;
+    }
+    if (!sessions.has(m.session)) {
+      sessions.set(m.session, {
+        runnerSession: await o.runner.openSession(),
+        requester: m.requester,
+        sampler: o.isHead ? createSampler(m.sampler) : undefined,
+        lastUsed: now(),
+      });
+    }
+    if (!o.isHead) o.next()?.sendControl(m);
+    publish();
+  };
+
+  const onTensor = async (t: TensorMessage) => {
+    const s = sessions.get(t.session);
+    if (!s) return; // ended or never opened: nothing to run, nobody to tell
+    s.lastUsed = now();
+    try {
+      const input =
+        o.isFirst && t.kind === 'tokens'
+          ? { tokens: t.data as Int32Array, position: t.position }
+          : { hidden: t.data as Float32Array, position: t.position };
+      const out = await o.runner.step(s.runnerSession, input);
+      stats.stepsServed++;
+      stats.computeMs += out.ms;
+      const trace = [...(t.trace ?? []), out.ms];
+      if (o.isHead) {
+        // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
+        const token = s.sampler!.sample(out.data);
+        stats.tokensServed++;
+        const link = o.linkTo(s.requester);
+        link?.sendControl({
+          type: 'token',
+          v: RING_PROTOCOL_VERSION,
+          session: t.session,
+          position: t.position + out.seqLen - 1,
+          token,
+          stageMs: trace,
+        });
+      } else {
+        const next = o.next();
+        if (!next?.isOpen) throw new Error('the link to the next stage is down');
+        await next.sendTensor({
+          session: t.session,
+          step: t.step,
+          position: t.position,
+          kind: 'hidden',
+          dtype: 'float32',
+          shape: [out.seqLen, out.data.length / out.seqLen],
+          data: out.data,
+          trace,
+        });
+      }
+      publish();
+    } catch (e) {
+      report(t.session, s.requester, e);
+      await end(t.session, 'error', true);
+    }
+  };
+
+  const sweep = setInterval(() => {
+    const cutoff = now() - (o.idleMs ?? 300_000);
+    for (const [id, s] of sessions) if (s.lastUsed < cutoff) serial(() => end(id, 'idle', true));
+  }, 10_000);
+
+  return {
+    stats,
+    attach(link) {
+      const offs = [
+        link.onControl((raw) => {
+          let m: RingControl;
+          try {
+            m = parseRingControl(raw);
+          } catch {
+            return; // a malformed control message from a peer is ignored, not fatal to the stage
+          }
+          if (m.type === 'open') serial(() => onOpen(m));
+          else if (m.type === 'end') serial(() => end(m.session, m.reason, true));
+        }),
+        link.onTensor((t) => serial(() => onTensor(t))),
+      ];
+      return () => offs.forEach((f) => f());
+    },
+    async stop() {
+      clearInterval(sweep);
+      const ids = [...sessions.keys()];
+      await Promise.all(ids.map((id) => end(id, 'stage stopped', false)));
+    },
+  };
+}

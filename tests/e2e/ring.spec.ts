@@ -14,6 +14,11 @@ async function openPeer(browser: Browser, url: string): Promise<{ context: Brows
   return { context, page };
 }
 
+/**
+ * Declared (not measured) capabilities that make a 3-way split optimal: at ~1 MFLOP/s per peer,
+ * stories260K's ~1.2 MFLOP per token costs ~1 s on one peer, far more than a 10 ms hop, so the
+ * planner spreads it over every peer it has.
+ */
 const capability = (tflops: number) => ({
   tflops,
   bandwidthGBps: 100,
@@ -24,15 +29,16 @@ const capability = (tflops: number) => ({
 });
 
 async function ringFormed(pages: Page[]) {
-  await expect
-    .poll(
-      async () => {
-        const states = await Promise.all(pages.map((p) => p.evaluate(() => window.ringworkRing.state())));
-        return states.every((s) => s.nextOpen && s.prevOpen);
-      },
-      { timeout: 30_000, intervals: [250] },
-    )
-    .toBe(true);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const states = await Promise.all(pages.map((p) => p.evaluate(() => window.ringworkRing.state())));
+    if (states.every((s) => s.nextOpen && s.prevOpen)) return;
+    if (Date.now() > deadline) {
+      // Say what each peer saw: assignments, links, errors.
+      throw new Error(`ring did not form:\n${states.map((s) => JSON.stringify(s)).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 test('3 pages form a ring through the real server, pass 4 KiB and 1 MiB tensors all the way round, and re-form after one leaves', async ({
@@ -41,7 +47,7 @@ test('3 pages form a ring through the real server, pass 4 KiB and 1 MiB tensors 
 }) => {
   test.setTimeout(120_000);
   const peers = await Promise.all(
-    [6, 8, 10].map(async (t) => ({ ...(await openPeer(browser, server.url)), t })),
+    [1e-6, 1.2e-6, 1.4e-6].map(async (t) => ({ ...(await openPeer(browser, server.url)), t })),
   );
   const ids = await Promise.all(
     peers.map((p) => p.page.evaluate((c) => window.ringworkRing.join(c), capability(p.t))),

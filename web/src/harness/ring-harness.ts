@@ -6,15 +6,14 @@
  */
 import type { PeerCapability, ServerMessageOf } from '../../../shared/protocol/signaling';
 import type { TensorMessage } from '../../../shared/transport/tensor-frame';
-import type { PeerLink } from '../../../shared/transport/types';
+import { createNeighbourLinks, type NeighbourLinks } from '../../../shared/ring/neighbour-links';
 import { createSignalingClient, type SignalingClient } from '../network/signaling-client';
 import { createWebRtcTransport } from '../network/webrtc-transport';
 
 interface RingState {
   client: SignalingClient;
+  links: NeighbourLinks;
   assignment?: ServerMessageOf<'assignment'>;
-  next?: PeerLink;
-  prev?: PeerLink;
   rounds: Map<string, (m: TensorMessage) => void>;
   log: string[];
   assignments: number;
@@ -34,55 +33,35 @@ async function join(capability: PeerCapability): Promise<{ peerId: string }> {
     iceServers: welcome.iceServers as RTCIceServer[],
     connectTimeoutMs: 8000,
   });
-  const s: RingState = { client, rounds: new Map(), log: [], assignments: 0 };
+  const links = createNeighbourLinks({ transport, selfId: welcome.peerId, accept: () => false });
+  const s: RingState = { client, links, rounds: new Map(), log: [], assignments: 0 };
   state = s;
-  const forward = (m: TensorMessage) => {
-    const waiter = s.rounds.get(m.session);
-    if (waiter) return waiter(m);
-    if (!s.next?.isOpen) {
-      s.log.push(`drop ${m.session}: no next link`);
-      return;
+  // Every tensor that arrives from the previous peer goes on to the next, unless it is one of ours
+  // coming home.
+  links.onLink((link) =>
+    link.onTensor((m) => {
+      const waiter = s.rounds.get(m.session);
+      if (waiter) return waiter(m);
+      const next = links.next();
+      if (!next?.isOpen) return void s.log.push(`drop ${m.session}: no next link`);
+      next.sendTensor(m).catch((e: unknown) => s.log.push(`forward failed: ${String(e)}`));
+    }),
+  );
+  links.onLost((peer, why) => {
+    s.log.push(`lost ${peer}: ${why}`);
+    try {
+      client.send({ type: 'peer-unreachable', peer, reason: why });
+    } catch {
+      /* server gone */
     }
-    void s.next.sendTensor(m).catch((e: unknown) => s.log.push(`forward failed: ${String(e)}`));
-  };
-  transport.onIncoming((link) => {
-    if (link.remoteId !== s.assignment?.prev) {
-      s.log.push(`refused link from ${link.remoteId}`);
-      link.close();
-      return;
-    }
-    s.prev?.close();
-    s.prev = link;
-    link.onTensor(forward);
   });
   client.on('assignment', (a) => {
     s.assignment = a;
     s.assignments++;
     s.log.push(`assignment epoch ${a.epoch} range ${a.range} prev ${a.prev} next ${a.next}`);
-    if (s.next && s.next.remoteId !== a.next) {
-      s.next.close();
-      s.next = undefined;
-    }
-    if (a.next && a.next !== welcome.peerId && !s.next?.isOpen) {
-      const target = a.next;
-      transport
-        .connect(target)
-        .then((link) => {
-          if (s.assignment?.next !== target) return link.close();
-          s.next = link;
-          link.onClose(() => {
-            if (s.next === link && s.assignment?.next === target) {
-              try {
-                client.send({ type: 'peer-unreachable', peer: target, reason: 'DataChannel closed' });
-              } catch {
-                /* server gone */
-              }
-            }
-          });
-        })
-        .catch((e: unknown) => s.log.push(`connect to ${target} failed: ${String(e)}`));
-    }
+    links.update(a.prev, a.next);
   });
+  client.on('unassigned', () => links.update(null, null));
   client.send({ type: 'profile', capability });
   return { peerId: welcome.peerId };
 }
@@ -93,7 +72,8 @@ async function roundTrip(
   timeoutMs = 15_000,
 ): Promise<{ ok: boolean; ms: number; hops: number }> {
   const s = state;
-  if (!s?.next?.isOpen) throw new Error('no open link to the next peer yet');
+  const next = s?.links.next();
+  if (!s || !next?.isOpen) throw new Error('no open link to the next peer yet');
   const n = bytes / 4;
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = ((i * 2654435761) % 1000003) / 1000003;
@@ -109,7 +89,7 @@ async function roundTrip(
       resolve(m);
     });
   });
-  await s.next.sendTensor({ session, step: 0, position: 0, kind: 'raw', dtype: 'float32', shape: [n], data });
+  await next.sendTensor({ session, step: 0, position: 0, kind: 'raw', dtype: 'float32', shape: [n], data });
   const m = await back;
   s.rounds.delete(session);
   const got = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
@@ -131,8 +111,8 @@ function ringState() {
           next: s.assignment.next,
         }
       : undefined,
-    nextOpen: !!s?.next?.isOpen,
-    prevOpen: !!s?.prev?.isOpen,
+    nextOpen: !!s?.links.next()?.isOpen,
+    prevOpen: !!s?.links.prev()?.isOpen,
     assignments: s?.assignments ?? 0,
     log: s?.log ?? [],
   };

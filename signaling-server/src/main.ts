@@ -1,47 +1,44 @@
 /**
- * `npm start`: serves the built web app (with COOP/COEP for wasm threads) and the embedded model
- * files with Range support, plus `GET /healthz`. WebRTC signaling and the coordinator are added
- * by the signaling-server issue.
+ * `npm start`: the Ringwork signaling server. Serves the built web app (`dist/`, with COOP/COEP for
+ * wasm threads) and the catalog's model files with Range support, `GET /healthz`, `GET /api/network`
+ * and the WebSocket endpoint `/ws` (signaling + coordinator). Flags and environment: see config.ts.
+ *
+ * Prints `RINGWORK_LISTENING <port>` once listening: test harnesses that start it with `--port 0`
+ * read the port from that line. SIGINT/SIGTERM close every connection and exit 0.
  */
-import { createServer } from 'node:http';
-import { parseArgs } from 'node:util';
-import { pino } from 'pino';
-import { serveStatic } from './static-files.js';
+import { isRingworkError } from '../../shared/errors.js';
+import { parseCliConfig, type SignalingConfig } from './config.js';
+import { createSignalingServer } from './server.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: process.env.PORT ?? '8080' },
-    host: { type: 'string', default: process.env.HOST ?? '127.0.0.1' },
-    root: { type: 'string', default: 'dist' },
-  },
-});
-const port = Number(values.port);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error(`--port must be an integer 0..65535, got "${values.port}".`);
+let config: SignalingConfig;
+try {
+  config = parseCliConfig(process.argv.slice(2), process.env);
+} catch (e) {
+  process.stderr.write(`usage error: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(2);
 }
-const log = pino({ name: 'ringwork' });
-const server = createServer((req, res) => {
-  if (req.url === '/healthz') {
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ok: true }));
-    return;
-  }
-  serveStatic(values.root!, req, res)
-    .then((served) => {
-      if (!served) res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-    })
-    .catch((e: unknown) => {
-      log.error({ err: e, url: req.url }, 'static file error');
-      if (!res.headersSent) res.writeHead(500).end();
-    });
-});
-server.listen(port, values.host, () => {
-  const addr = server.address();
-  const actual = typeof addr === 'object' && addr ? addr.port : port;
-  log.info({ url: `http://${values.host}:${actual}/` }, 'Ringwork is serving');
+
+const server = createSignalingServer(config);
+try {
+  const { port } = await server.start();
   // Machine-readable line for test harnesses that start the server on port 0.
-  console.log(`RINGWORK_LISTENING ${actual}`);
-});
-const stop = () => server.close(() => process.exit(0));
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+  console.log(`RINGWORK_LISTENING ${port}`);
+} catch (e) {
+  process.stderr.write(
+    isRingworkError(e)
+      ? `error [${e.code}]: ${e.message}\n`
+      : `${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+  );
+  process.exit(1);
+}
+
+const shutdown = (signal: string): void => {
+  // A second signal while stopping means "now".
+  process.once(signal, () => process.exit(130));
+  server.stop().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.once('SIGINT', () => shutdown('SIGINT'));
+process.once('SIGTERM', () => shutdown('SIGTERM'));

@@ -26,10 +26,23 @@ export const ISOLATION_HEADERS: Record<string, string> = {
 /**
  * Serves files under `root` with HTTP Range support (peers fetch only their shard's byte ranges)
  * and the isolation headers. Returns false when the path is not a file so the caller can 404.
+ * `pathname` (still URL-encoded) overrides the request's path, for directories mounted under a prefix.
  */
-export async function serveStatic(root: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+export async function serveStatic(
+  root: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathname?: string,
+): Promise<boolean> {
   const base = resolve(root);
-  let path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+  let path: string;
+  try {
+    path = decodeURIComponent(pathname ?? new URL(req.url ?? '/', 'http://x').pathname);
+  } catch {
+    // Malformed percent-encoding or URL: nothing can match it.
+    return false;
+  }
+  if (path.includes('\u0000')) return false;
   if (path.endsWith('/')) path += 'index.html';
   const file = normalize(join(base, path));
   if (file !== base && !file.startsWith(base + sep)) return false;

@@ -1,0 +1,151 @@
+/**
+ * The model catalog: which models the network can serve, their planner profiles, and where peers
+ * fetch them. Local model files are mounted into the HTTP server so the URL in an assignment always
+ * resolves, whether or not `dist/` was built.
+ */
+import { stat } from 'node:fs/promises';
+import { basename, dirname, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RingworkError } from '../../shared/errors.js';
+import type { WeightFormat } from '../../shared/graph/compile-shard.js';
+import { profileModel, type ModelProfile } from '../../shared/model/profile.js';
+import type { ModelConfig } from '../../shared/model/types.js';
+import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
+import { catalogEntrySchema, type CatalogEntryConfig } from './config.js';
+import { isUrl, openNodeModel } from './model/open-node-model.js';
+
+/** The repository's `public/` directory (served by Vite; its files land in `dist/`). */
+export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+
+/** The embedded model every server offers unless `--no-default-model`. */
+export const DEFAULT_CATALOG_ENTRY: CatalogEntryConfig = catalogEntrySchema.parse({
+  id: 'stories260K',
+  path: resolve(PUBLIC_DIR, 'models/stories260K/stories260K.bin'),
+  url: '/models/stories260K/stories260K.bin',
+  tokenizerUrl: '/models/stories260K/tok512.bin',
+});
+
+/** Context reserved when an entry does not say: short enough for small peers, as long as the model allows. */
+export const DEFAULT_CATALOG_CONTEXT = 512;
+
+/** A served model: what peers are told, and what the planner plans with. */
+export interface CatalogModel {
+  descriptor: ModelDescriptor;
+  profile: ModelProfile;
+  /** Weights plus KV cache at `descriptor.contextLength`: what one peer needs to run it whole. */
+  totalBytes: number;
+  /** A local directory served under `prefix` (absent for models fetched from elsewhere). */
+  mount?: { prefix: string; dir: string };
+}
+
+/** Weights + KV at `contextTokens`, the planner's memory model for a whole model. */
+export function totalModelBytes(profile: ModelProfile, contextTokens: number): number {
+  return profile.layers.reduce((a, l) => a + l.weightBytes + l.kvBytesPerToken * contextTokens, 0);
+}
+
+/** Builds a catalog model from a config already in hand (tests, and {@link loadCatalog}). */
+export function catalogModelFromConfig(
+  id: string,
+  config: ModelConfig,
+  opts: { url: string; tokenizerUrl?: string; weightFormat?: WeightFormat; contextLength?: number },
+): CatalogModel {
+  const contextLength = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CATALOG_CONTEXT);
+  const weightFormat = opts.weightFormat ?? 'f32';
+  const profile = profileModel(id, config, { format: weightFormat, contextTokens: contextLength });
+  return {
+    descriptor: {
+      id,
+      url: opts.url,
+      ...(opts.tokenizerUrl ? { tokenizerUrl: opts.tokenizerUrl } : {}),
+      weightFormat,
+      contextLength,
+      units: profile.layers.length,
+    },
+    profile,
+    totalBytes: totalModelBytes(profile, contextLength),
+  };
+}
+
+const toPosix = (p: string): string => p.split(sep).join('/');
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+/** Loads one entry: reads the model's config (headers only) and works out URLs and the mount. */
+export async function loadCatalogEntry(
+  entry: CatalogEntryConfig,
+  publicDir = PUBLIC_DIR,
+): Promise<CatalogModel> {
+  if (isUrl(entry.path)) {
+    const { source } = await openNodeModel({
+      url: entry.path,
+      ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
+    });
+    return catalogModelFromConfig(entry.id, source.config, {
+      url: entry.url ?? entry.path,
+      ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
+      weightFormat: entry.weightFormat,
+      ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
+    });
+  }
+  const abs = resolve(entry.path);
+  const st = await stat(abs).catch((e: unknown) => {
+    throw new RingworkError('FILE_READ_FAILED', `Catalog model "${entry.id}": cannot read ${abs}.`, {
+      details: { model: entry.id, path: abs },
+      cause: e,
+    });
+  });
+  const isDir = st.isDirectory();
+  const dir = isDir ? abs : dirname(abs);
+  const file = isDir ? '' : basename(abs);
+  const { source } = await openNodeModel({ url: abs });
+  let url: string;
+  let prefix: string | undefined;
+  const inPublic = abs.startsWith(resolve(publicDir) + sep);
+  if (entry.url) {
+    url = entry.url;
+    if (url.startsWith('/'))
+      prefix = isDir ? url.replace(/\/?$/, '/') : url.slice(0, url.lastIndexOf('/') + 1);
+  } else if (inPublic) {
+    const rel = toPosix(relative(publicDir, dir));
+    prefix = `/${rel}${rel ? '/' : ''}`;
+    url = prefix + file;
+  } else {
+    prefix = `/catalog/${entry.id}/`;
+    url = prefix + file;
+  }
+  let tokenizerUrl = entry.tokenizerUrl;
+  if (!tokenizerUrl && !isDir && prefix) {
+    for (const name of ['tokenizer.bin', `tok${source.config.vocabSize}.bin`]) {
+      if (await exists(resolve(dir, name))) {
+        tokenizerUrl = prefix + name;
+        break;
+      }
+    }
+  }
+  const model = catalogModelFromConfig(entry.id, source.config, {
+    url,
+    ...(tokenizerUrl ? { tokenizerUrl } : {}),
+    weightFormat: entry.weightFormat,
+    ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
+  });
+  if (prefix) model.mount = { prefix, dir };
+  return model;
+}
+
+/** Loads the catalog: the default model (unless disabled; an entry with its id replaces it), then the entries. */
+export async function loadCatalog(
+  entries: readonly CatalogEntryConfig[],
+  opts: { defaultModel?: boolean; publicDir?: string } = {},
+): Promise<CatalogModel[]> {
+  const all = [...entries];
+  if (opts.defaultModel !== false && !all.some((e) => e.id === DEFAULT_CATALOG_ENTRY.id))
+    all.unshift(DEFAULT_CATALOG_ENTRY);
+  const out: CatalogModel[] = [];
+  for (const e of all) out.push(await loadCatalogEntry(e, opts.publicDir));
+  return out;
+}

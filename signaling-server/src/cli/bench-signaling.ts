@@ -1,0 +1,321 @@
+/**
+ * `npm run bench:signaling [-- --steps 100,500,1000,2000 --pairs 200 --rounds 5 --samples 200 --json]`
+ *
+ * Starts the real signaling server as a child process (`--expose-gc`, test mode, `--allow-any-relay`,
+ * per-IP cap raised: every bench peer comes from 127.0.0.1) and grows a fleet of WebSocket peers in
+ * steps. Each peer says hello, sends a profile (10% category B with 1 MB, 90% category C: the planner
+ * runs over the whole fleet) and heartbeats every 5 s. At each step it measures:
+ * - server heap after a full GC, and heap per peer against the empty server (`/api/network?gc=1`);
+ * - relay round trips A → server → B → server → A of a trickled ICE candidate, loaded (up to `--pairs`
+ *   pairs at once, `--rounds` each) and idle (one pair, `--samples` in sequence), p50/p99.
+ * Each step starts with an untimed warm-up pass. The per-connection rate limit is raised for the bench
+ * (1000/s): it measures relay cost, not the limiter.
+ * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WebSocket } from 'ws';
+import { RingworkError } from '../../../shared/errors.js';
+import { intFlag, runCli, usage } from './cli-util.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+interface BenchPeer {
+  ws: WebSocket;
+  id: string;
+  /** True once the coordinator answered the profile (assignment or unassigned). */
+  planned: boolean;
+  heartbeat: ReturnType<typeof setInterval> | null;
+  closed: boolean;
+  /** Pending round trips by sequence number. */
+  waiting: Map<number, (t: number) => void>;
+}
+
+interface StepResult {
+  peers: number;
+  connectS: number;
+  heapMB: number;
+  heapPerPeerKB: number;
+  rssMB: number;
+  loaded: { pairs: number; n: number; p50: number; p99: number };
+  idle: { n: number; p50: number; p99: number };
+  plans: number;
+}
+
+const quantile = (xs: number[], q: number): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+};
+
+async function startServer(maxPeers: number): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--import',
+      'tsx',
+      'signaling-server/src/main.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--test-mode',
+      '--allow-any-relay',
+      '--log-level',
+      'warn',
+      '--max-connections-per-ip',
+      String(maxPeers + 100),
+      '--max-connections',
+      String(maxPeers + 100),
+      '--rate-burst',
+      '1000',
+      '--rate-per-second',
+      '1000',
+      '--heartbeat-ms',
+      '5000',
+      '--heartbeat-timeout-ms',
+      '60000',
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /RINGWORK_LISTENING (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`the server exited with ${code}: ${out}`));
+    });
+  });
+  return { child, port };
+}
+
+async function network(
+  port: number,
+  gc = false,
+): Promise<{ memory: { heapUsedBytes: number; rssBytes: number }; plans: number }> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/network${gc ? '?gc=1' : ''}`);
+  return (await res.json()) as { memory: { heapUsedBytes: number; rssBytes: number }; plans: number };
+}
+
+function openPeer(port: number, index: number): Promise<BenchPeer> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false });
+    const peer: BenchPeer = {
+      ws,
+      id: '',
+      planned: false,
+      heartbeat: null,
+      closed: false,
+      waiting: new Map(),
+    };
+    const t = setTimeout(() => reject(new Error(`peer ${index}: no welcome in 30 s`)), 30_000);
+    ws.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString()) as {
+        type: string;
+        peerId?: string;
+        from?: string;
+        code?: string;
+        message?: string;
+        payload?: { kind: string; candidate?: { candidate: string } };
+      };
+      switch (msg.type) {
+        case 'welcome': {
+          peer.id = msg.peerId!;
+          clearTimeout(t);
+          const category =
+            index % 10 === 0 ? { tflops: 10, memoryBytes: 1_000_000 } : { tflops: 1, memoryBytes: 500_000 };
+          ws.send(
+            JSON.stringify({
+              type: 'profile',
+              v: 1,
+              capability: { ...category, bandwidthGBps: 50, backend: 'wasm' },
+            }),
+          );
+          // Spread heartbeats so 2,000 peers do not all beat in the same millisecond.
+          setTimeout(() => {
+            if (peer.closed) return;
+            peer.heartbeat = setInterval(
+              () => ws.send(JSON.stringify({ type: 'heartbeat', v: 1, sentAt: Date.now() })),
+              5000,
+            );
+            peer.heartbeat.unref();
+          }, index % 5000).unref();
+          resolve(peer);
+          break;
+        }
+        case 'assignment':
+        case 'unassigned':
+          peer.planned = true;
+          break;
+        case 'signal': {
+          const cand = msg.payload?.candidate?.candidate ?? '';
+          const seq = Number(/ (\d+) typ host/.exec(cand)?.[1]);
+          const done = peer.waiting.get(seq);
+          if (done) {
+            peer.waiting.delete(seq);
+            done(performance.now());
+          } else {
+            // Echo: the B side of a pair sends the same candidate straight back.
+            ws.send(JSON.stringify({ type: 'signal', v: 1, to: msg.from, payload: msg.payload }));
+          }
+          break;
+        }
+        case 'error':
+          process.stderr.write(`peer ${index}: ${msg.code}: ${msg.message}\n`);
+          break;
+        default:
+      }
+    });
+    ws.on('open', () =>
+      ws.send(JSON.stringify({ type: 'hello', v: 1, roles: ['contributor', 'requester'], client: 'bench' })),
+    );
+  });
+}
+
+let seqCounter = 1;
+/** One relay round trip a → b → a, ms. */
+function roundTrip(a: BenchPeer, b: BenchPeer): Promise<number> {
+  const seq = 1024 + (seqCounter++ % 60_000);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      a.waiting.delete(seq);
+      reject(new RingworkError('TRANSPORT_CONNECT_TIMEOUT', 'relay round trip timed out after 10 s', {}));
+    }, 10_000);
+    a.waiting.set(seq, (t) => {
+      clearTimeout(timer);
+      resolve(t - t0);
+    });
+    a.ws.send(
+      JSON.stringify({
+        type: 'signal',
+        v: 1,
+        to: b.id,
+        payload: {
+          kind: 'candidate',
+          candidate: { candidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${seq} typ host` },
+        },
+      }),
+    );
+  });
+}
+
+runCli(async () => {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string', default: '100,500,1000,2000' },
+      pairs: { type: 'string' },
+      rounds: { type: 'string' },
+      samples: { type: 'string' },
+      'deadline-s': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const steps = values.steps!.split(',').map((s) => intFlag('steps', s.trim(), 0, 2));
+  if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!))
+    throw usage('--steps must be increasing, e.g. 100,500,1000,2000');
+  if (steps.at(-1)! > 20_000) throw usage('--steps: at most 20000 peers');
+  const maxPairs = intFlag('pairs', values.pairs, 200, 1);
+  const rounds = intFlag('rounds', values.rounds, 5, 1);
+  const samples = intFlag('samples', values.samples, 200, 1);
+  const deadline = Date.now() + intFlag('deadline-s', values['deadline-s'], 300, 10) * 1000;
+
+  const { child, port } = await startServer(steps.at(-1)!);
+  const peers: BenchPeer[] = [];
+  const results: StepResult[] = [];
+  try {
+    await network(port, true);
+    const base = (await network(port, true)).memory.heapUsedBytes;
+    for (const target of steps) {
+      if (Date.now() > deadline) break;
+      const t0 = performance.now();
+      while (peers.length < target && Date.now() < deadline) {
+        const batch = Math.min(100, target - peers.length);
+        const start = peers.length;
+        peers.push(
+          ...(await Promise.all(Array.from({ length: batch }, (_, i) => openPeer(port, start + i)))),
+        );
+      }
+      const connectS = (performance.now() - t0) / 1000;
+      // Wait (bounded) until the coordinator has answered every profile.
+      const settleBy = Math.min(deadline, Date.now() + 60_000);
+      while (peers.some((p) => !p.planned) && Date.now() < settleBy)
+        await new Promise((r) => setTimeout(r, 50));
+      await network(port, true);
+      const snap = await network(port, true);
+      const pairs = Math.min(maxPairs, Math.floor(peers.length / 2));
+      const loadedPass = async (n: number, into: number[]): Promise<void> => {
+        await Promise.all(
+          Array.from({ length: pairs }, async (_, i) => {
+            for (let r = 0; r < n; r++) into.push(await roundTrip(peers[2 * i]!, peers[2 * i + 1]!));
+          }),
+        );
+      };
+      // Untimed warm-up: the first relays of a step pay for JIT compilation, not for relaying.
+      await loadedPass(10, []);
+      const loaded: number[] = [];
+      await loadedPass(rounds, loaded);
+      const idle: number[] = [];
+      for (let i = 0; i < samples && Date.now() < deadline; i++)
+        idle.push(await roundTrip(peers[0]!, peers[1]!));
+      results.push({
+        peers: peers.length,
+        connectS,
+        heapMB: snap.memory.heapUsedBytes / 2 ** 20,
+        heapPerPeerKB: (snap.memory.heapUsedBytes - base) / peers.length / 1024,
+        rssMB: snap.memory.rssBytes / 2 ** 20,
+        loaded: { pairs, n: loaded.length, p50: quantile(loaded, 0.5), p99: quantile(loaded, 0.99) },
+        idle: { n: idle.length, p50: quantile(idle, 0.5), p99: quantile(idle, 0.99) },
+        plans: snap.plans,
+      });
+      if (!values.json) process.stderr.write(`  ${peers.length} peers measured\n`);
+    }
+  } finally {
+    for (const p of peers) {
+      p.closed = true;
+      if (p.heartbeat) clearInterval(p.heartbeat);
+      p.ws.terminate();
+    }
+    await new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ results }, null, 2) + '\n');
+    return;
+  }
+  const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  process.stdout.write(
+    'signaling relay bench (server in a child process, 127.0.0.1; RTT = A -> server -> B -> server -> A)\n' +
+      ' peers  connect s  heap MB  heap/peer KB  rss MB  plans | loaded RTT ms p50 / p99 (pairs x rounds) | idle RTT ms p50 / p99 (n)\n',
+  );
+  for (const r of results) {
+    process.stdout.write(
+      `${String(r.peers).padStart(6)} ${f(r.connectS).padStart(10)} ${f(r.heapMB, 1).padStart(8)} ${f(r.heapPerPeerKB, 1).padStart(13)} ${f(r.rssMB, 0).padStart(7)} ${String(r.plans).padStart(6)} | ` +
+        `${f(r.loaded.p50)} / ${f(r.loaded.p99)} (${r.loaded.pairs} x ${rounds})`.padEnd(42) +
+        ` | ${f(r.idle.p50)} / ${f(r.idle.p99)} (${r.idle.n})\n`,
+    );
+  }
+});

@@ -1,0 +1,300 @@
+/**
+ * Configuration of the signaling server: one zod schema validates flags, environment and the JSON
+ * catalog file at start, so a bad value stops the server with a message that names it instead of
+ * surfacing later as a strange runtime failure.
+ *
+ * Flags win over environment variables, which win over the defaults:
+ * `--port`/`PORT`, `--host`/`HOST`, `--root`, `--test-mode`/`RINGWORK_TEST_MODE=1`,
+ * `--allow-any-relay` (test mode only), `--model <id>=<path-or-dir>[,...]`/`RINGWORK_MODELS`,
+ * `--catalog <file.json>`/`RINGWORK_CATALOG`, `--no-default-model`,
+ * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--objective`, `--log-level`/`LOG_LEVEL`
+ * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
+ * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
+ * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { RingworkError } from '../../shared/errors.js';
+import { formatIssues, objectiveSchema } from '../../shared/planner/index.js';
+
+/** Catalog model ids appear in URLs and messages: keep them to a safe alphabet. */
+export const modelIdSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/,
+    'a model id is 1-100 characters of A-Z a-z 0-9 . _ - (not starting with . _ -)',
+  );
+
+/** One catalog entry as configured: where the server reads the model, and where peers fetch it. */
+export const catalogEntrySchema = z
+  .object({
+    id: modelIdSchema,
+    /** Local path (llama2.c `.bin` or Hugging Face directory) or http(s) URL the server reads the config from. */
+    path: z.string().min(1).max(4096),
+    /** URL peers load the model from; derived from `path` when omitted (see catalog.ts). */
+    url: z.string().min(1).max(2048).optional(),
+    tokenizerUrl: z.string().min(1).max(2048).optional(),
+    weightFormat: z.enum(['f32', 'q8', 'q4']).default('f32'),
+    /** Context the ring reserves KV memory for; default min(maxPositions, 512). */
+    contextLength: z
+      .number()
+      .int()
+      .positive()
+      .max(1 << 20)
+      .optional(),
+  })
+  .strict();
+export type CatalogEntryConfig = z.infer<typeof catalogEntrySchema>;
+
+const originSchema = z
+  .string()
+  .max(300)
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === s;
+    } catch {
+      return false;
+    }
+  }, 'an origin is scheme://host[:port] with no path, e.g. https://example.org');
+
+const iceServerSchema = z
+  .object({
+    urls: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    username: z.string().optional(),
+    credential: z.string().optional(),
+  })
+  .strict();
+
+const int = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
+
+/** Limits and timings. Defaults suit production; tests shorten the timeouts. */
+export const limitsSchema = z
+  .object({
+    /** Open WebSocket connections allowed from one remote address. */
+    maxConnectionsPerIp: int(1, 1_000_000, 16),
+    /** Open WebSocket connections in total. */
+    maxConnections: int(1, 1_000_000, 10_000),
+    /**
+     * Sessions kept (connected or waiting to resume). When full, the session that has waited longest
+     * to resume is dropped; if every session is connected, new hellos are refused.
+     */
+    maxSessions: int(1, 10_000_000, 20_000),
+    /** Token bucket per connection: burst size and sustained frames per second. */
+    rateBurst: int(1, 1_000_000, 200),
+    ratePerSecond: z.number().positive().max(1_000_000).default(50),
+    /** Frames dropped by the rate limiter (since the client last calmed down) before disconnecting. */
+    maxDroppedFrames: int(1, 1_000_000, 100),
+    /** Error replies a connection may provoke in a burst (refills 1/s) before it is disconnected. */
+    maxProtocolErrors: int(1, 1_000_000, 50),
+    /** Interval the peers are told to heartbeat at. */
+    heartbeatMs: int(10, 600_000, 5_000),
+    /** A connected peer silent for this long is removed. */
+    heartbeatTimeoutMs: int(20, 3_600_000, 15_000),
+    /** A connection that has not said hello within this time is closed. */
+    helloTimeoutMs: int(10, 600_000, 10_000),
+    /** A peer whose socket closed keeps its session (and ring place) this long to resume. */
+    resumeGraceMs: int(0, 3_600_000, 15_000),
+    /** Re-plans are debounced by this much, and never delayed by more than replanMaxWaitMs. */
+    replanDebounceMs: int(0, 60_000, 200),
+    replanMaxWaitMs: int(0, 600_000, 2_000),
+    /** A slow reader whose unsent output exceeds this is disconnected (bounded memory per peer). */
+    maxBufferedBytes: int(1024, 1 << 30, 1 << 20),
+  })
+  .strict()
+  .refine((l) => l.heartbeatTimeoutMs > l.heartbeatMs, {
+    message: 'heartbeatTimeoutMs must exceed heartbeatMs',
+    path: ['heartbeatTimeoutMs'],
+  });
+export type Limits = z.infer<typeof limitsSchema>;
+
+/** The whole server configuration. */
+export const signalingConfigSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).default(8080),
+    host: z.string().min(1).max(255).default('127.0.0.1'),
+    /** Directory of the built web app (served with COOP/COEP). */
+    root: z.string().min(1).default('dist'),
+    /** Loopback-only ICE filtering and the test hooks. */
+    testMode: z.boolean().default(false),
+    /** Bench/test hook: relay between any two known peers. Rejected unless testMode. */
+    allowAnyRelay: z.boolean().default(false),
+    /** Include the embedded stories260K model. */
+    defaultModel: z.boolean().default(true),
+    models: z.array(catalogEntrySchema).max(100).default([]),
+    /** Origins allowed to open the WebSocket besides the server's own. */
+    allowedOrigins: z.array(originSchema).max(100).default([]),
+    objective: objectiveSchema.default('throughput'),
+    /** Passed to peers in `welcome`; empty means host candidates only (LAN / loopback). */
+    iceServers: z.array(iceServerSchema).max(20).default([]),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    limits: limitsSchema.prefault({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.allowAnyRelay && !c.testMode)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allowAnyRelay'],
+        message: 'allowAnyRelay (--allow-any-relay) is a bench hook and requires test mode (--test-mode)',
+      });
+    const seen = new Set<string>();
+    c.models.forEach((m, i) => {
+      if (seen.has(m.id))
+        ctx.addIssue({ code: 'custom', path: ['models', i, 'id'], message: `duplicate model id "${m.id}"` });
+      seen.add(m.id);
+    });
+  });
+
+/** A validated configuration (all defaults filled in). */
+export type SignalingConfig = z.infer<typeof signalingConfigSchema>;
+/** What callers may pass: any subset, validated and completed by {@link resolveConfig}. */
+export type SignalingConfigInput = z.input<typeof signalingConfigSchema>;
+
+/** Validates a configuration object; throws `INVALID_ARGUMENT` naming every bad field. */
+export function resolveConfig(input: SignalingConfigInput | SignalingConfig = {}): SignalingConfig {
+  const r = signalingConfigSchema.safeParse(input);
+  if (!r.success) {
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      `Invalid signaling server configuration: ${formatIssues(r.error)}`,
+      {
+        details: { issues: r.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
+      },
+    );
+  }
+  return r.data;
+}
+
+/** Parses `id=path[,id=path...]` model lists. */
+export function parseModelList(spec: string): Array<{ id: string; path: string }> {
+  return spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((item) => {
+      const eq = item.indexOf('=');
+      if (eq <= 0 || eq === item.length - 1) {
+        throw new RingworkError('INVALID_ARGUMENT', `--model expects <id>=<path-or-dir>, got "${item}".`, {
+          details: { item },
+        });
+      }
+      return { id: item.slice(0, eq), path: item.slice(eq + 1) };
+    });
+}
+
+/** Reads a JSON catalog file: an array of entries or `{ "models": [...] }`. */
+export function readCatalogFile(file: string): unknown[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      `Cannot read the catalog file ${file}: ${(e as Error).message}`,
+      {
+        details: { file },
+        cause: e,
+      },
+    );
+  }
+  if (Array.isArray(data)) return data;
+  if (typeof data === 'object' && data !== null && Array.isArray((data as { models?: unknown }).models)) {
+    return (data as { models: unknown[] }).models;
+  }
+  throw new RingworkError(
+    'INVALID_ARGUMENT',
+    `The catalog file ${file} must hold an array of models or {"models": [...]}.`,
+    {
+      details: { file },
+    },
+  );
+}
+
+const truthy = (s: string | undefined): boolean => s !== undefined && /^(1|true|yes|on)$/i.test(s.trim());
+// Non-numeric text becomes NaN so that zod reports "expected number" against the right field.
+const num = (s: string | undefined): number | undefined =>
+  s === undefined || s.trim() === '' ? undefined : Number(s);
+const list = (values: readonly string[] | undefined, env: string | undefined): string[] =>
+  (values && values.length > 0 ? values : env ? [env] : [])
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+
+/**
+ * Builds the configuration from command-line flags and environment variables. Throws
+ * `INVALID_ARGUMENT` for unknown flags and invalid values.
+ */
+export function parseCliConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): SignalingConfig {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        root: { type: 'string' },
+        'test-mode': { type: 'boolean' },
+        'allow-any-relay': { type: 'boolean' },
+        model: { type: 'string', multiple: true },
+        catalog: { type: 'string' },
+        'no-default-model': { type: 'boolean' },
+        'allow-origin': { type: 'string', multiple: true },
+        objective: { type: 'string' },
+        'log-level': { type: 'string' },
+        'max-connections-per-ip': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'max-sessions': { type: 'string' },
+        'rate-burst': { type: 'string' },
+        'rate-per-second': { type: 'string' },
+        'heartbeat-ms': { type: 'string' },
+        'heartbeat-timeout-ms': { type: 'string' },
+        'hello-timeout-ms': { type: 'string' },
+        'resume-grace-ms': { type: 'string' },
+        'replan-debounce-ms': { type: 'string' },
+      },
+    }));
+  } catch (e) {
+    throw new RingworkError('INVALID_ARGUMENT', (e as Error).message, { cause: e });
+  }
+  const str = (k: string): string | undefined => values[k] as string | undefined;
+  const models: unknown[] = [];
+  const catalogFile = str('catalog') ?? env.RINGWORK_CATALOG;
+  if (catalogFile) models.push(...readCatalogFile(catalogFile));
+  for (const spec of list(values.model as string[] | undefined, env.RINGWORK_MODELS))
+    models.push(...parseModelList(spec));
+  const limits: Record<string, number | undefined> = {
+    maxConnectionsPerIp: num(str('max-connections-per-ip') ?? env.RINGWORK_MAX_CONNECTIONS_PER_IP),
+    maxConnections: num(str('max-connections')),
+    maxSessions: num(str('max-sessions')),
+    rateBurst: num(str('rate-burst')),
+    ratePerSecond: num(str('rate-per-second')),
+    heartbeatMs: num(str('heartbeat-ms')),
+    heartbeatTimeoutMs: num(str('heartbeat-timeout-ms')),
+    helloTimeoutMs: num(str('hello-timeout-ms')),
+    resumeGraceMs: num(str('resume-grace-ms')),
+    replanDebounceMs: num(str('replan-debounce-ms')),
+  };
+  for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];
+  const raw: Record<string, unknown> = {
+    port: num(str('port') ?? env.PORT),
+    host: str('host') ?? env.HOST,
+    root: str('root'),
+    testMode: values['test-mode'] === true || truthy(env.RINGWORK_TEST_MODE),
+    allowAnyRelay: values['allow-any-relay'] === true,
+    defaultModel: values['no-default-model'] !== true,
+    models,
+    allowedOrigins: list(values['allow-origin'] as string[] | undefined, env.RINGWORK_ALLOWED_ORIGINS),
+    objective: str('objective'),
+    logLevel: str('log-level') ?? env.LOG_LEVEL,
+    limits,
+  };
+  for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
+  return resolveConfig(raw as SignalingConfigInput);
+}

@@ -1,0 +1,112 @@
+/**
+ * `GET /api/network`: a JSON view of the network for the web app's network page, tests and the bench.
+ * It carries ids, capabilities, rings and counters, never session tokens.
+ */
+import type { CoordinatorSnapshot } from './coordinator.js';
+import type { IceDropCounts } from './ice-filter.js';
+import type { PeerSession } from './peer-registry.js';
+import type { RelayStats } from './relay.js';
+
+/** Server-level counters. */
+export interface ServerCounters {
+  connectionsOpen: number;
+  connectionsTotal: number;
+  /** Upgrades refused, by reason (origin, per-ip cap, path...). */
+  rejectedUpgrades: Record<string, number>;
+  framesIn: number;
+  framesRateLimited: number;
+  errorsSent: number;
+  /** Connections closed by the server, by reason. */
+  disconnects: Record<string, number>;
+}
+
+/** The `/api/network` document. */
+export interface NetworkSnapshot {
+  v: 1;
+  now: number;
+  uptimeS: number;
+  testMode: boolean;
+  epoch: number;
+  plans: number;
+  /** Non-loopback ICE candidates dropped in test mode (trickled + SDP lines). */
+  iceDropped: number;
+  iceDroppedBy: IceDropCounts;
+  peers: Array<{
+    id: string;
+    roles: string[];
+    connected: boolean;
+    lastSeenMsAgo: number;
+    client: string | null;
+    category: string | null;
+    assignment: CoordinatorSnapshot['peers'][number]['assignment'];
+    status: CoordinatorSnapshot['peers'][number]['status'];
+  }>;
+  /** Capability profiles by peer id. */
+  profiles: Record<string, CoordinatorSnapshot['peers'][number]['capability']>;
+  models: CoordinatorSnapshot['models'];
+  rings: CoordinatorSnapshot['rings'];
+  /** Assignments by peer id. */
+  assignments: Record<string, NonNullable<CoordinatorSnapshot['peers'][number]['assignment']>>;
+  relay: RelayStats;
+  counters: ServerCounters;
+  memory: { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number };
+}
+
+/** Inputs of {@link buildNetworkSnapshot}. */
+export interface SnapshotSources {
+  now: number;
+  startedAt: number;
+  testMode: boolean;
+  sessions: Iterable<PeerSession>;
+  coordinator: CoordinatorSnapshot;
+  ice: IceDropCounts;
+  relay: RelayStats;
+  counters: ServerCounters;
+  memory: NodeJS.MemoryUsage;
+}
+
+/** Assembles the snapshot (pure: every input is passed in). */
+export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
+  const byId = new Map(s.coordinator.peers.map((p) => [p.id, p]));
+  const profiles: NetworkSnapshot['profiles'] = {};
+  const assignments: NetworkSnapshot['assignments'] = {};
+  const peers: NetworkSnapshot['peers'] = [];
+  for (const session of s.sessions) {
+    const c = byId.get(session.id);
+    peers.push({
+      id: session.id,
+      roles: [...session.roles],
+      connected: session.connected,
+      lastSeenMsAgo: Math.max(0, s.now - session.lastSeen),
+      client: session.client ?? null,
+      category: c?.category ?? null,
+      assignment: c?.assignment ?? null,
+      status: c?.status ?? null,
+    });
+    if (c?.capability) profiles[session.id] = c.capability;
+    if (c?.assignment) assignments[session.id] = c.assignment;
+  }
+  return {
+    v: 1,
+    now: s.now,
+    uptimeS: Math.max(0, (s.now - s.startedAt) / 1000),
+    testMode: s.testMode,
+    epoch: s.coordinator.epoch,
+    plans: s.coordinator.plans,
+    iceDropped: s.ice.candidates + s.ice.sdpLines,
+    iceDroppedBy: { candidates: s.ice.candidates, sdpLines: s.ice.sdpLines },
+    peers,
+    profiles,
+    models: s.coordinator.models,
+    rings: s.coordinator.rings,
+    assignments,
+    relay: s.relay,
+    counters: s.counters,
+    memory: {
+      rssBytes: s.memory.rss,
+      heapUsedBytes: s.memory.heapUsed,
+      heapTotalBytes: s.memory.heapTotal,
+      externalBytes: s.memory.external,
+    },
+  };
+}

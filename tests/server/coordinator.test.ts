@@ -1,0 +1,463 @@
+/**
+ * Coordinator unit tests with fake peers and fake timers: rings, assignments, debounced re-planning,
+ * the category C policy, ring / no-ring answers, introductions and unreachable-peer confirmation.
+ * Every message the coordinator sends is validated against the wire schema.
+ */
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { isRingworkError } from '../../shared/errors';
+import type { ModelConfig } from '../../shared/model/types';
+import { planRingwork } from '../../shared/planner/index';
+import {
+  serverMessageSchema,
+  type PeerCapability,
+  type ServerMessage,
+  type ServerMessageOf,
+} from '../../shared/protocol/signaling';
+import { catalogModelFromConfig, loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
+import {
+  createCoordinator,
+  type Coordinator,
+  type CoordinatorOptions,
+} from '../../signaling-server/src/coordinator';
+
+const DEBOUNCE = 200;
+
+/** A wire-valid peer id from a short name. */
+const pid = (name: string): string => `p_${name.padEnd(16, '0')}`;
+
+const cap = (memoryBytes: number, tflops = 10, extra: Partial<PeerCapability> = {}): PeerCapability => ({
+  tflops,
+  bandwidthGBps: 100,
+  memoryBytes,
+  backend: 'wasm',
+  mobile: false,
+  ...extra,
+});
+
+/** A ~150 MB model (f32) for infeasibility and multi-model tests. */
+const BIG_CONFIG: ModelConfig = {
+  architecture: 'llama',
+  hiddenSize: 512,
+  intermediateSize: 1376,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 8,
+  headDim: 64,
+  vocabSize: 8000,
+  maxPositions: 1024,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeLayout: 'half',
+  tiedEmbeddings: false,
+  attentionBias: false,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+};
+
+let stories: CatalogModel;
+let big: CatalogModel;
+
+beforeAll(async () => {
+  [stories] = (await loadCatalog([])) as [CatalogModel];
+  big = catalogModelFromConfig('big', BIG_CONFIG, { url: '/models/big/' });
+});
+
+interface Harness {
+  co: Coordinator;
+  inbox: Map<string, ServerMessage[]>;
+  live: Map<string, { connected: boolean; lastSeen: number }>;
+  /** Messages of `type` sent to `peer` (all of them, oldest first). */
+  got<T extends ServerMessage['type']>(peer: string, type: T): Array<ServerMessageOf<T>>;
+  last<T extends ServerMessage['type']>(peer: string, type: T): ServerMessageOf<T> | undefined;
+  join(name: string, capability: PeerCapability, roles?: Array<'contributor' | 'requester'>): string;
+}
+
+function harness(catalog: CatalogModel[], opts: Partial<CoordinatorOptions> = {}): Harness {
+  const inbox = new Map<string, ServerMessage[]>();
+  const live = new Map<string, { connected: boolean; lastSeen: number }>();
+  const co = createCoordinator({
+    catalog,
+    send: (peer, msg) => {
+      // Everything the coordinator emits must be a valid wire frame.
+      serverMessageSchema.parse(msg);
+      const list = inbox.get(peer) ?? [];
+      list.push(msg);
+      inbox.set(peer, list);
+    },
+    debounceMs: DEBOUNCE,
+    maxWaitMs: 1000,
+    liveness: (id) => live.get(id),
+    staleAfterMs: 10_000,
+    reportWindowMs: 30_000,
+    ...opts,
+  });
+  co.start();
+  const got = <T extends ServerMessage['type']>(peer: string, type: T) =>
+    (inbox.get(peer) ?? []).filter((m): m is ServerMessageOf<T> => m.type === type);
+  return {
+    co,
+    inbox,
+    live,
+    got,
+    last: (peer, type) => got(peer, type).at(-1),
+    join(name, capability, roles = ['contributor']) {
+      const id = pid(name);
+      co.addPeer(id, roles);
+      live.set(id, { connected: true, lastSeen: Date.now() });
+      if (roles.includes('contributor')) co.setCapability(id, capability);
+      return id;
+    },
+  };
+}
+
+/** Checks that the assignments of `peers` form one ring covering [0, units) contiguously. */
+function expectContiguousRing(
+  h: Harness,
+  peers: string[],
+  units: number,
+): Array<ServerMessageOf<'assignment'>> {
+  const as = peers
+    .map((p) => h.last(p, 'assignment'))
+    .filter((a): a is ServerMessageOf<'assignment'> => a !== undefined);
+  expect(as.length).toBeGreaterThan(0);
+  const sorted = [...as].sort((a, b) => a.range[0] - b.range[0]);
+  expect(sorted[0]!.range[0]).toBe(0);
+  expect(sorted.at(-1)!.range[1]).toBe(units);
+  for (let i = 1; i < sorted.length; i++) expect(sorted[i]!.range[0]).toBe(sorted[i - 1]!.range[1]);
+  for (const a of sorted) expect(a.range[1]).toBeGreaterThan(a.range[0]);
+  // One ring, one epoch, and prev/next walk the ring in unit order (closing back to the first stage).
+  expect(new Set(sorted.map((a) => a.ringId)).size).toBe(1);
+  expect(new Set(sorted.map((a) => a.epoch)).size).toBe(1);
+  const ids = sorted.map((a) => peers.find((p) => h.last(p, 'assignment') === a)!);
+  const k = sorted.length;
+  sorted.forEach((a, i) => {
+    expect(a.next).toBe(k > 1 ? ids[(i + 1) % k] : null);
+    expect(a.prev).toBe(k > 1 ? ids[(i - 1 + k) % k] : null);
+  });
+  return sorted;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('joins and assignments', () => {
+  it('a burst of joins → one debounced plan whose assignments cover all units contiguously', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c'].map((n) => h.join(n, cap(1_000_000)));
+    vi.advanceTimersByTime(DEBOUNCE - 1);
+    expect(h.inbox.size).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(h.co.snapshot().plans).toBe(1);
+    const ring = expectContiguousRing(h, peers, stories.descriptor.units);
+    // 1 MB peers cannot hold the 1.83 MB model in fewer than three contiguous stages.
+    expect(ring).toHaveLength(3);
+    expect(ring[0]!.model).toEqual(stories.descriptor);
+    expect(h.co.epoch).toBe(1);
+  });
+
+  it('a peer that holds the whole model serves it alone; extra peers are told why they are idle', () => {
+    const h = harness([stories]);
+    const fast = h.join('fast', cap(1e9, 15));
+    const slow = h.join('slow', cap(1e9, 6));
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.last(fast, 'assignment')).toMatchObject({ range: [0, 7], prev: null, next: null });
+    const u = h.last(slow, 'unassigned');
+    expect(u?.reason).toMatch(/stories260K/);
+    expect(u?.lightweightModels).toEqual([]);
+  });
+
+  it('re-plans within the debounce after a leave, and the ring still covers every unit', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c', 'd'].map((n) => h.join(n, cap(1_000_000)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const ring = expectContiguousRing(h, peers, 7);
+    const gone = peers.find((p) => h.last(p, 'assignment') === ring[1])!;
+    const epoch = h.co.epoch;
+    h.inbox.clear();
+    h.co.removePeer(gone, 'left');
+    expect(h.co.pending).toBe(true);
+    vi.advanceTimersByTime(DEBOUNCE - 1);
+    expect(h.inbox.size).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(h.co.epoch).toBe(epoch + 1);
+    const rest = peers.filter((p) => p !== gone);
+    const next = expectContiguousRing(h, rest, 7);
+    expect(next.every((a) => a.epoch === epoch + 1)).toBe(true);
+    expect(h.co.getAssignment(gone)).toBeNull();
+  });
+
+  it('plans an offline peer out within the debounce, and back in when it resumes', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c', 'd'].map((n) => h.join(n, cap(1_000_000)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const member = h.co.getRing('stories260K')!.stages[0]!.peer;
+    const epoch = h.co.epoch;
+    h.co.setOnline(member, false);
+    expect(h.co.canSignal(member, h.co.getRing('stories260K')!.stages[1]!.peer)).toBe(false);
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.epoch).toBe(epoch + 1);
+    expect(h.co.getRing('stories260K')!.stages.some((s) => s.peer === member)).toBe(false);
+    expectContiguousRing(
+      h,
+      peers.filter((p) => p !== member),
+      7,
+    );
+    h.inbox.delete(member);
+    h.co.addPeer(member, ['contributor']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.inbox.get(member)?.some((m) => m.type === 'assignment' || m.type === 'unassigned')).toBe(true);
+  });
+
+  it('is stable: a newcomer the ring does not need changes nothing for the ring members', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c'].map((n) => h.join(n, cap(1_000_000)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const before = peers.map((p) => h.got(p, 'assignment').length);
+    const epoch = h.co.epoch;
+    const late = h.join('late', cap(1_000_000, 6));
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(peers.map((p) => h.got(p, 'assignment').length)).toEqual(before);
+    expect(h.co.epoch).toBe(epoch);
+    expect(h.last(late, 'unassigned')).toBeDefined();
+  });
+
+  it('never waits longer than maxWait under a steady trickle of joins', () => {
+    const h = harness([stories]);
+    let joinsBeforePlan = 0;
+    // Each join comes before the previous debounce expires: only maxWait (1 s) can force the plan.
+    for (let i = 0; i < 12 && h.co.snapshot().plans === 0; i++) {
+      h.join(`t${i}`, cap(1e9));
+      joinsBeforePlan++;
+      vi.advanceTimersByTime(150);
+    }
+    expect(h.co.snapshot().plans).toBe(1);
+    expect(joinsBeforePlan).toBeLessThanOrEqual(7);
+  });
+
+  it('takes a model off a peer that reports failing to load it', () => {
+    const h = harness([stories]);
+    const a = h.join('a', cap(1e9, 15));
+    const b = h.join('b', cap(1e9, 6));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const asg = h.last(a, 'assignment')!;
+    h.co.assignmentStatus(a, { epoch: asg.epoch, state: 'failed', message: 'out of memory' });
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.last(b, 'assignment')).toMatchObject({ range: [0, 7] });
+    expect(h.last(a, 'unassigned')).toBeDefined();
+  });
+});
+
+describe('category C', () => {
+  it('C peers never take shards; idle ones are unassigned with the lightweight models they could run', () => {
+    const h = harness([stories, big]);
+    const a1 = h.join('a1', cap(100e6, 30));
+    const a2 = h.join('a2', cap(100e6, 25));
+    const c1 = h.join('c1', cap(3e6, 1));
+    const c2 = h.join('c2', cap(3e6, 0.5));
+    const c3 = h.join('c3', cap(1e6, 1));
+    vi.advanceTimersByTime(DEBOUNCE);
+    // The big model (planned first) gets the A peers.
+    const bigRing = h.co.getRing('big')!;
+    expect(bigRing.stages.map((s) => s.peer).sort()).toEqual([a1, a2].sort());
+    // stories260K is lightweight for a C peer with 3 MB: the fastest one serves it whole.
+    expect(h.last(c1, 'assignment')).toMatchObject({ range: [0, 7], prev: null, next: null });
+    expect(h.last(c1, 'assignment')!.model.id).toBe('stories260K');
+    const u2 = h.last(c2, 'unassigned')!;
+    expect(u2.lightweightModels).toEqual(['stories260K']);
+    const u3 = h.last(c3, 'unassigned')!;
+    expect(u3.lightweightModels).toEqual([]);
+    expect(u3.reason).toMatch(/category C/);
+    // No C peer anywhere holds a partial range.
+    for (const r of h.co.snapshot().rings) {
+      for (const s of r.stages) {
+        const isC = [c1, c2, c3].includes(s.peer);
+        if (isC) expect(r.stages).toHaveLength(1);
+      }
+    }
+  });
+
+  it('C peers that hold a model whole are ordinary candidates for it (the planner’s policy)', () => {
+    const h = harness([big]);
+    // 150 MB at ~1 GB/s is ~150 ms per token on one peer: splitting it over three is faster.
+    const bws = [1, 1.2, 0.9];
+    const cs = bws.map((bw, i) => h.join(`c${i}`, cap(200e6, 1, { bandwidthGBps: bw })));
+    const split = planRingwork({
+      profile: big.profile,
+      peers: cs.map((id, i) => ({ id, tflops: 1, bandwidthGBps: bws[i]!, memoryBytes: 200e6 })),
+      objective: 'throughput',
+      contextTokens: big.descriptor.contextLength,
+    });
+    expect(split.ring.length).toBeGreaterThan(1);
+    vi.advanceTimersByTime(DEBOUNCE);
+    const ring = h.co.getRing('big')!;
+    expect(ring.stages).toEqual(split.ring.map((s) => ({ peer: s.peer, range: s.layers })));
+    expect(h.co.snapshot().peers.every((p) => p.category === 'C')).toBe(true);
+  });
+
+  it('C peers that could only serve a model together are not sharded: no-ring instead', () => {
+    const h = harness([stories]);
+    // Each holds a few units but not the whole model: the planner's policy leaves them out.
+    const cs = ['x', 'y', 'z', 'w'].map((n) => h.join(n, cap(1_000_000, 1)));
+    const r = h.join('req', cap(0), ['requester']);
+    h.co.requestRing(r, 'stories260K');
+    vi.advanceTimersByTime(DEBOUNCE);
+    for (const c of cs) expect(h.last(c, 'unassigned')?.lightweightModels).toEqual([]);
+    const nr = h.last(r, 'no-ring')!;
+    expect(nr.missingBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('requesters', () => {
+  it('get the ring with its stages in order, and the new ring when it changes', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c', 'd'].map((n) => h.join(n, cap(1_000_000)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const r = h.join('req', cap(0), ['requester']);
+    h.co.requestRing(r, 'stories260K');
+    const ring = h.last(r, 'ring')!;
+    expect(ring.stages.map((s) => s.range[0])).toEqual(
+      [...ring.stages.map((s) => s.range[0])].sort((x, y) => x - y),
+    );
+    expect(ring.stages[0]!.range[0]).toBe(0);
+    expect(ring.stages.at(-1)!.range[1]).toBe(7);
+    for (const s of ring.stages) expect(h.last(s.peer, 'assignment')!.range).toEqual(s.range);
+    // A stage leaves: the requester is pushed the new ring.
+    h.co.removePeer(ring.stages[0]!.peer, 'left');
+    vi.advanceTimersByTime(DEBOUNCE);
+    const rings = h.got(r, 'ring');
+    expect(rings).toHaveLength(2);
+    expect(rings[1]!.epoch).toBeGreaterThan(rings[0]!.epoch);
+    expect(rings[1]!.stages.some((s) => s.peer === ring.stages[0]!.peer)).toBe(false);
+    expect(peers.length).toBe(4);
+  });
+
+  it('get no-ring with the planner’s missingBytes when the fleet is too small', () => {
+    const h = harness([big]);
+    const a = h.join('a', cap(20e6));
+    const b = h.join('b', cap(20e6));
+    const r = h.join('req', cap(0), ['requester']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    h.co.requestRing(r, 'big');
+    const nr = h.last(r, 'no-ring')!;
+    let expected: number | undefined;
+    try {
+      planRingwork({
+        profile: big.profile,
+        peers: [a, b].map((id) => ({ id, tflops: 10, bandwidthGBps: 100, memoryBytes: 20e6 })),
+        objective: 'throughput',
+        contextTokens: big.descriptor.contextLength,
+      });
+    } catch (e) {
+      if (isRingworkError(e, 'PLAN_INFEASIBLE')) expected = e.details.missingBytes as number;
+    }
+    expect(expected).toBeGreaterThan(0);
+    expect(nr.missingBytes).toBe(expected);
+    expect(nr.reason).toMatch(/missing/);
+    expect(h.last(a, 'unassigned')!.reason).toMatch(/waiting for more peers/);
+  });
+
+  it('get no-ring with the whole model size when nobody contributes, then the ring once peers join', () => {
+    const h = harness([stories]);
+    const r = h.join('req', cap(0), ['requester']);
+    h.co.requestRing(r, 'stories260K');
+    expect(h.last(r, 'no-ring')).toMatchObject({ model: 'stories260K', missingBytes: stories.totalBytes });
+    h.join('a', cap(1e9));
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.last(r, 'ring')?.stages).toHaveLength(1);
+  });
+
+  it('a request during a pending re-plan is answered with the new ring, not the stale one', () => {
+    const h = harness([stories]);
+    const r = h.join('req', cap(0), ['requester']);
+    h.join('a', cap(1e9));
+    h.co.requestRing(r, 'stories260K');
+    expect(h.got(r, 'no-ring')).toHaveLength(0);
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.got(r, 'ring')).toHaveLength(1);
+    expect(h.got(r, 'no-ring')).toHaveLength(0);
+  });
+});
+
+describe('introductions and unreachable peers', () => {
+  it('introduces ring neighbours, and a requester to every stage of its ring, both ways', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c', 'd'].map((n) => h.join(n, cap(1_000_000)));
+    const idle = h.join('idle', cap(100_000));
+    const r = h.join('req', cap(0), ['requester']);
+    const other = h.join('oth', cap(0), ['requester']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    const ring = h.co.getRing('stories260K')!;
+    const k = ring.stages.length;
+    for (let i = 0; i < k; i++) {
+      const a = ring.stages[i]!.peer;
+      const b = ring.stages[(i + 1) % k]!.peer;
+      expect(h.co.canSignal(a, b)).toBe(true);
+      expect(h.co.canSignal(b, a)).toBe(true);
+    }
+    for (const s of ring.stages) expect(h.co.canSignal(r, s.peer)).toBe(false);
+    h.co.requestRing(r, 'stories260K');
+    for (const s of ring.stages) {
+      expect(h.co.canSignal(r, s.peer)).toBe(true);
+      expect(h.co.canSignal(s.peer, r)).toBe(true);
+      expect(h.co.canSignal(other, s.peer)).toBe(false);
+      expect(h.co.canSignal(idle, s.peer)).toBe(false);
+    }
+    expect(h.co.canSignal(r, other)).toBe(false);
+    expect(h.co.canSignal(r, r)).toBe(false);
+    expect(peers).toHaveLength(4);
+  });
+
+  it('confirms peer-unreachable by a second reporter or a stale heartbeat; refuses strangers', () => {
+    const h = harness([stories]);
+    const peers = ['a', 'b', 'c'].map((n) => h.join(n, cap(1_000_000)));
+    const stranger = h.join('s', cap(0), ['requester']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    const [x, y, z] = peers as [string, string, string];
+    expect(h.co.reportUnreachable(x, z, 'ice failed')).toBe('noted');
+    expect(h.co.reportUnreachable(x, z, 'ice failed again')).toBe('noted');
+    expect(h.co.reportUnreachable(y, z, 'ice failed')).toBe('evict');
+    // A stale heartbeat confirms a single report.
+    h.live.set(y, { connected: true, lastSeen: Date.now() - 60_000 });
+    expect(h.co.reportUnreachable(x, y, 'datachannel closed')).toBe('evict');
+    expect(() => h.co.reportUnreachable(stranger, x, 'lies')).toThrowError(
+      expect.objectContaining({ code: 'PROTOCOL_NOT_ALLOWED' }) as Error,
+    );
+    expect(() => h.co.reportUnreachable(x, pid('nobody'), '?')).toThrowError(
+      expect.objectContaining({ code: 'PROTOCOL_UNKNOWN_PEER' }) as Error,
+    );
+  });
+
+  it('reports expire: two reports far apart do not evict', () => {
+    const h = harness([stories]);
+    const [x, y, z] = ['a', 'b', 'c'].map((n) => h.join(n, cap(1_000_000))) as [string, string, string];
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.reportUnreachable(x, z, 'one')).toBe('noted');
+    vi.advanceTimersByTime(31_000);
+    h.live.set(z, { connected: true, lastSeen: Date.now() });
+    expect(h.co.reportUnreachable(y, z, 'two')).toBe('noted');
+  });
+
+  it('resync re-sends the current assignment and subscribed rings', () => {
+    const h = harness([stories]);
+    const a = h.join('a', cap(1e9), ['contributor', 'requester']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    h.co.requestRing(a, 'stories260K');
+    h.inbox.clear();
+    h.co.resync(a);
+    expect(h.got(a, 'assignment')).toHaveLength(1);
+    expect(h.got(a, 'ring')).toHaveLength(1);
+  });
+
+  it('stop() cancels a pending re-plan', () => {
+    const h = harness([stories]);
+    h.join('a', cap(1e9));
+    h.co.stop();
+    vi.advanceTimersByTime(DEBOUNCE * 10);
+    expect(h.inbox.size).toBe(0);
+    h.co.stop();
+  });
+});

@@ -15,6 +15,8 @@ export const MAX_SIGNALING_FRAME_BYTES = 64 * 1024;
 const v = z.literal(SIGNALING_VERSION);
 /** Server-assigned peer ids: `p_` + 16 url-safe chars. Clients never choose their id. */
 export const peerIdSchema = z.string().regex(/^p_[A-Za-z0-9_-]{16}$/, 'not a peer id');
+/** A connection id chosen by the dialing side (ring link vs requester link between the same pair). */
+export const connIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'not a connection id');
 const token = z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'not a session token');
 const unitRange = z.tuple([
   z.number().int().nonnegative().max(100_000),
@@ -103,7 +105,16 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('profile'), v, capability: peerCapabilitySchema }).strict(),
   z.object({ type: z.literal('heartbeat'), v, sentAt: z.number().finite() }).strict(),
-  z.object({ type: z.literal('signal'), v, to: peerIdSchema, payload: signalPayloadSchema }).strict(),
+  z
+    .object({
+      type: z.literal('signal'),
+      v,
+      to: peerIdSchema,
+      /** Which connection between the two peers this belongs to (several may exist at once). */
+      conn: connIdSchema.optional(),
+      payload: signalPayloadSchema,
+    })
+    .strict(),
   z.object({ type: z.literal('ring-request'), v, model: z.string().min(1).max(200) }).strict(),
   z
     .object({
@@ -177,7 +188,15 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       missingBytes: z.number().nonnegative().optional(),
     })
     .strict(),
-  z.object({ type: z.literal('signal'), v, from: peerIdSchema, payload: signalPayloadSchema }).strict(),
+  z
+    .object({
+      type: z.literal('signal'),
+      v,
+      from: peerIdSchema,
+      conn: connIdSchema.optional(),
+      payload: signalPayloadSchema,
+    })
+    .strict(),
   z
     .object({
       type: z.literal('heartbeat-ack'),

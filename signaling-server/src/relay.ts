@@ -75,7 +75,13 @@ export function createRelay(opts: RelayOptions): Relay {
         stats.filtered++;
         return 'filtered';
       }
-      const delivered = opts.deliver(to, { type: 'signal', v: SIGNALING_VERSION, from, payload });
+      const delivered = opts.deliver(to, {
+        type: 'signal',
+        v: SIGNALING_VERSION,
+        from,
+        ...(msg.conn ? { conn: msg.conn } : {}),
+        payload,
+      });
       if (!delivered) {
         refuse(
           new RingworkError(

@@ -84,11 +84,14 @@ export interface WebRtcTransportOptions {
 export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
   const { signaling } = opts;
   const incoming = createListeners<PeerLink>();
+  // Keyed by `${remoteId} ${conn}`: two peers may hold several links (a ring link and a requester
+  // link), each its own RTCPeerConnection.
   const peers = new Map<string, Peer>();
+  const key = (remoteId: string, conn: string) => `${remoteId} ${conn}`;
   const links = new Set<PeerLink>();
   let closed = false;
 
-  const makePeer = (remoteId: string, initiator: boolean): Peer => {
+  const makePeer = (remoteId: string, conn: string, initiator: boolean): Peer => {
     const peer = new SimplePeer({
       initiator,
       trickle: true,
@@ -99,15 +102,16 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
       const payload = toPayload(data);
       if (payload && !peer.destroyed) {
         try {
-          signaling.send({ type: 'signal', to: remoteId, payload });
+          signaling.send({ type: 'signal', to: remoteId, conn, payload });
         } catch {
           peer.destroy();
         }
       }
     });
-    peer.on('close', () => peers.get(remoteId) === peer && peers.delete(remoteId));
-    peer.on('error', () => peers.get(remoteId) === peer && peers.delete(remoteId));
-    peers.set(remoteId, peer);
+    const k = key(remoteId, conn);
+    peer.on('close', () => peers.get(k) === peer && peers.delete(k));
+    peer.on('error', () => peers.get(k) === peer && peers.delete(k));
+    peers.set(k, peer);
     return peer;
   };
 
@@ -120,10 +124,11 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
 
   const offSignal = signaling.on('signal', (m) => {
     if (closed) return;
-    let peer = peers.get(m.from);
+    const conn = m.conn ?? 'default';
+    let peer = peers.get(key(m.from, conn));
     if (!peer) {
       if (m.payload.kind !== 'sdp' || m.payload.sdp.type !== 'offer') return; // stray candidate of a dead peer
-      peer = makePeer(m.from, false);
+      peer = makePeer(m.from, conn, false);
       const p = peer;
       p.on('connect', () => incoming.emit(track(m.from, p)));
     }
@@ -132,8 +137,7 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
 
   const attempt = (remoteId: string, timeoutMs: number, signal?: AbortSignal) =>
     new Promise<PeerLink>((resolve, reject) => {
-      peers.get(remoteId)?.destroy();
-      const peer = makePeer(remoteId, true);
+      const peer = makePeer(remoteId, crypto.randomUUID().replace(/-/g, '').slice(0, 16), true);
       const timer = setTimeout(() => {
         peer.destroy();
         reject(

@@ -14,6 +14,8 @@ export interface NeighbourLinks {
   next(): PeerLink | undefined;
   /** Any open link by peer id (requesters connect too; the head answers them). */
   get(peerId: string): PeerLink | undefined;
+  /** Every open link (neighbours and requesters). */
+  all(): PeerLink[];
   /** Every link that becomes usable (neighbours and requesters); attach handlers here. */
   onLink(h: (link: PeerLink) => void): () => void;
   /** A needed neighbour's link closed or could not be opened. */
@@ -85,6 +87,7 @@ export function createNeighbourLinks(o: NeighbourLinksOptions): NeighbourLinks {
     prev: () => (want.prev ? links.get(want.prev) : undefined),
     next: () => (want.next ? links.get(want.next) : undefined),
     get: (id) => links.get(id),
+    all: () => [...links.values()].filter((l) => l.isOpen),
     onLink: (h) => linkListeners.add(h),
     onLost: (h) => lost.add(([id, why]) => h(id, why)),
     close() {

@@ -40,6 +40,11 @@ export interface RingStageOptions {
   idleMs?: number;
   now?: () => number;
   onStats?: (s: RingStageStats) => void;
+  /**
+   * Fraction of wall time this stage may compute (0 < d <= 1). After a step of t ms the stage
+   * rests t·(1/d − 1) ms before the next, so a contributor can cap how hard its device works.
+   */
+  dutyCycle?: () => number;
 }
 
 interface StageSession {
@@ -71,6 +76,14 @@ export function createRingStage(o: RingStageOptions): RingStage {
     chain = chain.then(fn, fn);
   };
 
+  const sendError = (link: PeerLink | undefined, session: string, code: string, message: string) => {
+    try {
+      link?.sendControl({ type: 'error', v: RING_PROTOCOL_VERSION, session, code, message, at: o.peerId });
+    } catch {
+      /* link gone */
+    }
+  };
+
   const report = (session: string, requester: string | undefined, e: unknown) => {
     const code = isRingworkError(e) ? e.code : 'RUNNER_BACKEND_FAILED';
     const message = e instanceof Error ? e.message : String(e);
@@ -98,13 +111,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
     publish();
   };
 
-  const onOpen = async (m: RingControlOf<'open'>) => {
+  const onOpen = async (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
-      report(
-        m.session,
-        m.requester,
-        new Error(`ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`),
-      );
+      const why = `ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`;
+      if (o.linkTo(m.requester)) report(m.session, m.requester, new Error(why));
+      else sendError(from, m.session, 'RUNNER_BACKEND_FAILED', why);
       return;
     }
     if (!sessions.has(m.session)) {
@@ -119,9 +130,19 @@ export function createRingStage(o: RingStageOptions): RingStage {
     publish();
   };
 
-  const onTensor = async (t: TensorMessage) => {
+  const onTensor = async (t: TensorMessage, from: PeerLink) => {
     const s = sessions.get(t.session);
-    if (!s) return; // ended or never opened: nothing to run, nobody to tell
+    if (!s) {
+      // Never opened here (this stage restarted with a new shard, or the open went astray): say so
+      // back along the link, so the requester fails fast and retries instead of waiting.
+      sendError(
+        from,
+        t.session,
+        'RUNNER_UNKNOWN_SESSION',
+        'this stage has no such session (it restarted); not serving it',
+      );
+      return;
+    }
     s.lastUsed = now();
     try {
       const input =
@@ -160,6 +181,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
         });
       }
       publish();
+      const d = Math.min(1, Math.max(0.05, o.dutyCycle?.() ?? 1));
+      if (d < 1) await new Promise<void>((r) => setTimeout(r, out.ms * (1 / d - 1)));
     } catch (e) {
       report(t.session, s.requester, e);
       await end(t.session, 'error', true);
@@ -171,9 +194,12 @@ export function createRingStage(o: RingStageOptions): RingStage {
     for (const [id, s] of sessions) if (s.lastUsed < cutoff) serial(() => end(id, 'idle', true));
   }, 10_000);
 
+  const detachers = new Set<() => void>();
+  let stopped = false;
   return {
     stats,
     attach(link) {
+      if (stopped) return () => undefined;
       const offs = [
         link.onControl((raw) => {
           let m: RingControl;
@@ -182,14 +208,37 @@ export function createRingStage(o: RingStageOptions): RingStage {
           } catch {
             return; // a malformed control message from a peer is ignored, not fatal to the stage
           }
-          if (m.type === 'open') serial(() => onOpen(m));
+          if (m.type === 'open') serial(() => onOpen(m, link));
           else if (m.type === 'end') serial(() => end(m.session, m.reason, true));
+          else if (m.type === 'error') {
+            // A later stage failed: pass it back towards the requester, and drop the session.
+            const s = sessions.get(m.session);
+            if (s) {
+              const back = o.linkTo(s.requester);
+              if (back && back !== link) {
+                try {
+                  back.sendControl(m);
+                } catch {
+                  /* requester gone */
+                }
+              }
+              serial(() => end(m.session, 'error', true));
+            }
+          }
         }),
-        link.onTensor((t) => serial(() => onTensor(t))),
+        link.onTensor((t) => serial(() => onTensor(t, link))),
       ];
-      return () => offs.forEach((f) => f());
+      const detach = () => {
+        offs.forEach((f) => f());
+        detachers.delete(detach);
+      };
+      detachers.add(detach);
+      return detach;
     },
     async stop() {
+      // A stopped stage hears nothing more: the next stage (new epoch) attaches to the same links.
+      stopped = true;
+      for (const d of [...detachers]) d();
       clearInterval(sweep);
       const ids = [...sessions.keys()];
       await Promise.all(ids.map((id) => end(id, 'stage stopped', false)));

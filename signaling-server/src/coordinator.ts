@@ -41,6 +41,7 @@ import {
   type PlannerOptions,
 } from '../../shared/planner/index.js';
 import {
+  type ModelDescriptor,
   SIGNALING_VERSION,
   type PeerCapability,
   type ServerMessage,
@@ -108,6 +109,8 @@ export interface CoordinatorSnapshot {
   plans: number;
   models: Array<{
     id: string;
+    /** Where peers (and a tab running the whole model alone) load it from. */
+    descriptor: ModelDescriptor;
     units: number;
     contextLength: number;
     totalBytes: number;
@@ -678,6 +681,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
           const ms = byModel.get(id)!;
           return {
             id,
+            descriptor: ms.model.descriptor,
             units: ms.model.descriptor.units,
             contextLength: ms.model.descriptor.contextLength,
             totalBytes: ms.model.totalBytes,

@@ -1,23 +1,111 @@
-import { StrictMode } from 'react';
+import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
+import { joinNetwork } from './app/contributor';
+import { ChatPage } from './app/pages/chat-page';
+import { ContributePage } from './app/pages/contribute-page';
+import { NetworkPage } from './app/pages/network-page';
+import { useApp, type NetworkSnapshot } from './app/store';
+import './app/styles.css';
 
-/** Placeholder shell; the Contribute / Chat / Network pages arrive with the web-app issue. */
+type Page = 'chat' | 'contribute' | 'network';
+const PAGES: { id: Page; label: string }[] = [
+  { id: 'chat', label: 'Chat' },
+  { id: 'contribute', label: 'Contribute' },
+  { id: 'network', label: 'Network' },
+];
+
+function currentPage(): Page {
+  const h = location.hash.replace(/^#\/?/, '').split('?')[0];
+  return (PAGES.find((p) => p.id === h)?.id ?? 'chat') as Page;
+}
+
+/** Polls the coordinator's snapshot for the Network page and the chat's ring status. */
+function useNetworkPolling() {
+  useEffect(() => {
+    let stop = false;
+    const tick = async () => {
+      try {
+        const snapshot = (await (await fetch('/api/network')).json()) as NetworkSnapshot;
+        if (!stop) useApp.setState({ network: { snapshot, updatedAt: Date.now() } });
+      } catch (e) {
+        if (!stop) useApp.setState((s) => ({ network: { ...s.network, error: String(e) } }));
+      }
+    };
+    void tick();
+    const t = setInterval(tick, 1500);
+    return () => {
+      stop = true;
+      clearInterval(t);
+    };
+  }, []);
+}
+
 function App() {
+  const [page, setPage] = useState<Page>(currentPage());
+  const phase = useApp((s) => s.contribute.phase);
+  useNetworkPolling();
+  useEffect(() => {
+    const on = () => setPage(currentPage());
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
   return (
-    <main
-      style={{ fontFamily: 'system-ui, sans-serif', maxWidth: 720, margin: '3rem auto', lineHeight: 1.5 }}
-    >
-      <h1>Ringwork</h1>
-      <p>
-        A browser-native volunteer compute network: each tab runs a few layers of a language model, and a
-        hidden-state vector hops from tab to tab for every token.
-      </p>
-      <p>
-        The engine is in place; the Contribute, Chat and Network pages are next. Engine harness:{' '}
-        <a href="/harness.html">/harness.html</a>.
-      </p>
-    </main>
+    <>
+      <header className="top">
+        <h1>
+          Ring<span>work</span>
+        </h1>
+        <nav className="tabs">
+          {PAGES.map((p) => (
+            <a
+              key={p.id}
+              href={`#/${p.id}`}
+              className={p.id === page ? 'active' : ''}
+              data-testid={`tab-${p.id}`}
+            >
+              {p.label}
+            </a>
+          ))}
+        </nav>
+        <span className="status-pill">
+          {phase === 'serving'
+            ? 'This tab is serving the network'
+            : phase === 'idle'
+              ? 'Not contributing'
+              : phase}
+        </span>
+      </header>
+      <main>
+        {page === 'chat' && <ChatPage />}
+        {page === 'contribute' && <ContributePage />}
+        {page === 'network' && <NetworkPage />}
+      </main>
+    </>
   );
+}
+
+/**
+ * Operator simulations and tests may declare a capability instead of measuring one:
+ * `#/contribute?join=1&tflops=0.000001&gbps=100&memory=4000000000` joins straight away.
+ */
+function autoJoinFromUrl() {
+  const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
+  if (q.get('join') !== '1') return;
+  const tflops = Number(q.get('tflops'));
+  void joinNetwork(
+    Number.isFinite(tflops) && tflops > 0
+      ? {
+          capability: {
+            tflops,
+            bandwidthGBps: Number(q.get('gbps') ?? 100),
+            memoryBytes: Number(q.get('memory') ?? 4e9),
+            backend: 'wasm',
+            mobile: false,
+            label: 'declared',
+          },
+        }
+      : {},
+  ).catch(() => undefined);
 }
 
 createRoot(document.getElementById('root')!).render(
@@ -25,3 +113,4 @@ createRoot(document.getElementById('root')!).render(
     <App />
   </StrictMode>,
 );
+autoJoinFromUrl();

@@ -9,6 +9,7 @@ import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
 import { createOrtShardRunner } from '../../../shared/runtime/ort-shard-runner';
 import type { LoadProgress, LoadRequest, StepInput } from '../../../shared/runtime/shard-runner';
+import { createCachedFileOpener } from './cached-opener';
 import { configureOrt } from './ort-env';
 
 const ort = configureOrt();
@@ -18,7 +19,7 @@ const runner = createOrtShardRunner({
     (
       await openModelLocation(
         ref,
-        (root) => createHttpFileOpener(new URL(root, self.location.href).href),
+        (root) => createCachedFileOpener(createHttpFileOpener(new URL(root, self.location.href).href)),
         signal,
       )
     ).source,

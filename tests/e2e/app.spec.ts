@@ -1,0 +1,116 @@
+import { mkdirSync } from 'node:fs';
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import { loadGolden, repoPath } from '../helpers/golden';
+import { test, expect } from './server-fixture';
+
+const golden = loadGolden();
+const SHOTS = repoPath('test-results/screenshots');
+
+async function contributor(
+  browser: Browser,
+  url: string,
+  tflops: number,
+): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: url });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log('[contributor]', e.message));
+  // Declared capabilities (~1 MFLOP/s) make the planner spread stories260K over every peer.
+  await page.goto(`${url}/#/contribute?join=1&tflops=${tflops}&gbps=100&memory=4000000000`);
+  return { context, page };
+}
+
+async function askGolden(chat: Page): Promise<string> {
+  await chat.getByTestId('tab-chat').click();
+  await chat.getByTestId('temperature').fill('0');
+  await chat.getByTestId('max-tokens').fill('60');
+  await chat.getByTestId('prompt').fill('Once upon a time');
+  await chat.getByTestId('send').click();
+  const answer = chat.getByTestId('answer').last();
+  await expect(answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'))).toBeVisible({
+    timeout: 60_000,
+  });
+  if (await answer.getByTestId('answer-error').count()) {
+    throw new Error(
+      `the chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
+    );
+  }
+  return (await answer.getByTestId('answer-text').textContent()) ?? '';
+}
+
+test('3 contributor tabs + a chat tab: golden text through the ring, layer ranges on the Network page, same text after a contributor leaves', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(180_000);
+  mkdirSync(SHOTS, { recursive: true });
+  const peers = [];
+  for (const t of [1e-6, 1.2e-6, 1.4e-6]) peers.push(await contributor(browser, server.url, t));
+  for (const p of peers)
+    await expect(p.page.getByTestId('contribute-phase')).toHaveText('serving', { timeout: 60_000 });
+
+  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
+  const chat = await chatContext.newPage();
+  chat.on('pageerror', (e) => console.log('[chat]', e.message));
+  chat.on(
+    'console',
+    (m) =>
+      m.type() !== 'debug' &&
+      !m.text().includes('onnxruntime') &&
+      console.log('[chat console]', m.text().slice(0, 300)),
+  );
+  await chat.goto(`${server.url}/#/chat`);
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 3 peers', { timeout: 30_000 });
+
+  console.log('first request');
+  const text = await askGolden(chat);
+  expect(text + '\n').toBe(golden.text);
+  await expect(chat.getByTestId('answer-meta').last()).toContainText('served by');
+  await chat.screenshot({ path: `${SHOTS}/chat.png`, fullPage: true });
+
+  await chat.getByTestId('tab-network').click();
+  await expect(chat.getByTestId('ring-stage')).toHaveCount(3);
+  const ranges = await chat.getByTestId('stage-range').allTextContents();
+  expect(ranges.join(' | ')).toMatch(/units 0–\d+: embedding/);
+  expect(ranges.join(' | ')).toMatch(/head/);
+  await chat.screenshot({ path: `${SHOTS}/network.png`, fullPage: true });
+
+  await peers[0]!.page.screenshot({ path: `${SHOTS}/contribute.png`, fullPage: true });
+  await expect(
+    peers.some(async (p) => Number(await p.page.getByTestId('steps-served').textContent()) > 0),
+  ).toBeTruthy();
+
+  // A contributor leaves: the ring is re-planned over the two that remain and serves the same text.
+  await peers[1]!.context.close();
+  await chat.getByTestId('tab-chat').click();
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', { timeout: 15_000 });
+  console.log('second request');
+  const again = await askGolden(chat);
+  expect(again + '\n').toBe(golden.text);
+  for (const p of [peers[0]!, peers[2]!]) await p.context.close();
+  await chatContext.close();
+});
+
+test('a contributor downloads only its shard, and a reload serves it from the browser cache', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(120_000);
+  const { context, page } = await contributor(browser, server.url, 1e-6);
+  const phase = page.getByTestId('contribute-phase');
+  await expect(phase).toHaveText('serving', { timeout: 60_000 });
+  const fetched = page.getByTestId('fetched');
+  const first = Number(await fetched.getAttribute('data-bytes'));
+  const total = Number(await fetched.getAttribute('data-total'));
+  // Alone in the network it holds the whole model: the weights it reads, plus headers, once.
+  expect(total).toBeGreaterThan(1_000_000);
+  expect(first).toBeGreaterThanOrEqual(total);
+  expect(first).toBeLessThan(total * 1.05 + 4096);
+  await page.reload();
+  await expect(phase).toHaveText('serving', { timeout: 60_000 });
+  const second = Number(await page.getByTestId('fetched').getAttribute('data-bytes'));
+  // Only the small header/config reads go to the network again.
+  expect(second).toBeLessThan(16_384);
+  await context.close();
+});

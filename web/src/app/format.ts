@@ -1,0 +1,48 @@
+/** Human-readable figures for the UI. */
+export function bytes(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '—';
+  const u = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < u.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${u[i]}`;
+}
+
+export function num(n: number | undefined, digits = 1): string {
+  return n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits);
+}
+
+export function duration(s: number | undefined): string {
+  if (s === undefined || !Number.isFinite(s)) return '—';
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+export function shortId(id: string | null | undefined): string {
+  return id ? id.slice(2, 8) : '—';
+}
+
+/** Units [a, b) as people read them: "embedding, blocks 0–2". */
+export function unitsLabel(range: [number, number], units: number): string {
+  const parts: string[] = [];
+  const [a, b] = range;
+  if (a === 0) parts.push('embedding');
+  const firstBlock = Math.max(a, 1) - 1;
+  const lastBlock = Math.min(b, units - 1) - 2;
+  if (lastBlock >= firstBlock)
+    parts.push(firstBlock === lastBlock ? `block ${firstBlock}` : `blocks ${firstBlock}–${lastBlock}`);
+  if (b === units) parts.push('head');
+  return parts.join(', ');
+}
+
+/** Compute rates from TFLOPS down to MFLOP/s (declared test capabilities are tiny). */
+export function flops(tflops: number | undefined): string {
+  if (tflops === undefined || !Number.isFinite(tflops)) return '—';
+  if (tflops >= 0.1) return `${tflops.toFixed(1)} TFLOPS`;
+  if (tflops >= 1e-4) return `${(tflops * 1e3).toFixed(1)} GFLOPS`;
+  return `${(tflops * 1e6).toFixed(1)} MFLOPS`;
+}

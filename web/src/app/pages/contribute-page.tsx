@@ -1,0 +1,208 @@
+import { useEffect } from 'react';
+import { categorize } from '../../../../shared/device/profile';
+import { bytes, duration, flops, num, shortId, unitsLabel } from '../format';
+import { joinNetwork, leave, pause, resume } from '../contributor';
+import { useApp } from '../store';
+
+/** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
+export function ContributePage() {
+  const c = useApp((s) => s.contribute);
+  const patch = useApp((s) => s.patchContribute);
+
+  // Optional auto-pause while the tab is hidden or the device runs on battery.
+  useEffect(() => {
+    if (!c.autoPause) return;
+    const check = async () => {
+      const battery = await (navigator as { getBattery?: () => Promise<{ charging: boolean }> })
+        .getBattery?.()
+        .catch(() => undefined);
+      const away = document.hidden || (battery !== undefined && !battery.charging);
+      const phase = useApp.getState().contribute.phase;
+      if (away && (phase === 'serving' || phase === 'waiting' || phase === 'unassigned')) void pause();
+      if (!away && phase === 'paused') resume();
+    };
+    document.addEventListener('visibilitychange', check);
+    const t = setInterval(check, 10_000);
+    return () => {
+      document.removeEventListener('visibilitychange', check);
+      clearInterval(t);
+    };
+  }, [c.autoPause]);
+
+  const category =
+    c.capability?.category ??
+    (c.capability ? categorize(c.capability.tflops, { mobile: c.capability.mobile }) : undefined);
+  const joined = c.phase !== 'idle' && c.phase !== 'error';
+  const d = c.download;
+  const elapsed = d ? ((d.finishedAt ?? performance.now()) - d.startedAt) / 1000 : 0;
+  const speed = d && elapsed > 0 ? d.fetched / elapsed : undefined;
+  const eta =
+    d && speed && d.bytesTotal > d.bytesDone
+      ? (d.bytesTotal - d.bytesDone) / speed
+      : d?.finishedAt
+        ? 0
+        : undefined;
+  const msPerStep = c.stats.stepsServed ? c.stats.computeMs / c.stats.stepsServed : undefined;
+  const uptime = c.stats.joinedAt ? (Date.now() - c.stats.joinedAt) / 1000 : undefined;
+
+  return (
+    <>
+      <p className="lead">
+        Lend this device to the network. Ringwork measures what it can do, the coordinator gives it a slice of
+        a language model&apos;s layers, and it runs that slice for other people&apos;s chats. Only its own
+        slice is downloaded, and it is kept in the browser&apos;s cache for next time.
+      </p>
+      <div className="row" style={{ marginBottom: '1rem' }}>
+        {!joined ? (
+          <button
+            className="big"
+            data-testid="join"
+            onClick={() => void joinNetwork().catch(() => undefined)}
+          >
+            Contribute this device
+          </button>
+        ) : (
+          <>
+            {c.phase === 'paused' ? (
+              <button onClick={() => resume()}>Resume</button>
+            ) : (
+              <button className="secondary" onClick={() => void pause()}>
+                Pause
+              </button>
+            )}
+            <button className="secondary" data-testid="leave" onClick={() => void leave()}>
+              Leave the network
+            </button>
+          </>
+        )}
+        <span data-testid="contribute-phase" className="badge">
+          {phaseText[c.phase]}
+        </span>
+      </div>
+      {c.error && <div className="notice error">{c.error}</div>}
+      {c.phase === 'unassigned' && c.unassignedReason && (
+        <div className="notice">Standing by: {c.unassignedReason}</div>
+      )}
+      <div className="grid">
+        <section className="card">
+          <h2>This device</h2>
+          <dl className="kv">
+            <dt>Compute</dt>
+            <dd>{flops(c.capability?.tflops)}</dd>
+            <dt>Memory bandwidth</dt>
+            <dd>{c.capability ? `${num(c.capability.bandwidthGBps)} GB/s` : '—'}</dd>
+            <dt>Usable memory</dt>
+            <dd>{bytes(c.capability?.memoryBytes)}</dd>
+            <dt>Category</dt>
+            <dd>{category ? <span className={`badge ${category}`}>{category}</span> : '—'}</dd>
+            <dt>Backend</dt>
+            <dd>{c.backend ?? c.capability?.backend ?? '—'}</dd>
+            <dt>Why</dt>
+            <dd style={{ color: 'var(--muted)' }}>{c.backendReason ?? '—'}</dd>
+            <dt>Peer id</dt>
+            <dd>{shortId(c.peerId)}</dd>
+          </dl>
+        </section>
+        <section className="card">
+          <h2>Assignment</h2>
+          {c.assignment ? (
+            <dl className="kv" data-testid="assignment">
+              <dt>Model</dt>
+              <dd>{c.assignment.model}</dd>
+              <dt>Layers</dt>
+              <dd>
+                units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units} (
+                {unitsLabel(c.assignment.range, c.assignment.units)})
+              </dd>
+              <dt>Weights</dt>
+              <dd>{c.assignment.weightFormat}</dd>
+              <dt>Receives from</dt>
+              <dd>{shortId(c.assignment.prev)}</dd>
+              <dt>Sends to</dt>
+              <dd>{shortId(c.assignment.next)}</dd>
+              <dt>Ring epoch</dt>
+              <dd>{c.assignment.epoch}</dd>
+            </dl>
+          ) : (
+            <p style={{ color: 'var(--muted)' }}>Not assigned yet.</p>
+          )}
+        </section>
+        <section className="card">
+          <h2>Download of this shard</h2>
+          {d ? (
+            <>
+              <div className="progress">
+                <div style={{ width: `${d.bytesTotal ? (100 * d.bytesDone) / d.bytesTotal : 0}%` }} />
+              </div>
+              <dl className="kv">
+                <dt>Progress</dt>
+                <dd>
+                  {bytes(d.bytesDone)} of {bytes(d.bytesTotal)}
+                </dd>
+                <dt>Downloaded</dt>
+                <dd data-testid="fetched" data-bytes={d.fetched} data-total={d.bytesTotal}>
+                  {bytes(d.fetched)}
+                  {d.bytesDone > d.fetched
+                    ? ` (${bytes(d.bytesDone - d.fetched)} from the browser cache)`
+                    : ''}
+                </dd>
+                <dt>Speed</dt>
+                <dd>{speed ? `${bytes(speed)}/s` : '—'}</dd>
+                <dt>ETA</dt>
+                <dd>{duration(eta)}</dd>
+              </dl>
+            </>
+          ) : (
+            <p style={{ color: 'var(--muted)' }}>Nothing to download yet.</p>
+          )}
+        </section>
+        <section className="card">
+          <h2>Live</h2>
+          <dl className="kv">
+            <dt>Steps served</dt>
+            <dd data-testid="steps-served">{c.stats.stepsServed}</dd>
+            <dt>Tokens sampled</dt>
+            <dd>{c.stats.tokensServed}</dd>
+            <dt>ms per step</dt>
+            <dd>{num(msPerStep, 2)}</dd>
+            <dt>Open sessions</dt>
+            <dd>{c.stats.openSessions}</dd>
+            <dt>Uptime</dt>
+            <dd>{duration(uptime)}</dd>
+          </dl>
+          <label className="field" style={{ marginTop: '0.75rem' }}>
+            Compute limit: {Math.round(c.dutyCycle * 100)}% of the time
+            <input
+              type="range"
+              min={10}
+              max={100}
+              step={10}
+              value={Math.round(c.dutyCycle * 100)}
+              onChange={(e) => patch({ dutyCycle: Number(e.target.value) / 100 })}
+            />
+          </label>
+          <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
+            <input
+              type="checkbox"
+              checked={c.autoPause}
+              onChange={(e) => patch({ autoPause: e.target.checked })}
+            />
+            <span>Pause while this tab is hidden or on battery</span>
+          </label>
+        </section>
+      </div>
+    </>
+  );
+}
+
+const phaseText: Record<string, string> = {
+  idle: 'not contributing',
+  connecting: 'connecting…',
+  profiling: 'measuring this device…',
+  waiting: 'waiting for an assignment',
+  loading: 'downloading its shard…',
+  serving: 'serving',
+  unassigned: 'standing by',
+  paused: 'paused',
+  error: 'error',
+};

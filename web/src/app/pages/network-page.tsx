@@ -1,0 +1,207 @@
+import { bytes, flops, num, shortId, unitsLabel } from '../format';
+import { useApp, type NetworkSnapshot } from '../store';
+
+/** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
+export function NetworkPage() {
+  const { snapshot, error } = useApp((s) => s.network);
+  const me = useApp((s) => s.contribute.peerId);
+  const lastAnswer = useApp((s) => [...s.chat.messages].reverse().find((m) => m.meta?.done && !m.meta.error));
+  if (error) return <p className="notice error">Could not load the network: {error}</p>;
+  if (!snapshot) return <p className="lead">Loading the network…</p>;
+  const contributors = snapshot.peers.filter(
+    (p) => p.roles.includes('contributor') && snapshot.profiles[p.id],
+  );
+  const totalTflops = contributors.reduce((a, p) => a + (snapshot.profiles[p.id]?.tflops ?? 0), 0);
+  const totalMem = contributors.reduce((a, p) => a + (snapshot.profiles[p.id]?.memoryBytes ?? 0), 0);
+  return (
+    <>
+      <p className="lead">
+        Who is lending compute, and how the coordinator arranged them: each ring runs one model, each peer in
+        it a contiguous range of layers, and a hidden-state vector travels around the ring once per token.
+      </p>
+      <div className="grid" style={{ marginBottom: '1rem' }}>
+        <section className="card">
+          <h2>Totals</h2>
+          <dl className="kv">
+            <dt>Contributors</dt>
+            <dd data-testid="contributor-count">{contributors.length}</dd>
+            <dt>Compute</dt>
+            <dd>{flops(totalTflops)}</dd>
+            <dt>Memory</dt>
+            <dd>{bytes(totalMem)}</dd>
+            <dt>Rings</dt>
+            <dd>{snapshot.rings.length}</dd>
+            <dt>Last answer</dt>
+            <dd>
+              {lastAnswer?.meta
+                ? `${num(lastAnswer.meta.decodeTokPerS)} tok/s, ${num(lastAnswer.meta.hopMsPerToken, 2)} ms hops + ${num(lastAnswer.meta.computeMsPerToken, 2)} ms compute per token`
+                : '—'}
+            </dd>
+          </dl>
+        </section>
+      </div>
+      {snapshot.models.map((m) => (
+        <section className="card" key={m.id} style={{ marginBottom: '1rem' }}>
+          <h2>
+            {m.id} · {m.units} units · {bytes(m.totalBytes)} with KV cache
+          </h2>
+          {m.ring ? (
+            <RingDrawing model={m} snapshot={snapshot} me={me} />
+          ) : (
+            <p className="notice" data-testid={`no-ring-${m.id}`}>
+              No ring: {m.noRing?.reason ?? 'no contributors yet'}
+              {m.noRing?.missingBytes ? ` (${bytes(m.noRing.missingBytes)} more memory needed)` : ''}
+            </p>
+          )}
+          {m.predictedTokensPerSecond ? (
+            <p style={{ color: 'var(--muted)' }}>
+              Planned throughput ≈ {num(m.predictedTokensPerSecond, 0)} tokens/s.
+            </p>
+          ) : null}
+        </section>
+      ))}
+      <section className="card">
+        <h2>Peers</h2>
+        <table data-testid="peer-table">
+          <thead>
+            <tr>
+              <th>Peer</th>
+              <th>Category</th>
+              <th>Compute</th>
+              <th>GB/s</th>
+              <th>Memory</th>
+              <th>Backend</th>
+              <th>Assignment</th>
+            </tr>
+          </thead>
+          <tbody>
+            {snapshot.peers.map((p) => {
+              const prof = snapshot.profiles[p.id];
+              const a = p.assignment;
+              return (
+                <tr key={p.id}>
+                  <td>
+                    {shortId(p.id)}
+                    {p.id === me ? ' (this tab)' : ''}
+                  </td>
+                  <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
+                  <td>{prof ? flops(prof.tflops) : '—'}</td>
+                  <td>{prof ? num(prof.bandwidthGBps) : '—'}</td>
+                  <td>{bytes(prof?.memoryBytes)}</td>
+                  <td>{prof?.backend ?? 'chat only'}</td>
+                  <td>
+                    {a?.kind === 'assigned' && a.range
+                      ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                      : a?.kind === 'unassigned'
+                        ? `standing by (${a.reason})`
+                        : '—'}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </section>
+    </>
+  );
+}
+
+/** Peers on a circle in ring order; each arc labelled with the units that peer runs. */
+function RingDrawing({
+  model,
+  snapshot,
+  me,
+}: {
+  model: NetworkSnapshot['models'][number];
+  snapshot: NetworkSnapshot;
+  me?: string;
+}) {
+  const stages = model.ring!.stages;
+  const W = 640;
+  const H = 360;
+  const cx = W / 2;
+  const cy = H / 2;
+  const r = 120;
+  const at = (i: number) => {
+    const a = (2 * Math.PI * i) / stages.length - Math.PI / 2;
+    return { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a), a };
+  };
+  return (
+    <svg
+      viewBox={`0 0 ${W} ${H}`}
+      width="100%"
+      role="img"
+      aria-label={`ring of ${stages.length} peers serving ${model.id}`}
+      data-testid={`ring-${model.id}`}
+    >
+      <defs>
+        <marker
+          id="arrow"
+          viewBox="0 0 10 10"
+          refX="9"
+          refY="5"
+          markerWidth="7"
+          markerHeight="7"
+          orient="auto-start-reverse"
+        >
+          <path d="M 0 0 L 10 5 L 0 10 z" fill="#6ee7b7" />
+        </marker>
+      </defs>
+      <circle cx={cx} cy={cy} r={r} fill="none" stroke="#2a2f3a" strokeDasharray="4 6" />
+      {stages.length > 1 &&
+        stages.map((_, i) => {
+          const p = at(i);
+          const q = at((i + 1) % stages.length);
+          const shrink = 26 / Math.hypot(q.x - p.x, q.y - p.y);
+          return (
+            <line
+              key={`e${i}`}
+              x1={p.x + (q.x - p.x) * shrink}
+              y1={p.y + (q.y - p.y) * shrink}
+              x2={q.x - (q.x - p.x) * shrink}
+              y2={q.y - (q.y - p.y) * shrink}
+              stroke="#6ee7b7"
+              strokeWidth={2}
+              markerEnd="url(#arrow)"
+            />
+          );
+        })}
+      {stages.map((s, i) => {
+        const p = at(i);
+        const prof = snapshot.profiles[s.peer];
+        const lx = cx + (r + 70) * Math.cos(p.a);
+        const ly = cy + (r + 55) * Math.sin(p.a);
+        return (
+          <g key={s.peer} data-testid="ring-stage">
+            <circle
+              cx={p.x}
+              cy={p.y}
+              r={22}
+              fill={s.peer === me ? '#1e3a5f' : '#171a21'}
+              stroke="#93c5fd"
+              strokeWidth={2}
+            />
+            <text x={p.x} y={p.y + 4} textAnchor="middle">
+              {i + 1}
+            </text>
+            <text x={lx} y={ly - 8} textAnchor="middle" style={{ fontWeight: 600 }}>
+              {shortId(s.peer)}
+              {s.peer === me ? ' (you)' : ''}
+            </text>
+            <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
+              units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
+            </text>
+            {prof && (
+              <text x={lx} y={ly + 23} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
+                {prof.backend} · {flops(prof.tflops)}
+              </text>
+            )}
+          </g>
+        );
+      })}
+      <text x={cx} y={cy + 4} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
+        one token = one lap
+      </text>
+    </svg>
+  );
+}

@@ -116,3 +116,24 @@ test('a contributor downloads only its shard, and a reload serves it from the br
   expect(second).toBeLessThan(16_384);
   await context.close();
 });
+
+test('one tab contributes and chats at once (its own stage serves it); a tab alone with no ring runs the model itself', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(120_000);
+  const { context, page } = await contributor(browser, server.url, 1e-6);
+  await expect(page.getByTestId('contribute-phase')).toHaveText('serving', { timeout: 60_000 });
+  expect((await askGolden(page)) + '\n').toBe(golden.text);
+  await expect(page.getByTestId('answer-meta').last()).toContainText('served by');
+  await context.close();
+
+  // Nobody contributes now: the coordinator has no ring, so the chat tab runs the whole model.
+  const lone = await browser.newContext();
+  const chat = await lone.newPage();
+  await chat.goto(`${server.url}/#/chat`);
+  await expect(chat.getByTestId('ring-status')).toContainText('No ring', { timeout: 15_000 });
+  expect((await askGolden(chat)) + '\n').toBe(golden.text);
+  await expect(chat.getByTestId('answer-meta').last()).toContainText('ran in this tab');
+  await lone.close();
+});

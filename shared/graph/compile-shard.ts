@@ -66,6 +66,9 @@ export interface CompileProgress {
   tensor: string;
   done: number;
   total: number;
+  /** Stored bytes of the tensors read so far, and of all tensors this shard reads. */
+  bytesDone: number;
+  bytesTotal: number;
 }
 
 const MS = 'com.microsoft';
@@ -116,6 +119,8 @@ export async function compileShard(
 
   const needed = requiredTensorNames(c, options.range);
   let done = 0;
+  let bytesDone = 0;
+  const bytesTotal = needed.reduce((a, n) => a + (source.tensors.get(n)?.byteLength ?? 0), 0);
   // A tied embedding is used by both ends of a whole-model shard: fetch it once.
   const reused = new Map<string, Float32Array>();
   const read = async (name: string): Promise<Float32Array> => {
@@ -124,7 +129,8 @@ export async function compileShard(
     if (hit) return hit;
     const t = await source.readTensor(name, opts.signal);
     if (name === 'model.embed_tokens.weight' && hasEmbed && hasHead) reused.set(name, t);
-    opts.onProgress?.({ tensor: name, done: ++done, total: needed.length });
+    bytesDone += source.tensors.get(name)?.byteLength ?? 0;
+    opts.onProgress?.({ tensor: name, done: ++done, total: needed.length, bytesDone, bytesTotal });
     return t;
   };
   const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);

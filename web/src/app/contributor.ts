@@ -42,6 +42,7 @@ let links: NeighbourLinks | undefined;
 let serving: Serving | undefined;
 let offs: (() => void)[] = [];
 let lastAssignment: ServerMessageOf<'assignment'> | undefined;
+let queue: Promise<void> = Promise.resolve();
 const set = (p: Parameters<ReturnType<typeof useApp.getState>['patchContribute']>[0]) =>
   useApp.getState().patchContribute(p);
 
@@ -82,8 +83,16 @@ export async function joinNetwork(opts: { capability?: PeerCapability } = {}): P
       }
     });
     offs = [
-      net.client.on('assignment', (a) => void onAssignment(a)),
-      net.client.on('unassigned', (u) => void onUnassigned(u.reason)),
+      // Assignments are applied one at a time, in order; one that a newer one supersedes while it
+      // loads stops there (otherwise a slow load of epoch n could overwrite the stage of epoch n+1).
+      net.client.on('assignment', (a) => {
+        lastAssignment = a;
+        queue = queue.then(() => onAssignment(a));
+      }),
+      net.client.on('unassigned', (u) => {
+        lastAssignment = undefined;
+        queue = queue.then(() => onUnassigned(u.reason));
+      }),
     ];
     net.client.send({ type: 'profile', capability });
   } catch (e) {
@@ -93,7 +102,7 @@ export async function joinNetwork(opts: { capability?: PeerCapability } = {}): P
 }
 
 async function onAssignment(a: ServerMessageOf<'assignment'>): Promise<void> {
-  lastAssignment = a;
+  if (lastAssignment !== a) return; // superseded before it started
   const { patchContribute } = useApp.getState();
   patchContribute({
     assignment: {
@@ -144,7 +153,7 @@ async function onAssignment(a: ServerMessageOf<'assignment'>): Promise<void> {
           },
         },
       );
-      if (serving?.runner !== runner) return; // superseded while loading
+      if (serving?.runner !== runner || lastAssignment !== a) return; // superseded while loading
       set({
         backend: load.backend,
         backendReason: load.backendReason,
@@ -214,7 +223,7 @@ function notServingYet(link: PeerLink): void {
 }
 
 async function onUnassigned(reason: string): Promise<void> {
-  lastAssignment = undefined;
+  if (lastAssignment !== undefined) return; // an assignment came after it
   links?.update(null, null);
   await stopServing();
   if (useApp.getState().contribute.phase !== 'paused')
@@ -246,7 +255,8 @@ export function resume(): void {
   if (!net || !c.capability || c.phase !== 'paused') return;
   set({ phase: 'waiting' });
   net.client.send({ type: 'profile', capability: c.capability });
-  if (lastAssignment) void onAssignment(lastAssignment);
+  const a = lastAssignment;
+  if (a) queue = queue.then(() => onAssignment(a));
 }
 
 /** Leaves the network: frees the shard, closes links and the signaling connection. */

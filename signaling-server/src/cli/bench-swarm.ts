@@ -1,0 +1,126 @@
+/**
+ * `npm run bench:swarm [-- --peers 3 --tokens 48 --model stories15M=.bench/stories15M --json]`
+ *
+ * Swarm scaling on the synthetic stories15M-shaped model (synthesized into .bench/stories15M when
+ * missing): decode tok/s of a 3-peer swarm divided by a 1-peer swarm, both through the real server,
+ * real Chromium pages and the chat UI, in one run, with each per-token time split into compute and
+ * hops as the chat reports it. Target ratio >= 0.8 (splitting a model this small cannot be faster;
+ * it must not cost much): prints PASS or MISS, not an exit code. Also each contributor page's
+ * memory (renderer RSS, which holds the shard worker's wasm memory, and the main-thread JS heap)
+ * next to its shard's weights + KV + 150 MB of browser overhead.
+ */
+import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { assertLoopbackOnly } from '../bench/transport-ring.js';
+import { table } from '../bench/transport-stats.js';
+import { synthesizeModel } from '../model/synth.js';
+import { parseModelArg, runSwarm, type SwarmResult } from '../swarm/swarm-run.js';
+import { intFlag, runCli } from './cli-util.js';
+
+const TARGET = 0.8;
+/** Browser overhead a page may use beyond its shard (the acceptance budget). */
+const OVERHEAD = 150e6;
+
+/** Decimal megabytes, one format for every column. */
+const mb = (b: number | undefined) => (b === undefined ? '—' : `${(b / 1e6).toFixed(1)} MB`);
+
+runCli(async () => {
+  const { values } = parseArgs({
+    options: {
+      peers: { type: 'string', default: '3' },
+      tokens: { type: 'string', default: '48' },
+      model: { type: 'string', default: 'stories15M=.bench/stories15M' },
+      prompt: { type: 'string', default: 'Once upon a time' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const peers = intFlag('peers', values.peers, 3, 2);
+  const tokens = intFlag('tokens', values.tokens, 48, 2);
+  const log = (m: string) => {
+    if (!values.json) process.stderr.write(`${m}\n`);
+  };
+  assertLoopbackOnly();
+  const started = Date.now();
+  const { path } = parseModelArg(values.model);
+  if (path === '.bench/stories15M' && !existsSync(`${path}/config.json`)) {
+    log(`synthesizing stories15M into ${path}...`);
+    await synthesizeModel({ preset: 'stories15M', outDir: path });
+  }
+  const run = (n: number): Promise<SwarmResult> =>
+    runSwarm({
+      peers: n,
+      prompt: values.prompt,
+      // Only the new-token count matters here; steps just has to fit the context.
+      steps: 2,
+      maxNewTokens: tokens,
+      temperature: 0,
+      model: values.model,
+      measureMemory: true,
+      timeoutMs: 80_000,
+      log: (m) => log(`  ${m}`),
+    });
+  log(`1-peer swarm, ${tokens} new tokens`);
+  const one = await run(1);
+  log(`${peers}-peer swarm, ${tokens} new tokens`);
+  const many = await run(peers);
+  const ratio = many.timings.decodeTokPerS / one.timings.decodeTokPerS;
+  const verdict = ratio >= TARGET ? 'PASS' : 'MISS';
+  const elapsedS = (Date.now() - started) / 1000;
+
+  if (values.json) {
+    process.stdout.write(
+      `${JSON.stringify({ model: one.model, tokens, one, many, ratio, target: TARGET, verdict, elapsedS }, null, 2)}\n`,
+    );
+    return;
+  }
+  const row = (r: SwarmResult) => [
+    `${r.stages.length}`,
+    r.stages.map((s) => `[${s.range[0]},${s.range[1]})`).join(' '),
+    r.timings.decodeTokPerS.toFixed(1),
+    r.timings.computeMsPerToken.toFixed(2),
+    r.timings.hopMsPerToken.toFixed(2),
+    r.timings.prefillTokPerS.toFixed(1),
+  ];
+  const mem = [one, many].flatMap((r) =>
+    (r.memory ?? []).map((m) => {
+      const budget = m.weightBytes + m.kvBytes + OVERHEAD;
+      return [
+        `${r.stages.length}`,
+        m.peer.slice(0, 8),
+        `[${m.range[0]},${m.range[1]})`,
+        mb(m.rssBytes),
+        mb(m.pssBytes),
+        mb(m.jsHeapUsedBytes),
+        mb(m.weightBytes),
+        mb(m.kvBytes),
+        mb(budget),
+        m.rssBytes === undefined ? '?' : m.rssBytes <= budget ? 'within' : 'OVER',
+        m.pssBytes === undefined ? '?' : m.pssBytes <= budget ? 'within' : 'OVER',
+      ];
+    }),
+  );
+  process.stdout.write(
+    [
+      `Ringwork swarm bench: ${one.model} (context ${one.contextLength}), ${tokens} new tokens at temperature 0, ` +
+        `Node ${process.version}, ${cpus().length} CPUs`,
+      '',
+      table(
+        ['peers', 'ranges', 'decode tok/s', 'compute ms/tok', 'hops ms/tok', 'prefill tok/s'],
+        [row(one), row(many)],
+      ),
+      '',
+      `decode tok/s ${peers} peers ÷ 1 peer = ${ratio.toFixed(2)} (target >= ${TARGET}): ${verdict}`,
+      '',
+      'Memory per contributor page: renderer RSS and PSS (both include the shard worker; PSS splits shared',
+      `pages such as Chromium's code) and main-thread JS heap, next to the budget: shard weights + KV at`,
+      `the served context + ${mb(OVERHEAD)}`,
+      table(
+        ['peers', 'peer', 'units', 'RSS', 'PSS', 'JS heap', 'weights', 'KV', 'budget', 'RSS', 'PSS'],
+        mem,
+      ),
+      '',
+      `elapsed ${elapsedS.toFixed(1)} s`,
+    ].join('\n') + '\n',
+  );
+});

@@ -1,0 +1,60 @@
+/**
+ * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--model <id=path|dir|url>]
+ *   [--timeout-s 120] [--json]`
+ *
+ * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
+ * whose declared capabilities make the planner split the model over all N, and a requester page
+ * whose chat UI is driven like a person would (see swarm/swarm-run.ts). Prints the text exactly as
+ * `npm run generate` does for the same settings (steps = total positions, BOS and prompt included);
+ * `--json` prints the text, the ring's layer ranges and the chat's timings instead (the UI shows no
+ * token ids, so there are none). Runs inside the loopback-only namespace (`npm run swarm` wraps it
+ * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
+ */
+import { parseArgs } from 'node:util';
+import { assertLoopbackOnly } from '../bench/transport-ring.js';
+import { runSwarm } from '../swarm/swarm-run.js';
+import { intFlag, numFlag, runCli, usage } from './cli-util.js';
+
+runCli(async () => {
+  const { values } = parseArgs({
+    options: {
+      peers: { type: 'string', default: '3' },
+      prompt: { type: 'string', default: '' },
+      steps: { type: 'string', default: '256' },
+      temperature: { type: 'string', default: '0' },
+      model: { type: 'string' },
+      'timeout-s': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  const peers = intFlag('peers', values.peers, 3, 1);
+  if (peers > 16) throw usage('--peers: at most 16 pages on one machine.');
+  const temperature = numFlag('temperature', values.temperature, 0);
+  if (temperature < 0) throw usage('--temperature must be >= 0.');
+  assertLoopbackOnly();
+  const result = await runSwarm({
+    peers,
+    prompt: values.prompt!,
+    steps: intFlag('steps', values.steps, 256, 2),
+    temperature,
+    ...(values.model ? { model: values.model } : {}),
+    timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
+    log: (m) => {
+      if (!values.quiet) process.stderr.write(`${m}\n`);
+    },
+  });
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${result.text}\n`);
+  const t = result.timings;
+  // Like `npm run generate`: the figures go to stderr so stdout is only the text.
+  process.stderr.write(
+    `achieved tok/s: decode ${t.decodeTokPerS}, prefill ${t.prefillTokPerS}; per token ` +
+      `${t.computeMsPerToken} ms compute + ${t.hopMsPerToken} ms hops; ring ` +
+      result.stages.map((s) => `[${s.range[0]}, ${s.range[1]})`).join(' → ') +
+      '\n',
+  );
+});

@@ -1,0 +1,407 @@
+/**
+ * One swarm run end to end, through the real product: the real signaling server, N headless
+ * Chromium contributor pages (the app's `#/contribute?join=1` with declared capabilities that make
+ * the planner use every peer) and a requester page whose chat UI is driven like a person would.
+ * Used by `npm run swarm` and `npm run bench:swarm`.
+ *
+ * Must run inside the loopback-only namespace of tests/e2e/isolated.sh (callers check with
+ * `assertLoopbackOnly`). Everything it opens is closed before it returns or throws, and a hard
+ * deadline closes the browser so that a stuck ring cannot keep it running.
+ */
+import { chromium, type Browser, type BrowserContext, type Page } from '@playwright/test';
+import { RingworkError } from '../../../shared/errors.js';
+import { isLlama2cLocation, openModelLocation } from '../../../shared/model/open-model.js';
+import { profileModel } from '../../../shared/model/profile.js';
+import type { ModelDescriptor } from '../../../shared/protocol/signaling.js';
+import { CHROMIUM, QUIET_FLAGS } from '../../../playwright.config.js';
+import { nodeOpenerFor } from '../model/open-node-model.js';
+import type { NetworkSnapshot } from '../network-snapshot.js';
+import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
+import { startSwarmServer } from './swarm-server.js';
+
+/** The embedded model every server offers (catalog.ts). */
+export const DEFAULT_SWARM_MODEL = 'stories260K';
+
+/** What one swarm run does. */
+export interface SwarmOptions {
+  /** Contributor pages; the declared speeds make the planner split the model over all of them. */
+  peers: number;
+  prompt: string;
+  /** Total positions, BOS and prompt included (llama2.c's `-n`). */
+  steps: number;
+  temperature: number;
+  /** `id=path` or a path/URL (id = its last path segment without extension); default: the embedded model. */
+  model?: string;
+  /** Overrides the "Max new tokens" worked out from `steps`. */
+  maxNewTokens?: number;
+  /** Also measure each contributor page's memory. */
+  measureMemory?: boolean;
+  /** Everything (start, ring, generation, close) must fit in this. */
+  timeoutMs: number;
+  /** Progress lines (stderr in the CLIs). */
+  log?: (m: string) => void;
+}
+
+/** One ring stage as /api/network reports it. */
+export interface SwarmStage {
+  peer: string;
+  range: [number, number];
+}
+
+/** The chat's answer stats line, parsed. */
+export interface SwarmTimings {
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  computeMsPerToken: number;
+  hopMsPerToken: number;
+}
+
+/** One contributor page's memory next to what its shard needs. */
+export interface SwarmPageMemory {
+  peer: string;
+  range: [number, number];
+  /** Renderer process RSS (includes the shard worker's wasm memory); undefined when not attributable. */
+  rssBytes?: number;
+  /** The same process's proportional set size (shared pages divided among their sharers). */
+  pssBytes?: number;
+  /** The page's main-thread JS heap (CDP Performance.getMetrics JSHeapUsedSize). */
+  jsHeapUsedBytes?: number;
+  /** The shard's weights in the served format. */
+  weightBytes: number;
+  /** Its KV cache at the model's context length. */
+  kvBytes: number;
+}
+
+/** What a swarm run produced. */
+export interface SwarmResult {
+  model: string;
+  contextLength: number;
+  /** The answer as the chat shows it (for llama2.c models: prompt + continuation, as `run` prints). */
+  text: string;
+  promptTokens: number;
+  maxNewTokens: number;
+  stages: SwarmStage[];
+  timings: SwarmTimings;
+  memory?: SwarmPageMemory[];
+  elapsedS: number;
+}
+
+/** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */
+export function parseModelArg(spec: string): { id: string; path: string } {
+  const eq = spec.indexOf('=');
+  // A URL may hold '=' in its query: only a prefix without '/' or ':' is an id.
+  if (eq > 0 && !/[/:]/.test(spec.slice(0, eq))) return { id: spec.slice(0, eq), path: spec.slice(eq + 1) };
+  const last =
+    spec
+      .replace(/[/\\]+$/, '')
+      .split(/[/\\]/)
+      .pop() ?? '';
+  const id = last.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_');
+  if (!/^[A-Za-z0-9]/.test(id)) {
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      `Cannot name a model id after "${spec}": pass --model <id>=<path>.`,
+    );
+  }
+  return { id, path: spec };
+}
+
+/** Declared speed of contributor `i`: ~1 MFLOP/s makes a token cost far more than a hop, so every peer is used. */
+export const swarmTflops = (i: number): number => 1e-6 * (1 + 0.2 * i);
+
+async function snapshot(url: string): Promise<NetworkSnapshot> {
+  const r = await fetch(`${url}/api/network`);
+  if (!r.ok) throw new RingworkError('SERVER_INTERNAL', `GET /api/network answered ${r.status}.`);
+  return (await r.json()) as NetworkSnapshot;
+}
+
+/** Polls until the model's ring has `n` stages, each loaded and ready for the ring's epoch. */
+async function waitForRing(url: string, model: string, n: number, deadline: number): Promise<SwarmStage[]> {
+  for (;;) {
+    const snap = await snapshot(url);
+    const ring = snap.rings.find((r) => r.model === model);
+    if (ring && ring.stages.length === n) {
+      const ready = ring.stages.every((s) => {
+        const st = snap.peers.find((p) => p.id === s.peer)?.status;
+        return st?.state === 'ready' && st.epoch === ring.epoch;
+      });
+      if (ready) return ring.stages.map((s) => ({ peer: s.peer, range: s.range }));
+    }
+    const m = snap.models.find((x) => x.id === model);
+    const last =
+      `ring: ${ring ? `${ring.stages.length} stages` : 'none'}` +
+      (m?.noRing ? ` (${m.noRing.reason})` : '') +
+      `; peers: ${snap.peers.map((p) => `${p.id.slice(0, 8)} ${p.status?.state ?? p.assignment?.kind ?? '-'}`).join(', ')}`;
+    if (Date.now() > deadline) {
+      throw new RingworkError(
+        'NO_RING',
+        `No ring of ${n} ready stages for ${model} in time; last seen ${last}.`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Prompt tokens as the requester page counts them (same tokenizer, same chat-or-completion rule as
+ * web/src/app/requester.ts), read over HTTP from the URLs the server gives the browsers.
+ */
+async function countPromptTokens(url: string, d: ModelDescriptor, prompt: string): Promise<number> {
+  const abs = (u: string) => new URL(u, url).href;
+  const opened = await openModelLocation(
+    { url: abs(d.url), ...(d.tokenizerUrl ? { tokenizerUrl: abs(d.tokenizerUrl) } : {}) },
+    nodeOpenerFor,
+  );
+  const tok = await opened.loadTokenizer();
+  const chat = tok.applyChatTemplate !== undefined && !isLlama2cLocation(d.url);
+  return chat
+    ? tok.encode(tok.applyChatTemplate!([{ role: 'user', content: prompt }], { addGenerationPrompt: true }))
+        .length
+    : tok.encode(prompt, { bos: true }).length;
+}
+
+/** Per-unit weight and KV bytes, as the catalog profiles the model for the planner. */
+async function unitBytes(url: string, d: ModelDescriptor): Promise<Array<{ weight: number; kv: number }>> {
+  const abs = (u: string) => new URL(u, url).href;
+  const opened = await openModelLocation(
+    { url: abs(d.url), ...(d.tokenizerUrl ? { tokenizerUrl: abs(d.tokenizerUrl) } : {}) },
+    nodeOpenerFor,
+  );
+  const profile = profileModel(d.id, opened.source.config, {
+    format: d.weightFormat,
+    contextTokens: d.contextLength,
+  });
+  return profile.layers.map((l) => ({ weight: l.weightBytes, kv: l.kvBytesPerToken * d.contextLength }));
+}
+
+const META =
+  /prefill ([\d.]+|—) tok\/s · decode ([\d.]+|—) tok\/s · per token ([\d.]+|—) ms compute \+ ([\d.]+|—) ms hops/;
+
+/** Parses the chat's stats line ("prefill X tok/s · decode Y tok/s · per token A ms compute + B ms hops"). */
+export function parseAnswerMeta(meta: string): SwarmTimings {
+  const m = META.exec(meta);
+  if (!m) throw new RingworkError('SERVER_INTERNAL', `Unexpected answer stats line: "${meta}".`);
+  const n = (s: string) => (s === '—' ? NaN : Number(s));
+  return {
+    prefillTokPerS: n(m[1]!),
+    decodeTokPerS: n(m[2]!),
+    computeMsPerToken: n(m[3]!),
+    hopMsPerToken: n(m[4]!),
+  };
+}
+
+interface Contributor {
+  context: BrowserContext;
+  page: Page;
+  /** The renderer that appeared when this page opened (undefined when not exactly one did). */
+  pid?: number;
+}
+
+async function openPage(
+  browser: Browser,
+  url: string,
+  path: string,
+  label: string,
+  log: (m: string) => void,
+): Promise<Contributor> {
+  const context = await browser.newContext();
+  // Without media permission Chromium gathers ICE candidates only on the default-route address,
+  // which does not exist in the loopback-only namespace, and the DataChannels never open.
+  await context.grantPermissions(['camera', 'microphone'], { origin: url });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => log(`[${label}] ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource'))
+      log(`[${label}] ${m.text()}`);
+  });
+  page.on('requestfailed', (r) => {
+    if (!r.url().endsWith('.safetensors.index.json'))
+      log(`[${label}] request failed: ${r.url()} (${r.failure()?.errorText ?? '?'})`);
+  });
+  page.on('response', (r) => {
+    // The loader probes for a sharded checkpoint's index first; its 404 is expected.
+    if (r.status() >= 400 && !r.url().endsWith('.safetensors.index.json'))
+      log(`[${label}] HTTP ${r.status()} ${r.url()}`);
+  });
+  const before = ourRendererPids();
+  await page.goto(`${url}${path}`);
+  const fresh = [...ourRendererPids()].filter((p) => !before.has(p));
+  return { context, page, ...(fresh.length === 1 ? { pid: fresh[0]! } : {}) };
+}
+
+/** Runs one swarm: see the module comment. Throws a RingworkError naming what failed. */
+export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
+  const log = o.log ?? (() => undefined);
+  const started = Date.now();
+  const deadline = started + o.timeoutMs;
+  const left = () => Math.max(1000, deadline - Date.now());
+  const model = o.model ? parseModelArg(o.model) : undefined;
+  const modelId = model?.id ?? DEFAULT_SWARM_MODEL;
+  // Only the asked-for model in the catalog: with two, the planner would share the peers out.
+  const server = await startSwarmServer(
+    model
+      ? [
+          '--model',
+          `${model.id}=${model.path}`,
+          ...(model.id === DEFAULT_SWARM_MODEL ? [] : ['--no-default-model']),
+        ]
+      : [],
+  );
+  let browser: Browser | undefined;
+  let hardStopped = false;
+  const hardStop = setTimeout(() => {
+    hardStopped = true;
+    void browser?.close();
+  }, o.timeoutMs);
+  try {
+    const snap0 = await snapshot(server.url);
+    const descriptor = snap0.models.find((m) => m.id === modelId)?.descriptor;
+    if (!descriptor)
+      throw new RingworkError('INVALID_ARGUMENT', `The server's catalog has no model "${modelId}".`);
+    const promptTokens = await countPromptTokens(server.url, descriptor, o.prompt);
+    if (o.steps > descriptor.contextLength) {
+      throw new RingworkError(
+        'INVALID_ARGUMENT',
+        `--steps ${o.steps} exceeds ${modelId}'s served context of ${descriptor.contextLength} positions.`,
+      );
+    }
+    // The requester runs min(context, promptTokens - 1 + maxNewTokens) positions (requester.ts):
+    // this makes that exactly `steps`, llama2.c's count.
+    const maxNewTokens = o.maxNewTokens ?? o.steps - promptTokens + 1;
+    if (maxNewTokens < 1) {
+      throw new RingworkError(
+        'INVALID_ARGUMENT',
+        `--steps ${o.steps} leaves no room after the ${promptTokens} prompt tokens (BOS included).`,
+      );
+    }
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        ...QUIET_FLAGS,
+        '--enable-unsafe-webgpu',
+        '--allow-loopback-in-peer-connection',
+        NO_SPARE_RENDERER,
+      ],
+    });
+    log(`server ${server.url}, Chromium ${browser.version()}; ${o.peers} contributor page(s) for ${modelId}`);
+    if (o.peers > descriptor.units) {
+      throw new RingworkError(
+        'INVALID_ARGUMENT',
+        `--peers ${o.peers}: ${modelId} has only ${descriptor.units} plannable units, so no ring can have more stages.`,
+      );
+    }
+    // One at a time, each joining only once the ring of the pages before it is loaded and ready:
+    // an assignment that arrives while a page is still loading the previous epoch's shard can leave
+    // that page serving the older epoch (seen with 4 peers), and one page per step also lets each
+    // page's renderer process be told apart for the memory figures.
+    const contributors: Contributor[] = [];
+    let stages: SwarmStage[] = [];
+    for (let i = 0; i < o.peers; i++) {
+      contributors.push(
+        await openPage(
+          browser,
+          server.url,
+          `/#/contribute?join=1&tflops=${swarmTflops(i)}&gbps=100&memory=4000000000`,
+          `contributor ${i}`,
+          log,
+        ),
+      );
+      stages = await waitForRing(server.url, modelId, i + 1, Date.now() + Math.min(60_000, left()));
+    }
+    log(`ring: ${stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`);
+
+    const chat = (await openPage(browser, server.url, '/#/chat', 'requester', log)).page;
+    await chat.getByTestId('tab-chat').click();
+    if (modelId !== DEFAULT_SWARM_MODEL) {
+      // The model list fills from /api/network; pick ours once it is there.
+      const select = chat.locator('aside select');
+      await select.locator(`option[value="${modelId}"]`).waitFor({ state: 'attached', timeout: left() });
+      await select.selectOption(modelId);
+    }
+    await chat
+      .getByTestId('ring-status')
+      .filter({ hasText: `${modelId} is served by a ring of ${o.peers} peer` })
+      .waitFor({ timeout: Math.min(30_000, left()) });
+    // The requester page joining can trigger a re-plan (a new epoch for the same layout); asking
+    // before every stage has taken it up gets "epoch is stale" from a stage, so wait for it again.
+    const settled = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(30_000, left()));
+    if (JSON.stringify(settled) !== JSON.stringify(stages)) {
+      log(
+        `re-planned: ${settled.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`,
+      );
+      stages.splice(0, stages.length, ...settled);
+    }
+    await chat.getByTestId('temperature').fill(String(o.temperature));
+    await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
+    await chat.getByTestId('prompt').fill(o.prompt);
+    log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
+    await chat.getByTestId('send').click();
+    const answer = chat.getByTestId('answer').last();
+    const done = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
+    await done.waitFor({ timeout: left() });
+    if (await answer.getByTestId('answer-error').count()) {
+      throw new RingworkError(
+        'NO_RING',
+        `The chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
+      );
+    }
+    const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
+    const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
+
+    let memory: SwarmPageMemory[] | undefined;
+    if (o.measureMemory) {
+      const units = await unitBytes(server.url, descriptor);
+      memory = [];
+      for (const c of contributors) {
+        const cdp = await c.context.newCDPSession(c.page);
+        await cdp.send('Performance.enable');
+        const { metrics } = await cdp.send('Performance.getMetrics');
+        const heap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value;
+        // The contribute page shows a short form of its peer id (format.ts shortId: characters 2-8).
+        const short = (await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '';
+        const stage = stages.find((s) => s.peer.slice(2, 8) === short.trim());
+        if (!stage)
+          throw new RingworkError('NO_RING', `Contributor page ${short} serves no stage of the ring.`);
+        const slice = units.slice(stage.range[0], stage.range[1]);
+        const rss = c.pid !== undefined ? rssBytes(c.pid) : undefined;
+        const pss = c.pid !== undefined ? pssBytes(c.pid) : undefined;
+        memory.push({
+          peer: stage.peer,
+          range: stage.range,
+          ...(rss !== undefined ? { rssBytes: rss } : {}),
+          ...(pss !== undefined ? { pssBytes: pss } : {}),
+          ...(heap !== undefined ? { jsHeapUsedBytes: heap } : {}),
+          weightBytes: slice.reduce((a, u) => a + u.weight, 0),
+          kvBytes: slice.reduce((a, u) => a + u.kv, 0),
+        });
+      }
+    }
+    return {
+      model: modelId,
+      contextLength: descriptor.contextLength,
+      text,
+      promptTokens,
+      maxNewTokens,
+      stages,
+      timings,
+      ...(memory ? { memory } : {}),
+      elapsedS: (Date.now() - started) / 1000,
+    };
+  } catch (e) {
+    if (hardStopped) {
+      throw new RingworkError(
+        'ABORTED',
+        `The swarm did not finish within ${Math.round(o.timeoutMs / 1000)} s.`,
+        {
+          cause: e,
+        },
+      );
+    }
+    throw e;
+  } finally {
+    clearTimeout(hardStop);
+    await browser?.close().catch(() => undefined);
+    await server.stop();
+  }
+}

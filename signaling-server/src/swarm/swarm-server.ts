@@ -1,0 +1,74 @@
+/**
+ * Starts the real signaling server for a swarm run. Like the transport bench's `startServer`, but
+ * it passes extra flags (`--model id=path`, `--no-default-model`) through to the server: that helper
+ * takes none, and a swarm must be able to serve a catalog model other than the embedded one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { RingworkError } from '../../../shared/errors.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** A running server: its base URL and how to stop it. */
+export interface SwarmServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `signaling-server/src/main.ts` in test mode on a free loopback port with `extraArgs`, and
+ * resolves once it prints `RINGWORK_LISTENING <port>`. The server's own output is kept so that a
+ * failed start says why.
+ */
+export async function startSwarmServer(extraArgs: readonly string[] = []): Promise<SwarmServer> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'signaling-server/src/main.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+      ...extraArgs,
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGWORK_TEST_MODE: '1' } },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new RingworkError('SERVER_INTERNAL', `The server did not start within 30 s: ${out}`));
+    }, 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /RINGWORK_LISTENING (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new RingworkError('SERVER_INTERNAL', `The server exited with ${code}: ${out}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        // A server that ignores SIGTERM must not keep the swarm (and the namespace) alive.
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}

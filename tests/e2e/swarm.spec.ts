@@ -1,0 +1,71 @@
+/**
+ * `npm run swarm` end to end: the CLI (real server, N Chromium contributor pages, the chat UI on a
+ * requester page) prints exactly llama2.c's text for stories260K, "Once upon a time", 64 steps,
+ * temperature 0 — for rings of 1, 2, 3 and 4 peers. The CLI is run as a child process; under
+ * `npm run test:browser` it inherits the loopback-only namespace of tests/e2e/isolated.sh, and
+ * dist/ is already built by that script (so `tsx` is run directly, not `npm run swarm`).
+ */
+import { spawn } from 'node:child_process';
+import { loadGolden, repoPath } from '../helpers/golden';
+import { test, expect } from '@playwright/test';
+
+const golden = loadGolden();
+
+function runSwarmCli(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'signaling-server/src/cli/swarm.ts', ...args], {
+      cwd: repoPath(''),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // The CLI bounds itself (--timeout-s); this only guards against a hang in its own shutdown.
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('npm run swarm prints the golden text for 1, 2, 3 and 4 peers', async () => {
+  test.setTimeout(150_000);
+  for (const peers of [1, 2, 3, 4]) {
+    const started = Date.now();
+    const r = await runSwarmCli(
+      [
+        '--peers',
+        String(peers),
+        '--prompt',
+        'Once upon a time',
+        '--steps',
+        '64',
+        '--temperature',
+        '0',
+        '--timeout-s',
+        '60',
+      ],
+      70_000,
+    );
+    console.log(
+      `${peers} peer(s): exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s; ${r.stderr.trim().split('\n').pop()}`,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(golden.text);
+    // The ring really was split over every peer.
+    const ranges =
+      /ring (.*)$/m.exec(
+        r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('achieved'))
+          .pop() ?? '',
+      )?.[1] ?? '';
+    expect(ranges.split('→').length).toBe(peers);
+  }
+});

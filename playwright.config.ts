@@ -19,6 +19,9 @@ export default defineConfig({
   outputDir: 'test-results',
   use: {
     browserName: 'chromium',
-    launchOptions: { executablePath: CHROMIUM, args: [...QUIET_FLAGS, '--enable-unsafe-webgpu', '--allow-loopback-in-peer-connection'] },
+    launchOptions: {
+      executablePath: CHROMIUM,
+      args: [...QUIET_FLAGS, '--enable-unsafe-webgpu', '--allow-loopback-in-peer-connection'],
+    },
   },
 });

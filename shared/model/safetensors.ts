@@ -13,7 +13,7 @@ import type { ErrorCode } from '../errors.js';
 import { DTYPE_BYTES, decodeToFloat32, utf8Decode } from './dtype.js';
 import { parseHfConfig } from './hf-config.js';
 import { expectedTensorShape, requiredTensorNames } from './tensor-names.js';
-import type { ByteSource, FileOpener, ModelConfig, ModelSource, StoredDType, TensorInfo } from './types.js';
+import type { ByteSource, FileOpener, ModelSource, StoredDType, TensorInfo } from './types.js';
 
 /** The single-file weights name used by transformers' `save_pretrained`. */
 export const SAFETENSORS_FILE = 'model.safetensors';
@@ -23,7 +23,6 @@ export const SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json';
 const MAX_HEADER_BYTES = 100_000_000;
 /** JSON side files (config, tokenizer) larger than this are refused rather than buffered. */
 const MAX_JSON_BYTES = 256 * 1024 * 1024;
-
 
 /**
  * Reads a whole (small) JSON file through `opener`: `size()` then one `read(0, size)`.

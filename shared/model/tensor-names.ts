@@ -52,7 +52,6 @@ export function requiredTensorNames(config: ModelConfig, range?: UnitRange): str
   return [...out];
 }
 
-
 /** The shape a canonical tensor must have under `config`, or undefined for a name it does not know. */
 export function expectedTensorShape(config: ModelConfig, name: string): number[] | undefined {
   const d = config.hiddenSize;

@@ -434,10 +434,7 @@ describe('requiredTensorNames', () => {
     expect(requiredTensorNames(untied)).toHaveLength(1 + 3 * 9 + 2);
     expect(requiredTensorNames(tied)).toHaveLength(1 + 3 * 9 + 1);
     expect(requiredTensorNames(untied, [1, 3])).toHaveLength(18);
-    expect(requiredTensorNames(tied, [4, 5])).toEqual([
-      'model.norm.weight',
-      'model.embed_tokens.weight',
-    ]);
+    expect(requiredTensorNames(tied, [4, 5])).toEqual(['model.norm.weight', 'model.embed_tokens.weight']);
   });
 
   it('rejects empty or out-of-bounds ranges', async () => {

@@ -5,13 +5,10 @@
  * DataChannel of the ring is open. Only loopback: the caller must run inside the namespace of
  * tests/e2e/isolated.sh ({@link assertLoopbackOnly} refuses anything else).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { RingworkError } from '../../../shared/errors.js';
-
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+import { spawnServer } from '../testing/spawn-server.js';
 
 /** One DataChannel connect the harness measured (mirrors the harness's `ConnectSample`). */
 export interface ConnectSample {
@@ -66,58 +63,8 @@ export function assertLoopbackOnly(): void {
   }
 }
 
-/** Starts the real signaling server on a free loopback port, serving the built app from dist/. */
-export async function startServer(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'signaling-server/src/main.ts',
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--log-level',
-      'warn',
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGWORK_TEST_MODE: '1' } },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGTERM');
-      reject(new RingworkError('SERVER_INTERNAL', `Server did not start within 30 s: ${out}`));
-    }, 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /RINGWORK_LISTENING (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new RingworkError('SERVER_INTERNAL', `Server exited with ${code}: ${out}`));
-    });
-  });
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        // A server that ignores SIGTERM must not keep the bench (and the namespace) alive.
-        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(kill);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
-}
+/** Starts the real signaling server on a free loopback port (see spawn-server.ts). */
+export const startServer = (extraArgs: readonly string[] = []) => spawnServer(extraArgs);
 
 /**
  * Declared (not measured) capabilities that make a 3-way split optimal (same as ring.spec.ts): at

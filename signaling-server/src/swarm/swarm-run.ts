@@ -17,7 +17,7 @@ import { CHROMIUM, QUIET_FLAGS } from '../../../playwright.config.js';
 import { nodeOpenerFor } from '../model/open-node-model.js';
 import type { NetworkSnapshot } from '../network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
-import { startSwarmServer } from './swarm-server.js';
+import { spawnServer } from '../testing/spawn-server.js';
 
 /** The embedded model every server offers (catalog.ts). */
 export const DEFAULT_SWARM_MODEL = 'stories260K';
@@ -238,7 +238,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   const model = o.model ? parseModelArg(o.model) : undefined;
   const modelId = model?.id ?? DEFAULT_SWARM_MODEL;
   // Only the asked-for model in the catalog: with two, the planner would share the peers out.
-  const server = await startSwarmServer(
+  const server = await spawnServer(
     model
       ? [
           '--model',

@@ -1,7 +1,6 @@
 /**
- * Starts the real signaling server for a swarm run. Like the transport bench's `startServer`, but
- * it passes extra flags (`--model id=path`, `--no-default-model`) through to the server: that helper
- * takes none, and a swarm must be able to serve a catalog model other than the embedded one.
+ * Spawns the real signaling server (`signaling-server/src/main.ts`, test mode, free loopback port)
+ * for benchmarks, the swarm tool and the browser tests, with extra flags passed through.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +9,7 @@ import { RingworkError } from '../../../shared/errors.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** A running server: its base URL and how to stop it. */
-export interface SwarmServer {
+export interface SpawnedServer {
   url: string;
   stop(): Promise<void>;
 }
@@ -20,7 +19,7 @@ export interface SwarmServer {
  * resolves once it prints `RINGWORK_LISTENING <port>`. The server's own output is kept so that a
  * failed start says why.
  */
-export async function startSwarmServer(extraArgs: readonly string[] = []): Promise<SwarmServer> {
+export async function spawnServer(extraArgs: readonly string[] = []): Promise<SpawnedServer> {
   const child: ChildProcess = spawn(
     process.execPath,
     [

@@ -1,4 +1,5 @@
 import { defineConfig } from '@playwright/test';
+import { TIMEOUTS } from './tests/helpers/timeouts';
 
 /** Debian's Chromium: Playwright cannot download its own browser on these machines. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -14,7 +15,8 @@ export default defineConfig({
   testDir: 'tests/e2e',
   // Two cores: one worker, browsers are heavy.
   workers: 1,
-  timeout: 180_000,
+  // Every budget comes from tests/helpers/timeouts.ts (RINGWORK_TIMEOUT_SCALE multiplies them).
+  timeout: TIMEOUTS.browserTest,
   reporter: [['list']],
   outputDir: 'test-results',
   use: {

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { loadGolden, repoPath } from '../helpers/golden';
 import { test, expect } from './server-fixture';
+import { TIMEOUTS } from '../helpers/timeouts';
 
 const golden = loadGolden();
 const SHOTS = repoPath('test-results/screenshots');
@@ -28,7 +29,7 @@ async function askGolden(chat: Page): Promise<string> {
   await chat.getByTestId('send').click();
   const answer = chat.getByTestId('answer').last();
   await expect(answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'))).toBeVisible({
-    timeout: 60_000,
+    timeout: TIMEOUTS.contributorServing,
   });
   if (await answer.getByTestId('answer-error').count()) {
     throw new Error(
@@ -42,12 +43,14 @@ test('3 contributor tabs + a chat tab: golden text through the ring, layer range
   browser,
   server,
 }) => {
-  test.setTimeout(180_000);
+  test.setTimeout(TIMEOUTS.browserTestLong);
   mkdirSync(SHOTS, { recursive: true });
   const peers = [];
   for (const t of [1e-6, 1.2e-6, 1.4e-6]) peers.push(await contributor(browser, server.url, t));
   for (const p of peers)
-    await expect(p.page.getByTestId('contribute-phase')).toHaveText('serving', { timeout: 60_000 });
+    await expect(p.page.getByTestId('contribute-phase')).toHaveText('serving', {
+      timeout: TIMEOUTS.contributorServing,
+    });
 
   const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
@@ -61,7 +64,9 @@ test('3 contributor tabs + a chat tab: golden text through the ring, layer range
       console.log('[chat console]', m.text().slice(0, 300)),
   );
   await chat.goto(`${server.url}/#/chat`);
-  await expect(chat.getByTestId('ring-status')).toContainText('ring of 3 peers', { timeout: 30_000 });
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 3 peers', {
+    timeout: TIMEOUTS.ringForm,
+  });
 
   console.log('first request');
   const text = await askGolden(chat);
@@ -86,7 +91,9 @@ test('3 contributor tabs + a chat tab: golden text through the ring, layer range
   // A contributor leaves: the ring is re-planned over the two that remain and serves the same text.
   await peers[1]!.context.close();
   await chat.getByTestId('tab-chat').click();
-  await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', { timeout: 15_000 });
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
+    timeout: TIMEOUTS.replan,
+  });
   console.log('second request');
   const again = await askGolden(chat);
   expect(again + '\n').toBe(golden.text);
@@ -98,10 +105,10 @@ test('a contributor downloads only its shard, and a reload serves it from the br
   browser,
   server,
 }) => {
-  test.setTimeout(120_000);
+  test.setTimeout(TIMEOUTS.browserTest);
   const { context, page } = await contributor(browser, server.url, 1e-6);
   const phase = page.getByTestId('contribute-phase');
-  await expect(phase).toHaveText('serving', { timeout: 60_000 });
+  await expect(phase).toHaveText('serving', { timeout: TIMEOUTS.contributorServing });
   const fetched = page.getByTestId('fetched');
   const first = Number(await fetched.getAttribute('data-bytes'));
   const total = Number(await fetched.getAttribute('data-total'));
@@ -110,7 +117,7 @@ test('a contributor downloads only its shard, and a reload serves it from the br
   expect(first).toBeGreaterThanOrEqual(total);
   expect(first).toBeLessThan(total * 1.05 + 4096);
   await page.reload();
-  await expect(phase).toHaveText('serving', { timeout: 60_000 });
+  await expect(phase).toHaveText('serving', { timeout: TIMEOUTS.contributorServing });
   const second = Number(await page.getByTestId('fetched').getAttribute('data-bytes'));
   // Only the small header/config reads go to the network again.
   expect(second).toBeLessThan(16_384);
@@ -121,9 +128,11 @@ test('one tab contributes and chats at once (its own stage serves it); a tab alo
   browser,
   server,
 }) => {
-  test.setTimeout(120_000);
+  test.setTimeout(TIMEOUTS.browserTest);
   const { context, page } = await contributor(browser, server.url, 1e-6);
-  await expect(page.getByTestId('contribute-phase')).toHaveText('serving', { timeout: 60_000 });
+  await expect(page.getByTestId('contribute-phase')).toHaveText('serving', {
+    timeout: TIMEOUTS.contributorServing,
+  });
   expect((await askGolden(page)) + '\n').toBe(golden.text);
   await expect(page.getByTestId('answer-meta').last()).toContainText('served by');
   await context.close();
@@ -132,7 +141,7 @@ test('one tab contributes and chats at once (its own stage serves it); a tab alo
   const lone = await browser.newContext();
   const chat = await lone.newPage();
   await chat.goto(`${server.url}/#/chat`);
-  await expect(chat.getByTestId('ring-status')).toContainText('No ring', { timeout: 15_000 });
+  await expect(chat.getByTestId('ring-status')).toContainText('No ring', { timeout: TIMEOUTS.replan });
   expect((await askGolden(chat)) + '\n').toBe(golden.text);
   await expect(chat.getByTestId('answer-meta').last()).toContainText('ran in this tab');
   await lone.close();

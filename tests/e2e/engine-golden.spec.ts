@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
 import { goldenHidden, loadGolden, repoPath } from '../helpers/golden';
+import { TIMEOUTS } from '../helpers/timeouts';
 
 const golden = loadGolden();
 const prompt = readFileSync(repoPath('tests/fixtures/golden/stories260K_p1.prompt.txt'), 'utf8').trim();
@@ -71,7 +72,7 @@ test.describe('stories260K in Chromium workers on WebGPU (SwiftShader fallback a
       page,
       server,
     }) => {
-      test.setTimeout(150_000);
+      test.setTimeout(TIMEOUTS.browserTest);
       await checkRun(page, server.url, splits, 'webgpu');
     });
   }

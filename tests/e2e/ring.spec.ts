@@ -1,5 +1,6 @@
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
+import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 
 /** One browser context per peer (separate storage, like separate people's tabs). */
 async function openPeer(browser: Browser, url: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -29,23 +30,23 @@ const capability = (tflops: number) => ({
 });
 
 async function ringFormed(pages: Page[]) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const states = await Promise.all(pages.map((p) => p.evaluate(() => window.ringworkRing.state())));
-    if (states.every((s) => s.nextOpen && s.prevOpen)) return;
-    if (Date.now() > deadline) {
+  const states = () => Promise.all(pages.map((p) => p.evaluate(() => window.ringworkRing.state())));
+  await waitUntil(
+    'every page to have its ring links open',
+    async () => (await states()).every((s) => s.nextOpen && s.prevOpen),
+    {
+      timeoutMs: TIMEOUTS.ringForm,
       // Say what each peer saw: assignments, links, errors.
-      throw new Error(`ring did not form:\n${states.map((s) => JSON.stringify(s)).join('\n')}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
+      describe: async () => `\n${(await states()).map((s) => JSON.stringify(s)).join('\n')}`,
+    },
+  );
 }
 
 test('3 pages form a ring through the real server, pass 4 KiB and 1 MiB tensors all the way round, and re-form after one leaves', async ({
   browser,
   server,
 }) => {
-  test.setTimeout(120_000);
+  test.setTimeout(TIMEOUTS.browserTest);
   const peers = await Promise.all(
     [1e-6, 1.2e-6, 1.4e-6].map(async (t) => ({ ...(await openPeer(browser, server.url)), t })),
   );
@@ -82,7 +83,7 @@ test('3 pages form a ring through the real server, pass 4 KiB and 1 MiB tensors 
         const s = await Promise.all(survivors.map((p) => p.page.evaluate(() => window.ringworkRing.state())));
         return s.every((x, i) => x.assignments > before[i]! && x.assignment?.next !== ids[1]!.peerId);
       },
-      { timeout: 5_000, intervals: [100] },
+      { timeout: scaled(5_000), intervals: [100] },
     )
     .toBe(true);
   const replanMs = Date.now() - t0;

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { loadGolden, repoPath } from '../helpers/golden';
 import { test, expect } from '@playwright/test';
+import { scaled, TIMEOUTS } from '../helpers/timeouts';
 
 const golden = loadGolden();
 
@@ -25,7 +26,10 @@ function runSwarmCli(
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     // The CLI bounds itself (--timeout-s); this only guards against a hang in its own shutdown.
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => {
+      stderr += `\n[test] killed: no exit within ${timeoutMs} ms (RINGWORK_TIMEOUT_SCALE multiplies this)`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.once('error', reject);
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -35,7 +39,8 @@ function runSwarmCli(
 }
 
 test('npm run swarm prints the golden text for 1, 2, 3 and 4 peers', async () => {
-  test.setTimeout(150_000);
+  // Four CLI runs, each with its own bounded budget that fails first with the CLI's own words.
+  test.setTimeout(4 * TIMEOUTS.swarmRun + scaled(30_000));
   for (const peers of [1, 2, 3, 4]) {
     const started = Date.now();
     const r = await runSwarmCli(
@@ -49,9 +54,9 @@ test('npm run swarm prints the golden text for 1, 2, 3 and 4 peers', async () =>
         '--temperature',
         '0',
         '--timeout-s',
-        '60',
+        String(Math.round((TIMEOUTS.swarmRun - scaled(10_000)) / 1000)),
       ],
-      70_000,
+      TIMEOUTS.swarmRun,
     );
     console.log(
       `${peers} peer(s): exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s; ${r.stderr.trim().split('\n').pop()}`,

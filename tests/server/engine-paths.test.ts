@@ -5,14 +5,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelProfileSchema } from '../../shared/model/profile';
-import { generate } from '../../shared/runtime/generate';
-import { createSampler } from '../../shared/runtime/sampler';
 import { convertToHf } from '../../signaling-server/src/model/convert';
-import { loadLocalPipeline } from '../../signaling-server/src/model/local-pipeline';
 import { openNodeModel } from '../../signaling-server/src/model/open-node-model';
-import { synthesizeModel } from '../../signaling-server/src/model/synth';
 import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
 import { loadGolden, repoPath } from '../helpers/golden';
+import { greedy } from '../helpers/greedy';
 import { readFileSync } from 'node:fs';
 
 const run = promisify(execFile);
@@ -26,30 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function greedy(model: string, splits: number[], steps: number, prompt: string) {
-  const local = await loadLocalPipeline({
-    model: { url: model },
-    splits,
-    contextLength: steps,
-    logits: 'last',
-  });
-  const logits: Float32Array[] = [];
-  try {
-    const r = await generate({
-      pipeline: local.pipeline,
-      tokenizer: local.tokenizer,
-      prompt,
-      steps,
-      sampler: createSampler({ temperature: 0 }),
-      stopTokens: [],
-      onLogits: (_pos, l) => logits.push(l.slice()),
-    });
-    return { ...r, logits };
-  } finally {
-    await local.dispose();
-  }
-}
 
 describe('llama2.c path and Hugging Face path', () => {
   it('the converted safetensors model (rotate-half RoPE, tokenizer.json) gives the same tokens as the llama2.c file', async () => {
@@ -72,27 +45,6 @@ describe('llama2.c path and Hugging Face path', () => {
       expect(a.text).toBe(golden.text);
     }
   });
-});
-
-describe('synthetic SmolLM2-135M-shaped model', () => {
-  it('split 3 ways gives the same tokens and logits as unsplit', async () => {
-    const out = join(dir, 'smollm2-135m');
-    await synthesizeModel({ preset: 'smollm2-135m', outDir: out, seed: 7 });
-    // 32 units (embed, 30 blocks, head): three contiguous ranges.
-    const whole = await greedy(out, [], 12, 'hello world');
-    const split = await greedy(out, [11, 22], 12, 'hello world');
-    expect(split.tokens).toEqual(whole.tokens);
-    expect(whole.tokens.length).toBeGreaterThan(8);
-    let max = 0;
-    let scale = 0;
-    whole.logits.forEach((l, i) => {
-      for (let v = 0; v < l.length; v++) {
-        max = Math.max(max, Math.abs(l[v]! - split.logits[i]![v]!));
-        scale = Math.max(scale, Math.abs(l[v]!));
-      }
-    });
-    expect(max).toBeLessThanOrEqual(1e-5 * Math.max(1, scale));
-  }, 240_000);
 });
 
 describe('models by URL (HTTP Range against the real static server code)', () => {

@@ -4,7 +4,7 @@
  * strangers do not, and confirmed unreachable peers are evicted and the ring re-planned.
  */
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ServerMessageOf } from '../../shared/protocol/signaling';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
@@ -35,9 +35,8 @@ afterEach(async () => {
     await Promise.race([c.closed, new Promise((r) => setTimeout(r, 500))]);
     c.ws.terminate();
   }
-  // Let the server re-plan before the next test.
-  await new Promise((r) => setTimeout(r, 60));
-  expect((await network()).peers).toEqual([]);
+  // The next test starts from an empty network.
+  await vi.waitFor(async () => expect((await network()).peers).toEqual([]));
   expect(await healthy(port)).toBe(true);
 });
 afterAll(async () => {

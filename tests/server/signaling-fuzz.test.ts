@@ -12,6 +12,7 @@ import {
   parseServerFrame,
   serverMessageSchema,
 } from '../../shared/protocol/signaling';
+import { cases, runs } from '../helpers/tier';
 
 const PARSER_CODES = [
   'PROTOCOL_BAD_FRAME',
@@ -156,17 +157,17 @@ describe('parseClientFrame fuzz', () => {
     for (const f of VALID) expect(() => parseClientFrame(JSON.stringify(f))).not.toThrow();
   });
 
-  it('random strings (3,000 cases)', () => {
+  it(`random strings (${cases(3_000)})`, () => {
     fc.assert(
       fc.property(
         fc.oneof(fc.string({ maxLength: 300 }), fc.string({ maxLength: 40, unit: 'binary' })),
         (s) => checkClient(s),
       ),
-      { numRuns: 3000, seed: 1 },
+      { numRuns: runs(3000), seed: 1 },
     );
   });
 
-  it('random binary and non-string values (1,000 cases)', () => {
+  it(`random binary and non-string values (${cases(1_000)})`, () => {
     fc.assert(
       fc.property(
         fc.oneof(
@@ -175,11 +176,11 @@ describe('parseClientFrame fuzz', () => {
         ),
         (x) => checkClient(x),
       ),
-      { numRuns: 1000, seed: 2 },
+      { numRuns: runs(1000), seed: 2 },
     );
   });
 
-  it('random JSON values and objects with frame-like keys (3,000 cases)', () => {
+  it(`random JSON values and objects with frame-like keys (${cases(3_000)})`, () => {
     const frameLike = fc.record(
       {
         type: fc.oneof(fc.constantFrom(...VALID.map((f) => f.type as string)), fc.string()),
@@ -195,13 +196,13 @@ describe('parseClientFrame fuzz', () => {
     fc.assert(
       fc.property(fc.oneof(fc.jsonValue(), frameLike), (v) => checkClient(JSON.stringify(v) ?? 'undefined')),
       {
-        numRuns: 3000,
+        numRuns: runs(3000),
         seed: 3,
       },
     );
   });
 
-  it('structurally mutated valid frames (3,000 cases)', () => {
+  it(`structurally mutated valid frames (${cases(3_000)})`, () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...VALID),
@@ -211,11 +212,11 @@ describe('parseClientFrame fuzz', () => {
         fc.oneof(fc.jsonValue(), fc.constant(Number.MAX_SAFE_INTEGER), fc.constant(-1), fc.constant('NaN')),
         (frame, pick, op, key, value) => checkClient(mutate(frame, pick, op, key, value)),
       ),
-      { numRuns: 3000, seed: 4 },
+      { numRuns: runs(3000), seed: 4 },
     );
   });
 
-  it('textually mutated valid frames (2,000 cases)', () => {
+  it(`textually mutated valid frames (${cases(2_000)})`, () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...VALID),
@@ -234,7 +235,7 @@ describe('parseClientFrame fuzz', () => {
           checkClient(mutated);
         },
       ),
-      { numRuns: 2000, seed: 5 },
+      { numRuns: runs(2000), seed: 5 },
     );
     // The fuzzers did exercise both outcomes.
     expect(accepted).toBeGreaterThan(50);
@@ -250,10 +251,10 @@ describe('parseClientFrame fuzz', () => {
 });
 
 describe('parseServerFrame fuzz', () => {
-  it('random JSON values (1,000 cases)', () => {
+  it(`random JSON values (${cases(1_000)})`, () => {
     fc.assert(
       fc.property(fc.jsonValue(), (v) => checkServer(JSON.stringify(v) ?? 'undefined')),
-      { numRuns: 1000, seed: 6 },
+      { numRuns: runs(1000), seed: 6 },
     );
   });
 });

@@ -4,7 +4,7 @@
  * typed error frame or a disconnect, while `/healthz` keeps answering (checked after every test).
  */
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import type { SignalingConfigInput } from '../../signaling-server/src/config';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
@@ -420,7 +420,9 @@ describe('transport-level abuse', () => {
     const [a, b, c] = [await peer(srv), await peer(srv), await peer(srv)];
     a.c.ws.terminate();
     await a.c.closed;
-    await new Promise((r) => setTimeout(r, 30));
+    await vi.waitFor(async () =>
+      expect((await network(srv)).peers.find((p) => p.id === a.id)?.connected).toBe(false),
+    );
     const d = await peer(srv);
     expect(d.id).toMatch(/^p_/);
     const late = await client(srv);
@@ -488,8 +490,11 @@ describe('timeouts (short configured values)', () => {
 
   it('keeps a peer that heartbeats alive past the timeout', async () => {
     const a = await peer(srv);
+    // The heartbeat cadence itself (not a wait for a condition): 8 beats at the configured 100 ms
+    // span twice the 400 ms timeout.
     for (let i = 0; i < 8; i++) {
       a.c.send({ type: 'heartbeat', v: 1, sentAt: Date.now() });
+      await a.c.next('heartbeat-ack');
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(a.c.ws.readyState).toBe(a.c.ws.OPEN);
@@ -506,8 +511,9 @@ describe('timeouts (short configured values)', () => {
     const a = await peer(srv);
     a.c.ws.terminate();
     await a.c.closed;
-    await new Promise((r) => setTimeout(r, 50));
-    expect((await network(srv)).peers.find((p) => p.id === a.id)?.connected).toBe(false);
+    await vi.waitFor(async () =>
+      expect((await network(srv)).peers.find((p) => p.id === a.id)?.connected).toBe(false),
+    );
     const back = await client(srv);
     back.send({
       type: 'hello',
@@ -519,8 +525,10 @@ describe('timeouts (short configured values)', () => {
     expect(w.resumed).toBe(true);
     back.ws.terminate();
     await back.closed;
-    await new Promise((r) => setTimeout(r, 800));
-    expect((await network(srv)).peers.some((p) => p.id === a.id)).toBe(false);
+    await vi.waitFor(async () => expect((await network(srv)).peers.some((p) => p.id === a.id)).toBe(false), {
+      timeout: 5_000,
+      interval: 50,
+    });
     const late = await client(srv);
     late.send({ type: 'hello', v: 1, roles: ['contributor'], resume: { peerId: a.id, token: w.token } });
     await expectError(late, 'PROTOCOL_BAD_TOKEN');

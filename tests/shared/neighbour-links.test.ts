@@ -1,8 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createNeighbourLinks, type NeighbourLinks } from '../../shared/ring/neighbour-links';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
-
-const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 function ring(ids: string[]) {
   const hub = createMemoryTransportHub();
@@ -29,13 +27,14 @@ describe('neighbour links', () => {
   it('a 3-ring dials next, accepts prev; re-assignment to a 2-ring reuses one link per pair', async () => {
     const r = ring(['a', 'b', 'c']);
     r.assign(['a', 'b', 'c']);
-    await tick();
-    expect(openBoth(r, ['a', 'b', 'c'])).toBe(true);
+    await vi.waitFor(() => expect(openBoth(r, ['a', 'b', 'c'])).toBe(true));
     // c leaves the ring: a and b now neighbour each other in both directions.
     r.assign(['a', 'b']);
     r.nodes.get('c')!.update(null, null);
-    await tick();
-    expect(openBoth(r, ['a', 'b'])).toBe(true);
+    await vi.waitFor(() => {
+      expect(openBoth(r, ['a', 'b'])).toBe(true);
+      expect(r.nodes.get('c')!.get('a')).toBeUndefined();
+    });
     expect(r.nodes.get('a')!.next()).toBe(r.nodes.get('a')!.prev());
     expect(r.nodes.get('c')!.get('a')).toBeUndefined();
     expect(r.lost).toEqual([]);
@@ -44,20 +43,17 @@ describe('neighbour links', () => {
   it('growing a 2-ring into a 3-ring keeps the link that is still needed (regression: it was closed as a stale next)', async () => {
     const r = ring(['g', 'h', 'z']);
     r.assign(['h', 'g']);
-    await tick();
-    expect(openBoth(r, ['h', 'g'])).toBe(true);
+    await vi.waitFor(() => expect(openBoth(r, ['h', 'g'])).toBe(true));
     r.assign(['h', 'z', 'g']);
-    await tick();
-    expect(openBoth(r, ['h', 'z', 'g'])).toBe(true);
+    await vi.waitFor(() => expect(openBoth(r, ['h', 'z', 'g'])).toBe(true));
     expect(r.lost).toEqual([]);
   });
 
   it('a neighbour that goes away is reported lost', async () => {
     const r = ring(['a', 'b', 'c']);
     r.assign(['a', 'b', 'c']);
-    await tick();
+    await vi.waitFor(() => expect(openBoth(r, ['a', 'b', 'c'])).toBe(true));
     r.nodes.get('b')!.close();
-    await tick();
-    expect(r.lost.sort()).toEqual(['a->b: link closed', 'c->b: link closed']);
+    await vi.waitFor(() => expect(r.lost.sort()).toEqual(['a->b: link closed', 'c->b: link closed']));
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { splitUnits } from '../../shared/graph/units';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
 import { createRingStage, type RingStage } from '../../shared/ring/ring-stage';
@@ -99,8 +99,9 @@ describe('generation across a ring (in-memory links, in-process runners)', () =>
     expect(result.tokens).toEqual(golden.sequenceTokens);
     expect(stageMs.every((s) => s.length === 3)).toBe(true);
     // Every stage freed the session's KV cache after `end`.
-    await new Promise((r) => setTimeout(r, 50));
-    for (const p of peers) expect((await p.runner.info()).sessions).toBe(0);
+    await vi.waitFor(async () => {
+      for (const p of peers) expect((await p.runner.info()).sessions).toBe(0);
+    });
     for (const p of peers) await p.stage.stop();
   });
 

@@ -12,6 +12,7 @@ import {
   encodeTensorFrames,
   type TensorMessage,
 } from '../../shared/transport/tensor-frame';
+import { cases, runs } from '../helpers/tier';
 
 const tensor = (n: number, fill = (i: number) => Math.sin(i)): TensorMessage => ({
   session: 's1',
@@ -116,7 +117,7 @@ describe('tensor frames', () => {
     expect(codeOf(() => r3.push(encodeTensorFrames(tensor(4), 3)[0]!))).toBe('TENSOR_BAD_FRAME');
   });
 
-  it('fuzz: arbitrary bytes and mutated frames only ever raise typed errors (10,000 cases)', () => {
+  it(`fuzz: arbitrary bytes and mutated frames only ever raise typed errors (${cases(10_000)})`, () => {
     const valid = encodeTensorFrames(tensor(20000), 5);
     fc.assert(
       fc.property(
@@ -147,7 +148,7 @@ describe('tensor frames', () => {
           }
         },
       ),
-      { numRuns: 10_000, seed: 42 },
+      { numRuns: runs(10_000), seed: 42 },
     );
   });
 });

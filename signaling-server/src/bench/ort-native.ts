@@ -14,7 +14,8 @@ import type { OrtModule } from '../../../shared/runtime/ort-shard-runner.js';
 export type OrtNodeLoad = { ok: true; ort: OrtModule; version: string } | { ok: false; reason: string };
 
 /** How to get the native column: the package's CPU binaries ship inside it; only its CUDA extras are downloaded. */
-export const NATIVE_HINT = '`npm run setup:native` installs it (CPU binaries only, no download outside the npm registry)';
+export const NATIVE_HINT =
+  '`npm run setup:native` installs it (CPU binaries only, no download outside the npm registry)';
 /** The one line printed where onnxruntime-node is absent. */
 export const NATIVE_MISSING = `onnxruntime-node is not installed (optional, benchmark-only): ${NATIVE_HINT}`;
 

@@ -1,5 +1,5 @@
 import { test as base } from '@playwright/test';
-import { spawnServer } from '../../signaling-server/src/testing/spawn-server';
+import { spawnServer } from '../../tools/testing/spawn-server';
 
 /** Starts the real `signaling-server` process on a free loopback port, serving the built app. */
 export const startServer = () => spawnServer();

@@ -17,7 +17,7 @@ function runSwarmCli(
   timeoutMs: number,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'signaling-server/src/cli/swarm.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'tools/cli/swarm.ts', ...args], {
       cwd: repoPath(''),
       stdio: ['ignore', 'pipe', 'pipe'],
     });

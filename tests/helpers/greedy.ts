@@ -1,6 +1,6 @@
 import { generate } from '../../shared/runtime/generate';
 import { createSampler } from '../../shared/runtime/sampler';
-import { loadLocalPipeline } from '../../signaling-server/src/model/local-pipeline';
+import { loadLocalPipeline } from '../../tools/model/local-pipeline';
 
 /** Greedy generation through a local chain of in-process runners split at `splits`, with every logits row. */
 export async function greedy(model: string, splits: number[], steps: number, prompt: string) {

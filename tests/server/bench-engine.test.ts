@@ -4,23 +4,23 @@
  * bench:engine` on a quiet machine.
  */
 import { describe, expect, it } from 'vitest';
-import { SYNTH_PRESETS } from '../../signaling-server/src/model/synth';
+import { SYNTH_PRESETS } from '../../tools/model/synth';
 import {
   formatEngineBenchReport,
   measureInterleaved,
   pairedRatio,
   runEngineBench,
-} from '../../signaling-server/src/bench/engine-bench';
+} from '../../tools/bench/engine-bench';
 import {
   decodeBytesPerToken,
   fixedPrompt,
   splitEvenly,
   spread,
-} from '../../signaling-server/src/bench/measure';
-import { measureCopyBandwidth } from '../../signaling-server/src/bench/memory-bandwidth';
+} from '../../tools/bench/measure';
+import { measureCopyBandwidth } from '../../tools/bench/memory-bandwidth';
 import { existsSync } from 'node:fs';
-import { loadOrtNode, NATIVE_MISSING } from '../../signaling-server/src/bench/ort-native';
-import type { BenchVariant } from '../../signaling-server/src/bench/variants';
+import { loadOrtNode, NATIVE_MISSING } from '../../tools/bench/ort-native';
+import type { BenchVariant } from '../../tools/bench/variants';
 
 const STORIES260K = { url: 'public/models/stories260K/stories260K.bin' };
 /** onnxruntime-node is optional (`npm run setup:native`): both outcomes are asserted. */

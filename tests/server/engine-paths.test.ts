@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelProfileSchema } from '../../shared/model/profile';
-import { convertToHf } from '../../signaling-server/src/model/convert';
+import { convertToHf } from '../../tools/model/convert';
 import { openNodeModel } from '../../signaling-server/src/model/open-node-model';
 import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
 import { loadGolden, repoPath } from '../helpers/golden';
@@ -76,7 +76,7 @@ describe('CLIs', () => {
   it('generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges', async () => {
     const args = [
       ...tsx,
-      'signaling-server/src/cli/generate.ts',
+      'tools/cli/generate.ts',
       '--model',
       BIN,
       '--prompt',
@@ -108,7 +108,7 @@ describe('CLIs', () => {
   it('generate names the missing file and exits 1 without a stack trace', async () => {
     const err = await run(
       process.execPath,
-      [...tsx, 'signaling-server/src/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'],
+      [...tsx, 'tools/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'],
       { cwd: repoPath('') },
     ).then(
       () => undefined,
@@ -122,7 +122,7 @@ describe('CLIs', () => {
   it('model-profile --json prints a schema-valid profile with one entry per unit', async () => {
     const { stdout } = await run(
       process.execPath,
-      [...tsx, 'signaling-server/src/cli/model-profile.ts', '--model', BIN, '--json'],
+      [...tsx, 'tools/cli/model-profile.ts', '--model', BIN, '--json'],
       { cwd: repoPath('') },
     );
     const p = modelProfileSchema.parse(JSON.parse(stdout));

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeModel } from '../../signaling-server/src/model/synth';
+import { synthesizeModel } from '../../tools/model/synth';
 import { greedy } from '../helpers/greedy';
 
 let dir = '';

@@ -16,7 +16,7 @@ import {
   synthTensor,
   synthTensorSpecs,
   synthesizeModel,
-} from '../../signaling-server/src/model/synth';
+} from '../../tools/model/synth';
 
 async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
   const err = await p.then(
@@ -236,7 +236,7 @@ describe('npm run synth (CLI)', () => {
       [
         '--import',
         'tsx',
-        'signaling-server/src/cli/synth.ts',
+        'tools/cli/synth.ts',
         '--preset',
         'test-tiny',
         '--out',
@@ -262,7 +262,7 @@ describe('npm run synth (CLI)', () => {
     const run = promisify(execFile);
     const err = await run(
       process.execPath,
-      ['--import', 'tsx', 'signaling-server/src/cli/synth.ts', '--preset', 'nope', '--out', root],
+      ['--import', 'tsx', 'tools/cli/synth.ts', '--preset', 'nope', '--out', root],
       {
         cwd: path.resolve(__dirname, '../..'),
       },

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRingworkError, type RingworkError } from '../../shared/errors.js';
 import { planSchema } from '../../shared/planner/index.js';
-import { runPlan } from '../../signaling-server/src/cli/plan.js';
+import { runPlan } from '../../tools/cli/plan.js';
 
 const run = promisify(execFile);
 const TSX = path.resolve('node_modules/.bin/tsx');
@@ -45,7 +45,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'ringwork-plan-'));
   // The model profile exactly as `npm run model-profile -- --json` prints it.
   const { stdout } = await run(TSX, [
-    'signaling-server/src/cli/model-profile.ts',
+    'tools/cli/model-profile.ts',
     '--model',
     MODEL_BIN,
     '--json',
@@ -61,7 +61,7 @@ afterAll(async () => {
 describe('npm run plan', () => {
   it('prints a plan in the documented JSON format (end to end)', async () => {
     const { stdout } = await run(TSX, [
-      'signaling-server/src/cli/plan.ts',
+      'tools/cli/plan.ts',
       '--model',
       modelJson,
       '--peers',
@@ -87,7 +87,7 @@ describe('npm run plan', () => {
       peers: [{ id: 'a', tflops: -3, bandwidthGBps: 1, memoryBytes: 1, gpu: 1 }],
     });
     const err = await run(TSX, [
-      'signaling-server/src/cli/plan.ts',
+      'tools/cli/plan.ts',
       '--model',
       modelJson,
       '--peers',

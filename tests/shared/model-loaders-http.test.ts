@@ -21,7 +21,7 @@ import {
   synthTensor,
   synthTensorSpecs,
   synthesizeModel,
-} from '../../signaling-server/src/model/synth';
+} from '../../tools/model/synth';
 
 interface TestServer {
   origin: string;

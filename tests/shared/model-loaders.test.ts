@@ -21,7 +21,7 @@ import {
   type SafetensorsTensor,
 } from '../../shared/model/safetensors-writer';
 import type { ModelConfig, StoredDType } from '../../shared/model/types';
-import { SYNTH_PRESETS, synthTensor, synthTensorSpecs } from '../../signaling-server/src/model/synth';
+import { SYNTH_PRESETS, synthTensor, synthTensorSpecs } from '../../tools/model/synth';
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((a, c) => a + c.byteLength, 0));

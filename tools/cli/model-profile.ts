@@ -3,9 +3,9 @@
  * [--prefill 512] [--json]` prints per-unit FLOPs, weight bytes, KV bytes and hand-off bytes.
  */
 import { parseArgs } from 'node:util';
-import { WEIGHT_FORMATS, type WeightFormat } from '../../../shared/graph/compile-shard.js';
-import { profileModel } from '../../../shared/model/profile.js';
-import { openNodeModel } from '../model/open-node-model.js';
+import { WEIGHT_FORMATS, type WeightFormat } from '../../shared/graph/compile-shard.js';
+import { profileModel } from '../../shared/model/profile.js';
+import { openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
 runCli(async () => {

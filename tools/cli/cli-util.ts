@@ -1,4 +1,4 @@
-import { isRingworkError } from '../../../shared/errors.js';
+import { isRingworkError } from '../../shared/errors.js';
 
 /**
  * Runs a CLI main function: typed errors print as `error [CODE]: message` (no stack trace) and

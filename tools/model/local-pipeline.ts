@@ -1,12 +1,12 @@
-import type { WeightFormat } from '../../../shared/graph/compile-shard.js';
-import { splitUnits, type UnitRange } from '../../../shared/graph/units.js';
-import type { ModelLocation } from '../../../shared/model/open-model.js';
-import type { ModelConfig } from '../../../shared/model/types.js';
-import type { OrtModule } from '../../../shared/runtime/ort-shard-runner.js';
-import { createPipeline, type Pipeline } from '../../../shared/runtime/pipeline.js';
-import type { LoadResult, ShardRunner } from '../../../shared/runtime/shard-runner.js';
-import type { Tokenizer } from '../../../shared/tokenizer/types.js';
-import { createNodeShardRunner, openNodeModel } from './open-node-model.js';
+import type { WeightFormat } from '../../shared/graph/compile-shard.js';
+import { splitUnits, type UnitRange } from '../../shared/graph/units.js';
+import type { ModelLocation } from '../../shared/model/open-model.js';
+import type { ModelConfig } from '../../shared/model/types.js';
+import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
+import { createPipeline, type Pipeline } from '../../shared/runtime/pipeline.js';
+import type { LoadResult, ShardRunner } from '../../shared/runtime/shard-runner.js';
+import type { Tokenizer } from '../../shared/tokenizer/types.js';
+import { createNodeShardRunner, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 
 /** A model split into in-process shard runners, chained. */
 export interface LocalPipeline {

@@ -2,11 +2,11 @@
  * The measurement primitives of the engine benchmark: one timed prefill + greedy decode through a
  * {@link Pipeline}, the bytes a decode step must read, and small statistics helpers.
  */
-import { RingworkError } from '../../../shared/errors.js';
-import { splitUnits, unitCount, type UnitRange } from '../../../shared/graph/units.js';
-import type { ModelConfig } from '../../../shared/model/types.js';
-import type { Pipeline } from '../../../shared/runtime/pipeline.js';
-import { argmax } from '../../../shared/runtime/sampler.js';
+import { RingworkError } from '../../shared/errors.js';
+import { splitUnits, unitCount, type UnitRange } from '../../shared/graph/units.js';
+import type { ModelConfig } from '../../shared/model/types.js';
+import type { Pipeline } from '../../shared/runtime/pipeline.js';
+import { argmax } from '../../shared/runtime/sampler.js';
 
 /** Timings of one prefill + decode run. */
 export interface GenerationMeasurement {

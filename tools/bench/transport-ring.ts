@@ -7,7 +7,7 @@
  */
 import { networkInterfaces } from 'node:os';
 import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { RingworkError } from '../../../shared/errors.js';
+import { RingworkError } from '../../shared/errors.js';
 import { spawnServer } from '../testing/spawn-server.js';
 
 /** One DataChannel connect the harness measured (mirrors the harness's `ConnectSample`). */

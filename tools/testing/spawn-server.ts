@@ -4,9 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { RingworkError } from '../../../shared/errors.js';
+import { RingworkError } from '../../shared/errors.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A running server: its base URL and how to stop it. */
 export interface SpawnedServer {

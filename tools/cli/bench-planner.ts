@@ -7,9 +7,9 @@
  * the planning time for 1,000 peers × 200 units.
  */
 import { parseArgs } from 'node:util';
-import { isRingworkError } from '../../../shared/errors.js';
-import { profileModel, type ModelProfile } from '../../../shared/model/profile.js';
-import type { ModelConfig } from '../../../shared/model/types.js';
+import { isRingworkError } from '../../shared/errors.js';
+import { profileModel, type ModelProfile } from '../../shared/model/profile.js';
+import type { ModelConfig } from '../../shared/model/types.js';
 import {
   categorize,
   lowerBound,
@@ -20,7 +20,7 @@ import {
   type PeerProfileInput,
   type Plan,
   type PlanInput,
-} from '../../../shared/planner/index.js';
+} from '../../shared/planner/index.js';
 import { intFlag, runCli } from './cli-util.js';
 
 /** Device figures: FP32 TFLOPS, memory bandwidth GB/s, memory a browser peer offers, GB. */

@@ -9,19 +9,19 @@
  */
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { RingworkError, throwIfAborted } from '../../../shared/errors.js';
-import { encodeFromFloat32, roundToDType } from '../../../shared/model/dtype.js';
-import { toHfConfig } from '../../../shared/model/hf-config.js';
-import { SAFETENSORS_INDEX_FILE } from '../../../shared/model/safetensors.js';
-import { expectedTensorShape, requiredTensorNames } from '../../../shared/model/tensor-names.js';
+import { RingworkError, throwIfAborted } from '../../shared/errors.js';
+import { encodeFromFloat32, roundToDType } from '../../shared/model/dtype.js';
+import { toHfConfig } from '../../shared/model/hf-config.js';
+import { SAFETENSORS_INDEX_FILE } from '../../shared/model/safetensors.js';
+import { expectedTensorShape, requiredTensorNames } from '../../shared/model/tensor-names.js';
 import {
   buildSafetensorsHeader,
   planSafetensorsShards,
   tensorByteLength,
   type SafetensorsTensorSpec,
-} from '../../../shared/model/safetensors-writer.js';
-import type { ByteProgress, ModelConfig, StoredDType } from '../../../shared/model/types.js';
-import { createSynthTokenizerJson } from '../../../shared/tokenizer/synth-tokenizer.js';
+} from '../../shared/model/safetensors-writer.js';
+import type { ByteProgress, ModelConfig, StoredDType } from '../../shared/model/types.js';
+import { createSynthTokenizerJson } from '../../shared/tokenizer/synth-tokenizer.js';
 
 /** Names of the built-in presets. */
 export type SynthPresetName = 'stories15M' | 'smollm2-135m' | 'smollm2-360m' | 'tinyllama-1.1b' | 'test-tiny';

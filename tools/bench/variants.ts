@@ -6,13 +6,13 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { RingworkError } from '../../../shared/errors.js';
-import type { UnitRange } from '../../../shared/graph/units.js';
-import type { ModelLocation } from '../../../shared/model/open-model.js';
-import type { OrtModule } from '../../../shared/runtime/ort-shard-runner.js';
-import { createPipeline } from '../../../shared/runtime/pipeline.js';
-import type { ShardRunner } from '../../../shared/runtime/shard-runner.js';
-import { createNodeShardRunner } from '../model/open-node-model.js';
+import { RingworkError } from '../../shared/errors.js';
+import type { UnitRange } from '../../shared/graph/units.js';
+import type { ModelLocation } from '../../shared/model/open-model.js';
+import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
+import { createPipeline } from '../../shared/runtime/pipeline.js';
+import type { ShardRunner } from '../../shared/runtime/shard-runner.js';
+import { createNodeShardRunner } from '../../signaling-server/src/model/open-node-model.js';
 import { startGeneration, type DecodeTiming, type GenerationSettings } from './measure.js';
 
 /** A generation in progress on a variant, driven phase by phase (possibly in another process). */

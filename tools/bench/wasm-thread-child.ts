@@ -3,7 +3,7 @@
  * `loadWasmChildVariant`). onnxruntime-web reads `env.wasm.numThreads` once, when its wasm module
  * starts, so a second thread count needs a second process. Answers one IPC request at a time.
  */
-import { nodeOrt } from '../model/open-node-model.js';
+import { nodeOrt } from '../../signaling-server/src/model/open-node-model.js';
 import {
   loadInProcessVariant,
   type BenchVariant,

@@ -7,12 +7,12 @@
  * (0 = embedding, 1..L = blocks, L+1 = head); `--json` prints tokens, ranges and timings instead.
  */
 import { parseArgs } from 'node:util';
-import { WEIGHT_FORMATS, type WeightFormat } from '../../../shared/graph/compile-shard.js';
-import { isLlama2cLocation } from '../../../shared/model/open-model.js';
-import { generate } from '../../../shared/runtime/generate.js';
-import { createSampler } from '../../../shared/runtime/sampler.js';
+import { WEIGHT_FORMATS, type WeightFormat } from '../../shared/graph/compile-shard.js';
+import { isLlama2cLocation } from '../../shared/model/open-model.js';
+import { generate } from '../../shared/runtime/generate.js';
+import { createSampler } from '../../shared/runtime/sampler.js';
 import { loadLocalPipeline } from '../model/local-pipeline.js';
-import { nodeOrt } from '../model/open-node-model.js';
+import { nodeOrt } from '../../signaling-server/src/model/open-node-model.js';
 import { intFlag, numFlag, runCli, usage } from './cli-util.js';
 
 runCli(async () => {

@@ -5,10 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { isLlama2cLocation, splitLocation } from '../../../shared/model/open-model.js';
-import { parseLlama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer.js';
+import { isLlama2cLocation, splitLocation } from '../../shared/model/open-model.js';
+import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer.js';
 import { convertToHf } from '../model/convert.js';
-import { openNodeModel } from '../model/open-node-model.js';
+import { openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { runCli, usage } from './cli-util.js';
 
 runCli(async () => {

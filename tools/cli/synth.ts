@@ -4,7 +4,7 @@
  * real shapes of the preset) for tests, benchmarks and demos without downloads.
  */
 import { parseArgs } from 'node:util';
-import { isRingworkError } from '../../../shared/errors.js';
+import { isRingworkError } from '../../shared/errors.js';
 import { SYNTH_PRESETS, isSynthPresetName, synthesizeModel, type SynthDType } from '../model/synth.js';
 
 const USAGE = `Usage: npm run synth -- --preset <name> --out <dir> [--seed N] [--dtype f32|f16|bf16] [--max-shard-bytes N]

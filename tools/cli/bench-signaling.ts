@@ -16,10 +16,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
-import { RingworkError } from '../../../shared/errors.js';
+import { RingworkError } from '../../shared/errors.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface BenchPeer {
   ws: WebSocket;

@@ -9,13 +9,13 @@
  * deadline closes the browser so that a stuck ring cannot keep it running.
  */
 import { chromium, type Browser, type BrowserContext, type Page } from '@playwright/test';
-import { RingworkError } from '../../../shared/errors.js';
-import { isLlama2cLocation, openModelLocation } from '../../../shared/model/open-model.js';
-import { profileModel } from '../../../shared/model/profile.js';
-import type { ModelDescriptor } from '../../../shared/protocol/signaling.js';
-import { CHROMIUM, QUIET_FLAGS } from '../../../playwright.config.js';
-import { nodeOpenerFor } from '../model/open-node-model.js';
-import type { NetworkSnapshot } from '../network-snapshot.js';
+import { RingworkError } from '../../shared/errors.js';
+import { isLlama2cLocation, openModelLocation } from '../../shared/model/open-model.js';
+import { profileModel } from '../../shared/model/profile.js';
+import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
+import { CHROMIUM, QUIET_FLAGS } from '../../playwright.config.js';
+import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.js';
+import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
 

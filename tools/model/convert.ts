@@ -1,10 +1,10 @@
 import { mkdir, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { toHfConfig } from '../../../shared/model/hf-config.js';
-import { buildSafetensorsHeader, encodeTensor } from '../../../shared/model/safetensors-writer.js';
-import type { ModelConfig, ModelSource } from '../../../shared/model/types.js';
-import { llama2cTokenizerToHf } from '../../../shared/tokenizer/convert-llama2c.js';
-import type { Llama2cTokenizerData } from '../../../shared/tokenizer/llama2c-tokenizer.js';
+import { toHfConfig } from '../../shared/model/hf-config.js';
+import { buildSafetensorsHeader, encodeTensor } from '../../shared/model/safetensors-writer.js';
+import type { ModelConfig, ModelSource } from '../../shared/model/types.js';
+import { llama2cTokenizerToHf } from '../../shared/tokenizer/convert-llama2c.js';
+import type { Llama2cTokenizerData } from '../../shared/tokenizer/llama2c-tokenizer.js';
 
 /**
  * Permutes the rows of a q/k projection from llama2.c's interleaved RoPE layout (pairs 2i, 2i+1)

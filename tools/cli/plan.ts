@@ -9,8 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { RingworkError } from '../../../shared/errors.js';
-import { modelProfileSchema } from '../../../shared/model/profile.js';
+import { RingworkError } from '../../shared/errors.js';
+import { modelProfileSchema } from '../../shared/model/profile.js';
 import {
   objectiveSchema,
   parseOrThrow,
@@ -21,7 +21,7 @@ import {
   replan,
   type Plan,
   type PlanInput,
-} from '../../../shared/planner/index.js';
+} from '../../shared/planner/index.js';
 import { runCli } from './cli-util.js';
 
 const USAGE =

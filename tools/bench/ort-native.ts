@@ -8,7 +8,7 @@
  * no inlining of initializers or temporary files is needed.
  */
 import type * as Ort from 'onnxruntime-common';
-import type { OrtModule } from '../../../shared/runtime/ort-shard-runner.js';
+import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
 
 /** The outcome of {@link loadOrtNode}: the module, or why it is unavailable. */
 export type OrtNodeLoad = { ok: true; ort: OrtModule; version: string } | { ok: false; reason: string };

@@ -8,12 +8,12 @@
 import { access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { RingworkError } from '../../../shared/errors.js';
-import type { UnitRange } from '../../../shared/graph/units.js';
-import type { ModelLocation } from '../../../shared/model/open-model.js';
-import type { ModelConfig } from '../../../shared/model/types.js';
-import type { OrtModule } from '../../../shared/runtime/ort-shard-runner.js';
-import { nodeOrt, openNodeModel } from '../model/open-node-model.js';
+import { RingworkError } from '../../shared/errors.js';
+import type { UnitRange } from '../../shared/graph/units.js';
+import type { ModelLocation } from '../../shared/model/open-model.js';
+import type { ModelConfig } from '../../shared/model/types.js';
+import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
+import { nodeOrt, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { synthesizeModel, type SynthPresetName } from '../model/synth.js';
 import {
   decodeBytesPerToken,

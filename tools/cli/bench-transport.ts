@@ -19,7 +19,7 @@
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { chromium, type Browser } from '@playwright/test';
-import { CHROMIUM, QUIET_FLAGS } from '../../../playwright.config.js';
+import { CHROMIUM, QUIET_FLAGS } from '../../playwright.config.js';
 import {
   assertLoopbackOnly,
   openPeer,

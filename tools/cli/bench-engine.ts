@@ -9,7 +9,7 @@
  * With `--json` the table goes to stderr and the JSON result to stdout.
  */
 import { parseArgs } from 'node:util';
-import { isRingworkError } from '../../../shared/errors.js';
+import { isRingworkError } from '../../shared/errors.js';
 import {
   ensureSynthModel,
   formatEngineBenchReport,

@@ -3,17 +3,13 @@
  * inputs, and the error measures the profiler reports.
  */
 
+import { mulberry32Float } from '../util/prng.js';
+
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32), so a failed check can be replayed. */
 export function randomMatrix(length: number, seed: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(length);
-  let s = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
+  const next = mulberry32Float(seed);
+  for (let i = 0; i < length; i++) out[i] = next() * 2 - 1;
   return out;
 }
 

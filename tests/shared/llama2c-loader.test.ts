@@ -4,6 +4,7 @@ import { RingworkError } from '../../shared/errors';
 import { llama2cTensorIndex, openLlama2cModel, parseLlama2cHeader } from '../../shared/model/llama2c';
 import { createMemoryFileOpener } from '../../shared/model/memory-source';
 import type { ModelSource } from '../../shared/model/types';
+import { mulberry32 } from '../../shared/util/prng';
 import { repoPath } from '../helpers/golden';
 
 const bin = new Uint8Array(readFileSync(repoPath('public/models/stories260K/stories260K.bin')));
@@ -50,16 +51,11 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 
 const f32Bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** Deterministic pseudo-random bytes (mulberry32). */
+/** Deterministic pseudo-random bytes (the low byte of each mulberry32 value). */
 function randomBytes(n: number, seed: number): Uint8Array {
-  let a = seed >>> 0;
+  const next = mulberry32(seed);
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = (t ^ (t >>> 14)) & 0xff;
-  }
+  for (let i = 0; i < n; i++) out[i] = next() & 0xff;
   return out;
 }
 

@@ -21,6 +21,7 @@ import {
   type Plan,
   type PlanInput,
 } from '../../shared/planner/index.js';
+import { mulberry32Float } from '../../shared/util/prng.js';
 import { intFlag, runCli } from './cli-util.js';
 
 /** Device figures: FP32 TFLOPS, memory bandwidth GB/s, memory a browser peer offers, GB. */
@@ -39,21 +40,9 @@ const DEVICES = [
   { name: 'phone-a17', tflops: 2.1, bw: 45, gb: 4, weight: 10 },
 ] as const;
 
-/** mulberry32: small, fast, seedable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A seeded fleet; the first three peers are one of each category so that small fleets mix too. */
 function fleet(size: number, seed: number): PeerProfileInput[] {
-  const rand = rng(seed);
+  const rand = mulberry32Float(seed);
   const totalWeight = DEVICES.reduce((a, d) => a + d.weight, 0);
   const pick = (): (typeof DEVICES)[number] => {
     let x = rand() * totalWeight;

@@ -22,6 +22,7 @@ import {
 } from '../../shared/model/safetensors-writer.js';
 import type { ByteProgress, ModelConfig, StoredDType } from '../../shared/model/types.js';
 import { createSynthTokenizerJson } from '../../shared/tokenizer/synth-tokenizer.js';
+import { mulberry32 } from '../../shared/util/prng.js';
 
 /** Names of the built-in presets. */
 export type SynthPresetName = 'stories15M' | 'smollm2-135m' | 'smollm2-360m' | 'tinyllama-1.1b' | 'test-tiny';
@@ -127,18 +128,6 @@ const TORCH: Record<SynthDType, 'float32' | 'float16' | 'bfloat16'> = {
   f16: 'float16',
   bf16: 'bfloat16',
 };
-
-/** mulberry32: tiny, fast, good enough for weights, and identical on every platform. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /** FNV-1a of the tensor name, so each tensor's stream is independent of write order and sharding. */
 function hashName(name: string): number {

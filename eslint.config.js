@@ -29,4 +29,12 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'os', 'child_process'] }],
     },
   },
+  {
+    // signaling-server/ is the server process only; CLIs, benchmarks and browser automation live in
+    // tools/, which may import the server but not the other way round.
+    files: ['signaling-server/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['**/tools/**', '@playwright/test', 'playwright'] }],
+    },
+  },
 );

@@ -11,12 +11,7 @@ import {
   pairedRatio,
   runEngineBench,
 } from '../../tools/bench/engine-bench';
-import {
-  decodeBytesPerToken,
-  fixedPrompt,
-  splitEvenly,
-  spread,
-} from '../../tools/bench/measure';
+import { decodeBytesPerToken, fixedPrompt, splitEvenly, spread } from '../../tools/bench/measure';
 import { measureCopyBandwidth } from '../../tools/bench/memory-bandwidth';
 import { existsSync } from 'node:fs';
 import { loadOrtNode, NATIVE_MISSING } from '../../tools/bench/ort-native';

@@ -11,12 +11,7 @@ import { openSafetensorsModel } from '../../shared/model/safetensors';
 import { requiredTensorNames } from '../../shared/model/tensor-names';
 import { tensorByteLength } from '../../shared/model/safetensors-writer';
 import { createNodeFileOpener } from '../../signaling-server/src/model/file-source';
-import {
-  SYNTH_PRESETS,
-  synthTensor,
-  synthTensorSpecs,
-  synthesizeModel,
-} from '../../tools/model/synth';
+import { SYNTH_PRESETS, synthTensor, synthTensorSpecs, synthesizeModel } from '../../tools/model/synth';
 
 async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
   const err = await p.then(

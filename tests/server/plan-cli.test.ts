@@ -44,12 +44,7 @@ const peersFile = {
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'ringwork-plan-'));
   // The model profile exactly as `npm run model-profile -- --json` prints it.
-  const { stdout } = await run(TSX, [
-    'tools/cli/model-profile.ts',
-    '--model',
-    MODEL_BIN,
-    '--json',
-  ]);
+  const { stdout } = await run(TSX, ['tools/cli/model-profile.ts', '--model', MODEL_BIN, '--json']);
   modelJson = await write('model.json', stdout);
   await write('peers.json', peersFile);
 }, 120_000);

@@ -16,12 +16,7 @@ import { openSafetensorsModel, readJsonFile } from '../../shared/model/safetenso
 import { requiredTensorNames } from '../../shared/model/tensor-names';
 import { writeSafetensors } from '../../shared/model/safetensors-writer';
 import type { ModelConfig } from '../../shared/model/types';
-import {
-  SYNTH_PRESETS,
-  synthTensor,
-  synthTensorSpecs,
-  synthesizeModel,
-} from '../../tools/model/synth';
+import { SYNTH_PRESETS, synthTensor, synthTensorSpecs, synthesizeModel } from '../../tools/model/synth';
 
 interface TestServer {
   origin: string;

@@ -11,6 +11,7 @@ import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer'
 import { loadGolden, repoPath } from '../helpers/golden';
 import { greedy } from '../helpers/greedy';
 import { readFileSync } from 'node:fs';
+import { scaled } from '../helpers/timeouts';
 
 const run = promisify(execFile);
 const golden = loadGolden();
@@ -73,72 +74,84 @@ describe('models by URL (HTTP Range against the real static server code)', () =>
 
 describe('CLIs', () => {
   const tsx = ['--import', 'tsx'];
-  it('generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges', async () => {
-    const args = [
-      ...tsx,
-      'tools/cli/generate.ts',
-      '--model',
-      BIN,
-      '--prompt',
-      'Once upon a time',
-      '--steps',
-      '64',
-      '--temperature',
-      '0',
-      '--split',
-      '2,4',
-    ];
-    const { stdout } = await run(process.execPath, args, { cwd: repoPath('') });
-    expect(stdout).toBe(golden.text);
-    const j = await run(process.execPath, [...args, '--json'], { cwd: repoPath('') });
-    const parsed = JSON.parse(j.stdout) as {
-      tokens: number[];
-      stages: { range: number[] }[];
-      timings: { decodeTokPerS: number };
-    };
-    expect(parsed.tokens).toEqual(golden.sequenceTokens);
-    expect(parsed.stages.map((s) => s.range)).toEqual([
-      [0, 2],
-      [2, 4],
-      [4, 7],
-    ]);
-    expect(parsed.timings.decodeTokPerS).toBeGreaterThan(0);
-  }, 60_000);
+  it(
+    'generate --split 2,4 prints exactly the golden text; --json adds ids and stage ranges',
+    async () => {
+      const args = [
+        ...tsx,
+        'tools/cli/generate.ts',
+        '--model',
+        BIN,
+        '--prompt',
+        'Once upon a time',
+        '--steps',
+        '64',
+        '--temperature',
+        '0',
+        '--split',
+        '2,4',
+      ];
+      const { stdout } = await run(process.execPath, args, { cwd: repoPath('') });
+      expect(stdout).toBe(golden.text);
+      const j = await run(process.execPath, [...args, '--json'], { cwd: repoPath('') });
+      const parsed = JSON.parse(j.stdout) as {
+        tokens: number[];
+        stages: { range: number[] }[];
+        timings: { decodeTokPerS: number };
+      };
+      expect(parsed.tokens).toEqual(golden.sequenceTokens);
+      expect(parsed.stages.map((s) => s.range)).toEqual([
+        [0, 2],
+        [2, 4],
+        [4, 7],
+      ]);
+      expect(parsed.timings.decodeTokPerS).toBeGreaterThan(0);
+    },
+    scaled(90_000),
+  );
 
-  it('generate names the missing file and exits 1 without a stack trace', async () => {
-    const err = await run(
-      process.execPath,
-      [...tsx, 'tools/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'],
-      { cwd: repoPath('') },
-    ).then(
-      () => undefined,
-      (e: { code: number; stderr: string }) => e,
-    );
-    expect(err?.code).toBe(1);
-    expect(err?.stderr).toMatch(/error \[FILE_READ_FAILED\].*model\.bin/);
-    expect(err?.stderr).not.toMatch(/\n\s+at /);
-  }, 30_000);
+  it(
+    'generate names the missing file and exits 1 without a stack trace',
+    async () => {
+      const err = await run(
+        process.execPath,
+        [...tsx, 'tools/cli/generate.ts', '--model', 'no/such/model.bin', '--steps', '4'],
+        { cwd: repoPath('') },
+      ).then(
+        () => undefined,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err?.code).toBe(1);
+      expect(err?.stderr).toMatch(/error \[FILE_READ_FAILED\].*model\.bin/);
+      expect(err?.stderr).not.toMatch(/\n\s+at /);
+    },
+    scaled(30_000),
+  );
 
-  it('model-profile --json prints a schema-valid profile with one entry per unit', async () => {
-    const { stdout } = await run(
-      process.execPath,
-      [...tsx, 'tools/cli/model-profile.ts', '--model', BIN, '--json'],
-      { cwd: repoPath('') },
-    );
-    const p = modelProfileSchema.parse(JSON.parse(stdout));
-    expect(p.layers.map((l) => l.name)).toEqual([
-      'embed',
-      'block.0',
-      'block.1',
-      'block.2',
-      'block.3',
-      'block.4',
-      'head',
-    ]);
-    // A block: wq 64x64, wk/wv 32x64, wo 64x64, w1/w3 172x64, w2 64x172, two norms; f32.
-    expect(p.layers[1]!.weightBytes).toBe((64 * 64 * 2 + 32 * 64 * 2 + 172 * 64 * 3 + 64 * 2) * 4);
-    expect(p.layers[1]!.kvBytesPerToken).toBe(2 * 32 * 4);
-    // The head samples: only a token id (4 bytes) leaves it.
-    expect(p.layers[6]!.outBytesPerToken).toBe(4);
-  }, 30_000);
+  it(
+    'model-profile --json prints a schema-valid profile with one entry per unit',
+    async () => {
+      const { stdout } = await run(
+        process.execPath,
+        [...tsx, 'tools/cli/model-profile.ts', '--model', BIN, '--json'],
+        { cwd: repoPath('') },
+      );
+      const p = modelProfileSchema.parse(JSON.parse(stdout));
+      expect(p.layers.map((l) => l.name)).toEqual([
+        'embed',
+        'block.0',
+        'block.1',
+        'block.2',
+        'block.3',
+        'block.4',
+        'head',
+      ]);
+      // A block: wq 64x64, wk/wv 32x64, wo 64x64, w1/w3 172x64, w2 64x172, two norms; f32.
+      expect(p.layers[1]!.weightBytes).toBe((64 * 64 * 2 + 32 * 64 * 2 + 172 * 64 * 3 + 64 * 2) * 4);
+      expect(p.layers[1]!.kvBytesPerToken).toBe(2 * 32 * 4);
+      // The head samples: only a token id (4 bytes) leaves it.
+      expect(p.layers[6]!.outBytesPerToken).toBe(4);
+    },
+    scaled(30_000),
+  );
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeModel } from '../../tools/model/synth';
 import { greedy } from '../helpers/greedy';
+import { scaled } from '../helpers/timeouts';
 
 let dir = '';
 beforeAll(async () => {
@@ -18,22 +19,26 @@ afterAll(async () => {
 });
 
 describe('synthetic SmolLM2-135M-shaped model', () => {
-  it('split 3 ways gives the same tokens and logits as unsplit', async () => {
-    const out = join(dir, 'smollm2-135m');
-    await synthesizeModel({ preset: 'smollm2-135m', outDir: out, seed: 7 });
-    // 32 units (embed, 30 blocks, head): three contiguous ranges.
-    const whole = await greedy(out, [], 12, 'hello world');
-    const split = await greedy(out, [11, 22], 12, 'hello world');
-    expect(split.tokens).toEqual(whole.tokens);
-    expect(whole.tokens.length).toBeGreaterThan(8);
-    let max = 0;
-    let scale = 0;
-    whole.logits.forEach((l, i) => {
-      for (let v = 0; v < l.length; v++) {
-        max = Math.max(max, Math.abs(l[v]! - split.logits[i]![v]!));
-        scale = Math.max(scale, Math.abs(l[v]!));
-      }
-    });
-    expect(max).toBeLessThanOrEqual(1e-5 * Math.max(1, scale));
-  }, 240_000);
+  it(
+    'split 3 ways gives the same tokens and logits as unsplit',
+    async () => {
+      const out = join(dir, 'smollm2-135m');
+      await synthesizeModel({ preset: 'smollm2-135m', outDir: out, seed: 7 });
+      // 32 units (embed, 30 blocks, head): three contiguous ranges.
+      const whole = await greedy(out, [], 12, 'hello world');
+      const split = await greedy(out, [11, 22], 12, 'hello world');
+      expect(split.tokens).toEqual(whole.tokens);
+      expect(whole.tokens.length).toBeGreaterThan(8);
+      let max = 0;
+      let scale = 0;
+      whole.logits.forEach((l, i) => {
+        for (let v = 0; v < l.length; v++) {
+          max = Math.max(max, Math.abs(l[v]! - split.logits[i]![v]!));
+          scale = Math.max(scale, Math.abs(l[v]!));
+        }
+      });
+      expect(max).toBeLessThanOrEqual(1e-5 * Math.max(1, scale));
+    },
+    scaled(240_000),
+  );
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRingworkError, type RingworkError } from '../../shared/errors.js';
 import { planSchema } from '../../shared/planner/index.js';
 import { runPlan } from '../../tools/cli/plan.js';
+import { scaled } from '../helpers/timeouts';
 
 const run = promisify(execFile);
 const TSX = path.resolve('node_modules/.bin/tsx');
@@ -47,59 +48,67 @@ beforeAll(async () => {
   const { stdout } = await run(TSX, ['tools/cli/model-profile.ts', '--model', MODEL_BIN, '--json']);
   modelJson = await write('model.json', stdout);
   await write('peers.json', peersFile);
-}, 120_000);
+}, scaled(120_000));
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('npm run plan', () => {
-  it('prints a plan in the documented JSON format (end to end)', async () => {
-    const { stdout } = await run(TSX, [
-      'tools/cli/plan.ts',
-      '--model',
-      modelJson,
-      '--peers',
-      file('peers.json'),
-      '--objective',
-      'throughput',
-      '--context',
-      '256',
-      '--json',
-    ]);
-    const plan = planSchema.parse(JSON.parse(stdout));
-    expect(plan.objective.kind).toBe('throughput');
-    expect(plan.ring[0]!.layers[0]).toBe(0);
-    expect(plan.ring[plan.ring.length - 1]!.layers[1]).toBe(7); // embed + 5 blocks + head
-    for (let i = 1; i < plan.ring.length; i++)
-      expect(plan.ring[i]!.layers[0]).toBe(plan.ring[i - 1]!.layers[1]);
-    expect(plan.excluded.find((e) => e.peer === 'c')!.reason).toMatch(/^category C/);
-    expect(plan.contextTokens).toBe(256);
-  }, 60_000);
+  it(
+    'prints a plan in the documented JSON format (end to end)',
+    async () => {
+      const { stdout } = await run(TSX, [
+        'tools/cli/plan.ts',
+        '--model',
+        modelJson,
+        '--peers',
+        file('peers.json'),
+        '--objective',
+        'throughput',
+        '--context',
+        '256',
+        '--json',
+      ]);
+      const plan = planSchema.parse(JSON.parse(stdout));
+      expect(plan.objective.kind).toBe('throughput');
+      expect(plan.ring[0]!.layers[0]).toBe(0);
+      expect(plan.ring[plan.ring.length - 1]!.layers[1]).toBe(7); // embed + 5 blocks + head
+      for (let i = 1; i < plan.ring.length; i++)
+        expect(plan.ring[i]!.layers[0]).toBe(plan.ring[i - 1]!.layers[1]);
+      expect(plan.excluded.find((e) => e.peer === 'c')!.reason).toMatch(/^category C/);
+      expect(plan.contextTokens).toBe(256);
+    },
+    scaled(60_000),
+  );
 
-  it('reports bad input as one line with a code and exit 1, no stack trace', async () => {
-    const bad = await write('bad-peers.json', {
-      peers: [{ id: 'a', tflops: -3, bandwidthGBps: 1, memoryBytes: 1, gpu: 1 }],
-    });
-    const err = await run(TSX, [
-      'tools/cli/plan.ts',
-      '--model',
-      modelJson,
-      '--peers',
-      bad,
-      '--objective',
-      'latency',
-    ]).then(
-      () => null,
-      (e: { code: number; stderr: string }) => e,
-    );
-    expect(err).not.toBeNull();
-    expect(err!.code).toBe(1);
-    expect(err!.stderr).toMatch(/^error \[PLAN_BAD_INPUT\]: Invalid peers file/);
-    expect(err!.stderr).toContain('peers[0].tflops');
-    expect(err!.stderr).toContain('gpu');
-    expect(err!.stderr).not.toMatch(/\n\s+at /);
-  }, 60_000);
+  it(
+    'reports bad input as one line with a code and exit 1, no stack trace',
+    async () => {
+      const bad = await write('bad-peers.json', {
+        peers: [{ id: 'a', tflops: -3, bandwidthGBps: 1, memoryBytes: 1, gpu: 1 }],
+      });
+      const err = await run(TSX, [
+        'tools/cli/plan.ts',
+        '--model',
+        modelJson,
+        '--peers',
+        bad,
+        '--objective',
+        'latency',
+      ]).then(
+        () => null,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err).not.toBeNull();
+      expect(err!.code).toBe(1);
+      expect(err!.stderr).toMatch(/^error \[PLAN_BAD_INPUT\]: Invalid peers file/);
+      expect(err!.stderr).toContain('peers[0].tflops');
+      expect(err!.stderr).toContain('gpu');
+      expect(err!.stderr).not.toMatch(/\n\s+at /);
+    },
+    scaled(60_000),
+  );
 
   it('prints a readable table by default and runs the exo baseline on request', async () => {
     const text = await runPlan([

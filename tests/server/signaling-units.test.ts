@@ -14,6 +14,7 @@ import { parseCliConfig, resolveConfig } from '../../signaling-server/src/config
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { createPeerRegistry } from '../../signaling-server/src/peer-registry';
 import { createTokenBucket } from '../../signaling-server/src/rate-limit';
+import { scaled } from '../helpers/timeouts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -244,7 +245,7 @@ describe('npm start entry point', () => {
     let out = '';
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const port = await new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no RINGWORK_LISTENING line: ${out}`)), 40_000);
+      const t = setTimeout(() => reject(new Error(`no RINGWORK_LISTENING line: ${out}`)), scaled(40_000));
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /RINGWORK_LISTENING (\d+)/.exec(out);

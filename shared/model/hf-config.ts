@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { RingworkError } from '../errors.js';
+import { formatZodIssues, zodIssueDetails } from '../util/zod-issues.js';
 import type { Architecture, ModelConfig, RopeLayout, RopeScaling } from './types.js';
 
 /** `model_type` values accepted in config.json, with the architecture each maps to. */
@@ -189,8 +190,8 @@ export function parseHfConfig(json: unknown, name: string): ModelConfig {
   }
   const parsed = hfConfigSchema.safeParse(json);
   if (!parsed.success) {
-    throw badConfig(name, `invalid config.json:\n${z.prettifyError(parsed.error)}\n`, {
-      issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+    throw badConfig(name, `invalid config.json: ${formatZodIssues(parsed.error)}`, {
+      issues: zodIssueDetails(parsed.error),
     });
   }
   const cfg = parsed.data;

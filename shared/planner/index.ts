@@ -39,7 +39,6 @@ export { planExo, pyRound5, type ExoOptions } from './exo.js';
 export { replan, REPLAN_TOLERANCE, type ReplanResult } from './replan.js';
 export { EXHAUSTIVE_LIMIT } from './search.js';
 export {
-  formatIssues,
   linkSchema,
   objectiveSchema,
   parseOrThrow,

@@ -4,7 +4,7 @@
  * the same message.
  */
 import { z } from 'zod';
-import { RingworkError } from '../errors.js';
+import { parseWithSchema } from '../errors.js';
 import { modelProfileSchema, type ModelProfile } from '../model/profile.js';
 
 /** What a plan optimises. Both are seconds per token; lower is better. */
@@ -208,27 +208,7 @@ export interface Plan {
   layersMoved?: number;
 }
 
-/** Formats zod issues as `path: message; ...` so a CLI user sees what to fix, not a stack trace. */
-export function formatIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 8)
-    .map((i) => {
-      const path = i.path
-        .map((p, k) => (typeof p === 'number' ? `[${p}]` : k === 0 ? String(p) : `.${String(p)}`))
-        .join('');
-      return `${path || '(root)'}: ${i.message}`;
-    })
-    .concat(error.issues.length > 8 ? [`... and ${error.issues.length - 8} more`] : [])
-    .join('; ');
-}
-
 /** Parses `value` with `schema` or throws `PLAN_BAD_INPUT` naming `what` and every issue. */
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    throw new RingworkError('PLAN_BAD_INPUT', `Invalid ${what}: ${formatIssues(r.error)}`, {
-      details: { issues: r.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
-    });
-  }
-  return r.data;
+  return parseWithSchema(schema, value, 'PLAN_BAD_INPUT', what);
 }

@@ -5,7 +5,13 @@
  * / {@link parseServerFrame}; nothing unvalidated reaches a handler.
  */
 import { z } from 'zod';
-import { RingworkError } from '../errors.js';
+import {
+  errorCodeSchema,
+  invalidInputError,
+  MAX_WIRE_MESSAGE,
+  normaliseWireErrorCode,
+  RingworkError,
+} from '../errors.js';
 
 /** The protocol version spoken by this build. A peer on another version gets PROTOCOL_BAD_VERSION. */
 export const SIGNALING_VERSION = 1;
@@ -205,12 +211,16 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       serverTime: z.number().finite(),
     })
     .strict(),
+  /**
+   * A request failed: the server's {@link RingworkError} as {@link RingworkError.toJSON} without its
+   * cause (server internals stay in the server log). Rebuild it with {@link signalingErrorFromMessage}.
+   */
   z
     .object({
       type: z.literal('error'),
       v,
-      code: z.string().max(64),
-      message: z.string().max(2000),
+      code: errorCodeSchema,
+      message: z.string().max(MAX_WIRE_MESSAGE),
       details: z.record(z.string(), z.unknown()).optional(),
     })
     .strict(),
@@ -282,25 +292,29 @@ export function parseFrame<S extends z.ZodType>(
       },
     );
   }
-  const parsed = schema.safeParse(data);
+  // An error code from a newer peer is delivered as PROTOCOL_UNKNOWN_CODE, not dropped.
+  const parsed = schema.safeParse(normaliseWireErrorCode(data));
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const path = issue?.path.join('.') || '(root)';
-    throw new RingworkError(
-      'PROTOCOL_BAD_FRAME',
-      `Invalid "${o.type}" message: ${path}: ${issue?.message ?? 'invalid'}.`,
-      {
-        details: {
-          type: o.type,
-          path,
-          issues: parsed.error.issues
-            .slice(0, 5)
-            .map((i) => ({ path: i.path.join('.'), message: i.message })),
-        },
-      },
-    );
+    throw invalidInputError('PROTOCOL_BAD_FRAME', `"${o.type}" message`, parsed.error, { type: o.type });
   }
   return parsed.data as z.infer<S>;
+}
+
+/** The `error` message that tells a client about `e` (its code, short message and details). */
+export function signalingErrorMessage(e: RingworkError): ServerMessageOf<'error'> {
+  const { code, message, details } = e.toJSON();
+  return {
+    type: 'error',
+    v: SIGNALING_VERSION,
+    code,
+    message,
+    ...(Object.keys(details).length > 0 ? { details } : {}),
+  };
+}
+
+/** The typed error an `error` message from the server carries. */
+export function signalingErrorFromMessage(m: ServerMessageOf<'error'>): RingworkError {
+  return RingworkError.fromJSON(m);
 }
 
 const CLIENT_TYPES = clientMessageSchema.options.map((o) => o.shape.type.value);

@@ -9,6 +9,7 @@ import type { PeerLink } from '../transport/types.js';
 import {
   RING_PROTOCOL_VERSION,
   parseRingControl,
+  ringErrorFromControl,
   type RingControlOf,
   type SamplerSettings,
 } from './ring-protocol.js';
@@ -45,7 +46,7 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
       const lost = (who: string) => () =>
         fail(
           new RingworkError(
-            'TRANSPORT_CLOSED',
+            'RING_PEER_LOST',
             `The ring lost a peer (${who}) mid-generation. The network is re-planning; send the request again in a moment.`,
             { details: { peer: who, session } },
           ),
@@ -68,11 +69,8 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
           waiter?.resolve(m);
           waiter = undefined;
         } else if (m.type === 'error') {
-          fail(
-            new RingworkError('RUNNER_BACKEND_FAILED', `Ring stage ${m.at} failed: ${m.code}: ${m.message}`, {
-              details: { ...m },
-            }),
-          );
+          // The stage's own code (stale epoch, not serving, a runner failure...) reaches the caller.
+          fail(ringErrorFromControl(m));
         }
       }
       if (!o.first.isOpen || !o.head.isOpen) lost(!o.first.isOpen ? o.first.remoteId : o.head.remoteId)();
@@ -96,8 +94,9 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
               () =>
                 fail(
                   new RingworkError(
-                    'TRANSPORT_CONNECT_TIMEOUT',
+                    'RING_STEP_TIMEOUT',
                     `The ring did not answer step ${step} within ${o.stepTimeoutMs ?? 60_000} ms.`,
+                    { details: { step, session, timeoutMs: o.stepTimeoutMs ?? 60_000 } },
                   ),
                 ),
               o.stepTimeoutMs ?? 60_000,

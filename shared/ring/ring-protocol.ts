@@ -10,7 +10,15 @@
  * The head samples with the requester's settings, so only a token id travels back.
  */
 import { z } from 'zod';
-import { RingworkError } from '../errors.js';
+import {
+  boundedErrorJSON,
+  errorCodeSchema,
+  invalidInputError,
+  normaliseWireErrorCode,
+  wireCauseSchema,
+  MAX_WIRE_MESSAGE,
+  RingworkError,
+} from '../errors.js';
 
 export const RING_PROTOCOL_VERSION = 1;
 const v = z.literal(RING_PROTOCOL_VERSION);
@@ -58,13 +66,19 @@ export const ringControlSchema = z.discriminatedUnion('type', [
     })
     .strict(),
   z.object({ type: z.literal('end'), v, session, reason: z.string().max(200) }).strict(),
+  /**
+   * A stage failed: the stage's error as {@link RingworkError.toJSON} (code, message, details,
+   * cause) plus where. The requester rebuilds it with {@link ringErrorFromControl}.
+   */
   z
     .object({
       type: z.literal('error'),
       v,
       session,
-      code: z.string().max(64),
-      message: z.string().max(2000),
+      code: errorCodeSchema,
+      message: z.string().max(MAX_WIRE_MESSAGE),
+      details: z.record(z.string(), z.unknown()).optional(),
+      cause: wireCauseSchema.optional(),
       /** The stage (peer id) that failed. */
       at: z.string().max(64),
     })
@@ -73,20 +87,35 @@ export const ringControlSchema = z.discriminatedUnion('type', [
 export type RingControl = z.infer<typeof ringControlSchema>;
 export type RingControlOf<T extends RingControl['type']> = Extract<RingControl, { type: T }>;
 
-/** Validates a control message received on a ring link. */
+/**
+ * Validates a control message received on a ring link. An error code this build does not know (a
+ * newer peer) is delivered as `PROTOCOL_UNKNOWN_CODE` with the original in `details.remoteCode`.
+ */
 export function parseRingControl(m: unknown): RingControl {
-  const r = ringControlSchema.safeParse(m);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new RingworkError(
-      'PROTOCOL_BAD_FRAME',
-      `Invalid ring control message: ${i?.path.join('.') || '(root)'}: ${i?.message}.`,
-      {
-        details: {
-          issues: r.error.issues.slice(0, 5).map((x) => ({ path: x.path.join('.'), message: x.message })),
-        },
-      },
-    );
-  }
+  const r = ringControlSchema.safeParse(normaliseWireErrorCode(m));
+  if (!r.success) throw invalidInputError('PROTOCOL_BAD_FRAME', 'ring control message', r.error);
   return r.data;
+}
+
+/** Largest serialised error a ring `error` message carries (control frames are 16 KiB at most). */
+const MAX_RING_ERROR_CHARS = 8 * 1024;
+
+/**
+ * The ring `error` message carrying `e` (serialised with {@link RingworkError.toJSON}, cut to fit a
+ * control frame).
+ */
+export function ringErrorControl(session: string, at: string, e: RingworkError): RingControlOf<'error'> {
+  return { type: 'error', v: RING_PROTOCOL_VERSION, session, at, ...boundedErrorJSON(e, MAX_RING_ERROR_CHARS) };
+}
+
+/**
+ * The typed error a ring `error` message carries, as the requester sees it: the stage's own code,
+ * message, details and cause, plus `details.stage` (who failed) and `details.session`.
+ */
+export function ringErrorFromControl(m: RingControlOf<'error'>): RingworkError {
+  const e = RingworkError.fromJSON(m);
+  return new RingworkError(e.code, `Ring stage ${m.at} failed: ${e.message}`, {
+    details: { ...e.details, stage: m.at, session: m.session },
+    cause: e.cause,
+  });
 }

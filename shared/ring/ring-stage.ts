@@ -5,7 +5,7 @@
  * runtime-agnostic: the same code runs in a browser tab (WebRTC + Web Worker runner) and in Node
  * tests (in-memory links + in-process runner).
  */
-import { isRingworkError } from '../errors.js';
+import { RingworkError, toRingworkError } from '../errors.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { TensorMessage } from '../transport/tensor-frame.js';
@@ -13,6 +13,7 @@ import type { PeerLink } from '../transport/types.js';
 import {
   RING_PROTOCOL_VERSION,
   parseRingControl,
+  ringErrorControl,
   type RingControl,
   type RingControlOf,
 } from './ring-protocol.js';
@@ -76,25 +77,20 @@ export function createRingStage(o: RingStageOptions): RingStage {
     chain = chain.then(fn, fn);
   };
 
-  const sendError = (link: PeerLink | undefined, session: string, code: string, message: string) => {
+  /** Sends `e` (its code, details and cause intact) as a ring `error` message. */
+  const sendError = (link: PeerLink | undefined, session: string, e: RingworkError) => {
     try {
-      link?.sendControl({ type: 'error', v: RING_PROTOCOL_VERSION, session, code, message, at: o.peerId });
+      link?.sendControl(ringErrorControl(session, o.peerId, e));
     } catch {
       /* link gone */
     }
   };
 
   const report = (session: string, requester: string | undefined, e: unknown) => {
-    const code = isRingworkError(e) ? e.code : 'RUNNER_BACKEND_FAILED';
-    const message = e instanceof Error ? e.message : String(e);
-    stats.lastError = `${code}: ${message}`;
+    const err = toRingworkError(e, 'RUNNER_BACKEND_FAILED');
+    stats.lastError = `${err.code}: ${err.message}`;
     publish();
-    const link = requester ? o.linkTo(requester) : undefined;
-    try {
-      link?.sendControl({ type: 'error', v: RING_PROTOCOL_VERSION, session, code, message, at: o.peerId });
-    } catch {
-      /* requester gone */
-    }
+    sendError(requester ? o.linkTo(requester) : undefined, session, err);
   };
 
   const end = async (session: string, reason: string, forward: boolean) => {
@@ -113,9 +109,13 @@ export function createRingStage(o: RingStageOptions): RingStage {
 
   const onOpen = async (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
-      const why = `ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`;
-      if (o.linkTo(m.requester)) report(m.session, m.requester, new Error(why));
-      else sendError(from, m.session, 'RUNNER_BACKEND_FAILED', why);
+      const stale = new RingworkError(
+        'RING_STALE_EPOCH',
+        `ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`,
+        { details: { requested: m.epoch, serving: o.epoch } },
+      );
+      if (o.linkTo(m.requester)) report(m.session, m.requester, stale);
+      else sendError(from, m.session, stale);
       return;
     }
     if (!sessions.has(m.session)) {
@@ -138,8 +138,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
       sendError(
         from,
         t.session,
-        'RUNNER_UNKNOWN_SESSION',
-        'this stage has no such session (it restarted); not serving it',
+        new RingworkError('RING_UNKNOWN_SESSION', 'this stage has no such session (it restarted)', {
+          details: { session: t.session },
+        }),
       );
       return;
     }
@@ -168,7 +169,10 @@ export function createRingStage(o: RingStageOptions): RingStage {
         });
       } else {
         const next = o.next();
-        if (!next?.isOpen) throw new Error('the link to the next stage is down');
+        if (!next?.isOpen)
+          throw new RingworkError('RING_PEER_LOST', 'the link to the next stage is down', {
+            details: { stage: o.peerId },
+          });
         await next.sendTensor({
           session: t.session,
           step: t.step,

@@ -83,7 +83,7 @@ export function createMemoryTransportHub(): MemoryTransportHub {
         async connect(remoteId) {
           const remote = incoming.get(remoteId);
           if (closed || !remote || remote.size === 0) {
-            throw new RingworkError('TRANSPORT_CONNECT_TIMEOUT', `Peer ${remoteId} is not reachable.`, {
+            throw new RingworkError('TRANSPORT_PEER_UNREACHABLE', `Peer ${remoteId} is not reachable.`, {
               details: { remoteId },
             });
           }

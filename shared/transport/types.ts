@@ -50,7 +50,10 @@ export interface PeerLink {
 /** A peer's access to other peers. */
 export interface Transport {
   readonly localId: string;
-  /** Opens a link to `remoteId` (this side offers). Times out with TRANSPORT_CONNECT_TIMEOUT. */
+  /**
+   * Opens a link to `remoteId` (this side offers). Fails with TRANSPORT_CONNECT_TIMEOUT when no
+   * channel opens in time, TRANSPORT_PEER_UNREACHABLE when the transport knows no way to the peer.
+   */
   connect(remoteId: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PeerLink>;
   /** Links other peers open to us. Returns an unsubscribe function. */
   onIncoming(handler: (link: PeerLink) => void): () => void;

@@ -15,8 +15,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { RingworkError } from '../../shared/errors.js';
-import { formatIssues, objectiveSchema } from '../../shared/planner/index.js';
+import { parseWithSchema, RingworkError } from '../../shared/errors.js';
+import { objectiveSchema } from '../../shared/planner/index.js';
 
 /** Catalog model ids appear in URLs and messages: keep them to a safe alphabet. */
 export const modelIdSchema = z
@@ -154,17 +154,7 @@ export type SignalingConfigInput = z.input<typeof signalingConfigSchema>;
 
 /** Validates a configuration object; throws `INVALID_ARGUMENT` naming every bad field. */
 export function resolveConfig(input: SignalingConfigInput | SignalingConfig = {}): SignalingConfig {
-  const r = signalingConfigSchema.safeParse(input);
-  if (!r.success) {
-    throw new RingworkError(
-      'INVALID_ARGUMENT',
-      `Invalid signaling server configuration: ${formatIssues(r.error)}`,
-      {
-        details: { issues: r.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
-      },
-    );
-  }
-  return r.data;
+  return parseWithSchema(signalingConfigSchema, input, 'INVALID_ARGUMENT', 'signaling server configuration');
 }
 
 /** Parses `id=path[,id=path...]` model lists. */

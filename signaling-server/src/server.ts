@@ -37,6 +37,7 @@ import { isRingworkError, RingworkError } from '../../shared/errors.js';
 import {
   MAX_SIGNALING_FRAME_BYTES,
   parseClientFrame,
+  signalingErrorMessage,
   SIGNALING_VERSION,
   type ClientHandlers,
   type ClientMessage,
@@ -111,18 +112,6 @@ function rawToText(data: RawData): string {
   if (Buffer.isBuffer(data)) return data.toString('utf8');
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.from(data).toString('utf8');
-}
-
-/** Details small enough for an error frame (they are informative; the code is the contract). */
-function wireDetails(details: Record<string, unknown>): Record<string, unknown> | undefined {
-  try {
-    const s = JSON.stringify(details);
-    return s === undefined || s === '{}' || s.length > 4000
-      ? undefined
-      : (JSON.parse(s) as Record<string, unknown>);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Creates the server. Nothing listens until {@link SignalingServer.start}. */
@@ -208,14 +197,8 @@ export function createSignalingServer(
 
   const sendError = (conn: Conn, err: RingworkError): void => {
     counters.errorsSent++;
-    const details = wireDetails(err.details);
-    sendTo(conn, {
-      type: 'error',
-      v: SIGNALING_VERSION,
-      code: err.code,
-      message: err.message.slice(0, 2000),
-      ...(details ? { details } : {}),
-    });
+    // toJSON bounds message and details; the code is the contract.
+    sendTo(conn, signalingErrorMessage(err));
   };
 
   const replyError = (conn: Conn, e: unknown): void => {

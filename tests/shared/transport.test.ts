@@ -221,6 +221,6 @@ describe('in-memory transport + peer links', () => {
     link.sendControl({ type: 'end', v: 1 });
     await done;
     expect(seen).toEqual(['c:open', 't:8', 'c:end']);
-    await expect(a.connect('nobody')).rejects.toMatchObject({ code: 'TRANSPORT_CONNECT_TIMEOUT' });
+    await expect(a.connect('nobody')).rejects.toMatchObject({ code: 'TRANSPORT_PEER_UNREACHABLE' });
   });
 });

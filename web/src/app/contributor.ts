@@ -211,7 +211,7 @@ function notServingYet(link: PeerLink): void {
           type: 'error',
           v: 1,
           session: m.session,
-          code: 'RUNNER_NOT_LOADED',
+          code: 'RING_STAGE_NOT_SERVING',
           message: 'not serving yet: loading its shard',
           at: net?.peerId ?? '?',
         });

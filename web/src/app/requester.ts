@@ -5,11 +5,12 @@
  * ring's stages run the embedding, blocks and head as the planner placed them. With no ring, a tab
  * runs the whole model itself when it fits.
  */
-import { RingworkError, isRingworkError } from '../../../shared/errors';
+import { RingworkError } from '../../../shared/errors';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { isLlama2cLocation, openModelLocation } from '../../../shared/model/open-model';
 import type { ModelDescriptor, ServerMessageOf } from '../../../shared/protocol/signaling';
 import { createRemotePipeline } from '../../../shared/ring/remote-pipeline';
+import { isRetryableRingError } from '../../../shared/ring/retry';
 import { generate, type GenerateResult } from '../../../shared/runtime/generate';
 import { createPipeline, type Pipeline } from '../../../shared/runtime/pipeline';
 import { createSampler } from '../../../shared/runtime/sampler';
@@ -62,7 +63,7 @@ function requestRing(
       offs.forEach((f) => f());
       reject(
         new RingworkError(
-          'TRANSPORT_CONNECT_TIMEOUT',
+          'SIGNALING_COORDINATOR_TIMEOUT',
           'The coordinator did not answer the ring request within 10 s.',
         ),
       );
@@ -120,13 +121,7 @@ export async function ask(
       return await askOnce({ ...o, onText: (t) => ((streamed = true), o.onText(t)) });
     } catch (e) {
       const retryable =
-        !streamed &&
-        !o.signal.aborted &&
-        performance.now() < deadline &&
-        isRingworkError(e) &&
-        (e.code === 'TRANSPORT_CLOSED' ||
-          e.code === 'TRANSPORT_CONNECT_TIMEOUT' ||
-          /stale|not serving/.test(e.message));
+        !streamed && !o.signal.aborted && performance.now() < deadline && isRetryableRingError(e);
       if (!retryable) throw e;
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
     }

@@ -37,7 +37,7 @@ export const workerApi = {
     return Comlink.transfer(out, [out.data.buffer]);
   },
   closeSession: (sessionId: string) => wire(() => runner.closeSession(sessionId)),
-  info: () => runner.info(),
+  info: () => wire(() => runner.info()),
   dispose: () => runner.dispose(),
   abort(opId: number) {
     calls.abort(opId);

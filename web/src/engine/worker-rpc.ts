@@ -1,16 +1,19 @@
 /**
- * Worker-side helpers shared by every comlink worker: typed errors cross the boundary as plain
- * JSON (comlink keeps only name/message/stack of Error instances), and long calls are aborted by
- * operation id because an AbortSignal cannot be transferred.
+ * Helpers for both sides of every comlink worker boundary: typed errors cross it as
+ * {@link RingworkError.toJSON} data (comlink keeps only name/message/stack of Error instances) and
+ * are rebuilt with {@link rethrow}; long calls are aborted by operation id because an AbortSignal
+ * cannot be transferred. DOM-free, so the round trip is testable in Node.
  */
-import { isRingworkError } from '../../../shared/errors';
+import { isRingworkError, rethrow, type RingworkErrorJSON } from '../../../shared/errors';
 
-/** Runs `fn`, rethrowing a RingworkError as its JSON form so the page can rebuild it. */
+export { rethrow };
+
+/** Runs `fn` (worker side), rethrowing a RingworkError as its JSON form so the page can rebuild it. */
 export async function wire<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    throw isRingworkError(e) ? e.toJSON() : e;
+    throw isRingworkError(e) ? (e.toJSON() satisfies RingworkErrorJSON) : e;
   }
 }
 

@@ -1,21 +1,9 @@
 import * as Comlink from 'comlink';
-import { RingworkError } from '../../../shared/errors';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
 import type { WorkerApi } from './runner.worker';
+import { rethrow } from './worker-rpc';
 
 let nextOp = 0;
-
-/** Rebuilds the typed error on this side of the worker boundary. */
-function rethrow(e: unknown): never {
-  const o = e as { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
-  if (o && typeof o.code === 'string') {
-    throw new RingworkError(o.code as RingworkError['code'], o.message ?? 'worker error', {
-      details: o.details ?? {},
-      cause: e,
-    });
-  }
-  throw e;
-}
 
 /**
  * A {@link ShardRunner} that runs in its own Web Worker. Hidden-state inputs are transferred, not

@@ -7,6 +7,7 @@ import { isRingworkError, RingworkError } from '../../../shared/errors';
 import {
   SIGNALING_VERSION,
   parseServerFrame,
+  signalingErrorFromMessage,
   type ClientMessage,
   type ServerMessage,
   type ServerMessageOf,
@@ -91,16 +92,19 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
           );
         });
         socket.addEventListener('error', () =>
-          fail(new RingworkError('TRANSPORT_CLOSED', `Could not reach the signaling server at ${opts.url}.`)),
+          fail(
+            new RingworkError('SIGNALING_UNREACHABLE', `Could not reach the signaling server at ${opts.url}.`, {
+              details: { url: opts.url },
+            }),
+          ),
         );
         socket.addEventListener('close', () => {
           if (heartbeat) clearInterval(heartbeat);
           emit('closed', {});
           fail(
-            new RingworkError(
-              'TRANSPORT_CLOSED',
-              `The signaling server at ${opts.url} closed the connection.`,
-            ),
+            new RingworkError('SIGNALING_CLOSED', `The signaling server at ${opts.url} closed the connection.`, {
+              details: { url: opts.url },
+            }),
           );
         });
         socket.addEventListener('message', (ev) => {
@@ -120,6 +124,10 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
               if (!stopped) client.send({ type: 'heartbeat', sentAt: (opts.now ?? Date.now)() });
             }, m.heartbeatMs);
             resolve(m);
+          } else if (m.type === 'error') {
+            // Refused before welcome (bad version, bad resume token, rate limit): start() fails with
+            // the server's own code instead of the close that follows. After welcome this is a no-op.
+            fail(signalingErrorFromMessage(m));
           }
           emit(m.type, m);
         });
@@ -127,7 +135,7 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     },
     send(message) {
       if (!ws || ws.readyState !== 1) {
-        throw new RingworkError('TRANSPORT_CLOSED', 'Not connected to the signaling server.');
+        throw new RingworkError('SIGNALING_CLOSED', 'Not connected to the signaling server.');
       }
       ws.send(JSON.stringify({ ...message, v: SIGNALING_VERSION }));
     },
@@ -141,8 +149,9 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
           off();
           reject(
             new RingworkError(
-              'TRANSPORT_CONNECT_TIMEOUT',
+              'SIGNALING_REPLY_TIMEOUT',
               `No "${type}" message from the server within ${timeoutMs} ms.`,
+              { details: { type, timeoutMs } },
             ),
           );
         }, timeoutMs);

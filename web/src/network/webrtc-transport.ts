@@ -7,7 +7,7 @@
  * carry them in our own `signal` messages. Its standalone browser bundle avoids Node polyfills.
  */
 import SimplePeer from 'simple-peer/simplepeer.min.js';
-import { RingworkError } from '../../../shared/errors';
+import { isRingworkError, RingworkError } from '../../../shared/errors';
 import type { SignalPayload } from '../../../shared/protocol/signaling';
 import { createListeners } from '../../../shared/transport/emitter';
 import { createPeerLink } from '../../../shared/transport/peer-link';
@@ -182,7 +182,7 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
           return await attempt(remoteId, timeoutMs, o.signal);
         } catch (e) {
           last = e;
-          if ((e as RingworkError).code === 'ABORTED') throw e;
+          if (isRingworkError(e, 'ABORTED')) throw e;
         }
       }
       throw last ?? new RingworkError('TRANSPORT_CLOSED', 'The transport is closed.');

@@ -10,7 +10,8 @@ import {
   type DeviceCategoryThresholds,
   type DeviceProfile,
 } from '../../../shared/device/profile';
-import { RingworkError, throwIfAborted } from '../../../shared/errors';
+import { rethrow, RingworkError, throwIfAborted } from '../../../shared/errors';
+import { formatZodIssues, zodIssueDetails } from '../../../shared/util/zod-issues';
 import { collectPageFacts } from './device-info';
 import type { ProfilerApi } from './profiler.worker';
 import type { MatmulVerification, ProfileProgress } from './run-profile';
@@ -59,18 +60,6 @@ export const DEFAULT_SAMPLES = 5;
 const ABORT_GRACE_MS = 1500;
 
 let nextOp = 0;
-
-/** Rebuilds the typed error on this side of the worker boundary. */
-function rethrow(e: unknown): never {
-  const o = e as { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
-  if (o && typeof o.code === 'string') {
-    throw new RingworkError(o.code as RingworkError['code'], o.message ?? 'worker error', {
-      details: o.details ?? {},
-      cause: e,
-    });
-  }
-  throw e;
-}
 
 function invalid(message: string, details: Record<string, unknown>): never {
   throw new RingworkError('INVALID_ARGUMENT', message, { details });
@@ -123,9 +112,10 @@ export function createProfilerClient(): ProfilerClient {
       );
       if (!thresholds.success) {
         invalid(
-          `categoryThresholds are invalid: ${thresholds.error.issues.map((i) => i.message).join('; ')}`,
+          `categoryThresholds are invalid: ${formatZodIssues(thresholds.error)}`,
           {
             categoryThresholds: opts.categoryThresholds,
+            issues: zodIssueDetails(thresholds.error),
           },
         );
       }
@@ -172,10 +162,8 @@ export function createProfilerClient(): ProfilerClient {
         if (!parsed.success) {
           throw new RingworkError(
             'RUNNER_BACKEND_FAILED',
-            'The profiler produced an invalid device profile.',
-            {
-              details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
-            },
+            `The profiler produced an invalid device profile: ${formatZodIssues(parsed.error)}.`,
+            { details: { issues: zodIssueDetails(parsed.error) } },
           );
         }
         return parsed.data;

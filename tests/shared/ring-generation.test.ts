@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
+import { RingworkError } from '../../shared/errors';
 import { splitUnits } from '../../shared/graph/units';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
+import { isRetryableRingError } from '../../shared/ring/retry';
 import { createRingStage, type RingStage } from '../../shared/ring/ring-stage';
 import { generate } from '../../shared/runtime/generate';
 import { createSampler } from '../../shared/runtime/sampler';
@@ -136,7 +138,7 @@ describe('generation across a ring (in-memory links, in-process runners)', () =>
       },
     });
     await expect(run).rejects.toMatchObject({
-      code: 'TRANSPORT_CLOSED',
+      code: 'RING_PEER_LOST',
       message: expect.stringContaining('send the request again'),
     });
     const ring2 = await buildRing(hub, [2, 5], 2);
@@ -146,9 +148,14 @@ describe('generation across a ring (in-memory links, in-process runners)', () =>
   it('a request planned against another epoch is refused with a typed error from the stage', async () => {
     const hub = createMemoryTransportHub();
     const peers = await buildRing(hub, [3], 7);
-    await expect(ask(hub, peers, 'late', 6)).rejects.toMatchObject({
-      code: 'RUNNER_BACKEND_FAILED',
+    const refused = await ask(hub, peers, 'late', 6).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(RingworkError);
+    expect(refused).toMatchObject({
+      code: 'RING_STALE_EPOCH',
       message: expect.stringContaining('epoch'),
+      details: { requested: 6, serving: 7, stage: 'e7s0' },
     });
+    // A stale epoch is a re-plan race: the requester retries it (by code).
+    expect(isRetryableRingError(refused)).toBe(true);
   });
 });

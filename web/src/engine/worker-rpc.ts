@@ -4,16 +4,20 @@
  * are rebuilt with {@link rethrow}; long calls are aborted by operation id because an AbortSignal
  * cannot be transferred. DOM-free, so the round trip is testable in Node.
  */
-import { isRingworkError, rethrow, type RingworkErrorJSON } from '../../../shared/errors';
+import { rethrow, toRingworkError, type ErrorCode, type RingworkErrorJSON } from '../../../shared/errors';
 
 export { rethrow };
 
-/** Runs `fn` (worker side), rethrowing a RingworkError as its JSON form so the page can rebuild it. */
-export async function wire<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` (worker side) and throws any failure as {@link RingworkErrorJSON} so the page can
+ * rebuild it with {@link rethrow}: a RingworkError keeps its code, anything else becomes `fallback`
+ * (default `RUNNER_BACKEND_FAILED`) with the original's name and message as the cause.
+ */
+export async function wire<T>(fn: () => Promise<T>, fallback: ErrorCode = 'RUNNER_BACKEND_FAILED'): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    throw isRingworkError(e) ? (e.toJSON() satisfies RingworkErrorJSON) : e;
+    throw toRingworkError(e, fallback).toJSON() satisfies RingworkErrorJSON;
   }
 }
 

@@ -257,9 +257,13 @@ export class RingworkError extends Error {
   static fromJSON(json: unknown): RingworkError {
     const r = wireErrorSchema.safeParse(json);
     if (!r.success) {
-      return new RingworkError('PROTOCOL_BAD_FRAME', 'Received an error that is not a serialised RingworkError.', {
-        details: { issues: zodIssueDetails(r.error) },
-      });
+      return new RingworkError(
+        'PROTOCOL_BAD_FRAME',
+        'Received an error that is not a serialised RingworkError.',
+        {
+          details: { issues: zodIssueDetails(r.error) },
+        },
+      );
     }
     const { code, message, details = {}, cause } = r.data;
     const known = isErrorCode(code);

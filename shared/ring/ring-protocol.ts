@@ -105,7 +105,13 @@ const MAX_RING_ERROR_CHARS = 8 * 1024;
  * control frame).
  */
 export function ringErrorControl(session: string, at: string, e: RingworkError): RingControlOf<'error'> {
-  return { type: 'error', v: RING_PROTOCOL_VERSION, session, at, ...boundedErrorJSON(e, MAX_RING_ERROR_CHARS) };
+  return {
+    type: 'error',
+    v: RING_PROTOCOL_VERSION,
+    session,
+    at,
+    ...boundedErrorJSON(e, MAX_RING_ERROR_CHARS),
+  };
 }
 
 /**

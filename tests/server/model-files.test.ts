@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import { parseHfConfig } from '../../shared/model/hf-config';
 import { openSafetensorsModel } from '../../shared/model/safetensors';
 import { requiredTensorNames } from '../../shared/model/tensor-names';
@@ -13,7 +13,11 @@ import { tensorByteLength } from '../../shared/model/safetensors-writer';
 import { createNodeFileOpener } from '../../signaling-server/src/model/file-source';
 import { SYNTH_PRESETS, synthTensor, synthTensorSpecs, synthesizeModel } from '../../tools/model/synth';
 
-async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
+async function expectError(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  ...mentions: string[]
+): Promise<RingworkError> {
   const err = await p.then(
     () => undefined,
     (e: unknown) => e,

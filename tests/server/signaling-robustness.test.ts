@@ -5,6 +5,7 @@
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ErrorCode } from '../../shared/errors';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import type { SignalingConfigInput } from '../../signaling-server/src/config';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
@@ -65,7 +66,7 @@ async function peer(port: number, roles: Array<'contributor' | 'requester'> = ['
   return { c, id: welcome.peerId, token: welcome.token };
 }
 
-async function expectError(c: TestClient, code: string): Promise<void> {
+async function expectError(c: TestClient, code: ErrorCode): Promise<void> {
   const e = await c.next('error');
   expect(e.code, e.message).toBe(code);
   expect(e.message.length).toBeGreaterThan(0);
@@ -101,7 +102,7 @@ const valid = {
 };
 
 /** Frames that a hello'd connection sends and the parser must reject with `code`. */
-const BAD_FRAMES: Array<[string, unknown, string]> = [
+const BAD_FRAMES: Array<[string, unknown, ErrorCode]> = [
   ['invalid JSON', '{"type":"heartbeat","v":1,', 'PROTOCOL_BAD_FRAME'],
   ['binary junk', Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]), 'PROTOCOL_BAD_FRAME'],
   ['a JSON array', '[{"type":"heartbeat","v":1,"sentAt":1}]', 'PROTOCOL_BAD_FRAME'],

@@ -73,7 +73,16 @@ describe('RingworkError.toJSON / fromJSON', () => {
   });
 
   it('never throws on foreign input', () => {
-    for (const junk of [null, undefined, 42, 'oops', [], { code: 1 }, { message: 'no code' }, { code: 'X'.repeat(500), message: '' }]) {
+    for (const junk of [
+      null,
+      undefined,
+      42,
+      'oops',
+      [],
+      { code: 1 },
+      { message: 'no code' },
+      { code: 'X'.repeat(500), message: '' },
+    ]) {
       const e = RingworkError.fromJSON(junk);
       expect(e).toBeInstanceOf(RingworkError);
       expect(e.code).toBe('PROTOCOL_BAD_FRAME');
@@ -170,6 +179,9 @@ describe('the zod-issue formatter', () => {
     expect(() => parseWithSchema(schema, {}, 'INVALID_ARGUMENT', 'options')).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
     );
-    expect(parseWithSchema(schema, { a: 1, list: [] }, 'INVALID_ARGUMENT', 'options')).toEqual({ a: 1, list: [] });
+    expect(parseWithSchema(schema, { a: 1, list: [] }, 'INVALID_ARGUMENT', 'options')).toEqual({
+      a: 1,
+      list: [],
+    });
   });
 });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import { compileShard, tensorsFor, type CompileOptions } from '../../shared/graph/compile-shard';
 import { quantizeBlockwise } from '../../shared/graph/quantize';
 import { blocksIn, checkUnitRange, splitUnits, type UnitRange } from '../../shared/graph/units';
@@ -39,7 +39,7 @@ function opts(range: UnitRange, over: Partial<CompileOptions> = {}): CompileOpti
   return { range, weightFormat: 'f32', logits: 'last', contextLength: 64, ...over };
 }
 
-async function expectError(p: Promise<unknown> | (() => unknown), code: string, ...mentions: string[]) {
+async function expectError(p: Promise<unknown> | (() => unknown), code: ErrorCode, ...mentions: string[]) {
   let err: unknown;
   try {
     await (typeof p === 'function' ? p() : p);

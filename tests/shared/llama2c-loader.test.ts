@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import { llama2cTensorIndex, openLlama2cModel, parseLlama2cHeader } from '../../shared/model/llama2c';
 import { createMemoryFileOpener } from '../../shared/model/memory-source';
 import type { ModelSource } from '../../shared/model/types';
@@ -16,7 +16,11 @@ function open(bytes: Uint8Array, file = 'model.bin') {
   return { opener, model: openLlama2cModel(opener, file) };
 }
 
-async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
+async function expectError(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  ...mentions: string[]
+): Promise<RingworkError> {
   let err: unknown;
   try {
     await p;

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import { toHfConfig } from '../../shared/model/hf-config';
 import { createHttpFileOpener, joinUrl, type FetchLike } from '../../shared/model/http-source';
 import { openSafetensorsModel, readJsonFile } from '../../shared/model/safetensors';
@@ -86,7 +86,11 @@ async function serveDir(dir: string, opts: { ignoreRange?: boolean } = {}): Prom
   return state;
 }
 
-async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
+async function expectError(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  ...mentions: string[]
+): Promise<RingworkError> {
   const err = await p.then(
     () => undefined,
     (e: unknown) => e,

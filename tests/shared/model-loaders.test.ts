@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import {
   bf16BitsToF32,
   decodeToFloat32,
@@ -46,7 +46,7 @@ function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
 }
 
-async function expectError(p: Promise<unknown> | (() => unknown), code: string, ...mentions: string[]) {
+async function expectError(p: Promise<unknown> | (() => unknown), code: ErrorCode, ...mentions: string[]) {
   let err: unknown;
   try {
     await (typeof p === 'function' ? p() : p);

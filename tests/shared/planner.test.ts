@@ -1,6 +1,6 @@
 /** Unit tests of the ring planner: cost model, exo baseline, policy, errors, bounds, re-planning. */
 import { describe, expect, it } from 'vitest';
-import { isRingworkError, type RingworkError } from '../../shared/errors.js';
+import { isRingworkError, type ErrorCode, type RingworkError } from '../../shared/errors.js';
 import type { ModelProfile } from '../../shared/model/profile.js';
 import { profileModel } from '../../shared/model/profile.js';
 import type { ModelConfig } from '../../shared/model/types.js';
@@ -18,7 +18,7 @@ import {
   type PlanInput,
 } from '../../shared/planner/index.js';
 
-function expectError(f: () => unknown, code: string, ...mentions: string[]): RingworkError {
+function expectError(f: () => unknown, code: ErrorCode, ...mentions: string[]): RingworkError {
   let err: unknown;
   try {
     f();

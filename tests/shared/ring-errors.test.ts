@@ -8,7 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { isRingworkError, RingworkError } from '../../shared/errors';
 import { splitUnits } from '../../shared/graph/units';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
-import { parseRingControl, RING_PROTOCOL_VERSION, ringErrorFromControl } from '../../shared/ring/ring-protocol';
+import {
+  parseRingControl,
+  RING_PROTOCOL_VERSION,
+  ringErrorFromControl,
+} from '../../shared/ring/ring-protocol';
 import { createRingStage } from '../../shared/ring/ring-stage';
 import { isRetryableRingError, RETRYABLE_RING_CODES } from '../../shared/ring/retry';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
@@ -76,9 +80,15 @@ async function failureOf(hub: Hub, ids: string[], requester: string, steps = 6):
   const t = hub.transport(requester);
   const first = await t.connect(ids[0]!);
   const head = ids.length === 1 ? first : await t.connect(ids[ids.length - 1]!);
-  const session = await createRemotePipeline({ requesterId: requester, epoch: 1, first, head, sampler }).open();
+  const session = await createRemotePipeline({
+    requesterId: requester,
+    epoch: 1,
+    first,
+    head,
+    sampler,
+  }).open();
   try {
-    for (let p = 0; p < steps; p++) await session.forward([1], p);
+    for (let p = 0; p < steps; p++) await session.forward(Int32Array.from([1]), p);
   } catch (e) {
     return e;
   } finally {
@@ -107,7 +117,9 @@ describe('errors across the ring boundary', () => {
             () =>
               new RingworkError('RUNNER_CONTEXT_FULL', 'The KV cache is full.', {
                 details: { contextLength: 64 },
-                cause: new RingworkError('RUNNER_BAD_INPUT', 'position past the end', { details: { position: 64 } }),
+                cause: new RingworkError('RUNNER_BAD_INPUT', 'position past the end', {
+                  details: { position: 64 },
+                }),
               }),
           )
         : r,
@@ -190,7 +202,7 @@ describe('errors across the ring boundary', () => {
       sampler,
       stepTimeoutMs: 50,
     }).open();
-    const e = await session.forward([1], 0).catch((x: unknown) => x);
+    const e = await session.forward(Int32Array.from([1]), 0).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'RING_STEP_TIMEOUT', details: { timeoutMs: 50 } });
     expect(isRetryableRingError(e)).toBe(true);
     await session.close();
@@ -216,6 +228,8 @@ describe('the retry decision is made by code', () => {
     // Message text decides nothing: an untyped error that says "stale" is not retried.
     expect(isRetryableRingError(new Error('ring epoch 3 is stale; not serving'))).toBe(false);
     // A code that crossed a boundary as JSON counts once rebuilt.
-    expect(isRetryableRingError(RingworkError.fromJSON({ code: 'RING_STALE_EPOCH', message: 'x' }))).toBe(true);
+    expect(isRetryableRingError(RingworkError.fromJSON({ code: 'RING_STALE_EPOCH', message: 'x' }))).toBe(
+      true,
+    );
   });
 });

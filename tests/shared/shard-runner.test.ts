@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RingworkError } from '../../shared/errors';
+import { RingworkError, type ErrorCode } from '../../shared/errors';
 import { tensorsFor } from '../../shared/graph/compile-shard';
 import type { UnitRange } from '../../shared/graph/units';
 import { openLlama2cModel } from '../../shared/model/llama2c';
@@ -35,7 +35,11 @@ function request(range: UnitRange, over: Partial<LoadRequest> = {}): LoadRequest
   };
 }
 
-async function expectError(p: Promise<unknown>, code: string, ...mentions: string[]): Promise<RingworkError> {
+async function expectError(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  ...mentions: string[]
+): Promise<RingworkError> {
   let err: unknown;
   try {
     await p;

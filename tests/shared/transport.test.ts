@@ -196,7 +196,8 @@ describe('in-memory transport + peer links', () => {
       const error = new Promise<unknown>((resolve) => link.onError(resolve));
       const closed = new Promise<LinkClose>((resolve) => link.onClose(resolve));
       raw.send(junk);
-      expect(isRingworkError(await error) && ((await error) as { code: string }).code).toBe(code);
+      expect(isRingworkError(await error)).toBe(true);
+      expect(await error).toMatchObject({ code });
       expect((await closed).reason).toBe('error');
       expect(link.isOpen).toBe(false);
       await expect(link.sendTensor(tensor(4))).rejects.toMatchObject({ code: 'TRANSPORT_CLOSED' });

@@ -28,7 +28,7 @@ describe('errors across the worker boundary', () => {
   it('a RingworkError keeps its code, details and cause chain', async () => {
     const calls = createAbortRegistry();
     const remote = connect({
-      load: (opId: number) =>
+      load: (opId: number): Promise<void> =>
         calls.run(opId, async () => {
           throw new RingworkError('MODEL_TRUNCATED', 'stories.bin ends early.', {
             details: { file: 'stories.bin', expected: 1024, got: 512 },
@@ -37,7 +37,7 @@ describe('errors across the worker boundary', () => {
             }),
           });
         }),
-      open: () =>
+      open: (): Promise<void> =>
         wire(async () => {
           throw new RingworkError('RUNNER_NOT_LOADED', 'Load a shard first.');
         }),
@@ -68,7 +68,7 @@ describe('errors across the worker boundary', () => {
   it('an abort by operation id comes back as ABORTED', async () => {
     const calls = createAbortRegistry();
     const remote = connect({
-      step: (opId: number) =>
+      step: (opId: number): Promise<void> =>
         calls.run(
           opId,
           (signal) =>
@@ -91,12 +91,15 @@ describe('errors across the worker boundary', () => {
 
   it('an untyped exception in the worker arrives as RUNNER_BACKEND_FAILED with the original as cause', async () => {
     const remote = connect({
-      info: () =>
+      info: (): Promise<void> =>
         wire(async () => {
           throw new RangeError('out of range');
         }),
     });
-    const e = await remote.info().catch(rethrow).catch((x: unknown) => x);
+    const e = await remote
+      .info()
+      .catch(rethrow)
+      .catch((x: unknown) => x);
     expect(isRingworkError(e, 'RUNNER_BACKEND_FAILED')).toBe(true);
     expect((e as RingworkError).message).toBe('out of range');
     expect((e as RingworkError).cause).toMatchObject({ name: 'RangeError', message: 'out of range' });

@@ -195,7 +195,9 @@ function roundTrip(a: BenchPeer, b: BenchPeer): Promise<number> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       a.waiting.delete(seq);
-      reject(new RingworkError('RELAY_TIMEOUT', 'relay round trip timed out after 10 s', { details: { seq } }));
+      reject(
+        new RingworkError('RELAY_TIMEOUT', 'relay round trip timed out after 10 s', { details: { seq } }),
+      );
     }, 10_000);
     a.waiting.set(seq, (t) => {
       clearTimeout(timer);

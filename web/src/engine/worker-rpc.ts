@@ -13,7 +13,10 @@ export { rethrow };
  * rebuild it with {@link rethrow}: a RingworkError keeps its code, anything else becomes `fallback`
  * (default `RUNNER_BACKEND_FAILED`) with the original's name and message as the cause.
  */
-export async function wire<T>(fn: () => Promise<T>, fallback: ErrorCode = 'RUNNER_BACKEND_FAILED'): Promise<T> {
+export async function wire<T>(
+  fn: () => Promise<T>,
+  fallback: ErrorCode = 'RUNNER_BACKEND_FAILED',
+): Promise<T> {
   try {
     return await fn();
   } catch (e) {

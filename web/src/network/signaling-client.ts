@@ -93,18 +93,26 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
         });
         socket.addEventListener('error', () =>
           fail(
-            new RingworkError('SIGNALING_UNREACHABLE', `Could not reach the signaling server at ${opts.url}.`, {
-              details: { url: opts.url },
-            }),
+            new RingworkError(
+              'SIGNALING_UNREACHABLE',
+              `Could not reach the signaling server at ${opts.url}.`,
+              {
+                details: { url: opts.url },
+              },
+            ),
           ),
         );
         socket.addEventListener('close', () => {
           if (heartbeat) clearInterval(heartbeat);
           emit('closed', {});
           fail(
-            new RingworkError('SIGNALING_CLOSED', `The signaling server at ${opts.url} closed the connection.`, {
-              details: { url: opts.url },
-            }),
+            new RingworkError(
+              'SIGNALING_CLOSED',
+              `The signaling server at ${opts.url} closed the connection.`,
+              {
+                details: { url: opts.url },
+              },
+            ),
           );
         });
         socket.addEventListener('message', (ev) => {

@@ -111,13 +111,10 @@ export function createProfilerClient(): ProfilerClient {
         opts.categoryThresholds ?? DEFAULT_DEVICE_CATEGORY_THRESHOLDS,
       );
       if (!thresholds.success) {
-        invalid(
-          `categoryThresholds are invalid: ${formatZodIssues(thresholds.error)}`,
-          {
-            categoryThresholds: opts.categoryThresholds,
-            issues: zodIssueDetails(thresholds.error),
-          },
-        );
+        invalid(`categoryThresholds are invalid: ${formatZodIssues(thresholds.error)}`, {
+          categoryThresholds: opts.categoryThresholds,
+          issues: zodIssueDetails(thresholds.error),
+        });
       }
       let serverUrl: string | undefined;
       if (opts.serverUrl !== undefined) {

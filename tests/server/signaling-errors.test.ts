@@ -12,7 +12,6 @@ import {
   parseServerFrame,
   signalingErrorFromMessage,
   signalingErrorMessage,
-  type ServerMessageOf,
 } from '../../shared/protocol/signaling';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
@@ -58,7 +57,7 @@ describe('errors across the signaling boundary', () => {
   it("a refusal after welcome reaches the client with the server's code and details", async () => {
     const c = client();
     await c.start();
-    const error = new Promise<ServerMessageOf<'error'>>((resolve) => c.on('error', resolve));
+    const error = c.next('error');
     c.send({
       type: 'signal',
       to: 'p_AAAAAAAAAAAAAAAA',

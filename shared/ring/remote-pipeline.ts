@@ -89,17 +89,19 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
           if (failure) throw failure;
           throwIfAborted(opts.signal, 'The step');
           const t0 = now();
+          const thisStep = step;
+          const timeoutMs = o.stepTimeoutMs ?? 60_000;
           const reply = new Promise<RingControlOf<'token'>>((resolve, reject) => {
             const timer = setTimeout(
               () =>
                 fail(
                   new RingworkError(
                     'RING_STEP_TIMEOUT',
-                    `The ring did not answer step ${step} within ${o.stepTimeoutMs ?? 60_000} ms.`,
-                    { details: { step, session, timeoutMs: o.stepTimeoutMs ?? 60_000 } },
+                    `The ring did not answer step ${thisStep} within ${timeoutMs} ms.`,
+                    { details: { step: thisStep, session, timeoutMs } },
                   ),
                 ),
-              o.stepTimeoutMs ?? 60_000,
+              timeoutMs,
             );
             const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
             opts.signal?.addEventListener('abort', onAbort, { once: true });

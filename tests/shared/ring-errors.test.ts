@@ -203,7 +203,7 @@ describe('errors across the ring boundary', () => {
       stepTimeoutMs: 50,
     }).open();
     const e = await session.forward(Int32Array.from([1]), 0).catch((x: unknown) => x);
-    expect(e).toMatchObject({ code: 'RING_STEP_TIMEOUT', details: { timeoutMs: 50 } });
+    expect(e).toMatchObject({ code: 'RING_STEP_TIMEOUT', details: { step: 0, timeoutMs: 50 } });
     expect(isRetryableRingError(e)).toBe(true);
     await session.close();
   });

@@ -67,6 +67,12 @@ export interface IndexedStage {
   end: number;
 }
 
+/** Best plan found so far by index, with its DP value (what every search returns). */
+export interface Found {
+  value: number;
+  stages: IndexedStage[];
+}
+
 /**
  * A validated planning problem with everything the algorithms need precomputed. Peers are sorted by
  * id so that the result does not depend on the order the caller listed them in.

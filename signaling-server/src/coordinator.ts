@@ -27,159 +27,48 @@
  * - `peer-unreachable` evicts the named peer only when confirmed: its heartbeat is stale (or its socket
  *   is gone), or a second distinct introduced peer reports it within `reportWindowMs`. One report alone
  *   cannot evict a healthy peer, and only introduced peers may report.
+ *
+ * Layout: the pure planning step is ring-planning.ts (contributors and previous rings → rings and
+ * assignments), what to tell whom is assignment-diff.ts (old vs new → messages), the public types are
+ * coordinator-types.ts; this file holds the state, the debounce, the protocol entry points and the
+ * sending.
  */
-import type { Logger } from 'pino';
-import { isRingworkError, RingworkError } from '../../shared/errors.js';
+import { RingworkError } from '../../shared/errors.js';
+import { categorize, type Objective, type PeerCategory, type Plan } from '../../shared/planner/index.js';
+import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
 import {
-  categorize,
-  planRingwork,
-  replan,
-  type Objective,
-  type PeerCategory,
-  type PeerProfileInput,
-  type Plan,
-  type PlannerOptions,
-} from '../../shared/planner/index.js';
-import {
-  type ModelDescriptor,
-  SIGNALING_VERSION,
-  type PeerCapability,
-  type ServerMessage,
-} from '../../shared/protocol/signaling.js';
+  assignmentMessage,
+  diffAssignments,
+  diffSubscriptions,
+  ringKey,
+  ringMessage,
+  type RingView,
+} from './assignment-diff.js';
 import type { CatalogModel } from './catalog.js';
-import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { systemClock, type TimerHandle } from './clock.js';
+import type {
+  AssignmentStatus,
+  Coordinator,
+  CoordinatorOptions,
+  NoRing,
+  PeerAssignment,
+  Ring,
+} from './coordinator-types.js';
 import type { PeerRole } from './peer-registry.js';
+import { planRings, ringAssignments } from './ring-planning.js';
 
-/** A stage of a ring as peers see it: peer id and half-open unit range. */
-export interface RingStage {
-  peer: string;
-  range: [number, number];
-}
-
-/** A formed ring. */
-export interface Ring {
-  ringId: string;
-  model: string;
-  epoch: number;
-  stages: RingStage[];
-}
-
-/** Where a contributor stands after the last plan. */
-export type PeerAssignment =
-  | {
-      kind: 'assigned';
-      epoch: number;
-      ringId: string;
-      model: string;
-      range: [number, number];
-      prev: string | null;
-      next: string | null;
-    }
-  | { kind: 'unassigned'; epoch: number; reason: string; lightweightModels: string[] };
-
-/** Why a model has no ring, for `no-ring`. */
-export interface NoRing {
-  reason: string;
-  missingBytes?: number;
-}
-
-/** A peer's `assignment-status` report. */
-export interface AssignmentStatus {
-  epoch: number;
-  state: 'loading' | 'ready' | 'failed';
-  message?: string;
-}
-
-/** What the coordinator knows about one peer (for the network view). */
-export interface CoordinatorPeerView {
-  id: string;
-  online: boolean;
-  roles: PeerRole[];
-  capability: PeerCapability | null;
-  category: PeerCategory | null;
-  assignment: PeerAssignment | null;
-  status: AssignmentStatus | null;
-  requestedModels: string[];
-  failedModels: string[];
-}
-
-/** The coordinator's state for `/api/network`. */
-export interface CoordinatorSnapshot {
-  epoch: number;
-  plans: number;
-  models: Array<{
-    id: string;
-    /** Where peers (and a tab running the whole model alone) load it from. */
-    descriptor: ModelDescriptor;
-    units: number;
-    contextLength: number;
-    totalBytes: number;
-    ring: Ring | null;
-    noRing: NoRing | null;
-    predictedTokensPerSecond: number | null;
-    algorithm: string | null;
-  }>;
-  rings: Ring[];
-  peers: CoordinatorPeerView[];
-}
-
-/** What the coordinator needs to know about a peer's liveness (from the session registry). */
-export type Liveness = (peerId: string) => { connected: boolean; lastSeen: number } | undefined;
-
-/** Options of {@link createCoordinator}. */
-export interface CoordinatorOptions {
-  catalog: readonly CatalogModel[];
-  /** Delivers a message to a peer (dropped silently if the peer is not connected). */
-  send: (peerId: string, msg: ServerMessage) => void;
-  objective?: Objective;
-  plannerOptions?: PlannerOptions;
-  debounceMs?: number;
-  maxWaitMs?: number;
-  liveness?: Liveness;
-  /** A heartbeat older than this makes a `peer-unreachable` report conclusive (default 10 s). */
-  staleAfterMs?: number;
-  /** Two reports within this window evict (default 30 s). */
-  reportWindowMs?: number;
-  /** Bench/test hook: every pair of known peers counts as introduced. */
-  allowAnyRelay?: boolean;
-  clock?: Clock;
-  logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
-}
-
-/** The coordinator's interface. */
-export interface Coordinator {
-  /** Registers a peer after hello (or updates its roles on resume). */
-  addPeer(id: string, roles: readonly PeerRole[]): void;
-  /** Records a contributor's capability; re-plans (debounced) when it changed. */
-  setCapability(id: string, capability: PeerCapability): void;
-  /**
-   * Marks a peer offline (its socket closed; the session may still resume) or back online. Offline
-   * peers are left out of planning, so their ring is re-planned without waiting for the resume grace.
-   */
-  setOnline(id: string, online: boolean): void;
-  /** Forgets a peer (leave, timeout, eviction); re-plans if it was a contributor. */
-  removePeer(id: string, reason: string): void;
-  /** Answers a `ring-request` now, or right after a pending re-plan; later changes are pushed. */
-  requestRing(id: string, modelId: string): void;
-  /** Records an `assignment-status`; a `failed` one takes the model off that peer. Stale epochs are ignored. */
-  assignmentStatus(id: string, status: AssignmentStatus): void;
-  /** A `peer-unreachable` report: `evict` when confirmed (the caller removes the peer). */
-  reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'noted';
-  /** True when `a` and `b` were introduced (may relay signaling to each other). */
-  canSignal(a: string, b: string): boolean;
-  /** Re-sends a peer's current assignment and subscribed rings (after a resume). */
-  resync(id: string): void;
-  /** Runs a pending re-plan now (tests, shutdown-free flush). */
-  flush(): void;
-  /** True while a debounced re-plan is waiting. */
-  readonly pending: boolean;
-  readonly epoch: number;
-  snapshot(): CoordinatorSnapshot;
-  getAssignment(id: string): PeerAssignment | null;
-  getRing(modelId: string): Ring | null;
-  start(): void;
-  stop(): void;
-}
+export type {
+  AssignmentStatus,
+  Coordinator,
+  CoordinatorOptions,
+  CoordinatorPeerView,
+  CoordinatorSnapshot,
+  Liveness,
+  NoRing,
+  PeerAssignment,
+  Ring,
+  RingStage,
+} from './coordinator-types.js';
 
 interface PeerState {
   id: string;
@@ -205,10 +94,6 @@ interface ModelState {
   noRing: NoRing | null;
   plan: Plan | null;
 }
-
-const sameStages = (a: readonly RingStage[], b: readonly RingStage[]): boolean =>
-  a.length === b.length &&
-  a.every((s, i) => s.peer === b[i]!.peer && s.range[0] === b[i]!.range[0] && s.range[1] === b[i]!.range[1]);
 
 const NOOP_LOGGER = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -259,225 +144,95 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     }, delay);
   };
 
-  const plannerPeer = (p: PeerState): PeerProfileInput => ({
-    id: p.id,
-    tflops: p.capability!.tflops,
-    bandwidthGBps: p.capability!.bandwidthGBps,
-    memoryBytes: p.capability!.memoryBytes,
-    ...(p.capability!.category ? { category: p.capability!.category } : {}),
-  });
-
-  const runPlanner = (ms: ModelState, pool: readonly PeerProfileInput[]): Plan => {
-    const { profile, descriptor } = ms.model;
-    if (ms.lastPlan) {
-      return replan(ms.lastPlan, profile, pool, objective, descriptor.contextLength, opts.plannerOptions)
-        .plan;
-    }
-    return planRingwork({
-      profile,
-      peers: pool,
-      objective,
-      contextTokens: descriptor.contextLength,
-      options: opts.plannerOptions,
+  const lightweightFor = (p: PeerState): string[] => {
+    const memory = p.capability?.memoryBytes;
+    if (p.category !== 'C' || memory === undefined) return [];
+    return catalogOrder.filter((id) => {
+      const ms = byModel.get(id);
+      return ms !== undefined && !p.failedModels.has(id) && ms.model.totalBytes <= memory;
     });
   };
 
-  /** Plans one model over `pool` (the planner applies the category policy). */
-  const planModel = (ms: ModelState, pool: readonly PeerState[]): Plan =>
-    runPlanner(ms, pool.map(plannerPeer));
-
-  const lightweightFor = (p: PeerState): string[] =>
-    p.category !== 'C' || !p.capability
-      ? []
-      : catalogOrder.filter((id) => {
-          const ms = byModel.get(id)!;
-          return !p.failedModels.has(id) && ms.model.totalBytes <= p.capability!.memoryBytes;
-        });
-
-  const assignmentKey = (a: PeerAssignment): string =>
-    a.kind === 'assigned'
-      ? `a|${a.ringId}|${a.range.join('-')}|${a.prev}|${a.next}`
-      : `u|${a.reason}|${a.lightweightModels.join(',')}`;
-
-  const assignmentMessage = (a: PeerAssignment): ServerMessage =>
-    a.kind === 'assigned'
-      ? {
-          type: 'assignment',
-          v: SIGNALING_VERSION,
-          epoch: a.epoch,
-          ringId: a.ringId,
-          model: byModel.get(a.model)!.model.descriptor,
-          range: a.range,
-          prev: a.prev,
-          next: a.next,
-        }
-      : {
-          type: 'unassigned',
-          v: SIGNALING_VERSION,
-          epoch: a.epoch,
-          reason: a.reason.slice(0, 500),
-          lightweightModels: a.lightweightModels.slice(0, 100),
-        };
-
-  const ringKey = (modelId: string): string => {
+  const describe = (modelId: string): ModelDescriptor => {
     const ms = byModel.get(modelId);
-    if (!ms) return 'unknown';
-    return ms.ring ? `ring|${ms.ring.ringId}` : `none|${ms.noRing?.reason}|${ms.noRing?.missingBytes}`;
+    // Assignments only ever name catalog models; a miss is a bug, not bad input.
+    if (!ms) throw new RingworkError('SERVER_INTERNAL', `Model ${modelId} is not in the catalog.`, {});
+    return ms.model.descriptor;
   };
 
-  const ringMessage = (modelId: string): ServerMessage => {
+  const viewOf = (modelId: string): RingView | undefined => {
     const ms = byModel.get(modelId);
-    if (!ms) {
-      return {
-        type: 'no-ring',
-        v: SIGNALING_VERSION,
-        model: modelId.slice(0, 200),
-        reason: `unknown model; the catalog has: ${catalogOrder.join(', ')}`.slice(0, 500),
-      };
-    }
-    if (ms.ring) {
-      return {
-        type: 'ring',
-        v: SIGNALING_VERSION,
-        epoch: ms.ring.epoch,
-        ringId: ms.ring.ringId,
-        model: ms.model.descriptor,
-        stages: ms.ring.stages.map((s) => ({ peer: s.peer, range: s.range })),
-      };
-    }
-    const nr = ms.noRing ?? { reason: 'not planned yet', missingBytes: ms.model.totalBytes };
-    return {
-      type: 'no-ring',
-      v: SIGNALING_VERSION,
-      model: modelId,
-      reason: nr.reason.slice(0, 500),
-      ...(nr.missingBytes !== undefined ? { missingBytes: nr.missingBytes } : {}),
-    };
+    return ms
+      ? { descriptor: ms.model.descriptor, totalBytes: ms.model.totalBytes, ring: ms.ring, noRing: ms.noRing }
+      : undefined;
   };
 
   const notifySubscribers = (): void => {
-    for (const p of peers.values()) {
-      for (const [modelId, sent] of p.subscriptions) {
-        const key = ringKey(modelId);
-        if (key === sent) continue;
-        p.subscriptions.set(modelId, key);
-        send(p.id, ringMessage(modelId));
-      }
+    for (const u of diffSubscriptions(peers.values(), viewOf, catalogOrder)) {
+      peers.get(u.peer)?.subscriptions.set(u.model, u.key);
+      send(u.peer, u.message);
     }
   };
 
+  /** Plans (ring-planning.ts), applies the result, and sends what changed (assignment-diff.ts). */
   function replanNow(): void {
     if (stopped) return;
     plans++;
     const contributors = [...peers.values()]
-      .filter((p) => p.capability !== null && p.roles.has('contributor') && p.online)
+      .filter((p) => p.roles.has('contributor') && p.online)
+      .flatMap((p) =>
+        p.capability ? [{ id: p.id, capability: p.capability, failedModels: p.failedModels }] : [],
+      )
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const used = new Set<string>();
-    /** The first reason a peer was left out of a model it was offered to. */
-    const reasons = new Map<string, string>();
-    const changedRings: ModelState[] = [];
-    for (const ms of models) {
-      const id = ms.model.descriptor.id;
-      const pool = contributors.filter((p) => !used.has(p.id) && !p.failedModels.has(id));
-      let plan: Plan | null = null;
-      let noRing: NoRing | null = null;
-      if (pool.length === 0) {
-        noRing = {
-          reason:
-            contributors.length === 0
-              ? 'no contributor has joined yet'
-              : 'every contributor is serving another model or cannot load this one',
-          missingBytes: ms.model.totalBytes,
-        };
-      } else {
-        try {
-          plan = planModel(ms, pool);
-        } catch (e) {
-          if (isRingworkError(e, 'PLAN_INFEASIBLE')) {
-            const missing = Number(e.details.missingBytes);
-            noRing = {
-              reason: e.message,
-              ...(Number.isFinite(missing) && missing >= 0 ? { missingBytes: missing } : {}),
-            };
-          } else {
-            log.error({ err: e, model: id }, 'planner failed');
-            noRing = { reason: `the planner failed: ${e instanceof Error ? e.message : String(e)}` };
-          }
-        }
-      }
-      ms.plan = plan;
-      ms.noRing = noRing;
-      if (plan) {
-        ms.lastPlan = plan;
-        const stages: RingStage[] = plan.ring.map((s) => ({
-          peer: s.peer,
-          range: [s.layers[0], s.layers[1]],
-        }));
-        for (const s of stages) used.add(s.peer);
-        for (const ex of plan.excluded)
-          if (!reasons.has(ex.peer)) reasons.set(ex.peer, `${id}: ${ex.reason}`);
-        if (!ms.ring || !sameStages(ms.ring.stages, stages)) {
-          ms.ring = { ringId: '', model: id, epoch: 0, stages };
-          changedRings.push(ms);
-        }
-      } else {
-        if (ms.ring) changedRings.push(ms);
-        ms.ring = null;
-        for (const p of pool)
-          if (!reasons.has(p.id)) reasons.set(p.id, `${id}: waiting for more peers (${noRing!.reason})`);
-      }
-    }
-    if (changedRings.length > 0) epoch++;
-    for (const ms of changedRings) {
-      if (ms.ring) {
-        ms.ring.epoch = epoch;
-        ms.ring.ringId = `${ms.model.descriptor.id}:${epoch}`;
-      }
-    }
-    // Assignments from the rings.
-    const assigned = new Map<string, PeerAssignment>();
-    for (const ms of models) {
-      const ring = ms.ring;
-      if (!ring) continue;
-      const k = ring.stages.length;
-      ring.stages.forEach((s, i) => {
-        // The ring closes (the last stage hands back to the first), so with k >= 2 every stage has both.
-        assigned.set(s.peer, {
-          kind: 'assigned',
-          epoch: ring.epoch,
-          ringId: ring.ringId,
-          model: ring.model,
-          range: s.range,
-          prev: k > 1 ? ring.stages[(i - 1 + k) % k]!.peer : null,
-          next: k > 1 ? ring.stages[(i + 1) % k]!.peer : null,
-        });
-      });
-    }
+    const result = planRings({
+      models,
+      contributors,
+      epoch,
+      objective,
+      plannerOptions: opts.plannerOptions,
+    });
+    result.outcomes.forEach((o, i) => {
+      const ms = models[i];
+      if (!ms) return;
+      if (o.error !== undefined) log.error({ err: o.error, model: ms.model.descriptor.id }, 'planner failed');
+      ms.plan = o.plan;
+      ms.noRing = o.noRing;
+      ms.ring = o.ring;
+      ms.lastPlan = o.lastPlan;
+    });
+    const changed = result.epoch !== epoch;
+    epoch = result.epoch;
+    const assigned = ringAssignments(models.map((m) => m.ring));
+    const next = new Map<string, PeerAssignment>();
     for (const p of peers.values()) {
       if (!p.capability || !p.roles.has('contributor') || !p.online) {
         p.assignment = null;
         p.sentKey = null;
         continue;
       }
-      const a: PeerAssignment = assigned.get(p.id) ?? {
-        kind: 'unassigned',
-        epoch,
-        reason:
-          reasons.get(p.id) ??
-          (p.failedModels.size === models.length
-            ? 'this peer reported failures loading every catalog model'
-            : 'not needed: every catalog model already has a ring'),
-        lightweightModels: lightweightFor(p),
-      };
-      const key = assignmentKey(a);
-      // Unchanged: keep the assignment (and epoch) the peer already has, and send nothing.
-      if (key === p.sentKey && p.assignment) continue;
-      p.assignment = a;
-      p.sentKey = key;
-      p.status = null;
-      send(p.id, assignmentMessage(a));
+      next.set(
+        p.id,
+        assigned.get(p.id) ?? {
+          kind: 'unassigned',
+          epoch,
+          reason:
+            result.reasons.get(p.id) ??
+            (p.failedModels.size === models.length
+              ? 'this peer reported failures loading every catalog model'
+              : 'not needed: every catalog model already has a ring'),
+          lightweightModels: lightweightFor(p),
+        },
+      );
     }
-    if (changedRings.length > 0) {
+    for (const c of diffAssignments(peers.values(), next, describe)) {
+      const p = peers.get(c.peer);
+      if (!p) continue;
+      p.assignment = c.assignment;
+      p.sentKey = c.key;
+      p.status = null;
+      send(c.peer, c.message);
+    }
+    if (changed) {
       log.info(
         {
           epoch,
@@ -596,15 +351,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
       if (!byModel.has(modelId)) {
         // Unknown models are answered but not remembered: a client cannot grow server state with junk names.
-        send(id, ringMessage(modelId));
+        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
         return;
       }
       p.subscriptions.set(modelId, null);
       // Mid-debounce the current ring is about to change: the re-plan answers with the new one.
       // Otherwise answer this peer alone (not a sweep over every subscriber: requests are cheap to send).
       if (timer === null) {
-        p.subscriptions.set(modelId, ringKey(modelId));
-        send(id, ringMessage(modelId));
+        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
+        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
       }
     },
     assignmentStatus(id, status) {
@@ -655,10 +410,10 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     resync(id) {
       const p = peers.get(id);
       if (!p) return;
-      if (p.assignment) send(id, assignmentMessage(p.assignment));
+      if (p.assignment) send(id, assignmentMessage(p.assignment, describe));
       for (const modelId of p.subscriptions.keys()) {
-        p.subscriptions.set(modelId, ringKey(modelId));
-        send(id, ringMessage(modelId));
+        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
+        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
       }
     },
     flush() {
@@ -677,8 +432,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       return {
         epoch,
         plans,
-        models: catalogOrder.map((id) => {
-          const ms = byModel.get(id)!;
+        models: catalogOrder.flatMap((id) => {
+          const ms = byModel.get(id);
+          if (!ms) return [];
           return {
             id,
             descriptor: ms.model.descriptor,

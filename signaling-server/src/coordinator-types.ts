@@ -1,0 +1,142 @@
+/**
+ * The coordinator's public types: rings, assignments, the network-view snapshot, its options and its
+ * interface. Kept apart from the logic so that the pure planning and diff modules and the server can
+ * share them without importing the stateful coordinator.
+ */
+import type { Logger } from 'pino';
+import type { Objective, PeerCategory, PlannerOptions } from '../../shared/planner/index.js';
+import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
+import type { CatalogModel } from './catalog.js';
+import type { Clock } from './clock.js';
+import type { PeerRole } from './peer-registry.js';
+
+/** A stage of a ring as peers see it: peer id and half-open unit range. */
+export interface RingStage {
+  peer: string;
+  range: [number, number];
+}
+
+/** A formed ring. */
+export interface Ring {
+  ringId: string;
+  model: string;
+  epoch: number;
+  stages: RingStage[];
+}
+
+/** Where a contributor stands after the last plan. */
+export type PeerAssignment =
+  | {
+      kind: 'assigned';
+      epoch: number;
+      ringId: string;
+      model: string;
+      range: [number, number];
+      prev: string | null;
+      next: string | null;
+    }
+  | { kind: 'unassigned'; epoch: number; reason: string; lightweightModels: string[] };
+
+/** Why a model has no ring, for `no-ring`. */
+export interface NoRing {
+  reason: string;
+  missingBytes?: number;
+}
+
+/** A peer's `assignment-status` report. */
+export interface AssignmentStatus {
+  epoch: number;
+  state: 'loading' | 'ready' | 'failed';
+  message?: string;
+}
+
+/** What the coordinator knows about one peer (for the network view). */
+export interface CoordinatorPeerView {
+  id: string;
+  online: boolean;
+  roles: PeerRole[];
+  capability: PeerCapability | null;
+  category: PeerCategory | null;
+  assignment: PeerAssignment | null;
+  status: AssignmentStatus | null;
+  requestedModels: string[];
+  failedModels: string[];
+}
+
+/** The coordinator's state for `/api/network`. */
+export interface CoordinatorSnapshot {
+  epoch: number;
+  plans: number;
+  models: Array<{
+    id: string;
+    /** Where peers (and a tab running the whole model alone) load it from. */
+    descriptor: ModelDescriptor;
+    units: number;
+    contextLength: number;
+    totalBytes: number;
+    ring: Ring | null;
+    noRing: NoRing | null;
+    predictedTokensPerSecond: number | null;
+    algorithm: string | null;
+  }>;
+  rings: Ring[];
+  peers: CoordinatorPeerView[];
+}
+
+/** What the coordinator needs to know about a peer's liveness (from the session registry). */
+export type Liveness = (peerId: string) => { connected: boolean; lastSeen: number } | undefined;
+
+/** Options of {@link createCoordinator}. */
+export interface CoordinatorOptions {
+  catalog: readonly CatalogModel[];
+  /** Delivers a message to a peer (dropped silently if the peer is not connected). */
+  send: (peerId: string, msg: ServerMessage) => void;
+  objective?: Objective;
+  plannerOptions?: PlannerOptions;
+  debounceMs?: number;
+  maxWaitMs?: number;
+  liveness?: Liveness;
+  /** A heartbeat older than this makes a `peer-unreachable` report conclusive (default 10 s). */
+  staleAfterMs?: number;
+  /** Two reports within this window evict (default 30 s). */
+  reportWindowMs?: number;
+  /** Bench/test hook: every pair of known peers counts as introduced. */
+  allowAnyRelay?: boolean;
+  clock?: Clock;
+  logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+}
+
+/** The coordinator's interface. */
+export interface Coordinator {
+  /** Registers a peer after hello (or updates its roles on resume). */
+  addPeer(id: string, roles: readonly PeerRole[]): void;
+  /** Records a contributor's capability; re-plans (debounced) when it changed. */
+  setCapability(id: string, capability: PeerCapability): void;
+  /**
+   * Marks a peer offline (its socket closed; the session may still resume) or back online. Offline
+   * peers are left out of planning, so their ring is re-planned without waiting for the resume grace.
+   */
+  setOnline(id: string, online: boolean): void;
+  /** Forgets a peer (leave, timeout, eviction); re-plans if it was a contributor. */
+  removePeer(id: string, reason: string): void;
+  /** Answers a `ring-request` now, or right after a pending re-plan; later changes are pushed. */
+  requestRing(id: string, modelId: string): void;
+  /** Records an `assignment-status`; a `failed` one takes the model off that peer. Stale epochs are ignored. */
+  assignmentStatus(id: string, status: AssignmentStatus): void;
+  /** A `peer-unreachable` report: `evict` when confirmed (the caller removes the peer). */
+  reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'noted';
+  /** True when `a` and `b` were introduced (may relay signaling to each other). */
+  canSignal(a: string, b: string): boolean;
+  /** Re-sends a peer's current assignment and subscribed rings (after a resume). */
+  resync(id: string): void;
+  /** Runs a pending re-plan now (tests, shutdown-free flush). */
+  flush(): void;
+  /** True while a debounced re-plan is waiting. */
+  readonly pending: boolean;
+  readonly epoch: number;
+  snapshot(): CoordinatorSnapshot;
+  getAssignment(id: string): PeerAssignment | null;
+  getRing(modelId: string): Ring | null;
+  start(): void;
+  stop(): void;
+}

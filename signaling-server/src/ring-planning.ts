@@ -1,0 +1,198 @@
+/**
+ * The coordinator's planning step as pure functions: contributors and the previous rings in, rings,
+ * the reasons peers were left out and every contributor's assignment out. No clock, no sending, no
+ * logging: the coordinator applies the result and the assignment diff (assignment-diff.ts) decides
+ * what to send, so the planning can be tested (and reasoned about) without a transport.
+ */
+import { isRingworkError } from '../../shared/errors.js';
+import {
+  planRingwork,
+  replan,
+  type Objective,
+  type PeerProfileInput,
+  type Plan,
+  type PlannerOptions,
+} from '../../shared/planner/index.js';
+import type { PeerCapability } from '../../shared/protocol/signaling.js';
+import type { CatalogModel } from './catalog.js';
+import type { NoRing, PeerAssignment, Ring, RingStage } from './coordinator-types.js';
+
+/** One catalog model as the planning step sees it. */
+export interface PlanningModel {
+  readonly model: CatalogModel;
+  /** The last plan that produced a ring (replan's stability anchor; kept through infeasible spells). */
+  readonly lastPlan: Plan | null;
+  /** The ring currently formed for the model, if any. */
+  readonly ring: Ring | null;
+}
+
+/** A contributor that may be planned: online, with a capability. */
+export interface PlanningPeer {
+  readonly id: string;
+  readonly capability: PeerCapability;
+  /** Models this peer reported it failed to load: it is not offered them again. */
+  readonly failedModels: ReadonlySet<string>;
+}
+
+/** Input of {@link planRings}. */
+export interface PlanRingsInput {
+  /** In planning order (biggest first: they have the fewest feasible rings). */
+  readonly models: readonly PlanningModel[];
+  /** Sorted by id, so that the result does not depend on join order. */
+  readonly contributors: readonly PlanningPeer[];
+  /** The epoch of the current configuration; a change of any ring takes the next one. */
+  readonly epoch: number;
+  readonly objective: Objective;
+  readonly plannerOptions?: PlannerOptions | undefined;
+}
+
+/** What planning decided for one model (same order as {@link PlanRingsInput.models}). */
+export interface ModelOutcome {
+  /** This round's plan (null when no ring could be formed). */
+  plan: Plan | null;
+  noRing: NoRing | null;
+  /** The ring after this round: the previous object when unchanged, a new one (new epoch) otherwise. */
+  ring: Ring | null;
+  lastPlan: Plan | null;
+  /** True when the ring appeared, disappeared or changed stages. */
+  changed: boolean;
+  /** An unexpected planner failure (not PLAN_INFEASIBLE), for the caller to log. */
+  error?: unknown;
+}
+
+/** Result of {@link planRings}. */
+export interface PlanRingsResult {
+  epoch: number;
+  outcomes: ModelOutcome[];
+  /** The first reason each left-out peer was given (`<model>: <why>`). */
+  reasons: Map<string, string>;
+}
+
+const sameStages = (a: readonly RingStage[], b: readonly RingStage[]): boolean =>
+  a.length === b.length &&
+  a.every((s, i) => s.peer === b[i]!.peer && s.range[0] === b[i]!.range[0] && s.range[1] === b[i]!.range[1]);
+
+const plannerPeer = (p: PlanningPeer): PeerProfileInput => ({
+  id: p.id,
+  tflops: p.capability.tflops,
+  bandwidthGBps: p.capability.bandwidthGBps,
+  memoryBytes: p.capability.memoryBytes,
+  ...(p.capability.category ? { category: p.capability.category } : {}),
+});
+
+function runPlanner(
+  ms: PlanningModel,
+  pool: readonly PeerProfileInput[],
+  objective: Objective,
+  plannerOptions: PlannerOptions | undefined,
+): Plan {
+  const { profile, descriptor } = ms.model;
+  // With a previous plan, prefer the ring that moves the fewest units: moving units means downloads.
+  if (ms.lastPlan)
+    return replan(ms.lastPlan, profile, pool, objective, descriptor.contextLength, plannerOptions).plan;
+  return planRingwork({
+    profile,
+    peers: pool,
+    objective,
+    contextTokens: descriptor.contextLength,
+    options: plannerOptions,
+  });
+}
+
+/**
+ * Plans one ring per model, biggest first, each ring's peers taken out of the pool for the next model
+ * (the planner applies the category policy). Pure: the same input gives the same result.
+ */
+export function planRings(input: PlanRingsInput): PlanRingsResult {
+  const { contributors } = input;
+  const used = new Set<string>();
+  const reasons = new Map<string, string>();
+  const outcomes: ModelOutcome[] = [];
+  for (const ms of input.models) {
+    const id = ms.model.descriptor.id;
+    const pool = contributors.filter((p) => !used.has(p.id) && !p.failedModels.has(id));
+    const out: ModelOutcome = {
+      plan: null,
+      noRing: null,
+      ring: ms.ring,
+      lastPlan: ms.lastPlan,
+      changed: false,
+    };
+    if (pool.length === 0) {
+      out.noRing = {
+        reason:
+          contributors.length === 0
+            ? 'no contributor has joined yet'
+            : 'every contributor is serving another model or cannot load this one',
+        missingBytes: ms.model.totalBytes,
+      };
+    } else {
+      try {
+        out.plan = runPlanner(ms, pool.map(plannerPeer), input.objective, input.plannerOptions);
+      } catch (e) {
+        if (isRingworkError(e, 'PLAN_INFEASIBLE')) {
+          const missing = Number(e.details.missingBytes);
+          out.noRing = {
+            reason: e.message,
+            ...(Number.isFinite(missing) && missing >= 0 ? { missingBytes: missing } : {}),
+          };
+        } else {
+          out.error = e;
+          out.noRing = { reason: `the planner failed: ${e instanceof Error ? e.message : String(e)}` };
+        }
+      }
+    }
+    if (out.plan) {
+      out.lastPlan = out.plan;
+      const stages: RingStage[] = out.plan.ring.map((s) => ({
+        peer: s.peer,
+        range: [s.layers[0], s.layers[1]],
+      }));
+      for (const s of stages) used.add(s.peer);
+      for (const ex of out.plan.excluded)
+        if (!reasons.has(ex.peer)) reasons.set(ex.peer, `${id}: ${ex.reason}`);
+      if (!ms.ring || !sameStages(ms.ring.stages, stages)) {
+        out.ring = { ringId: '', model: id, epoch: 0, stages };
+        out.changed = true;
+      }
+    } else {
+      out.changed = ms.ring !== null;
+      out.ring = null;
+      const why = out.noRing?.reason ?? 'no plan';
+      for (const p of pool)
+        if (!reasons.has(p.id)) reasons.set(p.id, `${id}: waiting for more peers (${why})`);
+    }
+    outcomes.push(out);
+  }
+  // One epoch per configuration change, shared by every ring that changed in this round.
+  const epoch = outcomes.some((o) => o.changed) ? input.epoch + 1 : input.epoch;
+  for (const o of outcomes) {
+    if (o.changed && o.ring) {
+      o.ring.epoch = epoch;
+      o.ring.ringId = `${o.ring.model}:${epoch}`;
+    }
+  }
+  return { epoch, outcomes, reasons };
+}
+
+/** The assignments a set of rings implies: every stage's peer with its range and ring neighbours. */
+export function ringAssignments(rings: Iterable<Ring | null>): Map<string, PeerAssignment> {
+  const assigned = new Map<string, PeerAssignment>();
+  for (const ring of rings) {
+    if (!ring) continue;
+    const k = ring.stages.length;
+    ring.stages.forEach((s, i) => {
+      // The ring closes (the last stage hands back to the first), so with k >= 2 every stage has both.
+      assigned.set(s.peer, {
+        kind: 'assigned',
+        epoch: ring.epoch,
+        ringId: ring.ringId,
+        model: ring.model,
+        range: s.range,
+        prev: k > 1 ? ring.stages[(i - 1 + k) % k]!.peer : null,
+        next: k > 1 ? ring.stages[(i + 1) % k]!.peer : null,
+      });
+    });
+  }
+  return assigned;
+}

@@ -132,6 +132,8 @@ export const ERROR_CODES = [
   'PEER_EVICTED',
   /** An unexpected server failure; the request was dropped (details stay in the server log). */
   'SERVER_INTERNAL',
+  /** The request's Host header does not name this server (DNS rebinding); see `--allow-host`. */
+  'HTTP_HOST_NOT_ALLOWED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

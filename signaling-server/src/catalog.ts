@@ -3,7 +3,7 @@
  * fetch them. Local model files are mounted into the HTTP server so the URL in an assignment always
  * resolves, whether or not `dist/` was built.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RingworkError } from '../../shared/errors.js';
@@ -34,8 +34,11 @@ export interface CatalogModel {
   profile: ModelProfile;
   /** Weights plus KV cache at `descriptor.contextLength`: what one peer needs to run it whole. */
   totalBytes: number;
-  /** A local directory served under `prefix` (absent for models fetched from elsewhere). */
-  mount?: { prefix: string; dir: string };
+  /**
+   * A local directory served under `prefix` (absent for models fetched from elsewhere). Only `files`
+   * (names relative to `dir`) are served: the model's own files, never the rest of the directory.
+   */
+  mount?: { prefix: string; dir: string; files: ReadonlySet<string> };
 }
 
 /** Weights + KV at `contextTokens`, the planner's memory model for a whole model. */
@@ -73,6 +76,55 @@ async function exists(file: string): Promise<boolean> {
     (s) => s.isFile(),
     () => false,
   );
+}
+
+/** A plain file name in the model directory (no separators, no dotfiles), else null. */
+function plainName(name: unknown): string | null {
+  return typeof name === 'string' && /^[^/\\.][^/\\]{0,254}$/.test(name) ? name : null;
+}
+
+/**
+ * The files a model needs and nothing else: the weights (the shards an index names, or the single
+ * file), index, config and tokenizer files. The catalog serves this allowlist, so mounting a model
+ * that sits in a home directory does not publish its neighbours (`.ssh/`, `.env`).
+ */
+export async function modelFileAllowlist(
+  dir: string,
+  file: string,
+  vocabSize: number,
+  tokenizerName?: string,
+): Promise<Set<string>> {
+  const files = new Set<string>();
+  if (file) {
+    // llama2.c: the checkpoint and the tokenizer names the loader tries beside it.
+    for (const n of [file, 'tokenizer.bin', `tok${vocabSize}.bin`]) files.add(n);
+  } else {
+    for (const n of [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'model.safetensors.index.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'special_tokens_map.json',
+    ])
+      files.add(n);
+    const index = await readFile(resolve(dir, 'model.safetensors.index.json'), 'utf8').catch(() => null);
+    if (index !== null) {
+      try {
+        const map = (JSON.parse(index) as { weight_map?: Record<string, unknown> }).weight_map ?? {};
+        for (const shard of Object.values(map)) {
+          const n = plainName(shard);
+          if (n) files.add(n);
+        }
+      } catch {
+        // A broken index fails the model load itself; here it only adds no shards.
+      }
+    }
+  }
+  const tok = plainName(tokenizerName);
+  if (tok) files.add(tok);
+  return files;
 }
 
 /** Loads one entry: reads the model's config (headers only) and works out URLs and the mount. */
@@ -133,7 +185,11 @@ export async function loadCatalogEntry(
     weightFormat: entry.weightFormat,
     ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
   });
-  if (prefix) model.mount = { prefix, dir };
+  if (prefix) {
+    const tokName = tokenizerUrl?.startsWith(prefix) === true ? tokenizerUrl.slice(prefix.length) : undefined;
+    const files = await modelFileAllowlist(dir, file, source.config.vocabSize, tokName);
+    model.mount = { prefix, dir, files };
+  }
   return model;
 }
 

@@ -7,12 +7,17 @@
  * `--port`/`PORT`, `--host`/`HOST`, `--root`, `--test-mode`/`RINGWORK_TEST_MODE=1`,
  * `--allow-any-relay` (test mode only), `--model <id>=<path-or-dir>[,...]`/`RINGWORK_MODELS`,
  * `--catalog <file.json>`/`RINGWORK_CATALOG`, `--no-default-model`,
- * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--objective`, `--log-level`/`LOG_LEVEL`
+ * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--allow-host <host[:port]>[,...]`/
+ * `RINGWORK_ALLOWED_HOSTS`, `--trust-proxy <addr>[,...]`/`RINGWORK_TRUST_PROXY`, `--objective`,
+ * `--log-level`/`LOG_LEVEL`
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
- * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`).
+ * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
+ * `--max-http-sockets`, `--max-sockets-per-ip`, `--headers-timeout-ms`, `--request-timeout-ms`,
+ * `--connects-per-second-per-ip`, `--sessions-per-second-per-ip`, `--network-cache-ms`).
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseWithSchema, RingworkError } from '../../shared/errors.js';
@@ -59,6 +64,22 @@ const originSchema = z
     }
   }, 'an origin is scheme://host[:port] with no path, e.g. https://example.org');
 
+/** `name` or `name:port`, `[v6]` or `[v6]:port`: what a Host header may be compared with. */
+const hostPatternSchema = z
+  .string()
+  .max(260)
+  .transform((s) => s.trim().toLowerCase())
+  .refine(
+    (s) => /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]{0,252}[a-z0-9])?)(:\d{1,5})?$/.test(s),
+    'a host is name[:port] or [ipv6][:port], e.g. ringwork.example.org or 192.168.1.5:8080',
+  );
+
+const ipAddressSchema = z
+  .string()
+  .max(64)
+  .transform((s) => s.trim())
+  .refine((s) => isIP(s) !== 0, 'a proxy is an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1');
+
 const iceServerSchema = z
   .object({
     urls: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
@@ -101,11 +122,40 @@ export const limitsSchema = z
     replanMaxWaitMs: int(0, 600_000, 2_000),
     /** A slow reader whose unsent output exceeds this is disconnected (bounded memory per peer). */
     maxBufferedBytes: int(1024, 1 << 30, 1 << 20),
+    /**
+     * Sockets not (yet) upgraded to a WebSocket, in total: the HTTP server's `maxConnections` is this
+     * plus `maxConnections`, so plain HTTP clients cannot crowd out peers, nor peers the app.
+     */
+    maxHttpSockets: int(1, 1_000_000, 1024),
+    /**
+     * Open sockets (HTTP and WebSocket) from one client address bucket (an IPv4 address, an IPv6
+     * /64); default `maxConnectionsPerIp` + 64. Trusted proxies are exempt (their clients are limited
+     * by their forwarded address at the request).
+     */
+    maxSocketsPerIp: z.number().int().min(1).max(1_000_000).optional(),
+    /** A request must send its headers within this, and all of itself within requestTimeoutMs. */
+    headersTimeoutMs: int(100, 600_000, 10_000),
+    requestTimeoutMs: int(100, 3_600_000, 30_000),
+    /**
+     * WebSocket connections one client address bucket may open: bursts (default
+     * max(32, maxConnectionsPerIp)) and sustained per second.
+     */
+    connectBurstPerIp: z.number().int().min(1).max(10_000_000).optional(),
+    connectsPerSecondPerIp: z.number().positive().max(1_000_000).default(4),
+    /** New sessions (hello without resume) per client address bucket: bursts (same default) and per second. */
+    sessionBurstPerIp: z.number().int().min(1).max(10_000_000).optional(),
+    sessionsPerSecondPerIp: z.number().positive().max(1_000_000).default(2),
+    /** `/api/network` is rebuilt at most this often (0: every request); a GET flood then costs a copy. */
+    networkCacheMs: int(0, 60_000, 1000),
   })
   .strict()
   .refine((l) => l.heartbeatTimeoutMs > l.heartbeatMs, {
     message: 'heartbeatTimeoutMs must exceed heartbeatMs',
     path: ['heartbeatTimeoutMs'],
+  })
+  .refine((l) => l.requestTimeoutMs >= l.headersTimeoutMs, {
+    message: 'requestTimeoutMs must be at least headersTimeoutMs',
+    path: ['requestTimeoutMs'],
   });
 export type Limits = z.infer<typeof limitsSchema>;
 
@@ -125,6 +175,17 @@ export const signalingConfigSchema = z
     models: z.array(catalogEntrySchema).max(100).default([]),
     /** Origins allowed to open the WebSocket besides the server's own. */
     allowedOrigins: z.array(originSchema).max(100).default([]),
+    /**
+     * Host header values accepted besides the defaults (the listen address, localhost, 127.0.0.1 and
+     * [::1], each with the listening port): `name` (any port) or `name:port`. Anything else is
+     * refused (421), which stops DNS-rebinding pages from reaching the API under their own name.
+     */
+    allowedHosts: z.array(hostPatternSchema).max(100).default([]),
+    /**
+     * Addresses of reverse proxies whose `X-Forwarded-For` is believed. From anyone else the header
+     * is ignored and the socket address is the client's.
+     */
+    trustProxy: z.array(ipAddressSchema).max(100).default([]),
     objective: objectiveSchema.default('throughput'),
     /** Passed to peers in `welcome`; empty means host candidates only (LAN / loopback). */
     iceServers: z.array(iceServerSchema).max(20).default([]),
@@ -236,6 +297,8 @@ export function parseCliConfig(
         catalog: { type: 'string' },
         'no-default-model': { type: 'boolean' },
         'allow-origin': { type: 'string', multiple: true },
+        'allow-host': { type: 'string', multiple: true },
+        'trust-proxy': { type: 'string', multiple: true },
         objective: { type: 'string' },
         'log-level': { type: 'string' },
         'max-connections-per-ip': { type: 'string' },
@@ -248,6 +311,13 @@ export function parseCliConfig(
         'hello-timeout-ms': { type: 'string' },
         'resume-grace-ms': { type: 'string' },
         'replan-debounce-ms': { type: 'string' },
+        'max-http-sockets': { type: 'string' },
+        'max-sockets-per-ip': { type: 'string' },
+        'headers-timeout-ms': { type: 'string' },
+        'request-timeout-ms': { type: 'string' },
+        'connects-per-second-per-ip': { type: 'string' },
+        'sessions-per-second-per-ip': { type: 'string' },
+        'network-cache-ms': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -270,6 +340,13 @@ export function parseCliConfig(
     helloTimeoutMs: num(str('hello-timeout-ms')),
     resumeGraceMs: num(str('resume-grace-ms')),
     replanDebounceMs: num(str('replan-debounce-ms')),
+    maxHttpSockets: num(str('max-http-sockets')),
+    maxSocketsPerIp: num(str('max-sockets-per-ip')),
+    headersTimeoutMs: num(str('headers-timeout-ms')),
+    requestTimeoutMs: num(str('request-timeout-ms')),
+    connectsPerSecondPerIp: num(str('connects-per-second-per-ip')),
+    sessionsPerSecondPerIp: num(str('sessions-per-second-per-ip')),
+    networkCacheMs: num(str('network-cache-ms')),
   };
   for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];
   const raw: Record<string, unknown> = {
@@ -281,6 +358,8 @@ export function parseCliConfig(
     defaultModel: values['no-default-model'] !== true,
     models,
     allowedOrigins: list(values['allow-origin'] as string[] | undefined, env.RINGWORK_ALLOWED_ORIGINS),
+    allowedHosts: list(values['allow-host'] as string[] | undefined, env.RINGWORK_ALLOWED_HOSTS),
+    trustProxy: list(values['trust-proxy'] as string[] | undefined, env.RINGWORK_TRUST_PROXY),
     objective: str('objective'),
     logLevel: str('log-level') ?? env.LOG_LEVEL,
     limits,

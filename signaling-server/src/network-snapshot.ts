@@ -13,6 +13,8 @@ export interface ServerCounters {
   connectionsTotal: number;
   /** Upgrades refused, by reason (origin, per-ip cap, path...). */
   rejectedUpgrades: Record<string, number>;
+  /** HTTP requests and sockets refused, by reason (host, per-ip-sockets). */
+  rejectedRequests: Record<string, number>;
   framesIn: number;
   framesRateLimited: number;
   errorsSent: number;
@@ -31,6 +33,12 @@ export interface NetworkSnapshot {
   /** Non-loopback ICE candidates dropped in test mode (trickled + SDP lines). */
   iceDropped: number;
   iceDroppedBy: IceDropCounts;
+  /**
+   * Sessions whose socket closed and that may still resume. Counted, not listed: they are not part
+   * of the network, and listing them let a reconnect loop inflate every GET by megabytes.
+   */
+  sessionsInGrace: number;
+  /** Connected peers. */
   peers: Array<{
     id: string;
     roles: string[];
@@ -71,7 +79,12 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
   const profiles: NetworkSnapshot['profiles'] = {};
   const assignments: NetworkSnapshot['assignments'] = {};
   const peers: NetworkSnapshot['peers'] = [];
+  let sessionsInGrace = 0;
   for (const session of s.sessions) {
+    if (!session.connected) {
+      sessionsInGrace++;
+      continue;
+    }
     const c = byId.get(session.id);
     peers.push({
       id: session.id,
@@ -95,6 +108,7 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
     plans: s.coordinator.plans,
     iceDropped: s.ice.candidates + s.ice.sdpLines,
     iceDroppedBy: { candidates: s.ice.candidates, sdpLines: s.ice.sdpLines },
+    sessionsInGrace,
     peers,
     profiles,
     models: s.coordinator.models,

@@ -1,5 +1,6 @@
 /**
- * Token buckets: the per-connection frame limiter and the per-connection error budget.
+ * Token buckets: the per-connection frame limiter and error budget, and the per-client-address
+ * connection and new-session rates.
  */
 import { systemClock, type Clock } from './clock.js';
 
@@ -42,6 +43,50 @@ export function createTokenBucket(opts: TokenBucketOptions): TokenBucket {
     level() {
       refill();
       return tokens;
+    },
+  };
+}
+
+/** Token buckets by key (a client address bucket), bounded in number. */
+export interface KeyedRateLimiter {
+  /** Takes a token from `key`'s bucket (created full on first use); false when it is empty. */
+  take(key: string): boolean;
+  /** Forgets buckets that refilled completely (they are indistinguishable from new ones). */
+  prune(): void;
+  readonly size: number;
+}
+
+/** Options of {@link createKeyedRateLimiter}. */
+export interface KeyedRateLimiterOptions extends TokenBucketOptions {
+  /** At most this many buckets are kept; past it the oldest is dropped (default 100,000). */
+  maxKeys?: number;
+}
+
+/**
+ * Creates per-key token buckets. Memory stays bounded however many keys strangers invent: full
+ * buckets are pruned, and past `maxKeys` the oldest bucket goes (that key merely gets a fresh quota).
+ */
+export function createKeyedRateLimiter(opts: KeyedRateLimiterOptions): KeyedRateLimiter {
+  const maxKeys = opts.maxKeys ?? 100_000;
+  const buckets = new Map<string, TokenBucket>();
+  return {
+    take(key) {
+      let b = buckets.get(key);
+      if (!b) {
+        if (buckets.size >= maxKeys) {
+          const oldest = buckets.keys().next();
+          if (!oldest.done) buckets.delete(oldest.value);
+        }
+        b = createTokenBucket(opts);
+        buckets.set(key, b);
+      }
+      return b.take();
+    },
+    prune() {
+      for (const [k, b] of buckets) if (b.level() >= b.capacity) buckets.delete(k);
+    },
+    get size() {
+      return buckets.size;
     },
   };
 }

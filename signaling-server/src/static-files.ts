@@ -1,5 +1,9 @@
+/**
+ * Static files: the web app and the catalog's model files, with Range support. Paths come from
+ * strangers: every one is decoded, refused when it names a dotfile, and contained by real path.
+ */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
@@ -23,16 +27,30 @@ export const ISOLATION_HEADERS: Record<string, string> = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+/** Options of {@link serveStatic}. */
+export interface ServeStaticOptions {
+  /** Only these paths (relative to the root, `/`-separated, decoded) are served. */
+  allow?: ReadonlySet<string>;
+}
+
+/** True when `child` is `parent` or inside it (both absolute, resolved). */
+const within = (parent: string, child: string): boolean => child === parent || child.startsWith(parent + sep);
+
 /**
  * Serves files under `root` with HTTP Range support (peers fetch only their shard's byte ranges)
  * and the isolation headers. Returns false when the path is not a file so the caller can 404.
  * `pathname` (still URL-encoded) overrides the request's path, for directories mounted under a prefix.
+ *
+ * Refused (false): dotfiles and dot-directories at any depth (`.env`, `.git/`, `.ssh/`), paths not
+ * in `opts.allow` when given, and any path whose real location (symlinks resolved) is outside the
+ * root's real location — a link inside the root must not publish what it points to.
  */
 export async function serveStatic(
   root: string,
   req: IncomingMessage,
   res: ServerResponse,
   pathname?: string,
+  opts: ServeStaticOptions = {},
 ): Promise<boolean> {
   const base = resolve(root);
   let path: string;
@@ -42,13 +60,20 @@ export async function serveStatic(
     // Malformed percent-encoding or URL: nothing can match it.
     return false;
   }
-  if (path.includes('\u0000')) return false;
+  if (path.includes('\u0000') || path.includes('\\')) return false;
   if (path.endsWith('/')) path += 'index.html';
-  const file = normalize(join(base, path));
-  if (file !== base && !file.startsWith(base + sep)) return false;
+  const rel = path.replace(/^\/+/, '');
+  // `..` is a dot-segment too: nothing that starts with a dot is ever served.
+  if (rel.split('/').some((seg) => seg.startsWith('.'))) return false;
+  if (opts.allow && !opts.allow.has(rel)) return false;
+  const file = normalize(join(base, rel));
+  if (!within(base, file)) return false;
   let size: number;
+  let real: string;
   try {
-    const s = await stat(file);
+    real = await realpath(file);
+    if (!within(await realpath(base), real)) return false;
+    const s = await stat(real);
     if (!s.isFile()) return false;
     size = s.size;
   } catch {
@@ -80,11 +105,11 @@ export async function serveStatic(
       'Content-Length': end - start + 1,
     });
     if (req.method === 'HEAD') res.end();
-    else createReadStream(file, { start, end }).pipe(res);
+    else createReadStream(real, { start, end }).pipe(res);
     return true;
   }
   res.writeHead(200, { ...headers, 'Content-Length': size });
   if (req.method === 'HEAD') res.end();
-  else createReadStream(file).pipe(res);
+  else createReadStream(real).pipe(res);
   return true;
 }

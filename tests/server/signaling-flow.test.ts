@@ -21,7 +21,7 @@ beforeAll(async () => {
       host: '127.0.0.1',
       port: 0,
       testMode: true,
-      limits: { replanDebounceMs: 20, heartbeatMs: 10_000, heartbeatTimeoutMs: 60_000 },
+      limits: { replanDebounceMs: 20, heartbeatMs: 10_000, heartbeatTimeoutMs: 60_000, networkCacheMs: 0 },
     },
     { logger: pino({ level: 'silent' }), catalog: await loadCatalog([]) },
   );

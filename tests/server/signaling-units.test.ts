@@ -120,7 +120,12 @@ describe('configuration', () => {
         weightFormat: 'q8',
         url: '/catalog/copy/stories260K.bin',
       });
-      expect(cat[0]!.mount).toEqual({ prefix: '/catalog/copy/', dir: path.dirname(bin) });
+      // The mount serves the model's files only: the checkpoint and its tokenizer names.
+      expect(cat[0]!.mount).toEqual({
+        prefix: '/catalog/copy/',
+        dir: path.dirname(bin),
+        files: new Set(['stories260K.bin', 'tokenizer.bin', 'tok512.bin']),
+      });
       expect(cat[1]!.descriptor.tokenizerUrl).toBe('/catalog/other/tok512.bin');
       await expect(
         loadCatalog([{ id: 'missing', path: path.join(dir, 'nope.bin'), weightFormat: 'f32' }]),

@@ -1,0 +1,69 @@
+/**
+ * Sending to and closing WebSocket connections. Separate from the protocol handlers because the
+ * coordinator needs `deliver` before it exists (it is built with it), and the handlers need the
+ * coordinator: this layer depends on the base {@link ServerContext} only.
+ */
+import { WebSocket } from 'ws';
+import type { RingworkError } from '../../shared/errors.js';
+import { signalingErrorMessage, type ServerMessage } from '../../shared/protocol/signaling.js';
+import { unrefTimer } from './clock.js';
+import { bump, CLOSE_CODES, type Conn, type ServerContext } from './server-context.js';
+
+/** Sending and closing, bound to one server's state. */
+export interface ConnectionIo {
+  /** Sends a message; false when the connection is closing or was cut off as a slow consumer. */
+  sendTo(conn: Conn, msg: ServerMessage): boolean;
+  /** Sends to the connection of a peer id; false when the peer has none. */
+  deliver(peerId: string, msg: ServerMessage): boolean;
+  /** Closes once (later calls do nothing); `hard` terminates without the close handshake. */
+  closeConn(conn: Conn, code: number, reason: string, hard?: boolean): void;
+  /** Sends a typed `error` frame. */
+  sendError(conn: Conn, err: RingworkError): void;
+}
+
+/** Creates the send/close layer over `ctx`'s connection tables. */
+export function createConnectionIo(ctx: ServerContext): ConnectionIo {
+  const { clock, log, counters, limits } = ctx;
+
+  const closeConn = (conn: Conn, code: number, reason: string, hard = false): void => {
+    if (conn.closing) return;
+    conn.closing = true;
+    try {
+      if (hard) conn.ws.terminate();
+      else {
+        conn.ws.close(code, reason.slice(0, 120));
+        // A half-open peer never answers the close handshake: do not wait ws's 30 s for it.
+        unrefTimer(clock.setTimeout(() => conn.ws.terminate(), 2000));
+      }
+    } catch (e) {
+      log.debug({ err: e }, 'close failed');
+      conn.ws.terminate();
+    }
+  };
+
+  const sendTo = (conn: Conn, msg: ServerMessage): boolean => {
+    if (conn.closing || conn.ws.readyState !== WebSocket.OPEN) return false;
+    if (conn.ws.bufferedAmount > limits.maxBufferedBytes) {
+      // A reader that does not keep up would make us buffer without bound: cut it off.
+      bump(counters.disconnects, 'slow-consumer');
+      closeConn(conn, CLOSE_CODES.slowConsumer, 'slow consumer', true);
+      return false;
+    }
+    conn.ws.send(JSON.stringify(msg));
+    return true;
+  };
+
+  return {
+    sendTo,
+    closeConn,
+    deliver(peerId, msg) {
+      const conn = ctx.conns.get(peerId);
+      return conn ? sendTo(conn, msg) : false;
+    },
+    sendError(conn, err) {
+      counters.errorsSent++;
+      // toJSON bounds message and details; the code is the contract.
+      sendTo(conn, signalingErrorMessage(err));
+    },
+  };
+}

@@ -1,0 +1,220 @@
+/**
+ * The HTTP side of the server: routes (`/healthz`, `/api/network`, `/ws`, static files and catalog
+ * mounts), the WebSocket upgrade checks, and per-client socket accounting. Requests come from
+ * strangers: the Host header must name this server (DNS rebinding), the client address is the
+ * socket's unless a configured proxy forwards it, and every per-client quota counts against the
+ * client's address bucket (IPv6: its /64).
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { RingworkError } from '../../shared/errors.js';
+import { unrefTimer } from './clock.js';
+import { addressBucket, normalizeAddress } from './client-address.js';
+import type { HostAllowlist } from './host-allowlist.js';
+import { buildNetworkSnapshot, type NetworkSnapshot } from './network-snapshot.js';
+import { bump, type RunningContext } from './server-context.js';
+import { ISOLATION_HEADERS, serveStatic } from './static-files.js';
+
+const REJECT_TEXT: Record<number, string> = {
+  403: 'Forbidden',
+  404: 'Not Found',
+  421: 'Misdirected Request',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+
+/** The `/api/network` document of a running server (uncached). */
+export function networkSnapshot(run: RunningContext): NetworkSnapshot {
+  return buildNetworkSnapshot({
+    now: run.clock.now(),
+    startedAt: run.startedAt,
+    testMode: run.config.testMode,
+    sessions: run.registry.all(),
+    coordinator: run.coordinator.snapshot(),
+    ice: run.iceFilter?.counts() ?? { candidates: 0, sdpLines: 0 },
+    relay: run.relay.stats(),
+    counters: run.counters,
+    memory: process.memoryUsage(),
+  });
+}
+
+/** What the HTTP layer needs besides the running state. */
+export interface HttpDeps {
+  readonly wss: WebSocketServer;
+  readonly hosts: HostAllowlist;
+  /** Hands an accepted upgrade to the protocol. */
+  readonly onConnection: (ws: WebSocket, ip: string, ipBucket: string) => void;
+}
+
+/** The request and upgrade listeners for one running server. */
+export interface HttpHandlers {
+  onRequest(req: IncomingMessage, res: ServerResponse): void;
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+/** The typed refusal for a Host header that does not name this server. */
+function hostError(host: string | undefined): RingworkError {
+  return new RingworkError(
+    'HTTP_HOST_NOT_ALLOWED',
+    'This server does not answer to that Host name; its operator can allow it with --allow-host.',
+    { details: { host: (host ?? '').slice(0, 260) } },
+  );
+}
+
+/** Creates the HTTP listeners. */
+export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHandlers {
+  const { config, limits, counters, log, clock } = run;
+  let cached: { at: number; text: string } | null = null;
+
+  const originAllowed = (req: IncomingMessage): boolean => {
+    const origin = req.headers.origin;
+    // No Origin: not a browser page (Origin checks exist to stop other sites' pages, which send it).
+    if (origin === undefined) return true;
+    if (config.allowedOrigins.includes(origin)) return true;
+    try {
+      const u = new URL(origin);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.host === req.headers.host;
+    } catch {
+      return false;
+    }
+  };
+
+  const reject = (socket: Duplex, status: number, why: string): void => {
+    bump(counters.rejectedUpgrades, why);
+    const body = `${why}\n`;
+    try {
+      socket.end(
+        `HTTP/1.1 ${status} ${REJECT_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
+    } catch {
+      /* the socket is gone already */
+    }
+    unrefTimer(clock.setTimeout(() => socket.destroy(), 1000));
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname !== '/ws') return reject(socket, 404, 'path');
+      if (run.stopping) return reject(socket, 503, 'stopping');
+      if (!deps.hosts.allows(req.headers.host)) return reject(socket, 421, 'host');
+      if (!originAllowed(req)) return reject(socket, 403, 'origin');
+      if (run.allConns.size >= limits.maxConnections) return reject(socket, 503, 'capacity');
+      const ip = run.addresses.of(req);
+      const bucket = addressBucket(ip);
+      if ((run.ipCounts.get(bucket) ?? 0) >= limits.maxConnectionsPerIp)
+        return reject(socket, 429, 'per-ip-cap');
+      if (!run.connectRate.take(bucket)) return reject(socket, 429, 'connect-rate');
+      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip, bucket));
+    } catch (e) {
+      log.warn({ err: e }, 'upgrade failed');
+      socket.destroy();
+    }
+  };
+
+  const sendText = (res: ServerResponse, status: number, text: string): void => {
+    res
+      .writeHead(status, {
+        ...ISOLATION_HEADERS,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Cache-Control': 'no-store',
+        'Content-Length': Buffer.byteLength(text),
+      })
+      .end(text);
+  };
+  const sendJson = (res: ServerResponse, status: number, body: unknown): void =>
+    sendText(res, status, JSON.stringify(body));
+
+  /** The network document, rebuilt at most every networkCacheMs: a GET flood then costs copies. */
+  const networkText = (fresh: boolean): string => {
+    const now = clock.now();
+    if (fresh || !cached || limits.networkCacheMs === 0 || now - cached.at >= limits.networkCacheMs)
+      cached = { at: now, text: JSON.stringify(networkSnapshot(run)) };
+    return cached.text;
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!deps.hosts.allows(req.headers.host)) {
+      bump(counters.rejectedRequests, 'host');
+      const err = hostError(req.headers.host);
+      sendJson(res, 421, { error: err.toJSON() });
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const method = req.method ?? 'GET';
+    if (url.pathname === '/healthz') {
+      sendJson(res, 200, { ok: true, peers: run.registry.size, connections: run.allConns.size });
+      return;
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (url.pathname === '/api/network') {
+      // Test/bench hook: a heap figure after a full GC (needs node --expose-gc) for memory per peer.
+      const gc = config.testMode && url.searchParams.get('gc') === '1';
+      if (gc) (globalThis as { gc?: () => void }).gc?.();
+      sendText(res, 200, networkText(gc));
+      return;
+    }
+    if (url.pathname === '/ws') {
+      res.writeHead(426, { Upgrade: 'websocket', 'Content-Type': 'text/plain' }).end('WebSocket endpoint\n');
+      return;
+    }
+    // A catalog mount serves exactly its model's files; any other path falls through to the web
+    // root, which serves only what is inside it.
+    const mount = run.catalog.find((m) => m.mount && url.pathname.startsWith(m.mount.prefix))?.mount;
+    const serve = async (): Promise<boolean> =>
+      (mount !== undefined &&
+        (await serveStatic(mount.dir, req, res, '/' + url.pathname.slice(mount.prefix.length), {
+          allow: mount.files,
+        }))) ||
+      serveStatic(config.root, req, res);
+    serve()
+      .then((ok) => {
+        if (!ok && !res.headersSent) res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      })
+      .catch((e: unknown) => {
+        log.error({ err: e, url: req.url }, 'static file error');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+  };
+
+  return { onRequest, onUpgrade };
+}
+
+/**
+ * Bounds the sockets one client address bucket may hold open (slow-header floors, idle keep-alives).
+ * Trusted proxies are exempt: their clients are limited by forwarded address at the request.
+ */
+export function limitSocketsPerClient(server: Server, run: RunningContext): void {
+  const max = run.limits.maxSocketsPerIp ?? run.limits.maxConnectionsPerIp + 64;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const addr = normalizeAddress(socket.remoteAddress ?? 'unknown');
+    if (run.addresses.isTrusted(addr)) return;
+    const key = addressBucket(addr);
+    const n = open.get(key) ?? 0;
+    if (n >= max) {
+      bump(run.counters.rejectedRequests, 'per-ip-sockets');
+      socket.destroy();
+      return;
+    }
+    open.set(key, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
+}

@@ -1,0 +1,355 @@
+/**
+ * The WebSocket protocol: one exhaustive handler per client message type, the frame pipeline
+ * (rate limit → zod parse → dispatch, every failure answered with a typed `error`), connection
+ * bookkeeping and the liveness sweep. Runs on a {@link RunningContext}: a coordinator and a relay
+ * always exist here.
+ */
+import type { RawData, WebSocket } from 'ws';
+import { isRingworkError, RingworkError } from '../../shared/errors.js';
+import {
+  parseClientFrame,
+  SIGNALING_VERSION,
+  type ClientHandlers,
+  type ClientMessage,
+} from '../../shared/protocol/signaling.js';
+import type { ConnectionIo } from './connection-io.js';
+import type { PeerRole } from './peer-registry.js';
+import { createTokenBucket } from './rate-limit.js';
+import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-context.js';
+
+/** The protocol side of a running server. */
+export interface Protocol {
+  /** Adopts an upgraded socket from client `ip` (limits count against `ipBucket`). */
+  onConnection(ws: WebSocket, ip: string, ipBucket: string): void;
+  /** Closes connections without hello in time and removes silent or unresumed sessions. */
+  sweep(): void;
+}
+
+function rawToText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+/** Creates the protocol handlers over a started server's state. */
+export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol {
+  const { limits, counters, registry, coordinator, relay, clock, log, conns, allConns, ipCounts } = run;
+  const { sendTo, closeConn, sendError } = io;
+  let seq = 0;
+
+  const replyError = (conn: Conn, e: unknown): void => {
+    let err: RingworkError;
+    if (isRingworkError(e)) err = e;
+    else {
+      log.error({ err: e, peer: conn.peerId }, 'unexpected error in a handler');
+      err = new RingworkError('SERVER_INTERNAL', 'Internal error; the request was dropped.', {});
+    }
+    sendError(conn, err);
+    if (!conn.errorBudget.take()) {
+      bump(counters.disconnects, 'error-budget');
+      closeConn(conn, CLOSE_CODES.policy, 'too many protocol errors');
+    }
+  };
+
+  /** Forgets a peer everywhere; optionally tells its connection why and closes it. */
+  const removePeer = (
+    peerId: string,
+    reason: string,
+    close?: { code: number; error: RingworkError },
+  ): void => {
+    const conn = conns.get(peerId);
+    conns.delete(peerId);
+    registry.remove(peerId);
+    coordinator.removePeer(peerId, reason);
+    if (conn) {
+      conn.peerId = null;
+      if (close) {
+        sendError(conn, close.error);
+        closeConn(conn, close.code, reason);
+      }
+    }
+  };
+
+  /**
+   * Connect-hello-disconnect loops would otherwise fill the table with sessions in resume grace: drop
+   * the one that has waited longest, or refuse when every session is live.
+   */
+  const makeRoomForSession = (): void => {
+    let oldest: { id: string; at: number } | null = null;
+    for (const s of registry.all()) {
+      if (!s.connected && s.disconnectedAt !== null && (!oldest || s.disconnectedAt < oldest.at)) {
+        oldest = { id: s.id, at: s.disconnectedAt };
+      }
+    }
+    if (!oldest) {
+      throw new RingworkError(
+        'PROTOCOL_NOT_ALLOWED',
+        'The server has no room for another peer right now; try again later.',
+        { details: { maxSessions: limits.maxSessions } },
+      );
+    }
+    bump(counters.disconnects, 'session-table-full');
+    removePeer(oldest.id, 'session table full');
+  };
+
+  const requireSession = (conn: Conn): string => {
+    if (!conn.peerId) {
+      throw new RingworkError(
+        'PROTOCOL_NOT_ALLOWED',
+        'Say hello first: no other message is accepted before "hello".',
+        {},
+      );
+    }
+    return conn.peerId;
+  };
+
+  const handlers: ClientHandlers<Conn> = {
+    hello(msg, conn) {
+      if (conn.peerId) {
+        throw new RingworkError(
+          'PROTOCOL_NOT_ALLOWED',
+          'This connection already said hello; one session per connection.',
+          { details: { peerId: conn.peerId } },
+        );
+      }
+      const roles = [...new Set(msg.roles)] as PeerRole[];
+      let peerId: string;
+      let token: string;
+      let resumed = false;
+      if (msg.resume) {
+        const r = registry.resume(msg.resume.peerId, msg.resume.token);
+        peerId = r.session.id;
+        token = r.token;
+        resumed = true;
+        r.session.roles = new Set(roles);
+        r.session.client = msg.client;
+        const old = conns.get(peerId);
+        if (old && old !== conn) {
+          old.peerId = null;
+          sendError(
+            old,
+            new RingworkError(
+              'PROTOCOL_SESSION_REPLACED',
+              'Another connection resumed this session with its token; this one is closed.',
+              {},
+            ),
+          );
+          bump(counters.disconnects, 'session-replaced');
+          closeConn(old, CLOSE_CODES.sessionReplaced, 'session replaced');
+        }
+      } else {
+        // Sessions cost memory and planning time: a client address (IPv6: its /64) gets a quota of
+        // new ones, so reconnect loops cannot churn the table or evict others' resumable sessions.
+        if (!run.sessionRate.take(conn.ipBucket)) {
+          throw new RingworkError(
+            'PROTOCOL_RATE_LIMITED',
+            `Too many new sessions from your address: at most ${limits.sessionsPerSecondPerIp}/s. Resume your session instead, or retry later.`,
+            { details: { perSecond: limits.sessionsPerSecondPerIp } },
+          );
+        }
+        if (registry.size >= limits.maxSessions) makeRoomForSession();
+        const r = registry.create(roles, msg.client);
+        peerId = r.session.id;
+        token = r.token;
+      }
+      conn.peerId = peerId;
+      conns.set(peerId, conn);
+      registry.setConnected(peerId, true);
+      coordinator.addPeer(peerId, roles);
+      sendTo(conn, {
+        type: 'welcome',
+        v: SIGNALING_VERSION,
+        peerId,
+        token,
+        heartbeatMs: limits.heartbeatMs,
+        iceServers: run.config.iceServers,
+        resumed,
+      });
+      if (resumed) coordinator.resync(peerId);
+      log.debug({ peer: peerId, roles, resumed, ip: conn.ip }, 'hello');
+    },
+    profile(msg, conn) {
+      coordinator.setCapability(requireSession(conn), msg.capability);
+    },
+    heartbeat(msg, conn) {
+      requireSession(conn);
+      sendTo(conn, {
+        type: 'heartbeat-ack',
+        v: SIGNALING_VERSION,
+        sentAt: msg.sentAt,
+        serverTime: clock.now(),
+      });
+    },
+    signal(msg, conn) {
+      relay.relay(requireSession(conn), msg);
+    },
+    'ring-request'(msg, conn) {
+      coordinator.requestRing(requireSession(conn), msg.model);
+    },
+    'assignment-status'(msg, conn) {
+      coordinator.assignmentStatus(requireSession(conn), {
+        epoch: msg.epoch,
+        state: msg.state,
+        ...(msg.message !== undefined ? { message: msg.message } : {}),
+      });
+    },
+    'peer-unreachable'(msg, conn) {
+      const reporter = requireSession(conn);
+      if (coordinator.reportUnreachable(reporter, msg.peer, msg.reason) === 'evict') {
+        bump(counters.disconnects, 'evicted');
+        removePeer(msg.peer, 'confirmed unreachable', {
+          code: CLOSE_CODES.evicted,
+          error: new RingworkError(
+            'PEER_EVICTED',
+            'Your ring neighbours cannot reach you and you were removed from the network; reconnect to rejoin.',
+            {},
+          ),
+        });
+      }
+    },
+    leave(_msg, conn) {
+      const peerId = requireSession(conn);
+      removePeer(peerId, 'left');
+      closeConn(conn, CLOSE_CODES.leave, 'bye');
+    },
+  };
+
+  const dispatch = handlers as unknown as Record<
+    ClientMessage['type'],
+    (m: ClientMessage, c: Conn) => void | Promise<void>
+  >;
+
+  const onFrame = (conn: Conn, data: RawData, isBinary: boolean): void => {
+    if (conn.closing) return;
+    counters.framesIn++;
+    if (!conn.bucket.take()) {
+      counters.framesRateLimited++;
+      conn.dropped++;
+      if (!conn.limitedNotified) {
+        conn.limitedNotified = true;
+        sendError(
+          conn,
+          new RingworkError(
+            'PROTOCOL_RATE_LIMITED',
+            `Too many frames: at most ${limits.ratePerSecond}/s (bursts of ${limits.rateBurst}). Frames are being dropped.`,
+            { details: { perSecond: limits.ratePerSecond, burst: limits.rateBurst } },
+          ),
+        );
+      }
+      if (conn.dropped >= limits.maxDroppedFrames) {
+        bump(counters.disconnects, 'rate-limit');
+        closeConn(conn, CLOSE_CODES.policy, 'rate limit exceeded');
+      }
+      return;
+    }
+    // The client slowed down enough for the bucket to refill halfway: forgive earlier drops.
+    if (conn.dropped > 0 && conn.bucket.level() >= conn.bucket.capacity / 2) {
+      conn.dropped = 0;
+      conn.limitedNotified = false;
+    }
+    let msg: ClientMessage;
+    try {
+      msg = parseClientFrame(isBinary ? data : rawToText(data));
+    } catch (e) {
+      replyError(conn, e);
+      return;
+    }
+    if (conn.peerId) registry.touch(conn.peerId);
+    try {
+      const r = dispatch[msg.type](msg, conn);
+      if (r instanceof Promise) r.catch((e: unknown) => replyError(conn, e));
+    } catch (e) {
+      replyError(conn, e);
+    }
+  };
+
+  const onConnection = (ws: WebSocket, ip: string, ipBucket: string): void => {
+    const now = clock.now();
+    const conn: Conn = {
+      seq: ++seq,
+      ws,
+      ip,
+      ipBucket,
+      openedAt: now,
+      peerId: null,
+      bucket: createTokenBucket({ capacity: limits.rateBurst, refillPerSecond: limits.ratePerSecond, clock }),
+      errorBudget: createTokenBucket({ capacity: limits.maxProtocolErrors, refillPerSecond: 1, clock }),
+      dropped: 0,
+      limitedNotified: false,
+      closing: false,
+    };
+    allConns.add(conn);
+    ipCounts.set(ipBucket, (ipCounts.get(ipBucket) ?? 0) + 1);
+    counters.connectionsOpen = allConns.size;
+    counters.connectionsTotal++;
+    ws.on('message', (data, isBinary) => {
+      try {
+        onFrame(conn, data, isBinary);
+      } catch (e) {
+        // onFrame already catches; this is the last line so no frame can ever throw into ws.
+        log.error({ err: e }, 'frame handling failed');
+      }
+    });
+    ws.on('error', (e) => {
+      // ws reports protocol violations (oversize 1009, bad UTF-8 1007...) here, then closes.
+      bump(counters.disconnects, `ws-${(e as { code?: string }).code ?? 'error'}`);
+      log.debug({ err: e, peer: conn.peerId }, 'websocket error');
+    });
+    ws.on('close', () => {
+      conn.closing = true;
+      allConns.delete(conn);
+      const n = (ipCounts.get(ipBucket) ?? 1) - 1;
+      if (n <= 0) ipCounts.delete(ipBucket);
+      else ipCounts.set(ipBucket, n);
+      counters.connectionsOpen = allConns.size;
+      const peerId = conn.peerId;
+      if (peerId && conns.get(peerId) === conn) {
+        conns.delete(peerId);
+        // The session (id, token) survives for resumeGraceMs so a reconnect keeps its identity, but
+        // the peer leaves planning now: a closed tab must not stall its ring for the whole grace.
+        registry.setConnected(peerId, false);
+        coordinator.setOnline(peerId, false);
+        if (limits.resumeGraceMs === 0) removePeer(peerId, 'disconnected');
+      }
+    });
+  };
+
+  const sweep = (): void => {
+    const now = clock.now();
+    for (const conn of allConns) {
+      if (!conn.peerId && !conn.closing && now - conn.openedAt > limits.helloTimeoutMs) {
+        sendError(
+          conn,
+          new RingworkError('PROTOCOL_TIMEOUT', `No hello within ${limits.helloTimeoutMs} ms.`, {}),
+        );
+        bump(counters.disconnects, 'hello-timeout');
+        closeConn(conn, CLOSE_CODES.helloTimeout, 'no hello');
+      }
+    }
+    const dead: Array<{ id: string; timedOut: boolean }> = [];
+    for (const s of registry.all()) {
+      if (s.connected && now - s.lastSeen > limits.heartbeatTimeoutMs)
+        dead.push({ id: s.id, timedOut: true });
+      else if (!s.connected && s.disconnectedAt !== null && now - s.disconnectedAt > limits.resumeGraceMs)
+        dead.push({ id: s.id, timedOut: false });
+    }
+    for (const d of dead) {
+      if (d.timedOut) {
+        bump(counters.disconnects, 'heartbeat-timeout');
+        removePeer(d.id, 'heartbeat timeout', {
+          code: CLOSE_CODES.heartbeatTimeout,
+          error: new RingworkError(
+            'PROTOCOL_TIMEOUT',
+            `No frame for ${limits.heartbeatTimeoutMs} ms; heartbeat every ${limits.heartbeatMs} ms.`,
+            {},
+          ),
+        });
+      } else removePeer(d.id, 'did not resume in time');
+    }
+    // Per-address rate buckets that refilled are no different from new ones: keep memory bounded.
+    run.connectRate.prune();
+    run.sessionRate.prune();
+  };
+
+  return { onConnection, sweep };
+}

@@ -1,0 +1,89 @@
+/**
+ * The signaling server's state, as explicit objects instead of variables captured by one closure:
+ * {@link ServerContext} is built once by `createSignalingServer` (config, registry, connection
+ * tables, counters); {@link RunningContext} adds what exists only once started (catalog,
+ * coordinator, relay), so code that needs a coordinator receives one and never asserts it exists.
+ */
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { CatalogModel } from './catalog.js';
+import type { ClientAddressResolver } from './client-address.js';
+import type { Clock } from './clock.js';
+import type { Limits, SignalingConfig } from './config.js';
+import type { Coordinator } from './coordinator.js';
+import type { IceFilter } from './ice-filter.js';
+import type { ServerCounters } from './network-snapshot.js';
+import type { PeerRegistry } from './peer-registry.js';
+import type { KeyedRateLimiter, TokenBucket } from './rate-limit.js';
+import type { Relay } from './relay.js';
+
+/** WebSocket close codes the server uses. */
+export const CLOSE_CODES = {
+  leave: 1000,
+  shutdown: 1001,
+  policy: 1008,
+  sessionReplaced: 4001,
+  heartbeatTimeout: 4002,
+  evicted: 4003,
+  helloTimeout: 4004,
+  slowConsumer: 4005,
+} as const;
+
+/** One WebSocket connection. */
+export interface Conn {
+  readonly seq: number;
+  readonly ws: WebSocket;
+  /** The client's address (forwarded one from a trusted proxy). */
+  readonly ip: string;
+  /** The bucket per-client limits count against (IPv4 address, IPv6 /64). */
+  readonly ipBucket: string;
+  readonly openedAt: number;
+  peerId: string | null;
+  readonly bucket: TokenBucket;
+  readonly errorBudget: TokenBucket;
+  dropped: number;
+  limitedNotified: boolean;
+  closing: boolean;
+}
+
+/** State that exists from construction on. */
+export interface ServerContext {
+  readonly config: SignalingConfig;
+  readonly limits: Limits;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly registry: PeerRegistry;
+  readonly iceFilter: IceFilter | null;
+  readonly counters: ServerCounters;
+  readonly addresses: ClientAddressResolver;
+  /** The connection of each peer id whose session is attached. */
+  readonly conns: Map<string, Conn>;
+  /** Every open WebSocket connection, with or without a session. */
+  readonly allConns: Set<Conn>;
+  /** Open WebSocket connections per client address bucket. */
+  readonly ipCounts: Map<string, number>;
+  /** New WebSocket connections per client address bucket. */
+  readonly connectRate: KeyedRateLimiter;
+  /** New sessions (hello without resume) per client address bucket. */
+  readonly sessionRate: KeyedRateLimiter;
+  readonly startedAt: number;
+  /** Set by stop(): new upgrades are refused. */
+  stopping: boolean;
+}
+
+/** State of a started server. */
+export interface RunningContext extends ServerContext {
+  readonly catalog: readonly CatalogModel[];
+  readonly coordinator: Coordinator;
+  readonly relay: Relay;
+}
+
+/** Adds one to a counter in a by-reason record. */
+export function bump(rec: Record<string, number>, key: string): void {
+  rec[key] = (rec[key] ?? 0) + 1;
+}
+
+/** The default for a per-IP limit that scales with the per-IP connection cap. */
+export function perIpBurst(limits: Limits, value: number | undefined): number {
+  return value ?? Math.max(32, limits.maxConnectionsPerIp);
+}

@@ -3,7 +3,7 @@
  * fetch them. Local model files are mounted into the HTTP server so the URL in an assignment always
  * resolves, whether or not `dist/` was built.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RingworkError } from '../../shared/errors.js';
@@ -71,11 +71,14 @@ export function catalogModelFromConfig(
 
 const toPosix = (p: string): string => p.split(sep).join('/');
 
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(
-    (s) => s.isFile(),
-    () => false,
-  );
+/** A regular file whose real location is inside `dir` (a symlink out of it would 404 when served). */
+async function existsWithin(dir: string, file: string): Promise<boolean> {
+  try {
+    const [realDir, real] = await Promise.all([realpath(dir), realpath(file)]);
+    return real.startsWith(realDir + sep) && (await stat(real)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** A plain file name in the model directory (no separators, no dotfiles), else null. */
@@ -173,7 +176,7 @@ export async function loadCatalogEntry(
   let tokenizerUrl = entry.tokenizerUrl;
   if (!tokenizerUrl && !isDir && prefix) {
     for (const name of ['tokenizer.bin', `tok${source.config.vocabSize}.bin`]) {
-      if (await exists(resolve(dir, name))) {
+      if (await existsWithin(dir, resolve(dir, name))) {
         tokenizerUrl = prefix + name;
         break;
       }

@@ -14,7 +14,8 @@
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
  * `--max-http-sockets`, `--max-sockets-per-ip`, `--headers-timeout-ms`, `--request-timeout-ms`,
- * `--connects-per-second-per-ip`, `--sessions-per-second-per-ip`, `--network-cache-ms`).
+ * `--connects-per-second-per-ip`, `--connect-burst-per-ip`, `--sessions-per-second-per-ip`,
+ * `--session-burst-per-ip`, `--network-cache-ms`).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -316,6 +317,8 @@ export function parseCliConfig(
         'headers-timeout-ms': { type: 'string' },
         'request-timeout-ms': { type: 'string' },
         'connects-per-second-per-ip': { type: 'string' },
+        'connect-burst-per-ip': { type: 'string' },
+        'session-burst-per-ip': { type: 'string' },
         'sessions-per-second-per-ip': { type: 'string' },
         'network-cache-ms': { type: 'string' },
       },
@@ -345,6 +348,8 @@ export function parseCliConfig(
     headersTimeoutMs: num(str('headers-timeout-ms')),
     requestTimeoutMs: num(str('request-timeout-ms')),
     connectsPerSecondPerIp: num(str('connects-per-second-per-ip')),
+    connectBurstPerIp: num(str('connect-burst-per-ip')),
+    sessionBurstPerIp: num(str('session-burst-per-ip')),
     sessionsPerSecondPerIp: num(str('sessions-per-second-per-ip')),
     networkCacheMs: num(str('network-cache-ms')),
   };

@@ -167,8 +167,10 @@ export function createSignalingServer(
     });
     server.maxConnections = limits.maxConnections + limits.maxHttpSockets;
     limitSocketsPerClient(server, run);
-    server.on('clientError', (_e, socket: Socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    server.on('clientError', (e: NodeJS.ErrnoException, socket: Socket) => {
+      // Headers or request not complete in time: say so (408), anything else is malformed (400).
+      const status = e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {

@@ -25,9 +25,13 @@ export interface TestClient {
 }
 
 /** Connects to `ws://host:port/ws` (or `path`). */
-export function connect(port: number, opts: { origin?: string; path?: string } = {}): Promise<TestClient> {
+export function connect(
+  port: number,
+  opts: { origin?: string; path?: string; headers?: Record<string, string> } = {},
+): Promise<TestClient> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${opts.path ?? '/ws'}`, {
     ...(opts.origin ? { origin: opts.origin } : {}),
+    ...(opts.headers ? { headers: opts.headers } : {}),
   });
   const messages: ServerMessage[] = [];
   const consumed = new Set<number>();
@@ -108,10 +112,14 @@ export function connect(port: number, opts: { origin?: string; path?: string } =
 }
 
 /** Attempts a connection that should be refused; resolves with the HTTP status (or 0 if it opened). */
-export function upgradeStatus(port: number, opts: { origin?: string; path?: string } = {}): Promise<number> {
+export function upgradeStatus(
+  port: number,
+  opts: { origin?: string; path?: string; headers?: Record<string, string> } = {},
+): Promise<number> {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}${opts.path ?? '/ws'}`, {
       ...(opts.origin ? { origin: opts.origin } : {}),
+      ...(opts.headers ? { headers: opts.headers } : {}),
     });
     ws.on('unexpected-response', (_req, res) => {
       resolve(res.statusCode ?? -1);
@@ -130,9 +138,10 @@ export function upgradeStatus(port: number, opts: { origin?: string; path?: stri
 export function httpGet(
   port: number,
   path: string,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET' }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

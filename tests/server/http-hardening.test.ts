@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { scaled, TIMEOUTS } from '../helpers/timeouts';
 import { connect, hello, httpGet, upgradeStatus, type TestClient } from './signaling-test-client';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -50,13 +51,23 @@ async function spawnServer(args: readonly string[]): Promise<Spawned> {
   children.push(child);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`the server did not print its port within ${TIMEOUTS.serverStart} ms: ${out}`));
+    }, TIMEOUTS.serverStart);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /RINGWORK_LISTENING (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
     });
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited ${code}: ${out}`));
+    });
   });
   return {
     port,
@@ -230,7 +241,7 @@ describe('/api/network', () => {
         expect(n.now).not.toBe(first.now);
         expect(n.sessionsInGrace).toBe(5);
       },
-      { timeout: 5000, interval: 100 },
+      { timeout: scaled(5000), interval: 100 },
     );
     const n = await get();
     expect(n.peers.map((p) => p.id)).toEqual([liveId]);
@@ -267,8 +278,8 @@ describe('slow headers and socket caps', () => {
       sockets.push(s);
     }
     // 40 are refused at once (cap 20); the 20 held ones go when their headers time out.
-    await vi.waitFor(() => expect(closedAt.length).toBe(60), { timeout: 8000, interval: 50 });
-    expect(Math.max(...closedAt)).toBeLessThan(5000);
+    await vi.waitFor(() => expect(closedAt.length).toBe(60), { timeout: scaled(8000), interval: 50 });
+    expect(Math.max(...closedAt)).toBeLessThan(scaled(5000));
     // Honest use right after: the page and the API answer, and say what was refused.
     expect((await httpGet(srv.port, '/healthz')).status).toBe(200);
     const net = JSON.parse((await httpGet(srv.port, '/api/network')).body) as {

@@ -11,6 +11,7 @@ import { createScratch, solveOrder, solveOrderSkipping, type Scratch } from './c
 import { evaluateStages, type Found, type Instance } from './cost.js';
 import { totalTimes } from './eligibility.js';
 import type { Objective } from './types.js';
+import { mulberry32Float } from '../util/prng.js';
 
 /** Options of {@link heuristicSearch}. */
 export interface HeuristicOptions {
@@ -135,7 +136,8 @@ export function heuristicSearch(
     // search cannot reach one swap at a time. A fixed seed keeps the planner deterministic.
     const restartBudget = totalBudget * 0.2;
     ringBudget -= restartBudget;
-    const rand = mulberry32(0x5eed);
+    // Seeded: restarts must be reproducible.
+    const rand = mulberry32Float(0x5eed);
     const base = bestOrder ? (bestOrder as { order: number[] }).order : poolByTau;
     const cost = base.length * L;
     for (let spent = 0, r = 0; spent + cost <= restartBudget && r < 64; spent += cost, r++) {
@@ -379,16 +381,4 @@ function focusPositions(inst: Instance, f: Found, objective: Objective): number[
     }
   });
   return [...new Set([b, b - 1, b + 1, 0, k - 1].filter((i) => i >= 0 && i < k))];
-}
-
-/** mulberry32: a tiny seeded PRNG (restarts must be reproducible). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

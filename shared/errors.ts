@@ -54,6 +54,8 @@ export const ERROR_CODES = [
   'RUNNER_CONTEXT_FULL',
   /** The inference backend (onnxruntime, WebGPU, a benchmark) failed; the generic compute failure. */
   'RUNNER_BACKEND_FAILED',
+  /** The runner was disposed: create a new one. */
+  'RUNNER_DISPOSED',
   /** The caller aborted the operation (AbortSignal, stop button). */
   'ABORTED',
   /** A function argument is invalid. */

@@ -1,4 +1,4 @@
-import { RingworkError } from '../errors.js';
+import { RingworkError, throwIfAborted } from '../errors.js';
 import { createListeners } from './emitter.js';
 import { createPeerLink } from './peer-link.js';
 import type { MessageChannelLike, PeerLink, Transport } from './types.js';
@@ -80,9 +80,13 @@ export function createMemoryTransportHub(): MemoryTransportHub {
       };
       return {
         localId,
-        async connect(remoteId) {
+        async connect(remoteId, opts = {}) {
+          throwIfAborted(opts.signal, `Connecting to ${remoteId}`);
+          if (closed) throw new RingworkError('TRANSPORT_CLOSED', 'The transport is closed.');
           const remote = incoming.get(remoteId);
-          if (closed || !remote || remote.size === 0) {
+          if (!remote || remote.size === 0) {
+            // Nobody listens under that id: say so at once, as the WebRTC transport does when the
+            // signaling server refuses to relay to an unknown peer.
             throw new RingworkError('TRANSPORT_PEER_UNREACHABLE', `Peer ${remoteId} is not reachable.`, {
               details: { remoteId },
             });

@@ -84,6 +84,15 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
     }
   };
 
+  const abandon = (e: unknown) => {
+    finish({ reason: 'error', error: e });
+    try {
+      channel.close();
+    } catch {
+      /* already closed */
+    }
+  };
+
   channel.addEventListener('message', (ev) => {
     if (closed) return;
     const d = ev.data;
@@ -135,16 +144,28 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
       return !closed && channel.readyState === 'open';
     },
     sendTensor(message, opts = {}) {
-      const frames = encodeTensorFrames(message, seq++);
+      let frames: ArrayBuffer[];
+      try {
+        frames = encodeTensorFrames(message, seq++);
+      } catch (e) {
+        return Promise.reject(e); // the contract: failures reject, they never throw
+      }
       const run = async () => {
-        for (const f of frames) {
-          throwIfAborted(opts.signal, 'Sending the tensor');
-          if (closed || channel.readyState !== 'open') {
-            throw new RingworkError('TRANSPORT_CLOSED', `The link to ${remoteId} is closed.`, {
-              details: { remoteId },
-            });
+        for (const [i, f] of frames.entries()) {
+          try {
+            throwIfAborted(opts.signal, 'Sending the tensor');
+            if (closed || channel.readyState !== 'open') {
+              throw new RingworkError('TRANSPORT_CLOSED', `The link to ${remoteId} is closed.`, {
+                details: { remoteId },
+              });
+            }
+            if (channel.bufferedAmount > HIGH_WATER_BYTES) await waitDrain(opts.signal);
+          } catch (e) {
+            // Cut off mid-tensor, the receiver would reject the next tensor's first chunk: the
+            // stream is unusable, so close the link rather than lose later sends silently.
+            if (i > 0 && !closed) abandon(e);
+            throw e;
           }
-          if (channel.bufferedAmount > HIGH_WATER_BYTES) await waitDrain(opts.signal);
           channel.send(f);
         }
       };

@@ -36,8 +36,14 @@ export interface LinkClose {
 export interface PeerLink {
   readonly remoteId: string;
   readonly isOpen: boolean;
-  /** Sends a tensor in chunks, waiting on `bufferedAmountLowThreshold` between bursts. */
+  /**
+   * Sends a tensor in chunks, waiting on `bufferedAmountLowThreshold` between bursts. Always
+   * reports failure by rejecting: an invalid tensor (typed TENSOR_* code, link stays open),
+   * TRANSPORT_CLOSED, or ABORTED. A send aborted after its first chunk closes the link, since
+   * the receiver cannot resynchronise on a cut-off tensor.
+   */
   sendTensor(message: TensorMessage, opts?: { signal?: AbortSignal }): Promise<void>;
+  /** Sends a small JSON message; throws TRANSPORT_CLOSED on a closed link. */
   sendControl(message: ControlMessage): void;
   onTensor(handler: (m: TensorMessage) => void): () => void;
   onControl(handler: (m: ControlMessage) => void): () => void;
@@ -51,8 +57,9 @@ export interface PeerLink {
 export interface Transport {
   readonly localId: string;
   /**
-   * Opens a link to `remoteId` (this side offers). Fails with TRANSPORT_CONNECT_TIMEOUT when no
-   * channel opens in time, TRANSPORT_PEER_UNREACHABLE when the transport knows no way to the peer.
+   * Opens a link to `remoteId` (this side offers). Fails fast with TRANSPORT_PEER_UNREACHABLE when no
+   * peer holds that id, with TRANSPORT_CLOSED after {@link Transport.close}, with ABORTED when the
+   * signal fires, and with TRANSPORT_CONNECT_TIMEOUT when a known peer does not answer in time.
    */
   connect(remoteId: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PeerLink>;
   /** Links other peers open to us. Returns an unsubscribe function. */

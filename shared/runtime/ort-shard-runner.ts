@@ -84,6 +84,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
   let range: UnitRange | undefined;
   let contextLength = 0;
   const sessions = new Map<string, GenSession>();
+  let disposed = false;
   // ORT sessions must not run concurrently; generation sessions take turns.
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -103,12 +104,27 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     s.kv.clear();
   };
 
+  /** Frees the sessions and the ORT session (after any step in flight); the runner stays usable. */
+  const unload = () =>
+    serial(async () => {
+      for (const s of sessions.values()) disposeSession(s);
+      sessions.clear();
+      const old = session;
+      session = undefined;
+      io = undefined;
+      backend = undefined;
+      backendReason = undefined;
+      range = undefined;
+      await old?.release();
+    });
+
   const runner: ShardRunner = {
     async load(request: LoadRequest, opts = {}): Promise<LoadResult> {
       const t0 = now();
       // Check before tearing down the current shard: an aborted request must leave it loaded.
+      if (disposed) throw disposedError();
       throwIfAborted(opts.signal, 'Loading the shard');
-      if (session) await runner.dispose();
+      if (session) await unload();
       const source = await deps.openModel(request.model, opts.signal);
       const before = source.bytesRead;
       const compiled = await compileShard(
@@ -171,6 +187,12 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         };
         session = await create('wasm');
       }
+      if (disposed) {
+        // dispose() ran while this load was compiling: do not resurrect the runner.
+        await session.release();
+        session = undefined;
+        throw disposedError();
+      }
       io = compiled.io;
       backend = choice.backend;
       backendReason = choice.reason;
@@ -188,6 +210,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     },
 
     async openSession() {
+      if (disposed) throw disposedError();
       if (!session) throw notLoaded();
       const id = newId();
       sessions.set(id, { length: 0, kv: new Map() });
@@ -195,8 +218,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     },
 
     step(sessionId: string, input: StepInput, opts = {}): Promise<StepOutput> {
-      return serial(async () => {
+      const work = serial(async () => {
         throwIfAborted(opts.signal, 'The step');
+        if (disposed) throw disposedError();
         if (!session || !io) throw notLoaded();
         const s = sessions.get(sessionId);
         if (!s) {
@@ -239,6 +263,11 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         const t0 = now();
         const out = await session.run(feeds);
         const ms = now() - t0;
+        if (opts.signal?.aborted) {
+          // The caller has already been told ABORTED: drop the outputs, leave the cache as it was.
+          for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+          throw new RingworkError('ABORTED', 'The step was aborted.', { cause: opts.signal.reason });
+        }
         for (const kv of io.kv) {
           const old = s.kv.get(kv.layer);
           s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
@@ -250,6 +279,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         const data = (await result.getData()) as Float32Array;
         return { kind: io.outputKind, data, seqLen: S, ms };
       });
+      return opts.signal ? abortable(work, opts.signal) : work;
     },
 
     async closeSession(sessionId: string) {
@@ -260,24 +290,35 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     },
 
     async info(): Promise<RunnerInfo> {
+      if (disposed) return { loaded: false, sessions: 0 };
       return { loaded: !!session, backend, backendReason, range, sessions: sessions.size };
     },
 
     async dispose() {
-      await serial(async () => {
-        for (const s of sessions.values()) disposeSession(s);
-        sessions.clear();
-        const old = session;
-        session = undefined;
-        io = undefined;
-        backend = undefined;
-        backendReason = undefined;
-        range = undefined;
-        await old?.release();
-      });
+      disposed = true;
+      await unload();
     },
   };
   return runner;
+}
+
+function disposedError(): RingworkError {
+  return new RingworkError('RUNNER_DISPOSED', 'The runner was disposed: create a new one.');
+}
+
+/**
+ * Settles like `work`, except that it rejects with ABORTED as soon as `signal` fires: the caller is
+ * not kept waiting for a run that ORT cannot interrupt (the run still finishes in the background,
+ * in turn, and its result is dropped).
+ */
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () =>
+      reject(new RingworkError('ABORTED', 'The step was aborted.', { cause: signal.reason }));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function notLoaded(): RingworkError {

@@ -44,6 +44,7 @@ export default defineConfig({
         main: resolve('web/index.html'),
         harness: resolve('web/harness.html'),
         profiler: resolve('web/profiler.html'),
+        contracts: resolve('web/contracts.html'),
       },
     },
   },

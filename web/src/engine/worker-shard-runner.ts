@@ -7,7 +7,9 @@ let nextOp = 0;
 
 /**
  * A {@link ShardRunner} that runs in its own Web Worker. Hidden-state inputs are transferred, not
- * copied: the caller's `input.hidden` buffer is detached after `step`.
+ * copied: the caller's `input.hidden` buffer is detached after `step`. An aborted call rejects at
+ * once with ABORTED (the worker is told to drop the work); after {@link ShardRunner.dispose} the
+ * worker is gone and calls fail with RUNNER_DISPOSED.
  */
 export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
   const worker = new Worker(new URL('./runner.worker.ts', import.meta.url), {
@@ -15,42 +17,72 @@ export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
     name: 'ringwork-shard',
   });
   const api = Comlink.wrap<WorkerApi>(worker);
-  let disposed = false;
-  const abortable = async <T>(
-    signal: AbortSignal | undefined,
-    fn: (opId: number) => Promise<T>,
-  ): Promise<T> => {
-    const opId = ++nextOp;
-    const onAbort = () => void api.abort(opId);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await fn(opId);
-    } catch (e) {
-      return rethrow(e);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
+  let disposed: Promise<void> | undefined;
+  /** Calls in flight, so that dispose() can settle them once the worker is gone. */
+  const pending = new Set<(e: RingworkError) => void>();
+  const disposedError = () =>
+    new RingworkError('RUNNER_DISPOSED', 'The runner was disposed: create a new one.');
+
+  /** Runs one worker call: typed errors rebuilt, abort and dispose settle it at once. */
+  const call = <T>(signal: AbortSignal | undefined, fn: (opId: number) => Promise<T>): Promise<T> => {
+    if (disposed) return Promise.reject(disposedError());
+    if (signal?.aborted) {
+      return Promise.reject(new RingworkError('ABORTED', 'The call was aborted.', { cause: signal.reason }));
     }
+    const opId = ++nextOp;
+    return new Promise<T>((resolve, reject) => {
+      const cancel = (e: RingworkError) => {
+        cleanup();
+        reject(e);
+      };
+      const onAbort = () => {
+        void api.abort(opId).catch(() => undefined);
+        cancel(new RingworkError('ABORTED', 'The call was aborted.', { cause: signal?.reason }));
+      };
+      const cleanup = () => {
+        signal?.removeEventListener('abort', onAbort);
+        pending.delete(cancel);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      pending.add(cancel);
+      fn(opId).then(
+        (v) => (cleanup(), resolve(v)),
+        (e: unknown) => {
+          cleanup();
+          try {
+            rethrow(e);
+          } catch (typed) {
+            reject(typed);
+          }
+        },
+      );
+    });
   };
   return {
     worker,
     load: (request, opts = {}) =>
-      abortable(opts.signal, (op) =>
+      call(opts.signal, (op) =>
         api.load(request, op, opts.onProgress ? Comlink.proxy(opts.onProgress) : undefined),
       ),
-    openSession: () => api.openSession().catch(rethrow),
+    openSession: () => call(undefined, () => api.openSession()),
     step: (sessionId, input, opts = {}) =>
-      abortable(opts.signal, (op) => {
-        const transfer = input.hidden ? [input.hidden.buffer] : input.tokens ? [] : [];
+      call(opts.signal, (op) => {
+        const transfer = input.hidden ? [input.hidden.buffer] : [];
         return api.step(sessionId, Comlink.transfer(input, transfer as Transferable[]), op);
       }),
-    closeSession: (id) => api.closeSession(id).catch(rethrow),
-    info: () => api.info().catch(rethrow),
-    async dispose() {
-      if (disposed) return;
-      disposed = true;
-      await api.dispose().catch(() => undefined);
-      api[Comlink.releaseProxy]();
-      worker.terminate();
+    // Releasing is idempotent: after dispose there is nothing left to free.
+    closeSession: (id) => (disposed ? Promise.resolve() : call(undefined, () => api.closeSession(id))),
+    info: () =>
+      disposed ? Promise.resolve({ loaded: false, sessions: 0 }) : call(undefined, () => api.info()),
+    dispose() {
+      disposed ??= (async () => {
+        await api.dispose().catch(() => undefined);
+        api[Comlink.releaseProxy]();
+        worker.terminate();
+        // Whatever was still waiting on the worker will never hear back.
+        for (const cancel of [...pending]) cancel(disposedError());
+      })();
+      return disposed;
     },
   };
 }

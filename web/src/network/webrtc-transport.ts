@@ -7,7 +7,7 @@
  * carry them in our own `signal` messages. Its standalone browser bundle avoids Node polyfills.
  */
 import SimplePeer from 'simple-peer/simplepeer.min.js';
-import { isRingworkError, RingworkError } from '../../../shared/errors';
+import { isRingworkError, RingworkError, throwIfAborted } from '../../../shared/errors';
 import type { SignalPayload } from '../../../shared/protocol/signaling';
 import { createListeners } from '../../../shared/transport/emitter';
 import { createPeerLink } from '../../../shared/transport/peer-link';
@@ -138,35 +138,83 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
   const attempt = (remoteId: string, timeoutMs: number, signal?: AbortSignal) =>
     new Promise<PeerLink>((resolve, reject) => {
       const peer = makePeer(remoteId, crypto.randomUUID().replace(/-/g, '').slice(0, 16), true);
-      const timer = setTimeout(() => {
+      let settled = false;
+      const settle = (link: PeerLink | undefined, e?: RingworkError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        offRefused();
+        if (link) return resolve(link);
         peer.destroy();
-        reject(
-          new RingworkError(
-            'TRANSPORT_CONNECT_TIMEOUT',
-            `No DataChannel to ${remoteId} within ${timeoutMs} ms.`,
-            {
-              details: { remoteId, timeoutMs },
-            },
+        reject(e);
+      };
+      const timer = setTimeout(
+        () =>
+          settle(
+            undefined,
+            new RingworkError(
+              'TRANSPORT_CONNECT_TIMEOUT',
+              `No DataChannel to ${remoteId} within ${timeoutMs} ms.`,
+              {
+                details: { remoteId, timeoutMs },
+              },
+            ),
           ),
+        timeoutMs,
+      );
+      const onAbort = () =>
+        settle(
+          undefined,
+          new RingworkError('ABORTED', `Connecting to ${remoteId} was aborted.`, { cause: signal?.reason }),
         );
-      }, timeoutMs);
-      signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        peer.destroy();
-        reject(new RingworkError('ABORTED', `Connecting to ${remoteId} was aborted.`));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // The server refuses at once to relay our offer to an id it does not know (or may not
+      // introduce us to): fail now instead of waiting out the timeout.
+      const offRefused = signaling.on('error', (m) => {
+        if (m.details?.to !== remoteId) return;
+        if (m.code === 'PROTOCOL_UNKNOWN_PEER') {
+          settle(
+            undefined,
+            new RingworkError(
+              'TRANSPORT_PEER_UNREACHABLE',
+              `Peer ${remoteId} is not known to the signaling server.`,
+              {
+                details: { remoteId },
+              },
+            ),
+          );
+        } else if (m.code === 'PROTOCOL_NOT_ALLOWED') {
+          settle(
+            undefined,
+            new RingworkError(
+              'PROTOCOL_NOT_ALLOWED',
+              `The signaling server refused to relay to ${remoteId}.`,
+              {
+                details: { remoteId },
+              },
+            ),
+          );
+        }
       });
-      peer.on('connect', () => {
-        clearTimeout(timer);
-        resolve(track(remoteId, peer));
-      });
-      peer.on('error', (e: unknown) => {
-        clearTimeout(timer);
-        reject(
+      peer.on('connect', () => settle(track(remoteId, peer)));
+      peer.on('error', (e: unknown) =>
+        settle(
+          undefined,
           new RingworkError('TRANSPORT_CLOSED', `WebRTC connection to ${remoteId} failed: ${String(e)}`, {
             cause: e,
           }),
-        );
-      });
+        ),
+      );
+      // Destroyed before it connected (the transport was closed meanwhile).
+      peer.on('close', () =>
+        settle(
+          undefined,
+          new RingworkError('TRANSPORT_CLOSED', `The connection to ${remoteId} closed before it opened.`, {
+            details: { remoteId },
+          }),
+        ),
+      );
     });
 
   return {
@@ -174,6 +222,7 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
       return signaling.peerId ?? '';
     },
     async connect(remoteId, o = {}) {
+      throwIfAborted(o.signal, `Connecting to ${remoteId}`);
       const timeoutMs = o.timeoutMs ?? opts.connectTimeoutMs ?? 10_000;
       let last: unknown;
       for (let i = 0; i <= (opts.retries ?? 1); i++) {
@@ -182,10 +231,13 @@ export function createWebRtcTransport(opts: WebRtcTransportOptions): Transport {
           return await attempt(remoteId, timeoutMs, o.signal);
         } catch (e) {
           last = e;
-          if (isRingworkError(e, 'ABORTED')) throw e;
+          // Only a timeout or a failed ICE/DTLS handshake is worth another attempt.
+          if (!isRingworkError(e, 'TRANSPORT_CONNECT_TIMEOUT') && !isRingworkError(e, 'TRANSPORT_CLOSED'))
+            throw e;
         }
       }
-      throw last ?? new RingworkError('TRANSPORT_CLOSED', 'The transport is closed.');
+      if (closed) throw new RingworkError('TRANSPORT_CLOSED', 'The transport is closed.');
+      throw last;
     },
     onIncoming: (h) => incoming.add(h),
     async close() {

@@ -126,13 +126,3 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
     await new Promise((r) => setTimeout(r, 10));
   }
 }
-
-/** The first value `subscribe` reports, as a promise (subscribe returns its unsubscribe). */
-export function first<T>(subscribe: (h: (v: T) => void) => () => void): Promise<T> {
-  return new Promise<T>((resolve) => {
-    const off = subscribe((v) => {
-      off();
-      resolve(v);
-    });
-  });
-}

@@ -20,7 +20,6 @@ import {
   ContractFailure,
   equal,
   fails,
-  first,
   ok,
   rejects,
   sameBytes,

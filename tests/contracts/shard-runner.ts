@@ -45,12 +45,15 @@ export interface ShardRunnerSetup {
   tolerance?: number;
   /** Timeout of one case (ms). */
   timeoutMs?: number;
+  /** Multiplies every time budget of the suite (a slow machine; see tests/helpers/timeouts.ts). */
+  scale?: number;
 }
 
 /** The shard-runner contract as a list of self-contained cases (one fresh runner each). */
 export function contract(setup: ShardRunnerSetup): ContractCase[] {
   const g = setup.golden;
   const tol = setup.tolerance ?? 1e-4;
+  const t = (ms: number) => Math.round(ms * (setup.scale ?? 1));
   const units = g.nLayers + 2; // embedding, blocks, head
   const logitsAt = (pos: number) => g.logits.subarray(pos * g.vocab, (pos + 1) * g.vocab);
   const hiddenAt = (pos: number, index: number) => {
@@ -72,7 +75,7 @@ export function contract(setup: ShardRunnerSetup): ContractCase[] {
   const add = (name: string, fn: (runner: ShardRunner) => Promise<void>) =>
     cases.push({
       name,
-      timeoutMs: setup.timeoutMs ?? 60_000,
+      timeoutMs: setup.timeoutMs ?? t(60_000),
       async run() {
         const fx = await setup.create();
         try {
@@ -267,7 +270,7 @@ export function contract(setup: ShardRunnerSetup): ContractCase[] {
     const ac = new AbortController();
     const queued = r.step(victim, { tokens: tokens(0, 16), position: 0 }, { signal: ac.signal });
     ac.abort();
-    await within(rejects(queued, 'ABORTED', 'queued step'), 5_000, 'abort of a queued step');
+    await within(rejects(queued, 'ABORTED', 'queued step'), t(5_000), 'abort of a queued step');
     ok(!longDone, 'the abort did not wait for the step ahead of it');
     // Aborted right after it was submitted, while the runner is (or was just) busy.
     const ac2 = new AbortController();
@@ -277,7 +280,7 @@ export function contract(setup: ShardRunnerSetup): ContractCase[] {
       { signal: ac2.signal },
     );
     ac2.abort();
-    await within(rejects(running, 'ABORTED', 'step in flight'), 5_000, 'abort of a submitted step');
+    await within(rejects(running, 'ABORTED', 'step in flight'), t(5_000), 'abort of a submitted step');
     close((await long).data, logitsAt(15), tol, 'the unaborted step completes correctly');
     const fresh = await r.openSession();
     const out = await r.step(fresh, { tokens: tokens(0, 3), position: 0 });

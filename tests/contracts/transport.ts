@@ -45,6 +45,8 @@ export interface TransportContractOptions {
   closeMs?: number;
   /** Base timeout of a case (ms); heavy cases get a multiple. */
   timeoutMs?: number;
+  /** Multiplies every time budget of the suite (a slow machine; see tests/helpers/timeouts.ts). */
+  scale?: number;
 }
 
 /** Deterministic, non-trivial content (every byte value occurs; no NaN for floats). */
@@ -95,7 +97,7 @@ function inbox(link: PeerLink) {
 }
 
 /** Opens a link from `from` to `to`; resolves with both ends once both are open. */
-async function pair(from: Transport, to: Transport): Promise<[PeerLink, PeerLink]> {
+async function pairOf(from: Transport, to: Transport, budgetMs = 15_000): Promise<[PeerLink, PeerLink]> {
   const incoming = new Promise<PeerLink>((resolve) => {
     const off = to.onIncoming((l) => {
       if (l.remoteId !== from.localId) return;
@@ -103,8 +105,8 @@ async function pair(from: Transport, to: Transport): Promise<[PeerLink, PeerLink
       resolve(l);
     });
   });
-  const a = await from.connect(to.localId, { timeoutMs: 15_000 });
-  const b = await within(incoming, 15_000, 'the incoming side of a new link');
+  const a = await from.connect(to.localId, { timeoutMs: budgetMs });
+  const b = await within(incoming, budgetMs, 'the incoming side of a new link');
   return [a, b];
 }
 
@@ -113,8 +115,11 @@ async function pair(from: Transport, to: Transport): Promise<[PeerLink, PeerLink
  * fixture is torn down whatever the case's outcome.
  */
 export function contract(setup: TransportSetup, opts: TransportContractOptions = {}): ContractCase[] {
-  const closeMs = opts.closeMs ?? 5_000;
-  const base = opts.timeoutMs ?? 30_000;
+  const scale = opts.scale ?? 1;
+  const t = (ms: number) => Math.round(ms * scale);
+  const closeMs = opts.closeMs ?? t(5_000);
+  const base = opts.timeoutMs ?? t(30_000);
+  const pair = (from: Transport, to: Transport) => pairOf(from, to, t(15_000));
   const cases: ContractCase[] = [];
   const add = (name: string, n: number, fn: (fx: TransportFixture) => Promise<void>, weight = 1) =>
     cases.push({
@@ -164,7 +169,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       for (const m of sent) await b.sendTensor(m);
       await waitFor(
         () => toB.tensors.length >= sent.length && toA.tensors.length >= sent.length,
-        20_000,
+        t(20_000),
         'all tensors',
       );
       equal(toB.tensors.length, sent.length, 'tensors at b');
@@ -190,7 +195,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       await Promise.all(sends);
       await waitFor(
         () => got.tensors.length >= sent.length && got.controls.length >= 50,
-        20_000,
+        t(20_000),
         'everything',
       );
       equal(
@@ -218,8 +223,8 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       const [a, b] = await pair(t0!, t1!);
       const got = inbox(b);
       const sent = Array.from({ length: 6 }, (_, step) => tensor('float32', (2 << 20) / 4, { step }));
-      await within(Promise.all(sent.map((m) => a.sendTensor(m))), 60_000, 'six 2 MiB sends');
-      await waitFor(() => got.tensors.length >= sent.length, 30_000, 'all 12 MiB delivered');
+      await within(Promise.all(sent.map((m) => a.sendTensor(m))), t(60_000), 'six 2 MiB sends');
+      await waitFor(() => got.tensors.length >= sent.length, t(30_000), 'all 12 MiB delivered');
       sent.forEach((m, i) => sameTensor(got.tensors[i]!, m, `tensor ${i}`));
       ok(a.isOpen && b.isOpen, 'link still open');
     },
@@ -264,14 +269,19 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
     'connecting to an unknown peer fails fast with TRANSPORT_PEER_UNREACHABLE (not a timeout)',
     1,
     async (fx) => {
-      const t0 = fx.transports[0]!;
-      const t = Date.now();
+      const dialer = fx.transports[0]!;
+      const t0 = Date.now();
+      // A budget far above the fail-fast limit: only an immediate refusal passes.
       await within(
-        rejects(t0.connect(fx.unknownPeerId, { timeoutMs: 60_000 }), 'TRANSPORT_PEER_UNREACHABLE', 'connect'),
-        5_000,
+        rejects(
+          dialer.connect(fx.unknownPeerId, { timeoutMs: t(60_000) }),
+          'TRANSPORT_PEER_UNREACHABLE',
+          'connect',
+        ),
+        t(5_000),
         'the unknown-peer rejection',
       );
-      ok(Date.now() - t < 5_000, 'failed fast');
+      ok(Date.now() - t0 < t(5_000), 'failed fast');
     },
   );
 
@@ -283,7 +293,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       ac.abort();
       await within(
         rejects(t0!.connect(t1!.localId, { signal: ac.signal }), 'ABORTED', 'connect'),
-        5_000,
+        t(5_000),
         'abort',
       );
       const [a, b] = await pair(t0!, t1!);
@@ -304,7 +314,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       await waitFor(() => remote.every((r) => r.closes.length > 0), closeMs, 'remote ends see the close');
       ok(!b1.isOpen && !c2.isOpen, 'remote ends closed');
       await rejects(
-        t0!.connect(t1!.localId, { timeoutMs: 5_000 }),
+        t0!.connect(t1!.localId, { timeoutMs: t(5_000) }),
         'TRANSPORT_CLOSED',
         'connect after close',
       );
@@ -329,7 +339,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       ok(a2.isOpen && b2.isOpen, 'second link still open');
       const m = tensor('float32', 100_000, { step: 9 });
       await a2.sendTensor(m);
-      await waitFor(() => at2.tensors.length > 0, 10_000, 'tensor on the second link');
+      await waitFor(() => at2.tensors.length > 0, t(10_000), 'tensor on the second link');
       sameTensor(at2.tensors[0]!, m, 'second link tensor');
     },
   );
@@ -356,7 +366,7 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
       ok(a.isOpen, 'link still open');
       const good = tensor('int32', 10);
       await a.sendTensor(good);
-      await waitFor(() => got.tensors.length > 0, 10_000, 'the next good tensor');
+      await waitFor(() => got.tensors.length > 0, t(10_000), 'the next good tensor');
       equal(got.tensors.length, 1, 'only the good tensor arrived');
       sameTensor(got.tensors[0]!, good, 'good tensor');
     },
@@ -398,7 +408,11 @@ export function contract(setup: TransportSetup, opts: TransportContractOptions =
         delivered = false;
       }
       if (delivered) {
-        await waitFor(() => got.tensors.some((m) => m.step === 2), 10_000, 'the tensor sent after the abort');
+        await waitFor(
+          () => got.tensors.some((m) => m.step === 2),
+          t(10_000),
+          'the tensor sent after the abort',
+        );
         const last = got.tensors[got.tensors.length - 1]!;
         sameTensor(last, after, 'tensor after the abort');
         if (aborted) equal(got.tensors.length, 1, 'the aborted tensor was not delivered');

@@ -9,6 +9,7 @@ import { spawnServer } from '../../signaling-server/src/testing/spawn-server';
 import { contract as runnerContract, type ContractGolden } from '../contracts/shard-runner';
 import { contract as transportContract } from '../contracts/transport';
 import { loadGolden } from '../helpers/golden';
+import { TIMEOUT_SCALE, TIMEOUTS } from '../helpers/timeouts';
 
 /** The real server in test mode, relaying between any two peers (the transports dial freely). */
 const test = base.extend<object, { server: { url: string } }>({
@@ -38,8 +39,8 @@ const golden: ContractGolden = {
 // Only the names are needed here: the cases run in the page, against the browser implementations.
 const unused = () => Promise.reject(new Error('cases run in the page'));
 const SUITES = {
-  transport: transportContract(unused),
-  'shard-runner': runnerContract({ create: unused, model: { url: '' }, golden }),
+  transport: transportContract(unused, { scale: TIMEOUT_SCALE }),
+  'shard-runner': runnerContract({ create: unused, model: { url: '' }, golden, scale: TIMEOUT_SCALE }),
 };
 
 let page: Page;
@@ -53,11 +54,10 @@ test.beforeAll(async ({ browser, server }) => {
   page.on('console', (m) => m.type() === 'error' && console.log('[page]', m.text()));
   await page.goto(`${server.url}/contracts.html`);
   await page.waitForFunction(() => 'ringworkContracts' in window);
-  await page.evaluate((gi) => window.ringworkContracts.configure(gi), {
-    ...golden,
-    logits: Array.from(golden.logits),
-    hidden: Array.from(golden.hidden),
-  });
+  await page.evaluate(([gi, scale]) => window.ringworkContracts.configure(gi, scale), [
+    { ...golden, logits: Array.from(golden.logits), hidden: Array.from(golden.hidden) },
+    TIMEOUT_SCALE,
+  ] as const);
 });
 
 test.afterAll(async () => {
@@ -73,7 +73,7 @@ for (const [suite, cases] of Object.entries(SUITES)) {
     });
     for (const c of cases) {
       test(c.name, async () => {
-        test.setTimeout(c.timeoutMs + 30_000);
+        test.setTimeout(Math.max(TIMEOUTS.browserTest, c.timeoutMs + TIMEOUTS.serverStart));
         const r = await page.evaluate(([s, n]) => window.ringworkContracts.run(s, n), [
           suite,
           c.name,

@@ -3,6 +3,7 @@ import { describe, it } from 'vitest';
 import { contract, type ContractGolden } from '../contracts/shard-runner';
 import { stories260KRunner } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
+import { TIMEOUT_SCALE } from '../helpers/timeouts';
 
 const g = loadGolden();
 const golden: ContractGolden = {
@@ -20,6 +21,7 @@ describe('ShardRunner contract: createOrtShardRunner in-process', () => {
     create: async () => ({ runner: stories260KRunner(), teardown: async () => undefined }),
     model: { url: 'stories260K.bin' },
     golden,
+    scale: TIMEOUT_SCALE,
   });
   for (const c of cases) it(c.name, c.run, c.timeoutMs);
 });

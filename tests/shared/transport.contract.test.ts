@@ -2,6 +2,7 @@
 import { describe, it } from 'vitest';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { contract, type TransportFixture } from '../contracts/transport';
+import { TIMEOUT_SCALE } from '../helpers/timeouts';
 
 async function memoryFixture(n: number): Promise<TransportFixture> {
   const hub = createMemoryTransportHub();
@@ -21,5 +22,5 @@ async function memoryFixture(n: number): Promise<TransportFixture> {
 }
 
 describe('Transport contract: in-memory hub', () => {
-  for (const c of contract(memoryFixture)) it(c.name, c.run, c.timeoutMs);
+  for (const c of contract(memoryFixture, { scale: TIMEOUT_SCALE })) it(c.name, c.run, c.timeoutMs);
 });

@@ -57,9 +57,10 @@ export interface GoldenInput {
 }
 
 const suites = new Map<string, ContractCase[]>();
-suites.set('transport', transportContract(webRtcFixture));
 
-function configure(g: GoldenInput): void {
+/** Builds the suites: `g` is the reference the runner must match, `scale` stretches every budget. */
+function configure(g: GoldenInput, scale = 1): void {
+  suites.set('transport', transportContract(webRtcFixture, { scale }));
   const golden: ContractGolden = {
     ...g,
     logits: Float32Array.from(g.logits),
@@ -71,6 +72,7 @@ function configure(g: GoldenInput): void {
       create: async () => ({ runner: createWorkerShardRunner(), teardown: async () => undefined }),
       model: { url: '/models/stories260K/stories260K.bin' },
       golden,
+      scale,
     }),
   );
 }

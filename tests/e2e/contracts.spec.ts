@@ -5,7 +5,7 @@
  * in-process runner; here each becomes one Playwright test that runs it in the harness page.
  */
 import { test as base, expect, type Page } from '@playwright/test';
-import { spawnServer } from '../../signaling-server/src/testing/spawn-server';
+import { spawnServer } from '../../tools/testing/spawn-server';
 import { contract as runnerContract, type ContractGolden } from '../contracts/shard-runner';
 import { contract as transportContract } from '../contracts/transport';
 import { loadGolden } from '../helpers/golden';

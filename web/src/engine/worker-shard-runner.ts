@@ -1,4 +1,5 @@
 import * as Comlink from 'comlink';
+import { RingworkError } from '../../../shared/errors';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
 import type { WorkerApi } from './runner.worker';
 import { rethrow } from './worker-rpc';

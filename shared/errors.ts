@@ -103,6 +103,19 @@ export const ERROR_CODES = [
   'TRANSPORT_CLOSED',
   /** No ring serves the model (and the tab cannot run it alone). */
   'NO_RING',
+  /** A tensor frame declares more bytes than the receiving link accepts (refused before allocating). */
+  'TENSOR_TOO_LARGE',
+  /** A tensor's remaining chunks did not arrive in time; the link is closed. */
+  'TENSOR_PARTIAL_TIMEOUT',
+  // ---- ring stages (per-counterparty limits)
+  /** A requester already holds as many sessions on this stage as it may. */
+  'STAGE_SESSION_LIMIT',
+  /** The stage's KV-cache budget is fully reserved; retry shortly. */
+  'STAGE_KV_BUDGET',
+  /** A session's open, step or end came from a link other than the one that opened it. */
+  'STAGE_WRONG_LINK',
+  /** The next stage took no data within the send deadline. */
+  'STAGE_NEXT_TIMEOUT',
   // ---- ring sessions (requester <-> stages)
   /** A stage serves another ring epoch than the one the request was planned against (re-plan raced). */
   'RING_STALE_EPOCH',

@@ -54,10 +54,12 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
       const offs = [
         o.first.onClose(lost(o.first.remoteId)),
         o.head.onClose(lost(o.head.remoteId)),
-        o.head.onControl((raw) => onControl(raw)),
+        o.head.onControl((raw) => onControl(raw, true)),
       ];
-      if (o.first !== o.head) offs.push(o.first.onControl((raw) => onControl(raw)));
-      function onControl(raw: unknown) {
+      if (o.first !== o.head) offs.push(o.first.onControl((raw) => onControl(raw, false)));
+      // Only the head samples: a token from any other link is not an answer (a stage must not be
+      // able to answer for the ring). Errors come back along the ring, so from either link.
+      function onControl(raw: unknown, fromHead: boolean) {
         let m;
         try {
           m = parseRingControl(raw);
@@ -66,6 +68,7 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
         }
         if (m.session !== session) return;
         if (m.type === 'token') {
+          if (!fromHead) return;
           waiter?.resolve(m);
           waiter = undefined;
         } else if (m.type === 'error') {

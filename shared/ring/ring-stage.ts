@@ -4,10 +4,20 @@
  * the next stage, or (on the head) a sampled token id back to the requester. Transport- and
  * runtime-agnostic: the same code runs in a browser tab (WebRTC + Web Worker runner) and in Node
  * tests (in-memory links + in-process runner).
+ *
+ * Requesters and neighbours are strangers' tabs, so the stage bounds what each can take:
+ * - who runs when, how many sessions and how much KV cache a requester may hold: {@link createStageScheduler};
+ * - a step is computed in chunks of at most `maxChunkPositions` positions, each one scheduler turn,
+ *   and forwarded chunk by chunk (`hidden-part` tensors, the last one `hidden`), so a long prompt
+ *   never holds the runner for long and the next stage can bound the tensors it accepts;
+ * - a session is bound to the link that opened it: steps, `end` and downstream errors for it are
+ *   taken only from that link (and errors only from the next stage);
+ * - every incoming tensor is bounded by the shape this stage expects, before anything is allocated;
+ * - a send to a stalled next stage gives up after `sendDeadlineMs` instead of freezing the stage.
  */
 import { RingworkError, toRingworkError } from '../errors.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
-import type { ShardRunner } from '../runtime/shard-runner.js';
+import type { LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import type { TensorMessage } from '../transport/tensor-frame.js';
 import type { PeerLink } from '../transport/types.js';
 import {
@@ -17,6 +27,7 @@ import {
   type RingControl,
   type RingControlOf,
 } from './ring-protocol.js';
+import { createStageScheduler } from './stage-scheduler.js';
 
 /** Live counters a contributor shows ("steps served, ms per step"). */
 export interface RingStageStats {
@@ -24,22 +35,84 @@ export interface RingStageStats {
   tokensServed: number;
   computeMs: number;
   openSessions: number;
+  /** Opens refused (limits, wrong link, stale epoch). */
+  refusedOpens?: number;
+  /** KV-cache bytes reserved by open sessions (worst case: full context each). */
+  reservedKvBytes?: number;
   lastError?: string;
+}
+
+/** What the stage needs to know about its shard to bound its inputs and its KV cache. */
+export interface StageShard {
+  /** Width of the hidden states this stage receives (unless it is the first stage). */
+  hiddenSize: number;
+  /** Longest context one session may reach on this shard (positions). */
+  contextLength: number;
+  /** KV-cache bytes one position costs on this shard (all its layers, keys and values). */
+  kvBytesPerPosition: number;
+}
+
+/** Per-counterparty bounds of a stage. */
+export interface RingStageLimits {
+  /** Sessions one requester may hold on this stage. */
+  maxSessionsPerRequester: number;
+  /** KV-cache bytes all sessions together may reserve (each reserves its full context). */
+  kvBudgetBytes: number;
+  /**
+   * Most positions computed per runner call (and per hidden tensor sent on). While other
+   * requesters hold sessions here, chunks shrink further so that one takes about as long as a
+   * decode step (prefill cost grows faster than linearly with chunk length on some backends).
+   */
+  maxChunkPositions: number;
+  /** A session with no message and no queued work for this long is freed. */
+  idleMs: number;
+  /** How long handing one chunk to the next stage may take before the session fails. */
+  sendDeadlineMs: number;
+}
+
+export const DEFAULT_STAGE_LIMITS: RingStageLimits = {
+  maxSessionsPerRequester: 4,
+  kvBudgetBytes: 512 * 1024 * 1024,
+  maxChunkPositions: 64,
+  // Longer than a requester waits for one step (60 s, a cold WebGPU compile downstream): a stage
+  // sees no message for a session while later stages work on its step.
+  idleMs: 75_000,
+  sendDeadlineMs: 10_000,
+};
+
+/** The {@link StageShard} of a loaded runner (`contextLength`: what the load asked for). */
+export function stageShardOf(load: Pick<LoadResult, 'io' | 'config'>, contextLength: number): StageShard {
+  const { io } = load;
+  return {
+    hiddenSize: io.hiddenSize,
+    contextLength: Math.min(contextLength, load.config.maxPositions),
+    // float32 keys and values for every layer of the shard.
+    kvBytesPerPosition: io.kv.length * 2 * io.kvHeads * io.headDim * 4,
+  };
 }
 
 export interface RingStageOptions {
   peerId: string;
   runner: ShardRunner;
+  shard: StageShard;
   epoch: number;
   isFirst: boolean;
   isHead: boolean;
   /** The link to the next stage (unused on the head). */
   next: () => PeerLink | undefined;
-  /** The link to a requester, by its peer id (used by the head, and to report errors). */
+  /**
+   * The link from the previous stage. When given, a non-first stage takes opens only from it (a
+   * stranger cannot open sessions in the middle of a ring under someone else's name).
+   */
+  prev?: () => PeerLink | undefined;
+  /** The link to a requester, by its peer id (the head answers tokens on it). */
   linkTo: (peerId: string) => PeerLink | undefined;
-  /** Idle sessions are released after this long (a requester that vanished). Default 5 min. */
-  idleMs?: number;
+  limits?: Partial<RingStageLimits>;
   now?: () => number;
+  /** Timer (injectable for tests); returns a cancel function. */
+  setTimer?: (fn: () => void, ms: number) => () => void;
+  /** Repeating timer for the idle sweep (injectable for tests); returns a cancel function. */
+  setInterval?: (fn: () => void, ms: number) => () => void;
   onStats?: (s: RingStageStats) => void;
   /**
    * Fraction of wall time this stage may compute (0 < d <= 1). After a step of t ms the stage
@@ -49,10 +122,15 @@ export interface RingStageOptions {
 }
 
 interface StageSession {
-  runnerSession: string;
+  /** Resolves once the runner opened it (a Web Worker runner answers asynchronously). */
+  runnerSession: Promise<string>;
+  /** The requester the head answers (as the open claimed it; the first stage checks the claim). */
   requester: string;
+  /** The link that opened the session: the only one whose steps and `end` it accepts. */
+  link: PeerLink;
   sampler?: Sampler;
-  lastUsed: number;
+  /** Compute ms of the step in progress so far (a chunked step reports its total once). */
+  stepMs: number;
 }
 
 export interface RingStage {
@@ -63,19 +141,56 @@ export interface RingStage {
   stop(): Promise<void>;
 }
 
+const defaultTimer = (fn: () => void, ms: number) => {
+  const t = setTimeout(fn, ms);
+  return () => clearTimeout(t);
+};
+
 export function createRingStage(o: RingStageOptions): RingStage {
   const now = o.now ?? (() => performance.now());
+  const setTimer = o.setTimer ?? defaultTimer;
+  const limits: RingStageLimits = { ...DEFAULT_STAGE_LIMITS, ...o.limits };
+  const chunk = Math.max(1, Math.floor(limits.maxChunkPositions));
+  const H = o.shard.hiddenSize;
+  // Chunk length under contention, adapted so a chunk costs about what a decode step costs.
+  let decodeEma: number | undefined;
+  let contendedChunk = Math.min(8, chunk);
+  const learn = (positions: number, ms: number, contended: boolean) => {
+    if (positions === 1) {
+      decodeEma = decodeEma === undefined ? ms : 0.8 * decodeEma + 0.2 * ms;
+      return;
+    }
+    if (!contended) return;
+    const target = Math.max(1, decodeEma ?? ms);
+    if (ms > target) contendedChunk = Math.max(1, Math.floor(contendedChunk / 2));
+    else if (ms < target / 2) contendedChunk = Math.min(chunk, contendedChunk * 2);
+  };
   const sessions = new Map<string, StageSession>();
-  const stats: RingStageStats = { stepsServed: 0, tokensServed: 0, computeMs: 0, openSessions: 0 };
+  const stats: RingStageStats = {
+    stepsServed: 0,
+    tokensServed: 0,
+    computeMs: 0,
+    openSessions: 0,
+    refusedOpens: 0,
+    reservedKvBytes: 0,
+  };
+  const scheduler = createStageScheduler({
+    maxSessionsPerRequester: limits.maxSessionsPerRequester,
+    kvBudgetBytes: limits.kvBudgetBytes,
+    kvBytesPerSession: o.shard.kvBytesPerPosition * o.shard.contextLength,
+    idleMs: limits.idleMs,
+    now,
+    setInterval: o.setInterval,
+    onIdle: (session) => void end(session, 'idle', true),
+  });
   const publish = () => {
     stats.openSessions = sessions.size;
+    stats.reservedKvBytes = scheduler.stats().reservedKvBytes;
     o.onStats?.({ ...stats });
   };
-  // Steps of one session must run in order; different sessions interleave freely in the runner.
-  let chain: Promise<unknown> = Promise.resolve();
-  const serial = (fn: () => Promise<void>) => {
-    chain = chain.then(fn, fn);
-  };
+  // What this stage can be sent: token ids (first stage; a whole prompt at most) or one chunk of
+  // hidden states. Anything declaring more is refused from its first frame, before allocation.
+  const tensorLimit = o.isFirst ? o.shard.contextLength * 4 : chunk * H * 4;
 
   /** Sends `e` (its code, details and cause intact) as a ring `error` message. */
   const sendError = (link: PeerLink | undefined, session: string, e: RingworkError) => {
@@ -86,17 +201,34 @@ export function createRingStage(o: RingStageOptions): RingStage {
     }
   };
 
-  const report = (session: string, requester: string | undefined, e: unknown) => {
+  /** Reports a session's failure back towards its requester (and straight to it from the head). */
+  const report = (session: string, s: StageSession, e: unknown) => {
     const err = toRingworkError(e, 'RUNNER_BACKEND_FAILED');
     stats.lastError = `${err.code}: ${err.message}`;
+    sendError(s.link, session, err);
+    const direct = o.isHead ? o.linkTo(s.requester) : undefined;
+    if (direct && direct !== s.link) sendError(direct, session, err);
     publish();
-    sendError(requester ? o.linkTo(requester) : undefined, session, err);
+  };
+
+  const refuse = (from: PeerLink, session: string, e: RingworkError) => {
+    stats.refusedOpens = (stats.refusedOpens ?? 0) + 1;
+    stats.lastError = `${e.code}: ${e.message}`;
+    sendError(from, session, e);
+    publish();
   };
 
   const end = async (session: string, reason: string, forward: boolean) => {
     const s = sessions.get(session);
+    if (!s) return;
     sessions.delete(session);
-    if (s) await o.runner.closeSession(s.runnerSession);
+    scheduler.release(session);
+    publish();
+    try {
+      await o.runner.closeSession(await s.runnerSession);
+    } catch {
+      /* never opened, or the runner is gone: nothing to free */
+    }
     if (forward && !o.isHead) {
       try {
         o.next()?.sendControl({ type: 'end', v: RING_PROTOCOL_VERSION, session, reason });
@@ -104,33 +236,117 @@ export function createRingStage(o: RingStageOptions): RingStage {
         /* next stage gone: its sessions die with its link */
       }
     }
-    publish();
   };
 
-  const onOpen = async (m: RingControlOf<'open'>, from: PeerLink) => {
+  const fail = async (session: string, e: unknown) => {
+    const s = sessions.get(session);
+    if (!s) return;
+    report(session, s, e);
+    await end(session, 'error', true);
+  };
+
+  const sendOn = async (link: PeerLink, m: TensorMessage) => {
+    const ac = new AbortController();
+    const cancel = setTimer(() => ac.abort(), limits.sendDeadlineMs);
+    try {
+      await link.sendTensor(m, { signal: ac.signal });
+    } catch (e) {
+      if (!ac.signal.aborted) throw e;
+      throw new RingworkError(
+        'STAGE_NEXT_TIMEOUT',
+        `The next stage (${link.remoteId}) took no data for ${limits.sendDeadlineMs} ms; giving up on this step.`,
+        { details: { next: link.remoteId, deadlineMs: limits.sendDeadlineMs }, cause: e },
+      );
+    } finally {
+      cancel();
+    }
+  };
+
+  const onOpen = (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
       const stale = new RingworkError(
         'RING_STALE_EPOCH',
         `ring epoch ${m.epoch} is stale; this stage serves epoch ${o.epoch}`,
         { details: { requested: m.epoch, serving: o.epoch } },
       );
-      if (o.linkTo(m.requester)) report(m.session, m.requester, stale);
-      else sendError(from, m.session, stale);
-      return;
+      return refuse(from, m.session, stale);
     }
-    if (!sessions.has(m.session)) {
-      sessions.set(m.session, {
-        runnerSession: await o.runner.openSession(),
-        requester: m.requester,
-        sampler: o.isHead ? createSampler(m.sampler) : undefined,
-        lastUsed: now(),
-      });
+    const existing = sessions.get(m.session);
+    if (existing) {
+      if (existing.link !== from) {
+        refuse(from, m.session, new RingworkError('STAGE_WRONG_LINK', 'session id already in use'));
+      }
+      return; // a repeated open on the same link changes nothing
     }
-    if (!o.isHead) o.next()?.sendControl(m);
+    if (o.isFirst && m.requester !== from.remoteId) {
+      return refuse(
+        from,
+        m.session,
+        new RingworkError('STAGE_WRONG_LINK', 'the first stage takes opens only from the requester itself'),
+      );
+    }
+    const prev = o.isFirst ? undefined : o.prev?.();
+    if (o.prev && !o.isFirst && from !== prev) {
+      return refuse(
+        from,
+        m.session,
+        new RingworkError('STAGE_WRONG_LINK', 'this stage takes opens only from the previous stage'),
+      );
+    }
+    // A requester is the peer that opened the session; further down the ring, the neighbour that
+    // forwarded it vouches for the requester it names (the first stage checked that claim).
+    const requester = o.isFirst ? from.remoteId : `${from.remoteId}>${m.requester}`;
+    try {
+      scheduler.admit(m.session, requester);
+    } catch (e) {
+      return refuse(from, m.session, e as RingworkError);
+    }
+    const runnerSession = o.runner.openSession();
+    const s: StageSession = {
+      runnerSession,
+      requester: m.requester,
+      link: from,
+      sampler: o.isHead ? createSampler(m.sampler) : undefined,
+      stepMs: 0,
+    };
+    sessions.set(m.session, s);
+    runnerSession.catch((e: unknown) => void fail(m.session, e));
     publish();
+    if (!o.isHead) {
+      try {
+        const next = o.next();
+        if (!next) {
+          throw new RingworkError('RING_PEER_LOST', 'this stage has no link to the next stage', {
+            details: { stage: o.peerId },
+          });
+        }
+        next.sendControl(m);
+      } catch (e) {
+        void fail(m.session, e);
+      }
+    }
   };
 
-  const onTensor = async (t: TensorMessage, from: PeerLink) => {
+  /** Checks a tensor against what this stage takes; returns the number of positions it carries. */
+  const positionsOf = (t: TensorMessage): number => {
+    if (o.isFirst) {
+      if (t.kind !== 'tokens' || t.dtype !== 'int32' || t.shape.length !== 1) {
+        throw new RingworkError('RUNNER_BAD_INPUT', 'the first stage takes token ids: int32 [S]');
+      }
+      return t.shape[0]!;
+    }
+    if (
+      (t.kind !== 'hidden' && t.kind !== 'hidden-part') ||
+      t.dtype !== 'float32' ||
+      t.shape.length !== 2 ||
+      t.shape[1] !== H
+    ) {
+      throw new RingworkError('RUNNER_BAD_INPUT', `this stage takes hidden states: float32 [S, ${H}]`);
+    }
+    return t.shape[0]!;
+  };
+
+  const onTensor = (t: TensorMessage, from: PeerLink) => {
     const s = sessions.get(t.session);
     if (!s) {
       // Never opened here (this stage restarted with a new shard, or the open went astray): say so
@@ -144,59 +360,114 @@ export function createRingStage(o: RingStageOptions): RingStage {
       );
       return;
     }
-    s.lastUsed = now();
-    try {
-      const input =
-        o.isFirst && t.kind === 'tokens'
-          ? { tokens: t.data as Int32Array, position: t.position }
-          : { hidden: t.data as Float32Array, position: t.position };
-      const out = await o.runner.step(s.runnerSession, input);
-      stats.stepsServed++;
-      stats.computeMs += out.ms;
-      const trace = [...(t.trace ?? []), out.ms];
-      if (o.isHead) {
-        // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
-        const token = s.sampler!.sample(out.data);
-        stats.tokensServed++;
-        const link = o.linkTo(s.requester);
-        link?.sendControl({
-          type: 'token',
-          v: RING_PROTOCOL_VERSION,
-          session: t.session,
-          position: t.position + out.seqLen - 1,
-          token,
-          stageMs: trace,
-        });
-      } else {
-        const next = o.next();
-        if (!next?.isOpen)
-          throw new RingworkError('RING_PEER_LOST', 'the link to the next stage is down', {
-            details: { stage: o.peerId },
-          });
-        await next.sendTensor({
-          session: t.session,
-          step: t.step,
-          position: t.position,
-          kind: 'hidden',
-          dtype: 'float32',
-          shape: [out.seqLen, out.data.length / out.seqLen],
-          data: out.data,
-          trace,
-        });
-      }
-      publish();
-      const d = Math.min(1, Math.max(0.05, o.dutyCycle?.() ?? 1));
-      if (d < 1) await new Promise<void>((r) => setTimeout(r, out.ms * (1 / d - 1)));
-    } catch (e) {
-      report(t.session, s.requester, e);
-      await end(t.session, 'error', true);
+    if (s.link !== from) {
+      // Someone else's session: refuse the step, leave the session alone.
+      sendError(
+        from,
+        t.session,
+        new RingworkError('STAGE_WRONG_LINK', 'this session was opened on another link', {
+          details: { session: t.session },
+        }),
+      );
+      return;
     }
+    let S: number;
+    try {
+      S = positionsOf(t);
+    } catch (e) {
+      void fail(t.session, e);
+      return;
+    }
+    scheduler.touch(t.session);
+    // A `hidden-part` is followed by more of the same step; only a step's last chunk finishes it.
+    const finishesStep = t.kind !== 'hidden-part';
+    let done = 0;
+    scheduler.enqueue(t.session, async () => {
+      if (sessions.get(t.session) !== s) return true; // ended while queued
+      const contended = scheduler.contended(t.session);
+      const n = Math.min(contended ? contendedChunk : chunk, S - done);
+      const lastChunk = done + n >= S;
+      const stepDone = finishesStep && lastChunk;
+      const position = t.position + done;
+      try {
+        // Copies: a runner may keep the view, and the chunk must not pin the whole step.
+        const input =
+          t.data instanceof Int32Array
+            ? { tokens: n === S ? t.data : t.data.slice(done, done + n), position }
+            : {
+                hidden:
+                  n === S
+                    ? (t.data as Float32Array)
+                    : (t.data as Float32Array).slice(done * H, (done + n) * H),
+                position,
+              };
+        const out = await o.runner.step(await s.runnerSession, input);
+        stats.stepsServed++;
+        stats.computeMs += out.ms;
+        s.stepMs += out.ms;
+        learn(n, out.ms, contended);
+        if (o.isHead) {
+          if (stepDone) {
+            // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
+            const token = s.sampler!.sample(out.data);
+            stats.tokensServed++;
+            o.linkTo(s.requester)?.sendControl({
+              type: 'token',
+              v: RING_PROTOCOL_VERSION,
+              session: t.session,
+              position: t.position + S - 1,
+              token,
+              stageMs: [...(t.trace ?? []), s.stepMs],
+            });
+          }
+        } else {
+          const next = o.next();
+          if (!next?.isOpen) {
+            throw new RingworkError('RING_PEER_LOST', 'the link to the next stage is down', {
+              details: { stage: o.peerId },
+            });
+          }
+          await sendOn(next, {
+            session: t.session,
+            step: t.step,
+            position,
+            kind: stepDone ? 'hidden' : 'hidden-part',
+            dtype: 'float32',
+            shape: [out.seqLen, out.data.length / out.seqLen],
+            data: out.data,
+            trace: stepDone ? [...(t.trace ?? []), s.stepMs] : [],
+          });
+        }
+        if (stepDone) s.stepMs = 0;
+        done += n;
+        publish();
+        const d = Math.min(1, Math.max(0.05, o.dutyCycle?.() ?? 1));
+        if (d < 1) await new Promise<void>((r) => setTimer(r, out.ms * (1 / d - 1)));
+        return lastChunk;
+      } catch (e) {
+        await fail(t.session, e);
+        return true;
+      }
+    });
   };
 
-  const sweep = setInterval(() => {
-    const cutoff = now() - (o.idleMs ?? 300_000);
-    for (const [id, s] of sessions) if (s.lastUsed < cutoff) serial(() => end(id, 'idle', true));
-  }, 10_000);
+  const onControl = (m: RingControl, link: PeerLink) => {
+    if (m.type === 'open') return onOpen(m, link);
+    const s = sessions.get(m.session);
+    if (!s) return;
+    if (m.type === 'end') {
+      if (s.link === link) void end(m.session, m.reason, true);
+    } else if (m.type === 'error') {
+      // A later stage failed (or refused the open): pass it back towards the requester, drop the session.
+      if (o.isHead || link !== o.next()) return;
+      try {
+        s.link.sendControl(m);
+      } catch {
+        /* requester gone */
+      }
+      void end(m.session, 'error', true);
+    }
+  };
 
   const detachers = new Set<() => void>();
   let stopped = false;
@@ -204,6 +475,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
     stats,
     attach(link) {
       if (stopped) return () => undefined;
+      link.setTensorLimit(tensorLimit);
       const offs = [
         link.onControl((raw) => {
           let m: RingControl;
@@ -212,25 +484,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
           } catch {
             return; // a malformed control message from a peer is ignored, not fatal to the stage
           }
-          if (m.type === 'open') serial(() => onOpen(m, link));
-          else if (m.type === 'end') serial(() => end(m.session, m.reason, true));
-          else if (m.type === 'error') {
-            // A later stage failed: pass it back towards the requester, and drop the session.
-            const s = sessions.get(m.session);
-            if (s) {
-              const back = o.linkTo(s.requester);
-              if (back && back !== link) {
-                try {
-                  back.sendControl(m);
-                } catch {
-                  /* requester gone */
-                }
-              }
-              serial(() => end(m.session, 'error', true));
-            }
-          }
+          onControl(m, link);
         }),
-        link.onTensor((t) => serial(() => onTensor(t, link))),
+        link.onTensor((t) => onTensor(t, link)),
       ];
       const detach = () => {
         offs.forEach((f) => f());
@@ -241,9 +497,10 @@ export function createRingStage(o: RingStageOptions): RingStage {
     },
     async stop() {
       // A stopped stage hears nothing more: the next stage (new epoch) attaches to the same links.
+      if (stopped) return;
       stopped = true;
       for (const d of [...detachers]) d();
-      clearInterval(sweep);
+      scheduler.stop();
       const ids = [...sessions.keys()];
       await Promise.all(ids.map((id) => end(id, 'stage stopped', false)));
     },

@@ -1,12 +1,34 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
 import { createListeners } from './emitter.js';
-import { createTensorReassembler, encodeTensorFrames, type TensorMessage } from './tensor-frame.js';
+import {
+  MAX_TENSOR_BYTES,
+  createTensorReassembler,
+  encodeTensorFrames,
+  type TensorMessage,
+} from './tensor-frame.js';
 import type { ControlMessage, LinkClose, MessageChannelLike, PeerLink } from './types.js';
 
 /** Pause sending while more than this is queued in the channel; resume at the low-water mark. */
 export const HIGH_WATER_BYTES = 1024 * 1024;
 export const LOW_WATER_BYTES = 256 * 1024;
 const MAX_CONTROL_CHARS = 16 * 1024;
+/** A tensor whose last chunk has not arrived this long after its first is dropped with the link. */
+export const PARTIAL_TENSOR_TIMEOUT_MS = 30_000;
+
+/** Options of {@link createPeerLink}. */
+export interface PeerLinkOptions {
+  /** Largest tensor accepted until {@link PeerLink.setTensorLimit} says otherwise (default 256 MiB). */
+  maxTensorBytes?: number;
+  /** How long a partly received tensor may wait for its remaining chunks (default 30 s). */
+  partialTimeoutMs?: number;
+  /** Timer (injectable for tests); returns a cancel function. */
+  setTimer?: (fn: () => void, ms: number) => () => void;
+}
+
+const defaultTimer = (fn: () => void, ms: number) => {
+  const t = setTimeout(fn, ms);
+  return () => clearTimeout(t);
+};
 
 function isTensorFrame(b: Uint8Array): boolean {
   return b.length >= 4 && b[0] === 0x52 && b[1] === 0x57 && b[2] === 0x54 && b[3] === 0x46; // "RWTF"
@@ -52,13 +74,26 @@ function parseControl(text: string): ControlMessage {
  * frames are JSON control messages. Sends are serialised (one tensor's chunks never interleave
  * with another's) and paced with `bufferedAmountLowThreshold`. Any malformed input closes the link
  * with a typed error — a peer that sends garbage is not worth keeping.
+ *
+ * The remote is a stranger, so what it can make us hold is bounded: a tensor larger than the
+ * limit (set by whoever consumes the link: a stage knows its hidden size and chunk length) is
+ * refused from its first chunk's header, memory grows only with chunks actually received, and a
+ * tensor left unfinished for {@link PeerLinkOptions.partialTimeoutMs} closes the link.
  */
-export function createPeerLink(remoteId: string, channel: MessageChannelLike): PeerLink {
+export function createPeerLink(
+  remoteId: string,
+  channel: MessageChannelLike,
+  opts: PeerLinkOptions = {},
+): PeerLink {
   const tensors = createListeners<TensorMessage>();
   const controls = createListeners<ControlMessage>();
   const errors = createListeners<unknown>();
   const closes = createListeners<LinkClose>();
-  const reassembler = createTensorReassembler();
+  let maxTensorBytes = opts.maxTensorBytes ?? MAX_TENSOR_BYTES;
+  const reassembler = createTensorReassembler({ maxBytes: () => maxTensorBytes });
+  const setTimer = opts.setTimer ?? defaultTimer;
+  const partialTimeoutMs = opts.partialTimeoutMs ?? PARTIAL_TENSOR_TIMEOUT_MS;
+  let cancelPartial: (() => void) | undefined;
   let seq = 0;
   let closed = false;
   let sending: Promise<unknown> = Promise.resolve();
@@ -70,6 +105,9 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
   const finish = (c: LinkClose) => {
     if (closed) return;
     closed = true;
+    cancelPartial?.();
+    cancelPartial = undefined;
+    reassembler.reset();
     drained.emit();
     closes.emit(c);
   };
@@ -109,12 +147,32 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
         throw new RingworkError('TENSOR_BAD_FRAME', 'Unsupported message payload type.');
       }
       if (bytes && isTensorFrame(bytes)) {
+        const wasPartial = reassembler.partial;
         const t = reassembler.push(bytes);
+        if (!wasPartial && reassembler.partial) {
+          cancelPartial = setTimer(() => {
+            cancelPartial = undefined;
+            if (!closed && reassembler.partial) {
+              fail(
+                new RingworkError(
+                  'TENSOR_PARTIAL_TIMEOUT',
+                  `A tensor from ${remoteId} stayed incomplete for ${partialTimeoutMs} ms (${reassembler.heldBytes} bytes received); closing the link.`,
+                  { details: { remoteId, heldBytes: reassembler.heldBytes, partialTimeoutMs } },
+                ),
+              );
+            }
+          }, partialTimeoutMs);
+        } else if (wasPartial && !reassembler.partial) {
+          cancelPartial?.();
+          cancelPartial = undefined;
+        }
         if (t) tensors.emit(t);
         return;
       }
       controls.emit(parseControl(typeof d === 'string' ? d : decodeText(bytes!)));
     } catch (e) {
+      cancelPartial?.();
+      cancelPartial = undefined;
       fail(e);
     }
   });
@@ -142,6 +200,9 @@ export function createPeerLink(remoteId: string, channel: MessageChannelLike): P
     remoteId,
     get isOpen() {
       return !closed && channel.readyState === 'open';
+    },
+    setTensorLimit(bytes) {
+      maxTensorBytes = Math.max(0, Math.min(MAX_TENSOR_BYTES, Math.floor(bytes)));
     },
     sendTensor(message, opts = {}) {
       let frames: ArrayBuffer[];

@@ -31,10 +31,15 @@ const MAX_SESSION_BYTES = 64;
 const MAX_DIMS = 4;
 
 export type TensorDType = 'float32' | 'int32' | 'uint8';
-/** What the tensor is in the generation flow. */
-export type TensorKind = 'raw' | 'tokens' | 'hidden' | 'logits';
+/**
+ * What the tensor is in the generation flow. `hidden-part` is a bounded chunk of a step's hidden
+ * states with more of the same step to follow (stages split long prefills); `hidden` is a whole step
+ * or its final chunk, the one the head samples from.
+ */
+export type TensorKind = 'raw' | 'tokens' | 'hidden' | 'logits' | 'hidden-part';
 const DTYPES: TensorDType[] = ['float32', 'int32', 'uint8'];
-const KINDS: TensorKind[] = ['raw', 'tokens', 'hidden', 'logits'];
+// Wire indices: append only.
+const KINDS: TensorKind[] = ['raw', 'tokens', 'hidden', 'logits', 'hidden-part'];
 const DTYPE_BYTES: Record<TensorDType, number> = { float32: 4, int32: 4, uint8: 1 };
 
 /** A tensor with the metadata that routes it through a ring. */
@@ -51,7 +56,7 @@ export interface TensorMessage {
 }
 
 const bad = (
-  code: 'TENSOR_BAD_FRAME' | 'TENSOR_SIZE_MISMATCH',
+  code: 'TENSOR_BAD_FRAME' | 'TENSOR_SIZE_MISMATCH' | 'TENSOR_TOO_LARGE',
   message: string,
   details: Record<string, unknown> = {},
 ) => new RingworkError(code, message, { details });
@@ -255,20 +260,43 @@ export function decodeChunk(frame: ArrayBuffer | Uint8Array): ChunkHeader {
   };
 }
 
+/** Options of {@link createTensorReassembler}. */
+export interface TensorReassemblerOptions {
+  /**
+   * Largest tensor accepted, bytes (default {@link MAX_TENSOR_BYTES}). Checked against the header's
+   * declared `totalBytes` on the first chunk, before anything is kept, so a peer cannot make us
+   * reserve memory by declaring a size it never sends. Read on every tensor, so it can change.
+   */
+  maxBytes?: () => number;
+}
+
 /**
  * Reassembles chunk frames of an ordered channel into tensors. Frames of one tensor must arrive
  * in order and uninterleaved (ordered DataChannel, one sender); anything else is an error.
+ * Memory grows with the chunks actually received (each is kept as the view of its frame), never
+ * with the size a header declares; the whole tensor is copied together only after its last chunk.
  */
 export interface TensorReassembler {
   /** Feeds one frame; returns the completed tensor when this was its last chunk. */
   push(frame: ArrayBuffer | Uint8Array): TensorMessage | undefined;
+  /** True while a tensor has started but its last chunk has not arrived. */
+  readonly partial: boolean;
+  /** Bytes held for the partial tensor. */
+  readonly heldBytes: number;
   /** Drops a partial tensor (after an error the channel should be closed anyway). */
   reset(): void;
 }
 
-export function createTensorReassembler(): TensorReassembler {
-  let cur: { head: ChunkHeader; buf: Uint8Array; next: number } | undefined;
+export function createTensorReassembler(opts: TensorReassemblerOptions = {}): TensorReassembler {
+  const limit = opts.maxBytes ?? (() => MAX_TENSOR_BYTES);
+  let cur: { head: ChunkHeader; parts: Uint8Array[]; held: number } | undefined;
   return {
+    get partial() {
+      return cur !== undefined;
+    },
+    get heldBytes() {
+      return cur?.held ?? 0;
+    },
     reset() {
       cur = undefined;
     },
@@ -280,21 +308,33 @@ export function createTensorReassembler(): TensorReassembler {
             'TENSOR_BAD_FRAME',
             `Tensor ${cur.head.seq} was interrupted by tensor ${c.seq} before its last chunk.`,
           );
-        cur = { head: c, buf: new Uint8Array(c.totalBytes), next: 0 };
+        const max = Math.min(MAX_TENSOR_BYTES, limit());
+        if (c.totalBytes > max) {
+          throw bad(
+            'TENSOR_TOO_LARGE',
+            `Tensor ${c.seq} declares ${c.totalBytes} bytes; this link accepts at most ${max} (the largest tensor its stage can take).`,
+            { totalBytes: c.totalBytes, maxBytes: max, kind: c.kind, shape: c.shape },
+          );
+        }
+        cur = { head: c, parts: [], held: 0 };
       } else if (
         !cur ||
         cur.head.seq !== c.seq ||
-        cur.next !== c.chunkIndex ||
-        cur.head.chunkCount !== c.chunkCount
+        cur.parts.length !== c.chunkIndex ||
+        cur.head.chunkCount !== c.chunkCount ||
+        cur.head.totalBytes !== c.totalBytes ||
+        cur.head.crc !== c.crc
       ) {
         cur = undefined;
         throw bad('TENSOR_BAD_FRAME', `Chunk ${c.chunkIndex} of tensor ${c.seq} arrived out of order.`);
       }
-      cur.buf.set(c.payload, c.chunkIndex * MAX_CHUNK_BYTES);
-      cur.next++;
-      if (cur.next < c.chunkCount) return undefined;
-      const { head, buf } = cur;
+      cur.parts.push(c.payload);
+      cur.held += c.payload.byteLength;
+      if (cur.parts.length < c.chunkCount) return undefined;
+      const { head, parts } = cur;
       cur = undefined;
+      const buf = new Uint8Array(head.totalBytes);
+      parts.forEach((p, i) => buf.set(p, i * MAX_CHUNK_BYTES));
       const got = crc32(buf);
       if (got !== head.crc) {
         throw new RingworkError(

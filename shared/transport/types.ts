@@ -45,6 +45,12 @@ export interface PeerLink {
   sendTensor(message: TensorMessage, opts?: { signal?: AbortSignal }): Promise<void>;
   /** Sends a small JSON message; throws TRANSPORT_CLOSED on a closed link. */
   sendControl(message: ControlMessage): void;
+  /**
+   * Largest tensor (bytes) this link accepts from now on; a frame declaring more closes the link
+   * with `TENSOR_TOO_LARGE` before anything is allocated. Set by the consumer that knows the shape
+   * it expects (a ring stage: hidden size × chunk positions).
+   */
+  setTensorLimit(bytes: number): void;
   onTensor(handler: (m: TensorMessage) => void): () => void;
   onControl(handler: (m: ControlMessage) => void): () => void;
   /** Typed errors from the receive side (bad frame, checksum, NaN...). The link is closed after one. */

@@ -13,7 +13,7 @@ import {
   RING_PROTOCOL_VERSION,
   ringErrorFromControl,
 } from '../../shared/ring/ring-protocol';
-import { createRingStage } from '../../shared/ring/ring-stage';
+import { createRingStage, stageShardOf } from '../../shared/ring/ring-stage';
 import { isRetryableRingError, RETRYABLE_RING_CODES } from '../../shared/ring/retry';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
@@ -47,7 +47,7 @@ async function twoStageRing(hub: Hub, wrap: (i: number, r: ShardRunner) => Shard
   const transports = ids.map((id) => hub.transport(id));
   for (let i = 0; i < ids.length; i++) {
     const runner = stories260KRunner();
-    await runner.load({
+    const load = await runner.load({
       model: { url: 'stories260K.bin' },
       range: ranges[i]!,
       weightFormat: 'f32',
@@ -59,6 +59,7 @@ async function twoStageRing(hub: Hub, wrap: (i: number, r: ShardRunner) => Shard
     const stage = createRingStage({
       peerId: ids[i]!,
       runner: wrap(i, runner),
+      shard: stageShardOf(load, 64),
       epoch: 1,
       isFirst: i === 0,
       isHead: i === ids.length - 1,

@@ -3,7 +3,7 @@ import { RingworkError } from '../../shared/errors';
 import { splitUnits } from '../../shared/graph/units';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
 import { isRetryableRingError } from '../../shared/ring/retry';
-import { createRingStage, type RingStage } from '../../shared/ring/ring-stage';
+import { createRingStage, stageShardOf, type RingStage } from '../../shared/ring/ring-stage';
 import { generate } from '../../shared/runtime/generate';
 import { createSampler } from '../../shared/runtime/sampler';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
@@ -31,7 +31,7 @@ async function buildRing(hub: ReturnType<typeof createMemoryTransportHub>, split
     const id = `e${epoch}s${i}`;
     const transport = hub.transport(id);
     const runner = stories260KRunner();
-    await runner.load({
+    const load = await runner.load({
       model: { url: 'stories260K.bin' },
       range: ranges[i]!,
       weightFormat: 'f32',
@@ -44,10 +44,12 @@ async function buildRing(hub: ReturnType<typeof createMemoryTransportHub>, split
     c.stage = createRingStage({
       peerId: id,
       runner,
+      shard: stageShardOf(load, 64),
       epoch,
       isFirst: i === 0,
       isHead: i === ranges.length - 1,
       next: () => links.get(`e${epoch}s${i + 1}`),
+      prev: () => links.get(`e${epoch}s${i - 1}`),
       linkTo: (peer) => links.get(peer),
     });
     transport.onIncoming((link) => {

@@ -1,10 +1,11 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
 import { crc32 } from '../../shared/transport/crc32';
 import { createMemoryChannelPair, createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { createPeerLink } from '../../shared/transport/peer-link';
 import type { LinkClose } from '../../shared/transport/types';
+import { frameBomb } from '../../tools/bench/hostile-attacks';
 import {
   MAX_CHUNK_BYTES,
   createTensorReassembler,
@@ -223,5 +224,48 @@ describe('in-memory transport + peer links', () => {
     await done;
     expect(seen).toEqual(['c:open', 't:8', 'c:end']);
     await expect(a.connect('nobody')).rejects.toMatchObject({ code: 'TRANSPORT_PEER_UNREACHABLE' });
+  });
+});
+
+describe('frame bombs (a declared size is not an allocation)', () => {
+  it('refuses a tensor over the link limit from its first header; holds only received chunks; a partial tensor times out', async () => {
+    const r = createTensorReassembler({ maxBytes: () => 1024 * 1024 });
+    expect(codeOf(() => r.push(frameBomb(256 * 1024 * 1024)))).toBe('TENSOR_TOO_LARGE');
+    expect(r.partial).toBe(false);
+    // Within the limit, 64 MiB declared but one 64 KiB chunk sent: 64 KiB held, not 64 MiB.
+    const lax = createTensorReassembler();
+    expect(lax.push(frameBomb(64 * 1024 * 1024))).toBeUndefined();
+    expect(lax.partial).toBe(true);
+    expect(lax.heldBytes).toBe(MAX_CHUNK_BYTES);
+
+    // Over a link, with the timer injected: the partial tensor closes the link when it fires.
+    const timers: (() => void)[] = [];
+    const [a, b] = createMemoryChannelPair();
+    const link = createPeerLink('mallory', b, {
+      partialTimeoutMs: 5_000,
+      setTimer: (fn) => {
+        timers.push(fn);
+        return () => timers.splice(timers.indexOf(fn), 1);
+      },
+    });
+    const closed = new Promise<LinkClose>((resolve) => link.onClose(resolve));
+    a.send(frameBomb(64 * 1024 * 1024));
+    await vi.waitFor(() => expect(timers.length).toBe(1));
+    expect(link.isOpen).toBe(true);
+    timers[0]!();
+    await expect(closed).resolves.toMatchObject({
+      reason: 'error',
+      error: { code: 'TENSOR_PARTIAL_TIMEOUT' },
+    });
+
+    // A stage's limit (setTensorLimit) applies to the next tensor's header.
+    const [c, d] = createMemoryChannelPair();
+    const tight = createPeerLink('peer', d);
+    tight.setTensorLimit(16 * 1024);
+    const closed2 = new Promise<LinkClose>((resolve) => tight.onClose(resolve));
+    void createPeerLink('x', c)
+      .sendTensor(tensor(8192))
+      .catch(() => undefined);
+    await expect(closed2).resolves.toMatchObject({ error: { code: 'TENSOR_TOO_LARGE' } });
   });
 });

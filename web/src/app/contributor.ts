@@ -5,7 +5,12 @@
  */
 import type { DeviceProfile } from '../../../shared/device/profile';
 import { createNeighbourLinks, type NeighbourLinks } from '../../../shared/ring/neighbour-links';
-import { createRingStage, type RingStage } from '../../../shared/ring/ring-stage';
+import {
+  createRingStage,
+  stageShardOf,
+  type RingStage,
+  type StageShard,
+} from '../../../shared/ring/ring-stage';
 import type { PeerCapability, ServerMessageOf } from '../../../shared/protocol/signaling';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
 import { createMemoryChannelPair } from '../../../shared/transport/memory-transport';
@@ -34,6 +39,8 @@ interface Serving {
   key: string;
   runner: ShardRunner;
   stage?: RingStage;
+  /** Bounds the stage derives from the loaded shard (hidden size, context, KV bytes). */
+  shard?: StageShard;
   epoch: number;
 }
 
@@ -154,6 +161,7 @@ async function onAssignment(a: ServerMessageOf<'assignment'>): Promise<void> {
         },
       );
       if (serving?.runner !== runner || lastAssignment !== a) return; // superseded while loading
+      serving.shard = stageShardOf(load, a.model.contextLength);
       set({
         backend: load.backend,
         backendReason: load.backendReason,
@@ -168,9 +176,12 @@ async function onAssignment(a: ServerMessageOf<'assignment'>): Promise<void> {
     if (!serving.stage || serving.epoch !== a.epoch) {
       await serving.stage?.stop();
       serving.epoch = a.epoch;
+      if (!serving.shard) throw new Error('the shard is not loaded');
       serving.stage = createRingStage({
         peerId: net!.peerId,
         runner: serving.runner,
+        shard: serving.shard,
+        prev: () => links?.prev(),
         epoch: a.epoch,
         isFirst: a.range[0] === 0,
         isHead: a.range[1] === a.model.units,

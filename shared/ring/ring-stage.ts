@@ -10,8 +10,8 @@
  * - a step is computed in chunks of at most `maxChunkPositions` positions, each one scheduler turn,
  *   and forwarded chunk by chunk (`hidden-part` tensors, the last one `hidden`), so a long prompt
  *   never holds the runner for long and the next stage can bound the tensors it accepts;
- * - a session is bound to the link that opened it: steps, `end` and downstream errors for it are
- *   taken only from that link (and errors only from the next stage);
+ * - a session is bound to the link that opened it: steps and `end` for it are taken only from
+ *   that link (errors only from the next stage), and it ends when that link closes;
  * - every incoming tensor is bounded by the shape this stage expects, before anything is allocated;
  * - a send to a stalled next stage gives up after `sendDeadlineMs` instead of freezing the stage.
  */
@@ -487,6 +487,10 @@ export function createRingStage(o: RingStageOptions): RingStage {
           onControl(m, link);
         }),
         link.onTensor((t) => onTensor(t, link)),
+        // Sessions live no longer than the link that opened them: a tab that left frees its KV now.
+        link.onClose(() => {
+          for (const [id, s] of [...sessions]) if (s.link === link) void end(id, 'link closed', true);
+        }),
       ];
       const detach = () => {
         offs.forEach((f) => f());

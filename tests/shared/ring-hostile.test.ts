@@ -74,6 +74,18 @@ describe('session exhaustion', () => {
       expect(r.tokens).toEqual(golden.sequenceTokens.slice(0, r.tokens.length));
     }
 
+    // ORT compiles each new chunk shape on first use (a one-off of up to ~100 ms here): let a first
+    // attacker warm those up so the timing below is steady-state, not a compile.
+    const warm = await sessionExhaustion({
+      hub,
+      stages,
+      attacker: 'warm',
+      sessions: 4,
+      promptLength: 500,
+      vocabSize: 512,
+    });
+    await honest(hub, stages, 'warm2', 20);
+    await warm.close();
     const attack = await sessionExhaustion({
       hub,
       stages,

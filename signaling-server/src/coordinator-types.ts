@@ -102,10 +102,7 @@ export interface CoordinatorOptions {
   debounceMs?: number;
   maxWaitMs?: number;
   liveness?: Liveness;
-  /**
-   * A peer silent (no frame) for this long, or without a socket, may be evicted on a report; a peer
-   * heard from more recently never is on reports alone (default 10 s).
-   */
+  /** A peer silent (no frame) for this long is logged as stale when reported (default 10 s). */
   staleAfterMs?: number;
   /** `peer-unreachable` reports per reporter: burst (default 4) and one more per `reportRefillMs` (10 s). */
   reportBurst?: number;
@@ -144,8 +141,8 @@ export interface Coordinator {
   /**
    * A `peer-unreachable` report from a ring neighbour of `target` or a requester it serves directly
    * (others: PROTOCOL_NOT_ALLOWED; too many: PROTOCOL_RATE_LIMITED). `evict` when the server's own
-   * evidence agrees (no socket, or silent past `staleAfterMs`); `probe` when the target looks alive
-   * and the caller should check it itself (a ping) before anything is done; `noted` otherwise.
+   * evidence agrees (the target has no socket); `probe` when it has one: the caller checks it itself
+   * (a ping) and evicts only when that goes unanswered; `noted` when nothing is to be done.
    */
   reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'probe' | 'noted';
   /**

@@ -538,11 +538,13 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
       const now = clock.now();
       const live = opts.liveness?.(target);
-      const stale = !live || !live.connected || now - live.lastSeen > staleAfterMs;
+      const gone = !live || !live.connected;
+      const stale = gone || now - live.lastSeen > staleAfterMs;
       log.info({ reporter, target, reason, stale }, 'peer-unreachable');
-      // Never act on one party's word against another's: a fresh heartbeat outweighs any report, and
-      // the server checks a fresh one itself (a probe) before anything happens.
-      return stale ? 'evict' : 'probe';
+      // Never act on one party's word against another's: a peer without a socket is gone, but one
+      // with a socket is checked by the server itself (a probe) before anything happens, and a
+      // fresh heartbeat or an answered probe outweighs any number of reports.
+      return gone ? 'evict' : 'probe';
     },
     reportLap(reporter, lap) {
       const r = peerOrThrow(reporter);

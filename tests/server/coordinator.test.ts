@@ -412,7 +412,7 @@ describe('introductions and unreachable peers', () => {
     expect(peers).toHaveLength(4);
   });
 
-  it('peer-unreachable: a fresh heartbeat is probed, never evicted; a stale one is; strangers refused', () => {
+  it('peer-unreachable: a peer with a socket is probed, one without is evicted; strangers refused', () => {
     const h = harness([stories]);
     const peers = ['a', 'b', 'c'].map((n) => h.join(n, cap(1_000_000)));
     const stranger = h.join('s', cap(0), ['requester']);
@@ -422,8 +422,10 @@ describe('introductions and unreachable peers', () => {
     expect(h.co.reportUnreachable(x, z, 'ice failed')).toBe('probe');
     expect(h.co.reportUnreachable(y, z, 'ice failed')).toBe('probe');
     expect(h.co.reportUnreachable(x, z, 'ice failed again')).toBe('probe');
-    // A stale heartbeat confirms a single report.
+    // A stale heartbeat is probed too (the server decides by its own ping); no socket confirms a report.
     h.live.set(y, { connected: true, lastSeen: Date.now() - 60_000 });
+    expect(h.co.reportUnreachable(z, y, 'datachannel closed')).toBe('probe');
+    h.live.set(y, { connected: false, lastSeen: Date.now() - 60_000 });
     expect(h.co.reportUnreachable(z, y, 'datachannel closed')).toBe('evict');
     expect(() => h.co.reportUnreachable(stranger, x, 'lies')).toThrowError(
       expect.objectContaining({ code: 'PROTOCOL_NOT_ALLOWED' }) as Error,

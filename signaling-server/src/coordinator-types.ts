@@ -82,7 +82,10 @@ export interface CoordinatorSnapshot {
     totalBytes: number;
     ring: Ring | null;
     noRing: NoRing | null;
+    /** What one request should get: 1 / the planned per-token latency of the ring. */
     predictedTokensPerSecond: number | null;
+    /** The ring's capacity with requests pipelined (1 / its slowest stage): many requests together. */
+    pipelinedTokensPerSecond?: number | null;
     algorithm: string | null;
   }>;
   rings: Ring[];

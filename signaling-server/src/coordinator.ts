@@ -620,7 +620,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
             totalBytes: ms.model.totalBytes,
             ring: ms.ring,
             noRing: ms.noRing,
-            predictedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
+            // One request waits for every stage and hop in turn: its speed is 1 / latency. The
+            // planner's tokens/s is pipelined capacity, shown apart so nobody reads it as theirs.
+            predictedTokensPerSecond:
+              ms.plan && ms.plan.predicted.latencyS > 0 ? 1 / ms.plan.predicted.latencyS : null,
+            pipelinedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
             algorithm: ms.plan?.algorithm ?? null,
           };
         }),

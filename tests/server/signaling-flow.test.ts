@@ -95,6 +95,10 @@ describe('rings over the wire', () => {
     expect(ring.stages.map((s) => s.peer).sort()).toEqual(members.map((m) => m.id).sort());
     const net = await network();
     expect(net.rings).toHaveLength(1);
+    // One request gets 1 / latency; the pipelined capacity of a 3-stage ring is shown apart, higher.
+    const model = net.models.find((x) => x.id === 'stories260K')!;
+    expect(model.predictedTokensPerSecond).toBeGreaterThan(0);
+    expect(model.pipelinedTokensPerSecond).toBeGreaterThan(model.predictedTokensPerSecond!);
     for (const m of members) {
       expect(net.assignments[m.id]).toMatchObject({ kind: 'assigned' });
       expect(net.profiles[m.id]).toMatchObject({ memoryBytes: 1_000_000 });

@@ -134,6 +134,19 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   z
     .object({ type: z.literal('peer-unreachable'), v, peer: peerIdSchema, reason: z.string().max(500) })
     .strict(),
+  /**
+   * A requester's measured lap of a ring it used: milliseconds per generated token over `tokens`
+   * tokens. The coordinator's evidence of the stages' speed (a stage's own trace is only a hint).
+   */
+  z
+    .object({
+      type: z.literal('ring-lap'),
+      v,
+      ringId: z.string().min(1).max(200),
+      msPerToken: z.number().positive().max(3_600_000),
+      tokens: z.number().int().positive().max(1_000_000),
+    })
+    .strict(),
   z.object({ type: z.literal('leave'), v }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;

@@ -148,6 +148,44 @@ export const limitsSchema = z
     sessionsPerSecondPerIp: z.number().positive().max(1_000_000).default(2),
     /** `/api/network` is rebuilt at most this often (0: every request); a GET flood then costs a copy. */
     networkCacheMs: int(0, 60_000, 1000),
+    /**
+     * Frame bytes one connection may send: bursts and sustained per second. Checked before parsing,
+     * so a flood of large frames costs the server a byte count, not a JSON parse each.
+     */
+    bytesBurst: int(64 * 1024, 1 << 30, 512 * 1024),
+    bytesPerSecond: int(1024, 1 << 30, 128 * 1024),
+    /** The same for all connections of one client address bucket together. */
+    bytesBurstPerIp: int(64 * 1024, 1 << 30, 2 * 1024 * 1024),
+    bytesPerSecondPerIp: int(1024, 1 << 30, 512 * 1024),
+    /**
+     * Relay quotas per (sender, receiver) pair: signals in a burst and per second, connection ids
+     * open at once, and the largest SDP relayed. A sender over quota gets PROTOCOL_RATE_LIMITED.
+     */
+    relayPairBurst: int(1, 100_000, 60),
+    relayPairPerSecond: z.number().positive().max(100_000).default(10),
+    relayConnIdsPerPair: int(1, 10_000, 4),
+    maxSdpBytes: int(1024, 48 * 1024, 16 * 1024),
+    /**
+     * Signal bytes relayed to one receiver from everyone together: bursts and per second. Over it the
+     * senders are refused; the receiver is never cut for someone else's flood.
+     */
+    relayInboundBurstBytes: int(16 * 1024, 1 << 30, 512 * 1024),
+    relayInboundBytesPerSecond: int(1024, 1 << 30, 128 * 1024),
+    /** A receiver with more unsent output than this is "busy": signals to it are refused at the sender. */
+    relayBusyBytes: int(1024, 1 << 30, 256 * 1024),
+    /** `peer-unreachable` reports one peer may send: burst, and one more every this many ms. */
+    reportBurst: int(1, 1000, 4),
+    reportRefillMs: int(1, 3_600_000, 10_000),
+    /** How long the server waits for its own probe (a WebSocket ping) of an accused peer. */
+    probeTimeoutMs: int(10, 60_000, 3_000),
+    /** A contributor's capability changes take effect at most this often (re-plan hysteresis). */
+    profileMinIntervalMs: int(0, 3_600_000, 30_000),
+    /** A peer serves a ready assignment this long before it counts as verified. */
+    verifyAfterMs: int(0, 3_600_000, 60_000),
+    /** The share of a model's bytes one unverified peer may hold while the others can carry the rest. */
+    maxUnverifiedShare: z.number().positive().max(1).default(0.5),
+    /** Memory believed of a peer before it has served anything, bytes. */
+    initialTrustedMemoryBytes: int(1, 2 ** 50, 4 * 1024 ** 3),
   })
   .strict()
   .refine((l) => l.heartbeatTimeoutMs > l.heartbeatMs, {

@@ -19,6 +19,13 @@ export interface ConnectionIo {
   closeConn(conn: Conn, code: number, reason: string, hard?: boolean): void;
   /** Sends a typed `error` frame. */
   sendError(conn: Conn, err: RingworkError): void;
+  /**
+   * The server's own check of a peer: a WebSocket ping; true when the pong comes within
+   * `timeoutMs`. Concurrent probes of one connection share one ping.
+   */
+  probe(conn: Conn, timeoutMs: number): Promise<boolean>;
+  /** True when a relayed message to this peer should wait: its unsent output is above `busyBytes`. */
+  busy(peerId: string, busyBytes: number): boolean;
 }
 
 /** Creates the send/close layer over `ctx`'s connection tables. */
@@ -53,9 +60,45 @@ export function createConnectionIo(ctx: ServerContext): ConnectionIo {
     return true;
   };
 
+  const probes = new WeakMap<Conn, Promise<boolean>>();
+  const probe = (conn: Conn, timeoutMs: number): Promise<boolean> => {
+    const inFlight = probes.get(conn);
+    if (inFlight) return inFlight;
+    const p = new Promise<boolean>((resolve) => {
+      if (conn.closing || conn.ws.readyState !== WebSocket.OPEN) {
+        resolve(false);
+        return;
+      }
+      const done = (ok: boolean): void => {
+        clock.clearTimeout(timer);
+        conn.ws.off('pong', onPong);
+        conn.ws.off('close', onClose);
+        probes.delete(conn);
+        resolve(ok);
+      };
+      const onPong = (): void => done(true);
+      const onClose = (): void => done(false);
+      const timer = clock.setTimeout(() => done(false), timeoutMs);
+      conn.ws.on('pong', onPong);
+      conn.ws.on('close', onClose);
+      try {
+        conn.ws.ping();
+      } catch {
+        done(false);
+      }
+    });
+    probes.set(conn, p);
+    return p;
+  };
+
   return {
     sendTo,
     closeConn,
+    probe,
+    busy(peerId, busyBytes) {
+      const conn = ctx.conns.get(peerId);
+      return conn !== undefined && conn.ws.bufferedAmount > busyBytes;
+    },
     deliver(peerId, msg) {
       const conn = ctx.conns.get(peerId);
       return conn ? sendTo(conn, msg) : false;

@@ -9,6 +9,7 @@ import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../share
 import type { CatalogModel } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { PeerRole } from './peer-registry.js';
+import type { TrustPolicy } from './peer-trust.js';
 
 /** A stage of a ring as peers see it: peer id and half-open unit range. */
 export interface RingStage {
@@ -55,7 +56,12 @@ export interface CoordinatorPeerView {
   id: string;
   online: boolean;
   roles: PeerRole[];
+  /** What the planner uses: the claim capped by evidence (see peer-trust.ts). */
   capability: PeerCapability | null;
+  /** What the peer claims of itself. */
+  claimed?: PeerCapability | null;
+  /** True once the peer served a ready assignment long enough. */
+  verified?: boolean;
   category: PeerCategory | null;
   assignment: PeerAssignment | null;
   status: AssignmentStatus | null;
@@ -76,7 +82,10 @@ export interface CoordinatorSnapshot {
     totalBytes: number;
     ring: Ring | null;
     noRing: NoRing | null;
+    /** What one request should get: 1 / the planned per-token latency of the ring. */
     predictedTokensPerSecond: number | null;
+    /** The ring's capacity with requests pipelined (1 / its slowest stage): many requests together. */
+    pipelinedTokensPerSecond?: number | null;
     algorithm: string | null;
   }>;
   rings: Ring[];
@@ -96,10 +105,19 @@ export interface CoordinatorOptions {
   debounceMs?: number;
   maxWaitMs?: number;
   liveness?: Liveness;
-  /** A heartbeat older than this makes a `peer-unreachable` report conclusive (default 10 s). */
+  /** A peer silent (no frame) for this long is logged as stale when reported (default 10 s). */
   staleAfterMs?: number;
-  /** Two reports within this window evict (default 30 s). */
-  reportWindowMs?: number;
+  /** `peer-unreachable` reports per reporter: burst (default 4) and one more per `reportRefillMs` (10 s). */
+  reportBurst?: number;
+  reportRefillMs?: number;
+  /** A capability change takes effect at most this often per peer (default 0: at once). */
+  profileMinIntervalMs?: number;
+  /** A ready assignment served this long verifies a peer (default 60 s). */
+  verifyAfterMs?: number;
+  /** The share of a model one unverified peer may hold while others can carry the rest (default 1). */
+  maxUnverifiedShare?: number;
+  /** What an unobserved peer is believed to be capable of (see peer-trust.ts). */
+  trustPolicy?: Partial<TrustPolicy>;
   /** Bench/test hook: every pair of known peers counts as introduced. */
   allowAnyRelay?: boolean;
   clock?: Clock;
@@ -123,8 +141,18 @@ export interface Coordinator {
   requestRing(id: string, modelId: string): void;
   /** Records an `assignment-status`; a `failed` one takes the model off that peer. Stale epochs are ignored. */
   assignmentStatus(id: string, status: AssignmentStatus): void;
-  /** A `peer-unreachable` report: `evict` when confirmed (the caller removes the peer). */
-  reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'noted';
+  /**
+   * A `peer-unreachable` report from a ring neighbour of `target` or a requester it serves directly
+   * (others: PROTOCOL_NOT_ALLOWED; too many: PROTOCOL_RATE_LIMITED). `evict` when the server's own
+   * evidence agrees (the target has no socket); `probe` when it has one: the caller checks it itself
+   * (a ping) and evicts only when that goes unanswered; `noted` when nothing is to be done.
+   */
+  reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'probe' | 'noted';
+  /**
+   * A requester's measured lap of a ring (ms per generated token over `tokens` tokens): evidence of
+   * its stages' speed. Ignored unless the requester was sent that ring; rate-limited per requester.
+   */
+  reportLap(reporter: string, lap: { ringId: string; msPerToken: number; tokens: number }): void;
   /** True when `a` and `b` were introduced (may relay signaling to each other). */
   canSignal(a: string, b: string): boolean;
   /** Re-sends a peer's current assignment and subscribed rings (after a resume). */

@@ -34,7 +34,7 @@
  * sending.
  */
 import { RingworkError } from '../../shared/errors.js';
-import { categorize, type Objective, type PeerCategory, type Plan } from '../../shared/planner/index.js';
+import type { Objective, PeerCategory, Plan } from '../../shared/planner/index.js';
 import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
 import {
   assignmentMessage,
@@ -55,6 +55,15 @@ import type {
   Ring,
 } from './coordinator-types.js';
 import type { PeerRole } from './peer-registry.js';
+import {
+  DEFAULT_TRUST_POLICY,
+  effectiveCapability,
+  median,
+  newEvidence,
+  trustedCategory,
+  type PeerEvidence,
+} from './peer-trust.js';
+import { createTokenBucket, type TokenBucket } from './rate-limit.js';
 import { planRings, ringAssignments } from './ring-planning.js';
 
 export type {
@@ -75,7 +84,19 @@ interface PeerState {
   roles: Set<PeerRole>;
   /** False while its socket is closed (in resume grace): not planned, not sent anything. */
   online: boolean;
+  /** The effective capability (claim capped by evidence): what the planner uses. */
   capability: PeerCapability | null;
+  /** The claim in effect (changes apply at most every `profileMinIntervalMs`). */
+  claimed: PeerCapability | null;
+  /** A later claim waiting for the hysteresis interval to pass. */
+  pendingClaim: PeerCapability | null;
+  claimAppliedAt: number;
+  claimTimer: TimerHandle | null;
+  evidence: PeerEvidence;
+  /** Lap-derived TFLOPS by reporting requester (latest each), combined only from two or more. */
+  laps: Map<string, number>;
+  reportBucket: TokenBucket;
+  lapBucket: TokenBucket;
   category: PeerCategory | null;
   assignment: PeerAssignment | null;
   /** The key of the last assignment/unassigned message sent, to send only changes. */
@@ -105,7 +126,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const debounceMs = opts.debounceMs ?? 200;
   const maxWaitMs = Math.max(opts.maxWaitMs ?? 2000, debounceMs);
   const staleAfterMs = opts.staleAfterMs ?? 10_000;
-  const reportWindowMs = opts.reportWindowMs ?? 30_000;
+  const reportBurst = opts.reportBurst ?? 4;
+  const reportRefillMs = opts.reportRefillMs ?? 10_000;
+  const profileMinIntervalMs = opts.profileMinIntervalMs ?? 0;
+  const verifyAfterMs = opts.verifyAfterMs ?? 60_000;
+  const maxUnverifiedShare = opts.maxUnverifiedShare ?? 1;
+  const policy = { ...DEFAULT_TRUST_POLICY, ...opts.trustPolicy };
   const thresholds = opts.plannerOptions?.categoryThresholds;
   // Biggest first: large models have the fewest feasible rings; small ones fit in what is left.
   const models: ModelState[] = [...opts.catalog]
@@ -115,7 +141,6 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const byModel = new Map(models.map((m) => [m.model.descriptor.id, m]));
   const catalogOrder = opts.catalog.map((m) => m.descriptor.id);
   const peers = new Map<string, PeerState>();
-  const reports = new Map<string, Map<string, number>>();
   let epoch = 0;
   let plans = 0;
   let timer: TimerHandle | null = null;
@@ -142,6 +167,53 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       timer = null;
       replanNow();
     }, delay);
+  };
+
+  /** Claims of the other online contributors: the fleet a peer's claim is compared with. */
+  const othersClaims = (self: PeerState): PeerCapability[] => {
+    const out: PeerCapability[] = [];
+    for (const q of peers.values())
+      if (q !== self && q.online && q.claimed && q.roles.has('contributor')) out.push(q.claimed);
+    return out;
+  };
+
+  const effectiveOf = (p: PeerState, claimed: PeerCapability): PeerCapability => {
+    const eff = effectiveCapability(claimed, p.evidence, othersClaims(p), policy);
+    return { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
+  };
+
+  /** Recomputes every peer's effective capability and category; true when any changed. */
+  const refreshEffective = (): boolean => {
+    const now = clock.now();
+    let changed = false;
+    for (const p of peers.values()) {
+      const ev = p.evidence;
+      if (!ev.verified && ev.readySince !== null && now - ev.readySince >= verifyAfterMs) ev.verified = true;
+      if (!p.claimed) continue;
+      const eff = effectiveOf(p, p.claimed);
+      if (!p.capability || JSON.stringify(eff) !== JSON.stringify(p.capability)) changed = true;
+      p.capability = eff;
+      p.category = eff.category ?? null;
+    }
+    return changed;
+  };
+
+  /** Bytes of the stage a peer holds (the plan's figure, or its share of the model). */
+  const stageBytes = (a: PeerAssignment): number => {
+    if (a.kind !== 'assigned') return 0;
+    const ms = byModel.get(a.model);
+    if (!ms) return 0;
+    const st = ms.plan?.ring.find((s) => s.layers[0] === a.range[0] && s.layers[1] === a.range[1]);
+    if (st?.memoryBytes !== undefined) return st.memoryBytes;
+    const units = Math.max(1, ms.model.descriptor.units);
+    return (ms.model.totalBytes * (a.range[1] - a.range[0])) / units;
+  };
+
+  const applyClaim = (p: PeerState, claimed: PeerCapability): void => {
+    p.claimed = claimed;
+    p.pendingClaim = null;
+    p.claimAppliedAt = clock.now();
+    if (refreshEffective()) schedule(`profile of ${p.id}`);
   };
 
   const lightweightFor = (p: PeerState): string[] => {
@@ -178,10 +250,20 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   function replanNow(): void {
     if (stopped) return;
     plans++;
+    refreshEffective();
     const contributors = [...peers.values()]
       .filter((p) => p.roles.has('contributor') && p.online)
       .flatMap((p) =>
-        p.capability ? [{ id: p.id, capability: p.capability, failedModels: p.failedModels }] : [],
+        p.capability
+          ? [
+              {
+                id: p.id,
+                capability: p.capability,
+                failedModels: p.failedModels,
+                unverified: !p.evidence.verified,
+              },
+            ]
+          : [],
       )
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const result = planRings({
@@ -190,6 +272,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       epoch,
       objective,
       plannerOptions: opts.plannerOptions,
+      maxUnverifiedShare,
     });
     result.outcomes.forEach((o, i) => {
       const ms = models[i];
@@ -230,6 +313,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       p.assignment = c.assignment;
       p.sentKey = c.key;
       p.status = null;
+      // A new assignment has to be loaded and served again before it counts as evidence.
+      p.evidence.readySince = null;
       send(c.peer, c.message);
     }
     if (changed) {
@@ -267,7 +352,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     for (const [modelId, sent] of requester.subscriptions) {
       const ms = byModel.get(modelId);
       if (!ms?.ring || sent !== `ring|${ms.ring.ringId}`) continue;
-      if (ms.ring.stages.some((s) => s.peer === stage)) return true;
+      // A requester talks to the first stage (token ids in) and the head (tokens out) only.
+      const st = ms.ring.stages;
+      if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
     }
     return false;
   };
@@ -284,6 +371,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         existing.roles = new Set(roles);
         if (before && !existing.roles.has('contributor') && existing.capability) {
           existing.capability = null;
+          existing.claimed = null;
+          existing.pendingClaim = null;
           existing.category = null;
           schedule('contributor role dropped');
         }
@@ -295,6 +384,18 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         online: true,
         roles: new Set(roles),
         capability: null,
+        claimed: null,
+        pendingClaim: null,
+        claimAppliedAt: 0,
+        claimTimer: null,
+        evidence: newEvidence(),
+        laps: new Map(),
+        reportBucket: createTokenBucket({
+          capacity: reportBurst,
+          refillPerSecond: 1000 / reportRefillMs,
+          clock,
+        }),
+        lapBucket: createTokenBucket({ capacity: 4, refillPerSecond: 0.2, clock }),
         category: null,
         assignment: null,
         sentKey: null,
@@ -312,10 +413,33 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
           {},
         );
       }
-      if (p.capability && JSON.stringify(p.capability) === JSON.stringify(capability)) return;
-      p.capability = capability;
-      p.category = categorize({ tflops: capability.tflops, category: capability.category }, thresholds);
-      schedule(`profile of ${id}`);
+      if (!p.claimed) {
+        applyClaim(p, capability);
+        return;
+      }
+      // Hysteresis: a claim that changes nothing the planner would use (an increase past what is
+      // observed, a repeat) waits for no one; a real change applies at most every profileMinIntervalMs.
+      const same = JSON.stringify(effectiveOf(p, capability)) === JSON.stringify(p.capability);
+      if (same) {
+        if (p.claimTimer === null) p.claimed = capability;
+        else p.pendingClaim = capability;
+        return;
+      }
+      const wait = p.claimAppliedAt + profileMinIntervalMs - clock.now();
+      if (wait <= 0 && p.claimTimer === null) {
+        applyClaim(p, capability);
+        return;
+      }
+      p.pendingClaim = capability;
+      if (p.claimTimer === null) {
+        p.claimTimer = clock.setTimeout(
+          () => {
+            p.claimTimer = null;
+            if (p.pendingClaim && peers.get(p.id) === p && !stopped) applyClaim(p, p.pendingClaim);
+          },
+          Math.max(0, wait),
+        );
+      }
     },
     setOnline(id, online) {
       const p = peers.get(id);
@@ -333,8 +457,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const p = peers.get(id);
       if (!p) return;
       peers.delete(id);
-      reports.delete(id);
-      for (const r of reports.values()) r.delete(id);
+      if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
+      for (const q of peers.values()) q.laps.delete(id);
       const inRing = models.some((m) => m.ring?.stages.some((s) => s.peer === id));
       log.info({ peer: id, reason, inRing }, 'peer removed');
       // An offline peer was already planned out.
@@ -370,41 +494,94 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         return;
       }
       p.status = status;
+      if (status.state === 'ready' && a.kind === 'assigned') {
+        p.evidence.readySince ??= clock.now();
+        p.evidence.provenBytes = Math.max(p.evidence.provenBytes, stageBytes(a));
+      }
       if (status.state === 'failed' && a.kind === 'assigned') {
+        // Memory is trusted by use: a range it could not load is more than it will be offered again.
+        p.evidence.readySince = null;
+        p.evidence.memoryCeiling = Math.min(p.evidence.memoryCeiling, Math.max(1, stageBytes(a) / 2));
         log.warn({ peer: id, model: a.model, message: status.message }, 'assignment failed');
         p.failedModels.add(a.model);
         schedule(`${id} failed to load ${a.model}`);
       }
     },
     reportUnreachable(reporter, target, reason) {
-      peerOrThrow(reporter);
-      if (!peers.has(target)) {
+      const r = peerOrThrow(reporter);
+      const t = peers.get(target);
+      if (!t) {
         throw new RingworkError('PROTOCOL_UNKNOWN_PEER', `Unknown peer ${target}.`, {
           details: { peer: target },
         });
       }
-      if (!canSignal(reporter, target)) {
+      // Only parties with a direct connection to the target know anything: its ring neighbours and a
+      // requester it serves (first stage or head of a ring it was sent).
+      const ta = t.assignment;
+      const ra = r.assignment;
+      const neighbour =
+        (ta?.kind === 'assigned' && (ta.prev === reporter || ta.next === reporter)) ||
+        (ra?.kind === 'assigned' && (ra.prev === target || ra.next === target));
+      if (reporter === target || !(neighbour || introducedByRing(r, target) || opts.allowAnyRelay)) {
         throw new RingworkError(
           'PROTOCOL_NOT_ALLOWED',
-          `You were not introduced to ${target}; only its ring neighbours and requesters may report it.`,
-          {
-            details: { peer: target },
-          },
+          `You have no connection to ${target}; only its ring neighbours and the requesters it serves may report it.`,
+          { details: { peer: target } },
+        );
+      }
+      if (!r.reportBucket.take()) {
+        throw new RingworkError(
+          'PROTOCOL_RATE_LIMITED',
+          `Too many unreachable reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
+          { details: { burst: reportBurst, refillMs: reportRefillMs } },
         );
       }
       const now = clock.now();
       const live = opts.liveness?.(target);
-      const stale = !live || !live.connected || now - live.lastSeen > staleAfterMs;
-      const byReporter = reports.get(target) ?? new Map<string, number>();
-      for (const [r, t] of byReporter) if (now - t > reportWindowMs) byReporter.delete(r);
-      byReporter.set(reporter, now);
-      reports.set(target, byReporter);
-      log.info({ reporter, target, reason, stale, reporters: byReporter.size }, 'peer-unreachable');
-      if (stale || byReporter.size >= 2) {
-        reports.delete(target);
-        return 'evict';
+      const gone = !live || !live.connected;
+      const stale = gone || now - live.lastSeen > staleAfterMs;
+      log.info({ reporter, target, reason, stale }, 'peer-unreachable');
+      // Never act on one party's word against another's: a peer without a socket is gone, but one
+      // with a socket is checked by the server itself (a probe) before anything happens, and a
+      // fresh heartbeat or an answered probe outweighs any number of reports.
+      return gone ? 'evict' : 'probe';
+    },
+    reportLap(reporter, lap) {
+      const r = peerOrThrow(reporter);
+      const modelId = lap.ringId.slice(0, lap.ringId.lastIndexOf(':'));
+      const ms = byModel.get(modelId);
+      if (
+        !ms?.ring ||
+        ms.ring.ringId !== lap.ringId ||
+        r.subscriptions.get(modelId) !== `ring|${lap.ringId}`
+      ) {
+        throw new RingworkError(
+          'PROTOCOL_NOT_ALLOWED',
+          `You were not sent ring ${lap.ringId}; no lap to report.`,
+          {
+            details: { ringId: lap.ringId },
+          },
+        );
       }
-      return 'noted';
+      if (!r.lapBucket.take()) {
+        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many lap reports: one per 5 s.', {});
+      }
+      const predictedMs = (ms.plan?.predicted.latencyS ?? 0) * 1000;
+      // A few tokens are dominated by the first step's warm-up; they say nothing about speed.
+      if (predictedMs <= 0 || lap.tokens < 8) return;
+      const speedup = predictedMs / lap.msPerToken;
+      let changed = false;
+      for (const st of ms.ring.stages) {
+        const p = peers.get(st.peer);
+        if (!p?.capability || st.peer === reporter) continue;
+        p.laps.set(reporter, p.capability.tflops * speedup);
+        // One requester's word is not evidence: it counts from two distinct requesters on.
+        if (p.laps.size >= 2) {
+          p.evidence.observedTflops = median([...p.laps.values()]);
+          changed = true;
+        }
+      }
+      if (changed && refreshEffective()) schedule(`laps of ${lap.ringId}`);
     },
     canSignal,
     resync(id) {
@@ -443,7 +620,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
             totalBytes: ms.model.totalBytes,
             ring: ms.ring,
             noRing: ms.noRing,
-            predictedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
+            // One request waits for every stage and hop in turn: its speed is 1 / latency. The
+            // planner's tokens/s is pipelined capacity, shown apart so nobody reads it as theirs.
+            predictedTokensPerSecond:
+              ms.plan && ms.plan.predicted.latencyS > 0 ? 1 / ms.plan.predicted.latencyS : null,
+            pipelinedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
             algorithm: ms.plan?.algorithm ?? null,
           };
         }),
@@ -453,6 +634,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
           online: p.online,
           roles: [...p.roles],
           capability: p.capability,
+          claimed: p.claimed,
+          verified: p.evidence.verified,
           category: p.category,
           assignment: p.assignment,
           status: p.status,
@@ -470,6 +653,10 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       stopped = true;
       if (timer !== null) clock.clearTimeout(timer);
       timer = null;
+      for (const p of peers.values()) {
+        if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
+        p.claimTimer = null;
+      }
     },
   };
 }

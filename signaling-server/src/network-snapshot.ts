@@ -20,6 +20,10 @@ export interface ServerCounters {
   errorsSent: number;
   /** Connections closed by the server, by reason. */
   disconnects: Record<string, number>;
+  /** Probes (pings) the server sent to check a peer reported unreachable. */
+  probes?: number;
+  /** Frames dropped unparsed because their sender (or its address) was over its byte budget. */
+  framesOverByteBudget?: number;
 }
 
 /** The `/api/network` document. */

@@ -14,7 +14,7 @@ import {
 } from '../../shared/protocol/signaling.js';
 import type { ConnectionIo } from './connection-io.js';
 import type { PeerRole } from './peer-registry.js';
-import { createTokenBucket } from './rate-limit.js';
+import { createKeyedRateLimiter, createTokenBucket, type TokenBucket } from './rate-limit.js';
 import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-context.js';
 
 /** The protocol side of a running server. */
@@ -36,6 +36,20 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   const { limits, counters, registry, coordinator, relay, clock, log, conns, allConns, ipCounts } = run;
   const { sendTo, closeConn, sendError } = io;
   let seq = 0;
+  // Byte budgets, checked before a frame is parsed: a large-frame flood costs a byte count each,
+  // not a JSON parse, so it cannot crowd out honest peers' heartbeats on the event loop.
+  const connBytes = new WeakMap<Conn, TokenBucket>();
+  const ipBytes = createKeyedRateLimiter({
+    capacity: limits.bytesBurstPerIp,
+    refillPerSecond: limits.bytesPerSecondPerIp,
+    clock,
+  });
+  const frameBytes = (data: RawData): number =>
+    Buffer.isBuffer(data)
+      ? data.length
+      : Array.isArray(data)
+        ? data.reduce((n, b) => n + b.length, 0)
+        : data.byteLength;
 
   const replyError = (conn: Conn, e: unknown): void => {
     let err: RingworkError;
@@ -90,6 +104,18 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     }
     bump(counters.disconnects, 'session-table-full');
     removePeer(oldest.id, 'session table full');
+  };
+
+  const evict = (peerId: string): void => {
+    bump(counters.disconnects, 'evicted');
+    removePeer(peerId, 'confirmed unreachable', {
+      code: CLOSE_CODES.evicted,
+      error: new RingworkError(
+        'PEER_EVICTED',
+        'Your ring neighbours cannot reach you and the server could not either; you were removed from the network. Reconnect to rejoin.',
+        {},
+      ),
+    });
   };
 
   const requireSession = (conn: Conn): string => {
@@ -195,17 +221,32 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     },
     'peer-unreachable'(msg, conn) {
       const reporter = requireSession(conn);
-      if (coordinator.reportUnreachable(reporter, msg.peer, msg.reason) === 'evict') {
-        bump(counters.disconnects, 'evicted');
-        removePeer(msg.peer, 'confirmed unreachable', {
-          code: CLOSE_CODES.evicted,
-          error: new RingworkError(
-            'PEER_EVICTED',
-            'Your ring neighbours cannot reach you and you were removed from the network; reconnect to rejoin.',
-            {},
-          ),
-        });
+      const verdict = coordinator.reportUnreachable(reporter, msg.peer, msg.reason);
+      if (verdict === 'evict') {
+        evict(msg.peer);
+        return;
       }
+      if (verdict !== 'probe') return;
+      // The accused looks alive: the server asks it itself. Only an unanswered ping, with the
+      // heartbeat gone stale meanwhile, evicts; an answer keeps it, whatever was reported.
+      const target = conns.get(msg.peer);
+      if (!target) return;
+      counters.probes = (counters.probes ?? 0) + 1;
+      const since = clock.now();
+      void io.probe(target, limits.probeTimeoutMs).then((ok) => {
+        if (ok || conns.get(msg.peer) !== target) return;
+        // A frame during the probe is an answer too (a ping can be lost behind a busy socket).
+        const s = registry.get(msg.peer);
+        if (s && s.connected && s.lastSeen > since) return;
+        evict(msg.peer);
+      });
+    },
+    'ring-lap'(msg, conn) {
+      coordinator.reportLap(requireSession(conn), {
+        ringId: msg.ringId,
+        msPerToken: msg.msPerToken,
+        tokens: msg.tokens,
+      });
     },
     leave(_msg, conn) {
       const peerId = requireSession(conn);
@@ -222,7 +263,13 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   const onFrame = (conn: Conn, data: RawData, isBinary: boolean): void => {
     if (conn.closing) return;
     counters.framesIn++;
-    if (!conn.bucket.take()) {
+    const size = frameBytes(data);
+    const bytes = connBytes.get(conn);
+    // Frames dropped by the byte budget go down the same path as the frame limiter's (one error,
+    // then drops; too many drops close the connection), and are never parsed.
+    const overBytes = !(bytes?.take(size) ?? true) || !ipBytes.take(conn.ipBucket, size);
+    if (overBytes) counters.framesOverByteBudget = (counters.framesOverByteBudget ?? 0) + 1;
+    if (overBytes || !conn.bucket.take()) {
       counters.framesRateLimited++;
       conn.dropped++;
       if (!conn.limitedNotified) {
@@ -231,8 +278,15 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
           conn,
           new RingworkError(
             'PROTOCOL_RATE_LIMITED',
-            `Too many frames: at most ${limits.ratePerSecond}/s (bursts of ${limits.rateBurst}). Frames are being dropped.`,
-            { details: { perSecond: limits.ratePerSecond, burst: limits.rateBurst } },
+            `Too many frames: at most ${limits.ratePerSecond}/s (bursts of ${limits.rateBurst}) and ${limits.bytesPerSecond} bytes/s (bursts of ${limits.bytesBurst}). Frames are being dropped.`,
+            {
+              details: {
+                perSecond: limits.ratePerSecond,
+                burst: limits.rateBurst,
+                bytesPerSecond: limits.bytesPerSecond,
+                bytesBurst: limits.bytesBurst,
+              },
+            },
           ),
         );
       }
@@ -278,6 +332,10 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       limitedNotified: false,
       closing: false,
     };
+    connBytes.set(
+      conn,
+      createTokenBucket({ capacity: limits.bytesBurst, refillPerSecond: limits.bytesPerSecond, clock }),
+    );
     allConns.add(conn);
     ipCounts.set(ipBucket, (ipCounts.get(ipBucket) ?? 0) + 1);
     counters.connectionsOpen = allConns.size;
@@ -349,6 +407,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     // Per-address rate buckets that refilled are no different from new ones: keep memory bounded.
     run.connectRate.prune();
     run.sessionRate.prune();
+    ipBytes.prune();
   };
 
   return { onConnection, sweep };

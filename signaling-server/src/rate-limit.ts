@@ -49,8 +49,8 @@ export function createTokenBucket(opts: TokenBucketOptions): TokenBucket {
 
 /** Token buckets by key (a client address bucket), bounded in number. */
 export interface KeyedRateLimiter {
-  /** Takes a token from `key`'s bucket (created full on first use); false when it is empty. */
-  take(key: string): boolean;
+  /** Takes `n` tokens (default 1) from `key`'s bucket (created full on first use); false when short. */
+  take(key: string, n?: number): boolean;
   /** Forgets buckets that refilled completely (they are indistinguishable from new ones). */
   prune(): void;
   readonly size: number;
@@ -70,7 +70,7 @@ export function createKeyedRateLimiter(opts: KeyedRateLimiterOptions): KeyedRate
   const maxKeys = opts.maxKeys ?? 100_000;
   const buckets = new Map<string, TokenBucket>();
   return {
-    take(key) {
+    take(key, n = 1) {
       let b = buckets.get(key);
       if (!b) {
         if (buckets.size >= maxKeys) {
@@ -80,7 +80,7 @@ export function createKeyedRateLimiter(opts: KeyedRateLimiterOptions): KeyedRate
         b = createTokenBucket(opts);
         buckets.set(key, b);
       }
-      return b.take();
+      return b.take(n);
     },
     prune() {
       for (const [k, b] of buckets) if (b.level() >= b.capacity) buckets.delete(k);

@@ -32,6 +32,8 @@ export interface PlanningPeer {
   readonly capability: PeerCapability;
   /** Models this peer reported it failed to load: it is not offered them again. */
   readonly failedModels: ReadonlySet<string>;
+  /** True while the peer has not proven itself (see peer-trust.ts): its share of a model is capped. */
+  readonly unverified?: boolean;
 }
 
 /** Input of {@link planRings}. */
@@ -44,6 +46,11 @@ export interface PlanRingsInput {
   readonly epoch: number;
   readonly objective: Objective;
   readonly plannerOptions?: PlannerOptions | undefined;
+  /**
+   * One unverified peer may hold at most this share of a model's bytes while the pool can carry the
+   * model that way; only when it cannot is the cap lifted (default 1: no cap).
+   */
+  readonly maxUnverifiedShare?: number | undefined;
 }
 
 /** What planning decided for one model (same order as {@link PlanRingsInput.models}). */
@@ -100,6 +107,29 @@ function runPlanner(
 }
 
 /**
+ * Plans with unverified peers' memory capped to their share of the model, so that one peer's claim
+ * cannot take a whole model from honest capacity; falls back to the uncapped pool when the capped
+ * one cannot carry the model (no honest capacity to protect).
+ */
+function planWithShareCap(ms: PlanningModel, pool: readonly PlanningPeer[], input: PlanRingsInput): Plan {
+  const share = input.maxUnverifiedShare ?? 1;
+  const plain = pool.map(plannerPeer);
+  if (share >= 1 || !pool.some((p) => p.unverified))
+    return runPlanner(ms, plain, input.objective, input.plannerOptions);
+  const capBytes = Math.floor(share * ms.model.totalBytes);
+  const capped = pool.map((p) => {
+    const peer = plannerPeer(p);
+    return p.unverified ? { ...peer, memoryBytes: Math.min(peer.memoryBytes, capBytes) } : peer;
+  });
+  try {
+    return runPlanner(ms, capped, input.objective, input.plannerOptions);
+  } catch (e) {
+    if (!isRingworkError(e, 'PLAN_INFEASIBLE')) throw e;
+    return runPlanner(ms, plain, input.objective, input.plannerOptions);
+  }
+}
+
+/**
  * Plans one ring per model, biggest first, each ring's peers taken out of the pool for the next model
  * (the planner applies the category policy). Pure: the same input gives the same result.
  */
@@ -128,7 +158,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       };
     } else {
       try {
-        out.plan = runPlanner(ms, pool.map(plannerPeer), input.objective, input.plannerOptions);
+        out.plan = planWithShareCap(ms, pool, input);
       } catch (e) {
         if (isRingworkError(e, 'PLAN_INFEASIBLE')) {
           const missing = Number(e.details.missingBytes);

@@ -213,7 +213,12 @@ export function createSignalingServer(
           return s ? { connected: s.connected, lastSeen: s.lastSeen } : undefined;
         },
         staleAfterMs: 2 * limits.heartbeatMs,
-        reportWindowMs: 2 * limits.heartbeatTimeoutMs,
+        reportBurst: limits.reportBurst,
+        reportRefillMs: limits.reportRefillMs,
+        profileMinIntervalMs: limits.profileMinIntervalMs,
+        verifyAfterMs: limits.verifyAfterMs,
+        maxUnverifiedShare: limits.maxUnverifiedShare,
+        trustPolicy: { initialMemoryBytes: limits.initialTrustedMemoryBytes },
         allowAnyRelay: config.allowAnyRelay,
         clock,
         logger: log,
@@ -224,6 +229,9 @@ export function createSignalingServer(
         isKnown: (id) => registry.get(id) !== undefined,
         deliver: io.deliver,
         iceFilter: ctx.iceFilter,
+        busy: (id) => io.busy(id, limits.relayBusyBytes),
+        limits,
+        clock,
       });
       const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay });
       started = await listen(run);

@@ -21,7 +21,13 @@ beforeAll(async () => {
       host: '127.0.0.1',
       port: 0,
       testMode: true,
-      limits: { replanDebounceMs: 20, heartbeatMs: 10_000, heartbeatTimeoutMs: 60_000, networkCacheMs: 0 },
+      limits: {
+        replanDebounceMs: 20,
+        heartbeatMs: 10_000,
+        heartbeatTimeoutMs: 60_000,
+        networkCacheMs: 0,
+        probeTimeoutMs: 300,
+      },
     },
     { logger: pino({ level: 'silent' }), catalog: await loadCatalog([]) },
   );
@@ -44,8 +50,12 @@ afterAll(async () => {
   await server.stop();
 });
 
-async function join(roles: Array<'contributor' | 'requester'>, memoryBytes?: number) {
-  const c = await connect(port);
+async function join(
+  roles: Array<'contributor' | 'requester'>,
+  memoryBytes?: number,
+  opts: { autoPong?: boolean } = {},
+) {
+  const c = await connect(port, opts);
   clients.push(c);
   const w = await hello(c, roles);
   if (memoryBytes !== undefined) c.send({ type: 'profile', v: 1, capability: capability(memoryBytes) });
@@ -85,6 +95,10 @@ describe('rings over the wire', () => {
     expect(ring.stages.map((s) => s.peer).sort()).toEqual(members.map((m) => m.id).sort());
     const net = await network();
     expect(net.rings).toHaveLength(1);
+    // One request gets 1 / latency; the pipelined capacity of a 3-stage ring is shown apart, higher.
+    const model = net.models.find((x) => x.id === 'stories260K')!;
+    expect(model.predictedTokensPerSecond).toBeGreaterThan(0);
+    expect(model.pipelinedTokensPerSecond).toBeGreaterThan(model.predictedTokensPerSecond!);
     for (const m of members) {
       expect(net.assignments[m.id]).toMatchObject({ kind: 'assigned' });
       expect(net.profiles[m.id]).toMatchObject({ memoryBytes: 1_000_000 });
@@ -96,10 +110,11 @@ describe('rings over the wire', () => {
   });
 
   it('relays between ring neighbours and between requester and stages, both ways', async () => {
-    const { members, req, assignments } = await fleet();
-    // assignments[i] belongs to members[i].
-    const a = members[0]!;
-    const neighbour = members.find((m) => m.id === assignments[0]!.next)!;
+    const { members, req, ring, assignments } = await fleet();
+    // The requester talks to the first stage (and the head); a is the first stage.
+    const a = members.find((m) => m.id === ring.stages[0]!.peer)!;
+    const aAssignment = assignments[members.indexOf(a)]!;
+    const neighbour = members.find((m) => m.id === aAssignment.next)!;
     a.c.send({
       type: 'signal',
       v: 1,
@@ -137,8 +152,8 @@ describe('rings over the wire', () => {
   });
 
   it('test mode drops non-loopback ICE candidates and SDP candidate lines, and counts them', async () => {
-    const { members, req } = await fleet();
-    const target = members[0]!;
+    const { members, req, ring } = await fleet();
+    const target = members.find((m) => m.id === ring.stages[0]!.peer)!;
     const before = (await network()).iceDropped;
     for (const cand of [
       'candidate:1 1 udp 2122260223 192.168.1.20 5000 typ host',
@@ -197,17 +212,40 @@ describe('rings over the wire', () => {
     expect(net.testMode).toBe(true);
   });
 
-  it('evicts a peer two introduced peers report unreachable, and re-plans', async () => {
-    const { members, req, ring } = await fleet();
+  it('never evicts a peer with a fresh heartbeat on reports: the server probes it, and it stays', async () => {
+    const { members, ring } = await fleet();
     const [x, y, z] = ring.stages.map((s) => members.find((m) => m.id === s.peer)!) as [
       (typeof members)[0],
       (typeof members)[0],
       (typeof members)[0],
     ];
+    const probesBefore = (await network()).counters.probes ?? 0;
     x.c.send({ type: 'peer-unreachable', v: 1, peer: z.id, reason: 'ice failed' });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(z.c.ws.readyState).toBe(z.c.ws.OPEN);
     y.c.send({ type: 'peer-unreachable', v: 1, peer: z.id, reason: 'ice failed' });
+    await vi.waitFor(async () =>
+      expect((await network()).counters.probes ?? 0).toBeGreaterThan(probesBefore),
+    );
+    // Past the probe's timeout: z answered the ping, so it keeps its place.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(z.c.ws.readyState).toBe(z.c.ws.OPEN);
+    const net = await network();
+    expect(net.rings[0]?.ringId).toBe(ring.ringId);
+    expect(net.assignments[z.id]).toMatchObject({ kind: 'assigned' });
+  });
+
+  it('evicts a reported peer that does not answer the server probe, and re-plans', async () => {
+    const members = [
+      await join(['contributor'], 1_000_000),
+      await join(['contributor'], 1_000_000),
+      await join(['contributor'], 1_000_000, { autoPong: false }),
+    ];
+    await Promise.all(members.map((m) => m.c.next('assignment')));
+    const req = await join(['requester']);
+    req.c.send({ type: 'ring-request', v: 1, model: 'stories260K' });
+    await req.c.next('ring');
+    const z = members[2]!;
+    const reporter = members[0]!;
+    reporter.c.send({ type: 'peer-unreachable', v: 1, peer: z.id, reason: 'ice failed' });
     expect((await z.c.next('error')).code).toBe('PEER_EVICTED');
     expect((await z.c.closed).code).toBe(CLOSE_CODES.evicted);
     // Two 1 MB peers cannot hold the model: the requester is told there is no ring now.

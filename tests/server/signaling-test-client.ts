@@ -27,10 +27,17 @@ export interface TestClient {
 /** Connects to `ws://host:port/ws` (or `path`). */
 export function connect(
   port: number,
-  opts: { origin?: string; path?: string; headers?: Record<string, string> } = {},
+  opts: {
+    origin?: string;
+    path?: string;
+    /** False: never answer the server's pings (a peer whose socket is dead though its frames were not). */
+    autoPong?: boolean;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<TestClient> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${opts.path ?? '/ws'}`, {
     ...(opts.origin ? { origin: opts.origin } : {}),
+    ...(opts.autoPong === false ? { autoPong: false } : {}),
     ...(opts.headers ? { headers: opts.headers } : {}),
   });
   const messages: ServerMessage[] = [];

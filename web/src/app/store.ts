@@ -94,6 +94,7 @@ export interface NetworkSnapshot {
     ring: { stages: { peer: string; range: [number, number] }[]; epoch: number } | null;
     noRing: { reason: string; missingBytes?: number } | null;
     predictedTokensPerSecond?: number;
+    pipelinedTokensPerSecond?: number;
   }[];
   rings: {
     ringId: string;

@@ -2,6 +2,12 @@
  * The browser's side of the signaling channel: one WebSocket to the server, every inbound frame
  * parsed with the shared zod schema, typed events out, heartbeats, and resume-with-token on
  * reconnect. Works in Node too (inject `ws` as the WebSocket constructor) for integration tests.
+ *
+ * A dropped connection (network blip, server restart, eviction) comes back by itself: reconnects
+ * back off exponentially with jitter, resume the session with its token, and when the session is gone
+ * (evicted, grace over) start a new one and replay the last `profile` and the `ring-request`s, so a
+ * contributor rejoins with its cached shard without the app doing anything. A session taken over by
+ * another connection (close 4001) is not fought over.
  */
 import { isRingworkError, RingworkError } from '../../../shared/errors';
 import {
@@ -27,7 +33,27 @@ export interface WebSocketLike {
 type Distribute<T> = T extends ServerMessage['type'] ? { type: T; message: ServerMessageOf<T> } : never;
 /** Events of the signaling client. */
 export type SignalingEvent =
-  Distribute<ServerMessage['type']> | { type: 'closed'; message: { code?: number } };
+  | Distribute<ServerMessage['type']>
+  | { type: 'closed'; message: { code?: number } }
+  | { type: 'reconnecting'; message: { attempt: number; delayMs: number } };
+
+/** Back-off of automatic reconnects. */
+export interface ReconnectOptions {
+  /** First delay, ms (default 500); doubles each failed attempt. */
+  baseMs?: number;
+  /** Longest delay, ms (default 30 s). */
+  maxMs?: number;
+}
+
+/** Close codes after which reconnecting would fight someone else (another tab resumed the session). */
+const NO_RECONNECT_CODES = new Set([4001]);
+
+/** The delay before reconnect attempt `attempt` (0-based): exponential, capped, with 50-100% jitter. */
+export function reconnectDelay(attempt: number, o: ReconnectOptions = {}, random = Math.random): number {
+  const base = o.baseMs ?? 500;
+  const max = o.maxMs ?? 30_000;
+  return Math.round(Math.min(max, base * 2 ** Math.min(attempt, 30)) * (0.5 + random() / 2));
+}
 
 export interface SignalingClientOptions {
   /** ws:// or wss:// URL of the server's `/ws` endpoint. */
@@ -37,6 +63,12 @@ export interface SignalingClientOptions {
   /** Called for frames the client could not parse (protocol drift); defaults to console.warn. */
   onProtocolError?: (e: RingworkError) => void;
   now?: () => number;
+  /**
+   * Reconnect automatically after a drop, with this back-off (absent or false: a drop ends the
+   * client). After a new session (not a resume) `peerId` changes: listen to `welcome`.
+   */
+  reconnect?: ReconnectOptions | false;
+  random?: () => number;
 }
 
 /** A connected signaling session. */
@@ -65,6 +97,113 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
   let token: string | undefined;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
+  let attempt = 0;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  // Replayed on a new session: what the server must know of this peer to plan and serve it again.
+  let lastProfile: DistributiveOmit<ClientMessage, 'v'> | undefined;
+  const ringRequests = new Map<string, DistributiveOmit<ClientMessage, 'v'>>();
+
+  const helloFrame = (resume: boolean): string =>
+    JSON.stringify({
+      type: 'hello',
+      v: SIGNALING_VERSION,
+      roles: opts.roles,
+      ...(resume && peerId && token ? { resume: { peerId, token } } : {}),
+      client: 'ringwork-web',
+    });
+
+  const scheduleReconnect = (): void => {
+    if (stopped || !opts.reconnect || retry) return;
+    const delayMs = reconnectDelay(attempt, opts.reconnect, opts.random);
+    emit('reconnecting', { attempt: attempt + 1, delayMs });
+    attempt++;
+    retry = setTimeout(() => {
+      retry = undefined;
+      if (!stopped)
+        open(
+          undefined,
+          () => undefined,
+          () => undefined,
+        );
+    }, delayMs);
+  };
+
+  /** Opens a socket and says hello; `resolve` on welcome, `reject` if it closes before one. */
+  const open = (
+    signal: AbortSignal | undefined,
+    resolve: (w: ServerMessageOf<'welcome'>) => void,
+    reject: (e: unknown) => void,
+  ): void => {
+    const socket = new WS(opts.url);
+    ws = socket;
+    let welcomed = false;
+    const fail = (e: unknown) => reject(e);
+    signal?.addEventListener('abort', () => {
+      socket.close();
+      fail(new RingworkError('ABORTED', 'Connecting to the signaling server was aborted.'));
+    });
+    socket.addEventListener('open', () => socket.send(helloFrame(true)));
+    socket.addEventListener('error', () =>
+      fail(
+        new RingworkError('SIGNALING_UNREACHABLE', `Could not reach the signaling server at ${opts.url}.`, {
+          details: { url: opts.url },
+        }),
+      ),
+    );
+    socket.addEventListener('close', (ev?: unknown) => {
+      if (ws !== socket) return;
+      if (heartbeat) clearInterval(heartbeat);
+      const code = (ev as { code?: number } | undefined)?.code;
+      emit('closed', code !== undefined ? { code } : {});
+      fail(
+        new RingworkError('SIGNALING_CLOSED', `The signaling server at ${opts.url} closed the connection.`, {
+          details: { url: opts.url },
+        }),
+      );
+      // The first connection's failure is the caller's to handle; after a welcome, drops heal here.
+      if ((welcomed || attempt > 0) && !(code !== undefined && NO_RECONNECT_CODES.has(code)))
+        scheduleReconnect();
+    });
+    socket.addEventListener('message', (ev) => {
+      let m: ServerMessage;
+      try {
+        m = parseServerFrame(typeof ev.data === 'string' ? ev.data : String(ev.data));
+      } catch (e) {
+        if (isRingworkError(e)) (opts.onProtocolError ?? ((x) => console.warn('signaling:', x.message)))(e);
+        return;
+      }
+      if (m.type === 'error' && m.code === 'PROTOCOL_BAD_TOKEN' && !welcomed && attempt > 0) {
+        // The session is gone (evicted, or its grace ran out): start a new one on this socket.
+        peerId = undefined;
+        token = undefined;
+        socket.send(helloFrame(false));
+        return;
+      }
+      if (m.type === 'welcome') {
+        const fresh = !m.resumed && peerId !== undefined;
+        const rejoined = !m.resumed && (attempt > 0 || fresh);
+        welcomed = true;
+        attempt = 0;
+        peerId = m.peerId;
+        token = m.token;
+        if (heartbeat) clearInterval(heartbeat);
+        heartbeat = setInterval(() => {
+          if (!stopped) client.send({ type: 'heartbeat', sentAt: (opts.now ?? Date.now)() });
+        }, m.heartbeatMs);
+        resolve(m);
+        emit(m.type, m);
+        if (rejoined) {
+          if (lastProfile) client.send(lastProfile);
+          for (const r of ringRequests.values()) client.send(r);
+        }
+        return;
+      }
+      // Refused before welcome (bad version, bad resume token, rate limit): start() fails with the
+      // server's own code instead of the close that follows. After welcome this is a no-op.
+      if (m.type === 'error' && !welcomed) fail(signalingErrorFromMessage(m));
+      emit(m.type, m);
+    });
+  };
 
   const client: SignalingClient = {
     get peerId() {
@@ -72,80 +211,15 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     },
     start(signal) {
       stopped = false;
-      return new Promise((resolve, reject) => {
-        const socket = new WS(opts.url);
-        ws = socket;
-        const fail = (e: unknown) => reject(e);
-        signal?.addEventListener('abort', () => {
-          socket.close();
-          fail(new RingworkError('ABORTED', 'Connecting to the signaling server was aborted.'));
-        });
-        socket.addEventListener('open', () => {
-          socket.send(
-            JSON.stringify({
-              type: 'hello',
-              v: SIGNALING_VERSION,
-              roles: opts.roles,
-              ...(peerId && token ? { resume: { peerId, token } } : {}),
-              client: 'ringwork-web',
-            }),
-          );
-        });
-        socket.addEventListener('error', () =>
-          fail(
-            new RingworkError(
-              'SIGNALING_UNREACHABLE',
-              `Could not reach the signaling server at ${opts.url}.`,
-              {
-                details: { url: opts.url },
-              },
-            ),
-          ),
-        );
-        socket.addEventListener('close', () => {
-          if (heartbeat) clearInterval(heartbeat);
-          emit('closed', {});
-          fail(
-            new RingworkError(
-              'SIGNALING_CLOSED',
-              `The signaling server at ${opts.url} closed the connection.`,
-              {
-                details: { url: opts.url },
-              },
-            ),
-          );
-        });
-        socket.addEventListener('message', (ev) => {
-          let m: ServerMessage;
-          try {
-            m = parseServerFrame(typeof ev.data === 'string' ? ev.data : String(ev.data));
-          } catch (e) {
-            if (isRingworkError(e))
-              (opts.onProtocolError ?? ((x) => console.warn('signaling:', x.message)))(e);
-            return;
-          }
-          if (m.type === 'welcome') {
-            peerId = m.peerId;
-            token = m.token;
-            if (heartbeat) clearInterval(heartbeat);
-            heartbeat = setInterval(() => {
-              if (!stopped) client.send({ type: 'heartbeat', sentAt: (opts.now ?? Date.now)() });
-            }, m.heartbeatMs);
-            resolve(m);
-          } else if (m.type === 'error') {
-            // Refused before welcome (bad version, bad resume token, rate limit): start() fails with
-            // the server's own code instead of the close that follows. After welcome this is a no-op.
-            fail(signalingErrorFromMessage(m));
-          }
-          emit(m.type, m);
-        });
-      });
+      return new Promise((resolve, reject) => open(signal, resolve, reject));
     },
     send(message) {
       if (!ws || ws.readyState !== 1) {
         throw new RingworkError('SIGNALING_CLOSED', 'Not connected to the signaling server.');
       }
       ws.send(JSON.stringify({ ...message, v: SIGNALING_VERSION }));
+      if (message.type === 'profile') lastProfile = message;
+      else if (message.type === 'ring-request') ringRequests.set(message.model, message);
     },
     on(type, h) {
       if (!listeners.has(type)) listeners.set(type, createListeners());
@@ -173,6 +247,8 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     stop() {
       if (stopped) return;
       stopped = true;
+      if (retry) clearTimeout(retry);
+      retry = undefined;
       if (heartbeat) clearInterval(heartbeat);
       try {
         if (ws?.readyState === 1) client.send({ type: 'leave' });

@@ -55,7 +55,11 @@ export function NetworkPage() {
           )}
           {m.predictedTokensPerSecond ? (
             <p style={{ color: 'var(--muted)' }}>
-              Planned throughput ≈ {num(m.predictedTokensPerSecond, 0)} tokens/s.
+              Planned ≈ {num(m.predictedTokensPerSecond, 0)} tokens/s per request
+              {m.pipelinedTokensPerSecond
+                ? ` (pipelined capacity ≈ ${num(m.pipelinedTokensPerSecond, 0)} tokens/s over many requests)`
+                : ''}
+              .
             </p>
           ) : null}
         </section>

@@ -10,6 +10,10 @@ interface AbortSignal {
   removeEventListener(type: 'abort', listener: () => void): void;
   throwIfAborted(): void;
 }
+declare class AbortController {
+  readonly signal: AbortSignal;
+  abort(reason?: unknown): void;
+}
 declare class TextDecoder {
   constructor(label?: string, options?: { fatal?: boolean });
   decode(input?: ArrayBufferView | ArrayBuffer, options?: { stream?: boolean }): string;

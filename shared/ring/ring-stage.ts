@@ -163,6 +163,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
           type: 'token',
           v: RING_PROTOCOL_VERSION,
           session: t.session,
+          step: t.step,
           position: t.position + out.seqLen - 1,
           token,
           stageMs: trace,

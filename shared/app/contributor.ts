@@ -101,6 +101,11 @@ export interface Contributor {
    * no stage serves.
    */
   localStageLink(): PeerLink | undefined;
+  /**
+   * The open link this peer keeps to `peerId` (a ring neighbour, or a requester), if any. This
+   * peer's own requester reuses it: a second link between the same two peers would replace it.
+   */
+  openLink(peerId: string): PeerLink | undefined;
   /** Resolves when every assignment received so far has been applied (tests). */
   settled(): Promise<void>;
 }
@@ -360,6 +365,10 @@ export function createContributor(o: ContributorOptions): Contributor {
       selfLink = createPeerLink(net.peerId, b);
       serving.stage.attach(selfLink);
       return createPeerLink(net.peerId, a);
+    },
+    openLink(peerId) {
+      const l = membership?.links.get(peerId);
+      return l?.isOpen ? l : undefined;
     },
     settled: () => membership?.settled() ?? Promise.resolve(),
   };

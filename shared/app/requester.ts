@@ -99,6 +99,11 @@ export interface RequesterOptions {
   openTokenizer: (model: ModelDescriptor) => Promise<Tokenizer>;
   /** This peer's own stage, when it contributes too and the ring includes it. */
   localStageLink?: () => PeerLink | undefined;
+  /**
+   * A link this peer already keeps to `peerId` (its contributor's ring neighbours). Reused rather
+   * than dialled again: the other side keeps one link per peer, so a second would replace the first.
+   */
+  existingLink?: (peerId: string) => PeerLink | undefined;
   /** Memory this peer may use to run a model alone, bytes. */
   localMemoryBytes: () => number;
   /** Where the chat history is kept (browsers: sessionStorage); none: not kept. */
@@ -243,6 +248,8 @@ export function createRequester(o: RequesterOptions): Requester {
         );
       return self;
     }
+    const shared = o.existingLink?.(peer);
+    if (shared?.isOpen) return shared;
     const open = stageLinks.get(peer);
     if (open?.isOpen) return open;
     const link = await net.transport.connect(peer, { timeoutMs: 15_000, signal });

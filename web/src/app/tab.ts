@@ -35,6 +35,7 @@ export const requester = createRequester({
       createHttpFileOpener(new URL(root, location.href).href),
     ).then((o) => o.loadTokenizer()),
   localStageLink: () => contributor.localStageLink(),
+  existingLink: (peer) => contributor.openLink(peer),
   // A quarter of the device's memory (the Device Memory API; 4 GB where it is missing).
   localMemoryBytes: () => ((navigator as { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30 * 0.25,
   storage: sessionStorage,

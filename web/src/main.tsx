@@ -95,19 +95,20 @@ function autoJoinFromUrl() {
   const tflops = Number(q.get('tflops'));
   void contributor
     .start(
-    Number.isFinite(tflops) && tflops > 0
-      ? {
-          capability: {
-            tflops,
-            bandwidthGBps: Number(q.get('gbps') ?? 100),
-            memoryBytes: Number(q.get('memory') ?? 4e9),
-            backend: 'wasm',
-            mobile: false,
-            label: 'declared',
-          },
-        }
-      : {},
-  ).catch(() => undefined);
+      Number.isFinite(tflops) && tflops > 0
+        ? {
+            capability: {
+              tflops,
+              bandwidthGBps: Number(q.get('gbps') ?? 100),
+              memoryBytes: Number(q.get('memory') ?? 4e9),
+              backend: 'wasm',
+              mobile: false,
+              label: 'declared',
+            },
+          }
+        : {},
+    )
+    .catch(() => undefined);
 }
 
 createRoot(document.getElementById('root')!).render(

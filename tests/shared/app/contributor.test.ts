@@ -19,7 +19,10 @@ const golden = loadGolden();
 const ask = { settings: GOLDEN_SETTINGS, history: [{ role: 'user' as const, text: 'Once upon a time' }] };
 
 /** Answers every ring-request with `ring()` (the coordinator's current word). */
-function answerRings(hub: ReturnType<typeof createFakeSignalingHub>, ring: () => Parameters<typeof hub.push>[1]) {
+function answerRings(
+  hub: ReturnType<typeof createFakeSignalingHub>,
+  ring: () => Parameters<typeof hub.push>[1],
+) {
   hub.onSend((from, m) => {
     if (m.type === 'ring-request') hub.push(from, ring());
   });
@@ -40,7 +43,10 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
       { peer: b, range: [3, 7] as [number, number] },
     ];
     assign(hub, order, 1);
-    await vi.waitFor(() => expect(ca.store.getState()).toMatchObject({ phase: 'serving', error: undefined }), { timeout: 30_000 });
+    await vi.waitFor(
+      () => expect(ca.store.getState()).toMatchObject({ phase: 'serving', error: undefined }),
+      { timeout: 30_000 },
+    );
     await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: 30_000 });
     expect(hub.sent(a, 'assignment-status').map((m) => m.state)).toEqual(['loading', 'ready']);
     expect(ca.store.getState().assignment).toMatchObject({ epoch: 1, range: [0, 3], next: b, prev: b });

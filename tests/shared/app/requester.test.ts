@@ -119,10 +119,14 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
 
   it('retries are decided by code: transport and not-loaded codes retry, a bad input does not', () => {
     expect(isRetryable(new RingworkError('TRANSPORT_CLOSED', 'x'))).toBe(true);
-    expect(isRetryable(new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_NOT_LOADED' } })))
-      .toBe(true);
-    expect(isRetryable(new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_BAD_INPUT' } })))
-      .toBe(false);
+    expect(
+      isRetryable(
+        new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_NOT_LOADED' } }),
+      ),
+    ).toBe(true);
+    expect(
+      isRetryable(new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_BAD_INPUT' } })),
+    ).toBe(false);
     expect(isRetryable(new RingworkError('NO_RING', 'stale'))).toBe(false);
     expect(isRetryable(new Error('TRANSPORT_CLOSED'))).toBe(false);
   });
@@ -181,7 +185,14 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
     expect(ringWarm.text).not.toBe(local.text); // it did sample
     // And both equal one sampler over a local pipeline with that seed.
     const runner = stories260KRunner();
-    await runner.load({ model: { url: STORIES.url }, range: [0, 7], weightFormat: 'f32', contextLength: 512, logits: 'last', backend: 'wasm' });
+    await runner.load({
+      model: { url: STORIES.url },
+      range: [0, 7],
+      weightFormat: 'f32',
+      contextLength: 512,
+      logits: 'last',
+      backend: 'wasm',
+    });
     const ref = await generate({
       pipeline: createPipeline([runner]),
       tokenizer: stories260KTokenizer(),
@@ -198,7 +209,13 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
 
   it('send() streams into the store and persists the history on completion only; a new requester reads it back', async () => {
     const hub = createFakeSignalingHub();
-    coordinator(hub, () => ({ type: 'no-ring', model: 'stories260K', reason: 'none', descriptor: STORIES, totalBytes: 1e6 }));
+    coordinator(hub, () => ({
+      type: 'no-ring',
+      model: 'stories260K',
+      reason: 'none',
+      descriptor: STORIES,
+      totalBytes: 1e6,
+    }));
     const storage = countingStorage();
     const r = requesterOn(hub, pid('req'), { storage });
     r.setSettings(GOLDEN_SETTINGS);
@@ -224,7 +241,13 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
 
   it('stop() aborts a running answer with a typed error kept on the message', async () => {
     const hub = createFakeSignalingHub();
-    coordinator(hub, () => ({ type: 'no-ring', model: 'stories260K', reason: 'none', descriptor: STORIES, totalBytes: 1e6 }));
+    coordinator(hub, () => ({
+      type: 'no-ring',
+      model: 'stories260K',
+      reason: 'none',
+      descriptor: STORIES,
+      totalBytes: 1e6,
+    }));
     const r = requesterOn(hub, pid('req'));
     r.setSettings({ ...GOLDEN_SETTINGS, maxTokens: 400 });
     const off = r.store.subscribe((s) => (s.streaming?.text.length ?? 0) > 40 && r.abort());

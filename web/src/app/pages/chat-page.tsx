@@ -114,9 +114,7 @@ export function ChatPage() {
               max={2}
               step={0.1}
               value={s.temperature}
-              onChange={(e) =>
-                requester.setSettings({ temperature: Math.max(0, Number(e.target.value)) })
-              }
+              onChange={(e) => requester.setSettings({ temperature: Math.max(0, Number(e.target.value)) })}
             />
           </label>
           <label className="field">

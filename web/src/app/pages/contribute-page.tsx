@@ -17,7 +17,8 @@ export function ContributePage() {
         .catch(() => undefined);
       const away = document.hidden || (battery !== undefined && !battery.charging);
       const phase = contributor.store.getState().phase;
-      if (away && (phase === 'serving' || phase === 'waiting' || phase === 'unassigned')) void contributor.pause();
+      if (away && (phase === 'serving' || phase === 'waiting' || phase === 'unassigned'))
+        void contributor.pause();
       if (!away && phase === 'paused') contributor.resume();
     };
     document.addEventListener('visibilitychange', check);

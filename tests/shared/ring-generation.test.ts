@@ -6,6 +6,7 @@ import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
 import { isRetryableRingError } from '../../shared/ring/retry';
 import { generate } from '../../shared/runtime/generate';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
+import { scaled } from '../helpers/timeouts';
 import { loadGolden } from '../helpers/golden';
 import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 import { createFakeSignalingHub } from '../helpers/memory-signaling';
@@ -43,7 +44,9 @@ async function buildRing(hub: Hub, splits: number[], epoch = 1): Promise<Peer[]>
     epoch,
   );
   for (const p of peers)
-    await vi.waitFor(() => expect(p.contributor.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(p.contributor.store.getState().phase).toBe('serving'), {
+      timeout: scaled(30_000),
+    });
   // Every stage's link to its next stage is up before a request comes.
   for (let i = 0; i + 1 < peers.length; i++)
     await vi.waitFor(() => expect(peers[i]!.contributor.openLink(peers[i + 1]!.id)?.isOpen).toBe(true));

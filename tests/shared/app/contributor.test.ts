@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
+import { scaled } from '../../helpers/timeouts';
 import { loadGolden } from '../../helpers/golden';
 import { createFakeSignalingHub } from '../../helpers/memory-signaling';
 import { stories260KRunner } from '../../helpers/engine';
@@ -45,9 +46,9 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     assign(hub, order, 1);
     await vi.waitFor(
       () => expect(ca.store.getState()).toMatchObject({ phase: 'serving', error: undefined }),
-      { timeout: 30_000 },
+      { timeout: scaled(30_000) },
     );
-    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     expect(hub.sent(a, 'assignment-status').map((m) => m.state)).toEqual(['loading', 'ready']);
     expect(ca.store.getState().assignment).toMatchObject({ epoch: 1, range: [0, 3], next: b, prev: b });
 
@@ -85,7 +86,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await hub.delivered();
     expect(c.store.getState()).toMatchObject({ phase: 'loading', assignment: { epoch: 1 } });
     release(); // epoch 1's load finishes after epoch 2 arrived
-    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     await c.settled();
 
     expect(c.store.getState().assignment).toMatchObject({ epoch: 2, range: [0, 7] });
@@ -123,7 +124,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     hub.push(a, { type: 'unassigned', epoch: 2, reason: 'not needed', lightweightModels: [] });
     await hub.delivered();
     release();
-    await vi.waitFor(() => expect(c.store.getState().phase).toBe('unassigned'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('unassigned'), { timeout: scaled(30_000) });
     await c.settled();
     expect(c.store.getState()).toMatchObject({ unassignedReason: 'not needed', assignment: undefined });
     expect(hub.sent(a, 'assignment-status').map((s) => s.state)).toEqual(['loading']);
@@ -139,7 +140,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await c.start({ capability: CAPABILITY });
     const whole = [{ peer: a, range: [0, 7] as [number, number] }];
     assign(hub, whole, 1);
-    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
 
     await c.pause();
     await c.pause(); // safe twice
@@ -161,7 +162,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     c.resume();
     c.resume(); // safe twice
     expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9, 0, 4e9]);
-    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     expect(created).toBe(2);
     epoch = 2;
     const r = await requesterOn(hub, pid('r2')).ask({ ...ask, signal: new AbortController().signal });
@@ -181,8 +182,8 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
       { peer: self, range: [4, 7] as [number, number] },
     ];
     assign(hub, order, 3);
-    await vi.waitFor(() => expect(cs.store.getState().phase).toBe('serving'), { timeout: 30_000 });
-    await vi.waitFor(() => expect(cf.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(cs.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await vi.waitFor(() => expect(cf.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     let ring = ringOf(order, 3);
     answerRings(hub, () => ring);
     await vi.waitFor(() => expect(cf.openLink(self)?.isOpen).toBe(true));

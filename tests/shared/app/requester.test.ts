@@ -5,6 +5,7 @@ import { createPipeline } from '../../../shared/runtime/pipeline';
 import { generate } from '../../../shared/runtime/generate';
 import { createSampler } from '../../../shared/runtime/sampler';
 import { stories260KRunner, stories260KTokenizer } from '../../helpers/engine';
+import { scaled } from '../../helpers/timeouts';
 import { loadGolden } from '../../helpers/golden';
 import { createFakeSignalingHub, type ServerMessageBody } from '../../helpers/memory-signaling';
 import {
@@ -61,7 +62,7 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
     await c.start({ capability: CAPABILITY });
     const whole = [{ peer: a, range: [0, 7] as [number, number] }];
     assign(hub, whole, 2);
-    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     // The coordinator's answer is a ring one epoch behind; the current one is pushed after a failure.
     const co = coordinator(hub, () => ringOf(whole, 1));
     const failures: unknown[] = [];
@@ -177,8 +178,8 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
       { peer: b, range: [2, 7] as [number, number] },
     ];
     assign(hub2, order, 1);
-    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: 30_000 });
-    await vi.waitFor(() => expect(ca.store.getState().phase).toBe('serving'), { timeout: 30_000 });
+    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await vi.waitFor(() => expect(ca.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     coordinator(hub2, () => ringOf(order, 1));
     const ringWarm = await requesterOn(hub2, req).ask({ settings: warm, history, signal: signal() });
     expect(ringWarm.text).toBe(localWarm.text);

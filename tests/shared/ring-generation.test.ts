@@ -4,6 +4,7 @@ import { splitUnits } from '../../shared/graph/units';
 import { RingworkError } from '../../shared/errors';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
 import { isRetryableRingError } from '../../shared/ring/retry';
+import type { SamplerSettings } from '../../shared/ring/ring-protocol';
 import { generate } from '../../shared/runtime/generate';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
 import { scaled } from '../helpers/timeouts';
@@ -53,7 +54,13 @@ async function buildRing(hub: Hub, splits: number[], epoch = 1): Promise<Peer[]>
   return peers;
 }
 
-async function ask(hub: Hub, peers: Peer[], requester: string, epoch = 1) {
+async function ask(
+  hub: Hub,
+  peers: Peer[],
+  requester: string,
+  epoch = 1,
+  o: { sampler?: SamplerSettings; prompt?: string | number[] } = {},
+) {
   const t = hub.network(requester).transport;
   const first = await t.connect(peers[0]!.id);
   const head = peers.length === 1 ? first : await t.connect(peers[peers.length - 1]!.id);
@@ -64,10 +71,10 @@ async function ask(hub: Hub, peers: Peer[], requester: string, epoch = 1) {
       epoch,
       first,
       head,
-      sampler: { temperature: 0, topP: 1, topK: 0, seed: 1 },
+      sampler: o.sampler ?? { temperature: 0, topP: 1, topK: 0, seed: 1 },
     }),
     tokenizer,
-    prompt: 'Once upon a time',
+    prompt: o.prompt ?? 'Once upon a time',
     steps: 64,
     stopTokens: [],
     onStep: (e) => stageMs.push(e.timing.stageMs),
@@ -88,6 +95,25 @@ describe('generation across a ring (in-memory links, in-process runners)', () =>
     expect(stageMs.every((s) => s.length === 3)).toBe(true);
     // Every stage freed the session's KV cache after `end`.
     for (const p of peers) await vi.waitFor(async () => expect((await p.runner.info()).sessions).toBe(0));
+    for (const p of peers) await p.contributor.stop();
+  });
+
+  it('a head handed the sampler state (seed + draws) continues the same sampled text', async () => {
+    const hub = createFakeSignalingHub();
+    const peers = await buildRing(hub, [3]);
+    const sampler = { temperature: 0.9, topP: 0.9, topK: 0, seed: 7 };
+    const full = (await ask(hub, peers, pid('full'), 1, { sampler })).result;
+    // A replacement head after k sampled tokens: the text so far is its prompt, and its sampler is
+    // fast-forwarded past the k draws (one per head step) the first head made.
+    const k = 20;
+    const sofar = full.tokens.slice(0, full.promptTokens + k);
+    const resumed = (
+      await ask(hub, peers, pid('resumed'), 1, { sampler: { ...sampler, draws: k }, prompt: sofar })
+    ).result;
+    expect(resumed.tokens).toEqual(full.tokens);
+    // Without the draws it would restart the random sequence and (here) diverge.
+    const restarted = (await ask(hub, peers, pid('restarted'), 1, { sampler, prompt: sofar })).result;
+    expect(restarted.tokens).not.toEqual(full.tokens);
     for (const p of peers) await p.contributor.stop();
   });
 

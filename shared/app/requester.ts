@@ -8,6 +8,13 @@
  */
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import { persist, type PersistStorage } from 'zustand/middleware';
+import {
+  HISTORY_KEY,
+  historyStorage,
+  type ChatMessage,
+  type ChatSettings,
+  type HistoryStorage,
+} from './chat-history.js';
 import { RingworkError, isRingworkError } from '../errors.js';
 import { isLlama2cLocation } from '../model/open-model.js';
 import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
@@ -27,28 +34,7 @@ import {
   type NetworkHandle,
 } from './network-port.js';
 
-export interface ChatMessage {
-  role: 'user' | 'assistant';
-  text: string;
-  meta?: {
-    model: string;
-    prefillTokPerS?: number;
-    decodeTokPerS?: number;
-    peers?: string[];
-    local?: boolean;
-    computeMsPerToken?: number;
-    hopMsPerToken?: number;
-    error?: string;
-    done?: boolean;
-  };
-}
-
-export interface ChatSettings {
-  model: string;
-  temperature: number;
-  topP: number;
-  maxTokens: number;
-}
+export { HISTORY_KEY, type ChatMessage, type ChatSettings, type HistoryStorage } from './chat-history.js';
 
 /** The coordinator's latest word on a model: its ring, or why there is none. */
 export type RingAnswer = ServerMessageOf<'ring'> | ServerMessageOf<'no-ring'>;
@@ -120,13 +106,6 @@ export interface RequesterOptions {
   stepTimeoutMs?: number;
 }
 
-/** A string store for the history (the subset of the Web Storage API used). */
-export interface HistoryStorage {
-  getItem(key: string): string | null;
-  setItem(key: string, value: string): void;
-  removeItem(key: string): void;
-}
-
 export interface Requester {
   readonly store: StoreApi<ChatState>;
   /** Asks the network about the current model now (the chat page opens); safe twice. */
@@ -142,10 +121,6 @@ export interface Requester {
   /** Answers the last message of `history` (retrying before the first token, see below). */
   ask(o: AskOptions): Promise<AskResult>;
 }
-
-/** Key of the history in the storage (an array of at most {@link HISTORY_LIMIT} messages). */
-export const HISTORY_KEY = 'ringwork.chat.v1';
-const HISTORY_LIMIT = 100;
 
 /** Creates a requester. */
 export function createRequester(o: RequesterOptions): Requester {

@@ -102,8 +102,8 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     answerRings(hub, () => ringOf(order, epoch));
     const stale = requesterOn(hub, pid('old'), { retryWindowMs: 0 });
     await expect(stale.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
-      code: 'RUNNER_BACKEND_FAILED',
-      message: expect.stringContaining('stale'),
+      code: 'RING_STALE_EPOCH',
+      details: expect.objectContaining({ requested: 1, serving: 2 }),
     });
     epoch = 2;
     const r = await requesterOn(hub, pid('new')).ask({ ...ask, signal: new AbortController().signal });
@@ -150,7 +150,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     answerRings(hub, () => ringOf(whole, epoch));
     const refused = requesterOn(hub, pid('r1'), { retryWindowMs: 0 });
     await expect(refused.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
-      details: expect.objectContaining({ code: 'RUNNER_NOT_LOADED' }),
+      code: 'RING_STAGE_NOT_SERVING',
     });
 
     assign(hub, whole, 2);

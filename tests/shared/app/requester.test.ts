@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { HISTORY_KEY, isRetryable, type HistoryStorage } from '../../../shared/app/requester';
-import { RingworkError } from '../../../shared/errors';
+import { HISTORY_KEY, type HistoryStorage } from '../../../shared/app/requester';
 import { createPipeline } from '../../../shared/runtime/pipeline';
 import { generate } from '../../../shared/runtime/generate';
 import { createSampler } from '../../../shared/runtime/sampler';
@@ -80,7 +79,7 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
     });
     const first = await r.ask({ settings: GOLDEN_SETTINGS, history, signal: signal() });
     expect(first.text + '\n').toBe(golden.text);
-    expect(failures).toEqual([{ attempt: 0, retry: true, code: 'RUNNER_BACKEND_FAILED' }]);
+    expect(failures).toEqual([{ attempt: 0, retry: true, code: 'RING_STALE_EPOCH' }]);
     expect(r.store.getState().rings.stories260K).toMatchObject({ type: 'ring', epoch: 2 });
     // A second request uses the pushed ring: no further ring-request round trip.
     const second = await r.ask({ settings: GOLDEN_SETTINGS, history, signal: signal() });
@@ -114,22 +113,8 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
     });
     const answer = await r.ask({ settings: GOLDEN_SETTINGS, history, signal: signal() });
     expect(answer.text + '\n').toBe(golden.text);
-    expect(codes[0]).toMatchObject({ attempt: 0, retry: true });
+    expect(codes[0]).toMatchObject({ attempt: 0, retry: true, code: 'RING_STAGE_NOT_SERVING' });
     await c.stop();
-  });
-
-  it('retries are decided by code: transport and not-loaded codes retry, a bad input does not', () => {
-    expect(isRetryable(new RingworkError('TRANSPORT_CLOSED', 'x'))).toBe(true);
-    expect(
-      isRetryable(
-        new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_NOT_LOADED' } }),
-      ),
-    ).toBe(true);
-    expect(
-      isRetryable(new RingworkError('RUNNER_BACKEND_FAILED', 'x', { details: { code: 'RUNNER_BAD_INPUT' } })),
-    ).toBe(false);
-    expect(isRetryable(new RingworkError('NO_RING', 'stale'))).toBe(false);
-    expect(isRetryable(new Error('TRANSPORT_CLOSED'))).toBe(false);
   });
 
   it('no ring and the model does not fit: a NO_RING error saying how much memory is missing, not retried', async () => {

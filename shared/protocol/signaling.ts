@@ -205,6 +205,10 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       model: z.string().max(200),
       reason: z.string().max(500),
       missingBytes: z.number().nonnegative().optional(),
+      /** Where to load the model from, so a requester can run it alone when it fits (catalog models). */
+      descriptor: modelDescriptorSchema.optional(),
+      /** Bytes of the whole model (weights + KV cache at its context length), to decide whether it fits. */
+      totalBytes: z.number().nonnegative().optional(),
     })
     .strict(),
   z

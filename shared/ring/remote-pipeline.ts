@@ -28,7 +28,7 @@ export interface RemotePipelineOptions {
   now?: () => number;
 }
 
-type Waiter = { resolve: (m: RingControlOf<'token'>) => void; reject: (e: unknown) => void };
+type Waiter = { step: number; resolve: (m: RingControlOf<'token'>) => void; reject: (e: unknown) => void };
 
 export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
   const now = o.now ?? (() => performance.now());
@@ -69,7 +69,10 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
         if (m.session !== session) return;
         if (m.type === 'token') {
           if (!fromHead) return;
-          waiter?.resolve(m);
+          // Matched by session and step: a late token of an earlier (timed-out) step must not
+          // answer the step now waiting.
+          if (!waiter || m.step !== waiter.step) return;
+          waiter.resolve(m);
           waiter = undefined;
         } else if (m.type === 'error') {
           // The stage's own code (stale epoch, not serving, a runner failure...) reaches the caller.
@@ -109,6 +112,7 @@ export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
             const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
             opts.signal?.addEventListener('abort', onAbort, { once: true });
             waiter = {
+              step: thisStep,
               resolve: (m) => {
                 clearTimeout(timer);
                 opts.signal?.removeEventListener('abort', onAbort);

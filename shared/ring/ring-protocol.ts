@@ -34,6 +34,16 @@ export const samplerSettingsSchema = z
       .int()
       .min(0)
       .max(2 ** 53),
+    /**
+     * Random numbers already drawn from `seed` in this generation: a head that takes over a session
+     * fast-forwards its sampler past them, so the one sampler's sequence carries on unbroken.
+     */
+    draws: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31)
+      .optional(),
   })
   .strict();
 export type SamplerSettings = z.infer<typeof samplerSettingsSchema>;
@@ -56,6 +66,8 @@ export const ringControlSchema = z.discriminatedUnion('type', [
       type: z.literal('token'),
       v,
       session,
+      /** The requester's step this token answers (a late token of an earlier step is not mistaken for it). */
+      step: z.number().int().nonnegative(),
       /** Position whose logits produced the token. */
       position: z.number().int().nonnegative(),
       token: z.number().int().nonnegative(),

@@ -415,6 +415,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
               type: 'token',
               v: RING_PROTOCOL_VERSION,
               session: t.session,
+              step: t.step,
               position: t.position + S - 1,
               token,
               stageMs: [...(t.trace ?? []), s.stepMs],

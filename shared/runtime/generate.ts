@@ -11,7 +11,11 @@ export interface GenerateOptions {
   prompt: string | number[];
   /** Total positions, BOS and prompt included (llama2.c's `-n`). */
   steps: number;
-  sampler: Sampler;
+  /**
+   * Picks tokens from logits; needed with a local pipeline. A remote ring samples on its head (the
+   * one sampler of a session, so it can be handed on) and needs none here.
+   */
+  sampler?: Sampler;
   /** Run the prompt as one batched prefill (default) or token by token like llama2.c. */
   prefill?: boolean;
   signal?: AbortSignal;
@@ -111,6 +115,11 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       else if (last.token !== undefined) next = last.token;
       else {
         const logits = last.logits!;
+        if (!o.sampler)
+          throw new RingworkError(
+            'INVALID_ARGUMENT',
+            'The pipeline returned logits but generate() was given no sampler.',
+          );
         next = o.sampler.sample(logits.length > vocab ? logits.subarray(logits.length - vocab) : logits);
       }
       pos++;

@@ -12,11 +12,18 @@ export interface SamplerOptions {
    * 0 or absent seeds from the clock, as llama2.c does (a zero xorshift state would stay zero).
    */
   seed?: number;
+  /**
+   * Random numbers already drawn from this seed by an earlier holder of the sampler: the generator
+   * is fast-forwarded past them, so a replacement (a new head stage) continues the same sequence.
+   */
+  draws?: number;
 }
 
 /** Picks the next token from a row of logits. */
 export interface Sampler {
   sample(logits: Float32Array): number;
+  /** Random numbers drawn so far (greedy steps draw none), counting `draws` it was created with. */
+  readonly draws: number;
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -44,15 +51,24 @@ export function createSampler(opts: SamplerOptions): Sampler {
   if (opts.seed !== undefined && !Number.isSafeInteger(opts.seed)) {
     throw new RingworkError('INVALID_ARGUMENT', `seed must be an integer, got ${opts.seed}.`);
   }
+  const skip = opts.draws ?? 0;
+  if (!Number.isSafeInteger(skip) || skip < 0)
+    throw new RingworkError('INVALID_ARGUMENT', `draws must be an integer >= 0, got ${opts.draws}.`);
   let state = BigInt.asUintN(64, BigInt(opts.seed || Date.now()));
+  let draws = 0;
   const randomF32 = (): number => {
+    draws++;
     state ^= state >> 12n;
     state = (state ^ (state << 25n)) & MASK64;
     state ^= state >> 27n;
     const u32 = Number((((state * 0x2545f4914f6cdd1dn) & MASK64) >> 32n) & 0xffffffffn);
     return Math.fround((u32 >>> 8) / 16777216.0);
   };
+  for (let i = 0; i < skip; i++) randomF32();
   return {
+    get draws() {
+      return draws;
+    },
     sample(logits: Float32Array): number {
       if (temperature === 0) return argmax(logits);
       const probs = new Float32Array(logits.length);

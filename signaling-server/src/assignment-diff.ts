@@ -88,6 +88,9 @@ export function ringMessage(
     model: modelId,
     reason: nr.reason.slice(0, 500),
     ...(nr.missingBytes !== undefined ? { missingBytes: nr.missingBytes } : {}),
+    // What a requester needs to run the model alone when it fits: where it lives and its size.
+    descriptor: view.descriptor,
+    totalBytes: view.totalBytes,
   };
 }
 

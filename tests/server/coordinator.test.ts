@@ -363,7 +363,13 @@ describe('requesters', () => {
     const h = harness([stories]);
     const r = h.join('req', cap(0), ['requester']);
     h.co.requestRing(r, 'stories260K');
-    expect(h.last(r, 'no-ring')).toMatchObject({ model: 'stories260K', missingBytes: stories.totalBytes });
+    // It carries what a requester needs to run the model alone when it fits: where, and how big.
+    expect(h.last(r, 'no-ring')).toMatchObject({
+      model: 'stories260K',
+      missingBytes: stories.totalBytes,
+      descriptor: stories.descriptor,
+      totalBytes: stories.totalBytes,
+    });
     h.join('a', cap(1e9));
     vi.advanceTimersByTime(DEBOUNCE);
     expect(h.last(r, 'ring')?.stages).toHaveLength(1);

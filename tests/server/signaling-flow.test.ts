@@ -251,6 +251,8 @@ describe('rings over the wire', () => {
     // Two 1 MB peers cannot hold the model: the requester is told there is no ring now.
     const nr = await req.c.next('no-ring');
     expect(nr.missingBytes).toBeGreaterThan(0);
+    expect(nr.descriptor?.id).toBe('stories260K');
+    expect(nr.totalBytes).toBeGreaterThan(nr.missingBytes!);
     expect((await network()).peers.some((p) => p.id === z.id)).toBe(false);
   });
 

@@ -296,3 +296,47 @@ describe('option validation', () => {
     expect(() => createSampler({ temperature: 2, topP: 1e-9, topK: 1, seed: -5 })).not.toThrow();
   });
 });
+
+describe('handing a sampler on (seed + draws)', () => {
+  it('counts draws: greedy steps draw nothing, each random step draws one', () => {
+    const row = Float32Array.from([0.1, 2, -1, 0.5]);
+    const greedy = createSampler({ temperature: 0, seed: 9 });
+    greedy.sample(row);
+    expect(greedy.draws).toBe(0);
+    const s = createSampler({ temperature: 0.8, topP: 0.9, seed: 9 });
+    for (let i = 0; i < 5; i++) s.sample(row);
+    expect(s.draws).toBe(5);
+  });
+
+  it('a sampler fast-forwarded n draws continues exactly where one that drew n left off', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 ** 31 }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.array(fc.float({ min: -5, max: 5, noNaN: true }), { minLength: 2, maxLength: 16 }),
+        fc.constantFrom(1, 0.9, 0.5),
+        (seed, n, logits, topP) => {
+          const row = Float32Array.from(logits);
+          const first = createSampler({ temperature: 1, topP, seed });
+          for (let i = 0; i < n; i++) first.sample(row);
+          const second = createSampler({ temperature: 1, topP, seed, draws: n });
+          expect(second.draws).toBe(n);
+          const a = Array.from({ length: 20 }, () => first.sample(row));
+          const b = Array.from({ length: 20 }, () => second.sample(row));
+          expect(b).toEqual(a);
+          expect(second.draws).toBe(first.draws);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('rejects a negative or fractional draw count', () => {
+    expect(() => createSampler({ temperature: 1, seed: 1, draws: -1 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(() => createSampler({ temperature: 1, seed: 1, draws: 1.5 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+});

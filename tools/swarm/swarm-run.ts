@@ -144,7 +144,7 @@ async function waitForRing(url: string, model: string, n: number, deadline: numb
 
 /**
  * Prompt tokens as the requester page counts them (same tokenizer, same chat-or-completion rule as
- * web/src/app/requester.ts), read over HTTP from the URLs the server gives the browsers.
+ * shared/app/requester.ts), read over HTTP from the URLs the server gives the browsers.
  */
 async function countPromptTokens(url: string, d: ModelDescriptor, prompt: string): Promise<number> {
   const abs = (u: string) => new URL(u, url).href;

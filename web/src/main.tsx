@@ -1,10 +1,11 @@
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { joinNetwork } from './app/contributor';
 import { ChatPage } from './app/pages/chat-page';
 import { ContributePage } from './app/pages/contribute-page';
 import { NetworkPage } from './app/pages/network-page';
-import { useApp, type NetworkSnapshot } from './app/store';
+import { useStore } from 'zustand';
+import { useNetworkView, type NetworkSnapshot } from './app/store';
+import { contributor } from './app/tab';
 import './app/styles.css';
 
 type Page = 'chat' | 'contribute' | 'network';
@@ -26,9 +27,9 @@ function useNetworkPolling() {
     const tick = async () => {
       try {
         const snapshot = (await (await fetch('/api/network')).json()) as NetworkSnapshot;
-        if (!stop) useApp.setState({ network: { snapshot, updatedAt: Date.now() } });
+        if (!stop) useNetworkView.setState({ snapshot, updatedAt: Date.now(), error: undefined });
       } catch (e) {
-        if (!stop) useApp.setState((s) => ({ network: { ...s.network, error: String(e) } }));
+        if (!stop) useNetworkView.setState({ error: String(e) });
       }
     };
     void tick();
@@ -42,7 +43,7 @@ function useNetworkPolling() {
 
 function App() {
   const [page, setPage] = useState<Page>(currentPage());
-  const phase = useApp((s) => s.contribute.phase);
+  const phase = useStore(contributor.store, (s) => s.phase);
   useNetworkPolling();
   useEffect(() => {
     const on = () => setPage(currentPage());
@@ -92,20 +93,22 @@ function autoJoinFromUrl() {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   if (q.get('join') !== '1') return;
   const tflops = Number(q.get('tflops'));
-  void joinNetwork(
-    Number.isFinite(tflops) && tflops > 0
-      ? {
-          capability: {
-            tflops,
-            bandwidthGBps: Number(q.get('gbps') ?? 100),
-            memoryBytes: Number(q.get('memory') ?? 4e9),
-            backend: 'wasm',
-            mobile: false,
-            label: 'declared',
-          },
-        }
-      : {},
-  ).catch(() => undefined);
+  void contributor
+    .start(
+      Number.isFinite(tflops) && tflops > 0
+        ? {
+            capability: {
+              tflops,
+              bandwidthGBps: Number(q.get('gbps') ?? 100),
+              memoryBytes: Number(q.get('memory') ?? 4e9),
+              backend: 'wasm',
+              mobile: false,
+              label: 'declared',
+            },
+          }
+        : {},
+    )
+    .catch(() => undefined);
 }
 
 createRoot(document.getElementById('root')!).render(

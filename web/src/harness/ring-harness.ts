@@ -4,10 +4,11 @@
  * successor, and can start a tensor round trip around the ring. Used by tests/e2e/ring.spec.ts and
  * the transport benchmark.
  */
+import { createRingMembership } from '../../../shared/app/ring-membership';
 import type { PeerCapability, ServerMessageOf } from '../../../shared/protocol/signaling';
+import type { NeighbourLinks } from '../../../shared/ring/neighbour-links';
 import type { TensorMessage } from '../../../shared/transport/tensor-frame';
-import { createNeighbourLinks, type NeighbourLinks } from '../../../shared/ring/neighbour-links';
-import { createSignalingClient, type SignalingClient } from '../network/signaling-client';
+import { createSignalingClient, signalingPort, type SignalingClient } from '../network/signaling-client';
 import { createWebRtcTransport } from '../network/webrtc-transport';
 
 interface RingState {
@@ -48,46 +49,48 @@ async function join(capability: PeerCapability): Promise<{ peerId: string }> {
     iceServers: welcome.iceServers as RTCIceServer[],
     connectTimeoutMs: 8000,
   });
-  const links = createNeighbourLinks({ transport, selfId: welcome.peerId, accept: () => false });
-  const s: RingState = { client, links, rounds: new Map(), log: [], assignments: 0, connects: [] };
+  const s: RingState = {
+    client,
+    links: undefined as unknown as NeighbourLinks,
+    rounds: new Map(),
+    log: [],
+    assignments: 0,
+    connects: [],
+  };
   state = s;
   // Listen before any assignment can arrive, so the first link's open is never missed.
-  links.onLink((link) => {
-    const p = s.pendingConnect;
-    if (p && link.remoteId === p.next) {
-      s.connects.push({ next: p.next, epoch: p.epoch, ms: performance.now() - p.t0 });
-      s.pendingConnect = undefined;
-    }
+  const membership = createRingMembership({
+    network: { signaling: signalingPort(client), transport, peerId: welcome.peerId },
+    accept: () => false,
+    onLinkLost: (peer, why) => s.log.push(`lost ${peer}: ${why}`),
+    onLink: (link) => {
+      const p = s.pendingConnect;
+      if (p && link.remoteId === p.next) {
+        s.connects.push({ next: p.next, epoch: p.epoch, ms: performance.now() - p.t0 });
+        s.pendingConnect = undefined;
+      }
+      // Every tensor that arrives from the previous peer goes on to the next, unless it is one of
+      // ours coming home.
+      link.onTensor((m) => {
+        const waiter = s.rounds.get(m.session);
+        if (waiter) return waiter(m);
+        const next = s.links.next();
+        if (!next?.isOpen) return void s.log.push(`drop ${m.session}: no next link`);
+        next.sendTensor(m).catch((e: unknown) => s.log.push(`forward failed: ${String(e)}`));
+      });
+    },
+    onAssignment: (a) => {
+      s.assignment = a;
+      s.assignments++;
+      s.log.push(`assignment epoch ${a.epoch} range ${a.range} prev ${a.prev} next ${a.next}`);
+      // Only a link that has to be opened counts: an unchanged, already-open `next` costs nothing.
+      const needsLink = a.next && a.next !== welcome.peerId && !s.links.get(a.next)?.isOpen;
+      s.pendingConnect = needsLink ? { next: a.next!, epoch: a.epoch, t0: performance.now() } : undefined;
+      s.links.update(a.prev, a.next);
+    },
+    onUnassigned: () => s.links.update(null, null),
   });
-  // Every tensor that arrives from the previous peer goes on to the next, unless it is one of ours
-  // coming home.
-  links.onLink((link) =>
-    link.onTensor((m) => {
-      const waiter = s.rounds.get(m.session);
-      if (waiter) return waiter(m);
-      const next = links.next();
-      if (!next?.isOpen) return void s.log.push(`drop ${m.session}: no next link`);
-      next.sendTensor(m).catch((e: unknown) => s.log.push(`forward failed: ${String(e)}`));
-    }),
-  );
-  links.onLost((peer, why) => {
-    s.log.push(`lost ${peer}: ${why}`);
-    try {
-      client.send({ type: 'peer-unreachable', peer, reason: why });
-    } catch {
-      /* server gone */
-    }
-  });
-  client.on('assignment', (a) => {
-    s.assignment = a;
-    s.assignments++;
-    s.log.push(`assignment epoch ${a.epoch} range ${a.range} prev ${a.prev} next ${a.next}`);
-    // Only a link that has to be opened counts: an unchanged, already-open `next` costs nothing.
-    const needsLink = a.next && a.next !== welcome.peerId && !links.get(a.next)?.isOpen;
-    s.pendingConnect = needsLink ? { next: a.next!, epoch: a.epoch, t0: performance.now() } : undefined;
-    links.update(a.prev, a.next);
-  });
-  client.on('unassigned', () => links.update(null, null));
+  s.links = membership.links;
   client.send({ type: 'profile', capability });
   return { peerId: welcome.peerId };
 }

@@ -18,6 +18,7 @@ import {
   type ServerMessage,
   type ServerMessageOf,
 } from '../../../shared/protocol/signaling';
+import type { SignalingPort } from '../../../shared/app/network-port';
 import { createListeners, type Listeners } from '../../../shared/transport/emitter';
 
 /** The WebSocket surface used (the browser's WebSocket and `ws` both fit). */
@@ -259,4 +260,12 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     },
   };
   return client;
+}
+
+/** The client as the shared logic objects see it ({@link SignalingPort}: server messages only). */
+export function signalingPort(client: SignalingClient): SignalingPort {
+  return {
+    send: (m) => client.send(m),
+    on: (type, h) => client.on(type, h as (m: unknown) => void),
+  };
 }

@@ -1,53 +1,24 @@
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useState } from 'react';
+import { useStore } from 'zustand';
 import { num, shortId } from '../format';
-import { ask } from '../requester';
-import { useApp, type NetworkSnapshot } from '../store';
+import { useNetworkView, type NetworkSnapshot } from '../store';
+import { requester } from '../tab';
 
 /** Chat with a model whose layers run across other people's tabs. */
 export function ChatPage() {
-  const chat = useApp((s) => s.chat);
-  const snapshot = useApp((s) => s.network.snapshot);
-  const patch = useApp((s) => s.patchChat);
-  const update = useApp((s) => s.updateMessage);
+  const chat = useStore(requester.store);
+  const snapshot = useNetworkView((s) => s.snapshot);
   const [draft, setDraft] = useState('');
-  const abort = useRef<AbortController | undefined>(undefined);
   const s = chat.settings;
   const model = snapshot?.models.find((m) => m.id === s.model);
 
-  useEffect(() => () => abort.current?.abort(), []);
+  useEffect(() => () => requester.abort(), []);
 
-  const send = async () => {
+  const send = () => {
     const text = draft.trim();
     if (!text || chat.busy) return;
     setDraft('');
-    const history = [...useApp.getState().chat.messages, { role: 'user' as const, text }];
-    const index = history.length;
-    patch({
-      messages: [...history, { role: 'assistant', text: '', meta: { model: s.model } }],
-      busy: true,
-      status: 'finding a ring…',
-    });
-    const ac = new AbortController();
-    abort.current = ac;
-    try {
-      const r = await ask({
-        settings: s,
-        history,
-        signal: ac.signal,
-        onText: (t) => {
-          update(index, { text: t });
-          if (useApp.getState().chat.status) patch({ status: undefined });
-        },
-      });
-      update(index, { text: r.text, meta: { model: s.model, ...r.stats, done: true } });
-    } catch (e) {
-      update(index, {
-        meta: { model: s.model, error: e instanceof Error ? e.message : String(e), done: true },
-      });
-    } finally {
-      patch({ busy: false, status: undefined });
-      abort.current = undefined;
-    }
+    void requester.send(text);
   };
 
   return (
@@ -71,7 +42,9 @@ export function ChatPage() {
                 className={`msg ${m.role}`}
                 data-testid={m.role === 'assistant' ? 'answer' : 'question'}
               >
-                <span data-testid={m.role === 'assistant' ? 'answer-text' : undefined}>{m.text}</span>
+                <span data-testid={m.role === 'assistant' ? 'answer-text' : undefined}>
+                  {chat.streaming?.index === i ? chat.streaming.text : m.text}
+                </span>
                 {m.meta?.error && (
                   <div className="meta error" data-testid="answer-error">
                     {m.meta.error}
@@ -98,23 +71,23 @@ export function ChatPage() {
               onKeyDown={(e) => {
                 if (e.key === 'Enter' && !e.shiftKey) {
                   e.preventDefault();
-                  void send();
+                  send();
                 }
               }}
             />
             <div className="row" style={{ marginTop: '0.5rem' }}>
-              <button data-testid="send" onClick={() => void send()} disabled={chat.busy || !draft.trim()}>
+              <button data-testid="send" onClick={send} disabled={chat.busy || !draft.trim()}>
                 Send
               </button>
               <button
                 className="secondary"
                 data-testid="stop"
-                onClick={() => abort.current?.abort()}
+                onClick={() => requester.abort()}
                 disabled={!chat.busy}
               >
                 Stop
               </button>
-              <button className="secondary" onClick={() => patch({ messages: [] })} disabled={chat.busy}>
+              <button className="secondary" onClick={() => requester.clear()} disabled={chat.busy}>
                 Clear history
               </button>
             </div>
@@ -124,7 +97,7 @@ export function ChatPage() {
           <h2>Settings</h2>
           <label className="field">
             Model
-            <select value={s.model} onChange={(e) => patch({ settings: { ...s, model: e.target.value } })}>
+            <select value={s.model} onChange={(e) => requester.setSettings({ model: e.target.value })}>
               {(snapshot?.models ?? [{ id: s.model }]).map((m) => (
                 <option key={m.id} value={m.id}>
                   {m.id}
@@ -141,9 +114,7 @@ export function ChatPage() {
               max={2}
               step={0.1}
               value={s.temperature}
-              onChange={(e) =>
-                patch({ settings: { ...s, temperature: Math.max(0, Number(e.target.value)) } })
-              }
+              onChange={(e) => requester.setSettings({ temperature: Math.max(0, Number(e.target.value)) })}
             />
           </label>
           <label className="field">
@@ -155,7 +126,7 @@ export function ChatPage() {
               step={0.05}
               value={s.topP}
               onChange={(e) =>
-                patch({ settings: { ...s, topP: Math.min(1, Math.max(0.05, Number(e.target.value))) } })
+                requester.setSettings({ topP: Math.min(1, Math.max(0.05, Number(e.target.value))) })
               }
             />
           </label>
@@ -168,7 +139,7 @@ export function ChatPage() {
               max={4096}
               value={s.maxTokens}
               onChange={(e) =>
-                patch({ settings: { ...s, maxTokens: Math.max(1, Math.floor(Number(e.target.value))) } })
+                requester.setSettings({ maxTokens: Math.max(1, Math.floor(Number(e.target.value))) })
               }
             />
           </label>

@@ -1,13 +1,12 @@
 import { useEffect } from 'react';
 import { categorize } from '../../../../shared/device/profile';
 import { bytes, duration, flops, num, shortId, unitsLabel } from '../format';
-import { joinNetwork, leave, pause, resume } from '../contributor';
-import { useApp } from '../store';
+import { useStore } from 'zustand';
+import { contributor } from '../tab';
 
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
-  const c = useApp((s) => s.contribute);
-  const patch = useApp((s) => s.patchContribute);
+  const c = useStore(contributor.store);
 
   // Optional auto-pause while the tab is hidden or the device runs on battery.
   useEffect(() => {
@@ -17,9 +16,10 @@ export function ContributePage() {
         .getBattery?.()
         .catch(() => undefined);
       const away = document.hidden || (battery !== undefined && !battery.charging);
-      const phase = useApp.getState().contribute.phase;
-      if (away && (phase === 'serving' || phase === 'waiting' || phase === 'unassigned')) void pause();
-      if (!away && phase === 'paused') resume();
+      const phase = contributor.store.getState().phase;
+      if (away && (phase === 'serving' || phase === 'waiting' || phase === 'unassigned'))
+        void contributor.pause();
+      if (!away && phase === 'paused') contributor.resume();
     };
     document.addEventListener('visibilitychange', check);
     const t = setInterval(check, 10_000);
@@ -57,20 +57,20 @@ export function ContributePage() {
           <button
             className="big"
             data-testid="join"
-            onClick={() => void joinNetwork().catch(() => undefined)}
+            onClick={() => void contributor.start().catch(() => undefined)}
           >
             Contribute this device
           </button>
         ) : (
           <>
             {c.phase === 'paused' ? (
-              <button onClick={() => resume()}>Resume</button>
+              <button onClick={() => contributor.resume()}>Resume</button>
             ) : (
-              <button className="secondary" onClick={() => void pause()}>
+              <button className="secondary" onClick={() => void contributor.pause()}>
                 Pause
               </button>
             )}
-            <button className="secondary" data-testid="leave" onClick={() => void leave()}>
+            <button className="secondary" data-testid="leave" onClick={() => void contributor.stop()}>
               Leave the network
             </button>
           </>
@@ -178,14 +178,14 @@ export function ContributePage() {
               max={100}
               step={10}
               value={Math.round(c.dutyCycle * 100)}
-              onChange={(e) => patch({ dutyCycle: Number(e.target.value) / 100 })}
+              onChange={(e) => contributor.setDutyCycle(Number(e.target.value) / 100)}
             />
           </label>
           <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
             <input
               type="checkbox"
               checked={c.autoPause}
-              onChange={(e) => patch({ autoPause: e.target.checked })}
+              onChange={(e) => contributor.setAutoPause(e.target.checked)}
             />
             <span>Pause while this tab is hidden or on battery</span>
           </label>

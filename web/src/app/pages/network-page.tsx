@@ -1,11 +1,15 @@
 import { bytes, flops, num, shortId, unitsLabel } from '../format';
-import { useApp, type NetworkSnapshot } from '../store';
+import { useStore } from 'zustand';
+import { useNetworkView, type NetworkSnapshot } from '../store';
+import { contributor, requester } from '../tab';
 
 /** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
 export function NetworkPage() {
-  const { snapshot, error } = useApp((s) => s.network);
-  const me = useApp((s) => s.contribute.peerId);
-  const lastAnswer = useApp((s) => [...s.chat.messages].reverse().find((m) => m.meta?.done && !m.meta.error));
+  const { snapshot, error } = useNetworkView();
+  const me = useStore(contributor.store, (s) => s.peerId);
+  const lastAnswer = useStore(requester.store, (s) =>
+    [...s.messages].reverse().find((m) => m.meta?.done && !m.meta.error),
+  );
   if (error) return <p className="notice error">Could not load the network: {error}</p>;
   if (!snapshot) return <p className="lead">Loading the network…</p>;
   const contributors = snapshot.peers.filter(

@@ -1,0 +1,70 @@
+/**
+ * A chat's messages and settings, and how the history is kept: only the messages, written when they
+ * change (a message sent, an answer completed), never per streamed token.
+ */
+import type { PersistStorage } from 'zustand/middleware';
+
+/** One message of a chat; an assistant's carries what its answer cost and who served it. */
+export interface ChatMessage {
+  role: 'user' | 'assistant';
+  text: string;
+  meta?: {
+    model: string;
+    prefillTokPerS?: number;
+    decodeTokPerS?: number;
+    peers?: string[];
+    local?: boolean;
+    computeMsPerToken?: number;
+    hopMsPerToken?: number;
+    error?: string;
+    done?: boolean;
+  };
+}
+
+/** What the person chose for the next answer. */
+export interface ChatSettings {
+  model: string;
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+}
+
+/** A string store for the history (the subset of the Web Storage API used). */
+export interface HistoryStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/** Key of the history in the storage (an array of at most {@link HISTORY_LIMIT} messages). */
+export const HISTORY_KEY = 'ringwork.chat.v1';
+const HISTORY_LIMIT = 100;
+
+/** Persists only the messages, and only when the array changes (not per streamed token). */
+export function historyStorage(s: HistoryStorage): PersistStorage<{ messages: ChatMessage[] }> {
+  let last: ChatMessage[] | undefined;
+  return {
+    getItem(name) {
+      try {
+        const raw = s.getItem(name);
+        const messages = raw ? (JSON.parse(raw) as unknown) : [];
+        return {
+          state: { messages: Array.isArray(messages) ? (messages as ChatMessage[]) : [] },
+          version: 0,
+        };
+      } catch {
+        return null;
+      }
+    },
+    setItem(name, value) {
+      if (value.state.messages === last) return;
+      last = value.state.messages;
+      try {
+        s.setItem(name, JSON.stringify(value.state.messages.slice(-HISTORY_LIMIT)));
+      } catch {
+        /* storage full or blocked: the history just is not kept */
+      }
+    },
+    removeItem: (name) => s.removeItem(name),
+  };
+}

@@ -1,0 +1,387 @@
+/**
+ * Contributing: register a capability, follow the coordinator's assignments — load exactly the
+ * assigned shard into a runner, keep links to the ring neighbours and to requesters — and serve
+ * generation steps until paused or stopped. A plain object with a zustand vanilla store; the browser
+ * injects its WebRTC network, Web Worker runner and device profiler, Node tests in-memory ones.
+ */
+import { createStore, type StoreApi } from 'zustand/vanilla';
+import type { DeviceProfile } from '../device/profile.js';
+import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
+import { RingworkError } from '../errors.js';
+import { ringErrorControl } from '../ring/ring-protocol.js';
+import {
+  createRingStage,
+  stageShardOf,
+  type RingStage,
+  type RingStageStats,
+  type StageShard,
+} from '../ring/ring-stage.js';
+import type { ShardRunner } from '../runtime/shard-runner.js';
+import { createMemoryChannelPair } from '../transport/memory-transport.js';
+import { createPeerLink } from '../transport/peer-link.js';
+import type { PeerLink } from '../transport/types.js';
+import {
+  silentLogger,
+  systemAppClock,
+  type AppClock,
+  type Logger,
+  type NetworkHandle,
+} from './network-port.js';
+import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
+
+export type ContributePhase =
+  'idle' | 'connecting' | 'profiling' | 'waiting' | 'loading' | 'serving' | 'unassigned' | 'paused' | 'error';
+
+/** What a contributor shows: its phase, device, assignment, download and live counters. */
+export interface ContributeState {
+  phase: ContributePhase;
+  peerId?: string;
+  profile?: DeviceProfile;
+  capability?: PeerCapability;
+  backend?: string;
+  backendReason?: string;
+  assignment?: {
+    model: string;
+    range: [number, number];
+    units: number;
+    prev: string | null;
+    next: string | null;
+    epoch: number;
+    weightFormat: string;
+  };
+  unassignedReason?: string;
+  download?: {
+    bytesDone: number;
+    bytesTotal: number;
+    fetched: number;
+    startedAt: number;
+    finishedAt?: number;
+  };
+  stats: RingStageStats & { joinedAt?: number };
+  /** Fraction of wall time the stage may compute (0 < d <= 1). */
+  dutyCycle: number;
+  autoPause: boolean;
+  error?: string;
+}
+
+/** A measured device: its profile and the capability derived from it. */
+export interface MeasuredDevice {
+  profile: DeviceProfile;
+  capability: PeerCapability;
+}
+
+export interface ContributorOptions {
+  /** Connects (lazily, once per connection) and returns the network handle. */
+  network: () => Promise<NetworkHandle>;
+  /** A fresh, unloaded shard runner (a Web Worker in browsers, in-process ORT in Node). */
+  createRunner: () => ShardRunner;
+  /** Profiles the device when `start` is given no capability (browsers: the profiler worker). */
+  measure?: (signal: AbortSignal) => Promise<MeasuredDevice>;
+  clock?: AppClock;
+  logger?: Logger;
+  /** Link connect timeout, ms (default 10 s). */
+  connectTimeoutMs?: number;
+}
+
+export interface Contributor {
+  readonly store: StoreApi<ContributeState>;
+  /**
+   * Joins the network. `capability` overrides the measured profile (operators' simulations and
+   * tests); otherwise the device is measured first. Safe twice (the second call is a no-op).
+   */
+  start(opts?: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void>;
+  /** Leaves: frees the shard, closes links and the signaling subscriptions. Safe twice. */
+  stop(): Promise<void>;
+  /**
+   * Pauses: stops serving and tells the coordinator this peer is unavailable (memory 0), so the
+   * ring is re-planned around it.
+   */
+  pause(): Promise<void>;
+  /** Re-announces the capability and re-applies the latest assignment. */
+  resume(): void;
+  setDutyCycle(d: number): void;
+  setAutoPause(on: boolean): void;
+  /**
+   * A link from this peer's own requester to its own stage, when a ring it asks includes itself (a
+   * tab may contribute and chat at once): an in-memory pipe, no WebRTC to oneself. Undefined while
+   * no stage serves.
+   */
+  localStageLink(): PeerLink | undefined;
+  /**
+   * The open link this peer keeps to `peerId` (a ring neighbour, or a requester), if any. This
+   * peer's own requester reuses it: a second link between the same two peers would replace it.
+   */
+  openLink(peerId: string): PeerLink | undefined;
+  /** Resolves when every assignment received so far has been applied (tests). */
+  settled(): Promise<void>;
+}
+
+/** The planner's view of a measured device. */
+export function capabilityFrom(p: DeviceProfile): PeerCapability {
+  return {
+    tflops: p.tflops,
+    bandwidthGBps: p.bandwidthGBps,
+    memoryBytes: Math.floor(p.memoryBytes),
+    category: p.category,
+    backend: p.backend,
+    mobile: p.device.class === 'mobile',
+    label:
+      p.gpu && !p.gpu.isFallbackAdapter ? p.gpu.adapter.description || p.gpu.adapter.vendor : 'CPU (wasm)',
+  };
+}
+
+interface Serving {
+  key: string;
+  runner: ShardRunner;
+  stage?: RingStage;
+  /** Bounds the stage derives from the loaded shard (hidden size, context, KV bytes). */
+  shard?: StageShard;
+  epoch: number;
+}
+
+const initialState = (): ContributeState => ({
+  phase: 'idle',
+  stats: { stepsServed: 0, tokensServed: 0, computeMs: 0, openSessions: 0 },
+  dutyCycle: 1,
+  autoPause: false,
+});
+
+/** Creates a contributor (idle until {@link Contributor.start}). */
+export function createContributor(o: ContributorOptions): Contributor {
+  const clock = o.clock ?? systemAppClock;
+  const log = o.logger ?? silentLogger;
+  const store = createStore<ContributeState>(() => initialState());
+  const set = (p: Partial<ContributeState>) => store.setState(p);
+  const get = () => store.getState();
+
+  let net: NetworkHandle | undefined;
+  let membership: RingMembership | undefined;
+  let serving: Serving | undefined;
+  let starting: Promise<void> | undefined;
+  /** Stage-side end of the in-memory link to this peer's own requester. */
+  let selfLink: PeerLink | undefined;
+
+  const send = (m: Parameters<NetworkHandle['signaling']['send']>[0]) => {
+    try {
+      net?.signaling.send(m);
+    } catch (e) {
+      log.warn({ err: e, type: m.type }, 'signaling send failed');
+    }
+  };
+
+  /**
+   * While a shard loads there is no stage: answer session opens on a new link with a typed error
+   * so a requester that raced the re-plan retries instead of waiting.
+   */
+  const notServingYet = (link: PeerLink): void => {
+    const off = link.onControl((raw) => {
+      if (serving?.stage) return off();
+      const m = raw as { type?: string; session?: unknown };
+      if (m.type === 'open' && typeof m.session === 'string') {
+        try {
+          link.sendControl(
+            ringErrorControl(
+              m.session,
+              net?.peerId ?? '?',
+              new RingworkError('RING_STAGE_NOT_SERVING', 'not serving yet: loading its shard'),
+            ),
+          );
+        } catch {
+          /* link gone */
+        }
+      }
+    });
+  };
+
+  const stopServing = async (): Promise<void> => {
+    const s = serving;
+    serving = undefined;
+    await s?.stage?.stop();
+    await s?.runner.dispose();
+  };
+
+  const onAssignment = async (a: ServerMessageOf<'assignment'>, ctx: MembershipContext): Promise<void> => {
+    set({
+      assignment: {
+        model: a.model.id,
+        range: a.range,
+        units: a.model.units,
+        prev: a.prev,
+        next: a.next,
+        epoch: a.epoch,
+        weightFormat: a.model.weightFormat,
+      },
+      unassignedReason: undefined,
+    });
+    if (get().phase === 'paused') return;
+    const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
+    try {
+      if (serving?.key !== key) {
+        await stopServing();
+        for (const l of membership?.links.all() ?? []) notServingYet(l);
+        const runner = o.createRunner();
+        serving = { key, runner, epoch: a.epoch };
+        set({
+          phase: 'loading',
+          download: { bytesDone: 0, bytesTotal: 0, fetched: 0, startedAt: clock.now() },
+        });
+        send({ type: 'assignment-status', epoch: a.epoch, state: 'loading' });
+        const load = await runner.load(
+          {
+            model: { url: a.model.url, tokenizerUrl: a.model.tokenizerUrl },
+            range: a.range,
+            weightFormat: a.model.weightFormat,
+            contextLength: a.model.contextLength,
+            logits: 'last',
+            backend: 'auto',
+          },
+          {
+            onProgress: (p) => {
+              const d = get().download;
+              if (p.phase === 'fetch' && d) {
+                set({
+                  download: {
+                    ...d,
+                    bytesDone: p.bytesDone,
+                    bytesTotal: p.bytesTotal,
+                    fetched: p.bytesFetched,
+                  },
+                });
+              }
+            },
+          },
+        );
+        if (serving?.runner !== runner || !ctx.isCurrent()) return; // superseded while loading
+        serving.shard = stageShardOf(load, a.model.contextLength);
+        const d = get().download!;
+        set({
+          backend: load.backend,
+          backendReason: load.backendReason,
+          download: { ...d, fetched: load.bytesFetched, finishedAt: clock.now() },
+        });
+      }
+      // A new epoch means a new ring: sessions of the old one end with it.
+      if (!serving.stage || serving.epoch !== a.epoch) {
+        await serving.stage?.stop();
+        if (!ctx.isCurrent() || !serving) return;
+        serving.epoch = a.epoch;
+        const links = membership!.links;
+        if (!serving.shard) throw new RingworkError('RUNNER_NOT_LOADED', 'the shard is not loaded');
+        serving.stage = createRingStage({
+          peerId: net!.peerId,
+          runner: serving.runner,
+          shard: serving.shard,
+          prev: () => links.prev(),
+          epoch: a.epoch,
+          isFirst: a.range[0] === 0,
+          isHead: a.range[1] === a.model.units,
+          next: () => links.next(),
+          linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
+          dutyCycle: () => get().dutyCycle,
+          onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),
+        });
+        // Links opened while the old stage served (neighbours, requesters) carry on with the new one.
+        for (const l of links.all()) serving.stage.attach(l);
+        if (selfLink?.isOpen) serving.stage.attach(selfLink);
+      }
+      membership?.links.update(a.prev, a.next);
+      send({ type: 'assignment-status', epoch: a.epoch, state: 'ready' });
+      set({ phase: 'serving' });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      log.error({ err: e, epoch: a.epoch }, 'assignment failed');
+      set({ phase: 'error', error: message });
+      send({ type: 'assignment-status', epoch: a.epoch, state: 'failed', message: message.slice(0, 2000) });
+    }
+  };
+
+  const onUnassigned = async (u: ServerMessageOf<'unassigned'>): Promise<void> => {
+    membership?.links.update(null, null);
+    await stopServing();
+    if (get().phase !== 'paused')
+      set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined });
+  };
+
+  const join = async (opts: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void> => {
+    set({ phase: 'connecting', error: undefined });
+    try {
+      net = await o.network();
+      opts.signal?.throwIfAborted();
+      set({ peerId: net.peerId });
+      let capability = opts.capability;
+      if (!capability) {
+        if (!o.measure) throw new Error('no capability given and no device profiler to measure one');
+        set({ phase: 'profiling' });
+        const m = await o.measure(opts.signal ?? new AbortController().signal);
+        set({ profile: m.profile, backend: m.profile.backend, backendReason: m.profile.backendReason });
+        capability = m.capability;
+      }
+      set({ capability, phase: 'waiting', stats: { ...get().stats, joinedAt: clock.wallNow() } });
+      membership = createRingMembership({
+        network: net,
+        connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+        logger: log,
+        onLink: (link) => (serving?.stage ? serving.stage.attach(link) : notServingYet(link)),
+        onAssignment,
+        onUnassigned: (u) => onUnassigned(u),
+      });
+      net.signaling.send({ type: 'profile', capability });
+    } catch (e) {
+      set({ phase: 'error', error: e instanceof Error ? e.message : String(e) });
+      throw e;
+    }
+  };
+
+  return {
+    store,
+    start(opts = {}) {
+      starting ??= join(opts).catch((e: unknown) => {
+        starting = undefined;
+        throw e;
+      });
+      return starting;
+    },
+    async stop() {
+      const m = membership;
+      membership = undefined;
+      starting = undefined;
+      m?.stop();
+      selfLink?.close();
+      selfLink = undefined;
+      await stopServing();
+      net?.close?.();
+      net = undefined;
+      if (get().phase !== 'idle') set({ phase: 'idle', assignment: undefined, download: undefined });
+    },
+    async pause() {
+      const c = get();
+      if (!net || !c.capability || c.phase === 'paused') return;
+      set({ phase: 'paused' });
+      send({ type: 'profile', capability: { ...c.capability, memoryBytes: 0 } });
+      membership?.links.update(null, null);
+      await stopServing();
+    },
+    resume() {
+      const c = get();
+      if (!net || !c.capability || c.phase !== 'paused') return;
+      set({ phase: 'waiting' });
+      send({ type: 'profile', capability: c.capability });
+      membership?.reapply();
+    },
+    setDutyCycle: (d) => set({ dutyCycle: Math.min(1, Math.max(0.05, d)) }),
+    setAutoPause: (on) => set({ autoPause: on }),
+    localStageLink() {
+      if (!serving?.stage || !net) return undefined;
+      const [a, b] = createMemoryChannelPair();
+      selfLink?.close();
+      selfLink = createPeerLink(net.peerId, b);
+      serving.stage.attach(selfLink);
+      return createPeerLink(net.peerId, a);
+    },
+    openLink(peerId) {
+      const l = membership?.links.get(peerId);
+      return l?.isOpen ? l : undefined;
+    },
+    settled: () => membership?.settled() ?? Promise.resolve(),
+  };
+}

@@ -1,0 +1,439 @@
+/**
+ * Chatting: follow the coordinator's ring for a model (one `ring-request` subscribes; changes are
+ * pushed), connect to the ring's first stage (which embeds the token ids) and its head (which
+ * samples), and drive the same `generate` loop the CLI uses — so the ring's tokens equal a single
+ * device's. The requester tokenizes and detokenizes; with no ring it runs the whole model itself
+ * when it fits. A plain object with a zustand vanilla store; the browser injects its WebRTC network,
+ * Web Worker runner, tokenizer loader and sessionStorage.
+ */
+import { createStore, type StoreApi } from 'zustand/vanilla';
+import { persist, type PersistStorage } from 'zustand/middleware';
+import {
+  HISTORY_KEY,
+  historyStorage,
+  type ChatMessage,
+  type ChatSettings,
+  type HistoryStorage,
+} from './chat-history.js';
+import { RingworkError, isRingworkError } from '../errors.js';
+import { isLlama2cLocation } from '../model/open-model.js';
+import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
+import { createRemotePipeline } from '../ring/remote-pipeline.js';
+import { isRetryableRingError } from '../ring/retry.js';
+import { generate, type GenerateResult } from '../runtime/generate.js';
+import { createPipeline, type Pipeline } from '../runtime/pipeline.js';
+import { createSampler, type Sampler } from '../runtime/sampler.js';
+import type { ShardRunner } from '../runtime/shard-runner.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import type { PeerLink } from '../transport/types.js';
+import {
+  silentLogger,
+  systemAppClock,
+  type AppClock,
+  type Logger,
+  type NetworkHandle,
+} from './network-port.js';
+
+export { HISTORY_KEY, type ChatMessage, type ChatSettings, type HistoryStorage } from './chat-history.js';
+
+/** The coordinator's latest word on a model: its ring, or why there is none. */
+export type RingAnswer = ServerMessageOf<'ring'> | ServerMessageOf<'no-ring'>;
+
+/** What a chat shows. Only `messages` is persisted, and only when a message completes. */
+export interface ChatState {
+  messages: ChatMessage[];
+  busy: boolean;
+  status?: string;
+  settings: ChatSettings;
+  /** The answer being streamed: its index in `messages` and its text so far. */
+  streaming?: { index: number; text: string };
+  /** The latest ring / no-ring pushed by the coordinator, by model id. */
+  rings: Record<string, RingAnswer>;
+}
+
+/** What one answer cost, for the chat's stats line. */
+export interface AnswerStats {
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  peers: string[];
+  local: boolean;
+  computeMsPerToken: number;
+  hopMsPerToken: number;
+}
+
+export interface AskOptions {
+  settings: ChatSettings;
+  /** The conversation so far, ending with the user's new message. */
+  history: ChatMessage[];
+  signal: AbortSignal;
+  /** Called with the full text of the answer so far, as tokens stream in. */
+  onText?: (text: string) => void;
+}
+
+export interface AskResult {
+  text: string;
+  stats: AnswerStats;
+  result: GenerateResult;
+}
+
+export interface RequesterOptions {
+  /** Connects (lazily, once per connection) and returns the network handle. */
+  network: () => Promise<NetworkHandle>;
+  /** A fresh, unloaded runner, for running a whole model alone when no ring serves it. */
+  createRunner: () => ShardRunner;
+  /** Loads a model's tokenizer (cached here per model URL). */
+  openTokenizer: (model: ModelDescriptor) => Promise<Tokenizer>;
+  /** This peer's own stage, when it contributes too and the ring includes it. */
+  localStageLink?: () => PeerLink | undefined;
+  /**
+   * A link this peer already keeps to `peerId` (its contributor's ring neighbours). Reused rather
+   * than dialled again: the other side keeps one link per peer, so a second would replace the first.
+   */
+  existingLink?: (peerId: string) => PeerLink | undefined;
+  /** Memory this peer may use to run a model alone, bytes. */
+  localMemoryBytes: () => number;
+  /** Where the chat history is kept (browsers: sessionStorage); none: not kept. */
+  storage?: HistoryStorage;
+  /** A seed per answer (default: random). */
+  seed?: () => number;
+  clock?: AppClock;
+  logger?: Logger;
+  /** How long to wait for the coordinator's first ring answer, ms (default 10 s). */
+  ringTimeoutMs?: number;
+  /** How long a request that failed before its first token is retried, ms (default 20 s). */
+  retryWindowMs?: number;
+  /** Per-step timeout of a remote ring, ms (default 60 s). */
+  stepTimeoutMs?: number;
+}
+
+export interface Requester {
+  readonly store: StoreApi<ChatState>;
+  /** Asks the network about the current model now (the chat page opens); safe twice. */
+  start(): Promise<void>;
+  /** Aborts a running answer and unsubscribes; safe twice. */
+  stop(): Promise<void>;
+  /** Sends a user message and streams the answer into the store. */
+  send(text: string): Promise<void>;
+  /** Stops the answer being generated. */
+  abort(): void;
+  clear(): void;
+  setSettings(p: Partial<ChatSettings>): void;
+  /** Answers the last message of `history` (retrying before the first token, see below). */
+  ask(o: AskOptions): Promise<AskResult>;
+}
+
+/** Creates a requester. */
+export function createRequester(o: RequesterOptions): Requester {
+  const clock = o.clock ?? systemAppClock;
+  const log = o.logger ?? silentLogger;
+  const seedOf = o.seed ?? (() => Math.floor(Math.random() * 2 ** 31) + 1);
+  const init = (): ChatState => ({
+    messages: [],
+    busy: false,
+    settings: { model: 'stories260K', temperature: 0.8, topP: 0.9, maxTokens: 200 },
+    rings: {},
+  });
+  const store: StoreApi<ChatState> = o.storage
+    ? createStore<ChatState>()(
+        persist(init, {
+          name: HISTORY_KEY,
+          storage: historyStorage(o.storage) as unknown as PersistStorage<ChatState>,
+          partialize: (s) => ({ messages: s.messages }) as ChatState,
+        }),
+      )
+    : createStore<ChatState>()(init);
+  const set = (p: Partial<ChatState>) => store.setState(p);
+  const get = () => store.getState();
+
+  const tokenizers = new Map<string, Promise<Tokenizer>>();
+  const tokenizerFor = (m: ModelDescriptor): Promise<Tokenizer> => {
+    let t = tokenizers.get(m.url);
+    if (!t) {
+      t = o.openTokenizer(m);
+      t.catch(() => tokenizers.delete(m.url));
+      tokenizers.set(m.url, t);
+    }
+    return t;
+  };
+
+  /** Per connection: the models subscribed to, and the unsubscribe functions. */
+  let subscribed: { net: NetworkHandle; models: Set<string>; offs: (() => void)[] } | undefined;
+  const subscribe = (net: NetworkHandle, model: string): void => {
+    if (subscribed?.net !== net) {
+      subscribed?.offs.forEach((f) => f());
+      // A new connection (a reconnect): what the old one heard may be stale.
+      set({ rings: {} });
+      const put = (id: string, m: RingAnswer) => set({ rings: { ...get().rings, [id]: m } });
+      subscribed = {
+        net,
+        models: new Set(),
+        offs: [
+          net.signaling.on('ring', (m) => put(m.model.id, m)),
+          net.signaling.on('no-ring', (m) => put(m.model, m)),
+        ],
+      };
+    }
+    if (subscribed.models.has(model)) return;
+    subscribed.models.add(model);
+    // One request subscribes: the coordinator pushes every later change of this model's ring.
+    net.signaling.send({ type: 'ring-request', model });
+  };
+
+  const ringFor = (model: string, signal: AbortSignal): Promise<RingAnswer> => {
+    const now = get().rings[model];
+    if (now) return Promise.resolve(now);
+    const ms = o.ringTimeoutMs ?? 10_000;
+    return new Promise((resolve, reject) => {
+      const finish = (f: () => void) => {
+        clearTimeout(timer);
+        off();
+        signal.removeEventListener('abort', onAbort);
+        f();
+      };
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(
+              new RingworkError(
+                'SIGNALING_COORDINATOR_TIMEOUT',
+                `The coordinator did not answer the ring request within ${ms / 1000} s.`,
+              ),
+            ),
+          ),
+        ms,
+      );
+      const onAbort = () => finish(() => reject(new RingworkError('ABORTED', 'Generation was stopped.')));
+      signal.addEventListener('abort', onAbort, { once: true });
+      const off = store.subscribe((s) => {
+        const r = s.rings[model];
+        if (r) finish(() => resolve(r));
+      });
+    });
+  };
+
+  /** Links to ring stages, reused across requests while open. */
+  const stageLinks = new Map<string, PeerLink>();
+  const linkTo = async (net: NetworkHandle, peer: string, signal: AbortSignal): Promise<PeerLink> => {
+    if (peer === net.peerId) {
+      const self = o.localStageLink?.();
+      if (!self)
+        throw new RingworkError(
+          'NO_RING',
+          'This tab is in the ring but is not serving its stage yet; try again in a moment.',
+        );
+      return self;
+    }
+    const shared = o.existingLink?.(peer);
+    if (shared?.isOpen) return shared;
+    const open = stageLinks.get(peer);
+    if (open?.isOpen) return open;
+    const link = await net.transport.connect(peer, { timeoutMs: 15_000, signal });
+    stageLinks.set(peer, link);
+    link.onClose(() => stageLinks.get(peer) === link && stageLinks.delete(peer));
+    return link;
+  };
+
+  const askOnce = async (a: AskOptions): Promise<AskResult> => {
+    const net = await o.network();
+    subscribe(net, a.settings.model);
+    const answer = await ringFor(a.settings.model, a.signal);
+    let model: ModelDescriptor;
+    let pipeline: Pipeline;
+    let sampler: Sampler | undefined;
+    let peers: string[];
+    let local = false;
+    let release = async () => {};
+    const seed = seedOf();
+    if (answer.type === 'ring') {
+      model = answer.model;
+      const stages = answer.stages;
+      const first = await linkTo(net, stages[0]!.peer, a.signal);
+      const head = stages.length === 1 ? first : await linkTo(net, stages[stages.length - 1]!.peer, a.signal);
+      // The head holds the session's one sampler (seed + draws travel with `open`).
+      pipeline = createRemotePipeline({
+        requesterId: net.peerId,
+        epoch: answer.epoch,
+        first,
+        head,
+        sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
+        ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
+        now: clock.now,
+      });
+      peers = stages.map((s) => s.peer);
+    } else {
+      // No ring: run the whole model here when it fits.
+      const budget = o.localMemoryBytes();
+      if (!answer.descriptor || answer.totalBytes === undefined || answer.totalBytes > budget) {
+        const missing =
+          answer.missingBytes ?? (answer.totalBytes !== undefined ? answer.totalBytes - budget : undefined);
+        throw new RingworkError(
+          'NO_RING',
+          missing !== undefined && missing > 0
+            ? `No ring can serve ${a.settings.model} yet: ${(missing / 1e9).toFixed(2)} GB more peer memory is needed. Open more contributor tabs or invite peers.`
+            : `No ring can serve ${a.settings.model} yet: ${answer.reason}`,
+          { details: { model: a.settings.model, missingBytes: missing } },
+        );
+      }
+      model = answer.descriptor;
+      const runner = o.createRunner();
+      release = () => runner.dispose();
+      try {
+        await runner.load(
+          {
+            model: { url: model.url, tokenizerUrl: model.tokenizerUrl },
+            range: [0, model.units],
+            weightFormat: model.weightFormat,
+            contextLength: model.contextLength,
+            logits: 'last',
+            backend: 'auto',
+          },
+          { signal: a.signal },
+        );
+      } catch (e) {
+        await release();
+        throw e;
+      }
+      pipeline = createPipeline([runner], clock.now);
+      sampler = createSampler({ temperature: a.settings.temperature, topP: a.settings.topP, seed });
+      peers = [net.peerId];
+      local = true;
+    }
+    try {
+      const tokenizer = await tokenizerFor(model);
+      const last = a.history[a.history.length - 1]!;
+      const chat = tokenizer.applyChatTemplate !== undefined && !isLlama2cLocation(model.url);
+      const prompt = chat
+        ? tokenizer.encode(
+            tokenizer.applyChatTemplate!(
+              a.history.filter((m) => !m.meta?.error).map((m) => ({ role: m.role, content: m.text })),
+              { addGenerationPrompt: true },
+            ),
+          )
+        : tokenizer.encode(last.text, { bos: true });
+      const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
+      let text = '';
+      let compute = 0;
+      let wall = 0;
+      let decodeSteps = 0;
+      const result = await generate({
+        pipeline,
+        tokenizer,
+        prompt,
+        steps,
+        ...(sampler ? { sampler } : {}),
+        stopTokens: isLlama2cLocation(model.url) ? [] : undefined,
+        signal: a.signal,
+        now: clock.now,
+        onToken: (e) => {
+          // Chat models show only the answer; completion models show the story as printed.
+          if (chat && e.position < prompt.length) return;
+          text += e.piece;
+          a.onText?.(text);
+        },
+        onStep: (e) => {
+          if (e.tokens !== 1) return;
+          decodeSteps++;
+          compute += e.timing.stageMs.reduce((x, y) => x + y, 0);
+          wall += e.timing.totalMs;
+        },
+      });
+      return {
+        text,
+        result,
+        stats: {
+          prefillTokPerS: result.timings.prefillTokPerS,
+          decodeTokPerS: result.timings.decodeTokPerS,
+          peers,
+          local,
+          computeMsPerToken: decodeSteps ? compute / decodeSteps : 0,
+          hopMsPerToken: decodeSteps ? Math.max(0, wall - compute) / decodeSteps : 0,
+        },
+      };
+    } finally {
+      await release();
+    }
+  };
+
+  const ask = async (a: AskOptions): Promise<AskResult> => {
+    // Right after a re-plan the coordinator may announce a ring whose stages are still loading their
+    // shards (they refuse the new epoch until then), or a link may still be connecting. Until the
+    // first token has streamed, such a request is retried for a while (the coordinator pushes the
+    // re-planned ring meanwhile); after that a failure is the person's to see.
+    const deadline = clock.now() + (o.retryWindowMs ?? 20_000);
+    for (let attempt = 0; ; attempt++) {
+      let streamed = false;
+      try {
+        return await askOnce({ ...a, onText: (t) => ((streamed = true), a.onText?.(t)) });
+      } catch (e) {
+        const retry = !streamed && !a.signal.aborted && clock.now() < deadline && isRetryableRingError(e);
+        log.info({ attempt, retry, code: isRingworkError(e) ? e.code : undefined }, 'request failed');
+        if (!retry) throw e;
+        await clock.sleep(Math.min(2000, 250 * 2 ** attempt), a.signal);
+      }
+    }
+  };
+
+  let current: AbortController | undefined;
+  const patchMessage = (index: number, m: Partial<ChatMessage>) => {
+    const messages = get().messages.slice();
+    const old = messages[index];
+    if (!old) return;
+    messages[index] = { ...old, ...m, meta: { ...old.meta!, ...m.meta } as ChatMessage['meta'] };
+    set({ messages });
+  };
+
+  return {
+    store,
+    async start() {
+      const net = await o.network();
+      subscribe(net, get().settings.model);
+    },
+    async stop() {
+      current?.abort();
+      subscribed?.offs.forEach((f) => f());
+      subscribed = undefined;
+      for (const l of stageLinks.values()) l.close();
+      stageLinks.clear();
+    },
+    async send(raw) {
+      const text = raw.trim();
+      const s = get();
+      if (!text || s.busy) return;
+      const history = [...s.messages, { role: 'user' as const, text }];
+      const index = history.length;
+      const model = s.settings.model;
+      set({
+        messages: [...history, { role: 'assistant', text: '', meta: { model } }],
+        busy: true,
+        status: 'finding a ring…',
+        streaming: { index, text: '' },
+      });
+      const ac = new AbortController();
+      current = ac;
+      try {
+        const r = await ask({
+          settings: s.settings,
+          history,
+          signal: ac.signal,
+          onText: (t) => set({ streaming: { index, text: t }, status: undefined }),
+        });
+        patchMessage(index, { text: r.text, meta: { model, ...r.stats, done: true } });
+      } catch (e) {
+        patchMessage(index, {
+          text: get().streaming?.text ?? '',
+          meta: { model, error: e instanceof Error ? e.message : String(e), done: true },
+        });
+      } finally {
+        if (current === ac) current = undefined;
+        set({ busy: false, status: undefined, streaming: undefined });
+      }
+    },
+    abort: () => current?.abort(),
+    clear: () => set({ messages: [] }),
+    setSettings(p) {
+      set({ settings: { ...get().settings, ...p } });
+      if (p.model && subscribed) subscribe(subscribed.net, p.model);
+    },
+    ask,
+  };
+}

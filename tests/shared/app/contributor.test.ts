@@ -1,0 +1,217 @@
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ShardRunner } from '../../../shared/runtime/shard-runner';
+import { scaled } from '../../helpers/timeouts';
+import { loadGolden } from '../../helpers/golden';
+import { createFakeSignalingHub } from '../../helpers/memory-signaling';
+import { stories260KRunner } from '../../helpers/engine';
+import {
+  CAPABILITY,
+  GOLDEN_SETTINGS,
+  assign,
+  contributorOn,
+  gatedRunner,
+  pid,
+  requesterOn,
+  ringOf,
+  warmUpOrt,
+} from './app-fixture';
+
+const golden = loadGolden();
+const ask = { settings: GOLDEN_SETTINGS, history: [{ role: 'user' as const, text: 'Once upon a time' }] };
+
+/** Answers every ring-request with `ring()` (the coordinator's current word). */
+function answerRings(
+  hub: ReturnType<typeof createFakeSignalingHub>,
+  ring: () => Parameters<typeof hub.push>[1],
+) {
+  hub.onSend((from, m) => {
+    if (m.type === 'ring-request') hub.push(from, ring());
+  });
+}
+
+describe('contributor (in-memory signaling and links, real ORT runner on stories260K)', () => {
+  beforeAll(warmUpOrt);
+
+  it('serves its assigned stage: a 2-peer ring gives the requester the golden text', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, b, req] = [pid('a'), pid('b'), pid('req')];
+    const ca = contributorOn(hub, a);
+    const cb = contributorOn(hub, b);
+    await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
+    expect(hub.sent(a, 'profile')).toEqual([{ type: 'profile', capability: CAPABILITY }]);
+    const order = [
+      { peer: a, range: [0, 3] as [number, number] },
+      { peer: b, range: [3, 7] as [number, number] },
+    ];
+    assign(hub, order, 1);
+    await vi.waitFor(
+      () => expect(ca.store.getState()).toMatchObject({ phase: 'serving', error: undefined }),
+      { timeout: scaled(30_000) },
+    );
+    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    expect(hub.sent(a, 'assignment-status').map((m) => m.state)).toEqual(['loading', 'ready']);
+    expect(ca.store.getState().assignment).toMatchObject({ epoch: 1, range: [0, 3], next: b, prev: b });
+
+    answerRings(hub, () => ringOf(order, 1));
+    const r = await requesterOn(hub, req).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    expect(r.stats.peers).toEqual([a, b]);
+    // One prefill and 59 decode steps, each answered by one sampled token on the head.
+    await vi.waitFor(() => expect(cb.store.getState().stats.tokensServed).toBe(60));
+    expect(ca.store.getState().stats.stepsServed).toBe(60);
+    await ca.stop();
+    await ca.stop(); // safe twice
+    await cb.stop();
+    expect(ca.store.getState().phase).toBe('idle');
+  });
+
+  it('start() twice joins once; an old assignment finishing its load after a newer one does not win', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runners: (ShardRunner & { disposed: boolean })[] = [];
+    const c = contributorOn(hub, a, () => {
+      // The first shard loads slowly (held at the gate); later ones load at once.
+      const r = runners.length === 0 ? gatedRunner(gate) : gatedRunner(Promise.resolve());
+      runners.push(r);
+      return r;
+    });
+    await Promise.all([c.start({ capability: CAPABILITY }), c.start({ capability: CAPABILITY })]);
+    expect(hub.sent(a, 'profile')).toHaveLength(1);
+
+    assign(hub, [{ peer: a, range: [0, 3] }], 1); // epoch 1: the slow load
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('loading'));
+    assign(hub, [{ peer: a, range: [0, 7] }], 2); // epoch 2 arrives while epoch 1 loads
+    await hub.delivered();
+    expect(c.store.getState()).toMatchObject({ phase: 'loading', assignment: { epoch: 1 } });
+    release(); // epoch 1's load finishes after epoch 2 arrived
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await c.settled();
+
+    expect(c.store.getState().assignment).toMatchObject({ epoch: 2, range: [0, 7] });
+    const statuses = hub.sent(a, 'assignment-status');
+    expect(statuses.filter((s) => s.state === 'ready').map((s) => s.epoch)).toEqual([2]);
+    expect(runners).toHaveLength(2);
+    expect(runners[0]!.disposed).toBe(true); // epoch 1's runner was released, not served
+    expect(runners[1]!.disposed).toBe(false);
+
+    // The stage serves epoch 2: a request for it gets the golden text, one for epoch 1 is refused.
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    let epoch = 1;
+    answerRings(hub, () => ringOf(order, epoch));
+    const stale = requesterOn(hub, pid('old'), { retryWindowMs: 0 });
+    await expect(stale.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
+      code: 'RING_STALE_EPOCH',
+      details: expect.objectContaining({ requested: 1, serving: 2 }),
+    });
+    epoch = 2;
+    const r = await requesterOn(hub, pid('new')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
+  it('an unassignment that arrives while a shard loads ends with no stage and no ready report', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runner = gatedRunner(gate);
+    const c = contributorOn(hub, a, () => runner);
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 7] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('loading'));
+    hub.push(a, { type: 'unassigned', epoch: 2, reason: 'not needed', lightweightModels: [] });
+    await hub.delivered();
+    release();
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('unassigned'), { timeout: scaled(30_000) });
+    await c.settled();
+    expect(c.store.getState()).toMatchObject({ unassignedReason: 'not needed', assignment: undefined });
+    expect(hub.sent(a, 'assignment-status').map((s) => s.state)).toEqual(['loading']);
+    expect(runner.disposed).toBe(true);
+    await c.stop();
+  });
+
+  it('pause stops serving and announces memory 0; an assignment during the pause waits; resume serves it', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let created = 0;
+    const c = contributorOn(hub, a, () => (created++, stories260KRunner()));
+    await c.start({ capability: CAPABILITY });
+    const whole = [{ peer: a, range: [0, 7] as [number, number] }];
+    assign(hub, whole, 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+
+    await c.pause();
+    await c.pause(); // safe twice
+    expect(c.store.getState().phase).toBe('paused');
+    expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9, 0]);
+    let epoch = 1;
+    answerRings(hub, () => ringOf(whole, epoch));
+    const refused = requesterOn(hub, pid('r1'), { retryWindowMs: 0 });
+    await expect(refused.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
+      code: 'RING_STAGE_NOT_SERVING',
+    });
+
+    assign(hub, whole, 2);
+    await vi.waitFor(() => expect(c.store.getState().assignment?.epoch).toBe(2));
+    await c.settled();
+    expect(c.store.getState().phase).toBe('paused');
+    expect(created).toBe(1); // nothing loaded while paused
+
+    c.resume();
+    c.resume(); // safe twice
+    expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9, 0, 4e9]);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    expect(created).toBe(2);
+    epoch = 2;
+    const r = await requesterOn(hub, pid('r2')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
+  it('a peer that contributes and chats at once reaches its own stage over the in-memory self link', async () => {
+    const hub = createFakeSignalingHub();
+    const [f, self] = [pid('first'), pid('self')];
+    const cf = contributorOn(hub, f);
+    const cs = contributorOn(hub, self);
+    await Promise.all([cf.start({ capability: CAPABILITY }), cs.start({ capability: CAPABILITY })]);
+    // This peer holds the head: the head answers the requester, which is itself.
+    const order = [
+      { peer: f, range: [0, 4] as [number, number] },
+      { peer: self, range: [4, 7] as [number, number] },
+    ];
+    assign(hub, order, 3);
+    await vi.waitFor(() => expect(cs.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await vi.waitFor(() => expect(cf.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    let ring = ringOf(order, 3);
+    answerRings(hub, () => ring);
+    await vi.waitFor(() => expect(cf.openLink(self)?.isOpen).toBe(true));
+    const neighbourLink = cf.openLink(self);
+    const chat = requesterOn(hub, self, {
+      localStageLink: () => cs.localStageLink(),
+      existingLink: (peer) => cs.openLink(peer),
+    });
+    const r = await chat.ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    expect(r.stats.peers).toEqual([f, self]);
+    expect(cs.store.getState().stats.tokensServed).toBe(60);
+    // The ring's own links carried the request: the neighbours still hold theirs, nothing replaced them.
+    expect(cf.openLink(self)).toBe(neighbourLink);
+    expect(cs.openLink(f)?.isOpen).toBe(true);
+    // And a one-peer ring of itself: everything over the in-memory self link.
+    const solo = [{ peer: self, range: [0, 7] as [number, number] }];
+    assign(hub, solo, 4);
+    ring = ringOf(solo, 4);
+    await vi.waitFor(() => expect(cs.store.getState().assignment?.epoch).toBe(4));
+    await cs.settled();
+    const r2 = await requesterOn(hub, self, { localStageLink: () => cs.localStageLink() }).ask({
+      ...ask,
+      settings: { ...GOLDEN_SETTINGS, model: 'stories260K' },
+      signal: new AbortController().signal,
+    });
+    expect(r2.text).toBe(r.text);
+    await cf.stop();
+    await cs.stop();
+  });
+});

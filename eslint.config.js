@@ -23,6 +23,24 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules (a chosen subset of recommended-type-checked): the ones that catch real bugs
+    // here — promises nobody awaits or handles, promises passed where a void callback is expected
+    // (React handlers), awaiting non-promises, and assertions the types already guarantee.
+    files: ['**/*.ts', '**/*.tsx'],
+    languageOptions: {
+      parserOptions: {
+        projectService: true,
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { attributes: true } }],
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/no-unnecessary-type-assertion': 'error',
+    },
+  },
+  {
     // shared/ is the contract between browser and server: no DOM, no node: imports.
     files: ['shared/**/*.ts'],
     rules: {

@@ -341,7 +341,7 @@ export function parseWithSchema<S extends z.ZodType>(
 ): z.infer<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw invalidInputError(code, what, r.error);
-  return r.data as z.infer<S>;
+  return r.data;
 }
 
 /**

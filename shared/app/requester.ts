@@ -378,7 +378,7 @@ export function createRequester(o: RequesterOptions): Requester {
     const messages = get().messages.slice();
     const old = messages[index];
     if (!old) return;
-    messages[index] = { ...old, ...m, meta: { ...old.meta!, ...m.meta } as ChatMessage['meta'] };
+    messages[index] = { ...old, ...m, meta: { ...old.meta!, ...m.meta } };
     set({ messages });
   };
 

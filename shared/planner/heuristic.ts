@@ -148,7 +148,7 @@ export function heuristicSearch(
       }
       const sol = solveOrderSkipping(inst, order, objective, sc);
       if (!sol || sol.stages.length === 1) continue;
-      const cur = bestOrder as { order: number[]; value: number } | null;
+      const cur = bestOrder;
       if (!cur || sol.value < cur.value) {
         bestOrder = { order, value: sol.value };
         consider(
@@ -162,7 +162,7 @@ export function heuristicSearch(
       }
     }
   }
-  const bo = bestOrder as { order: number[]; value: number } | null;
+  const bo = bestOrder;
   if (!inst.hasLinks && bo) {
     // Without link data the skipping DP is exact for any order of the whole pool, so searching
     // over pool orders also searches over subsets: swaps of two pool peers, first improvement.
@@ -226,7 +226,7 @@ function orderSearch(
           cur = sol;
           improved = true;
           if (value <= stopAt) break outer;
-        } else [order[i], order[j]] = [order[j]!, order[i]!];
+        } else [order[i], order[j]] = [order[j]!, order[i]];
       }
     }
   }

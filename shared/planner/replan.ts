@@ -182,7 +182,7 @@ function minMovedThroughput(
       const s = j - 1;
       if (prev[s]! < INF) {
         V[s] = prev[s]! - s + K[s]!;
-        while (top > 0 && V[stack[top - 1]!]! >= V[s]!) top--;
+        while (top > 0 && V[stack[top - 1]!]! >= V[s]) top--;
         stack[top++] = s;
       }
       if (top === 0) continue;

@@ -314,7 +314,7 @@ export function parseFrame<S extends z.ZodType>(
   if (!parsed.success) {
     throw invalidInputError('PROTOCOL_BAD_FRAME', `"${o.type}" message`, parsed.error, { type: o.type });
   }
-  return parsed.data as z.infer<S>;
+  return parsed.data;
 }
 
 /** The `error` message that tells a client about `e` (its code, short message and details). */

@@ -321,7 +321,7 @@ export function createLlama2cTokenizer(data: Llama2cTokenizerData): Tokenizer {
       if (!alive[left] || !alive[right] || next[left] !== right) continue;
       if (version[left] !== e.leftVersion || version[right] !== e.rightVersion) continue;
       tok[left] = e.id;
-      version[left] = (version[left] as number) + 1;
+      version[left] = version[left] + 1;
       alive[right] = 0;
       const after = next[right] as number;
       next[left] = after;

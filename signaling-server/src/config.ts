@@ -408,5 +408,5 @@ export function parseCliConfig(
     limits,
   };
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
-  return resolveConfig(raw as SignalingConfigInput);
+  return resolveConfig(raw);
 }

@@ -55,7 +55,7 @@ async function spawnServer(args: readonly string[]): Promise<Spawned> {
       child.kill('SIGTERM');
       reject(new Error(`the server did not print its port within ${TIMEOUTS.serverStart} ms: ${out}`));
     }, TIMEOUTS.serverStart);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /RINGWORK_LISTENING (\d+)/.exec(out);
       if (m) {
@@ -63,7 +63,7 @@ async function spawnServer(args: readonly string[]): Promise<Spawned> {
         resolve(Number(m[1]));
       }
     });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`server exited ${code}: ${out}`));
@@ -94,7 +94,9 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   await Promise.all(
     children.map((c) =>
-      c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)),
+      c.exitCode !== null || c.signalCode !== null
+        ? Promise.resolve()
+        : new Promise((r) => c.once('exit', r)),
     ),
   );
 });

@@ -15,11 +15,7 @@ import {
 } from '../../shared/protocol/signaling';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
-import {
-  createSignalingClient,
-  type SignalingClient,
-  type WebSocketLike,
-} from '../../web/src/network/signaling-client';
+import { createSignalingClient, type SignalingClient } from '../../web/src/network/signaling-client';
 
 let server: SignalingServer;
 let url: string;
@@ -47,7 +43,7 @@ function client(): SignalingClient {
   const c = createSignalingClient({
     url,
     roles: ['requester'],
-    WebSocket: WebSocket as unknown as new (u: string) => WebSocketLike,
+    WebSocket: WebSocket,
   });
   clients.push(c);
   return c;

@@ -147,7 +147,7 @@ function mutate(
       });
       break;
     default:
-      parent[last] = typeof parent[last] === 'number' ? -(parent[last] as number) * 1e300 : [parent[last]];
+      parent[last] = typeof parent[last] === 'number' ? -parent[last] * 1e300 : [parent[last]];
   }
   return JSON.stringify(copy);
 }

@@ -13,7 +13,6 @@ import {
   createSignalingClient,
   reconnectDelay,
   type SignalingClient,
-  type WebSocketLike,
 } from '../../web/src/network/signaling-client';
 
 const servers: SignalingServer[] = [];
@@ -55,7 +54,7 @@ describe('signaling client reconnect', () => {
     const client = createSignalingClient({
       url: `ws://127.0.0.1:${first.port}/ws`,
       roles: ['contributor', 'requester'],
-      WebSocket: WebSocket as unknown as new (url: string) => WebSocketLike,
+      WebSocket: WebSocket,
       reconnect: { baseMs: 20, maxMs: 200 },
     });
     clients.push(client);
@@ -89,7 +88,7 @@ describe('signaling client reconnect', () => {
     const client = createSignalingClient({
       url: `ws://127.0.0.1:${port}/ws`,
       roles: ['requester'],
-      WebSocket: WebSocket as unknown as new (url: string) => WebSocketLike,
+      WebSocket: WebSocket,
       reconnect: { baseMs: 10 },
     });
     let reconnecting = 0;

@@ -212,7 +212,7 @@ function instanceArb(maxPeers: number, maxLayers: number, withLinks = true): fc.
         tflops: p.tflops,
         bandwidthGBps: p.bandwidthGBps,
         memoryBytes: Math.round(p.memShare * total),
-        ...(p.category ? { category: p.category as 'A' | 'B' | 'C' } : {}),
+        ...(p.category ? { category: p.category } : {}),
       }));
       const seen = new Set<string>();
       const ls: LinkInput[] = [];

@@ -165,9 +165,8 @@ describe('in-memory transport + peer links', () => {
       t[0]!.onIncoming((link) => link.onTensor((m) => (got.push(m), got.length === 2 && resolve(got))));
     });
     for (let i = 1; i < 3; i++) {
-      t[i]!.onIncoming(async (link) => {
-        const next = await t[i]!.connect(ids[(i + 1) % 3]!);
-        link.onTensor((m) => void next.sendTensor(m));
+      t[i]!.onIncoming((link) => {
+        void t[i]!.connect(ids[(i + 1) % 3]!).then((next) => link.onTensor((m) => void next.sendTensor(m)));
       });
     }
     const first = await t[0]!.connect('b');

@@ -83,7 +83,7 @@ async function startServer(maxPeers: number): Promise<{ child: ChildProcess; por
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /RINGWORK_LISTENING (\d+)/.exec(out);
       if (m) {
@@ -91,7 +91,7 @@ async function startServer(maxPeers: number): Promise<{ child: ChildProcess; por
         resolve(Number(m[1]));
       }
     });
-    child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+    child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
     child.once('exit', (code) => {
       clearTimeout(t);
       reject(new Error(`the server exited with ${code}: ${out}`));
@@ -228,7 +228,7 @@ runCli(async () => {
       json: { type: 'boolean', default: false },
     },
   });
-  const steps = values.steps!.split(',').map((s) => intFlag('steps', s.trim(), 0, 2));
+  const steps = values.steps.split(',').map((s) => intFlag('steps', s.trim(), 0, 2));
   if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!))
     throw usage('--steps must be increasing, e.g. 100,500,1000,2000');
   if (steps.at(-1)! > 20_000) throw usage('--steps: at most 20000 peers');

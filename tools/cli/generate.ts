@@ -46,13 +46,13 @@ runCli(async () => {
   const steps = intFlag('steps', values.steps, 256, 1);
   nodeOrt(intFlag('threads', values.threads, 1, 1));
   const local = await loadLocalPipeline({
-    model: { url: values.model!, tokenizerUrl: values.tokenizer },
+    model: { url: values.model, tokenizerUrl: values.tokenizer },
     splits,
     weightFormat: values.format as WeightFormat,
     contextLength: steps,
   });
   try {
-    let prompt: string | number[] = values.prompt!;
+    let prompt: string | number[] = values.prompt;
     if (values.chat && local.tokenizer.applyChatTemplate) {
       prompt = local.tokenizer.encode(
         local.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }),
@@ -70,7 +70,7 @@ runCli(async () => {
         seed: values.seed !== undefined ? intFlag('seed', values.seed, 0) : Date.now(),
       }),
       // llama2.c checkpoints end a story with BOS only; chat models stop on their EOS tokens.
-      stopTokens: isLlama2cLocation(values.model!) ? [] : undefined,
+      stopTokens: isLlama2cLocation(values.model) ? [] : undefined,
       onToken: values.json ? undefined : (e) => process.stdout.write(e.piece),
     });
     if (values.json) {

@@ -35,7 +35,7 @@ runCli(async () => {
   assertLoopbackOnly();
   const result = await runSwarm({
     peers,
-    prompt: values.prompt!,
+    prompt: values.prompt,
     steps: intFlag('steps', values.steps, 256, 2),
     temperature,
     ...(values.model ? { model: values.model } : {}),

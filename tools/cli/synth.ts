@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { isRingworkError } from '../../shared/errors.js';
-import { SYNTH_PRESETS, isSynthPresetName, synthesizeModel, type SynthDType } from '../model/synth.js';
+import { SYNTH_PRESETS, isSynthPresetName, synthesizeModel } from '../model/synth.js';
 
 const USAGE = `Usage: npm run synth -- --preset <name> --out <dir> [--seed N] [--dtype f32|f16|bf16] [--max-shard-bytes N]
 Presets: ${Object.keys(SYNTH_PRESETS).join(', ')}`;
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     preset,
     outDir: values.out,
     seed,
-    dtype: dtype as SynthDType,
+    dtype: dtype,
     maxShardBytes,
     onProgress: ({ file, loadedBytes, totalBytes }) => {
       // Progress on stderr, at most twice a second, and only when someone is watching.

@@ -17,7 +17,7 @@ const PAGES: { id: Page; label: string }[] = [
 
 function currentPage(): Page {
   const h = location.hash.replace(/^#\/?/, '').split('?')[0];
-  return (PAGES.find((p) => p.id === h)?.id ?? 'chat') as Page;
+  return PAGES.find((p) => p.id === h)?.id ?? 'chat';
 }
 
 /** Polls the coordinator's snapshot for the Network page and the chat's ring status. */
@@ -33,7 +33,7 @@ function useNetworkPolling() {
       }
     };
     void tick();
-    const t = setInterval(tick, 1500);
+    const t = setInterval(() => void tick(), 1500);
     return () => {
       stop = true;
       clearInterval(t);

@@ -30,7 +30,7 @@ export function nodeOrt(threads = 1): OrtModule {
     ort.env.logLevel = 'error';
     configured = true;
   }
-  return ort as unknown as OrtModule;
+  return ort;
 }
 
 /** An in-process shard runner for Node (onnxruntime-web wasm, or another ORT module such as onnxruntime-node). */

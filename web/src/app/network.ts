@@ -27,7 +27,7 @@ async function connect(): Promise<NetworkHandle> {
   const welcome = await client.start();
   const transport = createWebRtcTransport({
     signaling: client,
-    iceServers: welcome.iceServers as RTCIceServer[],
+    iceServers: welcome.iceServers,
     connectTimeoutMs: 10_000,
   });
   client.on('closed', () => {

@@ -26,7 +26,7 @@ async function webRtcFixture(n: number): Promise<TransportFixture> {
     const transports = clients.map((signaling, i) =>
       createWebRtcTransport({
         signaling,
-        iceServers: welcomes[i]!.iceServers as RTCIceServer[],
+        iceServers: welcomes[i]!.iceServers,
         connectTimeoutMs: 10_000,
       }),
     );

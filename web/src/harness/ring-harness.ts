@@ -46,7 +46,7 @@ async function join(capability: PeerCapability): Promise<{ peerId: string }> {
   const welcome = await client.start();
   const transport = createWebRtcTransport({
     signaling: client,
-    iceServers: welcome.iceServers as RTCIceServer[],
+    iceServers: welcome.iceServers,
     connectTimeoutMs: 8000,
   });
   const s: RingState = {

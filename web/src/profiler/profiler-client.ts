@@ -136,7 +136,7 @@ export function createProfilerClient(): ProfilerClient {
         const facts = await collectPageFacts();
         throwIfAborted(opts.signal, 'Device profiling');
         const run = remote.profile(
-          { facts, serverUrl, budgetMs, memoryCapBytes, samples, categoryThresholds: thresholds.data! },
+          { facts, serverUrl, budgetMs, memoryCapBytes, samples, categoryThresholds: thresholds.data },
           opId,
           opts.onProgress ? Comlink.proxy(opts.onProgress) : undefined,
         );

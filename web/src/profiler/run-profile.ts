@@ -129,8 +129,7 @@ async function openGpu(notes: string[]): Promise<OpenedGpu | WebGpuStatus> {
   let lost: string | undefined;
   void device.lost.then((l) => (lost = `${l.reason}: ${l.message}`));
   device.addEventListener('uncapturederror', (ev) => {
-    if (notes.length < MAX_NOTES)
-      notes.push(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+    if (notes.length < MAX_NOTES) notes.push(`WebGPU error: ${ev.error.message}`);
   });
   return {
     adapter,

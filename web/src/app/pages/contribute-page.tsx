@@ -11,7 +11,7 @@ export function ContributePage() {
   // Optional auto-pause while the tab is hidden or the device runs on battery.
   useEffect(() => {
     if (!c.autoPause) return;
-    const check = async () => {
+    const checkNow = async () => {
       const battery = await (navigator as { getBattery?: () => Promise<{ charging: boolean }> })
         .getBattery?.()
         .catch(() => undefined);
@@ -21,6 +21,8 @@ export function ContributePage() {
         void contributor.pause();
       if (!away && phase === 'paused') contributor.resume();
     };
+    // Event listeners and timers ignore returned promises: run the check and let it settle.
+    const check = () => void checkNow();
     document.addEventListener('visibilitychange', check);
     const t = setInterval(check, 10_000);
     return () => {

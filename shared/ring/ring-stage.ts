@@ -14,6 +14,9 @@
  *   that link (errors only from the next stage), and it ends when that link closes;
  * - every incoming tensor is bounded by the shape this stage expects, before anything is allocated;
  * - a send to a stalled next stage gives up after `sendDeadlineMs` instead of freezing the stage.
+ *
+ * Size (~510 lines): one stage's message handling and chunked step loop share its session table;
+ * scheduling and limits live in `stage-scheduler.ts`.
  */
 import { RingworkError, toRingworkError } from '../errors.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';

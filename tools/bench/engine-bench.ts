@@ -4,6 +4,9 @@
  * splitting the model into chained shards. All variants of a model are loaded first, then measured
  * in turns of a few decode steps each, so every ratio compares work done milliseconds apart: on a
  * shared machine the absolute figures swing, the paired ratios much less.
+ *
+ * Size (~630 lines): measurement, pairing and the report of one benchmark, kept together so the
+ * report says exactly what was measured; variants and statistics live in `variants.ts` / `measure.ts`.
  */
 import { access } from 'node:fs/promises';
 import os from 'node:os';

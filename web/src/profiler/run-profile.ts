@@ -3,6 +3,9 @@
  * matmul check, matmul f32/f16, bandwidth, usable memory), then the wasm CPU path when WebGPU will
  * not be used. Every step has a share of the time budget, so the whole profile stays under ~5 s
  * on anything from SwiftShader to a discrete GPU, and checks the abort signal between steps.
+ *
+ * Size (~520 lines): one linear sequence of timed steps sharing a time budget; the kernels live in
+ * `webgpu-bench.ts` and `cpu-bench.ts`.
  */
 import {
   chooseBackend,

@@ -237,9 +237,10 @@ describe('parseClientFrame fuzz', () => {
       ),
       { numRuns: runs(2000), seed: 5 },
     );
-    // The fuzzers did exercise both outcomes.
-    expect(accepted).toBeGreaterThan(50);
-    expect(rejected).toBeGreaterThan(10_000);
+    // The fuzzers did exercise both outcomes (thresholds follow the tier's share of the campaign).
+    const share = runs(1000) / 1000;
+    expect(accepted).toBeGreaterThan(50 * share);
+    expect(rejected).toBeGreaterThan(10_000 * share);
   });
 
   it('oversize frames are rejected before JSON parsing', () => {

@@ -22,6 +22,8 @@ export interface ServerCounters {
   disconnects: Record<string, number>;
   /** Probes (pings) the server sent to check a peer reported unreachable. */
   probes?: number;
+  /** Probes decided (answered, or timed out and acted on): tests wait for this, not for a sleep. */
+  probesSettled?: number;
   /** Frames dropped unparsed because their sender (or its address) was over its byte budget. */
   framesOverByteBudget?: number;
 }

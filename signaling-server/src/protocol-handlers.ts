@@ -233,13 +233,18 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       if (!target) return;
       counters.probes = (counters.probes ?? 0) + 1;
       const since = clock.now();
-      void io.probe(target, limits.probeTimeoutMs).then((ok) => {
-        if (ok || conns.get(msg.peer) !== target) return;
-        // A frame during the probe is an answer too (a ping can be lost behind a busy socket).
-        const s = registry.get(msg.peer);
-        if (s && s.connected && s.lastSeen > since) return;
-        evict(msg.peer);
-      });
+      void io
+        .probe(target, limits.probeTimeoutMs)
+        .then((ok) => {
+          if (ok || conns.get(msg.peer) !== target) return;
+          // A frame during the probe is an answer too (a ping can be lost behind a busy socket).
+          const s = registry.get(msg.peer);
+          if (s && s.connected && s.lastSeen > since) return;
+          evict(msg.peer);
+        })
+        .finally(() => {
+          counters.probesSettled = (counters.probesSettled ?? 0) + 1;
+        });
     },
     'ring-lap'(msg, conn) {
       coordinator.reportLap(requireSession(conn), {

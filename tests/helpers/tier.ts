@@ -1,6 +1,7 @@
 /**
  * Test tiers. `npm test` (CI) runs everything at full strength; `npm run test:quick` sets
- * `RINGWORK_TEST_TIER=quick`, skips `*.slow.test.ts` (real-shape synthesis) and runs a tenth of
+ * `RINGWORK_TEST_TIER=quick`, skips `*.slow.test.ts` (real-shape synthesis, CLI
+ * processes, the quantisation sweep) and runs a tenth of
  * each fuzz campaign (same seeds, so a quick run is a prefix of the full one).
  */
 export const QUICK = process.env.RINGWORK_TEST_TIER === 'quick';

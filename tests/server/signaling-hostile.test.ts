@@ -12,6 +12,7 @@ import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catal
 import type { SignalingConfigInput } from '../../signaling-server/src/config';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
 import { createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
+import { scaled } from '../helpers/timeouts';
 import { capability, connect, healthy, hello, httpGet, type TestClient } from './signaling-test-client';
 
 let catalog: CatalogModel[];
@@ -43,7 +44,8 @@ async function startServer(limits: NonNullable<SignalingConfigInput['limits']> =
         heartbeatMs: 10_000,
         heartbeatTimeoutMs: 60_000,
         networkCacheMs: 0,
-        probeTimeoutMs: 300,
+        // Long enough that a loaded test process still answers a ping in time (a stall is not a death).
+        probeTimeoutMs: scaled(2_000),
         maxConnectionsPerIp: 64,
         ...limits,
       },
@@ -134,7 +136,14 @@ describe('hostile tabs', () => {
     await vi.waitFor(async () =>
       expect((await network(port)).counters.probes ?? 0).toBeGreaterThan(probesBefore),
     );
-    await new Promise((r) => setTimeout(r, 500)); // past the 300 ms probe timeout
+    // Every probe decided (answered, or timed out and acted on), then nobody was evicted.
+    await vi.waitFor(
+      async () => {
+        const { counters } = await network(port);
+        expect(counters.probesSettled ?? 0).toBe(counters.probes ?? 0);
+      },
+      { timeout: scaled(4_000), interval: 50 },
+    );
     expect((await network(port)).counters.disconnects.evicted ?? 0).toBe(0);
     await expectStillServing(port, members, assignments, ring.ringId);
   });

@@ -149,6 +149,21 @@ export const ERROR_CODES = [
   'SERVER_INTERNAL',
   /** The request's Host header does not name this server (DNS rebinding); see `--allow-host`. */
   'HTTP_HOST_NOT_ALLOWED',
+  // ---- the OpenAI-compatible HTTP API (`/v1`)
+  /** No API key, or one the server does not know (401). */
+  'API_UNAUTHORIZED',
+  /** The request names a model the catalog does not serve (404). */
+  'API_MODEL_NOT_FOUND',
+  /** The request body is over the server's limit (413). */
+  'API_BODY_TOO_LARGE',
+  /** A request option the API does not support (e.g. `n` > 1, tools) was set (400). */
+  'API_UNSUPPORTED',
+  /** Prompt plus `max_tokens` do not fit the model's context (400). */
+  'API_CONTEXT_EXCEEDED',
+  /** Too many requests, tokens or concurrent streams for this key or server (429). */
+  'API_RATE_LIMITED',
+  /** No ring serves the model now and the server does not run it itself (503). */
+  'API_NO_CAPACITY',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

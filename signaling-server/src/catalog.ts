@@ -39,6 +39,8 @@ export interface CatalogModel {
    * (names relative to `dir`) are served: the model's own files, never the rest of the directory.
    */
   mount?: { prefix: string; dir: string; files: ReadonlySet<string> };
+  /** Where the server itself reads the model (its API's local engine): a file path or an http(s) URL. */
+  location?: { url: string; tokenizerUrl?: string };
 }
 
 /** Weights + KV at `contextTokens`, the planner's memory model for a whole model. */
@@ -140,12 +142,17 @@ export async function loadCatalogEntry(
       url: entry.path,
       ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
     });
-    return catalogModelFromConfig(entry.id, source.config, {
+    const remote = catalogModelFromConfig(entry.id, source.config, {
       url: entry.url ?? entry.path,
       ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
       weightFormat: entry.weightFormat,
       ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
     });
+    remote.location = {
+      url: entry.path,
+      ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
+    };
+    return remote;
   }
   const abs = resolve(entry.path);
   const st = await stat(abs).catch((e: unknown) => {
@@ -193,6 +200,8 @@ export async function loadCatalogEntry(
     const files = await modelFileAllowlist(dir, file, source.config.vocabSize, tokName);
     model.mount = { prefix, dir, files };
   }
+  // The tokenizer is found beside the file (tokenizer.bin, tok<vocab>.bin) or in the directory.
+  model.location = { url: abs };
   return model;
 }
 

@@ -20,6 +20,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { apiConfigSchema } from './api/api-config.js';
 import { z } from 'zod';
 import { parseWithSchema, RingworkError } from '../../shared/errors.js';
 import { objectiveSchema } from '../../shared/planner/index.js';
@@ -230,6 +231,8 @@ export const signalingConfigSchema = z
     iceServers: z.array(iceServerSchema).max(20).default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     limits: limitsSchema.prefault({}),
+    /** The OpenAI-compatible API under `/v1` (api/api-config.ts). */
+    api: apiConfigSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -302,6 +305,8 @@ export function readCatalogFile(file: string): unknown[] {
   );
 }
 
+const dropUndefined = (o: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 const truthy = (s: string | undefined): boolean => s !== undefined && /^(1|true|yes|on)$/i.test(s.trim());
 // Non-numeric text becomes NaN so that zod reports "expected number" against the right field.
 const num = (s: string | undefined): number | undefined =>
@@ -359,6 +364,13 @@ export function parseCliConfig(
         'session-burst-per-ip': { type: 'string' },
         'sessions-per-second-per-ip': { type: 'string' },
         'network-cache-ms': { type: 'string' },
+        'api-keys': { type: 'string' },
+        'api-anonymous': { type: 'boolean' },
+        'api-local-fallback': { type: 'boolean' },
+        'api-max-streams': { type: 'string' },
+        'api-max-streams-per-key': { type: 'string' },
+        'api-requests-per-minute': { type: 'string' },
+        'api-tokens-per-hour': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -406,6 +418,15 @@ export function parseCliConfig(
     objective: str('objective'),
     logLevel: str('log-level') ?? env.LOG_LEVEL,
     limits,
+    api: dropUndefined({
+      keysFile: str('api-keys') ?? env.RINGWORK_API_KEYS,
+      anonymous: values['api-anonymous'] === true || undefined,
+      localFallback: values['api-local-fallback'] === true || undefined,
+      maxConcurrentStreams: num(str('api-max-streams')),
+      maxStreamsPerKey: num(str('api-max-streams-per-key')),
+      requestsPerMinute: num(str('api-requests-per-minute')),
+      tokensPerHour: num(str('api-tokens-per-hour')),
+    }),
   };
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return resolveConfig(raw);

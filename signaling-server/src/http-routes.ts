@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { RingworkError } from '../../shared/errors.js';
+import type { OpenAiApi } from './api/openai-api.js';
 import { unrefTimer } from './clock.js';
 import { addressBucket, normalizeAddress } from './client-address.js';
 import type { HostAllowlist } from './host-allowlist.js';
@@ -46,6 +47,8 @@ export interface HttpDeps {
   readonly hosts: HostAllowlist;
   /** Hands an accepted upgrade to the protocol. */
   readonly onConnection: (ws: WebSocket, ip: string, ipBucket: string) => void;
+  /** The OpenAI-compatible API under `/v1` (api/openai-api.ts). */
+  readonly api?: OpenAiApi;
 }
 
 /** The request and upgrade listeners for one running server. */
@@ -151,8 +154,17 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       return;
     }
     const method = req.method ?? 'GET';
+    if (deps.api?.handles(url.pathname)) {
+      deps.api.handle(req, res, url, addressBucket(run.addresses.of(req)));
+      return;
+    }
     if (url.pathname === '/healthz') {
-      sendJson(res, 200, { ok: true, peers: run.registry.size, connections: run.allConns.size });
+      sendJson(res, 200, {
+        ok: true,
+        peers: run.registry.size,
+        connections: run.allConns.size,
+        apiStreams: deps.api?.streams ?? 0,
+      });
       return;
     }
     if (method !== 'GET' && method !== 'HEAD') {

@@ -43,6 +43,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { MAX_SIGNALING_FRAME_BYTES } from '../../shared/protocol/signaling.js';
+import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
 import { loadCatalog, type CatalogModel } from './catalog.js';
 import { createClientAddressResolver } from './client-address.js';
 import { systemClock, unrefTimer, type Clock, type TimerHandle } from './clock.js';
@@ -95,6 +96,7 @@ interface Started {
   run: RunningContext;
   http: Server;
   sweepTimer: TimerHandle;
+  api: OpenAiApi;
   address: Listening;
 }
 
@@ -159,6 +161,14 @@ export function createSignalingServer(
 
   const listen = async (run: RunningContext): Promise<Started> => {
     const protocol = createProtocol(run, io);
+    // Before listening: a missing or bad --api-keys file fails the start, not a request.
+    const api = createOpenAiApi({
+      config: config.api,
+      catalog: run.catalog,
+      coordinator: run.coordinator,
+      allowedOrigins: config.allowedOrigins,
+      logger: log,
+    });
     const server = createServer({
       // Slow-header sockets are held only briefly; Node checks these timeouts every interval.
       headersTimeout: limits.headersTimeoutMs,
@@ -188,6 +198,7 @@ export function createSignalingServer(
       wss,
       hosts: createHostAllowlist(config.host, port, config.allowedHosts),
       onConnection: protocol.onConnection,
+      api,
     });
     server.on('request', http.onRequest);
     server.on('upgrade', http.onUpgrade);
@@ -195,7 +206,7 @@ export function createSignalingServer(
     const every = Math.max(10, Math.min(1000, Math.min(...timeouts) / 4));
     const sweepTimer = unrefTimer(clock.setInterval(protocol.sweep, every));
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    return { run, http: server, sweepTimer, address: { port, host: config.host, url } };
+    return { run, http: server, sweepTimer, api, address: { port, host: config.host, url } };
   };
 
   const start = (): Promise<Listening> => {
@@ -252,6 +263,7 @@ export function createSignalingServer(
       if (s) {
         clock.clearInterval(s.sweepTimer);
         s.run.coordinator.stop();
+        await s.api.stop();
       }
       for (const conn of ctx.allConns) io.closeConn(conn, CLOSE_CODES.shutdown, 'server shutting down');
       // Give well-behaved clients a moment to complete the close handshake, then cut the rest.

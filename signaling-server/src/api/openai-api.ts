@@ -1,0 +1,442 @@
+/**
+ * The OpenAI-compatible HTTP API under `/v1`: `GET /v1/models`, `POST /v1/chat/completions` and
+ * `POST /v1/completions` (streaming as server-sent events ending in `data: [DONE]`). Errors have
+ * OpenAI's shape and carry Ringwork's error code (`error.code`). A non-standard `ringwork` field says
+ * how the answer was produced and verified.
+ *
+ * Who generates: the server's own engine in a worker thread when the operator enables it
+ * (`--api-local-fallback`). Driving a ring of contributor tabs from the server is not built yet;
+ * without the fallback a request gets 503 saying what is missing.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { RingworkError } from '../../../shared/errors.js';
+import { isLlama2cLocation } from '../../../shared/model/open-model.js';
+import type { CatalogModel } from '../catalog.js';
+import type { Coordinator } from '../coordinator.js';
+import { createApiAccess, type ApiAccess, type ApiGrant } from './api-access.js';
+import type { ApiConfig } from './api-config.js';
+import { createLocalEngine, type LocalEngine, type LocalGenerateRequest } from './local-engine.js';
+import type { EngineInput } from './local-engine-protocol.js';
+import {
+  chatCompletionRequestSchema,
+  completionRequestSchema,
+  contentText,
+  openAiError,
+  parseApiRequest,
+} from './openai-schema.js';
+import { createStopMatcher } from './stop-matcher.js';
+
+/** What the API needs from the running server. */
+export interface OpenAiApiDeps {
+  config: ApiConfig;
+  catalog: readonly CatalogModel[];
+  coordinator: Pick<Coordinator, 'snapshot'>;
+  /** Origins (besides none) whose pages may call the API (`--allow-origin`). */
+  allowedOrigins: readonly string[];
+  logger: Logger;
+  /** Tests pass keys directly; otherwise `config.keysFile` is read. */
+  keys?: readonly string[];
+  access?: ApiAccess;
+}
+
+/** The API's request handler. */
+export interface OpenAiApi {
+  /** True for paths under `/v1`. */
+  handles(pathname: string): boolean;
+  handle(req: IncomingMessage, res: ServerResponse, url: URL, addressBucket: string): void;
+  /** Streams (generations running or queued) held now. */
+  readonly streams: number;
+  /** Stops the engine; safe twice. */
+  stop(): Promise<void>;
+}
+
+type Finish = 'stop' | 'length';
+
+/** One resolved generation request, independent of the endpoint. */
+interface Job {
+  model: CatalogModel;
+  input: EngineInput;
+  maxTokens: number | null;
+  temperature: number;
+  topP: number;
+  seed: number;
+  stops: string[];
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+const now = (): number => Math.floor(Date.now() / 1000);
+const newId = (prefix: string): string => `${prefix}-${randomBytes(12).toString('hex')}`;
+
+/** Creates the API. The engine thread starts on the first request that needs it. */
+export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
+  const { config, catalog, logger } = deps;
+  const access = deps.access ?? createApiAccess(config, deps.keys ? { keys: deps.keys } : {});
+  let engine: LocalEngine | null = null;
+
+  const cors = (req: IncomingMessage): Record<string, string> => {
+    const origin = req.headers.origin;
+    if (origin === undefined || !deps.allowedOrigins.includes(origin)) return {};
+    return {
+      'Access-Control-Allow-Origin': origin,
+      'Access-Control-Allow-Headers': 'authorization, content-type',
+      'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      Vary: 'Origin',
+    };
+  };
+
+  const sendJson = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra = {}) => {
+    const text = JSON.stringify(body);
+    res
+      .writeHead(status, {
+        ...cors(req),
+        ...extra,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Cache-Control': 'no-store',
+        'Content-Length': Buffer.byteLength(text),
+      })
+      .end(text);
+  };
+
+  const sendError = (req: IncomingMessage, res: ServerResponse, e: unknown): void => {
+    const { status, body } = openAiError(e);
+    if (status >= 500) logger.warn({ err: e }, 'api request failed');
+    const retry =
+      e instanceof RingworkError && typeof e.details.retryAfterS === 'number' ? e.details.retryAfterS : 0;
+    if (res.headersSent) {
+      // Mid-stream: the status is gone; the error travels as an SSE event and the stream ends.
+      if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
+      return;
+    }
+    sendJson(req, res, status, body, retry > 0 ? { 'Retry-After': String(retry) } : {});
+  };
+
+  /** Reads a JSON body of at most maxBodyBytes. */
+  const readBody = (req: IncomingMessage): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const limit = config.maxBodyBytes;
+      const declared = Number(req.headers['content-length'] ?? 0);
+      const tooLarge = () =>
+        new RingworkError('API_BODY_TOO_LARGE', `The request body is over ${limit} bytes.`, {
+          details: { limit },
+        });
+      if (declared > limit) return reject(tooLarge());
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > limit) {
+          req.removeAllListeners('data');
+          req.resume();
+          reject(tooLarge());
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('error', reject);
+      req.on('end', () => {
+        if (size > limit) return;
+        const text = Buffer.concat(chunks).toString('utf8');
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          reject(
+            new RingworkError('INVALID_ARGUMENT', 'The request body is not valid JSON.', {
+              details: { param: null },
+            }),
+          );
+        }
+      });
+    });
+
+  const findModel = (id: string): CatalogModel => {
+    const m = catalog.find((c) => c.descriptor.id === id);
+    if (!m)
+      throw new RingworkError(
+        'API_MODEL_NOT_FOUND',
+        `The model "${id.slice(0, 200)}" is not served here; GET /v1/models lists the ones that are.`,
+        { details: { param: 'model' } },
+      );
+    return m;
+  };
+
+  const served = (id: string): boolean =>
+    deps.coordinator.snapshot().models.some((m) => m.id === id && m.ring !== null);
+
+  const listModels = () => ({
+    object: 'list',
+    data: catalog.map((m) => ({
+      id: m.descriptor.id,
+      object: 'model',
+      created: 0,
+      owned_by: 'ringwork',
+      ringwork: {
+        contextLength: m.descriptor.contextLength,
+        units: m.descriptor.units,
+        totalBytes: m.totalBytes,
+        ringServing: served(m.descriptor.id),
+        localFallback: config.localFallback,
+      },
+    })),
+  });
+
+  /** Why the model cannot be served now (503), naming the missing memory when the planner knows it. */
+  const noCapacity = (m: CatalogModel): RingworkError => {
+    const view = deps.coordinator.snapshot().models.find((x) => x.id === m.descriptor.id);
+    const missing = view?.noRing?.missingBytes;
+    const why = view?.ring
+      ? 'a ring serves it, but the server cannot drive rings from the API yet'
+      : (view?.noRing?.reason ?? 'no contributors serve it');
+    return new RingworkError(
+      'API_NO_CAPACITY',
+      `No capacity for "${m.descriptor.id}" now: ${why}` +
+        (missing !== undefined ? ` (${(missing / 2 ** 20).toFixed(1)} MiB of peer memory missing)` : '') +
+        '. Open the app and contribute, or run the server with --api-local-fallback.',
+      { details: { model: m.descriptor.id, ...(missing !== undefined ? { missingBytes: missing } : {}) } },
+    );
+  };
+
+  /** Runs a job and writes the response in the endpoint's shape. */
+  const run = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    job: Job,
+    grant: ApiGrant,
+    kind: 'chat' | 'text',
+  ): Promise<void> => {
+    if (!config.localFallback) throw noCapacity(job.model);
+    engine ??= createLocalEngine({ logger });
+    const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
+    const created = now();
+    const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    const ringwork = {
+      securityLevel: 1,
+      validated: false,
+      path: 'server',
+      servedBy: [{ peer: 'server', range: [0, job.model.descriptor.units] }],
+    };
+    const ctl = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) ctl.abort(new RingworkError('ABORTED', 'The client went away.'));
+    });
+    const matcher = createStopMatcher(job.stops);
+    let text = '';
+    let hitStop = false;
+    const chunk = (delta: string | null, finish: Finish | null, first = false): unknown =>
+      kind === 'chat'
+        ? {
+            id,
+            object,
+            created,
+            model: job.model.descriptor.id,
+            choices: [
+              {
+                index: 0,
+                delta:
+                  delta === null ? {} : first ? { role: 'assistant', content: delta } : { content: delta },
+                logprobs: null,
+                finish_reason: finish,
+              },
+            ],
+          }
+        : {
+            id,
+            object,
+            created,
+            model: job.model.descriptor.id,
+            choices: [{ index: 0, text: delta ?? '', logprobs: null, finish_reason: finish }],
+          };
+    const write = (body: unknown): void => {
+      if (!res.writableEnded) res.write(`data: ${JSON.stringify(body)}\n\n`);
+    };
+    const startStream = (): void => {
+      if (res.headersSent) return;
+      res.writeHead(200, {
+        ...cors(req),
+        'Content-Type': 'text/event-stream; charset=utf-8',
+        'Cache-Control': 'no-store',
+        Connection: 'keep-alive',
+        'X-Accel-Buffering': 'no',
+      });
+      if (kind === 'chat') write(chunk('', null, true));
+    };
+    const emit = (s: string): void => {
+      if (s.length === 0) return;
+      text += s;
+      if (job.stream) write(chunk(s, null));
+    };
+    const request: LocalGenerateRequest = {
+      model: job.model.location ?? { url: job.model.descriptor.url },
+      contextLength: job.model.descriptor.contextLength,
+      llama2c: isLlama2cLocation((job.model.location ?? job.model.descriptor).url),
+      input: job.input,
+      maxTokens: job.maxTokens,
+      temperature: job.temperature,
+      topP: job.topP,
+      seed: job.seed,
+    };
+    let result;
+    try {
+      result = await engine.generate(request, {
+        signal: ctl.signal,
+        onStarted: () => {
+          if (job.stream) startStream();
+        },
+        onToken: (_t, piece) => {
+          grant.spend(1);
+          const r = matcher.push(piece);
+          emit(r.emit);
+          if (r.stopped && !hitStop) {
+            hitStop = true;
+            ctl.abort(new RingworkError('ABORTED', 'A stop string ended the answer.'));
+          }
+        },
+      });
+    } catch (e) {
+      // Aborted by our own stop string: a normal end. The client going away: nobody to answer.
+      if (!hitStop) {
+        if (ctl.signal.aborted) return;
+        throw e;
+      }
+    }
+    if (!hitStop) emit(matcher.flush());
+    const finish: Finish = hitStop || (result && result.stop !== 'steps') ? 'stop' : 'length';
+    const promptTokens = result?.promptTokens ?? 0;
+    const completionTokens = result?.completionTokens ?? 0;
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    };
+    logger.info({ principal: grant.principal, model: job.model.descriptor.id, ...usage }, 'api usage');
+    if (job.stream) {
+      startStream();
+      write(chunk(null, finish));
+      if (job.includeUsage)
+        write({ id, object, created, model: job.model.descriptor.id, choices: [], usage, ringwork });
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+    const choice =
+      kind === 'chat'
+        ? {
+            index: 0,
+            message: { role: 'assistant', content: text, refusal: null },
+            logprobs: null,
+            finish_reason: finish,
+          }
+        : { index: 0, text, logprobs: null, finish_reason: finish };
+    sendJson(req, res, 200, {
+      id,
+      object: kind === 'chat' ? 'chat.completion' : 'text_completion',
+      created,
+      model: job.model.descriptor.id,
+      choices: [choice],
+      usage,
+      ringwork,
+    });
+  };
+
+  const jobOf = (
+    r: {
+      model: string;
+      stream?: boolean | undefined;
+      stream_options?: { include_usage?: boolean | undefined } | null | undefined;
+      temperature?: number | null | undefined;
+      top_p?: number | null | undefined;
+      seed?: number | null | undefined;
+      stop?: string | string[] | null | undefined;
+    },
+    input: EngineInput,
+    maxTokens: number | null,
+  ): Job => ({
+    model: findModel(r.model),
+    input,
+    maxTokens,
+    temperature: r.temperature ?? 1,
+    topP: r.top_p ?? 1,
+    seed: r.seed ?? randomBytes(4).readUInt32LE(0),
+    stops: r.stop == null ? [] : typeof r.stop === 'string' ? [r.stop] : r.stop,
+    stream: r.stream === true,
+    includeUsage: r.stream_options?.include_usage === true,
+  });
+
+  const post = async (req: IncomingMessage, res: ServerResponse, path: string, bucket: string) => {
+    const kind = path === '/v1/chat/completions' ? 'chat' : 'text';
+    // Authenticate before reading the body: a stranger without a key costs no body buffering.
+    access.authenticate(req.headers.authorization, bucket);
+    const body = await readBody(req);
+    let job: Job;
+    if (kind === 'chat') {
+      const r = parseApiRequest(chatCompletionRequestSchema, body);
+      const messages = r.messages.map((m) => ({
+        role: m.role === 'developer' ? ('system' as const) : m.role,
+        content: contentText(m.content),
+      }));
+      job = jobOf(r, { kind: 'chat', messages }, r.max_completion_tokens ?? r.max_tokens ?? null);
+    } else {
+      const r = parseApiRequest(completionRequestSchema, body);
+      const prompt = typeof r.prompt === 'string' ? r.prompt : r.prompt[0]!;
+      // OpenAI's completions default is 16 tokens.
+      job = jobOf(r, { kind: 'text', text: prompt }, r.max_tokens ?? 16);
+    }
+    const grant = access.admit(req.headers.authorization, bucket);
+    try {
+      await run(req, res, job, grant, kind);
+    } finally {
+      grant.release();
+    }
+  };
+
+  return {
+    handles: (pathname) => pathname === '/v1' || pathname.startsWith('/v1/'),
+    handle(req, res, url, bucket) {
+      const method = req.method ?? 'GET';
+      const path = url.pathname.replace(/\/+$/, '');
+      const fail = (e: unknown) => sendError(req, res, e);
+      if (method === 'OPTIONS') {
+        res.writeHead(204, { ...cors(req), 'Access-Control-Max-Age': '600' }).end();
+        return;
+      }
+      try {
+        if (path === '/v1/models') {
+          if (method !== 'GET' && method !== 'HEAD')
+            throw new RingworkError('INVALID_ARGUMENT', 'Use GET for /v1/models.', {
+              details: { param: null },
+            });
+          access.authenticate(req.headers.authorization, bucket);
+          sendJson(req, res, 200, listModels());
+          return;
+        }
+        if (path === '/v1/chat/completions' || path === '/v1/completions') {
+          if (method !== 'POST')
+            throw new RingworkError('INVALID_ARGUMENT', `Use POST for ${path}.`, {
+              details: { param: null },
+            });
+          post(req, res, path, bucket).catch(fail);
+          return;
+        }
+        sendJson(req, res, 404, {
+          error: {
+            message: `Unknown API path ${path}: the API has /v1/models, /v1/chat/completions and /v1/completions.`,
+            type: 'invalid_request_error',
+            code: 'INVALID_ARGUMENT',
+            param: null,
+          },
+        });
+      } catch (e) {
+        fail(e);
+      }
+    },
+    get streams() {
+      return access.streams;
+    },
+    async stop() {
+      const e = engine;
+      engine = null;
+      await e?.stop();
+    },
+  };
+}

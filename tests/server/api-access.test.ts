@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { isRingworkError } from '../../shared/errors';
+import { createApiAccess } from '../../signaling-server/src/api/api-access';
+import { apiConfigSchema } from '../../signaling-server/src/api/api-config';
+import { createStopMatcher } from '../../signaling-server/src/api/stop-matcher';
+
+const KEY = 'k'.repeat(24);
+const OTHER = 'o'.repeat(24);
+
+const codeOf = (f: () => unknown): string | undefined => {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return isRingworkError(e) ? e.code : 'not a RingworkError';
+  }
+};
+
+function setup(overrides: Record<string, unknown> = {}) {
+  let now = 1_000_000;
+  const clock = { now: () => now };
+  const access = createApiAccess(apiConfigSchema.parse(overrides), { keys: [KEY, OTHER], clock });
+  return { access, advance: (ms: number) => (now += ms) };
+}
+
+describe('API access: keys, per-key budgets, the server-wide stream cap', () => {
+  it('needs a known key unless anonymous use is on; anonymous callers are budgeted by address', () => {
+    const { access } = setup();
+    expect(codeOf(() => access.admit(undefined, 'a'))).toBe('API_UNAUTHORIZED');
+    expect(codeOf(() => access.admit('Bearer nope-nope-nope-nope', 'a'))).toBe('API_UNAUTHORIZED');
+    expect(codeOf(() => access.admit(`Basic ${KEY}`, 'a'))).toBe('API_UNAUTHORIZED');
+    expect(access.admit(`Bearer ${KEY}`, 'a').principal).toMatch(/^key:[0-9a-f]{8}$/);
+    const anon = setup({ anonymous: true, maxStreamsPerKey: 1 }).access;
+    expect(anon.admit(undefined, '10.0.0.1').principal).toBe('anon:10.0.0.1');
+    expect(codeOf(() => anon.admit(undefined, '10.0.0.1'))).toBe('API_RATE_LIMITED');
+    expect(anon.admit(undefined, '10.0.0.2').principal).toBe('anon:10.0.0.2');
+  });
+
+  it('caps streams per key and per server; a released stream frees its slot (release twice is safe)', () => {
+    const { access } = setup({ maxStreamsPerKey: 2, maxConcurrentStreams: 3 });
+    const a = access.admit(`Bearer ${KEY}`, 'x');
+    access.admit(`Bearer ${KEY}`, 'x');
+    expect(codeOf(() => access.admit(`Bearer ${KEY}`, 'x'))).toBe('API_RATE_LIMITED');
+    access.admit(`Bearer ${OTHER}`, 'x');
+    expect(access.streams).toBe(3);
+    expect(codeOf(() => access.admit(`Bearer ${OTHER}`, 'x'))).toBe('API_RATE_LIMITED');
+    a.release();
+    a.release();
+    expect(access.streams).toBe(2);
+    expect(access.admit(`Bearer ${KEY}`, 'x').principal).toMatch(/^key:/);
+  });
+
+  it('refuses past the request rate and the hourly token budget, and both refill with time', () => {
+    const { access, advance } = setup({ requestsPerMinute: 2, tokensPerHour: 100 });
+    access.admit(`Bearer ${KEY}`, 'x').release();
+    access.admit(`Bearer ${KEY}`, 'x').release();
+    expect(codeOf(() => access.admit(`Bearer ${KEY}`, 'x'))).toBe('API_RATE_LIMITED');
+    advance(30_000); // one request back
+    const g = access.admit(`Bearer ${KEY}`, 'x');
+    g.spend(150); // a stream may overrun its budget; the next request waits for the refill
+    g.release();
+    advance(60_000);
+    expect(codeOf(() => access.admit(`Bearer ${KEY}`, 'x'))).toBe('API_RATE_LIMITED');
+    advance(36 * 60_000); // 60 tokens refilled: the level is positive again
+    expect(access.admit(`Bearer ${KEY}`, 'x').principal).toMatch(/^key:/);
+  });
+});
+
+describe('stop strings over a token stream', () => {
+  const run = (stops: string[], pieces: string[]) => {
+    const m = createStopMatcher(stops);
+    let out = '';
+    let stopped = false;
+    for (const p of pieces) {
+      const r = m.push(p);
+      out += r.emit;
+      if (r.stopped) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) out += m.flush();
+    return { out, stopped };
+  };
+
+  it('cuts before a stop string split across pieces and never emits part of it', () => {
+    expect(run(['Lily'], ['named', ' L', 'i', 'ly', '.'])).toEqual({ out: 'named ', stopped: true });
+    expect(run(['\n\n', 'END'], ['a', '\n', '\n', 'b'])).toEqual({ out: 'a', stopped: true });
+  });
+
+  it('holds back a possible start and releases it when it turns out not to be a stop', () => {
+    const m = createStopMatcher(['Lily']);
+    expect(m.push('Li')).toEqual({ emit: '', stopped: false });
+    expect(m.push('on')).toEqual({ emit: 'Lion', stopped: false });
+    expect(run(['xyz'], ['x', 'y'])).toEqual({ out: 'xy', stopped: false });
+    expect(run([], ['a', 'b'])).toEqual({ out: 'ab', stopped: false });
+  });
+});

@@ -7,7 +7,7 @@
  */
 import { RingworkError } from '../errors.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
-import { bytesOf, sha256, SIGNATURE_BYTES, type SessionKey } from './crypto.js';
+import { bytesEqual, bytesOf, sha256, SIGNATURE_BYTES, type SessionKey } from './crypto.js';
 import {
   signCommitment,
   signReceipt,
@@ -27,6 +27,8 @@ export interface TamperContext {
   range: [number, number];
   step: number;
   position: number;
+  /** The stage's hidden input (stages after the first); lets a test tamper pass its input through. */
+  input?: Float32Array;
 }
 
 /** Returns a replacement the stage sends, or `undefined` to leave the step alone. */
@@ -175,13 +177,14 @@ export function createValidatingStage(o: ValidatingStageOptions): ValidatingStag
         range: o.range,
         step,
         position,
+        input: 'hidden' in input ? input.hidden : undefined,
       });
       if (replaced && replaced.length !== honest.length) {
         throw new RingworkError('INVALID_ARGUMENT', 'A tamper function must return the shape it was given.');
       }
       const sent = replaced ?? honest;
       const committed = o.behaviour?.mode === 'honest-commit' ? honest : sent;
-      let tampered = replaced !== undefined;
+      let tampered = replaced !== undefined && !bytesEqual(bytesOf(replaced), bytesOf(honest));
       const coords: StepCoordinates = { session, ring: o.ring, stage: o.stage, step, position };
       let payload: Uint8Array;
       let committedPayload: Uint8Array;
@@ -190,11 +193,11 @@ export function createValidatingStage(o: ValidatingStageOptions): ValidatingStag
         const last = (a: Float32Array) => a.subarray(a.length - o.rowLen);
         token = sample(last(sent), step);
         const committedToken = committed === sent ? token : sample(last(committed), step);
+        const honestToken = replaced ? sample(last(honest), step) : token;
         const forced = o.behaviour?.token?.({ token, step, logits: last(honest) });
-        if (forced !== undefined && forced !== token) {
-          token = forced;
-          tampered = true;
-        }
+        if (forced !== undefined && forced !== token) token = forced;
+        // What counts as a change at the head: the token it sends, or (committing to what it sends) its logits.
+        tampered = token !== honestToken || (tampered && o.behaviour?.mode !== 'honest-commit');
         payload = bytesOf(Int32Array.of(token)).slice();
         committedPayload =
           o.behaviour?.mode === 'honest-commit' ? bytesOf(Int32Array.of(committedToken)).slice() : payload;

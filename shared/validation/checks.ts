@@ -43,8 +43,10 @@ export interface RingStep {
   receivedToken: Uint8Array;
   /** The head's receipt for what it sent. */
   headReceipt: Uint8Array;
-  /** Asks stage `stage` for its recorded input of this step (a dispute). */
-  inputOf(stage: number): Uint8Array | undefined;
+  /** Asks stage `stage` for its recorded input of step `step` (a dispute). */
+  inputOf(stage: number, step: number): Uint8Array | undefined;
+  /** This ring's verified commitments of every step so far, this one last (`history[step][stage]`). */
+  history: Commitment[][];
 }
 
 /**
@@ -126,10 +128,13 @@ function argmax(row: Float32Array): number {
 }
 
 /**
- * The referee's verdict on stage `stage` of one ring: was the stage's (recorded, hash-checked)
- * input the honest one — if not, its sender deviated — and is its committed output within the
- * tolerance of the recomputation? For the head, the committed token must also be the referee's
- * (a near-tie within the tolerance is no deviation). Undefined when the ring is honest there.
+ * The referee's verdict on stage `stage` of one ring at the current step. A stage's output depends
+ * on every input it was given this session (its KV cache), so first each of its recorded inputs,
+ * step by step, is checked against its commitment's hash and against the referee's recomputation:
+ * the first input that is off (beyond the tolerance) was provably sent that way by the previous
+ * stage (its receipt covers that hash) — the sender deviated then, even if nobody checked that step.
+ * Only with an honest input history is the stage's own output compared (and, for the head, its
+ * token; a near-tie within the tolerance is no deviation). Undefined when the ring is honest there.
  */
 export async function refereeVerdict(
   r: RingStep,
@@ -138,30 +143,44 @@ export async function refereeVerdict(
   tol: Tolerance,
   rowLens: number[],
   sketchParams?: SketchParams,
-): Promise<Located | undefined> {
+): Promise<(Located & { distance?: undefined }) | { distance: number; ring?: undefined }> {
   const c = r.commitments[stage]!;
   if (stage > 0) {
-    const input = r.inputOf(stage);
-    if (!input || !bytesEqual(await sha256(input), c.inHash)) {
-      return { ring: r.ring, stage, reason: 'false-input', proof: [c] };
-    }
-    const inTensor = new Float32Array(input.slice().buffer);
-    const dIn = tensorDistance(inTensor, ref.outputs[stage - 1]!);
-    if (dIn > tol.tensor) {
-      // The bytes the sender provably sent (its receipt, hash-checked above) are not the honest ones.
-      const sender = r.commitments[stage - 1]!;
-      const own = sketchOf(inTensor, rowLens[stage - 1]!, sketchParams);
-      return {
-        ring: r.ring,
-        stage: stage - 1,
-        reason: sketchesEqual(own, sender.sketch) ? 'output-mismatch' : 'false-sketch',
-        proof: [sender, c],
-        refereeDistance: dIn,
-      };
+    const rowLen = rowLens[stage - 1]!;
+    for (let step = 0; step < r.history.length; step++) {
+      const cs = r.history[step]!;
+      const at = cs[stage]!;
+      const input = r.inputOf(stage, step);
+      if (!input || !bytesEqual(await sha256(input), at.inHash)) {
+        return { ring: r.ring, stage, reason: 'false-input', proof: [at] };
+      }
+      const inTensor = new Float32Array(input.slice().buffer);
+      const honest = ref.outputs[stage - 1]!.subarray(
+        at.position * rowLen,
+        at.position * rowLen + inTensor.length,
+      );
+      const dIn = tensorDistance(inTensor, honest);
+      if (dIn > tol.tensor) {
+        // The bytes the sender provably sent (its receipt, hash-checked above) are not the honest ones.
+        const sender = cs[stage - 1]!;
+        const own = sketchOf(inTensor, rowLen, sketchParams);
+        return {
+          ring: r.ring,
+          stage: stage - 1,
+          reason: sketchesEqual(own, sender.sketch) ? 'output-mismatch' : 'false-sketch',
+          proof: [sender, at],
+          refereeDistance: dIn,
+        };
+      }
     }
   }
-  const refOut = ref.outputs[stage]!;
-  const d = sketchDistance(c.sketch, sketchOf(refOut, rowLens[stage]!, sketchParams));
+  const rowLen = rowLens[stage]!;
+  const all = ref.outputs[stage]!;
+  const refOut =
+    c.kind === 'logits'
+      ? all
+      : all.subarray(c.position * rowLen, c.position * rowLen + c.sketch.rows.length * rowLen);
+  const d = sketchDistance(c.sketch, sketchOf(refOut, rowLen, sketchParams));
   if (d > tol.sketch)
     return { ring: r.ring, stage, reason: 'output-mismatch', proof: [c], refereeDistance: d };
   if (c.kind === 'logits') {
@@ -180,7 +199,7 @@ export async function refereeVerdict(
       };
     }
   }
-  return undefined;
+  return { distance: d };
 }
 
 /** Stage 0's input bytes for token ids (what the requester sends). */

@@ -8,7 +8,7 @@ import type { ShardRunner } from '../runtime/shard-runner.js';
 
 /** A referee's recomputation of one step. */
 export interface RefereeResult {
-  /** Per stage `0..upTo`: the step's rows of that stage's output (the head: its last logits row). */
+  /** Per stage `0..upTo`: that stage's output at every position (the head: its last logits row). */
   outputs: Float32Array[];
   computeMs: number;
 }
@@ -17,20 +17,15 @@ export interface RefereeResult {
 export interface Referee {
   /**
    * Runs `tokens` (every position from 0 through the step's last) through stages `0..upTo` in a
-   * fresh KV session and returns the last `rows` rows of each stage's output.
+   * fresh KV session and returns each stage's output for every position.
    */
-  recompute(
-    tokens: readonly number[],
-    rows: number,
-    upTo: number,
-    opts?: { signal?: AbortSignal },
-  ): Promise<RefereeResult>;
+  recompute(tokens: readonly number[], upTo: number, opts?: { signal?: AbortSignal }): Promise<RefereeResult>;
 }
 
 /** A referee over loaded runners that cut the model at the same unit boundaries as the rings. */
 export function createReferee(o: { runners: ShardRunner[]; rowLens: number[] }): Referee {
   return {
-    async recompute(tokens, rows, upTo, opts = {}) {
+    async recompute(tokens, upTo, opts = {}) {
       const outputs: Float32Array[] = [];
       let computeMs = 0;
       let hidden: Float32Array | undefined;
@@ -43,9 +38,7 @@ export function createReferee(o: { runners: ShardRunner[]; rowLens: number[] }):
           const out = await runner.step(id, input, { signal: opts.signal });
           computeMs += out.ms;
           hidden = out.data;
-          const rowLen = o.rowLens[i]!;
-          const keep = out.kind === 'logits' ? 1 : rows;
-          outputs.push(out.data.slice(out.data.length - keep * rowLen));
+          outputs.push(out.kind === 'logits' ? out.data.slice(out.data.length - o.rowLens[i]!) : out.data);
         } finally {
           await runner.closeSession(id);
         }

@@ -8,7 +8,7 @@
  * Greedy sampling (the referee checks the head's token as the argmax).
  */
 import { RingworkError, throwIfAborted } from '../errors.js';
-import { encodeCommitment, SESSION_ID_BYTES } from './commitment.js';
+import { encodeCommitment, SESSION_ID_BYTES, type Commitment } from './commitment.js';
 import {
   checkRing,
   compareRings,
@@ -77,8 +77,10 @@ export interface ValidatedGenerationResult {
   unresolved: number;
   /** Steps a referee recomputed (disputes and spot checks). */
   stepsChecked: number;
-  /** Largest honest ring-vs-ring and ring-vs-referee sketch distances seen on agreeing comparisons. */
+  /** Largest ring-vs-ring sketch distance seen on agreeing comparisons. */
   maxAgreeingDistance: number;
+  /** Largest ring-vs-referee sketch distance where the referee found the stage honest. */
+  maxRefereeDistance: number;
   /** Commitment bytes one ring sends the requester per decode step. */
   commitmentBytesPerStep: number;
   computeMs: { rings: number; referee: number };
@@ -116,6 +118,7 @@ export async function runValidatedGeneration(
     unresolved: 0,
     stepsChecked: 0,
     maxAgreeingDistance: 0,
+    maxRefereeDistance: 0,
     commitmentBytesPerStep: 0,
     computeMs: { rings: 0, referee: 0 },
     validationMs: 0,
@@ -146,6 +149,8 @@ export async function runValidatedGeneration(
     res.detections.push(det);
   };
 
+  // Every ring's commitments of every step so far (small), for disputes over earlier steps.
+  const histories = new Map<number, Commitment[][]>();
   await Promise.all(o.rings.flatMap((r) => r.stages.map((s) => s.begin(session))));
   try {
     let feed = o.prompt.slice(0, Math.max(1, Math.min(o.prompt.length, o.steps)));
@@ -174,12 +179,14 @@ export async function runValidatedGeneration(
           sentTokens: sent,
           receivedToken: frame.payload,
           headReceipt: frame.from!.receipt,
-          inputOf: (s) => ring.stages[s]!.recordedInput(step),
+          inputOf: (s, t) => ring.stages[s]!.recordedInput(t),
+          history: [...(histories.get(ring.ring) ?? []), commitments],
           token,
         });
         if (step === 1)
           res.commitmentBytesPerStep = commitments.reduce((n, c) => n + encodeCommitment(c).length, 0);
       }
+      for (const v of views) histories.set(v.ring, v.history);
       // 1. Signatures and exact boundaries, ring by ring (no referee needed).
       const boundary: Located[] = [];
       for (const v of views) {
@@ -202,12 +209,13 @@ export async function runValidatedGeneration(
         if (first !== undefined) {
           res.flags++;
           res.stepsChecked++;
-          const ref = await o.referee!.recompute(res.tokens, feed.length, first, { signal: o.signal });
+          const ref = await o.referee!.recompute(res.tokens, first, { signal: o.signal });
           res.computeMs.referee += ref.computeMs;
           const verdicts: Located[] = [];
           for (const v of live) {
             const l = await refereeVerdict(v, first, ref, o.tolerance, o.rowLens, o.sketch);
-            if (l) verdicts.push(l);
+            if (l.ring !== undefined) verdicts.push(l);
+            else res.maxRefereeDistance = Math.max(res.maxRefereeDistance, l.distance);
           }
           // The majority decides: the referee and the rings it agrees with outvote the rest.
           if (verdicts.length > 0 && verdicts.length < live.length + 1) drop(verdicts, step, 'compare');
@@ -217,12 +225,14 @@ export async function runValidatedGeneration(
         // 3. Spot check: the referee recomputes the whole step and checks every stage in order.
         res.stepsChecked++;
         const v = live[0]!;
-        const ref = await o.referee!.recompute(res.tokens, feed.length, nStages - 1, { signal: o.signal });
+        const ref = await o.referee!.recompute(res.tokens, nStages - 1, { signal: o.signal });
         res.computeMs.referee += ref.computeMs;
         let found: Located | undefined;
         for (let s = 0; s < nStages && !found; s++) {
           res.comparisons++;
-          found = await refereeVerdict(v, s, ref, o.tolerance, o.rowLens, o.sketch);
+          const l = await refereeVerdict(v, s, ref, o.tolerance, o.rowLens, o.sketch);
+          if (l.ring !== undefined) found = l;
+          else res.maxRefereeDistance = Math.max(res.maxRefereeDistance, l.distance);
         }
         if (found) drop([found], step, 'spot-check');
         else o.spotCheck.recordClean(v.peers);

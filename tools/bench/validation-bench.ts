@@ -12,6 +12,7 @@ import { DEFAULT_TOLERANCE, type Tolerance } from '../../shared/validation/check
 import { createSpotCheckPolicy, spotCheckDetectionProbability } from '../../shared/validation/spot-check.js';
 import {
   createValidationNetwork,
+  threadCountDistances,
   trialPrompt,
   type TrialResult,
   type ValidationNetwork,
@@ -68,15 +69,25 @@ export interface ValidationReport {
   };
   tolerance: Tolerance;
   commitmentBytesPerStep: number;
+  /**
+   * Spot checks vs f. `where`: the cheater is the head (its cheating leaves no state behind, so only
+   * a check of a cheated step sees it: the formula's case) or a middle stage (the next stage's KV
+   * cache keeps the cheated input, and the referee checks the whole input history, so any later
+   * check finds it too).
+   */
   spotCheck: {
     f: number;
     q: number;
     n: number;
+    where: 'head' | 'middle';
     trials: number;
     detected: number;
+    located: number;
     measured: number;
     predicted: number;
   }[];
+  /** Honest sketch distances between wasm thread counts 1 and 2 (separate processes). */
+  threads: { comparisons: number; maxDistance: number; tokensEqual: boolean } | null;
   overhead: { mode: string; computeMs: number; wallMs: number; computeRatio: number; wallRatio: number }[];
   wallSeconds: number;
 }
@@ -154,6 +165,7 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
       tolerance: tol,
       commitmentBytesPerStep: 0,
       spotCheck: [],
+      threads: null,
       overhead: [],
       wallSeconds: 0,
     };
@@ -184,49 +196,63 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
         report.honest.falsePositives += r.detections.reduce((n, d) => n + d.located.length, 0);
       }
       report.honest.maxRingDistance = Math.max(report.honest.maxRingDistance, k2.maxAgreeingDistance);
-      report.honest.maxRefereeDistance = Math.max(report.honest.maxRefereeDistance, spot.maxAgreeingDistance);
+      report.honest.maxRefereeDistance = Math.max(report.honest.maxRefereeDistance, spot.maxRefereeDistance);
       report.commitmentBytesPerStep = k2.commitmentBytesPerStep;
     }
     if (!o.classesOnly) {
+      o.log('thread counts 1 vs 2...');
+      report.threads = await threadCountDistances({
+        modelPath: o.modelPath,
+        splits: [2, 4],
+        threads: [1, 2],
+        prompts: Array.from({ length: Math.max(1, o.honestTrials) }, (_, t) =>
+          trialPrompt(net.config, 5000 + t),
+        ),
+        steps: o.steps,
+      });
       const cheat = TAMPER_CLASSES.find((c) => c.name === 'cheat-10pct')!;
       for (const f of [0.05, 0.1, 0.2, 0.5]) {
-        o.log(`spot checks f=${f}...`);
-        let trials = 0;
-        let detected = 0;
-        for (let t = 0; t < o.spotTrials; t++) {
-          const r = await net.trial({
-            k: 1,
-            prompt: trialPrompt(net.config, 9000 + t),
-            steps: o.steps,
-            tolerance: tol,
-            stopAtDetection: true,
-            tamper: {
-              cls: cheat,
-              ring: 0,
-              stage: t % net.ranges.length,
-              seed: 31 * t + Math.round(f * 1000),
-            },
-            spotCheck: createSpotCheckPolicy({
-              fMin: f,
-              fMax: f,
-              halfLife: Infinity,
-              random: mulberry32Float(17 * t + 3),
-            }),
+        for (const where of ['head', 'middle'] as const) {
+          o.log(`spot checks f=${f}, cheater at the ${where}...`);
+          const stage = where === 'head' ? net.ranges.length - 1 : 1;
+          let detected = 0;
+          let located = 0;
+          for (let t = 0; t < o.spotTrials; t++) {
+            const r = await net.trial({
+              k: 1,
+              prompt: trialPrompt(net.config, 9000 + t),
+              steps: o.steps,
+              tolerance: tol,
+              stopAtDetection: true,
+              tamper: { cls: cheat, ring: 0, stage, seed: 31 * t + Math.round(f * 1000) },
+              spotCheck: createSpotCheckPolicy({
+                fMin: f,
+                fMax: f,
+                halfLife: Infinity,
+                random: mulberry32Float(17 * t + 3),
+              }),
+            });
+            if (r.detections.length > 0) detected++;
+            if (
+              r.detections.flatMap((d) => d.located).every((l) => l.peerId === r.tamperer) &&
+              r.detections.length > 0
+            )
+              located++;
+          }
+          // Forward passes of a generation: the prefill of BOS + 3 tokens, then one per fed token.
+          const n = o.steps - 4;
+          report.spotCheck.push({
+            f,
+            q: 0.1,
+            n,
+            where,
+            trials: o.spotTrials,
+            detected,
+            located,
+            measured: o.spotTrials ? detected / o.spotTrials : 0,
+            predicted: spotCheckDetectionProbability(f, 0.1, n),
           });
-          trials++;
-          if (r.detections.length > 0) detected++;
         }
-        // Forward passes of a generation: the prefill of BOS + 3 tokens, then one per fed token.
-        const n = o.steps - 4;
-        report.spotCheck.push({
-          f,
-          q: 0.1,
-          n,
-          trials,
-          detected,
-          measured: trials ? detected / trials : 0,
-          predicted: spotCheckDetectionProbability(f, 0.1, n),
-        });
       }
       o.log('overhead...');
       const modes = [
@@ -289,12 +315,17 @@ export function formatValidationReport(r: ValidationReport): string {
   lines.push(
     `honest: ${h.trials} generations, ${h.comparisons} comparisons, ${h.flags} flags, ${h.falsePositives} false positives; max honest distance ring vs ring ${sci(h.maxRingDistance)}, ring vs referee ${sci(h.maxRefereeDistance)}; tolerance ${sci(r.tolerance.sketch)} (sketch), ${sci(r.tolerance.tensor)} (tensor)`,
   );
+  if (r.threads) {
+    lines.push(
+      `honest, wasm 1 vs 2 threads (separate processes): ${r.threads.comparisons} comparisons, max distance ${sci(r.threads.maxDistance)}, same tokens: ${r.threads.tokensEqual}`,
+    );
+  }
   lines.push(`commitments: ${r.commitmentBytesPerStep} bytes per decode step per ring (all stages, signed)`);
   if (r.spotCheck.length) {
     lines.push('spot checks, one ring, a stage cheating on 10 % of steps (q = 0.1):');
     for (const s of r.spotCheck) {
       lines.push(
-        `  f=${pad(s.f, 6)}detected ${pad(`${s.detected}/${s.trials}`, 8)}measured ${pad(s.measured.toFixed(2), 6)}predicted 1-(1-f·q)^${s.n} = ${s.predicted.toFixed(2)}`,
+        `  f=${pad(s.f, 6)}cheater ${pad(s.where, 8)}detected ${pad(`${s.detected}/${s.trials}`, 8)}located ${pad(s.located, 5)}measured ${pad(s.measured.toFixed(2), 6)}predicted 1-(1-f·q)^${s.n} = ${s.predicted.toFixed(2)}`,
       );
     }
   }

@@ -5,8 +5,10 @@
  * need. Stages exchange exact byte frames with signed receipts (`shared/validation/stage.ts`); the
  * ring protocol itself is not involved.
  */
+import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { openLlama2cModel } from '../../shared/model/llama2c.js';
 import { createMemoryFileOpener } from '../../shared/model/memory-source.js';
 import type { ModelConfig } from '../../shared/model/types.js';
@@ -23,11 +25,12 @@ import {
   type ValidatedGenerationResult,
   type ValidatedRing,
 } from '../../shared/validation/session.js';
-import type { SketchParams } from '../../shared/validation/sketch.js';
+import { sketchDistance, type SketchParams } from '../../shared/validation/sketch.js';
 import type { SpotCheckPolicy } from '../../shared/validation/spot-check.js';
 import { createValidatingStage, type ValidatingStage } from '../../shared/validation/stage.js';
 import type { Tolerance } from '../../shared/validation/checks.js';
 import { nodeOrt } from '../../signaling-server/src/model/open-node-model.js';
+import type { ThreadChildReply, ThreadChildRequest } from './validation-thread-child.js';
 import type { StageRole, TamperClass } from './validation-tampers.js';
 
 /** Options of {@link createValidationNetwork}. */
@@ -223,4 +226,53 @@ export async function createValidationNetwork(o: ValidationNetworkOptions): Prom
 export function trialPrompt(config: ModelConfig, seed: number, n = 3): number[] {
   const next = mulberry32(seed);
   return [config.bosTokenId ?? 1, ...Array.from({ length: n }, () => 3 + (next() % (config.vocabSize - 3)))];
+}
+
+/**
+ * Honest sketch distances between two wasm thread counts (each in its own child process, same
+ * prompts, greedy): the largest distance per compared step and stage, and how many comparisons.
+ */
+export async function threadCountDistances(o: {
+  modelPath: string;
+  splits: number[];
+  threads: [number, number];
+  prompts: number[][];
+  steps: number;
+}): Promise<{ comparisons: number; maxDistance: number; tokensEqual: boolean }> {
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  const runChild = (threads: number) =>
+    new Promise<ThreadChildReply>((resolveReply, reject) => {
+      const child = fork(fileURLToPath(new URL(`./validation-thread-child.${ext}`, import.meta.url)), [], {
+        execArgv: process.execArgv,
+        serialization: 'advanced',
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      child.once('message', (m: ThreadChildReply) => (m.ok ? resolveReply(m) : reject(new Error(m.message))));
+      child.once('exit', (code) => code !== 0 && reject(new Error(`thread child exited with ${code}`)));
+      child.send({
+        modelPath: o.modelPath,
+        splits: o.splits,
+        threads,
+        prompts: o.prompts,
+        steps: o.steps,
+      } satisfies ThreadChildRequest);
+    });
+  const a = await runChild(o.threads[0]);
+  const b = await runChild(o.threads[1]);
+  let comparisons = 0;
+  let maxDistance = 0;
+  let tokensEqual = true;
+  a.runs!.forEach((ra, p) => {
+    const rb = b.runs![p]!;
+    tokensEqual &&= ra.tokens.join() === rb.tokens.join();
+    // Greedy runs stay comparable step by step only while their tokens agree.
+    for (let s = 0; s < Math.min(ra.sketches.length, rb.sketches.length); s++) {
+      if (ra.tokens[s] !== rb.tokens[s]) break;
+      ra.sketches[s]!.forEach((sk, i) => {
+        comparisons++;
+        maxDistance = Math.max(maxDistance, sketchDistance(sk, rb.sketches[s]![i]!));
+      });
+    }
+  });
+  return { comparisons, maxDistance, tokensEqual };
 }

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     modelPath: values.model ?? 'public/models/stories260K/stories260K.bin',
     trials: int('trials', values.trials, 12, 1),
     honestTrials: int('honest', values.honest, 6, 0),
-    spotTrials: int('spot-trials', values['spot-trials'], 12, 1),
+    spotTrials: int('spot-trials', values['spot-trials'], 10, 1),
     overheadTrials: int('overhead', values.overhead, 2, 1),
     steps: int('steps', values.steps, 64, 8),
     classes,

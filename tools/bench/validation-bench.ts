@@ -260,13 +260,13 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
         { mode: 'k=2', k: 2, f: 0 },
         { mode: 'k=1, f=0.1', k: 1, f: 0.1 },
       ];
-      for (const m of modes) {
-        let computeMs = 0;
-        let wallMs = 0;
-        for (let t = 0; t < o.overheadTrials; t++) {
+      const totals = modes.map(() => ({ computeMs: 0, wallMs: 0 }));
+      // Modes interleaved trial by trial (after one discarded warm-up round), so load drift hits all alike.
+      for (let t = -1; t < o.overheadTrials; t++) {
+        for (const [i, m] of modes.entries()) {
           const r = await net.trial({
             k: m.k,
-            prompt: trialPrompt(net.config, 7000 + t),
+            prompt: trialPrompt(net.config, 7000 + Math.max(t, 0)),
             steps: o.steps,
             tolerance: tol,
             spotCheck:
@@ -275,15 +275,18 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
                     fMin: m.f,
                     fMax: m.f,
                     halfLife: Infinity,
-                    random: mulberry32Float(t),
+                    random: mulberry32Float(t + 1),
                   })
                 : undefined,
           });
-          computeMs += r.computeMs.rings + r.computeMs.referee;
-          wallMs += r.wallMs;
+          if (t < 0) continue;
+          totals[i]!.computeMs += r.computeMs.rings + r.computeMs.referee;
+          totals[i]!.wallMs += r.wallMs;
         }
-        report.overhead.push({ mode: m.mode, computeMs, wallMs, computeRatio: 0, wallRatio: 0 });
       }
+      modes.forEach((m, i) =>
+        report.overhead.push({ mode: m.mode, ...totals[i]!, computeRatio: 0, wallRatio: 0 }),
+      );
       for (const m of report.overhead) {
         m.computeRatio = m.computeMs / report.overhead[0]!.computeMs;
         m.wallRatio = m.wallMs / report.overhead[0]!.wallMs;

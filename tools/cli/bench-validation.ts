@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     trials: int('trials', values.trials, 12, 1),
     honestTrials: int('honest', values.honest, 6, 0),
     spotTrials: int('spot-trials', values['spot-trials'], 10, 1),
-    overheadTrials: int('overhead', values.overhead, 2, 1),
+    overheadTrials: int('overhead', values.overhead, 3, 1),
     steps: int('steps', values.steps, 64, 8),
     classes,
     classesOnly: values.tamper !== undefined,

@@ -7,8 +7,8 @@
  * dropped, and the answer continues on the honest ring with the token an undisturbed run gives.
  * Greedy sampling (the referee checks the head's token as the argmax).
  */
-import { RingworkError, throwIfAborted } from '../errors.js';
-import { encodeCommitment, SESSION_ID_BYTES, type Commitment } from './commitment.js';
+import { isRingworkError, RingworkError, throwIfAborted } from '../errors.js';
+import { encodeCommitment, SESSION_ID_BYTES, verifyCommitment, type Commitment } from './commitment.js';
 import {
   checkRing,
   compareRings,
@@ -160,17 +160,43 @@ export async function runValidatedGeneration(
       const position = res.tokens.length - feed.length;
       const sent = tokenBytes(feed);
       const views: (RingStep & { token: number })[] = [];
-      for (const ring of active) {
+      const refusals: Located[] = [];
+      for (const ring of [...active]) {
         let frame: StageFrame = { payload: sent };
-        const commitments = [];
+        const commitments: Commitment[] = [];
         let token = -1;
-        for (const st of ring.stages) {
-          const r = await st.step(frame, step, position, { signal: o.signal });
-          res.computeMs.rings += r.computeMs;
-          res.validationMs += r.validationMs;
-          commitments.push(r.commitment);
-          frame = r.frame;
-          if (r.token !== undefined) token = r.token;
+        let refusedAt: number | undefined;
+        for (const [i, st] of ring.stages.entries()) {
+          try {
+            const r = await st.step(frame, step, position, { signal: o.signal });
+            res.computeMs.rings += r.computeMs;
+            res.validationMs += r.validationMs;
+            commitments.push(r.commitment);
+            frame = r.frame;
+            if (r.token !== undefined) token = r.token;
+          } catch (e) {
+            if (!isRingworkError(e) || e.code !== 'VALIDATION_RECEIPT_MISMATCH') throw e;
+            refusedAt = i;
+            break;
+          }
+        }
+        if (refusedAt !== undefined) {
+          // A receiver refused its sender's frame (the receipt did not verify). The receiver's word
+          // alone blames nobody; the sender's own commitment, checked against its registered key, can.
+          const sender = commitments[refusedAt - 1]!;
+          const ok = await verifyCommitment(o.registry.keyOf(ring.stages[refusedAt - 1]!.peerId), sender);
+          if (!ok)
+            refusals.push({
+              ring: ring.ring,
+              stage: refusedAt - 1,
+              reason: 'bad-signature',
+              proof: [sender],
+            });
+          else {
+            res.unresolved++;
+            active = active.filter((r) => r !== ring);
+          }
+          continue;
         }
         views.push({
           ring: ring.ring,
@@ -188,7 +214,7 @@ export async function runValidatedGeneration(
       }
       for (const v of views) histories.set(v.ring, v.history);
       // 1. Signatures and exact boundaries, ring by ring (no referee needed).
-      const boundary: Located[] = [];
+      const boundary: Located[] = [...refusals];
       for (const v of views) {
         const l = await checkRing(v, o.registry, { session, step, position });
         if (l) boundary.push(l);

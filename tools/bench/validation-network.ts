@@ -66,6 +66,8 @@ export interface TrialOptions {
   tamper?: { cls: TamperClass; ring: number; stage: number; seed: number };
   spotCheck?: SpotCheckPolicy;
   stopAtDetection?: boolean;
+  /** This peer signs with a key other than the one it registered (a forger, or a rewritten commitment). */
+  forger?: { ring: number; stage: number };
 }
 
 /** A trial's outcome with the benchmark's bookkeeping. */
@@ -161,7 +163,11 @@ export async function createValidationNetwork(o: ValidationNetworkOptions): Prom
         for (let i = 0; i < ranges.length; i++) {
           const peerId = `r${r}s${i}`;
           const key = await createSessionKey();
-          await registry.register(peerId, key.publicKeyRaw);
+          const forges = t.forger?.ring === r && t.forger.stage === i;
+          await registry.register(
+            peerId,
+            forges ? (await createSessionKey()).publicKeyRaw : key.publicKeyRaw,
+          );
           const bad = t.tamper && t.tamper.ring === r && t.tamper.stage === i ? t.tamper : undefined;
           if (bad) tamperer = peerId;
           const stage = createValidatingStage({

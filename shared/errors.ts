@@ -164,6 +164,15 @@ export const ERROR_CODES = [
   'API_RATE_LIMITED',
   /** No ring serves the model now and the server does not run it itself (503). */
   'API_NO_CAPACITY',
+  // ---- result validation
+  /** A validation commitment or send receipt is malformed (wrong length, version, field). */
+  'VALIDATION_BAD_COMMITMENT',
+  /** A commitment's or receipt's signature does not verify under the signer's registered key. */
+  'VALIDATION_BAD_SIGNATURE',
+  /** A commitment names a signer that registered no key for the session. */
+  'VALIDATION_UNKNOWN_SIGNER',
+  /** A received frame's bytes do not match the sender's signed receipt; the frame was refused. */
+  'VALIDATION_RECEIPT_MISMATCH',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -149,6 +149,11 @@ export const ERROR_CODES = [
   'SERVER_INTERNAL',
   /** The request's Host header does not name this server (DNS rebinding); see `--allow-host`. */
   'HTTP_HOST_NOT_ALLOWED',
+  /**
+   * The server refuses this peer for good (a ban): a client must not reconnect. Clients stop their
+   * rejoin loop on it; the server does not send it yet (no ban list), the code reserves the meaning.
+   */
+  'PEER_BANNED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

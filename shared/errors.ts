@@ -173,6 +173,11 @@ export const ERROR_CODES = [
   'VALIDATION_UNKNOWN_SIGNER',
   /** A received frame's bytes do not match the sender's signed receipt; the frame was refused. */
   'VALIDATION_RECEIPT_MISMATCH',
+  /**
+   * The server refuses this peer for good (a ban): a client must not reconnect. Clients stop their
+   * rejoin loop on it; the server does not send it yet (no ban list), the code reserves the meaning.
+   */
+  'PEER_BANNED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

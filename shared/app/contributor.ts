@@ -7,7 +7,7 @@
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import type { DeviceProfile } from '../device/profile.js';
 import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
-import { RingworkError } from '../errors.js';
+import { isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
 import {
   createRingStage,
@@ -25,8 +25,10 @@ import {
   systemAppClock,
   type AppClock,
   type Logger,
+  type NetworkClosed,
   type NetworkHandle,
 } from './network-port.js';
+import { isFinalError, rejoinDelay, type RejoinOptions } from './rejoin-policy.js';
 import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
 
 export type ContributePhase =
@@ -62,6 +64,16 @@ export interface ContributeState {
   dutyCycle: number;
   autoPause: boolean;
   error?: string;
+  /** The typed code of `error` when it has one (e.g. PROTOCOL_BAD_VERSION: rejoining stopped). */
+  errorCode?: ErrorCode;
+  /**
+   * Set while the connection is down and the contributor is coming back by itself: the attempt
+   * (1-based), the delay before it, and why the connection ended. The stage keeps serving its open
+   * links meanwhile.
+   */
+  rejoin?: { attempt: number; delayMs: number; reason?: string };
+  /** How many times this contributor rejoined after its connection ended (resumed or new session). */
+  rejoins: number;
 }
 
 /** A measured device: its profile and the capability derived from it. */
@@ -81,6 +93,14 @@ export interface ContributorOptions {
   logger?: Logger;
   /** Link connect timeout, ms (default 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * Come back by itself when the connection ends (dropped, server restarted, evicted, replaced):
+   * call `network()` again after a back-off with jitter (default: on, 0.5 s doubling to 30 s);
+   * `false` leaves a dropped contributor where it is.
+   */
+  rejoin?: RejoinOptions | false;
+  /** Jitter source of the rejoin back-off (default Math.random). */
+  random?: () => number;
 }
 
 export interface Contributor {
@@ -144,6 +164,7 @@ const initialState = (): ContributeState => ({
   stats: { stepsServed: 0, tokensServed: 0, computeMs: 0, openSessions: 0 },
   dutyCycle: 1,
   autoPause: false,
+  rejoins: 0,
 });
 
 /** Creates a contributor (idle until {@link Contributor.start}). */
@@ -160,6 +181,10 @@ export function createContributor(o: ContributorOptions): Contributor {
   let starting: Promise<void> | undefined;
   /** Stage-side end of the in-memory link to this peer's own requester. */
   let selfLink: PeerLink | undefined;
+  /** Unsubscribes from the current connection's end. */
+  let offClosed: (() => void) | undefined;
+  /** Aborts the running rejoin loop (stop, or a final verdict); set while one runs. */
+  let rejoining: AbortController | undefined;
 
   const send = (m: Parameters<NetworkHandle['signaling']['send']>[0]) => {
     try {
@@ -302,10 +327,128 @@ export function createContributor(o: ContributorOptions): Contributor {
       set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined });
   };
 
+  /** Follows the coordinator's assignments on `n` (links, stage) — one membership per session. */
+  const follow = (n: NetworkHandle): RingMembership =>
+    createRingMembership({
+      network: n,
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+      logger: log,
+      onLink: (link) => (serving?.stage ? serving.stage.attach(link) : notServingYet(link)),
+      onAssignment,
+      onUnassigned: (u) => onUnassigned(u),
+    });
+
+  /** The profile the coordinator should plan with: none of this peer's memory while paused. */
+  const announce = (): void => {
+    const c = get();
+    if (!c.capability) return;
+    send({
+      type: 'profile',
+      capability: c.phase === 'paused' ? { ...c.capability, memoryBytes: 0 } : c.capability,
+    });
+  };
+
+  /** Everything a contributor holds on the network, released (stop, or a final verdict). */
+  const leave = async (): Promise<void> => {
+    rejoining?.abort();
+    rejoining = undefined;
+    offClosed?.();
+    offClosed = undefined;
+    const m = membership;
+    membership = undefined;
+    starting = undefined;
+    m?.stop();
+    selfLink?.close();
+    selfLink = undefined;
+    await stopServing();
+    net?.close?.();
+    net = undefined;
+  };
+
+  /** A "do not come back" verdict (banned, wrong protocol version): leave and say why. */
+  const giveUp = async (e: RingworkError): Promise<void> => {
+    log.warn({ code: e.code }, 'not rejoining: the server said not to come back');
+    await leave();
+    set({ phase: 'error', error: e.message, errorCode: e.code, rejoin: undefined, assignment: undefined });
+  };
+
+  /**
+   * Takes a new connection after a rejoin. A resumed session keeps everything (the server re-sends
+   * the assignment; ring links are peer-to-peer and outlive the signaling socket). A new session is
+   * a new peer id the ring does not know: its links and stage belong to the old id and are rebuilt,
+   * the profile is announced again — but the loaded shard stays, so an assignment of the same units
+   * of the same model serves at once, with no download.
+   */
+  const adopt = (n: NetworkHandle): void => {
+    const old = net;
+    net = n;
+    watch(n);
+    set({ peerId: n.peerId, rejoin: undefined, rejoins: get().rejoins + 1 });
+    if (!get().capability) return; // still joining: join() follows whichever connection is current
+    const resumed = n.resumed === true && old?.peerId === n.peerId && old.signaling === n.signaling;
+    if (resumed && membership) return;
+    membership?.stop();
+    selfLink?.close();
+    selfLink = undefined;
+    if (serving && !serving.shard) {
+      void stopServing(); // a load cut short: it starts over when assigned again
+    } else if (serving?.stage) {
+      const stage = serving.stage;
+      serving.stage = undefined; // rebuilt (new id, new links) by the next assignment
+      void stage.stop();
+    }
+    membership = follow(n);
+    if (get().phase !== 'paused') set({ phase: 'waiting', assignment: undefined, error: undefined });
+    announce();
+  };
+
+  /** Comes back after the connection ended: back-off with jitter until `network()` answers. */
+  const rejoin = async (info: NetworkClosed): Promise<void> => {
+    if (o.rejoin === false || rejoining || !net) return;
+    if (info.error && isFinalError(info.error)) return giveUp(info.error);
+    const ac = new AbortController();
+    rejoining = ac;
+    const reason = info.error?.code ?? (info.code !== undefined ? `closed (${info.code})` : 'closed');
+    log.info({ reason }, 'connection ended; rejoining');
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const delayMs = rejoinDelay(attempt, o.rejoin ?? {}, o.random);
+        set({ rejoin: { attempt: attempt + 1, delayMs, reason } });
+        await clock.sleep(delayMs, ac.signal);
+        if (ac.signal.aborted) return;
+        let n: NetworkHandle;
+        try {
+          n = await o.network();
+        } catch (e) {
+          if (ac.signal.aborted) return;
+          if (isRingworkError(e) && isFinalError(e)) {
+            rejoining = undefined;
+            return await giveUp(e);
+          }
+          log.warn({ err: e, attempt: attempt + 1 }, 'rejoin attempt failed');
+          continue;
+        }
+        if (ac.signal.aborted) return;
+        adopt(n);
+        return;
+      }
+    } finally {
+      if (rejoining === ac) rejoining = undefined;
+    }
+  };
+
+  function watch(n: NetworkHandle): void {
+    offClosed?.();
+    offClosed = n.onClosed?.((info) => {
+      if (net === n) void rejoin(info);
+    });
+  }
+
   const join = async (opts: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void> => {
-    set({ phase: 'connecting', error: undefined });
+    set({ phase: 'connecting', error: undefined, errorCode: undefined });
     try {
       net = await o.network();
+      watch(net);
       opts.signal?.throwIfAborted();
       set({ peerId: net.peerId });
       let capability = opts.capability;
@@ -316,18 +459,18 @@ export function createContributor(o: ContributorOptions): Contributor {
         set({ profile: m.profile, backend: m.profile.backend, backendReason: m.profile.backendReason });
         capability = m.capability;
       }
+      if (!net) throw new RingworkError('ABORTED', 'The contributor was stopped while joining.');
       set({ capability, phase: 'waiting', stats: { ...get().stats, joinedAt: clock.wallNow() } });
-      membership = createRingMembership({
-        network: net,
-        connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
-        logger: log,
-        onLink: (link) => (serving?.stage ? serving.stage.attach(link) : notServingYet(link)),
-        onAssignment,
-        onUnassigned: (u) => onUnassigned(u),
-      });
-      net.signaling.send({ type: 'profile', capability });
+      // `net` may be a newer connection than the first one (it dropped while the device was measured).
+      membership = follow(net);
+      // While the connection is down this is dropped: the rejoin announces it again.
+      announce();
     } catch (e) {
-      set({ phase: 'error', error: e instanceof Error ? e.message : String(e) });
+      set({
+        phase: 'error',
+        error: e instanceof Error ? e.message : String(e),
+        ...(isRingworkError(e) ? { errorCode: e.code } : {}),
+      });
       throw e;
     }
   };
@@ -342,16 +485,9 @@ export function createContributor(o: ContributorOptions): Contributor {
       return starting;
     },
     async stop() {
-      const m = membership;
-      membership = undefined;
-      starting = undefined;
-      m?.stop();
-      selfLink?.close();
-      selfLink = undefined;
-      await stopServing();
-      net?.close?.();
-      net = undefined;
-      if (get().phase !== 'idle') set({ phase: 'idle', assignment: undefined, download: undefined });
+      await leave();
+      if (get().phase !== 'idle')
+        set({ phase: 'idle', assignment: undefined, download: undefined, rejoin: undefined });
     },
     async pause() {
       const c = get();

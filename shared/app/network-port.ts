@@ -3,6 +3,7 @@
  * browser's WebSocket client, or an in-memory fake in tests) and the peer-to-peer transport (WebRTC
  * in browsers, in-memory in tests). Nothing here touches the DOM.
  */
+import type { RingworkError } from '../errors.js';
 import type { ClientMessage, ServerMessage, ServerMessageOf } from '../protocol/signaling.js';
 import type { Transport } from '../transport/types.js';
 
@@ -18,11 +19,29 @@ export interface SignalingPort {
   on<T extends ServerMessage['type']>(type: T, h: (m: ServerMessageOf<T>) => void): () => void;
 }
 
+/** How a connection to the network ended (by the network's doing, not by {@link NetworkHandle.close}). */
+export interface NetworkClosed {
+  /** The WebSocket close code, when there was one (4001 replaced, 4003 evicted, 1001 shutdown…). */
+  code?: number;
+  /** The server's typed verdict sent just before it closed (evicted, replaced, bad version, banned). */
+  error?: RingworkError;
+}
+
 /** A tab's (or a test peer's) connection to the network. */
 export interface NetworkHandle {
   signaling: SignalingPort;
   transport: Transport;
   peerId: string;
+  /**
+   * True when this connection resumed an earlier session (same peer id; the server kept its
+   * capability and re-sends its assignment). False or absent: a new session.
+   */
+  resumed?: boolean;
+  /**
+   * Subscribes to the end of this connection (socket dropped, server restarted, evicted, replaced);
+   * returns the unsubscribe. Absent where the connection never ends by itself.
+   */
+  onClosed?(h: (info: NetworkClosed) => void): () => void;
   /** Ends the connection (a contributor leaving the network); absent when someone else owns it. */
   close?(): void;
 }

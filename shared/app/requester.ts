@@ -337,6 +337,20 @@ export function createRequester(o: RequesterOptions): Requester {
           wall += e.timing.totalMs;
         },
       });
+      // What this request measured, for the coordinator's speed figures: the per-token wall time of
+      // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
+      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0) {
+        try {
+          net.signaling.send({
+            type: 'ring-lap',
+            ringId: answer.ringId,
+            msPerToken: wall / decodeSteps,
+            tokens: decodeSteps,
+          });
+        } catch (e) {
+          log.debug({ err: e }, 'ring-lap not sent');
+        }
+      }
       return {
         text,
         result,

@@ -7,6 +7,9 @@
  *   `outBytesPerToken` of the stage's last unit. Links are looked up as (p,q), then (q,p); without link
  *   data, 20 ms RTT and 100 Mbit/s. The ring closes: the last stage's output hops back to the first
  *   peer. A one-peer ring has no hop (nothing leaves the peer).
+ * - A fixed per-stage overhead (`options.stageOverheadMs`, default 0: an ORT run's dispatch, framing,
+ *   hand-offs — what a tiny model's token costs besides its FLOPs) is charged with each stage's
+ *   outgoing hop: `hop(p, q)` includes it, and `hop(p, p)` — a one-peer ring's — is the overhead alone.
  * - Memory of p: Σ (weightBytes + kvBytesPerToken × contextTokens) over its units ≤ p.memoryBytes.
  * - `latency` = Σ stage times + Σ hops (one token, one stream); `throughput` = max over stages of
  *   (stage time + its outgoing hop), the pipeline's period. Both are seconds per token.
@@ -100,10 +103,12 @@ export interface Instance {
   readonly byteRate: Float64Array;
   readonly hasLinks: boolean;
   readonly defaultLink: DefaultLink;
+  /** Fixed seconds every stage adds per token (options.stageOverheadMs / 1000). */
+  readonly stageOverheadS: number;
   readonly input: PlanInput;
   /** The link used from p to q (null when p === q: no hop). */
   link(p: number, q: number): DefaultLink | null;
-  /** Hop seconds from p to q carrying `bytes`. */
+  /** Seconds from the end of p's stage to the start of q's, carrying `bytes`, incl. the stage overhead. */
   hop(p: number, q: number, bytes: number): number;
   /** Roofline seconds of unit l on peer p. */
   layerTime(l: number, p: number): number;
@@ -119,6 +124,7 @@ export function createInstance(rawInput: PlanInput): Instance {
   const { profile } = input;
   const ctx = input.contextTokens ?? DEFAULT_CONTEXT_TOKENS;
   const defaultLink = input.options?.defaultLink ?? DEFAULT_LINK;
+  const stageOverheadS = (input.options?.stageOverheadMs ?? 0) / 1000;
   const thresholds = input.options?.categoryThresholds ?? DEFAULT_CATEGORY_THRESHOLDS;
   // Canonical order: plans must not depend on how the caller happened to list the peers.
   const peers = [...input.peers].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -166,11 +172,12 @@ export function createInstance(rawInput: PlanInput): Instance {
     byteRate,
     hasLinks: links.size > 0,
     defaultLink,
+    stageOverheadS,
     input,
     link,
     hop(p, q, bytes) {
       const k = link(p, q);
-      return k === null ? 0 : hopSeconds(k, bytes);
+      return stageOverheadS + (k === null ? 0 : hopSeconds(k, bytes));
     },
     layerTime,
     timePrefix(p) {

@@ -92,7 +92,7 @@ export function exhaustiveSearch(
     const p = seq[depth - 1]!;
     const row = rows[depth]!;
     if (row[L]! < INF) {
-      const v = row[L]! + (depth === 1 ? 0 : inst.hop(p, seq[0]!, out[L - 1]!));
+      const v = row[L]! + inst.hop(p, seq[0]!, out[L - 1]!);
       if (v < best) record(depth, args[depth]![L]!, v);
     }
     if (depth === k) return;
@@ -138,7 +138,7 @@ export function exhaustiveSearch(
     const R = rows[depth - 1]!;
     const P = inst.timePrefix(p);
     const ms = inst.memStart(p);
-    const closing = depth === 1 ? 0 : inst.hop(p, seq[0]!, out[L - 1]!);
+    const closing = inst.hop(p, seq[0]!, out[L - 1]!);
     let bestV = INF;
     let bestS = -1;
     for (let s = ms[L]!; s < L; s++) {
@@ -246,8 +246,10 @@ export function subsetSearch(inst: Instance, cands: readonly number[], objective
   for (let c = 0; c < k; c++) {
     const p = cands[c]!;
     const P = inst.timePrefix(p);
-    if (inst.memStart(p)[L] === 0 && (!single || P[L]! < single.value)) {
-      single = { value: P[L]!, stages: [{ peer: p, start: 0, end: L }] };
+    if (inst.memStart(p)[L] === 0) {
+      // A one-peer ring has no hop; hop(p, p) is its stage overhead alone.
+      const v = P[L]! + inst.hop(p, p, out[L - 1]!);
+      if (!single || v < single.value) single = { value: v, stages: [{ peer: p, start: 0, end: L }] };
     }
   }
   for (let S = 0; S < size; S++) {

@@ -66,6 +66,12 @@ export const plannerOptionsSchema = z
      */
     exhaustiveLimit: z.number().int().min(0).max(12).optional(),
     defaultLink: defaultLinkSchema.optional(),
+    /**
+     * Fixed time every stage adds per token whatever its units (an ONNX Runtime run's dispatch, the
+     * tensor's framing and the worker/thread hand-offs), ms (default 0). Charged with the stage's
+     * outgoing hop, so a one-peer ring pays it once and a k-stage ring k times.
+     */
+    stageOverheadMs: z.number().nonnegative().finite().optional(),
     /** Work budget of the heuristic's local search, in DP cells (default scales with the instance). */
     searchBudget: z.number().int().positive().optional(),
   })

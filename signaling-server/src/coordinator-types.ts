@@ -86,6 +86,11 @@ export interface CoordinatorSnapshot {
     predictedTokensPerSecond: number | null;
     /** The ring's capacity with requests pipelined (1 / its slowest stage): many requests together. */
     pipelinedTokensPerSecond?: number | null;
+    /**
+     * What requests of the current ring measured: 1 / the median of the last (at most 5) per-token
+     * times requesters reported (`ring-lap`); null until one was reported for this ring.
+     */
+    observedTokensPerSecond?: number | null;
     algorithm: string | null;
   }>;
   rings: Ring[];

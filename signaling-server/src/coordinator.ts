@@ -118,9 +118,17 @@ interface ModelState {
   ring: Ring | null;
   noRing: NoRing | null;
   plan: Plan | null;
+  /** Per-token times the requesters of the current ring measured (newest last, at most 5). */
+  laps: { ringId: string; msPerToken: number }[];
 }
 
 const NOOP_LOGGER = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** 1 / the median per-token time requesters measured on the model's current ring, or null. */
+function observedTokensPerSecond(ms: ModelState): number | null {
+  const laps = ms.laps.filter((l) => l.ringId === ms.ring?.ringId).map((l) => l.msPerToken);
+  return laps.length > 0 ? 1000 / median(laps) : null;
+}
 
 /** Creates a coordinator over a loaded catalog. */
 export function createCoordinator(opts: CoordinatorOptions): Coordinator {
@@ -141,7 +149,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const models: ModelState[] = [...opts.catalog]
     .map((model, i) => ({ model, i }))
     .sort((a, b) => b.model.totalBytes - a.model.totalBytes || a.i - b.i)
-    .map(({ model }) => ({ model, lastPlan: null, ring: null, noRing: null, plan: null }));
+    .map(({ model }) => ({ model, lastPlan: null, ring: null, noRing: null, plan: null, laps: [] }));
   const byModel = new Map(models.map((m) => [m.model.descriptor.id, m]));
   const catalogOrder = opts.catalog.map((m) => m.descriptor.id);
   const peers = new Map<string, PeerState>();
@@ -572,7 +580,13 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
       const predictedMs = (ms.plan?.predicted.latencyS ?? 0) * 1000;
       // A few tokens are dominated by the first step's warm-up; they say nothing about speed.
-      if (predictedMs <= 0 || lap.tokens < 8) return;
+      if (lap.tokens < 8) return;
+      // Shown as what one request gets (display only: planning takes laps as evidence below).
+      ms.laps = [
+        ...ms.laps.filter((l) => l.ringId === lap.ringId),
+        { ringId: lap.ringId, msPerToken: lap.msPerToken },
+      ].slice(-5);
+      if (predictedMs <= 0) return;
       const speedup = predictedMs / lap.msPerToken;
       let changed = false;
       for (const st of ms.ring.stages) {
@@ -629,6 +643,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
             predictedTokensPerSecond:
               ms.plan && ms.plan.predicted.latencyS > 0 ? 1 / ms.plan.predicted.latencyS : null,
             pipelinedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
+            observedTokensPerSecond: observedTokensPerSecond(ms),
             algorithm: ms.plan?.algorithm ?? null,
           };
         }),

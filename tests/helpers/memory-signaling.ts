@@ -3,7 +3,13 @@
  * peer gets a {@link SignalingPort}; the test plays the coordinator — it sees what peers send and
  * pushes server messages to them (delivered asynchronously, in order, like frames on a WebSocket).
  */
-import type { ClientMessageBody, NetworkHandle, SignalingPort } from '../../shared/app/network-port';
+import type {
+  ClientMessageBody,
+  NetworkClosed,
+  NetworkHandle,
+  SignalingPort,
+} from '../../shared/app/network-port';
+import { RingworkError } from '../../shared/errors';
 import {
   SIGNALING_VERSION,
   serverMessageSchema,
@@ -17,8 +23,17 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 export type ServerMessageBody = DistributiveOmit<ServerMessage, 'v'>;
 
 export interface FakeSignalingHub {
-  /** A peer's network handle: its signaling port and its in-memory transport. */
+  /**
+   * A peer's network handle: its signaling port and its in-memory transport. After {@link drop}, the
+   * next call is a reconnect that resumes the session: a new handle (`resumed: true`) on the same port.
+   */
   network(peerId: string): NetworkHandle;
+  /**
+   * Ends a peer's connection as the server would (socket dropped, evicted, replaced): its `onClosed`
+   * listeners hear `info`, its sends throw SIGNALING_CLOSED and pushes to it are lost until it calls
+   * {@link network} again.
+   */
+  drop(peerId: string, info?: NetworkClosed): void;
   /** Pushes a server message to a peer (validated with the real schema first). */
   push(peerId: string, m: ServerMessageBody): void;
   /** Resolves once every message pushed so far has been delivered. */
@@ -41,10 +56,30 @@ export function createFakeSignalingHub(): FakeSignalingHub {
   const sendHooks: ((from: string, m: ClientMessageBody) => void)[] = [];
   const waiters = new Set<() => void>();
   const handles = new Map<string, NetworkHandle>();
+  const closedListeners = new Map<NetworkHandle, Set<(info: NetworkClosed) => void>>();
+  const down = new Set<string>();
   let inFlight: Promise<void> = Promise.resolve();
+
+  const handle = (peerId: string, port: SignalingPort, resumed: boolean): NetworkHandle => {
+    const listeners = new Set<(info: NetworkClosed) => void>();
+    const h: NetworkHandle = {
+      signaling: port,
+      transport: transports.transport(peerId),
+      peerId,
+      resumed,
+      onClosed(l) {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    closedListeners.set(h, listeners);
+    return h;
+  };
 
   const port = (peerId: string): SignalingPort => ({
     send(m) {
+      if (down.has(peerId))
+        throw new RingworkError('SIGNALING_CLOSED', 'Not connected to the signaling server.');
       if (!sent.has(peerId)) sent.set(peerId, []);
       sent.get(peerId)!.push(m);
       for (const h of sendHooks) h(peerId, m);
@@ -65,10 +100,22 @@ export function createFakeSignalingHub(): FakeSignalingHub {
     network(peerId) {
       let h = handles.get(peerId);
       if (!h) {
-        h = { signaling: port(peerId), transport: transports.transport(peerId), peerId };
+        h = handle(peerId, port(peerId), false);
+        handles.set(peerId, h);
+      } else if (down.has(peerId)) {
+        down.delete(peerId);
+        h = handle(peerId, h.signaling, true);
         handles.set(peerId, h);
       }
       return h;
+    },
+    drop(peerId, info = {}) {
+      const h = handles.get(peerId);
+      if (!h || down.has(peerId)) return;
+      down.add(peerId);
+      setTimeout(() => {
+        for (const l of [...(closedListeners.get(h) ?? [])]) l(info);
+      }, 0);
     },
     push(peerId, m) {
       const msg = serverMessageSchema.parse({ ...m, v: SIGNALING_VERSION }) as ServerMessageOf<
@@ -76,7 +123,8 @@ export function createFakeSignalingHub(): FakeSignalingHub {
       >;
       const done = new Promise<void>((resolve) =>
         setTimeout(() => {
-          for (const h of handlers.get(peerId)?.get(msg.type) ?? []) h(msg);
+          // A peer whose connection is down never sees it (like a frame to a closed socket).
+          if (!down.has(peerId)) for (const h of handlers.get(peerId)?.get(msg.type) ?? []) h(msg);
           resolve();
         }, 0),
       );

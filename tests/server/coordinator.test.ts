@@ -466,6 +466,36 @@ describe('introductions and unreachable peers', () => {
     expect(h.got(a, 'ring')).toHaveLength(1);
   });
 
+  it('speed figures: planned single request (1/latency) apart from pipelined capacity; observed from ring-laps of the current ring', () => {
+    const h = harness([stories]);
+    ['a', 'b', 'c', 'd'].map((n) => h.join(n, cap(1_000_000, 10)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const r = h.join('req', cap(0), ['requester']);
+    h.co.requestRing(r, 'stories260K');
+    const ring = h.last(r, 'ring')!;
+    const model = () => h.co.snapshot().models.find((m) => m.id === 'stories260K')!;
+    const planned = model();
+    expect(planned.predictedTokensPerSecond).toBeGreaterThan(0);
+    expect(planned.pipelinedTokensPerSecond!).toBeGreaterThanOrEqual(planned.predictedTokensPerSecond!);
+    expect(planned.observedTokensPerSecond).toBeNull();
+    // A warm-up-sized lap says nothing; real ones count, as the median of the last few.
+    h.co.reportLap(r, { ringId: ring.ringId, msPerToken: 10, tokens: 4 });
+    expect(model().observedTokensPerSecond).toBeNull();
+    vi.advanceTimersByTime(5_000);
+    h.co.reportLap(r, { ringId: ring.ringId, msPerToken: 100, tokens: 59 });
+    expect(model().observedTokensPerSecond).toBeCloseTo(10, 6);
+    vi.advanceTimersByTime(5_000);
+    h.co.reportLap(r, { ringId: ring.ringId, msPerToken: 50, tokens: 59 });
+    vi.advanceTimersByTime(5_000);
+    h.co.reportLap(r, { ringId: ring.ringId, msPerToken: 60, tokens: 59 });
+    expect(model().observedTokensPerSecond).toBeCloseTo(1000 / 60, 6);
+    // A new ring starts without figures of the old one.
+    h.co.removePeer(ring.stages[0]!.peer, 'left');
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(model().ring?.ringId).not.toBe(ring.ringId);
+    expect(model().observedTokensPerSecond).toBeNull();
+  });
+
   it('stop() cancels a pending re-plan', () => {
     const h = harness([stories]);
     h.join('a', cap(1e9));

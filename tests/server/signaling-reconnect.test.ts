@@ -83,6 +83,29 @@ describe('signaling client reconnect', () => {
     await vi.waitFor(() => expect(rings.length).toBeGreaterThanOrEqual(2));
   });
 
+  it('without its own loop: start() again after the socket ended resumes, or starts a new session when the server lost it', async () => {
+    const first = await server();
+    const client = createSignalingClient({
+      url: `ws://127.0.0.1:${first.port}/ws`,
+      roles: ['contributor'],
+      WebSocket: WebSocket,
+    });
+    clients.push(client);
+    const closed: { code?: number }[] = [];
+    client.on('closed', (m) => closed.push(m));
+    const w1 = await client.start();
+    expect(w1.resumed).toBe(false);
+    await first.srv.stop();
+    await vi.waitFor(() => expect(closed).toHaveLength(1));
+    expect(closed[0]!.code).toBe(1001);
+    // The restarted server does not know the token: the same start() falls back to a new session.
+    await server(first.port);
+    const w2 = await client.start();
+    expect(w2.resumed).toBe(false);
+    expect(w2.peerId).not.toBe(w1.peerId);
+    expect(client.peerId).toBe(w2.peerId);
+  });
+
   it('does not reconnect after stop()', async () => {
     const { port } = await server();
     const client = createSignalingClient({

@@ -94,6 +94,48 @@ describe('cost model', () => {
     expect(one.latencyS).toBeCloseTo(0.16, 12);
   });
 
+  it('charges a fixed per-stage overhead with each hop (a one-peer ring pays it once), and plans with it', () => {
+    const profile = toy(4, 1e9, 4e12, 1000);
+    const peers = [peer('a', 100, 500, 10), peer('b', 100, 500, 10)];
+    const base: PlanInput = { profile, peers, objective: 'latency' };
+    const withOverhead: PlanInput = { ...base, options: { stageOverheadMs: 30 } };
+    const two = [
+      { peer: 'a', layers: [0, 2] as [number, number] },
+      { peer: 'b', layers: [2, 4] as [number, number] },
+    ];
+    const plain = evaluatePlan(base, two);
+    const e = evaluatePlan(withOverhead, two);
+    // Each of the 2 stages: + 30 ms on its outgoing hop; compute unchanged.
+    expect(e.stages.map((s) => s.computeS)).toEqual(plain.stages.map((s) => s.computeS));
+    expect(e.stages[0]!.hopS).toBeCloseTo(plain.stages[0]!.hopS + 0.03, 12);
+    expect(e.latencyS).toBeCloseTo(plain.latencyS + 2 * 0.03, 12);
+    expect(e.throughputS).toBeCloseTo(plain.throughputS + 0.03, 12);
+    const one = evaluatePlan(withOverhead, [{ peer: 'a', layers: [0, 4] }]);
+    expect(one.stages[0]!.hopS).toBeCloseTo(0.03, 12);
+    expect(one.latencyS).toBeCloseTo(4 * 0.04 + 0.03, 12);
+    // The planner's single-request estimate is 1 / that latency, and its search sees the overhead:
+    // two equal peers split a model only while a stage's share of compute outweighs a hop + overhead.
+    const fast = planRingwork({ ...withOverhead, objective: 'throughput' });
+    expect(fast.predicted.latencyS).toBeCloseTo(
+      evaluatePlan(
+        withOverhead,
+        fast.ring.map((r) => ({ peer: r.peer, layers: r.layers })),
+      ).latencyS,
+      12,
+    );
+    // A fast peer that holds 3 of the 4 units: worth a hop at no overhead, not at 2 s per stage.
+    const mixed: PlanInput = {
+      profile,
+      peers: [peer('a', 10, 500, 10), peer('b', 1000, 500, 3)],
+      objective: 'latency',
+    };
+    const split = planRingwork(mixed);
+    expect(split.ring.map((r) => r.peer).sort()).toEqual(['a', 'b']);
+    const heavy = planRingwork({ ...mixed, options: { stageOverheadMs: 2000 } });
+    expect(heavy.ring.map((r) => r.peer)).toEqual(['a']);
+    expect(heavy.predicted.latencyS).toBeCloseTo(4 * 0.4 + 2, 9);
+  });
+
   it('reserves KV memory for the context and flags overflows', () => {
     const input: PlanInput = {
       profile: toy(2, 1e9, 0, 0, 1e5),

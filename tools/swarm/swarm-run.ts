@@ -83,6 +83,11 @@ export interface SwarmResult {
   stages: SwarmStage[];
   timings: SwarmTimings;
   memory?: SwarmPageMemory[];
+  /**
+   * The coordinator's speed figures for the ring after the answer (`/api/network`): planned single
+   * request (1 / per-token latency), planned pipelined capacity, and what requests measured.
+   */
+  speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
   elapsedS: number;
 }
 
@@ -113,6 +118,25 @@ async function snapshot(url: string): Promise<NetworkSnapshot> {
   const r = await fetch(`${url}/api/network`);
   if (!r.ok) throw new RingworkError('SERVER_INTERNAL', `GET /api/network answered ${r.status}.`);
   return (await r.json()) as NetworkSnapshot;
+}
+
+/**
+ * The coordinator's speed figures for a model, once the requester's `ring-lap` has arrived (it is
+ * sent right after the answer; a few polls at most). Undefined when the server has no ring for it.
+ */
+async function speedFigures(url: string, model: string): Promise<SwarmResult['speed']> {
+  let m: NetworkSnapshot['models'][number] | undefined;
+  for (let i = 0; i < 20; i++) {
+    m = (await snapshot(url)).models.find((x) => x.id === model);
+    if (!m || m.observedTokensPerSecond) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (!m) return undefined;
+  return {
+    plannedTokPerS: m.predictedTokensPerSecond,
+    pipelinedTokPerS: m.pipelinedTokensPerSecond ?? null,
+    observedTokPerS: m.observedTokensPerSecond ?? null,
+  };
 }
 
 /** Polls until the model's ring has `n` stages, each loaded and ready for the ring's epoch. */
@@ -348,6 +372,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     }
     const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
     const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
+    const speed = await speedFigures(server.url, modelId);
 
     let memory: SwarmPageMemory[] | undefined;
     if (o.measureMemory) {
@@ -386,6 +411,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       stages,
       timings,
       ...(memory ? { memory } : {}),
+      ...(speed ? { speed } : {}),
       elapsedS: (Date.now() - started) / 1000,
     };
   } catch (e) {

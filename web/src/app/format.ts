@@ -46,3 +46,14 @@ export function flops(tflops: number | undefined): string {
   if (tflops >= 1e-4) return `${(tflops * 1e3).toFixed(1)} GFLOPS`;
   return `${(tflops * 1e6).toFixed(1)} MFLOPS`;
 }
+
+/**
+ * The speed one request gets on a model's ring, tokens/s: what recent requests measured when any
+ * did, else the planner's single-request estimate (1 / per-token latency). Undefined when neither.
+ */
+export function singleRequest(m: {
+  predictedTokensPerSecond: number | null;
+  observedTokensPerSecond?: number | null;
+}): number | undefined {
+  return m.observedTokensPerSecond ?? m.predictedTokensPerSecond ?? undefined;
+}

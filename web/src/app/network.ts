@@ -2,12 +2,21 @@
  * One connection to the network per tab: the signaling client (roles contributor + requester, so a
  * tab can lend compute and chat at once) and the WebRTC transport over it, as the
  * {@link NetworkHandle} the contributor and requester objects take.
+ *
+ * The tab keeps one signaling client for its whole life: when the socket ends, the next
+ * {@link getNetwork} (the contributor's rejoin loop, or the next chat request) starts it again, which
+ * resumes the session with its token — or, when the server no longer has it, starts a new one. The
+ * client's subscriptions (the transport's, the logic objects') carry over; the handle says whether
+ * the session was resumed and tells when it ends.
  */
-import type { NetworkHandle } from '../../../shared/app/network-port';
-import { createSignalingClient, signalingPort } from '../network/signaling-client';
+import type { NetworkClosed, NetworkHandle, SignalingPort } from '../../../shared/app/network-port';
+import type { Transport } from '../../../shared/transport/types';
+import { createListeners } from '../../../shared/transport/emitter';
+import { createSignalingClient, signalingPort, type SignalingClient } from '../network/signaling-client';
 import { createWebRtcTransport } from '../network/webrtc-transport';
 
 let current: Promise<NetworkHandle> | undefined;
+let shared: { client: SignalingClient; port: SignalingPort; transport?: Transport } | undefined;
 
 export function wsUrl(): string {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -23,15 +32,29 @@ export function getNetwork(): Promise<NetworkHandle> {
 }
 
 async function connect(): Promise<NetworkHandle> {
-  const client = createSignalingClient({ url: wsUrl(), roles: ['contributor', 'requester'] });
-  const welcome = await client.start();
-  const transport = createWebRtcTransport({
-    signaling: client,
+  if (!shared) {
+    const client = createSignalingClient({ url: wsUrl(), roles: ['contributor', 'requester'] });
+    shared = { client, port: signalingPort(client) };
+  }
+  const s = shared;
+  const welcome = await s.client.start();
+  s.transport ??= createWebRtcTransport({
+    signaling: s.client,
     iceServers: welcome.iceServers,
     connectTimeoutMs: 10_000,
   });
-  client.on('closed', () => {
+  const closed = createListeners<NetworkClosed>();
+  const off = s.client.on('closed', (m) => {
+    off();
     current = undefined;
+    closed.emit(m);
   });
-  return { signaling: signalingPort(client), transport, peerId: welcome.peerId, close: () => client.stop() };
+  return {
+    signaling: s.port,
+    transport: s.transport,
+    peerId: welcome.peerId,
+    resumed: welcome.resumed,
+    onClosed: (h) => closed.add(h),
+    close: () => s.client.stop(),
+  };
 }

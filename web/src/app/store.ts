@@ -30,6 +30,7 @@ export interface NetworkSnapshot {
     noRing: { reason: string; missingBytes?: number } | null;
     predictedTokensPerSecond: number | null;
     pipelinedTokensPerSecond?: number | null;
+    observedTokensPerSecond?: number | null;
   }[];
   rings: {
     ringId: string;

@@ -5,9 +5,12 @@
  *
  * A dropped connection (network blip, server restart, eviction) comes back by itself: reconnects
  * back off exponentially with jitter, resume the session with its token, and when the session is gone
- * (evicted, grace over) start a new one and replay the last `profile` and the `ring-request`s, so a
- * contributor rejoins with its cached shard without the app doing anything. A session taken over by
- * another connection (close 4001) is not fought over.
+ * (evicted, grace over) start a new one and replay the last `profile` and the `ring-request`s. A
+ * session taken over by another connection (close 4001) is not fought over: the token is dropped and
+ * the next connection is a new session. A "do not come back" verdict (PROTOCOL_BAD_VERSION,
+ * PEER_BANNED) ends the loop. The app's contributor runs its own rejoin loop instead
+ * (`shared/app/contributor.ts`) and calls {@link SignalingClient.start} again, which resumes the same
+ * way; `closed` tells it the code and the server's verdict.
  */
 import { isRingworkError, RingworkError } from '../../../shared/errors';
 import {
@@ -19,6 +22,7 @@ import {
   type ServerMessageOf,
 } from '../../../shared/protocol/signaling';
 import type { SignalingPort } from '../../../shared/app/network-port';
+import { isFinalError, rejoinDelay, type RejoinOptions } from '../../../shared/app/rejoin-policy';
 import { createListeners, type Listeners } from '../../../shared/transport/emitter';
 
 /** The WebSocket surface used (the browser's WebSocket and `ws` both fit). */
@@ -35,26 +39,25 @@ type Distribute<T> = T extends ServerMessage['type'] ? { type: T; message: Serve
 /** Events of the signaling client. */
 export type SignalingEvent =
   | Distribute<ServerMessage['type']>
-  | { type: 'closed'; message: { code?: number } }
+  | { type: 'closed'; message: { code?: number; error?: RingworkError } }
   | { type: 'reconnecting'; message: { attempt: number; delayMs: number } };
 
-/** Back-off of automatic reconnects. */
-export interface ReconnectOptions {
-  /** First delay, ms (default 500); doubles each failed attempt. */
-  baseMs?: number;
-  /** Longest delay, ms (default 30 s). */
-  maxMs?: number;
-}
-
-/** Close codes after which reconnecting would fight someone else (another tab resumed the session). */
-const NO_RECONNECT_CODES = new Set([4001]);
+/** Back-off of automatic reconnects (the shared rejoin policy's). */
+export type ReconnectOptions = RejoinOptions;
 
 /** The delay before reconnect attempt `attempt` (0-based): exponential, capped, with 50-100% jitter. */
-export function reconnectDelay(attempt: number, o: ReconnectOptions = {}, random = Math.random): number {
-  const base = o.baseMs ?? 500;
-  const max = o.maxMs ?? 30_000;
-  return Math.round(Math.min(max, base * 2 ** Math.min(attempt, 30)) * (0.5 + random() / 2));
-}
+export const reconnectDelay = rejoinDelay;
+
+/** Error frames the server sends right before it closes: the `closed` event carries them as the verdict. */
+const VERDICT_CODES: ReadonlySet<string> = new Set([
+  'PEER_EVICTED',
+  'PEER_BANNED',
+  'PROTOCOL_SESSION_REPLACED',
+  'PROTOCOL_BAD_VERSION',
+  'PROTOCOL_TIMEOUT',
+]);
+/** The close code of a session taken over by another connection holding its token. */
+const REPLACED_CODE = 4001;
 
 export interface SignalingClientOptions {
   /** ws:// or wss:// URL of the server's `/ws` endpoint. */
@@ -140,12 +143,18 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     const socket = new WS(opts.url);
     ws = socket;
     let welcomed = false;
+    let resumeSent = false;
+    /** The server's last word on this socket before it closed. */
+    let verdict: RingworkError | undefined;
     const fail = (e: unknown) => reject(e);
     signal?.addEventListener('abort', () => {
       socket.close();
       fail(new RingworkError('ABORTED', 'Connecting to the signaling server was aborted.'));
     });
-    socket.addEventListener('open', () => socket.send(helloFrame(true)));
+    socket.addEventListener('open', () => {
+      resumeSent = peerId !== undefined && token !== undefined;
+      socket.send(helloFrame(true));
+    });
     socket.addEventListener('error', () =>
       fail(
         new RingworkError('SIGNALING_UNREACHABLE', `Could not reach the signaling server at ${opts.url}.`, {
@@ -157,15 +166,19 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
       if (ws !== socket) return;
       if (heartbeat) clearInterval(heartbeat);
       const code = (ev as { code?: number } | undefined)?.code;
-      emit('closed', code !== undefined ? { code } : {});
+      // Someone else holds the token now: never resume it again (that would fight them).
+      if (code === REPLACED_CODE || verdict?.code === 'PROTOCOL_SESSION_REPLACED') {
+        peerId = undefined;
+        token = undefined;
+      }
+      emit('closed', { ...(code !== undefined ? { code } : {}), ...(verdict ? { error: verdict } : {}) });
       fail(
         new RingworkError('SIGNALING_CLOSED', `The signaling server at ${opts.url} closed the connection.`, {
           details: { url: opts.url },
         }),
       );
       // The first connection's failure is the caller's to handle; after a welcome, drops heal here.
-      if ((welcomed || attempt > 0) && !(code !== undefined && NO_RECONNECT_CODES.has(code)))
-        scheduleReconnect();
+      if ((welcomed || attempt > 0) && !(verdict && isFinalError(verdict))) scheduleReconnect();
     });
     socket.addEventListener('message', (ev) => {
       let m: ServerMessage;
@@ -175,13 +188,15 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
         if (isRingworkError(e)) (opts.onProtocolError ?? ((x) => console.warn('signaling:', x.message)))(e);
         return;
       }
-      if (m.type === 'error' && m.code === 'PROTOCOL_BAD_TOKEN' && !welcomed && attempt > 0) {
+      if (m.type === 'error' && m.code === 'PROTOCOL_BAD_TOKEN' && !welcomed && resumeSent) {
         // The session is gone (evicted, or its grace ran out): start a new one on this socket.
+        resumeSent = false;
         peerId = undefined;
         token = undefined;
         socket.send(helloFrame(false));
         return;
       }
+      if (m.type === 'error' && VERDICT_CODES.has(m.code)) verdict = signalingErrorFromMessage(m);
       if (m.type === 'welcome') {
         const fresh = !m.resumed && peerId !== undefined;
         const rejoined = !m.resumed && (attempt > 0 || fresh);

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
-import { num, shortId } from '../format';
+import { num, shortId, singleRequest } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { requester } from '../tab';
 
@@ -160,8 +160,7 @@ function RingStatus({ model }: { model: NetworkSnapshot['models'][number] | unde
       >
         {model.id} is served by a ring of {model.ring.stages.length} peer
         {model.ring.stages.length > 1 ? 's' : ''}
-        {model.predictedTokensPerSecond ? ` (planned ≈ ${num(model.predictedTokensPerSecond, 0)} tok/s)` : ''}
-        .
+        {singleRequest(model) ? ` (single request ≈ ${num(singleRequest(model), 1)} tok/s)` : ''}.
       </p>
     );
   }

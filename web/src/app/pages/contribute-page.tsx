@@ -77,11 +77,22 @@ export function ContributePage() {
             </button>
           </>
         )}
-        <span data-testid="contribute-phase" className="badge">
+        <span data-testid="contribute-phase" className="badge" data-peer={c.peerId} data-rejoins={c.rejoins}>
           {phaseText[c.phase]}
         </span>
       </div>
-      {c.error && <div className="notice error">{c.error}</div>}
+      {c.error && (
+        <div className="notice error" data-testid="contribute-error" data-code={c.errorCode}>
+          {c.error}
+          {c.errorCode === 'PROTOCOL_BAD_VERSION' && ' Reload the page to get the current version.'}
+        </div>
+      )}
+      {c.rejoin && (
+        <div className="notice" data-testid="contribute-rejoin">
+          Connection to the network lost ({c.rejoin.reason}); reconnecting by itself, attempt{' '}
+          {c.rejoin.attempt} in {num(c.rejoin.delayMs / 1000, 1)} s. The loaded slice is kept.
+        </div>
+      )}
       {c.phase === 'unassigned' && c.unassignedReason && (
         <div className="notice">Standing by: {c.unassignedReason}</div>
       )}

@@ -1,4 +1,4 @@
-import { bytes, flops, num, shortId, unitsLabel } from '../format';
+import { bytes, flops, num, shortId, singleRequest, unitsLabel } from '../format';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
@@ -57,13 +57,20 @@ export function NetworkPage() {
               {m.noRing?.missingBytes ? ` (${bytes(m.noRing.missingBytes)} more memory needed)` : ''}
             </p>
           )}
-          {m.predictedTokensPerSecond ? (
-            <p style={{ color: 'var(--muted)' }}>
-              Planned ≈ {num(m.predictedTokensPerSecond, 0)} tokens/s per request
-              {m.pipelinedTokensPerSecond
-                ? ` (pipelined capacity ≈ ${num(m.pipelinedTokensPerSecond, 0)} tokens/s over many requests)`
-                : ''}
-              .
+          {m.predictedTokensPerSecond || m.observedTokensPerSecond ? (
+            <p style={{ color: 'var(--muted)' }} data-testid={`speed-${m.id}`}>
+              <span data-testid="single-request">
+                single request ≈ {num(singleRequest(m), 1)} tok/s
+                {m.observedTokensPerSecond
+                  ? ` (measured by recent requests; planned ${num(m.predictedTokensPerSecond ?? undefined, 1)})`
+                  : ' (planned)'}
+              </span>
+              {m.pipelinedTokensPerSecond ? (
+                <span data-testid="pipelined-capacity">
+                  {' · '}pipelined capacity ≈ {num(m.pipelinedTokensPerSecond, 1)} tok/s (planned, many
+                  requests at once)
+                </span>
+              ) : null}
             </p>
           ) : null}
         </section>

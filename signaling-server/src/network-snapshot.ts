@@ -3,6 +3,8 @@
  * It carries ids, capabilities, rings and counters, never session tokens.
  */
 import type { CoordinatorSnapshot } from './coordinator.js';
+import type { EventLoopWindow } from './event-loop-delay.js';
+import type { FrameGateStats } from './frame-gate.js';
 import type { IceDropCounts } from './ice-filter.js';
 import type { PeerSession } from './peer-registry.js';
 import type { RelayStats } from './relay.js';
@@ -26,6 +28,10 @@ export interface ServerCounters {
   probesSettled?: number;
   /** Frames dropped unparsed because their sender (or its address) was over its byte budget. */
   framesOverByteBudget?: number;
+  /** The frame gate: frames refused by budget, and senders paused (see frame-gate.ts). */
+  frameGate?: FrameGateStats;
+  /** The server's event-loop delay over the last one-second windows (see event-loop-delay.ts). */
+  eventLoop?: EventLoopWindow[];
 }
 
 /** The `/api/network` document. */

@@ -14,7 +14,7 @@ import {
 } from '../../shared/protocol/signaling.js';
 import type { ConnectionIo } from './connection-io.js';
 import type { PeerRole } from './peer-registry.js';
-import { createKeyedRateLimiter, createTokenBucket, type TokenBucket } from './rate-limit.js';
+import { createTokenBucket } from './rate-limit.js';
 import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-context.js';
 
 /** The protocol side of a running server. */
@@ -36,14 +36,9 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   const { limits, counters, registry, coordinator, relay, clock, log, conns, allConns, ipCounts } = run;
   const { sendTo, closeConn, sendError } = io;
   let seq = 0;
-  // Byte budgets, checked before a frame is parsed: a large-frame flood costs a byte count each,
-  // not a JSON parse, so it cannot crowd out honest peers' heartbeats on the event loop.
-  const connBytes = new WeakMap<Conn, TokenBucket>();
-  const ipBytes = createKeyedRateLimiter({
-    capacity: limits.bytesBurstPerIp,
-    refillPerSecond: limits.bytesPerSecondPerIp,
-    clock,
-  });
+  // Budgets per connection and per address bucket, checked on the raw frame length before any
+  // parse; an over-budget sender is paused (its socket not read), so a flood costs next to nothing.
+  const gate = run.frameGate;
   const frameBytes = (data: RawData): number =>
     Buffer.isBuffer(data)
       ? data.length
@@ -268,13 +263,12 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   const onFrame = (conn: Conn, data: RawData, isBinary: boolean): void => {
     if (conn.closing) return;
     counters.framesIn++;
-    const size = frameBytes(data);
-    const bytes = connBytes.get(conn);
-    // Frames dropped by the byte budget go down the same path as the frame limiter's (one error,
-    // then drops; too many drops close the connection), and are never parsed.
-    const overBytes = !(bytes?.take(size) ?? true) || !ipBytes.take(conn.ipBucket, size);
-    if (overBytes) counters.framesOverByteBudget = (counters.framesOverByteBudget ?? 0) + 1;
-    if (overBytes || !conn.bucket.take()) {
+    const verdict = gate.admit(conn, frameBytes(data));
+    // Frames refused by a budget go down one path (one error, then drops; too many drops close the
+    // connection), and are never parsed.
+    if (verdict !== 'ok') {
+      if (verdict === 'conn-bytes' || verdict === 'ip-bytes')
+        counters.framesOverByteBudget = (counters.framesOverByteBudget ?? 0) + 1;
       counters.framesRateLimited++;
       conn.dropped++;
       if (!conn.limitedNotified) {
@@ -283,13 +277,14 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
           conn,
           new RingworkError(
             'PROTOCOL_RATE_LIMITED',
-            `Too many frames: at most ${limits.ratePerSecond}/s (bursts of ${limits.rateBurst}) and ${limits.bytesPerSecond} bytes/s (bursts of ${limits.bytesBurst}). Frames are being dropped.`,
+            `Too many frames: at most ${limits.ratePerSecond}/s (bursts of ${limits.rateBurst}) and ${limits.bytesPerSecond} bytes/s (bursts of ${limits.bytesBurst}) per connection, ${limits.framesPerSecondPerIp}/s and ${limits.bytesPerSecondPerIp} bytes/s per address. Frames are being dropped and reading is paused.`,
             {
               details: {
                 perSecond: limits.ratePerSecond,
                 burst: limits.rateBurst,
                 bytesPerSecond: limits.bytesPerSecond,
                 bytesBurst: limits.bytesBurst,
+                budget: verdict,
               },
             },
           ),
@@ -301,8 +296,8 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       }
       return;
     }
-    // The client slowed down enough for the bucket to refill halfway: forgive earlier drops.
-    if (conn.dropped > 0 && conn.bucket.level() >= conn.bucket.capacity / 2) {
+    // The client slowed down enough for its budget to refill halfway: forgive earlier drops.
+    if (conn.dropped > 0 && gate.frameLevel(conn) >= 0.5) {
       conn.dropped = 0;
       conn.limitedNotified = false;
     }
@@ -331,16 +326,12 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       ipBucket,
       openedAt: now,
       peerId: null,
-      bucket: createTokenBucket({ capacity: limits.rateBurst, refillPerSecond: limits.ratePerSecond, clock }),
       errorBudget: createTokenBucket({ capacity: limits.maxProtocolErrors, refillPerSecond: 1, clock }),
       dropped: 0,
       limitedNotified: false,
       closing: false,
     };
-    connBytes.set(
-      conn,
-      createTokenBucket({ capacity: limits.bytesBurst, refillPerSecond: limits.bytesPerSecond, clock }),
-    );
+    gate.attach(conn);
     allConns.add(conn);
     ipCounts.set(ipBucket, (ipCounts.get(ipBucket) ?? 0) + 1);
     counters.connectionsOpen = allConns.size;
@@ -360,6 +351,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     });
     ws.on('close', () => {
       conn.closing = true;
+      gate.detach(conn);
       allConns.delete(conn);
       const n = (ipCounts.get(ipBucket) ?? 1) - 1;
       if (n <= 0) ipCounts.delete(ipBucket);
@@ -412,7 +404,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     // Per-address rate buckets that refilled are no different from new ones: keep memory bounded.
     run.connectRate.prune();
     run.sessionRate.prune();
-    ipBytes.prune();
+    gate.prune();
   };
 
   return { onConnection, sweep };

@@ -11,6 +11,8 @@ import type { ClientAddressResolver } from './client-address.js';
 import type { Clock } from './clock.js';
 import type { Limits, SignalingConfig } from './config.js';
 import type { Coordinator } from './coordinator.js';
+import type { EventLoopMonitor } from './event-loop-delay.js';
+import type { FrameGate } from './frame-gate.js';
 import type { IceFilter } from './ice-filter.js';
 import type { ServerCounters } from './network-snapshot.js';
 import type { PeerRegistry } from './peer-registry.js';
@@ -39,7 +41,7 @@ export interface Conn {
   readonly ipBucket: string;
   readonly openedAt: number;
   peerId: string | null;
-  readonly bucket: TokenBucket;
+  /** Error replies this connection may still provoke (refills 1/s). */
   readonly errorBudget: TokenBucket;
   dropped: number;
   limitedNotified: boolean;
@@ -66,6 +68,10 @@ export interface ServerContext {
   readonly connectRate: KeyedRateLimiter;
   /** New sessions (hello without resume) per client address bucket. */
   readonly sessionRate: KeyedRateLimiter;
+  /** Frame budgets per connection and per address bucket, enforced by pausing reads. */
+  readonly frameGate: FrameGate;
+  /** The server's event-loop delay, in windows. */
+  readonly eventLoop: EventLoopMonitor;
   readonly startedAt: number;
   /** Set by stop(): new upgrades are refused. */
   stopping: boolean;

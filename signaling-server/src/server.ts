@@ -50,6 +50,8 @@ import { systemClock, unrefTimer, type Clock, type TimerHandle } from './clock.j
 import { resolveConfig, type SignalingConfig, type SignalingConfigInput } from './config.js';
 import { createConnectionIo } from './connection-io.js';
 import { createCoordinator, type Coordinator } from './coordinator.js';
+import { createEventLoopMonitor } from './event-loop-delay.js';
+import { createFrameGate } from './frame-gate.js';
 import { createHostAllowlist } from './host-allowlist.js';
 import { createHttpHandlers, limitSocketsPerClient, networkSnapshot } from './http-routes.js';
 import { createIceFilter } from './ice-filter.js';
@@ -104,6 +106,8 @@ interface Started {
 function createServerContext(config: SignalingConfig, deps: SignalingServerDeps): ServerContext {
   const limits = config.limits;
   const clock = deps.clock ?? systemClock;
+  const frameGate = createFrameGate(limits, clock);
+  const eventLoop = createEventLoopMonitor({ clock });
   return {
     config,
     limits,
@@ -120,6 +124,13 @@ function createServerContext(config: SignalingConfig, deps: SignalingServerDeps)
       framesRateLimited: 0,
       errorsSent: 0,
       disconnects: {},
+      // Getters: the snapshot serialises the live figures.
+      get frameGate() {
+        return frameGate.stats();
+      },
+      get eventLoop() {
+        return eventLoop.windows();
+      },
     },
     addresses: createClientAddressResolver(config.trustProxy),
     conns: new Map(),
@@ -135,6 +146,8 @@ function createServerContext(config: SignalingConfig, deps: SignalingServerDeps)
       refillPerSecond: limits.sessionsPerSecondPerIp,
       clock,
     }),
+    frameGate,
+    eventLoop,
     startedAt: clock.now(),
     stopping: false,
   };
@@ -154,6 +167,10 @@ export function createSignalingServer(
     maxPayload: MAX_SIGNALING_FRAME_BYTES,
     perMessageDeflate: false,
     clientTracking: false,
+    // One message per event-loop turn per socket: a burst of small frames read in one chunk cannot
+    // hold the loop (and every honest peer's heartbeat) for the whole chunk, and a socket whose
+    // messages wait is paused by ws's own back-pressure.
+    allowSynchronousEvents: false,
   });
   let started: Started | null = null;
   let startPromise: Promise<Listening> | null = null;
@@ -205,6 +222,7 @@ export function createSignalingServer(
     const timeouts = [limits.heartbeatTimeoutMs, limits.helloTimeoutMs, limits.resumeGraceMs || Infinity];
     const every = Math.max(10, Math.min(1000, Math.min(...timeouts) / 4));
     const sweepTimer = unrefTimer(clock.setInterval(protocol.sweep, every));
+    run.eventLoop.start();
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     return { run, http: server, sweepTimer, api, address: { port, host: config.host, url } };
   };
@@ -262,6 +280,7 @@ export function createSignalingServer(
       const s = started;
       if (s) {
         clock.clearInterval(s.sweepTimer);
+        s.run.eventLoop.stop();
         s.run.coordinator.stop();
         await s.api.stop();
       }

@@ -1,12 +1,14 @@
 /**
  * `npm run bench:hostile`: what hostile tabs can do to a ring, measured in one run. The report is a
  * list of sections, each a few rows with a target; add a section by appending a
- * {@link HostileSection} runner to {@link HOSTILE_SECTIONS} (relay and heartbeat floods go there).
+ * {@link HostileSection} runner to {@link HOSTILE_SECTIONS}.
  */
 import type { Tokenizer } from '../../shared/tokenizer/types.js';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport.js';
 import { createNodeShardRunner, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { sessionExhaustion } from './hostile-attacks.js';
+import type { FloodKind } from './hostile-flooder.js';
+import { relayFloodSection } from './hostile-relay.js';
 import { askRing, buildMemoryRing, stopMemoryRing, type MemoryStage } from './memory-ring.js';
 
 /** One measured figure. */
@@ -36,6 +38,12 @@ export interface HostileBenchOptions {
   /** KV budget per stage, in sessions' worth (each session reserves its full context). */
   budgetSessions: number;
   maxSessionsPerRequester: number;
+  /** Flood section: measured time per phase (ms), attacker sockets and their addresses. */
+  floodPhaseMs: number;
+  floodSockets: number;
+  floodAddresses: 'one-64' | 'distinct';
+  /** Flood classes to run (default: all). */
+  floodKinds?: readonly FloodKind[];
   log: (line: string) => void;
 }
 
@@ -169,6 +177,7 @@ const sessionExhaustionSection =
 
 /** The report's sections, in order. */
 export const HOSTILE_SECTIONS: { name: string; run: HostileSection }[] = [
+  { name: 'relay-floods', run: relayFloodSection },
   { name: 'session-exhaustion', run: sessionExhaustionSection(1) },
   { name: 'session-exhaustion-ring3', run: sessionExhaustionSection(3) },
 ];

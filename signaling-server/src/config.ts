@@ -109,6 +109,12 @@ export const limitsSchema = z
     ratePerSecond: z.number().positive().max(1_000_000).default(50),
     /** Frames dropped by the rate limiter (since the client last calmed down) before disconnecting. */
     maxDroppedFrames: int(1, 1_000_000, 100),
+    /**
+     * Times a connection may run into a budget (each time it is paused) before it is disconnected
+     * (1008), unless its budgets refilled halfway in between: a large-frame flood is cut after this
+     * many pauses, a small-frame one usually earlier by `maxDroppedFrames`.
+     */
+    maxThrottles: int(1, 1_000_000, 5),
     /** Error replies a connection may provoke in a burst (refills 1/s) before it is disconnected. */
     maxProtocolErrors: int(1, 1_000_000, 50),
     /** Interval the peers are told to heartbeat at. */

@@ -73,8 +73,8 @@ export interface FrameGate {
   detach(conn: GatedConn): void;
   /** Charges one frame of `bytes` to every budget of `conn`; anything but 'ok' means drop it. */
   admit(conn: GatedConn, bytes: number): GateVerdict;
-  /** The fraction (0..1) of the connection's frame budget available now. */
-  frameLevel(conn: GatedConn): number;
+  /** The fraction (0..1) available now of the emptiest budget of `conn` (its own and its address's). */
+  level(conn: GatedConn): number;
   /** Forgets address buckets without connections whose budgets refilled. */
   prune(): void;
   stats(): FrameGateStats;
@@ -246,9 +246,12 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
       s.frames.take(1);
       return 'ok';
     },
-    frameLevel(conn) {
+    level(conn) {
       const s = conns.get(conn);
-      return s ? s.frames.level() / s.frames.capacity : 1;
+      if (!s) return 1;
+      return Math.min(
+        ...[s.frames, s.bytes, s.group.frames, s.group.bytes].map((b) => b.level() / b.capacity),
+      );
     },
     prune() {
       for (const [k, g] of groups) {

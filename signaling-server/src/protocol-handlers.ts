@@ -271,6 +271,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
         counters.framesOverByteBudget = (counters.framesOverByteBudget ?? 0) + 1;
       counters.framesRateLimited++;
       conn.dropped++;
+      if (verdict !== 'paused') conn.throttles++;
       if (!conn.limitedNotified) {
         conn.limitedNotified = true;
         sendError(
@@ -290,15 +291,16 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
           ),
         );
       }
-      if (conn.dropped >= limits.maxDroppedFrames) {
+      if (conn.dropped >= limits.maxDroppedFrames || conn.throttles >= limits.maxThrottles) {
         bump(counters.disconnects, 'rate-limit');
         closeConn(conn, CLOSE_CODES.policy, 'rate limit exceeded');
       }
       return;
     }
-    // The client slowed down enough for its budget to refill halfway: forgive earlier drops.
-    if (conn.dropped > 0 && gate.frameLevel(conn) >= 0.5) {
+    // The client slowed down enough for its budgets to refill halfway: forgive earlier drops.
+    if ((conn.dropped > 0 || conn.throttles > 0) && gate.level(conn) >= 0.5) {
       conn.dropped = 0;
+      conn.throttles = 0;
       conn.limitedNotified = false;
     }
     let msg: ClientMessage;
@@ -328,6 +330,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       peerId: null,
       errorBudget: createTokenBucket({ capacity: limits.maxProtocolErrors, refillPerSecond: 1, clock }),
       dropped: 0,
+      throttles: 0,
       limitedNotified: false,
       closing: false,
     };

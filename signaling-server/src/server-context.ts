@@ -43,7 +43,9 @@ export interface Conn {
   peerId: string | null;
   /** Error replies this connection may still provoke (refills 1/s). */
   readonly errorBudget: TokenBucket;
+  /** Frames dropped by the frame gate, and times it found a budget short, since the last calm. */
   dropped: number;
+  throttles: number;
   limitedNotified: boolean;
   closing: boolean;
 }

@@ -221,7 +221,7 @@ describe('hostile tabs', () => {
     const paused = (n: NetworkSnapshot) =>
       (n.counters.frameGate?.connPauses ?? 0) + (n.counters.frameGate?.bucketPauses ?? 0);
     await vi.waitFor(async () => expect(paused(await network(port))).toBeGreaterThan(0), {
-      timeout: scaled(10_000),
+      timeout: scaled(30_000),
     });
     const net = await network(port);
     const relay = net.relay;

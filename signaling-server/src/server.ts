@@ -15,8 +15,11 @@
  *   sites' pages, which always send it); per-address and total connection caps and a per-address
  *   connection rate; the address is the socket's, or `X-Forwarded-For` from a `--trust-proxy`;
  * - ws `maxPayload` = 64 KiB (larger frames close the socket with 1009), UTF-8 validated by ws (1007);
- * - a token bucket per connection (over the limit: one `PROTOCOL_RATE_LIMITED` error, then frames
- *   are dropped; `maxDroppedFrames` drops before the client calms down closes with 1008);
+ * - the frame gate (frame-gate.ts): frames and bytes budgeted per connection and per address bucket
+ *   on the raw length, before parsing; over a budget: one `PROTOCOL_RATE_LIMITED` error, the frame is
+ *   dropped and the sender's socket (or all of its address's) paused until the budget refills;
+ *   `maxDroppedFrames` drops or `maxThrottles` pauses before the client calms down close with 1008;
+ *   ws emits one message per socket per event-loop turn (`allowSynchronousEvents: false`);
  * - every frame parsed by the zod union of the protocol ({@link parseClientFrame}); anything wrong gets
  *   a typed `error` reply, and a connection that keeps provoking errors is closed (1008);
  * - handlers run inside try/catch: an unexpected exception is logged and answered `SERVER_INTERNAL`,

@@ -15,7 +15,8 @@
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
  * `--max-http-sockets`, `--max-sockets-per-ip`, `--headers-timeout-ms`, `--request-timeout-ms`,
  * `--connects-per-second-per-ip`, `--connect-burst-per-ip`, `--sessions-per-second-per-ip`,
- * `--session-burst-per-ip`, `--network-cache-ms`).
+ * `--session-burst-per-ip`, `--network-cache-ms`, `--frames-per-second-per-ip`,
+ * `--frames-burst-per-ip`, `--bytes-per-second-per-ip`, `--bytes-burst-per-ip`).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -169,8 +170,8 @@ export const limitsSchema = z
      * (per connection: `rateBurst`, `ratePerSecond`). Over any of these budgets the sender's socket
      * is paused (not read) until the budget refills, see frame-gate.ts.
      */
-    framesBurstPerIp: int(1, 10_000_000, 400),
-    framesPerSecondPerIp: z.number().positive().max(10_000_000).default(100),
+    framesBurstPerIp: int(1, 10_000_000, 1000),
+    framesPerSecondPerIp: z.number().positive().max(10_000_000).default(200),
     /**
      * Relay quotas per (sender, receiver) pair: signals in a burst and per second, connection ids
      * open at once, and the largest SDP relayed. A sender over quota gets PROTOCOL_RATE_LIMITED.
@@ -376,6 +377,10 @@ export function parseCliConfig(
         'connect-burst-per-ip': { type: 'string' },
         'session-burst-per-ip': { type: 'string' },
         'sessions-per-second-per-ip': { type: 'string' },
+        'frames-per-second-per-ip': { type: 'string' },
+        'frames-burst-per-ip': { type: 'string' },
+        'bytes-per-second-per-ip': { type: 'string' },
+        'bytes-burst-per-ip': { type: 'string' },
         'network-cache-ms': { type: 'string' },
         'api-keys': { type: 'string' },
         'api-anonymous': { type: 'boolean' },
@@ -414,6 +419,10 @@ export function parseCliConfig(
     connectBurstPerIp: num(str('connect-burst-per-ip')),
     sessionBurstPerIp: num(str('session-burst-per-ip')),
     sessionsPerSecondPerIp: num(str('sessions-per-second-per-ip')),
+    framesPerSecondPerIp: num(str('frames-per-second-per-ip')),
+    framesBurstPerIp: num(str('frames-burst-per-ip')),
+    bytesPerSecondPerIp: num(str('bytes-per-second-per-ip')),
+    bytesBurstPerIp: num(str('bytes-burst-per-ip')),
     networkCacheMs: num(str('network-cache-ms')),
   };
   for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];

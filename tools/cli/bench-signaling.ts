@@ -69,6 +69,16 @@ async function startServer(maxPeers: number): Promise<{ child: ChildProcess; por
       String(maxPeers + 100),
       '--max-connections',
       String(maxPeers + 100),
+      // Every simulated peer is on loopback, one client address: lift the per-address budgets that
+      // would (rightly) treat them as one host.
+      '--frames-per-second-per-ip',
+      '1000000',
+      '--frames-burst-per-ip',
+      '1000000',
+      '--bytes-per-second-per-ip',
+      String(1 << 30),
+      '--bytes-burst-per-ip',
+      String(1 << 30),
       '--rate-burst',
       '1000',
       '--rate-per-second',

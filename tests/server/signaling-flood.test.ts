@@ -28,6 +28,12 @@ beforeAll(async () => {
     '64',
     '--network-cache-ms',
     '0',
+    // An address budget below one connection's own (200 frames): the group meets the shared budget
+    // first, however its frames are spread over its sockets. The honest peers need ~20 frames/s.
+    '--frames-burst-per-ip',
+    '100',
+    '--frames-per-second-per-ip',
+    '50',
   ]);
   port = Number(new URL(server.url).port);
 }, TIMEOUTS.serverStart);

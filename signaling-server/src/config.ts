@@ -170,8 +170,8 @@ export const limitsSchema = z
      * (per connection: `rateBurst`, `ratePerSecond`). Over any of these budgets the sender's socket
      * is paused (not read) until the budget refills, see frame-gate.ts.
      */
-    framesBurstPerIp: int(1, 10_000_000, 1000),
-    framesPerSecondPerIp: z.number().positive().max(10_000_000).default(200),
+    framesBurstPerIp: int(1, 10_000_000, 400),
+    framesPerSecondPerIp: z.number().positive().max(10_000_000).default(100),
     /**
      * Relay quotas per (sender, receiver) pair: signals in a burst and per second, connection ids
      * open at once, and the largest SDP relayed. A sender over quota gets PROTOCOL_RATE_LIMITED.

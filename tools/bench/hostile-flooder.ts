@@ -3,8 +3,8 @@
  * tools/bench/hostile-flooder.ts '<json>'`) as an attacker would be: it shares the machine's cores
  * with the server and the honest peers but not their event loops.
  *
- * It opens `sockets` WebSockets from one IPv6 /64 (one host: `2001:db8:66::<i>`) or, with
- * `addresses: 'distinct'`, from that many IPv4 addresses (`10.66.0.<i>`), both forwarded through the
+ * It opens `sockets` WebSockets from one IPv6 /64 (one host: `2001:db8:66:<class>::<i>`) or, with
+ * `addresses: 'distinct'`, from that many IPv4 addresses (`10.66.<class>.<i>`), both forwarded through the
  * server's trusted proxy (127.0.0.1), and floods for `ms`:
  * - `offers`: requesters send 8 KiB and 48 KiB SDP offers with fresh connection ids to `victim`;
  * - `frames`: 60 KiB junk frames, no hello;
@@ -51,8 +51,11 @@ function flood(o: FloodOrder): Promise<FloodReport> {
   const big = 'a'.repeat(48 * 1024 - 200);
   const mid = 'a'.repeat(8 * 1024);
   const junk = JSON.stringify({ type: 'junk', v: 1, pad: 'x'.repeat(60 * 1024) });
+  // Each flood class from its own host: an address still throttled after the previous phase would
+  // have its hellos dropped and never flood at all.
+  const k = FLOOD_KINDS.indexOf(o.kind) + 1;
   const address = (i: number) =>
-    o.addresses === 'one-64' ? `2001:db8:66::${i.toString(16)}` : `10.66.0.${i}`;
+    o.addresses === 'one-64' ? `2001:db8:66:${k}::${i.toString(16)}` : `10.66.${k}.${i}`;
 
   const sock = (i: number): void => {
     if (Date.now() > end) return;

@@ -301,6 +301,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           isFirst: a.range[0] === 0,
           isHead: a.range[1] === a.model.units,
           next: () => links.next(),
+          nextPeer: a.next,
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,
           onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),

@@ -194,7 +194,8 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
             try {
               r = await inner.forward(tokens, position, opts);
             } catch (e) {
-              if (!isRingLoss(e) || opts.signal?.aborted) throw e;
+              // Before the first token nothing was shown yet: the requester's own retry starts over.
+              if (!isRingLoss(e) || opts.signal?.aborted || (history.length === 0 && !pending)) throw e;
               await recover(e, position, opts.signal);
               continue;
             }

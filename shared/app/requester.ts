@@ -130,7 +130,7 @@ export interface RequesterOptions {
    * trying the same ring again, ms (default 4 s: its probe of the ring's peers takes up to 3 s).
    */
   stallGraceMs?: number;
-  /** How long recovering from one lost ring peer may take before the answer fails, ms (default 30 s). */
+  /** How long recovering from one lost ring peer may take before the answer fails, ms (default 90 s). */
   recoveryWindowMs?: number;
 }
 

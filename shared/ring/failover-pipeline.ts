@@ -77,7 +77,10 @@ export interface FailoverPipelineOptions {
   detector?: LossDetector;
   /** Losses survived per answer before giving up (default 8). */
   maxFailovers?: number;
-  /** How long recovering from one loss may take, ms (default 30 s). */
+  /**
+   * How long recovering from one loss may take, ms (default 90 s: without a standby the re-planned
+   * stages download and compile their new shards first, which on a loaded device takes a while).
+   */
   recoveryWindowMs?: number;
   now?: () => number;
   /** A loss was detected (recovery starts). */
@@ -110,7 +113,7 @@ export interface FailoverPipeline extends Pipeline {
 export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipeline {
   const now = o.now ?? (() => performance.now());
   const maxFailovers = o.maxFailovers ?? 8;
-  const windowMs = o.recoveryWindowMs ?? 30_000;
+  const windowMs = o.recoveryWindowMs ?? 90_000;
   const failovers: FailoverEvent[] = [];
   let ring = o.initial;
   return {
@@ -156,7 +159,7 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
         } else if (now() - pending.detectedAt > windowMs) {
           throw new RingworkError(
             'RING_FAILOVER_FAILED',
-            `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer.`,
+            `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer (last: ${e.code}: ${e.message}).`,
             { details: { position, lostPeer: pending.lostPeer, lastCode: e.code }, cause: e },
           );
         }

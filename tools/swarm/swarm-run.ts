@@ -69,6 +69,8 @@ export interface SwarmAnswer {
   stages: SwarmStage[];
   timings: SwarmTimings;
   failovers?: SwarmFailover[];
+  /** What the chat page says about them (its `answer-failover` note), as a person reads it. */
+  failoverNote?: string;
 }
 
 /** One ring stage as /api/network reports it. */
@@ -119,6 +121,8 @@ export interface SwarmResult {
   speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
   /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
   failovers?: SwarmFailover[];
+  /** What the chat page says about them (its `answer-failover` note). */
+  failoverNote?: string;
   /** The answers of `more`, in order. */
   more?: SwarmAnswer[];
   elapsedS: number;
@@ -491,10 +495,12 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
       const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
       let failovers: SwarmFailover[] | undefined;
+      let failoverNote: string | undefined;
       if (q.kill && victim) {
         const note = answer.getByTestId('answer-failover');
         const raw = (await note.count()) ? await note.getAttribute('data-failovers') : null;
         const seen = raw ? (JSON.parse(raw) as PageFailover[]) : [];
+        if (raw) failoverNote = (await note.textContent()) ?? '';
         if (seen.length === 0) {
           throw new RingworkError(
             'NO_RING',
@@ -512,14 +518,20 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           recoveryMs: Math.max(0, (f.recoveredAt ?? NaN) - killedAt),
         }));
       }
-      return { text, stages: [...stages], timings, ...(failovers ? { failovers } : {}) };
+      return {
+        text,
+        stages: [...stages],
+        timings,
+        ...(failovers ? { failovers } : {}),
+        ...(failoverNote !== undefined ? { failoverNote } : {}),
+      };
     };
     const first = await askOnce({
       temperature: o.temperature,
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
       ...(o.kill ? { kill: o.kill } : {}),
     });
-    const { text, timings, failovers } = first;
+    const { text, timings, failovers, failoverNote } = first;
     const speed = await speedFigures(server.url, modelId);
     let more: SwarmAnswer[] | undefined;
     for (const q of o.more ?? []) {
@@ -569,6 +581,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(memory ? { memory } : {}),
       ...(speed ? { speed } : {}),
       ...(failovers ? { failovers } : {}),
+      ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),
       elapsedS: (Date.now() - started) / 1000,
     };

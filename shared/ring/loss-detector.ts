@@ -14,8 +14,11 @@
  * - 1.5 s floor: small models lap in milliseconds, where 4× p50 would fire on a browser's ordinary
  *   hiccups (tab throttling, a WebRTC retransmit, a worker GC). 1.5 s is above those and still lets
  *   the loss be known within the 2 s the product promises, with the report to the coordinator.
- * Until `minSamples` decode laps are seen (the first steps include a cold compile) and for
- * multi-position steps (prefill, failover replay) the step gets the cold timeout instead.
+ * Until `minSamples` decode laps are seen (the first steps include a cold compile) a step gets the
+ * cold timeout. A multi-position step on a ring whose laps are known (a failover replay) gets one
+ * decode deadline per 16 positions, and at least 8 s: the replacement stages may run a freshly
+ * loaded shard for the first time (a compile), and a replay that hangs must not cost the full
+ * cold timeout before the next attempt.
  */
 
 /** Options of {@link createLossDetector}. */
@@ -30,6 +33,10 @@ export interface LossDetectorOptions {
   minSamples?: number;
   /** How many recent laps the median is taken over (default 32). */
   window?: number;
+  /** Least deadline of a multi-position step once laps are known, ms (default 8 s). */
+  replayFloorMs?: number;
+  /** Positions per decode deadline in a multi-position step (default 16). */
+  chunk?: number;
 }
 
 export interface LossDetector {
@@ -49,6 +56,8 @@ export const DEFAULT_LOSS_DETECTION = {
   coldMs: 60_000,
   minSamples: 3,
   window: 32,
+  replayFloorMs: 8000,
+  chunk: 16,
 } as const satisfies Required<LossDetectorOptions>;
 
 /** Creates a lap-based step deadline (see the module comment for the rule and its reasons). */
@@ -69,8 +78,12 @@ export function createLossDetector(o: LossDetectorOptions = {}): LossDetector {
     },
     deadlineMs(positions) {
       const m = p50();
-      if (positions !== 1 || m === undefined || laps.length < c.minSamples) return c.coldMs;
-      return Math.min(c.coldMs, Math.max(c.factor * m, c.floorMs));
+      if (m === undefined || laps.length < c.minSamples) return c.coldMs;
+      const decode = Math.max(c.factor * m, c.floorMs);
+      if (positions === 1) return Math.min(c.coldMs, decode);
+      // A failover replay on a ring whose laps are known: one decode deadline per chunk of
+      // positions, and at least `replayFloorMs` for a freshly loaded shard's first run.
+      return Math.min(c.coldMs, Math.max(c.replayFloorMs, decode * Math.ceil(positions / c.chunk)));
     },
     p50,
     get samples() {

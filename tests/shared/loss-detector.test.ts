@@ -29,14 +29,19 @@ describe('loss detector: the step deadline follows the observed laps', () => {
     expect(d.deadlineMs(1)).toBe(2000);
   });
 
-  it('a multi-position step (prefill, failover replay) gets the cold timeout; bad laps are ignored', () => {
-    const d = createLossDetector({ coldMs: 9_000 });
+  it('a prompt prefill gets the cold timeout; a failover replay one decode deadline per 16 positions, at least 8 s', () => {
+    const d = createLossDetector({ coldMs: 60_000 });
+    expect(d.deadlineMs(40)).toBe(60_000); // no laps yet: the prompt's prefill
     for (let i = 0; i < 5; i++) d.observe(50);
     d.observe(NaN);
     d.observe(-1);
-    expect(d.samples).toBe(5);
+    expect(d.samples).toBe(5); // bad laps are ignored
     expect(d.deadlineMs(1)).toBe(1500);
-    expect(d.deadlineMs(17)).toBe(9_000);
+    expect(d.deadlineMs(17)).toBe(8000);
+    for (let i = 0; i < 32; i++) d.observe(1000);
+    // 4 s per decode step, 3 chunks of 16 for 40 positions.
+    expect(d.deadlineMs(40)).toBe(12_000);
+    expect(d.deadlineMs(1000)).toBe(60_000); // never beyond the cold timeout
   });
 });
 

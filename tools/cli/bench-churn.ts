@@ -97,7 +97,9 @@ runCli(async () => {
   const causes: Record<string, number> = {};
   for (const f of losses) causes[f.cause] = (causes[f.cause] ?? 0) + 1;
   const summary = {
-    runs,
+    runs: answers.length,
+    asked: runs,
+    ...(result.moreError !== undefined ? { stoppedEarly: result.moreError } : {}),
     peers,
     steps,
     temperature,
@@ -123,7 +125,10 @@ runCli(async () => {
   process.stdout.write(
     [
       `churn: ${runs} runs, ${peers}-peer ring, ${steps} steps, temperature ${temperature}${temperature > 0 ? `, seed ${seed}` : ''}`,
-      `identical text:        ${identical}/${runs}  (target ${runs}/${runs})`,
+      ...(result.moreError !== undefined
+        ? [`STOPPED EARLY after ${answers.length} of ${runs} runs: ${result.moreError}`]
+        : []),
+      `identical text:        ${identical}/${answers.length}  (target ${runs}/${runs})`,
       `failovers:             ${losses.length}  (${Object.entries(causes)
         .map(([k, n]) => `${k} ${n}`)
         .join(', ')})`,

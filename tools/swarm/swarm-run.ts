@@ -125,6 +125,8 @@ export interface SwarmResult {
   failoverNote?: string;
   /** The answers of `more`, in order. */
   more?: SwarmAnswer[];
+  /** Why the series of `more` answers stopped early, if it did. */
+  moreError?: string;
   elapsedS: number;
 }
 
@@ -534,12 +536,20 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const { text, timings, failovers, failoverNote } = first;
     const speed = await speedFigures(server.url, modelId);
     let more: SwarmAnswer[] | undefined;
+    let moreError: string | undefined;
     for (const q of o.more ?? []) {
-      // Replace the closed pages, and wait for the full ring again (the coordinator re-plans).
-      while (contributors.length < o.peers) await addContributor();
-      stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(60_000, left()));
-      (more ??= []).push(await askOnce(q));
-      o.onAnswer?.(more[more.length - 1]!, more.length, first);
+      try {
+        // Replace the closed pages, and wait for the full ring again (the coordinator re-plans).
+        while (contributors.length < o.peers) await addContributor();
+        stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(60_000, left()));
+        (more ??= []).push(await askOnce(q));
+        o.onAnswer?.(more[more.length - 1]!, more.length, first);
+      } catch (e) {
+        // The answers so far still count; the caller reports where the series stopped.
+        moreError = e instanceof Error ? e.message : String(e);
+        log(`stopped after ${more?.length ?? 0} further answers: ${moreError}`);
+        break;
+      }
     }
 
     let memory: SwarmPageMemory[] | undefined;
@@ -583,6 +593,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(failovers ? { failovers } : {}),
       ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),
+      ...(moreError !== undefined ? { moreError } : {}),
       elapsedS: (Date.now() - started) / 1000,
     };
   } catch (e) {

@@ -25,8 +25,11 @@ export interface ChatMessage {
 
 /** One failover of an answer, as the chat shows it. */
 export interface AnswerFailover {
-  /** How the loss was noticed: a link closed, a step missed its deadline, a stage reported it. */
-  cause: 'link-close' | 'deadline' | 'stage-error';
+  /**
+   * How the loss was noticed: a link closed, a step missed its deadline, a stage reported it, or
+   * the coordinator re-planned the ring (it saw the peer's socket close first).
+   */
+  cause: 'link-close' | 'deadline' | 'stage-error' | 'replanned';
   lostPeer?: string;
   /** Position of the step that was lost and re-sent. */
   position: number;

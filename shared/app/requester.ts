@@ -294,8 +294,12 @@ export function createRequester(o: RequesterOptions): Requester {
     targetOf: (r: ServerMessageOf<'ring'>) => RingTarget,
   ): Promise<RingTarget> => {
     const key = `${loss.ring.ringId}@${loss.ring.epoch}`;
-    const notReady = loss.error.code === 'RING_STALE_EPOCH' || loss.error.code === 'RING_STAGE_NOT_SERVING';
-    if (loss.attempt === 0) {
+    const notReady =
+      loss.cause === 'replanned' ||
+      loss.error.code === 'RING_STALE_EPOCH' ||
+      loss.error.code === 'RING_STAGE_NOT_SERVING';
+    // A re-plan the coordinator made itself needs no report.
+    if (loss.attempt === 0 && loss.cause !== 'replanned') {
       try {
         net.signaling.send({
           type: 'ring-stalled',
@@ -359,7 +363,7 @@ export function createRequester(o: RequesterOptions): Requester {
           const first = await linkTo(net, stages[0]!.peer, a.signal);
           const head =
             stages.length === 1 ? first : await linkTo(net, stages[stages.length - 1]!.peer, a.signal);
-          return openRemoteSession(
+          const session = await openRemoteSession(
             {
               requesterId: net.peerId,
               epoch: ring.epoch,
@@ -371,6 +375,29 @@ export function createRequester(o: RequesterOptions): Requester {
             },
             resume,
           );
+          // A new epoch of this model's ring ends this one's sessions on every stage (they restart
+          // for the new epoch): the coordinator saw a peer go (its socket closed) or re-planned, so
+          // fail over now instead of waiting for the step deadline.
+          const key = `${ring.ringId}@${ring.epoch}`;
+          const onRing = (r: RingAnswer | undefined) => {
+            if (!r || (r.type === 'ring' && `${r.ringId}@${r.epoch}` === key)) return;
+            session.abandon(
+              new RingworkError('RING_STALE_EPOCH', 'The coordinator re-planned the ring mid-answer.', {
+                details: { replanned: true, ringId: ring.ringId, epoch: ring.epoch },
+              }),
+            );
+          };
+          const off = store.subscribe((st) => onRing(st.rings[a.settings.model]));
+          onRing(get().rings[a.settings.model]);
+          return {
+            id: session.id,
+            get draws() {
+              return session.draws;
+            },
+            abandon: (e) => session.abandon(e),
+            forward: (t, p, opts) => session.forward(t, p, opts),
+            close: () => (off(), session.close()),
+          };
         },
       });
       const events: FailoverEvent[] = [];

@@ -18,7 +18,7 @@ import type { RemoteResume, RemoteSession } from './remote-pipeline.js';
 import { RETRYABLE_RING_CODES } from './retry.js';
 
 /** How a loss was noticed. */
-export type LossCause = 'link-close' | 'deadline' | 'stage-error';
+export type LossCause = 'link-close' | 'deadline' | 'stage-error' | 'replanned';
 
 /** One ring a session can run on. */
 export interface RingTarget {
@@ -98,6 +98,7 @@ export function isRingLoss(e: unknown): e is RingworkError {
 export function lossCause(e: RingworkError): { cause: LossCause; lostPeer?: string } {
   const peer = typeof e.details.peer === 'string' ? e.details.peer : undefined;
   if (e.code === 'RING_STEP_TIMEOUT') return { cause: 'deadline' };
+  if (e.details.replanned === true) return { cause: 'replanned' };
   if (e.code === 'RING_PEER_LOST') return { cause: 'link-close', ...(peer ? { lostPeer: peer } : {}) };
   return { cause: 'stage-error', ...(peer ? { lostPeer: peer } : {}) };
 }

@@ -48,6 +48,8 @@ export interface RemoteSession extends PipelineSession {
   readonly id: string;
   /** Random draws of the head's sampler after the latest token (what a failover hands on). */
   readonly draws: number;
+  /** Fails the session (a step waiting now, and every later one) with `e`: the ring is known gone. */
+  abandon(e: unknown): void;
 }
 
 /** A ring as a {@link Pipeline}. */
@@ -143,6 +145,7 @@ export async function openRemoteSession(
     get draws() {
       return draws;
     },
+    abandon: (e) => fail(e),
     async forward(tokens, position, opts = {}): Promise<ForwardResult> {
       if (failure) throw failure;
       throwIfAborted(opts.signal, 'The step');

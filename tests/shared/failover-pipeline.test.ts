@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { RingworkError } from '../../shared/errors';
-import { createFailoverPipeline, type RingLoss, type RingTarget } from '../../shared/ring/failover-pipeline';
+import {
+  createFailoverPipeline,
+  lossCause,
+  type RingLoss,
+  type RingTarget,
+} from '../../shared/ring/failover-pipeline';
 import type { RemoteResume, RemoteSession } from '../../shared/ring/remote-pipeline';
 
 /**
@@ -33,6 +38,7 @@ function fakeRing(id: string, o: { dieAt?: number; error?: RingworkError } = {})
           return { token: position + tokens.length - 1 + 1000, timing: { stageMs: [1], totalMs: 2 } };
         },
         close: async () => undefined,
+        abandon: () => undefined,
       };
       return s;
     },
@@ -141,5 +147,16 @@ describe('failover pipeline: replay on the replacement ring', () => {
       code: 'RING_FAILOVER_FAILED',
       details: { lastCode: 'RING_STAGE_NOT_SERVING' },
     });
+  });
+
+  it('tells how a loss was noticed from the error alone (code and details)', () => {
+    const e = (
+      code: 'RING_PEER_LOST' | 'RING_STEP_TIMEOUT' | 'RING_STALE_EPOCH' | 'STAGE_NEXT_TIMEOUT',
+      d = {},
+    ) => lossCause(new RingworkError(code, 'x', { details: d }));
+    expect(e('RING_PEER_LOST', { peer: 'p1' })).toEqual({ cause: 'link-close', lostPeer: 'p1' });
+    expect(e('RING_STEP_TIMEOUT', { step: 3 })).toEqual({ cause: 'deadline' });
+    expect(e('RING_STALE_EPOCH', { replanned: true })).toEqual({ cause: 'replanned' });
+    expect(e('STAGE_NEXT_TIMEOUT', { peer: 'p2' })).toEqual({ cause: 'stage-error', lostPeer: 'p2' });
   });
 });

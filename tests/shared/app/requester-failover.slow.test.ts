@@ -109,10 +109,13 @@ describe('requester failover (real contributors and runners, in-memory links)', 
       expect(f.recoveryMs).toBeGreaterThanOrEqual(0);
       expect(f.replayed).toBe(f.position);
       // The coordinator was told (with where it stalled), but nobody was evicted on the requester's word here.
-      expect(stalled).toHaveLength(1);
-      expect(stalled[0]).toMatchObject({ ringId: 'r1', epoch: 1, position: f.position });
+      // A re-plan the coordinator made itself is not reported back to it.
+      expect(stalled).toHaveLength(f.cause === 'replanned' ? 0 : 1);
+      if (stalled.length) expect(stalled[0]).toMatchObject({ ringId: 'r1', epoch: 1, position: f.position });
       // A middle stage's loss is reported back along the ring by the stage before it, naming it.
-      if (kill === 1) expect(f).toMatchObject({ cause: 'link-close', lostPeer: killedPeer });
+      // (or the pushed re-planned ring, whichever comes first).
+      if (kill === 1 && f.cause !== 'replanned')
+        expect(f).toMatchObject({ cause: 'link-close', lostPeer: killedPeer });
       expect(result.stats.peers).toHaveLength(2);
     },
     scaled(120_000),

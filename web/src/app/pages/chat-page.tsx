@@ -176,6 +176,7 @@ function FailoverNote({ failovers }: { failovers: AnswerFailover[] | undefined }
     'link-close': 'its link closed',
     deadline: 'it missed its step deadline',
     'stage-error': 'a stage reported it',
+    replanned: 'the network re-planned the ring',
   };
   return (
     <div className="meta" data-testid="answer-failover" data-failovers={JSON.stringify(failovers)}>

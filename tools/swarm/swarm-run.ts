@@ -541,7 +541,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       try {
         // Replace the closed pages, and wait for the full ring again (the coordinator re-plans).
         while (contributors.length < o.peers) await addContributor();
-        stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(60_000, left()));
+        // Every survivor may reload a re-planned shard: allow more than a first join takes.
+        stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(180_000, left()));
         (more ??= []).push(await askOnce(q));
         o.onAnswer?.(more[more.length - 1]!, more.length, first);
       } catch (e) {

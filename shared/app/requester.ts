@@ -518,7 +518,8 @@ export function createRequester(o: RequesterOptions): Requester {
       });
       // What this request measured, for the coordinator's speed figures: the per-token wall time of
       // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
-      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0) {
+      // An answer that failed over timed two rings and a recovery: no lap of either.
+      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0 && !failovers?.().length) {
         try {
           net.signaling.send({
             type: 'ring-lap',

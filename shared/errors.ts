@@ -178,6 +178,9 @@ export const ERROR_CODES = [
    * rejoin loop on it; the server does not send it yet (no ban list), the code reserves the meaning.
    */
   'PEER_BANNED',
+  // ---- failover
+  /** A ring lost a peer mid-answer and no replacement ring could take the session over (says what is missing). */
+  'RING_FAILOVER_FAILED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

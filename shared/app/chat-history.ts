@@ -18,7 +18,28 @@ export interface ChatMessage {
     hopMsPerToken?: number;
     error?: string;
     done?: boolean;
+    /** Ring peers lost mid-answer and survived (the answer went on on a re-formed ring). */
+    failovers?: AnswerFailover[];
   };
+}
+
+/** One failover of an answer, as the chat shows it. */
+export interface AnswerFailover {
+  /**
+   * How the loss was noticed: a link closed, a step missed its deadline, a stage reported it, or
+   * the coordinator re-planned the ring (it saw the peer's socket close first).
+   */
+  cause: 'link-close' | 'deadline' | 'stage-error' | 'replanned';
+  lostPeer?: string;
+  /** Position of the step that was lost and re-sent. */
+  position: number;
+  /** Wall-clock (epoch ms) times of detection and of the new ring's first token. */
+  detectedAt: number;
+  recoveredAt?: number;
+  /** Detection to the new ring's first token, ms. */
+  recoveryMs?: number;
+  /** Positions replayed to rebuild the new ring's KV caches. */
+  replayed: number;
 }
 
 /** What the person chose for the next answer. */
@@ -27,6 +48,8 @@ export interface ChatSettings {
   temperature: number;
   topP: number;
   maxTokens: number;
+  /** Sampler seed; unset: a fresh random seed per answer. */
+  seed?: number;
 }
 
 /** A string store for the history (the subset of the Web Storage API used). */

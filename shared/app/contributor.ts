@@ -242,8 +242,10 @@ export function createContributor(o: ContributorOptions): Contributor {
     const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
     try {
       if (serving?.key !== key) {
-        await stopServing();
+        // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
+        const stopping = stopServing();
         for (const l of membership?.links.all() ?? []) notServingYet(l);
+        await stopping;
         const runner = o.createRunner();
         serving = { key, runner, epoch: a.epoch };
         set({
@@ -287,8 +289,9 @@ export function createContributor(o: ContributorOptions): Contributor {
       }
       // A new epoch means a new ring: sessions of the old one end with it.
       if (!serving.stage || serving.epoch !== a.epoch) {
-        await serving.stage?.stop();
-        if (!ctx.isCurrent() || !serving) return;
+        // stop() detaches the old stage at once; the new one is attached before the old one's
+        // sessions are freed, so a message arriving meanwhile (a failover's open) finds a handler.
+        const stopping = serving.stage?.stop();
         serving.epoch = a.epoch;
         const links = membership!.links;
         if (!serving.shard) throw new RingworkError('RUNNER_NOT_LOADED', 'the shard is not loaded');
@@ -301,6 +304,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           isFirst: a.range[0] === 0,
           isHead: a.range[1] === a.model.units,
           next: () => links.next(),
+          nextPeer: a.next,
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,
           onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),
@@ -308,6 +312,8 @@ export function createContributor(o: ContributorOptions): Contributor {
         // Links opened while the old stage served (neighbours, requesters) carry on with the new one.
         for (const l of links.all()) serving.stage.attach(l);
         if (selfLink?.isOpen) serving.stage.attach(selfLink);
+        await stopping;
+        if (!ctx.isCurrent() || !serving) return;
       }
       membership?.links.update(a.prev, a.next);
       send({ type: 'assignment-status', epoch: a.epoch, state: 'ready' });

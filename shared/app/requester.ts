@@ -11,6 +11,7 @@ import { persist, type PersistStorage } from 'zustand/middleware';
 import {
   HISTORY_KEY,
   historyStorage,
+  type AnswerFailover,
   type ChatMessage,
   type ChatSettings,
   type HistoryStorage,
@@ -18,7 +19,14 @@ import {
 import { RingworkError, isRingworkError } from '../errors.js';
 import { isLlama2cLocation } from '../model/open-model.js';
 import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
-import { createRemotePipeline } from '../ring/remote-pipeline.js';
+import {
+  createFailoverPipeline,
+  type FailoverEvent,
+  type RingLoss,
+  type RingTarget,
+} from '../ring/failover-pipeline.js';
+import { createLossDetector } from '../ring/loss-detector.js';
+import { openRemoteSession } from '../ring/remote-pipeline.js';
 import { isRetryableRingError } from '../ring/retry.js';
 import { generate, type GenerateResult } from '../runtime/generate.js';
 import { createPipeline, type Pipeline } from '../runtime/pipeline.js';
@@ -34,7 +42,13 @@ import {
   type NetworkHandle,
 } from './network-port.js';
 
-export { HISTORY_KEY, type ChatMessage, type ChatSettings, type HistoryStorage } from './chat-history.js';
+export {
+  HISTORY_KEY,
+  type AnswerFailover,
+  type ChatMessage,
+  type ChatSettings,
+  type HistoryStorage,
+} from './chat-history.js';
 
 /** The coordinator's latest word on a model: its ring, or why there is none. */
 export type RingAnswer = ServerMessageOf<'ring'> | ServerMessageOf<'no-ring'>;
@@ -45,8 +59,11 @@ export interface ChatState {
   busy: boolean;
   status?: string;
   settings: ChatSettings;
-  /** The answer being streamed: its index in `messages` and its text so far. */
-  streaming?: { index: number; text: string };
+  /**
+   * The answer being streamed: its index in `messages`, its text so far, the tokens generated so
+   * far and the ring peers lost (and survived) meanwhile.
+   */
+  streaming?: { index: number; text: string; tokens?: number; failovers?: AnswerFailover[] };
   /** The latest ring / no-ring pushed by the coordinator, by model id. */
   rings: Record<string, RingAnswer>;
 }
@@ -59,6 +76,8 @@ export interface AnswerStats {
   local: boolean;
   computeMsPerToken: number;
   hopMsPerToken: number;
+  /** Ring peers lost mid-answer and survived. */
+  failovers: AnswerFailover[];
 }
 
 export interface AskOptions {
@@ -66,8 +85,10 @@ export interface AskOptions {
   /** The conversation so far, ending with the user's new message. */
   history: ChatMessage[];
   signal: AbortSignal;
-  /** Called with the full text of the answer so far, as tokens stream in. */
-  onText?: (text: string) => void;
+  /** Called with the full text of the answer so far (and the tokens generated), as tokens stream in. */
+  onText?: (text: string, generated: number) => void;
+  /** Called when a ring peer is lost mid-answer and again when the answer goes on (failover). */
+  onFailover?: (failovers: AnswerFailover[]) => void;
 }
 
 export interface AskResult {
@@ -102,8 +123,15 @@ export interface RequesterOptions {
   ringTimeoutMs?: number;
   /** How long a request that failed before its first token is retried, ms (default 20 s). */
   retryWindowMs?: number;
-  /** Per-step timeout of a remote ring, ms (default 60 s). */
+  /** Per-step timeout of a remote ring before its laps are known, ms (default 60 s). */
   stepTimeoutMs?: number;
+  /**
+   * After reporting a stalled ring, how long to wait for the coordinator's re-planned ring before
+   * trying the same ring again, ms (default 4 s: its probe of the ring's peers takes up to 3 s).
+   */
+  stallGraceMs?: number;
+  /** How long recovering from one lost ring peer may take before the answer fails, ms (default 90 s). */
+  recoveryWindowMs?: number;
 }
 
 export interface Requester {
@@ -233,6 +261,81 @@ export function createRequester(o: RequesterOptions): Requester {
     return link;
   };
 
+  /** Resolves once the model's ring answer differs from `key`, or after `ms` (never rejects but on abort). */
+  const ringChange = (model: string, key: string, ms: number, signal: AbortSignal): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const keyOf = (r: RingAnswer | undefined) =>
+        r?.type === 'ring' ? `${r.ringId}@${r.epoch}` : r ? `none:${r.reason}` : '';
+      if (keyOf(get().rings[model]) !== key) return resolve();
+      const finish = (f: () => void) => {
+        clearTimeout(timer);
+        off();
+        signal.removeEventListener('abort', onAbort);
+        f();
+      };
+      const timer = setTimeout(() => finish(resolve), ms);
+      const onAbort = () => finish(() => reject(new RingworkError('ABORTED', 'Generation was stopped.')));
+      signal.addEventListener('abort', onAbort, { once: true });
+      const off = store.subscribe((s) => {
+        if (keyOf(s.rings[model]) !== key) finish(resolve);
+      });
+    });
+
+  /**
+   * After a loss: tells the coordinator the ring stalled (it checks the peers itself; nobody is
+   * evicted on this tab's word), waits for its re-planned ring — or, when none comes within the
+   * grace, tries the same ring again — and fails with what is missing when no ring can be formed.
+   */
+  const replaceRing = async (
+    net: NetworkHandle,
+    model: string,
+    loss: RingLoss,
+    signal: AbortSignal,
+    targetOf: (r: ServerMessageOf<'ring'>) => RingTarget,
+  ): Promise<RingTarget> => {
+    const key = `${loss.ring.ringId}@${loss.ring.epoch}`;
+    const notReady =
+      loss.cause === 'replanned' ||
+      loss.error.code === 'RING_STALE_EPOCH' ||
+      loss.error.code === 'RING_STAGE_NOT_SERVING';
+    // A re-plan the coordinator made itself needs no report.
+    if (loss.attempt === 0 && loss.cause !== 'replanned') {
+      try {
+        net.signaling.send({
+          type: 'ring-stalled',
+          ringId: loss.ring.ringId,
+          epoch: loss.ring.epoch,
+          position: loss.position,
+          cause: loss.cause,
+          ...(loss.lostPeer ? { peer: loss.lostPeer } : {}),
+        });
+      } catch {
+        /* signaling down: the coordinator learns of the loss on its own */
+      }
+    }
+    // A ring still loading its shards answers "not serving" at once: poll it with a short backoff.
+    const waitMs =
+      loss.attempt === 0 && !notReady ? (o.stallGraceMs ?? 4000) : Math.min(1000, 100 * 2 ** loss.attempt);
+    await ringChange(model, key, waitMs, signal);
+    const now = get().rings[model];
+    if (now?.type !== 'ring') {
+      const missing = now?.missingBytes;
+      throw new RingworkError(
+        'RING_FAILOVER_FAILED',
+        `The ring lost a peer and no ring can take the answer over: ${
+          missing !== undefined && missing > 0
+            ? `${(missing / 1e9).toFixed(2)} GB more peer memory is needed`
+            : (now?.reason ?? 'the coordinator has no ring for this model')
+        }.`,
+        {
+          details: { model, lostPeer: loss.lostPeer, missingBytes: missing, reason: now?.reason },
+          cause: loss.error,
+        },
+      );
+    }
+    return targetOf(now);
+  };
+
   const askOnce = async (a: AskOptions): Promise<AskResult> => {
     const net = await o.network();
     subscribe(net, a.settings.model);
@@ -241,25 +344,99 @@ export function createRequester(o: RequesterOptions): Requester {
     let pipeline: Pipeline;
     let sampler: Sampler | undefined;
     let peers: string[];
+    let peersNow: (() => string[]) | undefined;
     let local = false;
     let release = async () => {};
-    const seed = seedOf();
+    const seed = a.settings.seed ?? seedOf();
+    let failovers: (() => AnswerFailover[]) | undefined;
     if (answer.type === 'ring') {
       model = answer.model;
-      const stages = answer.stages;
-      const first = await linkTo(net, stages[0]!.peer, a.signal);
-      const head = stages.length === 1 ? first : await linkTo(net, stages[stages.length - 1]!.peer, a.signal);
+      const detector = createLossDetector({ coldMs: o.stepTimeoutMs ?? 60_000 });
       // The head holds the session's one sampler (seed + draws travel with `open`).
-      pipeline = createRemotePipeline({
-        requesterId: net.peerId,
-        epoch: answer.epoch,
-        first,
-        head,
-        sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
-        ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
-        now: clock.now,
+      const sampler = { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed };
+      const targetOf = (ring: ServerMessageOf<'ring'>): RingTarget => ({
+        ringId: ring.ringId,
+        epoch: ring.epoch,
+        peers: ring.stages.map((s) => s.peer),
+        async open(resume) {
+          const stages = ring.stages;
+          const first = await linkTo(net, stages[0]!.peer, a.signal);
+          const head =
+            stages.length === 1 ? first : await linkTo(net, stages[stages.length - 1]!.peer, a.signal);
+          const session = await openRemoteSession(
+            {
+              requesterId: net.peerId,
+              epoch: ring.epoch,
+              first,
+              head,
+              sampler,
+              stepDeadlineMs: (n) => detector.deadlineMs(n),
+              now: clock.now,
+            },
+            resume,
+          );
+          // A new epoch of this model's ring ends this one's sessions on every stage (they restart
+          // for the new epoch): the coordinator saw a peer go (its socket closed) or re-planned, so
+          // fail over now instead of waiting for the step deadline.
+          const key = `${ring.ringId}@${ring.epoch}`;
+          const onRing = (r: RingAnswer | undefined) => {
+            if (!r || (r.type === 'ring' && `${r.ringId}@${r.epoch}` === key)) return;
+            session.abandon(
+              new RingworkError('RING_STALE_EPOCH', 'The coordinator re-planned the ring mid-answer.', {
+                details: { replanned: true, ringId: ring.ringId, epoch: ring.epoch },
+              }),
+            );
+          };
+          const off = store.subscribe((st) => onRing(st.rings[a.settings.model]));
+          onRing(get().rings[a.settings.model]);
+          return {
+            id: session.id,
+            get draws() {
+              return session.draws;
+            },
+            abandon: (e) => session.abandon(e),
+            forward: (t, p, opts) => session.forward(t, p, opts),
+            close: () => (off(), session.close()),
+          };
+        },
       });
-      peers = stages.map((s) => s.peer);
+      const events: FailoverEvent[] = [];
+      // Monotonic clock times of the pipeline, as wall-clock times for the chat (and the swarm tool).
+      const wall = (t: number) => clock.wallNow() - (clock.now() - t);
+      const shown = (): AnswerFailover[] =>
+        events.map((e) => ({
+          cause: e.cause,
+          ...(e.lostPeer ? { lostPeer: e.lostPeer } : {}),
+          position: e.position,
+          detectedAt: wall(e.detectedAt),
+          ...(e.recoveredAt !== undefined ? { recoveredAt: wall(e.recoveredAt) } : {}),
+          ...(e.recoveryMs !== undefined ? { recoveryMs: e.recoveryMs } : {}),
+          replayed: e.replayed,
+        }));
+      failovers = shown;
+      const failover = createFailoverPipeline({
+        initial: targetOf(answer),
+        replace: (loss) => replaceRing(net, a.settings.model, loss, a.signal, targetOf),
+        detector,
+        ...(o.recoveryWindowMs ? { recoveryWindowMs: o.recoveryWindowMs } : {}),
+        now: clock.now,
+        onLoss: (e) => {
+          events.push(e);
+          log.warn(
+            { cause: e.cause, peer: e.lostPeer, position: e.position },
+            'ring peer lost; failing over',
+          );
+          a.onFailover?.(shown());
+        },
+        onRecovered: (e) => {
+          log.info({ recoveryMs: e.recoveryMs, ring: e.toRing }, 'failover done');
+          a.onFailover?.(shown());
+        },
+      });
+      pipeline = failover;
+      peers = answer.stages.map((s) => s.peer);
+      const latestPeers = () => failover.ring.peers;
+      peersNow = latestPeers;
     } else {
       // No ring: run the whole model here when it fits.
       const budget = o.localMemoryBytes();
@@ -312,6 +489,7 @@ export function createRequester(o: RequesterOptions): Requester {
         : tokenizer.encode(last.text, { bos: true });
       const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
       let text = '';
+      let generated = 0;
       let compute = 0;
       let wall = 0;
       let decodeSteps = 0;
@@ -326,9 +504,10 @@ export function createRequester(o: RequesterOptions): Requester {
         now: clock.now,
         onToken: (e) => {
           // Chat models show only the answer; completion models show the story as printed.
+          if (e.position >= prompt.length) generated++;
           if (chat && e.position < prompt.length) return;
           text += e.piece;
-          a.onText?.(text);
+          a.onText?.(text, generated);
         },
         onStep: (e) => {
           if (e.tokens !== 1) return;
@@ -339,7 +518,8 @@ export function createRequester(o: RequesterOptions): Requester {
       });
       // What this request measured, for the coordinator's speed figures: the per-token wall time of
       // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
-      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0) {
+      // An answer that failed over timed two rings and a recovery: no lap of either.
+      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0 && !failovers?.().length) {
         try {
           net.signaling.send({
             type: 'ring-lap',
@@ -357,10 +537,11 @@ export function createRequester(o: RequesterOptions): Requester {
         stats: {
           prefillTokPerS: result.timings.prefillTokPerS,
           decodeTokPerS: result.timings.decodeTokPerS,
-          peers,
+          peers: peersNow?.() ?? peers,
           local,
           computeMsPerToken: decodeSteps ? compute / decodeSteps : 0,
           hopMsPerToken: decodeSteps ? Math.max(0, wall - compute) / decodeSteps : 0,
+          failovers: failovers?.() ?? [],
         },
       };
     } finally {
@@ -377,7 +558,7 @@ export function createRequester(o: RequesterOptions): Requester {
     for (let attempt = 0; ; attempt++) {
       let streamed = false;
       try {
-        return await askOnce({ ...a, onText: (t) => ((streamed = true), a.onText?.(t)) });
+        return await askOnce({ ...a, onText: (t, n) => ((streamed = true), a.onText?.(t, n)) });
       } catch (e) {
         const retry = !streamed && !a.signal.aborted && clock.now() < deadline && isRetryableRingError(e);
         log.info({ attempt, retry, code: isRingworkError(e) ? e.code : undefined }, 'request failed');
@@ -429,13 +610,28 @@ export function createRequester(o: RequesterOptions): Requester {
           settings: s.settings,
           history,
           signal: ac.signal,
-          onText: (t) => set({ streaming: { index, text: t }, status: undefined }),
+          onText: (t, n) =>
+            set({ streaming: { ...get().streaming, index, text: t, tokens: n }, status: undefined }),
+          onFailover: (f) => {
+            const recovering = f.some((x) => x.recoveredAt === undefined);
+            set({
+              streaming: { text: '', ...get().streaming, index, failovers: f },
+              status: recovering
+                ? 'a ring peer left mid-answer; re-forming the ring and replaying…'
+                : undefined,
+            });
+          },
         });
         patchMessage(index, { text: r.text, meta: { model, ...r.stats, done: true } });
       } catch (e) {
         patchMessage(index, {
           text: get().streaming?.text ?? '',
-          meta: { model, error: e instanceof Error ? e.message : String(e), done: true },
+          meta: {
+            model,
+            error: e instanceof Error ? e.message : String(e),
+            done: true,
+            ...(get().streaming?.failovers ? { failovers: get().streaming!.failovers } : {}),
+          },
         });
       } finally {
         if (current === ac) current = undefined;

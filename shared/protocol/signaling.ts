@@ -147,6 +147,23 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       tokens: z.number().int().positive().max(1_000_000),
     })
     .strict(),
+  /**
+   * A requester's ring stalled mid-answer at `position` (a link closed, a step missed its deadline,
+   * or a stage reported its neighbour gone). Evidence for the server to check, never a verdict: the
+   * server probes the ring's peers (`peer`, when named, else every stage) and evicts only a peer
+   * that fails its own probe. The requester's session fails over either way.
+   */
+  z
+    .object({
+      type: z.literal('ring-stalled'),
+      v,
+      ringId: z.string().min(1).max(200),
+      epoch: z.number().int().nonnegative(),
+      position: z.number().int().nonnegative().max(1_000_000),
+      cause: z.enum(['link-close', 'deadline', 'stage-error']),
+      peer: peerIdSchema.optional(),
+    })
+    .strict(),
   z.object({ type: z.literal('leave'), v }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;

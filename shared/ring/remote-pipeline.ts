@@ -24,130 +24,187 @@ export interface RemotePipelineOptions {
   sampler: SamplerSettings;
   /** Per-step timeout, ms (default 60 s: a first step may include a cold GPU pipeline compile). */
   stepTimeoutMs?: number;
+  /**
+   * Per-step deadline by the step's number of positions, ms (overrides `stepTimeoutMs`): the
+   * requester's loss detector (see loss-detector.ts) makes a decode step's deadline follow the laps.
+   */
+  stepDeadlineMs?: (positions: number) => number;
   newSessionId?: () => string;
   now?: () => number;
 }
 
 type Waiter = { step: number; resolve: (m: RingControlOf<'token'>) => void; reject: (e: unknown) => void };
 
+/** Where a session taken over after a failover starts from. */
+export interface RemoteResume {
+  /** The session's history: every token already fed at positions 0..n-1, replayed as a no-sample prefill. */
+  history: readonly number[];
+  /** Random numbers the session's sampler already drew (the new head fast-forwards past them). */
+  draws: number;
+}
+
+/** A ring session: a {@link PipelineSession} that also says how far its sampler has drawn. */
+export interface RemoteSession extends PipelineSession {
+  readonly id: string;
+  /** Random draws of the head's sampler after the latest token (what a failover hands on). */
+  readonly draws: number;
+  /** Fails the session (a step waiting now, and every later one) with `e`: the ring is known gone. */
+  abandon(e: unknown): void;
+}
+
+/** A ring as a {@link Pipeline}. */
 export function createRemotePipeline(o: RemotePipelineOptions): Pipeline {
+  return { open: () => openRemoteSession(o) };
+}
+
+/**
+ * Opens one session on the ring. With `resume`, the `open` carries the draws already made and the
+ * history is sent at once as step 0 (positions 0..n-1, chunked by the stages, marked by
+ * `replayThrough` so the head neither samples nor answers it); the caller's next `forward` at
+ * position n then continues exactly where the lost ring stopped.
+ */
+export async function openRemoteSession(
+  o: RemotePipelineOptions,
+  resume?: RemoteResume,
+): Promise<RemoteSession> {
   const now = o.now ?? (() => performance.now());
   const newId = o.newSessionId ?? (() => crypto.randomUUID());
+  const session = newId();
+  let draws = resume?.draws ?? o.sampler.draws ?? 0;
+  let waiter: Waiter | undefined;
+  let failure: unknown;
+  const fail = (e: unknown) => {
+    failure ??= e;
+    waiter?.reject(e);
+    waiter = undefined;
+  };
+  const lost = (who: string) => () =>
+    fail(
+      new RingworkError(
+        'RING_PEER_LOST',
+        `The ring lost a peer (${who}) mid-generation. The network is re-planning; send the request again in a moment.`,
+        { details: { peer: who, session } },
+      ),
+    );
+  const offs = [
+    o.first.onClose(lost(o.first.remoteId)),
+    o.head.onClose(lost(o.head.remoteId)),
+    o.head.onControl((raw) => onControl(raw, true)),
+  ];
+  if (o.first !== o.head) offs.push(o.first.onControl((raw) => onControl(raw, false)));
+  // Only the head samples: a token from any other link is not an answer (a stage must not be
+  // able to answer for the ring). Errors come back along the ring, so from either link.
+  function onControl(raw: unknown, fromHead: boolean) {
+    let m;
+    try {
+      m = parseRingControl(raw);
+    } catch {
+      return;
+    }
+    if (m.session !== session) return;
+    if (m.type === 'token') {
+      if (!fromHead) return;
+      // Matched by session and step: a late token of an earlier (timed-out) step must not
+      // answer the step now waiting.
+      if (!waiter || m.step !== waiter.step) return;
+      waiter.resolve(m);
+      waiter = undefined;
+    } else if (m.type === 'error') {
+      // The stage's own code (stale epoch, not serving, a runner failure...) reaches the caller.
+      fail(ringErrorFromControl(m));
+    }
+  }
+  if (!o.first.isOpen || !o.head.isOpen) lost(!o.first.isOpen ? o.first.remoteId : o.head.remoteId)();
+  if (failure) throw failure;
+  o.first.sendControl({
+    type: 'open',
+    v: RING_PROTOCOL_VERSION,
+    session,
+    epoch: o.epoch,
+    requester: o.requesterId,
+    sampler: { ...o.sampler, ...(resume ? { draws } : {}) },
+    ...(resume ? { replayThrough: resume.history.length } : {}),
+  });
+  let step = 0;
+  let replayed = 0;
+  if (resume && resume.history.length > 0) {
+    replayed = resume.history.length;
+    await o.first.sendTensor({
+      session,
+      step: step++,
+      position: 0,
+      kind: 'tokens',
+      dtype: 'int32',
+      shape: [resume.history.length],
+      data: Int32Array.from(resume.history),
+      trace: [],
+    });
+  }
   return {
-    async open(): Promise<PipelineSession> {
-      const session = newId();
-      let waiter: Waiter | undefined;
-      let failure: unknown;
-      const fail = (e: unknown) => {
-        failure ??= e;
-        waiter?.reject(e);
-        waiter = undefined;
-      };
-      const lost = (who: string) => () =>
-        fail(
-          new RingworkError(
-            'RING_PEER_LOST',
-            `The ring lost a peer (${who}) mid-generation. The network is re-planning; send the request again in a moment.`,
-            { details: { peer: who, session } },
-          ),
-        );
-      const offs = [
-        o.first.onClose(lost(o.first.remoteId)),
-        o.head.onClose(lost(o.head.remoteId)),
-        o.head.onControl((raw) => onControl(raw, true)),
-      ];
-      if (o.first !== o.head) offs.push(o.first.onControl((raw) => onControl(raw, false)));
-      // Only the head samples: a token from any other link is not an answer (a stage must not be
-      // able to answer for the ring). Errors come back along the ring, so from either link.
-      function onControl(raw: unknown, fromHead: boolean) {
-        let m;
-        try {
-          m = parseRingControl(raw);
-        } catch {
-          return;
-        }
-        if (m.session !== session) return;
-        if (m.type === 'token') {
-          if (!fromHead) return;
-          // Matched by session and step: a late token of an earlier (timed-out) step must not
-          // answer the step now waiting.
-          if (!waiter || m.step !== waiter.step) return;
-          waiter.resolve(m);
-          waiter = undefined;
-        } else if (m.type === 'error') {
-          // The stage's own code (stale epoch, not serving, a runner failure...) reaches the caller.
-          fail(ringErrorFromControl(m));
-        }
-      }
-      if (!o.first.isOpen || !o.head.isOpen) lost(!o.first.isOpen ? o.first.remoteId : o.head.remoteId)();
+    id: session,
+    get draws() {
+      return draws;
+    },
+    abandon: (e) => fail(e),
+    async forward(tokens, position, opts = {}): Promise<ForwardResult> {
       if (failure) throw failure;
-      o.first.sendControl({
-        type: 'open',
-        v: RING_PROTOCOL_VERSION,
-        session,
-        epoch: o.epoch,
-        requester: o.requesterId,
-        sampler: o.sampler,
+      throwIfAborted(opts.signal, 'The step');
+      const t0 = now();
+      const thisStep = step;
+      // The first step after a replay waits for the replay too: it gets the deadline of both.
+      const positions = tokens.length + replayed;
+      replayed = 0;
+      const timeoutMs = o.stepDeadlineMs?.(positions) ?? o.stepTimeoutMs ?? 60_000;
+      const reply = new Promise<RingControlOf<'token'>>((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            fail(
+              new RingworkError(
+                'RING_STEP_TIMEOUT',
+                `The ring did not answer step ${thisStep} within ${timeoutMs} ms.`,
+                { details: { step: thisStep, session, timeoutMs } },
+              ),
+            ),
+          timeoutMs,
+        );
+        const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        waiter = {
+          step: thisStep,
+          resolve: (m) => {
+            clearTimeout(timer);
+            opts.signal?.removeEventListener('abort', onAbort);
+            resolve(m);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            opts.signal?.removeEventListener('abort', onAbort);
+            reject(e);
+          },
+        };
       });
-      let step = 0;
-      return {
-        async forward(tokens, position, opts = {}): Promise<ForwardResult> {
-          if (failure) throw failure;
-          throwIfAborted(opts.signal, 'The step');
-          const t0 = now();
-          const thisStep = step;
-          const timeoutMs = o.stepTimeoutMs ?? 60_000;
-          const reply = new Promise<RingControlOf<'token'>>((resolve, reject) => {
-            const timer = setTimeout(
-              () =>
-                fail(
-                  new RingworkError(
-                    'RING_STEP_TIMEOUT',
-                    `The ring did not answer step ${thisStep} within ${timeoutMs} ms.`,
-                    { details: { step: thisStep, session, timeoutMs } },
-                  ),
-                ),
-              timeoutMs,
-            );
-            const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
-            opts.signal?.addEventListener('abort', onAbort, { once: true });
-            waiter = {
-              step: thisStep,
-              resolve: (m) => {
-                clearTimeout(timer);
-                opts.signal?.removeEventListener('abort', onAbort);
-                resolve(m);
-              },
-              reject: (e) => {
-                clearTimeout(timer);
-                opts.signal?.removeEventListener('abort', onAbort);
-                reject(e);
-              },
-            };
-          });
-          await o.first.sendTensor({
-            session,
-            step: step++,
-            position,
-            kind: 'tokens',
-            dtype: 'int32',
-            shape: [tokens.length],
-            data: Int32Array.from(tokens),
-            trace: [],
-          });
-          const m = await reply;
-          return { token: m.token, timing: { stageMs: m.stageMs, totalMs: now() - t0 } };
-        },
-        async close() {
-          offs.forEach((f) => f());
-          try {
-            if (o.first.isOpen)
-              o.first.sendControl({ type: 'end', v: RING_PROTOCOL_VERSION, session, reason: 'done' });
-          } catch {
-            /* ring gone: stages free the session on their own */
-          }
-        },
-      };
+      await o.first.sendTensor({
+        session,
+        step: step++,
+        position,
+        kind: 'tokens',
+        dtype: 'int32',
+        shape: [tokens.length],
+        data: Int32Array.from(tokens),
+        trace: [],
+      });
+      const m = await reply;
+      if (m.draws !== undefined) draws = m.draws;
+      return { token: m.token, timing: { stageMs: m.stageMs, totalMs: now() - t0 } };
+    },
+    async close() {
+      offs.forEach((f) => f());
+      try {
+        if (o.first.isOpen)
+          o.first.sendControl({ type: 'end', v: RING_PROTOCOL_VERSION, session, reason: 'done' });
+      } catch {
+        /* ring gone: stages free the session on their own */
+      }
     },
   };
 }

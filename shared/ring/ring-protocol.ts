@@ -59,6 +59,17 @@ export const ringControlSchema = z.discriminatedUnion('type', [
       /** The peer the head must answer. */
       requester: z.string().min(1).max(64),
       sampler: samplerSettingsSchema,
+      /**
+       * Failover replay: positions below this are the session's history, re-sent so that a new ring
+       * rebuilds its KV caches. A step ending below it is not sampled (the head spends no random
+       * draws on it) and not answered; the step that reaches it is answered as usual.
+       */
+      replayThrough: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 31)
+        .optional(),
     })
     .strict(),
   z
@@ -75,6 +86,16 @@ export const ringControlSchema = z.discriminatedUnion('type', [
       stageMs: z.array(z.number().nonnegative()).max(1024),
       /** Wall time from the head's receipt of the step to sending this token, ms. */
       t: z.number().nonnegative().optional(),
+      /**
+       * Random numbers the head's sampler has drawn in this session so far, this token included: what
+       * a replacement head must fast-forward past after a failover.
+       */
+      draws: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 31)
+        .optional(),
     })
     .strict(),
   z.object({ type: z.literal('end'), v, session, reason: z.string().max(200) }).strict(),

@@ -104,6 +104,12 @@ export interface RingStageOptions {
   /** The link to the next stage (unused on the head). */
   next: () => PeerLink | undefined;
   /**
+   * The next stage's peer id. When its link closes, every session here fails at once with
+   * `RING_PEER_LOST` (sent back towards the requester), so a lost middle stage is known in
+   * milliseconds rather than at the requester's step deadline.
+   */
+  nextPeer?: string | null;
+  /**
    * The link from the previous stage. When given, a non-first stage takes opens only from it (a
    * stranger cannot open sessions in the middle of a ring under someone else's name).
    */
@@ -132,6 +138,8 @@ interface StageSession {
   /** The link that opened the session: the only one whose steps and `end` it accepts. */
   link: PeerLink;
   sampler?: Sampler;
+  /** Positions below this are a failover replay: the head does not sample or answer them. */
+  replayThrough: number;
   /** Compute ms of the step in progress so far (a chunked step reports its total once). */
   stepMs: number;
 }
@@ -310,6 +318,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
       requester: m.requester,
       link: from,
       sampler: o.isHead ? createSampler(m.sampler) : undefined,
+      replayThrough: m.replayThrough ?? 0,
       stepMs: 0,
     };
     sessions.set(m.session, s);
@@ -410,7 +419,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
         s.stepMs += out.ms;
         learn(n, out.ms, contended);
         if (o.isHead) {
-          if (stepDone) {
+          // A replayed step only rebuilds KV caches: no token, no random draw, no answer.
+          if (stepDone && t.position + S > s.replayThrough) {
             // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
             const token = s.sampler!.sample(out.data);
             stats.tokensServed++;
@@ -422,6 +432,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
               position: t.position + S - 1,
               token,
               stageMs: [...(t.trace ?? []), s.stepMs],
+              draws: s.sampler!.draws,
             });
           }
         } else {
@@ -494,6 +505,13 @@ export function createRingStage(o: RingStageOptions): RingStage {
         // Sessions live no longer than the link that opened them: a tab that left frees its KV now.
         link.onClose(() => {
           for (const [id, s] of [...sessions]) if (s.link === link) void end(id, 'link closed', true);
+          // The next stage is gone: every session through it is lost, tell their requesters now.
+          if (!o.isHead && o.nextPeer && link.remoteId === o.nextPeer) {
+            const lost = new RingworkError('RING_PEER_LOST', `the next stage (${o.nextPeer}) left the ring`, {
+              details: { peer: o.nextPeer, stage: o.peerId },
+            });
+            for (const id of [...sessions.keys()]) void fail(id, lost);
+          }
         }),
       ];
       const detach = () => {

@@ -129,6 +129,15 @@ export interface CoordinatorOptions {
   logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
+/** A requester's word that a ring stopped answering (see the `ring-stalled` message). */
+export interface RingStall {
+  ringId: string;
+  epoch: number;
+  position: number;
+  cause: 'link-close' | 'deadline' | 'stage-error';
+  peer?: string;
+}
+
 /** The coordinator's interface. */
 export interface Coordinator {
   /** Registers a peer after hello (or updates its roles on resume). */
@@ -158,6 +167,13 @@ export interface Coordinator {
    * its stages' speed. Ignored unless the requester was sent that ring; rate-limited per requester.
    */
   reportLap(reporter: string, lap: { ringId: string; msPerToken: number; tokens: number }): void;
+  /**
+   * A requester's `ring-stalled` report: returns the peers the server should check itself (the named
+   * peer when it is a stage of that ring, else every stage), or none when the ring has already been
+   * re-planned. Never evicts on the requester's word. Not sent that ring: PROTOCOL_NOT_ALLOWED;
+   * too many reports: PROTOCOL_RATE_LIMITED.
+   */
+  reportStall(reporter: string, stall: RingStall): string[];
   /** True when `a` and `b` were introduced (may relay signaling to each other). */
   canSignal(a: string, b: string): boolean;
   /** Re-sends a peer's current assignment and subscribed rings (after a resume). */

@@ -601,6 +601,28 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
       if (changed && refreshEffective()) schedule(`laps of ${lap.ringId}`);
     },
+    reportStall(reporter, stall) {
+      const r = peerOrThrow(reporter);
+      const modelId = stall.ringId.slice(0, stall.ringId.lastIndexOf(':'));
+      const ms = byModel.get(modelId);
+      // Already re-planned (the loss was seen here first, e.g. the peer's socket closed): nothing to check.
+      if (!ms?.ring || ms.ring.ringId !== stall.ringId) return [];
+      if (r.subscriptions.get(modelId) !== `ring|${stall.ringId}`) {
+        throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
+          details: { ringId: stall.ringId },
+        });
+      }
+      if (!r.reportBucket.take()) {
+        throw new RingworkError(
+          'PROTOCOL_RATE_LIMITED',
+          `Too many stall reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
+          { details: { burst: reportBurst, refillMs: reportRefillMs } },
+        );
+      }
+      log.info({ reporter, ...stall }, 'ring-stalled');
+      const stages = ms.ring.stages.map((s) => s.peer).filter((p) => p !== reporter);
+      return stall.peer && stages.includes(stall.peer) ? [stall.peer] : stages;
+    },
     canSignal,
     resync(id) {
       const p = peers.get(id);

@@ -113,6 +113,29 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     });
   };
 
+  /**
+   * The accused looks alive: the server asks it itself. Only an unanswered ping, with the heartbeat
+   * gone stale meanwhile, evicts; an answer keeps it, whatever was reported.
+   */
+  const probeAccused = (peerId: string): void => {
+    const target = conns.get(peerId);
+    if (!target) return;
+    counters.probes = (counters.probes ?? 0) + 1;
+    const since = clock.now();
+    void io
+      .probe(target, limits.probeTimeoutMs)
+      .then((ok) => {
+        if (ok || conns.get(peerId) !== target) return;
+        // A frame during the probe is an answer too (a ping can be lost behind a busy socket).
+        const s = registry.get(peerId);
+        if (s && s.connected && s.lastSeen > since) return;
+        evict(peerId);
+      })
+      .finally(() => {
+        counters.probesSettled = (counters.probesSettled ?? 0) + 1;
+      });
+  };
+
   const requireSession = (conn: Conn): string => {
     if (!conn.peerId) {
       throw new RingworkError(
@@ -222,24 +245,14 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
         return;
       }
       if (verdict !== 'probe') return;
-      // The accused looks alive: the server asks it itself. Only an unanswered ping, with the
-      // heartbeat gone stale meanwhile, evicts; an answer keeps it, whatever was reported.
-      const target = conns.get(msg.peer);
-      if (!target) return;
-      counters.probes = (counters.probes ?? 0) + 1;
-      const since = clock.now();
-      void io
-        .probe(target, limits.probeTimeoutMs)
-        .then((ok) => {
-          if (ok || conns.get(msg.peer) !== target) return;
-          // A frame during the probe is an answer too (a ping can be lost behind a busy socket).
-          const s = registry.get(msg.peer);
-          if (s && s.connected && s.lastSeen > since) return;
-          evict(msg.peer);
-        })
-        .finally(() => {
-          counters.probesSettled = (counters.probesSettled ?? 0) + 1;
-        });
+      probeAccused(msg.peer);
+    },
+    'ring-stalled'(msg, conn) {
+      const reporter = requireSession(conn);
+      const { type: _t, v: _v, ...stall } = msg;
+      // The requester's session fails over on its own; the server only checks the ring's peers
+      // itself and evicts the ones that fail its probe (never on the requester's word).
+      for (const peer of coordinator.reportStall(reporter, stall)) probeAccused(peer);
     },
     'ring-lap'(msg, conn) {
       coordinator.reportLap(requireSession(conn), {

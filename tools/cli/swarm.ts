@@ -1,13 +1,16 @@
 /**
- * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--model <id=path|dir|url>]
- *   [--timeout-s 120] [--json]`
+ * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
+ *   [--kill-stage I --kill-after N] [--timeout-s 120] [--json]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
  * whose chat UI is driven like a person would (see swarm/swarm-run.ts). Prints the text exactly as
  * `npm run generate` does for the same settings (steps = total positions, BOS and prompt included);
  * `--json` prints the text, the ring's layer ranges and the chat's timings instead (the UI shows no
- * token ids, so there are none). Runs inside the loopback-only namespace (`npm run swarm` wraps it
+ * token ids, so there are none). `--kill-stage I --kill-after N` closes the page holding ring stage I
+ * (0-based, ring order) once N tokens were generated: the text must still be the undisturbed one,
+ * and `--json` adds `failovers` (per loss: how it was noticed, `detectMs`, `recoveryMs` from the
+ * close). Runs inside the loopback-only namespace (`npm run swarm` wraps it
  * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
  */
 import { parseArgs } from 'node:util';
@@ -22,6 +25,9 @@ runCli(async () => {
       prompt: { type: 'string', default: '' },
       steps: { type: 'string', default: '256' },
       temperature: { type: 'string', default: '0' },
+      seed: { type: 'string' },
+      'kill-stage': { type: 'string' },
+      'kill-after': { type: 'string' },
       model: { type: 'string' },
       'timeout-s': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -32,12 +38,24 @@ runCli(async () => {
   if (peers > 16) throw usage('--peers: at most 16 pages on one machine.');
   const temperature = numFlag('temperature', values.temperature, 0);
   if (temperature < 0) throw usage('--temperature must be >= 0.');
+  if ((values['kill-stage'] === undefined) !== (values['kill-after'] === undefined))
+    throw usage('--kill-stage and --kill-after go together.');
+  const kill =
+    values['kill-stage'] !== undefined
+      ? {
+          stage: intFlag('kill-stage', values['kill-stage'], 0, 0),
+          after: intFlag('kill-after', values['kill-after'], 1, 1),
+        }
+      : undefined;
+  if (kill && kill.stage >= peers) throw usage(`--kill-stage: the ring has ${peers} stages (0-based).`);
   assertLoopbackOnly();
   const result = await runSwarm({
     peers,
     prompt: values.prompt,
     steps: intFlag('steps', values.steps, 256, 2),
     temperature,
+    ...(values.seed !== undefined ? { seed: intFlag('seed', values.seed, 1, 1) } : {}),
+    ...(kill ? { kill } : {}),
     ...(values.model ? { model: values.model } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {
@@ -57,4 +75,9 @@ runCli(async () => {
       result.stages.map((s) => `[${s.range[0]}, ${s.range[1]})`).join(' → ') +
       '\n',
   );
+  for (const f of result.failovers ?? [])
+    process.stderr.write(
+      `failover: stage ${f.stage} closed after ${f.killedAfter} tokens; noticed by ${f.cause} in ${f.detectMs} ms, ` +
+        `answer went on after ${f.recoveryMs} ms (${f.replayed} positions replayed)\n`,
+    );
 });

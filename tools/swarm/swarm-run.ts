@@ -36,10 +36,41 @@ export interface SwarmOptions {
   maxNewTokens?: number;
   /** Also measure each contributor page's memory. */
   measureMemory?: boolean;
+  /** Sampler seed (the chat's Seed field); unset: random per answer. */
+  seed?: number;
+  /**
+   * Churn: close the page holding ring stage `stage` (0-based, ring order) once the answer has
+   * `after` generated tokens; the answer must go on through a failover.
+   */
+  kill?: { stage: number; after: number };
   /** Everything (start, ring, generation, close) must fit in this. */
   timeoutMs: number;
   /** Progress lines (stderr in the CLIs). */
   log?: (m: string) => void;
+  /**
+   * More answers in the same swarm after the first (bench:churn): before each, closed pages are
+   * replaced with fresh contributor pages until the ring has `peers` stages again.
+   */
+  more?: SwarmAsk[];
+  /** Sees each answer of `more` as it completes (1-based), next to the first answer. */
+  onAnswer?: (a: SwarmAnswer, n: number, first: SwarmAnswer) => void;
+}
+
+/** One further answer of a swarm run (see {@link SwarmOptions.more}). */
+export interface SwarmAsk {
+  temperature: number;
+  seed?: number;
+  kill?: { stage: number; after: number };
+}
+
+/** One further answer's outcome. */
+export interface SwarmAnswer {
+  text: string;
+  stages: SwarmStage[];
+  timings: SwarmTimings;
+  failovers?: SwarmFailover[];
+  /** What the chat page says about them (its `answer-failover` note), as a person reads it. */
+  failoverNote?: string;
 }
 
 /** One ring stage as /api/network reports it. */
@@ -88,7 +119,43 @@ export interface SwarmResult {
    * request (1 / per-token latency), planned pipelined capacity, and what requests measured.
    */
   speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
+  /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
+  failovers?: SwarmFailover[];
+  /** What the chat page says about them (its `answer-failover` note). */
+  failoverNote?: string;
+  /** The answers of `more`, in order. */
+  more?: SwarmAnswer[];
+  /** Why the series of `more` answers stopped early, if it did. */
+  moreError?: string;
   elapsedS: number;
+}
+
+/** One loss survived, as measured from the moment the page was closed. */
+export interface SwarmFailover {
+  /** The killed stage (ring order) and its peer. */
+  stage: number;
+  peer: string;
+  /** Generated tokens shown when the page was closed. */
+  killedAfter: number;
+  /** How the requester noticed: link-close, deadline or stage-error. */
+  cause: string;
+  /** Position of the step that was lost and re-sent; positions replayed on the new ring. */
+  position: number;
+  replayed: number;
+  /** From closing the page to the requester noticing, ms. */
+  detectMs: number;
+  /** From closing the page to the new ring's first token, ms. */
+  recoveryMs: number;
+}
+
+/** What the chat page shows of a failover (chat-page.tsx `data-failovers`). */
+interface PageFailover {
+  cause: string;
+  lostPeer?: string;
+  position: number;
+  detectedAt: number;
+  recoveredAt?: number;
+  replayed: number;
 }
 
 /** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */
@@ -321,18 +388,26 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     // page's renderer process be told apart for the memory figures.
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
-    for (let i = 0; i < o.peers; i++) {
+    let opened = 0;
+    const addContributor = async () => {
+      const i = opened++;
       contributors.push(
         await openPage(
-          browser,
+          browser!,
           server.url,
           `/#/contribute?join=1&tflops=${swarmTflops(i)}&gbps=100&memory=4000000000`,
           `contributor ${i}`,
           log,
         ),
       );
-      stages = await waitForRing(server.url, modelId, i + 1, Date.now() + Math.min(60_000, left()));
-    }
+      stages = await waitForRing(
+        server.url,
+        modelId,
+        contributors.length,
+        Date.now() + Math.min(60_000, left()),
+      );
+    };
+    for (let i = 0; i < o.peers; i++) await addContributor();
     log(`ring: ${stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`);
 
     const chat = (await openPage(browser, server.url, '/#/chat', 'requester', log)).page;
@@ -356,23 +431,127 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       );
       stages.splice(0, stages.length, ...settled);
     }
-    await chat.getByTestId('temperature').fill(String(o.temperature));
-    await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
-    await chat.getByTestId('prompt').fill(o.prompt);
-    log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
-    await chat.getByTestId('send').click();
-    const answer = chat.getByTestId('answer').last();
-    const done = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
-    await done.waitFor({ timeout: left() });
-    if (await answer.getByTestId('answer-error').count()) {
-      throw new RingworkError(
-        'NO_RING',
-        `The chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
-      );
-    }
-    const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
-    const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
+    /** Asks once in the chat (closing a stage's page mid-answer with `kill`) and reads the answer. */
+    const askOnce = async (q: SwarmAsk): Promise<SwarmAnswer> => {
+      await chat.getByTestId('temperature').fill(String(q.temperature));
+      if (q.seed !== undefined) await chat.getByTestId('seed').fill(String(q.seed));
+      let victim: { stage: number; peer: string; page: Contributor } | undefined;
+      if (q.kill) {
+        const st = stages[q.kill.stage];
+        if (!st) {
+          throw new RingworkError(
+            'INVALID_ARGUMENT',
+            `--kill-stage ${q.kill.stage}: the ring has ${stages.length} stages (0-based).`,
+          );
+        }
+        for (const c of contributors) {
+          const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();
+          if (st.peer.slice(2, 8) === short) victim = { stage: q.kill.stage, peer: st.peer, page: c };
+        }
+        if (!victim) throw new RingworkError('NO_RING', `No contributor page serves stage ${q.kill.stage}.`);
+      }
+      await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
+      await chat.getByTestId('prompt').fill(o.prompt);
+      log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
+      await chat.getByTestId('send').click();
+      const answer = chat.getByTestId('answer').last();
+      const done = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
+      let killedAt = 0;
+      let killedAfter = 0;
+      if (q.kill && victim) {
+        // The answer streams `data-tokens` (generated so far); close the stage's page at N.
+        const after = q.kill.after;
+        const handle = await chat.waitForFunction(
+          (n) => {
+            const all = document.querySelectorAll('[data-testid="answer"]');
+            const a = all[all.length - 1] as HTMLElement | undefined;
+            if (!a) return false;
+            if (a.querySelector('[data-testid="answer-meta"], [data-testid="answer-error"]')) return -1;
+            const t = Number(a.dataset.tokens ?? '0');
+            return t >= n ? t : false;
+          },
+          after,
+          { timeout: left(), polling: 5 },
+        );
+        killedAfter = (await handle.jsonValue()) as number;
+        if (killedAfter < 0) {
+          throw new RingworkError(
+            'INVALID_ARGUMENT',
+            `The answer ended before ${after} tokens were generated: nothing left to kill (lower --kill-after).`,
+          );
+        }
+        killedAt = Date.now();
+        await victim.page.context.close();
+        contributors.splice(contributors.indexOf(victim.page), 1);
+        log(
+          `closed the page of stage ${victim.stage} (${victim.peer.slice(0, 8)}) after ${killedAfter} tokens`,
+        );
+      }
+      await done.waitFor({ timeout: left() });
+      if (await answer.getByTestId('answer-error').count()) {
+        throw new RingworkError(
+          'NO_RING',
+          `The chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
+        );
+      }
+      const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
+      const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
+      let failovers: SwarmFailover[] | undefined;
+      let failoverNote: string | undefined;
+      if (q.kill && victim) {
+        const note = answer.getByTestId('answer-failover');
+        const raw = (await note.count()) ? await note.getAttribute('data-failovers') : null;
+        const seen = raw ? (JSON.parse(raw) as PageFailover[]) : [];
+        if (raw) failoverNote = (await note.textContent()) ?? '';
+        if (seen.length === 0) {
+          throw new RingworkError(
+            'NO_RING',
+            `Stage ${victim.stage}'s page was closed after ${killedAfter} tokens but the answer shows no failover.`,
+          );
+        }
+        failovers = seen.map((f) => ({
+          stage: victim.stage,
+          peer: victim.peer,
+          killedAfter,
+          cause: f.cause,
+          position: f.position,
+          replayed: f.replayed,
+          detectMs: Math.max(0, f.detectedAt - killedAt),
+          recoveryMs: Math.max(0, (f.recoveredAt ?? NaN) - killedAt),
+        }));
+      }
+      return {
+        text,
+        stages: [...stages],
+        timings,
+        ...(failovers ? { failovers } : {}),
+        ...(failoverNote !== undefined ? { failoverNote } : {}),
+      };
+    };
+    const first = await askOnce({
+      temperature: o.temperature,
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.kill ? { kill: o.kill } : {}),
+    });
+    const { text, timings, failovers, failoverNote } = first;
     const speed = await speedFigures(server.url, modelId);
+    let more: SwarmAnswer[] | undefined;
+    let moreError: string | undefined;
+    for (const q of o.more ?? []) {
+      try {
+        // Replace the closed pages, and wait for the full ring again (the coordinator re-plans).
+        while (contributors.length < o.peers) await addContributor();
+        // Every survivor may reload a re-planned shard: allow more than a first join takes.
+        stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(180_000, left()));
+        (more ??= []).push(await askOnce(q));
+        o.onAnswer?.(more[more.length - 1]!, more.length, first);
+      } catch (e) {
+        // The answers so far still count; the caller reports where the series stopped.
+        moreError = e instanceof Error ? e.message : String(e);
+        log(`stopped after ${more?.length ?? 0} further answers: ${moreError}`);
+        break;
+      }
+    }
 
     let memory: SwarmPageMemory[] | undefined;
     if (o.measureMemory) {
@@ -412,6 +591,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       timings,
       ...(memory ? { memory } : {}),
       ...(speed ? { speed } : {}),
+      ...(failovers ? { failovers } : {}),
+      ...(failoverNote !== undefined ? { failoverNote } : {}),
+      ...(more ? { more } : {}),
+      ...(moreError !== undefined ? { moreError } : {}),
       elapsedS: (Date.now() - started) / 1000,
     };
   } catch (e) {

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
 import { num, shortId, singleRequest } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
+import type { AnswerFailover } from '../../../../shared/app/requester';
 import { requester } from '../tab';
 
 /** Chat with a model whose layers run across other people's tabs. */
@@ -41,10 +42,14 @@ export function ChatPage() {
                 key={i}
                 className={`msg ${m.role}`}
                 data-testid={m.role === 'assistant' ? 'answer' : 'question'}
+                data-tokens={chat.streaming?.index === i ? (chat.streaming.tokens ?? 0) : undefined}
               >
                 <span data-testid={m.role === 'assistant' ? 'answer-text' : undefined}>
                   {chat.streaming?.index === i ? chat.streaming.text : m.text}
                 </span>
+                <FailoverNote
+                  failovers={chat.streaming?.index === i ? chat.streaming.failovers : m.meta?.failovers}
+                />
                 {m.meta?.error && (
                   <div className="meta error" data-testid="answer-error">
                     {m.meta.error}
@@ -143,9 +148,51 @@ export function ChatPage() {
               }
             />
           </label>
+          <label className="field">
+            Seed (empty: random per answer)
+            <input
+              data-testid="seed"
+              type="number"
+              min={1}
+              step={1}
+              value={s.seed ?? ''}
+              onChange={(e) => {
+                const v = Math.floor(Number(e.target.value));
+                requester.setSettings({ seed: e.target.value === '' || !(v > 0) ? undefined : v });
+              }}
+            />
+          </label>
         </aside>
       </div>
     </>
+  );
+}
+
+/** Says that (and how) the answer survived losing ring peers; the data attribute carries the figures. */
+function FailoverNote({ failovers }: { failovers: AnswerFailover[] | undefined }) {
+  if (!failovers?.length) return null;
+  const done = failovers.filter((f) => f.recoveryMs !== undefined);
+  const how = {
+    'link-close': 'its link closed',
+    deadline: 'it missed its step deadline',
+    'stage-error': 'a stage reported it',
+    replanned: 'the network re-planned the ring',
+  };
+  return (
+    <div className="meta" data-testid="answer-failover" data-failovers={JSON.stringify(failovers)}>
+      {failovers.map((f, k) => (
+        <div key={k}>
+          failover: a ring peer{f.lostPeer ? ` (${shortId(f.lostPeer)})` : ''} was lost at position{' '}
+          {f.position} ({how[f.cause]}){' '}
+          {f.recoveryMs !== undefined
+            ? `— the answer went on on a re-formed ring after ${num(f.recoveryMs / 1000, 1)} s (${f.replayed} positions replayed)`
+            : '— re-forming the ring…'}
+        </div>
+      ))}
+      {done.length > 0 && done.length === failovers.length && failovers.length > 1
+        ? `${failovers.length} failovers in this answer`
+        : null}
+    </div>
   );
 }
 

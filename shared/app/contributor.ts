@@ -32,7 +32,16 @@ import { isFinalError, rejoinDelay, type RejoinOptions } from './rejoin-policy.j
 import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
 
 export type ContributePhase =
-  'idle' | 'connecting' | 'profiling' | 'waiting' | 'loading' | 'serving' | 'unassigned' | 'paused' | 'error';
+  | 'idle'
+  | 'connecting'
+  | 'profiling'
+  | 'waiting'
+  | 'loading'
+  | 'serving'
+  | 'unassigned'
+  | 'draining'
+  | 'paused'
+  | 'error';
 
 /** What a contributor shows: its phase, device, assignment, download and live counters. */
 export interface ContributeState {
@@ -63,6 +72,8 @@ export interface ContributeState {
   /** Fraction of wall time the stage may compute (0 < d <= 1). */
   dutyCycle: number;
   autoPause: boolean;
+  /** While leaving or pausing gracefully: what, since when, and the open sessions it waits for. */
+  draining?: { mode: 'leave' | 'pause'; since: number; deadline: number };
   error?: string;
   /** The typed code of `error` when it has one (e.g. PROTOCOL_BAD_VERSION: rejoining stopped). */
   errorCode?: ErrorCode;
@@ -101,6 +112,8 @@ export interface ContributorOptions {
   rejoin?: RejoinOptions | false;
   /** Jitter source of the rejoin back-off (default Math.random). */
   random?: () => number;
+  /** Longest a leave or pause waits for open sessions to finish, ms (default 30 s). */
+  drainMs?: number;
 }
 
 export interface Contributor {
@@ -110,14 +123,19 @@ export interface Contributor {
    * tests); otherwise the device is measured first. Safe twice (the second call is a no-op).
    */
   start(opts?: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void>;
-  /** Leaves: frees the shard, closes links and the signaling subscriptions. Safe twice. */
+  /** Stops at once: frees the shard, closes links and the signaling subscriptions. Safe twice. */
   stop(): Promise<void>;
   /**
-   * Pauses: stops serving and tells the coordinator this peer is unavailable (memory 0), so the
-   * ring is re-planned around it.
+   * Leaves gracefully: tells the coordinator first (`withdraw`), finishes the open sessions (at
+   * most `drainMs`) while taking no new ones, then {@link Contributor.stop}s.
+   */
+  leave(): Promise<void>;
+  /**
+   * Pauses: tells the coordinator (`withdraw` with mode pause), drains like {@link leave}, then
+   * stops serving; the coordinator plans the ring without this peer until {@link resume}.
    */
   pause(): Promise<void>;
-  /** Re-announces the capability and re-applies the latest assignment. */
+  /** Tells the coordinator this peer is back (`resume`) and re-applies the latest assignment. */
   resume(): void;
   setDutyCycle(d: number): void;
   setAutoPause(on: boolean): void;
@@ -238,7 +256,7 @@ export function createContributor(o: ContributorOptions): Contributor {
       },
       unassignedReason: undefined,
     });
-    if (get().phase === 'paused') return;
+    if (get().phase === 'paused' || get().phase === 'draining') return;
     const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
     try {
       if (serving?.key !== key) {
@@ -323,8 +341,9 @@ export function createContributor(o: ContributorOptions): Contributor {
   const onUnassigned = async (u: ServerMessageOf<'unassigned'>): Promise<void> => {
     membership?.links.update(null, null);
     await stopServing();
-    if (get().phase !== 'paused')
+    if (get().phase !== 'paused' && get().phase !== 'draining')
       set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined });
+    else set({ unassignedReason: u.reason, assignment: undefined });
   };
 
   /** Follows the coordinator's assignments on `n` (links, stage) — one membership per session. */
@@ -338,14 +357,16 @@ export function createContributor(o: ContributorOptions): Contributor {
       onUnassigned: (u) => onUnassigned(u),
     });
 
-  /** The profile the coordinator should plan with: none of this peer's memory while paused. */
+  /** The profile the coordinator should plan with, and the pause if this peer is paused. */
   const announce = (): void => {
     const c = get();
     if (!c.capability) return;
-    send({
-      type: 'profile',
-      capability: c.phase === 'paused' ? { ...c.capability, memoryBytes: 0 } : c.capability,
-    });
+    send({ type: 'profile', capability: c.capability });
+    // A new session after a rejoin: the coordinator knows nothing of the pause, so say it again.
+    if (c.phase === 'paused') {
+      send({ type: 'withdraw', mode: 'pause', drainMs: 0 });
+      send({ type: 'withdrawn' });
+    }
   };
 
   /** Everything a contributor holds on the network, released (stop, or a final verdict). */
@@ -475,6 +496,25 @@ export function createContributor(o: ContributorOptions): Contributor {
     }
   };
 
+  const drainMs = o.drainMs ?? 30_000;
+  /**
+   * Tells the coordinator this peer is going, lets the stage finish its open sessions (bounded by
+   * `drainMs`; new opens are refused with a retryable code), then says it is done.
+   */
+  const withdraw = async (mode: 'leave' | 'pause'): Promise<void> => {
+    const since = clock.now();
+    set({ phase: 'draining', draining: { mode, since, deadline: since + drainMs } });
+    send({ type: 'withdraw', mode, drainMs });
+    const stage = serving?.stage;
+    if (stage) {
+      const timeUp = new AbortController();
+      await Promise.race([stage.drain(), clock.sleep(drainMs, timeUp.signal)]);
+      timeUp.abort();
+    }
+    send({ type: 'withdrawn' });
+    set({ draining: undefined });
+  };
+
   return {
     store,
     start(opts = {}) {
@@ -487,21 +527,32 @@ export function createContributor(o: ContributorOptions): Contributor {
     async stop() {
       await leave();
       if (get().phase !== 'idle')
-        set({ phase: 'idle', assignment: undefined, download: undefined, rejoin: undefined });
+        set({
+          phase: 'idle',
+          assignment: undefined,
+          download: undefined,
+          rejoin: undefined,
+          draining: undefined,
+        });
+    },
+    async leave() {
+      const c = get();
+      if (net && c.capability && c.phase !== 'draining' && c.phase !== 'paused') await withdraw('leave');
+      await this.stop();
     },
     async pause() {
       const c = get();
-      if (!net || !c.capability || c.phase === 'paused') return;
+      if (!net || !c.capability || c.phase === 'paused' || c.phase === 'draining') return;
+      await withdraw('pause');
       set({ phase: 'paused' });
-      send({ type: 'profile', capability: { ...c.capability, memoryBytes: 0 } });
       membership?.links.update(null, null);
       await stopServing();
     },
     resume() {
       const c = get();
       if (!net || !c.capability || c.phase !== 'paused') return;
-      set({ phase: 'waiting' });
-      send({ type: 'profile', capability: c.capability });
+      set({ phase: 'waiting', unassignedReason: undefined });
+      send({ type: 'resume' });
       membership?.reapply();
     },
     setDutyCycle: (d) => set({ dutyCycle: Math.min(1, Math.max(0.05, d)) }),

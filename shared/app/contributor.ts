@@ -8,6 +8,7 @@ import { createStore, type StoreApi } from 'zustand/vanilla';
 import type { DeviceProfile } from '../device/profile.js';
 import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
 import { isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
+import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-probe.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
 import {
   createRingStage,
@@ -114,6 +115,8 @@ export interface ContributorOptions {
   random?: () => number;
   /** Longest a leave or pause waits for open sessions to finish, ms (default 30 s). */
   drainMs?: number;
+  /** Between rounds of link probes to the ring neighbours, ms (default 30 s; 0: no probing). */
+  probeIntervalMs?: number;
 }
 
 export interface Contributor {
@@ -203,6 +206,8 @@ export function createContributor(o: ContributorOptions): Contributor {
   let offClosed: (() => void) | undefined;
   /** Aborts the running rejoin loop (stop, or a final verdict); set while one runs. */
   let rejoining: AbortController | undefined;
+  /** Measures the links to the ring neighbours and reports them (`link-report`) for proximity. */
+  let prober: LinkProber | undefined;
 
   const send = (m: Parameters<NetworkHandle['signaling']['send']>[0]) => {
     try {
@@ -352,7 +357,11 @@ export function createContributor(o: ContributorOptions): Contributor {
       network: n,
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       logger: log,
-      onLink: (link) => (serving?.stage ? serving.stage.attach(link) : notServingYet(link)),
+      onLink: (link) => {
+        answerProbes(link);
+        if (serving?.stage) serving.stage.attach(link);
+        else notServingYet(link);
+      },
       onAssignment,
       onUnassigned: (u) => onUnassigned(u),
     });
@@ -373,6 +382,8 @@ export function createContributor(o: ContributorOptions): Contributor {
   const leave = async (): Promise<void> => {
     rejoining?.abort();
     rejoining = undefined;
+    prober?.stop();
+    prober = undefined;
     offClosed?.();
     offClosed = undefined;
     const m = membership;
@@ -486,6 +497,25 @@ export function createContributor(o: ContributorOptions): Contributor {
       membership = follow(net);
       // While the connection is down this is dropped: the rejoin announces it again.
       announce();
+      if ((o.probeIntervalMs ?? 30_000) > 0 && !prober) {
+        prober = createLinkProber({
+          links: () =>
+            [membership?.links.prev(), membership?.links.next()].filter(
+              (l): l is PeerLink => l !== undefined,
+            ),
+          report: (links) =>
+            send({
+              type: 'link-report',
+              links: links.map((l) => ({
+                peer: l.peer,
+                rttMs: Math.min(60_000, l.rttMs),
+                mbps: Math.min(1_000_000, l.mbps),
+              })),
+            }),
+          intervalMs: o.probeIntervalMs ?? 30_000,
+        });
+        prober.start();
+      }
     } catch (e) {
       set({
         phase: 'error',

@@ -224,6 +224,34 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await cb.stop();
   });
 
+  it('probes its ring neighbours slowly and reports the links it is part of (link-report)', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, b] = [pid('a'), pid('b')];
+    const make = (id: string) =>
+      createContributor({
+        network: async () => hub.network(id),
+        createRunner: stories260KRunner,
+        probeIntervalMs: 100,
+      });
+    const [ca, cb] = [make(a), make(b)];
+    await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
+    assign(
+      hub,
+      [
+        { peer: a, range: [0, 3] as [number, number] },
+        { peer: b, range: [3, 7] as [number, number] },
+      ],
+      1,
+    );
+    await hub.waitForSent(a, (m) => m.type === 'link-report', scaled(30_000));
+    const [report] = hub.sent(a, 'link-report');
+    expect(report!.links.map((l) => l.peer)).toEqual([b]);
+    expect(report!.links[0]!.rttMs).toBeGreaterThan(0);
+    expect(report!.links[0]!.mbps).toBeGreaterThan(0);
+    await ca.stop();
+    await cb.stop();
+  });
+
   it('the drain is bounded: a session that never ends does not hold a leaving peer past drainMs', async () => {
     const hub = createFakeSignalingHub();
     const a = pid('a');

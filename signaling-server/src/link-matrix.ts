@@ -11,7 +11,7 @@
  * - bounded per reporter: at most `maxPeersPerReporter` entries (the oldest goes), reports older
  *   than `maxAgeMs` no longer count, and a reporter's rate is limited by the caller.
  */
-import type { LinkInput } from '../../shared/planner/index.js';
+import { DEFAULT_LINK, type LinkInput } from '../../shared/planner/index.js';
 
 /** One stored measurement: the reporter's view of its link to a peer. */
 interface Entry {
@@ -37,11 +37,10 @@ export interface LinkMatrixOptions {
   maxAgeMs?: number;
   /** Entries kept per reporter (default 64). */
   maxPeersPerReporter?: number;
-  /**
-   * A figure changing by more than this factor (or a new pair) is a material change worth a
-   * re-plan (default 1.25).
-   */
+  /** An RTT must change by this factor (bandwidth: twice it) to count as a change (default 1.5). */
   changeFactor?: number;
+  /** ... and by at least this many ms (default 10). */
+  minRttDeltaMs?: number;
 }
 
 /** The proximity matrix. */
@@ -69,7 +68,8 @@ const pairKey = (a: string, b: string) => (a < b ? `${a}|${b}` : `${b}|${a}`);
 export function createLinkMatrix(o: LinkMatrixOptions): LinkMatrix {
   const maxAgeMs = o.maxAgeMs ?? 5 * 60_000;
   const maxPeers = o.maxPeersPerReporter ?? 64;
-  const changeFactor = o.changeFactor ?? 1.25;
+  const changeFactor = o.changeFactor ?? 1.5;
+  const minRttDeltaMs = o.minRttDeltaMs ?? 10;
   /** reporter -> peer -> entry (Map keeps insertion order: the first is the oldest). */
   const byReporter = new Map<string, Map<string, Entry>>();
 
@@ -91,14 +91,19 @@ export function createLinkMatrix(o: LinkMatrixOptions): LinkMatrix {
     };
   };
 
+  /**
+   * A material change: what a re-plan (and maybe a re-download) is worth. Measurements jitter,
+   * above all on a loaded machine, so an RTT must move by at least `minRttDeltaMs` and by the change
+   * factor, a bandwidth by twice that factor. A first report is compared with the planner's default
+   * link, so a pair measured about as the planner already assumed re-plans nothing.
+   */
   const differs = (before: MatrixEdge | undefined, after: MatrixEdge | undefined): boolean => {
-    if (!before || !after) return before !== after;
-    const far = (x: number, y: number) => Math.max(x, y) > changeFactor * Math.max(Math.min(x, y), 1e-9);
-    // Sub-millisecond RTT jitter on a near link is not a change.
-    return (
-      (far(before.rttMs, after.rttMs) && Math.abs(before.rttMs - after.rttMs) > 2) ||
-      far(before.mbps, after.mbps)
-    );
+    if (!after) return before !== undefined;
+    const b = before ?? { rttMs: DEFAULT_LINK.rttMs, mbps: DEFAULT_LINK.mbps };
+    const ratio = (x: number, y: number) => Math.max(x, y) / Math.max(Math.min(x, y), 1e-9);
+    const rttMoved =
+      Math.abs(b.rttMs - after.rttMs) >= minRttDeltaMs && ratio(b.rttMs, after.rttMs) >= changeFactor;
+    return rttMoved || ratio(b.mbps, after.mbps) >= changeFactor * 2;
   };
 
   return {

@@ -57,6 +57,8 @@ describe('link matrix', () => {
     expect(m.report(c, [{ peer: b, rttMs: 40, mbps: 100 }], any).changed).toBe(true);
     expect(m.report(c, [{ peer: b, rttMs: 41, mbps: 101 }], any).changed).toBe(false);
     expect(m.edges().map((e) => e.reports)).toEqual([2, 1]);
+    // A first figure about what the planner already assumes (20 ms, 100 Mbit/s) re-plans nothing.
+    expect(m.report(a, [{ peer: c, rttMs: 15, mbps: 120 }], any)).toEqual({ accepted: 1, changed: false });
     // Reports age out; a peer that leaves takes its reports and those about it along.
     now = 10 * 60_000;
     expect(m.links([a, b, c])).toEqual([]);

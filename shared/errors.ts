@@ -181,6 +181,13 @@ export const ERROR_CODES = [
   // ---- failover
   /** A ring lost a peer mid-answer and no replacement ring could take the session over (says what is missing). */
   'RING_FAILOVER_FAILED',
+  // ---- proximity and graceful leave
+  /** A link shaping table (test/bench flag only) is malformed. */
+  'TRANSPORT_BAD_SHAPE',
+  /** A link probe got no answer in time (the neighbour is slow, gone, or does not probe). */
+  'PROBE_TIMEOUT',
+  /** The stage is draining (its tab leaves or pauses): it finishes open sessions but takes no new one. */
+  'RING_STAGE_DRAINING',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -8,6 +8,7 @@ import { createStore, type StoreApi } from 'zustand/vanilla';
 import type { DeviceProfile } from '../device/profile.js';
 import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
 import { isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
+import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-probe.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
 import {
   createRingStage,
@@ -32,7 +33,16 @@ import { isFinalError, rejoinDelay, type RejoinOptions } from './rejoin-policy.j
 import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
 
 export type ContributePhase =
-  'idle' | 'connecting' | 'profiling' | 'waiting' | 'loading' | 'serving' | 'unassigned' | 'paused' | 'error';
+  | 'idle'
+  | 'connecting'
+  | 'profiling'
+  | 'waiting'
+  | 'loading'
+  | 'serving'
+  | 'unassigned'
+  | 'draining'
+  | 'paused'
+  | 'error';
 
 /** What a contributor shows: its phase, device, assignment, download and live counters. */
 export interface ContributeState {
@@ -63,6 +73,8 @@ export interface ContributeState {
   /** Fraction of wall time the stage may compute (0 < d <= 1). */
   dutyCycle: number;
   autoPause: boolean;
+  /** While leaving or pausing gracefully: what, since when, and the open sessions it waits for. */
+  draining?: { mode: 'leave' | 'pause'; since: number; deadline: number };
   error?: string;
   /** The typed code of `error` when it has one (e.g. PROTOCOL_BAD_VERSION: rejoining stopped). */
   errorCode?: ErrorCode;
@@ -101,6 +113,10 @@ export interface ContributorOptions {
   rejoin?: RejoinOptions | false;
   /** Jitter source of the rejoin back-off (default Math.random). */
   random?: () => number;
+  /** Longest a leave or pause waits for open sessions to finish, ms (default 30 s). */
+  drainMs?: number;
+  /** Between rounds of link probes to the ring neighbours, ms (default 30 s; 0: no probing). */
+  probeIntervalMs?: number;
 }
 
 export interface Contributor {
@@ -110,14 +126,19 @@ export interface Contributor {
    * tests); otherwise the device is measured first. Safe twice (the second call is a no-op).
    */
   start(opts?: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void>;
-  /** Leaves: frees the shard, closes links and the signaling subscriptions. Safe twice. */
+  /** Stops at once: frees the shard, closes links and the signaling subscriptions. Safe twice. */
   stop(): Promise<void>;
   /**
-   * Pauses: stops serving and tells the coordinator this peer is unavailable (memory 0), so the
-   * ring is re-planned around it.
+   * Leaves gracefully: tells the coordinator first (`withdraw`), finishes the open sessions (at
+   * most `drainMs`) while taking no new ones, then {@link Contributor.stop}s.
+   */
+  leave(): Promise<void>;
+  /**
+   * Pauses: tells the coordinator (`withdraw` with mode pause), drains like {@link leave}, then
+   * stops serving; the coordinator plans the ring without this peer until {@link resume}.
    */
   pause(): Promise<void>;
-  /** Re-announces the capability and re-applies the latest assignment. */
+  /** Tells the coordinator this peer is back (`resume`) and re-applies the latest assignment. */
   resume(): void;
   setDutyCycle(d: number): void;
   setAutoPause(on: boolean): void;
@@ -185,6 +206,8 @@ export function createContributor(o: ContributorOptions): Contributor {
   let offClosed: (() => void) | undefined;
   /** Aborts the running rejoin loop (stop, or a final verdict); set while one runs. */
   let rejoining: AbortController | undefined;
+  /** Measures the links to the ring neighbours and reports them (`link-report`) for proximity. */
+  let prober: LinkProber | undefined;
 
   const send = (m: Parameters<NetworkHandle['signaling']['send']>[0]) => {
     try {
@@ -238,7 +261,7 @@ export function createContributor(o: ContributorOptions): Contributor {
       },
       unassignedReason: undefined,
     });
-    if (get().phase === 'paused') return;
+    if (get().phase === 'paused' || get().phase === 'draining') return;
     const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
     try {
       if (serving?.key !== key) {
@@ -329,8 +352,9 @@ export function createContributor(o: ContributorOptions): Contributor {
   const onUnassigned = async (u: ServerMessageOf<'unassigned'>): Promise<void> => {
     membership?.links.update(null, null);
     await stopServing();
-    if (get().phase !== 'paused')
+    if (get().phase !== 'paused' && get().phase !== 'draining')
       set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined });
+    else set({ unassignedReason: u.reason, assignment: undefined });
   };
 
   /** Follows the coordinator's assignments on `n` (links, stage) — one membership per session. */
@@ -339,25 +363,33 @@ export function createContributor(o: ContributorOptions): Contributor {
       network: n,
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       logger: log,
-      onLink: (link) => (serving?.stage ? serving.stage.attach(link) : notServingYet(link)),
+      onLink: (link) => {
+        answerProbes(link);
+        if (serving?.stage) serving.stage.attach(link);
+        else notServingYet(link);
+      },
       onAssignment,
       onUnassigned: (u) => onUnassigned(u),
     });
 
-  /** The profile the coordinator should plan with: none of this peer's memory while paused. */
+  /** The profile the coordinator should plan with, and the pause if this peer is paused. */
   const announce = (): void => {
     const c = get();
     if (!c.capability) return;
-    send({
-      type: 'profile',
-      capability: c.phase === 'paused' ? { ...c.capability, memoryBytes: 0 } : c.capability,
-    });
+    send({ type: 'profile', capability: c.capability });
+    // A new session after a rejoin: the coordinator knows nothing of the pause, so say it again.
+    if (c.phase === 'paused') {
+      send({ type: 'withdraw', mode: 'pause', drainMs: 0 });
+      send({ type: 'withdrawn' });
+    }
   };
 
   /** Everything a contributor holds on the network, released (stop, or a final verdict). */
   const leave = async (): Promise<void> => {
     rejoining?.abort();
     rejoining = undefined;
+    prober?.stop();
+    prober = undefined;
     offClosed?.();
     offClosed = undefined;
     const m = membership;
@@ -471,6 +503,25 @@ export function createContributor(o: ContributorOptions): Contributor {
       membership = follow(net);
       // While the connection is down this is dropped: the rejoin announces it again.
       announce();
+      if ((o.probeIntervalMs ?? 30_000) > 0 && !prober) {
+        prober = createLinkProber({
+          links: () =>
+            [membership?.links.prev(), membership?.links.next()].filter(
+              (l): l is PeerLink => l !== undefined,
+            ),
+          report: (links) =>
+            send({
+              type: 'link-report',
+              links: links.map((l) => ({
+                peer: l.peer,
+                rttMs: Math.min(60_000, l.rttMs),
+                mbps: Math.min(1_000_000, l.mbps),
+              })),
+            }),
+          intervalMs: o.probeIntervalMs ?? 30_000,
+        });
+        prober.start();
+      }
     } catch (e) {
       set({
         phase: 'error',
@@ -479,6 +530,25 @@ export function createContributor(o: ContributorOptions): Contributor {
       });
       throw e;
     }
+  };
+
+  const drainMs = o.drainMs ?? 30_000;
+  /**
+   * Tells the coordinator this peer is going, lets the stage finish its open sessions (bounded by
+   * `drainMs`; new opens are refused with a retryable code), then says it is done.
+   */
+  const withdraw = async (mode: 'leave' | 'pause'): Promise<void> => {
+    const since = clock.now();
+    set({ phase: 'draining', draining: { mode, since, deadline: since + drainMs } });
+    send({ type: 'withdraw', mode, drainMs });
+    const stage = serving?.stage;
+    if (stage) {
+      const timeUp = new AbortController();
+      await Promise.race([stage.drain(), clock.sleep(drainMs, timeUp.signal)]);
+      timeUp.abort();
+    }
+    send({ type: 'withdrawn' });
+    set({ draining: undefined });
   };
 
   return {
@@ -493,21 +563,32 @@ export function createContributor(o: ContributorOptions): Contributor {
     async stop() {
       await leave();
       if (get().phase !== 'idle')
-        set({ phase: 'idle', assignment: undefined, download: undefined, rejoin: undefined });
+        set({
+          phase: 'idle',
+          assignment: undefined,
+          download: undefined,
+          rejoin: undefined,
+          draining: undefined,
+        });
+    },
+    async leave() {
+      const c = get();
+      if (net && c.capability && c.phase !== 'draining' && c.phase !== 'paused') await withdraw('leave');
+      await this.stop();
     },
     async pause() {
       const c = get();
-      if (!net || !c.capability || c.phase === 'paused') return;
+      if (!net || !c.capability || c.phase === 'paused' || c.phase === 'draining') return;
+      await withdraw('pause');
       set({ phase: 'paused' });
-      send({ type: 'profile', capability: { ...c.capability, memoryBytes: 0 } });
       membership?.links.update(null, null);
       await stopServing();
     },
     resume() {
       const c = get();
       if (!net || !c.capability || c.phase !== 'paused') return;
-      set({ phase: 'waiting' });
-      send({ type: 'profile', capability: c.capability });
+      set({ phase: 'waiting', unassignedReason: undefined });
+      send({ type: 'resume' });
       membership?.reapply();
     },
     setDutyCycle: (d) => set({ dutyCycle: Math.min(1, Math.max(0.05, d)) }),

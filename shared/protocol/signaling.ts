@@ -93,6 +93,21 @@ export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;
 
 const ringStageSchema = z.object({ peer: peerIdSchema, range: unitRange }).strict();
 
+/** Most entries one `link-report` carries (a peer probes its neighbours, a handful). */
+export const MAX_LINK_REPORT_ENTRIES = 16;
+/** Longest drain a withdrawing contributor may ask for, ms. */
+export const MAX_DRAIN_MS = 120_000;
+
+/** One measured link in a `link-report`: the reporter's view of its link to `peer`. */
+export const linkReportEntrySchema = z
+  .object({
+    peer: peerIdSchema,
+    rttMs: z.number().nonnegative().max(60_000),
+    mbps: z.number().positive().max(1_000_000),
+  })
+  .strict();
+export type LinkReportEntry = z.infer<typeof linkReportEntrySchema>;
+
 // ---------------------------------------------------------------- client -> server
 
 export const clientMessageSchema = z.discriminatedUnion('type', [
@@ -165,6 +180,33 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     })
     .strict(),
   z.object({ type: z.literal('leave'), v }).strict(),
+  /**
+   * This peer's measurements of its links (see shared/ring/link-probe.ts): one entry per peer at the
+   * other end. Counts only for links this peer is part of; bounded per message and rate-limited.
+   */
+  z
+    .object({
+      type: z.literal('link-report'),
+      v,
+      links: z.array(linkReportEntrySchema).min(1).max(MAX_LINK_REPORT_ENTRIES),
+    })
+    .strict(),
+  /**
+   * A contributor is about to leave or pause: it finishes its open sessions (at most `drainMs`),
+   * takes no new ones, and is planned out when it says `withdrawn` or the drain time is up.
+   */
+  z
+    .object({
+      type: z.literal('withdraw'),
+      v,
+      mode: z.enum(['leave', 'pause']),
+      drainMs: z.number().int().nonnegative().max(MAX_DRAIN_MS),
+    })
+    .strict(),
+  /** The withdrawing contributor's sessions are done: plan without it now. */
+  z.object({ type: z.literal('withdrawn'), v }).strict(),
+  /** A paused contributor is back: plan with it again. */
+  z.object({ type: z.literal('resume'), v }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 

@@ -11,6 +11,7 @@ export const RETRYABLE_RING_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   // the ring is being re-formed
   'RING_STALE_EPOCH',
   'RING_STAGE_NOT_SERVING',
+  'RING_STAGE_DRAINING',
   'RING_UNKNOWN_SESSION',
   'RING_PEER_LOST',
   'RING_STEP_TIMEOUT',

@@ -148,6 +148,11 @@ export interface RingStage {
   /** Handles control and tensors arriving on a link (from the previous stage or a requester). */
   attach(link: PeerLink): () => void;
   readonly stats: RingStageStats;
+  /**
+   * Stops taking new sessions (opens are refused with RING_STAGE_DRAINING, a code requesters retry)
+   * and resolves once every open session has ended; the caller bounds the wait. Safe twice.
+   */
+  drain(): Promise<void>;
   /** Releases every session; safe twice. */
   stop(): Promise<void>;
 }
@@ -194,8 +199,12 @@ export function createRingStage(o: RingStageOptions): RingStage {
     setInterval: o.setInterval,
     onIdle: (session) => void end(session, 'idle', true),
   });
+  /** Set by {@link RingStage.drain}: no new sessions; resolvers waiting for the last one to end. */
+  let draining = false;
+  const drained: Array<() => void> = [];
   const publish = () => {
     stats.openSessions = sessions.size;
+    if (draining && sessions.size === 0) drained.splice(0).forEach((f) => f());
     stats.reservedKvBytes = scheduler.stats().reservedKvBytes;
     o.onStats?.({ ...stats });
   };
@@ -288,6 +297,16 @@ export function createRingStage(o: RingStageOptions): RingStage {
         refuse(from, m.session, new RingworkError('STAGE_WRONG_LINK', 'session id already in use'));
       }
       return; // a repeated open on the same link changes nothing
+    }
+    if (draining) {
+      // Its tab is leaving or pausing: open sessions finish here, new ones go to the next ring.
+      return refuse(
+        from,
+        m.session,
+        new RingworkError('RING_STAGE_DRAINING', 'this stage is draining (its peer leaves or pauses)', {
+          details: { stage: o.peerId },
+        }),
+      );
     }
     if (o.isFirst && m.requester !== from.remoteId) {
       return refuse(
@@ -521,6 +540,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
       detachers.add(detach);
       return detach;
     },
+    drain() {
+      draining = true;
+      if (sessions.size === 0 || stopped) return Promise.resolve();
+      return new Promise<void>((resolve) => drained.push(resolve));
+    },
     async stop() {
       // A stopped stage hears nothing more: the next stage (new epoch) attaches to the same links.
       if (stopped) return;
@@ -529,6 +553,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
       scheduler.stop();
       const ids = [...sessions.keys()];
       await Promise.all(ids.map((id) => end(id, 'stage stopped', false)));
+      drained.splice(0).forEach((f) => f());
     },
   };
 }

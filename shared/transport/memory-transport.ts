@@ -1,5 +1,6 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
 import { createListeners } from './emitter.js';
+import { shapeChannel, type LinkShape } from './link-shaping.js';
 import { createPeerLink } from './peer-link.js';
 import type { MessageChannelLike, PeerLink, Transport } from './types.js';
 
@@ -65,7 +66,20 @@ export interface MemoryTransportHub {
   transport(localId: string): Transport;
 }
 
-export function createMemoryTransportHub(): MemoryTransportHub {
+/** Options of {@link createMemoryTransportHub}. */
+export interface MemoryTransportHubOptions {
+  /**
+   * Test/bench only: the one-way shape of messages `from` → `to` (undefined: unshaped). Every
+   * in-memory peer is equally close; shaping is how a test makes some pairs "far".
+   */
+  shape?: (from: string, to: string) => LinkShape | undefined;
+}
+
+export function createMemoryTransportHub(opts: MemoryTransportHubOptions = {}): MemoryTransportHub {
+  const shaped = (channel: MessageChannelLike, from: string, to: string): MessageChannelLike => {
+    const s = opts.shape?.(from, to);
+    return s ? shapeChannel(channel, s) : channel;
+  };
   const incoming = new Map<string, ReturnType<typeof createListeners<PeerLink>>>();
   return {
     transport(localId) {
@@ -92,8 +106,8 @@ export function createMemoryTransportHub(): MemoryTransportHub {
             });
           }
           const [a, b] = createMemoryChannelPair();
-          const mine = track(createPeerLink(remoteId, a));
-          remote.emit(createPeerLink(localId, b));
+          const mine = track(createPeerLink(remoteId, shaped(a, localId, remoteId)));
+          remote.emit(createPeerLink(localId, shaped(b, remoteId, localId)));
           return mine;
         },
         onIncoming(h) {

@@ -9,7 +9,9 @@ import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../share
 import type { CatalogModel } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { PeerRole } from './peer-registry.js';
+import type { MatrixEdge } from './link-matrix.js';
 import type { TrustPolicy } from './peer-trust.js';
+import type { WithdrawalView } from './withdrawal.js';
 
 /** A stage of a ring as peers see it: peer id and half-open unit range. */
 export interface RingStage {
@@ -67,6 +69,8 @@ export interface CoordinatorPeerView {
   status: AssignmentStatus | null;
   requestedModels: string[];
   failedModels: string[];
+  /** Leaving or paused (absent while contributing normally). */
+  withdrawal?: WithdrawalView;
 }
 
 /** The coordinator's state for `/api/network`. */
@@ -95,6 +99,8 @@ export interface CoordinatorSnapshot {
   }>;
   rings: Ring[];
   peers: CoordinatorPeerView[];
+  /** Measured links (both ends' reports combined: the worse), as the planner uses them. */
+  links?: MatrixEdge[];
 }
 
 /** What the coordinator needs to know about a peer's liveness (from the session registry). */
@@ -123,6 +129,8 @@ export interface CoordinatorOptions {
   maxUnverifiedShare?: number;
   /** What an unobserved peer is believed to be capable of (see peer-trust.ts). */
   trustPolicy?: Partial<TrustPolicy>;
+  /** Links measured below this many Mbit/s are not planned on (default 0: none excluded). */
+  minLinkMbps?: number;
   /** Bench/test hook: every pair of known peers counts as introduced. */
   allowAnyRelay?: boolean;
   clock?: Clock;
@@ -174,6 +182,21 @@ export interface Coordinator {
    * too many reports: PROTOCOL_RATE_LIMITED.
    */
   reportStall(reporter: string, stall: RingStall): string[];
+  /**
+   * A `link-report`: the reporter's measurements of its links. Entries about peers it was not
+   * introduced to are dropped; rate-limited per reporter (PROTOCOL_RATE_LIMITED). A material change
+   * re-plans (debounced) with the new figures.
+   */
+  reportLinks(reporter: string, entries: ReadonlyArray<{ peer: string; rttMs: number; mbps: number }>): void;
+  /**
+   * A contributor leaves or pauses gracefully: its ring stays while it drains (at most `drainMs`),
+   * then it is planned out. PROTOCOL_NOT_ALLOWED for a peer without the contributor role.
+   */
+  withdraw(id: string, mode: 'leave' | 'pause', drainMs: number): void;
+  /** The withdrawing peer finished draining: plan without it now. */
+  withdrawn(id: string): void;
+  /** A paused (or still draining) peer comes back. */
+  resume(id: string): void;
   /** True when `a` and `b` were introduced (may relay signaling to each other). */
   canSignal(a: string, b: string): boolean;
   /** Re-sends a peer's current assignment and subscribed rings (after a resume). */

@@ -67,8 +67,10 @@ import {
   trustedCategory,
   type PeerEvidence,
 } from './peer-trust.js';
+import { createLinkMatrix } from './link-matrix.js';
 import { createTokenBucket, type TokenBucket } from './rate-limit.js';
 import { planRings, ringAssignments } from './ring-planning.js';
+import { noRingWithPauses, withdrawalView, type Withdrawal } from './withdrawal.js';
 
 export type {
   AssignmentStatus,
@@ -109,6 +111,9 @@ interface PeerState {
   failedModels: Set<string>;
   /** model id -> key of the last ring/no-ring sent (null: answer owed). */
   subscriptions: Map<string, string | null>;
+  /** Leaving or pausing (see withdrawal.ts); null while contributing normally. */
+  withdrawal: Withdrawal | null;
+  linkBucket: TokenBucket;
 }
 
 interface ModelState {
@@ -153,6 +158,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const byModel = new Map(models.map((m) => [m.model.descriptor.id, m]));
   const catalogOrder = opts.catalog.map((m) => m.descriptor.id);
   const peers = new Map<string, PeerState>();
+  const matrix = createLinkMatrix({ now: () => clock.now() });
   let epoch = 0;
   let plans = 0;
   let timer: TimerHandle | null = null;
@@ -264,7 +270,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     plans++;
     refreshEffective();
     const contributors = [...peers.values()]
-      .filter((p) => p.roles.has('contributor') && p.online)
+      .filter((p) => p.roles.has('contributor') && p.online && p.withdrawal?.state !== 'out')
       .flatMap((p) =>
         p.capability
           ? [
@@ -285,13 +291,16 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       objective,
       plannerOptions: opts.plannerOptions,
       maxUnverifiedShare,
+      links: matrix.links(contributors.map((c) => c.id)),
+      minLinkMbps: opts.minLinkMbps,
     });
+    const paused = [...peers.values()].filter((p) => p.withdrawal?.state === 'out' && p.online).length;
     result.outcomes.forEach((o, i) => {
       const ms = models[i];
       if (!ms) return;
       if (o.error !== undefined) log.error({ err: o.error, model: ms.model.descriptor.id }, 'planner failed');
       ms.plan = o.plan;
-      ms.noRing = o.noRing;
+      ms.noRing = noRingWithPauses(o.noRing, paused);
       ms.ring = o.ring;
       ms.lastPlan = o.lastPlan;
     });
@@ -311,6 +320,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
           kind: 'unassigned',
           epoch,
           reason:
+            withdrawalView(p.withdrawal)?.reason ??
             result.reasons.get(p.id) ??
             (p.failedModels.size === models.length
               ? 'this peer reported failures loading every catalog model'
@@ -371,6 +381,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return false;
   };
 
+  /** A withdrawing peer is done draining (or out of time): plan without it. */
+  const markOut = (id: string): void => {
+    const p = peers.get(id);
+    if (!p?.withdrawal || p.withdrawal.state === 'out') return;
+    if (p.withdrawal.timer) clock.clearTimeout(p.withdrawal.timer);
+    p.withdrawal = { mode: p.withdrawal.mode, state: 'out', timer: null };
+    if (p.capability) schedule(`${id} ${p.withdrawal.mode === 'pause' ? 'paused' : 'left'}`);
+  };
+
   return {
     addPeer(id, roles) {
       const existing = peers.get(id);
@@ -414,6 +433,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         status: null,
         failedModels: new Set(),
         subscriptions: new Map(),
+        withdrawal: null,
+        linkBucket: createTokenBucket({ capacity: 4, refillPerSecond: 0.2, clock }),
       });
     },
     setCapability(id, capability) {
@@ -470,6 +491,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (!p) return;
       peers.delete(id);
       if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
+      if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
+      matrix.forget(id);
       for (const q of peers.values()) q.laps.delete(id);
       const inRing = models.some((m) => m.ring?.stages.some((s) => s.peer === id));
       log.info({ peer: id, reason, inRing }, 'peer removed');
@@ -623,6 +646,40 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const stages = ms.ring.stages.map((s) => s.peer).filter((p) => p !== reporter);
       return stall.peer && stages.includes(stall.peer) ? [stall.peer] : stages;
     },
+    reportLinks(reporter, entries) {
+      const r = peerOrThrow(reporter);
+      if (!r.linkBucket.take()) {
+        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many link reports: one per 5 s.', {});
+      }
+      // Only a link the reporter is part of, to a peer it was introduced to, counts.
+      const { accepted, changed } = matrix.report(reporter, entries, (peer) => canSignal(reporter, peer));
+      log.debug({ reporter, accepted, of: entries.length, changed }, 'link-report');
+      if (changed) schedule(`links measured by ${reporter}`);
+    },
+    withdraw(id, mode, drainMs) {
+      const p = peerOrThrow(id);
+      if (!p.roles.has('contributor')) {
+        throw new RingworkError('PROTOCOL_NOT_ALLOWED', 'Only a contributor can leave or pause a ring.', {});
+      }
+      if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
+      // Draining: the ring stays as it is so open sessions finish; the stage itself takes no new one.
+      // When the drain time is up the peer is planned out whether or not it said `withdrawn`.
+      p.withdrawal = {
+        mode,
+        state: 'draining',
+        timer: clock.setTimeout(() => markOut(id), drainMs),
+      };
+      log.info({ peer: id, mode, drainMs }, 'withdrawing');
+    },
+    withdrawn: markOut,
+    resume(id) {
+      const p = peerOrThrow(id);
+      if (!p.withdrawal) return;
+      if (p.withdrawal.timer) clock.clearTimeout(p.withdrawal.timer);
+      const wasOut = p.withdrawal.state === 'out';
+      p.withdrawal = null;
+      if (wasOut && p.capability) schedule(`${id} resumed`);
+    },
     canSignal,
     resync(id) {
       const p = peers.get(id);
@@ -682,7 +739,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
           status: p.status,
           requestedModels: [...p.subscriptions.keys()],
           failedModels: [...p.failedModels],
+          ...(p.withdrawal ? { withdrawal: withdrawalView(p.withdrawal)! } : {}),
         })),
+        links: matrix.edges(),
       };
     },
     getAssignment: (id) => peers.get(id)?.assignment ?? null,
@@ -697,6 +756,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       for (const p of peers.values()) {
         if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
         p.claimTimer = null;
+        if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
       }
     },
   };

@@ -60,7 +60,11 @@ export interface NetworkSnapshot {
     category: string | null;
     assignment: CoordinatorSnapshot['peers'][number]['assignment'];
     status: CoordinatorSnapshot['peers'][number]['status'];
+    /** Leaving or paused (absent while contributing normally). */
+    withdrawal?: CoordinatorSnapshot['peers'][number]['withdrawal'];
   }>;
+  /** Measured links between peers (RTT, Mbit/s; both ends' reports combined), as planned. */
+  links: NonNullable<CoordinatorSnapshot['links']>;
   /** Capability profiles by peer id. */
   profiles: Record<string, CoordinatorSnapshot['peers'][number]['capability']>;
   models: CoordinatorSnapshot['models'];
@@ -107,6 +111,7 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
       category: c?.category ?? null,
       assignment: c?.assignment ?? null,
       status: c?.status ?? null,
+      ...(c?.withdrawal ? { withdrawal: c.withdrawal } : {}),
     });
     if (c?.capability) profiles[session.id] = c.capability;
     if (c?.assignment) assignments[session.id] = c.assignment;
@@ -125,6 +130,7 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
     profiles,
     models: s.coordinator.models,
     rings: s.coordinator.rings,
+    links: (s.coordinator.links ?? []).filter((l) => byId.has(l.a) && byId.has(l.b)),
     assignments,
     relay: s.relay,
     counters: s.counters,

@@ -261,6 +261,18 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
         tokens: msg.tokens,
       });
     },
+    'link-report'(msg, conn) {
+      coordinator.reportLinks(requireSession(conn), msg.links);
+    },
+    withdraw(msg, conn) {
+      coordinator.withdraw(requireSession(conn), msg.mode, msg.drainMs);
+    },
+    withdrawn(_msg, conn) {
+      coordinator.withdrawn(requireSession(conn));
+    },
+    resume(_msg, conn) {
+      coordinator.resume(requireSession(conn));
+    },
     leave(_msg, conn) {
       const peerId = requireSession(conn);
       removePeer(peerId, 'left');

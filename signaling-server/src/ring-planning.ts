@@ -8,6 +8,7 @@ import { isRingworkError } from '../../shared/errors.js';
 import {
   planRingwork,
   replan,
+  type LinkInput,
   type Objective,
   type PeerProfileInput,
   type Plan,
@@ -51,7 +52,20 @@ export interface PlanRingsInput {
    * model that way; only when it cannot is the cap lifted (default 1: no cap).
    */
   readonly maxUnverifiedShare?: number | undefined;
+  /**
+   * Measured links between contributors (the coordinator's proximity matrix, see link-matrix.ts);
+   * pairs without one get the planner's default link.
+   */
+  readonly links?: readonly LinkInput[] | undefined;
+  /**
+   * Links measured below this many Mbit/s are not planned on: they get a prohibitive hop
+   * ({@link EXCLUDED_LINK_RTT_MS}), and a peer whose every measured link is below it is left out.
+   */
+  readonly minLinkMbps?: number | undefined;
 }
+
+/** The RTT given to a link below the minimum bandwidth: a ring uses it only when nothing else fits. */
+export const EXCLUDED_LINK_RTT_MS = 60_000;
 
 /** What planning decided for one model (same order as {@link PlanRingsInput.models}). */
 export interface ModelOutcome {
@@ -87,19 +101,52 @@ const plannerPeer = (p: PlanningPeer): PeerProfileInput => ({
   ...(p.capability.category ? { category: p.capability.category } : {}),
 });
 
-function runPlanner(
-  ms: PlanningModel,
-  pool: readonly PeerProfileInput[],
-  objective: Objective,
-  plannerOptions: PlannerOptions | undefined,
-): Plan {
+/** The links among `pool`'s peers, with links below the minimum bandwidth made prohibitive. */
+function poolLinks(pool: readonly PeerProfileInput[], input: PlanRingsInput): LinkInput[] | undefined {
+  if (!input.links?.length) return undefined;
+  const ids = new Set(pool.map((p) => p.id));
+  const min = input.minLinkMbps ?? 0;
+  const out = input.links
+    .filter((l) => ids.has(l.from) && ids.has(l.to) && l.from !== l.to)
+    .map((l) => (l.mbps < min ? { ...l, rttMs: Math.max(l.rttMs, EXCLUDED_LINK_RTT_MS) } : l));
+  return out.length > 0 ? out : undefined;
+}
+
+/** Peers whose every measured link is below the minimum bandwidth: not worth a place in a ring. */
+function slowLinkPeers(pool: readonly PlanningPeer[], input: PlanRingsInput): Map<string, string> {
+  const out = new Map<string, string>();
+  const min = input.minLinkMbps ?? 0;
+  if (min <= 0 || !input.links?.length) return out;
+  const ids = new Set(pool.map((p) => p.id));
+  const best = new Map<string, number>();
+  for (const l of input.links) {
+    if (!ids.has(l.from) || !ids.has(l.to)) continue;
+    for (const end of [l.from, l.to]) best.set(end, Math.max(best.get(end) ?? 0, l.mbps));
+  }
+  for (const [id, mbps] of best)
+    if (mbps < min)
+      out.set(id, `its links measure ${mbps.toFixed(1)} Mbit/s at best, below the ${min} Mbit/s minimum`);
+  return out;
+}
+
+function runPlanner(ms: PlanningModel, pool: readonly PeerProfileInput[], input: PlanRingsInput): Plan {
+  const { objective, plannerOptions } = input;
   const { profile, descriptor } = ms.model;
+  const links = poolLinks(pool, input);
   // With a previous plan, prefer the ring that moves the fewest units: moving units means downloads.
   if (ms.lastPlan)
-    return replan(ms.lastPlan, profile, pool, objective, descriptor.contextLength, plannerOptions).plan;
+    return replan(
+      ms.lastPlan,
+      profile,
+      links ? { peers: [...pool], links } : pool,
+      objective,
+      descriptor.contextLength,
+      plannerOptions,
+    ).plan;
   return planRingwork({
     profile,
     peers: pool,
+    links,
     objective,
     contextTokens: descriptor.contextLength,
     options: plannerOptions,
@@ -114,18 +161,17 @@ function runPlanner(
 function planWithShareCap(ms: PlanningModel, pool: readonly PlanningPeer[], input: PlanRingsInput): Plan {
   const share = input.maxUnverifiedShare ?? 1;
   const plain = pool.map(plannerPeer);
-  if (share >= 1 || !pool.some((p) => p.unverified))
-    return runPlanner(ms, plain, input.objective, input.plannerOptions);
+  if (share >= 1 || !pool.some((p) => p.unverified)) return runPlanner(ms, plain, input);
   const capBytes = Math.floor(share * ms.model.totalBytes);
   const capped = pool.map((p) => {
     const peer = plannerPeer(p);
     return p.unverified ? { ...peer, memoryBytes: Math.min(peer.memoryBytes, capBytes) } : peer;
   });
   try {
-    return runPlanner(ms, capped, input.objective, input.plannerOptions);
+    return runPlanner(ms, capped, input);
   } catch (e) {
     if (!isRingworkError(e, 'PLAN_INFEASIBLE')) throw e;
-    return runPlanner(ms, plain, input.objective, input.plannerOptions);
+    return runPlanner(ms, plain, input);
   }
 }
 
@@ -140,7 +186,10 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
   const outcomes: ModelOutcome[] = [];
   for (const ms of input.models) {
     const id = ms.model.descriptor.id;
-    const pool = contributors.filter((p) => !used.has(p.id) && !p.failedModels.has(id));
+    const candidates = contributors.filter((p) => !used.has(p.id) && !p.failedModels.has(id));
+    const slow = slowLinkPeers(candidates, input);
+    for (const [peerId, why] of slow) if (!reasons.has(peerId)) reasons.set(peerId, `${id}: ${why}`);
+    const pool = candidates.filter((p) => !slow.has(p.id));
     const out: ModelOutcome = {
       plan: null,
       noRing: null,

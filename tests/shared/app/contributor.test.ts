@@ -3,6 +3,7 @@ import type { ShardRunner } from '../../../shared/runtime/shard-runner';
 import { scaled } from '../../helpers/timeouts';
 import { loadGolden } from '../../helpers/golden';
 import { createFakeSignalingHub } from '../../helpers/memory-signaling';
+import { createContributor } from '../../../shared/app/contributor';
 import { stories260KRunner } from '../../helpers/engine';
 import {
   CAPABILITY,
@@ -139,7 +140,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await c.stop();
   });
 
-  it('pause stops serving and announces memory 0; an assignment during the pause waits; resume serves it', async () => {
+  it('pause tells the coordinator (withdraw, withdrawn) and stops serving; an assignment during the pause waits; resume serves it', async () => {
     const hub = createFakeSignalingHub();
     const a = pid('a');
     let created = 0;
@@ -152,7 +153,10 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await c.pause();
     await c.pause(); // safe twice
     expect(c.store.getState().phase).toBe('paused');
-    expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9, 0]);
+    // Pause is a message, not "memory = 0": the capability stays what it was.
+    expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9]);
+    expect(hub.sent(a, 'withdraw')).toEqual([{ type: 'withdraw', mode: 'pause', drainMs: 30_000 }]);
+    expect(hub.sent(a, 'withdrawn')).toHaveLength(1);
     let epoch = 1;
     answerRings(hub, () => ringOf(whole, epoch));
     const refused = requesterOn(hub, pid('r1'), { retryWindowMs: 0 });
@@ -168,13 +172,127 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
 
     c.resume();
     c.resume(); // safe twice
-    expect(hub.sent(a, 'profile').map((m) => m.capability.memoryBytes)).toEqual([4e9, 0, 4e9]);
+    expect(hub.sent(a, 'resume')).toHaveLength(1);
     await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     expect(created).toBe(2);
     epoch = 2;
     const r = await requesterOn(hub, pid('r2')).ask({ ...ask, signal: new AbortController().signal });
     expect(r.text + '\n').toBe(golden.text);
     await c.stop();
+  });
+
+  it('leave during an answer: the answer completes with the golden text, then the peer goes; new opens are refused meanwhile', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, b] = [pid('a'), pid('b')];
+    const ca = contributorOn(hub, a);
+    const cb = contributorOn(hub, b);
+    await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
+    const order = [
+      { peer: a, range: [0, 3] as [number, number] },
+      { peer: b, range: [3, 7] as [number, number] },
+    ];
+    assign(hub, order, 1);
+    await vi.waitFor(() => expect(ca.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await vi.waitFor(() => expect(cb.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    answerRings(hub, () => ringOf(order, 1));
+    let leaving: Promise<void> | undefined;
+    const answer = requesterOn(hub, pid('req')).ask({
+      ...ask,
+      signal: new AbortController().signal,
+      // A few tokens in, the first stage's tab leaves.
+      onText: (t) => {
+        if (!leaving && t.length > 'Once upon a time'.length + 10) leaving = ca.leave();
+      },
+    });
+    await vi.waitFor(() => expect(ca.store.getState().phase).toBe('draining'), { timeout: scaled(30_000) });
+    expect(ca.store.getState().draining?.mode).toBe('leave');
+    // Meanwhile the draining stage takes no new session (a retryable code: the requester re-plans).
+    const other = requesterOn(hub, pid('other'), { retryWindowMs: 0 });
+    await expect(other.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
+      code: 'RING_STAGE_DRAINING',
+    });
+    const r = await answer;
+    expect(r.text + '\n').toBe(golden.text);
+    await leaving;
+    expect(ca.store.getState().phase).toBe('idle');
+    expect(
+      hub
+        .sent(a)
+        .map((m) => m.type)
+        .filter((t) => t.startsWith('withdraw')),
+    ).toEqual(['withdraw', 'withdrawn']);
+    await cb.stop();
+  });
+
+  it('probes its ring neighbours slowly and reports the links it is part of (link-report)', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, b] = [pid('a'), pid('b')];
+    const make = (id: string) =>
+      createContributor({
+        network: async () => hub.network(id),
+        createRunner: stories260KRunner,
+        probeIntervalMs: 100,
+      });
+    const [ca, cb] = [make(a), make(b)];
+    await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
+    assign(
+      hub,
+      [
+        { peer: a, range: [0, 3] as [number, number] },
+        { peer: b, range: [3, 7] as [number, number] },
+      ],
+      1,
+    );
+    await hub.waitForSent(a, (m) => m.type === 'link-report', scaled(30_000));
+    const [report] = hub.sent(a, 'link-report');
+    expect(report!.links.map((l) => l.peer)).toEqual([b]);
+    expect(report!.links[0]!.rttMs).toBeGreaterThan(0);
+    expect(report!.links[0]!.mbps).toBeGreaterThan(0);
+    await ca.stop();
+    await cb.stop();
+  });
+
+  it('the drain is bounded: a session that never ends does not hold a leaving peer past drainMs', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let wake: (() => void) | undefined;
+    const slept: number[] = [];
+    const c = createContributor({
+      network: async () => hub.network(a),
+      createRunner: stories260KRunner,
+      drainMs: 5000,
+      // A fake clock: the drain's timer fires when the test says.
+      clock: {
+        now: () => 0,
+        wallNow: () => 0,
+        sleep: (ms) => {
+          slept.push(ms);
+          return new Promise<void>((resolve) => (wake = resolve));
+        },
+      },
+    });
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 7] as [number, number] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    // A requester opens a session and never ends it.
+    const link = await hub.network(pid('req')).transport.connect(a);
+    link.sendControl({
+      type: 'open',
+      v: 1,
+      session: 's1',
+      epoch: 1,
+      requester: pid('req'),
+      sampler: { temperature: 0, topP: 1, topK: 0, seed: 1 },
+    });
+    await vi.waitFor(() => expect(c.store.getState().stats.openSessions).toBe(1));
+    const leaving = c.leave();
+    await vi.waitFor(() => expect(slept).toEqual([5000]));
+    expect(hub.sent(a, 'withdrawn')).toHaveLength(0);
+    expect(c.store.getState().phase).toBe('draining');
+    wake!();
+    await leaving;
+    expect(hub.sent(a, 'withdrawn')).toHaveLength(1);
+    expect(c.store.getState().phase).toBe('idle');
   });
 
   it('a peer that contributes and chats at once reaches its own stage over the in-memory self link', async () => {

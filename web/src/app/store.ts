@@ -20,7 +20,11 @@ export interface NetworkSnapshot {
     connected: boolean;
     category?: string;
     assignment?: { kind: string; range?: [number, number]; model?: string; reason?: string };
+    /** Leaving or paused (absent while contributing normally). */
+    withdrawal?: { mode: 'leave' | 'pause'; state: 'draining' | 'out'; reason: string };
   }[];
+  /** Measured links (RTT ms, Mbit/s; both ends combined, the worse), as the planner uses them. */
+  links?: { a: string; b: string; rttMs: number; mbps: number; reports: number }[];
   profiles: Record<string, PeerCapability>;
   models: {
     id: string;

@@ -72,7 +72,7 @@ export function ContributePage() {
                 Pause
               </button>
             )}
-            <button className="secondary" data-testid="leave" onClick={() => void contributor.stop()}>
+            <button className="secondary" data-testid="leave" onClick={() => void contributor.leave()}>
               Leave the network
             </button>
           </>
@@ -216,6 +216,7 @@ const phaseText: Record<string, string> = {
   loading: 'downloading its shard…',
   serving: 'serving',
   unassigned: 'standing by',
-  paused: 'paused',
+  draining: 'finishing its open answers before it goes…',
+  paused: 'paused: the ring is planned without this tab until you resume',
   error: 'error',
 };

@@ -105,11 +105,13 @@ export function NetworkPage() {
                   <td>{bytes(prof?.memoryBytes)}</td>
                   <td>{prof?.backend ?? 'chat only'}</td>
                   <td>
-                    {a?.kind === 'assigned' && a.range
-                      ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                      : a?.kind === 'unassigned'
-                        ? `standing by (${a.reason})`
-                        : '—'}
+                    {p.withdrawal
+                      ? p.withdrawal.reason
+                      : a?.kind === 'assigned' && a.range
+                        ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                        : a?.kind === 'unassigned'
+                          ? `standing by (${a.reason})`
+                          : '—'}
                   </td>
                 </tr>
               );
@@ -121,7 +123,12 @@ export function NetworkPage() {
   );
 }
 
-/** Peers on a circle in ring order; each arc labelled with the units that peer runs. */
+/** The measured link between two peers (either order), if any. */
+function linkBetween(snapshot: NetworkSnapshot, a: string, b: string) {
+  return snapshot.links?.find((l) => (l.a === a && l.b === b) || (l.a === b && l.b === a));
+}
+
+/** Peers on a circle in ring order; each arc labelled with the units that peer runs and its measured RTT. */
 function RingDrawing({
   model,
   snapshot,
@@ -164,21 +171,36 @@ function RingDrawing({
       </defs>
       <circle cx={cx} cy={cy} r={r} fill="none" stroke="#2a2f3a" strokeDasharray="4 6" />
       {stages.length > 1 &&
-        stages.map((_, i) => {
+        stages.map((s, i) => {
           const p = at(i);
           const q = at((i + 1) % stages.length);
           const shrink = 26 / Math.hypot(q.x - p.x, q.y - p.y);
+          const link = linkBetween(snapshot, s.peer, stages[(i + 1) % stages.length]!.peer);
+          // The measured latency sits beside the edge, pushed outwards from the ring's centre.
+          const mx = (p.x + q.x) / 2;
+          const my = (p.y + q.y) / 2;
+          const out = 14 / Math.max(1, Math.hypot(mx - cx, my - cy));
           return (
-            <line
-              key={`e${i}`}
-              x1={p.x + (q.x - p.x) * shrink}
-              y1={p.y + (q.y - p.y) * shrink}
-              x2={q.x - (q.x - p.x) * shrink}
-              y2={q.y - (q.y - p.y) * shrink}
-              stroke="#6ee7b7"
-              strokeWidth={2}
-              markerEnd="url(#arrow)"
-            />
+            <g key={`e${i}`}>
+              <line
+                x1={p.x + (q.x - p.x) * shrink}
+                y1={p.y + (q.y - p.y) * shrink}
+                x2={q.x - (q.x - p.x) * shrink}
+                y2={q.y - (q.y - p.y) * shrink}
+                stroke={link && link.rttMs >= 50 ? '#fca5a5' : '#6ee7b7'}
+                strokeWidth={2}
+                markerEnd="url(#arrow)"
+              />
+              <text
+                x={mx + (mx - cx) * out}
+                y={my + (my - cy) * out + 4}
+                textAnchor="middle"
+                style={{ fill: '#9aa3b2', fontSize: 11 }}
+                data-testid="edge-latency"
+              >
+                {link ? `${num(link.rttMs, 1)} ms · ${num(link.mbps, 0)} Mbit/s` : 'not measured'}
+              </text>
+            </g>
           );
         })}
       {stages.map((s, i) => {

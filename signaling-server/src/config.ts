@@ -9,7 +9,7 @@
  * `--catalog <file.json>`/`RINGWORK_CATALOG`, `--no-default-model`,
  * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--allow-host <host[:port]>[,...]`/
  * `RINGWORK_ALLOWED_HOSTS`, `--trust-proxy <addr>[,...]`/`RINGWORK_TRUST_PROXY`, `--objective`,
- * `--log-level`/`LOG_LEVEL`
+ * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
@@ -24,7 +24,18 @@ import { parseArgs } from 'node:util';
 import { apiConfigSchema } from './api/api-config.js';
 import { z } from 'zod';
 import { parseWithSchema, RingworkError } from '../../shared/errors.js';
-import { objectiveSchema } from '../../shared/planner/index.js';
+import { DEFAULT_CATEGORY_THRESHOLDS, objectiveSchema } from '../../shared/planner/index.js';
+
+/**
+ * Measured with `npm run bench:swarm` on stories260K, whose FLOPs are negligible (~1.4 MFLOP a
+ * token), so a token's time is the stages' fixed cost (ORT runs, worker and DataChannel hand-offs):
+ * on the project's 2-core machine, quiet, 41 ms a token for 1 stage and 139 ms for 3 (46 ms a stage
+ * incl. a loopback hop, for which the default link adds 10 ms); shared with other work, 122 and 417
+ * ms (122-139 ms a stage). 65 ms (+ the 10 ms hop) sits at the geometric middle of the two regimes,
+ * so the planned single-request speed lands within 2x of the measured one in both; over-charging
+ * only makes the planner favour fewer stages. Set it per deployment with `--stage-overhead-ms`.
+ */
+export const DEFAULT_STAGE_OVERHEAD_MS = 65;
 
 /** Catalog model ids appear in URLs and messages: keep them to a safe alphabet. */
 export const modelIdSchema = z
@@ -241,6 +252,22 @@ export const signalingConfigSchema = z
      */
     trustProxy: z.array(ipAddressSchema).max(100).default([]),
     objective: objectiveSchema.default('throughput'),
+    /**
+     * Fixed milliseconds the planner charges per ring stage per token (the cost model's
+     * `stageOverheadMs`): an ORT run's dispatch, worker hand-offs and a loopback/LAN hop's framing,
+     * which a small model's token costs besides its FLOPs. See {@link DEFAULT_STAGE_OVERHEAD_MS}.
+     */
+    stageOverheadMs: z.number().min(0).max(10_000).default(DEFAULT_STAGE_OVERHEAD_MS),
+    /**
+     * Peers below this many TFLOPS are category C, which take a model only whole (eligibility.ts).
+     * 0 lets every peer take a shard: simulations of many CPU tabs (`npm run swarm`) use it so that
+     * pages declaring their real wasm speed can still be split over.
+     */
+    categoryCBelowTflops: z
+      .number()
+      .min(0)
+      .max(DEFAULT_CATEGORY_THRESHOLDS.aAboveTflops)
+      .default(DEFAULT_CATEGORY_THRESHOLDS.cBelowTflops),
     /** Passed to peers in `welcome`; empty means host candidates only (LAN / loopback). */
     iceServers: z.array(iceServerSchema).max(20).default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -358,6 +385,8 @@ export function parseCliConfig(
         'allow-host': { type: 'string', multiple: true },
         'trust-proxy': { type: 'string', multiple: true },
         objective: { type: 'string' },
+        'stage-overhead-ms': { type: 'string' },
+        'category-c-below-tflops': { type: 'string' },
         'log-level': { type: 'string' },
         'max-connections-per-ip': { type: 'string' },
         'max-connections': { type: 'string' },
@@ -438,6 +467,8 @@ export function parseCliConfig(
     allowedHosts: list(values['allow-host'] as string[] | undefined, env.RINGWORK_ALLOWED_HOSTS),
     trustProxy: list(values['trust-proxy'] as string[] | undefined, env.RINGWORK_TRUST_PROXY),
     objective: str('objective'),
+    stageOverheadMs: num(str('stage-overhead-ms') ?? env.RINGWORK_STAGE_OVERHEAD_MS),
+    categoryCBelowTflops: num(str('category-c-below-tflops')),
     logLevel: str('log-level') ?? env.LOG_LEVEL,
     limits,
     api: dropUndefined({

@@ -46,6 +46,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { MAX_SIGNALING_FRAME_BYTES } from '../../shared/protocol/signaling.js';
+import { DEFAULT_CATEGORY_THRESHOLDS } from '../../shared/planner/index.js';
 import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
 import { loadCatalog, type CatalogModel } from './catalog.js';
 import { createClientAddressResolver } from './client-address.js';
@@ -238,6 +239,13 @@ export function createSignalingServer(
         catalog,
         send: (peerId, msg) => void io.deliver(peerId, msg),
         objective: config.objective,
+        plannerOptions: {
+          stageOverheadMs: config.stageOverheadMs,
+          categoryThresholds: {
+            aAboveTflops: DEFAULT_CATEGORY_THRESHOLDS.aAboveTflops,
+            cBelowTflops: config.categoryCBelowTflops,
+          },
+        },
         debounceMs: limits.replanDebounceMs,
         maxWaitMs: limits.replanMaxWaitMs,
         liveness: (id) => {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingworkError } from '../../shared/errors';
 import { candidateAddress, createIceFilter, isLoopbackAddress } from '../../signaling-server/src/ice-filter';
-import { parseCliConfig, resolveConfig } from '../../signaling-server/src/config';
+import { DEFAULT_STAGE_OVERHEAD_MS, parseCliConfig, resolveConfig } from '../../signaling-server/src/config';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { createPeerRegistry } from '../../signaling-server/src/peer-registry';
 import { createTokenBucket } from '../../signaling-server/src/rate-limit';
@@ -57,6 +57,17 @@ describe('configuration', () => {
     });
     expect(c.limits.maxConnectionsPerIp).toBe(5000);
     expect(parseCliConfig([], { PORT: '9999' }).port).toBe(9999);
+  });
+
+  it('reads the per-stage overhead the planner charges (flag over env over the measured default)', () => {
+    expect(resolveConfig({}).stageOverheadMs).toBe(DEFAULT_STAGE_OVERHEAD_MS);
+    expect(parseCliConfig([], { RINGWORK_STAGE_OVERHEAD_MS: '25' }).stageOverheadMs).toBe(25);
+    expect(
+      parseCliConfig(['--stage-overhead-ms', '0'], { RINGWORK_STAGE_OVERHEAD_MS: '25' }).stageOverheadMs,
+    ).toBe(0);
+    expect(configError(() => parseCliConfig(['--stage-overhead-ms=-1'], {})).message).toMatch(
+      /stageOverheadMs/,
+    );
   });
 
   it('rejects bad values, unknown flags and --allow-any-relay outside test mode', () => {

@@ -12,8 +12,9 @@
  * Speed figures: the planner's single-request estimate (what the Network page shows before any request
  * is measured: 1 / planned per-token latency) next to the decode tok/s the request then measured, their
  * ratio and whether it is within 2x (PASS/MISS), the planned pipelined capacity, and the figure the
- * server shows once requests reported their laps. The swarm's pages declare ~1 MFLOP/s (so that every
- * peer is used): a planned figure from those claims is expected to MISS; the measured one replaces it.
+ * server shows once requests reported their laps. The swarm's pages declare a realistic wasm speed
+ * and memory for 1/N of the model (tools/swarm/swarm-capability.ts), and the server plans with its
+ * default per-stage overhead (`--stage-overhead-ms`), so the planned figure is a real prediction.
  */
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';

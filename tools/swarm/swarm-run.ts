@@ -1,7 +1,7 @@
 /**
  * One swarm run end to end, through the real product: the real signaling server, N headless
- * Chromium contributor pages (the app's `#/contribute?join=1` with declared capabilities that make
- * the planner use every peer) and a requester page whose chat UI is driven like a person would.
+ * Chromium contributor pages (the app's `#/contribute?join=1` declaring a realistic speed and memory
+ * for 1/N of the model, so that the planner must use every peer) and a requester page whose chat UI is driven like a person would.
  * Used by `npm run swarm` and `npm run bench:swarm`.
  *
  * Must run inside the loopback-only namespace of tests/e2e/isolated.sh (callers check with
@@ -18,13 +18,14 @@ import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
+import { ROOMY_SLOW_TFLOPS, SWARM_TFLOPS, swarmMemoryBytes } from './swarm-capability.js';
 
 /** The embedded model every server offers (catalog.ts). */
 export const DEFAULT_SWARM_MODEL = 'stories260K';
 
 /** What one swarm run does. */
 export interface SwarmOptions {
-  /** Contributor pages; the declared speeds make the planner split the model over all of them. */
+  /** Contributor pages; their declared memory makes the planner split the model over all of them. */
   peers: number;
   prompt: string;
   /** Total positions, BOS and prompt included (llama2.c's `-n`). */
@@ -178,9 +179,6 @@ export function parseModelArg(spec: string): { id: string; path: string } {
   return { id, path: spec };
 }
 
-/** Declared speed of contributor `i`: ~1 MFLOP/s makes a token cost far more than a hop, so every peer is used. */
-export const swarmTflops = (i: number): number => 1e-6 * (1 + 0.2 * i);
-
 async function snapshot(url: string): Promise<NetworkSnapshot> {
   const r = await fetch(`${url}/api/network`);
   if (!r.ok) throw new RingworkError('SERVER_INTERNAL', `GET /api/network answered ${r.status}.`);
@@ -204,6 +202,17 @@ async function speedFigures(url: string, model: string): Promise<SwarmResult['sp
     pipelinedTokPerS: m.pipelinedTokensPerSecond ?? null,
     observedTokPerS: m.observedTokensPerSecond ?? null,
   };
+}
+
+/** Polls until `n` peers have sent their capability profile. */
+async function waitForProfiles(url: string, n: number, deadline: number): Promise<void> {
+  for (;;) {
+    const seen = Object.keys((await snapshot(url)).profiles).length;
+    if (seen >= n) return;
+    if (Date.now() > deadline)
+      throw new RingworkError('NO_RING', `Only ${seen} of ${n} contributor pages joined in time.`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** Polls until the model's ring has `n` stages, each loaded and ready for the ring's epoch. */
@@ -329,15 +338,19 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   const model = o.model ? parseModelArg(o.model) : undefined;
   const modelId = model?.id ?? DEFAULT_SWARM_MODEL;
   // Only the asked-for model in the catalog: with two, the planner would share the peers out.
-  const server = await spawnServer(
-    model
+  // The pages are CPU tabs (category C by speed, which by policy take models only whole): this
+  // fleet lets them take shards, as a fleet of such tabs would have to.
+  const server = await spawnServer([
+    '--category-c-below-tflops',
+    '0',
+    ...(model
       ? [
           '--model',
           `${model.id}=${model.path}`,
           ...(model.id === DEFAULT_SWARM_MODEL ? [] : ['--no-default-model']),
         ]
-      : [],
-  );
+      : []),
+  ]);
   let browser: Browser | undefined;
   let hardStopped = false;
   const hardStop = setTimeout(() => {
@@ -382,24 +395,33 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         `--peers ${o.peers}: ${modelId} has only ${descriptor.units} plannable units, so no ring can have more stages.`,
       );
     }
-    // One at a time, each joining only once the ring of the pages before it is loaded and ready:
-    // an assignment that arrives while a page is still loading the previous epoch's shard can leave
-    // that page serving the older epoch (seen with 4 peers), and one page per step also lets each
-    // page's renderer process be told apart for the memory figures.
+    // One at a time, so that each page's renderer process can be told apart for the memory figures.
+    // Each declares memory for 1/n of the model, so no ring exists until the n-th joins: no page
+    // loads a shard of an epoch that is re-planned under it (an assignment arriving mid-load could
+    // leave a page serving the older epoch; seen with 4 peers when every step formed a ring).
+    // With `kill`, the survivors must carry the model on their own, so the pages declare the old
+    // slow-but-roomy capability instead (every peer used by speed, any subset fits) and each waits
+    // for its ring: a failover run is no speed figure.
+    const units = await unitBytes(server.url, descriptor);
+    const forced = !o.kill;
+    const capability = forced
+      ? `tflops=${SWARM_TFLOPS}&gbps=100&memory=${swarmMemoryBytes(
+          units.map((u) => u.weight + u.kv),
+          o.peers,
+        )}`
+      : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
     let opened = 0;
     const addContributor = async () => {
       const i = opened++;
       contributors.push(
-        await openPage(
-          browser!,
-          server.url,
-          `/#/contribute?join=1&tflops=${swarmTflops(i)}&gbps=100&memory=4000000000`,
-          `contributor ${i}`,
-          log,
-        ),
+        await openPage(browser!, server.url, `/#/contribute?join=1&${capability}`, `contributor ${i}`, log),
       );
+      if (forced && contributors.length < o.peers) {
+        await waitForProfiles(server.url, contributors.length, Date.now() + Math.min(60_000, left()));
+        return;
+      }
       stages = await waitForRing(
         server.url,
         modelId,
@@ -555,7 +577,6 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
 
     let memory: SwarmPageMemory[] | undefined;
     if (o.measureMemory) {
-      const units = await unitBytes(server.url, descriptor);
       memory = [];
       for (const c of contributors) {
         const cdp = await c.context.newCDPSession(c.page);

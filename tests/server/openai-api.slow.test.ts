@@ -3,19 +3,17 @@
  * process (`--api-local-fallback`: the server's own engine in a worker thread). At temperature 0
  * the continuation of the golden prompt is llama2.c's exact text.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { get, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
+import { loadGolden } from '../helpers/golden';
 import { scaled } from '../helpers/timeouts';
 
-const GOLDEN = readFileSync(
-  new URL('../../../shared/golden/stories260K_p1_n64.txt', import.meta.url),
-  'utf8',
-);
+const GOLDEN = loadGolden().text;
 const PROMPT = 'Once upon a time';
 const KEY = 'rw-test-key-0123456789abcdef';
 

@@ -33,12 +33,11 @@
  * coordinator-types.ts; this file holds the state, the debounce, the protocol entry points and the
  * sending.
  *
- * Size (~660 lines, over the ~500 guideline): what is left here is the event handlers that share one
- * mutable state (peers, rings, introductions, debounce); planning (`ring-planning.ts`), the
- * assignment diff (`assignment-diff.ts`) and trust (`peer-trust.ts`) are already pure modules.
+ * The state's shape, a new peer and the snapshot are coordinator-state.ts; the report handlers
+ * (unreachable, lap, stall, links) are coordinator-reports.ts.
  */
 import { RingworkError } from '../../shared/errors.js';
-import type { Objective, PeerCategory, Plan } from '../../shared/planner/index.js';
+import type { Objective } from '../../shared/planner/index.js';
 import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
 import {
   assignmentMessage,
@@ -48,29 +47,14 @@ import {
   ringMessage,
   type RingView,
 } from './assignment-diff.js';
-import type { CatalogModel } from './catalog.js';
 import { systemClock, type TimerHandle } from './clock.js';
-import type {
-  AssignmentStatus,
-  Coordinator,
-  CoordinatorOptions,
-  NoRing,
-  PeerAssignment,
-  Ring,
-} from './coordinator-types.js';
-import type { PeerRole } from './peer-registry.js';
-import {
-  DEFAULT_TRUST_POLICY,
-  effectiveCapability,
-  median,
-  newEvidence,
-  trustedCategory,
-  type PeerEvidence,
-} from './peer-trust.js';
+import { createReportHandlers } from './coordinator-reports.js';
+import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coordinator-state.js';
+import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
-import { createTokenBucket, type TokenBucket } from './rate-limit.js';
+import { DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
 import { planRings, ringAssignments } from './ring-planning.js';
-import { noRingWithPauses, withdrawalView, type Withdrawal } from './withdrawal.js';
+import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
   AssignmentStatus,
@@ -85,55 +69,7 @@ export type {
   RingStage,
 } from './coordinator-types.js';
 
-interface PeerState {
-  id: string;
-  roles: Set<PeerRole>;
-  /** False while its socket is closed (in resume grace): not planned, not sent anything. */
-  online: boolean;
-  /** The effective capability (claim capped by evidence): what the planner uses. */
-  capability: PeerCapability | null;
-  /** The claim in effect (changes apply at most every `profileMinIntervalMs`). */
-  claimed: PeerCapability | null;
-  /** A later claim waiting for the hysteresis interval to pass. */
-  pendingClaim: PeerCapability | null;
-  claimAppliedAt: number;
-  claimTimer: TimerHandle | null;
-  evidence: PeerEvidence;
-  /** Lap-derived TFLOPS by reporting requester (latest each), combined only from two or more. */
-  laps: Map<string, number>;
-  reportBucket: TokenBucket;
-  lapBucket: TokenBucket;
-  category: PeerCategory | null;
-  assignment: PeerAssignment | null;
-  /** The key of the last assignment/unassigned message sent, to send only changes. */
-  sentKey: string | null;
-  status: AssignmentStatus | null;
-  failedModels: Set<string>;
-  /** model id -> key of the last ring/no-ring sent (null: answer owed). */
-  subscriptions: Map<string, string | null>;
-  /** Leaving or pausing (see withdrawal.ts); null while contributing normally. */
-  withdrawal: Withdrawal | null;
-  linkBucket: TokenBucket;
-}
-
-interface ModelState {
-  model: CatalogModel;
-  /** The last plan that produced a ring (kept through infeasible spells: replan's stability anchor). */
-  lastPlan: Plan | null;
-  ring: Ring | null;
-  noRing: NoRing | null;
-  plan: Plan | null;
-  /** Per-token times the requesters of the current ring measured (newest last, at most 5). */
-  laps: { ringId: string; msPerToken: number }[];
-}
-
 const NOOP_LOGGER = { info() {}, warn() {}, error() {}, debug() {} };
-
-/** 1 / the median per-token time requesters measured on the model's current ring, or null. */
-function observedTokensPerSecond(ms: ModelState): number | null {
-  const laps = ms.laps.filter((l) => l.ringId === ms.ring?.ringId).map((l) => l.msPerToken);
-  return laps.length > 0 ? 1000 / median(laps) : null;
-}
 
 /** Creates a coordinator over a loaded catalog. */
 export function createCoordinator(opts: CoordinatorOptions): Coordinator {
@@ -382,6 +318,23 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   };
 
   /** A withdrawing peer is done draining (or out of time): plan without it. */
+  const reports = createReportHandlers({
+    opts,
+    clock,
+    log,
+    peers,
+    byModel,
+    matrix,
+    reportBurst,
+    reportRefillMs,
+    staleAfterMs,
+    peerOrThrow,
+    introducedByRing,
+    canSignal,
+    refreshEffective,
+    schedule,
+  });
+
   const markOut = (id: string): void => {
     const p = peers.get(id);
     if (!p?.withdrawal || p.withdrawal.state === 'out') return;
@@ -410,32 +363,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         if (!existing.roles.has('requester')) existing.subscriptions.clear();
         return;
       }
-      peers.set(id, {
-        id,
-        online: true,
-        roles: new Set(roles),
-        capability: null,
-        claimed: null,
-        pendingClaim: null,
-        claimAppliedAt: 0,
-        claimTimer: null,
-        evidence: newEvidence(),
-        laps: new Map(),
-        reportBucket: createTokenBucket({
-          capacity: reportBurst,
-          refillPerSecond: 1000 / reportRefillMs,
-          clock,
-        }),
-        lapBucket: createTokenBucket({ capacity: 4, refillPerSecond: 0.2, clock }),
-        category: null,
-        assignment: null,
-        sentKey: null,
-        status: null,
-        failedModels: new Set(),
-        subscriptions: new Map(),
-        withdrawal: null,
-        linkBucket: createTokenBucket({ capacity: 4, refillPerSecond: 0.2, clock }),
-      });
+      peers.set(id, newPeerState(id, roles, { clock, reportBurst, reportRefillMs }));
     },
     setCapability(id, capability) {
       const p = peerOrThrow(id);
@@ -542,120 +470,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         schedule(`${id} failed to load ${a.model}`);
       }
     },
-    reportUnreachable(reporter, target, reason) {
-      const r = peerOrThrow(reporter);
-      const t = peers.get(target);
-      if (!t) {
-        throw new RingworkError('PROTOCOL_UNKNOWN_PEER', `Unknown peer ${target}.`, {
-          details: { peer: target },
-        });
-      }
-      // Only parties with a direct connection to the target know anything: its ring neighbours and a
-      // requester it serves (first stage or head of a ring it was sent).
-      const ta = t.assignment;
-      const ra = r.assignment;
-      const neighbour =
-        (ta?.kind === 'assigned' && (ta.prev === reporter || ta.next === reporter)) ||
-        (ra?.kind === 'assigned' && (ra.prev === target || ra.next === target));
-      if (reporter === target || !(neighbour || introducedByRing(r, target) || opts.allowAnyRelay)) {
-        throw new RingworkError(
-          'PROTOCOL_NOT_ALLOWED',
-          `You have no connection to ${target}; only its ring neighbours and the requesters it serves may report it.`,
-          { details: { peer: target } },
-        );
-      }
-      if (!r.reportBucket.take()) {
-        throw new RingworkError(
-          'PROTOCOL_RATE_LIMITED',
-          `Too many unreachable reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
-          { details: { burst: reportBurst, refillMs: reportRefillMs } },
-        );
-      }
-      const now = clock.now();
-      const live = opts.liveness?.(target);
-      const gone = !live || !live.connected;
-      const stale = gone || now - live.lastSeen > staleAfterMs;
-      log.info({ reporter, target, reason, stale }, 'peer-unreachable');
-      // Never act on one party's word against another's: a peer without a socket is gone, but one
-      // with a socket is checked by the server itself (a probe) before anything happens, and a
-      // fresh heartbeat or an answered probe outweighs any number of reports.
-      return gone ? 'evict' : 'probe';
-    },
-    reportLap(reporter, lap) {
-      const r = peerOrThrow(reporter);
-      const modelId = lap.ringId.slice(0, lap.ringId.lastIndexOf(':'));
-      const ms = byModel.get(modelId);
-      if (
-        !ms?.ring ||
-        ms.ring.ringId !== lap.ringId ||
-        r.subscriptions.get(modelId) !== `ring|${lap.ringId}`
-      ) {
-        throw new RingworkError(
-          'PROTOCOL_NOT_ALLOWED',
-          `You were not sent ring ${lap.ringId}; no lap to report.`,
-          {
-            details: { ringId: lap.ringId },
-          },
-        );
-      }
-      if (!r.lapBucket.take()) {
-        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many lap reports: one per 5 s.', {});
-      }
-      const predictedMs = (ms.plan?.predicted.latencyS ?? 0) * 1000;
-      // A few tokens are dominated by the first step's warm-up; they say nothing about speed.
-      if (lap.tokens < 8) return;
-      // Shown as what one request gets (display only: planning takes laps as evidence below).
-      ms.laps = [
-        ...ms.laps.filter((l) => l.ringId === lap.ringId),
-        { ringId: lap.ringId, msPerToken: lap.msPerToken },
-      ].slice(-5);
-      if (predictedMs <= 0) return;
-      const speedup = predictedMs / lap.msPerToken;
-      let changed = false;
-      for (const st of ms.ring.stages) {
-        const p = peers.get(st.peer);
-        if (!p?.capability || st.peer === reporter) continue;
-        p.laps.set(reporter, p.capability.tflops * speedup);
-        // One requester's word is not evidence: it counts from two distinct requesters on.
-        if (p.laps.size >= 2) {
-          p.evidence.observedTflops = median([...p.laps.values()]);
-          changed = true;
-        }
-      }
-      if (changed && refreshEffective()) schedule(`laps of ${lap.ringId}`);
-    },
-    reportStall(reporter, stall) {
-      const r = peerOrThrow(reporter);
-      const modelId = stall.ringId.slice(0, stall.ringId.lastIndexOf(':'));
-      const ms = byModel.get(modelId);
-      // Already re-planned (the loss was seen here first, e.g. the peer's socket closed): nothing to check.
-      if (!ms?.ring || ms.ring.ringId !== stall.ringId) return [];
-      if (r.subscriptions.get(modelId) !== `ring|${stall.ringId}`) {
-        throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
-          details: { ringId: stall.ringId },
-        });
-      }
-      if (!r.reportBucket.take()) {
-        throw new RingworkError(
-          'PROTOCOL_RATE_LIMITED',
-          `Too many stall reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
-          { details: { burst: reportBurst, refillMs: reportRefillMs } },
-        );
-      }
-      log.info({ reporter, ...stall }, 'ring-stalled');
-      const stages = ms.ring.stages.map((s) => s.peer).filter((p) => p !== reporter);
-      return stall.peer && stages.includes(stall.peer) ? [stall.peer] : stages;
-    },
-    reportLinks(reporter, entries) {
-      const r = peerOrThrow(reporter);
-      if (!r.linkBucket.take()) {
-        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many link reports: one per 5 s.', {});
-      }
-      // Only a link the reporter is part of, to a peer it was introduced to, counts.
-      const { accepted, changed } = matrix.report(reporter, entries, (peer) => canSignal(reporter, peer));
-      log.debug({ reporter, accepted, of: entries.length, changed }, 'link-report');
-      if (changed) schedule(`links measured by ${reporter}`);
-    },
+    ...reports,
     withdraw(id, mode, drainMs) {
       const p = peerOrThrow(id);
       if (!p.roles.has('contributor')) {
@@ -702,48 +517,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     get epoch() {
       return epoch;
     },
-    snapshot() {
-      return {
-        epoch,
-        plans,
-        models: catalogOrder.flatMap((id) => {
-          const ms = byModel.get(id);
-          if (!ms) return [];
-          return {
-            id,
-            descriptor: ms.model.descriptor,
-            units: ms.model.descriptor.units,
-            contextLength: ms.model.descriptor.contextLength,
-            totalBytes: ms.model.totalBytes,
-            ring: ms.ring,
-            noRing: ms.noRing,
-            // One request waits for every stage and hop in turn: its speed is 1 / latency. The
-            // planner's tokens/s is pipelined capacity, shown apart so nobody reads it as theirs.
-            predictedTokensPerSecond:
-              ms.plan && ms.plan.predicted.latencyS > 0 ? 1 / ms.plan.predicted.latencyS : null,
-            pipelinedTokensPerSecond: ms.plan?.predicted.tokensPerSecond ?? null,
-            observedTokensPerSecond: observedTokensPerSecond(ms),
-            algorithm: ms.plan?.algorithm ?? null,
-          };
-        }),
-        rings: models.flatMap((m) => (m.ring ? [m.ring] : [])),
-        peers: [...peers.values()].map((p) => ({
-          id: p.id,
-          online: p.online,
-          roles: [...p.roles],
-          capability: p.capability,
-          claimed: p.claimed,
-          verified: p.evidence.verified,
-          category: p.category,
-          assignment: p.assignment,
-          status: p.status,
-          requestedModels: [...p.subscriptions.keys()],
-          failedModels: [...p.failedModels],
-          ...(p.withdrawal ? { withdrawal: withdrawalView(p.withdrawal)! } : {}),
-        })),
-        links: matrix.edges(),
-      };
-    },
+    snapshot: () => snapshotOf({ epoch, plans, catalogOrder, byModel, models, peers, matrix }),
     getAssignment: (id) => peers.get(id)?.assignment ?? null,
     getRing: (modelId) => byModel.get(modelId)?.ring ?? null,
     start() {

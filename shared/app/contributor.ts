@@ -4,172 +4,29 @@
  * generation steps until paused or stopped. A plain object with a zustand vanilla store; the browser
  * injects its WebRTC network, Web Worker runner and device profiler, Node tests in-memory ones.
  */
-import { createStore, type StoreApi } from 'zustand/vanilla';
-import type { DeviceProfile } from '../device/profile.js';
+import { createStore } from 'zustand/vanilla';
 import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
-import { isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
+import { isRingworkError, RingworkError } from '../errors.js';
 import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-probe.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
-import {
-  createRingStage,
-  stageShardOf,
-  type RingStage,
-  type RingStageStats,
-  type StageShard,
-} from '../ring/ring-stage.js';
+import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
 import { createPeerLink } from '../transport/peer-link.js';
 import type { PeerLink } from '../transport/types.js';
-import {
-  silentLogger,
-  systemAppClock,
-  type AppClock,
-  type Logger,
-  type NetworkClosed,
-  type NetworkHandle,
-} from './network-port.js';
-import { isFinalError, rejoinDelay, type RejoinOptions } from './rejoin-policy.js';
+import { silentLogger, systemAppClock, type NetworkClosed, type NetworkHandle } from './network-port.js';
+import { isFinalError, rejoinDelay } from './rejoin-policy.js';
 import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
+import { type ContributeState, type Contributor, type ContributorOptions } from './contributor-types.js';
 
-export type ContributePhase =
-  | 'idle'
-  | 'connecting'
-  | 'profiling'
-  | 'waiting'
-  | 'loading'
-  | 'serving'
-  | 'unassigned'
-  | 'draining'
-  | 'paused'
-  | 'error';
-
-/** What a contributor shows: its phase, device, assignment, download and live counters. */
-export interface ContributeState {
-  phase: ContributePhase;
-  peerId?: string;
-  profile?: DeviceProfile;
-  capability?: PeerCapability;
-  backend?: string;
-  backendReason?: string;
-  assignment?: {
-    model: string;
-    range: [number, number];
-    units: number;
-    prev: string | null;
-    next: string | null;
-    epoch: number;
-    weightFormat: string;
-  };
-  unassignedReason?: string;
-  download?: {
-    bytesDone: number;
-    bytesTotal: number;
-    fetched: number;
-    startedAt: number;
-    finishedAt?: number;
-  };
-  stats: RingStageStats & { joinedAt?: number };
-  /** Fraction of wall time the stage may compute (0 < d <= 1). */
-  dutyCycle: number;
-  autoPause: boolean;
-  /** While leaving or pausing gracefully: what, since when, and the open sessions it waits for. */
-  draining?: { mode: 'leave' | 'pause'; since: number; deadline: number };
-  error?: string;
-  /** The typed code of `error` when it has one (e.g. PROTOCOL_BAD_VERSION: rejoining stopped). */
-  errorCode?: ErrorCode;
-  /**
-   * Set while the connection is down and the contributor is coming back by itself: the attempt
-   * (1-based), the delay before it, and why the connection ended. The stage keeps serving its open
-   * links meanwhile.
-   */
-  rejoin?: { attempt: number; delayMs: number; reason?: string };
-  /** How many times this contributor rejoined after its connection ended (resumed or new session). */
-  rejoins: number;
-}
-
-/** A measured device: its profile and the capability derived from it. */
-export interface MeasuredDevice {
-  profile: DeviceProfile;
-  capability: PeerCapability;
-}
-
-export interface ContributorOptions {
-  /** Connects (lazily, once per connection) and returns the network handle. */
-  network: () => Promise<NetworkHandle>;
-  /** A fresh, unloaded shard runner (a Web Worker in browsers, in-process ORT in Node). */
-  createRunner: () => ShardRunner;
-  /** Profiles the device when `start` is given no capability (browsers: the profiler worker). */
-  measure?: (signal: AbortSignal) => Promise<MeasuredDevice>;
-  clock?: AppClock;
-  logger?: Logger;
-  /** Link connect timeout, ms (default 10 s). */
-  connectTimeoutMs?: number;
-  /**
-   * Come back by itself when the connection ends (dropped, server restarted, evicted, replaced):
-   * call `network()` again after a back-off with jitter (default: on, 0.5 s doubling to 30 s);
-   * `false` leaves a dropped contributor where it is.
-   */
-  rejoin?: RejoinOptions | false;
-  /** Jitter source of the rejoin back-off (default Math.random). */
-  random?: () => number;
-  /** Longest a leave or pause waits for open sessions to finish, ms (default 30 s). */
-  drainMs?: number;
-  /** Between rounds of link probes to the ring neighbours, ms (default 30 s; 0: no probing). */
-  probeIntervalMs?: number;
-}
-
-export interface Contributor {
-  readonly store: StoreApi<ContributeState>;
-  /**
-   * Joins the network. `capability` overrides the measured profile (operators' simulations and
-   * tests); otherwise the device is measured first. Safe twice (the second call is a no-op).
-   */
-  start(opts?: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void>;
-  /** Stops at once: frees the shard, closes links and the signaling subscriptions. Safe twice. */
-  stop(): Promise<void>;
-  /**
-   * Leaves gracefully: tells the coordinator first (`withdraw`), finishes the open sessions (at
-   * most `drainMs`) while taking no new ones, then {@link Contributor.stop}s.
-   */
-  leave(): Promise<void>;
-  /**
-   * Pauses: tells the coordinator (`withdraw` with mode pause), drains like {@link leave}, then
-   * stops serving; the coordinator plans the ring without this peer until {@link resume}.
-   */
-  pause(): Promise<void>;
-  /** Tells the coordinator this peer is back (`resume`) and re-applies the latest assignment. */
-  resume(): void;
-  setDutyCycle(d: number): void;
-  setAutoPause(on: boolean): void;
-  /**
-   * A link from this peer's own requester to its own stage, when a ring it asks includes itself (a
-   * tab may contribute and chat at once): an in-memory pipe, no WebRTC to oneself. Undefined while
-   * no stage serves.
-   */
-  localStageLink(): PeerLink | undefined;
-  /**
-   * The open link this peer keeps to `peerId` (a ring neighbour, or a requester), if any. This
-   * peer's own requester reuses it: a second link between the same two peers would replace it.
-   */
-  openLink(peerId: string): PeerLink | undefined;
-  /** Resolves when every assignment received so far has been applied (tests). */
-  settled(): Promise<void>;
-}
-
-/** The planner's view of a measured device. */
-export function capabilityFrom(p: DeviceProfile): PeerCapability {
-  return {
-    tflops: p.tflops,
-    bandwidthGBps: p.bandwidthGBps,
-    memoryBytes: Math.floor(p.memoryBytes),
-    category: p.category,
-    backend: p.backend,
-    mobile: p.device.class === 'mobile',
-    label:
-      p.gpu && !p.gpu.isFallbackAdapter ? p.gpu.adapter.description || p.gpu.adapter.vendor : 'CPU (wasm)',
-  };
-}
+export type {
+  ContributePhase,
+  ContributeState,
+  Contributor,
+  ContributorOptions,
+  MeasuredDevice,
+} from './contributor-types.js';
+export { capabilityFrom } from './contributor-types.js';
 
 interface Serving {
   key: string;

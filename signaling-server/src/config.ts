@@ -16,7 +16,8 @@
  * `--max-http-sockets`, `--max-sockets-per-ip`, `--headers-timeout-ms`, `--request-timeout-ms`,
  * `--connects-per-second-per-ip`, `--connect-burst-per-ip`, `--sessions-per-second-per-ip`,
  * `--session-burst-per-ip`, `--network-cache-ms`, `--frames-per-second-per-ip`,
- * `--frames-burst-per-ip`, `--bytes-per-second-per-ip`, `--bytes-burst-per-ip`).
+ * `--frames-burst-per-ip`, `--bytes-per-second-per-ip`, `--bytes-burst-per-ip`, `--relay-pair-per-second`,
+ * `--relay-pair-burst`).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -410,6 +411,8 @@ export function parseCliConfig(
         'frames-burst-per-ip': { type: 'string' },
         'bytes-per-second-per-ip': { type: 'string' },
         'bytes-burst-per-ip': { type: 'string' },
+        'relay-pair-per-second': { type: 'string' },
+        'relay-pair-burst': { type: 'string' },
         'network-cache-ms': { type: 'string' },
         'api-keys': { type: 'string' },
         'api-anonymous': { type: 'boolean' },
@@ -452,6 +455,8 @@ export function parseCliConfig(
     framesBurstPerIp: num(str('frames-burst-per-ip')),
     bytesPerSecondPerIp: num(str('bytes-per-second-per-ip')),
     bytesBurstPerIp: num(str('bytes-burst-per-ip')),
+    relayPairPerSecond: num(str('relay-pair-per-second')),
+    relayPairBurst: num(str('relay-pair-burst')),
     networkCacheMs: num(str('network-cache-ms')),
   };
   for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];

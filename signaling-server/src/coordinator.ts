@@ -52,7 +52,7 @@ import { createReportHandlers } from './coordinator-reports.js';
 import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coordinator-state.js';
 import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
-import { DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
+import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
 import { planRings, ringAssignments } from './ring-planning.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
@@ -123,16 +123,21 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     }, delay);
   };
 
-  /** Claims of the other online contributors: the fleet a peer's claim is compared with. */
-  const othersClaims = (self: PeerState): PeerCapability[] => {
-    const out: PeerCapability[] = [];
-    for (const q of peers.values())
-      if (q !== self && q.online && q.claimed && q.roles.has('contributor')) out.push(q.claimed);
-    return out;
-  };
+  /** Whether a peer's claim is part of the fleet others are compared with. */
+  const inFleet = (q: PeerState): boolean => q.online && q.claimed !== null && q.roles.has('contributor');
+  const fleetOf = () => createFleet([...peers.values()].filter(inFleet).map((q) => q.claimed!));
 
-  const effectiveOf = (p: PeerState, claimed: PeerCapability): PeerCapability => {
-    const eff = effectiveCapability(claimed, p.evidence, othersClaims(p), policy);
+  const effectiveOf = (
+    p: PeerState,
+    claimed: PeerCapability,
+    fleet: ReturnType<typeof createFleet> = fleetOf(),
+  ): PeerCapability => {
+    const eff = effectiveCapability(
+      claimed,
+      p.evidence,
+      fleet.without(inFleet(p) ? p.claimed : null),
+      policy,
+    );
     return { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
   };
 
@@ -140,11 +145,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const refreshEffective = (): boolean => {
     const now = clock.now();
     let changed = false;
+    const fleet = fleetOf();
     for (const p of peers.values()) {
       const ev = p.evidence;
       if (!ev.verified && ev.readySince !== null && now - ev.readySince >= verifyAfterMs) ev.verified = true;
       if (!p.claimed) continue;
-      const eff = effectiveOf(p, p.claimed);
+      const eff = effectiveOf(p, p.claimed, fleet);
       if (!p.capability || JSON.stringify(eff) !== JSON.stringify(p.capability)) changed = true;
       p.capability = eff;
       p.category = eff.category ?? null;

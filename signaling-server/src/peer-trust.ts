@@ -69,6 +69,47 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** The fleet's median claims a peer's claim is compared with (its own claim excluded). */
+export interface FleetMedians {
+  /** How many other claims the medians are over (below two they do not count). */
+  count: number;
+  tflops: number;
+  bandwidthGBps: number;
+}
+
+/** The median of a sorted list with one occurrence of `v` left out (`v` must be in it). */
+function medianWithout(sorted: readonly number[], v: number): number {
+  const n = sorted.length - 1;
+  if (n <= 0) return 0;
+  const skip = sorted.indexOf(v);
+  const at = (i: number): number => sorted[i >= skip ? i + 1 : i]!;
+  const mid = n >> 1;
+  return n % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
+}
+
+/**
+ * The contributors' claims, sorted once, so every peer's fleet medians (the others' claims) cost
+ * O(n) together instead of O(n log n) each: re-computing n peers' caps on every profile was O(n^3)
+ * over a join wave and stalled the event loop at a few hundred peers.
+ */
+export function createFleet(claims: readonly PeerCapability[]): {
+  /** The medians of the fleet without `self` (a claim in the list), or of the whole fleet for null. */
+  without(self: PeerCapability | null): FleetMedians;
+} {
+  const tf = claims.map((c) => c.tflops).sort((a, b) => a - b);
+  const bw = claims.map((c) => c.bandwidthGBps).sort((a, b) => a - b);
+  return {
+    without(self) {
+      if (!self) return { count: claims.length, tflops: median(tf), bandwidthGBps: median(bw) };
+      return {
+        count: claims.length - 1,
+        tflops: medianWithout(tf, self.tflops),
+        bandwidthGBps: medianWithout(bw, self.bandwidthGBps),
+      };
+    },
+  };
+}
+
 /**
  * The capability the planner may use for a peer: its claim, capped by evidence. `others` are the
  * claims of the other contributors (the fleet a claim is compared with; the peer's own is excluded
@@ -77,22 +118,22 @@ export function median(xs: readonly number[]): number {
 export function effectiveCapability(
   claimed: PeerCapability,
   evidence: PeerEvidence,
-  others: readonly PeerCapability[],
+  others: readonly PeerCapability[] | FleetMedians,
   policy: TrustPolicy = DEFAULT_TRUST_POLICY,
 ): PeerCapability {
   const cls = claimed.mobile ? 'mobile' : 'desktop';
+  const medians = Array.isArray(others) ? createFleet(others).without(null) : (others as FleetMedians);
   // The fleet median only counts with at least two others: one other peer is not a fleet.
-  const fleet = (pick: (c: PeerCapability) => number): number =>
-    others.length >= 2 ? median(others.map(pick)) : 0;
+  const fleet = (pick: (m: FleetMedians) => number): number => (medians.count >= 2 ? pick(medians) : 0);
   const observed = evidence.observedTflops !== null ? evidence.observedTflops * policy.observedMargin : 0;
   const tflopsCap = Math.max(
     policy.classTflops[cls],
-    fleet((c) => c.tflops),
+    fleet((m) => m.tflops),
     observed,
   );
   const bandwidthCap = Math.max(
     policy.classBandwidthGBps[cls],
-    fleet((c) => c.bandwidthGBps),
+    fleet((m) => m.bandwidthGBps),
   );
   const memoryCap = Math.min(
     evidence.memoryCeiling,

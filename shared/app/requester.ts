@@ -44,15 +44,7 @@ export {
   type HistoryStorage,
 } from './chat-history.js';
 
-export type {
-  AnswerStats,
-  AskOptions,
-  AskResult,
-  ChatState,
-  Requester,
-  RequesterOptions,
-  RingAnswer,
-} from './requester-types.js';
+export type * from './requester-types.js';
 
 /** Creates a requester. */
 export function createRequester(o: RequesterOptions): Requester {

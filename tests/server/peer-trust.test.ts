@@ -13,6 +13,7 @@ const cap = (tflops: number, bandwidthGBps: number): PeerCapability => ({
   bandwidthGBps,
   memoryBytes: 1e9,
   backend: 'wasm',
+  mobile: false,
 });
 
 describe('createFleet', () => {

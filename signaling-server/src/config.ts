@@ -17,7 +17,7 @@
  * `--connects-per-second-per-ip`, `--connect-burst-per-ip`, `--sessions-per-second-per-ip`,
  * `--session-burst-per-ip`, `--network-cache-ms`, `--frames-per-second-per-ip`,
  * `--frames-burst-per-ip`, `--bytes-per-second-per-ip`, `--bytes-burst-per-ip`, `--relay-pair-per-second`,
- * `--relay-pair-burst`).
+ * `--relay-pair-burst`, `--hold-back-ms`, `--hold-back-max-ms`).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -184,6 +184,13 @@ export const limitsSchema = z
      */
     framesBurstPerIp: int(1, 10_000_000, 400),
     framesPerSecondPerIp: z.number().positive().max(10_000_000).default(100),
+    /**
+     * After a connection is cut for flooding (1008), its address bucket's new WebSocket upgrades are
+     * held back this long (doubling per further cut, up to `holdBackMaxMs`; 0 turns it off), before
+     * the handshake: a flooder cannot reconnect at once and flood again. See frame-gate.ts.
+     */
+    holdBackMs: int(0, 3_600_000, 1_000),
+    holdBackMaxMs: int(0, 3_600_000, 60_000),
     /**
      * Relay quotas per (sender, receiver) pair: signals in a burst and per second, connection ids
      * open at once, and the largest SDP relayed. A sender over quota gets PROTOCOL_RATE_LIMITED.
@@ -413,6 +420,8 @@ export function parseCliConfig(
         'bytes-burst-per-ip': { type: 'string' },
         'relay-pair-per-second': { type: 'string' },
         'relay-pair-burst': { type: 'string' },
+        'hold-back-ms': { type: 'string' },
+        'hold-back-max-ms': { type: 'string' },
         'network-cache-ms': { type: 'string' },
         'api-keys': { type: 'string' },
         'api-anonymous': { type: 'boolean' },
@@ -457,6 +466,8 @@ export function parseCliConfig(
     bytesBurstPerIp: num(str('bytes-burst-per-ip')),
     relayPairPerSecond: num(str('relay-pair-per-second')),
     relayPairBurst: num(str('relay-pair-burst')),
+    holdBackMs: num(str('hold-back-ms')),
+    holdBackMaxMs: num(str('hold-back-max-ms')),
     networkCacheMs: num(str('network-cache-ms')),
   };
   for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];

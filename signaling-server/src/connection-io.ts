@@ -17,6 +17,11 @@ export interface ConnectionIo {
   deliver(peerId: string, msg: ServerMessage): boolean;
   /** Closes once (later calls do nothing); `hard` terminates without the close handshake. */
   closeConn(conn: Conn, code: number, reason: string, hard?: boolean): void;
+  /**
+   * Closes a connection for flooding (1008): it is never read again (whatever it queued is discarded
+   * unread) and its address bucket is held back from reconnecting for a while (frame-gate.ts).
+   */
+  cutConn(conn: Conn, reason: string): void;
   /** Sends a typed `error` frame. */
   sendError(conn: Conn, err: RingworkError): void;
   /**
@@ -94,6 +99,11 @@ export function createConnectionIo(ctx: ServerContext): ConnectionIo {
   return {
     sendTo,
     closeConn,
+    cutConn(conn, reason) {
+      if (conn.closing) return;
+      ctx.frameGate.cut(conn);
+      closeConn(conn, CLOSE_CODES.policy, reason);
+    },
     probe,
     busy(peerId, busyBytes) {
       const conn = ctx.conns.get(peerId);

@@ -14,6 +14,14 @@
  * Honest peers stay far below every budget (a heartbeat every few seconds, a few signals when a
  * link is set up), so they never meet the gate; the protocol layer closes a connection whose frames
  * keep being dropped (1008), so a sender that ignores the throttle is cut, never its receiver.
+ *
+ * A cut connection ({@link FrameGate.cut}) is never read again: its socket stays paused until it is
+ * destroyed, so whatever the flooder had queued in its TCP buffers is discarded unread (before this,
+ * a closing socket was resumed by its refill timer and ws parsed megabytes of queued frames during
+ * the close handshake). Each cut is a strike against the address bucket, which is then *held back*
+ * for a while ({@link FrameGate.heldBackMs}: 1 s, doubling per strike up to `holdBackMaxMs`, strikes
+ * forgotten after a quiet `holdBackMaxMs`): the server refuses its new WebSocket upgrades before the
+ * handshake, so a cut flooder cannot reconnect 20 ms later and flood again from fresh buffers.
  */
 import { unrefTimer, type Clock, type TimerHandle } from './clock.js';
 import { createTokenBucket, type TokenBucket } from './rate-limit.js';
@@ -32,7 +40,15 @@ export interface FrameGateLimits {
   /** Bytes per client address bucket: burst and per second. */
   bytesBurstPerIp: number;
   bytesPerSecondPerIp: number;
+  /** First hold-back of an address bucket after a flood cut, ms (0: never hold back). */
+  holdBackMs?: number;
+  /** Longest hold-back; strikes are forgotten after this long without a cut. */
+  holdBackMaxMs?: number;
 }
+
+/** Defaults of the hold-back after a flood cut. */
+export const DEFAULT_HOLD_BACK_MS = 1_000;
+export const DEFAULT_HOLD_BACK_MAX_MS = 60_000;
 
 /** What the gate needs of a socket: the ws `pause()`/`resume()` pair (TCP back-pressure). */
 export interface PausableSocket {
@@ -63,6 +79,9 @@ export interface FrameGateStats {
   bucketPauses: number;
   /** Connections paused right now. */
   pausedNow: number;
+  /** Connections cut for flooding (never read again), and address buckets held back right now. */
+  cuts: number;
+  heldBackNow: number;
 }
 
 /** The gate. */
@@ -75,7 +94,14 @@ export interface FrameGate {
   admit(conn: GatedConn, bytes: number): GateVerdict;
   /** The fraction (0..1) available now of the emptiest budget of `conn` (its own and its address's). */
   level(conn: GatedConn): number;
-  /** Forgets address buckets without connections whose budgets refilled. */
+  /**
+   * `conn` is being closed for flooding: it is paused for good (never resumed) and its address
+   * bucket gets a strike, which holds the bucket back from reconnecting ({@link heldBackMs}).
+   */
+  cut(conn: GatedConn): void;
+  /** Milliseconds the address bucket must still wait before it may connect again (0: it may). */
+  heldBackMs(ipBucket: string): number;
+  /** Forgets address buckets without connections whose budgets refilled and that are not held back. */
   prune(): void;
   stats(): FrameGateStats;
 }
@@ -88,6 +114,8 @@ interface ConnState {
   resumeAt: number;
   timer: TimerHandle | null;
   paused: boolean;
+  /** Cut for flooding: stays paused until it closes. */
+  cut: boolean;
 }
 
 interface Group {
@@ -96,6 +124,11 @@ interface Group {
   conns: Set<GatedConn>;
   resumeAt: number;
   timer: TimerHandle | null;
+  /** Flood cuts since the bucket was last quiet for `holdBackMaxMs`, and the last one's time. */
+  strikes: number;
+  lastCutAt: number;
+  /** New connections from the bucket are refused until then (ms). */
+  heldUntil: number;
 }
 
 /** A paused sender is resumed once the short budget has refilled to this share of its capacity. */
@@ -111,7 +144,11 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
     connPauses: 0,
     bucketPauses: 0,
     pausedNow: 0,
+    cuts: 0,
+    heldBackNow: 0,
   };
+  const holdBackMs = limits.holdBackMs ?? DEFAULT_HOLD_BACK_MS;
+  const holdBackMaxMs = Math.max(holdBackMs, limits.holdBackMaxMs ?? DEFAULT_HOLD_BACK_MAX_MS);
 
   const bucket = (capacity: number, refillPerSecond: number): TokenBucket =>
     createTokenBucket({ capacity, refillPerSecond, clock });
@@ -125,6 +162,9 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
         conns: new Set(),
         resumeAt: 0,
         timer: null,
+        strikes: 0,
+        lastCutAt: 0,
+        heldUntil: 0,
       };
       groups.set(key, g);
     }
@@ -138,7 +178,7 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
   };
 
   const setPaused = (conn: GatedConn, s: ConnState, paused: boolean): void => {
-    if (s.paused === paused) return;
+    if (s.paused === paused || (s.cut && !paused)) return;
     s.paused = paused;
     stats.pausedNow += paused ? 1 : -1;
     if (paused) conn.ws.pause();
@@ -196,6 +236,7 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
         resumeAt: 0,
         timer: null,
         paused: false,
+        cut: false,
       };
       conns.set(conn, s);
       group.conns.add(conn);
@@ -246,6 +287,27 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
       s.frames.take(1);
       return 'ok';
     },
+    cut(conn) {
+      const s = conns.get(conn);
+      if (!s || s.cut) return;
+      setPaused(conn, s, true);
+      s.cut = true;
+      if (s.timer) clock.clearTimeout(s.timer);
+      s.timer = null;
+      stats.cuts++;
+      if (holdBackMs <= 0) return;
+      const g = s.group;
+      const now = clock.now();
+      if (now - g.lastCutAt > holdBackMaxMs) g.strikes = 0;
+      g.strikes++;
+      g.lastCutAt = now;
+      const ms = Math.min(holdBackMaxMs, holdBackMs * 2 ** Math.min(30, g.strikes - 1));
+      g.heldUntil = Math.max(g.heldUntil, now + ms);
+    },
+    heldBackMs(ipBucket) {
+      const g = groups.get(ipBucket);
+      return g ? Math.max(0, g.heldUntil - clock.now()) : 0;
+    },
     level(conn) {
       const s = conns.get(conn);
       if (!s) return 1;
@@ -254,15 +316,23 @@ export function createFrameGate(limits: FrameGateLimits, clock: Clock): FrameGat
       );
     },
     prune() {
+      const now = clock.now();
       for (const [k, g] of groups) {
         if (
           g.conns.size === 0 &&
+          g.heldUntil <= now &&
+          (g.strikes === 0 || now - g.lastCutAt > holdBackMaxMs) &&
           g.bytes.level() >= g.bytes.capacity &&
           g.frames.level() >= g.frames.capacity
         )
           groups.delete(k);
       }
     },
-    stats: () => ({ ...stats, refused: { ...stats.refused } }),
+    stats: () => {
+      const now = clock.now();
+      let held = 0;
+      for (const g of groups.values()) if (g.heldUntil > now) held++;
+      return { ...stats, heldBackNow: held, refused: { ...stats.refused } };
+    },
   };
 }

@@ -26,6 +26,9 @@ const REJECT_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** Longest time one held-back upgrade is kept unanswered (it is then refused with 429). */
+const MAX_HOLD_MS = 5_000;
+
 /** The `/api/network` document of a running server (uncached). */
 export function networkSnapshot(run: RunningContext): NetworkSnapshot {
   return buildNetworkSnapshot({
@@ -55,6 +58,8 @@ export interface HttpDeps {
 export interface HttpHandlers {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Destroys the upgrades still held back (server stop). */
+  dropHeld(): void;
 }
 
 /** The typed refusal for a Host header that does not name this server. */
@@ -84,17 +89,63 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
     }
   };
 
-  const reject = (socket: Duplex, status: number, why: string): void => {
+  const reject = (socket: Duplex, status: number, why: string, retryAfterS?: number): void => {
     bump(counters.rejectedUpgrades, why);
     const body = `${why}\n`;
+    const retry = retryAfterS === undefined ? '' : `Retry-After: ${retryAfterS}\r\n`;
     try {
       socket.end(
-        `HTTP/1.1 ${status} ${REJECT_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${REJECT_TEXT[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
       );
     } catch {
       /* the socket is gone already */
     }
     unrefTimer(clock.setTimeout(() => socket.destroy(), 1000));
+  };
+
+  /** Upgrades held back per address bucket (and in all), each waiting for its 429. */
+  const held = new Map<string, number>();
+  const heldSockets = new Set<Duplex>();
+  let heldTotal = 0;
+  /**
+   * An address bucket cut for flooding a moment ago may not connect yet (frame-gate.ts). Its upgrade
+   * is refused before the WebSocket handshake, and *held* unanswered until the hold-back ends (at
+   * most {@link MAX_HOLD_MS}) rather than refused at once: a flooder that reconnects on every close
+   * then waits instead of making the server parse hundreds of upgrades a second. Held sockets are
+   * bounded per bucket (`maxConnectionsPerIp`) and in all (half of `maxHttpSockets`); beyond that
+   * they are destroyed unanswered.
+   */
+  const holdBack = (socket: Duplex, bucket: string, waitMs: number): void => {
+    const n = held.get(bucket) ?? 0;
+    if (n >= limits.maxConnectionsPerIp || heldTotal >= limits.maxHttpSockets / 2) {
+      bump(counters.rejectedUpgrades, 'held-back-dropped');
+      socket.destroy();
+      return;
+    }
+    held.set(bucket, n + 1);
+    heldSockets.add(socket);
+    heldTotal++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      heldSockets.delete(socket);
+      heldTotal--;
+      const left = (held.get(bucket) ?? 1) - 1;
+      if (left > 0) held.set(bucket, left);
+      else held.delete(bucket);
+    };
+    const ms = Math.min(waitMs, MAX_HOLD_MS);
+    const timer = unrefTimer(
+      clock.setTimeout(() => {
+        release();
+        reject(socket, 429, 'held-back', Math.ceil(run.frameGate.heldBackMs(bucket) / 1000));
+      }, ms),
+    );
+    socket.once('close', () => {
+      clock.clearTimeout(timer);
+      release();
+    });
   };
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -108,6 +159,8 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       if (run.allConns.size >= limits.maxConnections) return reject(socket, 503, 'capacity');
       const ip = run.addresses.of(req);
       const bucket = addressBucket(ip);
+      const heldBackMs = run.frameGate.heldBackMs(bucket);
+      if (heldBackMs > 0) return holdBack(socket, bucket, heldBackMs);
       if ((run.ipCounts.get(bucket) ?? 0) >= limits.maxConnectionsPerIp)
         return reject(socket, 429, 'per-ip-cap');
       if (!run.connectRate.take(bucket)) return reject(socket, 429, 'connect-rate');
@@ -202,7 +255,13 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       });
   };
 
-  return { onRequest, onUpgrade };
+  return {
+    onRequest,
+    onUpgrade,
+    dropHeld() {
+      for (const s of [...heldSockets]) s.destroy();
+    },
+  };
 }
 
 /**

@@ -56,7 +56,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     sendError(conn, err);
     if (!conn.errorBudget.take()) {
       bump(counters.disconnects, 'error-budget');
-      closeConn(conn, CLOSE_CODES.policy, 'too many protocol errors');
+      io.cutConn(conn, 'too many protocol errors');
     }
   };
 
@@ -318,7 +318,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       }
       if (conn.dropped >= limits.maxDroppedFrames || conn.throttles >= limits.maxThrottles) {
         bump(counters.disconnects, 'rate-limit');
-        closeConn(conn, CLOSE_CODES.policy, 'rate limit exceeded');
+        io.cutConn(conn, 'rate limit exceeded');
       }
       return;
     }

@@ -57,7 +57,12 @@ import { createCoordinator, type Coordinator } from './coordinator.js';
 import { createEventLoopMonitor } from './event-loop-delay.js';
 import { createFrameGate } from './frame-gate.js';
 import { createHostAllowlist } from './host-allowlist.js';
-import { createHttpHandlers, limitSocketsPerClient, networkSnapshot } from './http-routes.js';
+import {
+  createHttpHandlers,
+  limitSocketsPerClient,
+  networkSnapshot,
+  type HttpHandlers,
+} from './http-routes.js';
 import { createIceFilter } from './ice-filter.js';
 import { buildNetworkSnapshot, type NetworkSnapshot } from './network-snapshot.js';
 import { createPeerRegistry } from './peer-registry.js';
@@ -101,6 +106,7 @@ interface Listening {
 interface Started {
   run: RunningContext;
   http: Server;
+  routes: HttpHandlers;
   sweepTimer: TimerHandle;
   api: OpenAiApi;
   address: Listening;
@@ -228,7 +234,7 @@ export function createSignalingServer(
     const sweepTimer = unrefTimer(clock.setInterval(protocol.sweep, every));
     run.eventLoop.start();
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    return { run, http: server, sweepTimer, api, address: { port, host: config.host, url } };
+    return { run, http: server, routes: http, sweepTimer, api, address: { port, host: config.host, url } };
   };
 
   const start = (): Promise<Listening> => {
@@ -292,6 +298,7 @@ export function createSignalingServer(
       if (s) {
         clock.clearInterval(s.sweepTimer);
         s.run.eventLoop.stop();
+        s.routes.dropHeld();
         s.run.coordinator.stop();
         await s.api.stop();
       }

@@ -133,4 +133,62 @@ describe('frame gate', () => {
     gate.attach(b);
     expect(gate.level(b)).toBe(1);
   });
+
+  it('never resumes a connection cut for flooding, and holds its address back, doubling per cut', () => {
+    const { clock, advance } = manualClock();
+    const gate = createFrameGate({ ...LIMITS, holdBackMs: 1000, holdBackMaxMs: 8000 }, clock);
+    const a = socket('2001:db8::/64');
+    const b = socket('2001:db8::/64');
+    const other = socket('5.6.7.8');
+    for (const s of [a, b, other]) gate.attach(s);
+    for (let i = 0; i < 10; i++) gate.admit(a, 10);
+    expect(gate.admit(a, 10)).toBe('conn-frames');
+    expect(a.paused).toBe(true);
+    gate.cut(a);
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(1000);
+    expect(gate.heldBackMs('5.6.7.8')).toBe(0);
+    // The refill timer that would have resumed it fires, the budget refills: it stays unread.
+    advance(5000);
+    expect(a.paused).toBe(true);
+    expect(gate.admit(a, 10)).toBe('paused');
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(0);
+    // A second cut within the strike window doubles the hold-back; the bucket's other socket and
+    // other addresses are not paused by it.
+    gate.cut(b);
+    expect(b.paused).toBe(true);
+    expect(other.paused).toBe(false);
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(2000);
+    gate.cut(b); // twice for one connection counts once
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(2000);
+    // A held-back bucket is not pruned while it is held back or its strikes are remembered.
+    gate.detach(a);
+    gate.detach(b);
+    advance(1000);
+    gate.prune();
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(1000);
+    expect(gate.stats()).toMatchObject({ cuts: 2, heldBackNow: 1, pausedNow: 0 });
+    // After a quiet strike window the bucket starts over at the first hold-back.
+    advance(9000);
+    const c = socket('2001:db8::/64');
+    gate.attach(c);
+    gate.cut(c);
+    expect(gate.heldBackMs('2001:db8::/64')).toBe(1000);
+  });
+
+  it('caps the hold-back, and can be turned off', () => {
+    const { clock } = manualClock();
+    const gate = createFrameGate({ ...LIMITS, holdBackMs: 1000, holdBackMaxMs: 3000 }, clock);
+    for (let i = 0; i < 6; i++) {
+      const s = socket('1.2.3.4');
+      gate.attach(s);
+      gate.cut(s);
+    }
+    expect(gate.heldBackMs('1.2.3.4')).toBe(3000);
+    const off = createFrameGate({ ...LIMITS, holdBackMs: 0 }, clock);
+    const s = socket('1.2.3.4');
+    off.attach(s);
+    off.cut(s);
+    expect(s.paused).toBe(true);
+    expect(off.heldBackMs('1.2.3.4')).toBe(0);
+  });
 });

@@ -4,12 +4,15 @@
  * frames and 60 KiB junk frames as fast as their sockets take them. Their address's shared budget
  * runs dry, the server stops reading them (paused sockets) and closes each with 1008 (policy), while
  * an honest contributor's heartbeats and an honest requester's relayed signals, sent meanwhile,
- * are all answered and delivered, and no honest socket is closed or sent an error.
+ * are all answered and delivered, and no honest socket is closed or sent an error. The cut host is
+ * then held back: its next upgrade waits unanswered and is refused (429) before any handshake,
+ * while another host connects at once.
  *
  * Behaviour only, no timing: how fast the honest answers come is the benchmark's business
  * (`npm run bench:hostile`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
 import { CLOSE_CODES } from '../../signaling-server/src/server-context';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
@@ -34,6 +37,11 @@ beforeAll(async () => {
     '100',
     '--frames-per-second-per-ip',
     '50',
+    // Every cut holds the host back 5 s (no doubling): long enough to see a reconnect wait.
+    '--hold-back-ms',
+    '5000',
+    '--hold-back-max-ms',
+    '5000',
   ]);
   port = Number(new URL(server.url).port);
 }, TIMEOUTS.serverStart);
@@ -52,6 +60,24 @@ async function join(roles: Array<'contributor' | 'requester'>, headers?: Record<
 
 const network = async (): Promise<NetworkSnapshot> =>
   JSON.parse((await httpGet(port, '/api/network')).body) as NetworkSnapshot;
+
+/** Tries a WebSocket upgrade; resolves with the HTTP status it was refused with (101: accepted). */
+function upgradeStatus(
+  headers: Record<string, string>,
+): Promise<{ status: number; retryAfter: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+      ws.terminate();
+    });
+    ws.once('open', () => {
+      resolve({ status: 101, retryAfter: undefined });
+      ws.terminate();
+    });
+    ws.once('error', (e) => reject(e));
+  });
+}
 
 /** Sends `frame` again whenever the last batch has reached the kernel, until the socket closes. */
 function flood(c: TestClient, frame: string): void {
@@ -108,6 +134,17 @@ describe('a flooding socket group (real server process)', () => {
       const flooderCloses = await Promise.all(flooders.map((f) => f.closed));
       expect(flooderCloses.map((c) => c.code)).toEqual(flooders.map(() => CLOSE_CODES.policy));
 
+      // The cut host may not come straight back: its upgrade is held unanswered, then refused.
+      const t0 = Date.now();
+      const [back, elsewhere] = await Promise.all([
+        upgradeStatus({ 'x-forwarded-for': '2001:db8:77::99' }),
+        upgradeStatus({ 'x-forwarded-for': '2001:db8:78::1' }),
+      ]);
+      expect(elsewhere.status).toBe(101);
+      expect(back.status).toBe(429);
+      expect(back.retryAfter).toBeDefined();
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+
       // Every honest message arrived, in order, and nothing honest was refused or cut.
       await waitUntil(
         'every honest signal and heartbeat answer',
@@ -137,6 +174,8 @@ describe('a flooding socket group (real server process)', () => {
       expect(net.counters.frameGate?.bucketPauses ?? 0).toBeGreaterThan(0);
       expect(net.counters.disconnects['rate-limit'] ?? 0).toBeGreaterThan(0);
       expect(net.counters.disconnects['slow-consumer'] ?? 0).toBe(0);
+      expect(net.counters.rejectedUpgrades['held-back']).toBe(1);
+      expect(net.counters.frameGate?.cuts ?? 0).toBeGreaterThanOrEqual(flooders.length);
       expect(net.peers.filter((p) => p.connected).map((p) => p.id)).toEqual(
         expect.arrayContaining([...members.map((m) => m.id), req.id]),
       );

@@ -20,6 +20,8 @@ export interface ServerCounters {
   framesIn: number;
   framesRateLimited: number;
   errorsSent: number;
+  /** Error replies counted but not sent (a connection past its first replies in a burst). */
+  errorsSuppressed?: number;
   /** Connections closed by the server, by reason. */
   disconnects: Record<string, number>;
   /** Probes (pings) the server sent to check a peer reported unreachable. */

@@ -17,6 +17,12 @@ import type { PeerRole } from './peer-registry.js';
 import { createTokenBucket } from './rate-limit.js';
 import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-context.js';
 
+/**
+ * Error replies sent one by one per burst of errors on a connection; later ones in the burst are
+ * summarised once and counted (`counters.errorsSuppressed`).
+ */
+export const ERROR_REPLIES_PER_BURST = 10;
+
 /** The protocol side of a running server. */
 export interface Protocol {
   /** Adopts an upgraded socket from client `ip` (limits count against `ipBucket`). */
@@ -53,7 +59,31 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       log.error({ err: e, peer: conn.peerId }, 'unexpected error in a handler');
       err = new RingworkError('SERVER_INTERNAL', 'Internal error; the request was dropped.', {});
     }
-    sendError(conn, err);
+    // Errors provoked in the current burst: the first few are answered one by one (a client needs
+    // to know what it did wrong), the rest are counted, after one summary, until the client calms
+    // down. A flood of refused frames then costs a parse each, not a parse and a reply each.
+    // (Whole errors: the budget refills continuously, a fraction of one must not unmute the replies.)
+    const inBurst = Math.ceil(limits.maxProtocolErrors - conn.errorBudget.level() - 1e-6);
+    if (inBurst < ERROR_REPLIES_PER_BURST) {
+      conn.errorsMuted = false;
+      sendError(conn, err);
+    } else if (!conn.errorsMuted) {
+      conn.errorsMuted = true;
+      sendError(
+        conn,
+        new RingworkError(
+          'PROTOCOL_RATE_LIMITED',
+          `Too many refused frames: after ${ERROR_REPLIES_PER_BURST} error replies the rest are counted, not answered; at ${limits.maxProtocolErrors} in a burst the connection is closed.`,
+          {
+            details: {
+              replies: ERROR_REPLIES_PER_BURST,
+              closeAfter: limits.maxProtocolErrors,
+              last: err.code,
+            },
+          },
+        ),
+      );
+    } else counters.errorsSuppressed = (counters.errorsSuppressed ?? 0) + 1;
     if (!conn.errorBudget.take()) {
       bump(counters.disconnects, 'error-budget');
       io.cutConn(conn, 'too many protocol errors');
@@ -357,6 +387,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       dropped: 0,
       throttles: 0,
       limitedNotified: false,
+      errorsMuted: false,
       closing: false,
     };
     gate.attach(conn);

@@ -47,6 +47,8 @@ export interface Conn {
   dropped: number;
   throttles: number;
   limitedNotified: boolean;
+  /** Error replies are being counted, not sent (after a summary), until the error burst calms. */
+  errorsMuted: boolean;
   closing: boolean;
 }
 

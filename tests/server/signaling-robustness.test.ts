@@ -9,6 +9,7 @@ import type { ErrorCode } from '../../shared/errors';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import type { SignalingConfigInput } from '../../signaling-server/src/config';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
+import { ERROR_REPLIES_PER_BURST } from '../../signaling-server/src/protocol-handlers';
 import { CLOSE_CODES, createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
 import {
   capability,
@@ -402,6 +403,26 @@ describe('transport-level abuse', () => {
     for (let i = 0; i < 30; i++) c.send('not json');
     expect((await c.closed).code).toBe(CLOSE_CODES.policy);
     expect(c.messages.filter((m) => m.type === 'error').length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('answers the first errors of a burst one by one, then once in summary, then counts them silently', async () => {
+    const srv = await startServer({ maxProtocolErrors: 40 });
+    const { c } = await peer(srv);
+    for (let i = 0; i < 60; i++) c.send('not json');
+    expect((await c.closed).code).toBe(CLOSE_CODES.policy);
+    const errors = c.messages.flatMap((m) => (m.type === 'error' ? [m] : []));
+    expect(errors.slice(0, ERROR_REPLIES_PER_BURST).map((e) => e.code)).toEqual(
+      Array.from({ length: ERROR_REPLIES_PER_BURST }, () => 'PROTOCOL_BAD_FRAME'),
+    );
+    expect(errors).toHaveLength(ERROR_REPLIES_PER_BURST + 1);
+    expect(errors.at(-1)).toMatchObject({
+      code: 'PROTOCOL_RATE_LIMITED',
+      details: { replies: ERROR_REPLIES_PER_BURST, closeAfter: 40, last: 'PROTOCOL_BAD_FRAME' },
+    });
+    // Every refused frame still counted towards the close: 40 in the burst, the 41st closes.
+    expect((await network(srv)).counters.errorsSuppressed).toBeGreaterThanOrEqual(
+      40 - ERROR_REPLIES_PER_BURST,
+    );
   });
 
   it('rate-limits a flood: one PROTOCOL_RATE_LIMITED error, then a disconnect', async () => {

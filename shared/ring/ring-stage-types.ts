@@ -4,6 +4,7 @@
  */
 import type { LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
+import type { ComputeQueue } from './stage-scheduler.js';
 
 /** Live counters a contributor shows ("steps served, ms per step"). */
 export interface RingStageStats {
@@ -90,6 +91,11 @@ export interface RingStageOptions {
   /** The link to a requester, by its peer id (the head answers tokens on it). */
   linkTo: (peerId: string) => PeerLink | undefined;
   limits?: Partial<RingStageLimits>;
+  /**
+   * The device's compute queue when several stages share one device (see stage-scheduler.ts):
+   * their turns are then fair between requesters across all of them. Default: the stage's own.
+   */
+  computeQueue?: ComputeQueue;
   now?: () => number;
   /** Timer (injectable for tests); returns a cancel function. */
   setTimer?: (fn: () => void, ms: number) => () => void;

@@ -94,6 +94,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
     idleMs: limits.idleMs,
     now,
     setInterval: o.setInterval,
+    ...(o.computeQueue ? { computeQueue: o.computeQueue } : {}),
     onIdle: (session) => void end(session, 'idle', true),
   });
   /** Set by {@link RingStage.drain}: no new sessions; resolvers waiting for the last one to end. */
@@ -224,7 +225,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
     // forwarded it vouches for the requester it names (the first stage checked that claim).
     const requester = o.isFirst ? from.remoteId : `${from.remoteId}>${m.requester}`;
     try {
-      scheduler.admit(m.session, requester);
+      // Compute is charged to the requester the ring serves, the same name at every stage.
+      scheduler.admit(m.session, requester, m.requester);
     } catch (e) {
       return refuse(from, m.session, e as RingworkError);
     }

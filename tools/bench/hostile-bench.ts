@@ -4,6 +4,7 @@
  * {@link HostileSection} runner to {@link HOSTILE_SECTIONS}.
  */
 import type { Tokenizer } from '../../shared/tokenizer/types.js';
+import { createComputeQueue } from '../../shared/ring/stage-scheduler.js';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport.js';
 import { createNodeShardRunner, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { sessionExhaustion } from './hostile-attacks.js';
@@ -56,10 +57,12 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
  * Honest request time alone vs during a session-exhaustion attack, and stage memory under it.
  * `stages` = 1 is the faithful figure (one stage, one device); with 3 stages every stage still
  * computes on this one thread, so the attacker's work at the other stages delays the honest step
- * too, which a real ring (one device per stage) does not.
+ * too, which a real ring (one device per stage) does not. `queues`: 'stage' gives each stage its
+ * own compute queue (as separate devices would have, though here they share one thread);
+ * 'device' gives the three one compute queue, as a device hosting several stages runs them.
  */
 const sessionExhaustionSection =
-  (stageCount: 1 | 3): HostileSection =>
+  (stageCount: 1 | 3, queues: 'stage' | 'device' = 'stage'): HostileSection =>
   async (o) => {
     const opened = await openNodeModel({ url: o.modelPath });
     const tokenizer: Tokenizer = await opened.loadTokenizer();
@@ -89,6 +92,7 @@ const sessionExhaustionSection =
       numLayers: config.numLayers,
       splits,
       contextLength,
+      ...(queues === 'device' ? { computeQueue: createComputeQueue() } : {}),
       limits: {
         kvBudgetBytes: o.budgetSessions * wholeKv,
         maxSessionsPerRequester: o.maxSessionsPerRequester,
@@ -168,7 +172,9 @@ const sessionExhaustionSection =
       const title =
         stageCount === 1
           ? 'Session exhaustion on one ring stage (whole model, in-memory links, ORT wasm)'
-          : 'Session exhaustion on a 3-stage ring (all stages on one thread: pessimistic)';
+          : queues === 'stage'
+            ? 'Session exhaustion on a 3-stage ring (all stages on one thread, a compute queue each: pessimistic)'
+            : 'Session exhaustion on a 3-stage ring (all stages on one thread sharing one device compute queue)';
       return { title, rows };
     } finally {
       await stopMemoryRing(stages);
@@ -180,6 +186,7 @@ export const HOSTILE_SECTIONS: { name: string; run: HostileSection }[] = [
   { name: 'relay-floods', run: relayFloodSection },
   { name: 'session-exhaustion', run: sessionExhaustionSection(1) },
   { name: 'session-exhaustion-ring3', run: sessionExhaustionSection(3) },
+  { name: 'session-exhaustion-ring3-device', run: sessionExhaustionSection(3, 'device') },
 ];
 
 /** Formats sections as aligned text tables. */

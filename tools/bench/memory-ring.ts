@@ -13,6 +13,7 @@ import {
   type RingStageLimits,
 } from '../../shared/ring/ring-stage.js';
 import type { SamplerSettings } from '../../shared/ring/ring-protocol.js';
+import type { ComputeQueue } from '../../shared/ring/stage-scheduler.js';
 import { generate, type GenerateResult } from '../../shared/runtime/generate.js';
 import { createSampler } from '../../shared/runtime/sampler.js';
 import type { ModelRef, ShardRunner } from '../../shared/runtime/shard-runner.js';
@@ -43,6 +44,11 @@ export interface MemoryRingOptions {
   limits?: Partial<RingStageLimits>;
   /** Peer id prefix (default `e<epoch>s`). */
   prefix?: string;
+  /**
+   * One compute queue for all the stages (they share this process's one thread, i.e. one device),
+   * as a device that hosts several stages runs them; default: a queue per stage.
+   */
+  computeQueue?: ComputeQueue;
 }
 
 /** Builds and links the stages of a ring; `stop()` every stage and close the transports after use. */
@@ -76,6 +82,7 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
       prev: () => links.get(`${prefix}${i - 1}`),
       linkTo: (peer) => links.get(peer),
       limits: o.limits,
+      ...(o.computeQueue ? { computeQueue: o.computeQueue } : {}),
     });
     transport.onIncoming((link) => {
       links.set(link.remoteId, link);

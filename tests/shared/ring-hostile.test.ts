@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
 import { RING_PROTOCOL_VERSION, parseRingControl } from '../../shared/ring/ring-protocol';
+import { createComputeQueue } from '../../shared/ring/stage-scheduler';
 import { generate } from '../../shared/runtime/generate';
 import { createSampler } from '../../shared/runtime/sampler';
 import { createMemoryChannelPair, createMemoryTransportHub } from '../../shared/transport/memory-transport';
@@ -154,6 +155,43 @@ describe('session exhaustion', () => {
     await vi.waitFor(async () => expect(await runnerSessions(stages)).toEqual([0]));
     expect((await honest(hub, stages, 'alice2')).text).toBe(golden.text);
     await attack.close();
+  });
+});
+
+describe('session exhaustion across the stages of one device', () => {
+  it('3 stages sharing one compute queue: a sustained attacker is capped at every stage, an honest request gets the golden text, and the shared queue drains', async () => {
+    const hub = createMemoryTransportHub();
+    const computeQueue = createComputeQueue();
+    const stages = await ring(hub, { computeQueue, limits: { maxSessionsPerRequester: 4 } });
+    const attack = await sessionExhaustion({
+      hub,
+      stages,
+      attacker: 'mallory',
+      sessions: 12,
+      promptLength: 100,
+      vocabSize: 512,
+      sustain: true,
+    });
+    // Capped at the first stage (by the requester's own link) and, for the opens that got through,
+    // at every later stage (by the neighbour that vouched for the requester).
+    await vi.waitFor(() => expect(attack.refused.STAGE_SESSION_LIMIT).toBe(8), {
+      timeout: 30_000,
+      interval: 50,
+    });
+    for (const s of stages) expect(s.stage.stats.openSessions).toBeLessThanOrEqual(4);
+    const r = await honest(hub, stages, 'alice');
+    expect(r.text).toBe(golden.text);
+    // Fair, not starving: the attacker's own sessions get through as well (and, sustained, it
+    // re-opens as each one answers), still within its cap.
+    await vi.waitFor(() => expect(attack.opened).toBeGreaterThan(12), { timeout: 30_000, interval: 50 });
+    for (const s of stages) expect(s.stage.stats.openSessions).toBeLessThanOrEqual(4);
+    await attack.close();
+    // Its sessions end with its link; nothing of theirs is left queued on the device.
+    await vi.waitFor(async () => expect(await runnerSessions(stages)).toEqual([0, 0, 0]), {
+      timeout: 30_000,
+      interval: 50,
+    });
+    await vi.waitFor(() => expect(computeQueue.queued()).toBe(0), { timeout: 30_000, interval: 50 });
   });
 });
 

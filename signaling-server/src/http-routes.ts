@@ -28,7 +28,7 @@ const REJECT_TEXT: Record<number, string> = {
 
 /** The `/api/network` document of a running server (uncached). */
 export function networkSnapshot(run: RunningContext): NetworkSnapshot {
-  return buildNetworkSnapshot({
+  const snap = buildNetworkSnapshot({
     now: run.clock.now(),
     startedAt: run.startedAt,
     testMode: run.config.testMode,
@@ -39,6 +39,7 @@ export function networkSnapshot(run: RunningContext): NetworkSnapshot {
     counters: run.counters,
     memory: process.memoryUsage(),
   });
+  return run.cluster ? { ...snap, cluster: run.cluster.info() } : snap;
 }
 
 /** What the HTTP layer needs besides the running state. */
@@ -164,6 +165,7 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
         peers: run.registry.size,
         connections: run.allConns.size,
         apiStreams: deps.api?.streams ?? 0,
+        ...(run.cluster ? { cluster: run.cluster.info() } : {}),
       });
       return;
     }

@@ -188,6 +188,9 @@ export const ERROR_CODES = [
   'PROBE_TIMEOUT',
   /** The stage is draining (its tab leaves or pauses): it finishes open sessions but takes no new one. */
   'RING_STAGE_DRAINING',
+  // ---- cluster mode
+  /** Cluster mode: the shared state (Redis) or the coordinator instance cannot be reached right now. */
+  'CLUSTER_UNAVAILABLE',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -282,6 +282,22 @@ export const signalingConfigSchema = z
     limits: limitsSchema.prefault({}),
     /** The OpenAI-compatible API under `/v1` (api/api-config.ts). */
     api: apiConfigSchema.prefault({}),
+    /**
+     * Cluster mode (cluster/cluster-node.ts): the Redis server several instances share state through
+     * (`redis://host:port[/db]`). Absent: one process, everything in memory.
+     */
+    redis: z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, 'a redis:// or rediss:// URL')
+      .max(500)
+      .optional(),
+    /** This instance's name in the cluster (default: random); shown by `/healthz` and `/api/network`. */
+    instanceId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+      .optional(),
+    /** The coordinator lease (ms): a lapsed lease is taken over within about this long. */
+    clusterLeaseMs: z.number().int().min(500).max(60_000).default(3000),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -430,6 +446,9 @@ export function parseCliConfig(
         'api-max-streams-per-key': { type: 'string' },
         'api-requests-per-minute': { type: 'string' },
         'api-tokens-per-hour': { type: 'string' },
+        redis: { type: 'string' },
+        'instance-id': { type: 'string' },
+        'cluster-lease-ms': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -496,6 +515,9 @@ export function parseCliConfig(
       requestsPerMinute: num(str('api-requests-per-minute')),
       tokensPerHour: num(str('api-tokens-per-hour')),
     }),
+    redis: str('redis') ?? env.RINGWORK_REDIS_URL,
+    instanceId: str('instance-id') ?? env.RINGWORK_INSTANCE_ID,
+    clusterLeaseMs: num(str('cluster-lease-ms')),
   };
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return resolveConfig(raw);

@@ -31,7 +31,7 @@ const MAX_HOLD_MS = 5_000;
 
 /** The `/api/network` document of a running server (uncached). */
 export function networkSnapshot(run: RunningContext): NetworkSnapshot {
-  return buildNetworkSnapshot({
+  const snap = buildNetworkSnapshot({
     now: run.clock.now(),
     startedAt: run.startedAt,
     testMode: run.config.testMode,
@@ -42,6 +42,7 @@ export function networkSnapshot(run: RunningContext): NetworkSnapshot {
     counters: run.counters,
     memory: process.memoryUsage(),
   });
+  return run.cluster ? { ...snap, cluster: run.cluster.info() } : snap;
 }
 
 /** What the HTTP layer needs besides the running state. */
@@ -217,6 +218,7 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
         peers: run.registry.size,
         connections: run.allConns.size,
         apiStreams: deps.api?.streams ?? 0,
+        ...(run.cluster ? { cluster: run.cluster.info() } : {}),
       });
       return;
     }

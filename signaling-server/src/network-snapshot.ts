@@ -2,6 +2,7 @@
  * `GET /api/network`: a JSON view of the network for the web app's network page, tests and the bench.
  * It carries ids, capabilities, rings and counters, never session tokens.
  */
+import type { ClusterInfo } from './cluster/cluster-node.js';
 import type { CoordinatorSnapshot } from './coordinator.js';
 import type { EventLoopWindow } from './event-loop-delay.js';
 import type { FrameGateStats } from './frame-gate.js';
@@ -76,6 +77,8 @@ export interface NetworkSnapshot {
   relay: RelayStats;
   counters: ServerCounters;
   memory: { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number };
+  /** Cluster mode: which instance answered and whether its coordinator is the active one. */
+  cluster?: ClusterInfo;
 }
 
 /** Inputs of {@link buildNetworkSnapshot}. */

@@ -38,6 +38,11 @@ export interface PeerRegistry {
    */
   resume(peerId: string, token: string): { session: PeerSession; token: string };
   get(peerId: string): PeerSession | undefined;
+  /**
+   * Cluster mode: takes over a session another instance created (its token checked against the
+   * shared store's hash by the caller). The session starts disconnected; `resume` then rotates it.
+   */
+  adopt(peerId: string, tokenHashHex: string, roles: readonly PeerRole[], client?: string): PeerSession;
   /** Records activity (any accepted frame). */
   touch(peerId: string): void;
   setConnected(peerId: string, connected: boolean): void;
@@ -55,6 +60,11 @@ export interface PeerRegistryOptions {
 
 const b64url = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
 const hash = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+
+/** The SHA-256 of a session token, hex: what the cluster's shared store keeps instead of the token. */
+export function hashSessionToken(token: string): string {
+  return hash(token).toString('hex');
+}
 
 /** Creates an empty session store. */
 export function createPeerRegistry(opts: PeerRegistryOptions = {}): PeerRegistry {
@@ -110,6 +120,22 @@ export function createPeerRegistry(opts: PeerRegistryOptions = {}): PeerRegistry
       return { session, token: fresh };
     },
     get: (peerId) => sessions.get(peerId),
+    adopt(peerId, tokenHashHex, roles, client) {
+      const now = clock.now();
+      const session: PeerSession = {
+        id: peerId,
+        roles: new Set(roles),
+        client,
+        connected: false,
+        lastSeen: now,
+        disconnectedAt: now,
+        createdAt: now,
+        resumes: 0,
+      };
+      sessions.set(peerId, session);
+      tokenHashes.set(peerId, Buffer.from(tokenHashHex, 'hex'));
+      return session;
+    },
     touch(peerId) {
       const s = sessions.get(peerId);
       if (s) s.lastSeen = clock.now();

@@ -11,6 +11,7 @@ import {
   SIGNALING_VERSION,
   type ClientHandlers,
   type ClientMessage,
+  type ClientMessageOf,
 } from '../../shared/protocol/signaling.js';
 import type { ConnectionIo } from './connection-io.js';
 import type { PeerRole } from './peer-registry.js';
@@ -177,70 +178,83 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     return conn.peerId;
   };
 
-  const handlers: ClientHandlers<Conn> = {
-    hello(msg, conn) {
-      if (conn.peerId) {
+  const helloNow = (msg: ClientMessageOf<'hello'>, conn: Conn): void => {
+    if (conn.peerId) {
+      throw new RingworkError(
+        'PROTOCOL_NOT_ALLOWED',
+        'This connection already said hello; one session per connection.',
+        { details: { peerId: conn.peerId } },
+      );
+    }
+    const roles = [...new Set(msg.roles)] as PeerRole[];
+    let peerId: string;
+    let token: string;
+    let resumed = false;
+    if (msg.resume) {
+      const r = registry.resume(msg.resume.peerId, msg.resume.token);
+      peerId = r.session.id;
+      token = r.token;
+      resumed = true;
+      r.session.roles = new Set(roles);
+      r.session.client = msg.client;
+      const old = conns.get(peerId);
+      if (old && old !== conn) {
+        old.peerId = null;
+        sendError(
+          old,
+          new RingworkError(
+            'PROTOCOL_SESSION_REPLACED',
+            'Another connection resumed this session with its token; this one is closed.',
+            {},
+          ),
+        );
+        bump(counters.disconnects, 'session-replaced');
+        closeConn(old, CLOSE_CODES.sessionReplaced, 'session replaced');
+      }
+    } else {
+      // Sessions cost memory and planning time: a client address (IPv6: its /64) gets a quota of
+      // new ones, so reconnect loops cannot churn the table or evict others' resumable sessions.
+      if (!run.sessionRate.take(conn.ipBucket)) {
         throw new RingworkError(
-          'PROTOCOL_NOT_ALLOWED',
-          'This connection already said hello; one session per connection.',
-          { details: { peerId: conn.peerId } },
+          'PROTOCOL_RATE_LIMITED',
+          `Too many new sessions from your address: at most ${limits.sessionsPerSecondPerIp}/s. Resume your session instead, or retry later.`,
+          { details: { perSecond: limits.sessionsPerSecondPerIp } },
         );
       }
-      const roles = [...new Set(msg.roles)] as PeerRole[];
-      let peerId: string;
-      let token: string;
-      let resumed = false;
-      if (msg.resume) {
-        const r = registry.resume(msg.resume.peerId, msg.resume.token);
-        peerId = r.session.id;
-        token = r.token;
-        resumed = true;
-        r.session.roles = new Set(roles);
-        r.session.client = msg.client;
-        const old = conns.get(peerId);
-        if (old && old !== conn) {
-          old.peerId = null;
-          sendError(
-            old,
-            new RingworkError(
-              'PROTOCOL_SESSION_REPLACED',
-              'Another connection resumed this session with its token; this one is closed.',
-              {},
-            ),
-          );
-          bump(counters.disconnects, 'session-replaced');
-          closeConn(old, CLOSE_CODES.sessionReplaced, 'session replaced');
-        }
-      } else {
-        // Sessions cost memory and planning time: a client address (IPv6: its /64) gets a quota of
-        // new ones, so reconnect loops cannot churn the table or evict others' resumable sessions.
-        if (!run.sessionRate.take(conn.ipBucket)) {
-          throw new RingworkError(
-            'PROTOCOL_RATE_LIMITED',
-            `Too many new sessions from your address: at most ${limits.sessionsPerSecondPerIp}/s. Resume your session instead, or retry later.`,
-            { details: { perSecond: limits.sessionsPerSecondPerIp } },
-          );
-        }
-        if (registry.size >= limits.maxSessions) makeRoomForSession();
-        const r = registry.create(roles, msg.client);
-        peerId = r.session.id;
-        token = r.token;
+      if (registry.size >= limits.maxSessions) makeRoomForSession();
+      const r = registry.create(roles, msg.client);
+      peerId = r.session.id;
+      token = r.token;
+    }
+    conn.peerId = peerId;
+    conns.set(peerId, conn);
+    registry.setConnected(peerId, true);
+    coordinator.addPeer(peerId, roles);
+    sendTo(conn, {
+      type: 'welcome',
+      v: SIGNALING_VERSION,
+      peerId,
+      token,
+      heartbeatMs: limits.heartbeatMs,
+      iceServers: run.config.iceServers,
+      resumed,
+    });
+    run.cluster?.sessionOpened(peerId, token, roles, msg.client);
+    if (resumed) coordinator.resync(peerId);
+    log.debug({ peer: peerId, roles, resumed, ip: conn.ip }, 'hello');
+  };
+
+  const handlers: ClientHandlers<Conn> = {
+    hello(msg, conn) {
+      const cluster = run.cluster;
+      // Cluster mode: a session another instance created is adopted from the shared store first.
+      if (cluster && msg.resume && !conn.peerId && !registry.get(msg.resume.peerId)) {
+        const roles = [...new Set(msg.roles)] as PeerRole[];
+        return cluster.adoptSession(msg.resume.peerId, msg.resume.token, roles, msg.client).then(() => {
+          if (!conn.closing) helloNow(msg, conn);
+        });
       }
-      conn.peerId = peerId;
-      conns.set(peerId, conn);
-      registry.setConnected(peerId, true);
-      coordinator.addPeer(peerId, roles);
-      sendTo(conn, {
-        type: 'welcome',
-        v: SIGNALING_VERSION,
-        peerId,
-        token,
-        heartbeatMs: limits.heartbeatMs,
-        iceServers: run.config.iceServers,
-        resumed,
-      });
-      if (resumed) coordinator.resync(peerId);
-      log.debug({ peer: peerId, roles, resumed, ip: conn.ip }, 'hello');
+      helloNow(msg, conn);
     },
     profile(msg, conn) {
       coordinator.setCapability(requireSession(conn), msg.capability);

@@ -10,6 +10,7 @@ import type { CatalogModel } from './catalog.js';
 import type { ClientAddressResolver } from './client-address.js';
 import type { Clock } from './clock.js';
 import type { Limits, SignalingConfig } from './config.js';
+import type { ClusterNode } from './cluster/cluster-node.js';
 import type { Coordinator } from './coordinator.js';
 import type { EventLoopMonitor } from './event-loop-delay.js';
 import type { FrameGate } from './frame-gate.js';
@@ -86,6 +87,8 @@ export interface RunningContext extends ServerContext {
   readonly catalog: readonly CatalogModel[];
   readonly coordinator: Coordinator;
   readonly relay: Relay;
+  /** Cluster mode (`--redis`): this instance's membership; absent in the embedded default. */
+  readonly cluster?: ClusterNode | null;
 }
 
 /** Adds one to a counter in a by-reason record. */

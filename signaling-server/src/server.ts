@@ -53,7 +53,8 @@ import { createClientAddressResolver } from './client-address.js';
 import { systemClock, unrefTimer, type Clock, type TimerHandle } from './clock.js';
 import { resolveConfig, type SignalingConfig, type SignalingConfigInput } from './config.js';
 import { createConnectionIo } from './connection-io.js';
-import { createCoordinator, type Coordinator } from './coordinator.js';
+import { createClusterNode } from './cluster/cluster-node.js';
+import { createCoordinator, type Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { createEventLoopMonitor } from './event-loop-delay.js';
 import { createFrameGate } from './frame-gate.js';
 import { createHostAllowlist } from './host-allowlist.js';
@@ -241,9 +242,12 @@ export function createSignalingServer(
     startPromise ??= (async () => {
       const catalog =
         deps.catalog ?? (await loadCatalog(config.models, { defaultModel: config.defaultModel }));
-      const coordinator = createCoordinator({
+      const coordinatorOptions = (
+        send: CoordinatorOptions['send'],
+        liveness: CoordinatorOptions['liveness'],
+      ): CoordinatorOptions => ({
         catalog,
-        send: (peerId, msg) => void io.deliver(peerId, msg),
+        send,
         objective: config.objective,
         plannerOptions: {
           stageOverheadMs: config.stageOverheadMs,
@@ -254,10 +258,7 @@ export function createSignalingServer(
         },
         debounceMs: limits.replanDebounceMs,
         maxWaitMs: limits.replanMaxWaitMs,
-        liveness: (id) => {
-          const s = registry.get(id);
-          return s ? { connected: s.connected, lastSeen: s.lastSeen } : undefined;
-        },
+        ...(liveness ? { liveness } : {}),
         staleAfterMs: 2 * limits.heartbeatMs,
         reportBurst: limits.reportBurst,
         reportRefillMs: limits.reportRefillMs,
@@ -269,8 +270,34 @@ export function createSignalingServer(
         clock,
         logger: log,
       });
+      // Cluster mode: the coordinator is the elected instance's (cluster/cluster-node.ts).
+      const cluster = config.redis
+        ? createClusterNode({
+            url: config.redis,
+            ...(config.instanceId ? { instanceId: config.instanceId } : {}),
+            leaseMs: config.clusterLeaseMs,
+            resumeGraceMs: limits.resumeGraceMs,
+            registry,
+            conns: ctx.conns,
+            io,
+            makeCoordinator: (send, liveness) => createCoordinator(coordinatorOptions(send, liveness)),
+            clock,
+            log,
+          })
+        : null;
+      const coordinator =
+        cluster?.coordinator ??
+        createCoordinator(
+          coordinatorOptions(
+            (peerId, msg) => void io.deliver(peerId, msg),
+            (id) => {
+              const s = registry.get(id);
+              return s ? { connected: s.connected, lastSeen: s.lastSeen } : undefined;
+            },
+          ),
+        );
       coordinator.start();
-      const relay = createRelay({
+      const localRelay = createRelay({
         canSignal: (a, b) => coordinator.canSignal(a, b),
         isKnown: (id) => registry.get(id) !== undefined,
         deliver: io.deliver,
@@ -279,7 +306,10 @@ export function createSignalingServer(
         limits,
         clock,
       });
-      const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay });
+      cluster?.setLocalRelay(localRelay);
+      if (cluster) await cluster.start();
+      const relay = cluster?.relay ?? localRelay;
+      const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay, cluster });
       started = await listen(run);
       log.info(
         { url: started.address.url, testMode: config.testMode, models: catalog.map((m) => m.descriptor.id) },
@@ -301,6 +331,7 @@ export function createSignalingServer(
         s.routes.dropHeld();
         s.run.coordinator.stop();
         await s.api.stop();
+        await s.run.cluster?.stop();
       }
       for (const conn of ctx.allConns) io.closeConn(conn, CLOSE_CODES.shutdown, 'server shutting down');
       // Give well-behaved clients a moment to complete the close handshake, then cut the rest.

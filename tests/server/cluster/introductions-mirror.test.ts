@@ -1,0 +1,107 @@
+/**
+ * The followers' copy of the coordinator's introductions: built only from the messages the
+ * coordinator sent, it must allow exactly the pairs the coordinator allows (ring neighbours, a
+ * requester with the first stage and head of its current ring) and forget what was superseded.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ModelDescriptor, ServerMessage } from '../../../shared/protocol/signaling';
+import { parseCliConfig } from '../../../signaling-server/src/config';
+import { createIntroductionsMirror } from '../../../signaling-server/src/cluster/introductions-mirror';
+import { isRingworkError } from '../../../shared/errors';
+
+const id = (n: string): string => `p_${n.padEnd(16, '0')}`;
+const [A, B, C, R, X] = ['a', 'b', 'c', 'r', 'x'].map(id) as [string, string, string, string, string];
+const MODEL: ModelDescriptor = {
+  id: 'stories260K',
+  url: '/models/stories260K/stories260K.bin',
+  weightFormat: 'f32',
+  contextLength: 512,
+  units: 7,
+};
+const assignment = (epoch: number, prev: string | null, next: string | null): ServerMessage => ({
+  type: 'assignment',
+  v: 1,
+  epoch,
+  ringId: `r${epoch}`,
+  model: MODEL,
+  range: [0, 3],
+  prev,
+  next,
+});
+const ring = (epoch: number, peers: string[]): ServerMessage => ({
+  type: 'ring',
+  v: 1,
+  epoch,
+  ringId: `r${epoch}`,
+  model: MODEL,
+  stages: peers.map((peer, i) => ({ peer, range: [i, i + 1] as [number, number] })),
+});
+
+describe('introductions mirror', () => {
+  it('allows ring neighbours and the requester with first stage and head, nothing else', () => {
+    const m = createIntroductionsMirror();
+    m.observe(A, assignment(1, C, B));
+    m.observe(B, assignment(1, A, C));
+    m.observe(C, assignment(1, B, A));
+    m.observe(R, ring(1, [A, B, C]));
+    for (const [x, y] of [
+      [A, B],
+      [B, C],
+      [C, A],
+      [R, A],
+      [R, C],
+    ] as const) {
+      expect(m.canSignal(x, y)).toBe(true);
+      expect(m.canSignal(y, x)).toBe(true);
+    }
+    expect(m.canSignal(R, B)).toBe(false);
+    expect(m.canSignal(B, R)).toBe(false);
+    expect(m.canSignal(X, A)).toBe(false);
+    expect(m.canSignal(A, A)).toBe(false);
+    expect(m.getRing('stories260K')?.stages.map((s) => s.peer)).toEqual([A, B, C]);
+    expect(m.getAssignment(A)).toMatchObject({ kind: 'assigned', prev: C, next: B });
+    expect(m.epoch).toBe(1);
+  });
+
+  it('a new plan replaces the old introductions; a forgotten peer has none', () => {
+    const m = createIntroductionsMirror();
+    m.observe(A, assignment(1, B, B));
+    m.observe(R, ring(1, [A, B]));
+    m.observe(A, { type: 'unassigned', v: 1, epoch: 2, reason: 'replanned', lightweightModels: [] });
+    m.observe(R, ring(2, [C]));
+    expect(m.canSignal(A, B)).toBe(false);
+    expect(m.canSignal(R, A)).toBe(false);
+    expect(m.canSignal(R, C)).toBe(true);
+    m.observe(R, { type: 'no-ring', v: 1, model: 'stories260K', reason: 'no capacity' });
+    expect(m.canSignal(R, C)).toBe(false);
+    expect(m.getRing('stories260K')).toBeNull();
+    m.observe(C, assignment(3, X, X));
+    m.observe(C, null);
+    expect(m.canSignal(C, X)).toBe(false);
+    expect(m.epoch).toBe(3);
+  });
+});
+
+describe('cluster flags', () => {
+  it('--redis, --instance-id and --cluster-lease-ms are validated', () => {
+    const c = parseCliConfig(
+      ['--redis', 'redis://127.0.0.1:6379', '--instance-id', 'a-1', '--cluster-lease-ms', '2000'],
+      {},
+    );
+    expect(c).toMatchObject({ redis: 'redis://127.0.0.1:6379', instanceId: 'a-1', clusterLeaseMs: 2000 });
+    expect(parseCliConfig([], {}).redis).toBeUndefined();
+    for (const argv of [
+      ['--redis', 'http://127.0.0.1:6379'],
+      ['--instance-id', 'bad id'],
+      ['--cluster-lease-ms', '10'],
+    ]) {
+      let err: unknown;
+      try {
+        parseCliConfig(argv, {});
+      } catch (e) {
+        err = e;
+      }
+      expect(isRingworkError(err, 'INVALID_ARGUMENT')).toBe(true);
+    }
+  });
+});

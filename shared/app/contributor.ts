@@ -121,7 +121,9 @@ export function createContributor(o: ContributorOptions): Contributor {
     if (get().phase === 'paused' || get().phase === 'draining') return;
     const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
     try {
-      if (serving?.key !== key) {
+      // A shard whose load was superseded (a newer assignment arrived meanwhile) stays loaded when
+      // the load finished; one that never loaded is loaded again rather than failing the assignment.
+      if (serving?.key !== key || !serving.shard) {
         // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
         const stopping = stopServing();
         for (const l of membership?.links.all() ?? []) notServingYet(l);
@@ -158,7 +160,10 @@ export function createContributor(o: ContributorOptions): Contributor {
             },
           },
         );
-        if (serving?.runner !== runner || !ctx.isCurrent()) return; // superseded while loading
+        if (serving?.runner !== runner) return; // replaced by another shard while loading
+        // Kept even when superseded: a re-plan that only renumbers the epoch (same units) must find
+        // the shard loaded — dropping it made the next assignment fail as "not loaded", and a failed
+        // load takes the model away from this peer for good.
         serving.shard = stageShardOf(load, a.model.contextLength);
         const d = get().download!;
         set({
@@ -166,6 +171,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           backendReason: load.backendReason,
           download: { ...d, fetched: load.bytesFetched, finishedAt: clock.now() },
         });
+        if (!ctx.isCurrent()) return; // superseded while loading: the newer assignment follows
       }
       // A new epoch means a new ring: sessions of the old one end with it.
       if (!serving.stage || serving.epoch !== a.epoch) {

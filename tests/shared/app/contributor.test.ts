@@ -119,6 +119,39 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await c.stop();
   });
 
+  it('a re-plan that only renumbers the epoch while the shard loads serves the loaded shard (no failure, no reload)', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runners: ShardRunner[] = [];
+    const c = contributorOn(hub, a, () => {
+      const r = gatedRunner(runners.length === 0 ? gate : Promise.resolve());
+      runners.push(r);
+      return r;
+    });
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 7] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('loading'));
+    // Same units, next epoch (the coordinator re-planned around another peer meanwhile).
+    assign(hub, [{ peer: a, range: [0, 7] }], 2);
+    await hub.delivered();
+    release();
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await c.settled();
+    // A failed status would take the model from this peer for good (the coordinator's failedModels).
+    expect(hub.sent(a, 'assignment-status').map((s) => `${s.state}@${s.epoch}`)).toEqual([
+      'loading@1',
+      'ready@2',
+    ]);
+    expect(runners).toHaveLength(1);
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    answerRings(hub, () => ringOf(order, 2));
+    const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
   it('an unassignment that arrives while a shard loads ends with no stage and no ready report', async () => {
     const hub = createFakeSignalingHub();
     const a = pid('a');

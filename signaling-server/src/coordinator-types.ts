@@ -38,6 +38,14 @@ export type PeerAssignment =
       prev: string | null;
       next: string | null;
     }
+  | {
+      /** A standby replica of a live stage: its units loaded ahead, swapped in when the stage is lost. */
+      kind: 'standby';
+      epoch: number;
+      ringId: string;
+      model: string;
+      range: [number, number];
+    }
   | { kind: 'unassigned'; epoch: number; reason: string; lightweightModels: string[] };
 
 /** Why a model has no ring, for `no-ring`. */

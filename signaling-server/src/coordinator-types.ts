@@ -124,6 +124,11 @@ export interface CoordinatorOptions {
   debounceMs?: number;
   maxWaitMs?: number;
   liveness?: Liveness;
+  /**
+   * Link measurements re-plan at most once per this many ms (default 120 s); changes in between are
+   * kept and re-plan with the next report after it (probe jitter must not keep rings re-forming).
+   */
+  linkReplanMinIntervalMs?: number;
   /** A peer silent (no frame) for this long is logged as stale when reported (default 10 s). */
   staleAfterMs?: number;
   /** `peer-unreachable` reports per reporter: burst (default 4) and one more per `reportRefillMs` (10 s). */

@@ -20,6 +20,8 @@ export type ContributePhase =
   | 'waiting'
   | 'loading'
   | 'serving'
+  /** Holds a live stage's units loaded ahead (a standby replica), ready to be swapped in. */
+  | 'standby'
   | 'unassigned'
   | 'draining'
   | 'paused'
@@ -43,6 +45,8 @@ export interface ContributeState {
     weightFormat: string;
   };
   unassignedReason?: string;
+  /** The stage this peer backs up while a standby replica (phase `standby`). */
+  standby?: { model: string; range: [number, number]; epoch: number };
   download?: {
     bytesDone: number;
     bytesTotal: number;

@@ -105,6 +105,70 @@ export function createContributor(o: ContributorOptions): Contributor {
     await s?.runner.dispose();
   };
 
+  /**
+   * Makes sure `a`'s units are loaded in `serving` (loading them when they are not). False when a
+   * newer assignment superseded this one meanwhile (it follows in the membership queue).
+   */
+  const ensureLoaded = async (
+    a: ServerMessageOf<'assignment'> | ServerMessageOf<'standby'>,
+    ctx: MembershipContext,
+  ): Promise<boolean> => {
+    const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
+    // A shard whose load was superseded (a newer assignment arrived meanwhile) stays loaded when
+    // the load finished; one that never loaded is loaded again rather than failing the assignment.
+    if (serving?.key !== key || !serving.shard) {
+      // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
+      const stopping = stopServing();
+      for (const l of membership?.links.all() ?? []) notServingYet(l);
+      await stopping;
+      const runner = o.createRunner();
+      serving = { key, runner, epoch: a.epoch };
+      set({
+        phase: 'loading',
+        download: { bytesDone: 0, bytesTotal: 0, fetched: 0, startedAt: clock.now() },
+      });
+      send({ type: 'assignment-status', epoch: a.epoch, state: 'loading' });
+      const load = await runner.load(
+        {
+          model: { url: a.model.url, tokenizerUrl: a.model.tokenizerUrl },
+          range: a.range,
+          weightFormat: a.model.weightFormat,
+          contextLength: a.model.contextLength,
+          logits: 'last',
+          backend: 'auto',
+        },
+        {
+          onProgress: (p) => {
+            const d = get().download;
+            if (p.phase === 'fetch' && d) {
+              set({
+                download: {
+                  ...d,
+                  bytesDone: p.bytesDone,
+                  bytesTotal: p.bytesTotal,
+                  fetched: p.bytesFetched,
+                },
+              });
+            }
+          },
+        },
+      );
+      if (serving?.runner !== runner) return false; // replaced by another shard while loading
+      // Kept even when superseded: a re-plan that only renumbers the epoch (same units) must find
+      // the shard loaded — dropping it made the next assignment fail as "not loaded", and a failed
+      // load takes the model away from this peer for good.
+      serving.shard = stageShardOf(load, a.model.contextLength);
+      const d = get().download!;
+      set({
+        backend: load.backend,
+        backendReason: load.backendReason,
+        download: { ...d, fetched: load.bytesFetched, finishedAt: clock.now() },
+      });
+      if (!ctx.isCurrent()) return false; // superseded while loading: the newer assignment follows
+    }
+    return true;
+  };
+
   const onAssignment = async (a: ServerMessageOf<'assignment'>, ctx: MembershipContext): Promise<void> => {
     set({
       assignment: {
@@ -117,56 +181,12 @@ export function createContributor(o: ContributorOptions): Contributor {
         weightFormat: a.model.weightFormat,
       },
       unassignedReason: undefined,
+      standby: undefined,
     });
     if (get().phase === 'paused' || get().phase === 'draining') return;
-    const key = `${a.model.url}|${a.range.join('-')}|${a.model.weightFormat}|${a.model.contextLength}`;
     try {
-      if (serving?.key !== key) {
-        // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
-        const stopping = stopServing();
-        for (const l of membership?.links.all() ?? []) notServingYet(l);
-        await stopping;
-        const runner = o.createRunner();
-        serving = { key, runner, epoch: a.epoch };
-        set({
-          phase: 'loading',
-          download: { bytesDone: 0, bytesTotal: 0, fetched: 0, startedAt: clock.now() },
-        });
-        send({ type: 'assignment-status', epoch: a.epoch, state: 'loading' });
-        const load = await runner.load(
-          {
-            model: { url: a.model.url, tokenizerUrl: a.model.tokenizerUrl },
-            range: a.range,
-            weightFormat: a.model.weightFormat,
-            contextLength: a.model.contextLength,
-            logits: 'last',
-            backend: 'auto',
-          },
-          {
-            onProgress: (p) => {
-              const d = get().download;
-              if (p.phase === 'fetch' && d) {
-                set({
-                  download: {
-                    ...d,
-                    bytesDone: p.bytesDone,
-                    bytesTotal: p.bytesTotal,
-                    fetched: p.bytesFetched,
-                  },
-                });
-              }
-            },
-          },
-        );
-        if (serving?.runner !== runner || !ctx.isCurrent()) return; // superseded while loading
-        serving.shard = stageShardOf(load, a.model.contextLength);
-        const d = get().download!;
-        set({
-          backend: load.backend,
-          backendReason: load.backendReason,
-          download: { ...d, fetched: load.bytesFetched, finishedAt: clock.now() },
-        });
-      }
+      // Swapped in from standby: the units are loaded already, only the stage is new.
+      if (!(await ensureLoaded(a, ctx)) || !serving) return;
       // A new epoch means a new ring: sessions of the old one end with it.
       if (!serving.stage || serving.epoch !== a.epoch) {
         // stop() detaches the old stage at once; the new one is attached before the old one's
@@ -210,8 +230,37 @@ export function createContributor(o: ContributorOptions): Contributor {
     membership?.links.update(null, null);
     await stopServing();
     if (get().phase !== 'paused' && get().phase !== 'draining')
-      set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined });
-    else set({ unassignedReason: u.reason, assignment: undefined });
+      set({ phase: 'unassigned', unassignedReason: u.reason, assignment: undefined, standby: undefined });
+    else set({ unassignedReason: u.reason, assignment: undefined, standby: undefined });
+  };
+
+  /**
+   * A standby replica: the units of a live stage loaded ahead and kept, with no stage and no ring
+   * links (its KV caches stay empty); an assignment of the same units later serves at once.
+   */
+  const onStandby = async (m: ServerMessageOf<'standby'>, ctx: MembershipContext): Promise<void> => {
+    membership?.links.update(null, null);
+    set({
+      standby: { model: m.model.id, range: m.range, epoch: m.epoch },
+      assignment: undefined,
+      unassignedReason: undefined,
+    });
+    if (get().phase === 'paused' || get().phase === 'draining') return;
+    try {
+      if (!(await ensureLoaded(m, ctx)) || !serving) return;
+      // Backing up, not serving: a stage this peer ran before ends (its ring moved on without it).
+      const stage = serving.stage;
+      serving.stage = undefined;
+      await stage?.stop();
+      if (!ctx.isCurrent()) return;
+      send({ type: 'assignment-status', epoch: m.epoch, state: 'ready' });
+      set({ phase: 'standby' });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      log.error({ err: e, epoch: m.epoch }, 'standby load failed');
+      set({ phase: 'error', error: message });
+      send({ type: 'assignment-status', epoch: m.epoch, state: 'failed', message: message.slice(0, 2000) });
+    }
   };
 
   /** Follows the coordinator's assignments on `n` (links, stage) — one membership per session. */
@@ -227,6 +276,7 @@ export function createContributor(o: ContributorOptions): Contributor {
       },
       onAssignment,
       onUnassigned: (u) => onUnassigned(u),
+      onStandby,
     });
 
   /** The profile the coordinator should plan with, and the pause if this peer is paused. */

@@ -1,7 +1,7 @@
 /**
  * The one wiring between the signaling channel and a peer's ring links, shared by the contributor,
- * the browser ring harness and the tests: follows the coordinator's `assignment` / `unassigned`
- * messages strictly in arrival order (one handler at a time, each told whether a newer message has
+ * the browser ring harness and the tests: follows the coordinator's `assignment` / `standby` /
+ * `unassigned` messages strictly in arrival order (one handler at a time, each told whether a newer message has
  * superseded it), keeps the {@link NeighbourLinks}, and reports a neighbour whose link died to the
  * coordinator (`peer-unreachable`).
  */
@@ -27,6 +27,8 @@ export interface RingMembershipOptions {
    */
   onAssignment(a: ServerMessageOf<'assignment'>, ctx: MembershipContext): void | Promise<void>;
   onUnassigned?(u: ServerMessageOf<'unassigned'>, ctx: MembershipContext): void | Promise<void>;
+  /** Applies a standby replica (in the same order as assignments; a ring peer no more). */
+  onStandby?(s: ServerMessageOf<'standby'>, ctx: MembershipContext): void | Promise<void>;
   /** Every link that becomes usable (neighbours and requesters). */
   onLink?(link: PeerLink): void;
   /** A needed neighbour's link closed or could not be opened (already reported to the coordinator). */
@@ -36,7 +38,7 @@ export interface RingMembershipOptions {
 
 export interface RingMembership {
   readonly links: NeighbourLinks;
-  /** The newest assignment (undefined after an `unassigned`). */
+  /** The newest assignment (undefined after an `unassigned` or a `standby`). */
   latest(): ServerMessageOf<'assignment'> | undefined;
   /** Queues the newest assignment again (after a pause: the stage was stopped, the plan was not). */
   reapply(): void;
@@ -93,6 +95,10 @@ export function createRingMembership(o: RingMembershipOptions): RingMembership {
     signaling.on('unassigned', (u) => {
       latest = undefined;
       enqueue((ctx) => o.onUnassigned?.(u, ctx));
+    }),
+    signaling.on('standby', (m) => {
+      latest = undefined;
+      enqueue((ctx) => o.onStandby?.(m, ctx));
     }),
   ];
 

@@ -237,6 +237,22 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       next: peerIdSchema.nullable(),
     })
     .strict(),
+  /**
+   * Standby replica: load the units of a live ring's stage ahead (weights only, no KV, no stage),
+   * so that when that stage's peer is lost the coordinator can swap this peer in and the failover
+   * costs a replay instead of a download. A later `assignment` of the same units serves at once.
+   */
+  z
+    .object({
+      type: z.literal('standby'),
+      v,
+      epoch: z.number().int().nonnegative(),
+      /** The ring whose stage this peer backs up. */
+      ringId: z.string().max(200),
+      model: modelDescriptorSchema,
+      range: unitRange,
+    })
+    .strict(),
   z
     .object({
       type: z.literal('unassigned'),

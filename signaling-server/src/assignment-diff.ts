@@ -13,16 +13,27 @@ import type { NoRing, PeerAssignment, Ring } from './coordinator-types.js';
 
 /** A key that changes exactly when a peer must be told about its assignment again. */
 export function assignmentKey(a: PeerAssignment): string {
-  return a.kind === 'assigned'
-    ? `a|${a.ringId}|${a.range.join('-')}|${a.prev}|${a.next}`
-    : `u|${a.reason}|${a.lightweightModels.join(',')}`;
+  if (a.kind === 'assigned') return `a|${a.ringId}|${a.range.join('-')}|${a.prev}|${a.next}`;
+  // Not the ring id: a standby of the same units stays put (no message, no reload) across epochs.
+  if (a.kind === 'standby') return `s|${a.model}|${a.range.join('-')}`;
+  return `u|${a.reason}|${a.lightweightModels.join(',')}`;
 }
 
-/** The `assignment` / `unassigned` message for an assignment (`describe` maps model id → descriptor). */
+/** The `assignment` / `standby` / `unassigned` message for an assignment (`describe` maps model id → descriptor). */
 export function assignmentMessage(
   a: PeerAssignment,
   describe: (modelId: string) => ModelDescriptor,
 ): ServerMessage {
+  if (a.kind === 'standby') {
+    return {
+      type: 'standby',
+      v: SIGNALING_VERSION,
+      epoch: a.epoch,
+      ringId: a.ringId,
+      model: describe(a.model),
+      range: a.range,
+    };
+  }
   return a.kind === 'assigned'
     ? {
         type: 'assignment',

@@ -37,6 +37,9 @@ export type ReportHandlers = Pick<
 /** Builds the report handlers over the coordinator's state. */
 export function createReportHandlers(ctx: ReportContext): ReportHandlers {
   const { opts, clock, log, peers, byModel, matrix, reportBurst, reportRefillMs, staleAfterMs } = ctx;
+  const linkReplanMinIntervalMs = opts.linkReplanMinIntervalMs ?? 120_000;
+  let lastLinkReplanAt: number | null = null;
+  let linkChangeOwed = false;
   const { peerOrThrow, introducedByRing, canSignal, refreshEffective, schedule } = ctx;
   return {
     reportUnreachable(reporter, target, reason) {
@@ -151,7 +154,20 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       // Only a link the reporter is part of, to a peer it was introduced to, counts.
       const { accepted, changed } = matrix.report(reporter, entries, (peer) => canSignal(reporter, peer));
       log.debug({ reporter, accepted, of: entries.length, changed }, 'link-report');
-      if (changed) schedule(`links measured by ${reporter}`);
+      // Link-driven re-plans at most once per interval: probes jitter (a loaded machine passes the
+      // matrix's material-change bar every few probes), and each ring change reloads shards, so
+      // re-planning on every report kept a ring from ever becoming ready. A change within the
+      // interval is owed: the matrix keeps it, and the next report after the interval re-plans.
+      if (changed) linkChangeOwed = true;
+      const now = clock.now();
+      if (
+        linkChangeOwed &&
+        (lastLinkReplanAt === null || now - lastLinkReplanAt >= linkReplanMinIntervalMs)
+      ) {
+        linkChangeOwed = false;
+        lastLinkReplanAt = now;
+        schedule(`links measured by ${reporter}`);
+      }
     },
   };
 }

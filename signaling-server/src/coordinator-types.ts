@@ -38,6 +38,14 @@ export type PeerAssignment =
       prev: string | null;
       next: string | null;
     }
+  | {
+      /** A standby replica of a live stage: its units loaded ahead, swapped in when the stage is lost. */
+      kind: 'standby';
+      epoch: number;
+      ringId: string;
+      model: string;
+      range: [number, number];
+    }
   | { kind: 'unassigned'; epoch: number; reason: string; lightweightModels: string[] };
 
 /** Why a model has no ring, for `no-ring`. */
@@ -116,6 +124,11 @@ export interface CoordinatorOptions {
   debounceMs?: number;
   maxWaitMs?: number;
   liveness?: Liveness;
+  /**
+   * Link measurements re-plan at most once per this many ms (default 120 s); changes in between are
+   * kept and re-plan with the next report after it (probe jitter must not keep rings re-forming).
+   */
+  linkReplanMinIntervalMs?: number;
   /** A peer silent (no frame) for this long is logged as stale when reported (default 10 s). */
   staleAfterMs?: number;
   /** `peer-unreachable` reports per reporter: burst (default 4) and one more per `reportRefillMs` (10 s). */

@@ -53,7 +53,7 @@ import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coo
 import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
-import { planRings, ringAssignments } from './ring-planning.js';
+import { planRings, ringAssignments, type StandbyOf } from './ring-planning.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -206,6 +206,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     }
   };
 
+  /** The standby replicas peers hold now (what they were last told), for the planning step. */
+  const currentStandbys = (): Map<string, StandbyOf> => {
+    const out = new Map<string, StandbyOf>();
+    for (const p of peers.values())
+      if (p.assignment?.kind === 'standby')
+        out.set(p.id, { model: p.assignment.model, range: p.assignment.range });
+    return out;
+  };
+
   /** Plans (ring-planning.ts), applies the result, and sends what changed (assignment-diff.ts). */
   function replanNow(): void {
     if (stopped) return;
@@ -235,6 +244,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       maxUnverifiedShare,
       links: matrix.links(contributors.map((c) => c.id)),
       minLinkMbps: opts.minLinkMbps,
+      standbys: currentStandbys(),
     });
     const paused = [...peers.values()].filter((p) => p.withdrawal?.state === 'out' && p.online).length;
     result.outcomes.forEach((o, i) => {
@@ -256,19 +266,31 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         p.sentKey = null;
         continue;
       }
+      // A leaving or pausing peer backs nothing up.
+      const standby = p.withdrawal ? undefined : result.standbys.get(p.id);
+      const ring = standby ? byModel.get(standby.model)?.ring : undefined;
       next.set(
         p.id,
-        assigned.get(p.id) ?? {
-          kind: 'unassigned',
-          epoch,
-          reason:
-            withdrawalView(p.withdrawal)?.reason ??
-            result.reasons.get(p.id) ??
-            (p.failedModels.size === models.length
-              ? 'this peer reported failures loading every catalog model'
-              : 'not needed: every catalog model already has a ring'),
-          lightweightModels: lightweightFor(p),
-        },
+        assigned.get(p.id) ??
+          (standby && ring
+            ? {
+                kind: 'standby',
+                epoch: ring.epoch,
+                ringId: ring.ringId,
+                model: standby.model,
+                range: [standby.range[0], standby.range[1]],
+              }
+            : undefined) ?? {
+            kind: 'unassigned',
+            epoch,
+            reason:
+              withdrawalView(p.withdrawal)?.reason ??
+              result.reasons.get(p.id) ??
+              (p.failedModels.size === models.length
+                ? 'this peer reported failures loading every catalog model'
+                : 'not needed: every catalog model already has a ring'),
+            lightweightModels: lightweightFor(p),
+          },
       );
     }
     for (const c of diffAssignments(peers.values(), next, describe)) {
@@ -466,6 +488,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (status.state === 'ready' && a.kind === 'assigned') {
         p.evidence.readySince ??= clock.now();
         p.evidence.provenBytes = Math.max(p.evidence.provenBytes, stageBytes(a));
+      }
+      if (status.state === 'failed' && a.kind === 'standby') {
+        log.warn({ peer: id, model: a.model, message: status.message }, 'standby load failed');
+        p.failedModels.add(a.model);
+        schedule(`${id} failed to load a standby of ${a.model}`);
       }
       if (status.state === 'failed' && a.kind === 'assigned') {
         // Memory is trusted by use: a range it could not load is more than it will be offered again.

@@ -62,6 +62,18 @@ export interface PlanRingsInput {
    * ({@link EXCLUDED_LINK_RTT_MS}), and a peer whose every measured link is below it is left out.
    */
   readonly minLinkMbps?: number | undefined;
+  /**
+   * Standby replicas held now (peer → the model and units it has loaded ahead): a ring that lost
+   * stages whose units a standby in the pool holds is repaired by swapping the standby in, and a
+   * standby that is still needed keeps its units.
+   */
+  readonly standbys?: ReadonlyMap<string, StandbyOf> | undefined;
+}
+
+/** The units a standby replica holds. */
+export interface StandbyOf {
+  readonly model: string;
+  readonly range: readonly [number, number];
 }
 
 /** The RTT given to a link below the minimum bandwidth: a ring uses it only when nothing else fits. */
@@ -87,6 +99,8 @@ export interface PlanRingsResult {
   outcomes: ModelOutcome[];
   /** The first reason each left-out peer was given (`<model>: <why>`). */
   reasons: Map<string, string>;
+  /** Peers left out of every ring that back up a live stage instead (see {@link assignStandbys}). */
+  standbys: Map<string, StandbyOf>;
 }
 
 const sameStages = (a: readonly RingStage[], b: readonly RingStage[]): boolean =>
@@ -176,6 +190,102 @@ function planWithShareCap(ms: PlanningModel, pool: readonly PlanningPeer[], inpu
 }
 
 /**
+ * A ring that lost stages, repaired with standbys: each lost stage's peer replaced by a standby in
+ * `pool` that holds exactly its units, every other stage kept. Null when some lost stage has no
+ * standby (the planner decides then) or nothing was lost. The plan follows (same figures, peer ids
+ * swapped) so that the next re-plan's stability anchor is the repaired ring.
+ */
+function swapInStandbys(
+  ms: PlanningModel,
+  pool: readonly PlanningPeer[],
+  standbys: ReadonlyMap<string, StandbyOf>,
+): { stages: RingStage[]; plan: Plan | null } | null {
+  const ring = ms.ring;
+  if (!ring) return null;
+  const inPool = new Set(pool.map((p) => p.id));
+  const lost = ring.stages.filter((s) => !inPool.has(s.peer));
+  if (lost.length === 0) return null;
+  const taken = new Set<string>();
+  const swap = new Map<string, string>();
+  for (const st of lost) {
+    const sb = [...standbys].find(
+      ([peer, of]) =>
+        inPool.has(peer) &&
+        !taken.has(peer) &&
+        of.model === ring.model &&
+        of.range[0] === st.range[0] &&
+        of.range[1] === st.range[1],
+    );
+    if (!sb) return null;
+    taken.add(sb[0]);
+    swap.set(st.peer, sb[0]);
+  }
+  const stages = ring.stages.map((s) => ({ peer: swap.get(s.peer) ?? s.peer, range: s.range }));
+  const base = ms.lastPlan;
+  const plan =
+    base && base.ring.length === stages.length
+      ? { ...base, ring: base.ring.map((s) => ({ ...s, peer: swap.get(s.peer) ?? s.peer })) }
+      : null;
+  return { stages, plan };
+}
+
+/** Bytes a stage's holder needs: the plan's figure, else the stage's share of the model. */
+function stageNeed(ms: PlanningModel, plan: Plan | null, range: readonly [number, number]): number {
+  const st = plan?.ring.find((s) => s.layers[0] === range[0] && s.layers[1] === range[1]);
+  if (st?.memoryBytes !== undefined) return st.memoryBytes;
+  const units = Math.max(1, ms.model.descriptor.units);
+  return (ms.model.totalBytes * (range[1] - range[0])) / units;
+}
+
+/**
+ * Spare capacity becomes standby replicas: peers in no ring back up one live stage each (at most
+ * one standby per stage), when their memory holds the stage and the category policy lets them take
+ * a shard of the model (a C peer only one it could hold whole). A standby that still fits keeps
+ * its units (no reload); others go to the stages in ring order, biggest models first.
+ */
+export function assignStandbys(
+  input: PlanRingsInput,
+  outcomes: readonly ModelOutcome[],
+  used: ReadonlySet<string>,
+): Map<string, StandbyOf> {
+  const out = new Map<string, StandbyOf>();
+  const spare = input.contributors.filter((p) => !used.has(p.id));
+  const covered = new Set<string>();
+  const stageKey = (model: string, r: readonly [number, number]) => `${model}|${r[0]}-${r[1]}`;
+  const fits = (p: PlanningPeer, ms: PlanningModel, need: number) =>
+    !p.failedModels.has(ms.model.descriptor.id) &&
+    p.capability.memoryBytes >= need &&
+    (p.capability.category !== 'C' || p.capability.memoryBytes >= ms.model.totalBytes);
+  const live = input.models.flatMap((ms, i) => {
+    const o = outcomes[i];
+    return o?.ring ? [{ ms, ring: o.ring, plan: o.plan ?? o.lastPlan }] : [];
+  });
+  // Keep standbys that still back up a stage of a live ring.
+  for (const p of spare) {
+    const was = input.standbys?.get(p.id);
+    if (!was) continue;
+    const at = live.find((l) => l.ring.model === was.model);
+    const st = at?.ring.stages.find((s) => s.range[0] === was.range[0] && s.range[1] === was.range[1]);
+    const key = stageKey(was.model, was.range);
+    if (!at || !st || covered.has(key) || !fits(p, at.ms, stageNeed(at.ms, at.plan, st.range))) continue;
+    covered.add(key);
+    out.set(p.id, { model: was.model, range: st.range });
+  }
+  for (const { ms, ring, plan } of live) {
+    for (const st of ring.stages) {
+      const key = stageKey(ring.model, st.range);
+      if (covered.has(key)) continue;
+      const need = stageNeed(ms, plan, st.range);
+      const p = spare.find((q) => !out.has(q.id) && fits(q, ms, need));
+      if (!p) continue;
+      covered.add(key);
+      out.set(p.id, { model: ring.model, range: st.range });
+    }
+  }
+  return out;
+}
+
+/**
  * Plans one ring per model, biggest first, each ring's peers taken out of the pool for the next model
  * (the planner applies the category policy). Pure: the same input gives the same result.
  */
@@ -197,6 +307,17 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       lastPlan: ms.lastPlan,
       changed: false,
     };
+    const swapped = input.standbys?.size ? swapInStandbys(ms, pool, input.standbys) : null;
+    if (swapped) {
+      // A lost stage with a standby for its units: swap it in (a replay for the requester, not a
+      // download for anyone) instead of re-planning the ring around the loss.
+      for (const s of swapped.stages) used.add(s.peer);
+      out.ring = { ringId: '', model: id, epoch: 0, stages: swapped.stages };
+      out.changed = true;
+      if (swapped.plan) out.plan = out.lastPlan = swapped.plan;
+      outcomes.push(out);
+      continue;
+    }
     if (pool.length === 0) {
       out.noRing = {
         reason:
@@ -251,7 +372,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       o.ring.ringId = `${o.ring.model}:${epoch}`;
     }
   }
-  return { epoch, outcomes, reasons };
+  return { epoch, outcomes, reasons, standbys: assignStandbys(input, outcomes, used) };
 }
 
 /** The assignments a set of rings implies: every stage's peer with its range and ring neighbours. */

@@ -12,6 +12,7 @@ import {
   type ServerMessage,
 } from '../../shared/protocol/signaling';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
+import { systemClock, type Clock } from '../../signaling-server/src/clock';
 import { createCoordinator, type Ring } from '../../signaling-server/src/coordinator';
 import { createLinkMatrix } from '../../signaling-server/src/link-matrix';
 import { planRings, type PlanningPeer } from '../../signaling-server/src/ring-planning';
@@ -131,10 +132,11 @@ describe('the coordinator with link reports', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  const setup = () => {
+  const setup = (clock?: Clock) => {
     const inbox = new Map<string, ServerMessage[]>();
     const co = createCoordinator({
       catalog: [stories],
+      ...(clock ? { clock } : {}),
       send: (peer, msg) => {
         serverMessageSchema.parse(msg);
         inbox.set(peer, [...(inbox.get(peer) ?? []), msg]);
@@ -182,6 +184,28 @@ describe('the coordinator with link reports', () => {
     // The network view carries the measured edges (RTT per pair) for the Network page.
     const snap = co.snapshot();
     expect(snap.links?.find((l) => key(l.a, l.b) === key(s0, s1))?.rttMs).toBe(80);
+  });
+
+  it('link measurements re-plan at most once per interval; a change in between is kept and re-plans after it', () => {
+    let t = 1_000_000;
+    const { co } = setup({ ...systemClock, now: () => t });
+    const ring = co.getRing(stories.descriptor.id)!;
+    const [s0, s1] = ring.stages.map((s) => s.peer) as [string, string];
+    co.reportLinks(s0, [{ peer: s1, rttMs: 80, mbps: 200 }]);
+    expect(co.pending).toBe(true);
+    co.flush();
+    // Jitter a few seconds later between neighbours of the new ring: material by the matrix's bar,
+    // but no re-plan yet.
+    const [n0, n1] = co.getRing(stories.descriptor.id)!.stages.map((s) => s.peer) as [string, string];
+    t += 6_000;
+    co.reportLinks(n0, [{ peer: n1, rttMs: 300, mbps: 200 }]);
+    expect(co.pending).toBe(false);
+    expect(co.snapshot().links!.some((l) => l.rttMs === 300)).toBe(true); // kept for the next re-plan
+    // After the interval, the next report (even an unchanged one) re-plans with what was owed.
+    t += 120_000;
+    co.reportLinks(n0, [{ peer: n1, rttMs: 300, mbps: 200 }]);
+    expect(co.pending).toBe(true);
+    co.stop();
   });
 
   it('rate-limits link reports per reporter with a typed error', () => {

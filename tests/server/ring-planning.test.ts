@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { serverMessageSchema, type PeerCapability } from '../../shared/protocol/signaling';
-import { diffAssignments } from '../../signaling-server/src/assignment-diff';
+import { assignmentMessage, diffAssignments } from '../../signaling-server/src/assignment-diff';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import { planRings, ringAssignments, type PlanningPeer } from '../../signaling-server/src/ring-planning';
 
@@ -64,6 +64,102 @@ describe('planRings', () => {
     expect(r.outcomes[0]!.ring).toBeNull();
     expect(r.outcomes[0]!.noRing!.missingBytes).toBeGreaterThan(0);
     expect(r.reasons.get(pid('tiny'))).toMatch(/waiting for more peers/);
+  });
+});
+
+describe('standby replicas', () => {
+  const fast = (name: string) => peer(name, 1_000_000);
+  // Far too slow to be worth a stage (the throughput planner leaves it out), roomy enough to hold one.
+  const slow = (name: string): PlanningPeer => ({
+    ...peer(name, 1_000_000),
+    capability: { ...cap(1_000_000), tflops: 1e-4 },
+  });
+
+  it('spare peers back up live stages (one each, in ring order); a lost stage with a standby is swapped, not re-planned', () => {
+    const models = (prev?: ReturnType<typeof planRings>) => [
+      {
+        model: stories,
+        lastPlan: prev?.outcomes[0]!.lastPlan ?? null,
+        ring: prev?.outcomes[0]!.ring ?? null,
+      },
+    ];
+    const first = planRings({
+      models: models(),
+      contributors: [fast('a'), fast('b'), fast('c'), slow('s1'), slow('s2')],
+      epoch: 0,
+      objective: 'throughput',
+    });
+    const ring = first.outcomes[0]!.ring!;
+    expect(ring.stages.map((s) => s.peer)).not.toContain(pid('s1'));
+    expect(ring.stages.length).toBeGreaterThanOrEqual(2);
+    // Two spares: the first two stages, in ring order.
+    expect([...first.standbys]).toEqual([
+      [pid('s1'), { model: stories.descriptor.id, range: ring.stages[0]!.range }],
+      [pid('s2'), { model: stories.descriptor.id, range: ring.stages[1]!.range }],
+    ]);
+    // On the wire: a `standby` message of the protocol.
+    const msg = assignmentMessage(
+      {
+        kind: 'standby',
+        epoch: 1,
+        ringId: ring.ringId,
+        model: stories.descriptor.id,
+        range: ring.stages[1]!.range,
+      },
+      () => stories.descriptor,
+    );
+    expect(serverMessageSchema.parse(msg)).toMatchObject({ type: 'standby', range: ring.stages[1]!.range });
+
+    // Stage 1's peer is lost: s2 (its standby) takes exactly its place; every other stage stays.
+    const lost = ring.stages[1]!.peer;
+    const after = planRings({
+      models: models(first),
+      contributors: [fast('a'), fast('b'), fast('c'), slow('s1'), slow('s2')].filter((p) => p.id !== lost),
+      epoch: first.epoch,
+      objective: 'throughput',
+      standbys: first.standbys,
+    });
+    const swapped = after.outcomes[0]!.ring!;
+    expect(after.epoch).toBe(first.epoch + 1);
+    expect(swapped.stages).toEqual(ring.stages.map((s) => (s.peer === lost ? { ...s, peer: pid('s2') } : s)));
+    // The swapped-in standby serves; the other keeps backing up stage 0 (same units: no reload).
+    expect([...after.standbys]).toEqual([
+      [pid('s1'), { model: stories.descriptor.id, range: ring.stages[0]!.range }],
+    ]);
+    // The plan follows the swap, so the next re-plan's stability anchor is the repaired ring.
+    expect(after.outcomes[0]!.lastPlan!.ring.map((s) => s.peer)).toEqual(swapped.stages.map((s) => s.peer));
+
+    // Without a standby for the lost units, the planner re-plans around the loss as before.
+    const unbacked = ring.stages[2]?.peer ?? ring.stages[0]!.peer;
+    const replanned = planRings({
+      models: models(first),
+      // (Roomy survivors, so that two can carry the model.)
+      contributors: ['a', 'b', 'c'].map((n) => peer(n, 4_000_000)).filter((p) => p.id !== unbacked),
+      epoch: first.epoch,
+      objective: 'throughput',
+      standbys: new Map(),
+    });
+    expect(replanned.outcomes[0]!.ring!.stages.map((s) => s.peer)).not.toContain(unbacked);
+    for (const sb of replanned.standbys.keys())
+      expect(replanned.outcomes[0]!.ring!.stages.map((s) => s.peer)).not.toContain(sb);
+  });
+
+  it('a spare too small for any stage, or one that failed the model, backs nothing up', () => {
+    const failed: PlanningPeer = { ...slow('f'), failedModels: new Set([stories.descriptor.id]) };
+    const r = planRings({
+      models: [{ model: stories, lastPlan: null, ring: null }],
+      contributors: [
+        fast('a'),
+        fast('b'),
+        fast('c'),
+        { ...slow('tiny'), capability: { ...cap(1000), tflops: 1e-4 } },
+        failed,
+      ],
+      epoch: 0,
+      objective: 'throughput',
+    });
+    expect(r.outcomes[0]!.ring).not.toBeNull();
+    expect(r.standbys.size).toBe(0);
   });
 });
 

@@ -403,7 +403,9 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     // slow-but-roomy capability instead (every peer used by speed, any subset fits) and each waits
     // for its ring: a failover run is no speed figure.
     const units = await unitBytes(server.url, descriptor);
-    const forced = !o.kill;
+    // Any kill counts, also one in a later answer (bench:churn's first answer is undisturbed):
+    // with memory for 1/n each, the survivors of a loss could never re-form the ring.
+    const forced = !o.kill && !(o.more ?? []).some((q) => q.kill);
     const capability = forced
       ? `tflops=${SWARM_TFLOPS}&gbps=100&memory=${swarmMemoryBytes(
           units.map((u) => u.weight + u.kv),
@@ -422,11 +424,12 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         await waitForProfiles(server.url, contributors.length, Date.now() + Math.min(60_000, left()));
         return;
       }
+      // A page's first shard load compiles the wasm runtime; on a loaded machine that takes minutes.
       stages = await waitForRing(
         server.url,
         modelId,
         contributors.length,
-        Date.now() + Math.min(60_000, left()),
+        Date.now() + Math.min(180_000, left()),
       );
     };
     for (let i = 0; i < o.peers; i++) await addContributor();

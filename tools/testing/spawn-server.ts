@@ -3,6 +3,7 @@
  * for benchmarks, the swarm tool and the browser tests, with extra flags passed through.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { RingworkError } from '../../shared/errors.js';
 
@@ -19,7 +20,9 @@ export interface SpawnedServer {
 /**
  * Spawns `signaling-server/src/main.ts` in test mode on a free loopback port with `extraArgs`, and
  * resolves once it prints `RINGWORK_LISTENING <port>`. The server's own output is kept so that a
- * failed start says why.
+ * failed start says why. With `RINGWORK_SERVER_LOG=<file>` its whole output (at
+ * `RINGWORK_SERVER_LOG_LEVEL`, default warn) is also appended to that file, to see what the
+ * coordinator did in a swarm or benchmark run.
  */
 export async function spawnServer(extraArgs: readonly string[] = []): Promise<SpawnedServer> {
   const child: ChildProcess = spawn(
@@ -33,11 +36,16 @@ export async function spawnServer(extraArgs: readonly string[] = []): Promise<Sp
       '--host',
       '127.0.0.1',
       '--log-level',
-      'warn',
+      process.env.RINGWORK_SERVER_LOG_LEVEL ?? 'warn',
       ...extraArgs,
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGWORK_TEST_MODE: '1' } },
   );
+  if (process.env.RINGWORK_SERVER_LOG) {
+    const file = createWriteStream(process.env.RINGWORK_SERVER_LOG, { flags: 'a' });
+    child.stdout!.pipe(file);
+    child.stderr!.pipe(file);
+  }
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {

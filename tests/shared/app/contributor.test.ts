@@ -8,6 +8,7 @@ import { stories260KRunner } from '../../helpers/engine';
 import {
   CAPABILITY,
   GOLDEN_SETTINGS,
+  STORIES,
   assign,
   contributorOn,
   gatedRunner,
@@ -115,6 +116,77 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     });
     epoch = 2;
     const r = await requesterOn(hub, pid('new')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
+  it('a re-plan that only renumbers the epoch while the shard loads serves the loaded shard (no failure, no reload)', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runners: ShardRunner[] = [];
+    const c = contributorOn(hub, a, () => {
+      const r = gatedRunner(runners.length === 0 ? gate : Promise.resolve());
+      runners.push(r);
+      return r;
+    });
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 7] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('loading'));
+    // Same units, next epoch (the coordinator re-planned around another peer meanwhile).
+    assign(hub, [{ peer: a, range: [0, 7] }], 2);
+    await hub.delivered();
+    release();
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await c.settled();
+    // A failed status would take the model from this peer for good (the coordinator's failedModels).
+    expect(hub.sent(a, 'assignment-status').map((s) => `${s.state}@${s.epoch}`)).toEqual([
+      'loading@1',
+      'ready@2',
+    ]);
+    expect(runners).toHaveLength(1);
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    answerRings(hub, () => ringOf(order, 2));
+    const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
+  it('a standby loads its units ahead without serving; an assignment of the same units then serves with no download', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    const runners: ShardRunner[] = [];
+    const c = contributorOn(hub, a, () => {
+      const r = gatedRunner(Promise.resolve());
+      runners.push(r);
+      return r;
+    });
+    await c.start({ capability: CAPABILITY });
+    hub.push(a, { type: 'standby', epoch: 1, ringId: 'r1', model: STORIES, range: [0, 7] });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('standby'), { timeout: scaled(30_000) });
+    expect(c.store.getState()).toMatchObject({ standby: { range: [0, 7], epoch: 1 }, assignment: undefined });
+    // Backing up is not serving: a requester of the ring it backs up is refused.
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    let epoch = 1;
+    answerRings(hub, () => ringOf(order, epoch));
+    const early = requesterOn(hub, pid('early'), { retryWindowMs: 0 });
+    await expect(early.ask({ ...ask, signal: new AbortController().signal })).rejects.toMatchObject({
+      code: 'RING_STAGE_NOT_SERVING',
+    });
+    // Swapped in (the stage it backed up was lost): serves at once from the loaded units.
+    assign(hub, order, 2);
+    epoch = 2;
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    await c.settled();
+    expect(hub.sent(a, 'assignment-status').map((s) => `${s.state}@${s.epoch}`)).toEqual([
+      'loading@1',
+      'ready@1',
+      'ready@2',
+    ]);
+    expect(runners).toHaveLength(1);
+    expect(c.store.getState().standby).toBeUndefined();
+    const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });
     expect(r.text + '\n').toBe(golden.text);
     await c.stop();
   });

@@ -109,9 +109,11 @@ export function NetworkPage() {
                       ? p.withdrawal.reason
                       : a?.kind === 'assigned' && a.range
                         ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                        : a?.kind === 'unassigned'
-                          ? `standing by (${a.reason})`
-                          : '—'}
+                        : a?.kind === 'standby' && a.range
+                          ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                          : a?.kind === 'unassigned'
+                            ? `not needed now (${a.reason})`
+                            : '—'}
                   </td>
                 </tr>
               );

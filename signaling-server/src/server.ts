@@ -70,6 +70,11 @@ import { createPeerRegistry } from './peer-registry.js';
 import { createProtocol } from './protocol-handlers.js';
 import { createKeyedRateLimiter } from './rate-limit.js';
 import { createRelay } from './relay.js';
+import { createIdentityRoutes } from './identity/identity-routes.js';
+import { createSessionBindings } from './identity/session-binding.js';
+import { ISOLATION_HEADERS } from './static-files.js';
+import { createSiweAuth } from './identity/siwe-auth.js';
+import { createPublicClient, http as httpTransport } from 'viem';
 import { CLOSE_CODES, perIpBurst, type RunningContext, type ServerContext } from './server-context.js';
 
 export { CLOSE_CODES } from './server-context.js';
@@ -119,7 +124,15 @@ function createServerContext(config: SignalingConfig, deps: SignalingServerDeps)
   const clock = deps.clock ?? systemClock;
   const frameGate = createFrameGate(limits, clock);
   const eventLoop = createEventLoopMonitor({ clock });
+  const auth = createSiweAuth({
+    clock,
+    chainId: config.chainId,
+    ...(config.chainRpc
+      ? { chainClient: createPublicClient({ transport: httpTransport(config.chainRpc) }) }
+      : {}),
+  });
   return {
+    identity: { auth, bindings: createSessionBindings(auth, clock) },
     config,
     limits,
     clock,
@@ -227,6 +240,14 @@ export function createSignalingServer(
       hosts: createHostAllowlist(config.host, port, config.allowedHosts),
       onConnection: protocol.onConnection,
       api,
+      routes: [
+        createIdentityRoutes({
+          auth: run.identity.auth,
+          rate: createKeyedRateLimiter({ capacity: 30, refillPerSecond: 2, clock }),
+          headers: ISOLATION_HEADERS,
+          onError: (e) => log.error({ err: e }, 'sign-in failed unexpectedly'),
+        }),
+      ],
     });
     server.on('request', http.onRequest);
     server.on('upgrade', http.onUpgrade);

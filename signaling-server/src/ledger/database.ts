@@ -18,7 +18,8 @@ export interface SqlDb {
 
 /** A transaction: the same queries, committed together. */
 export interface SqlTx {
-  query<T>(sql: string, params?: unknown[]): Promise<{ rows: T[] }>;
+  /** `options.blob` feeds `COPY … FROM '/dev/blob'` (PGlite's COPY FROM STDIN). */
+  query<T>(sql: string, params?: unknown[], options?: { blob?: Blob }): Promise<{ rows: T[] }>;
   exec(sql: string): Promise<unknown>;
 }
 

@@ -137,11 +137,35 @@ function bad(message: string, details: Record<string, unknown> = {}): RingworkEr
   return new RingworkError('LEDGER_BAD_RECORD', message, { details });
 }
 
+/** A CSV field: text quoted (quotes doubled), null as an unquoted empty field (COPY's NULL). */
+const csvField = (v: string | number | boolean | null): string =>
+  v === null ? '' : typeof v === 'string' ? `"${v.replaceAll('"', '""')}"` : String(v);
+
+function csvRow(r: WorkRow): string {
+  return [
+    r.session_id,
+    r.model,
+    r.peer_id,
+    r.address,
+    r.requester,
+    r.unit_start,
+    r.unit_end,
+    r.steps,
+    r.flops,
+    r.verdict,
+    r.credited,
+    r.evidence_hash,
+    r.at,
+  ]
+    .map(csvField)
+    .join(',');
+}
+
 /** Creates the ledger over an open (migrated) database. */
 export function createLedger(deps: LedgerDeps): Ledger {
   const { db, clock, logger } = deps;
   const batchMs = deps.batchMs ?? 50;
-  const maxBatch = deps.maxBatch ?? 5000;
+  const maxBatch = deps.maxBatch ?? 10_000;
   const maxPending = deps.maxPending ?? 1_000_000;
   const retryMs = deps.retryMs ?? 200;
   const maxRetryMs = deps.maxRetryMs ?? 10_000;
@@ -156,6 +180,8 @@ export function createLedger(deps: LedgerDeps): Ledger {
   const counters = { committedRows: 0, batches: 0, failures: 0, dropped: 0 };
   let degraded = false;
   let lastError: string | undefined;
+  /** Addresses this process has written to `identities` (a cache; cleared when large). */
+  const known = new Set<string>();
 
   const pendingCount = (): number => work.length + sessions.length + evidence.length;
 
@@ -199,15 +225,24 @@ export function createLedger(deps: LedgerDeps): Ledger {
   const commit = async (w: WorkRow[], s: typeof sessions, ev: typeof evidence): Promise<void> => {
     const now = clock.now();
     await db.transaction(async (tx) => {
-      const addresses = new Set<string>();
-      for (const x of s) addresses.add(x.address);
-      for (const r of w) if (r.address) addresses.add(r.address);
-      if (addresses.size > 0) {
+      // Identities: sessions refresh last_seen; addresses of work rows are inserted once (the
+      // process remembers which it wrote, so a busy ledger does not rewrite them every batch).
+      const seen = new Set<string>(s.map((x) => x.address));
+      const fresh = new Set<string>();
+      for (const r of w) if (r.address && !known.has(r.address) && !seen.has(r.address)) fresh.add(r.address);
+      if (seen.size > 0) {
         await tx.query(
           `INSERT INTO identities (address, first_seen, last_seen)
            SELECT a, $2, $2 FROM unnest($1::text[]) AS a
            ON CONFLICT (address) DO UPDATE SET last_seen = EXCLUDED.last_seen`,
-          [[...addresses], now],
+          [[...seen], now],
+        );
+      }
+      if (fresh.size > 0) {
+        await tx.query(
+          `INSERT INTO identities (address, first_seen, last_seen)
+           SELECT a, $2, $2 FROM unnest($1::text[]) AS a ON CONFLICT (address) DO NOTHING`,
+          [[...fresh], now],
         );
       }
       if (s.length > 0) {
@@ -232,27 +267,12 @@ export function createLedger(deps: LedgerDeps): Ledger {
         );
       }
       if (w.length === 0) return;
-      const col = <K extends keyof WorkRow>(k: K): Array<WorkRow[K]> => w.map((r) => r[k]);
+      // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by the server.
       await tx.query(
-        `INSERT INTO validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
-           steps, flops, verdict, credited, evidence_hash, at)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-           $8::int[], $9::float8[], $10::text[], $11::bool[], $12::text[], $13::bigint[])`,
-        [
-          col('session_id'),
-          col('model'),
-          col('peer_id'),
-          col('address'),
-          col('requester'),
-          col('unit_start'),
-          col('unit_end'),
-          col('steps'),
-          col('flops'),
-          col('verdict'),
-          col('credited'),
-          col('evidence_hash'),
-          col('at'),
-        ],
+        `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+           steps, flops, verdict, credited, evidence_hash, at) FROM '/dev/blob' WITH (FORMAT csv)`,
+        [],
+        { blob: new Blob([w.map(csvRow).join('\n')]) },
       );
       // Credit and usage aggregated per batch: one upsert row per address / requester.
       const credit = new Map<string, { flops: number; steps: number }>();
@@ -300,6 +320,9 @@ export function createLedger(deps: LedgerDeps): Ledger {
     evidence = [];
     try {
       await commit(w, s, ev);
+      for (const x of s) known.add(x.address);
+      for (const r of w) if (r.address) known.add(r.address);
+      if (known.size > 1_000_000) known.clear();
     } catch (e) {
       // Put the batch back in front: order and content are kept for the retry.
       work = w.concat(work);

@@ -51,7 +51,7 @@ export const MIGRATIONS: readonly Migration[] = [
         evidence_hash text,
         at bigint NOT NULL
       );
-      CREATE INDEX validated_work_address ON validated_work(address);
+      -- No index on address: per-address totals live in credits; this table is the audit trail.
       CREATE TABLE credits (
         address text PRIMARY KEY,
         flops double precision NOT NULL DEFAULT 0,

@@ -191,6 +191,33 @@ export const ERROR_CODES = [
   // ---- cluster mode
   /** Cluster mode: the shared state (Redis) or the coordinator instance cannot be reached right now. */
   'CLUSTER_UNAVAILABLE',
+  // ---- identity (SIWE, EIP-4361) and the ledger
+  /** A sign-in request is malformed: not an EIP-4361 message, a bad signature encoding, a bad body (400). */
+  'AUTH_BAD_MESSAGE',
+  /** The sign-in nonce is unknown, already used (replay) or expired: fetch a new one (401). */
+  'AUTH_NONCE_INVALID',
+  /** The sign-in message is outside its validity window (expired, not yet valid, issued too long ago or in the future) (401). */
+  'AUTH_MESSAGE_EXPIRED',
+  /** The sign-in message names another domain than this server's host (401). */
+  'AUTH_WRONG_DOMAIN',
+  /** The sign-in message's URI is not on this server's origin (401). */
+  'AUTH_WRONG_URI',
+  /** The sign-in message names another chain id than the server's (401). */
+  'AUTH_WRONG_CHAIN',
+  /** The signature does not verify for the message's address (another key, or a tampered message) (401). */
+  'AUTH_BAD_SIGNATURE',
+  /** An identity token is forged, expired, or from another server instance: sign in again. */
+  'AUTH_BAD_TOKEN',
+  /** The identity token is bound to another signaling session: sign in again for this one. */
+  'AUTH_TOKEN_OTHER_SESSION',
+  /** The server requires a signed-in identity (`--require-identity`) and the hello carried none. */
+  'AUTH_IDENTITY_REQUIRED',
+  /** Too many sign-in requests from one address (429). */
+  'AUTH_RATE_LIMITED',
+  /** The ledger database cannot be opened or written (unreachable, bad data directory). */
+  'LEDGER_UNAVAILABLE',
+  /** A ledger record is invalid (negative work, unknown peer, inconsistent stages). */
+  'LEDGER_BAD_RECORD',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -24,6 +24,13 @@ export const peerIdSchema = z.string().regex(/^p_[A-Za-z0-9_-]{16}$/, 'not a pee
 /** A connection id chosen by the dialing side (ring link vs requester link between the same pair). */
 export const connIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'not a connection id');
 const token = z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'not a session token');
+/** An identity token from `POST /api/auth/verify`: `base64url(payload).base64url(mac)`. */
+export const identityTokenSchema = z
+  .string()
+  .max(1024)
+  .regex(/^[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}$/, 'not an identity token');
+/** A 20-byte EVM address, 0x-prefixed hex. */
+export const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'not an address');
 const unitRange = z.tuple([
   z.number().int().nonnegative().max(100_000),
   z.number().int().positive().max(100_000),
@@ -122,6 +129,11 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       /** A reconnecting peer proves who it is with the token it was given. */
       resume: z.object({ peerId: peerIdSchema, token }).strict().optional(),
       client: z.string().max(200).optional(),
+      /**
+       * A signed-in identity: the token of `POST /api/auth/verify` (SIWE). Binds the address to this
+       * session; absent: anonymous (refused by a server run with `--require-identity`).
+       */
+      identity: identityTokenSchema.optional(),
     })
     .strict(),
   z.object({ type: z.literal('profile'), v, capability: peerCapabilitySchema }).strict(),
@@ -223,6 +235,8 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       /** Always empty in tests (loopback only); STUN/TURN servers in production config. */
       iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]) }).passthrough()),
       resumed: z.boolean(),
+      /** The signed-in address bound to this session (absent: anonymous). */
+      address: addressSchema.optional(),
     })
     .strict(),
   z

@@ -9,7 +9,9 @@
  * `--catalog <file.json>`/`RINGWORK_CATALOG`, `--no-default-model`,
  * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--allow-host <host[:port]>[,...]`/
  * `RINGWORK_ALLOWED_HOSTS`, `--trust-proxy <addr>[,...]`/`RINGWORK_TRUST_PROXY`, `--objective`,
- * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`
+ * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`,
+ * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
+ * `--database`/`RINGWORK_DATABASE`, `--no-ledger`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
@@ -37,6 +39,9 @@ import { DEFAULT_CATEGORY_THRESHOLDS, objectiveSchema } from '../../shared/plann
  * only makes the planner favour fewer stages. Set it per deployment with `--stage-overhead-ms`.
  */
 export const DEFAULT_STAGE_OVERHEAD_MS = 65;
+
+/** Where the command line keeps the embedded ledger database unless told otherwise. */
+export const DEFAULT_DATA_DIR = './.ringwork-data';
 
 /** Catalog model ids appear in URLs and messages: keep them to a safe alphabet. */
 export const modelIdSchema = z
@@ -298,6 +303,28 @@ export const signalingConfigSchema = z
       .optional(),
     /** The coordinator lease (ms): a lapsed lease is taken over within about this long. */
     clusterLeaseMs: z.number().int().min(500).max(60_000).default(3000),
+    /** Refuse a `hello` without a signed-in identity token (`AUTH_IDENTITY_REQUIRED`); default anonymous allowed. */
+    requireIdentity: z.boolean().default(false),
+    /** EIP-155 chain id sign-in messages must name. */
+    chainId: z
+      .number()
+      .int()
+      .positive()
+      .max(2 ** 53)
+      .default(1),
+    /** JSON-RPC URL of that chain: sign-ins by smart accounts (EIP-1271/ERC-6492) are verified through it. */
+    chainRpc: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * The ledger (credits for validated work): `dataDir` is an embedded PGlite database directory,
+     * `database` a `postgres://` URL (same SQL). Neither: no ledger (the programmatic default; the
+     * command line defaults to `./.ringwork-data` outside test mode).
+     */
+    dataDir: z.string().min(1).max(4096).optional(),
+    database: z
+      .string()
+      .max(4096)
+      .regex(/^postgres(ql)?:\/\//, 'a database is a postgres:// URL')
+      .optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -449,6 +476,12 @@ export function parseCliConfig(
         redis: { type: 'string' },
         'instance-id': { type: 'string' },
         'cluster-lease-ms': { type: 'string' },
+        'require-identity': { type: 'boolean' },
+        'chain-id': { type: 'string' },
+        'chain-rpc': { type: 'string' },
+        'data-dir': { type: 'string' },
+        database: { type: 'string' },
+        'no-ledger': { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -519,6 +552,22 @@ export function parseCliConfig(
     instanceId: str('instance-id') ?? env.RINGWORK_INSTANCE_ID,
     clusterLeaseMs: num(str('cluster-lease-ms')),
   };
+  const database = str('database') ?? env.RINGWORK_DATABASE;
+  // The embedded ledger is on by default for a real deployment; test mode (many servers at once)
+  // keeps it off unless a directory is named, so parallel test servers never share one.
+  const dataDir =
+    str('data-dir') ??
+    env.RINGWORK_DATA_DIR ??
+    (values['no-ledger'] === true || database !== undefined || raw.testMode === true
+      ? undefined
+      : DEFAULT_DATA_DIR);
+  Object.assign(raw, {
+    requireIdentity: values['require-identity'] === true || truthy(env.RINGWORK_REQUIRE_IDENTITY),
+    chainId: num(str('chain-id') ?? env.RINGWORK_CHAIN_ID),
+    chainRpc: str('chain-rpc') ?? env.RINGWORK_CHAIN_RPC,
+    dataDir: values['no-ledger'] === true ? undefined : dataDir,
+    database: values['no-ledger'] === true ? undefined : database,
+  });
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return resolveConfig(raw);
 }

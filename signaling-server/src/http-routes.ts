@@ -53,6 +53,14 @@ export interface HttpDeps {
   readonly onConnection: (ws: WebSocket, ip: string, ipBucket: string) => void;
   /** The OpenAI-compatible API under `/v1` (api/openai-api.ts). */
   readonly api?: OpenAiApi;
+  /** Further route groups (sign-in, ledger), asked in order before the static files. */
+  readonly routes?: readonly Routes[];
+}
+
+/** A group of routes that answers some paths itself. */
+export interface Routes {
+  handles(pathname: string): boolean;
+  handle(req: IncomingMessage, res: ServerResponse, url: URL, bucket: string): void;
 }
 
 /** The request and upgrade listeners for one running server. */
@@ -210,6 +218,11 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
     const method = req.method ?? 'GET';
     if (deps.api?.handles(url.pathname)) {
       deps.api.handle(req, res, url, addressBucket(run.addresses.of(req)));
+      return;
+    }
+    const routes = deps.routes?.find((r) => r.handles(url.pathname));
+    if (routes) {
+      routes.handle(req, res, url, addressBucket(run.addresses.of(req)));
       return;
     }
     if (url.pathname === '/healthz') {

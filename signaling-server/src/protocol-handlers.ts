@@ -100,6 +100,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     const conn = conns.get(peerId);
     conns.delete(peerId);
     registry.remove(peerId);
+    run.identity.bindings.release(peerId);
     coordinator.removePeer(peerId, reason);
     if (conn) {
       conn.peerId = null;
@@ -187,6 +188,15 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       );
     }
     const roles = [...new Set(msg.roles)] as PeerRole[];
+    // The identity is checked before any session is made or taken over: a bad token changes nothing.
+    if (msg.identity !== undefined) run.identity.bindings.check(msg.identity, msg.resume?.peerId ?? null);
+    else if (run.config.requireIdentity && !(msg.resume && run.identity.bindings.of(msg.resume.peerId))) {
+      throw new RingworkError(
+        'AUTH_IDENTITY_REQUIRED',
+        'This server requires a signed-in identity: sign in (POST /api/auth/verify) and send the token in hello.',
+        {},
+      );
+    }
     let peerId: string;
     let token: string;
     let resumed = false;
@@ -226,6 +236,11 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       peerId = r.session.id;
       token = r.token;
     }
+    const identity =
+      msg.identity !== undefined
+        ? run.identity.bindings.bind(msg.identity, peerId)
+        : run.identity.bindings.of(peerId);
+    if (msg.identity !== undefined && identity) run.onIdentity?.(peerId, identity.address);
     conn.peerId = peerId;
     conns.set(peerId, conn);
     registry.setConnected(peerId, true);
@@ -238,6 +253,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       heartbeatMs: limits.heartbeatMs,
       iceServers: run.config.iceServers,
       resumed,
+      ...(identity ? { address: identity.address } : {}),
     });
     run.cluster?.sessionOpened(peerId, token, roles, msg.client);
     if (resumed) coordinator.resync(peerId);

@@ -19,6 +19,8 @@ import type { ServerCounters } from './network-snapshot.js';
 import type { PeerRegistry } from './peer-registry.js';
 import type { KeyedRateLimiter, TokenBucket } from './rate-limit.js';
 import type { Relay } from './relay.js';
+import type { SessionBindings } from './identity/session-binding.js';
+import type { SiweAuth } from './identity/siwe-auth.js';
 
 /** WebSocket close codes the server uses. */
 export const CLOSE_CODES = {
@@ -80,6 +82,10 @@ export interface ServerContext {
   readonly startedAt: number;
   /** Set by stop(): new upgrades are refused. */
   stopping: boolean;
+  /** Sign-in (SIWE) and the identities bound to sessions. */
+  readonly identity: { readonly auth: SiweAuth; readonly bindings: SessionBindings };
+  /** Called when a session gets an identity (the ledger records it); set once started. */
+  onIdentity?: (peerId: string, address: string) => void;
 }
 
 /** State of a started server. */

@@ -70,6 +70,14 @@ import { createPeerRegistry } from './peer-registry.js';
 import { createProtocol } from './protocol-handlers.js';
 import { createKeyedRateLimiter } from './rate-limit.js';
 import { createRelay } from './relay.js';
+import { createIdentityRoutes } from './identity/identity-routes.js';
+import { createSessionBindings } from './identity/session-binding.js';
+import { ISOLATION_HEADERS } from './static-files.js';
+import { flopsFromProfiles } from './ledger/credit.js';
+import { openLedger, type Ledger } from './ledger/ledger.js';
+import { createLedgerRoutes } from './ledger/ledger-routes.js';
+import { createSiweAuth } from './identity/siwe-auth.js';
+import { createPublicClient, http as httpTransport } from 'viem';
 import { CLOSE_CODES, perIpBurst, type RunningContext, type ServerContext } from './server-context.js';
 
 export { CLOSE_CODES } from './server-context.js';
@@ -94,6 +102,11 @@ export interface SignalingServer {
   readonly config: SignalingConfig;
   /** The coordinator (null before start). */
   readonly coordinator: Coordinator | null;
+  /**
+   * The ledger of validated work (null without `dataDir`/`database`, or before start): the hook
+   * through which the validation verdicts of real rings are recorded.
+   */
+  readonly ledger: Ledger | null;
 }
 
 /** Where a started server listens. */
@@ -111,6 +124,7 @@ interface Started {
   sweepTimer: TimerHandle;
   api: OpenAiApi;
   address: Listening;
+  ledger: Ledger | null;
 }
 
 /** Builds the state every part shares, once. */
@@ -119,7 +133,15 @@ function createServerContext(config: SignalingConfig, deps: SignalingServerDeps)
   const clock = deps.clock ?? systemClock;
   const frameGate = createFrameGate(limits, clock);
   const eventLoop = createEventLoopMonitor({ clock });
+  const auth = createSiweAuth({
+    clock,
+    chainId: config.chainId,
+    ...(config.chainRpc
+      ? { chainClient: createPublicClient({ transport: httpTransport(config.chainRpc) }) }
+      : {}),
+  });
   return {
+    identity: { auth, bindings: createSessionBindings(auth, clock) },
     config,
     limits,
     clock,
@@ -187,7 +209,7 @@ export function createSignalingServer(
   let startPromise: Promise<Listening> | null = null;
   let stopPromise: Promise<void> | null = null;
 
-  const listen = async (run: RunningContext): Promise<Started> => {
+  const listen = async (run: RunningContext, ledger: Ledger | null): Promise<Started> => {
     const protocol = createProtocol(run, io);
     // Before listening: a missing or bad --api-keys file fails the start, not a request.
     const api = createOpenAiApi({
@@ -227,6 +249,20 @@ export function createSignalingServer(
       hosts: createHostAllowlist(config.host, port, config.allowedHosts),
       onConnection: protocol.onConnection,
       api,
+      routes: [
+        createIdentityRoutes({
+          auth: run.identity.auth,
+          rate: createKeyedRateLimiter({ capacity: 30, refillPerSecond: 2, clock }),
+          headers: ISOLATION_HEADERS,
+          onError: (e) => log.error({ err: e }, 'sign-in failed unexpectedly'),
+        }),
+        createLedgerRoutes({
+          ledger,
+          rate: createKeyedRateLimiter({ capacity: 60, refillPerSecond: 10, clock }),
+          headers: ISOLATION_HEADERS,
+          onError: (e) => log.error({ err: e }, 'ledger read failed'),
+        }),
+      ],
     });
     server.on('request', http.onRequest);
     server.on('upgrade', http.onUpgrade);
@@ -235,7 +271,15 @@ export function createSignalingServer(
     const sweepTimer = unrefTimer(clock.setInterval(protocol.sweep, every));
     run.eventLoop.start();
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    return { run, http: server, routes: http, sweepTimer, api, address: { port, host: config.host, url } };
+    return {
+      run,
+      http: server,
+      routes: http,
+      sweepTimer,
+      api,
+      ledger,
+      address: { port, host: config.host, url },
+    };
   };
 
   const start = (): Promise<Listening> => {
@@ -310,7 +354,33 @@ export function createSignalingServer(
       if (cluster) await cluster.start();
       const relay = cluster?.relay ?? localRelay;
       const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay, cluster });
-      started = await listen(run);
+      // The ledger opens before listening: a database that cannot be opened fails the start (exit 1).
+      const store = config.database
+        ? ({ kind: 'postgres', url: config.database } as const)
+        : config.dataDir
+          ? ({ kind: 'dir', dataDir: config.dataDir } as const)
+          : null;
+      let ledger: Ledger | null = null;
+      if (store) {
+        try {
+          ledger = await openLedger(store, {
+            clock,
+            logger: log.child({ part: 'ledger' }),
+            flopsOf: flopsFromProfiles(new Map(catalog.map((m) => [m.descriptor.id, m.profile]))),
+          });
+        } catch (e) {
+          coordinator.stop();
+          await cluster?.stop();
+          throw e;
+        }
+        const l = ledger;
+        ctx.onIdentity = (peerId, address) => {
+          l.recordSession(peerId, address).catch((e: unknown) =>
+            log.error({ err: e }, 'ledger: session not recorded'),
+          );
+        };
+      }
+      started = await listen(run, ledger);
       log.info(
         { url: started.address.url, testMode: config.testMode, models: catalog.map((m) => m.descriptor.id) },
         'Ringwork signaling server listening',
@@ -332,6 +402,7 @@ export function createSignalingServer(
         s.run.coordinator.stop();
         await s.api.stop();
         await s.run.cluster?.stop();
+        await s.ledger?.stop();
       }
       for (const conn of ctx.allConns) io.closeConn(conn, CLOSE_CODES.shutdown, 'server shutting down');
       // Give well-behaved clients a moment to complete the close handshake, then cut the rest.
@@ -370,6 +441,9 @@ export function createSignalingServer(
     config,
     get coordinator() {
       return started?.run.coordinator ?? null;
+    },
+    get ledger() {
+      return started?.ledger ?? null;
     },
   };
 }

@@ -252,6 +252,8 @@ describe('npm start entry point', () => {
         '127.0.0.1',
         '--log-level',
         'warn',
+        // Not test mode: the embedded ledger would default to ./.ringwork-data in the repo.
+        '--no-ledger',
       ],
       {
         cwd: ROOT,

@@ -14,6 +14,7 @@ import type { Transport } from '../../../shared/transport/types';
 import { createListeners } from '../../../shared/transport/emitter';
 import { createSignalingClient, signalingPort, type SignalingClient } from '../network/signaling-client';
 import { createWebRtcTransport } from '../network/webrtc-transport';
+import { getIdentity, signInQuietly } from './identity';
 
 let current: Promise<NetworkHandle> | undefined;
 let shared: { client: SignalingClient; port: SignalingPort; transport?: Transport } | undefined;
@@ -33,7 +34,17 @@ export function getNetwork(): Promise<NetworkHandle> {
 
 async function connect(): Promise<NetworkHandle> {
   if (!shared) {
-    const client = createSignalingClient({ url: wsUrl(), roles: ['contributor', 'requester'] });
+    const identity = getIdentity();
+    // Sign in before the first hello (a local key: no prompt); anonymous if the sign-in fails.
+    await signInQuietly(identity);
+    const client = createSignalingClient({
+      url: wsUrl(),
+      roles: ['contributor', 'requester'],
+      identity: {
+        token: () => identity.current?.token,
+        refresh: async () => (await signInQuietly(identity))?.token,
+      },
+    });
     shared = { client, port: signalingPort(client) };
   }
   const s = shared;

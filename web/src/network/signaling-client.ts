@@ -73,6 +73,11 @@ export interface SignalingClientOptions {
    */
   reconnect?: ReconnectOptions | false;
   random?: () => number;
+  /**
+   * A signed-in identity (SIWE) for `hello`: the current token, and a fresh sign-in when the server
+   * refuses it (expired, or bound to this tab's previous session). Absent: anonymous.
+   */
+  identity?: { token(): string | undefined; refresh(): Promise<string | undefined> };
 }
 
 /** A connected signaling session. */
@@ -109,14 +114,17 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
   let lastProfile: DistributiveOmit<ClientMessage, 'v'> | undefined;
   const ringRequests = new Map<string, DistributiveOmit<ClientMessage, 'v'>>();
 
-  const helloFrame = (resume: boolean): string =>
-    JSON.stringify({
+  const helloFrame = (resume: boolean, anonymous = false): string => {
+    const identity = anonymous ? undefined : opts.identity?.token();
+    return JSON.stringify({
       type: 'hello',
       v: SIGNALING_VERSION,
       roles: opts.roles,
       ...(resume && peerId && token ? { resume: { peerId, token } } : {}),
       client: 'ringwork-web',
+      ...(identity ? { identity } : {}),
     });
+  };
 
   const scheduleReconnect = (): void => {
     if (stopped || !opts.reconnect || retry) return;
@@ -144,6 +152,7 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
     ws = socket;
     let welcomed = false;
     let resumeSent = false;
+    let identityRetried = false;
     /** The server's last word on this socket before it closed. */
     let verdict: RingworkError | undefined;
     const fail = (e: unknown) => reject(e);
@@ -194,6 +203,22 @@ export function createSignalingClient(opts: SignalingClientOptions): SignalingCl
         peerId = undefined;
         token = undefined;
         socket.send(helloFrame(false));
+        return;
+      }
+      if (
+        m.type === 'error' &&
+        (m.code === 'AUTH_TOKEN_OTHER_SESSION' || m.code === 'AUTH_BAD_TOKEN') &&
+        !welcomed &&
+        !identityRetried &&
+        opts.identity
+      ) {
+        // The token is spent or stale: sign in again once, else go on anonymously.
+        identityRetried = true;
+        const again = resumeSent;
+        opts.identity.refresh().then(
+          (t) => socket.send(helloFrame(again, t === undefined)),
+          () => socket.send(helloFrame(again, true)),
+        );
         return;
       }
       if (m.type === 'error' && VERDICT_CODES.has(m.code)) verdict = signalingErrorFromMessage(m);

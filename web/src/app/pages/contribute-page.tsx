@@ -3,6 +3,7 @@ import { categorize } from '../../../../shared/device/profile';
 import { bytes, duration, flops, num, shortId, unitsLabel } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
+import { IdentityCard } from './ledger-cards';
 
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
@@ -54,6 +55,9 @@ export function ContributePage() {
         a language model&apos;s layers, and it runs that slice for other people&apos;s chats. Only its own
         slice is downloaded, and it is kept in the browser&apos;s cache for next time.
       </p>
+      <div style={{ marginBottom: '1rem' }}>
+        <IdentityCard />
+      </div>
       <div className="row" style={{ marginBottom: '1rem' }}>
         {!joined ? (
           <button

@@ -2,6 +2,7 @@ import { bytes, flops, num, shortId, singleRequest, unitsLabel } from '../format
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
+import { Leaderboard } from './ledger-cards';
 
 /** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
 export function NetworkPage() {
@@ -24,6 +25,7 @@ export function NetworkPage() {
         it a contiguous range of layers, and a hidden-state vector travels around the ring once per token.
       </p>
       <div className="grid" style={{ marginBottom: '1rem' }}>
+        <Leaderboard />
         <section className="card">
           <h2>Totals</h2>
           <dl className="kv">

@@ -1,0 +1,78 @@
+/**
+ * Read-only ledger endpoints: `GET /api/ledger/leaderboard[?limit=N]` → `{leaderboard: [{address,
+ * flops, validatedSteps}]}` (top contributors by credit) and `GET /api/ledger/account/<address>` →
+ * `{address, flops, validatedSteps, sessions, usage}`. Without a ledger both answer 404 with
+ * `{enabled: false}`, so the UI can say the ledger is off.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KeyedRateLimiter } from '../rate-limit.js';
+import type { Ledger } from './ledger.js';
+
+/** The ledger routes of one server. */
+export interface LedgerRoutes {
+  handles(pathname: string): boolean;
+  handle(req: IncomingMessage, res: ServerResponse, url: URL, bucket: string): void;
+}
+
+/** Creates the ledger routes (`ledger` null: the ledger is off). */
+export function createLedgerRoutes(deps: {
+  ledger: Ledger | null;
+  rate: KeyedRateLimiter;
+  headers: Record<string, string>;
+  onError: (e: unknown) => void;
+}): LedgerRoutes {
+  const send = (res: ServerResponse, status: number, body: unknown): void => {
+    const text = JSON.stringify(body);
+    res
+      .writeHead(status, {
+        ...deps.headers,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Cache-Control': 'no-store',
+        'Content-Length': Buffer.byteLength(text),
+      })
+      .end(text);
+  };
+  return {
+    handles: (p) => p.startsWith('/api/ledger/'),
+    handle(req, res, url, bucket) {
+      if ((req.method ?? 'GET') !== 'GET') {
+        res.writeHead(405, { Allow: 'GET' }).end();
+        return;
+      }
+      if (!deps.rate.take(bucket)) {
+        send(res, 429, { error: 'too many ledger requests' });
+        return;
+      }
+      const ledger = deps.ledger;
+      if (!ledger) {
+        send(res, 404, { enabled: false });
+        return;
+      }
+      const account = /^\/api\/ledger\/account\/(0x[0-9a-fA-F]{40})$/.exec(url.pathname);
+      let answer: Promise<unknown>;
+      if (url.pathname === '/api/ledger/leaderboard') {
+        const limit = Number(url.searchParams.get('limit') ?? 20);
+        answer = ledger
+          .leaderboard(Number.isFinite(limit) ? limit : 20)
+          .then((leaderboard) => ({ enabled: true, leaderboard }));
+      } else if (account) {
+        const address = account[1]!;
+        answer = Promise.all([ledger.account(address), ledger.usage(address)]).then(([a, usage]) => ({
+          enabled: true,
+          ...a,
+          usage,
+        }));
+      } else {
+        send(res, 404, { error: 'unknown ledger path' });
+        return;
+      }
+      answer.then(
+        (body) => send(res, 200, body),
+        (e: unknown) => {
+          deps.onError(e);
+          send(res, 503, { enabled: true, error: 'the ledger database is not answering' });
+        },
+      );
+    },
+  };
+}

@@ -1,0 +1,505 @@
+/**
+ * The ledger of validated work: who served which units for how many steps, whether those steps
+ * passed validation, and the credit that follows. Credit is the FLOPs of the units a peer served
+ * (the model profile's per-unit FLOPs × steps) in steps whose verdict is `passed`; failed or
+ * unvalidated steps are recorded and earn nothing, anonymous stages earn nothing, and a requester's
+ * own identity earns nothing for its own requests (so a requester cannot farm credit by serving
+ * itself). Verdicts come from the server's validation of the coordinator's chosen validator ring —
+ * no client message writes to the ledger.
+ *
+ * Writes are batched: records queue in memory and are committed together (one transaction, one
+ * multi-row insert per table) every `batchMs` or once `maxBatch` rows wait. A record's promise
+ * resolves when its transaction committed, so whatever was reported committed survives a crash. When
+ * the database fails mid-run the batch stays queued (bounded by `maxPending`), every failure is
+ * logged at error level, and the writer retries with back-off until it catches up; callers (the
+ * signaling server) never wait on the ledger to serve requests.
+ */
+import type { Logger } from 'pino';
+import { RingworkError } from '../../../shared/errors.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import { openDatabase, type LedgerStore, type SqlDb } from './database.js';
+
+/** The units one stage served in a record. */
+export interface StageWork {
+  readonly peerId: string;
+  /** The signed-in address of the stage's session; absent: anonymous (earns nothing). */
+  readonly address?: string | undefined;
+  /** Units `[start, end)` of the model. */
+  readonly units: readonly [number, number];
+}
+
+/** Steps of one generation session, as validation judged them. */
+export interface StepRecord {
+  readonly sessionId: string;
+  readonly model: string;
+  readonly requester: { readonly peerId: string; readonly address?: string | undefined };
+  readonly stages: readonly StageWork[];
+  /** Decode steps (tokens) the stages served in this record. */
+  readonly steps: number;
+  /** The validator's verdict on these steps; only `passed` earns credit. */
+  readonly verdict: 'passed' | 'failed' | 'unvalidated';
+  /** Hash of the signed evidence (validation commitments) the verdict rests on. */
+  readonly evidenceHash?: string | undefined;
+}
+
+/** Validation evidence, kept so a penalty can name it. */
+export interface EvidenceRecord {
+  readonly hash: string;
+  readonly sessionId: string;
+  readonly verdict: string;
+  readonly payload: Record<string, unknown>;
+}
+
+/** One leaderboard row. */
+export interface CreditRow {
+  readonly address: string;
+  readonly flops: number;
+  readonly validatedSteps: number;
+}
+
+/** The ledger's counters. */
+export interface LedgerStats {
+  /** Stage rows waiting to be committed. */
+  readonly pending: number;
+  readonly committedRows: number;
+  readonly batches: number;
+  readonly failures: number;
+  /** Rows dropped because the queue was full while the database was down. */
+  readonly dropped: number;
+  /** True while the database is failing (the writer retries). */
+  readonly degraded: boolean;
+  readonly lastError?: string;
+}
+
+/** The ledger. */
+export interface Ledger {
+  /** Queues a record; resolves once committed. Throws `LEDGER_BAD_RECORD` at once for invalid input. */
+  recordSteps(record: StepRecord): Promise<void>;
+  /** A signaling session presented `address`. */
+  recordSession(peerId: string, address: string): Promise<void>;
+  recordEvidence(evidence: EvidenceRecord): Promise<void>;
+  /** A penalty must name recorded evidence; `LEDGER_BAD_RECORD` otherwise. */
+  recordPenalty(p: { address: string; reason: string; evidenceHash: string; amount?: number }): Promise<void>;
+  /** Commits everything queued so far. */
+  flush(): Promise<void>;
+  leaderboard(limit?: number): Promise<CreditRow[]>;
+  /** Credit, validated steps and sessions of one address (zeros when unknown). */
+  account(address: string): Promise<CreditRow & { sessions: number }>;
+  usage(requester: string): Promise<{ steps: number; flops: number }>;
+  stats(): LedgerStats;
+  /** Commits what is queued and closes the database; safe twice. */
+  stop(): Promise<void>;
+}
+
+/** What the ledger is built from. */
+export interface LedgerDeps {
+  readonly db: SqlDb;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** FLOPs per decode step of units `[start, end)` of `model`; undefined for an unknown model or range. */
+  readonly flopsOf: (model: string, units: readonly [number, number]) => number | undefined;
+  readonly batchMs?: number;
+  readonly maxBatch?: number;
+  readonly maxPending?: number;
+  /** First retry delay after a failed commit, doubling to `maxRetryMs`. */
+  readonly retryMs?: number;
+  readonly maxRetryMs?: number;
+}
+
+interface WorkRow {
+  session_id: string;
+  model: string;
+  peer_id: string;
+  address: string | null;
+  requester: string;
+  unit_start: number;
+  unit_end: number;
+  steps: number;
+  flops: number;
+  verdict: string;
+  credited: boolean;
+  evidence_hash: string | null;
+  at: number;
+  owner: Waiter;
+  /** The record's steps on its first row, 0 on the others: usage counts a request's steps once. */
+  requestSteps: number;
+}
+
+/** A caller waiting for its record: resolved when the last of its queued items committed. */
+interface Waiter {
+  resolve: () => void;
+  remaining: number;
+}
+
+const lower = (a: string | undefined): string | undefined => a?.toLowerCase();
+
+function bad(message: string, details: Record<string, unknown> = {}): RingworkError {
+  return new RingworkError('LEDGER_BAD_RECORD', message, { details });
+}
+
+/** A CSV field: text quoted (quotes doubled), null as an unquoted empty field (COPY's NULL). */
+const csvField = (v: string | number | boolean | null): string =>
+  v === null ? '' : typeof v === 'string' ? `"${v.replaceAll('"', '""')}"` : String(v);
+
+function csvRow(r: WorkRow): string {
+  return [
+    r.session_id,
+    r.model,
+    r.peer_id,
+    r.address,
+    r.requester,
+    r.unit_start,
+    r.unit_end,
+    r.steps,
+    r.flops,
+    r.verdict,
+    r.credited,
+    r.evidence_hash,
+    r.at,
+  ]
+    .map(csvField)
+    .join(',');
+}
+
+/** Creates the ledger over an open (migrated) database. */
+export function createLedger(deps: LedgerDeps): Ledger {
+  const { db, clock, logger } = deps;
+  const batchMs = deps.batchMs ?? 50;
+  const maxBatch = deps.maxBatch ?? 10_000;
+  const maxPending = deps.maxPending ?? 1_000_000;
+  const retryMs = deps.retryMs ?? 200;
+  const maxRetryMs = deps.maxRetryMs ?? 10_000;
+
+  let work: WorkRow[] = [];
+  let sessions: Array<{ peer_id: string; address: string; at: number; owner: Waiter }> = [];
+  let evidence: Array<EvidenceRecord & { at: number; owner: Waiter }> = [];
+  let timer: TimerHandle | null = null;
+  let flushing: Promise<void> | null = null;
+  let retryDelay = retryMs;
+  let stopped: Promise<void> | null = null;
+  const counters = { committedRows: 0, batches: 0, failures: 0, dropped: 0 };
+  let degraded = false;
+  let lastError: string | undefined;
+  /** Addresses this process has written to `identities` (a cache; cleared when large). */
+  const known = new Set<string>();
+
+  const pendingCount = (): number => work.length + sessions.length + evidence.length;
+
+  /** A waiter for `items` queued items, and the promise it resolves. */
+  const waiter = (items: number): { owner: Waiter; done: Promise<void> } => {
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    return { owner: { resolve, remaining: items }, done };
+  };
+  const settle = (owner: Waiter): void => {
+    if (--owner.remaining === 0) owner.resolve();
+  };
+
+  const schedule = (delay: number): void => {
+    if (timer || stopped) return;
+    timer = clock.setTimeout(() => {
+      timer = null;
+      void flush();
+    }, delay);
+    (timer as { unref?: () => void }).unref?.();
+  };
+
+  const afterEnqueue = (): void => {
+    // Bounded memory while the database is down: the oldest rows go, loudly.
+    if (work.length > maxPending) {
+      const drop = work.length - maxPending;
+      // A dropped row's caller is released (the drop is counted and logged), never left hanging.
+      for (const r of work.slice(0, drop)) settle(r.owner);
+      work = work.slice(drop);
+      counters.dropped += drop;
+      logger.error(
+        { dropped: drop, total: counters.dropped },
+        'ledger queue full: oldest step records dropped',
+      );
+    }
+    if (pendingCount() >= maxBatch && !degraded) void flush();
+    else schedule(degraded ? retryDelay : batchMs);
+  };
+
+  /** One batch in one transaction. */
+  const commit = async (w: WorkRow[], s: typeof sessions, ev: typeof evidence): Promise<void> => {
+    const now = clock.now();
+    await db.transaction(async (tx) => {
+      // Identities: sessions refresh last_seen; addresses of work rows are inserted once (the
+      // process remembers which it wrote, so a busy ledger does not rewrite them every batch).
+      const seen = new Set<string>(s.map((x) => x.address));
+      const fresh = new Set<string>();
+      for (const r of w) if (r.address && !known.has(r.address) && !seen.has(r.address)) fresh.add(r.address);
+      if (seen.size > 0) {
+        await tx.query(
+          `INSERT INTO identities (address, first_seen, last_seen)
+           SELECT a, $2, $2 FROM unnest($1::text[]) AS a
+           ON CONFLICT (address) DO UPDATE SET last_seen = EXCLUDED.last_seen`,
+          [[...seen], now],
+        );
+      }
+      if (fresh.size > 0) {
+        await tx.query(
+          `INSERT INTO identities (address, first_seen, last_seen)
+           SELECT a, $2, $2 FROM unnest($1::text[]) AS a ON CONFLICT (address) DO NOTHING`,
+          [[...fresh], now],
+        );
+      }
+      if (s.length > 0) {
+        await tx.query(
+          `INSERT INTO sessions_served (peer_id, address, started_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`,
+          [s.map((x) => x.peer_id), s.map((x) => x.address), s.map((x) => x.at)],
+        );
+      }
+      if (ev.length > 0) {
+        await tx.query(
+          `INSERT INTO evidence (hash, session_id, verdict, payload, at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[])
+           ON CONFLICT (hash) DO NOTHING`,
+          [
+            ev.map((e) => e.hash),
+            ev.map((e) => e.sessionId),
+            ev.map((e) => e.verdict),
+            ev.map((e) => JSON.stringify(e.payload)),
+            ev.map((e) => e.at),
+          ],
+        );
+      }
+      if (w.length === 0) return;
+      // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by the server.
+      await tx.query(
+        `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+           steps, flops, verdict, credited, evidence_hash, at) FROM '/dev/blob' WITH (FORMAT csv)`,
+        [],
+        { blob: new Blob([w.map(csvRow).join('\n')]) },
+      );
+      // Credit and usage aggregated per batch: one upsert row per address / requester.
+      const credit = new Map<string, { flops: number; steps: number }>();
+      const usage = new Map<string, { flops: number; steps: number }>();
+      for (const r of w) {
+        if (r.credited && r.address) {
+          const c = credit.get(r.address) ?? { flops: 0, steps: 0 };
+          c.flops += r.flops;
+          c.steps += r.steps;
+          credit.set(r.address, c);
+        }
+        const u = usage.get(r.requester) ?? { flops: 0, steps: 0 };
+        u.flops += r.flops;
+        u.steps += r.requestSteps;
+        usage.set(r.requester, u);
+      }
+      if (credit.size > 0) {
+        const rows = [...credit];
+        await tx.query(
+          `INSERT INTO credits (address, flops, validated_steps, updated_at)
+           SELECT a, f, s, $4 FROM unnest($1::text[], $2::float8[], $3::bigint[]) AS t(a, f, s)
+           ON CONFLICT (address) DO UPDATE SET flops = credits.flops + EXCLUDED.flops,
+             validated_steps = credits.validated_steps + EXCLUDED.validated_steps, updated_at = EXCLUDED.updated_at`,
+          [rows.map(([a]) => a), rows.map(([, c]) => c.flops), rows.map(([, c]) => c.steps), now],
+        );
+      }
+      const urows = [...usage];
+      await tx.query(
+        `INSERT INTO requester_usage (requester, steps, flops, updated_at)
+         SELECT r, s, f, $4 FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS t(r, s, f)
+         ON CONFLICT (requester) DO UPDATE SET steps = requester_usage.steps + EXCLUDED.steps,
+           flops = requester_usage.flops + EXCLUDED.flops, updated_at = EXCLUDED.updated_at`,
+        [urows.map(([r]) => r), urows.map(([, u]) => u.steps), urows.map(([, u]) => u.flops), now],
+      );
+    });
+  };
+
+  const flushOnce = async (): Promise<void> => {
+    if (pendingCount() === 0) return;
+    const w = work.slice(0, maxBatch);
+    const s = sessions;
+    const ev = evidence;
+    work = work.slice(w.length);
+    sessions = [];
+    evidence = [];
+    try {
+      await commit(w, s, ev);
+      for (const x of s) known.add(x.address);
+      for (const r of w) if (r.address) known.add(r.address);
+      if (known.size > 1_000_000) known.clear();
+    } catch (e) {
+      // Put the batch back in front: order and content are kept for the retry.
+      work = w.concat(work);
+      sessions = s.concat(sessions);
+      evidence = ev.concat(evidence);
+      counters.failures++;
+      lastError = e instanceof Error ? e.message : String(e);
+      logger.error(
+        { err: e, pending: pendingCount(), failures: counters.failures, retryInMs: retryDelay },
+        'ledger commit failed; records kept and retried',
+      );
+      if (!degraded) degraded = true;
+      const delay = retryDelay;
+      retryDelay = Math.min(maxRetryMs, retryDelay * 2);
+      schedule(delay);
+      throw e;
+    }
+    if (degraded) {
+      logger.warn({ pending: pendingCount() }, 'ledger database reachable again; catching up');
+      degraded = false;
+    }
+    retryDelay = retryMs;
+    counters.committedRows += w.length + s.length + ev.length;
+    counters.batches++;
+    for (const x of w) settle(x.owner);
+    for (const x of s) settle(x.owner);
+    for (const x of ev) settle(x.owner);
+  };
+
+  /** Commits queued batches, one at a time; resolves when the queue is empty or a commit failed. */
+  const flush = (): Promise<void> => {
+    flushing ??= (async () => {
+      // Yield first: the finally below must run after `flushing` holds this promise, not during it.
+      await Promise.resolve();
+      try {
+        while (pendingCount() > 0) await flushOnce();
+      } catch {
+        /* logged in flushOnce; the retry is scheduled */
+      } finally {
+        flushing = null;
+      }
+    })();
+    return flushing;
+  };
+
+  return {
+    recordSteps(r) {
+      if (stopped) throw bad('The ledger is stopped.');
+      if (!Number.isInteger(r.steps) || r.steps <= 0 || r.steps > 1_000_000)
+        throw bad('steps must be a positive integer (at most 1,000,000).', { steps: r.steps });
+      if (r.stages.length === 0 || r.stages.length > 1000) throw bad('A record needs 1-1000 stages.');
+      const now = clock.now();
+      const { owner, done } = waiter(r.stages.length);
+      const requesterAddress = lower(r.requester.address);
+      const requester = requesterAddress ?? r.requester.peerId;
+      const rows: WorkRow[] = r.stages.map((s, i) => {
+        const [a, b] = s.units;
+        const perStep = deps.flopsOf(r.model, s.units);
+        if (perStep === undefined || !Number.isFinite(perStep) || perStep < 0)
+          throw bad(`Units [${a}, ${b}) are not a range of model "${r.model}".`, {
+            model: r.model,
+            units: [a, b],
+          });
+        const address = lower(s.address) ?? null;
+        // A requester's own identity (or session) never earns credit for its own requests.
+        const own = s.peerId === r.requester.peerId || (address !== null && address === requesterAddress);
+        return {
+          session_id: r.sessionId,
+          model: r.model,
+          peer_id: s.peerId,
+          address,
+          requester,
+          unit_start: a,
+          unit_end: b,
+          steps: r.steps,
+          flops: perStep * r.steps,
+          verdict: r.verdict,
+          credited: r.verdict === 'passed' && address !== null && !own,
+          evidence_hash: r.evidenceHash ?? null,
+          at: now,
+          owner,
+          requestSteps: i === 0 ? r.steps : 0,
+        };
+      });
+      for (const row of rows) work.push(row);
+      afterEnqueue();
+      return done;
+    },
+    recordSession(peerId, address) {
+      if (stopped) throw bad('The ledger is stopped.');
+      const { owner, done } = waiter(1);
+      sessions.push({ peer_id: peerId, address: address.toLowerCase(), at: clock.now(), owner });
+      afterEnqueue();
+      return done;
+    },
+    recordEvidence(e) {
+      if (stopped) throw bad('The ledger is stopped.');
+      if (!/^[0-9a-fA-Fx]{16,130}$/.test(e.hash)) throw bad('An evidence hash is 16-130 hex characters.');
+      const { owner, done } = waiter(1);
+      evidence.push({ ...e, at: clock.now(), owner });
+      afterEnqueue();
+      return done;
+    },
+    async recordPenalty(p) {
+      if (!p.evidenceHash) throw bad('A penalty needs the evidence it rests on.');
+      await flush();
+      const known = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM evidence WHERE hash = $1', [
+        p.evidenceHash,
+      ]);
+      if (known.rows[0]?.n !== 1)
+        throw bad('A penalty must name recorded evidence.', { evidenceHash: p.evidenceHash });
+      await db.query(
+        'INSERT INTO penalties (address, reason, evidence_hash, amount, at) VALUES ($1, $2, $3, $4, $5)',
+        [p.address.toLowerCase(), p.reason, p.evidenceHash, p.amount ?? 0, clock.now()],
+      );
+    },
+    flush,
+    async leaderboard(limit = 20) {
+      const n = Math.max(1, Math.min(1000, Math.floor(limit)));
+      const r = await db.query<{ address: string; flops: number; validated_steps: string | number }>(
+        'SELECT address, flops, validated_steps FROM credits ORDER BY flops DESC, address LIMIT $1',
+        [n],
+      );
+      return r.rows.map((x) => ({
+        address: x.address,
+        flops: x.flops,
+        validatedSteps: Number(x.validated_steps),
+      }));
+    },
+    async account(address) {
+      const a = address.toLowerCase();
+      const c = await db.query<{ flops: number; validated_steps: string | number }>(
+        'SELECT flops, validated_steps FROM credits WHERE address = $1',
+        [a],
+      );
+      const s = await db.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM sessions_served WHERE address = $1',
+        [a],
+      );
+      return {
+        address: a,
+        flops: c.rows[0]?.flops ?? 0,
+        validatedSteps: Number(c.rows[0]?.validated_steps ?? 0),
+        sessions: s.rows[0]?.n ?? 0,
+      };
+    },
+    async usage(requester) {
+      const r = await db.query<{ steps: string | number; flops: number }>(
+        'SELECT steps, flops FROM requester_usage WHERE requester = $1',
+        [requester.toLowerCase().startsWith('0x') ? requester.toLowerCase() : requester],
+      );
+      return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
+    },
+    stats: () => ({
+      pending: pendingCount(),
+      ...counters,
+      degraded,
+      ...(lastError !== undefined ? { lastError } : {}),
+    }),
+    stop() {
+      stopped ??= (async () => {
+        if (timer) clock.clearTimeout(timer);
+        timer = null;
+        await flush();
+        if (pendingCount() > 0)
+          logger.error(
+            { pending: pendingCount() },
+            'ledger stopped with uncommitted records (database down)',
+          );
+        await db.close();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Opens the store (migrating it) and creates the ledger; `LEDGER_UNAVAILABLE` when it cannot. */
+export async function openLedger(store: LedgerStore, deps: Omit<LedgerDeps, 'db'>): Promise<Ledger> {
+  return createLedger({ ...deps, db: await openDatabase(store) });
+}

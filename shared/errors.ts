@@ -191,6 +191,11 @@ export const ERROR_CODES = [
   // ---- cluster mode
   /** Cluster mode: the shared state (Redis) or the coordinator instance cannot be reached right now. */
   'CLUSTER_UNAVAILABLE',
+  // ---- result validation (ring wiring)
+  /** A ring's signed commitments locate one of its stages as deviant (wrong output, equivocation, forged commitment). */
+  'VALIDATION_DEVIANT',
+  /** A validated step came back without every stage's commitment (a stage that does not commit, or lost ones). */
+  'VALIDATION_MISSING_COMMITMENT',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

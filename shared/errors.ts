@@ -218,6 +218,11 @@ export const ERROR_CODES = [
   'LEDGER_UNAVAILABLE',
   /** A ledger record is invalid (negative work, unknown peer, inconsistent stages). */
   'LEDGER_BAD_RECORD',
+  // ---- result validation (ring wiring)
+  /** A ring's signed commitments locate one of its stages as deviant (wrong output, equivocation, forged commitment). */
+  'VALIDATION_DEVIANT',
+  /** A validated step came back without every stage's commitment (a stage that does not commit, or lost ones). */
+  'VALIDATION_MISSING_COMMITMENT',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -9,6 +9,8 @@ import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
 import { isRingworkError, RingworkError } from '../errors.js';
 import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-probe.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
+import { toBase64 } from '../ring/stage-commitments.js';
+import { createSessionKey, type SessionKey } from '../validation/crypto.js';
 import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
@@ -66,6 +68,15 @@ export function createContributor(o: ContributorOptions): Contributor {
   /** Measures the links to the ring neighbours and reports them (`link-report`) for proximity. */
   let prober: LinkProber | undefined;
 
+  // Result validation: this tab's signing key for ring commitments (none where WebCrypto is missing).
+  let validationKey: SessionKey | undefined;
+  void createSessionKey().then(
+    (k) => {
+      validationKey = k;
+      if (get().capability) send({ type: 'validation-key', key: toBase64(k.publicKeyRaw) });
+    },
+    () => undefined,
+  );
   const send = (m: Parameters<NetworkHandle['signaling']['send']>[0]) => {
     try {
       net?.signaling.send(m);
@@ -208,6 +219,8 @@ export function createContributor(o: ContributorOptions): Contributor {
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,
           onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),
+          range: [a.range[0], a.range[1]],
+          validation: validationKey ? { key: validationKey } : undefined,
         });
         // Links opened while the old stage served (neighbours, requesters) carry on with the new one.
         for (const l of links.all()) serving.stage.attach(l);
@@ -283,6 +296,8 @@ export function createContributor(o: ContributorOptions): Contributor {
   const announce = (): void => {
     const c = get();
     if (!c.capability) return;
+    // The key first: rings planned from this profile then carry it to requesters.
+    if (validationKey) send({ type: 'validation-key', key: toBase64(validationKey.publicKeyRaw) });
     send({ type: 'profile', capability: c.capability });
     // A new session after a rejoin: the coordinator knows nothing of the pause, so say it again.
     if (c.phase === 'paused') {

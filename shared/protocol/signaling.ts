@@ -98,7 +98,53 @@ export const modelDescriptorSchema = z
   .strict();
 export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;
 
-const ringStageSchema = z.object({ peer: peerIdSchema, range: unitRange }).strict();
+/** A raw uncompressed P-256 public key (65 bytes), base64. */
+export const validationKeySchema = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'not a P-256 key');
+
+const ringStageSchema = z
+  .object({
+    peer: peerIdSchema,
+    range: unitRange,
+    /** The peer's registered validation key (absent: it registered none and cannot be validated). */
+    key: validationKeySchema.optional(),
+  })
+  .strict();
+
+/** An evidence record as it crosses the wire (bounded; decoded and verified by the server). */
+export const evidenceRecordSchema = z
+  .object({
+    v: z.literal(1),
+    model: z.string().max(200),
+    modelHash: z.string().max(128).optional(),
+    range: unitRange,
+    peerId: peerIdSchema,
+    ring: z.number().int().min(0).max(255),
+    stage: z.number().int().min(0).max(255),
+    step: z.number().int().nonnegative(),
+    position: z.number().int().nonnegative(),
+    reason: z.enum([
+      'bad-signature',
+      'equivocation',
+      'false-input',
+      'wrong-token',
+      'false-sketch',
+      'output-mismatch',
+    ]),
+    inHash: z.string().regex(/^[0-9a-f]{64}$/),
+    commitments: z
+      .array(
+        z
+          .string()
+          .regex(/^(?:[0-9a-f]{2})+$/)
+          .max(8192),
+      )
+      .min(1)
+      .max(4),
+    refereeDistance: z.number().finite().optional(),
+    refereeToken: z.number().int().optional(),
+    detail: z.string().max(500).optional(),
+  })
+  .strict();
 
 /** Most entries one `link-report` carries (a peer probes its neighbours, a handful). */
 export const MAX_LINK_REPORT_ENTRIES = 16;
@@ -219,6 +265,33 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('withdrawn'), v }).strict(),
   /** A paused contributor is back: plan with it again. */
   z.object({ type: z.literal('resume'), v }).strict(),
+  /**
+   * Result validation: this session's public key (raw uncompressed P-256, base64), with which the
+   * peer signs its ring commitments. Sent before `profile`, so rings planned with it carry it.
+   */
+  z.object({ type: z.literal('validation-key'), v, key: validationKeySchema }).strict(),
+  /**
+   * Result validation: a located deviant's evidence (shared/validation/evidence.ts). The server
+   * checks the signed commitments itself; the requester's word alone penalises nobody.
+   */
+  z
+    .object({
+      type: z.literal('validation-evidence'),
+      v,
+      ringId: z.string().max(200),
+      evidence: evidenceRecordSchema,
+    })
+    .strict(),
+  /** Result validation: steps of a ring's work this requester validated (all checks held). */
+  z
+    .object({
+      type: z.literal('validated-work'),
+      v,
+      model: z.string().min(1).max(200),
+      ringId: z.string().max(200),
+      steps: z.number().int().positive().max(1_000_000),
+    })
+    .strict(),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 

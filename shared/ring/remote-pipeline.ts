@@ -6,7 +6,11 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
 import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
 import type { PeerLink } from '../transport/types.js';
+import { SESSION_ID_BYTES } from '../validation/commitment.js';
+import { toHex } from '../validation/crypto.js';
+import type { RingStepCommits } from '../validation/ring-validator.js';
 import {
+  MAX_RING_COMMIT_STAGE,
   RING_PROTOCOL_VERSION,
   parseRingControl,
   ringErrorFromControl,
@@ -31,9 +35,29 @@ export interface RemotePipelineOptions {
   stepDeadlineMs?: (positions: number) => number;
   newSessionId?: () => string;
   now?: () => number;
+  /**
+   * Result validation: the `open` asks every stage for signed per-step commitments, and each step's
+   * `commit` messages (from the head link) go to `verify` with the token before `forward` returns;
+   * a throw fails the step (e.g. `VALIDATION_DEVIANT`). See shared/validation/ring-validator.ts.
+   */
+  validation?: RemoteValidation;
 }
 
-type Waiter = { step: number; resolve: (m: RingControlOf<'token'>) => void; reject: (e: unknown) => void };
+/** How a remote session is validated. */
+export interface RemoteValidation {
+  /** The ring's index among the request's k rings (0 = primary). */
+  ring: number;
+  /** The session's 16-byte nonce (default: random per session). */
+  nonce?: () => Uint8Array;
+  verify(e: RingStepCommits): Promise<void>;
+}
+
+type Waiter = {
+  step: number;
+  commits: RingControlOf<'commit'>[];
+  resolve: (m: RingControlOf<'token'>) => void;
+  reject: (e: unknown) => void;
+};
 
 /** Where a session taken over after a failover starts from. */
 export interface RemoteResume {
@@ -71,7 +95,12 @@ export async function openRemoteSession(
   const newId = o.newSessionId ?? (() => crypto.randomUUID());
   const session = newId();
   let draws = resume?.draws ?? o.sampler.draws ?? 0;
+  const nonce = o.validation
+    ? (o.validation.nonce?.() ?? crypto.getRandomValues(new Uint8Array(SESSION_ID_BYTES)))
+    : undefined;
   let waiter: Waiter | undefined;
+  /** The answered step's `commit` messages (validated sessions). */
+  let stepCommits: RingControlOf<'commit'>[] = [];
   let failure: unknown;
   const fail = (e: unknown) => {
     failure ??= e;
@@ -102,11 +131,16 @@ export async function openRemoteSession(
       return;
     }
     if (m.session !== session) return;
-    if (m.type === 'token') {
+    if (m.type === 'commit') {
+      // Commitments are the head's to relay (each is signed by its stage; nobody can rewrite one).
+      if (fromHead && waiter && m.step === waiter.step && waiter.commits.length <= MAX_RING_COMMIT_STAGE)
+        waiter.commits.push(m);
+    } else if (m.type === 'token') {
       if (!fromHead) return;
       // Matched by session and step: a late token of an earlier (timed-out) step must not
       // answer the step now waiting.
       if (!waiter || m.step !== waiter.step) return;
+      stepCommits = waiter.commits;
       waiter.resolve(m);
       waiter = undefined;
     } else if (m.type === 'error') {
@@ -124,6 +158,7 @@ export async function openRemoteSession(
     requester: o.requesterId,
     sampler: { ...o.sampler, ...(resume ? { draws } : {}) },
     ...(resume ? { replayThrough: resume.history.length } : {}),
+    ...(o.validation && nonce ? { validation: { nonce: toHex(nonce), ring: o.validation.ring } } : {}),
   });
   let step = 0;
   let replayed = 0;
@@ -171,6 +206,7 @@ export async function openRemoteSession(
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         waiter = {
           step: thisStep,
+          commits: [],
           resolve: (m) => {
             clearTimeout(timer);
             opts.signal?.removeEventListener('abort', onAbort);
@@ -195,6 +231,19 @@ export async function openRemoteSession(
       });
       const m = await reply;
       if (m.draws !== undefined) draws = m.draws;
+      if (o.validation && nonce) {
+        const commits = stepCommits;
+        stepCommits = [];
+        await o.validation.verify({
+          ring: o.validation.ring,
+          nonce,
+          step: thisStep,
+          position,
+          tokens: Array.from(tokens),
+          token: m.token,
+          commits,
+        });
+      }
       return { token: m.token, timing: { stageMs: m.stageMs, totalMs: now() - t0 } };
     },
     async close() {

@@ -48,6 +48,22 @@ export const samplerSettingsSchema = z
   .strict();
 export type SamplerSettings = z.infer<typeof samplerSettingsSchema>;
 
+/** Highest stage index a `commit` may name (a ring longer than this is not validated). */
+export const MAX_RING_COMMIT_STAGE = 255;
+/** Longest base64 commitment a `commit` carries (a 16-row sketch is ~1.3 KB, 1.8 KB in base64). */
+export const MAX_COMMITMENT_B64 = 8 * 1024;
+
+/** What an `open` asks of the stages when the requester validates the session. */
+export const ringValidationSchema = z
+  .object({
+    /** The generation's random 16-byte nonce (hex), bound into every commitment and receipt. */
+    nonce: z.string().regex(/^[0-9a-f]{32}$/, 'not a 16-byte hex nonce'),
+    /** Which of the request's k rings this is (0 = primary, 1.. = validator rings). */
+    ring: z.number().int().min(0).max(255),
+  })
+  .strict();
+export type RingValidation = z.infer<typeof ringValidationSchema>;
+
 export const ringControlSchema = z.discriminatedUnion('type', [
   z
     .object({
@@ -70,6 +86,29 @@ export const ringControlSchema = z.discriminatedUnion('type', [
         .min(0)
         .max(2 ** 31)
         .optional(),
+      /**
+       * Result validation (issue 10): every stage signs a commitment per step and sends it on with
+       * `commit` messages, so the requester can check boundary hashes and signatures. Absent: no
+       * commitments (a stage without a session key answers as before; the requester decides).
+       */
+      validation: ringValidationSchema.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('commit'),
+      v,
+      session,
+      step: z.number().int().nonnegative(),
+      /** Index of the committing stage in the ring (0 takes token ids). */
+      stage: z.number().int().min(0).max(MAX_RING_COMMIT_STAGE),
+      /** The signed commitment's wire bytes (`encodeCommitment`), base64. */
+      commitment: z.string().min(1).max(MAX_COMMITMENT_B64),
+      /**
+       * Only on a stage's own commitment: its send receipt (base64 of 64 bytes) over the hash of
+       * exactly what it sends on for this step (the next stage copies it into its commitment).
+       */
+      receipt: z.string().length(88).optional(),
     })
     .strict(),
   z

@@ -5,6 +5,7 @@
 import type { LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
 import type { ComputeQueue } from './stage-scheduler.js';
+import type { StageValidationOptions } from './stage-commitments.js';
 
 /** Live counters a contributor shows ("steps served, ms per step"). */
 export interface RingStageStats {
@@ -107,6 +108,13 @@ export interface RingStageOptions {
    * rests t·(1/d − 1) ms before the next, so a contributor can cap how hard its device works.
    */
   dutyCycle?: () => number;
+  /**
+   * Result validation: the tab's registered session key. With it, sessions whose `open` asks for
+   * validation get signed per-step commitments (see stage-commitments.ts); without it, none.
+   */
+  validation?: StageValidationOptions;
+  /** The stage's unit range `[start, end)` (what a test-only validation tamper is told). */
+  range?: [number, number];
 }
 
 export interface RingStage {

@@ -37,6 +37,8 @@ import {
   type RingStageStats,
 } from './ring-stage-types.js';
 import { createStageScheduler } from './stage-scheduler.js';
+import { createStageCommitter } from './stage-commitments.js';
+import { argmax } from '../validation/stage.js';
 
 export * from './ring-stage-types.js';
 
@@ -79,6 +81,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
     else if (ms < target / 2) contendedChunk = Math.min(chunk, contendedChunk * 2);
   };
   const sessions = new Map<string, StageSession>();
+  const committer = o.validation ? createStageCommitter(o.validation) : undefined;
   const stats: RingStageStats = {
     stepsServed: 0,
     tokensServed: 0,
@@ -140,6 +143,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
     const s = sessions.get(session);
     if (!s) return;
     sessions.delete(session);
+    committer?.close(session);
     scheduler.release(session);
     publish();
     try {
@@ -240,6 +244,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
       stepMs: 0,
     };
     sessions.set(m.session, s);
+    if (m.validation) committer?.open(m.session, m.validation);
     runnerSession.catch((e: unknown) => void fail(m.session, e));
     publish();
     if (!o.isHead) {
@@ -309,6 +314,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
       return;
     }
     scheduler.touch(t.session);
+    const commits = committer?.has(t.session) === true;
+    if (commits) {
+      const d = t.data as Int32Array | Float32Array;
+      committer.received(t.session, t.step, t.position, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    }
     // A `hidden-part` is followed by more of the same step; only a step's last chunk finishes it.
     const finishesStep = t.kind !== 'hidden-part';
     let done = 0;
@@ -340,9 +350,18 @@ export function createRingStage(o: RingStageOptions): RingStage {
           // A replayed step only rebuilds KV caches: no token, no random draw, no answer.
           if (stepDone && t.position + S > s.replayThrough) {
             // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
-            const token = s.sampler!.sample(out.data);
+            const ctx = { step: t.step, position: t.position + S - 1, range: o.range ?? [0, 0] };
+            const logits = commits ? committer.headLogits(t.session, out.data, ctx) : out.data;
+            const token = s.sampler!.sample(logits);
             stats.tokensServed++;
-            o.linkTo(s.requester)?.sendControl({
+            const answer = o.linkTo(s.requester);
+            if (commits) {
+              // Signed before the token leaves: the requester holds the head to both.
+              const honest = logits === out.data ? undefined : { logits: out.data, token: argmax(out.data) };
+              for (const c of await committer.finishHead(t.session, t.step, logits, token, honest))
+                answer?.sendControl(c);
+            }
+            answer?.sendControl({
               type: 'token',
               v: RING_PROTOCOL_VERSION,
               session: t.session,
@@ -352,7 +371,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
               stageMs: [...(t.trace ?? []), s.stepMs],
               draws: s.sampler!.draws,
             });
-          }
+          } else if (stepDone && commits) committer.skip(t.session, t.step);
         } else {
           const next = o.next();
           if (!next?.isOpen) {
@@ -360,14 +379,29 @@ export function createRingStage(o: RingStageOptions): RingStage {
               details: { stage: o.peerId },
             });
           }
+          const rowLen = out.data.length / out.seqLen;
+          const data = commits
+            ? committer.output(t.session, out.data, {
+                step: t.step,
+                position,
+                rowLen,
+                range: o.range ?? [0, 0],
+                input: 'hidden' in input ? input.hidden : undefined,
+              })
+            : out.data;
+          if (commits && stepDone) {
+            // The step's commits go first: on one ordered link they reach the next stage before
+            // the step's last chunk, so it can sign its own commitment when that chunk is done.
+            for (const c of await committer.finishHidden(t.session, t.step, rowLen)) next.sendControl(c);
+          }
           await sendOn(next, {
             session: t.session,
             step: t.step,
             position,
             kind: stepDone ? 'hidden' : 'hidden-part',
             dtype: 'float32',
-            shape: [out.seqLen, out.data.length / out.seqLen],
-            data: out.data,
+            shape: [out.seqLen, rowLen],
+            data,
             trace: stepDone ? [...(t.trace ?? []), s.stepMs] : [],
           });
         }
@@ -390,6 +424,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
     if (!s) return;
     if (m.type === 'end') {
       if (s.link === link) void end(m.session, m.reason, true);
+    } else if (m.type === 'commit') {
+      // Upstream commitments come only on the session's own link (from the previous stage).
+      if (s.link === link && !o.isFirst) committer?.upstream(m.session, m);
     } else if (m.type === 'error') {
       // A later stage failed (or refused the open): pass it back towards the requester, drop the session.
       if (o.isHead || link !== o.next()) return;

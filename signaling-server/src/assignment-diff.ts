@@ -89,7 +89,11 @@ export function ringMessage(
       epoch: view.ring.epoch,
       ringId: view.ring.ringId,
       model: view.descriptor,
-      stages: view.ring.stages.map((s) => ({ peer: s.peer, range: s.range })),
+      stages: view.ring.stages.map((s) => ({
+        peer: s.peer,
+        range: s.range,
+        ...(s.key !== undefined ? { key: s.key } : {}),
+      })),
     };
   }
   const nr = view.noRing ?? { reason: 'not planned yet', missingBytes: view.totalBytes };

@@ -115,6 +115,8 @@ export interface SnapshotInputs {
   models: readonly ModelState[];
   peers: ReadonlyMap<string, PeerState>;
   matrix: LinkMatrix;
+  /** Each peer's validation standing (reputation, flag, validated steps). */
+  standing?: (peer: string) => { reputation: number; flagged: boolean; validatedSteps: number };
 }
 
 /** A JSON-safe copy of the coordinator's state for /api/network and tests. */
@@ -126,6 +128,7 @@ export function snapshotOf({
   models,
   peers,
   matrix,
+  standing,
 }: SnapshotInputs): CoordinatorSnapshot {
   return {
     epoch,
@@ -164,7 +167,12 @@ export function snapshotOf({
       requestedModels: [...p.subscriptions.keys()],
       failedModels: [...p.failedModels],
       ...(p.withdrawal ? { withdrawal: withdrawalView(p.withdrawal)! } : {}),
+      ...(standing ? pickStanding(standing(p.id)) : {}),
     })),
     links: matrix.edges(),
   };
+}
+
+function pickStanding(s: { reputation: number; flagged: boolean; validatedSteps: number }) {
+  return { reputation: s.reputation, flagged: s.flagged, validatedSteps: s.validatedSteps };
 }

@@ -3,6 +3,7 @@
  * interface. Kept apart from the logic so that the pure planning and diff modules and the server can
  * share them without importing the stateful coordinator.
  */
+import type { ValidationRegistry } from './validation-registry.js';
 import type { Logger } from 'pino';
 import type { Objective, PeerCategory, PlannerOptions } from '../../shared/planner/index.js';
 import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
@@ -17,6 +18,8 @@ import type { WithdrawalView } from './withdrawal.js';
 export interface RingStage {
   peer: string;
   range: [number, number];
+  /** The peer's registered validation key (base64), added when the ring is sent. */
+  key?: string;
 }
 
 /** A formed ring. */
@@ -79,6 +82,12 @@ export interface CoordinatorPeerView {
   failedModels: string[];
   /** Leaving or paused (absent while contributing normally). */
   withdrawal?: WithdrawalView;
+  /** Result validation: 0..1 (see validation-registry.ts). */
+  reputation?: number;
+  /** A proven deviant, excluded from rings. */
+  flagged?: boolean;
+  /** Steps of its work requesters validated. */
+  validatedSteps?: number;
 }
 
 /** The coordinator's state for `/api/network`. */
@@ -148,6 +157,8 @@ export interface CoordinatorOptions {
   allowAnyRelay?: boolean;
   clock?: Clock;
   logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** Result validation state (keys, evidence, reputation); default: a fresh one. */
+  validation?: ValidationRegistry;
 }
 
 /** A requester's word that a ring stopped answering (see the `ring-stalled` message). */
@@ -222,6 +233,11 @@ export interface Coordinator {
   snapshot(): CoordinatorSnapshot;
   getAssignment(id: string): PeerAssignment | null;
   getRing(modelId: string): Ring | null;
+  /**
+   * Result validation: registered keys, checked evidence, reputation and flags, and the ledger's
+   * hooks (`onValidatedWork`, `onDeviant`). A proven deviant is planned out at the next re-plan.
+   */
+  readonly validation: ValidationRegistry;
   start(): void;
   stop(): void;
 }

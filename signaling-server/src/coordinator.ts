@@ -54,6 +54,7 @@ import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordina
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
 import { planRings, ringAssignments, type StandbyOf } from './ring-planning.js';
+import { createValidationRegistry } from './validation-registry.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -75,6 +76,7 @@ const NOOP_LOGGER = { info() {}, warn() {}, error() {}, debug() {} };
 export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const clock = opts.clock ?? systemClock;
   const log = opts.logger ?? NOOP_LOGGER;
+  const validation = opts.validation ?? createValidationRegistry({ logger: log });
   const objective: Objective = opts.objective ?? 'throughput';
   const debounceMs = opts.debounceMs ?? 200;
   const maxWaitMs = Math.max(opts.maxWaitMs ?? 2000, debounceMs);
@@ -194,8 +196,21 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
 
   const viewOf = (modelId: string): RingView | undefined => {
     const ms = byModel.get(modelId);
+    // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
+    const ring = ms?.ring && {
+      ...ms.ring,
+      stages: ms.ring.stages.map((s) => {
+        const key = validation.keyOf(s.peer);
+        return key !== undefined ? { ...s, key } : s;
+      }),
+    };
     return ms
-      ? { descriptor: ms.model.descriptor, totalBytes: ms.model.totalBytes, ring: ms.ring, noRing: ms.noRing }
+      ? {
+          descriptor: ms.model.descriptor,
+          totalBytes: ms.model.totalBytes,
+          ring: ring ?? null,
+          noRing: ms.noRing,
+        }
       : undefined;
   };
 
@@ -221,7 +236,13 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     plans++;
     refreshEffective();
     const contributors = [...peers.values()]
-      .filter((p) => p.roles.has('contributor') && p.online && p.withdrawal?.state !== 'out')
+      .filter(
+        (p) =>
+          p.roles.has('contributor') &&
+          p.online &&
+          p.withdrawal?.state !== 'out' &&
+          !validation.isExcluded(p.id),
+      )
       .flatMap((p) =>
         p.capability
           ? [
@@ -371,7 +392,14 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     if (p.capability) schedule(`${id} ${p.withdrawal.mode === 'pause' ? 'paused' : 'left'}`);
   };
 
+  // A proven deviant leaves every ring at once (the planner skips excluded peers).
+  validation.onDeviant((e) => {
+    log.warn({ peer: e.peer, reporter: e.reporter, reason: e.evidence.reason }, 'proven deviant excluded');
+    if (peers.get(e.peer)?.capability) schedule(`${e.peer} deviated`);
+  });
+
   return {
+    validation,
     addPeer(id, roles) {
       const existing = peers.get(id);
       if (existing) {
@@ -550,7 +578,17 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     get epoch() {
       return epoch;
     },
-    snapshot: () => snapshotOf({ epoch, plans, catalogOrder, byModel, models, peers, matrix }),
+    snapshot: () =>
+      snapshotOf({
+        epoch,
+        plans,
+        catalogOrder,
+        byModel,
+        models,
+        peers,
+        matrix,
+        standing: validation.standing,
+      }),
     getAssignment: (id) => peers.get(id)?.assignment ?? null,
     getRing: (modelId) => byModel.get(modelId)?.ring ?? null,
     start() {

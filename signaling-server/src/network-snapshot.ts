@@ -65,6 +65,10 @@ export interface NetworkSnapshot {
     status: CoordinatorSnapshot['peers'][number]['status'];
     /** Leaving or paused (absent while contributing normally). */
     withdrawal?: CoordinatorSnapshot['peers'][number]['withdrawal'];
+    /** Result validation: reputation 0..1, proven-deviant flag, validated steps. */
+    reputation?: number;
+    flagged?: boolean;
+    validatedSteps?: number;
   }>;
   /** Measured links between peers (RTT, Mbit/s; both ends' reports combined), as planned. */
   links: NonNullable<CoordinatorSnapshot['links']>;
@@ -117,6 +121,9 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
       assignment: c?.assignment ?? null,
       status: c?.status ?? null,
       ...(c?.withdrawal ? { withdrawal: c.withdrawal } : {}),
+      ...(c?.reputation !== undefined
+        ? { reputation: c.reputation, flagged: c.flagged === true, validatedSteps: c.validatedSteps ?? 0 }
+        : {}),
     });
     if (c?.capability) profiles[session.id] = c.capability;
     if (c?.assignment) assignments[session.id] = c.assignment;

@@ -179,6 +179,25 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     return conn.peerId;
   };
 
+  /** The model's current ring, when it is `ringId` and the reporter was introduced to it. */
+  const ringFor = (reporter: string, model: string, ringId: string) => {
+    const ring = coordinator.getRing(model);
+    if (
+      !ring ||
+      ring.ringId !== ringId ||
+      !ring.stages.some((s) => coordinator.canSignal(reporter, s.peer))
+    ) {
+      throw new RingworkError(
+        'PROTOCOL_NOT_ALLOWED',
+        'Validation reports only name the current ring you were sent.',
+        {
+          details: { model, ringId },
+        },
+      );
+    }
+    return ring;
+  };
+
   const helloNow = (msg: ClientMessageOf<'hello'>, conn: Conn): void => {
     if (conn.peerId) {
       throw new RingworkError(
@@ -332,6 +351,29 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     },
     resume(_msg, conn) {
       coordinator.resume(requireSession(conn));
+    },
+    async 'validation-key'(msg, conn) {
+      await coordinator.validation.setKey(requireSession(conn), msg.key);
+    },
+    async 'validation-evidence'(msg, conn) {
+      const reporter = requireSession(conn);
+      const ring = ringFor(reporter, msg.evidence.model, msg.ringId);
+      const verdict = await coordinator.validation.submitEvidence(
+        reporter,
+        msg.evidence,
+        ring.stages.map((s) => s.peer),
+      );
+      log.info(
+        { reporter, peer: msg.evidence.peerId, reason: msg.evidence.reason, verdict },
+        'validation evidence',
+      );
+    },
+    'validated-work'(msg, conn) {
+      const ring = ringFor(requireSession(conn), msg.model, msg.ringId);
+      coordinator.validation.validatedWork(
+        ring.stages.map((s) => ({ peer: s.peer, units: s.range[1] - s.range[0] })),
+        msg.steps,
+      );
     },
     leave(_msg, conn) {
       const peerId = requireSession(conn);

@@ -14,6 +14,7 @@ import {
 } from '../../shared/ring/ring-stage.js';
 import type { SamplerSettings } from '../../shared/ring/ring-protocol.js';
 import type { ComputeQueue } from '../../shared/ring/stage-scheduler.js';
+import type { StageValidationOptions } from '../../shared/ring/stage-commitments.js';
 import { generate, type GenerateResult } from '../../shared/runtime/generate.js';
 import { createSampler } from '../../shared/runtime/sampler.js';
 import type { ModelRef, ShardRunner } from '../../shared/runtime/shard-runner.js';
@@ -49,6 +50,8 @@ export interface MemoryRingOptions {
    * as a device that hosts several stages runs them; default: a queue per stage.
    */
   computeQueue?: ComputeQueue;
+  /** Result validation: stage `i`'s session key (and test-only tamper), or undefined for none. */
+  validation?: (i: number, id: string) => StageValidationOptions | undefined;
 }
 
 /** Builds and links the stages of a ring; `stop()` every stage and close the transports after use. */
@@ -83,6 +86,8 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
       linkTo: (peer) => links.get(peer),
       limits: o.limits,
       ...(o.computeQueue ? { computeQueue: o.computeQueue } : {}),
+      range: [ranges[i]![0], ranges[i]![1]],
+      validation: o.validation?.(i, id),
     });
     transport.onIncoming((link) => {
       links.set(link.remoteId, link);

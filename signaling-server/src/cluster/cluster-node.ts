@@ -21,6 +21,7 @@
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
  */
+import { createValidationRegistry } from '../validation-registry.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RingworkError, type RingworkErrorJSON } from '../../../shared/errors.js';
@@ -239,7 +240,12 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     }
   };
 
+  // Result validation state is per instance for now (keys, evidence and flags are not in Redis yet).
+  const localValidation = createValidationRegistry();
   const proxy: Coordinator = {
+    get validation() {
+      return real?.validation ?? localValidation;
+    },
     addPeer(id, roles) {
       const l = locals.get(id) ?? { roles: [...roles], models: new Set<string>() };
       l.roles = [...roles];

@@ -1,0 +1,224 @@
+/**
+ * Security level k on real rings (issue 10): a {@link Pipeline} over k rings with the same unit
+ * boundaries, so the ordinary `generate` loop feeds every ring the same chosen token. Each step:
+ * every ring's commitments are checked on their own (signatures, exact boundary hashes: a
+ * located deviant's ring is dropped with its evidence); the surviving rings are compared stage by
+ * stage within the tolerance; on a disagreement the referee (the requester's own runners, when the
+ * units fit) recomputes the first disputed stage from token ids and every ring beyond the tolerance
+ * from it is dropped as deviant. The answer continues on a ring the referee agrees with.
+ *
+ * Limit: the referee judges the disputed stage by its committed sketch. A sender that commits the
+ * honest sketch while sending (and hashing) other bytes moves the blame one stage down; catching
+ * that needs the stage's recorded input (see checks.ts `refereeVerdict`), not yet on the wire.
+ */
+import { isRingworkError, RingworkError } from '../errors.js';
+import {
+  openRemoteSession,
+  type RemotePipelineOptions,
+  type RemoteSession,
+} from '../ring/remote-pipeline.js';
+import { RING_SKETCH_ROWS } from '../ring/stage-commitments.js';
+import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
+import type { Tolerance } from './checks.js';
+import { evidenceOf, type EvidenceRecord } from './evidence.js';
+import type { Referee } from './referee.js';
+import {
+  compareRingSteps,
+  createRingVerifier,
+  type RingVerifierOptions,
+  type VerifiedStep,
+} from './ring-validator.js';
+import { sketchDistance, sketchOf } from './sketch.js';
+import { argmax } from './stage.js';
+
+/** One of the k rings. */
+export interface ValidatedRingSpec {
+  /** How to reach the ring (its `validation` is set here). */
+  remote: Omit<RemotePipelineOptions, 'validation'>;
+  verifier: RingVerifierOptions;
+}
+
+/** What the chat shows of an answer's verification. */
+export interface VerificationReport {
+  /** Security level asked for. */
+  k: number;
+  /** Rings still agreeing at the end (1 after a detection at k = 2). */
+  ringsAgreeing: number;
+  /** Steps whose commitments were checked on every live ring. */
+  stepsChecked: number;
+  /** Stage-by-stage ring comparisons made. */
+  comparisons: number;
+  /** Steps the referee recomputed. */
+  refereeSteps: number;
+  /** Largest sketch distance between agreeing rings. */
+  maxAgreeingDistance: number;
+  /** Located deviants with their evidence (the coordinator gets these). */
+  evidence: EvidenceRecord[];
+  /** Commitment bytes per decode step, all rings together. */
+  commitmentBytesPerStep: number;
+}
+
+/** Options of {@link createValidatedPipeline}. */
+export interface ValidatedPipelineOptions {
+  rings: ValidatedRingSpec[];
+  /** Recomputes disputed stages from token ids (needed for k >= 2). */
+  referee?: Referee;
+  tolerance: Tolerance;
+  /** Called once per located deviant (send it to the coordinator as `validation-evidence`). */
+  onEvidence?: (e: EvidenceRecord, ring: number) => void;
+  /** Called after every step with the running report. */
+  onReport?: (r: VerificationReport) => void;
+}
+
+/** A k-ring pipeline; `report` holds the verification of the latest session. */
+export interface ValidatedPipeline extends Pipeline {
+  readonly report: VerificationReport;
+}
+
+/** Creates the k-ring pipeline. */
+export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedPipeline {
+  if (o.rings.length === 0) throw new RingworkError('INVALID_ARGUMENT', 'A validated request needs a ring.');
+  if (o.rings.length > 1 && !o.referee) {
+    throw new RingworkError('INVALID_ARGUMENT', 'Security level k >= 2 needs a referee.');
+  }
+  const n = o.rings[0]!.verifier.peers.length;
+  if (o.rings.some((r) => r.verifier.peers.length !== n)) {
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      'Validator rings must cut the model at the same unit boundaries.',
+    );
+  }
+  let report = emptyReport(o.rings.length);
+  return {
+    get report() {
+      return report;
+    },
+    async open(): Promise<PipelineSession> {
+      report = emptyReport(o.rings.length);
+      const verified = new Map<number, VerifiedStep>();
+      const sessions: { ring: number; session: RemoteSession }[] = [];
+      for (let j = 0; j < o.rings.length; j++) {
+        const spec = o.rings[j]!;
+        const verifier = createRingVerifier(spec.verifier);
+        const session = await openRemoteSession({
+          ...spec.remote,
+          validation: { ring: j, verify: async (e) => void verified.set(j, await verifier.verify(e)) },
+        });
+        sessions.push({ ring: j, session });
+      }
+      let live = [...sessions];
+      const history: number[] = [];
+      const drop = (ring: number, ev: EvidenceRecord) => {
+        live = live.filter((s) => s.ring !== ring);
+        report.evidence.push(ev);
+        o.onEvidence?.(ev, ring);
+      };
+      return {
+        async forward(tokens, position, opts = {}): Promise<ForwardResult> {
+          history.push(...tokens);
+          verified.clear();
+          const results = await Promise.allSettled(
+            live.map((s) => s.session.forward(tokens, position, opts)),
+          );
+          const answered: { ring: number; result: ForwardResult; step: VerifiedStep }[] = [];
+          let firstError: unknown;
+          results.forEach((r, i) => {
+            const ring = live[i]!.ring;
+            if (r.status === 'fulfilled') answered.push({ ring, result: r.value, step: verified.get(ring)! });
+            else if (isRingworkError(r.reason) && r.reason.code === 'VALIDATION_DEVIANT') {
+              drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);
+            } else firstError ??= r.reason;
+          });
+          if (answered.length === 0)
+            throw firstError ?? new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
+          report.stepsChecked++;
+          if (tokens.length === 1)
+            report.commitmentBytesPerStep = answered.reduce((b, a) => b + a.step.bytes, 0);
+          let agreeing = answered;
+          if (answered.length >= 2) {
+            const cmp = compareRingSteps(
+              answered.map((a) => a.step.commitments),
+              o.tolerance,
+            );
+            report.comparisons += cmp.comparisons;
+            if (cmp.firstDivergent === undefined) {
+              report.maxAgreeingDistance = Math.max(report.maxAgreeingDistance, cmp.maxDistance);
+            } else {
+              agreeing = await settle(answered, cmp.firstDivergent, position, tokens.length, opts.signal);
+            }
+          }
+          report.ringsAgreeing = live.length;
+          o.onReport?.({ ...report, evidence: [...report.evidence] });
+          if (agreeing.length === 0) {
+            throw new RingworkError('VALIDATION_DEVIANT', 'No ring agrees with the referee.', {
+              details: { position },
+            });
+          }
+          return agreeing[0]!.result;
+        },
+        async close() {
+          await Promise.all(sessions.map((s) => s.session.close()));
+        },
+      };
+
+      /** The referee recomputes stage `stage` and drops every ring beyond the tolerance from it. */
+      async function settle(
+        answered: { ring: number; result: ForwardResult; step: VerifiedStep }[],
+        stage: number,
+        position: number,
+        rows: number,
+        signal?: AbortSignal,
+      ) {
+        report.refereeSteps++;
+        const ref = await o.referee!.recompute(history, stage, { signal });
+        const out = ref.outputs[stage]!;
+        const honest: typeof answered = [];
+        for (const a of answered) {
+          const c = a.step.commitments[stage]!;
+          const rowLen = c.sketch.rowLen;
+          const refRows =
+            c.kind === 'logits'
+              ? out
+              : out.subarray(
+                  (position + rows - Math.min(rows, RING_SKETCH_ROWS)) * rowLen,
+                  (position + rows) * rowLen,
+                );
+          const d = sketchDistance(c.sketch, sketchOf(refRows, rowLen));
+          const wrongToken = c.kind === 'logits' && c.token !== argmax(out);
+          if (d <= o.tolerance.sketch && !wrongToken) {
+            honest.push(a);
+            continue;
+          }
+          const spec = o.rings[a.ring]!.verifier;
+          drop(
+            a.ring,
+            evidenceOf({
+              model: spec.model,
+              modelHash: spec.modelHash,
+              range: [...spec.ranges[stage]!] as [number, number],
+              peerId: spec.peers[stage]!,
+              reason: wrongToken && d <= o.tolerance.sketch ? 'wrong-token' : 'output-mismatch',
+              commitment: c,
+              refereeDistance: d,
+              refereeToken: c.kind === 'logits' ? argmax(out) : undefined,
+            }),
+          );
+        }
+        return honest;
+      }
+    },
+  };
+}
+
+function emptyReport(k: number): VerificationReport {
+  return {
+    k,
+    ringsAgreeing: k,
+    stepsChecked: 0,
+    comparisons: 0,
+    refereeSteps: 0,
+    maxAgreeingDistance: 0,
+    evidence: [],
+    commitmentBytesPerStep: 0,
+  };
+}

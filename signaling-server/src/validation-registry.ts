@@ -1,0 +1,188 @@
+/**
+ * The coordinator's side of result validation (issue 10): the per-session public keys peers
+ * register (`validation-key`), handed to requesters with each ring; the evidence requesters send
+ * (`validation-evidence`), which the server checks itself — every commitment must verify under the
+ * registered key of the peer it names, and only a deviation the signed records prove on their own
+ * (equivocation: a stage that signed one output hash and a receipt for other bytes) excludes a peer.
+ * A requester's word alone never penalises anyone: unprovable reasons are kept as reports.
+ * Reputation and flags are what /api/network shows; `onValidatedWork` / `onDeviant` are the hooks
+ * the ledger (issue 11) subscribes to.
+ */
+import { RingworkError } from '../../shared/errors.js';
+import { fromBase64 } from '../../shared/ring/stage-commitments.js';
+import {
+  decodeCommitment,
+  verifyCommitment,
+  verifyReceipt,
+  type Commitment,
+} from '../../shared/validation/commitment.js';
+import { bytesEqual, importPublicKey, type CryptoKeyLike } from '../../shared/validation/crypto.js';
+import type { EvidenceRecord } from '../../shared/validation/evidence.js';
+
+/** A peer's validation standing. */
+export interface ValidationStanding {
+  /** 0..1; starts at {@link INITIAL_REPUTATION}, grows with validated work, drops on proven deviations. */
+  reputation: number;
+  /** A proven deviant: excluded from rings. */
+  flagged: boolean;
+  /** Steps of this peer's work that requesters validated. */
+  validatedSteps: number;
+  /** Evidence records naming this peer that the server could not prove on its own. */
+  reports: number;
+}
+
+/** What {@link ValidationRegistry.submitEvidence} decided. */
+export type EvidenceVerdict =
+  /** The signed records prove the deviation: the peer is flagged and excluded. */
+  | 'proven'
+  /** Signatures hold but the records alone do not prove who deviated: kept as a report. */
+  | 'reported';
+
+/** A proven deviation, as the ledger sees it. */
+export interface DeviantEvent {
+  peer: string;
+  reporter: string;
+  evidence: EvidenceRecord;
+}
+
+export const INITIAL_REPUTATION = 0.5;
+const PROVEN_PENALTY = 0.5;
+const REPORT_PENALTY = 0.02;
+/** Reputation gained per validated step (slow: trust is earned over many answers). */
+const STEP_GAIN = 0.0005;
+
+/** The coordinator's validation state. */
+export interface ValidationRegistry {
+  /** Registers (or replaces) a peer's raw P-256 public key, base64; refuses anything else. */
+  setKey(peer: string, keyB64: string): Promise<void>;
+  /** The key a peer registered (base64), for the `ring` message. */
+  keyOf(peer: string): string | undefined;
+  /** Forgets a departed peer's key (its standing stays: the ledger may still need it). */
+  forgetKey(peer: string): void;
+  /** True for a flagged peer: planning leaves it out. */
+  isExcluded(peer: string): boolean;
+  standing(peer: string): ValidationStanding;
+  /** Checks a requester's evidence; throws `VALIDATION_BAD_SIGNATURE`/`VALIDATION_BAD_COMMITMENT`/`VALIDATION_UNKNOWN_SIGNER` when it proves nothing. */
+  submitEvidence(
+    reporter: string,
+    evidence: EvidenceRecord,
+    ringPeers: readonly string[],
+  ): Promise<EvidenceVerdict>;
+  /** A requester's validated steps on a ring's peers (units each covered). */
+  validatedWork(peers: ReadonlyArray<{ peer: string; units: number }>, steps: number): void;
+  onValidatedWork(fn: (peer: string, units: number, steps: number) => void): () => void;
+  onDeviant(fn: (e: DeviantEvent) => void): () => void;
+}
+
+/** Creates the registry (in memory, one per server run). */
+export function createValidationRegistry(
+  o: { logger?: { warn(obj: object, msg: string): void } } = {},
+): ValidationRegistry {
+  const keys = new Map<string, { b64: string; key: CryptoKeyLike }>();
+  const standings = new Map<string, ValidationStanding>();
+  const workFns = new Set<(peer: string, units: number, steps: number) => void>();
+  const deviantFns = new Set<(e: DeviantEvent) => void>();
+  const standingOf = (peer: string): ValidationStanding => {
+    let s = standings.get(peer);
+    if (!s) {
+      s = { reputation: INITIAL_REPUTATION, flagged: false, validatedSteps: 0, reports: 0 };
+      standings.set(peer, s);
+    }
+    return s;
+  };
+  const keyFor = (peer: string): CryptoKeyLike => {
+    const k = keys.get(peer);
+    if (!k) {
+      throw new RingworkError('VALIDATION_UNKNOWN_SIGNER', `Peer ${peer} registered no validation key.`, {
+        details: { peer },
+      });
+    }
+    return k.key;
+  };
+  return {
+    async setKey(peer, b64) {
+      const key = await importPublicKey(fromBase64(b64));
+      keys.set(peer, { b64, key });
+    },
+    keyOf: (peer) => keys.get(peer)?.b64,
+    forgetKey: (peer) => void keys.delete(peer),
+    isExcluded: (peer) => standings.get(peer)?.flagged === true,
+    standing: (peer) => ({ ...standingOf(peer) }),
+    async submitEvidence(reporter, ev, ringPeers) {
+      const stage = ev.stage;
+      if (ringPeers[stage] !== ev.peerId) {
+        throw new RingworkError(
+          'VALIDATION_BAD_COMMITMENT',
+          'The evidence names a peer that is not at that stage.',
+          {
+            details: { stage, peer: ev.peerId },
+          },
+        );
+      }
+      const cs: Commitment[] = ev.commitments.map((hex) => decodeCommitment(hexBytes(hex)));
+      // Every record must verify under the key of the stage it claims to be from (in this ring).
+      for (const c of cs) {
+        const signer = ringPeers[c.stage];
+        if (!signer || !(await verifyCommitment(keyFor(signer), c))) {
+          throw new RingworkError('VALIDATION_BAD_SIGNATURE', 'An evidence commitment does not verify.', {
+            details: { stage: c.stage },
+          });
+        }
+      }
+      const proven = ev.reason === 'equivocation' && (await provesEquivocation(cs, stage, keyFor(ev.peerId)));
+      const s = standingOf(ev.peerId);
+      if (proven) {
+        s.flagged = true;
+        s.reputation = Math.max(0, s.reputation - PROVEN_PENALTY);
+        for (const f of deviantFns) f({ peer: ev.peerId, reporter, evidence: ev });
+        return 'proven';
+      }
+      s.reports++;
+      s.reputation = Math.max(0, s.reputation - REPORT_PENALTY);
+      o.logger?.warn({ reporter, peer: ev.peerId, reason: ev.reason }, 'unproven validation report');
+      return 'reported';
+    },
+    validatedWork(peers, steps) {
+      for (const { peer, units } of peers) {
+        const s = standingOf(peer);
+        s.validatedSteps += steps;
+        s.reputation = Math.min(1, s.reputation + STEP_GAIN * steps);
+        for (const f of workFns) f(peer, units, steps);
+      }
+    },
+    onValidatedWork(fn) {
+      workFns.add(fn);
+      return () => void workFns.delete(fn);
+    },
+    onDeviant(fn) {
+      deviantFns.add(fn);
+      return () => void deviantFns.delete(fn);
+    },
+  };
+}
+
+function hexBytes(hex: string): Uint8Array {
+  if (!/^(?:[0-9a-f]{2})+$/.test(hex)) throw new RingworkError('VALIDATION_BAD_COMMITMENT', 'Not hex.');
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * True when the records prove, on their own, that stage `stage` equivocated: its signed commitment
+ * names one output hash while the next stage's signed commitment carries `stage`'s valid receipt
+ * over a different input hash for the same step (or, for the head, `stage` is the last record and
+ * a receipt is not in the evidence: not provable here).
+ */
+async function provesEquivocation(cs: Commitment[], stage: number, key: CryptoKeyLike): Promise<boolean> {
+  const sender = cs.find((c) => c.stage === stage);
+  const receiver = cs.find((c) => c.stage === stage + 1);
+  if (!sender || !receiver) return false;
+  const same =
+    sender.ring === receiver.ring &&
+    sender.step === receiver.step &&
+    sender.position === receiver.position &&
+    bytesEqual(sender.session, receiver.session);
+  if (!same || bytesEqual(sender.outHash, receiver.inHash)) return false;
+  return verifyReceipt(key, sender, receiver.inHash, receiver.inReceipt);
+}

@@ -1,0 +1,145 @@
+/**
+ * Security level k = 2 on real rings (real ring stages and ORT runners on stories260K over
+ * in-memory links; the referee is the requester's own runners): a stage of the validator ring that
+ * tampers with what it sends (and commits to it) is detected, located by the referee and dropped,
+ * and the answer is still the golden text; two honest rings give 0 false positives.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { splitUnits } from '../../../shared/graph/units';
+import { generate } from '../../../shared/runtime/generate';
+import { createSampler } from '../../../shared/runtime/sampler';
+import type { ShardRunner } from '../../../shared/runtime/shard-runner';
+import { createMemoryTransportHub } from '../../../shared/transport/memory-transport';
+import { DEFAULT_TOLERANCE } from '../../../shared/validation/checks';
+import { createSessionKey } from '../../../shared/validation/crypto';
+import type { EvidenceRecord } from '../../../shared/validation/evidence';
+import { createKeyRegistry } from '../../../shared/validation/key-registry';
+import { createReferee } from '../../../shared/validation/referee';
+import type { TamperFn } from '../../../shared/validation/stage';
+import { createValidatedPipeline } from '../../../shared/validation/validated-pipeline';
+import {
+  GREEDY,
+  buildMemoryRing,
+  connectRequester,
+  stopMemoryRing,
+  type MemoryStage,
+} from '../../../tools/bench/memory-ring';
+import { stories260KRunner, stories260KTokenizer } from '../../helpers/engine';
+import { loadGolden } from '../../helpers/golden';
+
+const golden = loadGolden();
+const tokenizer = stories260KTokenizer();
+const SPLITS = [2, 4];
+const RANGES = splitUnits({ numLayers: 5 }, SPLITS).map((r) => [r[0], r[1]] as [number, number]);
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanup) await f();
+  cleanup = [];
+});
+
+/** The requester's own runners for the referee (same unit boundaries). */
+async function refereeRunners(): Promise<ShardRunner[]> {
+  const runners: ShardRunner[] = [];
+  for (const range of RANGES) {
+    const r = stories260KRunner();
+    await r.load({
+      model: { url: 'stories260K.bin' },
+      range,
+      weightFormat: 'f32',
+      contextLength: 256,
+      logits: 'last',
+      backend: 'wasm',
+    });
+    runners.push(r);
+  }
+  cleanup.push(async () => void (await Promise.all(runners.map((r) => r.dispose()))));
+  return runners;
+}
+
+async function run(tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
+  const hub = createMemoryTransportHub();
+  const registry = createKeyRegistry();
+  const rings: MemoryStage[][] = [];
+  for (const prefix of ['a', 'b']) {
+    const keys = await Promise.all(RANGES.map(() => createSessionKey()));
+    const stages = await buildMemoryRing({
+      hub,
+      makeRunner: stories260KRunner,
+      model: { url: 'stories260K.bin' },
+      numLayers: 5,
+      splits: SPLITS,
+      contextLength: 256,
+      prefix,
+      validation: (i) => ({
+        key: keys[i]!,
+        ...(prefix === tamper?.ring && tamper.stage === i ? { tamper: tamper.fn } : {}),
+      }),
+    });
+    cleanup.push(() => stopMemoryRing(stages));
+    for (let i = 0; i < stages.length; i++) await registry.register(stages[i]!.id, keys[i]!.publicKeyRaw);
+    rings.push(stages);
+  }
+  const links = await Promise.all(rings.map((stages, j) => connectRequester(hub, stages, `req${j}`)));
+  cleanup.push(async () => void (await Promise.all(links.map((l) => l.transport.close()))));
+  const runners = await refereeRunners();
+  const evidence: EvidenceRecord[] = [];
+  const pipeline = createValidatedPipeline({
+    rings: rings.map((stages, j) => ({
+      remote: {
+        requesterId: `req${j}`,
+        epoch: 1,
+        first: links[j]!.first,
+        head: links[j]!.head,
+        sampler: GREEDY,
+      },
+      verifier: { peers: stages.map((s) => s.id), ranges: RANGES, registry, model: 'stories260K' },
+    })),
+    referee: createReferee({ runners, rowLens: [64, 64, 512] }),
+    tolerance: DEFAULT_TOLERANCE,
+    onEvidence: (e) => evidence.push(e),
+  });
+  const result = await generate({
+    pipeline,
+    tokenizer,
+    prompt: 'Once upon a time',
+    steps: 64,
+    sampler: createSampler({ temperature: 0 }),
+    stopTokens: [],
+  });
+  return { result, report: pipeline.report, evidence, rings };
+}
+
+describe('security level k = 2 on real rings', () => {
+  it('honest rings agree on every step: golden text, 0 false positives', async () => {
+    const { result, report } = await run();
+    expect(result.tokens).toEqual(golden.sequenceTokens);
+    expect(report.evidence).toEqual([]);
+    expect(report.ringsAgreeing).toBe(2);
+    expect(report.stepsChecked).toBe(64 - result.promptTokens + 1);
+    // 3 stage comparisons per step.
+    expect(report.comparisons).toBe(3 * report.stepsChecked);
+    expect(report.maxAgreeingDistance).toBeLessThanOrEqual(DEFAULT_TOLERANCE.sketch);
+    console.log(
+      `k=2 honest: ${report.comparisons} comparisons, max distance ${report.maxAgreeingDistance.toExponential(2)}, ${report.commitmentBytesPerStep} B commitments per decode step`,
+    );
+  }, 120_000);
+
+  const noise: TamperFn = (ctx) => ctx.data.map((x, i) => x * (1 + (i % 3 === 0 ? 1e-2 : -1e-2)));
+  for (const [ring, stage] of [
+    ['b', 1],
+    ['b', 2],
+    ['a', 0],
+  ] as const) {
+    it(`a tampering stage ${stage} of ring ${ring} is detected, located, and the answer stays golden`, async () => {
+      const { result, report, evidence, rings } = await run({ ring, stage, fn: noise });
+      const j = ring === 'a' ? 0 : 1;
+      expect(result.tokens).toEqual(golden.sequenceTokens);
+      expect(evidence).toHaveLength(1);
+      expect(evidence[0]).toMatchObject({ peerId: rings[j]![stage]!.id, stage, ring: j, step: 0 });
+      expect(['output-mismatch', 'wrong-token']).toContain(evidence[0]!.reason);
+      expect(report.ringsAgreeing).toBe(1);
+      expect(report.refereeSteps).toBe(1);
+    }, 120_000);
+  }
+});

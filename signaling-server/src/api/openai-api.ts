@@ -170,8 +170,16 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     return m;
   };
 
-  const served = (id: string): boolean =>
-    deps.coordinator.snapshot().models.some((m) => m.id === id && m.ring !== null);
+  /** A ring serves the model now: every stage said its shard is loaded for the ring's epoch. */
+  const served = (id: string): boolean => {
+    const snap = deps.coordinator.snapshot();
+    const ring = snap.models.find((m) => m.id === id)?.ring;
+    if (!ring) return false;
+    return ring.stages.every((s) => {
+      const st = snap.peers.find((p) => p.id === s.peer)?.status;
+      return st?.state === 'ready' && st.epoch === ring.epoch;
+    });
+  };
 
   const listModels = () => ({
     object: 'list',

@@ -143,6 +143,9 @@ export function createRingDriver(deps: RingDriverDeps): RingDriver {
         // No local run: without a ring the API answers 503 (or the local engine serves it).
         localMemoryBytes: () => 0,
         seed: () => req.seed,
+        // A ring whose stages are still loading their shards answers "not serving yet": an API
+        // client waits for it longer than a person at the Chat page would.
+        retryWindowMs: 60_000,
         logger: {
           debug: (o, s) => logger.debug(o, s),
           info: (o, s) => logger.debug(o, s),

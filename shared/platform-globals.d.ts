@@ -27,6 +27,8 @@ declare function setInterval(handler: () => void, timeout?: number): unknown;
 declare function clearInterval(id: unknown): void;
 declare const crypto: { randomUUID(): string; getRandomValues<T extends ArrayBufferView>(a: T): T };
 declare const performance: { now(): number };
+declare function btoa(data: string): string;
+declare function atob(data: string): string;
 declare const console: {
   log(...args: unknown[]): void;
   warn(...args: unknown[]): void;

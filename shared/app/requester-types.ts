@@ -46,6 +46,11 @@ export interface AskOptions {
   /** The conversation so far, ending with the user's new message. */
   history: ChatMessage[];
   signal: AbortSignal;
+  /**
+   * The prompt's token ids, already rendered and encoded (the server's API renders every role of a
+   * request itself); absent: rendered from `history` here.
+   */
+  prompt?: readonly number[];
   /** Called with the full text of the answer so far (and the tokens generated), as tokens stream in. */
   onText?: (text: string, generated: number) => void;
   /** Called when a ring peer is lost mid-answer and again when the answer goes on (failover). */

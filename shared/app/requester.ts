@@ -375,14 +375,16 @@ export function createRequester(o: RequesterOptions): Requester {
       const tokenizer = await tokenizerFor(model);
       const last = a.history[a.history.length - 1]!;
       const chat = tokenizer.applyChatTemplate !== undefined && !isLlama2cLocation(model.url);
-      const prompt = chat
-        ? tokenizer.encode(
-            tokenizer.applyChatTemplate!(
-              a.history.filter((m) => !m.meta?.error).map((m) => ({ role: m.role, content: m.text })),
-              { addGenerationPrompt: true },
-            ),
-          )
-        : tokenizer.encode(last.text, { bos: true });
+      const prompt = a.prompt
+        ? [...a.prompt]
+        : chat
+          ? tokenizer.encode(
+              tokenizer.applyChatTemplate!(
+                a.history.filter((m) => !m.meta?.error).map((m) => ({ role: m.role, content: m.text })),
+                { addGenerationPrompt: true },
+              ),
+            )
+          : tokenizer.encode(last.text, { bos: true });
       const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
       let text = '';
       let generated = 0;

@@ -3,11 +3,14 @@
  * the browser ring harness and the tests: follows the coordinator's `assignment` / `standby` /
  * `unassigned` messages strictly in arrival order (one handler at a time, each told whether a newer message has
  * superseded it), keeps the {@link NeighbourLinks}, and reports a neighbour whose link died to the
- * coordinator (`peer-unreachable`).
+ * coordinator (`peer-unreachable`). Links the server's OpenAI API opens over the signaling socket
+ * (`api-link`, see api-links.ts) arrive like any requester's incoming link.
  */
 import type { ServerMessageOf } from '../protocol/signaling.js';
 import { createNeighbourLinks, type NeighbourLinks } from '../ring/neighbour-links.js';
-import type { PeerLink } from '../transport/types.js';
+import { createListeners } from '../transport/emitter.js';
+import type { PeerLink, Transport } from '../transport/types.js';
+import { acceptApiLinks } from './api-links.js';
 import { silentLogger, type Logger, type NetworkHandle } from './network-port.js';
 
 /** What a handler is told about the message it handles. */
@@ -52,8 +55,22 @@ export interface RingMembership {
 export function createRingMembership(o: RingMembershipOptions): RingMembership {
   const log = o.logger ?? silentLogger;
   const { signaling, transport, peerId } = o.network;
+  // The server's API links join the transport's incoming links: a stage serves both alike.
+  const apiIncoming = createListeners<PeerLink>();
+  const apiLinks = acceptApiLinks({ signaling, onLink: (l) => apiIncoming.emit(l), logger: log });
+  const offClosed = o.network.onClosed?.(() => apiLinks.drop());
+  const withApiLinks: Transport = {
+    localId: transport.localId,
+    connect: (id, opts) => transport.connect(id, opts),
+    onIncoming(h) {
+      const a = transport.onIncoming(h);
+      const b = apiIncoming.add(h);
+      return () => (a(), b());
+    },
+    close: () => transport.close(),
+  };
   const links = createNeighbourLinks({
-    transport,
+    transport: withApiLinks,
     selfId: peerId,
     connectTimeoutMs: o.connectTimeoutMs,
     ...(o.accept ? { accept: o.accept } : {}),
@@ -116,6 +133,8 @@ export function createRingMembership(o: RingMembershipOptions): RingMembership {
       offs.forEach((f) => f());
       offLink();
       offLost();
+      offClosed?.();
+      apiLinks.close();
       links.close();
     },
   };

@@ -161,6 +161,41 @@ export const linkReportEntrySchema = z
   .strict();
 export type LinkReportEntry = z.infer<typeof linkReportEntrySchema>;
 
+/**
+ * The id of a server-driven requester (the OpenAI API's ring path): never a peer id (`p_…`), so its
+ * links cannot be mistaken for a neighbour's.
+ */
+export const apiRequesterIdSchema = z.string().regex(/^api-[A-Za-z0-9_-]{1,28}$/, 'not an API requester id');
+/** Largest text (a ring control message) one `api-link` frame carries. */
+export const MAX_API_LINK_TEXT = 16 * 1024;
+/** Largest base64 piece of a binary message one `api-link` frame carries (a longer one is split). */
+export const MAX_API_LINK_BASE64 = 40 * 1024;
+
+/**
+ * One event of a link the server opens to a stage over that stage's signaling socket (the OpenAI
+ * API drives rings as a requester this way; see shared/transport/api-link.ts). `open` comes from the
+ * server with the requester's id and is acknowledged by an `open` back; `text` and `binary` are
+ * the ring link's control and tensor frames (binary as base64, split with `more` when long);
+ * `close` ends the link from either side.
+ */
+export const apiLinkFrameSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('open'), requester: apiRequesterIdSchema.optional() }).strict(),
+  z.object({ kind: z.literal('text'), text: z.string().max(MAX_API_LINK_TEXT) }).strict(),
+  z
+    .object({
+      kind: z.literal('binary'),
+      data: z
+        .string()
+        .max(MAX_API_LINK_BASE64)
+        .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64'),
+      /** More pieces of the same binary message follow. */
+      more: z.boolean().optional(),
+    })
+    .strict(),
+  z.object({ kind: z.literal('close'), reason: z.string().max(200).optional() }).strict(),
+]);
+export type ApiLinkFrame = z.infer<typeof apiLinkFrameSchema>;
+
 // ---------------------------------------------------------------- client -> server
 
 export const clientMessageSchema = z.discriminatedUnion('type', [
@@ -292,6 +327,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       steps: z.number().int().positive().max(1_000_000),
     })
     .strict(),
+  /** A stage's side of a link the server opened to it (`api-link` from the server). */
+  z.object({ type: z.literal('api-link'), v, link: connIdSchema, frame: apiLinkFrameSchema }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 
@@ -403,6 +440,8 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       details: z.record(z.string(), z.unknown()).optional(),
     })
     .strict(),
+  /** The server's side of a link to this stage (its OpenAI API driving the ring as a requester). */
+  z.object({ type: z.literal('api-link'), v, link: connIdSchema, frame: apiLinkFrameSchema }).strict(),
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 

@@ -13,6 +13,7 @@ import {
   type ClientMessage,
   type ClientMessageOf,
 } from '../../shared/protocol/signaling.js';
+import type { ApiLinkHub } from './api/api-link-hub.js';
 import type { ConnectionIo } from './connection-io.js';
 import type { PeerRole } from './peer-registry.js';
 import { createTokenBucket } from './rate-limit.js';
@@ -30,6 +31,8 @@ export interface Protocol {
   onConnection(ws: WebSocket, ip: string, ipBucket: string): void;
   /** Closes connections without hello in time and removes silent or unresumed sessions. */
   sweep(): void;
+  /** The server's own check of an accused peer (a ping; evicted when it goes unanswered). */
+  probe(peerId: string): void;
 }
 
 function rawToText(data: RawData): string {
@@ -39,7 +42,7 @@ function rawToText(data: RawData): string {
 }
 
 /** Creates the protocol handlers over a started server's state. */
-export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol {
+export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?: ApiLinkHub): Protocol {
   const { limits, counters, registry, coordinator, relay, clock, log, conns, allConns, ipCounts } = run;
   const { sendTo, closeConn, sendError } = io;
   let seq = 0;
@@ -99,6 +102,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   ): void => {
     const conn = conns.get(peerId);
     conns.delete(peerId);
+    apiLinks?.peerGone(peerId);
     registry.remove(peerId);
     run.identity.bindings.release(peerId);
     coordinator.removePeer(peerId, reason);
@@ -375,6 +379,11 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
         msg.steps,
       );
     },
+    'api-link'(msg, conn) {
+      const peerId = requireSession(conn);
+      if (!apiLinks) throw new RingworkError('PROTOCOL_NOT_ALLOWED', 'This server opens no API links.', {});
+      apiLinks.receive(peerId, msg);
+    },
     leave(_msg, conn) {
       const peerId = requireSession(conn);
       removePeer(peerId, 'left');
@@ -390,7 +399,9 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
   const onFrame = (conn: Conn, data: RawData, isBinary: boolean): void => {
     if (conn.closing) return;
     counters.framesIn++;
-    const verdict = gate.admit(conn, frameBytes(data));
+    // The API's own links to this stage have their own budget (api-link-hub.ts), not the gate's.
+    const apiFrame = conn.peerId !== null && apiLinks?.admitFrame(conn.peerId, data) === true;
+    const verdict = apiFrame ? 'ok' : gate.admit(conn, frameBytes(data));
     // Frames refused by a budget go down one path (one error, then drops; too many drops close the
     // connection), and are never parsed.
     if (verdict !== 'ok') {
@@ -491,6 +502,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
       const peerId = conn.peerId;
       if (peerId && conns.get(peerId) === conn) {
         conns.delete(peerId);
+        apiLinks?.peerGone(peerId);
         // The session (id, token) survives for resumeGraceMs so a reconnect keeps its identity, but
         // the peer leaves planning now: a closed tab must not stall its ring for the whole grace.
         registry.setConnected(peerId, false);
@@ -538,5 +550,5 @@ export function createProtocol(run: RunningContext, io: ConnectionIo): Protocol 
     gate.prune();
   };
 
-  return { onConnection, sweep };
+  return { onConnection, sweep, probe: probeAccused };
 }

@@ -41,13 +41,16 @@
  * 4001 session replaced, 4002 heartbeat timeout, 4003 evicted (confirmed unreachable), 4004 no hello
  * in time, 4005 slow consumer.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { MAX_SIGNALING_FRAME_BYTES } from '../../shared/protocol/signaling.js';
+import { MAX_SIGNALING_FRAME_BYTES, type ServerMessage } from '../../shared/protocol/signaling.js';
 import { DEFAULT_CATEGORY_THRESHOLDS } from '../../shared/planner/index.js';
+import { createApiLinkHub, type ApiLinkHub } from './api/api-link-hub.js';
 import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
+import { createRingDriver } from './api/ring-driver.js';
 import { loadCatalog, type CatalogModel } from './catalog.js';
 import { createClientAddressResolver } from './client-address.js';
 import { systemClock, unrefTimer, type Clock, type TimerHandle } from './clock.js';
@@ -206,11 +209,29 @@ export function createSignalingServer(
     allowSynchronousEvents: false,
   });
   let started: Started | null = null;
+  // The API's links to ring stages ride on the stages' sockets; its requester is a coordinator peer.
+  const apiLinks: ApiLinkHub = createApiLinkHub({
+    deliver: (peerId, msg) => io.deliver(peerId, msg),
+    maxLinksPerPeer: config.api.maxConcurrentStreams,
+    clock,
+    logger: log,
+  });
+  let deliverToApi: ((msg: ServerMessage) => void) | null = null;
+  let apiPeerId: string | null = null;
   let startPromise: Promise<Listening> | null = null;
   let stopPromise: Promise<void> | null = null;
 
   const listen = async (run: RunningContext, ledger: Ledger | null): Promise<Started> => {
-    const protocol = createProtocol(run, io);
+    const protocol = createProtocol(run, io, apiLinks);
+    const ring = createRingDriver({
+      coordinator: run.coordinator,
+      hub: apiLinks,
+      catalog: run.catalog,
+      probe: protocol.probe,
+      ...(apiPeerId ? { peerId: apiPeerId } : {}),
+      logger: log,
+    });
+    deliverToApi = ring.deliver;
     // Before listening: a missing or bad --api-keys file fails the start, not a request.
     const api = createOpenAiApi({
       config: config.api,
@@ -218,6 +239,7 @@ export function createSignalingServer(
       coordinator: run.coordinator,
       allowedOrigins: config.allowedOrigins,
       logger: log,
+      ring,
     });
     const server = createServer({
       // Slow-header sockets are held only briefly; Node checks these timeouts every interval.
@@ -291,7 +313,11 @@ export function createSignalingServer(
         liveness: CoordinatorOptions['liveness'],
       ): CoordinatorOptions => ({
         catalog,
-        send,
+        // The API's requester is a peer of this server's coordinator; its messages stay in-process.
+        send: (peerId, msg) => {
+          if (peerId === apiPeerId) deliverToApi?.(msg);
+          else send(peerId, msg);
+        },
         objective: config.objective,
         plannerOptions: {
           stageOverheadMs: config.stageOverheadMs,
@@ -341,6 +367,7 @@ export function createSignalingServer(
           ),
         );
       coordinator.start();
+      apiPeerId = `p_${randomBytes(12).toString('base64url')}`;
       const localRelay = createRelay({
         canSignal: (a, b) => coordinator.canSignal(a, b),
         isKnown: (id) => registry.get(id) !== undefined,
@@ -401,6 +428,7 @@ export function createSignalingServer(
         s.routes.dropHeld();
         s.run.coordinator.stop();
         await s.api.stop();
+        apiLinks.close();
         await s.run.cluster?.stop();
         await s.ledger?.stop();
       }

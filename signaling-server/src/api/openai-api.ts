@@ -4,9 +4,9 @@
  * OpenAI's shape and carry Ringwork's error code (`error.code`). A non-standard `ringwork` field says
  * how the answer was produced and verified.
  *
- * Who generates: the server's own engine in a worker thread when the operator enables it
- * (`--api-local-fallback`). Driving a ring of contributor tabs from the server is not built yet;
- * without the fallback a request gets 503 saying what is missing.
+ * Who generates: a ring of contributors when one serves the model (the server drives it as a
+ * requester, ring-driver.ts); otherwise the server's own engine in a worker thread when the
+ * operator enables it (`--api-local-fallback`); otherwise 503 saying what is missing.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -17,7 +17,12 @@ import type { CatalogModel } from '../catalog.js';
 import type { Coordinator } from '../coordinator.js';
 import { createApiAccess, type ApiAccess, type ApiGrant } from './api-access.js';
 import type { ApiConfig } from './api-config.js';
-import { createLocalEngine, type LocalEngine, type LocalGenerateRequest } from './local-engine.js';
+import {
+  createLocalEngine,
+  type LocalEngine,
+  type LocalGenerateHandlers,
+  type LocalGenerateRequest,
+} from './local-engine.js';
 import type { EngineInput } from './local-engine-protocol.js';
 import {
   chatCompletionRequestSchema,
@@ -26,6 +31,7 @@ import {
   openAiError,
   parseApiRequest,
 } from './openai-schema.js';
+import type { RingDriver } from './ring-driver.js';
 import { createStopMatcher } from './stop-matcher.js';
 
 /** What the API needs from the running server. */
@@ -39,6 +45,8 @@ export interface OpenAiApiDeps {
   /** Tests pass keys directly; otherwise `config.keysFile` is read. */
   keys?: readonly string[];
   access?: ApiAccess;
+  /** Drives rings of contributors as a requester (absent: only the local fallback serves). */
+  ring?: RingDriver;
 }
 
 /** The API's request handler. */
@@ -162,8 +170,16 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     return m;
   };
 
-  const served = (id: string): boolean =>
-    deps.coordinator.snapshot().models.some((m) => m.id === id && m.ring !== null);
+  /** A ring serves the model now: every stage said its shard is loaded for the ring's epoch. */
+  const served = (id: string): boolean => {
+    const snap = deps.coordinator.snapshot();
+    const ring = snap.models.find((m) => m.id === id)?.ring;
+    if (!ring) return false;
+    return ring.stages.every((s) => {
+      const st = snap.peers.find((p) => p.id === s.peer)?.status;
+      return st?.state === 'ready' && st.epoch === ring.epoch;
+    });
+  };
 
   const listModels = () => ({
     object: 'list',
@@ -186,9 +202,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
   const noCapacity = (m: CatalogModel): RingworkError => {
     const view = deps.coordinator.snapshot().models.find((x) => x.id === m.descriptor.id);
     const missing = view?.noRing?.missingBytes;
-    const why = view?.ring
-      ? 'a ring serves it, but the server cannot drive rings from the API yet'
-      : (view?.noRing?.reason ?? 'no contributors serve it');
+    const why = view?.noRing?.reason ?? 'no contributors serve it';
     return new RingworkError(
       'API_NO_CAPACITY',
       `No capacity for "${m.descriptor.id}" now: ${why}` +
@@ -206,16 +220,16 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     grant: ApiGrant,
     kind: 'chat' | 'text',
   ): Promise<void> => {
-    if (!config.localFallback) throw noCapacity(job.model);
-    engine ??= createLocalEngine({ logger });
+    const ring = deps.ring?.serves(job.model.descriptor.id) ? deps.ring : undefined;
+    if (!ring && !config.localFallback) throw noCapacity(job.model);
     const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
     const created = now();
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    const ringwork = {
+    let ringwork: Record<string, unknown> = {
       securityLevel: 1,
       validated: false,
-      path: 'server',
-      servedBy: [{ peer: 'server', range: [0, job.model.descriptor.units] }],
+      path: ring ? 'ring' : 'server',
+      servedBy: ring ? [] : [{ peer: 'server', range: [0, job.model.descriptor.units] }],
     };
     const ctl = new AbortController();
     res.on('close', () => {
@@ -278,13 +292,18 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       seed: job.seed,
     };
     let result;
+    // Counted here too: an answer ended by a stop string has no result, but it has usage.
+    let promptSeen = 0;
+    let tokensSeen = 0;
     try {
-      result = await engine.generate(request, {
+      const handlers: LocalGenerateHandlers = {
         signal: ctl.signal,
-        onStarted: () => {
+        onStarted: (n) => {
+          promptSeen = n;
           if (job.stream) startStream();
         },
         onToken: (_t, piece) => {
+          tokensSeen++;
           grant.spend(1);
           const r = matcher.push(piece);
           emit(r.emit);
@@ -293,7 +312,15 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
             ctl.abort(new RingworkError('ABORTED', 'A stop string ended the answer.'));
           }
         },
-      });
+      };
+      if (ring) {
+        const r = await ring.generate({ ...request, modelId: job.model.descriptor.id }, handlers);
+        ringwork = { ...ringwork, ringId: r.served.ringId, servedBy: r.served.stages };
+        result = r;
+      } else {
+        engine ??= createLocalEngine({ logger });
+        result = await engine.generate(request, handlers);
+      }
     } catch (e) {
       // Aborted by our own stop string: a normal end. The client going away: nobody to answer.
       if (!hitStop) {
@@ -303,8 +330,8 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     }
     if (!hitStop) emit(matcher.flush());
     const finish: Finish = hitStop || (result && result.stop !== 'steps') ? 'stop' : 'length';
-    const promptTokens = result?.promptTokens ?? 0;
-    const completionTokens = result?.completionTokens ?? 0;
+    const promptTokens = result?.promptTokens ?? promptSeen;
+    const completionTokens = result?.completionTokens ?? tokensSeen;
     const usage = {
       prompt_tokens: promptTokens,
       completion_tokens: completionTokens,
@@ -434,6 +461,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       return access.streams;
     },
     async stop() {
+      deps.ring?.stop();
       const e = engine;
       engine = null;
       await e?.stop();

@@ -1,0 +1,179 @@
+/**
+ * The OpenAI API's ring path: the real server process (no local fallback) drives a ring of Node
+ * contributors — real ORT shard runners, signaling over real WebSockets to the server, hidden states
+ * between them over in-memory links — as a requester, its links to the first stage and the head
+ * carried over those stages' signaling sockets (`api-link`). The official `openai` client gets the
+ * golden text; a client that goes away mid-stream releases its ring sessions.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { createContributor, type Contributor } from '../../shared/app/contributor';
+import type { NetworkHandle } from '../../shared/app/network-port';
+import { openModelLocation } from '../../shared/model/open-model';
+import { profileModel } from '../../shared/model/profile';
+import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
+import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
+import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
+import {
+  createSignalingClient,
+  signalingPort,
+  type SignalingClient,
+} from '../../web/src/network/signaling-client';
+import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
+import { stories260KRunner } from '../helpers/engine';
+import { loadGolden } from '../helpers/golden';
+import { scaled, waitUntil } from '../helpers/timeouts';
+
+const GOLDEN = loadGolden().text;
+const PROMPT = 'Once upon a time';
+const KEY = 'rw-ring-test-key-0123456789abcdef';
+
+let server: SpawnedServer;
+let client: OpenAI;
+const clients: SignalingClient[] = [];
+const contributors: Contributor[] = [];
+
+/** A Node contributor: signaling to the real server, ring links in memory, a real ORT runner. */
+async function contributor(hub: ReturnType<typeof createMemoryTransportHub>): Promise<Contributor> {
+  const signaling = createSignalingClient({
+    url: `${server.url.replace('http', 'ws')}/ws`,
+    roles: ['contributor'],
+    WebSocket: WebSocket,
+  });
+  clients.push(signaling);
+  let net: NetworkHandle | undefined;
+  const c = createContributor({
+    network: async () => {
+      if (net) return net;
+      const welcome = await signaling.start();
+      net = {
+        signaling: signalingPort(signaling),
+        transport: hub.transport(welcome.peerId),
+        peerId: welcome.peerId,
+      };
+      return net;
+    },
+    createRunner: stories260KRunner,
+    connectTimeoutMs: 5000,
+    probeIntervalMs: 0,
+    rejoin: false,
+  });
+  contributors.push(c);
+  return c;
+}
+
+interface ModelsView {
+  data: { id: string; ringwork: { ringServing: boolean } }[];
+}
+
+beforeAll(async () => {
+  await warmUpOrt();
+  const dir = mkdtempSync(join(tmpdir(), 'ringwork-api-ring-'));
+  const keys = join(dir, 'keys.txt');
+  writeFileSync(keys, `${KEY}\n`);
+  server = await spawnServer(['--api-keys', keys, '--category-c-below-tflops', '0']);
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: scaled(60_000) });
+  const hub = createMemoryTransportHub();
+  // As the swarm's pages do: memory forces a split over both contributors, so the API's links to the
+  // first stage and to the head go to different peers.
+  const opened = await openModelLocation({ url: 'public/models/stories260K/stories260K.bin' }, nodeOpenerFor);
+  const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
+  const memoryBytes = swarmMemoryBytes(
+    profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
+    2,
+  );
+  for (let i = 0; i < 2; i++)
+    await (
+      await contributor(hub)
+    ).start({ capability: { ...CAPABILITY, tflops: SWARM_TFLOPS, memoryBytes } });
+  await waitUntil(
+    'a ring serving stories260K',
+    async () => {
+      const m = (await client.models.list()) as unknown as ModelsView;
+      return m.data.find((x) => x.id === 'stories260K')?.ringwork.ringServing === true;
+    },
+    { timeoutMs: scaled(30_000) },
+  );
+  await waitUntil(
+    'a contributor serving its stage',
+    () => contributors.some((c) => c.store.getState().phase === 'serving'),
+    {
+      timeoutMs: scaled(30_000),
+    },
+  );
+}, scaled(90_000));
+
+afterAll(async () => {
+  for (const c of contributors) await c.stop();
+  for (const s of clients) s.stop();
+  await server?.stop();
+});
+
+describe('OpenAI API through a ring of contributors (real server process, no local fallback)', () => {
+  it('completions at temperature 0 through the ring: prompt + completion is the golden text', async () => {
+    const r = await client.completions.create({
+      model: 'stories260K',
+      prompt: PROMPT,
+      max_tokens: 60,
+      temperature: 0,
+    });
+    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
+    expect(r.usage).toEqual({ prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
+    const rw = (r as unknown as { ringwork: { path: string; servedBy: { peer: string }[] } }).ringwork;
+    expect(rw.path).toBe('ring');
+    expect(rw.servedBy.length).toBe(2);
+    // The contributors served it: their stages counted the steps.
+    const served = contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
+    expect(served).toBeGreaterThanOrEqual(60);
+  });
+
+  it('chat completions streamed through the ring: the same text', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [{ role: 'user', content: PROMPT }],
+      max_tokens: 60,
+      temperature: 0,
+      stream: true,
+    });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    expect(PROMPT + text).toBe(GOLDEN.trimEnd());
+  });
+
+  it('a client that goes away mid-stream releases its ring sessions on every stage', async () => {
+    const ac = new AbortController();
+    const stream = await client.completions.create(
+      { model: 'stories260K', prompt: PROMPT, max_tokens: 400, temperature: 0.8, stream: true },
+      { signal: ac.signal },
+    );
+    let chunks = 0;
+    let during = 0;
+    const open = () => contributors.reduce((n, c) => n + c.store.getState().stats.openSessions, 0);
+    try {
+      for await (const _ of stream) {
+        if (++chunks === 5) {
+          during = open();
+          ac.abort();
+        }
+      }
+    } catch {
+      /* the client may end the iteration with an abort error */
+    }
+    expect(chunks).toBe(5);
+    expect(during).toBeGreaterThan(0);
+    await waitUntil('ring sessions released', () => open() === 0, { timeoutMs: scaled(10_000) });
+    // And the ring still answers.
+    const r = await client.completions.create({
+      model: 'stories260K',
+      prompt: PROMPT,
+      max_tokens: 60,
+      temperature: 0,
+    });
+    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
+  });
+});

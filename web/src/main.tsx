@@ -6,6 +6,7 @@ import { NetworkPage } from './app/pages/network-page';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from './app/store';
 import { contributor } from './app/tab';
+import { PHASE_TEXT } from './app/format';
 import './app/styles.css';
 
 type Page = 'chat' | 'contribute' | 'network';
@@ -68,12 +69,8 @@ function App() {
             </a>
           ))}
         </nav>
-        <span className="status-pill">
-          {phase === 'serving'
-            ? 'This tab is serving the network'
-            : phase === 'idle'
-              ? 'Not contributing'
-              : phase}
+        <span className="status-pill" role="status" data-testid="header-status">
+          This tab: {PHASE_TEXT[phase] ?? phase}
         </span>
       </header>
       <main>

@@ -57,3 +57,20 @@ export function singleRequest(m: {
 }): number | undefined {
   return m.observedTokensPerSecond ?? m.predictedTokensPerSecond ?? undefined;
 }
+
+/**
+ * The contributor's phases in the app's one vocabulary: the header, the Contribute badge and the
+ * Network page use these words (plain words first; details go in the page itself).
+ */
+export const PHASE_TEXT: Record<string, string> = {
+  idle: 'not contributing',
+  connecting: 'connecting…',
+  profiling: 'measuring this device…',
+  waiting: 'waiting for an assignment',
+  loading: 'downloading its shard…',
+  serving: 'serving',
+  unassigned: 'standing by',
+  draining: 'finishing its open answers before it goes…',
+  paused: 'paused: the ring is planned without this tab until you resume',
+  error: 'error',
+};

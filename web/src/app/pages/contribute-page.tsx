@@ -1,6 +1,6 @@
 import { useEffect } from 'react';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, shortId, unitsLabel } from '../format';
+import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
 
@@ -78,7 +78,7 @@ export function ContributePage() {
           </>
         )}
         <span data-testid="contribute-phase" className="badge" data-peer={c.peerId} data-rejoins={c.rejoins}>
-          {phaseText[c.phase]}
+          {PHASE_TEXT[c.phase]}
         </span>
       </div>
       {c.error && (
@@ -123,9 +123,11 @@ export function ContributePage() {
               <dt>Model</dt>
               <dd>{c.assignment.model}</dd>
               <dt>Layers</dt>
-              <dd>
-                units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units} (
-                {unitsLabel(c.assignment.range, c.assignment.units)})
+              <dd title="A model is a chain of units: 0 = token embedding, then one per transformer block, then the head.">
+                {unitsLabel(c.assignment.range, c.assignment.units)}{' '}
+                <span style={{ color: 'var(--muted)' }}>
+                  (units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units})
+                </span>
               </dd>
               <dt>Weights</dt>
               <dd>{c.assignment.weightFormat}</dd>
@@ -133,7 +135,7 @@ export function ContributePage() {
               <dd>{shortId(c.assignment.prev)}</dd>
               <dt>Sends to</dt>
               <dd>{shortId(c.assignment.next)}</dd>
-              <dt>Ring epoch</dt>
+              <dt title="Goes up each time the coordinator re-plans the ring">Ring version</dt>
               <dd>{c.assignment.epoch}</dd>
             </dl>
           ) : (
@@ -207,16 +209,3 @@ export function ContributePage() {
     </>
   );
 }
-
-const phaseText: Record<string, string> = {
-  idle: 'not contributing',
-  connecting: 'connecting…',
-  profiling: 'measuring this device…',
-  waiting: 'waiting for an assignment',
-  loading: 'downloading its shard…',
-  serving: 'serving',
-  unassigned: 'standing by',
-  draining: 'finishing its open answers before it goes…',
-  paused: 'paused: the ring is planned without this tab until you resume',
-  error: 'error',
-};

@@ -38,7 +38,7 @@ export function NetworkPage() {
             <dt>Last answer</dt>
             <dd>
               {lastAnswer?.meta
-                ? `${num(lastAnswer.meta.decodeTokPerS)} tok/s, ${num(lastAnswer.meta.hopMsPerToken, 2)} ms hops + ${num(lastAnswer.meta.computeMsPerToken, 2)} ms compute per token`
+                ? `${num(lastAnswer.meta.decodeTokPerS)} tok/s measured, ${num(lastAnswer.meta.computeMsPerToken, 2)} ms compute + ${num(lastAnswer.meta.hopMsPerToken, 2)} ms ${lastAnswer.meta.local ? 'other (ran in this tab)' : 'hops'} per token`
                 : '—'}
             </dd>
           </dl>
@@ -77,47 +77,49 @@ export function NetworkPage() {
       ))}
       <section className="card">
         <h2>Peers</h2>
-        <table data-testid="peer-table">
-          <thead>
-            <tr>
-              <th>Peer</th>
-              <th>Category</th>
-              <th>Compute</th>
-              <th>GB/s</th>
-              <th>Memory</th>
-              <th>Backend</th>
-              <th>Assignment</th>
-            </tr>
-          </thead>
-          <tbody>
-            {snapshot.peers.map((p) => {
-              const prof = snapshot.profiles[p.id];
-              const a = p.assignment;
-              return (
-                <tr key={p.id}>
-                  <td>
-                    {shortId(p.id)}
-                    {p.id === me ? ' (this tab)' : ''}
-                  </td>
-                  <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
-                  <td>{prof ? flops(prof.tflops) : '—'}</td>
-                  <td>{prof ? num(prof.bandwidthGBps) : '—'}</td>
-                  <td>{bytes(prof?.memoryBytes)}</td>
-                  <td>{prof?.backend ?? 'chat only'}</td>
-                  <td>
-                    {p.withdrawal
-                      ? p.withdrawal.reason
-                      : a?.kind === 'assigned' && a.range
-                        ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                        : a?.kind === 'unassigned'
-                          ? `standing by (${a.reason})`
-                          : '—'}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <div className="table-scroll" tabIndex={0} aria-label="peers (scrolls sideways)">
+          <table data-testid="peer-table">
+            <thead>
+              <tr>
+                <th>Peer</th>
+                <th>Category</th>
+                <th>Compute</th>
+                <th>GB/s</th>
+                <th>Memory</th>
+                <th>Backend</th>
+                <th>Assignment</th>
+              </tr>
+            </thead>
+            <tbody>
+              {snapshot.peers.map((p) => {
+                const prof = snapshot.profiles[p.id];
+                const a = p.assignment;
+                return (
+                  <tr key={p.id}>
+                    <td>
+                      {shortId(p.id)}
+                      {p.id === me ? ' (this tab)' : ''}
+                    </td>
+                    <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
+                    <td>{prof ? flops(prof.tflops) : '—'}</td>
+                    <td>{prof ? num(prof.bandwidthGBps) : '—'}</td>
+                    <td>{bytes(prof?.memoryBytes)}</td>
+                    <td>{prof?.backend ?? 'chat only'}</td>
+                    <td>
+                      {p.withdrawal
+                        ? p.withdrawal.reason
+                        : a?.kind === 'assigned' && a.range
+                          ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                          : a?.kind === 'unassigned'
+                            ? `standing by (${a.reason})`
+                            : '—'}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
       </section>
     </>
   );
@@ -151,7 +153,7 @@ function RingDrawing({
   return (
     <svg
       viewBox={`0 0 ${W} ${H}`}
-      width="100%"
+      className="ring-drawing"
       role="img"
       aria-label={`ring of ${stages.length} peers serving ${model.id}`}
       data-testid={`ring-${model.id}`}
@@ -237,7 +239,7 @@ function RingDrawing({
         );
       })}
       <text x={cx} y={cy + 4} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
-        one token = one lap
+        each token goes once around
       </text>
     </svg>
   );

@@ -188,6 +188,7 @@ export function ContributePage() {
           <label className="field" style={{ marginTop: '0.75rem' }}>
             Compute limit: {Math.round(c.dutyCycle * 100)}% of the time
             <input
+              data-testid="duty-cycle"
               type="range"
               min={10}
               max={100}

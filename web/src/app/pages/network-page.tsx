@@ -2,6 +2,7 @@ import { bytes, flops, num, shortId, singleRequest, unitsLabel } from '../format
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
+import { useNarrow } from '../use-narrow';
 
 /** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
 export function NetworkPage() {
@@ -141,16 +142,19 @@ function RingDrawing({
   me?: string;
 }) {
   const stages = model.ring!.stages;
-  const W = 640;
-  const H = 360;
+  // On a phone the drawing keeps only numbers and short ids (large enough to read once scaled
+  // down); the layers of each stage are listed beneath it instead.
+  const narrow = useNarrow();
+  const W = narrow ? 360 : 640;
+  const H = narrow ? 300 : 360;
   const cx = W / 2;
   const cy = H / 2;
-  const r = 120;
+  const r = narrow ? 95 : 120;
   const at = (i: number) => {
     const a = (2 * Math.PI * i) / stages.length - Math.PI / 2;
     return { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a), a };
   };
-  return (
+  const drawing = (
     <svg
       viewBox={`0 0 ${W} ${H}`}
       className="ring-drawing"
@@ -208,8 +212,8 @@ function RingDrawing({
       {stages.map((s, i) => {
         const p = at(i);
         const prof = snapshot.profiles[s.peer];
-        const lx = cx + (r + 70) * Math.cos(p.a);
-        const ly = cy + (r + 55) * Math.sin(p.a);
+        const lx = cx + (r + (narrow ? 50 : 70)) * Math.cos(p.a);
+        const ly = cy + (r + (narrow ? 36 : 55)) * Math.sin(p.a);
         return (
           <g key={s.peer} data-testid="ring-stage">
             <circle
@@ -223,14 +227,21 @@ function RingDrawing({
             <text x={p.x} y={p.y + 4} textAnchor="middle">
               {i + 1}
             </text>
-            <text x={lx} y={ly - 8} textAnchor="middle" style={{ fontWeight: 600 }}>
+            <text
+              x={lx}
+              y={narrow ? ly + 5 : ly - 8}
+              textAnchor="middle"
+              style={{ fontWeight: 600, fontSize: narrow ? 15 : undefined }}
+            >
               {shortId(s.peer)}
               {s.peer === me ? ' (you)' : ''}
             </text>
-            <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
-              units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
-            </text>
-            {prof && (
+            {!narrow && (
+              <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
+                units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
+              </text>
+            )}
+            {prof && !narrow && (
               <text x={lx} y={ly + 23} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
                 {prof.backend} · {flops(prof.tflops)}
               </text>
@@ -238,9 +249,38 @@ function RingDrawing({
           </g>
         );
       })}
-      <text x={cx} y={cy + 4} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
+      <text
+        x={cx}
+        y={cy + 4}
+        textAnchor="middle"
+        style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
+      >
         each token goes once around
       </text>
     </svg>
+  );
+  if (!narrow) return drawing;
+  return (
+    <>
+      {drawing}
+      <ol className="stage-list" data-testid="stage-list">
+        {stages.map((s) => {
+          const prof = snapshot.profiles[s.peer];
+          return (
+            <li key={s.peer}>
+              <strong>
+                {shortId(s.peer)}
+                {s.peer === me ? ' (you)' : ''}
+              </strong>
+              : {unitsLabel(s.range, model.units)}{' '}
+              <span style={{ color: 'var(--muted)' }}>
+                (units {s.range[0]}–{s.range[1] - 1}
+                {prof ? `; ${prof.backend} · ${flops(prof.tflops)}` : ''})
+              </span>
+            </li>
+          );
+        })}
+      </ol>
+    </>
   );
 }

@@ -110,7 +110,7 @@ export type PromptFit =
 
 /**
  * Checks a prompt of `promptTokens` tokens (BOS included) against a model's `contextLength`.
- * A prompt fits while at least one new token fits after it; a longer one is refused with the offer
+ * A prompt fits while at least one new token fits after it (up to `contextLength` tokens); a longer one is refused with the offer
  * to keep its last tokens, leaving room for `min(maxTokens, a quarter of the context)` new tokens.
  */
 export function checkPromptFit(o: {
@@ -118,14 +118,16 @@ export function checkPromptFit(o: {
   contextLength: number;
   maxTokens: number;
 }): PromptFit {
-  const room = o.contextLength - o.promptTokens;
+  // Positions 0..context−1 are read; the token sampled at the last one is still shown, so a
+  // prompt of P tokens (BOS included) leaves context − P + 1 new tokens.
+  const room = o.contextLength - o.promptTokens + 1;
   if (room >= 1) {
     const maxNewTokens = Math.min(o.maxTokens, room);
     return { kind: 'fits', promptTokens: o.promptTokens, maxNewTokens, clamped: maxNewTokens < o.maxTokens };
   }
   const reserve = Math.max(1, Math.min(o.maxTokens, Math.floor(o.contextLength / 4)));
-  // BOS takes one position of the context too.
-  const keep = Math.max(1, o.contextLength - reserve - 1);
+  // keep + BOS = context − reserve + 1 positions: exactly `reserve` new tokens fit after them.
+  const keep = Math.max(1, o.contextLength - reserve);
   return {
     kind: 'too-long',
     promptTokens: o.promptTokens,

@@ -109,7 +109,7 @@ export function createChatSession(o: ChatSessionOptions): ChatSession {
     }
     delete errors[field];
     set({ errors });
-    req.setSettings({ [field]: r.value } as Partial<ChatSettings>);
+    req.setSettings({ [field]: r.value });
     return true;
   };
 

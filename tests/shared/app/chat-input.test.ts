@@ -7,11 +7,13 @@ import {
   unrepresentableChars,
   unrepresentableError,
 } from '../../../shared/app/chat-input';
+import { parseLendMemory } from '../../../shared/app/contribute-input';
 import { createHfTokenizer } from '../../../shared/tokenizer/hf-tokenizer';
 import { createSynthTokenizerJson } from '../../../shared/tokenizer/synth-tokenizer';
 import { stories260KTokenizer } from '../../helpers/engine';
 
-const code = (r: ReturnType<typeof parseSetting>) => (r.ok ? 'ok' : r.error.code);
+const code = (r: ReturnType<typeof parseSetting> | ReturnType<typeof parseLendMemory>) =>
+  r.ok ? 'ok' : r.error.code;
 
 describe('settings fields', () => {
   it('temperature: 0..2 as typed; negative refused (never silently greedy), junk and empty refused', () => {
@@ -119,4 +121,16 @@ it('an answer that filled the context says so; a natural end says nothing', () =
   expect(answerEndNote('context', 512)).toMatch(/end of the model's context \(512 tokens\)/);
   expect(answerEndNote('max-tokens')).toMatch(/max new tokens/);
   expect(answerEndNote('end')).toBeUndefined();
+});
+
+describe('memory to lend', () => {
+  it('MB as typed; empty lends everything; zero, junk and more than the device has are refused', () => {
+    expect(parseLendMemory('')).toEqual({ ok: true, value: undefined });
+    expect(parseLendMemory('0.8')).toEqual({ ok: true, value: 800_000 });
+    expect(parseLendMemory(' 512 ', 1e9)).toEqual({ ok: true, value: 512_000_000 });
+    for (const raw of ['0', '-1', 'abc', '1e3', '0.0'])
+      expect(code(parseLendMemory(raw)), raw).toBe('INVALID_ARGUMENT');
+    const big = parseLendMemory('2000', 1e9);
+    expect(!big.ok && big.error.message).toMatch(/at most 1000.0 MB/);
+  });
 });

@@ -1,4 +1,6 @@
-import { useEffect } from 'react';
+import { useEffect, useState } from 'react';
+import { parseLendMemory } from '../../../../shared/app/contribute-input';
+import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
 import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel } from '../format';
 import { useStore } from 'zustand';
@@ -7,6 +9,21 @@ import { contributor } from '../tab';
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
   const c = useStore(contributor.store);
+  // The field as typed; checked on blur and on join.
+  const [lend, setLend] = useState('');
+  const [lendError, setLendError] = useState<string | undefined>();
+  const join = () => {
+    const r = parseLendMemory(lend);
+    if (!r.ok) return setLendError(r.error.message);
+    setLendError(undefined);
+    const declared = declaredFromUrl().capability;
+    void contributor
+      .start({
+        ...(declared ? { capability: declared } : {}),
+        ...(r.value !== undefined ? { lendMemoryBytes: r.value } : {}),
+      })
+      .catch(() => undefined);
+  };
 
   // Optional auto-pause while the tab is hidden or the device runs on battery.
   useEffect(() => {
@@ -56,13 +73,39 @@ export function ContributePage() {
       </p>
       <div className="row" style={{ marginBottom: '1rem' }}>
         {!joined ? (
-          <button
-            className="big"
-            data-testid="join"
-            onClick={() => void contributor.start().catch(() => undefined)}
-          >
-            Contribute this device
-          </button>
+          <>
+            <button className="big" data-testid="join" onClick={join}>
+              Contribute this device
+            </button>
+            <label className="field" style={{ marginBottom: 0 }}>
+              Memory to lend (MB; empty: all this device can use)
+              <input
+                data-testid="lend-memory"
+                type="text"
+                inputMode="decimal"
+                placeholder="all usable memory"
+                value={lend}
+                aria-invalid={lendError ? true : undefined}
+                aria-describedby="lend-memory-error"
+                onChange={(e) => {
+                  setLend(e.target.value);
+                  setLendError(undefined);
+                }}
+                onBlur={() => {
+                  const r = parseLendMemory(lend);
+                  setLendError(r.ok ? undefined : r.error.message);
+                }}
+              />
+              <span
+                id="lend-memory-error"
+                className="field-error"
+                role="alert"
+                data-testid="lend-memory-error"
+              >
+                {lendError ?? ''}
+              </span>
+            </label>
+          </>
         ) : (
           <>
             {c.phase === 'paused' ? (
@@ -104,8 +147,15 @@ export function ContributePage() {
             <dd>{flops(c.capability?.tflops)}</dd>
             <dt>Memory bandwidth</dt>
             <dd>{c.capability ? `${num(c.capability.bandwidthGBps)} GB/s` : '—'}</dd>
-            <dt>Usable memory</dt>
-            <dd>{bytes(c.capability?.memoryBytes)}</dd>
+            <dt>Memory lent</dt>
+            <dd data-testid="memory-lent" data-bytes={c.capability?.memoryBytes}>
+              {bytes(c.capability?.memoryBytes)}
+              {c.usableMemoryBytes !== undefined &&
+              c.capability &&
+              c.usableMemoryBytes > c.capability.memoryBytes
+                ? ` of ${bytes(c.usableMemoryBytes)} usable`
+                : ''}
+            </dd>
             <dt>Category</dt>
             <dd>{category ? <span className={`badge ${category}`}>{category}</span> : '—'}</dd>
             <dt>Backend</dt>

@@ -223,6 +223,13 @@ export const ERROR_CODES = [
   'VALIDATION_DEVIANT',
   /** A validated step came back without every stage's commitment (a stage that does not commit, or lost ones). */
   'VALIDATION_MISSING_COMMITMENT',
+  // ---- chat input
+  /** A chat setting typed by a person is not a number in its range (temperature, top-p, max tokens, seed). */
+  'CHAT_BAD_SETTING',
+  /** A prompt does not fit the model's context (it says how many tokens to keep). */
+  'CHAT_PROMPT_TOO_LONG',
+  /** A prompt holds characters the model's tokenizer cannot represent (they would be lost). */
+  'CHAT_UNREPRESENTABLE',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

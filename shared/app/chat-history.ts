@@ -20,6 +20,10 @@ export interface ChatMessage {
     done?: boolean;
     /** Ring peers lost mid-answer and survived (the answer went on on a re-formed ring). */
     failovers?: AnswerFailover[];
+    /** Why the answer ended (`context`: it filled the model's context). */
+    end?: 'end' | 'max-tokens' | 'context';
+    /** The model's context length, tokens. */
+    contextLength?: number;
   };
 }
 

@@ -32,7 +32,10 @@ export interface ContributeState {
   phase: ContributePhase;
   peerId?: string;
   profile?: DeviceProfile;
+  /** What this peer announces; its `memoryBytes` is the memory it lends. */
   capability?: PeerCapability;
+  /** The memory the device could lend (measured or declared), bytes; `capability` may lend less. */
+  usableMemoryBytes?: number;
   backend?: string;
   backendReason?: string;
   assignment?: {
@@ -104,13 +107,24 @@ export interface ContributorOptions {
   probeIntervalMs?: number;
 }
 
+/** Options of {@link Contributor.start}. */
+export interface StartOptions {
+  capability?: PeerCapability;
+  /**
+   * Memory to lend, bytes (at most what the device has): the coordinator plans with it, so a few
+   * tabs that each lend a little hold one model between them. Default: all usable memory.
+   */
+  lendMemoryBytes?: number;
+  signal?: AbortSignal;
+}
+
 export interface Contributor {
   readonly store: StoreApi<ContributeState>;
   /**
    * Joins the network. `capability` overrides the measured profile (operators' simulations and
    * tests); otherwise the device is measured first. Safe twice (the second call is a no-op).
    */
-  start(opts?: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void>;
+  start(opts?: StartOptions): Promise<void>;
   /** Stops at once: frees the shard, closes links and the signaling subscriptions. Safe twice. */
   stop(): Promise<void>;
   /**

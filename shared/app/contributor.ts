@@ -5,7 +5,7 @@
  * injects its WebRTC network, Web Worker runner and device profiler, Node tests in-memory ones.
  */
 import { createStore } from 'zustand/vanilla';
-import type { PeerCapability, ServerMessageOf } from '../protocol/signaling.js';
+import type { ServerMessageOf } from '../protocol/signaling.js';
 import { isRingworkError, RingworkError } from '../errors.js';
 import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-probe.js';
 import { ringErrorControl } from '../ring/ring-protocol.js';
@@ -19,7 +19,12 @@ import type { PeerLink } from '../transport/types.js';
 import { silentLogger, systemAppClock, type NetworkClosed, type NetworkHandle } from './network-port.js';
 import { isFinalError, rejoinDelay } from './rejoin-policy.js';
 import { createRingMembership, type MembershipContext, type RingMembership } from './ring-membership.js';
-import { type ContributeState, type Contributor, type ContributorOptions } from './contributor-types.js';
+import {
+  type ContributeState,
+  type Contributor,
+  type ContributorOptions,
+  type StartOptions,
+} from './contributor-types.js';
 
 export type {
   ContributePhase,
@@ -27,6 +32,7 @@ export type {
   Contributor,
   ContributorOptions,
   MeasuredDevice,
+  StartOptions,
 } from './contributor-types.js';
 export { capabilityFrom } from './contributor-types.js';
 
@@ -404,9 +410,16 @@ export function createContributor(o: ContributorOptions): Contributor {
     });
   }
 
-  const join = async (opts: { capability?: PeerCapability; signal?: AbortSignal }): Promise<void> => {
+  const join = async (opts: StartOptions): Promise<void> => {
     set({ phase: 'connecting', error: undefined, errorCode: undefined });
     try {
+      const lend = opts.lendMemoryBytes;
+      if (lend !== undefined && !(Number.isFinite(lend) && lend > 0))
+        throw new RingworkError(
+          'INVALID_ARGUMENT',
+          `Memory to lend must be a positive number of bytes, got ${String(lend)}.`,
+          { details: { lendMemoryBytes: lend } },
+        );
       net = await o.network();
       watch(net);
       opts.signal?.throwIfAborted();
@@ -420,7 +433,15 @@ export function createContributor(o: ContributorOptions): Contributor {
         capability = m.capability;
       }
       if (!net) throw new RingworkError('ABORTED', 'The contributor was stopped while joining.');
-      set({ capability, phase: 'waiting', stats: { ...get().stats, joinedAt: clock.wallNow() } });
+      const usableMemoryBytes = capability.memoryBytes;
+      if (lend !== undefined)
+        capability = { ...capability, memoryBytes: Math.floor(Math.min(usableMemoryBytes, lend)) };
+      set({
+        capability,
+        usableMemoryBytes,
+        phase: 'waiting',
+        stats: { ...get().stats, joinedAt: clock.wallNow() },
+      });
       // `net` may be a newer connection than the first one (it dropped while the device was measured).
       membership = follow(net);
       // While the connection is down this is dropped: the rejoin announces it again.

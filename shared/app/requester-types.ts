@@ -2,6 +2,7 @@
  * The public shapes of a requester (shared/app/requester.ts): what a chat shows, what one question
  * takes and gives back, and what the browser or a Node host injects.
  */
+import type { AnswerEnd } from './chat-input.js';
 import type { StoreApi } from 'zustand/vanilla';
 import type { AnswerFailover, ChatMessage, ChatSettings, HistoryStorage } from './chat-history.js';
 import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
@@ -39,6 +40,10 @@ export interface AnswerStats {
   hopMsPerToken: number;
   /** Ring peers lost mid-answer and survived. */
   failovers: AnswerFailover[];
+  /** Why the answer ended: the model's own end, the max-tokens setting, or the context's end. */
+  end: AnswerEnd;
+  /** The model's context length, tokens. */
+  contextLength: number;
 }
 
 export interface AskOptions {

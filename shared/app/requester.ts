@@ -24,6 +24,7 @@ import { isRetryableRingError } from '../ring/retry.js';
 import { generate } from '../runtime/generate.js';
 import { createPipeline, type Pipeline } from '../runtime/pipeline.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
+import { createDecodeStream } from '../tokenizer/decode-stream.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { PeerLink } from '../transport/types.js';
 import type {
@@ -386,6 +387,9 @@ export function createRequester(o: RequesterOptions): Requester {
             )
           : tokenizer.encode(last.text, { bos: true });
       const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
+      // The chat shows characters: byte-fallback tokens are assembled as UTF-8 (emoji, CJK), unlike
+      // the CLI, which keeps llama2.c's safe_printf output (generate's pieces).
+      const stream = createDecodeStream(tokenizer, chat ? prompt.slice(-1) : prompt.slice(0, 1));
       let text = '';
       let generated = 0;
       let compute = 0;
@@ -404,7 +408,9 @@ export function createRequester(o: RequesterOptions): Requester {
           // Chat models show only the answer; completion models show the story as printed.
           if (e.position >= prompt.length) generated++;
           if (chat && e.position < prompt.length) return;
-          text += e.piece;
+          const piece = stream.push(e.token);
+          if (!piece) return;
+          text += piece;
           a.onText?.(text, generated);
         },
         onStep: (e) => {
@@ -414,6 +420,7 @@ export function createRequester(o: RequesterOptions): Requester {
           wall += e.timing.totalMs;
         },
       });
+      text += stream.flush();
       // What this request measured, for the coordinator's speed figures: the per-token wall time of
       // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
       // An answer that failed over timed two rings and a recovery: no lap of either.
@@ -440,6 +447,13 @@ export function createRequester(o: RequesterOptions): Requester {
           computeMsPerToken: decodeSteps ? compute / decodeSteps : 0,
           hopMsPerToken: decodeSteps ? Math.max(0, wall - compute) / decodeSteps : 0,
           failovers: failovers?.() ?? [],
+          end:
+            result.stop !== 'steps'
+              ? 'end'
+              : steps >= model.contextLength && prompt.length - 1 + a.settings.maxTokens > steps
+                ? 'context'
+                : 'max-tokens',
+          contextLength: model.contextLength,
         },
       };
     } finally {

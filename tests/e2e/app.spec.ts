@@ -1,43 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { loadGolden, repoPath } from '../helpers/golden';
 import { test, expect } from './server-fixture';
+import { askGolden, contributor } from './app-helpers';
 import { TIMEOUTS } from '../helpers/timeouts';
 
 const golden = loadGolden();
 const SHOTS = repoPath('test-results/screenshots');
-
-async function contributor(
-  browser: Browser,
-  url: string,
-  tflops: number,
-): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: url });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.log('[contributor]', e.message));
-  // Declared capabilities (~1 MFLOP/s) make the planner spread stories260K over every peer.
-  await page.goto(`${url}/#/contribute?join=1&tflops=${tflops}&gbps=100&memory=4000000000`);
-  return { context, page };
-}
-
-async function askGolden(chat: Page): Promise<string> {
-  await chat.getByTestId('tab-chat').click();
-  await chat.getByTestId('temperature').fill('0');
-  await chat.getByTestId('max-tokens').fill('60');
-  await chat.getByTestId('prompt').fill('Once upon a time');
-  await chat.getByTestId('send').click();
-  const answer = chat.getByTestId('answer').last();
-  await expect(answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'))).toBeVisible({
-    timeout: TIMEOUTS.contributorServing,
-  });
-  if (await answer.getByTestId('answer-error').count()) {
-    throw new Error(
-      `the chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
-    );
-  }
-  return (await answer.getByTestId('answer-text').textContent()) ?? '';
-}
 
 test('3 contributor tabs + a chat tab: golden text through the ring, layer ranges on the Network page, same text after a contributor leaves', async ({
   browser,

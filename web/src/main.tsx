@@ -6,6 +6,8 @@ import { NetworkPage } from './app/pages/network-page';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from './app/store';
 import { contributor } from './app/tab';
+import { PHASE_TEXT } from './app/format';
+import { declaredFromUrl } from './app/declared';
 import './app/styles.css';
 
 type Page = 'chat' | 'contribute' | 'network';
@@ -68,12 +70,8 @@ function App() {
             </a>
           ))}
         </nav>
-        <span className="status-pill">
-          {phase === 'serving'
-            ? 'This tab is serving the network'
-            : phase === 'idle'
-              ? 'Not contributing'
-              : phase}
+        <span className="status-pill" role="status" data-testid="header-status">
+          This tab: {PHASE_TEXT[phase] ?? phase}
         </span>
       </header>
       <main>
@@ -85,30 +83,11 @@ function App() {
   );
 }
 
-/**
- * Operator simulations and tests may declare a capability instead of measuring one:
- * `#/contribute?join=1&tflops=0.000001&gbps=100&memory=4000000000` joins straight away.
- */
+/** `join=1` in the URL joins at once (with a declared capability when the URL gives one). */
 function autoJoinFromUrl() {
-  const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
-  if (q.get('join') !== '1') return;
-  const tflops = Number(q.get('tflops'));
-  void contributor
-    .start(
-      Number.isFinite(tflops) && tflops > 0
-        ? {
-            capability: {
-              tflops,
-              bandwidthGBps: Number(q.get('gbps') ?? 100),
-              memoryBytes: Number(q.get('memory') ?? 4e9),
-              backend: 'wasm',
-              mobile: false,
-              label: 'declared',
-            },
-          }
-        : {},
-    )
-    .catch(() => undefined);
+  const d = declaredFromUrl();
+  if (!d.join) return;
+  void contributor.start(d.capability ? { capability: d.capability } : {}).catch(() => undefined);
 }
 
 createRoot(document.getElementById('root')!).render(

@@ -1,4 +1,6 @@
 /** Human-readable figures for the UI. */
+import type { ContributePhase } from '../../../shared/app/contributor';
+
 export function bytes(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return '—';
   const u = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -57,3 +59,21 @@ export function singleRequest(m: {
 }): number | undefined {
   return m.observedTokensPerSecond ?? m.predictedTokensPerSecond ?? undefined;
 }
+
+/**
+ * The contributor's phases in the app's one vocabulary: the header, the Contribute badge and the
+ * Network page use these words (plain words first; details go in the page itself).
+ */
+export const PHASE_TEXT: Record<ContributePhase, string> = {
+  idle: 'not contributing',
+  connecting: 'connecting…',
+  profiling: 'measuring this device…',
+  waiting: 'waiting for an assignment',
+  loading: 'downloading its shard…',
+  serving: 'serving',
+  standby: 'standby replica: holds a ring stage’s units, ready to take over if its peer goes',
+  unassigned: 'not needed now',
+  draining: 'finishing its open answers before it goes…',
+  paused: 'paused: the ring is planned without this tab until you resume',
+  error: 'error',
+};

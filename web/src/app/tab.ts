@@ -3,8 +3,11 @@
  * parts: the WebRTC network, the Web Worker shard runner, the device profiler, HTTP tokenizer
  * loading and sessionStorage for the chat history. React pages only bind to their stores.
  */
+import { createChatSession } from '../../../shared/app/chat-session';
 import { capabilityFrom, createContributor } from '../../../shared/app/contributor';
 import { createRequester } from '../../../shared/app/requester';
+import type { ModelDescriptor } from '../../../shared/protocol/signaling';
+import type { Tokenizer } from '../../../shared/tokenizer/types';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
 import { createWorkerShardRunner } from '../engine/worker-shard-runner';
@@ -26,17 +29,34 @@ export const contributor = createContributor({
   },
 });
 
+/** Tokenizers by model URL, shared by the chat form's prompt check and the requester. */
+const tokenizers = new Map<string, Promise<Tokenizer>>();
+function openTokenizer(m: ModelDescriptor): Promise<Tokenizer> {
+  let t = tokenizers.get(m.url);
+  if (!t) {
+    t = openModelLocation({ url: m.url, tokenizerUrl: m.tokenizerUrl }, (root) =>
+      createHttpFileOpener(new URL(root, location.href).href),
+    ).then((o) => o.loadTokenizer());
+    t.catch(() => tokenizers.delete(m.url));
+    tokenizers.set(m.url, t);
+  }
+  return t;
+}
+
 /** This tab as a requester (chat). History is kept in the tab: a reload keeps it, another tab does not. */
 export const requester = createRequester({
   network: getNetwork,
   createRunner: createWorkerShardRunner,
-  openTokenizer: (m) =>
-    openModelLocation({ url: m.url, tokenizerUrl: m.tokenizerUrl }, (root) =>
-      createHttpFileOpener(new URL(root, location.href).href),
-    ).then((o) => o.loadTokenizer()),
+  openTokenizer,
   localStageLink: () => contributor.localStageLink(),
   existingLink: (peer) => contributor.openLink(peer),
   // A quarter of the device's memory (the Device Memory API; 4 GB where it is missing).
   localMemoryBytes: () => ((navigator as { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30 * 0.25,
   storage: sessionStorage,
 });
+
+/**
+ * The chat as the tab holds it (draft, fields as typed, prompt checks). It outlives the Chat page:
+ * an answer keeps streaming while the person looks at Network or Contribute; only Stop stops it.
+ */
+export const chatSession = createChatSession({ requester, tokenizer: openTokenizer });

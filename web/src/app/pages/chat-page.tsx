@@ -1,37 +1,32 @@
-import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
 import { num, shortId, singleRequest } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
-import { requester } from '../tab';
+import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
+import { chatSession, requester } from '../tab';
 
-/** Chat with a model whose layers run across other people's tabs. */
+/**
+ * Chat with a model whose layers run across other people's tabs. The answer and the form live in
+ * the tab's stores (`requester`, `chatSession`): leaving this page stops nothing, only Stop does.
+ */
 export function ChatPage() {
   const chat = useStore(requester.store);
+  const form = useStore(chatSession.store);
   const snapshot = useNetworkView((s) => s.snapshot);
-  const [draft, setDraft] = useState('');
   const s = chat.settings;
   const model = snapshot?.models.find((m) => m.id === s.model);
-
-  useEffect(() => () => requester.abort(), []);
-
-  const send = () => {
-    const text = draft.trim();
-    if (!text || chat.busy) return;
-    setDraft('');
-    void requester.send(text);
-  };
+  const sendDisabled = chat.busy || form.checking || !form.draft.trim();
 
   return (
     <>
       <p className="lead">
-        Ask the network. Your tab tokenizes the prompt, the ring&apos;s tabs each run their slice of the model
-        and pass a small vector along, and the tokens stream back here.
+        Ask the network. Your tab turns the prompt into tokens, the ring&apos;s tabs each run their slice of
+        the model and pass a small vector along, and the answer streams back here.
       </p>
       <RingStatus model={model} />
       <div className="chat">
         <div>
-          <div className="messages" data-testid="messages">
+          <div className="messages" data-testid="messages" aria-live="polite" aria-busy={chat.busy}>
             {chat.messages.length === 0 && (
               <p style={{ color: 'var(--muted)' }}>
                 Try “Once upon a time” — the default model is a tiny story writer (stories260K).
@@ -56,35 +51,92 @@ export function ChatPage() {
                   </div>
                 )}
                 {m.role === 'assistant' && m.meta?.done && !m.meta.error && (
-                  <div className="meta" data-testid="answer-meta">
-                    prefill {num(m.meta.prefillTokPerS)} tok/s · decode {num(m.meta.decodeTokPerS)} tok/s ·
-                    per token {num(m.meta.computeMsPerToken, 2)} ms compute + {num(m.meta.hopMsPerToken, 2)}{' '}
-                    ms hops ·{' '}
-                    {m.meta.local ? 'ran in this tab' : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
-                  </div>
+                  <>
+                    <div className="meta" data-testid="answer-meta">
+                      measured: prefill {num(m.meta.prefillTokPerS)} tok/s · decode{' '}
+                      {num(m.meta.decodeTokPerS)} tok/s · per token {num(m.meta.computeMsPerToken, 2)} ms
+                      compute + {num(m.meta.hopMsPerToken, 2)} ms{' '}
+                      {m.meta.local ? 'other (scheduling, sampling)' : 'hops'} ·{' '}
+                      {m.meta.local
+                        ? 'ran in this tab'
+                        : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
+                    </div>
+                    {answerEndNote(m.meta.end, m.meta.contextLength) && (
+                      <div className="meta" data-testid="answer-end" data-end={m.meta.end}>
+                        {answerEndNote(m.meta.end, m.meta.contextLength)}
+                      </div>
+                    )}
+                  </>
                 )}
               </div>
             ))}
           </div>
-          {chat.status && <p style={{ color: 'var(--muted)' }}>{chat.status}</p>}
-          <div style={{ marginTop: '1rem' }}>
+          <p role="status" style={{ color: 'var(--muted)', minHeight: '1.2em' }} data-testid="chat-status">
+            {chat.status ?? (chat.busy ? 'writing the answer…' : '')}
+          </p>
+          {form.notice && (
+            <p className="notice" data-testid="chat-notice">
+              {form.notice}
+            </p>
+          )}
+          <form
+            style={{ marginTop: '1rem' }}
+            onSubmit={(e) => {
+              e.preventDefault();
+              void chatSession.submit();
+            }}
+          >
+            <label className="visually-hidden" htmlFor="prompt">
+              Prompt
+            </label>
             <textarea
+              id="prompt"
               data-testid="prompt"
               placeholder="Write a prompt…"
-              value={draft}
-              onChange={(e) => setDraft(e.target.value)}
+              value={form.draft}
+              aria-invalid={form.errors.prompt || form.tooLong ? true : undefined}
+              aria-describedby="prompt-error"
+              onChange={(e) => chatSession.setDraft(e.target.value)}
               onKeyDown={(e) => {
                 if (e.key === 'Enter' && !e.shiftKey) {
                   e.preventDefault();
-                  send();
+                  if (!sendDisabled) void chatSession.submit();
                 }
               }}
             />
+            <div id="prompt-error" role="alert">
+              {form.errors.prompt && <p className="field-error">{form.errors.prompt}</p>}
+              {form.tooLong && (
+                <div className="notice" data-testid="prompt-too-long" data-keep={form.tooLong.keep}>
+                  {form.tooLong.message}
+                  <div className="row" style={{ marginTop: '0.5rem' }}>
+                    <button type="button" data-testid="keep-end" onClick={() => void chatSession.keepEnd()}>
+                      Keep the last {form.tooLong.keep} tokens and send
+                    </button>
+                    <button type="button" className="secondary" onClick={() => chatSession.dismissTooLong()}>
+                      Edit the prompt
+                    </button>
+                  </div>
+                </div>
+              )}
+            </div>
             <div className="row" style={{ marginTop: '0.5rem' }}>
-              <button data-testid="send" onClick={send} disabled={chat.busy || !draft.trim()}>
-                Send
+              <button
+                type="submit"
+                data-testid="send"
+                disabled={sendDisabled}
+                title={
+                  chat.busy
+                    ? 'An answer is being written: wait for it or press Stop'
+                    : !form.draft.trim()
+                      ? 'Write a prompt first'
+                      : undefined
+                }
+              >
+                {form.checking ? 'Checking…' : 'Send'}
               </button>
               <button
+                type="button"
                 className="secondary"
                 data-testid="stop"
                 onClick={() => requester.abort()}
@@ -92,11 +144,16 @@ export function ChatPage() {
               >
                 Stop
               </button>
-              <button className="secondary" onClick={() => requester.clear()} disabled={chat.busy}>
+              <button
+                type="button"
+                className="secondary"
+                onClick={() => requester.clear()}
+                disabled={chat.busy}
+              >
                 Clear history
               </button>
             </div>
-          </div>
+          </form>
         </div>
         <aside className="card">
           <h2>Settings</h2>
@@ -110,61 +167,66 @@ export function ChatPage() {
               ))}
             </select>
           </label>
-          <label className="field">
-            Temperature ({s.temperature})
-            <input
-              data-testid="temperature"
-              type="number"
-              min={0}
-              max={2}
-              step={0.1}
-              value={s.temperature}
-              onChange={(e) => requester.setSettings({ temperature: Math.max(0, Number(e.target.value)) })}
-            />
-          </label>
-          <label className="field">
-            Top-p ({s.topP})
-            <input
-              type="number"
-              min={0.05}
-              max={1}
-              step={0.05}
-              value={s.topP}
-              onChange={(e) =>
-                requester.setSettings({ topP: Math.min(1, Math.max(0.05, Number(e.target.value))) })
-              }
-            />
-          </label>
-          <label className="field">
-            Max new tokens
-            <input
-              data-testid="max-tokens"
-              type="number"
-              min={1}
-              max={4096}
-              value={s.maxTokens}
-              onChange={(e) =>
-                requester.setSettings({ maxTokens: Math.max(1, Math.floor(Number(e.target.value))) })
-              }
-            />
-          </label>
-          <label className="field">
-            Seed (empty: random per answer)
-            <input
-              data-testid="seed"
-              type="number"
-              min={1}
-              step={1}
-              value={s.seed ?? ''}
-              onChange={(e) => {
-                const v = Math.floor(Number(e.target.value));
-                requester.setSettings({ seed: e.target.value === '' || !(v > 0) ? undefined : v });
-              }}
-            />
-          </label>
+          <SettingInput
+            field="temperature"
+            label={`Temperature (${SETTING_LIMITS.temperature.min}–${SETTING_LIMITS.temperature.max}; 0 = always the likeliest token)`}
+            value={form.fields.temperature}
+            error={form.errors.temperature}
+          />
+          <SettingInput
+            field="topP"
+            label={`Top-p (${SETTING_LIMITS.topP.min}–${SETTING_LIMITS.topP.max})`}
+            value={form.fields.topP}
+            error={form.errors.topP}
+          />
+          <SettingInput
+            field="maxTokens"
+            label={`Max new tokens (1–${chatSession.maxTokensLimit()})`}
+            value={form.fields.maxTokens}
+            error={form.errors.maxTokens}
+            integer
+          />
+          <SettingInput
+            field="seed"
+            label="Seed (empty: random per answer)"
+            value={form.fields.seed}
+            error={form.errors.seed}
+            integer
+          />
         </aside>
       </div>
     </>
+  );
+}
+
+/** A settings field: kept exactly as typed, checked on blur (and on send), its message beneath it. */
+function SettingInput(p: {
+  field: SettingField;
+  label: string;
+  value: string;
+  error: string | undefined;
+  integer?: boolean;
+}) {
+  const testId = { temperature: 'temperature', topP: 'top-p', maxTokens: 'max-tokens', seed: 'seed' }[
+    p.field
+  ];
+  return (
+    <label className="field">
+      {p.label}
+      <input
+        data-testid={testId}
+        type="text"
+        inputMode={p.integer ? 'numeric' : 'decimal'}
+        value={p.value}
+        aria-invalid={p.error ? true : undefined}
+        aria-describedby={`${testId}-error`}
+        onChange={(e) => chatSession.setField(p.field, e.target.value)}
+        onBlur={() => chatSession.commitField(p.field)}
+      />
+      <span id={`${testId}-error`} className="field-error" data-testid={`${testId}-error`} role="alert">
+        {p.error ?? ''}
+      </span>
+    </label>
   );
 }
 
@@ -204,15 +266,19 @@ function RingStatus({ model }: { model: NetworkSnapshot['models'][number] | unde
         className="notice"
         style={{ borderColor: 'var(--accent)', background: '#10201a' }}
         data-testid="ring-status"
+        role="status"
       >
         {model.id} is served by a ring of {model.ring.stages.length} peer
         {model.ring.stages.length > 1 ? 's' : ''}
-        {singleRequest(model) ? ` (single request ≈ ${num(singleRequest(model), 1)} tok/s)` : ''}.
+        {singleRequest(model)
+          ? ` (one request ≈ ${num(singleRequest(model), 1)} tok/s, ${model.observedTokensPerSecond ? 'measured' : 'planned'})`
+          : ''}
+        .
       </p>
     );
   }
   return (
-    <p className="notice" data-testid="ring-status">
+    <p className="notice" data-testid="ring-status" role="status">
       No ring serves {model.id} yet
       {model.noRing?.missingBytes
         ? `: ${(model.noRing.missingBytes / 1e9).toFixed(2)} GB more peer memory is needed`

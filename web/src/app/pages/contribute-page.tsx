@@ -1,6 +1,8 @@
-import { useEffect } from 'react';
+import { useEffect, useState } from 'react';
+import { parseLendMemory } from '../../../../shared/app/contribute-input';
+import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, shortId, unitsLabel } from '../format';
+import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
 import { IdentityCard } from './ledger-cards';
@@ -8,6 +10,21 @@ import { IdentityCard } from './ledger-cards';
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
   const c = useStore(contributor.store);
+  // The field as typed; checked on blur and on join.
+  const [lend, setLend] = useState('');
+  const [lendError, setLendError] = useState<string | undefined>();
+  const join = () => {
+    const r = parseLendMemory(lend);
+    if (!r.ok) return setLendError(r.error.message);
+    setLendError(undefined);
+    const declared = declaredFromUrl().capability;
+    void contributor
+      .start({
+        ...(declared ? { capability: declared } : {}),
+        ...(r.value !== undefined ? { lendMemoryBytes: r.value } : {}),
+      })
+      .catch(() => undefined);
+  };
 
   // Optional auto-pause while the tab is hidden or the device runs on battery.
   useEffect(() => {
@@ -60,13 +77,39 @@ export function ContributePage() {
       </div>
       <div className="row" style={{ marginBottom: '1rem' }}>
         {!joined ? (
-          <button
-            className="big"
-            data-testid="join"
-            onClick={() => void contributor.start().catch(() => undefined)}
-          >
-            Contribute this device
-          </button>
+          <>
+            <button className="big" data-testid="join" onClick={join}>
+              Contribute this device
+            </button>
+            <label className="field" style={{ marginBottom: 0 }}>
+              Memory to lend (MB; empty: all this device can use)
+              <input
+                data-testid="lend-memory"
+                type="text"
+                inputMode="decimal"
+                placeholder="all usable memory"
+                value={lend}
+                aria-invalid={lendError ? true : undefined}
+                aria-describedby="lend-memory-error"
+                onChange={(e) => {
+                  setLend(e.target.value);
+                  setLendError(undefined);
+                }}
+                onBlur={() => {
+                  const r = parseLendMemory(lend);
+                  setLendError(r.ok ? undefined : r.error.message);
+                }}
+              />
+              <span
+                id="lend-memory-error"
+                className="field-error"
+                role="alert"
+                data-testid="lend-memory-error"
+              >
+                {lendError ?? ''}
+              </span>
+            </label>
+          </>
         ) : (
           <>
             {c.phase === 'paused' ? (
@@ -82,7 +125,7 @@ export function ContributePage() {
           </>
         )}
         <span data-testid="contribute-phase" className="badge" data-peer={c.peerId} data-rejoins={c.rejoins}>
-          {phaseText[c.phase]}
+          {PHASE_TEXT[c.phase]}
         </span>
       </div>
       {c.error && (
@@ -108,8 +151,15 @@ export function ContributePage() {
             <dd>{flops(c.capability?.tflops)}</dd>
             <dt>Memory bandwidth</dt>
             <dd>{c.capability ? `${num(c.capability.bandwidthGBps)} GB/s` : '—'}</dd>
-            <dt>Usable memory</dt>
-            <dd>{bytes(c.capability?.memoryBytes)}</dd>
+            <dt>Memory lent</dt>
+            <dd data-testid="memory-lent" data-bytes={c.capability?.memoryBytes}>
+              {bytes(c.capability?.memoryBytes)}
+              {c.usableMemoryBytes !== undefined &&
+              c.capability &&
+              c.usableMemoryBytes > c.capability.memoryBytes
+                ? ` of ${bytes(c.usableMemoryBytes)} usable`
+                : ''}
+            </dd>
             <dt>Category</dt>
             <dd>{category ? <span className={`badge ${category}`}>{category}</span> : '—'}</dd>
             <dt>Backend</dt>
@@ -127,9 +177,11 @@ export function ContributePage() {
               <dt>Model</dt>
               <dd>{c.assignment.model}</dd>
               <dt>Layers</dt>
-              <dd>
-                units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units} (
-                {unitsLabel(c.assignment.range, c.assignment.units)})
+              <dd title="A model is a chain of units: 0 = token embedding, then one per transformer block, then the head.">
+                {unitsLabel(c.assignment.range, c.assignment.units)}{' '}
+                <span style={{ color: 'var(--muted)' }}>
+                  (units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units})
+                </span>
               </dd>
               <dt>Weights</dt>
               <dd>{c.assignment.weightFormat}</dd>
@@ -137,7 +189,7 @@ export function ContributePage() {
               <dd>{shortId(c.assignment.prev)}</dd>
               <dt>Sends to</dt>
               <dd>{shortId(c.assignment.next)}</dd>
-              <dt>Ring epoch</dt>
+              <dt title="Goes up each time the coordinator re-plans the ring">Ring version</dt>
               <dd>{c.assignment.epoch}</dd>
             </dl>
           ) : (
@@ -190,6 +242,7 @@ export function ContributePage() {
           <label className="field" style={{ marginTop: '0.75rem' }}>
             Compute limit: {Math.round(c.dutyCycle * 100)}% of the time
             <input
+              data-testid="duty-cycle"
               type="range"
               min={10}
               max={100}
@@ -211,17 +264,3 @@ export function ContributePage() {
     </>
   );
 }
-
-const phaseText: Record<string, string> = {
-  idle: 'not contributing',
-  connecting: 'connecting…',
-  profiling: 'measuring this device…',
-  waiting: 'waiting for an assignment',
-  loading: 'downloading its shard…',
-  serving: 'serving',
-  standby: 'standby replica: holds a ring stage’s units, ready to take over if its peer goes',
-  unassigned: 'not needed now',
-  draining: 'finishing its open answers before it goes…',
-  paused: 'paused: the ring is planned without this tab until you resume',
-  error: 'error',
-};

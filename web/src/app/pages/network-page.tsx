@@ -3,6 +3,7 @@ import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
 import { Leaderboard } from './ledger-cards';
+import { useNarrow } from '../use-narrow';
 
 /** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
 export function NetworkPage() {
@@ -40,7 +41,7 @@ export function NetworkPage() {
             <dt>Last answer</dt>
             <dd>
               {lastAnswer?.meta
-                ? `${num(lastAnswer.meta.decodeTokPerS)} tok/s, ${num(lastAnswer.meta.hopMsPerToken, 2)} ms hops + ${num(lastAnswer.meta.computeMsPerToken, 2)} ms compute per token`
+                ? `${num(lastAnswer.meta.decodeTokPerS)} tok/s measured, ${num(lastAnswer.meta.computeMsPerToken, 2)} ms compute + ${num(lastAnswer.meta.hopMsPerToken, 2)} ms ${lastAnswer.meta.local ? 'other (ran in this tab)' : 'hops'} per token`
                 : '—'}
             </dd>
           </dl>
@@ -79,49 +80,51 @@ export function NetworkPage() {
       ))}
       <section className="card">
         <h2>Peers</h2>
-        <table data-testid="peer-table">
-          <thead>
-            <tr>
-              <th>Peer</th>
-              <th>Category</th>
-              <th>Compute</th>
-              <th>GB/s</th>
-              <th>Memory</th>
-              <th>Backend</th>
-              <th>Assignment</th>
-            </tr>
-          </thead>
-          <tbody>
-            {snapshot.peers.map((p) => {
-              const prof = snapshot.profiles[p.id];
-              const a = p.assignment;
-              return (
-                <tr key={p.id}>
-                  <td>
-                    {shortId(p.id)}
-                    {p.id === me ? ' (this tab)' : ''}
-                  </td>
-                  <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
-                  <td>{prof ? flops(prof.tflops) : '—'}</td>
-                  <td>{prof ? num(prof.bandwidthGBps) : '—'}</td>
-                  <td>{bytes(prof?.memoryBytes)}</td>
-                  <td>{prof?.backend ?? 'chat only'}</td>
-                  <td>
-                    {p.withdrawal
-                      ? p.withdrawal.reason
-                      : a?.kind === 'assigned' && a.range
-                        ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                        : a?.kind === 'standby' && a.range
-                          ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                          : a?.kind === 'unassigned'
-                            ? `not needed now (${a.reason})`
-                            : '—'}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <div className="table-scroll" tabIndex={0} aria-label="peers (scrolls sideways)">
+          <table data-testid="peer-table">
+            <thead>
+              <tr>
+                <th>Peer</th>
+                <th>Category</th>
+                <th>Compute</th>
+                <th>GB/s</th>
+                <th>Memory</th>
+                <th>Backend</th>
+                <th>Assignment</th>
+              </tr>
+            </thead>
+            <tbody>
+              {snapshot.peers.map((p) => {
+                const prof = snapshot.profiles[p.id];
+                const a = p.assignment;
+                return (
+                  <tr key={p.id}>
+                    <td>
+                      {shortId(p.id)}
+                      {p.id === me ? ' (this tab)' : ''}
+                    </td>
+                    <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
+                    <td>{prof ? flops(prof.tflops) : '—'}</td>
+                    <td>{prof ? num(prof.bandwidthGBps) : '—'}</td>
+                    <td>{bytes(prof?.memoryBytes)}</td>
+                    <td>{prof?.backend ?? 'chat only'}</td>
+                    <td>
+                      {p.withdrawal
+                        ? p.withdrawal.reason
+                        : a?.kind === 'assigned' && a.range
+                          ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                          : a?.kind === 'standby' && a.range
+                            ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                            : a?.kind === 'unassigned'
+                              ? `not needed now (${a.reason})`
+                              : '—'}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
       </section>
     </>
   );
@@ -143,19 +146,22 @@ function RingDrawing({
   me?: string;
 }) {
   const stages = model.ring!.stages;
-  const W = 640;
-  const H = 360;
+  // On a phone the drawing keeps only numbers and short ids (large enough to read once scaled
+  // down); the layers of each stage are listed beneath it instead.
+  const narrow = useNarrow();
+  const W = narrow ? 360 : 640;
+  const H = narrow ? 300 : 360;
   const cx = W / 2;
   const cy = H / 2;
-  const r = 120;
+  const r = narrow ? 95 : 120;
   const at = (i: number) => {
     const a = (2 * Math.PI * i) / stages.length - Math.PI / 2;
     return { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a), a };
   };
-  return (
+  const drawing = (
     <svg
       viewBox={`0 0 ${W} ${H}`}
-      width="100%"
+      className="ring-drawing"
       role="img"
       aria-label={`ring of ${stages.length} peers serving ${model.id}`}
       data-testid={`ring-${model.id}`}
@@ -210,8 +216,8 @@ function RingDrawing({
       {stages.map((s, i) => {
         const p = at(i);
         const prof = snapshot.profiles[s.peer];
-        const lx = cx + (r + 70) * Math.cos(p.a);
-        const ly = cy + (r + 55) * Math.sin(p.a);
+        const lx = cx + (r + (narrow ? 50 : 70)) * Math.cos(p.a);
+        const ly = cy + (r + (narrow ? 36 : 55)) * Math.sin(p.a);
         return (
           <g key={s.peer} data-testid="ring-stage">
             <circle
@@ -225,14 +231,21 @@ function RingDrawing({
             <text x={p.x} y={p.y + 4} textAnchor="middle">
               {i + 1}
             </text>
-            <text x={lx} y={ly - 8} textAnchor="middle" style={{ fontWeight: 600 }}>
+            <text
+              x={lx}
+              y={narrow ? ly + 5 : ly - 8}
+              textAnchor="middle"
+              style={{ fontWeight: 600, fontSize: narrow ? 15 : undefined }}
+            >
               {shortId(s.peer)}
               {s.peer === me ? ' (you)' : ''}
             </text>
-            <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
-              units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
-            </text>
-            {prof && (
+            {!narrow && (
+              <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
+                units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
+              </text>
+            )}
+            {prof && !narrow && (
               <text x={lx} y={ly + 23} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
                 {prof.backend} · {flops(prof.tflops)}
               </text>
@@ -240,9 +253,38 @@ function RingDrawing({
           </g>
         );
       })}
-      <text x={cx} y={cy + 4} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
-        one token = one lap
+      <text
+        x={cx}
+        y={cy + 4}
+        textAnchor="middle"
+        style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
+      >
+        each token goes once around
       </text>
     </svg>
+  );
+  if (!narrow) return drawing;
+  return (
+    <>
+      {drawing}
+      <ol className="stage-list" data-testid="stage-list">
+        {stages.map((s) => {
+          const prof = snapshot.profiles[s.peer];
+          return (
+            <li key={s.peer}>
+              <strong>
+                {shortId(s.peer)}
+                {s.peer === me ? ' (you)' : ''}
+              </strong>
+              : {unitsLabel(s.range, model.units)}{' '}
+              <span style={{ color: 'var(--muted)' }}>
+                (units {s.range[0]}–{s.range[1] - 1}
+                {prof ? `; ${prof.backend} · ${flops(prof.tflops)}` : ''})
+              </span>
+            </li>
+          );
+        })}
+      </ol>
+    </>
   );
 }

@@ -184,7 +184,9 @@ describe('session exhaustion across the stages of one device', () => {
     // Fair, not starving: the attacker's own sessions get through as well (and, sustained, it
     // re-opens as each one answers), still within its cap.
     await vi.waitFor(() => expect(attack.opened).toBeGreaterThan(12), { timeout: 30_000, interval: 50 });
-    for (const s of stages) expect(s.stage.stats.openSessions).toBeLessThanOrEqual(4);
+    // The cap is per requester and the stats count every session: the honest request's own session
+    // may still be open at a later stage while its `end` travels down the ring (one more at most).
+    for (const s of stages) expect(s.stage.stats.openSessions).toBeLessThanOrEqual(4 + 1);
     await attack.close();
     // Its sessions end with its link; nothing of theirs is left queued on the device.
     await vi.waitFor(async () => expect(await runnerSessions(stages)).toEqual([0, 0, 0]), {

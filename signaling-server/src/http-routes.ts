@@ -17,6 +17,7 @@ import type { HostAllowlist } from './host-allowlist.js';
 import { buildNetworkSnapshot, type NetworkSnapshot } from './network-snapshot.js';
 import { bump, type RunningContext } from './server-context.js';
 import { ISOLATION_HEADERS, serveStatic } from './static-files.js';
+import { sendJsonText } from './json-response.js';
 
 const REJECT_TEXT: Record<number, string> = {
   403: 'Forbidden',
@@ -180,16 +181,8 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
     }
   };
 
-  const sendText = (res: ServerResponse, status: number, text: string): void => {
-    res
-      .writeHead(status, {
-        ...ISOLATION_HEADERS,
-        'Content-Type': 'application/json; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Length': Buffer.byteLength(text),
-      })
-      .end(text);
-  };
+  const sendText = (res: ServerResponse, status: number, text: string): void =>
+    sendJsonText(res, status, text, ISOLATION_HEADERS);
   const sendJson = (res: ServerResponse, status: number, body: unknown): void =>
     sendText(res, status, JSON.stringify(body));
 

@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isRingworkError, RingworkError, type ErrorCode } from '../../../shared/errors.js';
 import type { KeyedRateLimiter } from '../rate-limit.js';
 import type { SiweAuth } from './siwe-auth.js';
+import { sendJson } from '../json-response.js';
 
 /** Largest sign-in body accepted, bytes (a SIWE message is well under 1 KiB). */
 export const MAX_AUTH_BODY_BYTES = 8 * 1024;
@@ -32,17 +33,8 @@ export function createIdentityRoutes(deps: {
   onError?: (e: unknown) => void;
 }): IdentityRoutes {
   const { auth, rate } = deps;
-  const send = (res: ServerResponse, status: number, body: unknown): void => {
-    const text = JSON.stringify(body);
-    res
-      .writeHead(status, {
-        ...deps.headers,
-        'Content-Type': 'application/json; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Length': Buffer.byteLength(text),
-      })
-      .end(text);
-  };
+  const send = (res: ServerResponse, status: number, body: unknown): void =>
+    sendJson(res, status, body, deps.headers);
   const fail = (res: ServerResponse, e: unknown): void => {
     let err: RingworkError;
     if (isRingworkError(e)) err = e;

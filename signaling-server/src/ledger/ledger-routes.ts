@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyedRateLimiter } from '../rate-limit.js';
 import type { Ledger } from './ledger.js';
+import { sendJson } from '../json-response.js';
 
 /** The ledger routes of one server. */
 export interface LedgerRoutes {
@@ -21,17 +22,8 @@ export function createLedgerRoutes(deps: {
   headers: Record<string, string>;
   onError: (e: unknown) => void;
 }): LedgerRoutes {
-  const send = (res: ServerResponse, status: number, body: unknown): void => {
-    const text = JSON.stringify(body);
-    res
-      .writeHead(status, {
-        ...deps.headers,
-        'Content-Type': 'application/json; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Length': Buffer.byteLength(text),
-      })
-      .end(text);
-  };
+  const send = (res: ServerResponse, status: number, body: unknown): void =>
+    sendJson(res, status, body, deps.headers);
   return {
     handles: (p) => p.startsWith('/api/ledger/'),
     handle(req, res, url, bucket) {

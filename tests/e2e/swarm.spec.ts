@@ -1,7 +1,8 @@
 /**
  * `npm run swarm` end to end: the CLI (real server, N Chromium contributor pages, the chat UI on a
  * requester page) prints exactly llama2.c's text for stories260K, "Once upon a time", 64 steps,
- * temperature 0 — for rings of 1, 2, 3 and 4 peers. The CLI is run as a child process; under
+ * temperature 0 — for rings of 1 and 4 peers (2- and 3-peer rings of real tabs are covered by
+ * api-swarm.spec.ts, app.spec.ts and lend-memory.spec.ts; each CLI run costs ~25 s of CI). The CLI is run as a child process; under
  * `npm run test:browser` it inherits the loopback-only namespace of tests/e2e/isolated.sh, and
  * dist/ is already built by that script (so `tsx` is run directly, not `npm run swarm`).
  */
@@ -38,10 +39,10 @@ function runSwarmCli(
   });
 }
 
-test('npm run swarm prints the golden text for 1, 2, 3 and 4 peers', async () => {
-  // Four CLI runs, each with its own bounded budget that fails first with the CLI's own words.
-  test.setTimeout(4 * TIMEOUTS.swarmRun + scaled(30_000));
-  for (const peers of [1, 2, 3, 4]) {
+test('npm run swarm prints the golden text for 1 and 4 peers', async () => {
+  // Two CLI runs, each with its own bounded budget that fails first with the CLI's own words.
+  test.setTimeout(2 * TIMEOUTS.swarmRun + scaled(30_000));
+  for (const peers of [1, 4]) {
     const started = Date.now();
     const r = await runSwarmCli(
       [

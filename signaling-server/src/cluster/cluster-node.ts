@@ -21,7 +21,6 @@
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
  */
-import { createValidationRegistry } from '../validation-registry.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RingworkError, type RingworkErrorJSON } from '../../../shared/errors.js';
@@ -38,6 +37,12 @@ import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-regi
 import type { Relay } from '../relay.js';
 import { CLOSE_CODES, type Conn } from '../server-context.js';
 import { createIntroductionsMirror } from './introductions-mirror.js';
+import {
+  createCoordinatorProxy,
+  isForwarded,
+  type ForwardedOp,
+  type LocalPeer,
+} from './coordinator-proxy.js';
 import type { ChainableCommander } from 'ioredis';
 import {
   clusterUnavailable,
@@ -92,37 +97,6 @@ export interface ClusterNode {
   start(): Promise<void>;
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
-}
-
-/** Coordinator calls a follower forwards (each one's first argument is the peer concerned). */
-const FORWARDED = [
-  'addPeer',
-  'setCapability',
-  'setOnline',
-  'removePeer',
-  'requestRing',
-  'assignmentStatus',
-  'reportUnreachable',
-  'reportStall',
-  'reportLap',
-  'reportLinks',
-  'withdraw',
-  'withdrawn',
-  'resume',
-  'resync',
-] as const;
-type ForwardedOp = (typeof FORWARDED)[number];
-const isForwarded = (op: unknown): op is ForwardedOp => FORWARDED.includes(op as ForwardedOp);
-
-/** What this instance remembers of each peer it holds, to re-feed a new coordinator. */
-interface LocalPeer {
-  roles: PeerRole[];
-  client?: string;
-  capability?: PeerCapability;
-  models: Set<string>;
-  tokenHash?: string;
-  /** Taken over from another instance and not yet re-announced to the coordinator. */
-  adopted?: boolean;
 }
 
 type InstanceMessage =
@@ -240,90 +214,17 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     }
   };
 
-  // Result validation state is per instance for now (keys, evidence and flags are not in Redis yet).
-  const localValidation = createValidationRegistry();
-  const proxy: Coordinator = {
-    get validation() {
-      return real?.validation ?? localValidation;
-    },
-    addPeer(id, roles) {
-      const l = locals.get(id) ?? { roles: [...roles], models: new Set<string>() };
-      l.roles = [...roles];
-      locals.set(id, l);
-      forward('addPeer', [id, roles]);
-    },
-    setCapability(id, capability) {
-      const l = locals.get(id);
-      if (l) {
-        l.capability = capability;
-        saveLocal(id);
-      }
-      forward('setCapability', [id, capability]);
-    },
-    setOnline(id, online) {
-      if (online) {
-        forward('setOnline', [id, online]);
-        return;
-      }
-      // Only the holder speaks for a peer: a session that moved on is not taken offline by its old instance.
-      store
-        .ownerOf(id)
-        .then((owner) => {
-          if (owner === me) forward('setOnline', [id, false]);
-        })
-        .catch((e: unknown) => log.debug({ err: e }, 'offline not forwarded (redis down)'));
-    },
-    removePeer(id, reason) {
-      locals.delete(id);
-      store
-        .releasePeer(id, me)
-        .then(async (mine) => {
-          if (!mine) return;
-          await store.deleteSession(id);
-          forward('removePeer', [id, reason]);
-        })
-        .catch((e: unknown) => log.debug({ err: e }, 'removal not forwarded (redis down)'));
-    },
-    requestRing(id, modelId) {
-      const l = locals.get(id);
-      if (l && !l.models.has(modelId)) {
-        l.models.add(modelId);
-        saveLocal(id);
-      }
-      forward('requestRing', [id, modelId]);
-    },
-    assignmentStatus: (id, status) => void forward('assignmentStatus', [id, status]),
-    reportUnreachable(reporter, target, reason) {
-      if (real) return real.reportUnreachable(reporter, target, reason);
-      forward('reportUnreachable', [reporter, target, reason]);
-      return 'noted';
-    },
-    reportStall(reporter, stall) {
-      if (real) return real.reportStall(reporter, stall);
-      forward('reportStall', [reporter, stall]);
-      return [];
-    },
-    reportLap: (reporter, lap) => void forward('reportLap', [reporter, lap]),
-    reportLinks: (reporter, entries) => void forward('reportLinks', [reporter, entries]),
-    withdraw: (id, mode, drainMs) => void forward('withdraw', [id, mode, drainMs]),
-    withdrawn: (id) => void forward('withdrawn', [id]),
-    resume: (id) => void forward('resume', [id]),
-    resync: (id) => void forward('resync', [id]),
-    canSignal: (a, b) => (real ? real.canSignal(a, b) : mirror.canSignal(a, b)),
-    flush: () => real?.flush(),
-    get pending() {
-      return real?.pending ?? false;
-    },
-    get epoch() {
-      return real?.epoch ?? mirror.epoch;
-    },
-    snapshot: () => (real ? real.snapshot() : cachedSnapshot),
-    getAssignment: (id) => (real ? real.getAssignment(id) : mirror.getAssignment(id)),
-    getRing: (modelId) => (real ? real.getRing(modelId) : mirror.getRing(modelId)),
-    // The cluster node's start/stop run the real one.
-    start: () => undefined,
-    stop: () => undefined,
-  };
+  const proxy = createCoordinatorProxy({
+    me,
+    locals,
+    store,
+    mirror,
+    log,
+    forward,
+    saveLocal,
+    real: () => real,
+    cachedSnapshot: () => cachedSnapshot,
+  });
 
   // ---- leadership
   const becomeLeader = (): void => {

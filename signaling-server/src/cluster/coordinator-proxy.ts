@@ -1,0 +1,159 @@
+/**
+ * The coordinator every instance's protocol talks to in cluster mode: the real one while this
+ * instance holds the lease, otherwise a forwarder that publishes each call to the leader
+ * (`rw:ch:coord`) and answers reads (`canSignal`, assignments, rings, the snapshot) from what it
+ * mirrors of the leader's broadcasts. Calls concerning a peer are remembered in `locals`, so a new
+ * leader can be re-fed every peer this instance holds (cluster-node.ts `replay`).
+ */
+import type { Logger } from 'pino';
+import type { PeerCapability } from '../../../shared/protocol/signaling.js';
+import type { Coordinator, CoordinatorSnapshot } from '../coordinator-types.js';
+import type { PeerRole } from '../peer-registry.js';
+import { createValidationRegistry } from '../validation-registry.js';
+import type { IntroductionsMirror } from './introductions-mirror.js';
+import type { RedisStore } from './redis-store.js';
+
+/** Coordinator calls a follower forwards (each one's first argument is the peer concerned). */
+export const FORWARDED = [
+  'addPeer',
+  'setCapability',
+  'setOnline',
+  'removePeer',
+  'requestRing',
+  'assignmentStatus',
+  'reportUnreachable',
+  'reportStall',
+  'reportLap',
+  'reportLinks',
+  'withdraw',
+  'withdrawn',
+  'resume',
+  'resync',
+] as const;
+export type ForwardedOp = (typeof FORWARDED)[number];
+export const isForwarded = (op: unknown): op is ForwardedOp => FORWARDED.includes(op as ForwardedOp);
+
+/** What this instance remembers of each peer it holds, to re-feed a new coordinator. */
+export interface LocalPeer {
+  roles: PeerRole[];
+  client?: string;
+  capability?: PeerCapability;
+  models: Set<string>;
+  tokenHash?: string;
+  /** Taken over from another instance and not yet re-announced to the coordinator. */
+  adopted?: boolean;
+}
+
+/** What {@link createCoordinatorProxy} works with: the cluster node's state, by reference. */
+export interface CoordinatorProxyDeps {
+  me: string;
+  locals: Map<string, LocalPeer>;
+  store: RedisStore;
+  mirror: IntroductionsMirror;
+  log: Pick<Logger, 'debug'>;
+  /** Runs a call here when leading, else publishes it to the leader. */
+  forward(op: ForwardedOp, args: unknown[]): unknown;
+  /** Writes a held peer's session record to Redis. */
+  saveLocal(peer: string): void;
+  /** The real coordinator while this instance leads, else null. */
+  real(): Coordinator | null;
+  /** The leader's last published snapshot (followers answer `/api/network` from it). */
+  cachedSnapshot(): CoordinatorSnapshot;
+}
+
+/** Builds the coordinator facade of one cluster instance. */
+export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator {
+  const { me, locals, store, mirror, log, forward, saveLocal } = deps;
+  // Result validation state is per instance for now (keys, evidence and flags are not in Redis yet).
+  const localValidation = createValidationRegistry();
+  return {
+    get validation() {
+      return deps.real()?.validation ?? localValidation;
+    },
+    addPeer(id, roles) {
+      const l = locals.get(id) ?? { roles: [...roles], models: new Set<string>() };
+      l.roles = [...roles];
+      locals.set(id, l);
+      forward('addPeer', [id, roles]);
+    },
+    setCapability(id, capability) {
+      const l = locals.get(id);
+      if (l) {
+        l.capability = capability;
+        saveLocal(id);
+      }
+      forward('setCapability', [id, capability]);
+    },
+    setOnline(id, online) {
+      if (online) {
+        forward('setOnline', [id, online]);
+        return;
+      }
+      // Only the holder speaks for a peer: a session that moved on is not taken offline by its old instance.
+      store
+        .ownerOf(id)
+        .then((owner) => {
+          if (owner === me) forward('setOnline', [id, false]);
+        })
+        .catch((e: unknown) => log.debug({ err: e }, 'offline not forwarded (redis down)'));
+    },
+    removePeer(id, reason) {
+      locals.delete(id);
+      store
+        .releasePeer(id, me)
+        .then(async (mine) => {
+          if (!mine) return;
+          await store.deleteSession(id);
+          forward('removePeer', [id, reason]);
+        })
+        .catch((e: unknown) => log.debug({ err: e }, 'removal not forwarded (redis down)'));
+    },
+    requestRing(id, modelId) {
+      const l = locals.get(id);
+      if (l && !l.models.has(modelId)) {
+        l.models.add(modelId);
+        saveLocal(id);
+      }
+      forward('requestRing', [id, modelId]);
+    },
+    assignmentStatus: (id, status) => void forward('assignmentStatus', [id, status]),
+    reportUnreachable(reporter, target, reason) {
+      const real = deps.real();
+      if (real) return real.reportUnreachable(reporter, target, reason);
+      forward('reportUnreachable', [reporter, target, reason]);
+      return 'noted';
+    },
+    reportStall(reporter, stall) {
+      const real = deps.real();
+      if (real) return real.reportStall(reporter, stall);
+      forward('reportStall', [reporter, stall]);
+      return [];
+    },
+    reportLap: (reporter, lap) => void forward('reportLap', [reporter, lap]),
+    reportLinks: (reporter, entries) => void forward('reportLinks', [reporter, entries]),
+    withdraw: (id, mode, drainMs) => void forward('withdraw', [id, mode, drainMs]),
+    withdrawn: (id) => void forward('withdrawn', [id]),
+    resume: (id) => void forward('resume', [id]),
+    resync: (id) => void forward('resync', [id]),
+    canSignal: (a, b) => deps.real()?.canSignal(a, b) ?? mirror.canSignal(a, b),
+    flush: () => deps.real()?.flush(),
+    get pending() {
+      return deps.real()?.pending ?? false;
+    },
+    get epoch() {
+      return deps.real()?.epoch ?? mirror.epoch;
+    },
+    snapshot: () => deps.real()?.snapshot() ?? deps.cachedSnapshot(),
+    getAssignment: (id) => {
+      const real = deps.real();
+      return real ? real.getAssignment(id) : mirror.getAssignment(id);
+    },
+    getRing: (modelId) => {
+      const real = deps.real();
+      return real ? real.getRing(modelId) : mirror.getRing(modelId);
+    },
+    // The cluster node's start/stop run the real one.
+    start: () => undefined,
+    stop: () => undefined,
+  };
+}

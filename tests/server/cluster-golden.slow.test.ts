@@ -18,6 +18,7 @@ import { createRequester, type Requester } from '../../shared/app/requester';
 import { openModelLocation } from '../../shared/model/open-model';
 import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
+import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
@@ -172,6 +173,16 @@ describe('cluster mode: a ring across two server instances', () => {
     await waitUntil(
       'both contributors serving again',
       () => contributors.every((c) => c.store.getState().phase === 'serving'),
+      { timeoutMs: scaled(30_000) },
+    );
+    // The coordinator (b's own now, or b's view of it) has the 2-stage ring again.
+    await waitUntil(
+      'a 2-stage ring for stories260K on b',
+      async () => {
+        const snap = (await (await fetch(`${b.url}/api/network`)).json()) as NetworkSnapshot;
+        const m = snap.models.find((x) => x.id === 'stories260K');
+        return m?.ring?.stages.length === 2;
+      },
       { timeoutMs: scaled(30_000) },
     );
     const answer = await ask();

@@ -25,6 +25,15 @@ import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-cont
  */
 export const ERROR_REPLIES_PER_BURST = 10;
 
+/**
+ * The largest frame a connection may send before it has a session. Until then the only frame that
+ * can succeed is a `hello` (roles, a resume token, a client name, an identity token: well under
+ * 2 KiB), so a bigger one is never honest: the connection is cut at once, unparsed, and its address
+ * held back like any flooder's. A flood of large junk frames from fresh sockets (the "frames" class
+ * of `bench:hostile`) then costs the server one frame per socket, not its byte budget's worth.
+ */
+export const MAX_PRESESSION_FRAME_BYTES = 4 * 1024;
+
 /** The protocol side of a running server. */
 export interface Protocol {
   /** Adopts an upgraded socket from client `ip` (limits count against `ipBucket`). */
@@ -399,9 +408,24 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
   const onFrame = (conn: Conn, data: RawData, isBinary: boolean): void => {
     if (conn.closing) return;
     counters.framesIn++;
+    const bytes = frameBytes(data);
+    if (conn.peerId === null && bytes > MAX_PRESESSION_FRAME_BYTES) {
+      counters.framesRateLimited++;
+      bump(counters.disconnects, 'presession-frame');
+      sendError(
+        conn,
+        new RingworkError(
+          'PROTOCOL_FRAME_TOO_LARGE',
+          `Say hello first: a frame before the session exists may be at most ${MAX_PRESESSION_FRAME_BYTES} bytes; this connection is closed.`,
+          { details: { size: bytes, limit: MAX_PRESESSION_FRAME_BYTES } },
+        ),
+      );
+      io.cutConn(conn, 'frame too large before hello');
+      return;
+    }
     // The API's own links to this stage have their own budget (api-link-hub.ts), not the gate's.
     const apiFrame = conn.peerId !== null && apiLinks?.admitFrame(conn.peerId, data) === true;
-    const verdict = apiFrame ? 'ok' : gate.admit(conn, frameBytes(data));
+    const verdict = apiFrame ? 'ok' : gate.admit(conn, bytes);
     // Frames refused by a budget go down one path (one error, then drops; too many drops close the
     // connection), and are never parsed.
     if (verdict !== 'ok') {

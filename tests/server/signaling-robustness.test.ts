@@ -9,7 +9,10 @@ import type { ErrorCode } from '../../shared/errors';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import type { SignalingConfigInput } from '../../signaling-server/src/config';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
-import { ERROR_REPLIES_PER_BURST } from '../../signaling-server/src/protocol-handlers';
+import {
+  ERROR_REPLIES_PER_BURST,
+  MAX_PRESESSION_FRAME_BYTES,
+} from '../../signaling-server/src/protocol-handlers';
 import { CLOSE_CODES, createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
 import {
   capability,
@@ -242,6 +245,23 @@ describe('protocol state', () => {
       c.send(frame);
       await expectError(c, 'PROTOCOL_NOT_ALLOWED');
     }
+  });
+
+  it('cuts a connection whose frame before hello is larger than any hello (1008), unparsed', async () => {
+    // Its own server: a cut holds the address (this test's 127.0.0.1) back, unless told not to.
+    const port = await startServer({ holdBackMs: 0 });
+    const c = await client(port);
+    // Well-formed but too big for a hello: refused by its length alone, the connection cut.
+    c.send({ type: 'heartbeat', v: 1, sentAt: 1, pad: 'x'.repeat(MAX_PRESESSION_FRAME_BYTES) });
+    await expectError(c, 'PROTOCOL_FRAME_TOO_LARGE');
+    expect((await c.closed).code).toBe(CLOSE_CODES.policy);
+    const net = await network(port);
+    expect(net.counters.disconnects['presession-frame']).toBe(1);
+    expect(net.counters.frameGate?.cuts).toBe(1);
+    // A hello with its longest client name is far below the limit and still answered.
+    const ok = await client(port);
+    ok.send({ type: 'hello', v: 1, roles: ['requester'], client: 'c'.repeat(200) });
+    await ok.next('welcome');
   });
 
   it('refuses hello twice on one connection', async () => {

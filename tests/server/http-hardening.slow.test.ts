@@ -324,6 +324,56 @@ describe('client addresses: X-Forwarded-For and IPv6 /64 buckets', () => {
       await srv.stop();
     }
   });
+
+  it('9. session churn from many addresses of one IPv6 /64 cannot push a resumable session out of a full table', async () => {
+    const srv = await spawnServer([
+      '--trust-proxy',
+      '127.0.0.1',
+      '--max-sessions',
+      '8',
+      '--session-burst-per-ip',
+      '4',
+      '--sessions-per-second-per-ip',
+      '0.01',
+      '--resume-grace-ms',
+      '60000',
+    ]);
+    try {
+      // The victim drops its socket: its session waits in resume grace, the first to go when full.
+      const v = await client(srv.port, { 'X-Forwarded-For': '198.51.100.7' });
+      const victim = await hello(v);
+      v.ws.terminate();
+      await v.closed;
+      // The attacker churns hellos, every one from a fresh address of its /64 (issue: 2,400 in 1.95 s).
+      let created = 0;
+      let refused = 0;
+      for (let i = 1; i <= 24; i++) {
+        const c = await client(srv.port, { 'X-Forwarded-For': `2001:db8:9:9::${i.toString(16)}` });
+        c.send({ type: 'hello', v: 1, roles: ['requester'] });
+        await vi.waitFor(() =>
+          expect(c.messages.some((m) => m.type === 'welcome' || m.type === 'error')).toBe(true),
+        );
+        const err = c.messages.find((m) => m.type === 'error');
+        if (err?.type === 'error') {
+          expect(err.code).toBe('PROTOCOL_RATE_LIMITED');
+          refused++;
+        } else created++;
+        c.ws.terminate();
+        await c.closed;
+      }
+      // One /64 is one client: its burst of new sessions, the rest refused — the table never fills.
+      expect(created).toBe(4);
+      expect(refused).toBe(20);
+      const back = await client(srv.port, { 'X-Forwarded-For': '198.51.100.7' });
+      const w = await hello(back, ['contributor', 'requester'], {
+        resume: { peerId: victim.peerId, token: victim.token },
+      });
+      expect(w.resumed).toBe(true);
+      expect(w.peerId).toBe(victim.peerId);
+    } finally {
+      await srv.stop();
+    }
+  });
 });
 
 describe('per-client connection and session rates', () => {

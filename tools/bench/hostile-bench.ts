@@ -4,7 +4,6 @@
  * {@link HostileSection} runner to {@link HOSTILE_SECTIONS}.
  */
 import type { Tokenizer } from '../../shared/tokenizer/types.js';
-import { createComputeQueue } from '../../shared/ring/stage-scheduler.js';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport.js';
 import { createNodeShardRunner, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
 import { sessionExhaustion } from './hostile-attacks.js';
@@ -55,14 +54,17 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
 /**
  * Honest request time alone vs during a session-exhaustion attack, and stage memory under it.
- * `stages` = 1 is the faithful figure (one stage, one device); with 3 stages every stage still
- * computes on this one thread, so the attacker's work at the other stages delays the honest step
- * too, which a real ring (one device per stage) does not. `queues`: 'stage' gives each stage its
- * own compute queue (as separate devices would have, though here they share one thread);
- * 'device' gives the three one compute queue, as a device hosting several stages runs them.
+ * `stages` = 1 is the faithful figure (one stage, one device). With 3 stages every stage computes
+ * on this one thread, i.e. one device, so by default (`queues` = 'device', as `buildMemoryRing` and
+ * any process hosting several stages does) they share one compute queue, fair per requester across
+ * the three. 'per-stage' gives each stage its own queue, as three devices would have, but here
+ * they still share one thread: three queues each run the attacker's chunks while the honest step is
+ * at one stage, so the honest request waits for all three — an artefact of the emulation (a real
+ * ring has a device per stage, where the one-stage figure applies per stage). That row is reported
+ * for comparison, without a target.
  */
 const sessionExhaustionSection =
-  (stageCount: 1 | 3, queues: 'stage' | 'device' = 'stage'): HostileSection =>
+  (stageCount: 1 | 3, queues: 'per-stage' | 'device' = 'device'): HostileSection =>
   async (o) => {
     const opened = await openNodeModel({ url: o.modelPath });
     const tokenizer: Tokenizer = await opened.loadTokenizer();
@@ -92,7 +94,7 @@ const sessionExhaustionSection =
       numLayers: config.numLayers,
       splits,
       contextLength,
-      ...(queues === 'device' ? { computeQueue: createComputeQueue() } : {}),
+      ...(queues === 'per-stage' ? { computeQueue: 'per-stage' as const } : {}),
       limits: {
         kvBudgetBytes: o.budgetSessions * wholeKv,
         maxSessionsPerRequester: o.maxSessionsPerRequester,
@@ -153,8 +155,8 @@ const sessionExhaustionSection =
         {
           metric: `... during ${o.attackSessions} × ${o.attackPrompt}-token opens without end (sustained)`,
           value: `${d.toFixed(0)} ms (${(d / a).toFixed(2)}×)`,
-          target: '≤ 2×',
-          pass: d <= 2 * a,
+          // Per-stage queues on one thread stand for three devices they do not have: no target.
+          ...(queues === 'per-stage' ? {} : { target: '≤ 2×', pass: d <= 2 * a }),
         },
         {
           metric: 'attacker opens refused (session limit / KV budget)',
@@ -172,9 +174,9 @@ const sessionExhaustionSection =
       const title =
         stageCount === 1
           ? 'Session exhaustion on one ring stage (whole model, in-memory links, ORT wasm)'
-          : queues === 'stage'
-            ? 'Session exhaustion on a 3-stage ring (all stages on one thread, a compute queue each: pessimistic)'
-            : 'Session exhaustion on a 3-stage ring (all stages on one thread sharing one device compute queue)';
+          : queues === 'per-stage'
+            ? 'Session exhaustion on a 3-stage ring, a compute queue per stage (three devices emulated on one thread: comparison only, no target)'
+            : 'Session exhaustion on a 3-stage ring (three stages in one process: one device, one compute queue, the default)';
       return { title, rows };
     } finally {
       await stopMemoryRing(stages);
@@ -186,7 +188,7 @@ export const HOSTILE_SECTIONS: { name: string; run: HostileSection }[] = [
   { name: 'relay-floods', run: relayFloodSection },
   { name: 'session-exhaustion', run: sessionExhaustionSection(1) },
   { name: 'session-exhaustion-ring3', run: sessionExhaustionSection(3) },
-  { name: 'session-exhaustion-ring3-device', run: sessionExhaustionSection(3, 'device') },
+  { name: 'session-exhaustion-ring3-per-stage', run: sessionExhaustionSection(3, 'per-stage') },
 ];
 
 /** Formats sections as aligned text tables. */

@@ -13,7 +13,7 @@ import {
   type RingStageLimits,
 } from '../../shared/ring/ring-stage.js';
 import type { SamplerSettings } from '../../shared/ring/ring-protocol.js';
-import type { ComputeQueue } from '../../shared/ring/stage-scheduler.js';
+import { createComputeQueue, type ComputeQueue } from '../../shared/ring/stage-scheduler.js';
 import type { StageValidationOptions } from '../../shared/ring/stage-commitments.js';
 import { generate, type GenerateResult } from '../../shared/runtime/generate.js';
 import { createSampler } from '../../shared/runtime/sampler.js';
@@ -31,6 +31,8 @@ export interface MemoryStage {
   links: Map<string, PeerLink>;
   /** KV bytes one session reserves on this stage (bytes per position × context). */
   kvBytesPerSession: number;
+  /** The compute queue the ring created for its stages (stopped with them), if it made one. */
+  ownQueue?: ComputeQueue;
 }
 
 export interface MemoryRingOptions {
@@ -46,10 +48,14 @@ export interface MemoryRingOptions {
   /** Peer id prefix (default `e<epoch>s`). */
   prefix?: string;
   /**
-   * One compute queue for all the stages (they share this process's one thread, i.e. one device),
-   * as a device that hosts several stages runs them; default: a queue per stage.
+   * How the stages' compute is queued. Default: one compute queue for all of them, created here
+   * and stopped by {@link stopMemoryRing} — they share this process's one thread, i.e. one device,
+   * and a device that hosts several stages runs them from one queue, fair per requester across its
+   * stages. A {@link ComputeQueue}: that one (the caller stops it). `'per-stage'`: a queue per stage,
+   * as separate devices would have — on one thread this overstates what an attacker at the other
+   * stages costs an honest step (`bench:hostile` shows both).
    */
-  computeQueue?: ComputeQueue;
+  computeQueue?: ComputeQueue | 'per-stage';
   /** Result validation: stage `i`'s session key (and test-only tamper), or undefined for none. */
   validation?: (i: number, id: string) => StageValidationOptions | undefined;
 }
@@ -59,6 +65,8 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
   const epoch = o.epoch ?? 1;
   const prefix = o.prefix ?? `e${epoch}s`;
   const ranges = splitUnits({ numLayers: o.numLayers }, o.splits);
+  const ownQueue = o.computeQueue === undefined ? createComputeQueue() : undefined;
+  const queue = o.computeQueue === 'per-stage' ? undefined : (o.computeQueue ?? ownQueue);
   const stages: MemoryStage[] = [];
   for (let i = 0; i < ranges.length; i++) {
     const id = `${prefix}${i}`;
@@ -85,7 +93,7 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
       prev: () => links.get(`${prefix}${i - 1}`),
       linkTo: (peer) => links.get(peer),
       limits: o.limits,
-      ...(o.computeQueue ? { computeQueue: o.computeQueue } : {}),
+      ...(queue ? { computeQueue: queue } : {}),
       range: [ranges[i]![0], ranges[i]![1]],
       validation: o.validation?.(i, id),
     });
@@ -100,6 +108,7 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
       stage,
       links,
       kvBytesPerSession: shard.kvBytesPerPosition * shard.contextLength,
+      ...(ownQueue ? { ownQueue } : {}),
     });
   }
   for (let i = 0; i + 1 < stages.length; i++) {
@@ -116,6 +125,7 @@ export async function stopMemoryRing(stages: MemoryStage[]): Promise<void> {
     await s.transport.close();
     await s.runner.dispose();
   }
+  for (const q of new Set(stages.map((s) => s.ownQueue))) q?.stop();
 }
 
 /** A requester's links to a ring: to the first stage (steps) and the head (tokens). */

@@ -7,7 +7,9 @@
  * `addresses: 'distinct'`, from that many IPv4 addresses (`10.66.<class>.<i>`), both forwarded through the
  * server's trusted proxy (127.0.0.1), and floods for `ms`:
  * - `offers`: requesters send 8 KiB and 48 KiB SDP offers with fresh connection ids to `victim`;
- * - `frames`: 60 KiB junk frames, no hello;
+ * - `frames`: 60 KiB junk frames, no hello (cut on the first: nothing that large comes before a hello);
+ * - `frames-session`: the same after a hello, from sockets that got a session (the others, refused
+ *   by the new-session rate of their /64, flood without one and are cut at once);
  * - `rumours`: requesters send `peer-unreachable` about every stage.
  * Each socket keeps its send pipe full (the next batch goes when the last write reached the socket,
  * so a server that stops reading stops the flood without the attacker burning a core on it) and
@@ -18,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
 
 /** The flood classes. */
-export const FLOOD_KINDS = ['offers', 'frames', 'rumours'] as const;
+export const FLOOD_KINDS = ['offers', 'frames', 'frames-session', 'rumours'] as const;
 export type FloodKind = (typeof FLOOD_KINDS)[number];
 
 /** What the flooder is told to do (its one argument, as JSON). */
@@ -70,7 +72,7 @@ function flood(o: FloodOrder): Promise<FloodReport> {
     });
     const frame = (): string => {
       n++;
-      if (o.kind === 'frames') return junk;
+      if (o.kind === 'frames' || o.kind === 'frames-session') return junk;
       if (o.kind === 'offers')
         return JSON.stringify({
           type: 'signal',
@@ -101,7 +103,17 @@ function flood(o: FloodOrder): Promise<FloodReport> {
     ws.on('message', (d: Buffer) => {
       const m = JSON.parse(d.toString()) as { type: string };
       if (m.type === 'error') report.errors++;
-      if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'ring-request', v: 1, model: o.model }));
+      // Refused a session (the /64's new-session rate): flood anyway.
+      if (o.kind === 'frames-session' && m.type === 'error' && !pumping) {
+        pumping = true;
+        pump();
+      }
+      if (m.type === 'welcome' && o.kind === 'frames-session' && !pumping) {
+        pumping = true;
+        pump();
+      }
+      if (m.type === 'welcome' && o.kind !== 'frames-session')
+        ws.send(JSON.stringify({ type: 'ring-request', v: 1, model: o.model }));
       if (m.type === 'ring' && !pumping) {
         pumping = true;
         pump();

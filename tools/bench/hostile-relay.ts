@@ -86,7 +86,13 @@ const pct = (xs: number[], q: number): number => {
 function runFlooder(order: FloodOrder): { started: Promise<void>; done: Promise<FloodReport> } {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'tools/bench/hostile-flooder.ts', JSON.stringify(order)],
+    [
+      ...(process.env.RINGWORK_FLOODER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      '--import',
+      'tsx',
+      'tools/bench/hostile-flooder.ts',
+      JSON.stringify(order),
+    ],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -22,12 +22,14 @@ export interface SpawnedServer {
  * resolves once it prints `RINGWORK_LISTENING <port>`. The server's own output is kept so that a
  * failed start says why. With `RINGWORK_SERVER_LOG=<file>` its whole output (at
  * `RINGWORK_SERVER_LOG_LEVEL`, default warn) is also appended to that file, to see what the
- * coordinator did in a swarm or benchmark run.
+ * coordinator did in a swarm or benchmark run. `RINGWORK_SERVER_NODE_ARGS` adds Node flags (e.g.
+ * `--cpu-prof --cpu-prof-dir=prof`: Node refuses `--cpu-prof` in NODE_OPTIONS).
  */
 export async function spawnServer(extraArgs: readonly string[] = []): Promise<SpawnedServer> {
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      ...(process.env.RINGWORK_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       '--import',
       'tsx',
       'signaling-server/src/main.ts',

@@ -15,6 +15,8 @@
  *   sites' pages, which always send it); per-address and total connection caps and a per-address
  *   connection rate; the address is the socket's, or `X-Forwarded-For` from a `--trust-proxy`;
  * - ws `maxPayload` = 64 KiB (larger frames close the socket with 1009), UTF-8 validated by ws (1007);
+ * - before its session exists a connection may send nothing larger than a hello
+ *   (`MAX_PRESESSION_FRAME_BYTES`, 4 KiB): a bigger frame cuts it unparsed (1008, held back);
  * - the frame gate (frame-gate.ts): frames and bytes budgeted per connection and per address bucket
  *   on the raw length, before parsing; over a budget: one `PROTOCOL_RATE_LIMITED` error, the frame is
  *   dropped and the sender's socket (or all of its address's) paused until the budget refills;

@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import react from '@vitejs/plugin-react';
-import { defineConfig, type Plugin } from 'vite';
+import { build, defineConfig, type Plugin } from 'vite';
 
 /** COOP/COEP make the page cross-origin isolated, which onnxruntime-web needs for wasm threads. */
 export const ISOLATION_HEADERS = {
@@ -27,10 +27,36 @@ function ortStaticFiles(): Plugin {
   };
 }
 
+/**
+ * The browser SDK (`/sdk/ringwork.js`): a library build of web/src/sdk/ringwork.ts into dist/sdk/,
+ * one self-contained ES module that other sites import from the server. It runs after the app's
+ * build, so `vite build` (and `npm start`, which runs it) always ships both.
+ */
+function sdkLibrary(): Plugin {
+  return {
+    name: 'ringwork-sdk',
+    apply: 'build',
+    async closeBundle() {
+      await build({
+        configFile: false,
+        root: resolve('.'),
+        publicDir: false,
+        logLevel: 'warn',
+        build: {
+          outDir: resolve('dist/sdk'),
+          emptyOutDir: false,
+          target: 'es2022',
+          lib: { entry: resolve('web/src/sdk/ringwork.ts'), formats: ['es'], fileName: () => 'ringwork.js' },
+        },
+      });
+    },
+  };
+}
+
 export default defineConfig({
   root: 'web',
   publicDir: resolve('public'),
-  plugins: [react(), ortStaticFiles()],
+  plugins: [react(), ortStaticFiles(), sdkLibrary()],
   server: { headers: ISOLATION_HEADERS },
   preview: { headers: ISOLATION_HEADERS },
   worker: { format: 'es' },

@@ -230,6 +230,16 @@ export const ERROR_CODES = [
   'CHAT_PROMPT_TOO_LONG',
   /** A prompt holds characters the model's tokenizer cannot represent (they would be lost). */
   'CHAT_UNREPRESENTABLE',
+  // ---- the browser SDK and cross-origin API use
+  /** A page's origin is not one the operator allows to call the API (`--allow-origin`) (403). */
+  'API_ORIGIN_NOT_ALLOWED',
+  /**
+   * The API could not be reached: no answer, a reset, or (in a browser) a response the page may not
+   * read because the server does not allow its origin (CORS); the browser does not say which.
+   */
+  'API_UNREACHABLE',
+  /** An API response broke off or is not in the API's shape (a stream without `[DONE]`, bad JSON). */
+  'API_BAD_RESPONSE',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -81,6 +81,7 @@ import { ISOLATION_HEADERS } from './static-files.js';
 import { flopsFromProfiles } from './ledger/credit.js';
 import { openLedger, type Ledger } from './ledger/ledger.js';
 import { createLedgerRoutes } from './ledger/ledger-routes.js';
+import { createSdkRoutes } from './api/sdk-routes.js';
 import { createSiweAuth } from './identity/siwe-auth.js';
 import { createPublicClient, http as httpTransport } from 'viem';
 import { CLOSE_CODES, perIpBurst, type RunningContext, type ServerContext } from './server-context.js';
@@ -274,6 +275,7 @@ export function createSignalingServer(
       onConnection: protocol.onConnection,
       api,
       routes: [
+        createSdkRoutes({ root: config.root, onError: (e) => log.error({ err: e }, 'sdk read failed') }),
         createIdentityRoutes({
           auth: run.identity.auth,
           rate: createKeyedRateLimiter({ capacity: 30, refillPerSecond: 2, clock }),

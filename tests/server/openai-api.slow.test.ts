@@ -256,6 +256,23 @@ describe('OpenAI-compatible API (official client, real server process)', () => {
       const r = await raw(path, body, headers);
       expect({ path, status: r.status, code: r.json.error?.code }).toEqual({ path, status, code });
     }
+    // Fields that do not change the output, and fields newer clients add, are ignored (README).
+    const ignored = await raw(
+      '/v1/completions',
+      JSON.stringify({
+        model: 'stories260K',
+        prompt: PROMPT,
+        max_tokens: 5,
+        temperature: 0,
+        user: 'someone',
+        metadata: { app: 'x' },
+        store: false,
+        a_field_from_the_future: { x: 1 },
+        tools: [],
+        frequency_penalty: 0,
+      }),
+    );
+    expect(ignored.status).toBe(200);
     const ok = await client.completions.create({
       model: 'stories260K',
       prompt: PROMPT,

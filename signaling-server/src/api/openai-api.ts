@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { SSE_DONE, sseData } from '../../../shared/api/openai-wire.js';
 import { RingworkError } from '../../../shared/errors.js';
 import { isLlama2cLocation } from '../../../shared/model/open-model.js';
 import type { CatalogModel } from '../catalog.js';
@@ -84,15 +85,32 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
   const access = deps.access ?? createApiAccess(config, deps.keys ? { keys: deps.keys } : {});
   let engine: LocalEngine | null = null;
 
+  /**
+   * CORS: only the operator's listed origins (`--allow-origin`) get `Access-Control-Allow-Origin`,
+   * on every answer, errors included (a page reads its 401 or 429 as the typed error it is).
+   */
   const cors = (req: IncomingMessage): Record<string, string> => {
     const origin = req.headers.origin;
-    if (origin === undefined || !deps.allowedOrigins.includes(origin)) return {};
+    if (origin === undefined || !deps.allowedOrigins.includes(origin)) return { Vary: 'Origin' };
     return {
       'Access-Control-Allow-Origin': origin,
       'Access-Control-Allow-Headers': 'authorization, content-type',
       'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      'Access-Control-Expose-Headers': 'Retry-After',
       Vary: 'Origin',
     };
+  };
+
+  /**
+   * Who may call: clients that send no Origin (not a browser page), the server's own pages (same
+   * host), and the listed origins. Any other page is refused before authentication and before its
+   * body is read, so a "simple" cross-site request (no preflight) costs no generation either.
+   */
+  const originAllowed = (req: IncomingMessage): boolean => {
+    const origin = req.headers.origin;
+    if (origin === undefined || deps.allowedOrigins.includes(origin)) return true;
+    const m = /^https?:\/\/([^/]+)$/i.exec(origin);
+    return m !== null && m[1]!.toLowerCase() === (req.headers.host ?? '').toLowerCase();
   };
 
   const sendJson = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra = {}) => {
@@ -115,7 +133,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       e instanceof RingworkError && typeof e.details.retryAfterS === 'number' ? e.details.retryAfterS : 0;
     if (res.headersSent) {
       // Mid-stream: the status is gone; the error travels as an SSE event and the stream ends.
-      if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
+      if (!res.writableEnded) res.end(sseData(body) + SSE_DONE);
       return;
     }
     sendJson(req, res, status, body, retry > 0 ? { 'Retry-After': String(retry) } : {});
@@ -263,7 +281,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
             choices: [{ index: 0, text: delta ?? '', logprobs: null, finish_reason: finish }],
           };
     const write = (body: unknown): void => {
-      if (!res.writableEnded) res.write(`data: ${JSON.stringify(body)}\n\n`);
+      if (!res.writableEnded) res.write(sseData(body));
     };
     const startStream = (): void => {
       if (res.headersSent) return;
@@ -343,7 +361,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       write(chunk(null, finish));
       if (job.includeUsage)
         write({ id, object, created, model: job.model.descriptor.id, choices: [], usage, ringwork });
-      res.end('data: [DONE]\n\n');
+      res.end(SSE_DONE);
       return;
     }
     const choice =
@@ -423,11 +441,17 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       const method = req.method ?? 'GET';
       const path = url.pathname.replace(/\/+$/, '');
       const fail = (e: unknown) => sendError(req, res, e);
-      if (method === 'OPTIONS') {
-        res.writeHead(204, { ...cors(req), 'Access-Control-Max-Age': '600' }).end();
-        return;
-      }
       try {
+        if (!originAllowed(req))
+          throw new RingworkError(
+            'API_ORIGIN_NOT_ALLOWED',
+            "This page's origin may not call the API; the server's operator allows origins with --allow-origin.",
+            { details: { origin: String(req.headers.origin).slice(0, 200) } },
+          );
+        if (method === 'OPTIONS') {
+          res.writeHead(204, { ...cors(req), 'Access-Control-Max-Age': '600' }).end();
+          return;
+        }
         if (path === '/v1/models') {
           if (method !== 'GET' && method !== 'HEAD')
             throw new RingworkError('INVALID_ARGUMENT', 'Use GET for /v1/models.', {

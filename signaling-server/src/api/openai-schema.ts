@@ -8,7 +8,8 @@
  * anything else (`user`, `metadata`, `store`, fields newer clients add) is ignored.
  */
 import { z } from 'zod';
-import { isRingworkError, RingworkError, type ErrorCode } from '../../../shared/errors.js';
+import { openAiErrorBody } from '../../../shared/api/openai-wire.js';
+import { RingworkError } from '../../../shared/errors.js';
 
 const textPart = z.object({ type: z.literal('text'), text: z.string().max(1_000_000) }).loose();
 const content = z.union([z.string().max(1_000_000), z.array(textPart).min(1).max(256)]);
@@ -127,29 +128,8 @@ export function parseApiRequest<S extends z.ZodType>(schema: S, body: unknown): 
   );
 }
 
-/** HTTP status and OpenAI error `type` for each code the API answers with. */
-const STATUS: Partial<Record<ErrorCode, [number, string]>> = {
-  INVALID_ARGUMENT: [400, 'invalid_request_error'],
-  API_UNSUPPORTED: [400, 'invalid_request_error'],
-  API_CONTEXT_EXCEEDED: [400, 'invalid_request_error'],
-  API_UNAUTHORIZED: [401, 'authentication_error'],
-  API_MODEL_NOT_FOUND: [404, 'invalid_request_error'],
-  API_BODY_TOO_LARGE: [413, 'invalid_request_error'],
-  API_RATE_LIMITED: [429, 'rate_limit_error'],
-  API_NO_CAPACITY: [503, 'server_error'],
-  ABORTED: [499, 'server_error'],
-};
-
-/** OpenAI's error body for any error; unexpected ones are 500 `SERVER_INTERNAL` without internals. */
-export function openAiError(e: unknown): {
-  status: number;
-  body: { error: { message: string; type: string; code: string; param: string | null } };
-} {
-  const err = isRingworkError(e)
-    ? e
-    : new RingworkError('SERVER_INTERNAL', 'The server failed while answering; it is logged.');
-  const [status, type] =
-    STATUS[err.code] ?? (err.code === 'SERVER_INTERNAL' ? [500, 'server_error'] : [502, 'server_error']);
-  const param = typeof err.details.param === 'string' ? err.details.param : null;
-  return { status, body: { error: { message: err.message, type, code: err.code, param } } };
-}
+/**
+ * OpenAI's error body for any error; unexpected ones are 500 `SERVER_INTERNAL` without internals.
+ * The status table is shared with the SDK, which maps the body back (shared/api/openai-wire.ts).
+ */
+export const openAiError = openAiErrorBody;

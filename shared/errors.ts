@@ -230,6 +230,12 @@ export const ERROR_CODES = [
   'CHAT_PROMPT_TOO_LONG',
   /** A prompt holds characters the model's tokenizer cannot represent (they would be lost). */
   'CHAT_UNREPRESENTABLE',
+  // ---- tooling
+  /**
+   * A tooling-only mode (`--null-compute`: stages pass data through without running the model) was
+   * asked for outside a test-mode server; production never runs it.
+   */
+  'TOOLING_ONLY',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

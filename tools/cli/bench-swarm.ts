@@ -15,9 +15,16 @@
  * server shows once requests reported their laps. The swarm's pages declare a realistic wasm speed
  * and memory for 1/N of the model (tools/swarm/swarm-capability.ts), and the server plans with its
  * default per-stage overhead (`--stage-overhead-ms`), so the planned figure is a real prediction.
+ *
+ * The same two swarms then run again with `--null-compute` (tooling: the stages skip the model and
+ * pass their data on, see shared/runtime/null-compute-runner.ts), so the ring's protocol cost per
+ * token shows on its own: hops per token ÷ (stages + 1) is the cost of one hop (requester → first
+ * stage → … → head → requester), to compare with `npm run bench:transport`'s raw DataChannel hop.
+ * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
+ * top level. The load average before and after is printed too: on a shared machine it explains a lot.
  */
 import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
 import { table } from '../bench/transport-stats.js';
@@ -43,6 +50,8 @@ runCli(async () => {
       prompt: { type: 'string', default: 'Once upon a time' },
       json: { type: 'boolean', default: false },
       'timeout-s': { type: 'string', default: '80' },
+      /** Skip the two --null-compute swarms (half the time). */
+      'no-null-compute': { type: 'boolean', default: false },
     },
   });
   const peers = intFlag('peers', values.peers, 3, 2);
@@ -58,8 +67,10 @@ runCli(async () => {
     log(`synthesizing stories15M into ${path}...`);
     await synthesizeModel({ preset: 'stories15M', outDir: path });
   }
-  const run = (n: number): Promise<SwarmResult> =>
+  const load0 = loadavg();
+  const run = (n: number, nullCompute = false): Promise<SwarmResult> =>
     runSwarm({
+      nullCompute,
       peers: n,
       prompt: values.prompt,
       // Only the new-token count matters here; steps just has to fit the context.
@@ -67,7 +78,7 @@ runCli(async () => {
       maxNewTokens: tokens,
       temperature: 0,
       model: values.model,
-      measureMemory: true,
+      measureMemory: !nullCompute,
       timeoutMs: timeoutS * 1000,
       log: (m) => log(`  ${m}`),
     });
@@ -76,6 +87,29 @@ runCli(async () => {
   log(`${peers}-peer swarm, ${tokens} new tokens`);
   const many = await run(peers);
   const ratio = many.timings.decodeTokPerS / one.timings.decodeTokPerS;
+  let nulls: { one: SwarmResult; many: SwarmResult } | undefined;
+  if (!values['no-null-compute']) {
+    log(`1-peer swarm, --null-compute`);
+    const nOne = await run(1, true);
+    log(`${peers}-peer swarm, --null-compute`);
+    nulls = { one: nOne, many: await run(peers, true) };
+  }
+  const load1 = loadavg();
+  /** One swarm's per-token split, and per hop (stages + 1 hops per token). */
+  const split = (r: SwarmResult) => ({
+    peers: r.stages.length,
+    decodeTokPerS: r.timings.decodeTokPerS,
+    computeMsPerToken: r.timings.computeMsPerToken,
+    hopMsPerToken: r.timings.hopMsPerToken,
+    hopMsPerHop: r.timings.hopMsPerToken / (r.stages.length + 1),
+  });
+  const nullCompute = nulls
+    ? {
+        one: split(nulls.one),
+        many: split(nulls.many),
+        ratio: nulls.many.timings.decodeTokPerS / nulls.one.timings.decodeTokPerS,
+      }
+    : undefined;
   const verdict = ratio >= TARGET ? 'PASS' : 'MISS';
   const elapsedS = (Date.now() - started) / 1000;
   const speedRow = (r: SwarmResult) => {
@@ -98,7 +132,26 @@ runCli(async () => {
 
   if (values.json) {
     process.stdout.write(
-      `${JSON.stringify({ model: one.model, tokens, one, many, ratio, target: TARGET, verdict, speeds, elapsedS }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          model: one.model,
+          tokens,
+          decodeRatio: ratio,
+          target: TARGET,
+          verdict,
+          decode: { one: split(one), many: split(many) },
+          nullCompute,
+          loadAverage: { before: load0, after: load1 },
+          one,
+          many,
+          ratio,
+          speeds,
+          ...(nulls ? { nullOne: nulls.one, nullMany: nulls.many } : {}),
+          elapsedS,
+        },
+        null,
+        2,
+      )}\n`,
     );
     return;
   }
@@ -139,6 +192,28 @@ runCli(async () => {
       ),
       '',
       `decode tok/s ${peers} peers ÷ 1 peer = ${ratio.toFixed(2)} (target >= ${TARGET}): ${verdict}`,
+      '',
+      ...(nullCompute
+        ? [
+            'The same swarms with --null-compute (stages skip the model): the ring protocol alone; one hop =',
+            "hops per token ÷ (stages + 1), next to bench:transport's raw DataChannel hop.",
+            table(
+              ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok', 'ms per hop'],
+              [nullCompute.one, nullCompute.many].map((r) => [
+                `${r.peers}`,
+                r.decodeTokPerS.toFixed(1),
+                r.computeMsPerToken.toFixed(2),
+                r.hopMsPerToken.toFixed(2),
+                r.hopMsPerHop.toFixed(2),
+              ]),
+            ),
+            `null-compute decode tok/s ${peers} peers ÷ 1 peer = ${nullCompute.ratio.toFixed(2)}`,
+            '',
+          ]
+        : []),
+      `load average (1/5/15 min) before ${load0.map((l) => l.toFixed(1)).join('/')}, after ${load1
+        .map((l) => l.toFixed(1))
+        .join('/')}`,
       '',
       `Speed one request gets: the planner's single-request estimate (1 / per-token latency) vs the decode`,
       `tok/s the request measured (target: within ${SPEED_FACTOR}x); pipelined capacity as planned; the figure the`,

@@ -37,6 +37,12 @@ export interface SwarmOptions {
   maxNewTokens?: number;
   /** Also measure each contributor page's memory. */
   measureMemory?: boolean;
+  /**
+   * Tooling: the contributor pages load their shards but never run them (`nullCompute=1`, see
+   * shared/runtime/null-compute-runner.ts): the answer is meaningless text, its timings are the
+   * ring's protocol cost alone. The spawned server is in test mode, the only place pages allow it.
+   */
+  nullCompute?: boolean;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
@@ -412,13 +418,20 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           o.peers,
         )}`
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
+    const tooling = o.nullCompute ? '&nullCompute=1' : '';
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
     let opened = 0;
     const addContributor = async () => {
       const i = opened++;
       contributors.push(
-        await openPage(browser!, server.url, `/#/contribute?join=1&${capability}`, `contributor ${i}`, log),
+        await openPage(
+          browser!,
+          server.url,
+          `/#/contribute?join=1&${capability}${tooling}`,
+          `contributor ${i}`,
+          log,
+        ),
       );
       if (forced && contributors.length < o.peers) {
         await waitForProfiles(server.url, contributors.length, Date.now() + Math.min(60_000, left()));

@@ -2,6 +2,7 @@ import { RingworkError, throwIfAborted } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { ForwardResult, ForwardTiming, Pipeline } from './pipeline.js';
 import type { Sampler } from './sampler.js';
+import { perfSample } from '../util/perf-trace.js';
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -140,7 +141,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       const t1 = now();
       const pending = run([token], pos);
       pending.catch(() => undefined); // awaited below; only an `emit` that throws leaves it unread
+      const e0 = now();
       emit(prev, next, pos);
+      perfSample('requester.emitMs', now() - e0);
       last = await pending;
       decodeMs += now() - t1;
       decodeTokens++;

@@ -22,6 +22,12 @@
  * stage → … → head → requester), to compare with `npm run bench:transport`'s raw DataChannel hop.
  * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
  * top level. The load average before and after is printed too: on a shared machine it explains a lot.
+ *
+ * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
+ * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
+ * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),
+ * after runner (sampling/forwarding until sent) and arrived → sent; on the requester, the lap and
+ * its part no stage computed (hops), and the time to stream a token to the chat.
  */
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -41,6 +47,33 @@ const OVERHEAD = 150e6;
 /** Decimal megabytes, one format for every column. */
 const mb = (b: number | undefined) => (b === undefined ? '—' : `${(b / 1e6).toFixed(1)} MB`);
 
+/** The `--perf` medians per swarm and page, as text tables (none without `--perf`). */
+function perfTables(runs: ReadonlyArray<readonly [string, SwarmResult]>): string[] {
+  const cols: Array<[string, string]> = [
+    ['stage.queueMs', 'queue'],
+    ['stage.runnerMs', 'runner'],
+    ['stage.runnerOverheadMs', 'runner overhead'],
+    ['stage.afterRunnerMs', 'after runner'],
+    ['stage.arrivedToSentMs', 'arrived→sent'],
+    ['requester.lapMs', 'lap'],
+    ['requester.hopsMs', 'lap − compute'],
+    ['requester.emitMs', 'stream token'],
+  ];
+  const out: string[] = [];
+  for (const [what, r] of runs) {
+    if (!r.perf) continue;
+    out.push(`Hot path, ${r.stages.length} peer(s), ${what}: median ms per token (--perf)`);
+    out.push(
+      table(
+        ['page', ...cols.map(([, h]) => h)],
+        r.perf.map((p) => [p.page, ...cols.map(([k]) => (p.stats[k] ? p.stats[k].median.toFixed(2) : '—'))]),
+      ),
+      '',
+    );
+  }
+  return out;
+}
+
 runCli(async () => {
   const { values } = parseArgs({
     options: {
@@ -52,6 +85,7 @@ runCli(async () => {
       'timeout-s': { type: 'string', default: '80' },
       /** Skip the two --null-compute swarms (half the time). */
       'no-null-compute': { type: 'boolean', default: false },
+      perf: { type: 'boolean', default: false },
     },
   });
   const peers = intFlag('peers', values.peers, 3, 2);
@@ -71,6 +105,7 @@ runCli(async () => {
   const run = (n: number, nullCompute = false): Promise<SwarmResult> =>
     runSwarm({
       nullCompute,
+      perf: values.perf,
       peers: n,
       prompt: values.prompt,
       // Only the new-token count matters here; steps just has to fit the context.
@@ -211,6 +246,16 @@ runCli(async () => {
             '',
           ]
         : []),
+      ...perfTables([
+        ['model', one],
+        ['model', many],
+        ...(nulls
+          ? ([
+              ['null compute', nulls.one],
+              ['null compute', nulls.many],
+            ] as const)
+          : []),
+      ]),
       `load average (1/5/15 min) before ${load0.map((l) => l.toFixed(1)).join('/')}, after ${load1
         .map((l) => l.toFixed(1))
         .join('/')}`,

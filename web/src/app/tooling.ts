@@ -1,6 +1,7 @@
 /**
  * Tooling-only switches a page takes from its URL, for benchmarks and the swarm driver — never for
- * people: `#/contribute?join=1&nullCompute=1` makes this tab's shard runner skip the model
+ * people. `perf=1` keeps debug timings of the ring's hot path (shared/util/perf-trace.ts; timings
+ * only, so any server allows it). `#/contribute?join=1&nullCompute=1` makes this tab's shard runner skip the model
  * (shared/runtime/null-compute-runner.ts) so that a ring measures its protocol cost alone. The
  * server must be in test mode (`/api/network` says `testMode: true`); anywhere else the load is
  * refused with `TOOLING_ONLY` and the tab serves nothing.
@@ -8,9 +9,9 @@
 import { RingworkError } from '../../../shared/errors';
 
 /** The switches the URL asks for. */
-export function toolingFromUrl(): { nullCompute: boolean } {
+export function toolingFromUrl(): { nullCompute: boolean; perf: boolean } {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
-  return { nullCompute: q.get('nullCompute') === '1' };
+  return { nullCompute: q.get('nullCompute') === '1', perf: q.get('perf') === '1' };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RingworkError } from '../../shared/errors';
 import { createNullComputeRunner, nullComputeToken } from '../../shared/runtime/null-compute-runner';
+import { enablePerfTrace, perfSummary, resetPerfTrace } from '../../shared/util/perf-trace';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { askRing, buildMemoryRing, stopMemoryRing, type MemoryStage } from '../../tools/bench/memory-ring';
 import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
@@ -24,6 +25,8 @@ describe('null-compute runner (tooling: the ring without the model)', () => {
       splits: [2, 4],
       contextLength: 64,
     });
+    enablePerfTrace();
+    resetPerfTrace();
     const r = await askRing({ hub, stages, requester: 'req', tokenizer, prompt: 'Once upon', steps: 20 });
     expect(r.stop).toBe('steps');
     const generated = r.tokens.slice(r.promptTokens);
@@ -34,6 +37,14 @@ describe('null-compute runner (tooling: the ring without the model)', () => {
       expect(t).toBeGreaterThanOrEqual(3);
       expect(t).toBeLessThan(512);
     });
+    // The debug timings saw every stage's every step and every decode lap.
+    const perf = perfSummary();
+    const steps = 1 + (generated.length - 1); // the prefill, then one step per further token
+    expect(perf['stage.runnerMs']?.n).toBe(3 * steps);
+    expect(perf['stage.arrivedToSentMs']?.n).toBe(3 * steps);
+    expect(perf['requester.lapMs']?.n).toBe(generated.length - 1);
+    for (const k of ['stage.queueMs', 'stage.runnerOverheadMs', 'requester.hopsMs', 'requester.emitMs'])
+      expect(perf[k]!.median, k).toBeGreaterThanOrEqual(0);
   });
 
   it('passes hidden states on unchanged and keeps the real runner’s position checks', async () => {

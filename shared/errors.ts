@@ -240,6 +240,12 @@ export const ERROR_CODES = [
   'API_UNREACHABLE',
   /** An API response broke off or is not in the API's shape (a stream without `[DONE]`, bad JSON). */
   'API_BAD_RESPONSE',
+  // ---- tooling
+  /**
+   * A tooling-only mode (`--null-compute`: stages pass data through without running the model) was
+   * asked for outside a test-mode server; production never runs it.
+   */
+  'TOOLING_ONLY',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -8,6 +8,7 @@ import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeli
 import type { PeerLink } from '../transport/types.js';
 import { SESSION_ID_BYTES } from '../validation/commitment.js';
 import { toHex } from '../validation/crypto.js';
+import { perfSample } from '../util/perf-trace.js';
 import type { RingStepCommits } from '../validation/ring-validator.js';
 import {
   MAX_RING_COMMIT_STAGE,
@@ -244,7 +245,13 @@ export async function openRemoteSession(
           commits,
         });
       }
-      return { token: m.token, timing: { stageMs: m.stageMs, totalMs: now() - t0 } };
+      const totalMs = now() - t0;
+      if (tokens.length === 1) {
+        // Debug timings (perf-trace.ts): a decode step's lap, and the part no stage computed.
+        perfSample('requester.lapMs', totalMs);
+        perfSample('requester.hopsMs', totalMs - m.stageMs.reduce((a, b) => a + b, 0));
+      }
+      return { token: m.token, timing: { stageMs: m.stageMs, totalMs } };
     },
     async close() {
       offs.forEach((f) => f());

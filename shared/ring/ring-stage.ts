@@ -39,6 +39,7 @@ import {
 import { createStageScheduler } from './stage-scheduler.js';
 import { createStageCommitter } from './stage-commitments.js';
 import { argmax } from '../validation/stage.js';
+import { perfSample } from '../util/perf-trace.js';
 
 export * from './ring-stage-types.js';
 
@@ -282,6 +283,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
   };
 
   const onTensor = (t: TensorMessage, from: PeerLink) => {
+    // Debug timings (perf-trace.ts; recorded only when tracing is on): arrival to sent, by part.
+    const arrived = now();
     const s = sessions.get(t.session);
     if (!s) {
       // Never opened here (this stage restarted with a new shard, or the open went astray): say so
@@ -324,6 +327,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
     let done = 0;
     scheduler.enqueue(t.session, async () => {
       if (sessions.get(t.session) !== s) return true; // ended while queued
+      const started = now();
+      if (done === 0) perfSample('stage.queueMs', started - arrived);
       const contended = scheduler.contended(t.session);
       const n = Math.min(contended ? contendedChunk : chunk, S - done);
       const lastChunk = done + n >= S;
@@ -341,7 +346,12 @@ export function createRingStage(o: RingStageOptions): RingStage {
                     : (t.data as Float32Array).slice(done * H, (done + n) * H),
                 position,
               };
+        const r0 = now();
         const out = await o.runner.step(await s.runnerSession, input);
+        const r1 = now();
+        perfSample('stage.runnerMs', r1 - r0);
+        // What the runner call costs beyond the model's own run: the worker round trip and copies.
+        perfSample('stage.runnerOverheadMs', r1 - r0 - out.ms);
         stats.stepsServed++;
         stats.computeMs += out.ms;
         s.stepMs += out.ms;
@@ -371,6 +381,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
               stageMs: [...(t.trace ?? []), s.stepMs],
               draws: s.sampler!.draws,
             });
+            perfSample('stage.afterRunnerMs', now() - r1);
+            perfSample('stage.arrivedToSentMs', now() - arrived);
           } else if (stepDone && commits) committer.skip(t.session, t.step);
         } else {
           const next = o.next();
@@ -394,6 +406,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
             // the step's last chunk, so it can sign its own commitment when that chunk is done.
             for (const c of await committer.finishHidden(t.session, t.step, rowLen)) next.sendControl(c);
           }
+          const s0 = now();
           await sendOn(next, {
             session: t.session,
             step: t.step,
@@ -404,6 +417,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
             data,
             trace: stepDone ? [...(t.trace ?? []), s.stepMs] : [],
           });
+          perfSample('stage.sendMs', now() - s0);
+          perfSample('stage.afterRunnerMs', now() - r1);
+          if (stepDone) perfSample('stage.arrivedToSentMs', now() - arrived);
         }
         if (stepDone) s.stepMs = 0;
         done += n;

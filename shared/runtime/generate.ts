@@ -2,6 +2,7 @@ import { RingworkError, throwIfAborted } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { ForwardResult, ForwardTiming, Pipeline } from './pipeline.js';
 import type { Sampler } from './sampler.js';
+import { perfSample } from '../util/perf-trace.js';
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -127,16 +128,23 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         stop = 'bos';
         break;
       }
-      emit(token, next, pos);
+      const prev = token;
       tokens.push(next);
-      if (eos.has(next)) {
-        stop = 'eos';
+      token = next;
+      if (eos.has(next) || pos >= steps) {
+        emit(prev, next, pos);
+        if (eos.has(next)) stop = 'eos';
         break;
       }
-      token = next;
-      if (pos >= steps) break;
+      // The next step goes out before the token is shown: a ring computes it while the caller
+      // streams the piece (a chat re-renders), instead of that render delaying every token's lap.
       const t1 = now();
-      last = await run([token], pos);
+      const pending = run([token], pos);
+      pending.catch(() => undefined); // awaited below; only an `emit` that throws leaves it unread
+      const e0 = now();
+      emit(prev, next, pos);
+      perfSample('requester.emitMs', now() - e0);
+      last = await pending;
       decodeMs += now() - t1;
       decodeTokens++;
     }

@@ -325,7 +325,11 @@ function notLoaded(): RingworkError {
   return new RingworkError('RUNNER_NOT_LOADED', 'The runner has no shard loaded: call load() first.');
 }
 
-function checkInput(io: ShardIo, input: StepInput, cached: number): number {
+/**
+ * Checks one step's input against a shard's I/O and the session's cached length (positions must be
+ * consecutive); returns the number of positions it carries. Throws RUNNER_BAD_INPUT.
+ */
+export function checkInput(io: ShardIo, input: StepInput, cached: number): number {
   const bad = (msg: string, details: Record<string, unknown>) =>
     new RingworkError('RUNNER_BAD_INPUT', msg, { details });
   if (!Number.isInteger(input.position) || input.position !== cached) {

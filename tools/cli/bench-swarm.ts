@@ -15,9 +15,22 @@
  * server shows once requests reported their laps. The swarm's pages declare a realistic wasm speed
  * and memory for 1/N of the model (tools/swarm/swarm-capability.ts), and the server plans with its
  * default per-stage overhead (`--stage-overhead-ms`), so the planned figure is a real prediction.
+ *
+ * The same two swarms then run again with `--null-compute` (tooling: the stages skip the model and
+ * pass their data on, see shared/runtime/null-compute-runner.ts), so the ring's protocol cost per
+ * token shows on its own: hops per token ÷ (stages + 1) is the cost of one hop (requester → first
+ * stage → … → head → requester), to compare with `npm run bench:transport`'s raw DataChannel hop.
+ * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
+ * top level. The load average before and after is printed too: on a shared machine it explains a lot.
+ *
+ * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
+ * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
+ * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),
+ * after runner (sampling/forwarding until sent) and arrived → sent; on the requester, the lap and
+ * its part no stage computed (hops), and the time to stream a token to the chat.
  */
 import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
 import { table } from '../bench/transport-stats.js';
@@ -34,6 +47,33 @@ const OVERHEAD = 150e6;
 /** Decimal megabytes, one format for every column. */
 const mb = (b: number | undefined) => (b === undefined ? '—' : `${(b / 1e6).toFixed(1)} MB`);
 
+/** The `--perf` medians per swarm and page, as text tables (none without `--perf`). */
+function perfTables(runs: ReadonlyArray<readonly [string, SwarmResult]>): string[] {
+  const cols: Array<[string, string]> = [
+    ['stage.queueMs', 'queue'],
+    ['stage.runnerMs', 'runner'],
+    ['stage.runnerOverheadMs', 'runner overhead'],
+    ['stage.afterRunnerMs', 'after runner'],
+    ['stage.arrivedToSentMs', 'arrived→sent'],
+    ['requester.lapMs', 'lap'],
+    ['requester.hopsMs', 'lap − compute'],
+    ['requester.emitMs', 'stream token'],
+  ];
+  const out: string[] = [];
+  for (const [what, r] of runs) {
+    if (!r.perf) continue;
+    out.push(`Hot path, ${r.stages.length} peer(s), ${what}: median ms per token (--perf)`);
+    out.push(
+      table(
+        ['page', ...cols.map(([, h]) => h)],
+        r.perf.map((p) => [p.page, ...cols.map(([k]) => (p.stats[k] ? p.stats[k].median.toFixed(2) : '—'))]),
+      ),
+      '',
+    );
+  }
+  return out;
+}
+
 runCli(async () => {
   const { values } = parseArgs({
     options: {
@@ -43,6 +83,9 @@ runCli(async () => {
       prompt: { type: 'string', default: 'Once upon a time' },
       json: { type: 'boolean', default: false },
       'timeout-s': { type: 'string', default: '80' },
+      /** Skip the two --null-compute swarms (half the time). */
+      'no-null-compute': { type: 'boolean', default: false },
+      perf: { type: 'boolean', default: false },
     },
   });
   const peers = intFlag('peers', values.peers, 3, 2);
@@ -58,8 +101,11 @@ runCli(async () => {
     log(`synthesizing stories15M into ${path}...`);
     await synthesizeModel({ preset: 'stories15M', outDir: path });
   }
-  const run = (n: number): Promise<SwarmResult> =>
+  const load0 = loadavg();
+  const run = (n: number, nullCompute = false): Promise<SwarmResult> =>
     runSwarm({
+      nullCompute,
+      perf: values.perf,
       peers: n,
       prompt: values.prompt,
       // Only the new-token count matters here; steps just has to fit the context.
@@ -67,7 +113,7 @@ runCli(async () => {
       maxNewTokens: tokens,
       temperature: 0,
       model: values.model,
-      measureMemory: true,
+      measureMemory: !nullCompute,
       timeoutMs: timeoutS * 1000,
       log: (m) => log(`  ${m}`),
     });
@@ -76,6 +122,29 @@ runCli(async () => {
   log(`${peers}-peer swarm, ${tokens} new tokens`);
   const many = await run(peers);
   const ratio = many.timings.decodeTokPerS / one.timings.decodeTokPerS;
+  let nulls: { one: SwarmResult; many: SwarmResult } | undefined;
+  if (!values['no-null-compute']) {
+    log(`1-peer swarm, --null-compute`);
+    const nOne = await run(1, true);
+    log(`${peers}-peer swarm, --null-compute`);
+    nulls = { one: nOne, many: await run(peers, true) };
+  }
+  const load1 = loadavg();
+  /** One swarm's per-token split, and per hop (stages + 1 hops per token). */
+  const split = (r: SwarmResult) => ({
+    peers: r.stages.length,
+    decodeTokPerS: r.timings.decodeTokPerS,
+    computeMsPerToken: r.timings.computeMsPerToken,
+    hopMsPerToken: r.timings.hopMsPerToken,
+    hopMsPerHop: r.timings.hopMsPerToken / (r.stages.length + 1),
+  });
+  const nullCompute = nulls
+    ? {
+        one: split(nulls.one),
+        many: split(nulls.many),
+        ratio: nulls.many.timings.decodeTokPerS / nulls.one.timings.decodeTokPerS,
+      }
+    : undefined;
   const verdict = ratio >= TARGET ? 'PASS' : 'MISS';
   const elapsedS = (Date.now() - started) / 1000;
   const speedRow = (r: SwarmResult) => {
@@ -98,7 +167,26 @@ runCli(async () => {
 
   if (values.json) {
     process.stdout.write(
-      `${JSON.stringify({ model: one.model, tokens, one, many, ratio, target: TARGET, verdict, speeds, elapsedS }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          model: one.model,
+          tokens,
+          decodeRatio: ratio,
+          target: TARGET,
+          verdict,
+          decode: { one: split(one), many: split(many) },
+          nullCompute,
+          loadAverage: { before: load0, after: load1 },
+          one,
+          many,
+          ratio,
+          speeds,
+          ...(nulls ? { nullOne: nulls.one, nullMany: nulls.many } : {}),
+          elapsedS,
+        },
+        null,
+        2,
+      )}\n`,
     );
     return;
   }
@@ -139,6 +227,38 @@ runCli(async () => {
       ),
       '',
       `decode tok/s ${peers} peers ÷ 1 peer = ${ratio.toFixed(2)} (target >= ${TARGET}): ${verdict}`,
+      '',
+      ...(nullCompute
+        ? [
+            'The same swarms with --null-compute (stages skip the model): the ring protocol alone; one hop =',
+            "hops per token ÷ (stages + 1), next to bench:transport's raw DataChannel hop.",
+            table(
+              ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok', 'ms per hop'],
+              [nullCompute.one, nullCompute.many].map((r) => [
+                `${r.peers}`,
+                r.decodeTokPerS.toFixed(1),
+                r.computeMsPerToken.toFixed(2),
+                r.hopMsPerToken.toFixed(2),
+                r.hopMsPerHop.toFixed(2),
+              ]),
+            ),
+            `null-compute decode tok/s ${peers} peers ÷ 1 peer = ${nullCompute.ratio.toFixed(2)}`,
+            '',
+          ]
+        : []),
+      ...perfTables([
+        ['model', one],
+        ['model', many],
+        ...(nulls
+          ? ([
+              ['null compute', nulls.one],
+              ['null compute', nulls.many],
+            ] as const)
+          : []),
+      ]),
+      `load average (1/5/15 min) before ${load0.map((l) => l.toFixed(1)).join('/')}, after ${load1
+        .map((l) => l.toFixed(1))
+        .join('/')}`,
       '',
       `Speed one request gets: the planner's single-request estimate (1 / per-token latency) vs the decode`,
       `tok/s the request measured (target: within ${SPEED_FACTOR}x); pipelined capacity as planned; the figure the`,

@@ -1,6 +1,7 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
- *   [--kill-stage I --kill-after N] [--timeout-s 120] [--json]`
+ *   [--kill-stage I --kill-after N] [--timeout-s 120] [--json]
+ *   [--null-compute]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -12,6 +13,9 @@
  * and `--json` adds `failovers` (per loss: how it was noticed, `detectMs`, `recoveryMs` from the
  * close). Runs inside the loopback-only namespace (`npm run swarm` wraps it
  * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
+ * `--null-compute` (tooling) makes the stages skip the model: the text is meaningless, the timings
+ * are the ring's protocol cost per token (pages allow it only with a test-mode server, which this
+ * tool always spawns).
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -32,6 +36,7 @@ runCli(async () => {
       'timeout-s': { type: 'string' },
       json: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
+      'null-compute': { type: 'boolean', default: false },
     },
   });
   const peers = intFlag('peers', values.peers, 3, 1);
@@ -57,6 +62,7 @@ runCli(async () => {
     ...(values.seed !== undefined ? { seed: intFlag('seed', values.seed, 1, 1) } : {}),
     ...(kill ? { kill } : {}),
     ...(values.model ? { model: values.model } : {}),
+    ...(values['null-compute'] ? { nullCompute: true } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {
       if (!values.quiet) process.stderr.write(`${m}\n`);

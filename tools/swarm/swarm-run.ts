@@ -18,6 +18,7 @@ import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
+import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
 import { ROOMY_SLOW_TFLOPS, SWARM_TFLOPS, swarmMemoryBytes } from './swarm-capability.js';
 
 /** The embedded model every server offers (catalog.ts). */
@@ -37,6 +38,17 @@ export interface SwarmOptions {
   maxNewTokens?: number;
   /** Also measure each contributor page's memory. */
   measureMemory?: boolean;
+  /**
+   * Tooling: the contributor pages load their shards but never run them (`nullCompute=1`, see
+   * shared/runtime/null-compute-runner.ts): the answer is meaningless text, its timings are the
+   * ring's protocol cost alone. The spawned server is in test mode, the only place pages allow it.
+   */
+  nullCompute?: boolean;
+  /**
+   * Debug timings of the ring's hot path (`perf=1` on every page, shared/util/perf-trace.ts),
+   * returned summarised per page in {@link SwarmResult.perf}.
+   */
+  perf?: boolean;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
@@ -120,6 +132,8 @@ export interface SwarmResult {
    * request (1 / per-token latency), planned pipelined capacity, and what requests measured.
    */
   speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
+  /** Per page (`requester`, or the stage's ring index and units): hot-path timings, with `perf`. */
+  perf?: SwarmPagePerf[];
   /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
   failovers?: SwarmFailover[];
   /** What the chat page says about them (its `answer-failover` note). */
@@ -129,6 +143,12 @@ export interface SwarmResult {
   /** Why the series of `more` answers stopped early, if it did. */
   moreError?: string;
   elapsedS: number;
+}
+
+/** One page's hot-path timings (ms), by name (shared/util/perf-trace.ts). */
+export interface SwarmPagePerf {
+  page: string;
+  stats: Record<string, PerfStat>;
 }
 
 /** One loss survived, as measured from the moment the page was closed. */
@@ -412,13 +432,20 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           o.peers,
         )}`
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
+    const tooling = `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf ? '&perf=1' : ''}`;
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
     let opened = 0;
     const addContributor = async () => {
       const i = opened++;
       contributors.push(
-        await openPage(browser!, server.url, `/#/contribute?join=1&${capability}`, `contributor ${i}`, log),
+        await openPage(
+          browser!,
+          server.url,
+          `/#/contribute?join=1&${capability}${tooling}`,
+          `contributor ${i}`,
+          log,
+        ),
       );
       if (forced && contributors.length < o.peers) {
         await waitForProfiles(server.url, contributors.length, Date.now() + Math.min(60_000, left()));
@@ -435,7 +462,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     for (let i = 0; i < o.peers; i++) await addContributor();
     log(`ring: ${stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`);
 
-    const chat = (await openPage(browser, server.url, '/#/chat', 'requester', log)).page;
+    const chat = (await openPage(browser, server.url, `/#/chat${o.perf ? '?perf=1' : ''}`, 'requester', log))
+      .page;
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
@@ -560,6 +588,31 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     });
     const { text, timings, failovers, failoverNote } = first;
     const speed = await speedFigures(server.url, modelId);
+    let perf: SwarmPagePerf[] | undefined;
+    if (o.perf) {
+      const read = async (p: Page, page: string): Promise<SwarmPagePerf> => {
+        const samples = await p.evaluate(
+          () =>
+            (
+              (globalThis as Record<string, unknown>).__ringworkPerf as
+                { samples: Record<string, number[]> } | undefined
+            )?.samples ?? {},
+        );
+        const stats: Record<string, PerfStat> = {};
+        for (const [name, list] of Object.entries(samples)) stats[name] = summarise(list);
+        return { page, stats };
+      };
+      perf = [await read(chat, 'requester')];
+      for (const c of contributors) {
+        const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();
+        const i = stages.findIndex((s) => s.peer.slice(2, 8) === short);
+        const st = stages[i];
+        perf.push(await read(c.page, st ? `stage ${i} [${st.range[0]},${st.range[1]})` : `page ${short}`));
+      }
+      perf.sort((a, b) =>
+        a.page === 'requester' ? -1 : b.page === 'requester' ? 1 : a.page.localeCompare(b.page),
+      );
+    }
     let more: SwarmAnswer[] | undefined;
     let moreError: string | undefined;
     for (const q of o.more ?? []) {
@@ -615,6 +668,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       timings,
       ...(memory ? { memory } : {}),
       ...(speed ? { speed } : {}),
+      ...(perf ? { perf } : {}),
       ...(failovers ? { failovers } : {}),
       ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),

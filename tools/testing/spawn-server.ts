@@ -52,8 +52,9 @@ export async function spawnServer(extraArgs: readonly string[] = []): Promise<Sp
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGTERM');
-      reject(new RingworkError('SERVER_INTERNAL', `The server did not start within 30 s: ${out}`));
-    }, 30_000);
+      reject(new RingworkError('SERVER_INTERNAL', `The server did not start within 120 s: ${out}`));
+      // Transpiling and starting the server takes over 30 s on a machine shared by many jobs.
+    }, 120_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /RINGWORK_LISTENING (\d+)/.exec(out);

@@ -12,12 +12,20 @@ import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
 import { createWorkerShardRunner } from '../engine/worker-shard-runner';
 import { createProfilerClient } from '../profiler/profiler-client';
+import { enablePerfTrace } from '../../../shared/util/perf-trace';
 import { getNetwork } from './network';
+import { requireTestModeServer, toolingFromUrl } from './tooling';
+
+const tooling = toolingFromUrl();
+if (tooling.perf) enablePerfTrace();
 
 /** This tab as a contributor. */
 export const contributor = createContributor({
   network: getNetwork,
-  createRunner: createWorkerShardRunner,
+  createRunner: () =>
+    createWorkerShardRunner(
+      tooling.nullCompute ? { nullCompute: { allowed: () => requireTestModeServer('null compute') } } : {},
+    ),
   measure: async (signal) => {
     const profiler = createProfilerClient();
     try {

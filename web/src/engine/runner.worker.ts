@@ -7,13 +7,14 @@ import * as Comlink from 'comlink';
 import { createAbortRegistry, wire } from './worker-rpc';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
+import { createNullComputeRunner } from '../../../shared/runtime/null-compute-runner';
 import { createOrtShardRunner } from '../../../shared/runtime/ort-shard-runner';
-import type { LoadProgress, LoadRequest, StepInput } from '../../../shared/runtime/shard-runner';
+import type { LoadProgress, LoadRequest, ShardRunner, StepInput } from '../../../shared/runtime/shard-runner';
 import { createCachedFileOpener } from './cached-opener';
 import { configureOrt } from './ort-env';
 
 const ort = configureOrt();
-const runner = createOrtShardRunner({
+const ortRunner = createOrtShardRunner({
   ort,
   openModel: async (ref, signal) =>
     (
@@ -24,11 +25,18 @@ const runner = createOrtShardRunner({
       )
     ).source,
 });
+/** The ORT runner, or (tooling only, checked by the page) its null-compute wrapper. */
+let runner: ShardRunner = ortRunner;
 const calls = createAbortRegistry();
 
 /** The worker's comlink surface: {@link ShardRunner} with abort by operation id. */
 export const workerApi = {
-  load(request: LoadRequest, opId: number, onProgress?: (p: LoadProgress) => void) {
+  /**
+   * Loads the shard. `nullCompute` (tooling only: the page allows it on a test-mode server alone)
+   * makes every later step skip the model (shared/runtime/null-compute-runner.ts).
+   */
+  load(request: LoadRequest, opId: number, onProgress?: (p: LoadProgress) => void, nullCompute = false) {
+    runner = nullCompute ? createNullComputeRunner(ortRunner) : ortRunner;
     return calls.run(opId, (signal) => runner.load(request, { signal, onProgress }));
   },
   openSession: () => wire(() => runner.openSession()),

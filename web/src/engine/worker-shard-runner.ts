@@ -6,13 +6,24 @@ import { rethrow } from './worker-rpc';
 
 let nextOp = 0;
 
+/** Options of {@link createWorkerShardRunner}. */
+export interface WorkerShardRunnerOptions {
+  /**
+   * Tooling only (bench:swarm's `--null-compute`): steps skip the model. Checked before every load
+   * by `allowNullCompute`, which throws `TOOLING_ONLY` unless the page's server is in test mode.
+   */
+  nullCompute?: { allowed: () => Promise<void> };
+}
+
 /**
  * A {@link ShardRunner} that runs in its own Web Worker. Hidden-state inputs are transferred, not
  * copied: the caller's `input.hidden` buffer is detached after `step`. An aborted call rejects at
  * once with ABORTED (the worker is told to drop the work); after {@link ShardRunner.dispose} the
  * worker is gone and calls fail with RUNNER_DISPOSED.
  */
-export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
+export function createWorkerShardRunner(
+  opts: WorkerShardRunnerOptions = {},
+): ShardRunner & { worker: Worker } {
   const worker = new Worker(new URL('./runner.worker.ts', import.meta.url), {
     type: 'module',
     name: 'ringwork-shard',
@@ -61,13 +72,15 @@ export function createWorkerShardRunner(): ShardRunner & { worker: Worker } {
   };
   return {
     worker,
-    load: (request, opts = {}) =>
-      call(opts.signal, (op) =>
-        api.load(request, op, opts.onProgress ? Comlink.proxy(opts.onProgress) : undefined),
-      ),
+    load: async (request, o = {}) => {
+      if (opts.nullCompute) await opts.nullCompute.allowed();
+      return call(o.signal, (op) =>
+        api.load(request, op, o.onProgress ? Comlink.proxy(o.onProgress) : undefined, !!opts.nullCompute),
+      );
+    },
     openSession: () => call(undefined, () => api.openSession()),
-    step: (sessionId, input, opts = {}) =>
-      call(opts.signal, (op) => {
+    step: (sessionId, input, o = {}) =>
+      call(o.signal, (op) => {
         const transfer = input.hidden ? [input.hidden.buffer] : [];
         return api.step(sessionId, Comlink.transfer(input, transfer as Transferable[]), op);
       }),

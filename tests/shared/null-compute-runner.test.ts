@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RingworkError } from '../../shared/errors';
+import { createNullComputeRunner, nullComputeToken } from '../../shared/runtime/null-compute-runner';
+import { enablePerfTrace, perfSummary, resetPerfTrace } from '../../shared/util/perf-trace';
+import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
+import { askRing, buildMemoryRing, stopMemoryRing, type MemoryStage } from '../../tools/bench/memory-ring';
+import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
+
+const tokenizer = stories260KTokenizer();
+let stages: MemoryStage[] = [];
+
+afterEach(async () => {
+  await stopMemoryRing(stages);
+  stages = [];
+});
+
+describe('null-compute runner (tooling: the ring without the model)', () => {
+  it('answers the position-derived token through a real 3-stage ring, every token a usable one', async () => {
+    const hub = createMemoryTransportHub();
+    stages = await buildMemoryRing({
+      hub,
+      makeRunner: () => createNullComputeRunner(stories260KRunner()),
+      model: { url: 'stories260K.bin' },
+      numLayers: 5,
+      splits: [2, 4],
+      contextLength: 64,
+    });
+    enablePerfTrace();
+    resetPerfTrace();
+    const r = await askRing({ hub, stages, requester: 'req', tokenizer, prompt: 'Once upon', steps: 20 });
+    expect(r.stop).toBe('steps');
+    const generated = r.tokens.slice(r.promptTokens);
+    expect(generated.length).toBe(20 - r.promptTokens + 1);
+    // The head at position p answers nullComputeToken(p); never UNK/BOS/EOS.
+    generated.forEach((t, i) => {
+      expect(t).toBe(nullComputeToken(r.promptTokens - 1 + i, 512));
+      expect(t).toBeGreaterThanOrEqual(3);
+      expect(t).toBeLessThan(512);
+    });
+    // The debug timings saw every stage's every step and every decode lap.
+    const perf = perfSummary();
+    const steps = 1 + (generated.length - 1); // the prefill, then one step per further token
+    expect(perf['stage.runnerMs']?.n).toBe(3 * steps);
+    expect(perf['stage.arrivedToSentMs']?.n).toBe(3 * steps);
+    expect(perf['requester.lapMs']?.n).toBe(generated.length - 1);
+    for (const k of ['stage.queueMs', 'stage.runnerOverheadMs', 'requester.hopsMs', 'requester.emitMs'])
+      expect(perf[k]!.median, k).toBeGreaterThanOrEqual(0);
+  });
+
+  it('passes hidden states on unchanged and keeps the real runner’s position checks', async () => {
+    const runner = createNullComputeRunner(stories260KRunner());
+    try {
+      await runner.load({
+        model: { url: 'stories260K.bin' },
+        range: [2, 4],
+        weightFormat: 'f32',
+        contextLength: 8,
+        logits: 'last',
+        backend: 'wasm',
+      });
+      const s = await runner.openSession();
+      const hidden = Float32Array.from({ length: 2 * 64 }, (_, i) => i / 7);
+      const out = await runner.step(s, { hidden, position: 0 });
+      expect(out.kind).toBe('hidden');
+      expect(out.seqLen).toBe(2);
+      expect(Array.from(out.data)).toEqual(Array.from(hidden));
+      let err: unknown;
+      try {
+        await runner.step(s, { hidden, position: 5 });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as RingworkError).code).toBe('RUNNER_BAD_INPUT');
+      err = undefined;
+      try {
+        await runner.step(s, { hidden: new Float32Array(7 * 64), position: 2 });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as RingworkError).code).toBe('RUNNER_CONTEXT_FULL');
+    } finally {
+      await runner.dispose();
+    }
+  });
+
+  it('spreads tokens over the vocabulary without special ids', () => {
+    const seen = new Set<number>();
+    for (let p = 0; p < 200; p++) {
+      const t = nullComputeToken(p, 32000);
+      expect(t).toBeGreaterThanOrEqual(3);
+      expect(t).toBeLessThan(32000);
+      seen.add(t);
+    }
+    expect(seen.size).toBe(200);
+  });
+});

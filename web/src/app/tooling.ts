@@ -1,0 +1,34 @@
+/**
+ * Tooling-only switches a page takes from its URL, for benchmarks and the swarm driver — never for
+ * people. `perf=1` keeps debug timings of the ring's hot path (shared/util/perf-trace.ts; timings
+ * only, so any server allows it). `#/contribute?join=1&nullCompute=1` makes this tab's shard runner skip the model
+ * (shared/runtime/null-compute-runner.ts) so that a ring measures its protocol cost alone. The
+ * server must be in test mode (`/api/network` says `testMode: true`); anywhere else the load is
+ * refused with `TOOLING_ONLY` and the tab serves nothing.
+ */
+import { RingworkError } from '../../../shared/errors';
+
+/** The switches the URL asks for. */
+export function toolingFromUrl(): { nullCompute: boolean; perf: boolean } {
+  const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
+  return { nullCompute: q.get('nullCompute') === '1', perf: q.get('perf') === '1' };
+}
+
+/**
+ * Resolves when the server at `base` (default: this page's) runs in test mode; throws
+ * `TOOLING_ONLY` otherwise, also when it cannot be asked.
+ */
+export async function requireTestModeServer(what: string, base = location.href): Promise<void> {
+  let testMode = false;
+  try {
+    const r = await fetch(new URL('/api/network', base));
+    testMode = r.ok && ((await r.json()) as { testMode?: unknown }).testMode === true;
+  } catch {
+    /* unreachable or not JSON: not a test-mode server */
+  }
+  if (!testMode) {
+    throw new RingworkError('TOOLING_ONLY', `${what} is a tooling mode: only a test-mode server allows it.`, {
+      details: { mode: what },
+    });
+  }
+}

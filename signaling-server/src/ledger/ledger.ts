@@ -57,6 +57,14 @@ export interface CreditRow {
   readonly validatedSteps: number;
 }
 
+/** One recorded penalty. */
+export interface PenaltyRow {
+  readonly reason: string;
+  readonly evidenceHash: string;
+  readonly amount: number;
+  readonly at: number;
+}
+
 /** The ledger's counters. */
 export interface LedgerStats {
   /** Stage rows waiting to be committed. */
@@ -86,6 +94,8 @@ export interface Ledger {
   /** Credit, validated steps and sessions of one address (zeros when unknown). */
   account(address: string): Promise<CreditRow & { sessions: number }>;
   usage(requester: string): Promise<{ steps: number; flops: number }>;
+  /** Penalties recorded against an address (or an anonymous session id), newest first. */
+  penalties(address: string): Promise<PenaltyRow[]>;
   stats(): LedgerStats;
   /** Commits what is queued and closes the database; safe twice. */
   stop(): Promise<void>;
@@ -475,6 +485,18 @@ export function createLedger(deps: LedgerDeps): Ledger {
         [requester.toLowerCase().startsWith('0x') ? requester.toLowerCase() : requester],
       );
       return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
+    },
+    async penalties(address) {
+      const r = await db.query<{ reason: string; evidence_hash: string; amount: string; at: string | number }>(
+        'SELECT reason, evidence_hash, amount::text AS amount, at FROM penalties WHERE address = $1 ORDER BY id DESC LIMIT 100',
+        [address.toLowerCase()],
+      );
+      return r.rows.map((x) => ({
+        reason: x.reason,
+        evidenceHash: x.evidence_hash,
+        amount: Number(x.amount),
+        at: Number(x.at),
+      }));
     },
     stats: () => ({
       pending: pendingCount(),

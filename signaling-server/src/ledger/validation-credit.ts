@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { EvidenceRecord as DeviationEvidence } from '../../../shared/validation/evidence.js';
 import type { PeerAssignment } from '../coordinator-types.js';
 import type { DeviantEvent, ValidationRegistry } from '../validation-registry.js';
-import type { Ledger } from './ledger.js';
+import type { Ledger, StageWork, StepRecord } from './ledger.js';
 
 /**
  * What the validation hook may say about the work besides `(peer, units, steps)`: the requester
@@ -76,6 +76,22 @@ export function connectValidationCredit(deps: ValidationCreditDeps): () => void 
   const { ledger, logger } = deps;
   const failed = (what: string) => (e: unknown) => logger.error({ err: e }, `ledger: ${what} not recorded`);
 
+  /**
+   * The hook fires once per stage of one validation, synchronously: the stages of one validation are
+   * gathered in a microtask into one record, so the requester's usage counts its steps once.
+   */
+  const gathering = new Map<string, { record: Omit<StepRecord, 'stages'>; stages: StageWork[] }>();
+  const emit = (): void => {
+    for (const { record, stages } of gathering.values()) {
+      try {
+        ledger.recordSteps({ ...record, stages }).catch(failed('validated work'));
+      } catch (e) {
+        failed('validated work')(e);
+      }
+    }
+    gathering.clear();
+  };
+
   const onWork = (peer: string, units: number, steps: number, ctx?: ValidatedWorkContext): void => {
     const a = deps.assignmentOf(peer);
     const model = ctx?.model ?? (a && a.kind !== 'unassigned' ? a.model : undefined);
@@ -86,25 +102,27 @@ export function connectValidationCredit(deps: ValidationCreditDeps): () => void 
       return;
     }
     const requester = ctx?.requester;
-    const address = deps.addressOf(peer);
-    let record;
-    try {
-      record = ledger.recordSteps({
-        sessionId: ctx?.ringId ?? (a && a.kind !== 'unassigned' ? a.ringId : 'unknown'),
-        model,
-        requester: requester
-          ? { peerId: requester, address: deps.addressOf(requester) }
-          : { peerId: 'unknown-requester' },
-        stages: [{ peerId: peer, address, units: [range[0], range[1]] }],
-        steps,
-        // Without the requester the "never your own identities" rule cannot be applied: no credit.
-        verdict: requester ? 'passed' : 'unvalidated',
-      });
-    } catch (e) {
-      failed('validated work')(e);
-      return;
+    const sessionId = ctx?.ringId ?? (a && a.kind !== 'unassigned' ? a.ringId : 'unknown');
+    const key = `${requester ?? ''}|${model}|${sessionId}|${steps}`;
+    let g = gathering.get(key);
+    if (!g) {
+      g = {
+        record: {
+          sessionId,
+          model,
+          requester: requester
+            ? { peerId: requester, address: deps.addressOf(requester) }
+            : { peerId: 'unknown-requester' },
+          steps,
+          // Without the requester the "never your own identities" rule cannot be applied: no credit.
+          verdict: requester ? 'passed' : 'unvalidated',
+        },
+        stages: [],
+      };
+      if (gathering.size === 0) queueMicrotask(emit);
+      gathering.set(key, g);
     }
-    record.catch(failed('validated work'));
+    g.stages.push({ peerId: peer, address: deps.addressOf(peer), units: [range[0], range[1]] });
   };
 
   const onDeviant = async (e: DeviantEvent): Promise<void> => {

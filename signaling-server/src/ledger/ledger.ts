@@ -151,7 +151,36 @@ function bad(message: string, details: Record<string, unknown> = {}): RingworkEr
 const csvField = (v: string | number | boolean | null): string =>
   v === null ? '' : typeof v === 'string' ? `"${v.replaceAll('"', '""')}"` : String(v);
 
-function csvRow(r: WorkRow): string {
+/** One audit row: the batch's records of one session, stage, units, verdict, requester and evidence. */
+interface MergedRow {
+  readonly r: WorkRow;
+  steps: number;
+  flops: number;
+  records: number;
+  at: number;
+}
+
+/**
+ * Merges a batch's work rows that differ only in steps and time: a generation session sends many
+ * step records per stage, and the audit trail needs their sums, not one row each (the row count is
+ * what bounds the write rate). Credit and usage are unchanged: they are sums too.
+ */
+function mergeRows(w: readonly WorkRow[]): MergedRow[] {
+  const merged = new Map<string, MergedRow>();
+  for (const r of w) {
+    const key = `${r.session_id}\u0000${r.peer_id}\u0000${r.unit_start}\u0000${r.unit_end}\u0000${r.verdict}\u0000${r.credited}\u0000${r.requester}\u0000${r.address ?? ''}\u0000${r.evidence_hash ?? ''}\u0000${r.model}`;
+    const m = merged.get(key);
+    if (m) {
+      m.steps += r.steps;
+      m.flops += r.flops;
+      m.records++;
+      if (r.at > m.at) m.at = r.at;
+    } else merged.set(key, { r, steps: r.steps, flops: r.flops, records: 1, at: r.at });
+  }
+  return [...merged.values()];
+}
+
+function csvRow({ r, steps, flops, records, at }: MergedRow): string {
   return [
     r.session_id,
     r.model,
@@ -160,12 +189,13 @@ function csvRow(r: WorkRow): string {
     r.requester,
     r.unit_start,
     r.unit_end,
-    r.steps,
-    r.flops,
+    steps,
+    flops,
     r.verdict,
     r.credited,
     r.evidence_hash,
-    r.at,
+    at,
+    records,
   ]
     .map(csvField)
     .join(',');
@@ -280,9 +310,9 @@ export function createLedger(deps: LedgerDeps): Ledger {
       // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by the server.
       await tx.query(
         `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
-           steps, flops, verdict, credited, evidence_hash, at) FROM '/dev/blob' WITH (FORMAT csv)`,
+           steps, flops, verdict, credited, evidence_hash, at, records) FROM '/dev/blob' WITH (FORMAT csv)`,
         [],
-        { blob: new Blob([w.map(csvRow).join('\n')]) },
+        { blob: new Blob([mergeRows(w).map(csvRow).join('\n')]) },
       );
       // Credit and usage aggregated per batch: one upsert row per address / requester.
       const credit = new Map<string, { flops: number; steps: number }>();
@@ -487,7 +517,12 @@ export function createLedger(deps: LedgerDeps): Ledger {
       return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
     },
     async penalties(address) {
-      const r = await db.query<{ reason: string; evidence_hash: string; amount: string; at: string | number }>(
+      const r = await db.query<{
+        reason: string;
+        evidence_hash: string;
+        amount: string;
+        at: string | number;
+      }>(
         'SELECT reason, evidence_hash, amount::text AS amount, at FROM penalties WHERE address = $1 ORDER BY id DESC LIMIT 100',
         [address.toLowerCase()],
       );

@@ -170,7 +170,9 @@ function mergeRows(w: readonly WorkRow[]): MergedRow[] {
   for (const r of w) {
     const key = `${r.session_id}\u0000${r.peer_id}\u0000${r.unit_start}\u0000${r.unit_end}\u0000${r.verdict}\u0000${r.credited}\u0000${r.requester}\u0000${r.address ?? ''}\u0000${r.evidence_hash ?? ''}\u0000${r.model}`;
     const m = merged.get(key);
-    if (m) {
+    // Steps is an integer column: a merged row stays below 2^31 (another row takes the rest).
+    if (m && m.steps + r.steps > 2_000_000_000) merged.set(`${key}#${merged.size}`, m);
+    if (m && m.steps + r.steps <= 2_000_000_000) {
       m.steps += r.steps;
       m.flops += r.flops;
       m.records++;
@@ -307,13 +309,40 @@ export function createLedger(deps: LedgerDeps): Ledger {
         );
       }
       if (w.length === 0) return;
-      // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by the server.
-      await tx.query(
-        `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
-           steps, flops, verdict, credited, evidence_hash, at, records) FROM '/dev/blob' WITH (FORMAT csv)`,
-        [],
-        { blob: new Blob([mergeRows(w).map(csvRow).join('\n')]) },
-      );
+      const merged = mergeRows(w);
+      if (db.dialect === 'postgres') {
+        // A server through `pg`: one multi-row INSERT from column arrays (no blob COPY there).
+        await tx.query(
+          `INSERT INTO validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+             steps, flops, verdict, credited, evidence_hash, at, records)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+             $7::int[], $8::int[], $9::float8[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::int[])`,
+          [
+            merged.map((m) => m.r.session_id),
+            merged.map((m) => m.r.model),
+            merged.map((m) => m.r.peer_id),
+            merged.map((m) => m.r.address),
+            merged.map((m) => m.r.requester),
+            merged.map((m) => m.r.unit_start),
+            merged.map((m) => m.r.unit_end),
+            merged.map((m) => m.steps),
+            merged.map((m) => m.flops),
+            merged.map((m) => m.r.verdict),
+            merged.map((m) => m.r.credited),
+            merged.map((m) => m.r.evidence_hash),
+            merged.map((m) => m.at),
+            merged.map((m) => m.records),
+          ],
+        );
+      } else {
+        // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by PGlite.
+        await tx.query(
+          `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+             steps, flops, verdict, credited, evidence_hash, at, records) FROM '/dev/blob' WITH (FORMAT csv)`,
+          [],
+          { blob: new Blob([merged.map(csvRow).join('\n')]) },
+        );
+      }
       // Credit and usage aggregated per batch: one upsert row per address / requester.
       const credit = new Map<string, { flops: number; steps: number }>();
       const usage = new Map<string, { flops: number; steps: number }>();

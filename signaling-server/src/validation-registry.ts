@@ -84,7 +84,9 @@ export interface ValidationRegistry {
     steps: number,
     context?: WorkContext,
   ): void;
-  onValidatedWork(fn: (peer: string, units: number, steps: number, context?: WorkContext) => void): () => void;
+  onValidatedWork(
+    fn: (peer: string, units: number, steps: number, context?: WorkContext) => void,
+  ): () => void;
   onDeviant(fn: (e: DeviantEvent) => void): () => void;
 }
 

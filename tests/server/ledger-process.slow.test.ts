@@ -1,7 +1,7 @@
 /**
  * The ledger across processes: a writer killed with SIGKILL mid-write loses nothing it reported
  * committed (PGlite recovers from its WAL on the next open); the real server process refuses to
- * start on a data directory it cannot open, or on a postgres:// URL this build does not serve (typed
+ * start on a data directory it cannot open, or on a postgres:// server it cannot reach (typed
  * error, exit 1); an in-process server records signed-in sessions and serves credits that survive
  * its restart on the same directory; and the real server process credits validated work of a real
  * ring to its signed-in contributors (the requester's own address excepted), is killed with SIGKILL,

@@ -382,10 +382,12 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       );
     },
     'validated-work'(msg, conn) {
-      const ring = ringFor(requireSession(conn), msg.model, msg.ringId);
+      const requester = requireSession(conn);
+      const ring = ringFor(requester, msg.model, msg.ringId);
       coordinator.validation.validatedWork(
         ring.stages.map((s) => ({ peer: s.peer, units: s.range[1] - s.range[0] })),
         msg.steps,
+        { requester, model: msg.model, ringId: msg.ringId },
       );
     },
     'api-link'(msg, conn) {

@@ -82,6 +82,7 @@ import { flopsFromProfiles } from './ledger/credit.js';
 import { openLedger, type Ledger } from './ledger/ledger.js';
 import { createLedgerRoutes } from './ledger/ledger-routes.js';
 import { createSdkRoutes } from './api/sdk-routes.js';
+import { connectValidationCredit } from './ledger/validation-credit.js';
 import { createSiweAuth } from './identity/siwe-auth.js';
 import { createPublicClient, http as httpTransport } from 'viem';
 import { CLOSE_CODES, perIpBurst, type RunningContext, type ServerContext } from './server-context.js';
@@ -223,6 +224,8 @@ export function createSignalingServer(
   let apiPeerId: string | null = null;
   let startPromise: Promise<Listening> | null = null;
   let stopPromise: Promise<void> | null = null;
+  /** Unsubscribes the ledger from the validation hooks (set when a ledger opened). */
+  let disconnectCredit: (() => void) | null = null;
 
   const listen = async (run: RunningContext, ledger: Ledger | null): Promise<Started> => {
     const protocol = createProtocol(run, io, apiLinks);
@@ -410,6 +413,14 @@ export function createSignalingServer(
             log.error({ err: e }, 'ledger: session not recorded'),
           );
         };
+        // Credit follows the server's validation verdicts (never a client's word).
+        disconnectCredit = connectValidationCredit({
+          ledger: l,
+          validation: coordinator.validation,
+          assignmentOf: (peer) => coordinator.getAssignment(peer),
+          addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
+          logger: log.child({ part: 'ledger' }),
+        });
       }
       started = await listen(run, ledger);
       log.info(
@@ -434,6 +445,7 @@ export function createSignalingServer(
         await s.api.stop();
         apiLinks.close();
         await s.run.cluster?.stop();
+        disconnectCredit?.();
         await s.ledger?.stop();
       }
       for (const conn of ctx.allConns) io.closeConn(conn, CLOSE_CODES.shutdown, 'server shutting down');

@@ -38,6 +38,13 @@ export type EvidenceVerdict =
   /** Signatures hold but the records alone do not prove who deviated: kept as a report. */
   | 'reported';
 
+/** Who validated a piece of work, on which model and ring (for the ledger's hook). */
+export interface WorkContext {
+  requester?: string;
+  model?: string;
+  ringId?: string;
+}
+
 /** A proven deviation, as the ledger sees it. */
 export interface DeviantEvent {
   peer: string;
@@ -68,9 +75,18 @@ export interface ValidationRegistry {
     evidence: EvidenceRecord,
     ringPeers: readonly string[],
   ): Promise<EvidenceVerdict>;
-  /** A requester's validated steps on a ring's peers (units each covered). */
-  validatedWork(peers: ReadonlyArray<{ peer: string; units: number }>, steps: number): void;
-  onValidatedWork(fn: (peer: string, units: number, steps: number) => void): () => void;
+  /**
+   * A requester's validated steps on a ring's peers (units each covered); `context` (who validated,
+   * model, ring) goes to the hooks so the ledger can refuse a requester's own identities.
+   */
+  validatedWork(
+    peers: ReadonlyArray<{ peer: string; units: number }>,
+    steps: number,
+    context?: WorkContext,
+  ): void;
+  onValidatedWork(
+    fn: (peer: string, units: number, steps: number, context?: WorkContext) => void,
+  ): () => void;
   onDeviant(fn: (e: DeviantEvent) => void): () => void;
 }
 
@@ -80,7 +96,7 @@ export function createValidationRegistry(
 ): ValidationRegistry {
   const keys = new Map<string, { b64: string; key: CryptoKeyLike }>();
   const standings = new Map<string, ValidationStanding>();
-  const workFns = new Set<(peer: string, units: number, steps: number) => void>();
+  const workFns = new Set<(peer: string, units: number, steps: number, context?: WorkContext) => void>();
   const deviantFns = new Set<(e: DeviantEvent) => void>();
   const standingOf = (peer: string): ValidationStanding => {
     let s = standings.get(peer);
@@ -142,12 +158,12 @@ export function createValidationRegistry(
       o.logger?.warn({ reporter, peer: ev.peerId, reason: ev.reason }, 'unproven validation report');
       return 'reported';
     },
-    validatedWork(peers, steps) {
+    validatedWork(peers, steps, context) {
       for (const { peer, units } of peers) {
         const s = standingOf(peer);
         s.validatedSteps += steps;
         s.reputation = Math.min(1, s.reputation + STEP_GAIN * steps);
-        for (const f of workFns) f(peer, units, steps);
+        for (const f of workFns) f(peer, units, steps, context);
       }
     },
     onValidatedWork(fn) {

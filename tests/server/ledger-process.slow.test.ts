@@ -1,9 +1,11 @@
 /**
  * The ledger across processes: a writer killed with SIGKILL mid-write loses nothing it reported
  * committed (PGlite recovers from its WAL on the next open); the real server process refuses to
- * start on a data directory it cannot open, or on a postgres:// URL this build does not serve (typed
+ * start on a data directory it cannot open, or on a postgres:// server it cannot reach (typed
  * error, exit 1); an in-process server records signed-in sessions and serves credits that survive
- * its restart on the same directory.
+ * its restart on the same directory; and the real server process credits validated work of a real
+ * ring to its signed-in contributors (the requester's own address excepted), is killed with SIGKILL,
+ * restarts on the same --data-dir and still shows the credits on its leaderboard.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,14 +15,14 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createSiweMessage } from 'viem/siwe';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { SIGNALING_VERSION } from '../../shared/protocol/signaling';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { systemClock } from '../../signaling-server/src/clock';
 import { openLedger } from '../../signaling-server/src/ledger/ledger';
 import { createSignalingServer } from '../../signaling-server/src/server';
 import { scaled } from '../helpers/timeouts';
-import { connect } from './signaling-test-client';
+import { capability, connect, type TestClient } from './signaling-test-client';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const dirs: string[] = [];
@@ -166,5 +168,130 @@ describe('ledger durability and start-up', () => {
       }
     },
     scaled(180_000),
+  );
+});
+
+/** Starts the real server process; resolves with its port once it prints RINGWORK_LISTENING. */
+async function startProcess(args: string[]) {
+  const child = tsx(['signaling-server/src/main.ts', '--port', '0', '--host', '127.0.0.1', ...args]);
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const port = await new Promise<number>((done, fail) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /RINGWORK_LISTENING (\d+)/.exec(buf);
+      if (m) done(Number(m[1]));
+    });
+    child.once('exit', (code) => fail(new Error(`server exited ${code}: ${err}`)));
+  });
+  return { child, port, host: `127.0.0.1:${port}` };
+}
+
+/** Signs `account` in on the server at `host`; returns the identity token. */
+async function signIn(host: string, account: ReturnType<typeof privateKeyToAccount>): Promise<string> {
+  const n = (await (await fetch(`http://${host}/api/auth/nonce`)).json()) as { nonce: string };
+  const message = createSiweMessage({
+    address: account.address,
+    chainId: 1,
+    domain: host,
+    nonce: n.nonce,
+    uri: `http://${host}/`,
+    version: '1',
+    issuedAt: new Date(),
+  });
+  const r = await fetch(`http://${host}/api/auth/verify`, {
+    method: 'POST',
+    body: JSON.stringify({ message, signature: await account.signMessage({ message }) }),
+  });
+  expect(r.status).toBe(200);
+  return ((await r.json()) as { token: string }).token;
+}
+
+describe('credits from validated work in the real server process', () => {
+  it(
+    'credits each contributor its units’ FLOPs × validated steps, survives SIGKILL and restart',
+    async () => {
+      const dataDir = join(tempDir(), 'db');
+      const catalog = await loadCatalog([]);
+      const model = catalog[0]!;
+      const accounts = [0, 1, 2].map(() => privateKeyToAccount(generatePrivateKey()));
+      const clients: TestClient[] = [];
+      const first = await startProcess(['--data-dir', dataDir, '--replan-debounce-ms', '20']);
+      try {
+        const peers: string[] = [];
+        for (const account of accounts) {
+          const token = await signIn(first.host, account);
+          const c = await connect(first.port);
+          clients.push(c);
+          c.send({ type: 'hello', v: SIGNALING_VERSION, roles: ['contributor'], identity: token });
+          peers.push((await c.next('welcome')).peerId);
+          c.send({ type: 'profile', v: 1, capability: capability(1_000_000) });
+        }
+        for (const c of clients) await c.next('assignment');
+        // The requester signed in as contributor 0's address: its own identity earns nothing.
+        const req = await connect(first.port);
+        clients.push(req);
+        const reqToken = await signIn(first.host, accounts[0]!);
+        req.send({ type: 'hello', v: SIGNALING_VERSION, roles: ['requester'], identity: reqToken });
+        await req.next('welcome');
+        req.send({ type: 'ring-request', v: 1, model: model.descriptor.id });
+        const ring = await req.next('ring');
+        expect(ring.stages.map((s) => s.peer).sort()).toEqual([...peers].sort());
+        for (const steps of [7, 13])
+          req.send({ type: 'validated-work', v: 1, model: model.descriptor.id, ringId: ring.ringId, steps });
+
+        const perStep = (range: readonly [number, number]): number => {
+          let f = 0;
+          for (let u = range[0]; u < range[1]; u++) f += model.profile.layers[u]!.flopsPerToken;
+          return f;
+        };
+        const expected = new Map<string, number>();
+        for (const s of ring.stages) {
+          const i = peers.indexOf(s.peer);
+          if (i !== 0) expected.set(accounts[i]!.address.toLowerCase(), 20 * perStep(s.range));
+        }
+        const board = async (host: string) =>
+          (
+            (await (await fetch(`http://${host}/api/ledger/leaderboard`)).json()) as {
+              leaderboard: Array<{ address: string; flops: number; validatedSteps: number }>;
+            }
+          ).leaderboard;
+        await vi.waitFor(async () => expect(await board(first.host)).toHaveLength(2), {
+          timeout: scaled(30_000),
+          interval: 200,
+        });
+        const check = (rows: Awaited<ReturnType<typeof board>>) => {
+          expect(rows.map((r) => r.address).sort()).toEqual([...expected.keys()].sort());
+          for (const r of rows) {
+            expect(r.validatedSteps).toBe(20);
+            expect(r.flops).toBeCloseTo(expected.get(r.address)!, 3);
+          }
+        };
+        check(await board(first.host));
+        const own = (await (
+          await fetch(`http://${first.host}/api/ledger/account/${accounts[0]!.address}`)
+        ).json()) as { flops: number; usage: { steps: number } };
+        expect(own.flops).toBe(0);
+        expect(own.usage.steps).toBe(20);
+
+        // A crash, not a shutdown: what the leaderboard showed was committed.
+        for (const c of clients.splice(0)) c.ws.terminate();
+        first.child.kill('SIGKILL');
+        await new Promise((r) => first.child.once('exit', r));
+
+        const second = await startProcess(['--data-dir', dataDir]);
+        try {
+          check(await board(second.host));
+        } finally {
+          second.child.kill('SIGTERM');
+          await new Promise((r) => second.child.once('exit', r));
+        }
+      } finally {
+        for (const c of clients) c.ws.terminate();
+        if (first.child.exitCode === null && first.child.signalCode === null) first.child.kill('SIGKILL');
+      }
+    },
+    scaled(240_000),
   );
 });

@@ -79,7 +79,7 @@ describe('ledger on PGlite', () => {
         const v = await db.query<{ version: number }>(
           'SELECT version FROM schema_migrations ORDER BY version',
         );
-        expect(v.rows.map((r) => r.version)).toEqual([SCHEMA_VERSION]);
+        expect(v.rows.map((r) => r.version)).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
         const tables = await db.query<{ table_name: string }>(
           "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
         );

@@ -1,8 +1,8 @@
 /**
- * The ledger's SQL connection. PGlite (PostgreSQL compiled to wasm) runs in-process on a data
- * directory (or in memory for tests); a `postgres://` server is not wired in this build (no
- * client library is kept tested here) and is refused with a clear error. Opening migrates the schema
- * to the latest version (schema.ts).
+ * The ledger's SQL connection: PGlite (PostgreSQL compiled to wasm) in-process on a data directory
+ * (or in memory for tests), or a PostgreSQL server by `postgres://` URL through the `pg` client —
+ * the same SQL and migrations on both. Opening checks the connection and migrates the schema to the
+ * latest version (schema.ts); a store that cannot be reached or migrated is `LEDGER_UNAVAILABLE`.
  */
 import { mkdirSync } from 'node:fs';
 import { RingworkError } from '../../../shared/errors.js';
@@ -10,6 +10,8 @@ import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 /** The SQL the ledger uses: queries with positional parameters and transactions. */
 export interface SqlDb {
+  /** `postgres`: a server through `pg` (no `options.blob` COPY; the ledger inserts with unnest). */
+  readonly dialect?: 'pglite' | 'postgres';
   query<T>(sql: string, params?: unknown[]): Promise<{ rows: T[] }>;
   exec(sql: string): Promise<unknown>;
   transaction<T>(fn: (tx: SqlTx) => Promise<T>): Promise<T>;
@@ -29,20 +31,17 @@ export type LedgerStore =
 
 /** Opens the store and migrates it; throws `LEDGER_UNAVAILABLE` naming the store when it cannot. */
 export async function openDatabase(store: LedgerStore): Promise<SqlDb> {
-  if (store.kind === 'postgres') {
-    throw new RingworkError(
-      'LEDGER_UNAVAILABLE',
-      'A postgres:// ledger is not supported by this build yet; use --data-dir (embedded PGlite).',
-      { details: { store: 'postgres' } },
-    );
-  }
-  const where = store.kind === 'dir' ? store.dataDir : 'memory';
+  const where =
+    store.kind === 'dir' ? store.dataDir : store.kind === 'postgres' ? redact(store.url) : 'memory';
   let db: SqlDb;
   try {
-    if (store.kind === 'dir') mkdirSync(store.dataDir, { recursive: true });
-    // Loaded on demand: a server without a ledger never pays for the wasm.
-    const { PGlite } = await import('@electric-sql/pglite');
-    db = await PGlite.create(store.kind === 'dir' ? store.dataDir : undefined);
+    if (store.kind === 'postgres') db = await openPostgres(store.url);
+    else {
+      if (store.kind === 'dir') mkdirSync(store.dataDir, { recursive: true });
+      // Loaded on demand: a server without a ledger never pays for the wasm.
+      const { PGlite } = await import('@electric-sql/pglite');
+      db = await PGlite.create(store.kind === 'dir' ? store.dataDir : undefined);
+    }
   } catch (e) {
     throw new RingworkError(
       'LEDGER_UNAVAILABLE',
@@ -61,6 +60,67 @@ export async function openDatabase(store: LedgerStore): Promise<SqlDb> {
     });
   }
   return db;
+}
+
+/** The URL without its password, for messages and logs. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres (unparseable URL)';
+  }
+}
+
+/**
+ * A PostgreSQL server through a `pg` pool. The pool is checked with one query before it is used,
+ * so an unreachable server fails the start; later connection errors surface as failed queries
+ * (the ledger retries them) and the pool's own idle-client errors are swallowed here, not thrown
+ * at the process.
+ */
+async function openPostgres(url: string): Promise<SqlDb> {
+  const { default: pg } = await import('pg');
+  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000 });
+  pool.on('error', () => undefined);
+  try {
+    await pool.query('SELECT 1');
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw e;
+  }
+  const run = async <T>(
+    c: { query: (sql: string, params?: unknown[]) => Promise<{ rows: unknown[] }> },
+    sql: string,
+    params?: unknown[],
+  ) => ({ rows: (await c.query(sql, params)).rows as T[] });
+  return {
+    dialect: 'postgres',
+    query: <T>(sql: string, params?: unknown[]) => run<T>(pool, sql, params),
+    exec: (sql) => pool.query(sql),
+    async transaction<T>(fn: (tx: SqlTx) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const result = await fn({
+          query: <R>(sql: string, params?: unknown[], options?: { blob?: Blob }) => {
+            if (options?.blob) throw new Error('COPY from a blob is PGlite-only; use unnest on postgres.');
+            return run<R>(client, sql, params);
+          },
+          exec: (sql) => client.query(sql),
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => (broken = true));
+        throw e;
+      } finally {
+        client.release(broken);
+      }
+    },
+    close: () => pool.end(),
+  };
 }
 
 /** Applies the migrations the database lacks, each in its own transaction. Returns the versions applied. */

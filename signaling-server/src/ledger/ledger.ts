@@ -57,6 +57,14 @@ export interface CreditRow {
   readonly validatedSteps: number;
 }
 
+/** One recorded penalty. */
+export interface PenaltyRow {
+  readonly reason: string;
+  readonly evidenceHash: string;
+  readonly amount: number;
+  readonly at: number;
+}
+
 /** The ledger's counters. */
 export interface LedgerStats {
   /** Stage rows waiting to be committed. */
@@ -86,6 +94,8 @@ export interface Ledger {
   /** Credit, validated steps and sessions of one address (zeros when unknown). */
   account(address: string): Promise<CreditRow & { sessions: number }>;
   usage(requester: string): Promise<{ steps: number; flops: number }>;
+  /** Penalties recorded against an address (or an anonymous session id), newest first. */
+  penalties(address: string): Promise<PenaltyRow[]>;
   stats(): LedgerStats;
   /** Commits what is queued and closes the database; safe twice. */
   stop(): Promise<void>;
@@ -141,7 +151,38 @@ function bad(message: string, details: Record<string, unknown> = {}): RingworkEr
 const csvField = (v: string | number | boolean | null): string =>
   v === null ? '' : typeof v === 'string' ? `"${v.replaceAll('"', '""')}"` : String(v);
 
-function csvRow(r: WorkRow): string {
+/** One audit row: the batch's records of one session, stage, units, verdict, requester and evidence. */
+interface MergedRow {
+  readonly r: WorkRow;
+  steps: number;
+  flops: number;
+  records: number;
+  at: number;
+}
+
+/**
+ * Merges a batch's work rows that differ only in steps and time: a generation session sends many
+ * step records per stage, and the audit trail needs their sums, not one row each (the row count is
+ * what bounds the write rate). Credit and usage are unchanged: they are sums too.
+ */
+function mergeRows(w: readonly WorkRow[]): MergedRow[] {
+  const merged = new Map<string, MergedRow>();
+  for (const r of w) {
+    const key = `${r.session_id}\u0000${r.peer_id}\u0000${r.unit_start}\u0000${r.unit_end}\u0000${r.verdict}\u0000${r.credited}\u0000${r.requester}\u0000${r.address ?? ''}\u0000${r.evidence_hash ?? ''}\u0000${r.model}`;
+    const m = merged.get(key);
+    // Steps is an integer column: a merged row stays below 2^31 (another row takes the rest).
+    if (m && m.steps + r.steps > 2_000_000_000) merged.set(`${key}#${merged.size}`, m);
+    if (m && m.steps + r.steps <= 2_000_000_000) {
+      m.steps += r.steps;
+      m.flops += r.flops;
+      m.records++;
+      if (r.at > m.at) m.at = r.at;
+    } else merged.set(key, { r, steps: r.steps, flops: r.flops, records: 1, at: r.at });
+  }
+  return [...merged.values()];
+}
+
+function csvRow({ r, steps, flops, records, at }: MergedRow): string {
   return [
     r.session_id,
     r.model,
@@ -150,12 +191,13 @@ function csvRow(r: WorkRow): string {
     r.requester,
     r.unit_start,
     r.unit_end,
-    r.steps,
-    r.flops,
+    steps,
+    flops,
     r.verdict,
     r.credited,
     r.evidence_hash,
-    r.at,
+    at,
+    records,
   ]
     .map(csvField)
     .join(',');
@@ -267,13 +309,40 @@ export function createLedger(deps: LedgerDeps): Ledger {
         );
       }
       if (w.length === 0) return;
-      // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by the server.
-      await tx.query(
-        `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
-           steps, flops, verdict, credited, evidence_hash, at) FROM '/dev/blob' WITH (FORMAT csv)`,
-        [],
-        { blob: new Blob([w.map(csvRow).join('\n')]) },
-      );
+      const merged = mergeRows(w);
+      if (db.dialect === 'postgres') {
+        // A server through `pg`: one multi-row INSERT from column arrays (no blob COPY there).
+        await tx.query(
+          `INSERT INTO validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+             steps, flops, verdict, credited, evidence_hash, at, records)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+             $7::int[], $8::int[], $9::float8[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::int[])`,
+          [
+            merged.map((m) => m.r.session_id),
+            merged.map((m) => m.r.model),
+            merged.map((m) => m.r.peer_id),
+            merged.map((m) => m.r.address),
+            merged.map((m) => m.r.requester),
+            merged.map((m) => m.r.unit_start),
+            merged.map((m) => m.r.unit_end),
+            merged.map((m) => m.steps),
+            merged.map((m) => m.flops),
+            merged.map((m) => m.r.verdict),
+            merged.map((m) => m.r.credited),
+            merged.map((m) => m.r.evidence_hash),
+            merged.map((m) => m.at),
+            merged.map((m) => m.records),
+          ],
+        );
+      } else {
+        // COPY is the bulk path of Postgres: one CSV blob per batch, parsed by PGlite.
+        await tx.query(
+          `COPY validated_work (session_id, model, peer_id, address, requester, unit_start, unit_end,
+             steps, flops, verdict, credited, evidence_hash, at, records) FROM '/dev/blob' WITH (FORMAT csv)`,
+          [],
+          { blob: new Blob([merged.map(csvRow).join('\n')]) },
+        );
+      }
       // Credit and usage aggregated per batch: one upsert row per address / requester.
       const credit = new Map<string, { flops: number; steps: number }>();
       const usage = new Map<string, { flops: number; steps: number }>();
@@ -475,6 +544,23 @@ export function createLedger(deps: LedgerDeps): Ledger {
         [requester.toLowerCase().startsWith('0x') ? requester.toLowerCase() : requester],
       );
       return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
+    },
+    async penalties(address) {
+      const r = await db.query<{
+        reason: string;
+        evidence_hash: string;
+        amount: string;
+        at: string | number;
+      }>(
+        'SELECT reason, evidence_hash, amount::text AS amount, at FROM penalties WHERE address = $1 ORDER BY id DESC LIMIT 100',
+        [address.toLowerCase()],
+      );
+      return r.rows.map((x) => ({
+        reason: x.reason,
+        evidenceHash: x.evidence_hash,
+        amount: Number(x.amount),
+        at: Number(x.at),
+      }));
     },
     stats: () => ({
       pending: pendingCount(),

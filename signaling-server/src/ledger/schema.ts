@@ -83,6 +83,16 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'validated work merged per batch',
+    sql: `
+      -- The writer merges the rows of one batch that share session, stage, units, verdict,
+      -- requester and evidence: steps and flops are their sums and records how many
+      -- step records were merged (1 for every row written before version 2).
+      ALTER TABLE validated_work ADD COLUMN records integer NOT NULL DEFAULT 1;
+    `,
+  },
 ];
 
 /** The latest schema version this build knows. */

@@ -50,9 +50,7 @@ export function planReplicas(
   const replicas: Ring[][] = models.map(() => []);
   const taken = new Set<string>();
   const reasons = new Map<string, string>();
-  const light = models
-    .map((ms, i) => ({ ms, i }))
-    .filter(({ ms }) => servingOf(ms.model) === 'lightweight');
+  const light = models.map((ms, i) => ({ ms, i })).filter(({ ms }) => servingOf(ms.model) === 'lightweight');
   const fits = (p: PlanningPeer, ms: PlanningModel) =>
     !p.failedModels.has(ms.model.descriptor.id) && p.capability.memoryBytes >= ms.model.totalBytes;
   const previous = (ms: PlanningModel, peer: string): Ring | undefined =>

@@ -55,7 +55,12 @@ beforeAll(async () => {
   );
 });
 
-const model = (m: CatalogModel, replicas: Ring[] = []) => ({ model: m, lastPlan: null, ring: null, replicas });
+const model = (m: CatalogModel, replicas: Ring[] = []) => ({
+  model: m,
+  lastPlan: null,
+  ring: null,
+  replicas,
+});
 
 describe('the catalog', () => {
   it('marks the embedded stories260K lightweight and other models sharded unless registered otherwise', () => {
@@ -82,7 +87,12 @@ describe('planReplicas', () => {
 
   it('keeps a replica a peer already serves (no reload)', () => {
     const c0 = peer('c0', 3e6, 'C');
-    const was: Ring = { ringId: 'light2:3~0', model: 'light2', epoch: 3, stages: [{ peer: c0.id, range: [0, 7] }] };
+    const was: Ring = {
+      ringId: 'light2:3~0',
+      model: 'light2',
+      epoch: 3,
+      stages: [{ peer: c0.id, range: [0, 7] }],
+    };
     const r = planReplicas([model(stories), model(light2, [was])], [c0], new Set());
     expect(r.replicas[1]![0]).toBe(was);
     expect(r.replicas[0]).toEqual([]);

@@ -7,6 +7,11 @@ import { useStore } from 'zustand';
 import { contributor } from '../tab';
 import { IdentityCard } from './ledger-cards';
 
+/** True when this peer runs a lightweight model whole: its own one-peer ring, a replica. */
+function wholeLightweight(a: { serving?: string; range: [number, number]; units: number }): boolean {
+  return a.serving === 'lightweight' && a.range[0] === 0 && a.range[1] === a.units;
+}
+
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
   const c = useStore(contributor.store);
@@ -172,6 +177,12 @@ export function ContributePage() {
         </section>
         <section className="card">
           <h2>Assignment</h2>
+          {c.assignment && wholeLightweight(c.assignment) ? (
+            <p className="serves-whole" data-testid="serves-whole">
+              {c.capability?.mobile ? 'This phone' : 'This device'} serves {c.assignment.model} whole
+              (lightweight)
+            </p>
+          ) : null}
           {c.assignment ? (
             <dl className="kv" data-testid="assignment">
               <dt>Model</dt>

@@ -50,8 +50,20 @@ export function NetworkPage() {
       {snapshot.models.map((m) => (
         <section className="card" key={m.id} style={{ marginBottom: '1rem' }}>
           <h2>
-            {m.id} · {m.units} units · {bytes(m.totalBytes)} with KV cache
+            {m.id} · {m.units} units · {bytes(m.totalBytes)} with KV cache{' '}
+            <ServingBadge serving={m.serving} id={m.id} />
           </h2>
+          {m.replicas?.length ? (
+            <p data-testid={`replicas-${m.id}`}>
+              Served whole by {m.replicas.length} {m.replicas.length === 1 ? 'peer' : 'peers'} on their own
+              (lightweight replicas; each chat goes to the least busy):{' '}
+              {m.replicas
+                .map((r) => r.stages[0]?.peer)
+                .filter((p): p is string => p !== undefined)
+                .map((p) => `${shortId(p)}${p === me ? ' (this tab)' : ''}`)
+                .join(', ')}
+            </p>
+          ) : null}
           {m.ring ? (
             <RingDrawing model={m} snapshot={snapshot} me={me} />
           ) : (
@@ -111,13 +123,15 @@ export function NetworkPage() {
                     <td>
                       {p.withdrawal
                         ? p.withdrawal.reason
-                        : a?.kind === 'assigned' && a.range
-                          ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                          : a?.kind === 'standby' && a.range
-                            ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                            : a?.kind === 'unassigned'
-                              ? `not needed now (${a.reason})`
-                              : '—'}
+                        : a?.kind === 'assigned' && a.range && wholeReplica(snapshot, a.model, a.range)
+                          ? `${a.model} whole (lightweight)`
+                          : a?.kind === 'assigned' && a.range
+                            ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                            : a?.kind === 'standby' && a.range
+                              ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                              : a?.kind === 'unassigned'
+                                ? `not needed now (${a.reason})`
+                                : '—'}
                     </td>
                   </tr>
                 );
@@ -128,6 +142,30 @@ export function NetworkPage() {
       </section>
     </>
   );
+}
+
+/** "lightweight" or "sharded", with what it means on hover. */
+function ServingBadge({ serving, id }: { serving: 'lightweight' | 'sharded' | undefined; id: string }) {
+  if (!serving) return null;
+  return (
+    <span
+      className={`badge serving ${serving}`}
+      data-testid={`serving-${id}`}
+      title={
+        serving === 'lightweight'
+          ? 'Small enough for one modest device: phones and other category C peers each serve it whole'
+          : 'Split into layer ranges over a ring of stronger peers'
+      }
+    >
+      {serving}
+    </span>
+  );
+}
+
+/** True when `range` is a whole lightweight model: the peer serves it alone. */
+function wholeReplica(snapshot: NetworkSnapshot, model: string | undefined, range: [number, number]) {
+  const m = snapshot.models.find((x) => x.id === model);
+  return m?.serving === 'lightweight' && range[0] === 0 && range[1] === m.units;
 }
 
 /** The measured link between two peers (either order), if any. */

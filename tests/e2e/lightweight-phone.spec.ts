@@ -50,12 +50,15 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   browser,
 }) => {
   test.setTimeout(TIMEOUTS.browserTest);
+  const t0 = Date.now();
+  const mark = (what: string) => console.log(`[lightweight] ${what} at ${Date.now() - t0} ms`);
   const phoneContext = await browser.newContext({ ...pixel7 });
   await phoneContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
   const phone = await phoneContext.newPage();
   phone.on('pageerror', (e) => console.log('[phone]', e.message));
   await phone.goto(`${server.url}/#/contribute?join=1&tflops=0.000001&gbps=100&memory=4000000000`);
   await serving(phone);
+  mark('phone serving');
   await expect(phone.getByTestId('serves-whole')).toHaveText(
     'This phone serves stories260K whole (lightweight)',
   );
@@ -87,7 +90,9 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 1 peer', {
     timeout: TIMEOUTS.ringForm,
   });
+  mark('chat ring');
   expect((await askGolden(chat)) + '\n').toBe(golden.text);
+  mark('golden');
   const served = Number(await phone.getByTestId('steps-served').textContent());
   expect(served).toBeGreaterThanOrEqual(60);
 
@@ -105,6 +110,7 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   await expect(answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'))).toBeVisible({
     timeout: TIMEOUTS.contributorServing,
   });
+  mark('sharded chat settled');
   const after = await net();
   expect(after.rings.filter((r) => r.stages.some((s) => s.peer === me.id)).map((r) => r.model)).toEqual([
     'stories260K',

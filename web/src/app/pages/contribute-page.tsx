@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react';
 import { parseLendMemory } from '../../../../shared/app/contribute-input';
 import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel } from '../format';
+import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
 import { IdentityCard } from './ledger-cards';
@@ -135,18 +135,18 @@ export function ContributePage() {
       </div>
       {c.error && (
         <div className="notice error" data-testid="contribute-error" data-code={c.errorCode}>
-          {c.error}
+          {withShortPeerIds(c.error)}
           {c.errorCode === 'PROTOCOL_BAD_VERSION' && ' Reload the page to get the current version.'}
         </div>
       )}
       {c.rejoin && (
         <div className="notice" data-testid="contribute-rejoin">
-          Connection to the network lost ({c.rejoin.reason}); reconnecting by itself, attempt{' '}
-          {c.rejoin.attempt} in {num(c.rejoin.delayMs / 1000, 1)} s. The loaded slice is kept.
+          Connection to the network lost ({withShortPeerIds(c.rejoin.reason)}); reconnecting by itself,
+          attempt {c.rejoin.attempt} in {num(c.rejoin.delayMs / 1000, 1)} s. The loaded slice is kept.
         </div>
       )}
       {c.phase === 'unassigned' && c.unassignedReason && (
-        <div className="notice">Standing by: {c.unassignedReason}</div>
+        <div className="notice">Standing by: {withShortPeerIds(c.unassignedReason)}</div>
       )}
       <div className="grid">
         <section className="card">

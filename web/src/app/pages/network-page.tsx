@@ -1,4 +1,4 @@
-import { bytes, flops, num, shortId, singleRequest, unitsLabel } from '../format';
+import { bytes, flops, num, shortId, singleRequest, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
@@ -68,7 +68,7 @@ export function NetworkPage() {
             <RingDrawing model={m} snapshot={snapshot} me={me} />
           ) : (
             <p className="notice" data-testid={`no-ring-${m.id}`}>
-              No ring: {m.noRing?.reason ?? 'no contributors yet'}
+              No ring: {withShortPeerIds(m.noRing?.reason) ?? 'no contributors yet'}
               {m.noRing?.missingBytes ? ` (${bytes(m.noRing.missingBytes)} more memory needed)` : ''}
             </p>
           )}
@@ -130,7 +130,7 @@ export function NetworkPage() {
                             : a?.kind === 'standby' && a.range
                               ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
                               : a?.kind === 'unassigned'
-                                ? `not needed now (${a.reason})`
+                                ? `not needed now (${withShortPeerIds(a.reason ?? '')})`
                                 : '—'}
                     </td>
                   </tr>

@@ -56,6 +56,11 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   await phoneContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
   const phone = await phoneContext.newPage();
   phone.on('pageerror', (e) => console.log('[phone]', e.message));
+  // The chat tab opens while the phone loads (a separate desktop browser).
+  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
+  const chat = await chatContext.newPage();
+  await chat.goto(`${server.url}/#/chat`);
   await phone.goto(`${server.url}/#/contribute?join=1&tflops=0.000001&gbps=100&memory=4000000000`);
   await serving(phone);
   mark('phone serving');
@@ -83,10 +88,6 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   expect(sharded.noRing?.reason).toMatch(/category C/);
 
   // The chat for stories260K is answered by the phone (its one-peer ring), with the golden text.
-  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
-  const chat = await chatContext.newPage();
-  await chat.goto(`${server.url}/#/chat`);
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 1 peer', {
     timeout: TIMEOUTS.ringForm,
   });

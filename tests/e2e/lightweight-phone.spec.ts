@@ -101,7 +101,7 @@ test('a phone serves stories260K whole as a lightweight model and answers its ch
   await chat.getByTestId('tab-network').click();
   await expect(chat.getByTestId('serving-stories260K')).toHaveText('lightweight');
   await expect(chat.getByTestId(`serving-${SHARDED}`)).toHaveText('sharded');
-  await expect(chat.getByTestId('replicas-stories260K')).toContainText('Served whole by 1 peer');
+  await expect(chat.getByTestId('replicas-stories260K')).toContainText('Served whole by one peer on its own');
 
   // A chat for the sharded model: whatever the chat does without a ring, the phone serves none of it.
   await chat.getByTestId('tab-chat').click();

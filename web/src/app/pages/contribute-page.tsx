@@ -208,7 +208,11 @@ export function ContributePage() {
           )}
         </section>
         <section className="card">
-          <h2>Download of this shard</h2>
+          <h2>
+            {c.assignment && wholeLightweight(c.assignment)
+              ? 'Download of the model'
+              : 'Download of this shard'}
+          </h2>
           {d ? (
             <>
               <div className="progress">

@@ -55,7 +55,10 @@ export function NetworkPage() {
           </h2>
           {m.replicas?.length ? (
             <p data-testid={`replicas-${m.id}`}>
-              Served whole by {m.replicas.length} {m.replicas.length === 1 ? 'peer' : 'peers'} on their own
+              Served whole by{' '}
+              {m.replicas.length === 1
+                ? 'one peer on its own'
+                : `${m.replicas.length} peers, each on its own`}{' '}
               (lightweight replicas; each chat goes to the least busy):{' '}
               {m.replicas
                 .map((r) => r.stages[0]?.peer)
@@ -77,7 +80,7 @@ export function NetworkPage() {
               <span data-testid="single-request">
                 single request ≈ {num(singleRequest(m), 1)} tok/s
                 {m.observedTokensPerSecond
-                  ? ` (measured by recent requests; planned ${num(m.predictedTokensPerSecond ?? undefined, 1)})`
+                  ? ` (measured by recent requests${m.predictedTokensPerSecond ? `; planned ${num(m.predictedTokensPerSecond, 1)}` : ''})`
                   : ' (planned)'}
               </span>
               {m.pipelinedTokensPerSecond ? (
@@ -297,7 +300,7 @@ function RingDrawing({
         textAnchor="middle"
         style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
       >
-        each token goes once around
+        {stages.length === 1 ? 'one peer runs every layer' : 'each token goes once around'}
       </text>
     </svg>
   );

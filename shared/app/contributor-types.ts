@@ -46,6 +46,8 @@ export interface ContributeState {
     next: string | null;
     epoch: number;
     weightFormat: string;
+    /** How the catalog serves the model: `lightweight` models are served whole by single peers. */
+    serving?: 'lightweight' | 'sharded';
   };
   unassignedReason?: string;
   /** The stage this peer backs up while a standby replica (phase `standby`). */

@@ -196,6 +196,7 @@ export function createContributor(o: ContributorOptions): Contributor {
         next: a.next,
         epoch: a.epoch,
         weightFormat: a.model.weightFormat,
+        ...(a.model.serving ? { serving: a.model.serving } : {}),
       },
       unassignedReason: undefined,
       standby: undefined,

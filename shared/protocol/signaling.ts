@@ -80,6 +80,10 @@ export const signalPayloadSchema = z.discriminatedUnion('kind', [
 export type SignalPayload = z.infer<typeof signalPayloadSchema>;
 
 /** The model a ring serves, as a peer needs it to load its shard. */
+/** How a catalog model is served: whole-model replicas on single peers, or sharded over a ring. */
+export const modelServingSchema = z.enum(['lightweight', 'sharded']);
+export type ModelServing = z.infer<typeof modelServingSchema>;
+
 export const modelDescriptorSchema = z
   .object({
     id: z.string().min(1).max(200),
@@ -94,6 +98,11 @@ export const modelDescriptorSchema = z
       .max(1 << 20),
     /** Number of units (embedding + blocks + head). */
     units: z.number().int().positive().max(100_000),
+    /**
+     * How the network serves it: `lightweight` (whole-model replicas, one peer each; what category C
+     * peers such as phones serve) or `sharded` (a ring of stronger peers). Absent: sharded.
+     */
+    serving: modelServingSchema.optional(),
   })
   .strict();
 export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;

@@ -10,7 +10,7 @@ import { RingworkError } from '../../shared/errors.js';
 import type { WeightFormat } from '../../shared/graph/compile-shard.js';
 import { profileModel, type ModelProfile } from '../../shared/model/profile.js';
 import type { ModelConfig } from '../../shared/model/types.js';
-import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
+import type { ModelDescriptor, ModelServing } from '../../shared/protocol/signaling.js';
 import { catalogEntrySchema, type CatalogEntryConfig } from './config.js';
 import { isUrl, openNodeModel } from './model/open-node-model.js';
 
@@ -23,6 +23,8 @@ export const DEFAULT_CATALOG_ENTRY: CatalogEntryConfig = catalogEntrySchema.pars
   path: resolve(PUBLIC_DIR, 'models/stories260K/stories260K.bin'),
   url: '/models/stories260K/stories260K.bin',
   tokenizerUrl: '/models/stories260K/tok512.bin',
+  // 1.8 MB with its KV cache: any phone holds it whole, so it is served by whole-model replicas.
+  serving: 'lightweight',
 });
 
 /** Context reserved when an entry does not say: short enough for small peers, as long as the model allows. */
@@ -52,7 +54,14 @@ export function totalModelBytes(profile: ModelProfile, contextTokens: number): n
 export function catalogModelFromConfig(
   id: string,
   config: ModelConfig,
-  opts: { url: string; tokenizerUrl?: string; weightFormat?: WeightFormat; contextLength?: number },
+  opts: {
+    url: string;
+    tokenizerUrl?: string;
+    weightFormat?: WeightFormat;
+    contextLength?: number;
+    /** Default `sharded`; `lightweight` models are served whole by single peers (replicas). */
+    serving?: ModelServing;
+  },
 ): CatalogModel {
   const contextLength = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CATALOG_CONTEXT);
   const weightFormat = opts.weightFormat ?? 'f32';
@@ -65,6 +74,7 @@ export function catalogModelFromConfig(
       weightFormat,
       contextLength,
       units: profile.layers.length,
+      serving: opts.serving ?? 'sharded',
     },
     profile,
     totalBytes: totalModelBytes(profile, contextLength),
@@ -147,6 +157,7 @@ export async function loadCatalogEntry(
       ...(entry.tokenizerUrl ? { tokenizerUrl: entry.tokenizerUrl } : {}),
       weightFormat: entry.weightFormat,
       ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
+      ...(entry.serving ? { serving: entry.serving } : {}),
     });
     remote.location = {
       url: entry.path,
@@ -194,6 +205,7 @@ export async function loadCatalogEntry(
     ...(tokenizerUrl ? { tokenizerUrl } : {}),
     weightFormat: entry.weightFormat,
     ...(entry.contextLength ? { contextLength: entry.contextLength } : {}),
+    ...(entry.serving ? { serving: entry.serving } : {}),
   });
   if (prefix) {
     const tokName = tokenizerUrl?.startsWith(prefix) === true ? tokenizerUrl.slice(prefix.length) : undefined;

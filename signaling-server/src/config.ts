@@ -68,6 +68,11 @@ export const catalogEntrySchema = z
       .positive()
       .max(1 << 20)
       .optional(),
+    /**
+     * `lightweight`: served whole by single peers (replicas; category C peers such as phones serve
+     * only these); `sharded` (default): planned into a ring of stronger peers.
+     */
+    serving: z.enum(['lightweight', 'sharded']).optional(),
   })
   .strict();
 export type CatalogEntryConfig = z.infer<typeof catalogEntrySchema>;

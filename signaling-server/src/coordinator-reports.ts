@@ -7,6 +7,7 @@ import { RingworkError } from '../../shared/errors.js';
 import type { Clock } from './clock.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator-types.js';
 import type { ModelState, PeerState } from './coordinator-state.js';
+import { servingRings } from './lightweight-replicas.js';
 import type { LinkMatrix } from './link-matrix.js';
 import { median } from './peer-trust.js';
 
@@ -85,11 +86,8 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const r = peerOrThrow(reporter);
       const modelId = lap.ringId.slice(0, lap.ringId.lastIndexOf(':'));
       const ms = byModel.get(modelId);
-      if (
-        !ms?.ring ||
-        ms.ring.ringId !== lap.ringId ||
-        r.subscriptions.get(modelId) !== `ring|${lap.ringId}`
-      ) {
+      const ring = ms && servingRings(ms).find((x) => x.ringId === lap.ringId);
+      if (!ms || !ring || r.subscriptions.get(modelId) !== `ring|${lap.ringId}`) {
         throw new RingworkError(
           'PROTOCOL_NOT_ALLOWED',
           `You were not sent ring ${lap.ringId}; no lap to report.`,
@@ -101,7 +99,8 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       if (!r.lapBucket.take()) {
         throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many lap reports: one per 5 s.', {});
       }
-      const predictedMs = (ms.plan?.predicted.latencyS ?? 0) * 1000;
+      // The plan predicts the planned ring only: a replica's laps are not compared with it.
+      const predictedMs = ring === ms.ring ? (ms.plan?.predicted.latencyS ?? 0) * 1000 : 0;
       // A few tokens are dominated by the first step's warm-up; they say nothing about speed.
       if (lap.tokens < 8) return;
       // Shown as what one request gets (display only: planning takes laps as evidence below).
@@ -112,7 +111,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       if (predictedMs <= 0) return;
       const speedup = predictedMs / lap.msPerToken;
       let changed = false;
-      for (const st of ms.ring.stages) {
+      for (const st of ring.stages) {
         const p = peers.get(st.peer);
         if (!p?.capability || st.peer === reporter) continue;
         p.laps.set(reporter, p.capability.tflops * speedup);
@@ -129,7 +128,8 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const modelId = stall.ringId.slice(0, stall.ringId.lastIndexOf(':'));
       const ms = byModel.get(modelId);
       // Already re-planned (the loss was seen here first, e.g. the peer's socket closed): nothing to check.
-      if (!ms?.ring || ms.ring.ringId !== stall.ringId) return [];
+      const ring = ms && servingRings(ms).find((x) => x.ringId === stall.ringId);
+      if (!ring) return [];
       if (r.subscriptions.get(modelId) !== `ring|${stall.ringId}`) {
         throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
           details: { ringId: stall.ringId },
@@ -143,7 +143,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
         );
       }
       log.info({ reporter, ...stall }, 'ring-stalled');
-      const stages = ms.ring.stages.map((s) => s.peer).filter((p) => p !== reporter);
+      const stages = ring.stages.map((s) => s.peer).filter((p) => p !== reporter);
       return stall.peer && stages.includes(stall.peer) ? [stall.peer] : stages;
     },
     reportLinks(reporter, entries) {

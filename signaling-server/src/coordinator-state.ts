@@ -57,6 +57,8 @@ export interface ModelState {
   /** The last plan that produced a ring (kept through infeasible spells: replan's stability anchor). */
   lastPlan: Plan | null;
   ring: Ring | null;
+  /** Whole-model replicas on category C peers (lightweight models; see lightweight-replicas.ts). */
+  replicas: Ring[];
   noRing: NoRing | null;
   plan: Plan | null;
   /** Per-token times the requesters of the current ring measured (newest last, at most 5). */
@@ -102,7 +104,8 @@ export function newPeerState(
 
 /** 1 / the median per-token time requesters measured on the model's current ring, or null. */
 export function observedTokensPerSecond(ms: ModelState): number | null {
-  const laps = ms.laps.filter((l) => l.ringId === ms.ring?.ringId).map((l) => l.msPerToken);
+  const shown = ms.ring ?? ms.replicas[0];
+  const laps = ms.laps.filter((l) => l.ringId === shown?.ringId).map((l) => l.msPerToken);
   return laps.length > 0 ? 1000 / median(laps) : null;
 }
 
@@ -142,7 +145,9 @@ export function snapshotOf({
         units: ms.model.descriptor.units,
         contextLength: ms.model.descriptor.contextLength,
         totalBytes: ms.model.totalBytes,
-        ring: ms.ring,
+        ring: ms.ring ?? ms.replicas[0] ?? null,
+        serving: ms.model.descriptor.serving ?? 'sharded',
+        replicas: ms.replicas,
         noRing: ms.noRing,
         // One request waits for every stage and hop in turn: its speed is 1 / latency. The
         // planner's tokens/s is pipelined capacity, shown apart so nobody reads it as theirs.
@@ -153,7 +158,7 @@ export function snapshotOf({
         algorithm: ms.plan?.algorithm ?? null,
       };
     }),
-    rings: models.flatMap((m) => (m.ring ? [m.ring] : [])),
+    rings: models.flatMap((m) => [...(m.ring ? [m.ring] : []), ...m.replicas]),
     peers: [...peers.values()].map((p) => ({
       id: p.id,
       online: p.online,

@@ -101,7 +101,12 @@ export interface CoordinatorSnapshot {
     units: number;
     contextLength: number;
     totalBytes: number;
+    /** A ring serving it: the planned ring, else its first replica. */
     ring: Ring | null;
+    /** `lightweight` (served whole by replicas on single peers) or `sharded` (a ring of peers). */
+    serving?: 'lightweight' | 'sharded';
+    /** Whole-model replicas on category C peers (one-peer rings; lightweight models only). */
+    replicas?: Ring[];
     noRing: NoRing | null;
     /** What one request should get: 1 / the planned per-token latency of the ring. */
     predictedTokensPerSecond: number | null;
@@ -232,7 +237,11 @@ export interface Coordinator {
   readonly epoch: number;
   snapshot(): CoordinatorSnapshot;
   getAssignment(id: string): PeerAssignment | null;
-  getRing(modelId: string): Ring | null;
+  /**
+   * A ring serving the model: the one with `ringId` (the planned ring or a lightweight replica), or
+   * without it the planned ring, else its first replica.
+   */
+  getRing(modelId: string, ringId?: string): Ring | null;
   /**
    * Result validation: registered keys, checked evidence, reputation and flags, and the ledger's
    * hooks (`onValidatedWork`, `onDeviant`). A proven deviant is planned out at the next re-plan.

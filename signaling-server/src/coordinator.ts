@@ -53,6 +53,7 @@ import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coo
 import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
+import { pickRing, servingOf, servingRings } from './lightweight-replicas.js';
 import { planRings, ringAssignments, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
@@ -92,7 +93,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const models: ModelState[] = [...opts.catalog]
     .map((model, i) => ({ model, i }))
     .sort((a, b) => b.model.totalBytes - a.model.totalBytes || a.i - b.i)
-    .map(({ model }) => ({ model, lastPlan: null, ring: null, noRing: null, plan: null, laps: [] }));
+    .map(({ model }) => ({
+      model,
+      lastPlan: null,
+      ring: null,
+      replicas: [],
+      noRing: null,
+      plan: null,
+      laps: [],
+    }));
   const byModel = new Map(models.map((m) => [m.model.descriptor.id, m]));
   const catalogOrder = opts.catalog.map((m) => m.descriptor.id);
   const peers = new Map<string, PeerState>();
@@ -183,7 +192,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     if (p.category !== 'C' || memory === undefined) return [];
     return catalogOrder.filter((id) => {
       const ms = byModel.get(id);
-      return ms !== undefined && !p.failedModels.has(id) && ms.model.totalBytes <= memory;
+      return (
+        ms !== undefined &&
+        servingOf(ms.model) === 'lightweight' &&
+        !p.failedModels.has(id) &&
+        ms.model.totalBytes <= memory
+      );
     });
   };
 
@@ -194,12 +208,26 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return ms.model.descriptor;
   };
 
-  const viewOf = (modelId: string): RingView | undefined => {
+  /** Requesters the coordinator sent a ring (the sessions it knows of on that ring). */
+  const loadOf = (modelId: string, ringId: string): number => {
+    let n = 0;
+    for (const q of peers.values()) if (q.subscriptions.get(modelId) === `ring|${ringId}`) n++;
+    return n;
+  };
+
+  /**
+   * What `requester` is to be told of a model: the ring it was last sent while that still serves,
+   * else the least loaded of the rings serving it (the planned ring and its lightweight replicas).
+   */
+  const viewOf = (modelId: string, requester?: PeerState): RingView | undefined => {
     const ms = byModel.get(modelId);
+    const chosen = ms
+      ? pickRing(servingRings(ms), requester?.subscriptions.get(modelId), (r) => loadOf(modelId, r))
+      : null;
     // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
-    const ring = ms?.ring && {
-      ...ms.ring,
-      stages: ms.ring.stages.map((s) => {
+    const ring = chosen && {
+      ...chosen,
+      stages: chosen.stages.map((s) => {
         const key = validation.keyOf(s.peer);
         return key !== undefined ? { ...s, key } : s;
       }),
@@ -215,9 +243,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   };
 
   const notifySubscribers = (): void => {
-    for (const u of diffSubscriptions(peers.values(), viewOf, catalogOrder)) {
-      peers.get(u.peer)?.subscriptions.set(u.model, u.key);
-      send(u.peer, u.message);
+    // One requester at a time: each choice of a replica counts in the load the next one sees.
+    for (const p of peers.values()) {
+      for (const u of diffSubscriptions([p], (m) => viewOf(m, p), catalogOrder)) {
+        p.subscriptions.set(u.model, u.key);
+        send(u.peer, u.message);
+      }
     }
   };
 
@@ -275,11 +306,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       ms.plan = o.plan;
       ms.noRing = noRingWithPauses(o.noRing, paused);
       ms.ring = o.ring;
+      ms.replicas = o.replicas;
       ms.lastPlan = o.lastPlan;
     });
     const changed = result.epoch !== epoch;
     epoch = result.epoch;
-    const assigned = ringAssignments(models.map((m) => m.ring));
+    const assigned = ringAssignments(models.flatMap((m) => [m.ring, ...m.replicas]));
     const next = new Map<string, PeerAssignment>();
     for (const p of peers.values()) {
       if (!p.capability || !p.roles.has('contributor') || !p.online) {
@@ -328,7 +360,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       log.info(
         {
           epoch,
-          rings: models.map((m) => ({ model: m.model.descriptor.id, stages: m.ring?.stages.length ?? 0 })),
+          rings: models.map((m) => ({
+            model: m.model.descriptor.id,
+            stages: m.ring?.stages.length ?? 0,
+            replicas: m.replicas.length,
+          })),
           contributors: contributors.length,
         },
         're-planned',
@@ -358,9 +394,10 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const introducedByRing = (requester: PeerState, stage: string): boolean => {
     for (const [modelId, sent] of requester.subscriptions) {
       const ms = byModel.get(modelId);
-      if (!ms?.ring || sent !== `ring|${ms.ring.ringId}`) continue;
+      const ring = ms && servingRings(ms).find((r) => sent === `ring|${r.ringId}`);
+      if (!ring) continue;
       // A requester talks to the first stage (token ids in) and the head (tokens out) only.
-      const st = ms.ring.stages;
+      const st = ring.stages;
       if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
     }
     return false;
@@ -501,8 +538,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       // Mid-debounce the current ring is about to change: the re-plan answers with the new one.
       // Otherwise answer this peer alone (not a sweep over every subscriber: requests are cheap to send).
       if (timer === null) {
-        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
-        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
+        const view = viewOf(modelId, p);
+        p.subscriptions.set(modelId, ringKey(view));
+        send(id, ringMessage(modelId, view, catalogOrder));
       }
     },
     assignmentStatus(id, status) {
@@ -562,8 +600,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (!p) return;
       if (p.assignment) send(id, assignmentMessage(p.assignment, describe));
       for (const modelId of p.subscriptions.keys()) {
-        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
-        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
+        const view = viewOf(modelId, p);
+        p.subscriptions.set(modelId, ringKey(view));
+        send(id, ringMessage(modelId, view, catalogOrder));
       }
     },
     flush() {
@@ -590,7 +629,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         standing: validation.standing,
       }),
     getAssignment: (id) => peers.get(id)?.assignment ?? null,
-    getRing: (modelId) => byModel.get(modelId)?.ring ?? null,
+    getRing: (modelId, ringId) => {
+      const ms = byModel.get(modelId);
+      const rings = ms ? servingRings(ms) : [];
+      return (ringId === undefined ? rings[0] : rings.find((r) => r.ringId === ringId)) ?? null;
+    },
     start() {
       stopped = false;
     },

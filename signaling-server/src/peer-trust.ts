@@ -8,7 +8,7 @@
  *   (planned × measured speed-up × margin), never above the claim.
  * - Memory is trusted by use: a peer is believed to hold max(initial, proven × growth), where proven
  *   is the largest range it reported `ready` for; a failed load lowers the ceiling.
- * - The category follows the capped figure and the device class: a mobile device is never A, a
+ * - The category follows the capped figure and the device class: a mobile device is always C, a
  *   claimed category counts only when it is lower than the measured one.
  */
 import { categorize, type CategoryThresholds, type PeerCategory } from '../../shared/planner/index.js';
@@ -152,7 +152,7 @@ const RANK: Record<PeerCategory, number> = { A: 2, B: 1, C: 0 };
 
 /**
  * The category of a peer from its effective figure: a claimed category only ever lowers it (a user
- * may keep their device out of sharding), and a mobile device is at most B.
+ * may keep their device out of sharding), and a mobile device is always C.
  */
 export function trustedCategory(
   effective: PeerCapability,
@@ -160,7 +160,8 @@ export function trustedCategory(
   thresholds?: CategoryThresholds,
 ): PeerCategory {
   let c = categorize({ tflops: effective.tflops }, thresholds);
-  if (effective.mobile && c === 'A') c = 'B';
+  // Phones serve lightweight models whole (category C), whatever a short benchmark measured on them.
+  if (effective.mobile) c = 'C';
   if (claimedCategory && RANK[claimedCategory] < RANK[c]) c = claimedCategory;
   return c;
 }

@@ -194,7 +194,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
 
   /** The model's current ring, when it is `ringId` and the reporter was introduced to it. */
   const ringFor = (reporter: string, model: string, ringId: string) => {
-    const ring = coordinator.getRing(model);
+    const ring = coordinator.getRing(model, ringId);
     if (
       !ring ||
       ring.ringId !== ringId ||

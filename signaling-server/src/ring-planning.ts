@@ -17,6 +17,7 @@ import {
 import type { PeerCapability } from '../../shared/protocol/signaling.js';
 import type { CatalogModel } from './catalog.js';
 import type { NoRing, PeerAssignment, Ring, RingStage } from './coordinator-types.js';
+import { isCategoryC, planReplicas, replicasChanged, stampReplicas } from './lightweight-replicas.js';
 
 /** One catalog model as the planning step sees it. */
 export interface PlanningModel {
@@ -25,6 +26,8 @@ export interface PlanningModel {
   readonly lastPlan: Plan | null;
   /** The ring currently formed for the model, if any. */
   readonly ring: Ring | null;
+  /** Its whole-model replicas on category C peers (lightweight models; see lightweight-replicas.ts). */
+  readonly replicas?: readonly Ring[] | undefined;
 }
 
 /** A contributor that may be planned: online, with a capability. */
@@ -87,8 +90,10 @@ export interface ModelOutcome {
   /** The ring after this round: the previous object when unchanged, a new one (new epoch) otherwise. */
   ring: Ring | null;
   lastPlan: Plan | null;
-  /** True when the ring appeared, disappeared or changed stages. */
+  /** True when the ring appeared, disappeared or changed stages, or a replica came or went. */
   changed: boolean;
+  /** Whole-model replicas on category C peers (empty for sharded models). */
+  replicas: Ring[];
   /** An unexpected planner failure (not PLAN_INFEASIBLE), for the caller to log. */
   error?: unknown;
 }
@@ -239,8 +244,8 @@ function stageNeed(ms: PlanningModel, plan: Plan | null, range: readonly [number
 
 /**
  * Spare capacity becomes standby replicas: peers in no ring back up one live stage each (at most
- * one standby per stage), when their memory holds the stage and the category policy lets them take
- * a shard of the model (a C peer only one it could hold whole). A standby that still fits keeps
+ * one standby per stage), when their memory holds the stage; category C peers are never standbys
+ * (a standby is swapped into a ring: they serve lightweight models whole instead). A standby that still fits keeps
  * its units (no reload); others go to the stages in ring order, biggest models first.
  */
 export function assignStandbys(
@@ -255,7 +260,8 @@ export function assignStandbys(
   const fits = (p: PlanningPeer, ms: PlanningModel, need: number) =>
     !p.failedModels.has(ms.model.descriptor.id) &&
     p.capability.memoryBytes >= need &&
-    (p.capability.category !== 'C' || p.capability.memoryBytes >= ms.model.totalBytes);
+    // A standby is swapped into a ring: category C peers hold no shard (they serve replicas).
+    !isCategoryC(p);
   const live = input.models.flatMap((ms, i) => {
     const o = outcomes[i];
     return o?.ring ? [{ ms, ring: o.ring, plan: o.plan ?? o.lastPlan }] : [];
@@ -296,7 +302,10 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
   const outcomes: ModelOutcome[] = [];
   for (const ms of input.models) {
     const id = ms.model.descriptor.id;
-    const candidates = contributors.filter((p) => !used.has(p.id) && !p.failedModels.has(id));
+    // Category C peers join no multi-peer ring: they serve lightweight models whole (replicas, below).
+    const candidates = contributors.filter(
+      (p) => !used.has(p.id) && !p.failedModels.has(id) && !isCategoryC(p),
+    );
     const slow = slowLinkPeers(candidates, input);
     for (const [peerId, why] of slow) if (!reasons.has(peerId)) reasons.set(peerId, `${id}: ${why}`);
     const pool = candidates.filter((p) => !slow.has(p.id));
@@ -306,6 +315,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       ring: ms.ring,
       lastPlan: ms.lastPlan,
       changed: false,
+      replicas: [],
     };
     const swapped = input.standbys?.size ? swapInStandbys(ms, pool, input.standbys) : null;
     if (swapped) {
@@ -323,7 +333,9 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
         reason:
           contributors.length === 0
             ? 'no contributor has joined yet'
-            : 'every contributor is serving another model or cannot load this one',
+            : contributors.every(isCategoryC)
+              ? 'every contributor is category C (phones, slow devices): they serve lightweight models whole, never a shard'
+              : 'every contributor is serving another model or cannot load this one',
         missingBytes: ms.model.totalBytes,
       };
     } else {
@@ -364,10 +376,23 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
     }
     outcomes.push(out);
   }
+  // Only a planned ring that changed takes the new epoch (a replica change must not reload it).
+  const ringChanged = outcomes.map((o) => o.changed);
+  // Category C peers: whole lightweight models, one peer each.
+  const rp = planReplicas(input.models, contributors, used);
+  for (const peer of rp.used) used.add(peer);
+  for (const [peer, why] of rp.reasons) reasons.set(peer, why);
+  outcomes.forEach((o, i) => {
+    o.replicas = rp.replicas[i] ?? [];
+    if (replicasChanged(input.models[i]?.replicas, o.replicas)) o.changed = true;
+    // A model its replicas serve has a ring; why its planned ring is missing is no one's concern.
+    if (o.replicas.length > 0) o.noRing = null;
+  });
   // One epoch per configuration change, shared by every ring that changed in this round.
   const epoch = outcomes.some((o) => o.changed) ? input.epoch + 1 : input.epoch;
-  for (const o of outcomes) {
-    if (o.changed && o.ring) {
+  for (const o of outcomes) stampReplicas(o.replicas, epoch);
+  for (const [i, o] of outcomes.entries()) {
+    if (ringChanged[i] && o.ring) {
       o.ring.epoch = epoch;
       o.ring.ringId = `${o.ring.model}:${epoch}`;
     }

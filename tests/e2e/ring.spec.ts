@@ -1,5 +1,6 @@
 import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { test, expect } from './server-fixture';
+import { test as base, expect } from '@playwright/test';
+import { spawnServer } from '../../tools/testing/spawn-server';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 
 /** One browser context per peer (separate storage, like separate people's tabs). */
@@ -14,6 +15,23 @@ async function openPeer(browser: Browser, url: string): Promise<{ context: Brows
   await page.waitForFunction(() => 'ringworkRing' in window);
   return { context, page };
 }
+
+/**
+ * A server on which these ~1 MFLOP/s desktop peers may take shards (`--category-c-below-tflops 0`):
+ * with the default thresholds they are category C, and C peers serve lightweight models whole, each
+ * on its own, instead of forming one ring.
+ */
+const test = base.extend<object, { server: { url: string } }>({
+  server: [
+    // eslint-disable-next-line no-empty-pattern -- Playwright requires the destructuring form.
+    async ({}, use) => {
+      const s = await spawnServer(['--category-c-below-tflops', '0']);
+      await use({ url: s.url });
+      await s.stop();
+    },
+    { scope: 'worker' },
+  ],
+});
 
 /**
  * Declared (not measured) capabilities that make a 3-way split optimal: at ~1 MFLOP/s per peer,

@@ -256,7 +256,7 @@ describe('joins and assignments', () => {
 });
 
 describe('category C', () => {
-  it('C peers never take shards; idle ones are unassigned with the lightweight models they could run', () => {
+  it('C peers never take shards: each one that holds a lightweight model whole serves it alone (a replica)', () => {
     const h = harness([stories, big]);
     const a1 = h.join('a1', cap(100e6, 30));
     const a2 = h.join('a2', cap(100e6, 25));
@@ -264,42 +264,90 @@ describe('category C', () => {
     const c2 = h.join('c2', cap(3e6, 0.5));
     const c3 = h.join('c3', cap(1e6, 1));
     vi.advanceTimersByTime(DEBOUNCE);
-    // The big model (planned first) gets the A peers.
+    // The big (sharded) model, planned first, gets the A peers.
     const bigRing = h.co.getRing('big')!;
     expect(bigRing.stages.map((s) => s.peer).sort()).toEqual([a1, a2].sort());
-    // stories260K is lightweight for a C peer with 3 MB: the fastest one serves it whole.
-    expect(h.last(c1, 'assignment')).toMatchObject({ range: [0, 7], prev: null, next: null });
-    expect(h.last(c1, 'assignment')!.model.id).toBe('stories260K');
-    // A C peer that could run stories260K whole may back up its (whole-model) stage.
-    expect(h.last(c2, 'standby')).toMatchObject({ range: [0, 7], model: { id: 'stories260K' } });
+    // stories260K is lightweight and fits a C peer with 3 MB: both serve it whole, one ring each.
+    const rings = new Set<string>();
+    for (const c of [c1, c2]) {
+      const a = h.last(c, 'assignment')!;
+      expect(a).toMatchObject({ range: [0, 7], prev: null, next: null });
+      expect(a.model).toMatchObject({ id: 'stories260K', serving: 'lightweight' });
+      rings.add(a.ringId);
+      expect(h.last(c, 'standby')).toBeUndefined();
+    }
+    expect(rings.size).toBe(2);
+    const snap = h.co.snapshot();
+    const sm = snap.models.find((m) => m.id === 'stories260K')!;
+    expect(sm.serving).toBe('lightweight');
+    expect(sm.replicas?.map((r) => r.stages.map((s) => s.peer))).toEqual([[c1], [c2]]);
+    expect(snap.models.find((m) => m.id === 'big')!.serving).toBe('sharded');
+    // c3 holds no lightweight model whole: it serves nothing and is told why.
     const u3 = h.last(c3, 'unassigned')!;
     expect(u3.lightweightModels).toEqual([]);
-    expect(u3.reason).toMatch(/category C/);
-    // No C peer anywhere holds a partial range.
-    for (const r of h.co.snapshot().rings) {
-      for (const s of r.stages) {
-        const isC = [c1, c2, c3].includes(s.peer);
-        if (isC) expect(r.stages).toHaveLength(1);
-      }
-    }
+    expect(u3.reason).toMatch(/^category C: serves lightweight models whole; none fits/);
+    // No C peer anywhere holds a partial range or shares a ring.
+    for (const r of snap.rings)
+      for (const s of r.stages) if ([c1, c2, c3].includes(s.peer)) expect(r.stages).toHaveLength(1);
   });
 
-  it('C peers that hold a model whole are ordinary candidates for it (the planner’s policy)', () => {
+  it('a C peer never serves a sharded model, not even one it could hold whole', () => {
     const h = harness([big]);
-    // 150 MB at ~1 GB/s is ~150 ms per token on one peer: splitting it over three is faster.
-    const bws = [1, 1.2, 0.9];
-    const cs = bws.map((bw, i) => h.join(`c${i}`, cap(200e6, 1, { bandwidthGBps: bw })));
-    const split = planRingwork({
-      profile: big.profile,
-      peers: cs.map((id, i) => ({ id, tflops: 1, bandwidthGBps: bws[i]!, memoryBytes: 200e6 })),
-      objective: 'throughput',
-      contextTokens: big.descriptor.contextLength,
-    });
-    expect(split.ring.length).toBeGreaterThan(1);
+    const cs = ['c0', 'c1', 'c2'].map((n) => h.join(n, cap(400e6, 1)));
+    const r = h.join('req', cap(0), ['requester']);
+    h.co.requestRing(r, 'big');
     vi.advanceTimersByTime(DEBOUNCE);
-    const ring = h.co.getRing('big')!;
-    expect(ring.stages).toEqual(split.ring.map((s) => ({ peer: s.peer, range: s.layers })));
-    expect(h.co.snapshot().peers.every((p) => p.category === 'C')).toBe(true);
+    expect(h.co.getRing('big')).toBeNull();
+    for (const c of cs) {
+      expect(h.got(c, 'assignment')).toEqual([]);
+      expect(h.got(c, 'standby')).toEqual([]);
+    }
+    expect(h.last(r, 'no-ring')?.reason).toMatch(/category C/);
+    const contributors = h.co.snapshot().peers.filter((p) => p.roles.includes('contributor'));
+    expect(contributors.map((p) => p.category)).toEqual(['C', 'C', 'C']);
+    // A B peer joins: the sharded model gets its ring, still without any C peer.
+    const b = h.join('b', cap(400e6, 10));
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.getRing('big')!.stages.map((s) => s.peer)).toEqual([b]);
+  });
+
+  it('a phone (mobile) is category C whatever it measures, and serves a lightweight model whole', () => {
+    const h = harness([stories, big]);
+    const b = h.join('b', cap(400e6, 10));
+    const phone = h.join('phone', cap(400e6, 40, { mobile: true }));
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.snapshot().peers.find((p) => p.id === phone)?.category).toBe('C');
+    expect(h.co.getRing('big')!.stages.map((s) => s.peer)).toEqual([b]);
+    const a = h.last(phone, 'assignment')!;
+    expect(a).toMatchObject({ range: [0, 7], prev: null, next: null, model: { id: 'stories260K' } });
+  });
+
+  it('requests for a lightweight model are spread over its replicas, least loaded first, and stay put', () => {
+    const h = harness([stories]);
+    const cs = ['c0', 'c1', 'c2'].map((n) => h.join(n, cap(3e6, 1)));
+    vi.advanceTimersByTime(DEBOUNCE);
+    const served = (req: string) => h.last(req, 'ring')!.stages.map((s) => s.peer);
+    const reqs = ['r0', 'r1', 'r2', 'r3'].map((n) => h.join(n, cap(0), ['requester']));
+    for (const r of reqs) h.co.requestRing(r, 'stories260K');
+    // One requester per replica, then the fourth on the least loaded (all equal: the first).
+    expect(reqs.map(served)).toEqual([[cs[0]], [cs[1]], [cs[2]], [cs[0]]]);
+    for (const r of reqs) expect(h.last(r, 'ring')!.stages).toHaveLength(1);
+    // A re-plan that changes nothing moves no one.
+    h.co.setCapability(cs[1]!, cap(3.5e6, 1));
+    vi.advanceTimersByTime(DEBOUNCE);
+    for (const r of reqs) expect(h.got(r, 'ring')).toHaveLength(1);
+    // A replica goes: its requester moves to a least loaded one (c1, with one requester).
+    h.co.removePeer(cs[2]!, 'left');
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(served(reqs[2]!)).toEqual([cs[1]]);
+    // The others stay where they were (no reconnect), and are introduced only to their own replica.
+    expect(h.got(reqs[0]!, 'ring')).toHaveLength(1);
+    expect(h.co.canSignal(reqs[0]!, cs[0]!)).toBe(true);
+    expect(h.co.canSignal(reqs[0]!, cs[1]!)).toBe(false);
+    // The replica is found by its id (validation evidence, stall reports).
+    const ringId = h.last(reqs[2]!, 'ring')!.ringId;
+    expect(h.co.getRing('stories260K', ringId)?.stages).toEqual([{ peer: cs[1], range: [0, 7] }]);
+    expect(h.co.reportStall(reqs[2]!, { ringId, epoch: 0, position: 0, cause: 'deadline' })).toEqual([cs[1]]);
   });
 
   it('C peers that could only serve a model together are not sharded: no-ring instead', () => {

@@ -106,6 +106,7 @@ describe('configuration', () => {
         weightFormat: 'f32',
         contextLength: 512,
         units: 7,
+        serving: 'lightweight',
       });
       expect(m!.mount?.prefix).toBe('/models/stories260K/');
       expect(m!.totalBytes).toBe(

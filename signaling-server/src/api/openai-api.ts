@@ -210,6 +210,8 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
         contextLength: m.descriptor.contextLength,
         units: m.descriptor.units,
         totalBytes: m.totalBytes,
+        // lightweight: served whole by replicas on single peers (phones); sharded: a ring of peers.
+        serving: m.descriptor.serving ?? 'sharded',
         ringServing: served(m.descriptor.id),
         localFallback: config.localFallback,
       },

@@ -148,9 +148,10 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
       const real = deps.real();
       return real ? real.getAssignment(id) : mirror.getAssignment(id);
     },
-    getRing: (modelId) => {
+    getRing: (modelId, ringId) => {
       const real = deps.real();
-      return real ? real.getRing(modelId) : mirror.getRing(modelId);
+      // The leader finds a lightweight replica by its id; a follower knows the last ring it relayed.
+      return real ? real.getRing(modelId, ringId) : mirror.getRing(modelId);
     },
     // The cluster node's start/stop run the real one.
     start: () => undefined,

@@ -28,6 +28,19 @@ export function shortId(id: string | null | undefined): string {
   return id ? id.slice(2, 8) : '—';
 }
 
+/** A full peer id (`p_` + 16 characters) inside free text, not part of a longer token. */
+const PEER_ID_IN_TEXT = /(?<![A-Za-z0-9_-])p_[A-Za-z0-9_-]{16}(?![A-Za-z0-9_-])/g;
+
+/**
+ * Text for people with every full peer id in it written as the UI shows peers ({@link shortId}), so
+ * an error about a peer names it the way the Network table and the ring drawing do.
+ */
+export function withShortPeerIds(text: string): string;
+export function withShortPeerIds(text: string | undefined): string | undefined;
+export function withShortPeerIds(text: string | undefined): string | undefined {
+  return text?.replace(PEER_ID_IN_TEXT, (id) => shortId(id));
+}
+
 /** Units [a, b) as people read them: "embedding, blocks 0–2". */
 export function unitsLabel(range: [number, number], units: number): string {
   const parts: string[] = [];

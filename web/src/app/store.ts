@@ -31,6 +31,10 @@ export interface NetworkSnapshot {
     units: number;
     totalBytes: number;
     ring: { stages: { peer: string; range: [number, number] }[]; epoch: number } | null;
+    /** `lightweight`: served whole by single peers (replicas); `sharded`: a ring of peers. */
+    serving?: 'lightweight' | 'sharded';
+    /** Whole-model replicas (one peer each) of a lightweight model. */
+    replicas?: { ringId: string; stages: { peer: string; range: [number, number] }[] }[];
     noRing: { reason: string; missingBytes?: number } | null;
     predictedTokensPerSecond: number | null;
     pipelinedTokensPerSecond?: number | null;

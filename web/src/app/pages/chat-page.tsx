@@ -1,5 +1,5 @@
 import { useStore } from 'zustand';
-import { num, shortId, singleRequest } from '../format';
+import { num, shortId, singleRequest, withShortPeerIds } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
 import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
@@ -47,7 +47,7 @@ export function ChatPage() {
                 />
                 {m.meta?.error && (
                   <div className="meta error" data-testid="answer-error">
-                    {m.meta.error}
+                    {withShortPeerIds(m.meta.error)}
                   </div>
                 )}
                 {m.role === 'assistant' && m.meta?.done && !m.meta.error && (
@@ -76,7 +76,7 @@ export function ChatPage() {
           </p>
           {form.notice && (
             <p className="notice" data-testid="chat-notice">
-              {form.notice}
+              {withShortPeerIds(form.notice)}
             </p>
           )}
           <form

@@ -2,10 +2,15 @@ import { useEffect, useState } from 'react';
 import { parseLendMemory } from '../../../../shared/app/contribute-input';
 import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel } from '../format';
+import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
 import { IdentityCard } from './ledger-cards';
+
+/** True when this peer runs a lightweight model whole: its own one-peer ring, a replica. */
+function wholeLightweight(a: { serving?: string; range: [number, number]; units: number }): boolean {
+  return a.serving === 'lightweight' && a.range[0] === 0 && a.range[1] === a.units;
+}
 
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
@@ -130,18 +135,18 @@ export function ContributePage() {
       </div>
       {c.error && (
         <div className="notice error" data-testid="contribute-error" data-code={c.errorCode}>
-          {c.error}
+          {withShortPeerIds(c.error)}
           {c.errorCode === 'PROTOCOL_BAD_VERSION' && ' Reload the page to get the current version.'}
         </div>
       )}
       {c.rejoin && (
         <div className="notice" data-testid="contribute-rejoin">
-          Connection to the network lost ({c.rejoin.reason}); reconnecting by itself, attempt{' '}
-          {c.rejoin.attempt} in {num(c.rejoin.delayMs / 1000, 1)} s. The loaded slice is kept.
+          Connection to the network lost ({withShortPeerIds(c.rejoin.reason)}); reconnecting by itself,
+          attempt {c.rejoin.attempt} in {num(c.rejoin.delayMs / 1000, 1)} s. The loaded slice is kept.
         </div>
       )}
       {c.phase === 'unassigned' && c.unassignedReason && (
-        <div className="notice">Standing by: {c.unassignedReason}</div>
+        <div className="notice">Standing by: {withShortPeerIds(c.unassignedReason)}</div>
       )}
       <div className="grid">
         <section className="card">
@@ -172,6 +177,12 @@ export function ContributePage() {
         </section>
         <section className="card">
           <h2>Assignment</h2>
+          {c.assignment && wholeLightweight(c.assignment) ? (
+            <p className="serves-whole" data-testid="serves-whole">
+              {c.capability?.mobile ? 'This phone' : 'This device'} serves {c.assignment.model} whole
+              (lightweight)
+            </p>
+          ) : null}
           {c.assignment ? (
             <dl className="kv" data-testid="assignment">
               <dt>Model</dt>
@@ -197,7 +208,11 @@ export function ContributePage() {
           )}
         </section>
         <section className="card">
-          <h2>Download of this shard</h2>
+          <h2>
+            {c.assignment && wholeLightweight(c.assignment)
+              ? 'Download of the model'
+              : 'Download of this shard'}
+          </h2>
           {d ? (
             <>
               <div className="progress">

@@ -1,4 +1,4 @@
-import { bytes, flops, num, shortId, singleRequest, unitsLabel } from '../format';
+import { bytes, flops, num, shortId, singleRequest, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
@@ -50,13 +50,28 @@ export function NetworkPage() {
       {snapshot.models.map((m) => (
         <section className="card" key={m.id} style={{ marginBottom: '1rem' }}>
           <h2>
-            {m.id} · {m.units} units · {bytes(m.totalBytes)} with KV cache
+            {m.id} · {m.units} units · {bytes(m.totalBytes)} with KV cache{' '}
+            <ServingBadge serving={m.serving} id={m.id} />
           </h2>
+          {m.replicas?.length ? (
+            <p data-testid={`replicas-${m.id}`}>
+              Served whole by{' '}
+              {m.replicas.length === 1
+                ? 'one peer on its own'
+                : `${m.replicas.length} peers, each on its own`}{' '}
+              (lightweight replicas; each chat goes to the least busy):{' '}
+              {m.replicas
+                .map((r) => r.stages[0]?.peer)
+                .filter((p): p is string => p !== undefined)
+                .map((p) => `${shortId(p)}${p === me ? ' (this tab)' : ''}`)
+                .join(', ')}
+            </p>
+          ) : null}
           {m.ring ? (
             <RingDrawing model={m} snapshot={snapshot} me={me} />
           ) : (
             <p className="notice" data-testid={`no-ring-${m.id}`}>
-              No ring: {m.noRing?.reason ?? 'no contributors yet'}
+              No ring: {withShortPeerIds(m.noRing?.reason) ?? 'no contributors yet'}
               {m.noRing?.missingBytes ? ` (${bytes(m.noRing.missingBytes)} more memory needed)` : ''}
             </p>
           )}
@@ -65,7 +80,7 @@ export function NetworkPage() {
               <span data-testid="single-request">
                 single request ≈ {num(singleRequest(m), 1)} tok/s
                 {m.observedTokensPerSecond
-                  ? ` (measured by recent requests; planned ${num(m.predictedTokensPerSecond ?? undefined, 1)})`
+                  ? ` (measured by recent requests${m.predictedTokensPerSecond ? `; planned ${num(m.predictedTokensPerSecond, 1)}` : ''})`
                   : ' (planned)'}
               </span>
               {m.pipelinedTokensPerSecond ? (
@@ -111,13 +126,15 @@ export function NetworkPage() {
                     <td>
                       {p.withdrawal
                         ? p.withdrawal.reason
-                        : a?.kind === 'assigned' && a.range
-                          ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                          : a?.kind === 'standby' && a.range
-                            ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
-                            : a?.kind === 'unassigned'
-                              ? `not needed now (${a.reason})`
-                              : '—'}
+                        : a?.kind === 'assigned' && a.range && wholeReplica(snapshot, a.model, a.range)
+                          ? `${a.model} whole (lightweight)`
+                          : a?.kind === 'assigned' && a.range
+                            ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                            : a?.kind === 'standby' && a.range
+                              ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                              : a?.kind === 'unassigned'
+                                ? `not needed now (${withShortPeerIds(a.reason ?? '')})`
+                                : '—'}
                     </td>
                   </tr>
                 );
@@ -128,6 +145,30 @@ export function NetworkPage() {
       </section>
     </>
   );
+}
+
+/** "lightweight" or "sharded", with what it means on hover. */
+function ServingBadge({ serving, id }: { serving: 'lightweight' | 'sharded' | undefined; id: string }) {
+  if (!serving) return null;
+  return (
+    <span
+      className={`badge serving ${serving}`}
+      data-testid={`serving-${id}`}
+      title={
+        serving === 'lightweight'
+          ? 'Small enough for one modest device: phones and other category C peers each serve it whole'
+          : 'Split into layer ranges over a ring of stronger peers'
+      }
+    >
+      {serving}
+    </span>
+  );
+}
+
+/** True when `range` is a whole lightweight model: the peer serves it alone. */
+function wholeReplica(snapshot: NetworkSnapshot, model: string | undefined, range: [number, number]) {
+  const m = snapshot.models.find((x) => x.id === model);
+  return m?.serving === 'lightweight' && range[0] === 0 && range[1] === m.units;
 }
 
 /** The measured link between two peers (either order), if any. */
@@ -259,7 +300,7 @@ function RingDrawing({
         textAnchor="middle"
         style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
       >
-        each token goes once around
+        {stages.length === 1 ? 'one peer runs every layer' : 'each token goes once around'}
       </text>
     </svg>
   );

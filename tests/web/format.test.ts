@@ -1,0 +1,24 @@
+/**
+ * The UI's text formatting: full peer ids in error text are written the way the UI shows peers.
+ */
+import { describe, expect, it } from 'vitest';
+import { shortId, withShortPeerIds } from '../../web/src/app/format';
+
+const id = 'p_AbC123xyz_-98765';
+
+describe('withShortPeerIds', () => {
+  it('writes every full peer id in a message as the short id the UI shows', () => {
+    expect(id).toHaveLength(18);
+    const other = 'p_zzzzzzzzzzzzzzzz';
+    expect(withShortPeerIds(`Peer ${id} did not answer (next: ${other}).`)).toBe(
+      `Peer ${shortId(id)} did not answer (next: ${shortId(other)}).`,
+    );
+    expect(shortId(id)).toBe('AbC123');
+  });
+
+  it('leaves other text alone: no id, a longer token, an id glued to a word', () => {
+    for (const t of ['no peers here', `x${id}`, `${id}9`, 'p_short', 'up_AbC123xyz_-98765'])
+      expect(withShortPeerIds(t)).toBe(t);
+    expect(withShortPeerIds(undefined)).toBeUndefined();
+  });
+});

@@ -240,6 +240,11 @@ export const ERROR_CODES = [
   'API_UNREACHABLE',
   /** An API response broke off or is not in the API's shape (a stream without `[DONE]`, bad JSON). */
   'API_BAD_RESPONSE',
+  // ---- result validation (security level k)
+  /** Too few peers disjoint from the primary ring for the security level asked for (it says what is missing). */
+  'VALIDATION_NOT_ENOUGH_PEERS',
+  /** A validated-work proof does not hold: rings that disagree, unknown rings, broken boundaries. Nobody is credited. */
+  'VALIDATION_UNPROVEN_WORK',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

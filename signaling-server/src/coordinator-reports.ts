@@ -8,6 +8,7 @@ import type { Clock } from './clock.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator-types.js';
 import type { ModelState, PeerState } from './coordinator-state.js';
 import type { LinkMatrix } from './link-matrix.js';
+import { ringIdsOfKey } from './assignment-diff.js';
 import { median } from './peer-trust.js';
 
 /** The coordinator state and helpers the report handlers read and call. */
@@ -88,7 +89,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       if (
         !ms?.ring ||
         ms.ring.ringId !== lap.ringId ||
-        r.subscriptions.get(modelId) !== `ring|${lap.ringId}`
+        ringIdsOfKey(r.subscriptions.get(modelId))[0] !== lap.ringId
       ) {
         throw new RingworkError(
           'PROTOCOL_NOT_ALLOWED',
@@ -130,7 +131,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const ms = byModel.get(modelId);
       // Already re-planned (the loss was seen here first, e.g. the peer's socket closed): nothing to check.
       if (!ms?.ring || ms.ring.ringId !== stall.ringId) return [];
-      if (r.subscriptions.get(modelId) !== `ring|${stall.ringId}`) {
+      if (ringIdsOfKey(r.subscriptions.get(modelId))[0] !== stall.ringId) {
         throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
           details: { ringId: stall.ringId },
         });

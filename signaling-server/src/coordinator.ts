@@ -43,6 +43,7 @@ import {
   assignmentMessage,
   diffAssignments,
   diffSubscriptions,
+  ringIdsOfKey,
   ringKey,
   ringMessage,
   type RingView,
@@ -53,8 +54,9 @@ import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coo
 import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
-import { planRings, ringAssignments, type StandbyOf } from './ring-planning.js';
+import { planRings, ringAssignments, stageNeed, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
+import { createValidatorRings } from './validator-rings.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -77,6 +79,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const clock = opts.clock ?? systemClock;
   const log = opts.logger ?? NOOP_LOGGER;
   const validation = opts.validation ?? createValidationRegistry({ logger: log });
+  // Security level k: validator rings next to each primary ring (validator-rings.ts).
+  const validators = createValidatorRings({
+    defaultLevel: opts.security?.defaultLevel ?? 1,
+    modelMinimum: opts.security?.modelMinimum ?? {},
+    networkOf: opts.security?.networkOf,
+  });
   const objective: Objective = opts.objective ?? 'throughput';
   const debounceMs = opts.debounceMs ?? 200;
   const maxWaitMs = Math.max(opts.maxWaitMs ?? 2000, debounceMs);
@@ -194,28 +202,40 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return ms.model.descriptor;
   };
 
-  const viewOf = (modelId: string): RingView | undefined => {
+  // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
+  const withKeys = <R extends { stages: { peer: string }[] }>(r: R): R => ({
+    ...r,
+    stages: r.stages.map((s) => {
+      const key = validation.keyOf(s.peer);
+      return key !== undefined ? { ...s, key } : s;
+    }),
+  });
+
+  /** What `peer` (a requester; absent: the plain view) is answered for a model. */
+  const viewOf = (modelId: string, peer?: string): RingView | undefined => {
     const ms = byModel.get(modelId);
-    // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
-    const ring = ms?.ring && {
-      ...ms.ring,
-      stages: ms.ring.stages.map((s) => {
-        const key = validation.keyOf(s.peer);
-        return key !== undefined ? { ...s, key } : s;
-      }),
+    if (!ms) return undefined;
+    const base: RingView = {
+      descriptor: ms.model.descriptor,
+      totalBytes: ms.model.totalBytes,
+      ring: ms.ring && withKeys(ms.ring),
+      noRing: ms.noRing,
     };
-    return ms
-      ? {
-          descriptor: ms.model.descriptor,
-          totalBytes: ms.model.totalBytes,
-          ring: ring ?? null,
-          noRing: ms.noRing,
-        }
-      : undefined;
+    if (peer === undefined || !ms.ring) return base;
+    const sec = validators.viewFor(peer, modelId);
+    if (sec.refusal) {
+      // A ring exists, but not the level asked for: a no-ring that says what is missing.
+      return { ...base, ring: null, noRing: { reason: sec.refusal.message }, security: sec.security! };
+    }
+    return {
+      ...base,
+      validators: sec.validators.map(withKeys),
+      ...(sec.security ? { security: sec.security } : {}),
+    };
   };
 
   const notifySubscribers = (): void => {
-    for (const u of diffSubscriptions(peers.values(), viewOf, catalogOrder)) {
+    for (const u of diffSubscriptions(peers.values(), (m, p) => viewOf(m, p), catalogOrder)) {
       peers.get(u.peer)?.subscriptions.set(u.model, u.key);
       send(u.peer, u.message);
     }
@@ -277,9 +297,23 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       ms.ring = o.ring;
       ms.lastPlan = o.lastPlan;
     });
-    const changed = result.epoch !== epoch;
-    epoch = result.epoch;
-    const assigned = ringAssignments(models.map((m) => m.ring));
+    // Validator rings take peers left out of every primary ring, before standbys do.
+    const primaryPeers = new Set(models.flatMap((m) => m.ring?.stages.map((s) => s.peer) ?? []));
+    const v = validators.plan({
+      models: models.map((m) => ({
+        id: m.model.descriptor.id,
+        primary: m.ring,
+        need: (r) => stageNeed(m, m.plan ?? m.lastPlan, r),
+        totalBytes: m.model.totalBytes,
+      })),
+      pool: contributors.filter((c) => !primaryPeers.has(c.id)),
+      epoch: result.epoch,
+      epochIsNew: result.epoch !== epoch,
+    });
+    for (const id of v.peers) result.standbys.delete(id);
+    const changed = v.epoch !== epoch;
+    epoch = v.epoch;
+    const assigned = ringAssignments([...models.map((m) => m.ring), ...validators.all()]);
     const next = new Map<string, PeerAssignment>();
     for (const p of peers.values()) {
       if (!p.capability || !p.roles.has('contributor') || !p.online) {
@@ -358,10 +392,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const introducedByRing = (requester: PeerState, stage: string): boolean => {
     for (const [modelId, sent] of requester.subscriptions) {
       const ms = byModel.get(modelId);
-      if (!ms?.ring || sent !== `ring|${ms.ring.ringId}`) continue;
       // A requester talks to the first stage (token ids in) and the head (tokens out) only.
-      const st = ms.ring.stages;
-      if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
+      const ids = ringIdsOfKey(sent);
+      if (!ms?.ring || ids[0] !== ms.ring.ringId) continue;
+      // A requester talks to the first stage (token ids in) and the head (tokens out) only, of the
+      // primary ring and of the validator rings it was sent.
+      for (const r of [ms.ring, ...validators.ringsOf(modelId).filter((v) => ids.includes(v.ringId))]) {
+        const st = r.stages;
+        if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
+      }
     }
     return false;
   };
@@ -474,6 +513,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const p = peers.get(id);
       if (!p) return;
       peers.delete(id);
+      // A requester that asked for validator rings no longer needs them.
+      if (validators.forget(id)) schedule(`${id} needs no validator rings`);
       if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
       if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
       matrix.forget(id);
@@ -483,7 +524,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       // An offline peer was already planned out.
       if (p.capability && p.online) schedule(`${id} removed: ${reason}`);
     },
-    requestRing(id, modelId) {
+    requestRing(id, modelId, security) {
       const p = peerOrThrow(id);
       if (!p.roles.has('requester')) {
         throw new RingworkError(
@@ -498,11 +539,13 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         return;
       }
       p.subscriptions.set(modelId, null);
+      // A level above the validator rings planned: the re-plan plans them and answers.
+      if (validators.request(id, modelId, security)) schedule(`${id} asked for security level ${security?.k}`);
       // Mid-debounce the current ring is about to change: the re-plan answers with the new one.
       // Otherwise answer this peer alone (not a sweep over every subscriber: requests are cheap to send).
       if (timer === null) {
-        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
-        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
+        p.subscriptions.set(modelId, ringKey(viewOf(modelId, id)));
+        send(id, ringMessage(modelId, viewOf(modelId, id), catalogOrder));
       }
     },
     assignmentStatus(id, status) {
@@ -562,8 +605,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (!p) return;
       if (p.assignment) send(id, assignmentMessage(p.assignment, describe));
       for (const modelId of p.subscriptions.keys()) {
-        p.subscriptions.set(modelId, ringKey(viewOf(modelId)));
-        send(id, ringMessage(modelId, viewOf(modelId), catalogOrder));
+        p.subscriptions.set(modelId, ringKey(viewOf(modelId, id)));
+        send(id, ringMessage(modelId, viewOf(modelId, id), catalogOrder));
       }
     },
     flush() {
@@ -591,6 +634,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }),
     getAssignment: (id) => peers.get(id)?.assignment ?? null,
     getRing: (modelId) => byModel.get(modelId)?.ring ?? null,
+    getValidatorRings: (modelId) => validators.ringsOf(modelId),
     start() {
       stopped = false;
     },

@@ -18,6 +18,8 @@ import {
 } from '../../shared/validation/commitment.js';
 import { bytesEqual, importPublicKey, type CryptoKeyLike } from '../../shared/validation/crypto.js';
 import type { EvidenceRecord } from '../../shared/validation/evidence.js';
+import type { WorkProofStep } from '../../shared/protocol/signaling.js';
+import { createWorkVerifier, type WorkCredit } from './validation-work.js';
 
 /** A peer's validation standing. */
 export interface ValidationStanding {
@@ -68,7 +70,16 @@ export interface ValidationRegistry {
     evidence: EvidenceRecord,
     ringPeers: readonly string[],
   ): Promise<EvidenceVerdict>;
-  /** A requester's validated steps on a ring's peers (units each covered). */
+  /**
+   * A requester's proof of validated work (validation-work.ts): every ring's signed commitments per
+   * step, checked and compared here; the steps that hold (and were not credited before) are credited
+   * to every ring's peers. Throws `VALIDATION_UNPROVEN_WORK` (or a signature error) crediting nobody.
+   */
+  creditWork(
+    rings: ReadonlyArray<{ ringId: string; stages: ReadonlyArray<{ peer: string; units: number }> }>,
+    proof: readonly WorkProofStep[],
+  ): Promise<WorkCredit>;
+  /** Credits validated steps on a ring's peers (units each covered); only after the server checked them. */
   validatedWork(peers: ReadonlyArray<{ peer: string; units: number }>, steps: number): void;
   onValidatedWork(fn: (peer: string, units: number, steps: number) => void): () => void;
   onDeviant(fn: (e: DeviantEvent) => void): () => void;
@@ -82,6 +93,7 @@ export function createValidationRegistry(
   const standings = new Map<string, ValidationStanding>();
   const workFns = new Set<(peer: string, units: number, steps: number) => void>();
   const deviantFns = new Set<(e: DeviantEvent) => void>();
+  const work = createWorkVerifier({ keyOf: (peer) => keyFor(peer) });
   const standingOf = (peer: string): ValidationStanding => {
     let s = standings.get(peer);
     if (!s) {
@@ -99,7 +111,7 @@ export function createValidationRegistry(
     }
     return k.key;
   };
-  return {
+  const registry: ValidationRegistry = {
     async setKey(peer, b64) {
       const key = await importPublicKey(fromBase64(b64));
       keys.set(peer, { b64, key });
@@ -142,6 +154,14 @@ export function createValidationRegistry(
       o.logger?.warn({ reporter, peer: ev.peerId, reason: ev.reason }, 'unproven validation report');
       return 'reported';
     },
+    async creditWork(rings, proof) {
+      const credit = await work.verify(
+        rings.map((r) => ({ ringId: r.ringId, peers: r.stages.map((s) => s.peer) })),
+        proof,
+      );
+      if (credit.steps > 0) registry.validatedWork(rings.flatMap((r) => r.stages), credit.steps);
+      return credit;
+    },
     validatedWork(peers, steps) {
       for (const { peer, units } of peers) {
         const s = standingOf(peer);
@@ -159,6 +179,7 @@ export function createValidationRegistry(
       return () => void deviantFns.delete(fn);
     },
   };
+  return registry;
 }
 
 function hexBytes(hex: string): Uint8Array {

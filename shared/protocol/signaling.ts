@@ -478,7 +478,10 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       model: modelDescriptorSchema,
       stages: z.array(ringStageSchema).min(1).max(1024),
       /** Result validation: the validator rings planned for this requester's security level. */
-      validators: z.array(validatorRingSchema).max(MAX_SECURITY_LEVEL - 1).optional(),
+      validators: z
+        .array(validatorRingSchema)
+        .max(MAX_SECURITY_LEVEL - 1)
+        .optional(),
       /** Result validation: the level asked for and the level served (absent: k = 1, not asked). */
       security: securityAnswerSchema.optional(),
     })

@@ -72,7 +72,9 @@ export function ringKey(view: RingView | undefined): string {
   const sec = view.security ? `|k${view.security.k}/${view.security.requested}` : '';
   return view.ring
     ? `ring|${view.ring.ringId}${
-        view.validators?.length || sec ? `|${(view.validators ?? []).map((r) => r.ringId).join(',')}${sec}` : ''
+        view.validators?.length || sec
+          ? `|${(view.validators ?? []).map((r) => r.ringId).join(',')}${sec}`
+          : ''
       }`
     : `none|${view.noRing?.reason}|${view.noRing?.missingBytes}${sec}`;
 }

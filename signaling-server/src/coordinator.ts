@@ -540,7 +540,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
       p.subscriptions.set(modelId, null);
       // A level above the validator rings planned: the re-plan plans them and answers.
-      if (validators.request(id, modelId, security)) schedule(`${id} asked for security level ${security?.k}`);
+      if (validators.request(id, modelId, security))
+        schedule(`${id} asked for security level ${security?.k}`);
       // Mid-debounce the current ring is about to change: the re-plan answers with the new one.
       // Otherwise answer this peer alone (not a sweep over every subscriber: requests are cheap to send).
       if (timer === null) {

@@ -391,7 +391,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       if (!msg.proof || !msg.proofRings || msg.proofRings[0] !== msg.ringId) {
         throw new RingworkError(
           'VALIDATION_UNPROVEN_WORK',
-          'Validated work is credited only with its proof: every ring\'s signed commitments per step (proof, proofRings starting with ringId).',
+          "Validated work is credited only with its proof: every ring's signed commitments per step (proof, proofRings starting with ringId).",
           {},
         );
       }

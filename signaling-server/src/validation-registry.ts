@@ -159,7 +159,11 @@ export function createValidationRegistry(
         rings.map((r) => ({ ringId: r.ringId, peers: r.stages.map((s) => s.peer) })),
         proof,
       );
-      if (credit.steps > 0) registry.validatedWork(rings.flatMap((r) => r.stages), credit.steps);
+      if (credit.steps > 0)
+        registry.validatedWork(
+          rings.flatMap((r) => r.stages),
+          credit.steps,
+        );
       return credit;
     },
     validatedWork(peers, steps) {

@@ -136,7 +136,8 @@ async function checkRing(
       c.position === c0.position &&
       bytesEqual(c.session, c0.session) &&
       (c.kind === 'logits') === (i === cs.length - 1);
-    if (!coords) throw unproven('A proof commitment is out of place.', { step: n, ring: ring.ringId, stage: i });
+    if (!coords)
+      throw unproven('A proof commitment is out of place.', { step: n, ring: ring.ringId, stage: i });
     if (!(await verifyCommitment(keyOf(ring.peers[i]!), c))) {
       throw new RingworkError('VALIDATION_BAD_SIGNATURE', 'A proof commitment does not verify.', {
         details: { step: n, ring: ring.ringId, stage: i },
@@ -149,6 +150,7 @@ async function checkRing(
     const exact =
       bytesEqual(sender.outHash, receiver.inHash) &&
       (await verifyReceipt(keyOf(ring.peers[i]!), sender, receiver.inHash, receiver.inReceipt));
-    if (!exact) throw unproven('A proof ring breaks at a boundary.', { step: n, ring: ring.ringId, stage: i });
+    if (!exact)
+      throw unproven('A proof ring breaks at a boundary.', { step: n, ring: ring.ringId, stage: i });
   }
 }

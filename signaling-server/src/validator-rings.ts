@@ -126,7 +126,12 @@ export function planValidatorRings(input: ValidatorPlanInput): ValidatorPlan {
         allowed.find((p) => p.id === keep) ??
         [...allowed].sort((a, b) => a.capability.memoryBytes - b.capability.memoryBytes)[0];
       if (!pick) {
-        lacking.push({ ring: j + 1, range: [r[0], r[1]], bytes: need, why: free.length ? 'network' : 'memory' });
+        lacking.push({
+          ring: j + 1,
+          range: [r[0], r[1]],
+          bytes: need,
+          why: free.length ? 'network' : 'memory',
+        });
         continue;
       }
       taken.add(pick.id);
@@ -140,10 +145,11 @@ export function planValidatorRings(input: ValidatorPlanInput): ValidatorPlan {
     const stages: RingStage[] = ranges.map((r, i) => ({ peer: chosen.get(i)!, range: [r[0], r[1]] }));
     for (const s of stages) used.add(s.peer);
     for (const n of ringNets) usedNets.add(n);
-    rings.push(prev && sameStages(prev.stages, stages) ? prev : { ringId: '', model: input.model, epoch: 0, stages });
+    rings.push(
+      prev && sameStages(prev.stages, stages) ? prev : { ringId: '', model: input.model, epoch: 0, stages },
+    );
   }
-  const changed =
-    rings.length !== input.previous.length || rings.some((r, i) => r !== input.previous[i]);
+  const changed = rings.length !== input.previous.length || rings.some((r, i) => r !== input.previous[i]);
   return { rings, missing, changed };
 }
 
@@ -168,7 +174,11 @@ export function describeMissing(missing: readonly MissingStage[], requested: num
 }
 
 /** The typed error a requester gets when its level cannot be served and it may not degrade. */
-export function notEnoughPeers(model: string, requested: number, missing: readonly MissingStage[]): RingworkError {
+export function notEnoughPeers(
+  model: string,
+  requested: number,
+  missing: readonly MissingStage[],
+): RingworkError {
   return new RingworkError('VALIDATION_NOT_ENOUGH_PEERS', describeMissing(missing, requested), {
     details: { model, requested, missing },
   });

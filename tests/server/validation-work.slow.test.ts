@@ -183,9 +183,9 @@ describe('validated work is credited only on a proof the server checks', () => {
         .catch(codeOf);
       expect(self).toBe('VALIDATION_BAD_SIGNATURE');
       // A single ring proves nothing.
-      expect(
-        await server.creditWork([rings[0]!], [{ rings: [s0[0]!.map(b64)] } as never]).catch(codeOf),
-      ).toBe('VALIDATION_UNPROVEN_WORK');
+      expect(await server.creditWork([rings[0]!], [{ rings: [s0[0]!.map(b64)] }]).catch(codeOf)).toBe(
+        'VALIDATION_UNPROVEN_WORK',
+      );
       expect(server.standing(rings[0]!.stages[0]!.peer).validatedSteps).toBe(report.stepsChecked);
     },
     scaled(180_000),

@@ -103,7 +103,8 @@ export function createRequester(o: RequesterOptions): Requester {
     const key = k === undefined ? model : `${model}@${k}`;
     if (subscribed.models.has(key)) return;
     subscribed.models.add(key);
-    if (k !== undefined) set({ rings: Object.fromEntries(Object.entries(get().rings).filter(([m]) => m !== model)) });
+    if (k !== undefined)
+      set({ rings: Object.fromEntries(Object.entries(get().rings).filter(([m]) => m !== model)) });
     // One request subscribes: the coordinator pushes every later change of this model's ring.
     net.signaling.send({
       type: 'ring-request',

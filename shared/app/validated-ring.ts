@@ -141,9 +141,7 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
         k: rings.length,
         requested: answer.security?.requested ?? rings.length,
         ringsAgreeing: r.ringsAgreeing,
-        peersAgreeing: rings
-          .filter((_, j) => !dropped.has(j))
-          .reduce((n, ring) => n + ring.stages.length, 0),
+        peersAgreeing: rings.filter((_, j) => !dropped.has(j)).reduce((n, ring) => n + ring.stages.length, 0),
         stepsChecked: r.stepsChecked,
         comparisons: r.comparisons,
         deviants: [...deviants],

@@ -99,7 +99,7 @@ export const modelDescriptorSchema = z
 export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;
 
 /** A raw uncompressed P-256 public key (65 bytes), base64. */
-export const validationKeySchema = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'not a P-256 key');
+export const validationKeySchema = z.string().regex(/^[A-Za-z0-9+/]{87}=$/, 'not a P-256 key');
 
 const ringStageSchema = z
   .object({

@@ -60,7 +60,7 @@ describe('security level k on the wire', () => {
     const v = ring.validators![0]!;
     expect(v.stages.map((s) => s.range)).toEqual(ring.stages.map((s) => s.range));
     expect(v.stages.map((s) => s.peer).sort()).toEqual(more.map((m) => m.id).sort());
-    expect([...ring.stages, ...v.stages].map((s) => typeof s.key)).toEqual(Array(6).fill("string"));
+    expect([...ring.stages, ...v.stages].map((s) => typeof s.key)).toEqual(Array(6).fill('string'));
     for (const m of more) expect((await m.c.next('assignment')).ringId).toBe(v.ringId);
     req.send({ type: 'validated-work', v: 1, model: 'stories260K', ringId: ring.ringId, steps: 10 });
     expect((await req.next('error')).code).toBe('VALIDATION_UNPROVEN_WORK');

@@ -246,6 +246,11 @@ export const ERROR_CODES = [
    * asked for outside a test-mode server; production never runs it.
    */
   'TOOLING_ONLY',
+  // ---- result validation (security level k)
+  /** Too few peers disjoint from the primary ring for the security level asked for (it says what is missing). */
+  'VALIDATION_NOT_ENOUGH_PEERS',
+  /** A validated-work proof does not hold: rings that disagree, unknown rings, broken boundaries. Nobody is credited. */
+  'VALIDATION_UNPROVEN_WORK',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -3,6 +3,7 @@
  * change (a message sent, an answer completed), never per streamed token.
  */
 import type { PersistStorage } from 'zustand/middleware';
+import type { AnswerVerification } from './validated-ring.js';
 
 /** One message of a chat; an assistant's carries what its answer cost and who served it. */
 export interface ChatMessage {
@@ -24,6 +25,8 @@ export interface ChatMessage {
     end?: 'end' | 'max-tokens' | 'context';
     /** The model's context length, tokens. */
     contextLength?: number;
+    /** Result validation at security level k >= 2: what was checked (shared/app/validated-ring.ts). */
+    verification?: AnswerVerification;
   };
 }
 
@@ -54,6 +57,8 @@ export interface ChatSettings {
   maxTokens: number;
   /** Sampler seed; unset: a fresh random seed per answer. */
   seed?: number;
+  /** Security level k (1–3: rings that run every step side by side); unset: the server's default. */
+  security?: number;
 }
 
 /** A string store for the history (the subset of the Web Storage API used). */

@@ -11,6 +11,7 @@ import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { PeerLink } from '../transport/types.js';
 import type { AppClock, Logger, NetworkHandle } from './network-port.js';
+import type { AnswerVerification } from './validated-ring.js';
 
 /** The coordinator's latest word on a model: its ring, or why there is none. */
 export type RingAnswer = ServerMessageOf<'ring'> | ServerMessageOf<'no-ring'>;
@@ -44,6 +45,8 @@ export interface AnswerStats {
   end: AnswerEnd;
   /** The model's context length, tokens. */
   contextLength: number;
+  /** Result validation (security level k >= 2): what was checked. */
+  verification?: AnswerVerification;
 }
 
 export interface AskOptions {

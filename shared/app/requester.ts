@@ -36,6 +36,7 @@ import type {
   RingAnswer,
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
+import { openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
 
 export {
   HISTORY_KEY,
@@ -83,7 +84,7 @@ export function createRequester(o: RequesterOptions): Requester {
 
   /** Per connection: the models subscribed to, and the unsubscribe functions. */
   let subscribed: { net: NetworkHandle; models: Set<string>; offs: (() => void)[] } | undefined;
-  const subscribe = (net: NetworkHandle, model: string): void => {
+  const subscribe = (net: NetworkHandle, model: string, k?: number): void => {
     if (subscribed?.net !== net) {
       subscribed?.offs.forEach((f) => f());
       // A new connection (a reconnect): what the old one heard may be stale.
@@ -98,10 +99,18 @@ export function createRequester(o: RequesterOptions): Requester {
         ],
       };
     }
-    if (subscribed.models.has(model)) return;
-    subscribed.models.add(model);
+    // A new security level is a new request (the coordinator answers with its validator rings).
+    const key = k === undefined ? model : `${model}@${k}`;
+    if (subscribed.models.has(key)) return;
+    subscribed.models.add(key);
+    if (k !== undefined)
+      set({ rings: Object.fromEntries(Object.entries(get().rings).filter(([m]) => m !== model)) });
     // One request subscribes: the coordinator pushes every later change of this model's ring.
-    net.signaling.send({ type: 'ring-request', model });
+    net.signaling.send({
+      type: 'ring-request',
+      model,
+      ...(k !== undefined ? { security: { v: 1 as const, k, degrade: false } } : {}),
+    });
   };
 
   const ringFor = (model: string, signal: AbortSignal): Promise<RingAnswer> => {
@@ -235,8 +244,14 @@ export function createRequester(o: RequesterOptions): Requester {
 
   const askOnce = async (a: AskOptions): Promise<AskResult> => {
     const net = await o.network();
-    subscribe(net, a.settings.model);
+    subscribe(net, a.settings.model, a.settings.security);
     const answer = await ringFor(a.settings.model, a.signal);
+    if (answer.type === 'no-ring' && answer.security) {
+      // A ring exists, but not the security level asked for: never fall back to running it here.
+      throw new RingworkError('VALIDATION_NOT_ENOUGH_PEERS', answer.reason, {
+        details: { model: a.settings.model, ...answer.security },
+      });
+    }
     let model: ModelDescriptor;
     let pipeline: Pipeline;
     let sampler: Sampler | undefined;
@@ -246,7 +261,24 @@ export function createRequester(o: RequesterOptions): Requester {
     let release = async () => {};
     const seed = a.settings.seed ?? seedOf();
     let failovers: (() => AnswerFailover[]) | undefined;
-    if (answer.type === 'ring') {
+    let validated: ValidatedAnswer | undefined;
+    if (answer.type === 'ring' && answer.validators?.length) {
+      // Security level k >= 2: every ring runs every step; no failover (a lost ring fails the answer).
+      model = answer.model;
+      validated = await openValidatedAnswer({
+        answer,
+        net,
+        linkTo: (peer) => linkTo(net, peer, a.signal),
+        createRunner: o.createRunner,
+        sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
+        signal: a.signal,
+        now: clock.now,
+        log,
+      });
+      release = validated.release;
+      pipeline = validated.pipeline;
+      peers = [answer, ...answer.validators].flatMap((r) => r.stages.map((s) => s.peer));
+    } else if (answer.type === 'ring') {
       model = answer.model;
       const detector = createLossDetector({ coldMs: o.stepTimeoutMs ?? 60_000 });
       // The head holds the session's one sampler (seed + draws travel with `open`).
@@ -421,6 +453,7 @@ export function createRequester(o: RequesterOptions): Requester {
         },
       });
       text += stream.flush();
+      validated?.reportWork();
       // What this request measured, for the coordinator's speed figures: the per-token wall time of
       // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
       // An answer that failed over timed two rings and a recovery: no lap of either.
@@ -454,6 +487,7 @@ export function createRequester(o: RequesterOptions): Requester {
                 ? 'context'
                 : 'max-tokens',
           contextLength: model.contextLength,
+          ...(validated ? { verification: validated.verification() } : {}),
         },
       };
     } finally {

@@ -108,7 +108,7 @@ export const modelDescriptorSchema = z
 export type ModelDescriptor = z.infer<typeof modelDescriptorSchema>;
 
 /** A raw uncompressed P-256 public key (65 bytes), base64. */
-export const validationKeySchema = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'not a P-256 key');
+export const validationKeySchema = z.string().regex(/^[A-Za-z0-9+/]{87}=$/, 'not a P-256 key');
 
 const ringStageSchema = z
   .object({
@@ -118,6 +118,69 @@ const ringStageSchema = z
     key: validationKeySchema.optional(),
   })
   .strict();
+
+/** Highest security level a request may ask for (the primary ring plus two validator rings). */
+export const MAX_SECURITY_LEVEL = 3;
+
+/** A requester's security level: k rings with disjoint peers and the same unit boundaries. */
+export const securityRequestSchema = z
+  .object({
+    /** Wire version of this field. */
+    v: z.literal(1),
+    k: z.number().int().min(1).max(MAX_SECURITY_LEVEL),
+    /** Accept a lower level (never below the model's minimum) when too few peers are online. */
+    degrade: z.boolean().optional(),
+  })
+  .strict();
+export type SecurityRequest = z.infer<typeof securityRequestSchema>;
+
+/** A validator ring as sent with the primary ring: same unit boundaries, disjoint peers. */
+export const validatorRingSchema = z
+  .object({
+    ringId: z.string().max(200),
+    epoch: z.number().int().nonnegative(),
+    stages: z.array(ringStageSchema).min(1).max(1024),
+  })
+  .strict();
+export type ValidatorRing = z.infer<typeof validatorRingSchema>;
+
+/** The security level a `ring` (or `no-ring`) answers with. */
+export const securityAnswerSchema = z
+  .object({
+    /** The level asked for (the request's, raised to the model's minimum). */
+    requested: z.number().int().min(1).max(MAX_SECURITY_LEVEL),
+    /** The level this answer serves: 1 + the validator rings sent. */
+    k: z.number().int().min(0).max(MAX_SECURITY_LEVEL),
+    /** Why it is lower than requested (too few disjoint peers), when it is. */
+    missing: z.string().max(500).optional(),
+  })
+  .strict();
+export type SecurityAnswer = z.infer<typeof securityAnswerSchema>;
+
+/**
+ * One validated step's signed commitments, all rings: `rings[j][stage]` is the commitment's wire
+ * bytes (base64) of ring j (0: the primary) at that stage. The server verifies and compares them
+ * itself before it credits anyone.
+ */
+export const workProofStepSchema = z
+  .object({
+    rings: z
+      .array(
+        z
+          .array(
+            z
+              .string()
+              .max(4096)
+              .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64'),
+          )
+          .min(1)
+          .max(64),
+      )
+      .min(2)
+      .max(MAX_SECURITY_LEVEL),
+  })
+  .strict();
+export type WorkProofStep = z.infer<typeof workProofStepSchema>;
 
 /** An evidence record as it crosses the wire (bounded; decoded and verified by the server). */
 export const evidenceRecordSchema = z
@@ -238,7 +301,19 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       payload: signalPayloadSchema,
     })
     .strict(),
-  z.object({ type: z.literal('ring-request'), v, model: z.string().min(1).max(200) }).strict(),
+  z
+    .object({
+      type: z.literal('ring-request'),
+      v,
+      model: z.string().min(1).max(200),
+      /**
+       * Result validation: the security level asked for (absent: the server's default). At k >= 2
+       * the coordinator plans k - 1 validator rings disjoint from the primary, or answers `no-ring`
+       * with `security` saying what is missing — unless `degrade` lets it answer at a lower level.
+       */
+      security: securityRequestSchema.optional(),
+    })
+    .strict(),
   z
     .object({
       type: z.literal('assignment-status'),
@@ -334,6 +409,13 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       model: z.string().min(1).max(200),
       ringId: z.string().max(200),
       steps: z.number().int().positive().max(1_000_000),
+      /**
+       * The signed commitments of every ring for the validated steps (at most 16 per message). Only
+       * steps the server verifies and compares itself are credited; without a proof nothing is.
+       */
+      proof: z.array(workProofStepSchema).min(1).max(16).optional(),
+      /** The rings the proof's commitment lists belong to, in order: `ringId` first, then validator rings. */
+      proofRings: z.array(z.string().max(200)).min(2).max(MAX_SECURITY_LEVEL).optional(),
     })
     .strict(),
   /** A stage's side of a link the server opened to it (`api-link` from the server). */
@@ -404,6 +486,13 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       ringId: z.string().max(200),
       model: modelDescriptorSchema,
       stages: z.array(ringStageSchema).min(1).max(1024),
+      /** Result validation: the validator rings planned for this requester's security level. */
+      validators: z
+        .array(validatorRingSchema)
+        .max(MAX_SECURITY_LEVEL - 1)
+        .optional(),
+      /** Result validation: the level asked for and the level served (absent: k = 1, not asked). */
+      security: securityAnswerSchema.optional(),
     })
     .strict(),
   z
@@ -417,6 +506,11 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       descriptor: modelDescriptorSchema.optional(),
       /** Bytes of the whole model (weights + KV cache at its context length), to decide whether it fits. */
       totalBytes: z.number().nonnegative().optional(),
+      /**
+       * Result validation: set when a ring exists but not the security level asked for (too few
+       * disjoint peers for the validator rings); `reason` names what is missing.
+       */
+      security: securityAnswerSchema.optional(),
     })
     .strict(),
   z

@@ -20,6 +20,7 @@ import {
 import { RING_SKETCH_ROWS } from '../ring/stage-commitments.js';
 import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
 import type { Tolerance } from './checks.js';
+import type { Commitment } from './commitment.js';
 import { evidenceOf, type EvidenceRecord } from './evidence.js';
 import type { Referee } from './referee.js';
 import {
@@ -68,6 +69,12 @@ export interface ValidatedPipelineOptions {
   onEvidence?: (e: EvidenceRecord, ring: number) => void;
   /** Called after every step with the running report. */
   onReport?: (r: VerificationReport) => void;
+  /**
+   * Called after every step compared across rings with each ring's verified commitments (ring
+   * index order) and whether they all agreed: agreed steps are the proof of validated work the
+   * coordinator checks itself (work-proof.ts).
+   */
+  onComparedStep?: (rings: { ring: number; commitments: Commitment[] }[], agreed: boolean) => void;
 }
 
 /** A k-ring pipeline; `report` holds the verification of the latest session. */
@@ -141,6 +148,10 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               o.tolerance,
             );
             report.comparisons += cmp.comparisons;
+            o.onComparedStep?.(
+              answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments })),
+              cmp.firstDivergent === undefined,
+            );
             if (cmp.firstDivergent === undefined) {
               report.maxAgreeingDistance = Math.max(report.maxAgreeingDistance, cmp.maxDistance);
             } else {

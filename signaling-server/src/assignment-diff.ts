@@ -60,13 +60,34 @@ export interface RingView {
   totalBytes: number;
   ring: Ring | null;
   noRing: NoRing | null;
+  /** Result validation: the validator rings this requester is sent (validator-rings.ts). */
+  validators?: readonly Ring[];
+  /** Result validation: the level asked for and served (absent: not asked, k = 1). */
+  security?: { requested: number; k: number; missing?: string };
 }
 
 /** A key that changes exactly when a requester must be sent the model's ring (or no-ring) again. */
 export function ringKey(view: RingView | undefined): string {
   if (!view) return 'unknown';
-  return view.ring ? `ring|${view.ring.ringId}` : `none|${view.noRing?.reason}|${view.noRing?.missingBytes}`;
+  const sec = view.security ? `|k${view.security.k}/${view.security.requested}` : '';
+  return view.ring
+    ? `ring|${view.ring.ringId}${
+        view.validators?.length || sec
+          ? `|${(view.validators ?? []).map((r) => r.ringId).join(',')}${sec}`
+          : ''
+      }`
+    : `none|${view.noRing?.reason}|${view.noRing?.missingBytes}${sec}`;
 }
+
+/** The ring ids a requester was sent with a ring key (primary first, then validator rings). */
+export function ringIdsOfKey(key: string | null | undefined): string[] {
+  if (!key?.startsWith('ring|')) return [];
+  const [, primary, validators] = key.split('|');
+  return [primary!, ...(validators ? validators.split(',') : [])];
+}
+
+const stagesOut = (stages: Ring['stages']) =>
+  stages.map((s) => ({ peer: s.peer, range: s.range, ...(s.key !== undefined ? { key: s.key } : {}) }));
 
 /** The `ring` / `no-ring` answer for a model (`catalog` lists the ids for an unknown one). */
 export function ringMessage(
@@ -89,11 +110,17 @@ export function ringMessage(
       epoch: view.ring.epoch,
       ringId: view.ring.ringId,
       model: view.descriptor,
-      stages: view.ring.stages.map((s) => ({
-        peer: s.peer,
-        range: s.range,
-        ...(s.key !== undefined ? { key: s.key } : {}),
-      })),
+      stages: stagesOut(view.ring.stages),
+      ...(view.validators?.length
+        ? {
+            validators: view.validators.map((r) => ({
+              ringId: r.ringId,
+              epoch: r.epoch,
+              stages: stagesOut(r.stages),
+            })),
+          }
+        : {}),
+      ...(view.security ? { security: view.security } : {}),
     };
   }
   const nr = view.noRing ?? { reason: 'not planned yet', missingBytes: view.totalBytes };
@@ -106,6 +133,7 @@ export function ringMessage(
     // What a requester needs to run the model alone when it fits: where it lives and its size.
     descriptor: view.descriptor,
     totalBytes: view.totalBytes,
+    ...(view.security ? { security: view.security } : {}),
   };
 }
 
@@ -162,13 +190,13 @@ export interface RingUpdate {
 /** The ring answers subscribers are owed: every subscription whose ring key changed since last sent. */
 export function diffSubscriptions(
   subscribers: Iterable<Subscriber>,
-  view: (modelId: string) => RingView | undefined,
+  view: (modelId: string, peer: string) => RingView | undefined,
   catalog: readonly string[],
 ): RingUpdate[] {
   const updates: RingUpdate[] = [];
   for (const p of subscribers) {
     for (const [modelId, sent] of p.subscriptions) {
-      const v = view(modelId);
+      const v = view(modelId, p.id);
       const key = ringKey(v);
       if (key === sent) continue;
       updates.push({ peer: p.id, model: modelId, key, message: ringMessage(modelId, v, catalog) });

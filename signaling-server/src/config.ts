@@ -10,6 +10,8 @@
  * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--allow-host <host[:port]>[,...]`/
  * `RINGWORK_ALLOWED_HOSTS`, `--trust-proxy <addr>[,...]`/`RINGWORK_TRUST_PROXY`, `--objective`,
  * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`,
+ * result validation (`--security-level`/`RINGWORK_SECURITY_LEVEL`, `--model-security <id>=<k>[,...]`,
+ * `--validator-networks distinct|any`),
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
  * `--database`/`RINGWORK_DATABASE`, `--no-ledger`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
@@ -270,6 +272,16 @@ export const signalingConfigSchema = z
      */
     trustProxy: z.array(ipAddressSchema).max(100).default([]),
     objective: objectiveSchema.default('throughput'),
+    /** Result validation: the security level of a request that asks for none (`--security-level`). */
+    securityLevel: z.number().int().min(1).max(3).default(1),
+    /** Result validation: per model id, the lowest level any request gets (`--model-security id=k`). */
+    modelSecurity: z.record(z.string().min(1).max(200), z.number().int().min(1).max(3)).default({}),
+    /**
+     * Whether validator rings must be on networks (IPv6 /64, IPv4 address) other than the primary
+     * ring's (`--validator-networks distinct|any`). Default: distinct, but any in test mode, where
+     * every tab connects from 127.0.0.1.
+     */
+    validatorNetworks: z.enum(['distinct', 'any']).optional(),
     /**
      * Fixed milliseconds the planner charges per ring stage per token (the cost model's
      * `stageOverheadMs`): an ORT run's dispatch, worker hand-offs and a loopback/LAN hop's framing,
@@ -441,6 +453,9 @@ export function parseCliConfig(
         'allow-host': { type: 'string', multiple: true },
         'trust-proxy': { type: 'string', multiple: true },
         objective: { type: 'string' },
+        'security-level': { type: 'string' },
+        'model-security': { type: 'string', multiple: true },
+        'validator-networks': { type: 'string' },
         'stage-overhead-ms': { type: 'string' },
         'category-c-below-tflops': { type: 'string' },
         'log-level': { type: 'string' },
@@ -540,6 +555,9 @@ export function parseCliConfig(
     allowedHosts: list(values['allow-host'] as string[] | undefined, env.RINGWORK_ALLOWED_HOSTS),
     trustProxy: list(values['trust-proxy'] as string[] | undefined, env.RINGWORK_TRUST_PROXY),
     objective: str('objective'),
+    securityLevel: num(str('security-level') ?? env.RINGWORK_SECURITY_LEVEL),
+    modelSecurity: modelSecurityOf(values['model-security'] as string[] | undefined),
+    validatorNetworks: str('validator-networks'),
     stageOverheadMs: num(str('stage-overhead-ms') ?? env.RINGWORK_STAGE_OVERHEAD_MS),
     categoryCBelowTflops: num(str('category-c-below-tflops')),
     logLevel: str('log-level') ?? env.LOG_LEVEL,
@@ -575,4 +593,16 @@ export function parseCliConfig(
   });
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return resolveConfig(raw);
+}
+
+/** `--model-security id=k[,id=k]` → `{ id: k }` (bad entries are left for the schema to name). */
+function modelSecurityOf(flags: string[] | undefined): Record<string, unknown> | undefined {
+  if (!flags?.length) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const part of flags.flatMap((f) => f.split(','))) {
+    const at = part.lastIndexOf('=');
+    const id = at > 0 ? part.slice(0, at).trim() : part.trim();
+    out[id] = at > 0 ? Number(part.slice(at + 1)) : Number.NaN;
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import type { Coordinator, CoordinatorOptions } from './coordinator-types.js';
 import type { ModelState, PeerState } from './coordinator-state.js';
 import { servingRings } from './lightweight-replicas.js';
 import type { LinkMatrix } from './link-matrix.js';
+import { ringIdsOfKey } from './assignment-diff.js';
 import { median } from './peer-trust.js';
 
 /** The coordinator state and helpers the report handlers read and call. */
@@ -87,7 +88,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const modelId = lap.ringId.slice(0, lap.ringId.lastIndexOf(':'));
       const ms = byModel.get(modelId);
       const ring = ms && servingRings(ms).find((x) => x.ringId === lap.ringId);
-      if (!ms || !ring || r.subscriptions.get(modelId) !== `ring|${lap.ringId}`) {
+      if (!ms || !ring || ringIdsOfKey(r.subscriptions.get(modelId))[0] !== lap.ringId) {
         throw new RingworkError(
           'PROTOCOL_NOT_ALLOWED',
           `You were not sent ring ${lap.ringId}; no lap to report.`,
@@ -130,7 +131,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       // Already re-planned (the loss was seen here first, e.g. the peer's socket closed): nothing to check.
       const ring = ms && servingRings(ms).find((x) => x.ringId === stall.ringId);
       if (!ring) return [];
-      if (r.subscriptions.get(modelId) !== `ring|${stall.ringId}`) {
+      if (ringIdsOfKey(r.subscriptions.get(modelId))[0] !== stall.ringId) {
         throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
           details: { ringId: stall.ringId },
         });

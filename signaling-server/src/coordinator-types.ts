@@ -4,9 +4,15 @@
  * share them without importing the stateful coordinator.
  */
 import type { ValidationRegistry } from './validation-registry.js';
+import type { SecurityPolicy } from './validator-rings.js';
 import type { Logger } from 'pino';
 import type { Objective, PeerCategory, PlannerOptions } from '../../shared/planner/index.js';
-import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
+import type {
+  ModelDescriptor,
+  PeerCapability,
+  SecurityRequest,
+  ServerMessage,
+} from '../../shared/protocol/signaling.js';
 import type { CatalogModel } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { PeerRole } from './peer-registry.js';
@@ -164,6 +170,11 @@ export interface CoordinatorOptions {
   logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** Result validation state (keys, evidence, reputation); default: a fresh one. */
   validation?: ValidationRegistry;
+  /**
+   * Security levels (validator-rings.ts): the default level, per-model minimums and the network of
+   * a peer (absent: validator rings need not be on networks distinct from the primary's).
+   */
+  security?: Partial<SecurityPolicy>;
 }
 
 /** A requester's word that a ring stopped answering (see the `ring-stalled` message). */
@@ -189,7 +200,8 @@ export interface Coordinator {
   /** Forgets a peer (leave, timeout, eviction); re-plans if it was a contributor. */
   removePeer(id: string, reason: string): void;
   /** Answers a `ring-request` now, or right after a pending re-plan; later changes are pushed. */
-  requestRing(id: string, modelId: string): void;
+  /** A requester subscribes to a model's ring at a security level (absent: the server's default). */
+  requestRing(id: string, modelId: string, security?: SecurityRequest): void;
   /** Records an `assignment-status`; a `failed` one takes the model off that peer. Stale epochs are ignored. */
   assignmentStatus(id: string, status: AssignmentStatus): void;
   /**
@@ -242,6 +254,8 @@ export interface Coordinator {
    * without it the planned ring, else its first replica.
    */
   getRing(modelId: string, ringId?: string): Ring | null;
+  /** The model's validator rings now (security level k >= 2; empty when none is asked for). */
+  getValidatorRings(modelId: string): readonly Ring[];
   /**
    * Result validation: registered keys, checked evidence, reputation and flags, and the ledger's
    * hooks (`onValidatedWork`, `onDeviant`). A proven deviant is planned out at the next re-plan.

@@ -43,6 +43,7 @@ import {
   assignmentMessage,
   diffAssignments,
   diffSubscriptions,
+  ringIdsOfKey,
   ringKey,
   ringMessage,
   type RingView,
@@ -54,8 +55,9 @@ import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordina
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
 import { pickRing, servingOf, servingRings } from './lightweight-replicas.js';
-import { planRings, ringAssignments, type StandbyOf } from './ring-planning.js';
+import { planRings, ringAssignments, stageNeed, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
+import { createValidatorRings } from './validator-rings.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -78,6 +80,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const clock = opts.clock ?? systemClock;
   const log = opts.logger ?? NOOP_LOGGER;
   const validation = opts.validation ?? createValidationRegistry({ logger: log });
+  // Security level k: validator rings next to each primary ring (validator-rings.ts).
+  const validators = createValidatorRings({
+    defaultLevel: opts.security?.defaultLevel ?? 1,
+    modelMinimum: opts.security?.modelMinimum ?? {},
+    networkOf: opts.security?.networkOf,
+  });
   const objective: Objective = opts.objective ?? 'throughput';
   const debounceMs = opts.debounceMs ?? 200;
   const maxWaitMs = Math.max(opts.maxWaitMs ?? 2000, debounceMs);
@@ -211,41 +219,57 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   /** Requesters the coordinator sent a ring (the sessions it knows of on that ring). */
   const loadOf = (modelId: string, ringId: string): number => {
     let n = 0;
-    for (const q of peers.values()) if (q.subscriptions.get(modelId) === `ring|${ringId}`) n++;
+    for (const q of peers.values()) if (ringIdsOfKey(q.subscriptions.get(modelId))[0] === ringId) n++;
     return n;
   };
 
+  // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
+  const withKeys = <R extends { stages: { peer: string }[] }>(r: R): R => ({
+    ...r,
+    stages: r.stages.map((s) => {
+      const key = validation.keyOf(s.peer);
+      return key !== undefined ? { ...s, key } : s;
+    }),
+  });
+
   /**
-   * What `requester` is to be told of a model: the ring it was last sent while that still serves,
-   * else the least loaded of the rings serving it (the planned ring and its lightweight replicas).
+   * What `peer` (a requester; absent: the plain view) is told of a model: the ring it was last sent
+   * while that still serves, else the least loaded of the rings serving it (the planned ring and its
+   * lightweight replicas); with validator rings when it asked for a security level above 1.
    */
-  const viewOf = (modelId: string, requester?: PeerState): RingView | undefined => {
+  const viewOf = (modelId: string, peer?: string): RingView | undefined => {
     const ms = byModel.get(modelId);
-    const chosen = ms
-      ? pickRing(servingRings(ms), requester?.subscriptions.get(modelId), (r) => loadOf(modelId, r))
-      : null;
-    // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
-    const ring = chosen && {
-      ...chosen,
-      stages: chosen.stages.map((s) => {
-        const key = validation.keyOf(s.peer);
-        return key !== undefined ? { ...s, key } : s;
-      }),
+    if (!ms) return undefined;
+    const requester = peer === undefined ? undefined : peers.get(peer);
+    const chosen = pickRing(servingRings(ms), requester?.subscriptions.get(modelId), (r) =>
+      loadOf(modelId, r),
+    );
+    const base: RingView = {
+      descriptor: ms.model.descriptor,
+      totalBytes: ms.model.totalBytes,
+      ring: chosen && withKeys(chosen),
+      noRing: ms.noRing,
     };
-    return ms
-      ? {
-          descriptor: ms.model.descriptor,
-          totalBytes: ms.model.totalBytes,
-          ring: ring ?? null,
-          noRing: ms.noRing,
-        }
-      : undefined;
+    if (peer === undefined || !ms.ring) return base;
+    const sec = validators.viewFor(peer, modelId);
+    if (sec.refusal) {
+      // A ring exists, but not the level asked for: a no-ring that says what is missing.
+      return { ...base, ring: null, noRing: { reason: sec.refusal.message }, security: sec.security! };
+    }
+    if (sec.validators.length === 0) return { ...base, ...(sec.security ? { security: sec.security } : {}) };
+    // Validator rings mirror the planned ring's unit boundaries: a validated request uses that ring.
+    return {
+      ...base,
+      ring: withKeys(ms.ring),
+      validators: sec.validators.map(withKeys),
+      ...(sec.security ? { security: sec.security } : {}),
+    };
   };
 
   const notifySubscribers = (): void => {
     // One requester at a time: each choice of a replica counts in the load the next one sees.
     for (const p of peers.values()) {
-      for (const u of diffSubscriptions([p], (m) => viewOf(m, p), catalogOrder)) {
+      for (const u of diffSubscriptions([p], (m, id) => viewOf(m, id), catalogOrder)) {
         p.subscriptions.set(u.model, u.key);
         send(u.peer, u.message);
       }
@@ -309,9 +333,28 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       ms.replicas = o.replicas;
       ms.lastPlan = o.lastPlan;
     });
-    const changed = result.epoch !== epoch;
-    epoch = result.epoch;
-    const assigned = ringAssignments(models.flatMap((m) => [m.ring, ...m.replicas]));
+    // Validator rings take peers left out of every primary ring and replica, before standbys do.
+    const primaryPeers = new Set(
+      models.flatMap((m) => [m.ring, ...m.replicas].flatMap((r) => r?.stages.map((s) => s.peer) ?? [])),
+    );
+    const v = validators.plan({
+      models: models.map((m) => ({
+        id: m.model.descriptor.id,
+        primary: m.ring,
+        need: (r) => stageNeed(m, m.plan ?? m.lastPlan, r),
+        totalBytes: m.model.totalBytes,
+      })),
+      pool: contributors.filter((c) => !primaryPeers.has(c.id)),
+      epoch: result.epoch,
+      epochIsNew: result.epoch !== epoch,
+    });
+    for (const id of v.peers) result.standbys.delete(id);
+    const changed = v.epoch !== epoch;
+    epoch = v.epoch;
+    const assigned = ringAssignments([
+      ...models.flatMap((m) => [m.ring, ...m.replicas]),
+      ...validators.all(),
+    ]);
     const next = new Map<string, PeerAssignment>();
     for (const p of peers.values()) {
       if (!p.capability || !p.roles.has('contributor') || !p.online) {
@@ -394,11 +437,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const introducedByRing = (requester: PeerState, stage: string): boolean => {
     for (const [modelId, sent] of requester.subscriptions) {
       const ms = byModel.get(modelId);
-      const ring = ms && servingRings(ms).find((r) => sent === `ring|${r.ringId}`);
+      // A requester talks to the first stage (token ids in) and the head (tokens out) only, of the
+      // ring it was sent (planned or a replica) and of the validator rings it was sent.
+      const ids = ringIdsOfKey(sent);
+      const ring = ms && servingRings(ms).find((r) => r.ringId === ids[0]);
       if (!ring) continue;
-      // A requester talks to the first stage (token ids in) and the head (tokens out) only.
-      const st = ring.stages;
-      if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
+      for (const r of [ring, ...validators.ringsOf(modelId).filter((x) => ids.includes(x.ringId))]) {
+        const st = r.stages;
+        if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
+      }
     }
     return false;
   };
@@ -511,6 +558,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const p = peers.get(id);
       if (!p) return;
       peers.delete(id);
+      // A requester that asked for validator rings no longer needs them.
+      if (validators.forget(id)) schedule(`${id} needs no validator rings`);
       if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
       if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
       matrix.forget(id);
@@ -520,7 +569,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       // An offline peer was already planned out.
       if (p.capability && p.online) schedule(`${id} removed: ${reason}`);
     },
-    requestRing(id, modelId) {
+    requestRing(id, modelId, security) {
       const p = peerOrThrow(id);
       if (!p.roles.has('requester')) {
         throw new RingworkError(
@@ -535,10 +584,13 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         return;
       }
       p.subscriptions.set(modelId, null);
+      // A level above the validator rings planned: the re-plan plans them and answers.
+      if (validators.request(id, modelId, security))
+        schedule(`${id} asked for security level ${security?.k}`);
       // Mid-debounce the current ring is about to change: the re-plan answers with the new one.
       // Otherwise answer this peer alone (not a sweep over every subscriber: requests are cheap to send).
       if (timer === null) {
-        const view = viewOf(modelId, p);
+        const view = viewOf(modelId, id);
         p.subscriptions.set(modelId, ringKey(view));
         send(id, ringMessage(modelId, view, catalogOrder));
       }
@@ -600,7 +652,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (!p) return;
       if (p.assignment) send(id, assignmentMessage(p.assignment, describe));
       for (const modelId of p.subscriptions.keys()) {
-        const view = viewOf(modelId, p);
+        const view = viewOf(modelId, id);
         p.subscriptions.set(modelId, ringKey(view));
         send(id, ringMessage(modelId, view, catalogOrder));
       }
@@ -634,6 +686,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const rings = ms ? servingRings(ms) : [];
       return (ringId === undefined ? rings[0] : rings.find((r) => r.ringId === ringId)) ?? null;
     },
+    getValidatorRings: (modelId) => validators.ringsOf(modelId),
     start() {
       stopped = false;
     },

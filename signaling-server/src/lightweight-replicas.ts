@@ -113,14 +113,15 @@ export function servingRings(ms: { ring: Ring | null; replicas?: readonly Ring[]
 
 /**
  * The ring a requester is sent for a model: the one it was last sent while that still serves
- * (`sentKey` is `ring|<ringId>`), else the least loaded (`load`: requesters on it), first on ties.
+ * (`sentKey` is `ring|<ringId>[|validator rings]`), else the least loaded (`load`: requesters on it), first on ties.
  */
 export function pickRing(
   rings: readonly Ring[],
   sentKey: string | null | undefined,
   load: (ringId: string) => number,
 ): Ring | null {
-  const kept = rings.find((r) => sentKey === `ring|${r.ringId}`);
+  const sentId = sentKey?.startsWith('ring|') ? sentKey.split('|')[1] : undefined;
+  const kept = rings.find((r) => r.ringId === sentId);
   if (kept) return kept;
   let best: Ring | null = null;
   let bestLoad = Number.POSITIVE_INFINITY;

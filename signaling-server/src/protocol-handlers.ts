@@ -192,9 +192,12 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
     return conn.peerId;
   };
 
-  /** The model's current ring, when it is `ringId` and the reporter was introduced to it. */
+  /** The model's current ring (or validator ring) `ringId`, when the reporter was introduced to it. */
   const ringFor = (reporter: string, model: string, ringId: string) => {
-    const ring = coordinator.getRing(model, ringId);
+    const ring =
+      coordinator.getRing(model, ringId) ??
+      coordinator.getValidatorRings(model).find((r) => r.ringId === ringId) ??
+      null;
     if (
       !ring ||
       ring.ringId !== ringId ||
@@ -320,7 +323,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       relay.relay(requireSession(conn), msg);
     },
     'ring-request'(msg, conn) {
-      coordinator.requestRing(requireSession(conn), msg.model);
+      coordinator.requestRing(requireSession(conn), msg.model, msg.security);
     },
     'assignment-status'(msg, conn) {
       coordinator.assignmentStatus(requireSession(conn), {
@@ -381,14 +384,27 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
         'validation evidence',
       );
     },
-    'validated-work'(msg, conn) {
-      const requester = requireSession(conn);
-      const ring = ringFor(requester, msg.model, msg.ringId);
-      coordinator.validation.validatedWork(
-        ring.stages.map((s) => ({ peer: s.peer, units: s.range[1] - s.range[0] })),
-        msg.steps,
-        { requester, model: msg.model, ringId: msg.ringId },
+    async 'validated-work'(msg, conn) {
+      const reporter = requireSession(conn);
+      // Credited only on a proof the server checks itself: the requester's word credits nobody.
+      if (!msg.proof || !msg.proofRings || msg.proofRings[0] !== msg.ringId) {
+        throw new RingworkError(
+          'VALIDATION_UNPROVEN_WORK',
+          "Validated work is credited only with its proof: every ring's signed commitments per step (proof, proofRings starting with ringId).",
+          {},
+        );
+      }
+      const rings = msg.proofRings.map((id) => ringFor(reporter, msg.model, id));
+      const credit = await coordinator.validation.creditWork(
+        rings.map((r) => ({
+          ringId: r.ringId,
+          stages: r.stages.map((s) => ({ peer: s.peer, units: s.range[1] - s.range[0], range: s.range })),
+        })),
+        msg.proof,
+        // Who validated goes with the work: the ledger never credits a requester's own identities.
+        { requester: reporter, model: msg.model },
       );
+      log.debug({ reporter, model: msg.model, ...credit }, 'validated work credited');
     },
     'api-link'(msg, conn) {
       const peerId = requireSession(conn);

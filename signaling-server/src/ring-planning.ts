@@ -235,7 +235,7 @@ function swapInStandbys(
 }
 
 /** Bytes a stage's holder needs: the plan's figure, else the stage's share of the model. */
-function stageNeed(ms: PlanningModel, plan: Plan | null, range: readonly [number, number]): number {
+export function stageNeed(ms: PlanningModel, plan: Plan | null, range: readonly [number, number]): number {
   const st = plan?.ring.find((s) => s.layers[0] === range[0] && s.layers[1] === range[1]);
   if (st?.memoryBytes !== undefined) return st.memoryBytes;
   const units = Math.max(1, ms.model.descriptor.units);

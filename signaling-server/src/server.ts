@@ -344,6 +344,15 @@ export function createSignalingServer(
         maxUnverifiedShare: limits.maxUnverifiedShare,
         trustPolicy: { initialMemoryBytes: limits.initialTrustedMemoryBytes },
         allowAnyRelay: config.allowAnyRelay,
+        security: {
+          defaultLevel: config.securityLevel,
+          modelMinimum: config.modelSecurity,
+          // Validator rings on other networks than the primary's: by the address bucket a peer
+          // connects from (a /64 for IPv6). Off in test mode, where every tab is 127.0.0.1.
+          ...((config.validatorNetworks ?? (config.testMode ? 'any' : 'distinct')) === 'distinct'
+            ? { networkOf: (id: string) => ctx.conns.get(id)?.ipBucket }
+            : {}),
+        },
         clock,
         logger: log,
       });

@@ -18,6 +18,8 @@ import {
 } from '../../shared/validation/commitment.js';
 import { bytesEqual, importPublicKey, type CryptoKeyLike } from '../../shared/validation/crypto.js';
 import type { EvidenceRecord } from '../../shared/validation/evidence.js';
+import type { WorkProofStep } from '../../shared/protocol/signaling.js';
+import { createWorkVerifier, type WorkCredit } from './validation-work.js';
 
 /** A peer's validation standing. */
 export interface ValidationStanding {
@@ -38,11 +40,19 @@ export type EvidenceVerdict =
   /** Signatures hold but the records alone do not prove who deviated: kept as a report. */
   | 'reported';
 
-/** Who validated a piece of work, on which model and ring (for the ledger's hook). */
+/** One stage's share of validated work: its peer, how many units it ran and (when known) which. */
+export interface StageWork {
+  peer: string;
+  units: number;
+  range?: readonly [number, number];
+}
+
+/** Who validated a piece of work, on which model and ring, and the stage's unit range (for the ledger's hook). */
 export interface WorkContext {
   requester?: string;
   model?: string;
   ringId?: string;
+  range?: readonly [number, number];
 }
 
 /** A proven deviation, as the ledger sees it. */
@@ -76,14 +86,23 @@ export interface ValidationRegistry {
     ringPeers: readonly string[],
   ): Promise<EvidenceVerdict>;
   /**
-   * A requester's validated steps on a ring's peers (units each covered); `context` (who validated,
-   * model, ring) goes to the hooks so the ledger can refuse a requester's own identities.
+   * A requester's proof of validated work (validation-work.ts): every ring's signed commitments per
+   * step, checked and compared here; the steps that hold (and were not credited before) are credited
+   * to every ring's peers, with `context` (who validated, the model; each ring's id and each stage's
+   * range are added) for the hooks. Throws `VALIDATION_UNPROVEN_WORK` (or a signature error)
+   * crediting nobody.
    */
-  validatedWork(
-    peers: ReadonlyArray<{ peer: string; units: number }>,
-    steps: number,
+  creditWork(
+    rings: ReadonlyArray<{ ringId: string; stages: ReadonlyArray<StageWork> }>,
+    proof: readonly WorkProofStep[],
     context?: WorkContext,
-  ): void;
+  ): Promise<WorkCredit>;
+  /**
+   * Credits validated steps on a ring's peers (units each covered); only after the server checked
+   * them. `context` (who validated, model, ring) goes to the hooks so the ledger can refuse a
+   * requester's own identities.
+   */
+  validatedWork(peers: ReadonlyArray<StageWork>, steps: number, context?: WorkContext): void;
   onValidatedWork(
     fn: (peer: string, units: number, steps: number, context?: WorkContext) => void,
   ): () => void;
@@ -98,6 +117,7 @@ export function createValidationRegistry(
   const standings = new Map<string, ValidationStanding>();
   const workFns = new Set<(peer: string, units: number, steps: number, context?: WorkContext) => void>();
   const deviantFns = new Set<(e: DeviantEvent) => void>();
+  const work = createWorkVerifier({ keyOf: (peer) => keyFor(peer) });
   const standingOf = (peer: string): ValidationStanding => {
     let s = standings.get(peer);
     if (!s) {
@@ -115,7 +135,7 @@ export function createValidationRegistry(
     }
     return k.key;
   };
-  return {
+  const registry: ValidationRegistry = {
     async setKey(peer, b64) {
       const key = await importPublicKey(fromBase64(b64));
       keys.set(peer, { b64, key });
@@ -158,12 +178,22 @@ export function createValidationRegistry(
       o.logger?.warn({ reporter, peer: ev.peerId, reason: ev.reason }, 'unproven validation report');
       return 'reported';
     },
+    async creditWork(rings, proof, context) {
+      const credit = await work.verify(
+        rings.map((r) => ({ ringId: r.ringId, peers: r.stages.map((s) => s.peer) })),
+        proof,
+      );
+      if (credit.steps > 0)
+        for (const r of rings)
+          registry.validatedWork(r.stages, credit.steps, { ...context, ringId: r.ringId });
+      return credit;
+    },
     validatedWork(peers, steps, context) {
-      for (const { peer, units } of peers) {
+      for (const { peer, units, range } of peers) {
         const s = standingOf(peer);
         s.validatedSteps += steps;
         s.reputation = Math.min(1, s.reputation + STEP_GAIN * steps);
-        for (const f of workFns) f(peer, units, steps, context);
+        for (const f of workFns) f(peer, units, steps, range ? { ...context, range } : context);
       }
     },
     onValidatedWork(fn) {
@@ -175,6 +205,7 @@ export function createValidationRegistry(
       return () => void deviantFns.delete(fn);
     },
   };
+  return registry;
 }
 
 function hexBytes(hex: string): Uint8Array {

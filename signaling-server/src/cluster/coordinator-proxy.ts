@@ -108,13 +108,13 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
         })
         .catch((e: unknown) => log.debug({ err: e }, 'removal not forwarded (redis down)'));
     },
-    requestRing(id, modelId) {
+    requestRing(id, modelId, security) {
       const l = locals.get(id);
       if (l && !l.models.has(modelId)) {
         l.models.add(modelId);
         saveLocal(id);
       }
-      forward('requestRing', [id, modelId]);
+      forward('requestRing', security ? [id, modelId, security] : [id, modelId]);
     },
     assignmentStatus: (id, status) => void forward('assignmentStatus', [id, status]),
     reportUnreachable(reporter, target, reason) {
@@ -153,6 +153,8 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
       // The leader finds a lightweight replica by its id; a follower knows the last ring it relayed.
       return real ? real.getRing(modelId, ringId) : mirror.getRing(modelId);
     },
+    // Validator rings are not mirrored to followers yet: only the leader knows them.
+    getValidatorRings: (modelId) => deps.real()?.getValidatorRings(modelId) ?? [],
     // The cluster node's start/stop run the real one.
     start: () => undefined,
     stop: () => undefined,

@@ -22,6 +22,10 @@ export interface NetworkSnapshot {
     assignment?: { kind: string; range?: [number, number]; model?: string; reason?: string };
     /** Leaving or paused (absent while contributing normally). */
     withdrawal?: { mode: 'leave' | 'pause'; state: 'draining' | 'out'; reason: string };
+    /** Result validation: reputation 0..1, a proven deviant (excluded from rings), validated steps. */
+    reputation?: number;
+    flagged?: boolean;
+    validatedSteps?: number;
   }[];
   /** Measured links (RTT ms, Mbit/s; both ends combined, the worse), as the planner uses them. */
   links?: { a: string; b: string; rttMs: number; mbps: number; reports: number }[];

@@ -2,6 +2,7 @@ import { useStore } from 'zustand';
 import { num, shortId, singleRequest, withShortPeerIds } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
+import type { AnswerVerification } from '../../../../shared/app/validated-ring';
 import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
 import { chatSession, requester } from '../tab';
 
@@ -61,6 +62,7 @@ export function ChatPage() {
                         ? 'ran in this tab'
                         : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
                     </div>
+                    <VerificationNote v={m.meta.verification} />
                     {answerEndNote(m.meta.end, m.meta.contextLength) && (
                       <div className="meta" data-testid="answer-end" data-end={m.meta.end}>
                         {answerEndNote(m.meta.end, m.meta.contextLength)}
@@ -165,6 +167,21 @@ export function ChatPage() {
                   {m.id}
                 </option>
               ))}
+            </select>
+          </label>
+          <label className="field">
+            Security level (rings that run every step and are compared)
+            <select
+              data-testid="security-level"
+              value={s.security ?? ''}
+              onChange={(e) =>
+                requester.setSettings({ security: e.target.value ? Number(e.target.value) : undefined })
+              }
+            >
+              <option value="">server default</option>
+              <option value="1">k = 1 (no validation)</option>
+              <option value="2">k = 2 (a validator ring)</option>
+              <option value="3">k = 3 (two validator rings)</option>
             </select>
           </label>
           <SettingInput
@@ -285,5 +302,24 @@ function RingStatus({ model }: { model: NetworkSnapshot['models'][number] | unde
         : ''}
       . This tab will run it alone if it fits; open a Contribute tab to lend compute.
     </p>
+  );
+}
+
+/** One line under an answer validated at k >= 2: level, rings and peers that agreed, steps checked. */
+function VerificationNote({ v }: { v: AnswerVerification | undefined }) {
+  if (!v) return null;
+  return (
+    <div
+      className="meta"
+      data-testid="answer-verification"
+      data-k={v.k}
+      data-agreeing={v.ringsAgreeing}
+      data-deviants={v.deviants.join(',')}
+    >
+      <span className="badge">{v.deviants.length ? 'deviant caught' : 'verified'}</span> security level {v.k}
+      {v.requested > v.k ? ` (asked ${v.requested})` : ''}: {v.ringsAgreeing} of {v.k} rings (
+      {v.peersAgreeing} peers) agreed on {v.stepsChecked} steps checked ({v.comparisons} stage comparisons)
+      {v.deviants.length ? ` · ${v.deviants.map(shortId).join(', ')} deviated and was dropped` : ''}
+    </div>
   );
 }

@@ -106,6 +106,7 @@ export function NetworkPage() {
                 <th>Memory</th>
                 <th>Backend</th>
                 <th>Assignment</th>
+                <th>Validation</th>
               </tr>
             </thead>
             <tbody>
@@ -135,6 +136,20 @@ export function NetworkPage() {
                               : a?.kind === 'unassigned'
                                 ? `not needed now (${withShortPeerIds(a.reason ?? '')})`
                                 : '—'}
+                    </td>
+                    <td
+                      data-testid="peer-validation"
+                      data-peer={p.id}
+                      data-flagged={p.flagged ? 'true' : 'false'}
+                    >
+                      {p.flagged && (
+                        <span className="badge flagged" title="a proven deviant: left out of every ring">
+                          flagged
+                        </span>
+                      )}{' '}
+                      {p.validatedSteps !== undefined
+                        ? `${p.validatedSteps} steps validated · reputation ${num(p.reputation ?? 0, 2)}`
+                        : '—'}
                     </td>
                   </tr>
                 );

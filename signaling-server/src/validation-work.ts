@@ -1,0 +1,156 @@
+/**
+ * Validated work is not the requester's word (issue 10): the coordinator credits a step only when it
+ * checks the step itself from the stages' signed commitments of every ring — each commitment verifies
+ * under its stage's registered key, each ring's boundaries hold exactly (the receiver's input hash is
+ * the sender's output hash, under the sender's receipt), every ring was fed exactly the same token
+ * bytes, and the rings' sketches agree stage by stage within the calibrated tolerance with the same
+ * token out of every head. A requester can neither credit a ring that did not do the work (it cannot
+ * forge the stages' signatures) nor credit one step twice (steps are remembered by session and step).
+ */
+import { RingworkError } from '../../shared/errors.js';
+import { fromBase64 } from '../../shared/ring/stage-commitments.js';
+import type { WorkProofStep } from '../../shared/protocol/signaling.js';
+import { compareRings, DEFAULT_TOLERANCE, type Tolerance } from '../../shared/validation/checks.js';
+import {
+  decodeCommitment,
+  verifyCommitment,
+  verifyReceipt,
+  type Commitment,
+} from '../../shared/validation/commitment.js';
+import { bytesEqual, toHex, type CryptoKeyLike } from '../../shared/validation/crypto.js';
+
+/** One ring a proof covers, as the coordinator planned it. */
+export interface WorkRing {
+  ringId: string;
+  peers: readonly string[];
+}
+
+/** What a checked proof credits. */
+export interface WorkCredit {
+  /** Steps checked and not credited before. */
+  steps: number;
+  /** Largest sketch distance between rings seen in the proof. */
+  maxDistance: number;
+  /** Steps of the proof already credited earlier (ignored). */
+  repeated: number;
+}
+
+/** Options of {@link createWorkVerifier}. */
+export interface WorkVerifierOptions {
+  /** A peer's registered key; throws `VALIDATION_UNKNOWN_SIGNER` when it has none. */
+  keyOf: (peer: string) => CryptoKeyLike;
+  tolerance?: Tolerance;
+  /** Credited steps remembered against replays (oldest forgotten first; default 200,000). */
+  remember?: number;
+}
+
+/** Checks `validated-work` proofs. */
+export interface WorkVerifier {
+  /** Verifies every step of `proof` over `rings` (ring 0 the primary); throws when any step fails. */
+  verify(rings: readonly WorkRing[], proof: readonly WorkProofStep[]): Promise<WorkCredit>;
+}
+
+const unproven = (message: string, details: Record<string, unknown> = {}): RingworkError =>
+  new RingworkError('VALIDATION_UNPROVEN_WORK', message, { details });
+
+/** Creates a verifier with its replay memory. */
+export function createWorkVerifier(o: WorkVerifierOptions): WorkVerifier {
+  const tol = o.tolerance ?? DEFAULT_TOLERANCE;
+  const limit = o.remember ?? 200_000;
+  const credited = new Set<string>();
+  const remember = (key: string) => {
+    credited.add(key);
+    // A Set iterates in insertion order: the first key is the oldest.
+    if (credited.size > limit) credited.delete(credited.values().next().value!);
+  };
+  return {
+    async verify(rings, proof) {
+      if (rings.length < 2) throw unproven('A work proof needs at least two rings to compare.');
+      let maxDistance = 0;
+      const fresh: string[] = [];
+      let repeated = 0;
+      for (let n = 0; n < proof.length; n++) {
+        const step = proof[n]!;
+        if (step.rings.length !== rings.length) {
+          throw unproven('Every proof step carries one commitment list per ring.', { step: n });
+        }
+        const cs = step.rings.map((list, j) => {
+          try {
+            return list.map((b64) => decodeCommitment(fromBase64(b64)));
+          } catch (e) {
+            throw new RingworkError('VALIDATION_UNPROVEN_WORK', 'A proof commitment does not decode.', {
+              details: { step: n, ring: j },
+              cause: e,
+            });
+          }
+        });
+        for (let j = 0; j < rings.length; j++) await checkRing(cs[j]!, rings[j]!, o.keyOf, n);
+        const first = cs[0]![0]!;
+        for (let j = 1; j < rings.length; j++) {
+          const other = cs[j]!;
+          if (other[0]!.step !== first.step || other[0]!.position !== first.position) {
+            throw unproven('The rings of a proof step are at different steps.', { step: n, ring: j });
+          }
+          // Every ring was fed exactly the same token ids: their first stages hashed the same bytes.
+          if (!bytesEqual(other[0]!.inHash, first.inHash)) {
+            throw unproven('The rings of a proof step were fed different tokens.', { step: n, ring: j });
+          }
+          const cmp = compareRings(cs[0]!, other, tol);
+          if (cmp.firstDivergent !== undefined) {
+            throw unproven('The rings disagree: this step is not validated work.', {
+              step: n,
+              ring: j,
+              stage: cmp.firstDivergent,
+              distance: cmp.distances[cmp.firstDivergent],
+            });
+          }
+          maxDistance = Math.max(maxDistance, ...cmp.distances);
+        }
+        const key = cs.map((r) => `${toHex(r[0]!.session)}:${r[0]!.step}`).join('|');
+        if (credited.has(key) || fresh.includes(key)) repeated++;
+        else fresh.push(key);
+      }
+      for (const k of fresh) remember(k);
+      return { steps: fresh.length, maxDistance, repeated };
+    },
+  };
+}
+
+/** One ring's step: coordinates, signatures and exact boundaries. */
+async function checkRing(
+  cs: Commitment[],
+  ring: WorkRing,
+  keyOf: (peer: string) => CryptoKeyLike,
+  n: number,
+): Promise<void> {
+  if (cs.length !== ring.peers.length) {
+    throw unproven('A proof ring has one commitment per stage.', { step: n, ring: ring.ringId });
+  }
+  const c0 = cs[0]!;
+  for (let i = 0; i < cs.length; i++) {
+    const c = cs[i]!;
+    const coords =
+      c.stage === i &&
+      c.ring === c0.ring &&
+      c.step === c0.step &&
+      c.position === c0.position &&
+      bytesEqual(c.session, c0.session) &&
+      (c.kind === 'logits') === (i === cs.length - 1);
+    if (!coords)
+      throw unproven('A proof commitment is out of place.', { step: n, ring: ring.ringId, stage: i });
+    if (!(await verifyCommitment(keyOf(ring.peers[i]!), c))) {
+      throw new RingworkError('VALIDATION_BAD_SIGNATURE', 'A proof commitment does not verify.', {
+        details: { step: n, ring: ring.ringId, stage: i },
+      });
+    }
+  }
+  for (let i = 0; i + 1 < cs.length; i++) {
+    const sender = cs[i]!;
+    const receiver = cs[i + 1]!;
+    const exact =
+      bytesEqual(sender.outHash, receiver.inHash) &&
+      (await verifyReceipt(keyOf(ring.peers[i]!), sender, receiver.inHash, receiver.inReceipt));
+    if (!exact)
+      throw unproven('A proof ring breaks at a boundary.', { step: n, ring: ring.ringId, stage: i });
+  }
+}

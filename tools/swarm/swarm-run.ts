@@ -540,7 +540,30 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           `closed the page of stage ${victim.stage} (${victim.peer.slice(0, 8)}) after ${killedAfter} tokens`,
         );
       }
-      await done.waitFor({ timeout: left() });
+      // While the answer recovers, log the coordinator's view whenever it changes (ms since the
+      // close): where a slow recovery spends its time (re-plan, shard loads, standby swap).
+      let tracing = killedAt > 0;
+      const trace = (async () => {
+        let last = '';
+        while (tracing) {
+          const snap = await snapshot(server.url).catch(() => undefined);
+          const ring = snap?.rings.find((r) => r.model === modelId);
+          const line = ring
+            ? `ring e${ring.epoch}: ` +
+              ring.stages
+                .map((s) => {
+                  const st = snap!.peers.find((p) => p.id === s.peer)?.status;
+                  return `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]}) ${st?.state ?? '-'}@e${st?.epoch ?? '?'}`;
+                })
+                .join(' → ')
+            : 'no ring';
+          if (line !== last) log(`+${Date.now() - killedAt} ms ${line}`);
+          last = line;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      await done.waitFor({ timeout: left() }).finally(() => (tracing = false));
+      await trace;
       if (await answer.getByTestId('answer-error').count()) {
         throw new RingworkError(
           'NO_RING',

@@ -155,6 +155,44 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await c.stop();
   });
 
+  it('a kept runner that cannot take the next shard is replaced by a fresh one, which serves it', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    const runners: (ShardRunner & { disposed: boolean })[] = [];
+    const c = contributorOn(hub, a, () => {
+      const r = gatedRunner(Promise.resolve());
+      if (runners.length === 0) {
+        // The first runner loads its first shard, then fails every later load (a dead worker).
+        const load = r.load;
+        let loads = 0;
+        r.load = (...args) =>
+          loads++ === 0 ? load(...args) : Promise.reject(new Error('the worker is gone'));
+      }
+      runners.push(r);
+      return r;
+    });
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 3] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    assign(hub, [{ peer: a, range: [0, 7] }], 2);
+    await hub.delivered();
+    await c.settled();
+    expect(c.store.getState()).toMatchObject({ phase: 'serving', assignment: { epoch: 2 } });
+    expect(hub.sent(a, 'assignment-status').map((s) => `${s.state}@${s.epoch}`)).toEqual([
+      'loading@1',
+      'ready@1',
+      'loading@2',
+      'ready@2',
+    ]);
+    expect(runners).toHaveLength(2);
+    expect(runners[0]!.disposed).toBe(true);
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    answerRings(hub, () => ringOf(order, 2));
+    const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
   it('a standby loads its units ahead without serving; an assignment of the same units then serves with no download', async () => {
     const hub = createFakeSignalingHub();
     const a = pid('a');

@@ -92,30 +92,39 @@ runCli(async () => {
   for (const mode of modes) {
     const load0 = loadavg()[0]!;
     log(`--- ${mode} standby replicas (load average ${load0.toFixed(1)}) ---`);
-    const result = await runSwarm({
-      peers,
-      prompt: values.prompt,
-      steps,
-      temperature,
-      seed,
-      more: asks,
-      ...(mode === 'with' ? { standbys: peers } : {}),
-      timeoutMs,
-      log,
-      onAnswer: (a, n, reference) => {
-        const f = a.failovers?.[0];
-        log(
-          `run ${n}/${runs} (${mode} standby): stage ${asks[n - 1]!.kill!.stage} closed after ${f?.killedAfter ?? '?'} tokens → ` +
-            `${f ? `${f.cause}${f.viaStandby ? ' (standby swapped in)' : ''}, noticed in ${f.detectMs} ms, recovered in ${f.recoveryMs} ms` : 'no failover'}; ` +
-            `text ${a.text === reference.text ? 'identical' : 'DIFFERENT'}; load ${loadavg()[0]!.toFixed(1)}`,
-        );
-      },
-    });
+    let result: Awaited<ReturnType<typeof runSwarm>>;
+    try {
+      result = await runSwarm({
+        peers,
+        prompt: values.prompt,
+        steps,
+        temperature,
+        seed,
+        more: asks,
+        ...(mode === 'with' ? { standbys: peers } : {}),
+        timeoutMs,
+        log,
+        onAnswer: (a, n, reference) => {
+          const f = a.failovers?.[0];
+          log(
+            `run ${n}/${runs} (${mode} standby): stage ${asks[n - 1]!.kill!.stage} closed after ${f?.killedAfter ?? '?'} tokens → ` +
+              `${f ? `${f.cause}${f.viaStandby ? ' (standby swapped in)' : ''}, noticed in ${f.detectMs} ms, recovered in ${f.recoveryMs} ms` : 'no failover'}; ` +
+              `text ${a.text === reference.text ? 'identical' : 'DIFFERENT'}; load ${loadavg()[0]!.toFixed(1)}`,
+          );
+        },
+      });
+    } catch (e) {
+      // One mode's swarm failing to start (say) still lets the other run and be reported.
+      const why = e instanceof Error ? e.message : String(e);
+      log(`${mode} standby: the swarm failed: ${why}`);
+      sections.push(summarise(mode, '', [], why, 0, load0));
+      continue;
+    }
     sections.push(summarise(mode, result.text, result.more ?? [], result.moreError, result.elapsedS, load0));
   }
   const common = { asked: runs, peers, steps, temperature, seed };
   // Both swarms' undisturbed answers must agree too.
-  const references = new Set(sections.map((s) => s.reference));
+  const references = new Set(sections.filter((s) => s.reference !== '').map((s) => s.reference));
   if (values.json) {
     process.stdout.write(
       `${JSON.stringify({ ...common, referencesAgree: references.size === 1, sections }, null, 2)}\n`,

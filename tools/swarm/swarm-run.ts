@@ -509,7 +509,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       stages = await waitForRing(
         server.url,
         modelId,
-        contributors.length,
+        // Standby pages are never stages: a refill with standbys still makes a ring of `peers`.
+        Math.min(contributors.length, o.peers),
         Date.now() + Math.min(180_000, left()),
       );
     };

@@ -12,7 +12,7 @@ import { ringErrorControl } from '../ring/ring-protocol.js';
 import { toBase64 } from '../ring/stage-commitments.js';
 import { createSessionKey, type SessionKey } from '../validation/crypto.js';
 import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
-import type { ShardRunner } from '../runtime/shard-runner.js';
+import type { LoadProgress, LoadRequest, LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
 import { createPeerLink } from '../transport/peer-link.js';
 import type { PeerLink } from '../transport/types.js';
@@ -123,6 +123,18 @@ export function createContributor(o: ContributorOptions): Contributor {
   };
 
   /**
+   * Ends the stage but keeps its runner for the next shard: a re-planned survivor (a failover
+   * without a standby) then only builds its new graph, instead of starting a worker and compiling
+   * ONNX Runtime's wasm again — most of the recovery time on a busy device.
+   */
+  const stopStageKeepRunner = async (): Promise<ShardRunner | undefined> => {
+    const s = serving;
+    serving = undefined;
+    await s?.stage?.stop();
+    return s?.runner;
+  };
+
+  /**
    * Makes sure `a`'s units are loaded in `serving` (loading them when they are not). False when a
    * newer assignment superseded this one meanwhile (it follows in the membership queue).
    */
@@ -135,42 +147,44 @@ export function createContributor(o: ContributorOptions): Contributor {
     // the load finished; one that never loaded is loaded again rather than failing the assignment.
     if (serving?.key !== key || !serving.shard) {
       // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
-      const stopping = stopServing();
+      const stopping = stopStageKeepRunner();
       for (const l of membership?.links.all() ?? []) notServingYet(l);
-      await stopping;
-      const runner = o.createRunner();
-      serving = { key, runner, epoch: a.epoch };
+      const kept = await stopping;
+      const entry: Serving = { key, runner: kept ?? o.createRunner(), epoch: a.epoch };
+      serving = entry;
       set({
         phase: 'loading',
         download: { bytesDone: 0, bytesTotal: 0, fetched: 0, startedAt: clock.now() },
       });
       send({ type: 'assignment-status', epoch: a.epoch, state: 'loading' });
-      const load = await runner.load(
-        {
-          model: { url: a.model.url, tokenizerUrl: a.model.tokenizerUrl },
-          range: a.range,
-          weightFormat: a.model.weightFormat,
-          contextLength: a.model.contextLength,
-          logits: 'last',
-          backend: 'auto',
-        },
-        {
-          onProgress: (p) => {
-            const d = get().download;
-            if (p.phase === 'fetch' && d) {
-              set({
-                download: {
-                  ...d,
-                  bytesDone: p.bytesDone,
-                  bytesTotal: p.bytesTotal,
-                  fetched: p.bytesFetched,
-                },
-              });
-            }
-          },
-        },
-      );
-      if (serving?.runner !== runner) return false; // replaced by another shard while loading
+      const request: LoadRequest = {
+        model: { url: a.model.url, tokenizerUrl: a.model.tokenizerUrl },
+        range: a.range,
+        weightFormat: a.model.weightFormat,
+        contextLength: a.model.contextLength,
+        logits: 'last',
+        backend: 'auto',
+      };
+      const onProgress = (p: LoadProgress) => {
+        const d = get().download;
+        if (p.phase === 'fetch' && d) {
+          set({
+            download: { ...d, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, fetched: p.bytesFetched },
+          });
+        }
+      };
+      let load: LoadResult;
+      try {
+        load = await entry.runner.load(request, { onProgress });
+      } catch (e) {
+        // A kept runner that cannot take the new shard (its worker died, say): one fresh runner.
+        if (!kept || serving !== entry || isRingworkError(e, 'ABORTED')) throw e;
+        log.warn({ err: e }, 'the kept runner failed to load the new shard; starting a fresh one');
+        await kept.dispose().catch(() => undefined);
+        entry.runner = o.createRunner();
+        load = await entry.runner.load(request, { onProgress });
+      }
+      if (serving !== entry) return false; // replaced by another shard while loading
       // Kept even when superseded: a re-plan that only renumbers the epoch (same units) must find
       // the shard loaded — dropping it made the next assignment fail as "not loaded", and a failed
       // load takes the model away from this peer for good.

@@ -1,6 +1,6 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
- *   [--kill-stage I --kill-after N] [--timeout-s 120] [--json]
+ *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
  *   [--null-compute]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
@@ -11,7 +11,9 @@
  * token ids, so there are none). `--kill-stage I --kill-after N` closes the page holding ring stage I
  * (0-based, ring order) once N tokens were generated: the text must still be the undisturbed one,
  * and `--json` adds `failovers` (per loss: how it was noticed, `detectMs`, `recoveryMs` from the
- * close). Runs inside the loopback-only namespace (`npm run swarm` wraps it
+ * close, and `viaStandby`). `--standbys K` adds K pages the planner leaves out of the ring (they declare
+ * far less speed), which the coordinator makes loaded standby replicas of its stages: the lost
+ * stage is then swapped for its standby instead of re-planned. Runs inside the loopback-only namespace (`npm run swarm` wraps it
  * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
  * `--null-compute` (tooling) makes the stages skip the model: the text is meaningless, the timings
  * are the ring's protocol cost per token (pages allow it only with a test-mode server, which this
@@ -32,6 +34,7 @@ runCli(async () => {
       seed: { type: 'string' },
       'kill-stage': { type: 'string' },
       'kill-after': { type: 'string' },
+      standbys: { type: 'string', default: '0' },
       model: { type: 'string' },
       'timeout-s': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -52,6 +55,9 @@ runCli(async () => {
           after: intFlag('kill-after', values['kill-after'], 1, 1),
         }
       : undefined;
+  const standbys = intFlag('standbys', values.standbys, 0, 0);
+  if (standbys > 0 && !kill) throw usage('--standbys goes with --kill-stage (a failover run).');
+  if (peers + standbys > 16) throw usage('--peers + --standbys: at most 16 pages on one machine.');
   if (kill && kill.stage >= peers) throw usage(`--kill-stage: the ring has ${peers} stages (0-based).`);
   assertLoopbackOnly();
   const result = await runSwarm({
@@ -61,6 +67,7 @@ runCli(async () => {
     temperature,
     ...(values.seed !== undefined ? { seed: intFlag('seed', values.seed, 1, 1) } : {}),
     ...(kill ? { kill } : {}),
+    ...(standbys > 0 ? { standbys } : {}),
     ...(values.model ? { model: values.model } : {}),
     ...(values['null-compute'] ? { nullCompute: true } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
@@ -84,6 +91,7 @@ runCli(async () => {
   for (const f of result.failovers ?? [])
     process.stderr.write(
       `failover: stage ${f.stage} closed after ${f.killedAfter} tokens; noticed by ${f.cause} in ${f.detectMs} ms, ` +
-        `answer went on after ${f.recoveryMs} ms (${f.replayed} positions replayed)\n`,
+        `answer went on after ${f.recoveryMs} ms (${f.replayed} positions replayed` +
+        `${f.viaStandby ? '; a standby replica took the stage over' : ''})\n`,
     );
 });

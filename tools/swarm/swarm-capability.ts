@@ -20,6 +20,13 @@ export const SWARM_TFLOPS = 0.005;
 export const ROOMY_SLOW_TFLOPS = 1e-6;
 
 /**
+ * Declared speed of standby pages (`standbys`): 100× slower than {@link ROOMY_SLOW_TFLOPS}, so a
+ * ring is always faster without them and the planner leaves them out; with 4 GB they can back up
+ * any stage. Swapped in after a loss they serve at the real speed of the machine, as any page.
+ */
+export const STANDBY_SLOW_TFLOPS = 1e-8;
+
+/**
  * The smallest possible largest-stage memory when `units` (bytes each, in order) are split into at
  * most `k` contiguous stages (the linear-partition bottleneck; exact, O(k·L²) — L is small).
  */

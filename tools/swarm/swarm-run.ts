@@ -19,7 +19,12 @@ import type { NetworkSnapshot } from '../../signaling-server/src/network-snapsho
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
-import { ROOMY_SLOW_TFLOPS, SWARM_TFLOPS, swarmMemoryBytes } from './swarm-capability.js';
+import {
+  ROOMY_SLOW_TFLOPS,
+  STANDBY_SLOW_TFLOPS,
+  SWARM_TFLOPS,
+  swarmMemoryBytes,
+} from './swarm-capability.js';
 
 /** The embedded model every server offers (catalog.ts). */
 export const DEFAULT_SWARM_MODEL = 'stories260K';
@@ -56,6 +61,12 @@ export interface SwarmOptions {
    * `after` generated tokens; the answer must go on through a failover.
    */
   kill?: { stage: number; after: number };
+  /**
+   * Churn with standby replicas: this many more pages that the planner leaves out of the ring
+   * (they declare far less speed) and the coordinator makes standbys of; every stage has a loaded
+   * standby before each answer, so a loss is a swap and a replay (bench:churn's "with standby").
+   */
+  standbys?: number;
   /** Everything (start, ring, generation, close) must fit in this. */
   timeoutMs: number;
   /** Progress lines (stderr in the CLIs). */
@@ -167,6 +178,8 @@ export interface SwarmFailover {
   detectMs: number;
   /** From closing the page to the new ring's first token, ms. */
   recoveryMs: number;
+  /** Whether a standby replica took the lost stage's place (else the survivors were re-planned). */
+  viaStandby: boolean;
 }
 
 /** What the chat page shows of a failover (chat-page.tsx `data-failovers`). */
@@ -256,6 +269,44 @@ async function waitForRing(url: string, model: string, n: number, deadline: numb
       throw new RingworkError(
         'NO_RING',
         `No ring of ${n} ready stages for ${model} in time; last seen ${last}.`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Waits until every stage of the model's ring has a standby replica holding exactly its units,
+ * loaded (`ready`). Returns the standbys' peer ids.
+ */
+async function waitForStandbys(url: string, model: string, deadline: number): Promise<Set<string>> {
+  for (;;) {
+    const snap = await snapshot(url);
+    const ring = snap.rings.find((r) => r.model === model);
+    const ready = snap.peers.filter(
+      (p) =>
+        p.assignment?.kind === 'standby' &&
+        p.assignment.model === model &&
+        p.status?.state === 'ready' &&
+        p.status.epoch >= p.assignment.epoch,
+    );
+    const covered = (range: [number, number]) =>
+      ready.some(
+        (p) =>
+          p.assignment?.kind === 'standby' &&
+          p.assignment.range[0] === range[0] &&
+          p.assignment.range[1] === range[1],
+      );
+    if (ring && ring.stages.every((s) => covered(s.range))) return new Set(ready.map((p) => p.id));
+    if (Date.now() > deadline) {
+      throw new RingworkError(
+        'NO_RING',
+        `Not every stage of ${model}'s ring got a loaded standby in time; standbys: ${
+          snap.peers
+            .filter((p) => p.assignment?.kind === 'standby')
+            .map((p) => `${p.id.slice(0, 8)} ${p.status?.state ?? '-'}`)
+            .join(', ') || 'none'
+        }.`,
       );
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -436,6 +487,9 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
     let opened = 0;
+    const standbys = o.standbys ?? 0;
+    /** Standby peers, loaded, as of the last wait (a kill of a stage they back up is a swap). */
+    let standbyPeers = new Set<string>();
     const addContributor = async () => {
       const i = opened++;
       contributors.push(
@@ -455,12 +509,30 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       stages = await waitForRing(
         server.url,
         modelId,
-        contributors.length,
+        // Standby pages are never stages: a refill with standbys still makes a ring of `peers`.
+        Math.min(contributors.length, o.peers),
         Date.now() + Math.min(180_000, left()),
       );
     };
     for (let i = 0; i < o.peers; i++) await addContributor();
     log(`ring: ${stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`);
+    // Standby pages join after the ring formed; their declared speed keeps them out of it.
+    for (let i = 0; i < standbys; i++) {
+      const k = opened++;
+      contributors.push(
+        await openPage(
+          browser,
+          server.url,
+          `/#/contribute?join=1&tflops=${STANDBY_SLOW_TFLOPS}&gbps=100&memory=4000000000`,
+          `standby ${k}`,
+          log,
+        ),
+      );
+    }
+    if (standbys > 0) {
+      standbyPeers = await waitForStandbys(server.url, modelId, Date.now() + Math.min(180_000, left()));
+      log(`standbys: ${[...standbyPeers].map((p) => p.slice(0, 8)).join(', ')}`);
+    }
 
     const chat = (await openPage(browser, server.url, `/#/chat${o.perf ? '?perf=1' : ''}`, 'requester', log))
       .page;
@@ -540,7 +612,30 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           `closed the page of stage ${victim.stage} (${victim.peer.slice(0, 8)}) after ${killedAfter} tokens`,
         );
       }
-      await done.waitFor({ timeout: left() });
+      // While the answer recovers, log the coordinator's view whenever it changes (ms since the
+      // close): where a slow recovery spends its time (re-plan, shard loads, standby swap).
+      let tracing = killedAt > 0;
+      const trace = (async () => {
+        let last = '';
+        while (tracing) {
+          const snap = await snapshot(server.url).catch(() => undefined);
+          const ring = snap?.rings.find((r) => r.model === modelId);
+          const line = ring
+            ? `ring e${ring.epoch}: ` +
+              ring.stages
+                .map((s) => {
+                  const st = snap!.peers.find((p) => p.id === s.peer)?.status;
+                  return `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]}) ${st?.state ?? '-'}@e${st?.epoch ?? '?'}`;
+                })
+                .join(' → ')
+            : 'no ring';
+          if (line !== last) log(`+${Date.now() - killedAt} ms ${line}`);
+          last = line;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      await done.waitFor({ timeout: left() }).finally(() => (tracing = false));
+      await trace;
       if (await answer.getByTestId('answer-error').count()) {
         throw new RingworkError(
           'NO_RING',
@@ -562,6 +657,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
             `Stage ${victim.stage}'s page was closed after ${killedAfter} tokens but the answer shows no failover.`,
           );
         }
+        // A standby took over when the lost stage's units are now served by a former standby.
+        const after = await snapshot(server.url);
+        const ringNow = after.rings.find((r) => r.model === modelId);
+        const viaStandby = !!ringNow?.stages.some((s) => standbyPeers.has(s.peer));
         failovers = seen.map((f) => ({
           stage: victim.stage,
           peer: victim.peer,
@@ -571,6 +670,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           replayed: f.replayed,
           detectMs: Math.max(0, f.detectedAt - killedAt),
           recoveryMs: Math.max(0, (f.recoveredAt ?? NaN) - killedAt),
+          viaStandby,
         }));
       }
       return {
@@ -618,9 +718,15 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     for (const q of o.more ?? []) {
       try {
         // Replace the closed pages, and wait for the full ring again (the coordinator re-plans).
-        while (contributors.length < o.peers) await addContributor();
+        while (contributors.length < o.peers + standbys) await addContributor();
         // Every survivor may reload a re-planned shard: allow more than a first join takes.
         stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(180_000, left()));
+        if (standbys > 0) {
+          // The fresh page took the lost stage's units from the standby that stood in (a re-plan
+          // leaves the slow standby out again), which goes back to backing that stage up.
+          standbyPeers = await waitForStandbys(server.url, modelId, Date.now() + Math.min(180_000, left()));
+          stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(60_000, left()));
+        }
         (more ??= []).push(await askOnce(q));
         o.onAnswer?.(more[more.length - 1]!, more.length, first);
       } catch (e) {

@@ -101,9 +101,11 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     expect(c.store.getState().assignment).toMatchObject({ epoch: 2, range: [0, 7] });
     const statuses = hub.sent(a, 'assignment-status');
     expect(statuses.filter((s) => s.state === 'ready').map((s) => s.epoch)).toEqual([2]);
-    expect(runners).toHaveLength(2);
-    expect(runners[0]!.disposed).toBe(true); // epoch 1's runner was released, not served
-    expect(runners[1]!.disposed).toBe(false);
+    // One runner: epoch 2's shard replaced epoch 1's in the same worker (no second runtime start-up,
+    // which is what a re-planned survivor of a failover waits for).
+    expect(runners).toHaveLength(1);
+    expect(runners[0]!.disposed).toBe(false);
+    expect(await runners[0]!.info()).toMatchObject({ loaded: true, range: [0, 7] });
 
     // The stage serves epoch 2: a request for it gets the golden text, one for epoch 1 is refused.
     const order = [{ peer: a, range: [0, 7] as [number, number] }];
@@ -146,6 +148,44 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
       'ready@2',
     ]);
     expect(runners).toHaveLength(1);
+    const order = [{ peer: a, range: [0, 7] as [number, number] }];
+    answerRings(hub, () => ringOf(order, 2));
+    const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    await c.stop();
+  });
+
+  it('a kept runner that cannot take the next shard is replaced by a fresh one, which serves it', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    const runners: (ShardRunner & { disposed: boolean })[] = [];
+    const c = contributorOn(hub, a, () => {
+      const r = gatedRunner(Promise.resolve());
+      if (runners.length === 0) {
+        // The first runner loads its first shard, then fails every later load (a dead worker).
+        const load = r.load;
+        let loads = 0;
+        r.load = (...args) =>
+          loads++ === 0 ? load(...args) : Promise.reject(new Error('the worker is gone'));
+      }
+      runners.push(r);
+      return r;
+    });
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 3] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    assign(hub, [{ peer: a, range: [0, 7] }], 2);
+    await hub.delivered();
+    await c.settled();
+    expect(c.store.getState()).toMatchObject({ phase: 'serving', assignment: { epoch: 2 } });
+    expect(hub.sent(a, 'assignment-status').map((s) => `${s.state}@${s.epoch}`)).toEqual([
+      'loading@1',
+      'ready@1',
+      'loading@2',
+      'ready@2',
+    ]);
+    expect(runners).toHaveLength(2);
+    expect(runners[0]!.disposed).toBe(true);
     const order = [{ peer: a, range: [0, 7] as [number, number] }];
     answerRings(hub, () => ringOf(order, 2));
     const r = await requesterOn(hub, pid('req')).ask({ ...ask, signal: new AbortController().signal });

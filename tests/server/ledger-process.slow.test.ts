@@ -21,6 +21,7 @@ import { loadCatalog } from '../../signaling-server/src/catalog';
 import { systemClock } from '../../signaling-server/src/clock';
 import { openLedger } from '../../signaling-server/src/ledger/ledger';
 import { createSignalingServer } from '../../signaling-server/src/server';
+import { provenWork } from '../helpers/work-proof';
 import { scaled } from '../helpers/timeouts';
 import { capability, connect, type TestClient } from './signaling-test-client';
 
@@ -210,36 +211,80 @@ async function signIn(host: string, account: ReturnType<typeof privateKeyToAccou
 
 describe('credits from validated work in the real server process', () => {
   it(
-    'credits each contributor its units’ FLOPs × validated steps, survives SIGKILL and restart',
+    'credits each contributor its units’ FLOPs × steps proven by two rings’ signed commitments (not the requester’s word), survives SIGKILL and restart',
     async () => {
       const dataDir = join(tempDir(), 'db');
       const catalog = await loadCatalog([]);
       const model = catalog[0]!;
-      const accounts = [0, 1, 2].map(() => privateKeyToAccount(generatePrivateKey()));
+      // Six contributors: the primary ring and one validator ring (security level 2), disjoint.
+      const accounts = [0, 1, 2, 3, 4, 5].map(() => privateKeyToAccount(generatePrivateKey()));
       const clients: TestClient[] = [];
-      const first = await startProcess(['--data-dir', dataDir, '--replan-debounce-ms', '20']);
+      const first = await startProcess([
+        '--data-dir',
+        dataDir,
+        '--replan-debounce-ms',
+        '20',
+        // Every test peer is on 127.0.0.1: validator rings may not insist on other networks here.
+        '--validator-networks',
+        'any',
+      ]);
       try {
         const peers: string[] = [];
+        const byPeer = new Map<string, TestClient>();
         for (const account of accounts) {
           const token = await signIn(first.host, account);
           const c = await connect(first.port);
           clients.push(c);
           c.send({ type: 'hello', v: SIGNALING_VERSION, roles: ['contributor'], identity: token });
-          peers.push((await c.next('welcome')).peerId);
+          const id = (await c.next('welcome')).peerId;
+          peers.push(id);
+          byPeer.set(id, c);
           c.send({ type: 'profile', v: 1, capability: capability(1_000_000) });
         }
-        for (const c of clients) await c.next('assignment');
         // The requester signed in as contributor 0's address: its own identity earns nothing.
         const req = await connect(first.port);
         clients.push(req);
         const reqToken = await signIn(first.host, accounts[0]!);
         req.send({ type: 'hello', v: SIGNALING_VERSION, roles: ['requester'], identity: reqToken });
         await req.next('welcome');
-        req.send({ type: 'ring-request', v: 1, model: model.descriptor.id });
-        const ring = await req.next('ring');
-        expect(ring.stages.map((s) => s.peer).sort()).toEqual([...peers].sort());
-        for (const steps of [7, 13])
-          req.send({ type: 'validated-work', v: 1, model: model.descriptor.id, ringId: ring.ringId, steps });
+        req.send({ type: 'ring-request', v: 1, model: model.descriptor.id, security: { v: 1, k: 2 } });
+        const ring = await vi.waitFor(
+          async () => {
+            const r = await req.next('ring');
+            expect(r.validators?.length).toBe(1);
+            return r;
+          },
+          { timeout: scaled(30_000) },
+        );
+        const validator = ring.validators![0]!;
+        const inRings = [...ring.stages, ...validator.stages].map((s) => s.peer);
+        expect(new Set(inRings).size).toBe(inRings.length);
+
+        // Real commitments from two honest rings of the same shape, their keys registered by the
+        // server peers standing in those places: the proof the server checks itself.
+        const work = await provenWork({
+          model: model.descriptor.id,
+          ringIds: [ring.ringId, validator.ringId],
+          stages: ring.stages.length,
+          steps: 20,
+        });
+        [ring, validator].forEach((r, j) =>
+          r.stages.forEach((s, i) =>
+            byPeer.get(s.peer)!.send({ type: 'validation-key', v: 1, key: work.keys[j]![i]! }),
+          ),
+        );
+        // Without a proof the requester's word credits nobody.
+        req.send({
+          type: 'validated-work',
+          v: 1,
+          model: model.descriptor.id,
+          ringId: ring.ringId,
+          steps: 20,
+        });
+        expect((await req.next('error')).code).toBe('VALIDATION_UNPROVEN_WORK');
+        for (const m of work.messages) req.send({ ...m, v: 1 });
+        const steps = work.steps;
+        expect(steps).toBeGreaterThan(0);
 
         const perStep = (range: readonly [number, number]): number => {
           let f = 0;
@@ -247,9 +292,9 @@ describe('credits from validated work in the real server process', () => {
           return f;
         };
         const expected = new Map<string, number>();
-        for (const s of ring.stages) {
+        for (const s of [...ring.stages, ...validator.stages]) {
           const i = peers.indexOf(s.peer);
-          if (i !== 0) expected.set(accounts[i]!.address.toLowerCase(), 20 * perStep(s.range));
+          if (i !== 0) expected.set(accounts[i]!.address.toLowerCase(), steps * perStep(s.range));
         }
         const board = async (host: string) =>
           (
@@ -257,14 +302,14 @@ describe('credits from validated work in the real server process', () => {
               leaderboard: Array<{ address: string; flops: number; validatedSteps: number }>;
             }
           ).leaderboard;
-        await vi.waitFor(async () => expect(await board(first.host)).toHaveLength(2), {
+        await vi.waitFor(async () => expect(await board(first.host)).toHaveLength(expected.size), {
           timeout: scaled(30_000),
           interval: 200,
         });
         const check = (rows: Awaited<ReturnType<typeof board>>) => {
           expect(rows.map((r) => r.address).sort()).toEqual([...expected.keys()].sort());
           for (const r of rows) {
-            expect(r.validatedSteps).toBe(20);
+            expect(r.validatedSteps).toBe(steps);
             expect(r.flops).toBeCloseTo(expected.get(r.address)!, 3);
           }
         };
@@ -273,7 +318,8 @@ describe('credits from validated work in the real server process', () => {
           await fetch(`http://${first.host}/api/ledger/account/${accounts[0]!.address}`)
         ).json()) as { flops: number; usage: { steps: number } };
         expect(own.flops).toBe(0);
-        expect(own.usage.steps).toBe(20);
+        // Its usage: the validated steps, once per ring it asked.
+        expect(own.usage.steps).toBe(2 * steps);
 
         // A crash, not a shutdown: what the leaderboard showed was committed.
         for (const c of clients.splice(0)) c.ws.terminate();

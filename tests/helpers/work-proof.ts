@@ -1,0 +1,121 @@
+/**
+ * Real proofs of validated work for tests of the server's crediting: two k = 2 rings of stories260K
+ * (real ORT runners, ring stages over in-memory links, each stage with its own P-256 session key)
+ * generate greedily under the requester's validated pipeline, and the work-proof builder turns the
+ * agreed steps into `validated-work` messages. A test registers each stage's public key for the
+ * server peer that stands in that place of the server's rings (`validation-key`), then sends the
+ * messages: the commitments carry ring/stage/step coordinates, not peer ids, so they verify there.
+ */
+import { splitUnits } from '../../shared/graph/units';
+import { toBase64 } from '../../shared/ring/stage-commitments';
+import type { ClientMessageOf } from '../../shared/protocol/signaling';
+import { generate } from '../../shared/runtime/generate';
+import { createSampler } from '../../shared/runtime/sampler';
+import type { ShardRunner } from '../../shared/runtime/shard-runner';
+import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
+import { DEFAULT_TOLERANCE } from '../../shared/validation/checks';
+import { createSessionKey } from '../../shared/validation/crypto';
+import { createKeyRegistry } from '../../shared/validation/key-registry';
+import { createReferee } from '../../shared/validation/referee';
+import { createValidatedPipeline } from '../../shared/validation/validated-pipeline';
+import { createWorkProofBuilder } from '../../shared/validation/work-proof';
+import { GREEDY, buildMemoryRing, connectRequester, stopMemoryRing } from '../../tools/bench/memory-ring';
+import { stories260KRunner, stories260KTokenizer } from './engine';
+
+/** Unit boundaries of an `n`-stage split of stories260K (embedding, 5 blocks, head). */
+const SPLITS: Record<number, number[]> = { 1: [], 2: [3], 3: [2, 4], 4: [2, 4, 6] };
+
+/** What {@link provenWork} returns. */
+export interface ProvenWork {
+  /** Each ring's stages' public keys (base64, as `validation-key` carries them), in ring order. */
+  keys: string[][];
+  /** The `validated-work` messages (without `v`) for the steps both rings agreed on. */
+  messages: Omit<ClientMessageOf<'validated-work'>, 'v'>[];
+  /** Steps the rings compared and agreed on. */
+  steps: number;
+}
+
+/** Generates `steps` tokens on two honest `stages`-stage rings; proofs for `ringIds` of `model`. */
+export async function provenWork(o: {
+  model: string;
+  ringIds: [string, string];
+  stages: number;
+  steps: number;
+}): Promise<ProvenWork> {
+  const splits = SPLITS[o.stages];
+  if (!splits) throw new Error(`provenWork: ${o.stages} stages are not supported (1-4).`);
+  const ranges = splitUnits({ numLayers: 5 }, splits).map((r) => [r[0], r[1]] as [number, number]);
+  const hub = createMemoryTransportHub();
+  const seen = createKeyRegistry();
+  const rings: Awaited<ReturnType<typeof buildMemoryRing>>[] = [];
+  const keys: string[][] = [];
+  const referees: ShardRunner[] = [];
+  try {
+    for (const prefix of ['a', 'b']) {
+      const ks = await Promise.all(ranges.map(() => createSessionKey()));
+      const stages = await buildMemoryRing({
+        hub,
+        makeRunner: stories260KRunner,
+        model: { url: 'stories260K.bin' },
+        numLayers: 5,
+        splits,
+        contextLength: 256,
+        prefix,
+        validation: (i) => ({ key: ks[i]! }),
+      });
+      rings.push(stages);
+      for (let i = 0; i < stages.length; i++) await seen.register(stages[i]!.id, ks[i]!.publicKeyRaw);
+      keys.push(ks.map((k) => toBase64(k.publicKeyRaw)));
+    }
+    for (const range of ranges) {
+      const r = stories260KRunner();
+      await r.load({
+        model: { url: 'stories260K.bin' },
+        range,
+        weightFormat: 'f32',
+        contextLength: 256,
+        logits: 'last',
+        backend: 'wasm',
+      });
+      referees.push(r);
+    }
+    const links = await Promise.all(rings.map((stages, j) => connectRequester(hub, stages, `req${j}`)));
+    const proof = createWorkProofBuilder({ model: o.model, ringIds: o.ringIds });
+    let steps = 0;
+    const pipeline = createValidatedPipeline({
+      rings: rings.map((stages, j) => ({
+        remote: {
+          requesterId: `req${j}`,
+          epoch: 1,
+          first: links[j]!.first,
+          head: links[j]!.head,
+          sampler: GREEDY,
+        },
+        verifier: { peers: stages.map((s) => s.id), ranges, registry: seen, model: o.model },
+      })),
+      referee: createReferee({
+        runners: referees,
+        rowLens: ranges.map((_, i) => (i === ranges.length - 1 ? 512 : 64)),
+      }),
+      tolerance: DEFAULT_TOLERANCE,
+      onComparedStep: (rs, agreed) => {
+        if (!agreed) return;
+        steps++;
+        proof.add(rs.map((r) => r.commitments));
+      },
+    });
+    await generate({
+      pipeline,
+      tokenizer: stories260KTokenizer(),
+      prompt: 'Once upon a time',
+      steps: o.steps,
+      sampler: createSampler({ temperature: 0 }),
+      stopTokens: [],
+    });
+    await Promise.all(links.map((l) => l.transport.close()));
+    return { keys, messages: proof.drain(), steps };
+  } finally {
+    for (const stages of rings) await stopMemoryRing(stages);
+    await Promise.all(referees.map((r) => r.dispose()));
+  }
+}

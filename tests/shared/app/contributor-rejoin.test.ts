@@ -66,12 +66,13 @@ function fakeClock() {
   };
 }
 
-/** A contributor whose `network()` the test scripts, counting runners and connects. */
+/** A contributor whose `network()` the test scripts, counting runners, shard loads and connects. */
 function scriptedContributor(
   hub: FakeSignalingHub,
   o: { id: () => string; fail?: () => RingworkError | undefined } & Partial<ContributorOptions>,
 ) {
   const runners: ShardRunner[] = [];
+  const loads: (readonly [number, number])[] = [];
   let connects = 0;
   const c = createContributor({
     network: async () => {
@@ -83,12 +84,18 @@ function scriptedContributor(
     createRunner: () => {
       const r = stories260KRunner();
       runners.push(r);
+      // A kept runner loads a new shard in place (contributor.ts): loads are counted, not runners.
+      const load = r.load.bind(r);
+      r.load = (spec, ...rest) => {
+        loads.push(spec.range);
+        return load(spec, ...rest);
+      };
       return r;
     },
     connectTimeoutMs: 5000,
     ...o,
   });
-  return { c, runners, connects: () => connects };
+  return { c, runners, loads, connects: () => connects };
 }
 
 describe('contributor rejoin (fake clock, in-memory signaling, real ORT runner)', () => {
@@ -138,7 +145,15 @@ describe('contributor rejoin (fake clock, in-memory signaling, real ORT runner)'
     const [a, a2, b, req] = [pid('a'), pid('a2'), pid('b'), pid('req')];
     const fc = fakeClock();
     let id = a;
-    const { c: ca, runners } = scriptedContributor(hub, { id: () => id, clock: fc.clock, random: () => 1 });
+    const {
+      c: ca,
+      runners,
+      loads,
+    } = scriptedContributor(hub, {
+      id: () => id,
+      clock: fc.clock,
+      random: () => 1,
+    });
     const cb = contributorOn(hub, b);
     await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
     const order1 = [
@@ -173,6 +188,7 @@ describe('contributor rejoin (fake clock, in-memory signaling, real ORT runner)'
     );
     await cb.settled();
     expect(runners).toHaveLength(1);
+    expect(loads).toHaveLength(1);
     expect(ca.store.getState().download?.fetched).toBe(fetched);
     expect(hub.sent(a2, 'assignment-status').map((m) => m.state)).toEqual(['ready']);
 
@@ -192,7 +208,8 @@ describe('contributor rejoin (fake clock, in-memory signaling, real ORT runner)'
       ],
       3,
     );
-    await vi.waitFor(() => expect(runners).toHaveLength(2));
+    await vi.waitFor(() => expect(loads).toHaveLength(2));
+    expect(loads[1]).toEqual([0, 4]);
     await vi.waitFor(() => expect(ca.store.getState().phase).toBe('serving'), SERVE_TIMEOUT);
     await ca.stop();
     await cb.stop();

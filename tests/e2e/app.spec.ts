@@ -4,6 +4,10 @@ import { test, expect } from './server-fixture';
 import { askGolden, contributor } from './app-helpers';
 import { TIMEOUTS } from '../helpers/timeouts';
 
+// Its contributor tabs declare CPU-class speeds and must still share the model over a ring
+// (by default category C peers serve lightweight models whole, one replica each).
+test.use({ serverArgs: ['--category-c-below-tflops', '0'] });
+
 const golden = loadGolden();
 const SHOTS = repoPath('test-results/screenshots');
 

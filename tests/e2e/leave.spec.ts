@@ -3,6 +3,10 @@ import { loadGolden } from '../helpers/golden';
 import { TIMEOUTS } from '../helpers/timeouts';
 import { expect, test } from './server-fixture';
 
+// Its contributor tabs declare CPU-class speeds and must still share the model over a ring
+// (by default category C peers serve lightweight models whole, one replica each).
+test.use({ serverArgs: ['--category-c-below-tflops', '0'] });
+
 const golden = loadGolden();
 
 async function contributor(

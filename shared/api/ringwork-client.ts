@@ -202,6 +202,8 @@ export function createRingworkClient(o: RingworkClientOptions): RingworkClient {
     if (!res.body) throw new RingworkError('API_BAD_RESPONSE', 'The streamed answer has no body.');
     try {
       for await (const data of readSseData(res.body)) {
+        // Chunks already buffered when the caller aborted are not handed out: an abort ends the stream.
+        if (ctl.signal.aborted) throw aborted(ctl);
         const event = json(data);
         if (typeof event === 'object' && event !== null && 'error' in event)
           throw apiErrorFromBody(res.status, event);

@@ -206,7 +206,9 @@ function RingDrawing({
   // down); the layers of each stage are listed beneath it instead.
   const narrow = useNarrow();
   const W = narrow ? 360 : 640;
-  const H = narrow ? 300 : 360;
+  // Tall enough that the labels of the top and bottom stages (placed outside the circle) stay
+  // inside the drawing: at 360 the top stage's id was cut off.
+  const H = narrow ? 300 : 440;
   const cx = W / 2;
   const cy = H / 2;
   const r = narrow ? 95 : 120;

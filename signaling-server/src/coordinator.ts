@@ -51,13 +51,13 @@ import {
 import { systemClock, type TimerHandle } from './clock.js';
 import { createReportHandlers } from './coordinator-reports.js';
 import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coordinator-state.js';
-import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
+import type { Coordinator, CoordinatorOptions, PeerAssignment, Ring } from './coordinator-types.js';
 import { createLinkMatrix } from './link-matrix.js';
 import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
-import { pickRing, servingOf, servingRings } from './lightweight-replicas.js';
+import { pickRing, replicaValidators, servingOf, servingRings } from './lightweight-replicas.js';
 import { planRings, ringAssignments, stageNeed, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
-import { createValidatorRings } from './validator-rings.js';
+import { createValidatorRings, floorLevel, type SecurityView } from './validator-rings.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -81,11 +81,12 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const log = opts.logger ?? NOOP_LOGGER;
   const validation = opts.validation ?? createValidationRegistry({ logger: log });
   // Security level k: validator rings next to each primary ring (validator-rings.ts).
-  const validators = createValidatorRings({
+  const securityPolicy = {
     defaultLevel: opts.security?.defaultLevel ?? 1,
     modelMinimum: opts.security?.modelMinimum ?? {},
     networkOf: opts.security?.networkOf,
-  });
+  };
+  const validators = createValidatorRings(securityPolicy);
   const objective: Objective = opts.objective ?? 'throughput';
   const debounceMs = opts.debounceMs ?? 200;
   const maxWaitMs = Math.max(opts.maxWaitMs ?? 2000, debounceMs);
@@ -250,8 +251,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       ring: chosen && withKeys(chosen),
       noRing: ms.noRing,
     };
-    if (peer === undefined || !ms.ring) return base;
+    if (peer === undefined) return base;
     const sec = validators.viewFor(peer, modelId);
+    const byReplicas = replicaSecurityView(ms, modelId, peer, chosen, sec, base);
+    if (byReplicas) return byReplicas;
+    if (!ms.ring) return base;
     if (sec.refusal) {
       // A ring exists, but not the level asked for: a no-ring that says what is missing.
       return { ...base, ring: null, noRing: { reason: sec.refusal.message }, security: sec.security! };
@@ -264,6 +268,53 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       validators: sec.validators.map(withKeys),
       ...(sec.security ? { security: sec.security } : {}),
     };
+  };
+
+  /**
+   * Security level k on a lightweight model: whole-model replicas validate each other (every one
+   * has the primary's unit boundaries), so phones serving a model whole can check one another. Used
+   * when no planned ring serves the model, or when its validator rings fall short of the level and
+   * enough replicas serve. Undefined: the planned ring's answer stands.
+   */
+  const replicaSecurityView = (
+    ms: ModelState,
+    modelId: string,
+    peer: string,
+    chosen: Ring | null,
+    sec: SecurityView,
+    base: RingView,
+  ): RingView | undefined => {
+    const requested = sec.security?.requested ?? 1;
+    if (requested <= 1 || ms.replicas.length === 0) return undefined;
+    if (ms.ring && !sec.refusal && (sec.security?.k ?? 1) >= requested) return undefined;
+    const sent = peers.get(peer)?.subscriptions.get(modelId);
+    const primary =
+      chosen && ms.replicas.includes(chosen)
+        ? chosen
+        : pickRing(ms.replicas, sent, (r) => loadOf(modelId, r))!;
+    const rv = replicaValidators(
+      ms.replicas,
+      primary,
+      requested,
+      (r) => loadOf(modelId, r),
+      ringIdsOfKey(sent).slice(1),
+      securityPolicy.networkOf,
+    );
+    const served = {
+      ...base,
+      ring: withKeys(primary),
+      validators: rv.validators.map(withKeys),
+    };
+    if (!rv.short) return { ...served, security: { requested, k: requested } };
+    // Too few replicas: a planned ring (if any) answers as it would have; else refuse or degrade.
+    if (ms.ring) return undefined;
+    const k = 1 + rv.validators.length;
+    const missing = `security level ${requested} needs ${requested} replicas of ${modelId} on distinct peers${
+      securityPolicy.networkOf ? ' and networks' : ''
+    }; ${k} can serve it now`;
+    if (validators.requestOf(peer, modelId)?.degrade === true && k >= floorLevel(securityPolicy, modelId))
+      return { ...served, security: { requested, k, missing } };
+    return { ...base, ring: null, noRing: { reason: missing }, security: { requested, k: 0, missing } };
   };
 
   const notifySubscribers = (): void => {
@@ -442,7 +493,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       const ids = ringIdsOfKey(sent);
       const ring = ms && servingRings(ms).find((r) => r.ringId === ids[0]);
       if (!ring) continue;
-      for (const r of [ring, ...validators.ringsOf(modelId).filter((x) => ids.includes(x.ringId))]) {
+      // Validator rings: planned ones, or (lightweight models) other replicas.
+      const checking = [...validators.ringsOf(modelId), ...servingRings(ms)].filter(
+        (x) => x !== ring && ids.slice(1).includes(x.ringId),
+      );
+      for (const r of [ring, ...checking]) {
         const st = r.stages;
         if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
       }

@@ -134,3 +134,52 @@ export function pickRing(
   }
   return best;
 }
+
+/** What {@link replicaValidators} chose for one validated request. */
+export interface ReplicaValidation {
+  /** The other replicas that run every step too (at most `level − 1`). */
+  validators: Ring[];
+  /** True when fewer than `level − 1` replicas could be used. */
+  short: boolean;
+}
+
+/**
+ * Security level k on a lightweight model: its replicas hold the whole model each, so they already
+ * share the primary's unit boundaries ([0, units), one stage), and k − 1 other replicas validate the
+ * primary replica's work step by step. The ones a requester was last sent (`keep`) stay while they
+ * serve; the rest are the least loaded. With `networkOf` no two chosen replicas may share a network
+ * (one operator must not hold two of the rings that check each other).
+ */
+export function replicaValidators(
+  replicas: readonly Ring[],
+  primary: Ring,
+  level: number,
+  load: (ringId: string) => number,
+  keep: readonly string[] = [],
+  networkOf?: (peer: string) => string | undefined,
+): ReplicaValidation {
+  const want = Math.max(0, level - 1);
+  const nets = new Set<string>();
+  const netOf = (r: Ring) => (networkOf ? networkOf(r.stages[0]!.peer) : undefined);
+  const addNet = (r: Ring) => {
+    const n = netOf(r);
+    if (n !== undefined) nets.add(n);
+  };
+  addNet(primary);
+  const others = replicas.filter((r) => r !== primary && r.ringId !== primary.ringId);
+  const ordered = [
+    ...others.filter((r) => keep.includes(r.ringId)),
+    ...others
+      .filter((r) => !keep.includes(r.ringId))
+      .sort((a, b) => load(a.ringId) - load(b.ringId) || (a.ringId < b.ringId ? -1 : 1)),
+  ];
+  const validators: Ring[] = [];
+  for (const r of ordered) {
+    if (validators.length >= want) break;
+    const n = netOf(r);
+    if (n !== undefined && nets.has(n)) continue;
+    validators.push(r);
+    addNet(r);
+  }
+  return { validators, short: validators.length < want };
+}

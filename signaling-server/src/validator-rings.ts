@@ -227,6 +227,8 @@ export interface ValidatorRings {
   ringsOf(model: string): readonly Ring[];
   /** What `peer` is answered for `model` (its level against the rings planned). */
   viewFor(peer: string, model: string): SecurityView;
+  /** The security part of `peer`'s last request for `model` (undefined: none asked). */
+  requestOf(peer: string, model: string): SecurityRequest | undefined;
 }
 
 /** Creates the validator-ring state over a policy. */
@@ -292,6 +294,7 @@ export function createValidatorRings(policy: SecurityPolicy): ValidatorRings {
     },
     all: () => [...rings.values()].flat(),
     ringsOf: (model) => rings.get(model) ?? [],
+    requestOf: (peer, model) => asks.get(model)?.get(peer),
     viewFor(peer, model) {
       const req = asks.get(model)?.get(peer);
       const requested = requestedLevel(policy, model, req);

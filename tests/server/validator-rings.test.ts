@@ -4,7 +4,7 @@
  * disjoint from it (and, where the rule is on, on other networks); their peers get real
  * assignments; the requester is introduced to each ring's first stage and head; too few peers is a
  * `no-ring` naming what is missing, or a lower level when the request allows it; a flagged peer is
- * in no later ring. The coordinator runs in memory with fake timers; every message it sends is
+ * in no later ring; on a lightweight model other whole-model replicas are the validator rings. The coordinator runs in memory with fake timers; every message it sends is
  * parsed with the wire schema.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -171,6 +171,69 @@ describe('validator rings planned by the coordinator', () => {
     expect(rings).toHaveLength(2);
     expect(rings.flatMap((r) => r.stages.map((s) => s.peer))).not.toContain(deviant);
     excluded.mockRestore();
+  });
+});
+
+describe('lightweight models: replicas validate each other', () => {
+  // Category C peers that hold stories260K whole serve it as one-peer replicas (no planned ring).
+  const phones = (h: ReturnType<typeof harness>, names: string[]) =>
+    names.map((n) => {
+      const id = pid(n);
+      h.co.addPeer(id, ['contributor']);
+      h.co.setCapability(id, { ...cap(4_000_000), tflops: 1, category: 'C' });
+      return id;
+    });
+
+  it('k = 2 and 3 on replicas: other replicas are the validator rings, disjoint, introduced; too few is refused or degraded', () => {
+    const h = harness();
+    const ids = phones(h, ['r1', 'r2']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.getRing('stories260K')!.stages).toHaveLength(1);
+    const req = h.join('req', ['requester']);
+    h.co.requestRing(req, 'stories260K', { v: 1, k: 2 });
+    vi.advanceTimersByTime(DEBOUNCE);
+    const ring = h.last(req, 'ring')!;
+    expect(ring.security).toEqual({ requested: 2, k: 2 });
+    expect(ring.validators).toHaveLength(1);
+    const v = ring.validators![0]!;
+    expect(ranges(v)).toEqual(ranges(ring));
+    expect(ring.stages[0]!.peer).not.toBe(v.stages[0]!.peer);
+    expect([ring.stages[0]!.peer, v.stages[0]!.peer].sort()).toEqual([...ids].sort());
+    // The requester is introduced to both replicas (a work proof may name both rings).
+    expect(h.co.canSignal(req, v.stages[0]!.peer)).toBe(true);
+    expect(h.co.getRing('stories260K', v.ringId)?.ringId).toBe(v.ringId);
+
+    // Two replicas cannot give k = 3: refused with what is missing, never served silently at k = 1.
+    const strict = h.join('strict', ['requester']);
+    h.co.requestRing(strict, 'stories260K', { v: 1, k: 3 });
+    vi.advanceTimersByTime(DEBOUNCE);
+    const no = h.last(strict, 'no-ring')!;
+    expect(no.security).toMatchObject({ requested: 3, k: 0 });
+    expect(no.reason).toMatch(/security level 3 needs 3 replicas/);
+    expect(h.last(strict, 'ring')).toBeUndefined();
+    const soft = h.join('soft', ['requester']);
+    h.co.requestRing(soft, 'stories260K', { v: 1, k: 3, degrade: true });
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.last(soft, 'ring')!.security).toMatchObject({ requested: 3, k: 2 });
+    // A third phone completes k = 3 for the strict requester: three distinct replicas.
+    phones(h, ['r3']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    const full = h.last(strict, 'ring')!;
+    expect(full.security).toEqual({ requested: 3, k: 3 });
+    const all = [full, ...full.validators!].map((r) => r.stages[0]!.peer);
+    expect(new Set(all).size).toBe(3);
+  });
+
+  it('distinct networks: a replica on the primary replica’s network is not a validator', () => {
+    const h = harness({ security: { networkOf: (p) => (p === pid('r3') ? 'net-b' : 'net-a') } });
+    phones(h, ['r1', 'r2', 'r3']);
+    vi.advanceTimersByTime(DEBOUNCE);
+    const req = h.join('req', ['requester']);
+    h.co.requestRing(req, 'stories260K', { v: 1, k: 2 });
+    vi.advanceTimersByTime(DEBOUNCE);
+    const ring = h.last(req, 'ring')!;
+    const nets = [ring, ...ring.validators!].map((r) => (r.stages[0]!.peer === pid('r3') ? 'b' : 'a'));
+    expect(nets.sort()).toEqual(['a', 'b']);
   });
 });
 

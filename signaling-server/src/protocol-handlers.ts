@@ -72,6 +72,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       log.error({ err: e, peer: conn.peerId }, 'unexpected error in a handler');
       err = new RingworkError('SERVER_INTERNAL', 'Internal error; the request was dropped.', {});
     }
+    log.debug({ peer: conn.peerId, code: err.code, details: err.details }, 'message refused');
     // Errors provoked in the current burst: the first few are answered one by one (a client needs
     // to know what it did wrong), the rest are counted, after one summary, until the client calms
     // down. A flood of refused frames then costs a parse each, not a parse and a reply each.

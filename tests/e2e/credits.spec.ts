@@ -1,0 +1,104 @@
+/**
+ * Issue 11's swarm run with identities: three contributor tabs sign in (each with the key the
+ * browser generates and keeps in IndexedDB), they serve stories260K whole as lightweight replicas
+ * (CPU-class tabs), a chat at security level 3 runs every step on three of those replicas (each
+ * checks the others), and the server credits each contributor exactly the validated FLOPs it
+ * served (the model profile's FLOPs per token of the units it holds × the steps validated). The
+ * server is then stopped and started again on the same data directory: the credits are still there
+ * and the Network page's leaderboard shows them.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, expect, type Page } from '@playwright/test';
+import { loadCatalog } from '../../signaling-server/src/catalog';
+import { loadGolden } from '../helpers/golden';
+import { TIMEOUTS } from '../helpers/timeouts';
+import { askGolden, contributor } from './app-helpers';
+import { startServer } from './server-fixture';
+
+interface Account {
+  enabled: boolean;
+  flops: number;
+  validatedSteps: number;
+}
+
+const golden = loadGolden();
+
+test('3 signed-in contributor tabs + a chat at k = 3: each credited its validated FLOPs; the credits survive a restart', async ({
+  browser,
+}) => {
+  test.setTimeout(TIMEOUTS.browserTestLong);
+  const dataDir = mkdtempSync(join(tmpdir(), 'ringwork-credits-e2e-'));
+  // CPU-class tabs (category C) each serve the lightweight model whole: three replicas, so k = 3.
+  const args = ['--data-dir', join(dataDir, 'db')];
+  let server = await startServer(args);
+  try {
+    const peers = [];
+    for (let i = 0; i < 3; i++) peers.push(await contributor(browser, server.url, 1 + i));
+    for (const p of peers)
+      await expect(p.page.getByTestId('contribute-phase')).toHaveText('serving', {
+        timeout: TIMEOUTS.contributorServing,
+      });
+    const addresses: string[] = [];
+    for (const p of peers) {
+      await expect(p.page.getByTestId('identity-address')).toContainText('key kept in this browser');
+      addresses.push((await p.page.getByTestId('identity-address').getAttribute('title'))!.toLowerCase());
+    }
+    expect(new Set(addresses).size).toBe(3);
+
+    const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // Media permission: Chromium then shows real host candidates, not mDNS names (loopback WebRTC).
+    await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
+    const chat = await chatContext.newPage();
+    chat.on('pageerror', (e) => console.log('[chat]', e.message));
+    await chat.goto(`${server.url}/#/chat`);
+    await chat.getByTestId('security-level').selectOption('3');
+    const text = await askGolden(chat);
+    expect(text + '\n').toBe(golden.text);
+    await expect(chat.getByTestId('answer').last()).toContainText('security level 3');
+
+    // Every contributor served all units of every validated step (one-peer rings), so each is owed
+    // validatedSteps × the profile's FLOPs per token, and the steps are those of the answer.
+    const model = (await loadCatalog([])).find((m) => m.descriptor.id === 'stories260K')!;
+    const perToken = model.profile.layers.reduce((s, l) => s + l.flopsPerToken, 0);
+    const account = async (url: string, a: string): Promise<Account> =>
+      (await (await fetch(`${url}/api/ledger/account/${a}`)).json()) as Account;
+    const before = new Map<string, Account>();
+    // The requester sends the proof after the answer; the server checks it, then credits.
+    await expect
+      .poll(
+        async () => {
+          for (const a of addresses) before.set(a, await account(server.url, a));
+          return [...before.values()].map((x) => x.validatedSteps);
+        },
+        { timeout: TIMEOUTS.ringForm },
+      )
+      // 60 new tokens: one prefill step and 59 decode steps, each run and agreed on by all three.
+      .toEqual([60, 60, 60]);
+    for (const a of addresses)
+      expect(before.get(a)!.flops).toBeCloseTo(before.get(a)!.validatedSteps * perToken, 3);
+    // The tab's own card shows what the ledger holds.
+    await expect(peers[0]!.page.getByTestId('identity-steps')).toHaveText('60', {
+      timeout: TIMEOUTS.ringForm,
+    });
+
+    for (const p of peers) await p.context.close();
+    await server.stop();
+    server = await startServer(args);
+    for (const a of addresses) expect(await account(server.url, a)).toEqual(before.get(a));
+    await chat.goto(`${server.url}/#/network`);
+    const board = chat.getByTestId('leaderboard');
+    for (const a of addresses)
+      await expect(board).toContainText(new RegExp(`${a.slice(0, 6)}…${a.slice(-4)}`, 'i'), {
+        timeout: TIMEOUTS.ringForm,
+      });
+    await boardRows(chat).then((n) => expect(n).toBeGreaterThanOrEqual(3));
+    await chatContext.close();
+  } finally {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+const boardRows = (page: Page): Promise<number> => page.getByTestId('leaderboard').locator('li, tr').count();

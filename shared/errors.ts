@@ -251,6 +251,11 @@ export const ERROR_CODES = [
   'VALIDATION_NOT_ENOUGH_PEERS',
   /** A validated-work proof does not hold: rings that disagree, unknown rings, broken boundaries. Nobody is credited. */
   'VALIDATION_UNPROVEN_WORK',
+  // ---- stake on an EVM chain (signaling-server/src/stake/)
+  /** Ring membership of this model requires more on-chain stake than the peer's address holds (or the peer is anonymous). */
+  'STAKE_INSUFFICIENT',
+  /** The stake chain or contract cannot be read or written (RPC unreachable, no contract at the address, slash reverted). */
+  'STAKE_CHAIN_UNAVAILABLE',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

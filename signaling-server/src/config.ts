@@ -13,7 +13,9 @@
  * result validation (`--security-level`/`RINGWORK_SECURITY_LEVEL`, `--model-security <id>=<k>[,...]`,
  * `--validator-networks distinct|any`),
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
- * `--database`/`RINGWORK_DATABASE`, `--no-ledger`)
+ * `--database`/`RINGWORK_DATABASE`, `--no-ledger`), stake (`--stake-contract`/`RINGWORK_STAKE_CONTRACT`,
+ * `--slasher-key FILE`/`RINGWORK_SLASHER_KEY_FILE`, `--min-stake WEI`/`RINGWORK_MIN_STAKE`,
+ * `--model-min-stake <id>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
@@ -337,6 +339,26 @@ export const signalingConfigSchema = z
      * command line defaults to `./.ringwork-data` outside test mode).
      */
     dataDir: z.string().min(1).max(4096).optional(),
+    /**
+     * Stake (stake/): the RingworkStake contract on the `chainRpc` chain. With it, ring membership of
+     * a model whose minimum (`minStakeWei`, per model `modelMinStakeWei`) is above 0 needs that much
+     * active stake; decimal wei strings (amounts pass 2^53).
+     */
+    stakeContract: z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{40}$/, 'a contract address is 0x + 40 hex digits')
+      .optional(),
+    /** File holding the slasher's private key (0x + 64 hex): the key the contract lets slash. */
+    slasherKeyFile: z.string().min(1).max(4096).optional(),
+    minStakeWei: z.string().regex(/^\d{1,78}$/, 'a minimum stake is a whole number of wei').default('0'),
+    modelMinStakeWei: z.record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei')).default({}),
+    /** Wei taken per proven deviation; absent: all of the peer's stake. */
+    slashWei: z
+      .string()
+      .regex(/^\d{1,78}$/, 'a whole number of wei')
+      .optional(),
+    /** How long a stake read is trusted before it is read again (ms). */
+    stakeCacheMs: z.number().int().min(0).max(3_600_000).default(15_000),
     database: z
       .string()
       .max(4096)
@@ -350,6 +372,18 @@ export const signalingConfigSchema = z
         code: 'custom',
         path: ['allowAnyRelay'],
         message: 'allowAnyRelay (--allow-any-relay) is a bench hook and requires test mode (--test-mode)',
+      });
+    if (c.stakeContract && !c.chainRpc)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stakeContract'],
+        message: '--stake-contract needs the chain it lives on: --chain-rpc URL',
+      });
+    if (!c.stakeContract && (c.slasherKeyFile || c.minStakeWei !== '0' || Object.keys(c.modelMinStakeWei).length))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stakeContract'],
+        message: '--slasher-key and --min-stake need the stake contract: --stake-contract ADDR',
       });
     const seen = new Set<string>();
     c.models.forEach((m, i) => {
@@ -502,6 +536,12 @@ export function parseCliConfig(
         'data-dir': { type: 'string' },
         database: { type: 'string' },
         'no-ledger': { type: 'boolean' },
+        'stake-contract': { type: 'string' },
+        'slasher-key': { type: 'string' },
+        'min-stake': { type: 'string' },
+        'model-min-stake': { type: 'string', multiple: true },
+        'slash-wei': { type: 'string' },
+        'stake-cache-ms': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -590,9 +630,26 @@ export function parseCliConfig(
     chainRpc: str('chain-rpc') ?? env.RINGWORK_CHAIN_RPC,
     dataDir: values['no-ledger'] === true ? undefined : dataDir,
     database: values['no-ledger'] === true ? undefined : database,
+    stakeContract: str('stake-contract') ?? env.RINGWORK_STAKE_CONTRACT,
+    slasherKeyFile: str('slasher-key') ?? env.RINGWORK_SLASHER_KEY_FILE,
+    minStakeWei: str('min-stake') ?? env.RINGWORK_MIN_STAKE,
+    modelMinStakeWei: modelMinStakeOf(values['model-min-stake'] as string[] | undefined),
+    slashWei: str('slash-wei'),
+    stakeCacheMs: num(str('stake-cache-ms')),
   });
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return resolveConfig(raw);
+}
+
+/** `--model-min-stake id=WEI[,id=WEI]` → `{ id: 'WEI' }` (bad entries are left for the schema to name). */
+function modelMinStakeOf(flags: string[] | undefined): Record<string, string> | undefined {
+  if (!flags?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const part of flags.flatMap((f) => f.split(','))) {
+    const at = part.lastIndexOf('=');
+    out[at > 0 ? part.slice(0, at).trim() : part.trim()] = at > 0 ? part.slice(at + 1).trim() : '';
+  }
+  return out;
 }
 
 /** `--model-security id=k[,id=k]` → `{ id: k }` (bad entries are left for the schema to name). */

@@ -175,6 +175,12 @@ export interface CoordinatorOptions {
    * a peer (absent: validator rings need not be on networks distinct from the primary's).
    */
   security?: Partial<SecurityPolicy>;
+  /**
+   * Ring membership by model (stake/stake-gate.ts): why `peer` may not serve in rings of `model`, or
+   * null when it may. Absent: everyone may. Planning treats a refused model like one the peer
+   * failed to load; a peer refused every model is told why in its unassigned reason.
+   */
+  membership?: (peer: string, model: string) => string | null;
 }
 
 /** A requester's word that a ring stopped answering (see the `ring-stalled` message). */
@@ -188,6 +194,8 @@ export interface RingStall {
 
 /** The coordinator's interface. */
 export interface Coordinator {
+  /** Membership answers changed (a stake was read or slashed): re-plan soon. */
+  membershipChanged(reason: string): void;
   /** Registers a peer after hello (or updates its roles on resume). */
   addPeer(id: string, roles: readonly PeerRole[]): void;
   /** Records a contributor's capability; re-plans (debounced) when it changed. */

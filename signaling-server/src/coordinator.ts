@@ -196,6 +196,21 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     if (refreshEffective()) schedule(`profile of ${p.id}`);
   };
 
+  const refusalOf = (peer: string, model: string): string | null => opts.membership?.(peer, model) ?? null;
+  /** Models `p` may not serve: those it failed to load and those membership refuses it. */
+  const barredModels = (p: PeerState): ReadonlySet<string> => {
+    if (!opts.membership) return p.failedModels;
+    const out = new Set(p.failedModels);
+    for (const id of catalogOrder) if (refusalOf(p.id, id) !== null) out.add(id);
+    return out;
+  };
+  /** The reason when membership refuses `p` every catalog model (its unassigned reason). */
+  const allRefused = (p: PeerState): string | undefined => {
+    if (!opts.membership || catalogOrder.length === 0) return undefined;
+    const reasons = catalogOrder.map((id) => refusalOf(p.id, id));
+    return reasons.every((r) => r !== null) ? (reasons[0] ?? undefined) : undefined;
+  };
+
   const lightweightFor = (p: PeerState): string[] => {
     const memory = p.capability?.memoryBytes;
     if (p.category !== 'C' || memory === undefined) return [];
@@ -205,6 +220,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         ms !== undefined &&
         servingOf(ms.model) === 'lightweight' &&
         !p.failedModels.has(id) &&
+        refusalOf(p.id, id) === null &&
         ms.model.totalBytes <= memory
       );
     });
@@ -355,7 +371,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
               {
                 id: p.id,
                 capability: p.capability,
-                failedModels: p.failedModels,
+                failedModels: barredModels(p),
                 unverified: !p.evidence.verified,
               },
             ]
@@ -433,6 +449,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
             reason:
               withdrawalView(p.withdrawal)?.reason ??
               result.reasons.get(p.id) ??
+              allRefused(p) ??
               (p.failedModels.size === models.length
                 ? 'this peer reported failures loading every catalog model'
                 : 'not needed: every catalog model already has a ring'),
@@ -539,6 +556,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
 
   return {
     validation,
+    membershipChanged(reason) {
+      schedule(reason);
+    },
     addPeer(id, roles) {
       const existing = peers.get(id);
       if (existing) {

@@ -293,6 +293,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
     });
     run.cluster?.sessionOpened(peerId, token, roles, msg.client);
     if (resumed) coordinator.resync(peerId);
+    run.onSession?.(peerId, roles);
     log.debug({ peer: peerId, roles, resumed, ip: conn.ip }, 'hello');
   };
 

@@ -86,6 +86,8 @@ export interface ServerContext {
   readonly identity: { readonly auth: SiweAuth; readonly bindings: SessionBindings };
   /** Called when a session gets an identity (the ledger records it); set once started. */
   onIdentity?: (peerId: string, address: string) => void;
+  /** Called after every hello (new or resumed session), once the peer is known to the coordinator (stake checks). */
+  onSession?: (peerId: string, roles: readonly string[]) => void;
 }
 
 /** State of a started server. */

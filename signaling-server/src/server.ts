@@ -48,7 +48,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { MAX_SIGNALING_FRAME_BYTES, type ServerMessage } from '../../shared/protocol/signaling.js';
+import {
+  MAX_SIGNALING_FRAME_BYTES,
+  signalingErrorMessage,
+  type ServerMessage,
+} from '../../shared/protocol/signaling.js';
 import { DEFAULT_CATEGORY_THRESHOLDS } from '../../shared/planner/index.js';
 import { createApiLinkHub, type ApiLinkHub } from './api/api-link-hub.js';
 import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
@@ -82,7 +86,9 @@ import { flopsFromProfiles } from './ledger/credit.js';
 import { openLedger, type Ledger } from './ledger/ledger.js';
 import { createLedgerRoutes } from './ledger/ledger-routes.js';
 import { createSdkRoutes } from './api/sdk-routes.js';
-import { connectValidationCredit } from './ledger/validation-credit.js';
+import { connectValidationCredit, evidenceHash } from './ledger/validation-credit.js';
+import { openStake, type StakeService } from './stake/stake-service.js';
+import { createStakeRoutes } from './stake/stake-routes.js';
 import { createSiweAuth } from './identity/siwe-auth.js';
 import { createPublicClient, http as httpTransport } from 'viem';
 import { CLOSE_CODES, perIpBurst, type RunningContext, type ServerContext } from './server-context.js';
@@ -226,6 +232,8 @@ export function createSignalingServer(
   let stopPromise: Promise<void> | null = null;
   /** Unsubscribes the ledger from the validation hooks (set when a ledger opened). */
   let disconnectCredit: (() => void) | null = null;
+  /** Stake (stake/): set at start when `--stake-contract` names a contract. */
+  let stake: StakeService | null = null;
 
   const listen = async (run: RunningContext, ledger: Ledger | null): Promise<Started> => {
     const protocol = createProtocol(run, io, apiLinks);
@@ -291,6 +299,12 @@ export function createSignalingServer(
           headers: ISOLATION_HEADERS,
           onError: (e) => log.error({ err: e }, 'ledger read failed'),
         }),
+        createStakeRoutes({
+          stake,
+          rate: createKeyedRateLimiter({ capacity: 60, refillPerSecond: 10, clock }),
+          headers: ISOLATION_HEADERS,
+          onError: (e) => log.error({ err: e }, 'stake read failed'),
+        }),
       ],
     });
     server.on('request', http.onRequest);
@@ -315,6 +329,26 @@ export function createSignalingServer(
     startPromise ??= (async () => {
       const catalog =
         deps.catalog ?? (await loadCatalog(config.models, { defaultModel: config.defaultModel }));
+      // Stake opens first (a contract that cannot be read fails the start); the coordinator and the
+      // ledger it reports to are made below, hence the late-bound references.
+      let coordinatorRef: Coordinator | null = null;
+      let ledgerRef: Ledger | null = null;
+      stake = await openStake(config, {
+        addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
+        clock,
+        logger: log,
+        recordSlash: (row) => ledgerRef?.recordSlash(row) ?? Promise.resolve(),
+        onChange: (peer, refusal) => {
+          coordinatorRef?.membershipChanged(`stake standing of ${peer}`);
+          if (refusal) io.deliver(peer, signalingErrorMessage(refusal));
+        },
+      });
+      const gate = stake?.gate;
+      if (gate) {
+        ctx.onSession = (peer, roles) => {
+          if (roles.includes('contributor')) void gate.refresh(peer);
+        };
+      }
       const coordinatorOptions = (
         send: CoordinatorOptions['send'],
         liveness: CoordinatorOptions['liveness'],
@@ -355,6 +389,7 @@ export function createSignalingServer(
         },
         clock,
         logger: log,
+        ...(gate ? { membership: (peer: string, model: string) => gate.refusal(peer, model) } : {}),
       });
       // Cluster mode: the coordinator is the elected instance's (cluster/cluster-node.ts).
       const cluster = config.redis
@@ -382,6 +417,7 @@ export function createSignalingServer(
             },
           ),
         );
+      coordinatorRef = coordinator;
       coordinator.start();
       apiPeerId = `p_${randomBytes(12).toString('base64url')}`;
       const localRelay = createRelay({
@@ -416,6 +452,7 @@ export function createSignalingServer(
           await cluster?.stop();
           throw e;
         }
+        ledgerRef = ledger;
         const l = ledger;
         ctx.onIdentity = (peerId, address) => {
           l.recordSession(peerId, address).catch((e: unknown) =>
@@ -429,7 +466,19 @@ export function createSignalingServer(
           assignmentOf: (peer) => coordinator.getAssignment(peer),
           addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
           logger: log.child({ part: 'ledger' }),
+          // A proven deviant's recorded evidence goes on chain: slash(peer, amount, evidenceHash).
+          ...(stake?.slasher ? { onDeviant: stake.slasher.slash } : {}),
         });
+      } else if (stake?.slasher) {
+        const slasher = stake.slasher;
+        disconnectCredit = coordinator.validation.onDeviant((e) =>
+          slasher.slash({
+            peerId: e.peer,
+            address: ctx.identity.bindings.of(e.peer)?.address,
+            evidenceHash: evidenceHash(e.evidence),
+            evidence: e.evidence,
+          }),
+        );
       }
       started = await listen(run, ledger);
       log.info(
@@ -455,6 +504,7 @@ export function createSignalingServer(
         apiLinks.close();
         await s.run.cluster?.stop();
         disconnectCredit?.();
+        stake?.stop();
         await s.ledger?.stop();
       }
       for (const conn of ctx.allConns) io.closeConn(conn, CLOSE_CODES.shutdown, 'server shutting down');

@@ -70,6 +70,10 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
     get validation() {
       return deps.real()?.validation ?? localValidation;
     },
+    // Stake standing is read per instance (stake/): only the leader's planning uses it.
+    membershipChanged(reason) {
+      deps.real()?.membershipChanged(reason);
+    },
     addPeer(id, roles) {
       const l = locals.get(id) ?? { roles: [...roles], models: new Set<string>() };
       l.roles = [...roles];

@@ -65,6 +65,17 @@ export interface PenaltyRow {
   readonly at: number;
 }
 
+/** One on-chain slash, as the ledger records it (stake/slasher.ts). */
+export interface SlashRow {
+  readonly evidenceHash: string;
+  readonly address: string;
+  /** `pending` until the transaction landed (`sent`); `failed` while retries go on. */
+  readonly state: 'pending' | 'sent' | 'failed';
+  readonly txHash?: string | undefined;
+  readonly attempts: number;
+  readonly lastError?: string | undefined;
+}
+
 /** The ledger's counters. */
 export interface LedgerStats {
   /** Stage rows waiting to be committed. */
@@ -88,6 +99,10 @@ export interface Ledger {
   recordEvidence(evidence: EvidenceRecord): Promise<void>;
   /** A penalty must name recorded evidence; `LEDGER_BAD_RECORD` otherwise. */
   recordPenalty(p: { address: string; reason: string; evidenceHash: string; amount?: number }): Promise<void>;
+  /** Records (or updates) the slash of a proven deviation; its evidence must be recorded. */
+  recordSlash(s: SlashRow): Promise<void>;
+  /** Slashes recorded against an address, newest first. */
+  slashes(address: string): Promise<SlashRow[]>;
   /** Commits everything queued so far. */
   flush(): Promise<void>;
   leaderboard(limit?: number): Promise<CreditRow[]>;
@@ -507,6 +522,46 @@ export function createLedger(deps: LedgerDeps): Ledger {
         'INSERT INTO penalties (address, reason, evidence_hash, amount, at) VALUES ($1, $2, $3, $4, $5)',
         [p.address.toLowerCase(), p.reason, p.evidenceHash, p.amount ?? 0, clock.now()],
       );
+    },
+    async recordSlash(x) {
+      if (!/^0x[0-9a-f]{64}$/.test(x.evidenceHash)) throw bad('A slash names a 0x sha256 evidence hash.');
+      await flush();
+      await db.query(
+        `INSERT INTO slashes (evidence_hash, address, state, tx_hash, attempts, last_error, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (evidence_hash) DO UPDATE SET state = EXCLUDED.state, tx_hash = EXCLUDED.tx_hash,
+           attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, at = EXCLUDED.at`,
+        [
+          x.evidenceHash,
+          x.address.toLowerCase(),
+          x.state,
+          x.txHash ?? null,
+          x.attempts,
+          x.lastError?.slice(0, 2000) ?? null,
+          clock.now(),
+        ],
+      );
+    },
+    async slashes(address) {
+      const r = await db.query<{
+        evidence_hash: string;
+        address: string;
+        state: SlashRow['state'];
+        tx_hash: string | null;
+        attempts: number;
+        last_error: string | null;
+      }>(
+        'SELECT evidence_hash, address, state, tx_hash, attempts, last_error FROM slashes WHERE address = $1 ORDER BY at DESC LIMIT 100',
+        [address.toLowerCase()],
+      );
+      return r.rows.map((x) => ({
+        evidenceHash: x.evidence_hash,
+        address: x.address,
+        state: x.state,
+        txHash: x.tx_hash ?? undefined,
+        attempts: x.attempts,
+        lastError: x.last_error ?? undefined,
+      }));
     },
     flush,
     async leaderboard(limit = 20) {

@@ -93,6 +93,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE validated_work ADD COLUMN records integer NOT NULL DEFAULT 1;
     `,
   },
+  {
+    version: 3,
+    name: 'on-chain slashes',
+    sql: `
+      -- One slash per proven deviation (its evidence): the stake slasher's state, the transaction
+      -- that carried it once sent, and how many attempts it took (failures are retried).
+      CREATE TABLE slashes (
+        evidence_hash text PRIMARY KEY REFERENCES evidence(hash),
+        address text NOT NULL,
+        state text NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        tx_hash text,
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        at bigint NOT NULL
+      );
+      CREATE INDEX slashes_address ON slashes(address);
+    `,
+  },
 ];
 
 /** The latest schema version this build knows. */

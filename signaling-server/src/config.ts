@@ -350,8 +350,13 @@ export const signalingConfigSchema = z
       .optional(),
     /** File holding the slasher's private key (0x + 64 hex): the key the contract lets slash. */
     slasherKeyFile: z.string().min(1).max(4096).optional(),
-    minStakeWei: z.string().regex(/^\d{1,78}$/, 'a minimum stake is a whole number of wei').default('0'),
-    modelMinStakeWei: z.record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei')).default({}),
+    minStakeWei: z
+      .string()
+      .regex(/^\d{1,78}$/, 'a minimum stake is a whole number of wei')
+      .default('0'),
+    modelMinStakeWei: z
+      .record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei'))
+      .default({}),
     /** Wei taken per proven deviation; absent: all of the peer's stake. */
     slashWei: z
       .string()
@@ -379,7 +384,10 @@ export const signalingConfigSchema = z
         path: ['stakeContract'],
         message: '--stake-contract needs the chain it lives on: --chain-rpc URL',
       });
-    if (!c.stakeContract && (c.slasherKeyFile || c.minStakeWei !== '0' || Object.keys(c.modelMinStakeWei).length))
+    if (
+      !c.stakeContract &&
+      (c.slasherKeyFile || c.minStakeWei !== '0' || Object.keys(c.modelMinStakeWei).length)
+    )
       ctx.addIssue({
         code: 'custom',
         path: ['stakeContract'],

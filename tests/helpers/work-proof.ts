@@ -18,8 +18,11 @@ import { createSessionKey } from '../../shared/validation/crypto';
 import { createKeyRegistry } from '../../shared/validation/key-registry';
 import { createReferee } from '../../shared/validation/referee';
 import { createValidatedPipeline } from '../../shared/validation/validated-pipeline';
+import type { EvidenceRecord } from '../../shared/validation/evidence';
 import { createWorkProofBuilder } from '../../shared/validation/work-proof';
+import { mulberry32Float } from '../../shared/util/prng';
 import { GREEDY, buildMemoryRing, connectRequester, stopMemoryRing } from '../../tools/bench/memory-ring';
+import { noise } from '../../tools/bench/validation-tampers';
 import { stories260KRunner, stories260KTokenizer } from './engine';
 
 /** Unit boundaries of an `n`-stage split of stories260K (embedding, 5 blocks, head). */
@@ -117,5 +120,77 @@ export async function provenWork(o: {
   } finally {
     for (const stages of rings) await stopMemoryRing(stages);
     await Promise.all(referees.map((r) => r.dispose()));
+  }
+}
+
+/** What {@link tamperedEvidence} returns. */
+export interface TamperedRing {
+  /** The ring's stages' public keys (base64, as `validation-key` carries them), in stage order. */
+  keys: string[];
+  /** The evidence the requester's validated pipeline located (send as `validation-evidence`). */
+  evidence: EvidenceRecord[];
+}
+
+/**
+ * One `stages`-stage ring of stories260K (real ORT runners, in-memory links, a P-256 session key per
+ * stage) whose stage `tamper` uses validation's test-only injection: it commits to its honest output
+ * but sends noise (`honestCommit`), so the requester's validated pipeline locates it by the boundary
+ * check and produces signed evidence of the equivocation. Commitments carry ring/stage/step
+ * coordinates, not peer ids: a test registers the keys for the server peers in those places and
+ * names the server's peer in the evidence.
+ */
+export async function tamperedEvidence(o: {
+  model: string;
+  stages: number;
+  tamper: number;
+  steps: number;
+}): Promise<TamperedRing> {
+  const splits = SPLITS[o.stages];
+  if (!splits || o.stages < 2)
+    throw new Error(`tamperedEvidence: ${o.stages} stages are not supported (2-4).`);
+  const ranges = splitUnits({ numLayers: 5 }, splits).map((r) => [r[0], r[1]] as [number, number]);
+  const hub = createMemoryTransportHub();
+  const seen = createKeyRegistry();
+  const ks = await Promise.all(ranges.map(() => createSessionKey()));
+  const stages = await buildMemoryRing({
+    hub,
+    makeRunner: stories260KRunner,
+    model: { url: 'stories260K.bin' },
+    numLayers: 5,
+    splits,
+    contextLength: 256,
+    prefix: 't',
+    validation: (i) =>
+      i === o.tamper
+        ? { key: ks[i]!, tamper: noise(1e-2, mulberry32Float(1)), honestCommit: true }
+        : { key: ks[i]! },
+  });
+  const evidence: EvidenceRecord[] = [];
+  try {
+    for (let i = 0; i < stages.length; i++) await seen.register(stages[i]!.id, ks[i]!.publicKeyRaw);
+    const link = await connectRequester(hub, stages, 'req');
+    const pipeline = createValidatedPipeline({
+      rings: [
+        {
+          remote: { requesterId: 'req', epoch: 1, first: link.first, head: link.head, sampler: GREEDY },
+          verifier: { peers: stages.map((s) => s.id), ranges, registry: seen, model: o.model },
+        },
+      ],
+      tolerance: DEFAULT_TOLERANCE,
+      onEvidence: (e) => evidence.push(e),
+    });
+    // The only ring is dropped once its deviant is located: the generation then fails, as it should.
+    await generate({
+      pipeline,
+      tokenizer: stories260KTokenizer(),
+      prompt: 'Once upon a time',
+      steps: o.steps,
+      sampler: createSampler({ temperature: 0 }),
+      stopTokens: [],
+    }).catch(() => undefined);
+    await link.transport.close();
+    return { keys: ks.map((k) => toBase64(k.publicKeyRaw)), evidence };
+  } finally {
+    await stopMemoryRing(stages);
   }
 }

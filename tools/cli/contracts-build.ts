@@ -16,4 +16,6 @@ const text = await format(renderStakeArtifact(compiled), {
   filepath: file,
 });
 writeFileSync(file, text);
-console.log(`${STAKE_ARTIFACT}: ${(compiled.bytecode.length - 2) / 2} bytes of bytecode (solc ${compiled.compiler})`);
+console.log(
+  `${STAKE_ARTIFACT}: ${(compiled.bytecode.length - 2) / 2} bytes of bytecode (solc ${compiled.compiler})`,
+);

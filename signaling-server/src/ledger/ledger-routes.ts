@@ -1,7 +1,8 @@
 /**
  * Read-only ledger endpoints: `GET /api/ledger/leaderboard[?limit=N]` → `{leaderboard: [{address,
  * flops, validatedSteps}]}` (top contributors by credit) and `GET /api/ledger/account/<address>` →
- * `{address, flops, validatedSteps, sessions, usage}`. Without a ledger both answer 404 with
+ * `{address, flops, validatedSteps, sessions, usage, penalties, slashes}` (slashes: the on-chain
+ * slashes of proven deviations with their transaction hashes, stake/slasher.ts). Without a ledger both answer 404 with
  * `{enabled: false}`, so the UI can say the ledger is off.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -49,11 +50,12 @@ export function createLedgerRoutes(deps: {
           .then((leaderboard) => ({ enabled: true, leaderboard }));
       } else if (account) {
         const address = account[1]!;
-        answer = Promise.all([ledger.account(address), ledger.usage(address)]).then(([a, usage]) => ({
-          enabled: true,
-          ...a,
-          usage,
-        }));
+        answer = Promise.all([
+          ledger.account(address),
+          ledger.usage(address),
+          ledger.penalties(address),
+          ledger.slashes(address),
+        ]).then(([a, usage, penalties, slashes]) => ({ enabled: true, ...a, usage, penalties, slashes }));
       } else {
         send(res, 404, { error: 'unknown ledger path' });
         return;

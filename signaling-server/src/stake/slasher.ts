@@ -88,7 +88,10 @@ export function createSlasher(deps: SlasherDeps): Slasher {
     try {
       // Idempotent: a slash that landed before (a retry after a lost receipt) is not sent again.
       if (job.attempts > 1 && (await chain.evidenceUsed(job.evidenceHash))) {
-        logger.info({ address: job.address, evidenceHash: job.evidenceHash }, 'stake: slash already on chain');
+        logger.info(
+          { address: job.address, evidenceHash: job.evidenceHash },
+          'stake: slash already on chain',
+        );
         await record({ ...job, state: 'sent' });
         return true;
       }
@@ -102,7 +105,13 @@ export function createSlasher(deps: SlasherDeps): Slasher {
       counters.failures++;
       const message = isRingworkError(e) || e instanceof Error ? e.message : String(e);
       logger.error(
-        { err: e, address: job.address, evidenceHash: job.evidenceHash, attempts: job.attempts, retryInMs: delay },
+        {
+          err: e,
+          address: job.address,
+          evidenceHash: job.evidenceHash,
+          attempts: job.attempts,
+          retryInMs: delay,
+        },
         'stake: slash failed; retrying',
       );
       await record({ ...job, state: 'failed', lastError: message });

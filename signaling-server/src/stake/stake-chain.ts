@@ -58,9 +58,13 @@ export function readSlasherKey(file: string): Hex {
   }
   const key = text.startsWith('0x') ? text : `0x${text}`;
   if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-    throw new RingworkError('INVALID_ARGUMENT', 'The slasher key file must hold one 32-byte hex private key.', {
-      details: { file },
-    });
+    throw new RingworkError(
+      'INVALID_ARGUMENT',
+      'The slasher key file must hold one 32-byte hex private key.',
+      {
+        details: { file },
+      },
+    );
   return key as Hex;
 }
 
@@ -95,7 +99,11 @@ export function createStakeChain(o: StakeChainOptions): StakeChain {
       try {
         const code = await client.getCode({ address: contract });
         if (!code || code === '0x') throw new Error(`no contract code at ${contract}`);
-        const slasher = await client.readContract({ address: contract, abi: RINGWORK_STAKE_ABI, functionName: 'slasher' });
+        const slasher = await client.readContract({
+          address: contract,
+          abi: RINGWORK_STAKE_ABI,
+          functionName: 'slasher',
+        });
         return { chainId: (await chainOf()).id, slasher };
       } catch (e) {
         throw unavailable(`The stake contract ${contract} cannot be read on the chain.`, e, { contract });
@@ -127,7 +135,11 @@ export function createStakeChain(o: StakeChainOptions): StakeChain {
     },
     async slash(peer, amount, evidenceHash) {
       if (!account)
-        throw new RingworkError('STAKE_CHAIN_UNAVAILABLE', 'No slasher key is configured (--slasher-key).', {});
+        throw new RingworkError(
+          'STAKE_CHAIN_UNAVAILABLE',
+          'No slasher key is configured (--slasher-key).',
+          {},
+        );
       let hash: Hex;
       try {
         const wallet = createWalletClient({ account, chain: await chainOf(), transport });

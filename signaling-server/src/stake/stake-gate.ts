@@ -112,11 +112,14 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
   const refusalFor = (peer: string, need: bigint): string | null => {
     if (need === 0n) return null;
     const address = deps.addressOf(peer);
-    if (!address) return `anonymous peers may not join rings that need stake (minimum ${formatWei(need)}): sign in and stake`;
+    if (!address)
+      return `anonymous peers may not join rings that need stake (minimum ${formatWei(need)}): sign in and stake`;
     const c = cache.get(address.toLowerCase());
-    if (c && c.wei !== undefined && clock.now() - c.readAt > cacheMs && !c.reading) void read(address).then(() => verdict(peer));
+    if (c && c.wei !== undefined && clock.now() - c.readAt > cacheMs && !c.reading)
+      void read(address).then(() => verdict(peer));
     if (!c || c.wei === undefined) return `stake of ${address} not read yet (minimum ${formatWei(need)})`;
-    if (c.wei < need) return `stake ${formatWei(c.wei)} below the minimum ${formatWei(need)} for ring membership`;
+    if (c.wei < need)
+      return `stake ${formatWei(c.wei)} below the minimum ${formatWei(need)} for ring membership`;
     return null;
   };
 

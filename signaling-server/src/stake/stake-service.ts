@@ -37,7 +37,10 @@ export interface StakeServiceDeps {
 }
 
 /** Opens stake when the configuration names a contract; null otherwise. */
-export async function openStake(config: SignalingConfig, deps: StakeServiceDeps): Promise<StakeService | null> {
+export async function openStake(
+  config: SignalingConfig,
+  deps: StakeServiceDeps,
+): Promise<StakeService | null> {
   if (!config.stakeContract || !config.chainRpc) return null;
   const slasherKey = config.slasherKeyFile ? readSlasherKey(config.slasherKeyFile) : undefined;
   const chain = createStakeChain({ rpc: config.chainRpc, contract: config.stakeContract, slasherKey });

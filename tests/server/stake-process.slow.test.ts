@@ -104,6 +104,7 @@ describe('stake on chain in the real server process', () => {
             args: [a],
           });
         expect(await stakeOf(stakers[0]!.address)).toBe(parseEther('2'));
+        mark('staked');
         const keyFile = join(dir, 'slasher.key');
         writeFileSync(keyFile, `${slasherKey}\n`);
 

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { format, resolveConfig } from 'prettier';
 import solc from 'solc';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -64,4 +65,13 @@ export const RINGWORK_STAKE_ABI = ${JSON.stringify(c.abi, null, 2)} as const;
 export const RINGWORK_STAKE_BYTECODE =
   '${c.bytecode}' as const;
 `;
+}
+
+/** Absolute path of the generated module. */
+export const stakeArtifactPath = (): string => resolve(ROOT, STAKE_ARTIFACT);
+
+/** The generated module's text, formatted as the repository formats TypeScript (prettier). */
+export async function formattedStakeArtifact(c: CompiledStake): Promise<string> {
+  const file = stakeArtifactPath();
+  return format(renderStakeArtifact(c), { ...(await resolveConfig(file)), filepath: file });
 }

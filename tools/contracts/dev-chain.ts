@@ -109,7 +109,11 @@ export async function startDevChain(o: { host?: string; port?: number } = {}): P
     server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
   });
   const { port, address } = server.address() as AddressInfo;
-  const transport = custom({ request: ({ method, params }) => request(method as string, params) });
+  // No retries: a revert is an answer, and tests wait on it.
+  const transport = custom(
+    { request: ({ method, params }) => request(method as string, params) },
+    { retryCount: 0 },
+  );
   const chain: Chain = {
     id: DEV_CHAIN_ID,
     name: 'Ringwork dev chain',

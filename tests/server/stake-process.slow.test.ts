@@ -81,10 +81,7 @@ describe('stake on chain in the real server process', () => {
       const dir = mkdtempSync(join(tmpdir(), 'ringwork-stake-'));
       dirs.push(dir);
       const model = (await loadCatalog([]))[0]!;
-      const t0 = Date.now();
-      const mark = (what: string) => console.log(`${what}: ${Date.now() - t0} ms`);
-      const chain: DevChain = await startDevChain();
-      mark('chain');
+            const chain: DevChain = await startDevChain();
       const clients: TestClient[] = [];
       let server: Awaited<ReturnType<typeof startProcess>> | undefined;
       try {
@@ -104,7 +101,6 @@ describe('stake on chain in the real server process', () => {
             args: [a],
           });
         expect(await stakeOf(stakers[0]!.address)).toBe(parseEther('2'));
-        mark('staked');
         const keyFile = join(dir, 'slasher.key');
         writeFileSync(keyFile, `${slasherKey}\n`);
 
@@ -122,7 +118,6 @@ describe('stake on chain in the real server process', () => {
           '--min-stake',
           parseEther('1').toString(),
         ]);
-        mark('server');
         const host = server.host;
         const contributor = async (account: PrivateKeyAccount | null) => {
           const c = await connect(server!.port);
@@ -164,14 +159,12 @@ describe('stake on chain in the real server process', () => {
         expect(refused.reason).toMatch(/stake/);
 
         // Stage 0 of a real ring of the same shape tampers; the requester's pipeline locates it.
-        mark('ring');
         const tampered = await tamperedEvidence({
           model: model.descriptor.id,
           stages: ring.stages.length,
           tamper: 0,
           steps: 4,
         });
-        mark('tampered');
         expect(tampered.evidence.length).toBeGreaterThan(0);
         ring.stages.forEach((s, i) =>
           byPeer.get(s.peer)!.c.send({ type: 'validation-key', v: 1, key: tampered.keys[i]! }),
@@ -207,7 +200,6 @@ describe('stake on chain in the real server process', () => {
           },
           { timeout: scaled(20_000), interval: 100 },
         );
-        mark('slashed');
         expect(events[0]!.args).toEqual({
           peer: deviant.address,
           amount: parseEther('2'),

@@ -335,6 +335,7 @@ export function createSignalingServer(
       let ledgerRef: Ledger | null = null;
       stake = await openStake(config, {
         addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
+        isLive: (peer) => registry.get(peer) !== undefined,
         clock,
         logger: log,
         recordSlash: (row) => ledgerRef?.recordSlash(row) ?? Promise.resolve(),

@@ -46,7 +46,7 @@ async function setup(o: { fundSlasher: boolean; delay?: bigint }) {
   const read = <F extends 'stakeOf' | 'accounts' | 'evidenceUsed'>(
     functionName: F,
     args: readonly unknown[],
-  ) => chain.client.readContract({ address: contract, abi: RINGWORK_STAKE_ABI, functionName, args } as never);
+  ) => chain.client.readContract({ address: contract, abi: RINGWORK_STAKE_ABI, functionName, args });
   return { deployer, slasher, slasherKey, peer, contract, read };
 }
 

@@ -81,7 +81,7 @@ describe('stake on chain in the real server process', () => {
       const dir = mkdtempSync(join(tmpdir(), 'ringwork-stake-'));
       dirs.push(dir);
       const model = (await loadCatalog([]))[0]!;
-            const chain: DevChain = await startDevChain();
+      const chain: DevChain = await startDevChain();
       const clients: TestClient[] = [];
       let server: Awaited<ReturnType<typeof startProcess>> | undefined;
       try {

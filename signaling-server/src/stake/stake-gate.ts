@@ -42,6 +42,11 @@ export interface StakeGate {
   /** The cached stake of an address (reads it when stale). */
   stakeOf(address: string): Promise<bigint | undefined>;
   standing(peer: string): StakeStanding;
+  /**
+   * Reads the stake of every peer the gate has judged again (a refused peer may have staked, an
+   * admitted one may have requested withdrawal) and reports changes; peers no longer live are forgotten.
+   */
+  refreshAll(): Promise<void>;
   /** Drops the cached stake of an address (it was just slashed): the next check reads the chain. */
   invalidate(address: string): void;
   /** A peer left: its cache entry may go. */
@@ -53,6 +58,8 @@ export interface StakeGateDeps {
   readonly policy: StakePolicy;
   readonly readStake: (address: string) => Promise<bigint>;
   readonly addressOf: (peer: string) => string | undefined;
+  /** True while the peer's session exists (absent: always). */
+  readonly isLive?: (peer: string) => boolean;
   readonly clock: Clock;
   readonly logger: Pick<Logger, 'warn' | 'error' | 'info'>;
   readonly cacheMs?: number;
@@ -166,6 +173,19 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
       const address = deps.addressOf(peer);
       const c = address ? cache.get(address.toLowerCase()) : undefined;
       return { address, stakeWei: c?.wei, readAt: c?.readAt };
+    },
+    async refreshAll() {
+      const peers = [...verdicts.keys()];
+      const addresses = new Set<string>();
+      for (const p of peers) {
+        if (deps.isLive && !deps.isLive(p)) verdicts.delete(p);
+        else {
+          const a = deps.addressOf(p);
+          if (a) addresses.add(a.toLowerCase());
+        }
+      }
+      await Promise.all([...addresses].map((a) => read(a)));
+      for (const p of verdicts.keys()) verdict(p);
     },
     invalidate(address) {
       cache.delete(address.toLowerCase());

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { RingworkError } from '../../../shared/errors.js';
-import type { Clock } from '../clock.js';
+import { unrefTimer, type Clock } from '../clock.js';
 import type { SignalingConfig } from '../config.js';
 import type { SlashRow } from '../ledger/ledger.js';
 import { createSlasher, type Slasher } from './slasher.js';
@@ -28,6 +28,8 @@ export interface StakeService {
 /** What the service needs from the server. */
 export interface StakeServiceDeps {
   readonly addressOf: (peer: string) => string | undefined;
+  /** True while the peer's session exists. */
+  readonly isLive: (peer: string) => boolean;
   readonly clock: Clock;
   readonly logger: Logger;
   /** Where slashes are recorded (the ledger), when there is one. */
@@ -61,6 +63,7 @@ export async function openStake(
     policy,
     readStake: (a) => chain.stakeOf(a),
     addressOf: deps.addressOf,
+    isLive: deps.isLive,
     clock: deps.clock,
     logger: log,
     cacheMs: config.stakeCacheMs,
@@ -76,6 +79,11 @@ export async function openStake(
         onSlashed: (address) => gate.invalidate(address),
       })
     : undefined;
+  // Stakes change without telling us (a refused peer stakes, an admitted one withdraws): re-read
+  // the judged peers' stakes every cache period.
+  const sweep = unrefTimer(
+    deps.clock.setInterval(() => void gate.refreshAll(), Math.max(1000, config.stakeCacheMs)),
+  );
   if (!slasherPart) log.warn('stake: no --slasher-key; proven deviants are recorded but not slashed');
   log.info(
     { contract: chain.contract, chainId, slasher, minStakeWei: config.minStakeWei },
@@ -95,6 +103,9 @@ export async function openStake(
         models: Object.fromEntries([...policy.modelWei].map(([m, w]) => [m, w.toString()])),
       },
     }),
-    stop: () => slasherPart?.stop(),
+    stop: () => {
+      deps.clock.clearInterval(sweep);
+      slasherPart?.stop();
+    },
   };
 }

@@ -1,6 +1,6 @@
 /** The Contribute page's stake line says what the server will do with the address's stake. */
 import { describe, expect, it } from 'vitest';
-import { stakeText } from '../../web/src/app/pages/ledger-cards';
+import { stakeText } from '../../web/src/app/stake-text';
 
 const base = {
   enabled: true,

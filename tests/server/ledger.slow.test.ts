@@ -91,6 +91,7 @@ describe('ledger on PGlite', () => {
           'requester_usage',
           'schema_migrations',
           'sessions_served',
+          'slashes',
           'validated_work',
         ]);
         expect(await migrate(db)).toEqual([]);

@@ -251,6 +251,13 @@ export const ERROR_CODES = [
   'VALIDATION_NOT_ENOUGH_PEERS',
   /** A validated-work proof does not hold: rings that disagree, unknown rings, broken boundaries. Nobody is credited. */
   'VALIDATION_UNPROVEN_WORK',
+  // ---- speculative decoding
+  /**
+   * Speculative decoding (`--draft`) was asked for with a setting it does not support: sampling
+   * (temperature > 0; only greedy drafting keeps the output identical), a validated ring, or a
+   * pipeline that cannot verify several positions in one pass.
+   */
+  'SPECULATIVE_UNSUPPORTED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

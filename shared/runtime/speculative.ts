@@ -26,6 +26,11 @@ export interface DraftOptions {
   pipeline: Pipeline;
   /** Most tokens drafted per lap (≥ 1). */
   k: number;
+  /**
+   * Adapt the draft length to the acceptance: +2 after a lap that accepted every draft, −1 after
+   * one that rejected some (within 1..k), so a draft that is often wrong costs fewer draft steps.
+   */
+  adaptive?: boolean;
 }
 
 /** What speculative decoding did, next to the usual result. */
@@ -146,12 +151,13 @@ export async function generateSpeculative(
     for (let p = 1; p < n; p++) emit(prompt[p - 1]!, prompt[p]!, p);
     // The draft's cache holds positions [0, draftLen) of `tokens` (plus drafted ones past it).
     let draftLen = n;
+    let kNow = o.draft.adaptive ? Math.ceil(kMax / 2) : kMax;
     let going = take(picksOf(first, 1, vocab)[0]!);
     while (going) {
       throwIfAborted(o.signal, 'Generation');
       const t1 = now();
       // A verify pass feeds positions pos..pos+k, and no position may reach `steps`.
-      const k = Math.min(kMax, steps - 1 - pos);
+      const k = Math.min(kNow, steps - 1 - pos);
       const drafts: number[] = [];
       if (k > 0) {
         const d0 = now();
@@ -181,6 +187,8 @@ export async function generateSpeculative(
       stats.laps++;
       stats.drafted += drafts.length;
       stats.accepted += j;
+      if (o.draft.adaptive && drafts.length > 0)
+        kNow = j === drafts.length ? Math.min(kMax, kNow + 2) : Math.max(1, kNow - 1);
       const before = pos;
       for (let i = 0; i < j && going; i++) going = take(drafts[i]!);
       if (going) going = take(picks[j]!);

@@ -40,7 +40,7 @@ async function pipeline(
   return createPipeline(stages);
 }
 
-const run = (target: Pipeline, draft: Pipeline, k: number, temperature = 0) =>
+const run = (target: Pipeline, draft: Pipeline, k: number, temperature = 0, adaptive = false) =>
   generate({
     pipeline: target,
     tokenizer,
@@ -48,7 +48,7 @@ const run = (target: Pipeline, draft: Pipeline, k: number, temperature = 0) =>
     steps: 64,
     sampler: createSampler({ temperature, seed: 1 }),
     stopTokens: [],
-    draft: { pipeline: draft, k },
+    draft: { pipeline: draft, k, adaptive },
   });
 
 describe('speculative decoding (stories260K golden, greedy, 64 steps)', () => {
@@ -77,8 +77,14 @@ describe('speculative decoding (stories260K golden, greedy, 64 steps)', () => {
     expect(s.laps + s.accepted).toBe(r.timings.decodeTokens);
   });
 
-  it('k = 1 and k = 7 give the same text; an exact (f32) draft is accepted everywhere', async () => {
+  it('k = 1, k = 7 and adaptive k give the same text; an exact (f32) draft is accepted everywhere', async () => {
     for (const k of [1, 7]) expect((await run(whole, q4, k)).text).toBe(golden.text);
+    const adaptive = await run(whole, q4, 6, 0, true);
+    expect(adaptive.text).toBe(golden.text);
+    // k moved: fewer drafts than 6 per lap on average, and more than one.
+    const perLap = adaptive.speculative!.drafted / adaptive.speculative!.laps;
+    expect(perLap).toBeGreaterThan(1);
+    expect(perLap).toBeLessThan(6);
     const r = await run(whole, exact, 4);
     expect(r.text).toBe(golden.text);
     const s = r.speculative!;

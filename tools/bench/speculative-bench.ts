@@ -6,7 +6,7 @@
  *
  * 1. greedy decoding without a draft (one lap per token), then with a q4 draft of the same model in
  *    the requester (quantised at load) for each k: decode tok/s side by side, acceptance rate,
- *    tokens per lap, and whether the text is the same;
+ *    tokens per lap, and whether the text is the same (and adaptive k up to the largest one);
  * 2. on a synthetic model (random weights with stories15M's shapes, where logits are nearly flat),
  *    locally: how many generated tokens agree with step-by-step decoding and the smallest top-2
  *    logit gap step-by-step decoding saw — a k+1-row verify pass sums in another float order than
@@ -45,8 +45,9 @@ export interface SpeculativeBenchOptions {
 
 /** One measured configuration. */
 export interface SpeculativeRun {
-  /** 0 = no draft. */
+  /** 0 = no draft; with `adaptive`, the largest k. */
   k: number;
+  adaptive: boolean;
   decodeTokPerS: number;
   /** Decode wall time per generated token, ms. */
   msPerToken: number;
@@ -109,7 +110,7 @@ export async function runSpeculativeBench(o: SpeculativeBenchOptions): Promise<S
   const runs: SpeculativeRun[] = [];
   try {
     let n = 0;
-    const ask = async (k: number): Promise<GenerateResult> => {
+    const ask = async (k: number, adaptive: boolean): Promise<GenerateResult> => {
       const requester = `req${++n}`;
       const { transport, first, head } = await connectRequester(hub, stages, requester);
       try {
@@ -120,20 +121,24 @@ export async function runSpeculativeBench(o: SpeculativeBenchOptions): Promise<S
           steps: o.steps,
           sampler: createSampler({ temperature: 0 }),
           stopTokens: [],
-          ...(k > 0 ? { draft: { pipeline: draft.pipeline, k } } : {}),
+          ...(k > 0 ? { draft: { pipeline: draft.pipeline, k, adaptive } } : {}),
         });
       } finally {
         await transport.close();
       }
     };
     let base: GenerateResult | undefined;
-    for (const k of [0, ...o.ks]) {
-      const r = await ask(k);
+    const plan = [0, ...o.ks].map((k) => ({ k, adaptive: false }));
+    // Adaptive drafting up to the largest k.
+    plan.push({ k: Math.max(...o.ks), adaptive: true });
+    for (const { k, adaptive } of plan) {
+      const r = await ask(k, adaptive);
       base ??= r;
       const t = r.timings;
       const s = r.speculative;
       const run: SpeculativeRun = {
         k,
+        adaptive,
         decodeTokPerS: round(t.decodeTokPerS),
         msPerToken: round(t.decodeMs / Math.max(1, t.decodeTokens)),
         laps: s?.laps ?? t.decodeTokens,
@@ -145,7 +150,7 @@ export async function runSpeculativeBench(o: SpeculativeBenchOptions): Promise<S
       };
       runs.push(run);
       o.log(
-        `k=${k}: ${run.decodeTokPerS} tok/s, ${run.laps} laps, ${run.tokensPerLap} tokens/lap, ` +
+        `k=${adaptive ? '≤' : ''}${k}: ${run.decodeTokPerS} tok/s, ${run.laps} laps, ${run.tokensPerLap} tokens/lap, ` +
           `acceptance ${run.acceptanceRate}, same text ${run.sameText}`,
       );
     }
@@ -237,7 +242,7 @@ export function formatSpeculativeReport(r: SpeculativeBenchResult): string {
     `  k  tok/s  ×base  laps  tok/lap  accept  draft ms/tok  same text`,
     ...r.runs.map(
       (x) =>
-        `${String(x.k).padStart(3)}  ${x.decodeTokPerS.toFixed(1).padStart(5)}  ${x.speedup.toFixed(2).padStart(5)}  ` +
+        `${`${x.adaptive ? '≤' : ''}${x.k}`.padStart(3)}  ${x.decodeTokPerS.toFixed(1).padStart(5)}  ${x.speedup.toFixed(2).padStart(5)}  ` +
         `${String(x.laps).padStart(4)}  ${x.tokensPerLap.toFixed(2).padStart(7)}  ${x.acceptanceRate.toFixed(3).padStart(6)}  ` +
         `${x.draftMsPerToken.toFixed(1).padStart(12)}  ${x.sameText}`,
     ),

@@ -1,14 +1,15 @@
 /**
  * `npm run generate -- --model <dir|url|file.bin> [--tokenizer <tok.bin>] --prompt "..." --steps N
  * --temperature 0 [--topp 0.9] [--topk 0] [--seed N] [--split 2,4] [--format f32|q8|q4]
- * [--draft q4 [--draft-k 4]] [--json]`
+ * [--draft q4 [--draft-k 4] [--draft-adaptive]] [--json]`
  *
  * Prints exactly what llama2.c's `run` prints for the same settings (steps = total positions,
  * BOS and prompt included). `--split` chains separate shard runners at those unit boundaries
  * (0 = embedding, 1..L = blocks, L+1 = head); `--json` prints tokens, ranges and timings instead.
  * `--draft q4` decodes speculatively (greedy only, `--temperature 0`): a 4-bit copy of the same
  * model, quantised at load, drafts up to `--draft-k` tokens that the split target verifies in one
- * pass; the text is the same as without it, and `--json` adds `accepted`, `laps`, `tokensPerLap`.
+ * pass (`--draft-adaptive`: k moves within 1..k with the acceptance); the text is the same as
+ * without it, and `--json` adds `accepted`, `laps`, `tokensPerLap`.
  */
 import { parseArgs } from 'node:util';
 import { RingworkError } from '../../shared/errors.js';
@@ -38,6 +39,7 @@ runCli(async () => {
       json: { type: 'boolean', default: false },
       draft: { type: 'string' },
       'draft-k': { type: 'string', default: '4' },
+      'draft-adaptive': { type: 'boolean', default: false },
     },
   });
   if (values.draft !== undefined && !WEIGHT_FORMATS.includes(values.draft as WeightFormat))
@@ -104,7 +106,9 @@ runCli(async () => {
       // llama2.c checkpoints end a story with BOS only; chat models stop on their EOS tokens.
       stopTokens: isLlama2cLocation(values.model) ? [] : undefined,
       onToken: values.json ? undefined : (e) => process.stdout.write(e.piece),
-      ...(draft ? { draft: { pipeline: draft.pipeline, k: draftK } } : {}),
+      ...(draft
+        ? { draft: { pipeline: draft.pipeline, k: draftK, adaptive: values['draft-adaptive'] } }
+        : {}),
     });
     const spec = result.speculative;
     if (values.json) {

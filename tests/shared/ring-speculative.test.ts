@@ -19,7 +19,12 @@ import {
   type MemoryRingOptions,
   type MemoryStage,
 } from '../../tools/bench/memory-ring';
-import type { SamplerSettings } from '../../shared/ring/ring-protocol';
+import {
+  MAX_VERIFY_ROWS,
+  RING_PROTOCOL_VERSION,
+  parseRingControl,
+  type SamplerSettings,
+} from '../../shared/ring/ring-protocol';
 import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
 
@@ -78,6 +83,43 @@ async function ask(stages: MemoryStage[], requester: string, sampler: SamplerSet
   }
 }
 
+describe('verify / picks messages', () => {
+  it('parse when well-formed and are refused (PROTOCOL_BAD_FRAME) otherwise', () => {
+    const verify = { type: 'verify', v: RING_PROTOCOL_VERSION, session: 's', step: 3, position: 9, rows: 5 };
+    const picks = {
+      type: 'picks',
+      v: RING_PROTOCOL_VERSION,
+      session: 's',
+      step: 3,
+      position: 9,
+      tokens: [4, 5],
+      stageMs: [1],
+    };
+    expect(parseRingControl(verify)).toEqual(verify);
+    expect(parseRingControl(picks)).toEqual(picks);
+    const bad: unknown[] = [
+      { ...verify, rows: 0 },
+      { ...verify, rows: MAX_VERIFY_ROWS + 1 },
+      { ...verify, position: -1 },
+      { ...verify, extra: true },
+      { ...verify, v: RING_PROTOCOL_VERSION + 1 },
+      { ...picks, tokens: [] },
+      { ...picks, tokens: [-1] },
+      { ...picks, tokens: Array.from({ length: MAX_VERIFY_ROWS + 1 }, () => 4) },
+    ];
+    for (const m of bad) {
+      const e = (() => {
+        try {
+          parseRingControl(m);
+        } catch (x) {
+          return x as RingworkError;
+        }
+      })();
+      expect(e?.code, JSON.stringify(m)).toBe('PROTOCOL_BAD_FRAME');
+    }
+  });
+});
+
 describe('speculative decoding through a 3-stage ring (stories260K)', () => {
   it('golden text with a q4 draft, verify steps chunked into hidden-part frames', async () => {
     // Chunks of 3 positions: a 5-position verify step crosses each hop as two frames.
@@ -94,7 +136,7 @@ describe('speculative decoding through a 3-stage ring (stories260K)', () => {
     await vi.waitFor(() => expect(stages.map((x) => x.stage.stats.openSessions)).toEqual([0, 0, 0]));
   });
 
-  it('a head that answers one row, or sampling: SPECULATIVE_UNSUPPORTED; the ring still serves plain requests', async () => {
+  it('a head that answers one row, sampling or validation: SPECULATIVE_UNSUPPORTED; the ring still serves plain requests', async () => {
     const codeOf = (p: Promise<unknown>) =>
       p.then(
         () => 'resolved',
@@ -104,6 +146,25 @@ describe('speculative decoding through a 3-stage ring (stories260K)', () => {
     expect(await codeOf(ask(last, 'req-b'))).toBe('SPECULATIVE_UNSUPPORTED');
     const rows = rings[0]!;
     expect(await codeOf(ask(rows, 'req-c', { ...GREEDY, temperature: 0.8 }))).toBe('SPECULATIVE_UNSUPPORTED');
+    // A validated session is not verified speculatively (the requester refuses before sending).
+    const v = await connectRequester(hub, rows, 'req-v');
+    const validated = generate({
+      pipeline: createRemotePipeline({
+        requesterId: 'req-v',
+        epoch: 1,
+        first: v.first,
+        head: v.head,
+        sampler: GREEDY,
+        validation: { ring: 0, verify: async () => undefined },
+      }),
+      tokenizer,
+      prompt: 'Once upon a time',
+      steps: 64,
+      stopTokens: [],
+      draft: { pipeline: draft, k: 4 },
+    });
+    expect(await codeOf(validated)).toBe('SPECULATIVE_UNSUPPORTED');
+    await v.transport.close();
     // The ring still serves a plain greedy request afterwards.
     const { transport, first, head } = await connectRequester(hub, rows, 'req-d');
     const plain = await generate({

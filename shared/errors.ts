@@ -256,6 +256,13 @@ export const ERROR_CODES = [
   'STAKE_INSUFFICIENT',
   /** The stake chain or contract cannot be read or written (RPC unreachable, no contract at the address, slash reverted). */
   'STAKE_CHAIN_UNAVAILABLE',
+  // ---- speculative decoding
+  /**
+   * Speculative decoding (`--draft`) was asked for with a setting it does not support: sampling
+   * (temperature > 0; only greedy drafting keeps the output identical), a validated ring, or a
+   * pipeline that cannot verify several positions in one pass.
+   */
+  'SPECULATIVE_UNSUPPORTED',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -162,7 +162,8 @@ export function createContributor(o: ContributorOptions): Contributor {
         range: a.range,
         weightFormat: a.model.weightFormat,
         contextLength: a.model.contextLength,
-        logits: 'last',
+        // One logits row per decode step, as `last`; and as many as a speculative `verify` step asks.
+        logits: 'rows',
         backend: 'auto',
       };
       const onProgress = (p: LoadProgress) => {

@@ -18,8 +18,12 @@ export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'q8', 'q4'];
 export interface CompileOptions {
   range: UnitRange;
   weightFormat: WeightFormat;
-  /** `last`: logits of the final position only (generation); `all`: every position (tests, scoring). */
-  logits: 'last' | 'all';
+  /**
+   * `last`: logits of the final position only (generation); `all`: every position (tests, scoring);
+   * `rows`: the last `logits_rows` positions (an int64 [1] input: 1 to decode, k+1 to verify k
+   * drafted tokens in one pass).
+   */
+  logits: 'last' | 'all' | 'rows';
   /** Positions to build RoPE tables for: the longest context this shard will serve. */
   contextLength: number;
   /** Quantisation block size (default 32). */
@@ -44,6 +48,8 @@ export interface ShardIo {
   /** `position_ids` (int64 [1, S]) when the shard has blocks. */
   positions?: string;
   kv: KvIo[];
+  /** `logits_rows` (int64 [1]): how many final positions get logits (heads compiled with `rows`). */
+  logitsRows?: string;
   /** `logits` (float32 [1, S or 1, V]) when the shard ends with the head, else `hidden_out`. */
   output: string;
   outputKind: 'logits' | 'hidden';
@@ -314,13 +320,25 @@ export async function compileShard(
         g.constInt64([Number.MAX_SAFE_INTEGER]),
         g.constInt64([1]),
       ]);
+    } else if (options.logits === 'rows') {
+      // Slice the last `logits_rows` positions before the (vocab-wide) projection: a verify pass
+      // pays the head for the rows it checks, never for a whole prefill chunk.
+      g.input('logits_rows', 'int64', [1]);
+      io.logitsRows = 'logits_rows';
+      h = g.node('Slice', [
+        h,
+        g.node('Neg', ['logits_rows']),
+        g.constInt64([Number.MAX_SAFE_INTEGER]),
+        g.constInt64([1]),
+      ]);
     }
     const headName = c.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     // A tied head is stored again in transposed (or quantised) form: a peer that runs only the
     // head needs the matrix anyway, and MatMul wants [D, V].
     const logits = await linear1(h, headName, c.vocabSize, D);
     g.node('Identity', [logits], { outputs: ['logits'] });
-    g.output('logits', 'float32', [1, options.logits === 'last' ? 1 : 'seq', c.vocabSize]);
+    const rows = options.logits === 'last' ? 1 : options.logits === 'rows' ? 'rows' : 'seq';
+    g.output('logits', 'float32', [1, rows, c.vocabSize]);
   } else {
     g.node('Identity', [x], { outputs: ['hidden_out'] });
     g.output('hidden_out', 'float32', [1, 'seq', D]);

@@ -53,10 +53,13 @@ export interface RemoteValidation {
   verify(e: RingStepCommits): Promise<void>;
 }
 
+/** A head's answer to a step: one sampled token, or greedy picks for a verify step. */
+type Answer = RingControlOf<'token'> | RingControlOf<'picks'>;
+
 type Waiter = {
   step: number;
   commits: RingControlOf<'commit'>[];
-  resolve: (m: RingControlOf<'token'>) => void;
+  resolve: (m: Answer) => void;
   reject: (e: unknown) => void;
 };
 
@@ -136,7 +139,7 @@ export async function openRemoteSession(
       // Commitments are the head's to relay (each is signed by its stage; nobody can rewrite one).
       if (fromHead && waiter && m.step === waiter.step && waiter.commits.length <= MAX_RING_COMMIT_STAGE)
         waiter.commits.push(m);
-    } else if (m.type === 'token') {
+    } else if (m.type === 'token' || m.type === 'picks') {
       if (!fromHead) return;
       // Matched by session and step: a late token of an earlier (timed-out) step must not
       // answer the step now waiting.
@@ -191,7 +194,18 @@ export async function openRemoteSession(
       const positions = tokens.length + replayed;
       replayed = 0;
       const timeoutMs = o.stepDeadlineMs?.(positions) ?? o.stepTimeoutMs ?? 60_000;
-      const reply = new Promise<RingControlOf<'token'>>((resolve, reject) => {
+      // A rewinding or several-row step is a verify pass of speculative decoding (greedy only).
+      const verify = opts.rewind === true || (opts.logitsRows ?? 1) > 1;
+      if (verify) {
+        const unsupported = (why: string) =>
+          new RingworkError('SPECULATIVE_UNSUPPORTED', why, { details: { session } });
+        if (o.sampler.temperature !== 0)
+          throw unsupported('Speculative decoding is greedy only (temperature 0).');
+        if (o.validation) throw unsupported('Validated rings do not verify drafted tokens.');
+        if ((opts.logitsRows ?? tokens.length) !== tokens.length)
+          throw unsupported('A ring verifies every position of a verify step (logitsRows = tokens).');
+      }
+      const reply = new Promise<Answer>((resolve, reject) => {
         const timer = setTimeout(
           () =>
             fail(
@@ -220,6 +234,16 @@ export async function openRemoteSession(
           },
         };
       });
+      if (verify) {
+        o.first.sendControl({
+          type: 'verify',
+          v: RING_PROTOCOL_VERSION,
+          session,
+          step: thisStep,
+          position,
+          rows: tokens.length,
+        });
+      }
       await o.first.sendTensor({
         session,
         step: step++,
@@ -231,6 +255,18 @@ export async function openRemoteSession(
         trace: [],
       });
       const m = await reply;
+      if ((m.type === 'picks') !== verify) {
+        throw new RingworkError(
+          'PROTOCOL_BAD_FRAME',
+          `The ring's head answered a ${verify ? 'verify' : 'decode'} step with \`${m.type}\`.`,
+          { details: { session, step: thisStep } },
+        );
+      }
+      if (m.type === 'picks') {
+        const totalMs = now() - t0;
+        perfSample('requester.verifyLapMs', totalMs);
+        return { picks: m.tokens, timing: { stageMs: m.stageMs, totalMs } };
+      }
       if (m.draws !== undefined) draws = m.draws;
       if (o.validation && nonce) {
         const commits = stepCommits;

@@ -7,6 +7,8 @@
  * requester --open--> stage 0 --open--> ... --open--> head   (every stage opens a KV session)
  * requester --tokens tensor--> stage 0 --hidden--> ... --> head --token--> requester
  * requester --end--> stage 0 --end--> ... --> head            (every stage frees its KV cache)
+ * Speculative decoding: requester --verify, tokens[k+1]--> ... --> head --picks[k+1]--> requester
+ * (every stage drops the rejected positions of the previous verify before computing this one).
  * The head samples with the requester's settings, so only a token id travels back.
  */
 import { z } from 'zod';
@@ -47,6 +49,9 @@ export const samplerSettingsSchema = z
   })
   .strict();
 export type SamplerSettings = z.infer<typeof samplerSettingsSchema>;
+
+/** Most positions one `verify` step checks (64 drafted tokens + the last accepted one). */
+export const MAX_VERIFY_ROWS = 65;
 
 /** Highest stage index a `commit` may name (a ring longer than this is not validated). */
 export const MAX_RING_COMMIT_STAGE = 255;
@@ -135,6 +140,37 @@ export const ringControlSchema = z.discriminatedUnion('type', [
         .min(0)
         .max(2 ** 31)
         .optional(),
+    })
+    .strict(),
+  /**
+   * Speculative decoding: the requester's step `step` (sent right after this, on the same ordered
+   * link) is a verify pass of `rows` positions from `position`. Every stage first drops its cached
+   * positions `>= position` (rejected drafts of the previous pass; no extra lap) and passes this on
+   * ahead of the step's hidden states; the head answers `picks` (its greedy token after each of
+   * the step's positions) instead of sampling one `token`. Greedy sessions only.
+   */
+  z
+    .object({
+      type: z.literal('verify'),
+      v,
+      session,
+      step: z.number().int().nonnegative(),
+      position: z.number().int().nonnegative(),
+      rows: z.number().int().min(1).max(MAX_VERIFY_ROWS),
+    })
+    .strict(),
+  /** The head's answer to a `verify` step: its greedy pick after each of the step's positions. */
+  z
+    .object({
+      type: z.literal('picks'),
+      v,
+      session,
+      step: z.number().int().nonnegative(),
+      /** Position whose logits produced the first pick. */
+      position: z.number().int().nonnegative(),
+      tokens: z.array(z.number().int().nonnegative()).min(1).max(MAX_VERIFY_ROWS),
+      /** ms spent per stage for this step (compute only), in ring order. */
+      stageMs: z.array(z.number().nonnegative()).max(1024),
     })
     .strict(),
   z.object({ type: z.literal('end'), v, session, reason: z.string().max(200) }).strict(),

@@ -28,6 +28,13 @@ export interface StageShard {
   contextLength: number;
   /** KV-cache bytes one position costs on this shard (all its layers, keys and values). */
   kvBytesPerPosition: number;
+  /**
+   * Logits rows per step this shard's head can answer: `rows` heads answer any number (verify
+   * steps of speculative decoding), `last` heads one. Default 1.
+   */
+  verifyRows?: boolean;
+  /** Vocabulary size (a head checks the logits rows it gets back). */
+  vocabSize?: number;
 }
 
 /** Per-counterparty bounds of a stage. */
@@ -62,6 +69,8 @@ export const DEFAULT_STAGE_LIMITS: RingStageLimits = {
 export function stageShardOf(load: Pick<LoadResult, 'io' | 'config'>, contextLength: number): StageShard {
   const { io } = load;
   return {
+    verifyRows: io.outputKind !== 'logits' || io.logitsRows !== undefined,
+    vocabSize: io.vocabSize,
     hiddenSize: io.hiddenSize,
     contextLength: Math.min(contextLength, load.config.maxPositions),
     // float32 keys and values for every layer of the shard.

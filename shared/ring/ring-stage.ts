@@ -20,6 +20,7 @@
  */
 import { RingworkError, toRingworkError } from '../errors.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
+import type { StepInput } from '../runtime/shard-runner.js';
 import type { TensorMessage } from '../transport/tensor-frame.js';
 import type { PeerLink } from '../transport/types.js';
 import {
@@ -55,7 +56,14 @@ interface StageSession {
   replayThrough: number;
   /** Compute ms of the step in progress so far (a chunked step reports its total once). */
   stepMs: number;
+  /** Announced verify steps (speculative decoding), by step. */
+  verify: Map<number, { position: number; rows: number }>;
+  /** The head's greedy picks of the verify step in progress so far (a chunked step adds per chunk). */
+  picks: number[];
 }
+
+/** Verify steps announced ahead of their tensors that one session may have outstanding. */
+const MAX_PENDING_VERIFY = 4;
 
 const defaultTimer = (fn: () => void, ms: number) => {
   const t = setTimeout(fn, ms);
@@ -243,6 +251,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
       sampler: o.isHead ? createSampler(m.sampler) : undefined,
       replayThrough: m.replayThrough ?? 0,
       stepMs: 0,
+      verify: new Map(),
+      picks: [],
     };
     sessions.set(m.session, s);
     if (m.validation) committer?.open(m.session, m.validation);
@@ -324,6 +334,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
     }
     // A `hidden-part` is followed by more of the same step; only a step's last chunk finishes it.
     const finishesStep = t.kind !== 'hidden-part';
+    // A verify step (announced by `verify`): rewind before its first position, picks from the head.
+    const verify = s.verify.get(t.step);
     let done = 0;
     scheduler.enqueue(t.session, async () => {
       if (sessions.get(t.session) !== s) return true; // ended while queued
@@ -336,7 +348,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
       const position = t.position + done;
       try {
         // Copies: a runner may keep the view, and the chunk must not pin the whole step.
-        const input =
+        const input: StepInput =
           t.data instanceof Int32Array
             ? { tokens: n === S ? t.data : t.data.slice(done, done + n), position }
             : {
@@ -346,6 +358,12 @@ export function createRingStage(o: RingStageOptions): RingStage {
                     : (t.data as Float32Array).slice(done * H, (done + n) * H),
                 position,
               };
+        if (verify) {
+          // The step's first position drops what the cache holds past it; its later chunks (and
+          // `hidden-part` frames) follow on. On the head, every position of the step gets a row.
+          if (position === verify.position) input.rewind = true;
+          if (o.isHead) input.logitsRows = n;
+        }
         const r0 = now();
         const out = await o.runner.step(await s.runnerSession, input);
         const r1 = now();
@@ -356,7 +374,39 @@ export function createRingStage(o: RingStageOptions): RingStage {
         stats.computeMs += out.ms;
         s.stepMs += out.ms;
         learn(n, out.ms, contended);
-        if (o.isHead) {
+        if (o.isHead && verify) {
+          const V = o.shard.vocabSize ?? out.data.length / n;
+          if (out.data.length !== n * V) {
+            throw new RingworkError(
+              'SPECULATIVE_UNSUPPORTED',
+              'this head answers one logits row per step (loaded with logits: last), not a verify pass',
+              { details: { rows: n } },
+            );
+          }
+          for (let r = 0; r < n; r++) s.picks.push(argmax(out.data.subarray(r * V, (r + 1) * V)));
+          if (stepDone) {
+            s.verify.delete(t.step);
+            const tokens = s.picks;
+            s.picks = [];
+            if (tokens.length !== verify.rows) {
+              throw new RingworkError(
+                'RUNNER_BAD_INPUT',
+                `the verify step announced ${verify.rows} positions and carried ${tokens.length}`,
+                { details: { rows: verify.rows, got: tokens.length } },
+              );
+            }
+            stats.tokensServed += tokens.length;
+            o.linkTo(s.requester)?.sendControl({
+              type: 'picks',
+              v: RING_PROTOCOL_VERSION,
+              session: t.session,
+              step: t.step,
+              position: verify.position,
+              tokens,
+              stageMs: [...(t.trace ?? []), s.stepMs],
+            });
+          }
+        } else if (o.isHead) {
           // A replayed step only rebuilds KV caches: no token, no random draw, no answer.
           if (stepDone && t.position + S > s.replayThrough) {
             // The head is loaded with `logits: 'last'`: one row of vocab logits per step.
@@ -421,7 +471,10 @@ export function createRingStage(o: RingStageOptions): RingStage {
           perfSample('stage.afterRunnerMs', now() - r1);
           if (stepDone) perfSample('stage.arrivedToSentMs', now() - arrived);
         }
-        if (stepDone) s.stepMs = 0;
+        if (stepDone) {
+          s.stepMs = 0;
+          s.verify.delete(t.step);
+        }
         done += n;
         publish();
         const d = Math.min(1, Math.max(0.05, o.dutyCycle?.() ?? 1));
@@ -434,15 +487,40 @@ export function createRingStage(o: RingStageOptions): RingStage {
     });
   };
 
+  /** A verify step is announced: check it is one this stage can serve, pass it on ahead of the step. */
+  const onVerify = async (m: RingControlOf<'verify'>, s: StageSession) => {
+    const refuse = (why: string) =>
+      fail(m.session, new RingworkError('SPECULATIVE_UNSUPPORTED', why, { details: { stage: o.peerId } }));
+    if (committer?.has(m.session)) return refuse('validated sessions are not verified speculatively');
+    if (o.isHead && s.sampler && s.sampler.greedy === false)
+      return refuse('speculative verification is greedy only (this session samples)');
+    if (o.isHead && m.rows > 1 && o.shard.verifyRows === false)
+      return refuse('this head answers one logits row per step (loaded with logits: last)');
+    if (s.verify.size >= MAX_PENDING_VERIFY) return refuse('too many verify steps announced ahead');
+    s.verify.set(m.step, { position: m.position, rows: m.rows });
+    if (!o.isHead) {
+      try {
+        o.next()?.sendControl(m);
+      } catch (e) {
+        await fail(m.session, e);
+      }
+    }
+  };
+
   const onControl = (m: RingControl, link: PeerLink) => {
     if (m.type === 'open') return onOpen(m, link);
     const s = sessions.get(m.session);
     if (!s) return;
     if (m.type === 'end') {
       if (s.link === link) void end(m.session, m.reason, true);
+    } else if (m.type === 'verify') {
+      if (s.link !== link) return;
+      void onVerify(m, s);
     } else if (m.type === 'commit') {
       // Upstream commitments come only on the session's own link (from the previous stage).
       if (s.link === link && !o.isFirst) committer?.upstream(m.session, m);
+    } else if (m.type === 'picks' || m.type === 'token') {
+      // Answers travel from the head to the requester only; a stage has nothing to do with them.
     } else if (m.type === 'error') {
       // A later stage failed (or refused the open): pass it back towards the requester, drop the session.
       if (o.isHead || link !== o.next()) return;

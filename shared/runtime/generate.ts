@@ -3,6 +3,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import type { ForwardResult, ForwardTiming, Pipeline } from './pipeline.js';
 import type { Sampler } from './sampler.js';
 import { perfSample } from '../util/perf-trace.js';
+import { generateSpeculative, type DraftOptions, type SpeculativeStats } from './speculative.js';
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -30,6 +31,12 @@ export interface GenerateOptions {
   onStep?: (e: { position: number; tokens: number; timing: ForwardTiming }) => void;
   /** Tokens that end generation; default: the tokenizer's EOS ids. llama2.c stops on BOS only: pass []. */
   stopTokens?: number[];
+  /**
+   * Speculative decoding (greedy only; see speculative.ts): a local draft proposes up to `k` tokens
+   * and the pipeline verifies them in one pass. Same text as without it. `prefill: false` and
+   * `onBoundary` / `onLogits` do not apply to drafted generation.
+   */
+  draft?: DraftOptions;
   now?: () => number;
 }
 
@@ -42,6 +49,8 @@ export interface GenerateResult {
   promptTokens: number;
   /** Why generation ended. */
   stop: 'steps' | 'bos' | 'eos';
+  /** With {@link GenerateOptions.draft}: drafted, accepted, laps, tokens per lap. */
+  speculative?: SpeculativeStats;
   timings: {
     prefillMs: number;
     decodeMs: number;
@@ -69,6 +78,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     );
   }
   const steps = Math.max(o.steps, 1);
+  // A prompt that fills the steps leaves nothing to draft: decode it as usual.
+  if (o.draft && prompt.length < steps) return generateSpeculative({ ...o, draft: o.draft }, prompt);
   const session = await o.pipeline.open();
   const tokens = [...prompt];
   let text = '';

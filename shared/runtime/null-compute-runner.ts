@@ -11,7 +11,7 @@
  */
 import { RingworkError } from '../errors.js';
 import type { ShardIo } from '../graph/compile-shard.js';
-import { checkInput } from './ort-shard-runner.js';
+import { checkInput, logitsRowsOf } from './ort-shard-runner.js';
 import type { ShardRunner, StepOutput } from './shard-runner.js';
 
 /** Logit given to the chosen token (the others are 0): a sure pick at any temperature ≤ 1. */
@@ -37,7 +37,7 @@ export function createNullComputeRunner(
 ): ShardRunner {
   let io: ShardIo | undefined;
   let contextLength = 0;
-  let allLogits = false;
+  let logitsMode: 'last' | 'all' | 'rows' = 'last';
   let seq = 0;
   const sessions = new Map<string, { length: number }>();
   const loaded = (): ShardIo => {
@@ -50,7 +50,7 @@ export function createNullComputeRunner(
       const r = await inner.load(request, opts);
       io = r.io;
       contextLength = Math.min(request.contextLength, r.config.maxPositions);
-      allLogits = request.logits === 'all';
+      logitsMode = request.logits;
       return r;
     },
     async openSession() {
@@ -74,11 +74,11 @@ export function createNullComputeRunner(
           details: { position: input.position, tokens: S, contextLength },
         });
       }
-      s.length += S;
+      s.length = input.position + S;
       if (shard.outputKind === 'logits') {
-        // One row per position with `logits: 'all'`, else the last one only.
+        // One row per position with `logits: 'all'`, the asked-for rows with `rows`, else the last one.
         const V = shard.vocabSize;
-        const rows = allLogits ? S : 1;
+        const rows = logitsMode === 'all' ? S : logitsMode === 'rows' ? logitsRowsOf(input, S) : 1;
         const data = new Float32Array(rows * V);
         for (let r = 0; r < rows; r++)
           data[r * V + nullComputeToken(input.position + S - rows + r, V)] = PICK_LOGIT;

@@ -255,10 +255,18 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
             [1, S],
           );
         }
+        if (io.logitsRows) {
+          const rows = logitsRowsOf(input, S);
+          feeds[io.logitsRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]);
+        }
+        // A rewind feeds the cache cut to `position`; the session's own cache is replaced only once
+        // the run succeeds, so a failed or aborted step leaves it as it was.
+        const keep = input.position;
         for (const kv of io.kv) {
           const past = s.kv.get(kv.layer);
-          feeds[kv.pastKey] = past?.key ?? emptyKv();
-          feeds[kv.pastValue] = past?.value ?? emptyKv();
+          const cut = keep < s.length && past;
+          feeds[kv.pastKey] = cut ? await truncateKv(ort, past.key, keep) : (past?.key ?? emptyKv());
+          feeds[kv.pastValue] = cut ? await truncateKv(ort, past.value, keep) : (past?.value ?? emptyKv());
         }
         const t0 = now();
         const out = await session.run(feeds);
@@ -274,7 +282,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           if (old?.key.location === 'gpu-buffer') old.key.dispose();
           if (old?.value.location === 'gpu-buffer') old.value.dispose();
         }
-        s.length += S;
+        s.length = input.position + S;
         const result = out[io.output]!;
         const data = (await result.getData()) as Float32Array;
         return { kind: io.outputKind, data, seqLen: S, ms };
@@ -321,20 +329,52 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * The first `keep` positions of a KV tensor `[1, heads, length, headDim]`. The graph appends with
+ * `Concat(past, new)` and its causal mask takes the key index as the position, so stale rows must
+ * be cut, not masked. The layout is head-major, so a cut is one copy per head: O(cache), the same
+ * order as the copy the wasm backend makes of every past input on every step. A cache held on the
+ * GPU is read back once (JS cannot slice a GPU buffer) and fed from the CPU for this step.
+ */
+async function truncateKv(ort: OrtModule, t: Ort.Tensor, keep: number): Promise<Ort.Tensor> {
+  const [, heads, length, dim] = t.dims as [number, number, number, number];
+  if (keep >= length) return t;
+  const data = (t.location === 'cpu' ? t.data : await t.getData()) as Float32Array;
+  const out = new Float32Array(heads * keep * dim);
+  for (let h = 0; h < heads; h++)
+    out.set(data.subarray(h * length * dim, h * length * dim + keep * dim), h * keep * dim);
+  return new ort.Tensor('float32', out, [1, heads, keep, dim]);
+}
+
+/** How many logits rows a step asks of a `rows` head (RUNNER_BAD_INPUT outside 1..S). */
+export function logitsRowsOf(input: StepInput, positions: number): number {
+  const rows = input.logitsRows ?? 1;
+  if (!Number.isInteger(rows) || rows < 1 || rows > positions) {
+    throw new RingworkError(
+      'RUNNER_BAD_INPUT',
+      `logitsRows must be an integer from 1 to the step's ${positions} positions, got ${rows}.`,
+      { details: { logitsRows: rows, positions } },
+    );
+  }
+  return rows;
+}
+
 function notLoaded(): RingworkError {
   return new RingworkError('RUNNER_NOT_LOADED', 'The runner has no shard loaded: call load() first.');
 }
 
 /**
  * Checks one step's input against a shard's I/O and the session's cached length (positions must be
- * consecutive); returns the number of positions it carries. Throws RUNNER_BAD_INPUT.
+ * consecutive, or at most the cached length with `rewind`); returns the number of positions it
+ * carries. Throws RUNNER_BAD_INPUT.
  */
 export function checkInput(io: ShardIo, input: StepInput, cached: number): number {
   const bad = (msg: string, details: Record<string, unknown>) =>
     new RingworkError('RUNNER_BAD_INPUT', msg, { details });
-  if (!Number.isInteger(input.position) || input.position !== cached) {
+  const rewound = input.rewind === true && input.position >= 0 && input.position <= cached;
+  if (!Number.isInteger(input.position) || (input.position !== cached && !rewound)) {
     throw bad(
-      `Position ${input.position} does not follow the session's ${cached} cached positions; steps must be consecutive.`,
+      `Position ${input.position} does not follow the session's ${cached} cached positions; steps must be consecutive (or rewind to at most ${cached}).`,
       {
         position: input.position,
         cached,

@@ -16,7 +16,28 @@ export interface ForwardTiming {
 export interface ForwardResult {
   logits?: Float32Array;
   token?: number;
+  /**
+   * A remote ring's answer to a verify pass (`logitsRows` > 1): the head's greedy pick after each
+   * of the last `logitsRows` positions, in order (only token ids travel back).
+   */
+  picks?: number[];
   timing: ForwardTiming;
+}
+
+/** Options of {@link PipelineSession.forward}. */
+export interface ForwardOptions {
+  signal?: AbortSignal;
+  onBoundary?: (stage: number, hidden: Float32Array) => void;
+  /**
+   * Every stage drops its cached positions `>= position` first (rejected drafted tokens), in the
+   * same pass: see {@link StepInput.rewind}.
+   */
+  rewind?: boolean;
+  /**
+   * Logits (or, from a remote ring, greedy picks) for the last `logitsRows` positions, not just the
+   * last one: a verify pass. The head must be loaded with `logits: 'rows'`.
+   */
+  logitsRows?: number;
 }
 
 /** A chain of shard runners that together cover the whole model, in order. */
@@ -31,11 +52,7 @@ export interface PipelineSession {
    * Runs tokens at `position` through every stage and returns the last stage's logits
    * (`[rows * vocab]`). `onBoundary` sees each hidden state handed from stage i to i+1.
    */
-  forward(
-    tokens: Int32Array,
-    position: number,
-    opts?: { signal?: AbortSignal; onBoundary?: (stage: number, hidden: Float32Array) => void },
-  ): Promise<ForwardResult>;
+  forward(tokens: Int32Array, position: number, opts?: ForwardOptions): Promise<ForwardResult>;
   close(): Promise<void>;
 }
 
@@ -52,7 +69,14 @@ export function createPipeline(stages: ShardRunner[], now: () => number = () => 
           const stageMs: number[] = [];
           let out: StepOutput | undefined;
           for (let i = 0; i < stages.length; i++) {
-            const input = i === 0 ? { tokens, position } : { hidden: out!.data, position };
+            const input = {
+              ...(i === 0 ? { tokens } : { hidden: out!.data }),
+              position,
+              ...(opts.rewind ? { rewind: true } : {}),
+              ...(opts.logitsRows !== undefined && i === stages.length - 1
+                ? { logitsRows: opts.logitsRows }
+                : {}),
+            };
             out = await stages[i]!.step(ids[i]!, input, { signal: opts.signal });
             stageMs.push(out.ms);
             if (out.kind === 'hidden') opts.onBoundary?.(i, out.data);

@@ -24,6 +24,8 @@ export interface Sampler {
   sample(logits: Float32Array): number;
   /** Random numbers drawn so far (greedy steps draw none), counting `draws` it was created with. */
   readonly draws: number;
+  /** True when it always picks the argmax (temperature 0): what speculative decoding requires. */
+  readonly greedy?: boolean;
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -69,6 +71,7 @@ export function createSampler(opts: SamplerOptions): Sampler {
     get draws() {
       return draws;
     },
+    greedy: temperature === 0,
     sample(logits: Float32Array): number {
       if (temperature === 0) return argmax(logits);
       const probs = new Float32Array(logits.length);

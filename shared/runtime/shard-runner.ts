@@ -16,7 +16,12 @@ export interface LoadRequest {
   weightFormat: WeightFormat;
   /** Longest context (positions) this shard will serve; sizes RoPE tables and bounds KV growth. */
   contextLength: number;
-  logits: 'last' | 'all';
+  /**
+   * Which logits rows a head returns: `last` (one row per step), `all` (one per position), or
+   * `rows` (the last {@link StepInput.logitsRows} positions of each step, 1 by default: decode,
+   * and chunked verification of drafted tokens in one pass).
+   */
+  logits: 'last' | 'all' | 'rows';
   /** `auto` (default) tries WebGPU on a real GPU adapter, else wasm. */
   backend?: 'auto' | Backend;
 }
@@ -45,14 +50,31 @@ export interface StepInput {
   tokens?: Int32Array;
   /** Hidden states `[S * hiddenSize]` (every other shard). */
   hidden?: Float32Array;
-  /** Absolute position of the first of the S inputs; must equal the session's cached length. */
+  /**
+   * Absolute position of the first of the S inputs; must equal the session's cached length, unless
+   * `rewind` is set.
+   */
   position: number;
+  /**
+   * Truncate first: `position` may then lie below the cached length, and the cached positions
+   * `>= position` (rejected drafted tokens) are dropped before this step runs. Carried by the step
+   * itself so that a ring drops them without an extra message or lap.
+   */
+  rewind?: boolean;
+  /**
+   * On a head loaded with `logits: 'rows'`: return the logits of the last `logitsRows` positions of
+   * this step (1 ≤ logitsRows ≤ S; default 1). Ignored by other shards.
+   */
+  logitsRows?: number;
 }
 
 /** The result of one step: hidden states to hand on, or logits. */
 export interface StepOutput {
   kind: 'hidden' | 'logits';
-  /** `[S * hiddenSize]` hidden states, or `[rows * vocab]` logits (rows = 1 for `logits: 'last'`). */
+  /**
+   * `[S * hiddenSize]` hidden states, or `[rows * vocab]` logits (rows = 1 for `logits: 'last'`,
+   * S for `all`, `logitsRows` for `rows`).
+   */
   data: Float32Array;
   seqLen: number;
   /** Wall time of the ORT run in ms. */

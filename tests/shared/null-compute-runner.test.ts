@@ -83,6 +83,39 @@ describe('null-compute runner (tooling: the ring without the model)', () => {
     }
   });
 
+  it('a rows head answers one row per asked-for position, and a rewind resets the length', async () => {
+    const runner = createNullComputeRunner(stories260KRunner());
+    try {
+      await runner.load({
+        model: { url: 'stories260K.bin' },
+        range: [4, 7],
+        weightFormat: 'f32',
+        contextLength: 16,
+        logits: 'rows',
+        backend: 'wasm',
+      });
+      const s = await runner.openSession();
+      await runner.step(s, { hidden: new Float32Array(6 * 64), position: 0 });
+      // Verify positions 3..5 after rewinding from 6: rows for 3, 4 and 5.
+      const out = await runner.step(s, {
+        hidden: new Float32Array(3 * 64),
+        position: 3,
+        rewind: true,
+        logitsRows: 3,
+      });
+      expect(out.data.length).toBe(3 * 512);
+      for (let r = 0; r < 3; r++) expect(out.data[r * 512 + nullComputeToken(3 + r, 512)]).toBe(50);
+      // The session now holds 6 positions again: 6 follows, 7 does not.
+      await runner.step(s, { hidden: new Float32Array(64), position: 6 });
+      const err = await runner
+        .step(s, { hidden: new Float32Array(64), position: 9 })
+        .catch((e: RingworkError) => e);
+      expect((err as RingworkError).code).toBe('RUNNER_BAD_INPUT');
+    } finally {
+      await runner.dispose();
+    }
+  });
+
   it('spreads tokens over the vocabulary without special ids', () => {
     const seen = new Set<number>();
     for (let p = 0; p < 200; p++) {

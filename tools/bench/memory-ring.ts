@@ -58,6 +58,8 @@ export interface MemoryRingOptions {
   computeQueue?: ComputeQueue | 'per-stage';
   /** Result validation: stage `i`'s session key (and test-only tamper), or undefined for none. */
   validation?: (i: number, id: string) => StageValidationOptions | undefined;
+  /** How the head answers: `last` (default) or `rows` (it can verify drafted tokens). */
+  logits?: 'last' | 'rows';
 }
 
 /** Builds and links the stages of a ring; `stop()` every stage and close the transports after use. */
@@ -77,7 +79,7 @@ export async function buildMemoryRing(o: MemoryRingOptions): Promise<MemoryStage
       range: ranges[i]!,
       weightFormat: 'f32',
       contextLength: o.contextLength,
-      logits: 'last',
+      logits: o.logits ?? 'last',
       backend: 'wasm',
     });
     const shard = stageShardOf(load, o.contextLength);

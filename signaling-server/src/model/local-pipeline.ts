@@ -28,7 +28,7 @@ export async function loadLocalPipeline(opts: {
   splits?: number[];
   weightFormat?: WeightFormat;
   contextLength?: number;
-  logits?: 'last' | 'all';
+  logits?: 'last' | 'all' | 'rows';
   ort?: OrtModule;
   signal?: AbortSignal;
 }): Promise<LocalPipeline> {

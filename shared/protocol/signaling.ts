@@ -214,6 +214,16 @@ export const evidenceRecordSchema = z
       .max(4),
     refereeDistance: z.number().finite().optional(),
     refereeToken: z.number().int().optional(),
+    receipt: z
+      .object({
+        hash: z.string().regex(/^[0-9a-f]{64}$/),
+        signature: z
+          .string()
+          .regex(/^(?:[0-9a-f]{2})+$/)
+          .max(256),
+      })
+      .strict()
+      .optional(),
     detail: z.string().max(500).optional(),
   })
   .strict();

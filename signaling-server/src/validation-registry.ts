@@ -165,7 +165,9 @@ export function createValidationRegistry(
           });
         }
       }
-      const proven = ev.reason === 'equivocation' && (await provesEquivocation(cs, stage, keyFor(ev.peerId)));
+      const proven =
+        ev.reason === 'equivocation' &&
+        (await provesEquivocation(cs, stage, keyFor(ev.peerId), ev.receipt && receiptOf(ev.receipt)));
       const s = standingOf(ev.peerId);
       if (proven) {
         s.flagged = true;
@@ -208,6 +210,10 @@ export function createValidationRegistry(
   return registry;
 }
 
+function receiptOf(r: { hash: string; signature: string }): { hash: Uint8Array; signature: Uint8Array } {
+  return { hash: hexBytes(r.hash), signature: hexBytes(r.signature) };
+}
+
 function hexBytes(hex: string): Uint8Array {
   if (!/^(?:[0-9a-f]{2})+$/.test(hex)) throw new RingworkError('VALIDATION_BAD_COMMITMENT', 'Not hex.');
   const out = new Uint8Array(hex.length / 2);
@@ -218,12 +224,23 @@ function hexBytes(hex: string): Uint8Array {
 /**
  * True when the records prove, on their own, that stage `stage` equivocated: its signed commitment
  * names one output hash while the next stage's signed commitment carries `stage`'s valid receipt
- * over a different input hash for the same step (or, for the head, `stage` is the last record and
- * a receipt is not in the evidence: not provable here).
+ * over a different input hash for the same step — or, for the head (no next stage), its own signed
+ * receipt in the evidence covers a hash other than its committed output hash.
  */
-async function provesEquivocation(cs: Commitment[], stage: number, key: CryptoKeyLike): Promise<boolean> {
+async function provesEquivocation(
+  cs: Commitment[],
+  stage: number,
+  key: CryptoKeyLike,
+  receipt?: { hash: Uint8Array; signature: Uint8Array },
+): Promise<boolean> {
   const sender = cs.find((c) => c.stage === stage);
   const receiver = cs.find((c) => c.stage === stage + 1);
+  if (sender && !receiver && receipt) {
+    // The head's case: its own receipt (for what the requester got) covers other bytes than its commitment.
+    return (
+      !bytesEqual(sender.outHash, receipt.hash) && verifyReceipt(key, sender, receipt.hash, receipt.signature)
+    );
+  }
   if (!sender || !receiver) return false;
   const same =
     sender.ring === receiver.ring &&

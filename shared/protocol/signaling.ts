@@ -409,6 +409,17 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       v,
       ringId: z.string().max(200),
       evidence: evidenceRecordSchema,
+      /**
+       * k >= 3: the disputed step's signed commitments of every ring (`ringIds` in the same order,
+       * the evidence's ring among them), so the server can see the majority outvote the deviant.
+       */
+      majority: z
+        .object({
+          ringIds: z.array(z.string().max(200)).min(3).max(MAX_SECURITY_LEVEL),
+          step: workProofStepSchema,
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
   /** Result validation: steps of a ring's work this requester validated (all checks held). */

@@ -63,6 +63,13 @@ test('k = 2 with a tampering tab: golden text, the deviant located and flagged, 
   const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const chat = await chatContext.newPage();
   chat.on('pageerror', (e) => console.log('[chat]', e.message));
+  chat.on(
+    'console',
+    (m) =>
+      m.type() !== 'debug' &&
+      !m.text().includes('onnxruntime') &&
+      console.log('[chat console]', m.text().slice(0, 300)),
+  );
   await chat.goto(`${server.url}/#/chat`);
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
     timeout: TIMEOUTS.ringForm,

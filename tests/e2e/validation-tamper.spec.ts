@@ -33,6 +33,13 @@ async function tab(
   await context.grantPermissions(['camera', 'microphone'], { origin: url });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${name}]`, e.message));
+  page.on(
+    'console',
+    (m) =>
+      (m.type() === 'error' || m.type() === 'warning') &&
+      !m.text().includes('onnxruntime') &&
+      console.log(`[${name} console]`, m.text().slice(0, 300)),
+  );
   await page.goto(`${url}/#/contribute?join=1&tflops=1&gbps=100&memory=2300000${extra}`);
   return { context, page, name };
 }

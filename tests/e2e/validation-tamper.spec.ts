@@ -7,7 +7,7 @@
  * named under the answer, the server checks the signed evidence itself and flags it on the Network
  * page, and the next request is served by a ring without it.
  */
-import type { BrowserContext, Page } from '@playwright/test';
+import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
 import { askGolden, lastAnswer, sendPrompt } from './app-helpers';
 import { loadGolden } from '../helpers/golden';
@@ -24,7 +24,7 @@ const golden = loadGolden();
 
 /** A contributor tab lending 2.3 MB at a declared 1 TFLOPS (few stages: memory decides the cut). */
 async function tab(
-  browser: import('@playwright/test').Browser,
+  browser: Browser,
   url: string,
   name: string,
   extra = '',

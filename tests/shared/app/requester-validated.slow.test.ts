@@ -112,12 +112,12 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
   it('two honest rings agree on every step: golden text, the verification line, proof of the work sent', async () => {
     const hub = createFakeSignalingHub();
     const [a0, a1, b0, b1] = ['a0', 'a1', 'b0', 'b1'].map(pid) as [string, string, string, string];
-    let answer: ServerMessageBody | undefined;
-    const co = coordinator(hub, () => answer!);
+    const now: { answer?: ServerMessageBody } = {};
+    const co = coordinator(hub, () => now.answer!);
     await start(hub, co.keys, [a0, a1, b0, b1]);
     await assignRing(hub, [a0, a1], 'stories260K:1', 1);
     await assignRing(hub, [b0, b1], 'stories260K:1:v1', 1);
-    answer = ringAnswer(co.keys, [a0, a1], [b0, b1], 1);
+    now.answer = ringAnswer(co.keys, [a0, a1], [b0, b1], 1);
     const r = requesterOn(hub, pid('req'));
     const res = await r.ask({ settings: K2, history, signal: signal() });
     expect(res.text + '\n').toBe(golden.text);

@@ -143,7 +143,7 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
     ['equivocate', ['equivocation']],
     ['consistent', ['output-mismatch', 'wrong-token']],
   ] as const) {
-    it(`a ${name} tampering stage is located and reported, the answer stays golden, and the next one runs without it`, async () => {
+    it(`the ${name} tamper on a stage is located and reported, the answer stays golden, and the next one runs without it`, async () => {
       const hub = createFakeSignalingHub();
       const [a0, a1, b0, b1, c0, c1] = ['a0', 'a1', 'b0', 'b1', 'c0', 'c1'].map(pid) as [
         string,

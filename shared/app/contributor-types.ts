@@ -9,6 +9,7 @@ import type { PeerCapability } from '../protocol/signaling.js';
 import type { RingStageStats } from '../ring/ring-stage.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
+import type { StageTamper } from '../validation/test-tampers.js';
 import type { AppClock, Logger, NetworkHandle } from './network-port.js';
 import type { RejoinOptions } from './rejoin-policy.js';
 
@@ -107,6 +108,12 @@ export interface ContributorOptions {
   drainMs?: number;
   /** Between rounds of link probes to the ring neighbours, ms (default 30 s; 0: no probing). */
   probeIntervalMs?: number;
+  /**
+   * Test-only: makes this contributor's stages a dishonest peer (the validation e2e). Asked once,
+   * before the first stage is built; it must reject (`TOOLING_ONLY`) anywhere but a test-mode
+   * server, and then this contributor serves nothing. Honest contributors leave it unset.
+   */
+  testTamper?: () => Promise<StageTamper>;
 }
 
 /** Options of {@link Contributor.start}. */

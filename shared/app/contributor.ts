@@ -11,6 +11,7 @@ import { answerProbes, createLinkProber, type LinkProber } from '../ring/link-pr
 import { ringErrorControl } from '../ring/ring-protocol.js';
 import { toBase64 } from '../ring/stage-commitments.js';
 import { createSessionKey, type SessionKey } from '../validation/crypto.js';
+import type { StageTamper } from '../validation/test-tampers.js';
 import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
 import type { LoadProgress, LoadRequest, LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
@@ -73,6 +74,11 @@ export function createContributor(o: ContributorOptions): Contributor {
   let rejoining: AbortController | undefined;
   /** Measures the links to the ring neighbours and reports them (`link-report`) for proximity. */
   let prober: LinkProber | undefined;
+
+  /** Test-only dishonesty (the validation e2e), asked for once; undefined for honest contributors. */
+  let testTamper: Promise<StageTamper> | undefined;
+  const tamperOf = async (): Promise<StageTamper | undefined> =>
+    o.testTamper ? (testTamper ??= o.testTamper()) : undefined;
 
   // Result validation: this tab's signing key for ring commitments (none where WebCrypto is missing).
   let validationKey: SessionKey | undefined;
@@ -220,6 +226,8 @@ export function createContributor(o: ContributorOptions): Contributor {
     try {
       // Swapped in from standby: the units are loaded already, only the stage is new.
       if (!(await ensureLoaded(a, ctx)) || !serving) return;
+      const tamper = await tamperOf();
+      if (!ctx.isCurrent() || !serving) return;
       // A new epoch means a new ring: sessions of the old one end with it.
       if (!serving.stage || serving.epoch !== a.epoch) {
         // stop() detaches the old stage at once; the new one is attached before the old one's
@@ -242,7 +250,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           dutyCycle: () => get().dutyCycle,
           onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),
           range: [a.range[0], a.range[1]],
-          validation: validationKey ? { key: validationKey } : undefined,
+          validation: validationKey ? { key: validationKey, ...tamper } : undefined,
         });
         // Links opened while the old stage served (neighbours, requesters) carry on with the new one.
         for (const l of links.all()) serving.stage.attach(l);

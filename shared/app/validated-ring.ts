@@ -9,12 +9,13 @@
  */
 import { RingworkError } from '../errors.js';
 import type { ServerMessageOf } from '../protocol/signaling.js';
-import { fromBase64 } from '../ring/stage-commitments.js';
+import { fromBase64, toBase64 } from '../ring/stage-commitments.js';
 import type { Pipeline } from '../runtime/pipeline.js';
 import type { SamplerSettings } from '../ring/ring-protocol.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
 import { DEFAULT_TOLERANCE } from '../validation/checks.js';
+import { encodeCommitment } from '../validation/commitment.js';
 import { createKeyRegistry } from '../validation/key-registry.js';
 import { createReferee } from '../validation/referee.js';
 import { createValidatedPipeline } from '../validation/validated-pipeline.js';
@@ -122,10 +123,28 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
     rings: specs,
     referee: createReferee({ runners, rowLens }),
     tolerance: DEFAULT_TOLERANCE,
-    onEvidence: (evidence, ring) => {
+    onEvidence: (evidence, ring, step) => {
       deviants.push(evidence.peerId);
       o.log.warn({ peer: evidence.peerId, reason: evidence.reason, ring }, 'deviant located');
-      send(o, { type: 'validation-evidence', ringId: rings[ring]!.ringId, evidence });
+      // k >= 3 and every ring answered the disputed step: the signed majority goes with the evidence.
+      const all = step && step.length === rings.length && rings.length >= 3 ? step : undefined;
+      send(o, {
+        type: 'validation-evidence',
+        ringId: rings[ring]!.ringId,
+        evidence,
+        ...(all
+          ? {
+              majority: {
+                ringIds: rings.map((r) => r.ringId),
+                step: {
+                  rings: [...all]
+                    .sort((a, b) => a.ring - b.ring)
+                    .map((r) => r.commitments.map((c) => toBase64(encodeCommitment(c)))),
+                },
+              },
+            }
+          : {}),
+      });
     },
     onComparedStep: (rs, agreed) => {
       // Only steps every ring of the request agreed on prove work (a dropped ring proves none).

@@ -214,6 +214,16 @@ export const evidenceRecordSchema = z
       .max(4),
     refereeDistance: z.number().finite().optional(),
     refereeToken: z.number().int().optional(),
+    receipt: z
+      .object({
+        hash: z.string().regex(/^[0-9a-f]{64}$/),
+        signature: z
+          .string()
+          .regex(/^(?:[0-9a-f]{2})+$/)
+          .max(256),
+      })
+      .strict()
+      .optional(),
     detail: z.string().max(500).optional(),
   })
   .strict();
@@ -399,6 +409,17 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       v,
       ringId: z.string().max(200),
       evidence: evidenceRecordSchema,
+      /**
+       * k >= 3: the disputed step's signed commitments of every ring (`ringIds` in the same order,
+       * the evidence's ring among them), so the server can see the majority outvote the deviant.
+       */
+      majority: z
+        .object({
+          ringIds: z.array(z.string().max(200)).min(3).max(MAX_SECURITY_LEVEL),
+          step: workProofStepSchema,
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
   /** Result validation: steps of a ring's work this requester validated (all checks held). */

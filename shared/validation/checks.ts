@@ -30,6 +30,11 @@ export interface Located {
   proof: Commitment[];
   refereeDistance?: number;
   refereeToken?: number;
+  /**
+   * The deviant's own signed receipt for bytes other than those it committed to, when no later
+   * stage's commitment carries it (the head's, over the token the requester received).
+   */
+  receipt?: { hash: Uint8Array; signature: Uint8Array };
 }
 
 /** One ring's view of one step, as the requester holds it. */
@@ -99,6 +104,7 @@ export async function checkRing(
       stage: cs.length - 1,
       reason: signed ? 'equivocation' : 'wrong-token',
       proof: [head],
+      ...(signed ? { receipt: { hash: got, signature: r.headReceipt } } : {}),
     };
   }
   return undefined;

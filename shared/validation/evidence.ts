@@ -42,6 +42,12 @@ export interface EvidenceRecord {
   refereeDistance?: number;
   /** The referee's token, when the head was disputed. */
   refereeToken?: number;
+  /**
+   * Hex of the deviant's signed receipt and of the hash it covers, when the receipt is in no
+   * commitment of the record (the head's receipt for the token it sent the requester): with the
+   * deviant's commitment it proves equivocation on its own.
+   */
+  receipt?: { hash: string; signature: string };
   detail?: string;
 }
 
@@ -56,6 +62,7 @@ export function evidenceOf(o: {
   others?: Commitment[];
   refereeDistance?: number;
   refereeToken?: number;
+  receipt?: { hash: Uint8Array; signature: Uint8Array };
   detail?: string;
 }): EvidenceRecord {
   const c = o.commitment;
@@ -74,6 +81,7 @@ export function evidenceOf(o: {
     commitments: [c, ...(o.others ?? [])].map((x) => toHex(encodeCommitment(x))),
     refereeDistance: o.refereeDistance,
     refereeToken: o.refereeToken,
+    ...(o.receipt ? { receipt: { hash: toHex(o.receipt.hash), signature: toHex(o.receipt.signature) } } : {}),
     detail: o.detail,
   };
 }

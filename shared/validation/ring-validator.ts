@@ -88,6 +88,7 @@ export function createRingVerifier(o: RingVerifierOptions): RingVerifier {
       others: l.proof.slice(1),
       refereeDistance: l.refereeDistance,
       refereeToken: l.refereeToken,
+      receipt: l.receipt,
       detail,
     });
   return {

@@ -65,8 +65,17 @@ export interface ValidatedPipelineOptions {
   /** Recomputes disputed stages from token ids (needed for k >= 2). */
   referee?: Referee;
   tolerance: Tolerance;
-  /** Called once per located deviant (send it to the coordinator as `validation-evidence`). */
-  onEvidence?: (e: EvidenceRecord, ring: number) => void;
+  /**
+   * Called once per located deviant (send it to the coordinator as `validation-evidence`). For a
+   * deviant the referee found among the rings' disagreement, `step` holds every answering ring's
+   * verified commitments of that step (ring index order): at k >= 3 the coordinator can check that
+   * the other rings outvote the deviant from the signed records alone.
+   */
+  onEvidence?: (
+    e: EvidenceRecord,
+    ring: number,
+    step?: { ring: number; commitments: Commitment[] }[],
+  ) => void;
   /** Called after every step with the running report. */
   onReport?: (r: VerificationReport) => void;
   /**
@@ -115,10 +124,14 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
       }
       let live = [...sessions];
       const history: number[] = [];
-      const drop = (ring: number, ev: EvidenceRecord) => {
+      const drop = (
+        ring: number,
+        ev: EvidenceRecord,
+        step?: { ring: number; commitments: Commitment[] }[],
+      ) => {
         live = live.filter((s) => s.ring !== ring);
         report.evidence.push(ev);
-        o.onEvidence?.(ev, ring);
+        o.onEvidence?.(ev, ring, step);
       };
       return {
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
@@ -184,6 +197,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         const ref = await o.referee!.recompute(history, stage, { signal });
         const out = ref.outputs[stage]!;
         const honest: typeof answered = [];
+        const step = answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments }));
         for (const a of answered) {
           const c = a.step.commitments[stage]!;
           const rowLen = c.sketch.rowLen;
@@ -213,6 +227,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               refereeDistance: d,
               refereeToken: c.kind === 'logits' ? argmax(out) : undefined,
             }),
+            step,
           );
         }
         return honest;

@@ -528,6 +528,7 @@ export function parseCliConfig(
         'hold-back-ms': { type: 'string' },
         'hold-back-max-ms': { type: 'string' },
         'network-cache-ms': { type: 'string' },
+        'max-unverified-share': { type: 'string' },
         'api-keys': { type: 'string' },
         'api-anonymous': { type: 'boolean' },
         'api-local-fallback': { type: 'boolean' },
@@ -589,6 +590,7 @@ export function parseCliConfig(
     holdBackMs: num(str('hold-back-ms')),
     holdBackMaxMs: num(str('hold-back-max-ms')),
     networkCacheMs: num(str('network-cache-ms')),
+    maxUnverifiedShare: num(str('max-unverified-share')),
   };
   for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];
   const raw: Record<string, unknown> = {

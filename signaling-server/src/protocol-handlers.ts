@@ -376,10 +376,20 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
     async 'validation-evidence'(msg, conn) {
       const reporter = requireSession(conn);
       const ring = ringFor(reporter, msg.evidence.model, msg.ringId);
+      const m = msg.majority;
       const verdict = await coordinator.validation.submitEvidence(
         reporter,
         msg.evidence,
         ring.stages.map((s) => s.peer),
+        m && {
+          // Only rings this requester was given: a majority of rings it made up counts for nothing.
+          rings: m.ringIds.map((id) => {
+            const r = ringFor(reporter, msg.evidence.model, id);
+            return { ringId: r.ringId, peers: r.stages.map((s) => s.peer) };
+          }),
+          ring: m.ringIds.indexOf(msg.ringId),
+          step: m.step,
+        },
       );
       log.info(
         { reporter, peer: msg.evidence.peerId, reason: msg.evidence.reason, verdict },

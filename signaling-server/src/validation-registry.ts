@@ -8,7 +8,7 @@
  * Reputation and flags are what /api/network shows; `onValidatedWork` / `onDeviant` are the hooks
  * the ledger (issue 11) subscribes to.
  */
-import { RingworkError } from '../../shared/errors.js';
+import { isRingworkError, RingworkError } from '../../shared/errors.js';
 import { fromBase64 } from '../../shared/ring/stage-commitments.js';
 import {
   decodeCommitment,
@@ -19,7 +19,7 @@ import {
 import { bytesEqual, importPublicKey, type CryptoKeyLike } from '../../shared/validation/crypto.js';
 import type { EvidenceRecord } from '../../shared/validation/evidence.js';
 import type { WorkProofStep } from '../../shared/protocol/signaling.js';
-import { createWorkVerifier, type WorkCredit } from './validation-work.js';
+import { createWorkVerifier, outvotedStage, type WorkCredit, type WorkRing } from './validation-work.js';
 
 /** A peer's validation standing. */
 export interface ValidationStanding {
@@ -62,6 +62,16 @@ export interface DeviantEvent {
   evidence: EvidenceRecord;
 }
 
+/**
+ * A signed majority behind an evidence record (k >= 3): the disputed step's commitments of every
+ * ring of the request; `ring` is the evidence's own ring among `rings`.
+ */
+export interface MajorityProof {
+  rings: readonly WorkRing[];
+  ring: number;
+  step: WorkProofStep;
+}
+
 export const INITIAL_REPUTATION = 0.5;
 const PROVEN_PENALTY = 0.5;
 const REPORT_PENALTY = 0.02;
@@ -84,6 +94,7 @@ export interface ValidationRegistry {
     reporter: string,
     evidence: EvidenceRecord,
     ringPeers: readonly string[],
+    majority?: MajorityProof,
   ): Promise<EvidenceVerdict>;
   /**
    * A requester's proof of validated work (validation-work.ts): every ring's signed commitments per
@@ -144,7 +155,7 @@ export function createValidationRegistry(
     forgetKey: (peer) => void keys.delete(peer),
     isExcluded: (peer) => standings.get(peer)?.flagged === true,
     standing: (peer) => ({ ...standingOf(peer) }),
-    async submitEvidence(reporter, ev, ringPeers) {
+    async submitEvidence(reporter, ev, ringPeers, majority) {
       const stage = ev.stage;
       if (ringPeers[stage] !== ev.peerId) {
         throw new RingworkError(
@@ -165,7 +176,10 @@ export function createValidationRegistry(
           });
         }
       }
-      const proven = ev.reason === 'equivocation' && (await provesEquivocation(cs, stage, keyFor(ev.peerId)));
+      const proven =
+        ev.reason === 'equivocation'
+          ? await provesEquivocation(cs, stage, keyFor(ev.peerId), ev.receipt && receiptOf(ev.receipt))
+          : majority !== undefined && (await provesMajority(ev, majority, keyFor));
       const s = standingOf(ev.peerId);
       if (proven) {
         s.flagged = true;
@@ -208,6 +222,30 @@ export function createValidationRegistry(
   return registry;
 }
 
+/**
+ * True when the other rings' signed commitments outvote exactly the evidence's stage: the deviant is
+ * then decided by the majority of disjoint rings, not by the requester's word.
+ */
+async function provesMajority(
+  ev: EvidenceRecord,
+  m: MajorityProof,
+  keyOf: (peer: string) => CryptoKeyLike,
+): Promise<boolean> {
+  if (m.rings[m.ring]?.peers[ev.stage] !== ev.peerId) return false;
+  try {
+    const out = await outvotedStage(m.rings, m.step, keyOf);
+    return out !== undefined && out.ring === m.ring && out.stage === ev.stage;
+  } catch (e) {
+    // Records that do not hold together prove nothing (a report), unless a signature is forged.
+    if (isRingworkError(e, 'VALIDATION_UNPROVEN_WORK')) return false;
+    throw e;
+  }
+}
+
+function receiptOf(r: { hash: string; signature: string }): { hash: Uint8Array; signature: Uint8Array } {
+  return { hash: hexBytes(r.hash), signature: hexBytes(r.signature) };
+}
+
 function hexBytes(hex: string): Uint8Array {
   if (!/^(?:[0-9a-f]{2})+$/.test(hex)) throw new RingworkError('VALIDATION_BAD_COMMITMENT', 'Not hex.');
   const out = new Uint8Array(hex.length / 2);
@@ -218,12 +256,23 @@ function hexBytes(hex: string): Uint8Array {
 /**
  * True when the records prove, on their own, that stage `stage` equivocated: its signed commitment
  * names one output hash while the next stage's signed commitment carries `stage`'s valid receipt
- * over a different input hash for the same step (or, for the head, `stage` is the last record and
- * a receipt is not in the evidence: not provable here).
+ * over a different input hash for the same step — or, for the head (no next stage), its own signed
+ * receipt in the evidence covers a hash other than its committed output hash.
  */
-async function provesEquivocation(cs: Commitment[], stage: number, key: CryptoKeyLike): Promise<boolean> {
+async function provesEquivocation(
+  cs: Commitment[],
+  stage: number,
+  key: CryptoKeyLike,
+  receipt?: { hash: Uint8Array; signature: Uint8Array },
+): Promise<boolean> {
   const sender = cs.find((c) => c.stage === stage);
   const receiver = cs.find((c) => c.stage === stage + 1);
+  if (sender && !receiver && receipt) {
+    // The head's case: its own receipt (for what the requester got) covers other bytes than its commitment.
+    return (
+      !bytesEqual(sender.outHash, receipt.hash) && verifyReceipt(key, sender, receipt.hash, receipt.signature)
+    );
+  }
   if (!sender || !receiver) return false;
   const same =
     sender.ring === receiver.ring &&

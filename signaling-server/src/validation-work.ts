@@ -116,6 +116,57 @@ export function createWorkVerifier(o: WorkVerifierOptions): WorkVerifier {
   };
 }
 
+/**
+ * A signed majority (k >= 3): one step of every ring of a request, checked like a work proof
+ * (signatures, exact boundaries, the same tokens into every ring), then compared stage by stage.
+ * Returns the ring and stage that the other rings outvote — at the first stage where the rings do
+ * not all agree, every other ring agrees with each other within the tolerance (and on the head's
+ * token) while this one is beyond it from each of them — or undefined when the records show no such
+ * outvoted ring (all agree, or no majority). Every earlier stage agrees on all rings, so the
+ * outvoted stage had an input as good as the majority's: its own output is what deviated.
+ */
+export async function outvotedStage(
+  rings: readonly WorkRing[],
+  step: WorkProofStep,
+  keyOf: (peer: string) => CryptoKeyLike,
+  tol: Tolerance = DEFAULT_TOLERANCE,
+): Promise<{ ring: number; stage: number; distance: number } | undefined> {
+  if (rings.length < 3 || step.rings.length !== rings.length) return undefined;
+  let cs: Commitment[][];
+  try {
+    cs = step.rings.map((list) => list.map((b64) => decodeCommitment(fromBase64(b64))));
+  } catch {
+    return undefined;
+  }
+  for (let j = 0; j < rings.length; j++) await checkRing(cs[j]!, rings[j]!, keyOf, 0);
+  const first = cs[0]![0]!;
+  for (const other of cs) {
+    if (other[0]!.step !== first.step || other[0]!.position !== first.position) return undefined;
+    if (!bytesEqual(other[0]!.inHash, first.inHash)) return undefined;
+  }
+  const agree = (a: number, b: number, stage: number): { ok: boolean; d: number } => {
+    const cmp = compareRings(cs[a]!.slice(stage, stage + 1), cs[b]!.slice(stage, stage + 1), tol);
+    return { ok: cmp.firstDivergent === undefined, d: cmp.distances[0]! };
+  };
+  const n = cs[0]!.length;
+  for (let stage = 0; stage < n; stage++) {
+    let allAgree = true;
+    for (let a = 0; a < cs.length && allAgree; a++)
+      for (let b = a + 1; b < cs.length && allAgree; b++) allAgree = agree(a, b, stage).ok;
+    if (allAgree) continue;
+    for (let d = 0; d < cs.length; d++) {
+      const others = cs.map((_, j) => j).filter((j) => j !== d);
+      const majority = others.every((a) => others.every((b) => a >= b || agree(a, b, stage).ok));
+      const apart = others.map((a) => agree(d, a, stage));
+      if (majority && apart.every((x) => !x.ok)) {
+        return { ring: d, stage, distance: Math.min(...apart.map((x) => x.d)) };
+      }
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
 /** One ring's step: coordinates, signatures and exact boundaries. */
 async function checkRing(
   cs: Commitment[],

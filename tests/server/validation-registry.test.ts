@@ -7,7 +7,12 @@
 import { describe, expect, it } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
 import { toBase64 } from '../../shared/ring/stage-commitments';
-import { signCommitment, signReceipt, type Commitment } from '../../shared/validation/commitment';
+import {
+  encodeCommitment,
+  signCommitment,
+  signReceipt,
+  type Commitment,
+} from '../../shared/validation/commitment';
 import { createSessionKey, sha256, type SessionKey } from '../../shared/validation/crypto';
 import { evidenceOf, type EvidenceRecord } from '../../shared/validation/evidence';
 import { sketchOf } from '../../shared/validation/sketch';
@@ -122,5 +127,172 @@ describe('validation registry', () => {
     expect(seen).toEqual([[PEERS[0], 2, 40]]);
     expect(reg.standing(PEERS[0]!)).toMatchObject({ validatedSteps: 40 });
     expect(reg.standing(PEERS[0]!).reputation).toBeGreaterThan(INITIAL_REPUTATION);
+  });
+});
+
+/** One ring's step of two stages (hidden, then the head's logits), every record signed and chained. */
+async function ringStep(keys: SessionKey[], ring: number, hidden: Float32Array, logits: Float32Array) {
+  const nonce = new Uint8Array(16).fill(ring + 1);
+  const tokens = await sha256(Uint8Array.of(4, 0, 0, 0));
+  const at = (stage: number) => ({ session: nonce, ring: 0, stage, step: 5, position: 9 });
+  const out0 = await sha256(new Uint8Array(hidden.buffer.slice(0)));
+  const s0 = await signCommitment(keys[0]!, {
+    ...at(0),
+    kind: 'hidden',
+    inHash: tokens,
+    outHash: out0,
+    inReceipt: new Uint8Array(64),
+    token: -1,
+    sketch: sketchOf(hidden, hidden.length),
+  });
+  let token = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[token]!) token = i;
+  const s1 = await signCommitment(keys[1]!, {
+    ...at(1),
+    kind: 'logits',
+    inHash: out0,
+    outHash: await sha256(Uint8Array.from(new Uint8Array(Int32Array.of(token).buffer))),
+    inReceipt: await signReceipt(keys[0]!, at(0), out0),
+    token,
+    sketch: sketchOf(logits, logits.length),
+  });
+  return [s0, s1];
+}
+
+describe('validation registry: what only the records prove', () => {
+  const RINGS = [0, 1, 2].map((j) => [0, 1].map((i) => `p_${'abc'[j]}${i}`.padEnd(18, 'x')));
+  const hidden = Float32Array.from({ length: 16 }, (_, i) => Math.sin(i + 1));
+  const logits = Float32Array.from({ length: 32 }, (_, i) => Math.cos(i / 3));
+
+  async function threeRings(deviantLogits: Float32Array) {
+    const reg = createValidationRegistry();
+    const keys: SessionKey[][] = [];
+    for (const ring of RINGS) {
+      const ks = [await createSessionKey(), await createSessionKey()];
+      for (let i = 0; i < 2; i++) await reg.setKey(ring[i]!, toBase64(ks[i]!.publicKeyRaw));
+      keys.push(ks);
+    }
+    const steps = [
+      await ringStep(keys[0]!, 0, hidden, logits),
+      await ringStep(keys[1]!, 1, hidden, logits),
+      await ringStep(keys[2]!, 2, hidden, deviantLogits),
+    ];
+    const majority = (ring: number) => ({
+      rings: RINGS.map((peers, j) => ({ ringId: `r${j}`, peers })),
+      ring,
+      step: { rings: steps.map((cs) => cs.map((c) => toBase64(encodeCommitment(c)))) },
+    });
+    return { reg, steps, majority };
+  }
+
+  it('k = 3: a head that the two other rings outvote (a referee-decided deviant, no equivocation) is flagged', async () => {
+    const off = logits.map((x, i) => (i === 7 ? x + 0.5 : x));
+    const { reg, steps, majority } = await threeRings(off);
+    const events: DeviantEvent[] = [];
+    reg.onDeviant((e) => events.push(e));
+    const ev = evidenceOf({
+      model: 'm',
+      range: [2, 4],
+      peerId: RINGS[2]![1]!,
+      reason: 'output-mismatch',
+      commitment: steps[2]![1]!,
+    });
+    // Without the other rings' records it is the requester's word: a report.
+    expect(await reg.submitEvidence('p_rrrrrrrrrrrrrrrr', ev, RINGS[2]!)).toBe('reported');
+    expect(reg.isExcluded(RINGS[2]![1]!)).toBe(false);
+    expect(await reg.submitEvidence('p_rrrrrrrrrrrrrrrr', ev, RINGS[2]!, majority(2))).toBe('proven');
+    expect(reg.isExcluded(RINGS[2]![1]!)).toBe(true);
+    expect(events.map((e) => e.peer)).toEqual([RINGS[2]![1]]);
+    for (const p of [...RINGS[0]!, ...RINGS[1]!, RINGS[2]![0]!]) expect(reg.isExcluded(p)).toBe(false);
+  });
+
+  it('k = 3: blaming an honest stage of the majority, or one with no majority behind it, proves nothing', async () => {
+    const off = logits.map((x, i) => (i === 7 ? x + 0.5 : x));
+    const { reg, steps, majority } = await threeRings(off);
+    const honest = evidenceOf({
+      model: 'm',
+      range: [2, 4],
+      peerId: RINGS[0]![1]!,
+      reason: 'output-mismatch',
+      commitment: steps[0]![1]!,
+    });
+    expect(await reg.submitEvidence('p_rrrrrrrrrrrrrrrr', honest, RINGS[0]!, majority(0))).toBe('reported');
+    expect(reg.isExcluded(RINGS[0]![1]!)).toBe(false);
+    // The deviant's own stage 0 agreed with everyone: it is not the outvoted stage.
+    const wrongStage = evidenceOf({
+      model: 'm',
+      range: [0, 2],
+      peerId: RINGS[2]![0]!,
+      reason: 'output-mismatch',
+      commitment: steps[2]![0]!,
+    });
+    expect(await reg.submitEvidence('p_rrrrrrrrrrrrrrrr', wrongStage, RINGS[2]!, majority(2))).toBe(
+      'reported',
+    );
+    expect(reg.isExcluded(RINGS[2]![0]!)).toBe(false);
+    // All three agree: nobody is outvoted.
+    const same = await threeRings(logits);
+    const ev = evidenceOf({
+      model: 'm',
+      range: [2, 4],
+      peerId: RINGS[2]![1]!,
+      reason: 'output-mismatch',
+      commitment: same.steps[2]![1]!,
+    });
+    expect(await same.reg.submitEvidence('p_rrrrrrrrrrrrrrrr', ev, RINGS[2]!, same.majority(2))).toBe(
+      'reported',
+    );
+  });
+
+  it("the head's equivocation: its own receipt for the token the requester got proves it", async () => {
+    const { reg } = await setup();
+    const head = await createSessionKey();
+    await reg.setKey(PEERS[1]!, toBase64(head.publicKeyRaw));
+    const at = { session, ring: 0, stage: 1, step: 3, position: 9 };
+    const honestToken = await sha256(Uint8Array.of(7, 0, 0, 0));
+    const sentToken = await sha256(Uint8Array.of(8, 0, 0, 0));
+    const c = await signCommitment(head, {
+      ...at,
+      kind: 'logits',
+      inHash: await sha256(Uint8Array.of(1)),
+      outHash: honestToken,
+      inReceipt: new Uint8Array(64),
+      token: 7,
+      sketch: sketchOf(Float32Array.from([1, 2, 3, 4]), 4),
+    });
+    const ev = (hash: Uint8Array, signature: Uint8Array) =>
+      evidenceOf({
+        model: 'm',
+        range: [2, 4],
+        peerId: PEERS[1]!,
+        reason: 'equivocation',
+        commitment: c,
+        receipt: { hash, signature },
+      });
+    // A receipt over the committed bytes proves nothing; a forged one neither.
+    expect(
+      await reg.submitEvidence(
+        'p_rrrrrrrrrrrrrrrr',
+        ev(honestToken, await signReceipt(head, at, honestToken)),
+        PEERS,
+      ),
+    ).toBe('reported');
+    const stranger = await createSessionKey();
+    expect(
+      await reg.submitEvidence(
+        'p_rrrrrrrrrrrrrrrr',
+        ev(sentToken, await signReceipt(stranger, at, sentToken)),
+        PEERS,
+      ),
+    ).toBe('reported');
+    expect(reg.isExcluded(PEERS[1]!)).toBe(false);
+    expect(
+      await reg.submitEvidence(
+        'p_rrrrrrrrrrrrrrrr',
+        ev(sentToken, await signReceipt(head, at, sentToken)),
+        PEERS,
+      ),
+    ).toBe('proven');
+    expect(reg.isExcluded(PEERS[1]!)).toBe(true);
   });
 });

@@ -13,6 +13,7 @@ import { openModelLocation } from '../../../shared/model/open-model';
 import { createWorkerShardRunner } from '../engine/worker-shard-runner';
 import { createProfilerClient } from '../profiler/profiler-client';
 import { enablePerfTrace } from '../../../shared/util/perf-trace';
+import { testTamper } from '../../../shared/validation/test-tampers';
 import { getNetwork } from './network';
 import { requireTestModeServer, toolingFromUrl } from './tooling';
 
@@ -26,6 +27,14 @@ export const contributor = createContributor({
     createWorkerShardRunner(
       tooling.nullCompute ? { nullCompute: { allowed: () => requireTestModeServer('null compute') } } : {},
     ),
+  ...(tooling.tamper !== undefined
+    ? {
+        testTamper: async () => {
+          await requireTestModeServer('validation tamper');
+          return testTamper(tooling.tamper!);
+        },
+      }
+    : {}),
   measure: async (signal) => {
     const profiler = createProfilerClient();
     try {

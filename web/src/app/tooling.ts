@@ -4,14 +4,21 @@
  * only, so any server allows it). `#/contribute?join=1&nullCompute=1` makes this tab's shard runner skip the model
  * (shared/runtime/null-compute-runner.ts) so that a ring measures its protocol cost alone. The
  * server must be in test mode (`/api/network` says `testMode: true`); anywhere else the load is
- * refused with `TOOLING_ONLY` and the tab serves nothing.
+ * refused with `TOOLING_ONLY` and the tab serves nothing. `tamper=<name>` (test-only, the same
+ * test-mode rule) makes the contributor a dishonest ring stage (shared/validation/test-tampers.ts)
+ * for the validation e2e.
  */
 import { RingworkError } from '../../../shared/errors';
 
 /** The switches the URL asks for. */
-export function toolingFromUrl(): { nullCompute: boolean; perf: boolean } {
+export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; tamper?: string } {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
-  return { nullCompute: q.get('nullCompute') === '1', perf: q.get('perf') === '1' };
+  const tamper = q.get('tamper');
+  return {
+    nullCompute: q.get('nullCompute') === '1',
+    perf: q.get('perf') === '1',
+    ...(tamper ? { tamper } : {}),
+  };
 }
 
 /**

@@ -53,7 +53,7 @@ export function ChatPage() {
                 )}
                 {m.role === 'assistant' && m.meta?.done && !m.meta.error && (
                   <>
-                    <div className="meta" data-testid="answer-meta">
+                    <div className="meta" data-testid="answer-meta" data-peers={m.meta.peers?.join(',')}>
                       measured: prefill {num(m.meta.prefillTokPerS)} tok/s · decode{' '}
                       {num(m.meta.decodeTokPerS)} tok/s · per token {num(m.meta.computeMsPerToken, 2)} ms
                       compute + {num(m.meta.hopMsPerToken, 2)} ms{' '}

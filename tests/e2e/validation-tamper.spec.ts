@@ -1,0 +1,119 @@
+/**
+ * Security level k = 2 in Chromium, end to end (issue 10): four contributor tabs, each lending
+ * 2.3 MB (the planner reserves stories260K's KV cache for 2,048 tokens: 2.9 MB, so a ring is two of them), one of them a
+ * dishonest stage through the test-only `tamper=equivocate` (honoured only by a test-mode server:
+ * it commits to its honest output and sends something else). A chat at k = 2 runs a primary and a
+ * validator ring side by side: the answer is still the golden text, the deviant is located and
+ * named under the answer, the server checks the signed evidence itself and flags it on the Network
+ * page, and the next request is served by a ring without it.
+ */
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import { test, expect } from './server-fixture';
+import { askGolden, lastAnswer, sendPrompt } from './app-helpers';
+import { loadGolden } from '../helpers/golden';
+import { TIMEOUTS } from '../helpers/timeouts';
+
+// CPU-class tabs must take shards (by default category C peers serve lightweight models whole);
+// the latency objective cuts the model into as few stages as memory allows (2), not over every tab,
+// and new (unverified) tabs may hold more than half of it (stories260K's 5 blocks split unevenly).
+test.use({
+  serverArgs: ['--category-c-below-tflops', '0', '--objective', 'latency', '--max-unverified-share', '0.7'],
+});
+
+const golden = loadGolden();
+
+/** A contributor tab lending 2.3 MB at a declared 1 TFLOPS (few stages: memory decides the cut). */
+async function tab(
+  browser: Browser,
+  url: string,
+  name: string,
+  extra = '',
+): Promise<{ context: BrowserContext; page: Page; name: string }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: url });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`[${name}]`, e.message));
+  page.on(
+    'console',
+    (m) =>
+      (m.type() === 'error' || m.type() === 'warning') &&
+      !m.text().includes('onnxruntime') &&
+      console.log(`[${name} console]`, m.text().slice(0, 300)),
+  );
+  await page.goto(`${url}/#/contribute?join=1&tflops=1&gbps=100&memory=2300000${extra}`);
+  return { context, page, name };
+}
+
+const peerIdOf = async (page: Page): Promise<string> =>
+  (await page.getByTestId('contribute-phase').getAttribute('data-peer')) ?? '';
+
+// Not passing yet: the two rings form (primary of 2, validator ring of 2 at epoch + 1 after the
+// chat asks for k = 2), but the chat's WebRTC link to a validator-ring stage times out ("No
+// DataChannel to <peer> within 15000 ms") on this machine; the same path over in-memory links
+// passes (tests/shared/app/requester-validated.slow.test.ts). Kept as fixme until that is found.
+test.fixme('k = 2 with a tampering tab: golden text, the deviant located and flagged, the next answer without it', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(TIMEOUTS.browserTestLong);
+  const started = Date.now();
+  const tabs = [
+    await tab(browser, server.url, 'honest 1'),
+    await tab(browser, server.url, 'honest 2'),
+    await tab(browser, server.url, 'honest 3'),
+    await tab(browser, server.url, 'tamperer', '&tamper=equivocate'),
+  ];
+  // Every tab registered (a ring, or a spare for the validator ring the chat will ask for).
+  for (const t of tabs)
+    await expect(t.page.getByTestId('contribute-phase')).toHaveText(/serving|standby|unassigned/, {
+      timeout: TIMEOUTS.contributorServing,
+    });
+  const deviant = await peerIdOf(tabs[3]!.page);
+  expect(deviant).toMatch(/^p_/);
+
+  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const chat = await chatContext.newPage();
+  chat.on('pageerror', (e) => console.log('[chat]', e.message));
+  chat.on(
+    'console',
+    (m) =>
+      m.type() !== 'debug' &&
+      !m.text().includes('onnxruntime') &&
+      console.log('[chat console]', m.text().slice(0, 300)),
+  );
+  await chat.goto(`${server.url}/#/chat`);
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
+    timeout: TIMEOUTS.ringForm,
+  });
+  await chat.getByTestId('security-level').selectOption('2');
+
+  // k = 2: both rings run every step; the tamperer's ring is dropped, the answer stays golden.
+  expect((await askGolden(chat)) + '\n').toBe(golden.text);
+  const verification = chat.getByTestId('answer-verification').last();
+  await expect(verification).toHaveAttribute('data-k', '2');
+  await expect(verification).toHaveAttribute('data-deviants', deviant);
+  await expect(verification).toHaveAttribute('data-agreeing', '1');
+  await expect(verification).toContainText('deviant caught');
+  console.log(`k = 2 answer: ${(await verification.textContent())?.trim()}`);
+
+  // The server proved the deviation from the signed records alone and flagged the peer.
+  await chat.getByTestId('tab-network').click();
+  const cell = (peer: string) => chat.locator(`[data-testid="peer-validation"][data-peer="${peer}"]`);
+  await expect(cell(deviant)).toHaveAttribute('data-flagged', 'true', { timeout: TIMEOUTS.replan });
+  await expect(cell(deviant)).toContainText('flagged');
+  for (const t of tabs.slice(0, 3))
+    await expect(cell(await peerIdOf(t.page))).toHaveAttribute('data-flagged', 'false');
+
+  // The next request (k = 1: three honest peers are left) is served by a ring without the deviant.
+  await chat.getByTestId('tab-chat').click();
+  await chat.getByTestId('security-level').selectOption('1');
+  await sendPrompt(chat, 'Once upon a time');
+  expect((await lastAnswer(chat)) + '\n').toBe(golden.text);
+  const served = (await chat.getByTestId('answer-meta').last().getAttribute('data-peers')) ?? '';
+  expect(served.split(',').length).toBeGreaterThanOrEqual(1);
+  expect(served.split(',')).not.toContain(deviant);
+  console.log(`validation-tamper e2e: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+  await chatContext.close();
+  for (const t of tabs) await t.context.close();
+});

@@ -1,0 +1,194 @@
+/**
+ * The chat's security level k = 2 path (the requester the Chat page's store drives): real
+ * contributors (their own session keys, real ring stages and ORT runners on stories260K) over the
+ * fake signaling hub and in-memory links; the fake coordinator answers `ring-request` with a primary
+ * and a validator ring carrying the keys the contributors registered. Two honest rings agree on
+ * every step (golden text, proof of validated work sent); a contributor made dishonest through the
+ * same test-only hook the browser e2e uses is located, its signed evidence sent to the coordinator,
+ * and the next answer runs on the rings the coordinator re-plans without it.
+ */
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createContributor, type Contributor } from '../../../shared/app/contributor';
+import type { ClientMessageOf } from '../../../shared/protocol/signaling';
+import { TEST_TAMPERS, type TestTamperName } from '../../../shared/validation/test-tampers';
+import { stories260KRunner } from '../../helpers/engine';
+import { loadGolden } from '../../helpers/golden';
+import {
+  createFakeSignalingHub,
+  type FakeSignalingHub,
+  type ServerMessageBody,
+} from '../../helpers/memory-signaling';
+import { scaled } from '../../helpers/timeouts';
+import { CAPABILITY, GOLDEN_SETTINGS, STORIES, pid, requesterOn, warmUpOrt } from './app-fixture';
+
+const golden = loadGolden();
+const history = [{ role: 'user' as const, text: 'Once upon a time' }];
+const signal = () => new AbortController().signal;
+const RANGES: [number, number][] = [
+  [0, 4],
+  [4, 7],
+];
+const K2 = { ...GOLDEN_SETTINGS, security: 2 };
+
+const contributors = new Map<string, Contributor>();
+afterEach(async () => {
+  await Promise.all([...contributors.values()].map((c) => c.stop()));
+  contributors.clear();
+});
+
+/** Starts a contributor per name (one dishonest when `tamper` names it) and waits for its key. */
+async function start(
+  hub: FakeSignalingHub,
+  keys: Map<string, string>,
+  peers: string[],
+  tamper?: { peer: string; name: TestTamperName },
+) {
+  for (const peer of peers) {
+    const c = createContributor({
+      network: async () => hub.network(peer),
+      createRunner: stories260KRunner,
+      connectTimeoutMs: 5000,
+      ...(tamper?.peer === peer ? { testTamper: async () => TEST_TAMPERS[tamper.name] } : {}),
+    });
+    contributors.set(peer, c);
+    await c.start({ capability: CAPABILITY });
+  }
+  await vi.waitFor(() => expect(peers.every((p) => keys.has(p))).toBe(true));
+}
+
+/** Assigns `peers` (stage order) as one ring of stories260K and waits until each serves. */
+async function assignRing(hub: FakeSignalingHub, peers: string[], ringId: string, epoch: number) {
+  peers.forEach((peer, i) =>
+    hub.push(peer, {
+      type: 'assignment',
+      epoch,
+      ringId,
+      model: STORIES,
+      range: RANGES[i]!,
+      prev: peers[(i + 1) % 2]!,
+      next: peers[(i + 1) % 2]!,
+    }),
+  );
+  await vi.waitFor(
+    () => {
+      for (const p of peers) expect(contributors.get(p)!.store.getState().phase).toBe('serving');
+    },
+    { timeout: scaled(30_000) },
+  );
+}
+
+/** The coordinator's `ring` answer at k = 2: the primary and one validator ring, with their keys. */
+function ringAnswer(keys: Map<string, string>, primary: string[], validator: string[], epoch: number) {
+  const stages = (peers: string[]) =>
+    peers.map((peer, i) => ({ peer, range: RANGES[i]!, key: keys.get(peer)! }));
+  return {
+    type: 'ring' as const,
+    epoch,
+    ringId: `stories260K:${epoch}`,
+    model: STORIES,
+    stages: stages(primary),
+    validators: [{ ringId: `stories260K:${epoch}:v1`, epoch, stages: stages(validator) }],
+    security: { requested: 2, k: 2 },
+  } satisfies ServerMessageBody;
+}
+
+/** A fake coordinator that records keys, evidence and work, and answers ring-requests with `current()`. */
+function coordinator(hub: FakeSignalingHub, current: () => ServerMessageBody) {
+  const keys = new Map<string, string>();
+  const evidence: ClientMessageOf<'validation-evidence'>[] = [];
+  const work: ClientMessageOf<'validated-work'>[] = [];
+  hub.onSend((from, m) => {
+    if (m.type === 'validation-key') keys.set(from, m.key);
+    else if (m.type === 'validation-evidence') evidence.push(m as ClientMessageOf<'validation-evidence'>);
+    else if (m.type === 'validated-work') work.push(m as ClientMessageOf<'validated-work'>);
+    else if (m.type === 'ring-request') hub.push(from, current());
+  });
+  return { keys, evidence, work };
+}
+
+describe('the chat at security level k = 2 (requester, real rings of contributors)', () => {
+  beforeAll(warmUpOrt);
+
+  it('two honest rings agree on every step: golden text, the verification line, proof of the work sent', async () => {
+    const hub = createFakeSignalingHub();
+    const [a0, a1, b0, b1] = ['a0', 'a1', 'b0', 'b1'].map(pid) as [string, string, string, string];
+    const now: { answer?: ServerMessageBody } = {};
+    const co = coordinator(hub, () => now.answer!);
+    await start(hub, co.keys, [a0, a1, b0, b1]);
+    await assignRing(hub, [a0, a1], 'stories260K:1', 1);
+    await assignRing(hub, [b0, b1], 'stories260K:1:v1', 1);
+    now.answer = ringAnswer(co.keys, [a0, a1], [b0, b1], 1);
+    const r = requesterOn(hub, pid('req'));
+    const res = await r.ask({ settings: K2, history, signal: signal() });
+    expect(res.text + '\n').toBe(golden.text);
+    expect(res.stats.verification).toMatchObject({
+      k: 2,
+      requested: 2,
+      ringsAgreeing: 2,
+      peersAgreeing: 4,
+      deviants: [],
+    });
+    // One prefill + 59 decode steps, 2 stage comparisons each.
+    expect(res.stats.verification!.stepsChecked).toBe(60);
+    expect(res.stats.verification!.comparisons).toBe(120);
+    expect(co.evidence).toEqual([]);
+    await vi.waitFor(() => expect(co.work.reduce((n, m) => n + (m.proof?.length ?? 0), 0)).toBe(60));
+    expect(co.work[0]).toMatchObject({
+      ringId: 'stories260K:1',
+      proofRings: ['stories260K:1', 'stories260K:1:v1'],
+    });
+  }, 120_000);
+
+  for (const [name, reasons] of [
+    ['equivocate', ['equivocation']],
+    ['consistent', ['output-mismatch', 'wrong-token']],
+  ] as const) {
+    it(`the ${name} tamper on a stage is located and reported, the answer stays golden, and the next one runs without it`, async () => {
+      const hub = createFakeSignalingHub();
+      const [a0, a1, b0, b1, c0, c1] = ['a0', 'a1', 'b0', 'b1', 'c0', 'c1'].map(pid) as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
+      let answer: ServerMessageBody | undefined;
+      const co = coordinator(hub, () => answer!);
+      // The validator ring's first stage tampers with what it sends.
+      await start(hub, co.keys, [a0, a1, b0, b1, c0, c1], { peer: b0, name });
+      await assignRing(hub, [a0, a1], 'stories260K:1', 1);
+      await assignRing(hub, [b0, b1], 'stories260K:1:v1', 1);
+      await assignRing(hub, [c0, c1], 'stories260K:2:v1', 2);
+      answer = ringAnswer(co.keys, [a0, a1], [b0, b1], 1);
+      const req = pid('req');
+      const r = requesterOn(hub, req);
+      const first = await r.ask({ settings: K2, history, signal: signal() });
+      expect(first.text + '\n').toBe(golden.text);
+      expect(first.stats.verification).toMatchObject({
+        k: 2,
+        ringsAgreeing: 1,
+        peersAgreeing: 2,
+        deviants: [b0],
+      });
+      await vi.waitFor(() => expect(co.evidence).toHaveLength(1));
+      expect(co.evidence[0]).toMatchObject({
+        ringId: 'stories260K:1:v1',
+        evidence: { peerId: b0, stage: 0, step: 0 },
+      });
+      expect(reasons).toContain(co.evidence[0]!.evidence.reason);
+      // Steps after the drop were checked on one ring only: they prove no work.
+      expect(co.work).toEqual([]);
+
+      // The coordinator re-plans without the deviant and pushes the new rings: the next answer uses them.
+      answer = ringAnswer(co.keys, [a0, a1], [c0, c1], 2);
+      hub.push(req, answer);
+      await hub.delivered();
+      const second = await r.ask({ settings: K2, history, signal: signal() });
+      expect(second.text).toBe(first.text);
+      expect(second.stats.peers).not.toContain(b0);
+      expect(second.stats.verification).toMatchObject({ ringsAgreeing: 2, deviants: [] });
+      expect(co.evidence).toHaveLength(1);
+    }, 180_000);
+  }
+});

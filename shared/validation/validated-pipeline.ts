@@ -137,13 +137,15 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
           history.push(...tokens);
           verified.clear();
+          // `drop` shrinks `live` while the results are read: index them by the rings polled.
+          const polled = live;
           const results = await Promise.allSettled(
-            live.map((s) => s.session.forward(tokens, position, opts)),
+            polled.map((s) => s.session.forward(tokens, position, opts)),
           );
           const answered: { ring: number; result: ForwardResult; step: VerifiedStep }[] = [];
           let firstError: unknown;
           results.forEach((r, i) => {
-            const ring = live[i]!.ring;
+            const ring = polled[i]!.ring;
             if (r.status === 'fulfilled') answered.push({ ring, result: r.value, step: verified.get(ring)! });
             else if (isRingworkError(r.reason) && r.reason.code === 'VALIDATION_DEVIANT') {
               drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);

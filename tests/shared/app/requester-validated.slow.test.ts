@@ -139,11 +139,11 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
     });
   }, 120_000);
 
-  for (const [name, reasons] of [
-    ['equivocate', ['equivocation']],
-    ['consistent', ['output-mismatch', 'wrong-token']],
+  for (const [name, reasons, onPrimary] of [
+    ['equivocate', ['equivocation'], true],
+    ['consistent', ['output-mismatch', 'wrong-token'], false],
   ] as const) {
-    it(`the ${name} tamper on a stage is located and reported, the answer stays golden, and the next one runs without it`, async () => {
+    it(`the ${name} tamper on the ${onPrimary ? 'primary' : 'validator'} ring's first stage is located and reported, the answer stays golden${onPrimary ? ' (the validator ring finishes it)' : ', and the next one runs without it'}`, async () => {
       const hub = createFakeSignalingHub();
       const [a0, a1, b0, b1, c0, c1] = ['a0', 'a1', 'b0', 'b1', 'c0', 'c1'].map(pid) as [
         string,
@@ -155,8 +155,9 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
       ];
       let answer: ServerMessageBody | undefined;
       const co = coordinator(hub, () => answer!);
-      // The validator ring's first stage tampers with what it sends.
-      await start(hub, co.keys, [a0, a1, b0, b1, c0, c1], { peer: b0, name });
+      // The primary's or the validator ring's first stage tampers with what it sends.
+      const bad = onPrimary ? a0 : b0;
+      await start(hub, co.keys, [a0, a1, b0, b1, c0, c1], { peer: bad, name });
       await assignRing(hub, [a0, a1], 'stories260K:1', 1);
       await assignRing(hub, [b0, b1], 'stories260K:1:v1', 1);
       await assignRing(hub, [c0, c1], 'stories260K:2:v1', 2);
@@ -169,25 +170,27 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
         k: 2,
         ringsAgreeing: 1,
         peersAgreeing: 2,
-        deviants: [b0],
+        deviants: [bad],
       });
       await vi.waitFor(() => expect(co.evidence).toHaveLength(1));
       expect(co.evidence[0]).toMatchObject({
-        ringId: 'stories260K:1:v1',
-        evidence: { peerId: b0, stage: 0, step: 0 },
+        ringId: onPrimary ? 'stories260K:1' : 'stories260K:1:v1',
+        evidence: { peerId: bad, stage: 0, step: 0 },
       });
       expect(reasons).toContain(co.evidence[0]!.evidence.reason);
       // Steps after the drop were checked on one ring only: they prove no work.
       expect(co.work).toEqual([]);
 
       // The coordinator re-plans without the deviant and pushes the new rings: the next answer uses them.
-      answer = ringAnswer(co.keys, [a0, a1], [c0, c1], 2);
-      hub.push(req, answer);
-      await hub.delivered();
-      const second = await r.ask({ settings: K2, history, signal: signal() });
-      expect(second.text).toBe(first.text);
-      expect(second.stats.peers).not.toContain(b0);
-      expect(second.stats.verification).toMatchObject({ ringsAgreeing: 2, deviants: [] });
+      if (!onPrimary) {
+        answer = ringAnswer(co.keys, [a0, a1], [c0, c1], 2);
+        hub.push(req, answer);
+        await hub.delivered();
+        const second = await r.ask({ settings: K2, history, signal: signal() });
+        expect(second.text).toBe(first.text);
+        expect(second.stats.peers).not.toContain(bad);
+        expect(second.stats.verification).toMatchObject({ ringsAgreeing: 2, deviants: [] });
+      }
       expect(co.evidence).toHaveLength(1);
     }, 180_000);
   }

@@ -91,7 +91,7 @@ const chatSchema = z
       .max(1024),
   })
   .loose()
-  .refine((r) => r.messages[r.messages.length - 1]!.role === 'user', {
+  .refine((r) => r.messages.length === 0 || r.messages[r.messages.length - 1]!.role === 'user', {
     path: ['messages'],
     message: 'the last message must be the user’s',
   });
@@ -241,6 +241,8 @@ export function createRingTransportClient(o: RingTransportOptions): RingworkClie
     on: (e: AnswerEvent) => void,
   ): Promise<AnswerEnd> => {
     const matcher = createStopMatcher(job.stops);
+    // A stop string ends the ask loop, not the caller's stream: its own controller.
+    const run = controller(ctl.signal);
     let shown = '';
     let text = '';
     let generated = 0;
@@ -261,7 +263,7 @@ export function createRingTransportClient(o: RingTransportOptions): RingworkClie
       emit(r.emit, n);
       if (r.stopped) {
         hitStop = true;
-        ctl.abort(new RingworkError('ABORTED', 'A stop string ended the answer.'));
+        run.abort(new RingworkError('ABORTED', 'A stop string ended the answer.'));
       }
     };
     let r: AskResult | undefined;
@@ -270,7 +272,7 @@ export function createRingTransportClient(o: RingTransportOptions): RingworkClie
         settings: job.settings,
         history: job.history,
         raw: job.raw,
-        signal: ctl.signal,
+        signal: run.signal,
         onStarted: (n) => {
           promptTokens = n;
           if (!started) on({ type: 'started' });

@@ -14,7 +14,7 @@ import type { Routes } from '../http-routes.js';
 export const SDK_PATH = '/sdk/ringwork.js';
 
 /** The SDK and the modules it imports on demand (the build names them `ringwork-<name>-<hash>.js`). */
-const SDK_FILE = /^\/sdk\/(ringwork(?:-[A-Za-z0-9_-]+)?\.js)$/;
+const SDK_FILE = /\/sdk\/(ringwork(?:-[A-Za-z0-9_-]+)?\.js)$/;
 
 /** Options of {@link createSdkRoutes}. */
 export interface SdkRoutesOptions {
@@ -38,10 +38,12 @@ export function createSdkRoutes(o: SdkRoutesOptions): Routes {
       .writeHead(status, { ...HEADERS, ...extra, 'Content-Type': 'text/plain; charset=utf-8' })
       .end(`${body}\n`);
   return {
-    handles: (pathname) => SDK_FILE.test(pathname),
+    handles: (pathname) => pathname.startsWith('/sdk/') && SDK_FILE.test(pathname),
     handle(req: IncomingMessage, res: ServerResponse, url: URL) {
       // The name is one path segment of a fixed pattern: nothing outside `<root>/sdk` can be named.
-      const file = join(o.root, 'sdk', SDK_FILE.exec(url.pathname)![1]!);
+      const name = SDK_FILE.exec(url.pathname)?.[1];
+      if (!name) return text(res, 404, 'No such SDK module.');
+      const file = join(o.root, 'sdk', name);
       if (req.method === 'OPTIONS') {
         res.writeHead(204, { ...HEADERS, 'Access-Control-Allow-Methods': 'GET, HEAD' }).end();
         return;

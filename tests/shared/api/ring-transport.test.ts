@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createRingTransportClient } from '../../../shared/api/ring-transport';
+import { createRingworkClient } from '../../../shared/api/ringwork-client';
 import type { ChatCompletionChunk, Completion } from '../../../shared/api/openai-wire';
 import type { Contributor } from '../../../shared/app/contributor';
 import { isRingworkError } from '../../../shared/errors';
@@ -96,15 +97,19 @@ describe('ring transport (in-memory 2-stage ring, real ORT runners on stories260
   it('chat: a whole answer (the story as printed with echoPrompt), a role chunk first when streamed, stop strings cut', async () => {
     const rw = createRingTransportClient({ requester: requesterOn(hub, pid('req2')) });
     const messages = [{ role: 'user' as const, content: PROMPT }];
+    // 20 tokens (the whole golden run is the test above): the story from its prompt on, as printed.
     const whole = await rw.chat.completions.create({
       model: 'stories260K',
       messages,
-      max_tokens: 60,
+      max_tokens: 20,
       temperature: 0,
       ringwork: { echoPrompt: true },
     });
     expect(whole.object).toBe('chat.completion');
-    expect(whole.choices[0]!.message.content).toBe(GOLDEN);
+    const story = whole.choices[0]!.message.content;
+    expect(story.length).toBeGreaterThan(PROMPT.length + 40);
+    expect(GOLDEN.startsWith(story)).toBe(true);
+    expect(whole.usage.completion_tokens).toBe(20);
     expect(whole.ringwork).toMatchObject({ path: 'ring', servedBy: order });
 
     const stream = await rw.chat.completions.create({
@@ -213,5 +218,25 @@ describe('ring transport (in-memory 2-stage ring, real ORT runners on stories260
       }),
     );
     expect(e).toMatchObject({ code: 'NO_RING', details: { missingBytes: 3e9 } });
+  });
+
+  it('the HTTP transport refuses ring-only options before sending anything (a security level it cannot promise)', async () => {
+    let sent = 0;
+    const http = createRingworkClient({
+      server: 'http://127.0.0.1:9',
+      fetch: () => {
+        sent++;
+        return Promise.reject(new Error('not reached'));
+      },
+    });
+    const e = await failure(
+      http.chat.completions.create({
+        model: 'stories260K',
+        messages: [{ role: 'user', content: PROMPT }],
+        ringwork: { security: 2 },
+      }),
+    );
+    expect(e).toMatchObject({ code: 'API_UNSUPPORTED', details: { param: 'ringwork' } });
+    expect(sent).toBe(0);
   });
 });

@@ -29,7 +29,7 @@ function ortStaticFiles(): Plugin {
 
 /**
  * The browser SDK (`/sdk/ringwork.js`): a library build of web/src/sdk/ringwork.ts into dist/sdk/,
- * one self-contained ES module that other sites import from the server. It runs after the app's
+ * an ES module that other sites import from the server, and its lazily loaded ring transport. It runs after the app's
  * build, so `vite build` (and `npm start`, which runs it) always ships both.
  */
 function sdkLibrary(): Plugin {
@@ -47,6 +47,14 @@ function sdkLibrary(): Plugin {
           emptyOutDir: false,
           target: 'es2022',
           lib: { entry: resolve('web/src/sdk/ringwork.ts'), formats: ['es'], fileName: () => 'ringwork.js' },
+          // The ring transport is a second module, loaded by ringwork.js on first use (HTTP-only pages
+          // never fetch it); the server serves `/sdk/ringwork-*.js` next to it.
+          rollupOptions: {
+            output: {
+              chunkFileNames: (c) =>
+                c.name === 'ring-client' ? 'ringwork-ring-[hash].js' : 'ringwork-shared-[hash].js',
+            },
+          },
         },
       });
     },

@@ -263,6 +263,13 @@ export const ERROR_CODES = [
    * pipeline that cannot verify several positions in one pass.
    */
   'SPECULATIVE_UNSUPPORTED',
+  // ---- browser SDK
+  /**
+   * The SDK's ring transport was asked for something that needs model shards run in this page (a
+   * validated answer, k >= 2) but was given no shard runner (a page of another site cannot start
+   * the server's Web Workers).
+   */
+  'SDK_NO_RUNNER',
 ] as const;
 
 /** A stable error code; see {@link ERROR_CODES}. */

@@ -6,6 +6,9 @@
  * the same `code`.
  */
 import { z } from 'zod';
+import type { AnswerFailover } from '../app/chat-history.js';
+import type { AnswerEnd } from '../app/chat-input.js';
+import type { AnswerVerification } from '../app/validated-ring.js';
 import { isErrorCode, isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
 
 /** HTTP status and OpenAI error `type` of each code the API answers with. */
@@ -100,15 +103,57 @@ export const sseData = (body: unknown): string => `data: ${JSON.stringify(body)}
 /** The event that ends every API stream. */
 export const SSE_DONE = 'data: [DONE]\n\n';
 
-/** The non-standard `ringwork` field of answers: how the answer was produced and verified. */
+/** What one answer measured (the ring transport; the Chat page's stats line). */
+export interface RingworkAnswerStats {
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  /** Per decode token: stage compute, and the rest (hops between stages; scheduling when run here). */
+  computeMsPerToken: number;
+  hopMsPerToken: number;
+  /** Why the answer ended: the model's own end, `max_tokens`, or the model's context filled. */
+  end: AnswerEnd;
+  /** The model's context length, tokens. */
+  contextLength: number;
+}
+
+/**
+ * The non-standard `ringwork` field of answers: how the answer was produced and verified. The HTTP
+ * API fills the first five fields; the SDK's ring transport (`via: 'ring'`, the Chat page's) also
+ * fills the rest, since it drives the ring itself and sees every step.
+ */
 export interface RingworkAnswerInfo {
+  /** Rings that ran every step side by side (k); 1: no result validation. */
   securityLevel: number;
+  /** True when k >= 2 rings ran every step and were compared (see `verification`). */
   validated: boolean;
-  /** `ring` (contributors served it) or `server` (the server's own engine, `--api-local-fallback`). */
-  path: 'ring' | 'server';
+  /**
+   * `ring` (contributors served it), `server` (the server's own engine, `--api-local-fallback`) or
+   * `local` (no ring: the ring transport ran the whole model in this page).
+   */
+  path: 'ring' | 'server' | 'local';
+  /** The peers that served the answer and their layer ranges (the ring that finished it). */
   servedBy: { peer: string; range: [number, number] }[];
   ringId?: string;
+  /** Ring transport: the peers in ring order, as the Chat page lists them (validator rings included). */
+  peers?: string[];
+  /** Ring transport: ring peers lost mid-answer and survived (failover), as they happened. */
+  failovers?: AnswerFailover[];
+  /** Ring transport, k >= 2: what was checked, which rings and peers agreed, deviants dropped. */
+  verification?: AnswerVerification;
+  /** Ring transport: speed and why the answer ended. */
+  stats?: RingworkAnswerStats;
 }
+
+/**
+ * `ringwork` of a streamed chunk. The HTTP API sends it once, on the usage chunk. The ring
+ * transport sends `generated` (tokens so far) on every content chunk, `failovers` on a chunk of its
+ * own whenever a ring peer is lost or the answer goes on, and the whole {@link RingworkAnswerInfo}
+ * on the chunk with `finish_reason`.
+ */
+export type RingworkChunkInfo = Partial<RingworkAnswerInfo> & {
+  /** Tokens generated so far. */
+  generated?: number;
+};
 
 /** Token counts of an answer. */
 export interface ApiUsage {
@@ -139,7 +184,7 @@ export interface ChatCompletionChunk {
     finish_reason: FinishReason | null;
   }[];
   usage?: ApiUsage;
-  ringwork?: RingworkAnswerInfo;
+  ringwork?: RingworkChunkInfo;
 }
 
 /** A whole chat answer (`chat.completion`). */
@@ -166,7 +211,8 @@ export interface Completion {
   model: string;
   choices: { index: number; text: string; logprobs: null; finish_reason: FinishReason | null }[];
   usage?: ApiUsage;
-  ringwork?: RingworkAnswerInfo;
+  /** A whole completion carries the whole {@link RingworkAnswerInfo}; a streamed chunk, see {@link RingworkChunkInfo}. */
+  ringwork?: RingworkChunkInfo;
 }
 
 /** One entry of `GET /v1/models`. */

@@ -61,6 +61,25 @@ export interface ApiSamplingParams {
   stream_options?: { include_usage?: boolean };
   /** Aborts the request; a stream being read then ends with `ABORTED` and the server stops generating. */
   signal?: AbortSignal;
+  /**
+   * Ringwork's own options. Only the ring transport (`via: 'ring'`) takes them; the HTTP API
+   * refuses them with `API_UNSUPPORTED` rather than answer at a lower security level than asked.
+   */
+  ringwork?: RingworkRequestOptions;
+}
+
+/** Ringwork's own request options (the ring transport's). */
+export interface RingworkRequestOptions {
+  /**
+   * Security level k (1–3): rings that run every step side by side and are compared. Absent: the
+   * server's default.
+   */
+  security?: number;
+  /**
+   * For a completion model (no chat template, e.g. stories260K): the streamed text starts with the
+   * prompt as the model prints it, as the Chat page shows stories. Chat models ignore it.
+   */
+  echoPrompt?: boolean;
 }
 
 /** `chat.completions.create` parameters. */
@@ -239,7 +258,13 @@ export function createRingworkClient(o: RingworkClientOptions): RingworkClient {
     path: string,
     p: ApiSamplingParams & { stream?: boolean },
   ): Promise<ApiStream<Chunk> | Whole> => {
-    const { signal, ...body } = p;
+    const { signal, ringwork, ...body } = p;
+    if (ringwork && Object.values(ringwork).some((v) => v !== undefined))
+      throw new RingworkError(
+        'API_UNSUPPORTED',
+        "The HTTP API takes no `ringwork` options: use the ring transport (via: 'ring').",
+        { details: { param: 'ringwork' } },
+      );
     const ctl = controller(signal);
     const res = await send('POST', path, body, ctl);
     return p.stream ? stream<Chunk>(res, ctl) : readJson<Whole>(res, apiAnswerSchema, ctl);

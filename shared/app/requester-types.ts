@@ -3,6 +3,8 @@
  * takes and gives back, and what the browser or a Node host injects.
  */
 import type { AnswerEnd } from './chat-input.js';
+import type { RingRequesterPort } from '../api/ring-transport.js';
+import type { RingworkClient } from '../api/ringwork-client.js';
 import type { StoreApi } from 'zustand/vanilla';
 import type { AnswerFailover, ChatMessage, ChatSettings, HistoryStorage } from './chat-history.js';
 import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
@@ -49,16 +51,36 @@ export interface AnswerStats {
   verification?: AnswerVerification;
 }
 
+/**
+ * One turn of the conversation an answer continues: a chat message, or a `system` turn from the
+ * SDK (OpenAI's messages). Turns whose answer failed (`meta.error`) are left out of the prompt.
+ */
+export interface AskTurn {
+  role: 'system' | 'user' | 'assistant';
+  text: string;
+  meta?: { error?: string };
+}
+
 export interface AskOptions {
   settings: ChatSettings;
   /** The conversation so far, ending with the user's new message. */
-  history: ChatMessage[];
+  history: readonly AskTurn[];
+  /**
+   * Continue the last turn's text as it is, without the chat template (a completion: the SDK's
+   * `completions.create`). Absent: chat models get their template, completion models the text.
+   */
+  raw?: boolean;
   signal: AbortSignal;
   /**
    * The prompt's token ids, already rendered and encoded (the server's API renders every role of a
    * request itself); absent: rendered from `history` here.
    */
   prompt?: readonly number[];
+  /**
+   * Called with the prompt's length in tokens once it is encoded and the ring (or this tab's model)
+   * is ready, just before the first step; again if the request is retried.
+   */
+  onStarted?: (promptTokens: number) => void;
   /** Called with the full text of the answer so far (and the tokens generated), as tokens stream in. */
   onText?: (text: string, generated: number) => void;
   /** Called when a ring peer is lost mid-answer and again when the answer goes on (failover). */
@@ -71,7 +93,16 @@ export interface AskResult {
   result: GenerateResult;
 }
 
+/** The part of an SDK client (shared/api/ringwork-client.ts) the chat sends through. */
+export type RingChatClient = Pick<RingworkClient, 'chat'>;
+
 export interface RequesterOptions {
+  /**
+   * Makes the client the chat's `send` streams through, over this requester (its `ask` and its
+   * store's rings). The browser passes the SDK's `createRingworkClient({ via: 'ring' })`; default:
+   * the ring transport (shared/api/ring-transport.ts) directly.
+   */
+  client?: (requester: RingRequesterPort) => RingChatClient;
   /** Connects (lazily, once per connection) and returns the network handle. */
   network: () => Promise<NetworkHandle>;
   /** A fresh, unloaded runner, for running a whole model alone when no ring serves it. */

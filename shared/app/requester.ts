@@ -34,9 +34,12 @@ import type {
   Requester,
   RequesterOptions,
   RingAnswer,
+  RingChatClient,
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
 import { openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import type { RingworkChunkInfo } from '../api/openai-wire.js';
+import { createRingTransportClient } from '../api/ring-transport.js';
 
 export {
   HISTORY_KEY,
@@ -47,6 +50,18 @@ export {
 } from './chat-history.js';
 
 export type * from './requester-types.js';
+
+/** The chat message's figures, from the `ringwork` field of the answer's last chunk. */
+function metaOf(info: RingworkChunkInfo | undefined): Partial<NonNullable<ChatMessage['meta']>> {
+  if (!info) return {};
+  return {
+    ...(info.stats ?? {}),
+    ...(info.peers ? { peers: info.peers } : {}),
+    local: info.path === 'local',
+    failovers: info.failovers ?? [],
+    ...(info.verification ? { verification: info.verification } : {}),
+  };
+}
 
 /** Creates a requester. */
 export function createRequester(o: RequesterOptions): Requester {
@@ -407,7 +422,7 @@ export function createRequester(o: RequesterOptions): Requester {
     try {
       const tokenizer = await tokenizerFor(model);
       const last = a.history[a.history.length - 1]!;
-      const chat = tokenizer.applyChatTemplate !== undefined && !isLlama2cLocation(model.url);
+      const chat = !a.raw && tokenizer.applyChatTemplate !== undefined && !isLlama2cLocation(model.url);
       const prompt = a.prompt
         ? [...a.prompt]
         : chat
@@ -419,6 +434,7 @@ export function createRequester(o: RequesterOptions): Requester {
             )
           : tokenizer.encode(last.text, { bos: true });
       const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
+      a.onStarted?.(prompt.length);
       // The chat shows characters: byte-fallback tokens are assembled as UTF-8 (emoji, CJK), unlike
       // the CLI, which keeps llama2.c's safe_printf output (generate's pieces).
       const stream = createDecodeStream(tokenizer, chat ? prompt.slice(-1) : prompt.slice(0, 1));
@@ -514,6 +530,11 @@ export function createRequester(o: RequesterOptions): Requester {
     }
   };
 
+  /** The client the chat sends through (made at the first send: the SDK's may load lazily). */
+  let client: RingChatClient | undefined;
+  const chatClient = (): RingChatClient =>
+    (client ??= (o.client ?? ((requester) => createRingTransportClient({ requester })))({ ask, store }));
+
   let current: AbortController | undefined;
   const patchMessage = (index: number, m: Partial<ChatMessage>) => {
     const messages = get().messages.slice();
@@ -552,13 +573,29 @@ export function createRequester(o: RequesterOptions): Requester {
       const ac = new AbortController();
       current = ac;
       try {
-        const r = await ask({
-          settings: s.settings,
-          history,
+        // Through the SDK's ring transport, as third-party pages send: one code path for both.
+        const { settings } = s;
+        const stream = await chatClient().chat.completions.create({
+          model,
+          messages: history.filter((m) => !m.meta?.error).map((m) => ({ role: m.role, content: m.text })),
+          temperature: settings.temperature,
+          top_p: settings.topP,
+          max_tokens: settings.maxTokens,
+          ...(settings.seed !== undefined ? { seed: settings.seed } : {}),
+          // Stories are shown from their prompt on, as the model prints them.
+          ringwork: {
+            echoPrompt: true,
+            ...(settings.security !== undefined ? { security: settings.security } : {}),
+          },
+          stream: true,
           signal: ac.signal,
-          onText: (t, n) =>
-            set({ streaming: { ...get().streaming, index, text: t, tokens: n }, status: undefined }),
-          onFailover: (f) => {
+        });
+        let text = '';
+        let info: RingworkChunkInfo | undefined;
+        for await (const c of stream) {
+          const choice = c.choices[0];
+          if (c.ringwork?.failovers && !choice?.finish_reason) {
+            const f = c.ringwork.failovers;
             const recovering = f.some((x) => x.recoveredAt === undefined);
             set({
               streaming: { text: '', ...get().streaming, index, failovers: f },
@@ -566,9 +603,15 @@ export function createRequester(o: RequesterOptions): Requester {
                 ? 'a ring peer left mid-answer; re-forming the ring and replaying…'
                 : undefined,
             });
-          },
-        });
-        patchMessage(index, { text: r.text, meta: { model, ...r.stats, done: true } });
+          }
+          if (choice?.delta.content) {
+            text += choice.delta.content;
+            const tokens = c.ringwork?.generated ?? get().streaming?.tokens;
+            set({ streaming: { ...get().streaming, index, text, tokens }, status: undefined });
+          }
+          if (choice?.finish_reason) info = c.ringwork;
+        }
+        patchMessage(index, { text, meta: { model, ...metaOf(info), done: true } });
       } catch (e) {
         patchMessage(index, {
           text: get().streaming?.text ?? '',

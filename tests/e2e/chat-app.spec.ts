@@ -111,3 +111,40 @@ test('a prompt with emoji and CJK comes back with those characters', async () =>
 test('the golden text still comes back after all that (fields as typed were applied)', async () => {
   expect((await askGolden(chat)) + '\n').toBe(golden.text);
 });
+
+test('a page joins the ring through the SDK module itself (transport: ring): the golden text, with the ring named in `ringwork`', async () => {
+  // The same page, but a client of its own: its own signaling connection (requester role) and
+  // WebRTC links to the ring, loaded lazily from /sdk/ringwork.js as any page of this origin would.
+  const r = await chat.evaluate(async () => {
+    type Chunk = { choices: { text?: string; finish_reason: string | null }[]; ringwork?: unknown };
+    type Sdk = {
+      createRingworkClient(o: object): {
+        completions: { create(p: object): Promise<AsyncIterable<Chunk>> };
+      };
+    };
+    const sdk = (await import(`${location.origin}/sdk/ringwork.js`)) as Sdk;
+    const rw = sdk.createRingworkClient({ server: location.origin, transport: 'ring' });
+    const stream = await rw.completions.create({
+      model: 'stories260K',
+      prompt: 'Once upon a time',
+      max_tokens: 60,
+      temperature: 0,
+      stream: true,
+    });
+    let text = '';
+    let info: unknown;
+    for await (const c of stream) {
+      text += c.choices[0]?.text ?? '';
+      if (c.choices[0]?.finish_reason) info = c.ringwork;
+    }
+    return { text, info };
+  });
+  expect('Once upon a time' + r.text).toBe(golden.text.trimEnd());
+  expect(r.info).toMatchObject({
+    path: 'ring',
+    securityLevel: 1,
+    validated: false,
+    servedBy: [{ range: [0, 7] }],
+    stats: { end: 'max-tokens' },
+  });
+});

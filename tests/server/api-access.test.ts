@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
 import { createApiAccess } from '../../signaling-server/src/api/api-access';
 import { apiConfigSchema } from '../../signaling-server/src/api/api-config';
-import { createStopMatcher } from '../../signaling-server/src/api/stop-matcher';
+import { createStopMatcher } from '../../shared/api/stop-matcher';
 
 const KEY = 'k'.repeat(24);
 const OTHER = 'o'.repeat(24);

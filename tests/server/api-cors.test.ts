@@ -59,6 +59,8 @@ beforeAll(async () => {
   const root = mkdtempSync(join(tmpdir(), 'ringwork-sdk-root-'));
   mkdirSync(join(root, 'sdk'));
   writeFileSync(join(root, 'sdk', 'ringwork.js'), 'export const built = true;\n');
+  writeFileSync(join(root, 'sdk', 'ringwork-ring-Ab12.js'), 'export const ring = true;\n');
+  writeFileSync(join(root, 'secret.js'), 'export const secret = true;\n');
   api = createOpenAiApi({
     // One request a minute: the second POST of a key shows the rate policy is the same cross-origin.
     config: apiConfigSchema.parse({ requestsPerMinute: 1 }),
@@ -185,5 +187,21 @@ describe('the SDK route', () => {
     const missing = await call('GET', '/missing' + SDK_PATH);
     expect(missing.status).toBe(404);
     expect(missing.text).toContain('npm run build');
+  });
+
+  it('serves the modules the SDK loads on demand (/sdk/ringwork-*.js) alike, and nothing else', async () => {
+    const ring = await call('GET', '/sdk/ringwork-ring-Ab12.js', { origin: OTHER });
+    expect(ring.status).toBe(200);
+    expect(ring.text).toBe('export const ring = true;\n');
+    expect(ring.headers['access-control-allow-origin']).toBe('*');
+    expect((await call('GET', '/sdk/ringwork-none.js')).status).toBe(404);
+    const routes = createSdkRoutes({ root: 'unused', onError: () => undefined });
+    for (const path of [
+      '/sdk/../secret.js',
+      '/sdk/%2e%2e/secret.js',
+      '/sdk/secret.js',
+      '/sdk/ringwork-a/b.js',
+    ])
+      expect(routes.handles(new URL(path, 'http://x').pathname)).toBe(false);
   });
 });

@@ -33,7 +33,7 @@ import {
   parseApiRequest,
 } from './openai-schema.js';
 import type { RingDriver } from './ring-driver.js';
-import { createStopMatcher } from './stop-matcher.js';
+import { createStopMatcher } from '../../../shared/api/stop-matcher.js';
 
 /** What the API needs from the running server. */
 export interface OpenAiApiDeps {

@@ -1,7 +1,8 @@
 /**
  * The tab's two logic objects — its contributor and its requester — built once with the browser's
  * parts: the WebRTC network, the Web Worker shard runner, the device profiler, HTTP tokenizer
- * loading and sessionStorage for the chat history. React pages only bind to their stores.
+ * loading and sessionStorage for the chat history. React pages only bind to their stores. The chat
+ * sends through the browser SDK's ring transport (web/src/sdk), the same client other pages use.
  */
 import { createChatSession } from '../../../shared/app/chat-session';
 import { capabilityFrom, createContributor } from '../../../shared/app/contributor';
@@ -14,6 +15,7 @@ import { createWorkerShardRunner } from '../engine/worker-shard-runner';
 import { createProfilerClient } from '../profiler/profiler-client';
 import { enablePerfTrace } from '../../../shared/util/perf-trace';
 import { testTamper } from '../../../shared/validation/test-tampers';
+import { createRingworkClient } from '../sdk/ringwork';
 import { getNetwork } from './network';
 import { requireTestModeServer, toolingFromUrl } from './tooling';
 
@@ -62,6 +64,8 @@ function openTokenizer(m: ModelDescriptor): Promise<Tokenizer> {
 
 /** This tab as a requester (chat). History is kept in the tab: a reload keeps it, another tab does not. */
 export const requester = createRequester({
+  // The chat sends through the browser SDK's ring transport, as any other page can.
+  client: (ring) => createRingworkClient({ server: location.origin, transport: 'ring', requester: ring }),
   network: getNetwork,
   createRunner: createWorkerShardRunner,
   openTokenizer,

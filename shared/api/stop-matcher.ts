@@ -1,7 +1,8 @@
 /**
- * Stop strings over a token stream. A stop string can span pieces, so text that could still be the
- * start of one is held back until it is known not to be; what is emitted never contains a stop
- * string or any part of the one that ended generation (OpenAI's semantics).
+ * Stop strings over a token stream, for the server's API and the SDK's ring transport alike. A stop
+ * string can span pieces, so text that could still be the start of one is held back until it is
+ * known not to be; what is emitted never contains a stop string or any part of the one that ended
+ * generation (OpenAI's semantics).
  */
 
 /** Feeds pieces in, gets the text safe to emit out. */

@@ -14,9 +14,11 @@ import { createSampler } from '../../shared/runtime/sampler';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { DEFAULT_TOLERANCE } from '../../shared/validation/checks';
+import type { Commitment } from '../../shared/validation/commitment';
 import { createSessionKey } from '../../shared/validation/crypto';
 import { createKeyRegistry } from '../../shared/validation/key-registry';
 import { createReferee } from '../../shared/validation/referee';
+import type { TamperFn } from '../../shared/validation/stage';
 import { createValidatedPipeline } from '../../shared/validation/validated-pipeline';
 import type { EvidenceRecord } from '../../shared/validation/evidence';
 import { createWorkProofBuilder } from '../../shared/validation/work-proof';
@@ -36,14 +38,24 @@ export interface ProvenWork {
   messages: Omit<ClientMessageOf<'validated-work'>, 'v'>[];
   /** Steps the rings compared and agreed on. */
   steps: number;
+  /** Steps the requester's pipeline checked (agreed or not). */
+  stepsChecked: number;
+  /** Each ring's stage peer ids (the in-memory rings'), in ring order. */
+  peers: string[][];
+  /** Every compared step: each ring's commitments, and whether the rings agreed. */
+  compared: { rings: Commitment[][]; agreed: boolean }[];
 }
 
-/** Generates `steps` tokens on two honest `stages`-stage rings; proofs for `ringIds` of `model`. */
+/**
+ * Generates `steps` tokens on two `stages`-stage rings; proofs for `ringIds` of `model`. The rings
+ * are honest unless `tamper` names a stage of the second ring whose outputs it rewrites.
+ */
 export async function provenWork(o: {
   model: string;
   ringIds: [string, string];
   stages: number;
   steps: number;
+  tamper?: { stage: number; fn: TamperFn };
 }): Promise<ProvenWork> {
   const splits = SPLITS[o.stages];
   if (!splits) throw new Error(`provenWork: ${o.stages} stages are not supported (1-4).`);
@@ -64,7 +76,10 @@ export async function provenWork(o: {
         splits,
         contextLength: 256,
         prefix,
-        validation: (i) => ({ key: ks[i]! }),
+        validation: (i) => ({
+          key: ks[i]!,
+          ...(prefix === 'b' && o.tamper?.stage === i ? { tamper: o.tamper.fn } : {}),
+        }),
       });
       rings.push(stages);
       for (let i = 0; i < stages.length; i++) await seen.register(stages[i]!.id, ks[i]!.publicKeyRaw);
@@ -85,6 +100,7 @@ export async function provenWork(o: {
     const links = await Promise.all(rings.map((stages, j) => connectRequester(hub, stages, `req${j}`)));
     const proof = createWorkProofBuilder({ model: o.model, ringIds: o.ringIds });
     let steps = 0;
+    const compared: ProvenWork['compared'] = [];
     const pipeline = createValidatedPipeline({
       rings: rings.map((stages, j) => ({
         remote: {
@@ -102,6 +118,7 @@ export async function provenWork(o: {
       }),
       tolerance: DEFAULT_TOLERANCE,
       onComparedStep: (rs, agreed) => {
+        compared.push({ rings: rs.map((r) => r.commitments), agreed });
         if (!agreed) return;
         steps++;
         proof.add(rs.map((r) => r.commitments));
@@ -116,7 +133,14 @@ export async function provenWork(o: {
       stopTokens: [],
     });
     await Promise.all(links.map((l) => l.transport.close()));
-    return { keys, messages: proof.drain(), steps };
+    return {
+      keys,
+      messages: proof.drain(),
+      steps,
+      stepsChecked: pipeline.report.stepsChecked,
+      peers: rings.map((stages) => stages.map((s) => s.id)),
+      compared,
+    };
   } finally {
     for (const stages of rings) await stopMemoryRing(stages);
     await Promise.all(referees.map((r) => r.dispose()));

@@ -101,7 +101,11 @@ afterAll(async () => {
   );
 });
 
-describe('static files and catalog mounts', () => {
+// One server process serves the slow-header caps, the catalog mount and web root, and the Host
+// allowlist: the flags are independent and every request of the last two completes its headers at once
+// (each spawn costs seconds of transpiling and start-up). /api/network's grace count and the
+// per-address quotas need servers of their own.
+describe('one server: catalog mount, web root, Host allowlist, headers timeout, socket cap', () => {
   let tmp: string;
   let srv: Spawned;
 
@@ -125,7 +129,18 @@ describe('static files and catalog mounts', () => {
     writeFileSync(path.join(web, 'index.html'), '<!doctype html><title>ok</title>');
     writeFileSync(path.join(web, '.git', 'config'), '[core]');
     symlinkSync(secret, path.join(web, 'leak.txt'));
-    srv = await spawnServer(['--model', `mine=${path.join(home, 'model.bin')}`, '--root', web]);
+    srv = await spawnServer([
+      '--model',
+      `mine=${path.join(home, 'model.bin')}`,
+      '--root',
+      web,
+      '--allow-host',
+      'ringwork.test',
+      '--headers-timeout-ms',
+      '500',
+      '--max-sockets-per-ip',
+      '20',
+    ]);
   });
 
   afterAll(async () => {
@@ -133,85 +148,118 @@ describe('static files and catalog mounts', () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('serves the model files, with Range, and the page (honest use)', async () => {
-    const weights = await httpGet(srv.port, '/catalog/mine/model.bin', { Range: 'bytes=0-27' });
-    expect(weights.status).toBe(206);
-    expect(weights.headers['content-range']).toMatch(/^bytes 0-27\//);
-    expect((await httpGet(srv.port, '/catalog/mine/tok512.bin')).status).toBe(200);
-    const page = await httpGet(srv.port, '/');
-    expect(page.status).toBe(200);
-    expect(page.body).toContain('<title>ok</title>');
-    // The catalog advertises exactly the served URLs.
-    const net = JSON.parse((await httpGet(srv.port, '/api/network')).body) as {
-      models: Array<{ id: string; descriptor: { url: string; tokenizerUrl?: string } }>;
-    };
-    const mine = net.models.find((m) => m.id === 'mine');
-    expect(mine?.descriptor).toMatchObject({
-      url: '/catalog/mine/model.bin',
-      tokenizerUrl: '/catalog/mine/tok512.bin',
+  // First, on the fresh server: the cap counts every socket of the address, idle keep-alive
+  // sockets of the later tests' requests included.
+  describe('slow headers and socket caps', () => {
+    it('holds at most the per-client socket cap of slow-header sockets, and drops them after the timeout', async () => {
+      const sockets: Socket[] = [];
+      const closedAt: number[] = [];
+      const t0 = Date.now();
+      for (let i = 0; i < 60; i++) {
+        const s = netConnect(srv.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        // The server hanging up (FIN or reset) is what frees its side; count each socket once.
+        let done = false;
+        const hungUp = (): void => {
+          if (done) return;
+          done = true;
+          closedAt.push(Date.now() - t0);
+        };
+        s.on('end', hungUp);
+        // Read (and drop) the server's answer, or 'end' never comes.
+        s.resume();
+        s.on('close', hungUp);
+        s.on('connect', () => s.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '));
+        sockets.push(s);
+      }
+      // 40 are refused at once (cap 20); the 20 held ones go when their headers time out.
+      await vi.waitFor(() => expect(closedAt.length).toBe(60), { timeout: scaled(8000), interval: 50 });
+      expect(Math.max(...closedAt)).toBeLessThan(scaled(5000));
+      // Honest use right after: the page and the API answer, and say what was refused.
+      expect((await httpGet(srv.port, '/healthz')).status).toBe(200);
+      const net = JSON.parse((await httpGet(srv.port, '/api/network')).body) as {
+        counters: { rejectedRequests: Record<string, number> };
+      };
+      expect(net.counters.rejectedRequests['per-ip-sockets']).toBe(40);
+      for (const s of sockets) s.destroy();
     });
   });
 
-  it.each([
-    '/catalog/mine/.ssh/id_rsa',
-    '/catalog/mine/.env',
-    '/catalog/mine/%2eenv',
-    '/catalog/mine/%2Essh%2Fid_rsa',
-    '/catalog/mine/notes.txt',
-    '/catalog/mine/',
-    '/catalog/mine/tokenizer.bin',
-    '/catalog/mine/..%2Fsecret.txt',
-    '/.git/config',
-    '/%2egit/config',
-    '/leak.txt',
-  ])('refuses %s', async (p) => {
-    const r = await httpGet(srv.port, p);
-    expect(r.status).toBe(404);
-    expect(r.body).not.toMatch(/PRIVATE KEY|SECRET=1|private notes|outside|\[core\]/);
-  });
-});
+  describe('static files and catalog mounts', () => {
+    it('serves the model files, with Range, and the page (honest use)', async () => {
+      const weights = await httpGet(srv.port, '/catalog/mine/model.bin', { Range: 'bytes=0-27' });
+      expect(weights.status).toBe(206);
+      expect(weights.headers['content-range']).toMatch(/^bytes 0-27\//);
+      expect((await httpGet(srv.port, '/catalog/mine/tok512.bin')).status).toBe(200);
+      const page = await httpGet(srv.port, '/');
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('<title>ok</title>');
+      // The catalog advertises exactly the served URLs.
+      const net = JSON.parse((await httpGet(srv.port, '/api/network')).body) as {
+        models: Array<{ id: string; descriptor: { url: string; tokenizerUrl?: string } }>;
+      };
+      const mine = net.models.find((m) => m.id === 'mine');
+      expect(mine?.descriptor).toMatchObject({
+        url: '/catalog/mine/model.bin',
+        tokenizerUrl: '/catalog/mine/tok512.bin',
+      });
+    });
 
-describe('Host header allowlist', () => {
-  let srv: Spawned;
-  beforeAll(async () => {
-    srv = await spawnServer(['--allow-host', 'ringwork.test']);
-  });
-  afterAll(() => srv.stop());
-
-  it('answers the loopback names and the allowed host (honest use)', async () => {
-    for (const host of [
-      `127.0.0.1:${srv.port}`,
-      `localhost:${srv.port}`,
-      `[::1]:${srv.port}`,
-      'ringwork.test',
-    ]) {
-      expect((await httpGet(srv.port, '/api/network', { Host: host })).status, host).toBe(200);
-    }
-    const c = await client(srv.port, { Host: 'ringwork.test' });
-    const w = await hello(c);
-    expect(w.peerId).toBeTruthy();
+    it.each([
+      '/catalog/mine/.ssh/id_rsa',
+      '/catalog/mine/.env',
+      '/catalog/mine/%2eenv',
+      '/catalog/mine/%2Essh%2Fid_rsa',
+      '/catalog/mine/notes.txt',
+      '/catalog/mine/',
+      '/catalog/mine/tokenizer.bin',
+      '/catalog/mine/..%2Fsecret.txt',
+      '/.git/config',
+      '/%2egit/config',
+      '/leak.txt',
+    ])('refuses %s', async (p) => {
+      const r = await httpGet(srv.port, p);
+      expect(r.status).toBe(404);
+      expect(r.body).not.toMatch(/PRIVATE KEY|SECRET=1|private notes|outside|\[core\]/);
+    });
   });
 
-  it('refuses a rebinding name with a typed 421, for HTTP and for /ws', async () => {
-    for (const host of [
-      `evil.example:${srv.port}`,
-      'evil.example',
-      `localhost.evil.example:${srv.port}`,
-      `127.0.0.1:1`,
-    ]) {
-      const r = await httpGet(srv.port, '/api/network', { Host: host });
-      expect(r.status, host).toBe(421);
-      expect((JSON.parse(r.body) as { error: { code: string } }).error.code).toBe('HTTP_HOST_NOT_ALLOWED');
-      expect(r.body).not.toContain('"peers"');
-    }
-    expect(await upgradeStatus(srv.port, { headers: { Host: `evil.example:${srv.port}` } })).toBe(421);
-    // Same-origin for the rebinding page: Origin matches its Host, and still it is refused.
-    expect(
-      await upgradeStatus(srv.port, {
-        origin: `http://evil.example:${srv.port}`,
-        headers: { Host: `evil.example:${srv.port}` },
-      }),
-    ).toBe(421);
+  describe('Host header allowlist', () => {
+    it('answers the loopback names and the allowed host (honest use)', async () => {
+      for (const host of [
+        `127.0.0.1:${srv.port}`,
+        `localhost:${srv.port}`,
+        `[::1]:${srv.port}`,
+        'ringwork.test',
+      ]) {
+        expect((await httpGet(srv.port, '/api/network', { Host: host })).status, host).toBe(200);
+      }
+      const c = await client(srv.port, { Host: 'ringwork.test' });
+      const w = await hello(c);
+      expect(w.peerId).toBeTruthy();
+    });
+
+    it('refuses a rebinding name with a typed 421, for HTTP and for /ws', async () => {
+      for (const host of [
+        `evil.example:${srv.port}`,
+        'evil.example',
+        `localhost.evil.example:${srv.port}`,
+        `127.0.0.1:1`,
+      ]) {
+        const r = await httpGet(srv.port, '/api/network', { Host: host });
+        expect(r.status, host).toBe(421);
+        expect((JSON.parse(r.body) as { error: { code: string } }).error.code).toBe('HTTP_HOST_NOT_ALLOWED');
+        expect(r.body).not.toContain('"peers"');
+      }
+      expect(await upgradeStatus(srv.port, { headers: { Host: `evil.example:${srv.port}` } })).toBe(421);
+      // Same-origin for the rebinding page: Origin matches its Host, and still it is refused.
+      expect(
+        await upgradeStatus(srv.port, {
+          origin: `http://evil.example:${srv.port}`,
+          headers: { Host: `evil.example:${srv.port}` },
+        }),
+      ).toBe(421);
+    });
   });
 });
 
@@ -248,47 +296,6 @@ describe('/api/network', () => {
     const n = await get();
     expect(n.peers.map((p) => p.id)).toEqual([liveId]);
     for (const id of gone) expect(n.peers.some((p) => p.id === id)).toBe(false);
-  });
-});
-
-describe('slow headers and socket caps', () => {
-  let srv: Spawned;
-  beforeAll(async () => {
-    srv = await spawnServer(['--headers-timeout-ms', '500', '--max-sockets-per-ip', '20']);
-  });
-  afterAll(() => srv.stop());
-
-  it('holds at most the per-client socket cap of slow-header sockets, and drops them after the timeout', async () => {
-    const sockets: Socket[] = [];
-    const closedAt: number[] = [];
-    const t0 = Date.now();
-    for (let i = 0; i < 60; i++) {
-      const s = netConnect(srv.port, '127.0.0.1');
-      s.on('error', () => undefined);
-      // The server hanging up (FIN or reset) is what frees its side; count each socket once.
-      let done = false;
-      const hungUp = (): void => {
-        if (done) return;
-        done = true;
-        closedAt.push(Date.now() - t0);
-      };
-      s.on('end', hungUp);
-      // Read (and drop) the server's answer, or 'end' never comes.
-      s.resume();
-      s.on('close', hungUp);
-      s.on('connect', () => s.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '));
-      sockets.push(s);
-    }
-    // 40 are refused at once (cap 20); the 20 held ones go when their headers time out.
-    await vi.waitFor(() => expect(closedAt.length).toBe(60), { timeout: scaled(8000), interval: 50 });
-    expect(Math.max(...closedAt)).toBeLessThan(scaled(5000));
-    // Honest use right after: the page and the API answer, and say what was refused.
-    expect((await httpGet(srv.port, '/healthz')).status).toBe(200);
-    const net = JSON.parse((await httpGet(srv.port, '/api/network')).body) as {
-      counters: { rejectedRequests: Record<string, number> };
-    };
-    expect(net.counters.rejectedRequests['per-ip-sockets']).toBe(40);
-    for (const s of sockets) s.destroy();
   });
 });
 

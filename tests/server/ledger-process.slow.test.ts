@@ -227,6 +227,10 @@ describe('credits from validated work in the real server process', () => {
         // Every test peer is on 127.0.0.1: validator rings may not insist on other networks here.
         '--validator-networks',
         'any',
+        // The test's peers send no heartbeats while the proof is generated (over 15 s on a busy
+        // machine): the default timeout dropped them mid-test (PROTOCOL_TIMEOUT).
+        '--heartbeat-timeout-ms',
+        '600000',
       ]);
       try {
         const peers: string[] = [];

@@ -6,7 +6,7 @@
  * stages' registered keys. A replayed proof credits nothing twice; a proof the requester assembled
  * from other steps, signed itself, or took from rings that disagreed credits nobody.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
 import { splitUnits } from '../../shared/graph/units';
 import { toBase64 } from '../../shared/ring/stage-commitments';
@@ -16,124 +16,40 @@ import {
   SIGNALING_VERSION,
   type WorkProofStep,
 } from '../../shared/protocol/signaling';
-import { generate } from '../../shared/runtime/generate';
-import { createSampler } from '../../shared/runtime/sampler';
-import type { ShardRunner } from '../../shared/runtime/shard-runner';
-import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { DEFAULT_TOLERANCE } from '../../shared/validation/checks';
 import { encodeCommitment, signCommitment, type Commitment } from '../../shared/validation/commitment';
 import { createSessionKey } from '../../shared/validation/crypto';
-import { createKeyRegistry } from '../../shared/validation/key-registry';
-import { createReferee } from '../../shared/validation/referee';
 import type { TamperFn } from '../../shared/validation/stage';
-import { createValidatedPipeline } from '../../shared/validation/validated-pipeline';
-import { createWorkProofBuilder } from '../../shared/validation/work-proof';
 import { createValidationRegistry } from '../../signaling-server/src/validation-registry';
-import {
-  GREEDY,
-  buildMemoryRing,
-  connectRequester,
-  stopMemoryRing,
-  type MemoryStage,
-} from '../../tools/bench/memory-ring';
-import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 import { scaled } from '../helpers/timeouts';
+import { provenWork } from '../helpers/work-proof';
 
-const SPLITS = [2, 4];
-const RANGES = splitUnits({ numLayers: 5 }, SPLITS).map((r) => [r[0], r[1]] as [number, number]);
+/** Each stage's units: stories260K split at units 2 and 4 (the helper's three-stage split). */
+const UNITS = splitUnits({ numLayers: 5 }, [2, 4]).map((r) => r[1] - r[0]);
+const STAGES = UNITS.length;
 const STEPS = 24;
+const RING_IDS: [string, string] = ['stories260K:1', 'stories260K:1:v1'];
 
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const f of cleanup) await f();
-  cleanup = [];
-});
-
-async function refereeRunners(): Promise<ShardRunner[]> {
-  const runners: ShardRunner[] = [];
-  for (const range of RANGES) {
-    const r = stories260KRunner();
-    await r.load({
-      model: { url: 'stories260K.bin' },
-      range,
-      weightFormat: 'f32',
-      contextLength: 256,
-      logits: 'last',
-      backend: 'wasm',
-    });
-    runners.push(r);
-  }
-  cleanup.push(async () => void (await Promise.all(runners.map((r) => r.dispose()))));
-  return runners;
-}
-
-/** A k = 2 generation; every compared step's commitments, and the server registry knowing the keys. */
+/**
+ * A k = 2 generation (tests/helpers/work-proof.ts); the server registry knowing every stage's key,
+ * as each stage's `validation-key` message registers it with the coordinator.
+ */
 async function run(tamper?: { stage: number; fn: TamperFn }) {
-  const hub = createMemoryTransportHub();
-  const keysSeen = createKeyRegistry();
-  const server = createValidationRegistry();
-  const rings: MemoryStage[][] = [];
-  for (const prefix of ['a', 'b']) {
-    const keys = await Promise.all(RANGES.map(() => createSessionKey()));
-    const stages = await buildMemoryRing({
-      hub,
-      makeRunner: stories260KRunner,
-      model: { url: 'stories260K.bin' },
-      numLayers: 5,
-      splits: SPLITS,
-      contextLength: 256,
-      prefix,
-      validation: (i) => ({
-        key: keys[i]!,
-        ...(prefix === 'b' && tamper?.stage === i ? { tamper: tamper.fn } : {}),
-      }),
-    });
-    cleanup.push(() => stopMemoryRing(stages));
-    for (let i = 0; i < stages.length; i++) {
-      await keysSeen.register(stages[i]!.id, keys[i]!.publicKeyRaw);
-      // What each stage's `validation-key` message registers with the coordinator.
-      await server.setKey(stages[i]!.id, toBase64(keys[i]!.publicKeyRaw));
-    }
-    rings.push(stages);
-  }
-  const links = await Promise.all(rings.map((stages, j) => connectRequester(hub, stages, `req${j}`)));
-  cleanup.push(async () => void (await Promise.all(links.map((l) => l.transport.close()))));
-  const proof = createWorkProofBuilder({
+  const work = await provenWork({
     model: 'stories260K',
-    ringIds: ['stories260K:1', 'stories260K:1:v1'],
-  });
-  const compared: { rings: Commitment[][]; agreed: boolean }[] = [];
-  const pipeline = createValidatedPipeline({
-    rings: rings.map((stages, j) => ({
-      remote: {
-        requesterId: `req${j}`,
-        epoch: 1,
-        first: links[j]!.first,
-        head: links[j]!.head,
-        sampler: GREEDY,
-      },
-      verifier: { peers: stages.map((s) => s.id), ranges: RANGES, registry: keysSeen, model: 'stories260K' },
-    })),
-    referee: createReferee({ runners: await refereeRunners(), rowLens: [64, 64, 512] }),
-    tolerance: DEFAULT_TOLERANCE,
-    onComparedStep: (rs, agreed) => {
-      compared.push({ rings: rs.map((r) => r.commitments), agreed });
-      if (agreed) proof.add(rs.map((r) => r.commitments));
-    },
-  });
-  await generate({
-    pipeline,
-    tokenizer: stories260KTokenizer(),
-    prompt: 'Once upon a time',
+    ringIds: RING_IDS,
+    stages: STAGES,
     steps: STEPS,
-    sampler: createSampler({ temperature: 0 }),
-    stopTokens: [],
+    ...(tamper ? { tamper } : {}),
   });
-  const ringsOut = rings.map((stages, j) => ({
-    ringId: j === 0 ? 'stories260K:1' : 'stories260K:1:v1',
-    stages: stages.map((s, i) => ({ peer: s.id, units: RANGES[i]![1] - RANGES[i]![0] })),
+  const server = createValidationRegistry();
+  for (let j = 0; j < 2; j++)
+    for (let i = 0; i < STAGES; i++) await server.setKey(work.peers[j]![i]!, work.keys[j]![i]!);
+  const rings = work.peers.map((peers, j) => ({
+    ringId: RING_IDS[j]!,
+    stages: peers.map((peer, i) => ({ peer, units: UNITS[i]! })),
   }));
-  return { server, proof, compared, rings: ringsOut, report: pipeline.report };
+  return { server, work, rings };
 }
 
 const b64 = (c: Commitment) => toBase64(encodeCommitment(c));
@@ -144,12 +60,13 @@ describe('validated work is credited only on a proof the server checks', () => {
   it(
     'agreed steps of two honest rings are credited once to every stage of both rings',
     async () => {
-      const { server, proof, compared, rings, report } = await run();
+      const { server, work, rings } = await run();
+      const { compared, messages, stepsChecked } = work;
       expect(compared.every((c) => c.agreed)).toBe(true);
-      expect(proof.pending).toBe(report.stepsChecked);
+      // Every checked step went into the proof.
+      expect(work.steps).toBe(stepsChecked);
       const credited: [string, number, number][] = [];
       server.onValidatedWork((p, u, s) => credited.push([p, u, s]));
-      const messages = proof.drain();
       let steps = 0;
       for (const m of messages) {
         // Each message is a valid signaling frame under the frame limit.
@@ -160,9 +77,9 @@ describe('validated work is credited only on a proof the server checks', () => {
         expect(credit.maxDistance).toBeLessThanOrEqual(DEFAULT_TOLERANCE.sketch);
         steps += credit.steps;
       }
-      expect(steps).toBe(report.stepsChecked);
+      expect(steps).toBe(stepsChecked);
       for (const r of rings)
-        for (const s of r.stages) expect(server.standing(s.peer).validatedSteps).toBe(report.stepsChecked);
+        for (const s of r.stages) expect(server.standing(s.peer).validatedSteps).toBe(stepsChecked);
       expect(new Set(credited.map((c) => c[0])).size).toBe(6);
       // The same proof again credits nothing.
       const again = await server.creditWork(rings, messages[0]!.proof!);
@@ -186,7 +103,7 @@ describe('validated work is credited only on a proof the server checks', () => {
       expect(await server.creditWork([rings[0]!], [{ rings: [s0[0]!.map(b64)] }]).catch(codeOf)).toBe(
         'VALIDATION_UNPROVEN_WORK',
       );
-      expect(server.standing(rings[0]!.stages[0]!.peer).validatedSteps).toBe(report.stepsChecked);
+      expect(server.standing(rings[0]!.stages[0]!.peer).validatedSteps).toBe(stepsChecked);
     },
     scaled(180_000),
   );
@@ -195,7 +112,11 @@ describe('validated work is credited only on a proof the server checks', () => {
     'a step on which the rings disagreed is refused, naming the stage; nobody is credited',
     async () => {
       const noise: TamperFn = (ctx) => ctx.data.map((x, i) => x * (1 + (i % 3 === 0 ? 1e-2 : -1e-2)));
-      const { server, compared, rings } = await run({ stage: 1, fn: noise });
+      const {
+        server,
+        work: { compared },
+        rings,
+      } = await run({ stage: 1, fn: noise });
       const bad = compared.find((c) => !c.agreed)!;
       expect(bad).toBeDefined();
       const err = await server.creditWork(rings, [stepOf(bad.rings)]).catch((e: unknown) => e);

@@ -126,6 +126,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       throwIfAborted(opts.signal, 'Loading the shard');
       if (session) await unload();
       const source = await deps.openModel(request.model, opts.signal);
+      const tOpened = now();
       const before = source.bytesRead;
       const compiled = await compileShard(
         source,
@@ -142,6 +143,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         },
       );
       throwIfAborted(opts.signal, 'Loading the shard');
+      const tCompiled = now();
       let choice: { backend: Backend; reason: string };
       const wanted = request.backend ?? 'auto';
       if (wanted === 'wasm') choice = { backend: 'wasm', reason: 'wasm was requested.' };
@@ -150,6 +152,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         const probe = await (deps.probeWebGpu ?? probeWebGpu)();
         choice = { backend: probe.ok ? 'webgpu' : 'wasm', reason: probe.reason };
       }
+      const tProbed = now();
       opts.onProgress?.({ phase: 'session', backend: choice.backend });
       const create = (b: Backend) => {
         const options: Ort.InferenceSession.SessionOptions = {
@@ -206,6 +209,12 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         weightBytes: compiled.weightBytes,
         bytesFetched: source.bytesRead - before,
         loadMs: now() - t0,
+        phasesMs: {
+          open: tOpened - t0,
+          compile: tCompiled - tOpened,
+          probe: tProbed - tCompiled,
+          session: now() - tProbed,
+        },
       };
     },
 

@@ -83,6 +83,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
   let backendReason: string | undefined;
   let range: UnitRange | undefined;
   let contextLength = 0;
+  let probed: Promise<{ ok: boolean; reason: string }> | undefined;
   const sessions = new Map<string, GenSession>();
   let disposed = false;
   // ORT sessions must not run concurrently; generation sessions take turns.
@@ -149,7 +150,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       if (wanted === 'wasm') choice = { backend: 'wasm', reason: 'wasm was requested.' };
       else if (wanted === 'webgpu') choice = { backend: 'webgpu', reason: 'WebGPU was requested.' };
       else {
-        const probe = await (deps.probeWebGpu ?? probeWebGpu)();
+        // Once per runner: a kept runner loading its next shard (a failover) need not ask again.
+        probed ??= (deps.probeWebGpu ?? probeWebGpu)();
+        const probe = await probed;
         choice = { backend: probe.ok ? 'webgpu' : 'wasm', reason: probe.reason };
       }
       const tProbed = now();

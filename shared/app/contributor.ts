@@ -12,6 +12,7 @@ import { ringErrorControl } from '../ring/ring-protocol.js';
 import { toBase64 } from '../ring/stage-commitments.js';
 import { createSessionKey, type SessionKey } from '../validation/crypto.js';
 import type { StageTamper } from '../validation/test-tampers.js';
+import { perfSample } from '../util/perf-trace.js';
 import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
 import type { LoadProgress, LoadRequest, LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
@@ -141,6 +142,24 @@ export function createContributor(o: ContributorOptions): Contributor {
   };
 
   /**
+   * Where a shard load's time went (why a standby or a re-planned survivor is slow to be ready):
+   * perf-trace samples (`perf=1` pages; tools/swarm reads them) and one info log line. `stop` is
+   * ending the previous stage, `worker` the runner's start-up and messaging (a fresh runner starts
+   * its worker and ONNX Runtime), the rest the runner's own phases.
+   */
+  const recordLoadTimes = (t0: number, tLoad: number, load: LoadResult, fresh: boolean): void => {
+    const end = clock.now();
+    const ms: Record<string, number> = {
+      total: end - t0,
+      stop: tLoad - t0,
+      worker: Math.max(0, end - tLoad - load.loadMs),
+      ...load.phasesMs,
+    };
+    for (const [k, v] of Object.entries(ms)) perfSample(`load.${k}`, v);
+    log.info({ ms, freshRunner: fresh, bytesFetched: load.bytesFetched }, 'shard loaded');
+  };
+
+  /**
    * Makes sure `a`'s units are loaded in `serving` (loading them when they are not). False when a
    * newer assignment superseded this one meanwhile (it follows in the membership queue).
    */
@@ -152,6 +171,7 @@ export function createContributor(o: ContributorOptions): Contributor {
     // A shard whose load was superseded (a newer assignment arrived meanwhile) stays loaded when
     // the load finished; one that never loaded is loaded again rather than failing the assignment.
     if (serving?.key !== key || !serving.shard) {
+      const t0 = clock.now();
       // stop() detaches the old stage at once: answer "not serving" from then on, not nothing.
       const stopping = stopStageKeepRunner();
       for (const l of membership?.links.all() ?? []) notServingYet(l);
@@ -181,6 +201,7 @@ export function createContributor(o: ContributorOptions): Contributor {
         }
       };
       let load: LoadResult;
+      const tLoad = clock.now();
       try {
         load = await entry.runner.load(request, { onProgress });
       } catch (e) {
@@ -191,6 +212,7 @@ export function createContributor(o: ContributorOptions): Contributor {
         entry.runner = o.createRunner();
         load = await entry.runner.load(request, { onProgress });
       }
+      recordLoadTimes(t0, tLoad, load, !kept);
       if (serving !== entry) return false; // replaced by another shard while loading
       // Kept even when superseded: a re-plan that only renumbers the epoch (same units) must find
       // the shard loaded — dropping it made the next assignment fail as "not loaded", and a failed

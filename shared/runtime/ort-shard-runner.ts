@@ -83,6 +83,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
   let backendReason: string | undefined;
   let range: UnitRange | undefined;
   let contextLength = 0;
+  let probed: Promise<{ ok: boolean; reason: string }> | undefined;
   const sessions = new Map<string, GenSession>();
   let disposed = false;
   // ORT sessions must not run concurrently; generation sessions take turns.
@@ -126,6 +127,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       throwIfAborted(opts.signal, 'Loading the shard');
       if (session) await unload();
       const source = await deps.openModel(request.model, opts.signal);
+      const tOpened = now();
       const before = source.bytesRead;
       const compiled = await compileShard(
         source,
@@ -142,14 +144,18 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         },
       );
       throwIfAborted(opts.signal, 'Loading the shard');
+      const tCompiled = now();
       let choice: { backend: Backend; reason: string };
       const wanted = request.backend ?? 'auto';
       if (wanted === 'wasm') choice = { backend: 'wasm', reason: 'wasm was requested.' };
       else if (wanted === 'webgpu') choice = { backend: 'webgpu', reason: 'WebGPU was requested.' };
       else {
-        const probe = await (deps.probeWebGpu ?? probeWebGpu)();
+        // Once per runner: a kept runner loading its next shard (a failover) need not ask again.
+        probed ??= (deps.probeWebGpu ?? probeWebGpu)();
+        const probe = await probed;
         choice = { backend: probe.ok ? 'webgpu' : 'wasm', reason: probe.reason };
       }
+      const tProbed = now();
       opts.onProgress?.({ phase: 'session', backend: choice.backend });
       const create = (b: Backend) => {
         const options: Ort.InferenceSession.SessionOptions = {
@@ -206,6 +212,12 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         weightBytes: compiled.weightBytes,
         bytesFetched: source.bytesRead - before,
         loadMs: now() - t0,
+        phasesMs: {
+          open: tOpened - t0,
+          compile: tCompiled - tOpened,
+          probe: tProbed - tCompiled,
+          session: now() - tProbed,
+        },
       };
     },
 

@@ -38,6 +38,12 @@ export interface LoadResult {
   /** Bytes transferred from the model's files to build it. */
   bytesFetched: number;
   loadMs: number;
+  /**
+   * Where `loadMs` went (ms): opening the model (its config and file index), building the shard's
+   * graph (fetching its weights included), probing for WebGPU, and creating the ORT session (the
+   * first one in a realm also instantiates ONNX Runtime's wasm). Absent from runners that have none.
+   */
+  phasesMs?: { open: number; compile: number; probe: number; session: number };
 }
 
 /** Typed progress events while loading. */

@@ -9,7 +9,8 @@
  * `--catalog <file.json>`/`RINGWORK_CATALOG`, `--no-default-model`,
  * `--allow-origin <origin>[,...]`/`RINGWORK_ALLOWED_ORIGINS`, `--allow-host <host[:port]>[,...]`/
  * `RINGWORK_ALLOWED_HOSTS`, `--trust-proxy <addr>[,...]`/`RINGWORK_TRUST_PROXY`, `--objective`,
- * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`,
+ * `--stage-overhead-ms`/`RINGWORK_STAGE_OVERHEAD_MS`, `--min-link-mbps`/`RINGWORK_MIN_LINK_MBPS`,
+ * `--category-c-below-tflops`, `--log-level`/`LOG_LEVEL`,
  * result validation (`--security-level`/`RINGWORK_SECURITY_LEVEL`, `--model-security <id>=<k>[,...]`,
  * `--validator-networks distinct|any`),
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
@@ -291,6 +292,11 @@ export const signalingConfigSchema = z
      */
     stageOverheadMs: z.number().min(0).max(10_000).default(DEFAULT_STAGE_OVERHEAD_MS),
     /**
+     * Measured links below this many Mbit/s are not planned on, and a peer whose every measured link
+     * is below it is left out of rings, saying why (ring-planning.ts; `--min-link-mbps`). 0: no minimum.
+     */
+    minLinkMbps: z.number().min(0).max(1_000_000).default(0),
+    /**
      * Peers below this many TFLOPS are category C, which take a model only whole (eligibility.ts).
      * 0 lets every peer take a shard: simulations of many CPU tabs (`npm run swarm`) use it so that
      * pages declaring their real wasm speed can still be split over.
@@ -499,6 +505,7 @@ export function parseCliConfig(
         'model-security': { type: 'string', multiple: true },
         'validator-networks': { type: 'string' },
         'stage-overhead-ms': { type: 'string' },
+        'min-link-mbps': { type: 'string' },
         'category-c-below-tflops': { type: 'string' },
         'log-level': { type: 'string' },
         'max-connections-per-ip': { type: 'string' },
@@ -609,6 +616,7 @@ export function parseCliConfig(
     modelSecurity: modelSecurityOf(values['model-security'] as string[] | undefined),
     validatorNetworks: str('validator-networks'),
     stageOverheadMs: num(str('stage-overhead-ms') ?? env.RINGWORK_STAGE_OVERHEAD_MS),
+    minLinkMbps: num(str('min-link-mbps') ?? env.RINGWORK_MIN_LINK_MBPS),
     categoryCBelowTflops: num(str('category-c-below-tflops')),
     logLevel: str('log-level') ?? env.LOG_LEVEL,
     limits,

@@ -252,9 +252,11 @@ export function assignStandbys(
   input: PlanRingsInput,
   outcomes: readonly ModelOutcome[],
   used: ReadonlySet<string>,
+  slowLinks: ReadonlySet<string> = new Set(),
 ): Map<string, StandbyOf> {
   const out = new Map<string, StandbyOf>();
-  const spare = input.contributors.filter((p) => !used.has(p.id));
+  // A peer left out for its links below the minimum is never swapped in: backing up is wasted.
+  const spare = input.contributors.filter((p) => !used.has(p.id) && !slowLinks.has(p.id));
   const covered = new Set<string>();
   const stageKey = (model: string, r: readonly [number, number]) => `${model}|${r[0]}-${r[1]}`;
   const fits = (p: PlanningPeer, ms: PlanningModel, need: number) =>
@@ -300,6 +302,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
   const used = new Set<string>();
   const reasons = new Map<string, string>();
   const outcomes: ModelOutcome[] = [];
+  const slowLinks = new Set<string>();
   for (const ms of input.models) {
     const id = ms.model.descriptor.id;
     // Category C peers join no multi-peer ring: they serve lightweight models whole (replicas, below).
@@ -307,7 +310,10 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       (p) => !used.has(p.id) && !p.failedModels.has(id) && !isCategoryC(p),
     );
     const slow = slowLinkPeers(candidates, input);
-    for (const [peerId, why] of slow) if (!reasons.has(peerId)) reasons.set(peerId, `${id}: ${why}`);
+    for (const [peerId, why] of slow) {
+      if (!reasons.has(peerId)) reasons.set(peerId, `${id}: ${why}`);
+      slowLinks.add(peerId);
+    }
     const pool = candidates.filter((p) => !slow.has(p.id));
     const out: ModelOutcome = {
       plan: null,
@@ -397,7 +403,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       o.ring.ringId = `${o.ring.model}:${epoch}`;
     }
   }
-  return { epoch, outcomes, reasons, standbys: assignStandbys(input, outcomes, used) };
+  return { epoch, outcomes, reasons, standbys: assignStandbys(input, outcomes, used, slowLinks) };
 }
 
 /** The assignments a set of rings implies: every stage's peer with its range and ring neighbours. */

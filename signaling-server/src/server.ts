@@ -368,6 +368,7 @@ export function createSignalingServer(
             cBelowTflops: config.categoryCBelowTflops,
           },
         },
+        ...(config.minLinkMbps > 0 ? { minLinkMbps: config.minLinkMbps } : {}),
         debounceMs: limits.replanDebounceMs,
         maxWaitMs: limits.replanMaxWaitMs,
         ...(liveness ? { liveness } : {}),

@@ -70,6 +70,8 @@ test('Leave during an answer drains: the answer completes with the golden text, 
   expect(text + '\n').toBe(golden.text);
   // Leave was clicked mid-answer: the text then was shorter than the whole answer.
   expect(atLeave.length).toBeLessThan(text.length);
+  // A drain is no loss: the tab served its open answer to the end, so nothing failed over.
+  await expect(answer.getByTestId('answer-failover')).toHaveCount(0);
   // Drained, the tab goes, and the coordinator re-plans over the two that remain.
   await expect(leaving.page.getByTestId('contribute-phase')).toHaveText('not contributing', {
     timeout: TIMEOUTS.replan,

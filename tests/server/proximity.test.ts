@@ -126,6 +126,36 @@ describe('planning with measured links', () => {
     // Without the minimum the same peer is planned (it is needed for memory).
     expect(plan(links).outcomes[0]!.ring!.stages.some((s) => s.peer === slow)).toBe(true);
   });
+
+  it('makes no standby of a peer whose links are below the minimum (it could never be swapped in)', () => {
+    // Roomy peers: the ring leaves spares, which back up its stages. The first one has slow links.
+    const roomy = ['a', 'b', 'c', 'd', 'e'].map((n) => ({
+      id: pid(n),
+      capability: cap(stories.totalBytes * 2),
+      failedModels: new Set<string>(),
+    }));
+    const run = (min?: number) =>
+      planRings({
+        models: [{ model: stories, lastPlan: null, ring: null }],
+        contributors: roomy,
+        epoch: 0,
+        objective: 'throughput',
+        links: roomy.flatMap((p, i) =>
+          roomy.slice(i + 1).map((q) => ({ from: p.id, to: q.id, rttMs: 5, mbps: i === 0 ? 0.5 : 500 })),
+        ),
+        minLinkMbps: min,
+      });
+    const slow = roomy[0]!.id;
+    // Without a minimum the slow-linked peer is planned or made a standby like any other.
+    const blind = run();
+    const placed = (r: ReturnType<typeof run>) =>
+      r.standbys.has(slow) || (r.outcomes[0]!.ring?.stages.some((s) => s.peer === slow) ?? false);
+    expect(placed(blind)).toBe(true);
+    const r = run(10);
+    expect(r.standbys.size).toBeGreaterThan(0);
+    expect(placed(r)).toBe(false);
+    expect(r.reasons.get(slow)).toMatch(/below the 10 Mbit\/s minimum/);
+  });
 });
 
 describe('the coordinator with link reports', () => {

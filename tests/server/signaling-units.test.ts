@@ -70,6 +70,13 @@ describe('configuration', () => {
     );
   });
 
+  it('reads the minimum link bandwidth the planner keeps to (flag over env; default none)', () => {
+    expect(resolveConfig({}).minLinkMbps).toBe(0);
+    expect(parseCliConfig([], { RINGWORK_MIN_LINK_MBPS: '20' }).minLinkMbps).toBe(20);
+    expect(parseCliConfig(['--min-link-mbps', '5'], { RINGWORK_MIN_LINK_MBPS: '20' }).minLinkMbps).toBe(5);
+    expect(configError(() => parseCliConfig(['--min-link-mbps=-1'], {})).message).toMatch(/minLinkMbps/);
+  });
+
   it('rejects bad values, unknown flags and --allow-any-relay outside test mode', () => {
     expect(configError(() => parseCliConfig(['--port', 'http'], {})).message).toMatch(/port/);
     expect(configError(() => parseCliConfig(['--port', '70000'], {})).message).toMatch(/port/);

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:churn [-- --runs 20 --peers 3 --steps 40 --temperature 0 [--seed 42] [--rng 1]
- *   [--standby both|with|without] [--timeout-s 1800] [--json]]`
+ *   [--standby both|with|without] [--timeout-s 1800] [--trace] [--json]]`
  *
  * Churn: one real swarm (the real server, Chromium contributor pages, the chat UI) answers once
  * undisturbed — the reference text — and then `runs` more times, each time closing the page of a
@@ -12,6 +12,8 @@
  * loaded standby replica for every stage (`peers` more pages the planner leaves out; target p95
  * < 3 s) and one without (the survivors are re-planned and load new shards; target p95 < 10 s).
  * The victims and kill points come from a seeded generator (`--rng`), so a run can be repeated.
+ * `--trace` logs (stderr) every contributor's assignment and load state at each change and each
+ * page's shard-load breakdown (worker start, model open, graph build, session creation).
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -55,6 +57,7 @@ runCli(async () => {
       standby: { type: 'string', default: 'both' },
       'timeout-s': { type: 'string', default: '1800' },
       json: { type: 'boolean', default: false },
+      trace: { type: 'boolean', default: false },
     },
   });
   const runs = intFlag('runs', values.runs, 20, 1);
@@ -73,8 +76,10 @@ runCli(async () => {
   const seed = intFlag('seed', values.seed, temperature > 0 ? 42 : 1, 1);
   const next = rng(intFlag('rng', values.rng, 1, 0));
   const timeoutMs = intFlag('timeout-s', values['timeout-s'], 1800, 60) * 1000;
+  const t0 = Date.now();
+  // Progress on stderr, each line with the time since the start (where a slow run spends it).
   const log = (m: string) => {
-    if (!values.json) process.stderr.write(`${m}\n`);
+    if (!values.json) process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`);
   };
   assertLoopbackOnly();
   // Kill points leave the answer room to go on: between the 2nd token and the middle of the answer
@@ -104,6 +109,7 @@ runCli(async () => {
         ...(mode === 'with' ? { standbys: peers } : {}),
         timeoutMs,
         log,
+        ...(values.trace ? { trace: true } : {}),
         onAnswer: (a, n, reference) => {
           const f = a.failovers?.[0];
           log(

@@ -1,7 +1,7 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
- *   [--null-compute]`
+ *   [--null-compute] [--trace]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -17,7 +17,8 @@
  * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
  * `--null-compute` (tooling) makes the stages skip the model: the text is meaningless, the timings
  * are the ring's protocol cost per token (pages allow it only with a test-mode server, which this
- * tool always spawns).
+ * tool always spawns). `--trace` logs every contributor's assignment and load state at each change
+ * and each page's shard-load breakdown (tools/swarm/swarm-trace.ts).
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -40,6 +41,7 @@ runCli(async () => {
       json: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       'null-compute': { type: 'boolean', default: false },
+      trace: { type: 'boolean', default: false },
     },
   });
   const peers = intFlag('peers', values.peers, 3, 1);
@@ -70,6 +72,7 @@ runCli(async () => {
     ...(standbys > 0 ? { standbys } : {}),
     ...(values.model ? { model: values.model } : {}),
     ...(values['null-compute'] ? { nullCompute: true } : {}),
+    ...(values.trace ? { trace: true } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {
       if (!values.quiet) process.stderr.write(`${m}\n`);

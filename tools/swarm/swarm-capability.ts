@@ -27,6 +27,16 @@ export const ROOMY_SLOW_TFLOPS = 1e-6;
 export const STANDBY_SLOW_TFLOPS = 1e-8;
 
 /**
+ * Declared memory bandwidth of standby pages, GB/s (1 kB/s). A unit's planned time is the roofline
+ * max(FLOPs / speed, weight bytes / bandwidth), and the embedding unit has no FLOPs: with a normal
+ * bandwidth a standby swapped in after a loss cost the ring nothing as a one-unit embedding stage,
+ * so the next re-plan (throughput objective: that stage is never the bottleneck) could keep it in a
+ * ring of `peers + 1` stages, leaving a stage without a standby (bench:churn's "with" runs stopped
+ * on that). Slow in every respect, a standby is only ever a stage by a swap.
+ */
+export const STANDBY_SLOW_GBPS = 1e-6;
+
+/**
  * The smallest possible largest-stage memory when `units` (bytes each, in order) are split into at
  * most `k` contiguous stages (the linear-partition bottleneck; exact, O(k·L²) — L is small).
  */

@@ -18,9 +18,11 @@ import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
+import { loadLine, peerLine, readLoadTimes, snapshot, watchPeers, type PeerWatch } from './swarm-trace.js';
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
 import {
   ROOMY_SLOW_TFLOPS,
+  STANDBY_SLOW_GBPS,
   STANDBY_SLOW_TFLOPS,
   SWARM_TFLOPS,
   swarmMemoryBytes,
@@ -54,6 +56,12 @@ export interface SwarmOptions {
    * returned summarised per page in {@link SwarmResult.perf}.
    */
   perf?: boolean;
+  /**
+   * Where loading time goes: logs every contributor's assignment and load state at each change
+   * (seconds since the start) and each page's shard-load breakdown once it is ready (worker start,
+   * model open, graph build, session creation; the pages run with `perf=1`).
+   */
+  trace?: boolean;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
@@ -212,12 +220,6 @@ export function parseModelArg(spec: string): { id: string; path: string } {
   return { id, path: spec };
 }
 
-async function snapshot(url: string): Promise<NetworkSnapshot> {
-  const r = await fetch(`${url}/api/network`);
-  if (!r.ok) throw new RingworkError('SERVER_INTERNAL', `GET /api/network answered ${r.status}.`);
-  return (await r.json()) as NetworkSnapshot;
-}
-
 /**
  * The coordinator's speed figures for a model, once the requester's `ring-lap` has arrived (it is
  * sent right after the answer; a few polls at most). Undefined when the server has no ring for it.
@@ -301,12 +303,13 @@ async function waitForStandbys(url: string, model: string, deadline: number): Pr
     if (Date.now() > deadline) {
       throw new RingworkError(
         'NO_RING',
-        `Not every stage of ${model}'s ring got a loaded standby in time; standbys: ${
-          snap.peers
-            .filter((p) => p.assignment?.kind === 'standby')
-            .map((p) => `${p.id.slice(0, 8)} ${p.status?.state ?? '-'}`)
-            .join(', ') || 'none'
-        }.`,
+        `Not every stage of ${model}'s ring got a loaded standby in time; ring: ${
+          ring?.stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ') ??
+          'none'
+        }; contributors: ${snap.peers
+          .filter((p) => p.roles.includes('contributor'))
+          .map((p) => `${p.id.slice(0, 8)} ${peerLine(p)}`)
+          .join('; ')}.`,
       );
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -364,8 +367,11 @@ export function parseAnswerMeta(meta: string): SwarmTimings {
 interface Contributor {
   context: BrowserContext;
   page: Page;
+  label: string;
   /** The renderer that appeared when this page opened (undefined when not exactly one did). */
   pid?: number;
+  /** Shard loads already logged (`trace`). */
+  loadsLogged?: number;
 }
 
 async function openPage(
@@ -390,14 +396,19 @@ async function openPage(
       log(`[${label}] request failed: ${r.url()} (${r.failure()?.errorText ?? '?'})`);
   });
   page.on('response', (r) => {
-    // The loader probes for a sharded checkpoint's index first; its 404 is expected.
-    if (r.status() >= 400 && !r.url().endsWith('.safetensors.index.json'))
+    // The loader probes for a sharded checkpoint's index first; its 404 is expected, as is the
+    // ledger's for an account nothing was credited to yet (the page polls it every 10 s).
+    if (
+      r.status() >= 400 &&
+      !r.url().endsWith('.safetensors.index.json') &&
+      !(r.status() === 404 && r.url().includes('/api/ledger/account/'))
+    )
       log(`[${label}] HTTP ${r.status()} ${r.url()}`);
   });
   const before = ourRendererPids();
   await page.goto(`${url}${path}`);
   const fresh = [...ourRendererPids()].filter((p) => !before.has(p));
-  return { context, page, ...(fresh.length === 1 ? { pid: fresh[0]! } : {}) };
+  return { context, page, label, ...(fresh.length === 1 ? { pid: fresh[0]! } : {}) };
 }
 
 /** Runs one swarm: see the module comment. Throws a RingworkError naming what failed. */
@@ -423,6 +434,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       : []),
   ]);
   let browser: Browser | undefined;
+  const watch: PeerWatch | undefined = o.trace ? watchPeers(server.url, log, started) : undefined;
   let hardStopped = false;
   const hardStop = setTimeout(() => {
     hardStopped = true;
@@ -483,7 +495,16 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           o.peers,
         )}`
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
-    const tooling = `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf ? '&perf=1' : ''}`;
+    const tooling = `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf || o.trace ? '&perf=1' : ''}`;
+    /** With `trace`: each page's shard loads not logged yet, broken down (swarm-trace.ts). */
+    const logLoads = async () => {
+      if (!o.trace) return;
+      for (const c of contributors) {
+        const loads = await readLoadTimes(c.page).catch(() => []);
+        for (const ms of loads.slice(c.loadsLogged ?? 0)) log(`[${c.label}] shard load: ${loadLine(ms)}`);
+        c.loadsLogged = loads.length;
+      }
+    };
     const contributors: Contributor[] = [];
     let stages: SwarmStage[] = [];
     let opened = 0;
@@ -513,6 +534,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         Math.min(contributors.length, o.peers),
         Date.now() + Math.min(180_000, left()),
       );
+      await logLoads();
     };
     for (let i = 0; i < o.peers; i++) await addContributor();
     log(`ring: ${stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ')}`);
@@ -523,7 +545,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         await openPage(
           browser,
           server.url,
-          `/#/contribute?join=1&tflops=${STANDBY_SLOW_TFLOPS}&gbps=100&memory=4000000000`,
+          `/#/contribute?join=1&tflops=${STANDBY_SLOW_TFLOPS}&gbps=${STANDBY_SLOW_GBPS}&memory=4000000000${tooling}`,
           `standby ${k}`,
           log,
         ),
@@ -532,6 +554,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     if (standbys > 0) {
       standbyPeers = await waitForStandbys(server.url, modelId, Date.now() + Math.min(180_000, left()));
       log(`standbys: ${[...standbyPeers].map((p) => p.slice(0, 8)).join(', ')}`);
+      await logLoads();
     }
 
     const chat = (await openPage(browser, server.url, `/#/chat${o.perf ? '?perf=1' : ''}`, 'requester', log))
@@ -726,6 +749,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           // leaves the slow standby out again), which goes back to backing that stage up.
           standbyPeers = await waitForStandbys(server.url, modelId, Date.now() + Math.min(180_000, left()));
           stages = await waitForRing(server.url, modelId, o.peers, Date.now() + Math.min(60_000, left()));
+          await logLoads();
         }
         (more ??= []).push(await askOnce(q));
         o.onAnswer?.(more[more.length - 1]!, more.length, first);
@@ -794,6 +818,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     throw e;
   } finally {
     clearTimeout(hardStop);
+    await watch?.stop();
     await browser?.close().catch(() => undefined);
     await server.stop();
   }

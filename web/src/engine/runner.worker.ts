@@ -7,6 +7,8 @@ import * as Comlink from 'comlink';
 import { createAbortRegistry, wire } from './worker-rpc';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
+import { throwIfAborted } from '../../../shared/errors';
+import type { ModelSource } from '../../../shared/model/types';
 import { createNullComputeRunner } from '../../../shared/runtime/null-compute-runner';
 import { createOrtShardRunner } from '../../../shared/runtime/ort-shard-runner';
 import type { LoadProgress, LoadRequest, ShardRunner, StepInput } from '../../../shared/runtime/shard-runner';
@@ -14,16 +16,33 @@ import { createCachedFileOpener } from './cached-opener';
 import { configureOrt } from './ort-env';
 
 const ort = configureOrt();
+/**
+ * The model last opened, kept for the next load: a re-planned survivor or a standby swapped in
+ * loads another range of the same model, and opening it again (its config, the file probes) took
+ * 0.1–1.2 s of a failover's recovery on a busy machine. A source reads its files lazily, so keeping
+ * it holds no weights. One entry: a contributor serves one model at a time.
+ */
+let lastOpened: { key: string; source: Promise<ModelSource> } | undefined;
 const ortRunner = createOrtShardRunner({
   ort,
-  openModel: async (ref, signal) =>
-    (
-      await openModelLocation(
-        ref,
-        (root) => createCachedFileOpener(createHttpFileOpener(new URL(root, self.location.href).href)),
-        signal,
-      )
-    ).source,
+  openModel: async (ref, signal) => {
+    const key = `${ref.url}|${ref.tokenizerUrl ?? ''}`;
+    if (lastOpened?.key !== key) {
+      // Not the caller's signal: the open is shared with later loads, which one abort must not fail.
+      const source = openModelLocation(ref, (root) =>
+        createCachedFileOpener(createHttpFileOpener(new URL(root, self.location.href).href)),
+      ).then((m) => m.source);
+      const entry = { key, source };
+      lastOpened = entry;
+      // A failed open is not kept: the next load tries again.
+      source.catch(() => {
+        if (lastOpened === entry) lastOpened = undefined;
+      });
+    }
+    const source = await lastOpened.source;
+    throwIfAborted(signal, 'Opening the model');
+    return source;
+  },
 });
 /** The ORT runner, or (tooling only, checked by the page) its null-compute wrapper. */
 let runner: ShardRunner = ortRunner;

@@ -405,6 +405,7 @@ export function createSignalingServer(
             makeCoordinator: (send, liveness) => createCoordinator(coordinatorOptions(send, liveness)),
             clock,
             log,
+            allowAnyRelay: config.allowAnyRelay,
           })
         : null;
       const coordinator =

@@ -78,6 +78,8 @@ export interface ClusterNodeOptions {
   makeCoordinator(send: (peerId: string, msg: ServerMessage) => void, liveness: Liveness): Coordinator;
   clock: Clock;
   log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** The bench hook `--allow-any-relay` (test mode): followers let any two peers signal, as the leader does. */
+  allowAnyRelay?: boolean;
 }
 
 /** One instance's membership of the cluster. */
@@ -224,6 +226,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     saveLocal,
     real: () => real,
     cachedSnapshot: () => cachedSnapshot,
+    allowAnyRelay: opts.allowAnyRelay === true,
   });
 
   // ---- leadership
@@ -271,17 +274,28 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     missingOnce = missing;
   };
 
+  // Held sessions are written whole on the first tick and after every (re)connection to Redis (a
+  // restarted Redis gets them all back); otherwise their TTLs are renewed once per lease (the
+  // directory's TTL is three leases): at 5,000 peers an instance, writing every record every tick
+  // cost Redis and the instance more than all the relaying.
+  let fullWriteDue = true;
+  let ticks = 0;
   const refreshHeld = async (): Promise<void> => {
+    const full = fullWriteDue;
+    const renew = full || ticks++ % Math.max(1, Math.round(leaseMs / tickMs)) === 0;
     const m = store.cmd.multi();
     m.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
-    for (const s of registry.all()) {
-      const l = locals.get(s.id);
-      if (!l?.tokenHash) continue;
-      m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
-      // The whole record, not just its TTL: a restarted Redis gets every held session back.
-      writeSession(m, s.id, l);
+    if (renew) {
+      for (const s of registry.all()) {
+        const l = locals.get(s.id);
+        if (!l?.tokenHash) continue;
+        m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
+        if (full) writeSession(m, s.id, l);
+        else m.pexpire(KEYS.session(s.id), sessionTtlMs);
+      }
     }
     await m.exec();
+    if (full) fullWriteDue = false;
   };
 
   const tick = async (): Promise<void> => {
@@ -466,6 +480,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     start() {
       startPromise ??= (async () => {
         await store.connect(Math.max(2000, leaseMs));
+        store.cmd.on('ready', () => {
+          fullWriteDue = true;
+        });
         store.sub.on('message', onMessage);
         await store.sub.subscribe(KEYS.chInstance(me), KEYS.chOut, KEYS.chCoord, KEYS.chLeader);
         await tick();

@@ -138,8 +138,36 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const asRingworkError = (e: unknown, what: string): RingworkError =>
     e instanceof RingworkError ? e : clusterUnavailable(what, e);
 
+  // ---- takeover grace: a fresh coordinator hears of the contributors on other instances only when
+  // those instances notice it and re-feed it (within a tick or two). Until then a requester re-fed
+  // first would be told "no ring" for a moment; those answers are held back for one lease and the
+  // requests asked again when it ends (by then a ring is planned, or "no ring" is the truth).
+  let graceUntil = 0;
+  let graceTimer: TimerHandle | null = null;
+  const heldNoRing = new Map<string, Set<string>>();
+  const endGrace = (): void => {
+    graceTimer = null;
+    const held = [...heldNoRing];
+    heldNoRing.clear();
+    for (const [peer, models] of held) {
+      for (const model of models) {
+        try {
+          real?.requestRing(peer, model);
+        } catch (e) {
+          log.debug({ err: e, peer }, 'held ring request not re-asked (peer gone)');
+        }
+      }
+    }
+  };
+
   // ---- the coordinator's outbound messages: mirrored everywhere, delivered by the peer's holder
   const outbound = (peer: string, msg: ServerMessage | null): void => {
+    if (msg?.type === 'no-ring' && clock.now() < graceUntil) {
+      const models = heldNoRing.get(peer) ?? new Set<string>();
+      models.add(msg.model);
+      heldNoRing.set(peer, models);
+      return;
+    }
     mirror.observe(peer, msg);
     if (msg) io.deliver(peer, msg);
     store.publish(KEYS.chOut, { from: me, peer, msg }).catch((e: unknown) => {
@@ -231,6 +259,10 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
 
   // ---- leadership
   const becomeLeader = (): void => {
+    graceUntil = clock.now() + leaseMs;
+    heldNoRing.clear();
+    if (graceTimer !== null) clock.clearTimeout(graceTimer);
+    graceTimer = unrefTimer(clock.setTimeout(endGrace, leaseMs));
     real = opts.makeCoordinator(outbound, liveness);
     real.start();
     knownLeader = me;
@@ -242,6 +274,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   };
   const stepDown = (why: string): void => {
     if (!real) return;
+    graceUntil = 0;
+    heldNoRing.clear();
     real.stop();
     real = null;
     if (knownLeader === me) knownLeader = null;
@@ -495,6 +529,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       stopPromise ??= (async () => {
         stopped = true;
         if (timer !== null) clock.clearInterval(timer);
+        if (graceTimer !== null) clock.clearTimeout(graceTimer);
         if (startPromise) await startPromise.catch(() => undefined);
         if (real) {
           real.stop();

@@ -171,7 +171,10 @@ function openPeer(port: number, index: number): Promise<BenchPeer> {
       closed: false,
       waiting: new Map(),
     };
-    const t = setTimeout(() => reject(new Error(`peer ${index}: no welcome in 30 s`)), 30_000);
+    const t = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`peer ${index}: no welcome in 30 s`));
+    }, 30_000);
     ws.on('error', (e) => {
       clearTimeout(t);
       reject(e);
@@ -303,9 +306,14 @@ interface SeriesOptions {
  * instances, pair i is peers 2i and 2i+1, which are on different instances: every timed round trip
  * crosses instances both ways (A → its instance → Redis → B's instance → B, and back).
  */
-async function runSeries(ports: readonly number[], o: SeriesOptions): Promise<StepResult[]> {
+async function runSeries(
+  ports: readonly number[],
+  o: SeriesOptions,
+): Promise<{ results: StepResult[]; stoppedAt: string | null }> {
   const peers: BenchPeer[] = [];
   const results: StepResult[] = [];
+  // Where the fleet stopped growing (a peer not welcomed in time): the series ends there.
+  let stoppedAt: string | null = null;
   try {
     const bases: number[] = [];
     for (const port of ports) {
@@ -318,12 +326,17 @@ async function runSeries(ports: readonly number[], o: SeriesOptions): Promise<St
       while (peers.length < target && Date.now() < o.deadline) {
         const batch = Math.min(100, target - peers.length);
         const start = peers.length;
-        peers.push(
-          ...(await Promise.all(
-            Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
-          )),
+        const opened = await Promise.allSettled(
+          Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
         );
+        for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
+        const failed = opened.find((r) => r.status === 'rejected');
+        if (failed) {
+          stoppedAt = `${peers.length} peers (${String(failed.reason)})`;
+          break;
+        }
       }
+      if (stoppedAt !== null) break;
       const connectS = (performance.now() - t0) / 1000;
       // Wait (bounded) until the coordinator has answered every profile.
       const settleBy = Math.min(o.deadline, Date.now() + 60_000);
@@ -377,7 +390,7 @@ async function runSeries(ports: readonly number[], o: SeriesOptions): Promise<St
       p.ws.terminate();
     }
   }
-  return results;
+  return { results, stoppedAt };
 }
 
 /** Redis's `used_memory` in bytes (INFO memory). */
@@ -432,10 +445,16 @@ runCli(async () => {
   };
 
   let single: StepResult[] = [];
+  let singleStop: string | null = null;
+  let clusterStop: string | null = null;
   if (singleSteps.length > 0) {
     const { child, port } = await startServer(singleSteps.at(-1)!);
     try {
-      single = await runSeries([port], { ...series, steps: singleSteps, deadline: Date.now() + deadlineMs });
+      ({ results: single, stoppedAt: singleStop } = await runSeries([port], {
+        ...series,
+        steps: singleSteps,
+        deadline: Date.now() + deadlineMs,
+      }));
     } finally {
       await stopChild(child);
     }
@@ -457,12 +476,12 @@ runCli(async () => {
         children.push(s.child);
         ports.push(s.port);
       }
-      clustered = await runSeries(ports, {
+      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(ports, {
         ...series,
         steps,
         deadline: Date.now() + deadlineMs,
         redisMemory: () => redisUsedMemory(admin),
-      });
+      }));
     } finally {
       await Promise.all(children.map(stopChild));
       admin.disconnect();
@@ -471,7 +490,9 @@ runCli(async () => {
   }
 
   if (values.json) {
-    process.stdout.write(JSON.stringify({ single, cluster: clustered, instances }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify({ single, singleStop, cluster: clustered, clusterStop, instances }, null, 2) + '\n',
+    );
     return;
   }
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -495,6 +516,7 @@ runCli(async () => {
       );
     }
   }
+  if (singleStop) out(`one process: the fleet stopped growing at ${singleStop}`);
   if (clustered.length > 0) {
     out('');
     out(
@@ -517,6 +539,7 @@ runCli(async () => {
           .padEnd(20)} ${f(r.redisMB ?? NaN, 1).padStart(8)} ${String(r.plans).padStart(6)} | ${rtt(r)}`,
       );
     }
+    if (clusterStop) out(`cluster: the fleet stopped growing at ${clusterStop}`);
     if (single.length > 0) {
       out('');
       out(

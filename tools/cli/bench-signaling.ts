@@ -1,5 +1,13 @@
 /**
  * `npm run bench:signaling [-- --steps 100,500,1000,2000 --pairs 200 --rounds 5 --samples 200 --json]`
+ * `npm run bench:signaling -- --instances 3 [--redis redis://…] [--single-steps 1500,3000|none]`
+ *
+ * Cluster mode (`--instances N`, or `--redis`): first the one-process series (over `--single-steps`,
+ * default the same steps), then N server instances on one Redis (`--redis`, or a throwaway
+ * `redis-server` on a free loopback port) with peer i on instance i mod N, so every timed round trip
+ * crosses instances both ways; it reports peers held per instance, heap per peer per instance, RSS,
+ * Redis `used_memory`, and the p99s side by side. Each series has its own `--deadline-s`; a series
+ * stops (and says where) at the step whose peers are no longer welcomed within 30 s.
  *
  * Starts the real signaling server as a child process (`--expose-gc`, test mode, `--allow-any-relay`,
  * per-IP cap raised: every bench peer comes from 127.0.0.1) and grows a fleet of WebSocket peers in
@@ -517,6 +525,7 @@ runCli(async () => {
     }
   }
   if (singleStop) out(`one process: the fleet stopped growing at ${singleStop}`);
+  if (clusterStop) out(`cluster: the fleet stopped growing at ${clusterStop}`);
   if (clustered.length > 0) {
     out('');
     out(
@@ -539,7 +548,6 @@ runCli(async () => {
           .padEnd(20)} ${f(r.redisMB ?? NaN, 1).padStart(8)} ${String(r.plans).padStart(6)} | ${rtt(r)}`,
       );
     }
-    if (clusterStop) out(`cluster: the fleet stopped growing at ${clusterStop}`);
     if (single.length > 0) {
       out('');
       out(

@@ -309,9 +309,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   };
 
   // Held sessions are written whole on the first tick and after every (re)connection to Redis (a
-  // restarted Redis gets them all back); otherwise their TTLs are renewed once per lease (the
-  // directory's TTL is three leases): at 5,000 peers an instance, writing every record every tick
-  // cost Redis and the instance more than all the relaying.
+  // restarted Redis gets them all back); otherwise their TTLs are renewed once per lease: rewriting
+  // every record (roles, capability, models as JSON) every tick costs more than the relaying.
   let fullWriteDue = true;
   let ticks = 0;
   const refreshHeld = async (): Promise<void> => {
@@ -319,14 +318,13 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     const renew = full || ticks++ % Math.max(1, Math.round(leaseMs / tickMs)) === 0;
     const m = store.cmd.multi();
     m.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
-    if (renew) {
-      for (const s of registry.all()) {
-        const l = locals.get(s.id);
-        if (!l?.tokenHash) continue;
-        m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
-        if (full) writeSession(m, s.id, l);
-        else m.pexpire(KEYS.session(s.id), sessionTtlMs);
-      }
+    for (const s of registry.all()) {
+      const l = locals.get(s.id);
+      if (!l?.tokenHash) continue;
+      // The directory every tick (the coordinator's sweep drops peers whose entries lapse).
+      m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
+      if (full) writeSession(m, s.id, l);
+      else if (renew) m.pexpire(KEYS.session(s.id), sessionTtlMs);
     }
     await m.exec();
     if (full) fullWriteDue = false;

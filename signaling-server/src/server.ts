@@ -406,6 +406,7 @@ export function createSignalingServer(
             makeCoordinator: (send, liveness) => createCoordinator(coordinatorOptions(send, liveness)),
             clock,
             log,
+            allowAnyRelay: config.allowAnyRelay,
           })
         : null;
       const coordinator =

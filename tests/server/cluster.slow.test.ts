@@ -206,6 +206,7 @@ describe('cluster mode (redis-server + 3 server processes)', () => {
   it("the coordinator's instance dies: another takes over within a few seconds and planning continues", async () => {
     const leader = await coordinatorInstance('the coordinator before its instance dies');
     const orphans = [...contributors, requester].filter((p) => p.at === leader);
+    const noRingsBefore = requester.c.messages.filter((m) => m.type === 'no-ring').length;
     killInstance(leader);
     const t0 = Date.now();
     const successor = await coordinatorInstance('a new coordinator after the old one died');
@@ -225,6 +226,9 @@ describe('cluster mode (redis-server + 3 server processes)', () => {
       },
       { timeoutMs: scaled(15_000) },
     );
+    // The takeover gap is closed: the new coordinator held back its "no ring" answers for one lease,
+    // while the other instances re-fed it their contributors, so the requester was never told "no ring".
+    expect(requester.c.messages.filter((m) => m.type === 'no-ring')).toHaveLength(noRingsBefore);
     const net = await network(successor);
     expect(net.rings).toHaveLength(1);
     expect(net.cluster).toMatchObject({ instance: successor.name, coordinator: true });

@@ -1,5 +1,13 @@
 /**
  * `npm run bench:signaling [-- --steps 100,500,1000,2000 --pairs 200 --rounds 5 --samples 200 --json]`
+ * `npm run bench:signaling -- --instances 3 [--redis redis://…] [--single-steps 1500,3000|none]`
+ *
+ * Cluster mode (`--instances N`, or `--redis`): first the one-process series (over `--single-steps`,
+ * default the same steps), then N server instances on one Redis (`--redis`, or a throwaway
+ * `redis-server` on a free loopback port) with peer i on instance i mod N, so every timed round trip
+ * crosses instances both ways; it reports peers held per instance, heap per peer per instance, RSS,
+ * Redis `used_memory`, and the p99s side by side. Each series has its own `--deadline-s`; a series
+ * stops (and says where) at the step whose peers are no longer welcomed within 30 s.
  *
  * Starts the real signaling server as a child process (`--expose-gc`, test mode, `--allow-any-relay`,
  * per-IP cap raised: every bench peer comes from 127.0.0.1) and grows a fleet of WebSocket peers in
@@ -13,10 +21,13 @@
  * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { RingworkError } from '../../shared/errors.js';
+import { startRedis } from '../testing/redis-server.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -32,12 +43,21 @@ interface BenchPeer {
   waiting: Map<number, (t: number) => void>;
 }
 
-interface StepResult {
+/** One instance's figures at a step. */
+interface InstanceFigures {
   peers: number;
-  connectS: number;
   heapMB: number;
   heapPerPeerKB: number;
   rssMB: number;
+}
+
+interface StepResult {
+  peers: number;
+  connectS: number;
+  /** Every instance's (one in single-process mode). */
+  instances: InstanceFigures[];
+  /** Redis `used_memory` (cluster mode), MB. */
+  redisMB: number | null;
   loaded: { pairs: number; n: number; p50: number; p99: number };
   idle: { n: number; p50: number; p99: number };
   plans: number;
@@ -49,7 +69,10 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
 };
 
-async function startServer(maxPeers: number): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(
+  maxPeers: number,
+  extraArgs: readonly string[] = [],
+): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
     [
@@ -64,7 +87,7 @@ async function startServer(maxPeers: number): Promise<{ child: ChildProcess; por
       '--test-mode',
       '--allow-any-relay',
       '--log-level',
-      'warn',
+      process.env.RINGWORK_SERVER_LOG_LEVEL ?? 'warn',
       '--max-connections-per-ip',
       String(maxPeers + 100),
       '--max-connections',
@@ -100,9 +123,23 @@ async function startServer(maxPeers: number): Promise<{ child: ChildProcess; por
       '5000',
       '--heartbeat-timeout-ms',
       '60000',
+      // On a shared, loaded machine a burst of upgrades can wait seconds for the event loop: the
+      // bench measures relaying, not the slow-header guard.
+      '--headers-timeout-ms',
+      '60000',
+      '--request-timeout-ms',
+      '60000',
+      ...extraArgs,
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // As tools/testing/spawn-server.ts: RINGWORK_SERVER_LOG=<file> appends every server's output there.
+  const logFile = process.env.RINGWORK_SERVER_LOG;
+  if (logFile) {
+    const sink = createWriteStream(logFile, { flags: 'a' });
+    child.stdout.pipe(sink);
+    child.stderr.pipe(sink);
+  }
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
@@ -142,7 +179,10 @@ function openPeer(port: number, index: number): Promise<BenchPeer> {
       closed: false,
       waiting: new Map(),
     };
-    const t = setTimeout(() => reject(new Error(`peer ${index}: no welcome in 30 s`)), 30_000);
+    const t = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`peer ${index}: no welcome in 30 s`));
+    }, 30_000);
     ws.on('error', (e) => {
       clearTimeout(t);
       reject(e);
@@ -240,50 +280,92 @@ function roundTrip(a: BenchPeer, b: BenchPeer): Promise<number> {
   });
 }
 
-runCli(async () => {
-  const { values } = parseArgs({
-    options: {
-      steps: { type: 'string', default: '100,500,1000,2000' },
-      pairs: { type: 'string' },
-      rounds: { type: 'string' },
-      samples: { type: 'string' },
-      'deadline-s': { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
   });
-  const steps = values.steps.split(',').map((s) => intFlag('steps', s.trim(), 0, 2));
-  if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!))
-    throw usage('--steps must be increasing, e.g. 100,500,1000,2000');
-  if (steps.at(-1)! > 20_000) throw usage('--steps: at most 20000 peers');
-  const maxPairs = intFlag('pairs', values.pairs, 200, 1);
-  const rounds = intFlag('rounds', values.rounds, 5, 1);
-  const samples = intFlag('samples', values.samples, 200, 1);
-  const deadline = Date.now() + intFlag('deadline-s', values['deadline-s'], 300, 10) * 1000;
+}
 
-  const { child, port } = await startServer(steps.at(-1)!);
+/** How many peers an instance holds (`/healthz`). */
+async function heldBy(port: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return ((await res.json()) as { peers: number }).peers;
+}
+
+interface SeriesOptions {
+  steps: readonly number[];
+  maxPairs: number;
+  rounds: number;
+  samples: number;
+  deadline: number;
+  quiet: boolean;
+  /** Cluster mode: Redis's `used_memory`, bytes. */
+  redisMemory?: () => Promise<number>;
+}
+
+/**
+ * Grows a fleet over `ports` (peer i on instance i mod n) and measures each step. With several
+ * instances, pair i is peers 2i and 2i+1, which are on different instances: every timed round trip
+ * crosses instances both ways (A → its instance → Redis → B's instance → B, and back).
+ */
+async function runSeries(
+  ports: readonly number[],
+  o: SeriesOptions,
+): Promise<{ results: StepResult[]; stoppedAt: string | null }> {
   const peers: BenchPeer[] = [];
   const results: StepResult[] = [];
+  // Where the fleet stopped growing (a peer not welcomed in time): the series ends there.
+  let stoppedAt: string | null = null;
   try {
-    await network(port, true);
-    const base = (await network(port, true)).memory.heapUsedBytes;
-    for (const target of steps) {
-      if (Date.now() > deadline) break;
+    const bases: number[] = [];
+    for (const port of ports) {
+      await network(port, true);
+      bases.push((await network(port, true)).memory.heapUsedBytes);
+    }
+    for (const target of o.steps) {
+      if (Date.now() > o.deadline) break;
       const t0 = performance.now();
-      while (peers.length < target && Date.now() < deadline) {
+      while (peers.length < target && Date.now() < o.deadline) {
         const batch = Math.min(100, target - peers.length);
         const start = peers.length;
-        peers.push(
-          ...(await Promise.all(Array.from({ length: batch }, (_, i) => openPeer(port, start + i)))),
+        const opened = await Promise.allSettled(
+          Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
         );
+        for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
+        const failed = opened.find((r) => r.status === 'rejected');
+        if (failed) {
+          stoppedAt = `${peers.length} peers (${String(failed.reason)})`;
+          break;
+        }
       }
+      if (stoppedAt !== null) break;
       const connectS = (performance.now() - t0) / 1000;
       // Wait (bounded) until the coordinator has answered every profile.
-      const settleBy = Math.min(deadline, Date.now() + 60_000);
+      const settleBy = Math.min(o.deadline, Date.now() + 60_000);
       while (peers.some((p) => !p.planned) && Date.now() < settleBy)
         await new Promise((r) => setTimeout(r, 50));
-      await network(port, true);
-      const snap = await network(port, true);
-      const pairs = Math.min(maxPairs, Math.floor(peers.length / 2));
+      const instances: InstanceFigures[] = [];
+      let plans = 0;
+      for (const [k, port] of ports.entries()) {
+        await network(port, true);
+        const snap = await network(port, true);
+        const held = await heldBy(port);
+        plans = Math.max(plans, snap.plans);
+        instances.push({
+          peers: held,
+          heapMB: snap.memory.heapUsedBytes / 2 ** 20,
+          heapPerPeerKB: held > 0 ? (snap.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
+          rssMB: snap.memory.rssBytes / 2 ** 20,
+        });
+      }
+      const redisMB = o.redisMemory ? (await o.redisMemory()) / 2 ** 20 : null;
+      const pairs = Math.min(o.maxPairs, Math.floor(peers.length / 2));
       const loadedPass = async (n: number, into: number[]): Promise<void> => {
         await Promise.all(
           Array.from({ length: pairs }, async (_, i) => {
@@ -294,21 +376,20 @@ runCli(async () => {
       // Untimed warm-up: the first relays of a step pay for JIT compilation, not for relaying.
       await loadedPass(10, []);
       const loaded: number[] = [];
-      await loadedPass(rounds, loaded);
+      await loadedPass(o.rounds, loaded);
       const idle: number[] = [];
-      for (let i = 0; i < samples && Date.now() < deadline; i++)
+      for (let i = 0; i < o.samples && Date.now() < o.deadline; i++)
         idle.push(await roundTrip(peers[0]!, peers[1]!));
       results.push({
         peers: peers.length,
         connectS,
-        heapMB: snap.memory.heapUsedBytes / 2 ** 20,
-        heapPerPeerKB: (snap.memory.heapUsedBytes - base) / peers.length / 1024,
-        rssMB: snap.memory.rssBytes / 2 ** 20,
+        instances,
+        redisMB,
         loaded: { pairs, n: loaded.length, p50: quantile(loaded, 0.5), p99: quantile(loaded, 0.99) },
         idle: { n: idle.length, p50: quantile(idle, 0.5), p99: quantile(idle, 0.99) },
-        plans: snap.plans,
+        plans,
       });
-      if (!values.json) process.stderr.write(`  ${peers.length} peers measured\n`);
+      if (!o.quiet) process.stderr.write(`  ${ports.length} instance(s): ${peers.length} peers measured\n`);
     }
   } finally {
     for (const p of peers) {
@@ -316,31 +397,172 @@ runCli(async () => {
       if (p.heartbeat) clearInterval(p.heartbeat);
       p.ws.terminate();
     }
-    await new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      child.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
+  }
+  return { results, stoppedAt };
+}
+
+/** Redis's `used_memory` in bytes (INFO memory). */
+async function redisUsedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? NaN);
+}
+
+const parseSteps = (flag: string, text: string): number[] => {
+  const steps = text.split(',').map((s) => intFlag(flag, s.trim(), 0, 2));
+  if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!))
+    throw usage(`--${flag} must be increasing, e.g. 100,500,1000,2000`);
+  if (steps.at(-1)! > 20_000) throw usage(`--${flag}: at most 20000 peers`);
+  return steps;
+};
+
+runCli(async () => {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string', default: '100,500,1000,2000' },
+      'single-steps': { type: 'string' },
+      instances: { type: 'string' },
+      redis: { type: 'string' },
+      pairs: { type: 'string' },
+      rounds: { type: 'string' },
+      samples: { type: 'string' },
+      'deadline-s': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const steps = parseSteps('steps', values.steps);
+  const instances = intFlag('instances', values.instances, 1, 1);
+  if (instances > 8) throw usage('--instances: at most 8');
+  if (values.redis !== undefined && !/^rediss?:\/\/\S+$/.test(values.redis))
+    throw usage('--redis takes a redis:// URL');
+  const cluster = instances > 1 || values.redis !== undefined;
+  // Cluster mode also measures one process first, for the side-by-side figures ("none" skips it).
+  const singleSteps =
+    !cluster || values['single-steps'] === undefined
+      ? steps
+      : values['single-steps'] === 'none'
+        ? []
+        : parseSteps('single-steps', values['single-steps']);
+  // Each series (one process, then the cluster) gets its own deadline.
+  const deadlineMs = intFlag('deadline-s', values['deadline-s'], 300, 10) * 1000;
+  const series = {
+    maxPairs: intFlag('pairs', values.pairs, 200, 1),
+    rounds: intFlag('rounds', values.rounds, 5, 1),
+    samples: intFlag('samples', values.samples, 200, 1),
+    deadline: 0,
+    quiet: values.json,
+  };
+
+  let single: StepResult[] = [];
+  let singleStop: string | null = null;
+  let clusterStop: string | null = null;
+  if (singleSteps.length > 0) {
+    const { child, port } = await startServer(singleSteps.at(-1)!);
+    try {
+      ({ results: single, stoppedAt: singleStop } = await runSeries([port], {
+        ...series,
+        steps: singleSteps,
+        deadline: Date.now() + deadlineMs,
+      }));
+    } finally {
+      await stopChild(child);
+    }
+  }
+  let clustered: StepResult[] = [];
+  let redisNote = '';
+  if (cluster) {
+    // Without --redis: a throwaway redis-server on a free loopback port, no persistence.
+    const own = values.redis === undefined ? await startRedis() : null;
+    const url = values.redis ?? own!.url;
+    redisNote = own ? `throwaway redis-server on 127.0.0.1:${own.port}` : url;
+    const children: ChildProcess[] = [];
+    const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await admin.connect();
+      const ports: number[] = [];
+      for (let k = 0; k < instances; k++) {
+        const s = await startServer(steps.at(-1)!, ['--redis', url, '--instance-id', `bench-${k}`]);
+        children.push(s.child);
+        ports.push(s.port);
+      }
+      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(ports, {
+        ...series,
+        steps,
+        deadline: Date.now() + deadlineMs,
+        redisMemory: () => redisUsedMemory(admin),
+      }));
+    } finally {
+      await Promise.all(children.map(stopChild));
+      admin.disconnect();
+      await own?.kill();
+    }
   }
 
   if (values.json) {
-    process.stdout.write(JSON.stringify({ results }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify({ single, singleStop, cluster: clustered, clusterStop, instances }, null, 2) + '\n',
+    );
     return;
   }
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-  process.stdout.write(
-    'signaling relay bench (server in a child process, 127.0.0.1; RTT = A -> server -> B -> server -> A)\n' +
-      ' peers  connect s  heap MB  heap/peer KB  rss MB  plans | loaded RTT ms p50 / p99 (pairs x rounds) | idle RTT ms p50 / p99 (n)\n',
-  );
-  for (const r of results) {
-    process.stdout.write(
-      `${String(r.peers).padStart(6)} ${f(r.connectS).padStart(10)} ${f(r.heapMB, 1).padStart(8)} ${f(r.heapPerPeerKB, 1).padStart(13)} ${f(r.rssMB, 0).padStart(7)} ${String(r.plans).padStart(6)} | ` +
-        `${f(r.loaded.p50)} / ${f(r.loaded.p99)} (${r.loaded.pairs} x ${rounds})`.padEnd(42) +
-        ` | ${f(r.idle.p50)} / ${f(r.idle.p99)} (${r.idle.n})\n`,
+  const out = (line: string) => process.stdout.write(line + '\n');
+  const rtt = (r: StepResult) =>
+    `${f(r.loaded.p50)} / ${f(r.loaded.p99)} (${r.loaded.pairs} x ${series.rounds})`.padEnd(26) +
+    ` | ${f(r.idle.p50)} / ${f(r.idle.p99)} (${r.idle.n})`;
+  if (single.length > 0) {
+    out(
+      'signaling relay bench, one process (server in a child process, 127.0.0.1; RTT = A -> server -> B -> server -> A)',
     );
+    out(
+      ' peers  connect s  heap MB  heap/peer KB  rss MB  plans | loaded RTT ms p50 / p99 (pairs x rounds) | idle RTT ms p50 / p99 (n)',
+    );
+    for (const r of single) {
+      const i = r.instances[0]!;
+      out(
+        `${String(r.peers).padStart(6)} ${f(r.connectS).padStart(10)} ${f(i.heapMB, 1).padStart(8)} ${f(i.heapPerPeerKB, 1).padStart(13)} ${f(i.rssMB, 0).padStart(7)} ${String(r.plans).padStart(6)} | ` +
+          `${f(r.loaded.p50)} / ${f(r.loaded.p99)} (${r.loaded.pairs} x ${series.rounds})`.padEnd(42) +
+          ` | ${f(r.idle.p50)} / ${f(r.idle.p99)} (${r.idle.n})`,
+      );
+    }
+  }
+  if (singleStop) out(`one process: the fleet stopped growing at ${singleStop}`);
+  if (clusterStop) out(`cluster: the fleet stopped growing at ${clusterStop}`);
+  if (clustered.length > 0) {
+    out('');
+    out(
+      `cluster: ${instances} instances on ${redisNote}; peer i on instance i mod ${instances}; every timed round trip crosses instances (A -> inst -> Redis -> inst -> B, and back)`,
+    );
+    out(
+      ' peers  connect s  peers per instance    heap/peer KB per instance  rss MB per instance  redis MB  plans | cross RTT ms p50 / p99 (pairs x rounds) | idle cross RTT p50 / p99 (n)',
+    );
+    for (const r of clustered) {
+      out(
+        `${String(r.peers).padStart(6)} ${f(r.connectS).padStart(10)}  ${r.instances
+          .map((i) => i.peers)
+          .join('/')
+          .padEnd(20)} ${r.instances
+          .map((i) => f(i.heapPerPeerKB, 1))
+          .join('/')
+          .padEnd(26)} ${r.instances
+          .map((i) => f(i.rssMB, 0))
+          .join('/')
+          .padEnd(20)} ${f(r.redisMB ?? NaN, 1).padStart(8)} ${String(r.plans).padStart(6)} | ${rtt(r)}`,
+      );
+    }
+    if (single.length > 0) {
+      out('');
+      out(
+        ' peers | loaded RTT p99 ms: one process / cluster (ratio) | heap/peer KB: one process / cluster mean per instance',
+      );
+      for (const r of clustered) {
+        const s = single.find((x) => x.peers === r.peers);
+        if (!s) continue;
+        const meanHeap = r.instances.reduce((a, i) => a + i.heapPerPeerKB, 0) / r.instances.length;
+        out(
+          `${String(r.peers).padStart(6)} | ${f(s.loaded.p99)} / ${f(r.loaded.p99)} (${f(r.loaded.p99 / s.loaded.p99)}x)`.padEnd(
+            58,
+          ) + ` | ${f(s.instances[0]!.heapPerPeerKB, 1)} / ${f(meanHeap, 1)}`,
+        );
+      }
+    }
   }
 });

@@ -78,6 +78,8 @@ export interface ClusterNodeOptions {
   makeCoordinator(send: (peerId: string, msg: ServerMessage) => void, liveness: Liveness): Coordinator;
   clock: Clock;
   log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** The bench hook `--allow-any-relay` (test mode): followers let any two peers signal, as the leader does. */
+  allowAnyRelay?: boolean;
 }
 
 /** One instance's membership of the cluster. */
@@ -136,8 +138,36 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const asRingworkError = (e: unknown, what: string): RingworkError =>
     e instanceof RingworkError ? e : clusterUnavailable(what, e);
 
+  // ---- takeover grace: a fresh coordinator hears of the contributors on other instances only when
+  // those instances notice it and re-feed it (within a tick or two). Until then a requester re-fed
+  // first would be told "no ring" for a moment; those answers are held back for one lease and the
+  // requests asked again when it ends (by then a ring is planned, or "no ring" is the truth).
+  let graceUntil = 0;
+  let graceTimer: TimerHandle | null = null;
+  const heldNoRing = new Map<string, Set<string>>();
+  const endGrace = (): void => {
+    graceTimer = null;
+    const held = [...heldNoRing];
+    heldNoRing.clear();
+    for (const [peer, models] of held) {
+      for (const model of models) {
+        try {
+          real?.requestRing(peer, model);
+        } catch (e) {
+          log.debug({ err: e, peer }, 'held ring request not re-asked (peer gone)');
+        }
+      }
+    }
+  };
+
   // ---- the coordinator's outbound messages: mirrored everywhere, delivered by the peer's holder
   const outbound = (peer: string, msg: ServerMessage | null): void => {
+    if (msg?.type === 'no-ring' && clock.now() < graceUntil) {
+      const models = heldNoRing.get(peer) ?? new Set<string>();
+      models.add(msg.model);
+      heldNoRing.set(peer, models);
+      return;
+    }
     mirror.observe(peer, msg);
     if (msg) io.deliver(peer, msg);
     store.publish(KEYS.chOut, { from: me, peer, msg }).catch((e: unknown) => {
@@ -224,10 +254,15 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     saveLocal,
     real: () => real,
     cachedSnapshot: () => cachedSnapshot,
+    allowAnyRelay: opts.allowAnyRelay === true,
   });
 
   // ---- leadership
   const becomeLeader = (): void => {
+    graceUntil = clock.now() + leaseMs;
+    heldNoRing.clear();
+    if (graceTimer !== null) clock.clearTimeout(graceTimer);
+    graceTimer = unrefTimer(clock.setTimeout(endGrace, leaseMs));
     real = opts.makeCoordinator(outbound, liveness);
     real.start();
     knownLeader = me;
@@ -239,6 +274,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   };
   const stepDown = (why: string): void => {
     if (!real) return;
+    graceUntil = 0;
+    heldNoRing.clear();
     real.stop();
     real = null;
     if (knownLeader === me) knownLeader = null;
@@ -271,17 +308,26 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     missingOnce = missing;
   };
 
+  // Held sessions are written whole on the first tick and after every (re)connection to Redis (a
+  // restarted Redis gets them all back); otherwise their TTLs are renewed once per lease: rewriting
+  // every record (roles, capability, models as JSON) every tick costs more than the relaying.
+  let fullWriteDue = true;
+  let ticks = 0;
   const refreshHeld = async (): Promise<void> => {
+    const full = fullWriteDue;
+    const renew = full || ticks++ % Math.max(1, Math.round(leaseMs / tickMs)) === 0;
     const m = store.cmd.multi();
     m.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
     for (const s of registry.all()) {
       const l = locals.get(s.id);
       if (!l?.tokenHash) continue;
+      // The directory every tick (the coordinator's sweep drops peers whose entries lapse).
       m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
-      // The whole record, not just its TTL: a restarted Redis gets every held session back.
-      writeSession(m, s.id, l);
+      if (full) writeSession(m, s.id, l);
+      else if (renew) m.pexpire(KEYS.session(s.id), sessionTtlMs);
     }
     await m.exec();
+    if (full) fullWriteDue = false;
   };
 
   const tick = async (): Promise<void> => {
@@ -466,6 +512,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     start() {
       startPromise ??= (async () => {
         await store.connect(Math.max(2000, leaseMs));
+        store.cmd.on('ready', () => {
+          fullWriteDue = true;
+        });
         store.sub.on('message', onMessage);
         await store.sub.subscribe(KEYS.chInstance(me), KEYS.chOut, KEYS.chCoord, KEYS.chLeader);
         await tick();
@@ -478,6 +527,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       stopPromise ??= (async () => {
         stopped = true;
         if (timer !== null) clock.clearInterval(timer);
+        if (graceTimer !== null) clock.clearTimeout(graceTimer);
         if (startPromise) await startPromise.catch(() => undefined);
         if (real) {
           real.stop();

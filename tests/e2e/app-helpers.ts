@@ -24,6 +24,30 @@ export async function contributor(
   return { context, page };
 }
 
+/**
+ * A chat tab at the Chat page. It gets media permission like the contributor tabs: without it
+ * Chromium offers only mDNS host names as ICE candidates, which nothing in the loopback namespace
+ * resolves, and its WebRTC links to the ring time out.
+ */
+export async function chatTab(
+  browser: Browser,
+  url: string,
+): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: url });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log('[chat]', e.message));
+  page.on(
+    'console',
+    (m) =>
+      m.type() !== 'debug' &&
+      !m.text().includes('onnxruntime') &&
+      console.log('[chat console]', m.text().slice(0, 300)),
+  );
+  await page.goto(`${url}/#/chat`);
+  return { context, page };
+}
+
 /** Waits until a contributor page says it is serving. */
 export async function serving(page: Page): Promise<void> {
   await expect(page.getByTestId('contribute-phase')).toHaveText('serving', {

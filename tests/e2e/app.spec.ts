@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { loadGolden, repoPath } from '../helpers/golden';
 import { test, expect } from './server-fixture';
-import { askGolden, contributor } from './app-helpers';
+import { askGolden, chatTab, contributor } from './app-helpers';
 import { TIMEOUTS } from '../helpers/timeouts';
 
 // Its contributor tabs declare CPU-class speeds and must still share the model over a ring
@@ -24,18 +24,7 @@ test('3 contributor tabs + a chat tab: golden text through the ring, layer range
       timeout: TIMEOUTS.contributorServing,
     });
 
-  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
-  const chat = await chatContext.newPage();
-  chat.on('pageerror', (e) => console.log('[chat]', e.message));
-  chat.on(
-    'console',
-    (m) =>
-      m.type() !== 'debug' &&
-      !m.text().includes('onnxruntime') &&
-      console.log('[chat console]', m.text().slice(0, 300)),
-  );
-  await chat.goto(`${server.url}/#/chat`);
+  const { context: chatContext, page: chat } = await chatTab(browser, server.url);
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 3 peers', {
     timeout: TIMEOUTS.ringForm,
   });

@@ -14,7 +14,7 @@ import { test, expect, type Page } from '@playwright/test';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { loadGolden } from '../helpers/golden';
 import { TIMEOUTS } from '../helpers/timeouts';
-import { askGolden, contributor } from './app-helpers';
+import { askGolden, chatTab, contributor } from './app-helpers';
 import { startServer } from './server-fixture';
 
 interface Account {
@@ -47,12 +47,7 @@ test('3 signed-in contributor tabs + a chat at k = 3: each credited its validate
     }
     expect(new Set(addresses).size).toBe(3);
 
-    const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    // Media permission: Chromium then shows real host candidates, not mDNS names (loopback WebRTC).
-    await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
-    const chat = await chatContext.newPage();
-    chat.on('pageerror', (e) => console.log('[chat]', e.message));
-    await chat.goto(`${server.url}/#/chat`);
+    const { context: chatContext, page: chat } = await chatTab(browser, server.url);
     await chat.getByTestId('security-level').selectOption('3');
     const text = await askGolden(chat);
     expect(text + '\n').toBe(golden.text);

@@ -9,7 +9,7 @@
  */
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
-import { askGolden, lastAnswer, sendPrompt } from './app-helpers';
+import { askGolden, chatTab, lastAnswer, sendPrompt } from './app-helpers';
 import { loadGolden } from '../helpers/golden';
 import { TIMEOUTS } from '../helpers/timeouts';
 
@@ -67,20 +67,7 @@ test('k = 2 with a tampering tab: golden text, the deviant located and flagged, 
   const deviant = await peerIdOf(tabs[3]!.page);
   expect(deviant).toMatch(/^p_/);
 
-  const chatContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  // Media permission: Chromium then offers real host candidates, not mDNS names that nothing in
-  // the loopback namespace resolves (without it the chat's links time out).
-  await chatContext.grantPermissions(['camera', 'microphone'], { origin: server.url });
-  const chat = await chatContext.newPage();
-  chat.on('pageerror', (e) => console.log('[chat]', e.message));
-  chat.on(
-    'console',
-    (m) =>
-      m.type() !== 'debug' &&
-      !m.text().includes('onnxruntime') &&
-      console.log('[chat console]', m.text().slice(0, 300)),
-  );
-  await chat.goto(`${server.url}/#/chat`);
+  const { context: chatContext, page: chat } = await chatTab(browser, server.url);
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
     timeout: TIMEOUTS.ringForm,
   });

@@ -24,6 +24,7 @@ import { createSignalingServer } from '../../signaling-server/src/server';
 import { provenWork } from '../helpers/work-proof';
 import { scaled } from '../helpers/timeouts';
 import { capability, connect, type TestClient } from './signaling-test-client';
+import { signIn } from '../helpers/siwe';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const dirs: string[] = [];
@@ -187,26 +188,6 @@ async function startProcess(args: string[]) {
     child.once('exit', (code) => fail(new Error(`server exited ${code}: ${err}`)));
   });
   return { child, port, host: `127.0.0.1:${port}` };
-}
-
-/** Signs `account` in on the server at `host`; returns the identity token. */
-async function signIn(host: string, account: ReturnType<typeof privateKeyToAccount>): Promise<string> {
-  const n = (await (await fetch(`http://${host}/api/auth/nonce`)).json()) as { nonce: string };
-  const message = createSiweMessage({
-    address: account.address,
-    chainId: 1,
-    domain: host,
-    nonce: n.nonce,
-    uri: `http://${host}/`,
-    version: '1',
-    issuedAt: new Date(),
-  });
-  const r = await fetch(`http://${host}/api/auth/verify`, {
-    method: 'POST',
-    body: JSON.stringify({ message, signature: await account.signMessage({ message }) }),
-  });
-  expect(r.status).toBe(200);
-  return ((await r.json()) as { token: string }).token;
 }
 
 describe('credits from validated work in the real server process', () => {

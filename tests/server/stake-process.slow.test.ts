@@ -16,7 +16,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEther, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts';
-import { createSiweMessage } from 'viem/siwe';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { SIGNALING_VERSION } from '../../shared/protocol/signaling';
 import { loadCatalog } from '../../signaling-server/src/catalog';
@@ -26,6 +25,7 @@ import { deployStake, stakeAs, startDevChain, type DevChain } from '../../tools/
 import { scaled } from '../helpers/timeouts';
 import { tamperedEvidence } from '../helpers/work-proof';
 import { capability, connect, type TestClient } from './signaling-test-client';
+import { signIn } from '../helpers/siwe';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const dirs: string[] = [];
@@ -52,26 +52,6 @@ async function startProcess(args: string[]) {
     child.once('exit', (code) => fail(new Error(`server exited ${code}: ${err}`)));
   });
   return { child, port, host: `127.0.0.1:${port}`, log: () => out + err };
-}
-
-/** Signs `account` in on the server at `host`; returns the identity token. */
-async function signIn(host: string, account: PrivateKeyAccount): Promise<string> {
-  const n = (await (await fetch(`http://${host}/api/auth/nonce`)).json()) as { nonce: string };
-  const message = createSiweMessage({
-    address: account.address,
-    chainId: 1,
-    domain: host,
-    nonce: n.nonce,
-    uri: `http://${host}/`,
-    version: '1',
-    issuedAt: new Date(),
-  });
-  const r = await fetch(`http://${host}/api/auth/verify`, {
-    method: 'POST',
-    body: JSON.stringify({ message, signature: await account.signMessage({ message }) }),
-  });
-  expect(r.status).toBe(200);
-  return ((await r.json()) as { token: string }).token;
 }
 
 describe('stake on chain in the real server process', () => {

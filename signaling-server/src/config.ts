@@ -15,7 +15,7 @@
  * `--validator-networks distinct|any`),
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
  * `--database`/`RINGWORK_DATABASE`, `--no-ledger`), stake (`--stake-contract`/`RINGWORK_STAKE_CONTRACT`,
- * `--slasher-key FILE`/`RINGWORK_SLASHER_KEY_FILE`, `--min-stake WEI`/`RINGWORK_MIN_STAKE`,
+ * `--slasher-key FILE` (alias `--coordinator-key-file`)/`RINGWORK_SLASHER_KEY_FILE`, `--min-stake WEI`/`RINGWORK_MIN_STAKE`,
  * `--model-min-stake <id>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
@@ -554,6 +554,8 @@ export function parseCliConfig(
         'no-ledger': { type: 'boolean' },
         'stake-contract': { type: 'string' },
         'slasher-key': { type: 'string' },
+        // The issue's name for the same key: the coordinator's key is the one the contract lets slash.
+        'coordinator-key-file': { type: 'string' },
         'min-stake': { type: 'string' },
         'model-min-stake': { type: 'string', multiple: true },
         'slash-wei': { type: 'string' },
@@ -649,7 +651,7 @@ export function parseCliConfig(
     dataDir: values['no-ledger'] === true ? undefined : dataDir,
     database: values['no-ledger'] === true ? undefined : database,
     stakeContract: str('stake-contract') ?? env.RINGWORK_STAKE_CONTRACT,
-    slasherKeyFile: str('slasher-key') ?? env.RINGWORK_SLASHER_KEY_FILE,
+    slasherKeyFile: str('slasher-key') ?? str('coordinator-key-file') ?? env.RINGWORK_SLASHER_KEY_FILE,
     minStakeWei: str('min-stake') ?? env.RINGWORK_MIN_STAKE,
     modelMinStakeWei: modelMinStakeOf(values['model-min-stake'] as string[] | undefined),
     slashWei: str('slash-wei'),

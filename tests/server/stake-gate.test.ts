@@ -115,6 +115,21 @@ describe('stake flags', () => {
     }
     throw new Error('no error');
   };
+  it('--coordinator-key-file is another name for --slasher-key', () => {
+    const c = parseCliConfig(
+      [
+        '--chain-rpc',
+        'http://127.0.0.1:8545',
+        '--stake-contract',
+        `0x${'cd'.repeat(20)}`,
+        '--coordinator-key-file',
+        'coordinator.key',
+        '--no-ledger',
+      ],
+      {},
+    );
+    expect(c.slasherKeyFile).toBe('coordinator.key');
+  });
   it('reads the stake flags and refuses inconsistent ones', () => {
     const c = parseCliConfig(
       [

@@ -3,6 +3,8 @@ import type { Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
 import { goldenHidden, loadGolden, repoPath } from '../helpers/golden';
 import { TIMEOUTS } from '../helpers/timeouts';
+import { DEFAULT_TOLERANCE } from '../../shared/validation/checks';
+import { sketchDistance, sketchOf } from '../../shared/validation/sketch';
 
 const golden = loadGolden();
 const prompt = readFileSync(repoPath('tests/fixtures/golden/stories260K_p1.prompt.txt'), 'utf8').trim();
@@ -13,7 +15,12 @@ const prompt = readFileSync(repoPath('tests/fixtures/golden/stories260K_p1.promp
 // (embedding + block, two blocks, blocks + head).
 const SPLITS: number[][] = [[], [1, 2, 3, 4, 5, 6], [2, 4]];
 
-async function checkRun(page: Page, serverUrl: string, splits: number[], backend: 'wasm' | 'webgpu') {
+async function checkRun(
+  page: Page,
+  serverUrl: string,
+  splits: number[],
+  backend: 'wasm' | 'webgpu',
+): Promise<number[][][]> {
   if (!page.url().endsWith('/harness.html')) {
     await page.goto(`${serverUrl}/harness.html`);
     await page.waitForFunction(() => 'ringworkHarness' in window);
@@ -41,6 +48,7 @@ async function checkRun(page: Page, serverUrl: string, splits: number[], backend
     }
     expect(maxDiff, `boundary ${b} max |diff|`).toBeLessThan(1e-4);
   });
+  return r.boundaries;
 }
 
 test.describe('stories260K in Chromium workers on wasm', () => {
@@ -82,7 +90,26 @@ test.describe('stories260K in Chromium workers on WebGPU (SwiftShader fallback a
       server,
     }) => {
       test.setTimeout(TIMEOUTS.browserTest);
-      await checkRun(page, server.url, splits, 'webgpu');
+      const gpu = await checkRun(page, server.url, splits, 'webgpu');
+      // Validation across backends (issue 10): a primary ring on WebGPU and a validator ring on
+      // wasm must never be told apart by the production comparator. Each boundary's hidden state at
+      // each position, sketched as a ring stage commits it, compared within the default tolerance.
+      const cpu = await checkRun(page, server.url, splits, 'wasm');
+      let comparisons = 0;
+      let maxDistance = 0;
+      gpu.forEach((stage, s) =>
+        stage.forEach((row, pos) => {
+          const d = sketchDistance(
+            sketchOf(Float32Array.from(row), row.length),
+            sketchOf(Float32Array.from(cpu[s]![pos]!), row.length),
+          );
+          comparisons++;
+          maxDistance = Math.max(maxDistance, d);
+        }),
+      );
+      console.log(`WebGPU vs wasm: ${comparisons} sketch comparisons, max distance ${maxDistance}`);
+      expect(comparisons).toBe(splits.length * 64);
+      expect(maxDistance).toBeLessThanOrEqual(DEFAULT_TOLERANCE.sketch);
     });
   }
 });

@@ -281,8 +281,33 @@ describe('cluster mode (redis-server + 3 server processes)', () => {
     await waitUntil(
       'the requester to get its ring again',
       () => requester.c.messages.filter((m) => m.type === 'ring').length >= 3,
-      { timeoutMs: scaled(15_000) },
+      {
+        timeoutMs: scaled(30_000),
+        describe: async () =>
+          `messages ${requester.c.messages
+            .slice(-8)
+            .map((m) => m.type)
+            .join(
+              ', ',
+            )}; health ${JSON.stringify((await Promise.all(alive().map(health))).map((h) => h.cluster))}`,
+      },
     );
-    await relays(requester, first);
+    // The re-fed coordinator may re-plan (the ring need not be the one before the outage), and each
+    // instance catches up with its introductions on its own: retried until the requester's signal
+    // reaches the first stage of the ring it holds now, across instances.
+    await waitUntil(
+      'the requester to signal its ring’s first stage across instances again',
+      async () => {
+        const now = requester.c.messages.filter((m) => m.type === 'ring').at(-1) as typeof ring;
+        const head = contributors.find((p) => p.id === now.stages[0]!.peer)!;
+        requester.c.send(sdp(head.id));
+        try {
+          return (await head.c.next('signal', 1000)).from === requester.id;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: scaled(20_000) },
+    );
   });
 });

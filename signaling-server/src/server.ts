@@ -254,6 +254,7 @@ export function createSignalingServer(
       allowedOrigins: config.allowedOrigins,
       logger: log,
       ring,
+      ...(ledger ? { usage: ledger } : {}),
     });
     const server = createServer({
       // Slow-header sockets are held only briefly; Node checks these timeouts every interval.

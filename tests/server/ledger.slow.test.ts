@@ -84,6 +84,7 @@ describe('ledger on PGlite', () => {
           "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
         );
         expect(tables.rows.map((r) => r.table_name)).toEqual([
+          'api_usage',
           'credits',
           'evidence',
           'identities',
@@ -257,6 +258,29 @@ describe('ledger on PGlite', () => {
     },
     scaled(60_000),
   );
+
+  it('API usage per key: requests and tokens add up per principal; bad counts are LEDGER_BAD_RECORD', async () => {
+    await withLedger(async (ledger) => {
+      const key = `key:${process.pid.toString(16).padStart(8, '0').slice(-8)}`;
+      const before = await ledger.apiUsage(key);
+      await ledger.recordApiUsage({ principal: key, promptTokens: 5, completionTokens: 60 });
+      await ledger.recordApiUsage({ principal: key, promptTokens: 3, completionTokens: 7 });
+      await ledger.recordApiUsage({ principal: 'key:other000', promptTokens: 1, completionTokens: 1 });
+      expect(await ledger.apiUsage(key)).toEqual({
+        principal: key,
+        requests: before.requests + 2,
+        promptTokens: before.promptTokens + 8,
+        completionTokens: before.completionTokens + 67,
+      });
+      expect(
+        await codeOf(() => ledger.recordApiUsage({ principal: key, promptTokens: -1, completionTokens: 0 })),
+      ).toBe('LEDGER_BAD_RECORD');
+      expect(
+        await codeOf(() => ledger.recordApiUsage({ principal: '', promptTokens: 1, completionTokens: 1 })),
+      ).toBe('LEDGER_BAD_RECORD');
+      expect((await ledger.apiUsage(key)).requests).toBe(before.requests + 2);
+    });
+  });
 
   it('an unreachable store at start is LEDGER_UNAVAILABLE', async () => {
     const file = join(dir, '..', `not-a-dir-${process.pid}`);

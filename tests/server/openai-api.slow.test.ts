@@ -62,7 +62,8 @@ beforeAll(async () => {
   const keys = join(dir, 'keys.txt');
   writeFileSync(keys, `# test keys\n${KEY}\n\n`);
   [server, busy] = await Promise.all([
-    spawnServer(['--api-local-fallback', '--api-keys', keys]),
+    // A ledger (--data-dir): the key's usage is recorded and shown by /v1/usage.
+    spawnServer(['--api-local-fallback', '--api-keys', keys, '--data-dir', join(dir, 'db')]),
     spawnServer([
       '--api-local-fallback',
       '--api-keys',
@@ -106,6 +107,33 @@ describe('OpenAI-compatible API (official client, real server process)', () => {
     expect(r.choices[0]!.finish_reason).toBe('length');
     expect(r.usage).toEqual({ prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
     expect((r as unknown as { ringwork: { path: string } }).ringwork.path).toBe('server');
+  });
+
+  it("the ledger records each key's usage; /v1/usage shows the caller's own (by key hash, never the key)", async () => {
+    const usageOf = async (url: string, key?: string) => {
+      const r = await fetch(`${url}/v1/usage`, key ? { headers: { authorization: `Bearer ${key}` } } : {});
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const before = await usageOf(server.url, KEY);
+    expect(before.status).toBe(200);
+    expect(before.body).toMatchObject({ object: 'ringwork.usage', ledger: true });
+    expect(before.body.principal).toMatch(/^key:[0-9a-f]{8}$/);
+    expect(JSON.stringify(before.body)).not.toContain(KEY);
+    const r = await client.completions.create({ model: 'stories260K', prompt: PROMPT, max_tokens: 7 });
+    await vi.waitFor(
+      async () => {
+        const after = (await usageOf(server.url, KEY)).body;
+        expect(after.requests).toBe((before.body.requests as number) + 1);
+        expect(after.prompt_tokens).toBe((before.body.prompt_tokens as number) + r.usage!.prompt_tokens);
+        expect(after.completion_tokens).toBe(
+          (before.body.completion_tokens as number) + r.usage!.completion_tokens,
+        );
+      },
+      { timeout: scaled(10_000) },
+    );
+    expect((await usageOf(server.url)).status).toBe(401);
+    // A server without a ledger says so instead of inventing numbers.
+    expect((await usageOf(busy.url, KEY)).body).toMatchObject({ ledger: false });
   });
 
   it('completions streamed: the same text, chunk by chunk, then [DONE]', async () => {

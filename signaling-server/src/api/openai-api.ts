@@ -34,6 +34,7 @@ import {
 } from './openai-schema.js';
 import type { RingDriver } from './ring-driver.js';
 import { createStopMatcher } from '../../../shared/api/stop-matcher.js';
+import type { Ledger } from '../ledger/ledger.js';
 
 /** What the API needs from the running server. */
 export interface OpenAiApiDeps {
@@ -48,6 +49,8 @@ export interface OpenAiApiDeps {
   access?: ApiAccess;
   /** Drives rings of contributors as a requester (absent: only the local fallback serves). */
   ring?: RingDriver;
+  /** The ledger's record of usage per key (absent: no ledger; `/v1/usage` says so). */
+  usage?: Pick<Ledger, 'recordApiUsage' | 'apiUsage'>;
 }
 
 /** The API's request handler. */
@@ -358,6 +361,9 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       total_tokens: promptTokens + completionTokens,
     };
     logger.info({ principal: grant.principal, model: job.model.descriptor.id, ...usage }, 'api usage');
+    deps.usage
+      ?.recordApiUsage({ principal: grant.principal, promptTokens, completionTokens })
+      .catch((e: unknown) => logger.error({ err: e, principal: grant.principal }, 'api usage not recorded'));
     if (job.stream) {
       startStream();
       write(chunk(null, finish));
@@ -461,6 +467,32 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
             });
           access.authenticate(req.headers.authorization, bucket);
           sendJson(req, res, 200, listModels());
+          return;
+        }
+        if (path === '/v1/usage') {
+          // Ringwork's extension: what the caller's key used so far, from the ledger.
+          if (method !== 'GET' && method !== 'HEAD')
+            throw new RingworkError('INVALID_ARGUMENT', 'Use GET for /v1/usage.', {
+              details: { param: null },
+            });
+          const principal = access.authenticate(req.headers.authorization, bucket);
+          if (!deps.usage) {
+            sendJson(req, res, 200, { object: 'ringwork.usage', principal, ledger: false });
+            return;
+          }
+          deps.usage
+            .apiUsage(principal)
+            .then((u) =>
+              sendJson(req, res, 200, {
+                object: 'ringwork.usage',
+                principal,
+                ledger: true,
+                requests: u.requests,
+                prompt_tokens: u.promptTokens,
+                completion_tokens: u.completionTokens,
+              }),
+            )
+            .catch(fail);
           return;
         }
         if (path === '/v1/chat/completions' || path === '/v1/completions') {

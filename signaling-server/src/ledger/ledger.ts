@@ -50,6 +50,21 @@ export interface EvidenceRecord {
   readonly payload: Record<string, unknown>;
 }
 
+/** One answered API request, as `/v1` counts it. */
+export interface ApiUsage {
+  readonly principal: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
+/** An API principal's usage so far. */
+export interface ApiUsageTotals {
+  readonly principal: string;
+  readonly requests: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
 /** One leaderboard row. */
 export interface CreditRow {
   readonly address: string;
@@ -109,6 +124,10 @@ export interface Ledger {
   /** Credit, validated steps and sessions of one address (zeros when unknown). */
   account(address: string): Promise<CreditRow & { sessions: number }>;
   usage(requester: string): Promise<{ steps: number; flops: number }>;
+  /** Adds one answered API request to its principal's usage (`api-access.ts`: `key:<hash prefix>`). */
+  recordApiUsage(u: ApiUsage): Promise<void>;
+  /** An API principal's usage so far (zeros when unknown). */
+  apiUsage(principal: string): Promise<ApiUsageTotals>;
   /** Penalties recorded against an address (or an anonymous session id), newest first. */
   penalties(address: string): Promise<PenaltyRow[]>;
   stats(): LedgerStats;
@@ -599,6 +618,36 @@ export function createLedger(deps: LedgerDeps): Ledger {
         [requester.toLowerCase().startsWith('0x') ? requester.toLowerCase() : requester],
       );
       return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
+    },
+    async recordApiUsage(u) {
+      const ok = (n: number) => Number.isSafeInteger(n) && n >= 0;
+      if (!u.principal || u.principal.length > 200 || !ok(u.promptTokens) || !ok(u.completionTokens))
+        throw bad('API usage needs a principal and whole, non-negative token counts.', { ...u });
+      await db.query(
+        `INSERT INTO api_usage (principal, requests, prompt_tokens, completion_tokens, updated_at)
+         VALUES ($1, 1, $2, $3, $4)
+         ON CONFLICT (principal) DO UPDATE SET requests = api_usage.requests + 1,
+           prompt_tokens = api_usage.prompt_tokens + EXCLUDED.prompt_tokens,
+           completion_tokens = api_usage.completion_tokens + EXCLUDED.completion_tokens,
+           updated_at = EXCLUDED.updated_at`,
+        [u.principal, u.promptTokens, u.completionTokens, deps.clock.now()],
+      );
+    },
+    async apiUsage(principal) {
+      const r = await db.query<{
+        requests: string | number;
+        prompt_tokens: string | number;
+        completion_tokens: string | number;
+      }>('SELECT requests, prompt_tokens, completion_tokens FROM api_usage WHERE principal = $1', [
+        principal,
+      ]);
+      const row = r.rows[0];
+      return {
+        principal,
+        requests: Number(row?.requests ?? 0),
+        promptTokens: Number(row?.prompt_tokens ?? 0),
+        completionTokens: Number(row?.completion_tokens ?? 0),
+      };
     },
     async penalties(address) {
       const r = await db.query<{

@@ -111,6 +111,21 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX slashes_address ON slashes(address);
     `,
   },
+  {
+    version: 4,
+    name: 'API usage per key',
+    sql: `
+      -- What each API principal used (an API key by its hash prefix, never the key; or an
+      -- anonymous client's address bucket): requests answered and tokens read and generated.
+      CREATE TABLE api_usage (
+        principal text PRIMARY KEY,
+        requests bigint NOT NULL DEFAULT 0,
+        prompt_tokens bigint NOT NULL DEFAULT 0,
+        completion_tokens bigint NOT NULL DEFAULT 0,
+        updated_at bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The latest schema version this build knows. */

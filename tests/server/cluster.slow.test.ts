@@ -277,21 +277,9 @@ describe('cluster mode (redis-server + 3 server processes)', () => {
     await redis.restart();
     const leader = await coordinatorInstance('a coordinator again after Redis came back');
     expect([survivor.name, d.name]).toContain(leader.name);
-    // The held sessions were written back and the new coordinator re-fed: the ring crosses instances again.
-    await waitUntil(
-      'the requester to get its ring again',
-      () => requester.c.messages.filter((m) => m.type === 'ring').length >= 3,
-      {
-        timeoutMs: scaled(30_000),
-        describe: async () =>
-          `messages ${requester.c.messages
-            .slice(-8)
-            .map((m) => m.type)
-            .join(
-              ', ',
-            )}; health ${JSON.stringify((await Promise.all(alive().map(health))).map((h) => h.cluster))}`,
-      },
-    );
+    // The held sessions were written back and the new coordinator re-fed: the ring crosses instances
+    // again. A coordinator that takes over where nothing changed re-sends nothing (the requester's
+    // ring still holds), one that re-plans sends the new ring: either way the ring it holds must work.
     // The re-fed coordinator may re-plan (the ring need not be the one before the outage), and each
     // instance catches up with its introductions on its own: retried until the requester's signal
     // reaches the first stage of the ring it holds now, across instances.

@@ -168,13 +168,18 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     tokens,
     promptTokens: prompt.length,
     stop,
-    timings: {
-      prefillMs,
-      decodeMs,
-      prefillTokens,
-      decodeTokens,
-      prefillTokPerS: prefillMs > 0 ? (prefillTokens * 1000) / prefillMs : 0,
-      decodeTokPerS: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
-    },
+    timings: timingsOf(prefillMs, decodeMs, prefillTokens, decodeTokens),
+  };
+}
+
+/** A generation's timings with its tokens per second (0 where a phase took no time). */
+export function timingsOf(prefillMs: number, decodeMs: number, prefillTokens: number, decodeTokens: number) {
+  return {
+    prefillMs,
+    decodeMs,
+    prefillTokens,
+    decodeTokens,
+    prefillTokPerS: prefillMs > 0 ? (prefillTokens * 1000) / prefillMs : 0,
+    decodeTokPerS: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
   };
 }

@@ -16,7 +16,7 @@
  * a ring that answers only token ids cannot do yet.
  */
 import { RingworkError, throwIfAborted } from '../errors.js';
-import type { GenerateOptions, GenerateResult } from './generate.js';
+import { timingsOf, type GenerateOptions, type GenerateResult } from './generate.js';
 import type { ForwardResult, Pipeline } from './pipeline.js';
 import { argmax } from './sampler.js';
 
@@ -206,14 +206,7 @@ export async function generateSpeculative(
     tokens,
     promptTokens: n,
     stop,
-    timings: {
-      prefillMs,
-      decodeMs,
-      prefillTokens,
-      decodeTokens,
-      prefillTokPerS: prefillMs > 0 ? (prefillTokens * 1000) / prefillMs : 0,
-      decodeTokPerS: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
-    },
+    timings: timingsOf(prefillMs, decodeMs, prefillTokens, decodeTokens),
     speculative: {
       ...stats,
       tokensPerLap: stats.laps > 0 ? decodeTokens / stats.laps : 0,

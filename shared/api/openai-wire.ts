@@ -6,7 +6,7 @@
  * the same `code`.
  */
 import { z } from 'zod';
-import type { AnswerFailover } from '../app/chat-history.js';
+import type { AnswerFailover, AnswerSpeculative } from '../app/chat-history.js';
 import type { AnswerEnd } from '../app/chat-input.js';
 import type { AnswerVerification } from '../app/validated-ring.js';
 import { isErrorCode, isRingworkError, RingworkError, type ErrorCode } from '../errors.js';
@@ -114,6 +114,8 @@ export interface RingworkAnswerStats {
   end: AnswerEnd;
   /** The model's context length, tokens. */
   contextLength: number;
+  /** A drafted answer (`ringwork.draft`): drafted tokens the ring accepted, laps, tokens per lap. */
+  speculative?: AnswerSpeculative;
 }
 
 /**

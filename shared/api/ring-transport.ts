@@ -16,6 +16,7 @@
 import { z } from 'zod';
 import type { AnswerFailover, ChatSettings } from '../app/chat-history.js';
 import type { AskOptions, AskResult, AskTurn, ChatState } from '../app/requester-types.js';
+import { MAX_DRAFT_K } from '../app/draft-setting.js';
 import { isRingworkError, RingworkError } from '../errors.js';
 import type {
   ApiUsage,
@@ -71,7 +72,15 @@ const common = {
   stop: stopSchema.nullish(),
   n: z.literal(1).nullish(),
   ringwork: z
-    .object({ security: z.number().int().min(1).max(3).optional(), echoPrompt: z.boolean().optional() })
+    .object({
+      security: z.number().int().min(1).max(3).optional(),
+      echoPrompt: z.boolean().optional(),
+      /** Speculative decoding: draft locally with a copy of the model (greedy, small models only). */
+      draft: z
+        .object({ format: z.enum(['f32', 'q8', 'q4']), k: z.number().int().min(1).max(MAX_DRAFT_K) })
+        .strict()
+        .optional(),
+    })
     .strict()
     .optional(),
 };
@@ -161,6 +170,7 @@ function jobOf(kind: 'chat' | 'text', r: ChatRequest | CompletionRequest): Job {
       maxTokens: r.max_tokens ?? MAX_TOKENS_UNSET,
       ...(r.seed != null ? { seed: r.seed } : {}),
       ...(r.ringwork?.security !== undefined ? { security: r.ringwork.security } : {}),
+      ...(r.ringwork?.draft ? { draft: r.ringwork.draft } : {}),
     },
     history,
     raw: kind === 'text',
@@ -227,6 +237,7 @@ export function createRingTransportClient(o: RingTransportOptions): RingworkClie
         hopMsPerToken: r.stats.hopMsPerToken,
         end: r.stats.end,
         contextLength: r.stats.contextLength,
+        ...(r.stats.speculative ? { speculative: r.stats.speculative } : {}),
       },
     };
   };

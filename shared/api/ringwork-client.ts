@@ -80,6 +80,13 @@ export interface RingworkRequestOptions {
    * prompt as the model prints it, as the Chat page shows stories. Chat models ignore it.
    */
   echoPrompt?: boolean;
+  /**
+   * Speculative decoding (the ring transport only): this page drafts up to `k` tokens with a copy
+   * of the model in `format` (q4) and the ring verifies them in one lap. Greedy (`temperature: 0`)
+   * and small models only (shared/app/draft-setting.ts); else the answer fails with
+   * `SPECULATIVE_UNSUPPORTED`. The text is the same as without it.
+   */
+  draft?: { format: 'f32' | 'q8' | 'q4'; k: number };
 }
 
 /** `chat.completions.create` parameters. */

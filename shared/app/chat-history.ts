@@ -4,6 +4,7 @@
  */
 import type { PersistStorage } from 'zustand/middleware';
 import type { AnswerVerification } from './validated-ring.js';
+import type { DraftSetting } from './draft-setting.js';
 
 /** One message of a chat; an assistant's carries what its answer cost and who served it. */
 export interface ChatMessage {
@@ -27,7 +28,23 @@ export interface ChatMessage {
     contextLength?: number;
     /** Result validation at security level k >= 2: what was checked (shared/app/validated-ring.ts). */
     verification?: AnswerVerification;
+    /** A drafted answer (speculative decoding): drafted tokens the ring accepted, and ring laps. */
+    speculative?: AnswerSpeculative;
   };
+}
+
+/** What drafting did in one answer (shared/runtime/speculative.ts `SpeculativeStats`). */
+export interface AnswerSpeculative {
+  /** The draft's weight format and most tokens drafted per lap. */
+  format: string;
+  k: number;
+  /** Drafted tokens the ring confirmed, of those drafted. */
+  accepted: number;
+  drafted: number;
+  /** Verify laps of the ring after the prefill. */
+  laps: number;
+  /** Tokens produced per lap (accepted drafts + the ring's own token each lap). */
+  tokensPerLap: number;
 }
 
 /** One failover of an answer, as the chat shows it. */
@@ -59,6 +76,11 @@ export interface ChatSettings {
   seed?: number;
   /** Security level k (1–3: rings that run every step side by side); unset: the server's default. */
   security?: number;
+  /**
+   * Speculative decoding: this tab drafts with a small copy of the model and the ring verifies
+   * several tokens per lap (greedy only; small models only, see draft-setting.ts). Unset: off.
+   */
+  draft?: DraftSetting;
 }
 
 /** A string store for the history (the subset of the Web Storage API used). */

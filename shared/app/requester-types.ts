@@ -6,7 +6,13 @@ import type { AnswerEnd } from './chat-input.js';
 import type { RingRequesterPort } from '../api/ring-transport.js';
 import type { RingworkClient } from '../api/ringwork-client.js';
 import type { StoreApi } from 'zustand/vanilla';
-import type { AnswerFailover, ChatMessage, ChatSettings, HistoryStorage } from './chat-history.js';
+import type {
+  AnswerFailover,
+  AnswerSpeculative,
+  ChatMessage,
+  ChatSettings,
+  HistoryStorage,
+} from './chat-history.js';
 import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
 import type { GenerateResult } from '../runtime/generate.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
@@ -49,6 +55,8 @@ export interface AnswerStats {
   contextLength: number;
   /** Result validation (security level k >= 2): what was checked. */
   verification?: AnswerVerification;
+  /** A drafted answer: drafted tokens the ring accepted, laps, tokens per lap. */
+  speculative?: AnswerSpeculative;
 }
 
 /**

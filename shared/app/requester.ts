@@ -24,6 +24,7 @@ import { isRetryableRingError } from '../ring/retry.js';
 import { generate } from '../runtime/generate.js';
 import { createPipeline, type Pipeline } from '../runtime/pipeline.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
+import type { ShardRunner } from '../runtime/shard-runner.js';
 import { createDecodeStream } from '../tokenizer/decode-stream.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { PeerLink } from '../transport/types.js';
@@ -38,12 +39,14 @@ import type {
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
 import { openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import { assertDraftAvailable, type DraftSetting } from './draft-setting.js';
 import type { RingworkChunkInfo } from '../api/openai-wire.js';
 import { createRingTransportClient } from '../api/ring-transport.js';
 
 export {
   HISTORY_KEY,
   type AnswerFailover,
+  type AnswerSpeculative,
   type ChatMessage,
   type ChatSettings,
   type HistoryStorage,
@@ -259,7 +262,56 @@ export function createRequester(o: RequesterOptions): Requester {
     return targetOf(now);
   };
 
+  /**
+   * The draft runner (the whole model at the draft's format, in this tab), kept across answers for
+   * the model it was loaded for: a second answer downloads and compiles nothing.
+   */
+  let draftHeld: { key: string; runner: Promise<ShardRunner> } | undefined;
+  const draftRunner = async (
+    m: ModelDescriptor,
+    d: DraftSetting,
+    signal: AbortSignal,
+  ): Promise<ShardRunner> => {
+    const key = `${m.url}|${d.format}|${m.contextLength}`;
+    if (draftHeld?.key !== key) {
+      const old = draftHeld;
+      draftHeld = undefined;
+      if (old) void old.runner.then((r) => r.dispose()).catch(() => undefined);
+      const runner = o.createRunner();
+      const loading = runner
+        .load(
+          {
+            model: { url: m.url, tokenizerUrl: m.tokenizerUrl },
+            range: [0, m.units],
+            weightFormat: d.format,
+            contextLength: m.contextLength,
+            logits: 'last',
+            backend: 'auto',
+          },
+          { signal },
+        )
+        .then(() => runner);
+      const held = { key, runner: loading };
+      draftHeld = held;
+      loading.catch(() => {
+        if (draftHeld === held) draftHeld = undefined;
+        void runner.dispose().catch(() => undefined);
+      });
+    }
+    return draftHeld.runner;
+  };
+
   const askOnce = async (a: AskOptions): Promise<AskResult> => {
+    const want = a.settings.draft;
+    if (want && a.settings.temperature !== 0) {
+      // Before anything is loaded or sent: drafting is greedy only.
+      assertDraftAvailable({
+        model: a.settings.model,
+        temperature: a.settings.temperature,
+        modelBytes: undefined,
+        budgetBytes: 0,
+      });
+    }
     const net = await o.network();
     subscribe(net, a.settings.model, a.settings.security);
     const answer = await ringFor(a.settings.model, a.signal);
@@ -279,8 +331,18 @@ export function createRequester(o: RequesterOptions): Requester {
     const seed = a.settings.seed ?? seedOf();
     let failovers: (() => AnswerFailover[]) | undefined;
     let validated: ValidatedAnswer | undefined;
+    /** With `settings.draft` on a ring: the local draft that proposes tokens for the ring to verify. */
+    let draft: { pipeline: Pipeline; setting: DraftSetting } | undefined;
     if (answer.type === 'ring' && answer.validators?.length) {
       // Security level k >= 2: every ring runs every step; no failover (a lost ring fails the answer).
+      if (want)
+        assertDraftAvailable({
+          model: a.settings.model,
+          temperature: a.settings.temperature,
+          modelBytes: answer.totalBytes,
+          budgetBytes: o.localMemoryBytes(),
+          security: answer.validators.length + 1,
+        });
       model = answer.model;
       validated = await openValidatedAnswer({
         answer,
@@ -383,6 +445,19 @@ export function createRequester(o: RequesterOptions): Requester {
       peers = answer.stages.map((s) => s.peer);
       const latestPeers = () => failover.ring.peers;
       peersNow = latestPeers;
+      if (want) {
+        assertDraftAvailable({
+          model: a.settings.model,
+          temperature: a.settings.temperature,
+          modelBytes: answer.totalBytes,
+          budgetBytes: o.localMemoryBytes(),
+          ...(a.settings.security !== undefined ? { security: a.settings.security } : {}),
+        });
+        draft = {
+          pipeline: createPipeline([await draftRunner(model, want, a.signal)], clock.now),
+          setting: want,
+        };
+      }
     } else {
       // No ring: run the whole model here when it fits.
       const budget = o.localMemoryBytes();
@@ -451,6 +526,7 @@ export function createRequester(o: RequesterOptions): Requester {
         prompt,
         steps,
         ...(sampler ? { sampler } : {}),
+        ...(draft ? { draft: { pipeline: draft.pipeline, k: draft.setting.k } } : {}),
         stopTokens: isLlama2cLocation(model.url) ? [] : undefined,
         signal: a.signal,
         now: clock.now,
@@ -464,7 +540,8 @@ export function createRequester(o: RequesterOptions): Requester {
           a.onText?.(text, generated);
         },
         onStep: (e) => {
-          if (e.tokens !== 1) return;
+          // Decode steps: one token each; drafted, every verify lap after the prefill (position 0).
+          if (draft ? e.position === 0 : e.tokens !== 1) return;
           decodeSteps++;
           compute += e.timing.stageMs.reduce((x, y) => x + y, 0);
           wall += e.timing.totalMs;
@@ -475,7 +552,8 @@ export function createRequester(o: RequesterOptions): Requester {
       // What this request measured, for the coordinator's speed figures: the per-token wall time of
       // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
       // An answer that failed over timed two rings and a recovery: no lap of either.
-      if (answer.type === 'ring' && decodeSteps > 0 && wall > 0 && !failovers?.().length) {
+      // A drafted answer's laps verify several tokens each: no per-token figure of the ring.
+      if (answer.type === 'ring' && !draft && decodeSteps > 0 && wall > 0 && !failovers?.().length) {
         try {
           net.signaling.send({
             type: 'ring-lap',
@@ -487,6 +565,9 @@ export function createRequester(o: RequesterOptions): Requester {
           log.debug({ err: e }, 'ring-lap not sent');
         }
       }
+      const spec = result.speculative;
+      // Per generated token (a drafted lap yields several), so the figures compare with undrafted ones.
+      const perToken = draft ? result.timings.decodeTokens : decodeSteps;
       return {
         text,
         result,
@@ -495,8 +576,8 @@ export function createRequester(o: RequesterOptions): Requester {
           decodeTokPerS: result.timings.decodeTokPerS,
           peers: peersNow?.() ?? peers,
           local,
-          computeMsPerToken: decodeSteps ? compute / decodeSteps : 0,
-          hopMsPerToken: decodeSteps ? Math.max(0, wall - compute) / decodeSteps : 0,
+          computeMsPerToken: perToken ? compute / perToken : 0,
+          hopMsPerToken: perToken ? Math.max(0, wall - compute) / perToken : 0,
           failovers: failovers?.() ?? [],
           end:
             result.stop !== 'steps'
@@ -506,6 +587,18 @@ export function createRequester(o: RequesterOptions): Requester {
                 : 'max-tokens',
           contextLength: model.contextLength,
           ...(validated ? { verification: validated.verification() } : {}),
+          ...(draft && spec
+            ? {
+                speculative: {
+                  format: draft.setting.format,
+                  k: draft.setting.k,
+                  accepted: spec.accepted,
+                  drafted: spec.drafted,
+                  laps: spec.laps,
+                  tokensPerLap: spec.tokensPerLap,
+                },
+              }
+            : {}),
         },
       };
     } finally {
@@ -558,6 +651,9 @@ export function createRequester(o: RequesterOptions): Requester {
       subscribed = undefined;
       for (const l of stageLinks.values()) l.close();
       stageLinks.clear();
+      const held = draftHeld;
+      draftHeld = undefined;
+      await held?.runner.then((r) => r.dispose()).catch(() => undefined);
     },
     async send(raw) {
       const text = raw.trim();
@@ -588,6 +684,8 @@ export function createRequester(o: RequesterOptions): Requester {
           ringwork: {
             echoPrompt: true,
             ...(settings.security !== undefined ? { security: settings.security } : {}),
+            // The page shows the setting off (and why) while the temperature is above 0.
+            ...(settings.draft && settings.temperature === 0 ? { draft: settings.draft } : {}),
           },
           stream: true,
           signal: ac.signal,

@@ -507,6 +507,11 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       ringId: z.string().max(200),
       model: modelDescriptorSchema,
       stages: z.array(ringStageSchema).min(1).max(1024),
+      /**
+       * Bytes of the whole model (weights + KV cache at its context length), as in `no-ring`: a
+       * requester offers to draft with a copy of the model only when it is small enough.
+       */
+      totalBytes: z.number().nonnegative().optional(),
       /** Result validation: the validator rings planned for this requester's security level. */
       validators: z
         .array(validatorRingSchema)

@@ -7,7 +7,8 @@
  * restarted) it asks `replace` for a ring — the requester reports the stall to the coordinator and
  * waits for its re-planned ring — opens a session there with the draws and the history (replayed
  * as a no-sample chunked prefill) and re-sends the step that was lost. So greedy and seeded
- * sampling give the tokens an undisturbed run gives. Losses are survived one at a time; when
+ * sampling give the tokens an undisturbed run gives; so does a drafted (speculative) answer, whose
+ * verify passes rewind the history past rejected drafts before they run. Losses are survived one at a time; when
  * `replace` finds no ring, or a loss cannot be recovered within `recoveryWindowMs`, the answer
  * fails with a typed error saying why.
  */
@@ -186,6 +187,9 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
 
       return {
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
+          // A verify pass of speculative decoding rewinds past drafted tokens the ring rejected: they
+          // leave the history too, so a replacement ring replays only the kept ones.
+          if (opts.rewind && position < history.length) history.length = position;
           if (position !== history.length) {
             throw new RingworkError(
               'INVALID_ARGUMENT',
@@ -205,8 +209,10 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
             }
             for (const t of tokens) history.push(t);
             draws = inner.draws;
-            // The first step of a session carries a cold compile, a resumed one a replay: neither is a lap.
-            if (tokens.length === 1 && !resumed && !first) o.detector?.observe(r.timing.totalMs);
+            // The first step of a session carries a cold compile, a resumed one a replay: neither is a
+            // lap. A verify pass (a few drafted rows as one chunk) is a drafted answer's lap.
+            if ((tokens.length === 1 || opts.rewind) && !resumed && !first)
+              o.detector?.observe(r.timing.totalMs);
             first = false;
             if (pending) {
               pending.recoveredAt = now();

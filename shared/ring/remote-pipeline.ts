@@ -190,12 +190,13 @@ export async function openRemoteSession(
       throwIfAborted(opts.signal, 'The step');
       const t0 = now();
       const thisStep = step;
-      // The first step after a replay waits for the replay too: it gets the deadline of both.
-      const positions = tokens.length + replayed;
-      replayed = 0;
-      const timeoutMs = o.stepDeadlineMs?.(positions) ?? o.stepTimeoutMs ?? 60_000;
       // A rewinding or several-row step is a verify pass of speculative decoding (greedy only).
       const verify = opts.rewind === true || (opts.logitsRows ?? 1) > 1;
+      // The first step after a replay waits for the replay too: it gets the deadline of both. A
+      // verify pass is a drafted answer's lap (its few rows run as one chunk): a decode deadline.
+      const positions = (verify ? 1 : tokens.length) + replayed;
+      replayed = 0;
+      const timeoutMs = o.stepDeadlineMs?.(positions) ?? o.stepTimeoutMs ?? 60_000;
       if (verify) {
         const unsupported = (why: string) =>
           new RingworkError('SPECULATIVE_UNSUPPORTED', why, { details: { session } });

@@ -111,6 +111,7 @@ export function ringMessage(
       ringId: view.ring.ringId,
       model: view.descriptor,
       stages: stagesOut(view.ring.stages),
+      totalBytes: view.totalBytes,
       ...(view.validators?.length
         ? {
             validators: view.validators.map((r) => ({

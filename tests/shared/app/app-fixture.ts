@@ -96,9 +96,13 @@ export function assign(
   });
 }
 
-/** The `ring` message of that ring. */
-export function ringOf(order: { peer: string; range: [number, number] }[], epoch: number) {
-  return { type: 'ring' as const, epoch, ringId: `r${epoch}`, model: STORIES, stages: order };
+/** The `ring` message of that ring (`totalBytes`: the model's size as the coordinator sends it). */
+export function ringOf(
+  order: { peer: string; range: [number, number] }[],
+  epoch: number,
+  extra: { totalBytes?: number } = {},
+) {
+  return { type: 'ring' as const, epoch, ringId: `r${epoch}`, model: STORIES, stages: order, ...extra };
 }
 
 /**

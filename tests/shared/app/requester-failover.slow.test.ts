@@ -52,7 +52,12 @@ async function reference(settings: ChatSettings & { seed: number }): Promise<str
  * generated tokens the stage at `kill` leaves (its links close); the fake coordinator re-plans
  * the two survivors into a new ring (epoch 2) as the real one does when a socket closes.
  */
-async function churn(kill: number, killAfter: number, settings: ChatSettings) {
+async function churn(
+  kill: number | undefined,
+  killAfter: number,
+  settings: ChatSettings,
+  ringExtra: { totalBytes?: number } = {},
+) {
   const hub = createFakeSignalingHub();
   const ids = [pid('a'), pid('b'), pid('c')];
   const cs: Contributor[] = ids.map((id) => contributorOn(hub, id));
@@ -65,35 +70,40 @@ async function churn(kill: number, killAfter: number, settings: ChatSettings) {
   assign(hub, ring1, 1);
   for (const c of cs)
     await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
-  const survivors = ids.filter((_, i) => i !== kill);
+  const survivors = ids.filter((_, i) => i !== (kill ?? 2));
   const ring2 = [
     { peer: survivors[0]!, range: [0, 3] as Range },
     { peer: survivors[1]!, range: [3, 7] as Range },
   ];
   const req = pid('req');
-  let current = ringOf(ring1, 1);
+  let current = ringOf(ring1, 1, ringExtra);
   hub.onSend((from, m) => {
     if (m.type === 'ring-request') hub.push(from, current);
   });
   const r = requesterOn(hub, req, { stallGraceMs: scaled(10_000) });
   let killed = false;
-  const result = await r.ask({
-    settings,
-    history,
-    signal: new AbortController().signal,
-    onText: (_t, generated) => {
-      if (generated !== killAfter || killed) return;
-      killed = true;
-      void cs[kill]!.stop().then(() => {
-        assign(hub, ring2, 2);
-        current = ringOf(ring2, 2);
-        hub.push(req, current);
-      });
-    },
-  });
+  const result = await r
+    .ask({
+      settings,
+      history,
+      signal: new AbortController().signal,
+      onText: (_t, generated) => {
+        // A drafted answer streams several tokens per lap: kill at the first count past `killAfter`.
+        if (kill === undefined || generated < killAfter || killed) return;
+        killed = true;
+        void cs[kill]!.stop().then(() => {
+          assign(hub, ring2, 2);
+          current = ringOf(ring2, 2, ringExtra);
+          hub.push(req, current);
+        });
+      },
+    })
+    .finally(async () => {
+      await r.stop();
+      for (const c of cs) await c.stop();
+    });
   const stalled = hub.sent(req, 'ring-stalled');
-  for (const c of cs) await c.stop();
-  return { result, stalled, killedPeer: ids[kill]! };
+  return { result, stalled, killedPeer: kill !== undefined ? ids[kill]! : undefined };
 }
 
 describe('requester failover (real contributors and runners, in-memory links)', () => {
@@ -130,6 +140,59 @@ describe('requester failover (real contributors and runners, in-memory links)', 
       const { result } = await churn(2, 20, settings);
       expect(result.stats.failovers).toHaveLength(1);
       expect(result.text + '\n').toBe(want);
+    },
+    scaled(120_000),
+  );
+
+  // Speculative decoding (a q4 draft in the requester, verify laps through the ring): the text is
+  // the greedy golden text undisturbed and through a failover that replays only the kept tokens.
+  const DRAFTED = { ...GOLDEN_SETTINGS, draft: { format: 'q4' as const, k: 4 } };
+  /** stories260K's size as the coordinator sends it (weights + KV at 512 positions, ~1 MB). */
+  const SMALL = { totalBytes: 1_200_000 };
+
+  it(
+    'a drafted answer through the ring gives the golden text in fewer laps than tokens',
+    async () => {
+      const { result } = await churn(undefined, 0, DRAFTED, SMALL);
+      expect(result.text + '\n').toBe(golden.text);
+      const spec = result.stats.speculative!;
+      expect(spec).toMatchObject({ format: 'q4', k: 4 });
+      expect(spec.accepted).toBeGreaterThan(0);
+      expect(spec.laps).toBeLessThan(result.result.timings.decodeTokens);
+      expect(spec.tokensPerLap).toBeGreaterThan(1);
+      expect(result.stats.failovers).toHaveLength(0);
+    },
+    scaled(120_000),
+  );
+
+  it.each([1, 2])(
+    'stage %i leaving mid-answer while drafting: failover with replay, the golden text',
+    async (kill) => {
+      const { result } = await churn(kill, 10, DRAFTED, SMALL);
+      expect(result.stats.failovers).toHaveLength(1);
+      const f = result.stats.failovers[0]!;
+      // Only kept tokens are replayed: the lost verify pass re-sent at the history's end.
+      expect(f.replayed).toBe(f.position);
+      expect(result.text + '\n').toBe(golden.text);
+      expect(result.stats.speculative!.accepted).toBeGreaterThan(0);
+      expect(result.stats.peers).toHaveLength(2);
+    },
+    scaled(120_000),
+  );
+
+  it(
+    'drafting is refused with SPECULATIVE_UNSUPPORTED when sampling or when the model is too big to copy',
+    async () => {
+      const sampled = await churn(undefined, 0, { ...DRAFTED, temperature: 0.8, seed: 42 }, SMALL).catch(
+        (e: unknown) => e,
+      );
+      expect(sampled).toMatchObject({ code: 'SPECULATIVE_UNSUPPORTED' });
+      const big = await churn(undefined, 0, DRAFTED, { totalBytes: 2 ** 30 }).catch((e: unknown) => e);
+      expect(big).toMatchObject({ code: 'SPECULATIVE_UNSUPPORTED' });
+      expect((big as Error).message).toMatch(/downloads the whole model/);
+      // Unknown size (a server that does not send it): not drafted blindly either.
+      const unknown = await churn(undefined, 0, DRAFTED).catch((e: unknown) => e);
+      expect(unknown).toMatchObject({ code: 'SPECULATIVE_UNSUPPORTED' });
     },
     scaled(120_000),
   );

@@ -75,3 +75,36 @@ test('npm run swarm prints the golden text for 1 and 4 peers', async () => {
     expect(ranges.split('→').length).toBe(peers);
   }
 });
+
+test('npm run swarm --draft q4: the chat drafts, the ring verifies, the text is the golden (undrafted) text — also through a failover', async () => {
+  // Two CLI runs: an undisturbed drafted answer, then one whose ring stage 1 is closed mid-answer.
+  test.setTimeout(2 * TIMEOUTS.swarmRun + scaled(30_000));
+  const base = ['--peers', '3', '--prompt', 'Once upon a time', '--steps', '64', '--temperature', '0'];
+  const timeoutS = String(Math.round((TIMEOUTS.swarmRun - scaled(10_000)) / 1000));
+  for (const extra of [[], ['--kill-stage', '1', '--kill-after', '10']]) {
+    const r = await runSwarmCli(
+      [...base, '--draft', 'q4', '--draft-k', '4', '--json', '--timeout-s', timeoutS, ...extra],
+      TIMEOUTS.swarmRun,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      text: string;
+      accepted: number;
+      drafted: number;
+      laps: number;
+      tokensPerLap: number;
+      timings: { decodeTokPerS: number };
+      failovers?: { replayed: number; position: number }[];
+    };
+    console.log(
+      `drafted${extra.length ? ', stage 1 killed' : ''}: ${out.accepted}/${out.drafted} accepted, ${out.laps} laps, ` +
+        `${out.tokensPerLap.toFixed(2)} tokens/lap, decode ${out.timings.decodeTokPerS} tok/s`,
+    );
+    // `npm run swarm` without --draft prints the golden text (the test above): drafted, the same.
+    expect(out.text + '\n').toBe(golden.text);
+    expect(out.accepted).toBeGreaterThan(0);
+    expect(out.tokensPerLap).toBeGreaterThan(1);
+    expect(out.laps).toBeLessThan(64 - 4);
+    if (extra.length) expect(out.failovers?.length, r.stderr).toBeGreaterThanOrEqual(1);
+  }
+});

@@ -1,7 +1,7 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
- *   [--null-compute] [--trace]`
+ *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -15,6 +15,9 @@
  * far less speed), which the coordinator makes loaded standby replicas of its stages: the lost
  * stage is then swapped for its standby instead of re-planned. Runs inside the loopback-only namespace (`npm run swarm` wraps it
  * in tests/e2e/isolated.sh) and refuses otherwise; exits 1 with the reason on any failure.
+ * `--draft q4` (greedy only) ticks the chat's "Draft locally" setting: the requester page drafts up
+ * to `--draft-k` tokens with a q4 copy of the model and the ring verifies them in one lap; the
+ * text is the same as without it, and `--json` adds `accepted`, `drafted`, `laps`, `tokensPerLap`.
  * `--null-compute` (tooling) makes the stages skip the model: the text is meaningless, the timings
  * are the ring's protocol cost per token (pages allow it only with a test-mode server, which this
  * tool always spawns). `--trace` logs every contributor's assignment and load state at each change
@@ -22,6 +25,7 @@
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
+import { RingworkError } from '../../shared/errors.js';
 import { runSwarm } from '../swarm/swarm-run.js';
 import { intFlag, numFlag, runCli, usage } from './cli-util.js';
 
@@ -42,12 +46,25 @@ runCli(async () => {
       quiet: { type: 'boolean', default: false },
       'null-compute': { type: 'boolean', default: false },
       trace: { type: 'boolean', default: false },
+      draft: { type: 'string' },
+      'draft-k': { type: 'string', default: '4' },
     },
   });
+  if (values.draft !== undefined && values.draft !== 'q4')
+    throw usage(`--draft: the chat drafts with a q4 copy of the model (--draft q4), got "${values.draft}".`);
+  const draftK = intFlag('draft-k', values['draft-k'], 4, 1);
+  if (![1, 2, 3, 4, 6, 8].includes(draftK)) throw usage('--draft-k: the chat offers 1, 2, 3, 4, 6 or 8.');
   const peers = intFlag('peers', values.peers, 3, 1);
   if (peers > 16) throw usage('--peers: at most 16 pages on one machine.');
   const temperature = numFlag('temperature', values.temperature, 0);
   if (temperature < 0) throw usage('--temperature must be >= 0.');
+  if (values.draft !== undefined && temperature !== 0) {
+    throw new RingworkError(
+      'SPECULATIVE_UNSUPPORTED',
+      '--draft is greedy only: pass --temperature 0 (sampling with a draft would change the output distribution).',
+      { details: { temperature } },
+    );
+  }
   if ((values['kill-stage'] === undefined) !== (values['kill-after'] === undefined))
     throw usage('--kill-stage and --kill-after go together.');
   const kill =
@@ -68,6 +85,7 @@ runCli(async () => {
     steps: intFlag('steps', values.steps, 256, 2),
     temperature,
     ...(values.seed !== undefined ? { seed: intFlag('seed', values.seed, 1, 1) } : {}),
+    ...(values.draft !== undefined ? { draft: { format: 'q4' as const, k: draftK } } : {}),
     ...(kill ? { kill } : {}),
     ...(standbys > 0 ? { standbys } : {}),
     ...(values.model ? { model: values.model } : {}),
@@ -78,8 +96,26 @@ runCli(async () => {
       if (!values.quiet) process.stderr.write(`${m}\n`);
     },
   });
+  const spec = result.speculative;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    // Drafted: accepted, drafted, laps and tokensPerLap at the top level, as `npm run generate` prints them.
+    const { speculative: _, ...rest } = result;
+    process.stdout.write(
+      `${JSON.stringify(
+        spec
+          ? {
+              ...rest,
+              draft: { format: spec.format, k: spec.k },
+              accepted: spec.accepted,
+              drafted: spec.drafted,
+              laps: spec.laps,
+              tokensPerLap: spec.tokensPerLap,
+            }
+          : rest,
+        null,
+        2,
+      )}\n`,
+    );
     return;
   }
   process.stdout.write(`${result.text}\n`);
@@ -91,6 +127,11 @@ runCli(async () => {
       result.stages.map((s) => `[${s.range[0]}, ${s.range[1]})`).join(' → ') +
       '\n',
   );
+  if (spec)
+    process.stderr.write(
+      `draft ${spec.format} k=${spec.k}: ${spec.accepted}/${spec.drafted} drafted tokens accepted, ` +
+        `${spec.laps} ring laps, ${spec.tokensPerLap.toFixed(2)} tokens per lap\n`,
+    );
   for (const f of result.failovers ?? [])
     process.stderr.write(
       `failover: stage ${f.stage} closed after ${f.killedAfter} tokens; noticed by ${f.cause} in ${f.detectMs} ms, ` +

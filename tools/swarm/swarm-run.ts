@@ -65,6 +65,12 @@ export interface SwarmOptions {
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
+   * Speculative decoding: the requester page drafts with a copy of the model in `format` (the
+   * chat's "Draft locally" setting, q4) and the ring verifies up to `k` drafted tokens per lap.
+   * Greedy only. The answer's `speculative` figures are read from the chat's draft note.
+   */
+  draft?: { format: 'q4'; k: number };
+  /**
    * Churn: close the page holding ring stage `stage` (0-based, ring order) once the answer has
    * `after` generated tokens; the answer must go on through a failover.
    */
@@ -92,6 +98,7 @@ export interface SwarmOptions {
 export interface SwarmAsk {
   temperature: number;
   seed?: number;
+  draft?: SwarmOptions['draft'];
   kill?: { stage: number; after: number };
 }
 
@@ -100,9 +107,21 @@ export interface SwarmAnswer {
   text: string;
   stages: SwarmStage[];
   timings: SwarmTimings;
+  /** A drafted answer, as the chat shows it: drafted tokens accepted, ring laps, tokens per lap. */
+  speculative?: SwarmSpeculative;
   failovers?: SwarmFailover[];
   /** What the chat page says about them (its `answer-failover` note), as a person reads it. */
   failoverNote?: string;
+}
+
+/** What drafting did in one answer (the chat's `answer-draft` note). */
+export interface SwarmSpeculative {
+  format: string;
+  k: number;
+  accepted: number;
+  drafted: number;
+  laps: number;
+  tokensPerLap: number;
 }
 
 /** One ring stage as /api/network reports it. */
@@ -145,6 +164,8 @@ export interface SwarmResult {
   maxNewTokens: number;
   stages: SwarmStage[];
   timings: SwarmTimings;
+  /** With `draft`: drafted tokens the ring accepted, laps, tokens per lap. */
+  speculative?: SwarmSpeculative;
   memory?: SwarmPageMemory[];
   /**
    * The coordinator's speed figures for the ring after the answer (`/api/network`): planned single
@@ -583,6 +604,27 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const askOnce = async (q: SwarmAsk): Promise<SwarmAnswer> => {
       await chat.getByTestId('temperature').fill(String(q.temperature));
       if (q.seed !== undefined) await chat.getByTestId('seed').fill(String(q.seed));
+      // The chat's "Draft locally" setting: enabled once the temperature (as typed) is 0.
+      const draftBox = chat.getByTestId('draft');
+      if (q.draft) {
+        // It is offered once the page knows the model's size (the network snapshot) and the
+        // temperature it reads is 0: wait for that a while, then say why not.
+        await chat
+          .waitForFunction(
+            () => !document.querySelector<HTMLInputElement>('[data-testid="draft"]')?.disabled,
+            null,
+            { timeout: Math.min(15_000, left()) },
+          )
+          .catch(() => undefined);
+        if (await draftBox.isDisabled()) {
+          throw new RingworkError(
+            'SPECULATIVE_UNSUPPORTED',
+            `The chat does not offer drafting: ${await chat.getByTestId('draft-why').textContent()}`,
+          );
+        }
+        await draftBox.check();
+        await chat.getByTestId('draft-k').selectOption(String(q.draft.k));
+      } else if (await draftBox.isChecked()) await draftBox.uncheck();
       let victim: { stage: number; peer: string; page: Contributor } | undefined;
       if (q.kill) {
         const st = stages[q.kill.stage];
@@ -667,6 +709,21 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       }
       const text = (await answer.getByTestId('answer-text').textContent()) ?? '';
       const timings = parseAnswerMeta((await answer.getByTestId('answer-meta').textContent()) ?? '');
+      let speculative: SwarmSpeculative | undefined;
+      if (q.draft) {
+        const note = answer.getByTestId('answer-draft');
+        if (!(await note.count()))
+          throw new RingworkError('SPECULATIVE_UNSUPPORTED', 'The drafted answer shows no draft figures.');
+        const n = async (a: string) => Number(await note.getAttribute(`data-${a}`));
+        speculative = {
+          format: q.draft.format,
+          k: q.draft.k,
+          accepted: await n('accepted'),
+          drafted: await n('drafted'),
+          laps: await n('laps'),
+          tokensPerLap: await n('tokens-per-lap'),
+        };
+      }
       let failovers: SwarmFailover[] | undefined;
       let failoverNote: string | undefined;
       if (q.kill && victim) {
@@ -700,6 +757,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         text,
         stages: [...stages],
         timings,
+        ...(speculative ? { speculative } : {}),
         ...(failovers ? { failovers } : {}),
         ...(failoverNote !== undefined ? { failoverNote } : {}),
       };
@@ -707,9 +765,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const first = await askOnce({
       temperature: o.temperature,
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.draft ? { draft: o.draft } : {}),
       ...(o.kill ? { kill: o.kill } : {}),
     });
-    const { text, timings, failovers, failoverNote } = first;
+    const { text, timings, speculative, failovers, failoverNote } = first;
     const speed = await speedFigures(server.url, modelId);
     let perf: SwarmPagePerf[] | undefined;
     if (o.perf) {
@@ -796,6 +855,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       maxNewTokens,
       stages,
       timings,
+      ...(speculative ? { speculative } : {}),
       ...(memory ? { memory } : {}),
       ...(speed ? { speed } : {}),
       ...(perf ? { perf } : {}),

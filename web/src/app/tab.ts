@@ -62,6 +62,14 @@ function openTokenizer(m: ModelDescriptor): Promise<Tokenizer> {
   return t;
 }
 
+/**
+ * Memory this tab may use to run a whole model itself (no ring, or a draft): a quarter of the
+ * device's memory (the Device Memory API; 4 GB where it is missing).
+ */
+export function localMemoryBytes(): number {
+  return ((navigator as { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30 * 0.25;
+}
+
 /** This tab as a requester (chat). History is kept in the tab: a reload keeps it, another tab does not. */
 export const requester = createRequester({
   // The chat sends through the browser SDK's ring transport, as any other page can.
@@ -71,8 +79,7 @@ export const requester = createRequester({
   openTokenizer,
   localStageLink: () => contributor.localStageLink(),
   existingLink: (peer) => contributor.openLink(peer),
-  // A quarter of the device's memory (the Device Memory API; 4 GB where it is missing).
-  localMemoryBytes: () => ((navigator as { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30 * 0.25,
+  localMemoryBytes,
   storage: sessionStorage,
 });
 

@@ -4,7 +4,9 @@ import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
 import type { AnswerVerification } from '../../../../shared/app/validated-ring';
 import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
-import { chatSession, requester } from '../tab';
+import { chatSession, localMemoryBytes, requester } from '../tab';
+import { DEFAULT_DRAFT, DRAFT_MAX_MODEL_BYTES, draftUnavailable } from '../../../../shared/app/draft-setting';
+import type { AnswerSpeculative } from '../../../../shared/app/chat-history';
 
 /**
  * Chat with a model whose layers run across other people's tabs. The answer and the form live in
@@ -17,6 +19,14 @@ export function ChatPage() {
   const s = chat.settings;
   const model = snapshot?.models.find((m) => m.id === s.model);
   const sendDisabled = chat.busy || form.checking || !form.draft.trim();
+  // The temperature as typed (it is committed on blur or Send), so the reason shows at once.
+  const typed = Number(form.fields.temperature);
+  const draftWhy = draftUnavailable({
+    temperature: form.fields.temperature.trim() !== '' && Number.isFinite(typed) ? typed : s.temperature,
+    modelBytes: model?.totalBytes,
+    budgetBytes: localMemoryBytes(),
+    ...(s.security !== undefined ? { security: s.security } : {}),
+  });
 
   return (
     <>
@@ -62,6 +72,7 @@ export function ChatPage() {
                         ? 'ran in this tab'
                         : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
                     </div>
+                    <DraftNote d={m.meta.speculative} />
                     <VerificationNote v={m.meta.verification} />
                     {answerEndNote(m.meta.end, m.meta.contextLength) && (
                       <div className="meta" data-testid="answer-end" data-end={m.meta.end}>
@@ -184,6 +195,51 @@ export function ChatPage() {
               <option value="3">k = 3 (two validator rings)</option>
             </select>
           </label>
+          <div className="field" style={{ marginBottom: '0.75rem' }}>
+            <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
+              <input
+                type="checkbox"
+                data-testid="draft"
+                checked={!!s.draft && !draftWhy}
+                disabled={!!draftWhy}
+                aria-describedby="draft-why"
+                onChange={(e) =>
+                  requester.setSettings({ draft: e.target.checked ? (s.draft ?? DEFAULT_DRAFT) : undefined })
+                }
+              />
+              <span>
+                Draft locally (speculative decoding: this tab proposes up to {s.draft?.k ?? DEFAULT_DRAFT.k}{' '}
+                tokens with a 4-bit copy of the model, the ring checks them in one lap; same answer)
+              </span>
+            </label>
+            <span
+              id="draft-why"
+              data-testid="draft-why"
+              style={{ color: 'var(--muted)', fontSize: '0.8rem' }}
+            >
+              {draftWhy
+                ? `Off: ${draftWhy}.`
+                : `Greedy only (temperature 0), models up to ${DRAFT_MAX_MODEL_BYTES / 2 ** 20} MB: this tab downloads the whole model.`}
+            </span>
+            {s.draft && !draftWhy && (
+              <label className="field" style={{ marginTop: '0.5rem', marginBottom: 0 }}>
+                Tokens drafted per lap
+                <select
+                  data-testid="draft-k"
+                  value={s.draft.k}
+                  onChange={(e) =>
+                    requester.setSettings({ draft: { ...s.draft!, k: Number(e.target.value) } })
+                  }
+                >
+                  {[1, 2, 3, 4, 6, 8].map((k) => (
+                    <option key={k} value={k}>
+                      {k}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            )}
+          </div>
           <SettingInput
             field="temperature"
             label={`Temperature (${SETTING_LIMITS.temperature.min}–${SETTING_LIMITS.temperature.max}; 0 = always the likeliest token)`}
@@ -302,6 +358,24 @@ function RingStatus({ model }: { model: NetworkSnapshot['models'][number] | unde
         : ''}
       . This tab will run it alone if it fits; open a Contribute tab to lend compute.
     </p>
+  );
+}
+
+/** One line under a drafted answer: drafted tokens the ring accepted, laps, tokens per lap. */
+function DraftNote({ d }: { d: AnswerSpeculative | undefined }) {
+  if (!d) return null;
+  return (
+    <div
+      className="meta"
+      data-testid="answer-draft"
+      data-accepted={d.accepted}
+      data-drafted={d.drafted}
+      data-laps={d.laps}
+      data-tokens-per-lap={d.tokensPerLap}
+    >
+      drafted ({d.format}, k = {d.k}): {d.accepted} of {d.drafted} drafted tokens accepted · {d.laps} ring
+      laps · {num(d.tokensPerLap, 2)} tokens per lap
+    </div>
   );
 }
 

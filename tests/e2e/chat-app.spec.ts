@@ -5,10 +5,14 @@
  * back as characters.
  */
 import type { BrowserContext, Page } from '@playwright/test';
-import { loadGolden } from '../helpers/golden';
+import { loadGolden, repoPath } from '../helpers/golden';
 import { test, expect } from './server-fixture';
 import { askGolden, contributor, lastAnswer, sendPrompt, serving } from './app-helpers';
 import { TIMEOUTS } from '../helpers/timeouts';
+import { mkdirSync } from 'node:fs';
+
+/** Where the drafted chat's screenshots go (as layout.spec.ts's). */
+const SHOTS = repoPath('test-results/screenshots');
 
 const golden = loadGolden();
 
@@ -147,4 +151,37 @@ test('a page joins the ring through the SDK module itself (transport: ring): the
     servedBy: [{ range: [0, 7] }],
     stats: { end: 'max-tokens' },
   });
+});
+
+test('Draft locally: off with the reason while sampling; greedy, the drafted answer is the golden text with accepted tokens per lap shown', async () => {
+  test.setTimeout(TIMEOUTS.browserTest);
+  await chat.getByTestId('tab-chat').click();
+  const box = chat.getByTestId('draft');
+  const temperature = chat.getByTestId('temperature');
+  // Sampling: the setting is disabled and says why (as typed, before the field is committed).
+  await temperature.fill('0.8');
+  await expect(box).toBeDisabled();
+  await expect(box).not.toBeChecked();
+  await expect(chat.getByTestId('draft-why')).toContainText('greedy only');
+  await temperature.fill('0');
+  await expect(box).toBeEnabled();
+  await expect(chat.getByTestId('draft-why')).toContainText('MB');
+  await box.check();
+  await chat.getByTestId('draft-k').selectOption('4');
+  expect((await askGolden(chat)) + '\n').toBe(golden.text);
+  const note = chat.getByTestId('answer').last().getByTestId('answer-draft');
+  await expect(note).toContainText('drafted tokens accepted');
+  const accepted = Number(await note.getAttribute('data-accepted'));
+  const laps = Number(await note.getAttribute('data-laps'));
+  expect(accepted).toBeGreaterThan(0);
+  expect(laps).toBeGreaterThan(0);
+  // Fewer ring laps than the 60 generated tokens: the drafts did save laps.
+  expect(laps).toBeLessThan(60);
+  mkdirSync(SHOTS, { recursive: true });
+  for (const width of [1280, 412]) {
+    await chat.setViewportSize({ width, height: 900 });
+    await chat.screenshot({ path: `${SHOTS}/chat-draft-${width}.png`, fullPage: true });
+  }
+  await chat.setViewportSize({ width: 1280, height: 900 });
+  await box.uncheck();
 });

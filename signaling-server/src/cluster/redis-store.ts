@@ -19,9 +19,10 @@ export const KEYS = {
   session: (peer: string) => `rw:sess:${peer}`,
   instance: (id: string) => `rw:inst:${id}`,
   instancesPattern: 'rw:inst:*',
+  /** Set (with a short TTL) by a follower whose `/api/network` is being read: the leader publishes its snapshot. */
+  snapshotWanted: 'rw:snapshot:wanted',
+  /** Each instance's own channel: everything addressed to it (batched, see cluster-bus.ts). */
   chInstance: (id: string) => `rw:ch:inst:${id}`,
-  chCoord: 'rw:ch:coord',
-  chOut: 'rw:ch:out',
   chLeader: 'rw:ch:leader',
 } as const;
 
@@ -61,7 +62,8 @@ export interface RedisStore {
   writeSession(m: ChainableCommander, peer: string, s: SharedSession, ttlMs: number): void;
   loadSession(peer: string): Promise<SharedSession | null>;
   deleteSession(peer: string): Promise<void>;
-  publish(channel: string, payload: unknown): Promise<void>;
+  /** Publishes JSON; resolves to the number of subscribers that received it (0: nobody listens). */
+  publish(channel: string, payload: unknown): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -160,9 +162,7 @@ export function createRedisStore(url: string, onError: (e: unknown) => void): Re
     async deleteSession(peer) {
       await cmd.del(KEYS.session(peer));
     },
-    async publish(channel, payload) {
-      await cmd.publish(channel, JSON.stringify(payload));
-    },
+    publish: (channel, payload) => cmd.publish(channel, JSON.stringify(payload)),
     async close() {
       await Promise.allSettled([cmd.quit(), sub.quit()]);
       cmd.disconnect();

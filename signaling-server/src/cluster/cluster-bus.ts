@@ -32,7 +32,14 @@ export type InstanceMessage =
   /** The coordinator's message to a peer the receiving instance holds (null: it forgot the peer). */
   | { kind: 'out'; peer: string; msg: ServerMessage | null }
   /** A coordinator call forwarded to the leader by the instance holding `args[0]`. */
-  | { kind: 'coord'; from: string; op: ForwardedOp; args: unknown[] };
+  | {
+      kind: 'coord';
+      from: string;
+      op: ForwardedOp;
+      args: unknown[];
+      /** The peer has no session on `from`: the server's own API requester, not listed as a peer. */
+      internal?: boolean;
+    };
 
 /** Counters of one instance's bus (shown by `/healthz`, used by the bench to find the hot path). */
 export interface BusStats {

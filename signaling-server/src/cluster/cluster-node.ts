@@ -67,6 +67,10 @@ export interface ClusterInfo {
   takeovers: number;
   /** Messages between instances, this instance's side (cluster-bus.ts). */
   bus?: BusStats;
+  /** Connections admitted while the cluster-wide address count was unreachable (fail-open). */
+  addressFailOpen?: number;
+  /** `/api/network` only: the instances holding peers (as the leader knows them) and the coordinator's. */
+  instances?: Array<{ id: string; peers: number; coordinator: boolean }>;
 }
 
 /** The cluster-wide view behind a follower's `/api/network`: the leader's snapshot and who holds whom. */
@@ -85,6 +89,8 @@ export interface ClusterNodeOptions {
   resumeGraceMs: number;
   registry: PeerRegistry;
   conns: Map<string, Conn>;
+  /** Open connections per client address bucket on this instance (the server's own count). */
+  ipCounts?: ReadonlyMap<string, number>;
   io: ConnectionIo;
   /** Builds a fresh coordinator when this instance takes the lease. */
   makeCoordinator(send: (peerId: string, msg: ServerMessage) => void, liveness: Liveness): Coordinator;
@@ -99,6 +105,15 @@ export interface ClusterNode {
   readonly instanceId: string;
   /** The coordinator the protocol talks to: the real one while leading, a forwarder otherwise. */
   readonly coordinator: Coordinator;
+  /**
+   * Before a WebSocket upgrade: counts the connection against the cluster-wide cap of its address
+   * bucket (IPv4 address, IPv6 /64); false when the bucket is at `cap` over all instances. Redis
+   * unreachable: true (fail-open to the per-instance cap the server checks first, so an outage
+   * allows at most instances × cap).
+   */
+  admitConnection(bucket: string, cap: number): Promise<boolean>;
+  /** After a connection from `bucket` closed (or an admitted upgrade failed): writes this instance's count. */
+  connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
   /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
@@ -109,6 +124,11 @@ export interface ClusterNode {
   info(): ClusterInfo;
   /** The leader's view of every peer and which instance holds each (a follower's copy may be a tick old). */
   view(): ClusterView;
+  /**
+   * Follower: when its copy of the leader's view is older than two ticks (nobody read it lately),
+   * asks for a fresh one and waits for it (bounded by ~2 ticks); the leader and a fresh copy return at once.
+   */
+  refreshView(): Promise<void>;
   /** Connects to Redis (CLUSTER_UNAVAILABLE when it cannot) and joins the election. */
   start(): Promise<void>;
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
@@ -136,11 +156,15 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const locals = new Map<string, LocalPeer>();
   /** Leader: the instance holding each remote peer, as the forwarded calls say. */
   const holderOf = new Map<string, string>();
+  /** Leader: other instances' API requester peers (sessions of no tab: not listed by `/api/network`). */
+  const internalPeers = new Set<string>();
   /** Set while a vouched signal from another instance runs through the local relay. */
   let vouched: { from: string; to: string } | null = null;
   /** Follower: until when `/api/network` readers want the leader's snapshot refreshed. */
   let viewWantedUntil = 0;
   let cachedHolders: Record<string, string> = {};
+  /** Connections admitted without the cluster-wide address count (Redis unreachable). */
+  let addressFailOpen = 0;
   let real: Coordinator | null = null;
   let knownLeader: string | null = null;
   let leaseRenewedAt = 0;
@@ -241,11 +265,16 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     }
     // No leader known right now: dropped; whoever takes the lease is re-fed every peer (replay).
     if (knownLeader === null || knownLeader === me) return undefined;
-    bus.post(knownLeader, { kind: 'coord', from: me, op, args }, (e: unknown) => {
-      // Status reports can be lost; a peer waiting on a profile or ring request is told why.
-      if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
-        sendErrorTo(String(args[0]), clusterUnavailable('the coordinator', e));
-    });
+    const internal = op === 'addPeer' && !registry.get(String(args[0]));
+    bus.post(
+      knownLeader,
+      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}) },
+      (e: unknown) => {
+        // Status reports can be lost; a peer waiting on a profile or ring request is told why.
+        if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
+          sendErrorTo(String(args[0]), clusterUnavailable('the coordinator', e));
+      },
+    );
     return undefined;
   };
 
@@ -308,6 +337,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     knownLeader = me;
     takeovers++;
     holderOf.clear();
+    internalPeers.clear();
     deadOnce = new Set();
     log.info({ instance: me }, 'this instance is now the coordinator');
     store.publish(KEYS.chLeader, { leader: me }).catch(() => undefined);
@@ -373,6 +403,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     }
     const m = store.cmd.pipeline();
     m.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
+    // This instance's connections per address bucket: the truth overwrites any drift (an admitted
+    // upgrade that failed, a close while Redis was down).
+    for (const [bucket, n] of opts.ipCounts ?? []) store.setAddressCount(m, bucket, me, n, sessionTtlMs);
     for (const s of registry.all()) {
       const l = locals.get(s.id);
       if (!l?.tokenHash) continue;
@@ -386,11 +419,25 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     if (full) fullWriteDue = false;
   };
 
+  /** Follower: asks the leader to keep publishing its snapshot, and reads the last one. */
+  let viewAt = 0;
+  const fetchView = async (): Promise<void> => {
+    const [, text] = await Promise.all([
+      store.cmd.set(KEYS.snapshotWanted, me, 'PX', 5000),
+      store.cmd.get(KEYS.snapshot),
+    ]);
+    const v = text ? (JSON.parse(text) as Partial<ClusterView> & { at?: number }) : null;
+    cachedSnapshot = v?.snapshot ?? EMPTY_SNAPSHOT;
+    cachedHolders = v?.holders ?? {};
+    viewAt = v?.at ?? 0;
+  };
+
   /** The leader's snapshot with each peer's holder (written only while a follower's reader wants it). */
   const leaderView = (): ClusterView => {
     const snapshot = real ? real.snapshot() : cachedSnapshot;
     const holders: Record<string, string> = {};
     for (const p of snapshot.peers) {
+      if (internalPeers.has(p.id)) continue;
       const h = registry.get(p.id) ? me : holderOf.get(p.id);
       if (h !== undefined) holders[p.id] = h;
     }
@@ -411,17 +458,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       if (real) {
         // The whole snapshot is O(peers) to build and parse: only while someone reads it elsewhere.
         if ((await store.cmd.get(KEYS.snapshotWanted)) !== null)
-          await store.cmd.set(KEYS.snapshot, JSON.stringify(leaderView()), 'PX', dirTtlMs);
+          await store.cmd.set(
+            KEYS.snapshot,
+            JSON.stringify({ at: clock.now(), ...leaderView() }),
+            'PX',
+            dirTtlMs,
+          );
         await sweepInstances();
-      } else if (clock.now() < viewWantedUntil) {
-        const [, text] = await Promise.all([
-          store.cmd.set(KEYS.snapshotWanted, me, 'PX', 5000),
-          store.cmd.get(KEYS.snapshot),
-        ]);
-        const v = text ? (JSON.parse(text) as Partial<ClusterView>) : null;
-        cachedSnapshot = v?.snapshot ?? EMPTY_SNAPSHOT;
-        cachedHolders = v?.holders ?? {};
-      }
+      } else if (clock.now() < viewWantedUntil) await fetchView();
     } catch (e) {
       log.debug({ err: e }, 'cluster tick failed');
       // Without Redis the lease cannot be renewed: step down before another instance may take it.
@@ -455,6 +499,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
         const peer = String(m.args[0]);
         if (m.op === 'removePeer') holderOf.delete(peer);
+        else if (m.internal === true) internalPeers.add(peer);
         else {
           holderOf.set(peer, m.from);
           // Only the holder forwards for a peer: one that resumed there from here is let go now (its
@@ -525,6 +570,21 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   return {
     instanceId: me,
     coordinator: proxy,
+    async admitConnection(bucket, cap) {
+      try {
+        const r = await store.admitAddress(bucket, me, cap, sessionTtlMs);
+        return r.admitted;
+      } catch (e) {
+        addressFailOpen++;
+        log.debug({ err: e, bucket }, 'address cap not counted across instances (redis down)');
+        return true;
+      }
+    },
+    connectionClosed(bucket) {
+      const m = store.cmd.pipeline();
+      store.setAddressCount(m, bucket, me, opts.ipCounts?.get(bucket) ?? 0, sessionTtlMs);
+      m.exec().catch((e: unknown) => log.debug({ err: e }, 'address count not written (redis down)'));
+    },
     setLocalRelay(local) {
       localRelay = local;
     },
@@ -608,11 +668,27 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       redis: store.ready ? 'up' : 'down',
       takeovers,
       bus: bus.stats(),
+      addressFailOpen,
     }),
     view() {
       if (real) return leaderView();
       viewWantedUntil = clock.now() + 5000;
       return { snapshot: cachedSnapshot, holders: cachedHolders };
+    },
+    async refreshView() {
+      viewWantedUntil = clock.now() + 5000;
+      const stale = () => !real && store.ready && clock.now() - viewAt > 2 * tickMs;
+      try {
+        if (!stale()) return;
+        await fetchView();
+        // The leader writes on its next tick once it sees the request.
+        for (let i = 0; i < 6 && stale(); i++) {
+          await new Promise<void>((r) => unrefTimer(clock.setTimeout(() => r(), Math.ceil(tickMs / 2))));
+          await fetchView();
+        }
+      } catch (e) {
+        log.debug({ err: e }, 'cluster view not refreshed (redis down)');
+      }
     },
     start() {
       startPromise ??= (async () => {

@@ -32,18 +32,33 @@ const MAX_HOLD_MS = 5_000;
 
 /** The `/api/network` document of a running server (uncached). */
 export function networkSnapshot(run: RunningContext): NetworkSnapshot {
+  // Cluster mode: every instance's peers, from the leader's snapshot (a follower's copy is at most a
+  // tick old once it is being read; the first read after a quiet spell starts the refresh).
+  const view = run.cluster?.view();
   const snap = buildNetworkSnapshot({
     now: run.clock.now(),
     startedAt: run.startedAt,
     testMode: run.config.testMode,
     sessions: run.registry.all(),
-    coordinator: run.coordinator.snapshot(),
+    coordinator: view?.snapshot ?? run.coordinator.snapshot(),
+    ...(view && run.cluster ? { cluster: { me: run.cluster.instanceId, holders: view.holders } } : {}),
     ice: run.iceFilter?.counts() ?? { candidates: 0, sdpLines: 0 },
     relay: run.relay.stats(),
     counters: run.counters,
     memory: process.memoryUsage(),
   });
-  return run.cluster ? { ...snap, cluster: run.cluster.info() } : snap;
+  if (!run.cluster || !view) return snap;
+  // Which instances there are, as the leader knows them, and how many peers each holds.
+  const counts = new Map<string, number>();
+  for (const p of snap.peers) if (p.instance) counts.set(p.instance, (counts.get(p.instance) ?? 0) + 1);
+  const info = run.cluster.info();
+  const instances = [...counts].map(([id, peers]) => ({ id, peers, coordinator: id === info.leader }));
+  if (info.leader !== null && !counts.has(info.leader))
+    instances.push({ id: info.leader, peers: 0, coordinator: true });
+  if (!counts.has(info.instance) && info.instance !== info.leader)
+    instances.push({ id: info.instance, peers: 0, coordinator: false });
+  instances.sort((a, b) => a.id.localeCompare(b.id));
+  return { ...snap, cluster: { ...info, instances } };
 }
 
 /** What the HTTP layer needs besides the running state. */
@@ -174,7 +189,27 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       if ((run.ipCounts.get(bucket) ?? 0) >= limits.maxConnectionsPerIp)
         return reject(socket, 429, 'per-ip-cap');
       if (!run.connectRate.take(bucket)) return reject(socket, 429, 'connect-rate');
-      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip, bucket));
+      const cluster = run.cluster;
+      if (!cluster) {
+        deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip, bucket));
+        return;
+      }
+      // Cluster mode: the same cap counted over every instance (Redis), the same refusal.
+      cluster
+        .admitConnection(bucket, limits.maxConnectionsPerIp)
+        .then((admitted) => {
+          if (!admitted) return reject(socket, 429, 'per-ip-cap');
+          if (socket.destroyed || run.stopping) {
+            cluster.connectionClosed(bucket);
+            socket.destroy();
+            return;
+          }
+          deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip, bucket));
+        })
+        .catch((e: unknown) => {
+          log.warn({ err: e }, 'upgrade failed');
+          socket.destroy();
+        });
     } catch (e) {
       log.warn({ err: e }, 'upgrade failed');
       socket.destroy();
@@ -236,7 +271,12 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       // Test/bench hook: a heap figure after a full GC (needs node --expose-gc) for memory per peer.
       const gc = config.testMode && url.searchParams.get('gc') === '1';
       if (gc) (globalThis as { gc?: () => void }).gc?.();
-      sendText(res, 200, networkText(gc));
+      const cluster = run.cluster;
+      if (!cluster) sendText(res, 200, networkText(gc));
+      else
+        void cluster.refreshView().then(() => {
+          if (!res.writableEnded) sendText(res, 200, networkText(gc));
+        });
       return;
     }
     if (url.pathname === '/ws') {

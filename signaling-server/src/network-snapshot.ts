@@ -69,6 +69,8 @@ export interface NetworkSnapshot {
     reputation?: number;
     flagged?: boolean;
     validatedSteps?: number;
+    /** Cluster mode: the instance holding the peer's socket. */
+    instance?: string;
   }>;
   /** Measured links between peers (RTT, Mbit/s; both ends' reports combined), as planned. */
   links: NonNullable<CoordinatorSnapshot['links']>;
@@ -96,6 +98,11 @@ export interface SnapshotSources {
   relay: RelayStats;
   counters: ServerCounters;
   memory: NodeJS.MemoryUsage;
+  /**
+   * Cluster mode: this instance's name and which instance holds each peer (the leader's view).
+   * Peers held elsewhere are listed too, from the coordinator's snapshot.
+   */
+  cluster?: { me: string; holders: Readonly<Record<string, string>> };
 }
 
 /** Assembles the snapshot (pure: every input is passed in). */
@@ -125,8 +132,34 @@ export function buildNetworkSnapshot(s: SnapshotSources): NetworkSnapshot {
         ? { reputation: c.reputation, flagged: c.flagged === true, validatedSteps: c.validatedSteps ?? 0 }
         : {}),
     });
+    if (s.cluster) peers[peers.length - 1]!.instance = s.cluster.me;
     if (c?.capability) profiles[session.id] = c.capability;
     if (c?.assignment) assignments[session.id] = c.assignment;
+  }
+  if (s.cluster) {
+    // Peers held by other instances: what the coordinator knows of them (their sessions are there).
+    const listed = new Set(peers.map((p) => p.id));
+    for (const c of s.coordinator.peers) {
+      const instance = s.cluster.holders[c.id];
+      if (listed.has(c.id) || instance === undefined || instance === s.cluster.me || !c.online) continue;
+      peers.push({
+        id: c.id,
+        roles: [...c.roles],
+        connected: true,
+        lastSeenMsAgo: 0,
+        client: null,
+        category: c.category ?? null,
+        assignment: c.assignment ?? null,
+        status: c.status ?? null,
+        ...(c.withdrawal ? { withdrawal: c.withdrawal } : {}),
+        ...(c.reputation !== undefined
+          ? { reputation: c.reputation, flagged: c.flagged === true, validatedSteps: c.validatedSteps ?? 0 }
+          : {}),
+        instance,
+      });
+      if (c.capability) profiles[c.id] = c.capability;
+      if (c.assignment) assignments[c.id] = c.assignment;
+    }
   }
   return {
     v: 1,

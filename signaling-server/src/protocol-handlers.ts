@@ -552,6 +552,7 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       const n = (ipCounts.get(ipBucket) ?? 1) - 1;
       if (n <= 0) ipCounts.delete(ipBucket);
       else ipCounts.set(ipBucket, n);
+      run.cluster?.connectionClosed(ipBucket);
       counters.connectionsOpen = allConns.size;
       const peerId = conn.peerId;
       if (peerId && conns.get(peerId) === conn) {

@@ -403,6 +403,7 @@ export function createSignalingServer(
             resumeGraceMs: limits.resumeGraceMs,
             registry,
             conns: ctx.conns,
+            ipCounts: ctx.ipCounts,
             io,
             makeCoordinator: (send, liveness) => createCoordinator(coordinatorOptions(send, liveness)),
             clock,

@@ -72,7 +72,7 @@ test('contributor tabs on two instances form one ring; a chat on the follower in
   expect((await Promise.all([a, b].map(health))).map((h) => h.peers)).toEqual([1, 1]);
 
   // The chat tab on the follower: its ring request is forwarded to the coordinator on the other
-  // instance, and the ring comes back through the coordinator's broadcast.
+  // instance, and the ring comes back posted to the follower's own channel.
   const follower = (await health(a)).cluster?.coordinator ? b : a;
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.grantPermissions(['camera', 'microphone'], { origin: follower.url });
@@ -85,6 +85,23 @@ test('contributor tabs on two instances form one ring; a chat on the follower in
   expect((await askGolden(chat)) + '\n').toBe(golden.text);
   await expect(chat.getByTestId('answer-meta').last()).toContainText('served by');
   expect((await health(follower)).peers).toBe(2);
+  // The Network page on the follower shows both instances, the coordinator, and who answered.
+  await chat.goto(`${follower.url}/#/network`);
+  const followerName = (await health(follower)).cluster!.instance;
+  const leaderName = followerName === 'a' ? 'b' : 'a';
+  const card = chat.getByTestId('instances');
+  await expect(card).toContainText(`Answered by ${followerName}`, { timeout: scaled(15_000) });
+  await expect(card.locator('tbody tr')).toHaveText(
+    [leaderName, followerName]
+      .sort()
+      .map(
+        (n) =>
+          new RegExp(
+            `^${n}${n === followerName ? ' \\(answered\\)' : ''}\\d+${n === leaderName ? 'coordinator' : 'follower'}$`,
+          ),
+      ),
+    { timeout: scaled(15_000) },
+  );
   await context.close();
   for (const p of peers) await p.context.close();
 });

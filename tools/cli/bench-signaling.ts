@@ -49,6 +49,8 @@ interface InstanceFigures {
   heapMB: number;
   heapPerPeerKB: number;
   rssMB: number;
+  /** Cluster mode: messages from other instances received (cumulative) and the JSON parsed for them, MB. */
+  busIn?: { messages: number; parsedMB: number };
 }
 
 interface StepResult {
@@ -142,7 +144,8 @@ async function startServer(
   }
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
+    // Transpiling and starting the server takes over a minute on a machine shared by many jobs.
+    const t = setTimeout(() => reject(new Error(`the server did not start in 180 s: ${out}`)), 180_000);
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /RINGWORK_LISTENING (\d+)/.exec(out);
@@ -292,10 +295,16 @@ async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** How many peers an instance holds (`/healthz`). */
-async function heldBy(port: number): Promise<number> {
+/** How many peers an instance holds, and its cluster bus counters (`/healthz`). */
+async function heldBy(
+  port: number,
+): Promise<{ peers: number; bus?: { messages: number; parsedBytes: number } }> {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-  return ((await res.json()) as { peers: number }).peers;
+  const h = (await res.json()) as {
+    peers: number;
+    cluster?: { bus?: { messages: number; parsedBytes: number } };
+  };
+  return { peers: h.peers, ...(h.cluster?.bus ? { bus: h.cluster.bus } : {}) };
 }
 
 interface SeriesOptions {
@@ -355,13 +364,14 @@ async function runSeries(
       for (const [k, port] of ports.entries()) {
         await network(port, true);
         const snap = await network(port, true);
-        const held = await heldBy(port);
+        const { peers: held, bus } = await heldBy(port);
         plans = Math.max(plans, snap.plans);
         instances.push({
           peers: held,
           heapMB: snap.memory.heapUsedBytes / 2 ** 20,
           heapPerPeerKB: held > 0 ? (snap.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
           rssMB: snap.memory.rssBytes / 2 ** 20,
+          ...(bus ? { busIn: { messages: bus.messages, parsedMB: bus.parsedBytes / 2 ** 20 } } : {}),
         });
       }
       const redisMB = o.redisMemory ? (await o.redisMemory()) / 2 ** 20 : null;
@@ -548,6 +558,14 @@ runCli(async () => {
           .padEnd(20)} ${f(r.redisMB ?? NaN, 1).padStart(8)} ${String(r.plans).padStart(6)} | ${rtt(r)}`,
       );
     }
+    out('');
+    out(' peers | messages from other instances, cumulative per instance (JSON parsed, MB)');
+    for (const r of clustered)
+      out(
+        `${String(r.peers).padStart(6)} | ${r.instances
+          .map((i) => (i.busIn ? `${i.busIn.messages} (${f(i.busIn.parsedMB, 1)})` : '-'))
+          .join(' / ')}`,
+      );
     if (single.length > 0) {
       out('');
       out(

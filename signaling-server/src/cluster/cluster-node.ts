@@ -2,20 +2,23 @@
  * Cluster mode (`--redis redis://…`): several server instances behind any HTTP/WebSocket balancer,
  * sharing through Redis (redis-store.ts):
  *
- * - **Peer directory**: `rw:dir:<peer>` names the instance holding the peer's session, with a TTL
- *   every instance refreshes for the sessions it holds (a dead instance's entries lapse).
+ * - **Peer directory**: `rw:dir:<peer>` names the instance holding the peer's session (renewed with
+ *   the session record, not every tick); an instance is alive while its `rw:inst:<id>` key is, which
+ *   it renews every tick — a dead instance's peers are found by that one key, not by O(peers) TTLs.
  * - **Sessions**: token hash, roles, capability and subscribed models in `rw:sess:<peer>`; a
  *   `hello` with `resume` on an instance that does not hold the session adopts it from there (token
  *   checked against the hash, then rotated as usual); the previous holder is told to let go.
- * - **Relay**: a `signal` for a peer held elsewhere is published on that instance's channel; the
- *   receiver's instance runs its own relay (the same quotas, which all count where the receiver is)
- *   and sends any typed refusal back to the sender's instance.
+ * - **Relay**: a `signal` for a peer held elsewhere is posted to that instance (cluster-bus.ts: its
+ *   own channel, batched per turn); the sender's instance vouches for the introduction from what it
+ *   knows of the sender, the receiver's instance runs its own relay (the same quotas, which all
+ *   count where the receiver is) and sends any typed refusal back to the sender's instance.
  * - **One active coordinator**: the instance holding the lease `rw:lease` (SET NX PX, renewed every
  *   third of the lease) runs the real coordinator; the others forward profiles, ring requests and
- *   status reports to it (`rw:ch:coord`). Its outbound messages are broadcast (`rw:ch:out`): the
- *   holder of each peer delivers, every instance mirrors assignments and rings to answer
- *   `canSignal` (introductions-mirror.ts). When the lease lapses another instance takes it within a
- *   lease, starts a fresh coordinator and every instance re-feeds it the peers it holds.
+ *   status reports to it (posted to the leader's channel). Its outbound messages go to the instance
+ *   holding each peer only (the leader learns holders from the forwarded calls), which delivers them
+ *   and mirrors its own peers' assignments and rings to answer `canSignal`
+ *   (introductions-mirror.ts). When the lease lapses another instance takes it within a lease,
+ *   starts a fresh coordinator and every instance re-feeds it the peers it holds.
  *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
@@ -23,10 +26,9 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { RingworkError, type RingworkErrorJSON } from '../../../shared/errors.js';
+import { RingworkError } from '../../../shared/errors.js';
 import {
   signalingErrorMessage,
-  type ClientMessageOf,
   type PeerCapability,
   type ServerMessage,
 } from '../../../shared/protocol/signaling.js';
@@ -36,6 +38,7 @@ import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-
 import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
 import type { Relay } from '../relay.js';
 import { CLOSE_CODES, type Conn } from '../server-context.js';
+import { createClusterBus, type BusStats, type InstanceMessage } from './cluster-bus.js';
 import { createIntroductionsMirror } from './introductions-mirror.js';
 import {
   createCoordinatorProxy,
@@ -62,6 +65,19 @@ export interface ClusterInfo {
   redis: 'up' | 'down';
   /** Coordinator takeovers this instance made. */
   takeovers: number;
+  /** Messages between instances, this instance's side (cluster-bus.ts). */
+  bus?: BusStats;
+  /** Connections admitted while the cluster-wide address count was unreachable (fail-open). */
+  addressFailOpen?: number;
+  /** `/api/network` only: the instances holding peers (as the leader knows them) and the coordinator's. */
+  instances?: Array<{ id: string; peers: number; coordinator: boolean }>;
+}
+
+/** The cluster-wide view behind a follower's `/api/network`: the leader's snapshot and who holds whom. */
+export interface ClusterView {
+  snapshot: CoordinatorSnapshot;
+  /** peer id -> the instance holding its socket. */
+  holders: Record<string, string>;
 }
 
 /** Options of {@link createClusterNode}. */
@@ -73,6 +89,8 @@ export interface ClusterNodeOptions {
   resumeGraceMs: number;
   registry: PeerRegistry;
   conns: Map<string, Conn>;
+  /** Open connections per client address bucket on this instance (the server's own count). */
+  ipCounts?: ReadonlyMap<string, number>;
   io: ConnectionIo;
   /** Builds a fresh coordinator when this instance takes the lease. */
   makeCoordinator(send: (peerId: string, msg: ServerMessage) => void, liveness: Liveness): Coordinator;
@@ -87,6 +105,15 @@ export interface ClusterNode {
   readonly instanceId: string;
   /** The coordinator the protocol talks to: the real one while leading, a forwarder otherwise. */
   readonly coordinator: Coordinator;
+  /**
+   * Before a WebSocket upgrade: counts the connection against the cluster-wide cap of its address
+   * bucket (IPv4 address, IPv6 /64); false when the bucket is at `cap` over all instances. Redis
+   * unreachable: true (fail-open to the per-instance cap the server checks first, so an outage
+   * allows at most instances × cap).
+   */
+  admitConnection(bucket: string, cap: number): Promise<boolean>;
+  /** After a connection from `bucket` closed (or an admitted upgrade failed): writes this instance's count. */
+  connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
   /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
@@ -95,16 +122,18 @@ export interface ClusterNode {
   sessionOpened(peerId: string, token: string, roles: readonly PeerRole[], client?: string): void;
   readonly relay: Relay;
   info(): ClusterInfo;
+  /** The leader's view of every peer and which instance holds each (a follower's copy may be a tick old). */
+  view(): ClusterView;
+  /**
+   * Follower: when its copy of the leader's view is older than two ticks (nobody read it lately),
+   * asks for a fresh one and waits for it (bounded by ~2 ticks); the leader and a fresh copy return at once.
+   */
+  refreshView(): Promise<void>;
   /** Connects to Redis (CLUSTER_UNAVAILABLE when it cannot) and joins the election. */
   start(): Promise<void>;
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
 }
-
-type InstanceMessage =
-  | { kind: 'signal'; from: string; fromInstance: string; msg: ClientMessageOf<'signal'> }
-  | { kind: 'error'; peer: string; error: RingworkErrorJSON }
-  | { kind: 'release'; peer: string };
 
 const EMPTY_SNAPSHOT: CoordinatorSnapshot = { epoch: 0, plans: 0, models: [], rings: [], peers: [] };
 
@@ -114,19 +143,34 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const me = opts.instanceId ?? `i-${randomBytes(4).toString('hex')}`;
   const leaseMs = opts.leaseMs;
   const tickMs = Math.max(100, Math.floor(leaseMs / 3));
+  /** An instance key's TTL: renewed every tick, so a dead instance is seen within 3 leases. */
   const dirTtlMs = 3 * leaseMs;
   const sessionTtlMs = opts.resumeGraceMs + dirTtlMs + 60_000;
+  /** Session records and directory entries are renewed this often (their TTL is 4 times longer). */
+  const renewEveryTicks = Math.max(1, Math.floor(sessionTtlMs / 4 / tickMs));
   const store: RedisStore = createRedisStore(opts.url, (e) =>
     log.debug({ err: e }, 'redis connection error'),
   );
+  const bus = createClusterBus(store);
   const mirror = createIntroductionsMirror();
   const locals = new Map<string, LocalPeer>();
+  /** Leader: the instance holding each remote peer, as the forwarded calls say. */
+  const holderOf = new Map<string, string>();
+  /** Leader: other instances' API requester peers (sessions of no tab: not listed by `/api/network`). */
+  const internalPeers = new Set<string>();
+  /** Set while a vouched signal from another instance runs through the local relay. */
+  let vouched: { from: string; to: string } | null = null;
+  /** Follower: until when `/api/network` readers want the leader's snapshot refreshed. */
+  let viewWantedUntil = 0;
+  let cachedHolders: Record<string, string> = {};
+  /** Connections admitted without the cluster-wide address count (Redis unreachable). */
+  let addressFailOpen = 0;
   let real: Coordinator | null = null;
   let knownLeader: string | null = null;
   let leaseRenewedAt = 0;
   let takeovers = 0;
   let cachedSnapshot: CoordinatorSnapshot = EMPTY_SNAPSHOT;
-  let missingOnce = new Set<string>();
+  let deadOnce = new Set<string>();
   let timer: TimerHandle | null = null;
   let stopped = false;
   let localRelay: Relay | null = null;
@@ -168,11 +212,25 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       heldNoRing.set(peer, models);
       return;
     }
-    mirror.observe(peer, msg);
-    if (msg) io.deliver(peer, msg);
-    store.publish(KEYS.chOut, { from: me, peer, msg }).catch((e: unknown) => {
-      log.debug({ err: e }, 'coordinator broadcast failed (redis down)');
-    });
+    if (registry.get(peer)) {
+      mirror.observe(peer, msg);
+      if (msg) io.deliver(peer, msg);
+      return;
+    }
+    const undelivered = (e: unknown): void =>
+      log.debug({ err: e, peer }, 'coordinator message not delivered (holder gone or redis down)');
+    const holder = holderOf.get(peer);
+    if (holder !== undefined) {
+      bus.post(holder, { kind: 'out', peer, msg }, undelivered);
+      return;
+    }
+    // Not heard of through a forwarded call yet (e.g. just after a takeover): ask the directory.
+    store
+      .ownerOf(peer)
+      .then((owner) => {
+        if (owner !== null && owner !== me) bus.post(owner, { kind: 'out', peer, msg }, undelivered);
+      })
+      .catch(undelivered);
   };
   const liveness: Liveness = (id) => {
     const s = registry.get(id);
@@ -205,11 +263,18 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       if (op === 'removePeer') outbound(String(args[0]), null);
       return r;
     }
-    store.publish(KEYS.chCoord, { from: me, op, args }).catch((e: unknown) => {
-      // Status reports can be lost; a peer waiting on a profile or ring request is told why.
-      if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
-        sendErrorTo(String(args[0]), clusterUnavailable('the coordinator', e));
-    });
+    // No leader known right now: dropped; whoever takes the lease is re-fed every peer (replay).
+    if (knownLeader === null || knownLeader === me) return undefined;
+    const internal = op === 'addPeer' && !registry.get(String(args[0]));
+    bus.post(
+      knownLeader,
+      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}) },
+      (e: unknown) => {
+        // Status reports can be lost; a peer waiting on a profile or ring request is told why.
+        if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
+          sendErrorTo(String(args[0]), clusterUnavailable('the coordinator', e));
+      },
+    );
     return undefined;
   };
 
@@ -253,7 +318,11 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     forward,
     saveLocal,
     real: () => real,
-    cachedSnapshot: () => cachedSnapshot,
+    cachedSnapshot: () => {
+      viewWantedUntil = clock.now() + 5000;
+      return cachedSnapshot;
+    },
+    vouched: (a, b) => vouched !== null && vouched.from === a && vouched.to === b,
     allowAnyRelay: opts.allowAnyRelay === true,
   });
 
@@ -267,7 +336,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     real.start();
     knownLeader = me;
     takeovers++;
-    missingOnce = new Set();
+    holderOf.clear();
+    internalPeers.clear();
+    deadOnce = new Set();
     log.info({ instance: me }, 'this instance is now the coordinator');
     store.publish(KEYS.chLeader, { leader: me }).catch(() => undefined);
     replay();
@@ -278,6 +349,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     heldNoRing.clear();
     real.stop();
     real = null;
+    holderOf.clear();
     if (knownLeader === me) knownLeader = null;
     log.warn({ instance: me, why }, 'this instance is no longer the coordinator');
   };
@@ -287,47 +359,89 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     if (leader !== null && leader !== me) replay();
   };
 
-  /** Leader only: peers whose holder is gone (directory entry lapsed twice in a row) leave planning. */
-  const sweepDirectory = async (): Promise<void> => {
+  /**
+   * Leader only: the peers of an instance whose key lapsed (seen twice in a row) leave planning,
+   * unless the directory says they moved on. One MGET of the few instance keys per tick; the
+   * per-peer work happens only when an instance is gone.
+   */
+  const sweepInstances = async (): Promise<void> => {
     if (!real) return;
-    const ids = real
-      .snapshot()
-      .peers.map((p) => p.id)
-      .filter((id) => !registry.get(id));
+    const instances = [...new Set(holderOf.values())];
+    if (instances.length === 0) return;
+    const alive = await store.cmd.mget(...instances.map((i) => KEYS.instance(i)));
+    const dead = new Set(instances.filter((_, k) => alive[k] === null));
+    const gone = [...dead].filter((i) => deadOnce.has(i));
+    deadOnce = dead;
+    if (gone.length === 0) return;
+    const ids = [...holderOf].filter(([, h]) => gone.includes(h)).map(([id]) => id);
     const owners = await store.ownersOf(ids);
-    const missing = new Set<string>();
-    ids.forEach((id, i) => {
-      if (owners[i] === null) missing.add(id);
-    });
-    for (const id of missing) {
-      if (missingOnce.has(id) && real) {
+    ids.forEach((id, k) => {
+      const owner = owners[k] ?? null;
+      if (owner !== null && !gone.includes(owner)) {
+        holderOf.set(id, owner);
+        return;
+      }
+      holderOf.delete(id);
+      if (real && !registry.get(id)) {
         real.removePeer(id, 'its instance is gone');
         outbound(id, null);
       }
-    }
-    missingOnce = missing;
+    });
   };
 
-  // Held sessions are written whole on the first tick and after every (re)connection to Redis (a
-  // restarted Redis gets them all back); otherwise their TTLs are renewed once per lease: rewriting
-  // every record (roles, capability, models as JSON) every tick costs more than the relaying.
+  // Held sessions and directory entries are written whole on the first tick and after every
+  // (re)connection to Redis (a restarted Redis gets them all back); otherwise their TTLs are renewed
+  // every quarter TTL. Only this instance's own key is renewed every tick: O(1), not O(peers).
   let fullWriteDue = true;
   let ticks = 0;
   const refreshHeld = async (): Promise<void> => {
     const full = fullWriteDue;
-    const renew = full || ticks++ % Math.max(1, Math.round(leaseMs / tickMs)) === 0;
-    const m = store.cmd.multi();
+    const renew = full || ticks++ % renewEveryTicks === 0;
+    if (!renew) {
+      await store.cmd.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
+      return;
+    }
+    const m = store.cmd.pipeline();
     m.set(KEYS.instance(me), String(clock.now()), 'PX', dirTtlMs);
+    // This instance's connections per address bucket: the truth overwrites any drift (an admitted
+    // upgrade that failed, a close while Redis was down).
+    for (const [bucket, n] of opts.ipCounts ?? []) store.setAddressCount(m, bucket, me, n, sessionTtlMs);
     for (const s of registry.all()) {
       const l = locals.get(s.id);
       if (!l?.tokenHash) continue;
-      // The directory every tick (the coordinator's sweep drops peers whose entries lapse).
-      m.set(KEYS.dir(s.id), me, 'PX', dirTtlMs);
+      m.set(KEYS.dir(s.id), me, 'PX', sessionTtlMs);
       if (full) writeSession(m, s.id, l);
-      else if (renew) m.pexpire(KEYS.session(s.id), sessionTtlMs);
+      else m.pexpire(KEYS.session(s.id), sessionTtlMs);
     }
-    await m.exec();
+    const results = (await m.exec()) ?? [];
+    const failed = results.find(([e]) => e !== null);
+    if (failed) throw failed[0] as Error;
     if (full) fullWriteDue = false;
+  };
+
+  /** Follower: asks the leader to keep publishing its snapshot, and reads the last one. */
+  let viewAt = 0;
+  const fetchView = async (): Promise<void> => {
+    const [, text] = await Promise.all([
+      store.cmd.set(KEYS.snapshotWanted, me, 'PX', 5000),
+      store.cmd.get(KEYS.snapshot),
+    ]);
+    const v = text ? (JSON.parse(text) as Partial<ClusterView> & { at?: number }) : null;
+    cachedSnapshot = v?.snapshot ?? EMPTY_SNAPSHOT;
+    cachedHolders = v?.holders ?? {};
+    viewAt = v?.at ?? 0;
+  };
+
+  /** The leader's snapshot with each peer's holder (written only while a follower's reader wants it). */
+  const leaderView = (): ClusterView => {
+    const snapshot = real ? real.snapshot() : cachedSnapshot;
+    const holders: Record<string, string> = {};
+    for (const p of snapshot.peers) {
+      if (internalPeers.has(p.id)) continue;
+      const h = registry.get(p.id) ? me : holderOf.get(p.id);
+      if (h !== undefined) holders[p.id] = h;
+    }
+    return { snapshot, holders };
   };
 
   const tick = async (): Promise<void> => {
@@ -342,12 +456,16 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       } else noticeLeader(await store.leaseHolder());
       await refreshHeld();
       if (real) {
-        await store.cmd.set(KEYS.snapshot, JSON.stringify(real.snapshot()), 'PX', dirTtlMs);
-        await sweepDirectory();
-      } else {
-        const text = await store.cmd.get(KEYS.snapshot);
-        cachedSnapshot = text ? (JSON.parse(text) as CoordinatorSnapshot) : EMPTY_SNAPSHOT;
-      }
+        // The whole snapshot is O(peers) to build and parse: only while someone reads it elsewhere.
+        if ((await store.cmd.get(KEYS.snapshotWanted)) !== null)
+          await store.cmd.set(
+            KEYS.snapshot,
+            JSON.stringify({ at: clock.now(), ...leaderView() }),
+            'PX',
+            dirTtlMs,
+          );
+        await sweepInstances();
+      } else if (clock.now() < viewWantedUntil) await fetchView();
     } catch (e) {
       log.debug({ err: e }, 'cluster tick failed');
       // Without Redis the lease cannot be renewed: step down before another instance may take it.
@@ -361,15 +479,34 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     switch (m.kind) {
       case 'signal': {
         if (!localRelay) return;
+        vouched = m.vouched ? { from: m.from, to: m.msg.to } : null;
         try {
           localRelay.relay(m.from, m.msg);
         } catch (e) {
           const err =
             e instanceof RingworkError ? e : new RingworkError('SERVER_INTERNAL', 'Internal error.', {});
-          store
-            .publish(KEYS.chInstance(m.fromInstance), { kind: 'error', peer: m.from, error: err.toJSON() })
-            .catch(() => undefined);
+          bus.post(m.fromInstance, { kind: 'error', peer: m.from, error: err.toJSON() });
+        } finally {
+          vouched = null;
         }
+        return;
+      }
+      case 'out':
+        mirror.observe(m.peer, m.msg);
+        if (m.msg) io.deliver(m.peer, m.msg);
+        return;
+      case 'coord': {
+        if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
+        const peer = String(m.args[0]);
+        if (m.op === 'removePeer') holderOf.delete(peer);
+        else if (m.internal === true) internalPeers.add(peer);
+        else {
+          holderOf.set(peer, m.from);
+          // Only the holder forwards for a peer: one that resumed there from here is let go now (its
+          // "release" may still be on the way), so what the coordinator answers goes to its holder.
+          if (m.from !== me && registry.get(peer)) onInstanceMessage({ kind: 'release', peer });
+        }
+        applyRemote(m.op, m.args);
         return;
       }
       case 'error':
@@ -399,6 +536,16 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   };
 
   const onMessage = (channel: string, text: string): void => {
+    if (channel === KEYS.chInstance(me)) {
+      for (const m of bus.parse(text)) {
+        try {
+          onInstanceMessage(m);
+        } catch (e) {
+          log.error({ err: e, kind: m.kind }, 'cluster message failed');
+        }
+      }
+      return;
+    }
     let m: Record<string, unknown>;
     try {
       m = JSON.parse(text) as Record<string, unknown>;
@@ -406,15 +553,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       return;
     }
     try {
-      if (channel === KEYS.chInstance(me)) onInstanceMessage(m as unknown as InstanceMessage);
-      else if (channel === KEYS.chOut) {
-        if (m.from === me || typeof m.peer !== 'string') return;
-        const msg = (m.msg ?? null) as ServerMessage | null;
-        mirror.observe(m.peer, msg);
-        if (msg) io.deliver(m.peer, msg);
-      } else if (channel === KEYS.chCoord) {
-        if (real && isForwarded(m.op) && Array.isArray(m.args)) applyRemote(m.op, m.args);
-      } else if (channel === KEYS.chLeader) {
+      if (channel === KEYS.chLeader) {
         if (typeof m.leader === 'string' && m.leader !== me) {
           if (real) stepDown(`lease holder announced: ${m.leader}`);
           noticeLeader(m.leader);
@@ -431,6 +570,21 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   return {
     instanceId: me,
     coordinator: proxy,
+    async admitConnection(bucket, cap) {
+      try {
+        const r = await store.admitAddress(bucket, me, cap, sessionTtlMs);
+        return r.admitted;
+      } catch (e) {
+        addressFailOpen++;
+        log.debug({ err: e, bucket }, 'address cap not counted across instances (redis down)');
+        return true;
+      }
+    },
+    connectionClosed(bucket) {
+      const m = store.cmd.pipeline();
+      store.setAddressCount(m, bucket, me, opts.ipCounts?.get(bucket) ?? 0, sessionTtlMs);
+      m.exec().catch((e: unknown) => log.debug({ err: e }, 'address count not written (redis down)'));
+    },
     setLocalRelay(local) {
       localRelay = local;
     },
@@ -439,19 +593,25 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         if (!localRelay) throw new RingworkError('SERVER_INTERNAL', 'Relay not ready.', {});
         if (msg.to === from || registry.get(msg.to)) return localRelay.relay(from, msg);
         const to = msg.to;
+        const unknown = (): RingworkError =>
+          new RingworkError('PROTOCOL_UNKNOWN_PEER', `No peer ${to}; nothing is queued for unknown ids.`, {
+            details: { to },
+          });
+        // What this instance knows of the sender (its assignment, its rings) vouches for the pair;
+        // the receiver's instance adds what it knows of the receiver.
+        const vouch = proxy.canSignal(from, to);
         store
           .ownerOf(to)
-          .then(async (owner) => {
-            if (!owner || owner === me) {
-              throw new RingworkError(
-                'PROTOCOL_UNKNOWN_PEER',
-                `No peer ${to}; nothing is queued for unknown ids.`,
-                {
-                  details: { to },
-                },
-              );
-            }
-            await store.publish(KEYS.chInstance(owner), { kind: 'signal', from, fromInstance: me, msg });
+          .then((owner) => {
+            if (!owner || owner === me) throw unknown();
+            bus.post(owner, { kind: 'signal', from, fromInstance: me, vouched: vouch, msg }, (e) =>
+              sendErrorTo(
+                from,
+                e instanceof Error && /not listening/.test(e.message)
+                  ? unknown()
+                  : asRingworkError(e, 'a signal to a peer on another instance'),
+              ),
+            );
           })
           .catch((e: unknown) =>
             sendErrorTo(from, asRingworkError(e, 'a signal to a peer on another instance')),
@@ -489,10 +649,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       locals.set(peerId, l);
       saveLocal(peerId);
       store
-        .claimPeer(peerId, me, dirTtlMs)
-        .then(async (prev) => {
-          if (prev && prev !== me)
-            await store.publish(KEYS.chInstance(prev), { kind: 'release', peer: peerId });
+        .claimPeer(peerId, me, sessionTtlMs)
+        .then((prev) => {
+          if (prev && prev !== me) bus.post(prev, { kind: 'release', peer: peerId });
         })
         .catch((e: unknown) => log.debug({ err: e, peer: peerId }, 'directory not updated (redis down)'));
       // A session adopted from another instance: make sure the coordinator knows what it offered.
@@ -508,7 +667,29 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       leader: knownLeader,
       redis: store.ready ? 'up' : 'down',
       takeovers,
+      bus: bus.stats(),
+      addressFailOpen,
     }),
+    view() {
+      if (real) return leaderView();
+      viewWantedUntil = clock.now() + 5000;
+      return { snapshot: cachedSnapshot, holders: cachedHolders };
+    },
+    async refreshView() {
+      viewWantedUntil = clock.now() + 5000;
+      const stale = () => !real && store.ready && clock.now() - viewAt > 2 * tickMs;
+      try {
+        if (!stale()) return;
+        await fetchView();
+        // The leader writes on its next tick once it sees the request.
+        for (let i = 0; i < 6 && stale(); i++) {
+          await new Promise<void>((r) => unrefTimer(clock.setTimeout(() => r(), Math.ceil(tickMs / 2))));
+          await fetchView();
+        }
+      } catch (e) {
+        log.debug({ err: e }, 'cluster view not refreshed (redis down)');
+      }
+    },
     start() {
       startPromise ??= (async () => {
         await store.connect(Math.max(2000, leaseMs));
@@ -516,7 +697,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
           fullWriteDue = true;
         });
         store.sub.on('message', onMessage);
-        await store.sub.subscribe(KEYS.chInstance(me), KEYS.chOut, KEYS.chCoord, KEYS.chLeader);
+        await store.sub.subscribe(KEYS.chInstance(me), KEYS.chLeader);
         await tick();
         timer = unrefTimer(clock.setInterval(() => void tick(), tickMs));
         log.info({ instance: me, coordinator: real !== null }, 'joined the cluster');

@@ -1,8 +1,8 @@
 /**
  * The coordinator every instance's protocol talks to in cluster mode: the real one while this
- * instance holds the lease, otherwise a forwarder that publishes each call to the leader
- * (`rw:ch:coord`) and answers reads (`canSignal`, assignments, rings, the snapshot) from what it
- * mirrors of the leader's broadcasts. Calls concerning a peer are remembered in `locals`, so a new
+ * instance holds the lease, otherwise a forwarder that posts each call to the leader's channel and
+ * answers reads (`canSignal`, assignments, rings, the snapshot) from what it mirrors of the leader's
+ * messages to the peers it holds. Calls concerning a peer are remembered in `locals`, so a new
  * leader can be re-fed every peer this instance holds (cluster-node.ts `replay`).
  */
 import type { Logger } from 'pino';
@@ -59,6 +59,8 @@ export interface CoordinatorProxyDeps {
   real(): Coordinator | null;
   /** The leader's last published snapshot (followers answer `/api/network` from it). */
   cachedSnapshot(): CoordinatorSnapshot;
+  /** True while a signal from `a` to `b`, vouched for by `a`'s instance, runs through the local relay. */
+  vouched?(a: string, b: string): boolean;
   /** `--allow-any-relay` (bench hook, test mode): any two peers may signal, as with the leader. */
   allowAnyRelay?: boolean;
 }
@@ -105,6 +107,7 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
     },
     removePeer(id, reason) {
       locals.delete(id);
+      mirror.observe(id, null);
       store
         .releasePeer(id, me)
         .then(async (mine) => {
@@ -141,8 +144,11 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
     withdrawn: (id) => void forward('withdrawn', [id]),
     resume: (id) => void forward('resume', [id]),
     resync: (id) => void forward('resync', [id]),
+    // A follower knows the assignments and rings of the peers it holds only: the pair is allowed when
+    // its side allows it, or the other side's instance vouched for it (cluster-node.ts relay).
     canSignal: (a, b) =>
-      deps.real()?.canSignal(a, b) ?? ((deps.allowAnyRelay === true && a !== b) || mirror.canSignal(a, b)),
+      deps.real()?.canSignal(a, b) ??
+      ((deps.allowAnyRelay === true && a !== b) || mirror.canSignal(a, b) || deps.vouched?.(a, b) === true),
     flush: () => deps.real()?.flush(),
     get pending() {
       return deps.real()?.pending ?? false;

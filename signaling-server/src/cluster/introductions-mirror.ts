@@ -1,9 +1,11 @@
 /**
  * Cluster mode: every instance's copy of what the active coordinator told each peer (assignment,
- * rings), rebuilt from the coordinator's outbound messages, which the coordinator's instance
- * broadcasts to all instances. Followers answer `canSignal`, `getRing` and `getAssignment` from it
- * with the coordinator's own rules (coordinator.ts `canSignal`): ring neighbours, and a requester with
- * the first stage and the head of the ring it was last sent for a model.
+ * rings) for the peers it holds, rebuilt from the coordinator's messages to them (the leader's
+ * instance sends each to the peer's holder only). Followers answer `canSignal`, `getRing` and
+ * `getAssignment` from it with the coordinator's own rules (coordinator.ts `canSignal`): ring
+ * neighbours, and a requester with the first stage and the head of the ring it was last sent for a
+ * model. A pair across instances is allowed when either side's instance finds it so (the sender's
+ * instance vouches, the receiver's checks its own peer).
  */
 import type { ServerMessage } from '../../../shared/protocol/signaling.js';
 import type { PeerAssignment, Ring } from '../coordinator-types.js';

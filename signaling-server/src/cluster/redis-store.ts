@@ -19,15 +19,39 @@ export const KEYS = {
   session: (peer: string) => `rw:sess:${peer}`,
   instance: (id: string) => `rw:inst:${id}`,
   instancesPattern: 'rw:inst:*',
+  /** Open WebSocket connections per client address bucket (IPv4 address, IPv6 /64): instance -> count. */
+  addressCount: (bucket: string) => `rw:ipc:${bucket}`,
+  /** Set (with a short TTL) by a follower whose `/api/network` is being read: the leader publishes its snapshot. */
+  snapshotWanted: 'rw:snapshot:wanted',
+  /** Each instance's own channel: everything addressed to it (batched, see cluster-bus.ts). */
   chInstance: (id: string) => `rw:ch:inst:${id}`,
-  chCoord: 'rw:ch:coord',
-  chOut: 'rw:ch:out',
   chLeader: 'rw:ch:leader',
 } as const;
 
 /** Renews (PEXPIRE) or deletes a key only when it still holds our value. */
 const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const DEL_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+/**
+ * Admits one connection from an address bucket against the cluster-wide cap, atomically: sums the
+ * bucket's counts of the live instances (a dead instance's field is dropped: its key
+ * `<ARGV[4]><instance>` lapsed), refuses at the cap, else adds one to this instance's field.
+ * KEYS[1] the bucket's hash; ARGV: me, cap, TTL ms, instance key prefix. Returns {admitted 0/1, total}.
+ * (It reads instance keys it is not passed: fine on one Redis, not on Redis Cluster.)
+ */
+const ADMIT_ADDRESS = `
+local h = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #h, 2 do
+  if h[i] ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. h[i]) == 0 then
+    redis.call('HDEL', KEYS[1], h[i])
+  else
+    total = total + tonumber(h[i + 1])
+  end
+end
+if total >= tonumber(ARGV[2]) then return {0, total} end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, total + 1}`;
 
 /** A session as the shared store keeps it (never the token itself). */
 export interface SharedSession {
@@ -61,7 +85,17 @@ export interface RedisStore {
   writeSession(m: ChainableCommander, peer: string, s: SharedSession, ttlMs: number): void;
   loadSession(peer: string): Promise<SharedSession | null>;
   deleteSession(peer: string): Promise<void>;
-  publish(channel: string, payload: unknown): Promise<void>;
+  /** Publishes JSON; resolves to the number of subscribers that received it (0: nobody listens). */
+  publish(channel: string, payload: unknown): Promise<number>;
+  /** Counts one more connection from `bucket` on `me` unless the cluster-wide total is at `cap`. */
+  admitAddress(
+    bucket: string,
+    me: string,
+    cap: number,
+    ttlMs: number,
+  ): Promise<{ admitted: boolean; total: number }>;
+  /** Queues setting this instance's count for `bucket` to what it holds (0: its field removed). */
+  setAddressCount(m: ChainableCommander, bucket: string, me: string, n: number, ttlMs: number): void;
   close(): Promise<void>;
 }
 
@@ -87,6 +121,7 @@ export function createRedisStore(url: string, onError: (e: unknown) => void): Re
     retryStrategy: (times: number) => Math.min(1000, 50 * times),
   };
   const cmd = new Redis(url, opts);
+  cmd.defineCommand('rwAdmitAddress', { numberOfKeys: 1, lua: ADMIT_ADDRESS });
   const sub = new Redis(url, opts);
   cmd.on('error', onError);
   sub.on('error', onError);
@@ -160,8 +195,24 @@ export function createRedisStore(url: string, onError: (e: unknown) => void): Re
     async deleteSession(peer) {
       await cmd.del(KEYS.session(peer));
     },
-    async publish(channel, payload) {
-      await cmd.publish(channel, JSON.stringify(payload));
+    publish: (channel, payload) => cmd.publish(channel, JSON.stringify(payload)),
+    async admitAddress(bucket, me, cap, ttlMs) {
+      const admit = (cmd as unknown as Record<string, (...a: unknown[]) => Promise<[number, number]>>)
+        .rwAdmitAddress!;
+      const [ok, total] = await admit.call(
+        cmd,
+        KEYS.addressCount(bucket),
+        me,
+        String(cap),
+        String(ttlMs),
+        KEYS.instance(''),
+      );
+      return { admitted: ok === 1, total };
+    },
+    setAddressCount(m, bucket, me, n, ttlMs) {
+      const key = KEYS.addressCount(bucket);
+      if (n <= 0) m.hdel(key, me);
+      else m.hset(key, me, String(n)).pexpire(key, ttlMs);
     },
     async close() {
       await Promise.allSettled([cmd.quit(), sub.quit()]);

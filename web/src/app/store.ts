@@ -26,7 +26,17 @@ export interface NetworkSnapshot {
     reputation?: number;
     flagged?: boolean;
     validatedSteps?: number;
+    /** Cluster mode: the server instance holding the peer's connection. */
+    instance?: string;
   }[];
+  /** Cluster mode: which instance answered, and every instance with its peers and the coordinator's. */
+  cluster?: {
+    instance: string;
+    coordinator: boolean;
+    leader: string | null;
+    redis: 'up' | 'down';
+    instances?: { id: string; peers: number; coordinator: boolean }[];
+  };
   /** Measured links (RTT ms, Mbit/s; both ends combined, the worse), as the planner uses them. */
   links?: { a: string; b: string; rttMs: number; mbps: number; reports: number }[];
   profiles: Record<string, PeerCapability>;

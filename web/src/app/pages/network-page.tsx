@@ -5,6 +5,40 @@ import { contributor, requester } from '../tab';
 import { Leaderboard } from './ledger-cards';
 import { useNarrow } from '../use-narrow';
 
+/** Cluster mode: the server instances, the peers each holds, which one coordinates and which answered. */
+function Instances({ cluster }: { cluster: NonNullable<NetworkSnapshot['cluster']> }) {
+  return (
+    <section className="card" data-testid="instances">
+      <h2>Server instances</h2>
+      <p>
+        Answered by <strong>{cluster.instance}</strong>
+        {cluster.redis === 'down' ? ' (shared state unreachable: showing what it holds)' : ''}.
+      </p>
+      <table>
+        <thead>
+          <tr>
+            <th>Instance</th>
+            <th>Peers</th>
+            <th>Role</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(cluster.instances ?? []).map((i) => (
+            <tr key={i.id}>
+              <td>
+                {i.id}
+                {i.id === cluster.instance ? ' (answered)' : ''}
+              </td>
+              <td>{i.peers}</td>
+              <td>{i.coordinator ? 'coordinator' : 'follower'}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
 /** The network at a glance: every peer, and each ring drawn with the layers each peer runs. */
 export function NetworkPage() {
   const { snapshot, error } = useNetworkView();
@@ -46,6 +80,7 @@ export function NetworkPage() {
             </dd>
           </dl>
         </section>
+        {snapshot.cluster ? <Instances cluster={snapshot.cluster} /> : null}
       </div>
       {snapshot.models.map((m) => (
         <section className="card" key={m.id} style={{ marginBottom: '1rem' }}>
@@ -118,6 +153,7 @@ export function NetworkPage() {
                     <td>
                       {shortId(p.id)}
                       {p.id === me ? ' (this tab)' : ''}
+                      {p.instance ? ` · on ${p.instance}` : ''}
                     </td>
                     <td>{p.category ? <span className={`badge ${p.category}`}>{p.category}</span> : '—'}</td>
                     <td>{prof ? flops(prof.tflops) : '—'}</td>

@@ -365,7 +365,10 @@ export function createRequester(o: RequesterOptions): Requester {
           ...(e.phases ? { phases: wallPhases(e.phases) } : {}),
         }));
       const wallPhases = (p: FailoverPhases): NonNullable<AnswerFailover['phases']> => {
-        const out: NonNullable<AnswerFailover['phases']> = { attempts: p.attempts };
+        const out: NonNullable<AnswerFailover['phases']> = {
+          attempts: p.attempts,
+          ...(p.retriedOn ? { retriedOn: [...p.retriedOn] } : {}),
+        };
         for (const k of ['firstRingAt', 'ringAt', 'linkedAt', 'openedAt'] as const) {
           const t = p[k];
           if (t !== undefined) out[k] = wall(t);

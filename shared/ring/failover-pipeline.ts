@@ -82,6 +82,8 @@ export interface FailoverPhases {
   openedAt?: number;
   /** Rings tried (each an `open` that failed but the last). */
   attempts: number;
+  /** The error codes that made it try again (a ring still loading, a link not open yet...). */
+  retriedOn?: ErrorCode[];
 }
 
 export interface FailoverPipelineOptions {
@@ -177,12 +179,15 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
           failovers.push(pending);
           attempt = 0;
           o.onLoss?.(pending);
-        } else if (now() - pending.detectedAt > windowMs) {
-          throw new RingworkError(
-            'RING_FAILOVER_FAILED',
-            `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer (last: ${e.code}: ${e.message}).`,
-            { details: { position, lostPeer: pending.lostPeer, lastCode: e.code }, cause: e },
-          );
+        } else {
+          // A ring that took over failed its first step: another try (within the window).
+          if (pending.phases) (pending.phases.retriedOn ??= []).push(e.code);
+          if (now() - pending.detectedAt > windowMs)
+            throw new RingworkError(
+              'RING_FAILOVER_FAILED',
+              `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer (last: ${e.code}: ${e.message}).`,
+              { details: { position, lostPeer: pending.lostPeer, lastCode: e.code }, cause: e },
+            );
         }
         await inner.close().catch(() => undefined);
         let error = e;
@@ -210,6 +215,7 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
             // Links to a ring still forming may not open yet: try again (or a newer ring) in the window.
             if (!isRingLoss(e2) || now() - pending.detectedAt > windowMs) throw e2;
             error = e2;
+            if (pending.phases) (pending.phases.retriedOn ??= []).push(e2.code);
           }
         }
       };

@@ -33,11 +33,13 @@ const BREAKDOWN_STEPS = [
   ['links', '→ links to its first stage and head open'],
   ['open', '→ open and replay sent'],
   ['replay', '→ replay and the re-sent step answered (the next token)'],
-] as const satisfies ReadonlyArray<readonly [Exclude<keyof FailoverBreakdown, 'attempts'>, string]>;
+] as const satisfies ReadonlyArray<
+  readonly [Exclude<keyof FailoverBreakdown, 'attempts' | 'retriedOn'>, string]
+>;
 
 const breakdownLine = (b: FailoverBreakdown): string =>
   BREAKDOWN_STEPS.map(([k]) => `${k} ${Math.round(b[k])}`).join(' + ') +
-  (b.attempts > 1 ? `, ${b.attempts} rings tried` : '');
+  (b.attempts > 1 ? `, ${b.attempts} rings tried (retried on ${b.retriedOn.join(', ')})` : '');
 
 /** A small seeded generator (mulberry32): the bench's victims and kill points are repeatable. */
 function rng(seed: number): () => number {
@@ -179,7 +181,12 @@ runCli(async () => {
       ...BREAKDOWN_STEPS.map(
         ([k, what]) => `    ${k.padEnd(7)} ${s(x.breakdown[k].p50)} / ${s(x.breakdown[k].p95)}  ${what}`,
       ),
-      `    rings tried per recovery: p50 ${x.breakdown.attempts.p50}, max ${x.breakdown.attempts.max}`,
+      `    rings tried per recovery: p50 ${x.breakdown.attempts.p50}, max ${x.breakdown.attempts.max}` +
+        (Object.keys(x.breakdown.retriedOn).length
+          ? ` (tried again on ${Object.entries(x.breakdown.retriedOn)
+              .map(([k, n]) => `${k} ×${n}`)
+              .join(', ')})`
+          : ''),
       `  elapsed:               ${x.elapsedS.toFixed(0)} s`,
     );
   }
@@ -213,7 +220,10 @@ runCli(async () => {
         ReturnType<typeof stats>
       >),
       attempts: stats(broken.map((b) => b.attempts)),
+      retriedOn: {} as Record<string, number>,
     };
+    for (const c of broken.flatMap((b) => b.retriedOn))
+      breakdown.retriedOn[c] = (breakdown.retriedOn[c] ?? 0) + 1;
     return {
       mode,
       runs: answers.length,

@@ -206,8 +206,9 @@ export interface FailoverBreakdown {
   links: number;
   open: number;
   replay: number;
-  /** Rings tried. */
+  /** Rings tried, and the error codes that made the requester try again. */
   attempts: number;
+  retriedOn: string[];
 }
 
 /** The steps of one failover, from the page's wall-clock marks and the moment of the close. */
@@ -225,6 +226,7 @@ function breakdownOf(f: PageFailover, killedAt: number): FailoverBreakdown | und
     open: p.openedAt - linkedAt,
     replay: f.recoveredAt - p.openedAt,
     attempts: p.attempts,
+    retriedOn: p.retriedOn ?? [],
   };
 }
 
@@ -236,7 +238,14 @@ interface PageFailover {
   detectedAt: number;
   recoveredAt?: number;
   replayed: number;
-  phases?: { firstRingAt?: number; ringAt?: number; linkedAt?: number; openedAt?: number; attempts: number };
+  phases?: {
+    firstRingAt?: number;
+    ringAt?: number;
+    linkedAt?: number;
+    openedAt?: number;
+    attempts: number;
+    retriedOn?: string[];
+  };
 }
 
 /** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */

@@ -269,6 +269,9 @@ export function createContributor(o: ContributorOptions): Contributor {
         const stopping = serving.stage?.stop();
         serving.epoch = a.epoch;
         const links = membership!.links;
+        // Dial the new next stage now, while the old stage stops: the new stage's first open (a
+        // failover's) waits for that link (whenNext) instead of failing.
+        links.update(a.prev, a.next);
         if (!serving.shard) throw new RingworkError('RUNNER_NOT_LOADED', 'the shard is not loaded');
         serving.stage = createRingStage({
           peerId: net!.peerId,
@@ -279,6 +282,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           isFirst: a.range[0] === 0,
           isHead: a.range[1] === a.model.units,
           next: () => links.next(),
+          whenNext: (ms) => links.whenNext(ms),
           nextPeer: a.next,
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,

@@ -64,6 +64,19 @@ export interface AnswerFailover {
   recoveryMs?: number;
   /** Positions replayed to rebuild the new ring's KV caches. */
   replayed: number;
+  /**
+   * Wall-clock (epoch ms) times of the recovery's steps: the first replacement ring, the ring the
+   * answer went on with, its links open, its `open` and replay sent; `attempts`: rings tried.
+   */
+  phases?: {
+    firstRingAt?: number;
+    ringAt?: number;
+    linkedAt?: number;
+    openedAt?: number;
+    attempts: number;
+    /** Error codes that made it try another ring. */
+    retriedOn?: string[];
+  };
 }
 
 /** What the person chose for the next answer. */

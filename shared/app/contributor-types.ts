@@ -90,6 +90,11 @@ export interface ContributorOptions {
   network: () => Promise<NetworkHandle>;
   /** A fresh, unloaded shard runner (a Web Worker in browsers, in-process ORT in Node). */
   createRunner: () => ShardRunner;
+  /**
+   * Start one runner and warm its runtime when joining, before any assignment (default true): the
+   * first shard load then only builds its graph. False: the runner starts with the first shard.
+   */
+  prewarm?: boolean;
   /** Profiles the device when `start` is given no capability (browsers: the profiler worker). */
   measure?: (signal: AbortSignal) => Promise<MeasuredDevice>;
   clock?: AppClock;

@@ -122,6 +122,18 @@ export function createContributor(o: ContributorOptions): Contributor {
     });
   };
 
+  /**
+   * A runner started (and warmed: ONNX Runtime's wasm compiled and instantiated) when the peer
+   * joins, for its first shard: a fresh page's first load was nearly all that start-up (7.5–9 s
+   * idle), paid when it was assigned — by a failover onto it, say — and now while it waits.
+   */
+  let spare: ShardRunner | undefined;
+  const takeRunner = (): ShardRunner => {
+    const r = spare ?? o.createRunner();
+    spare = undefined;
+    return r;
+  };
+
   const stopServing = async (): Promise<void> => {
     const s = serving;
     serving = undefined;
@@ -176,7 +188,7 @@ export function createContributor(o: ContributorOptions): Contributor {
       const stopping = stopStageKeepRunner();
       for (const l of membership?.links.all() ?? []) notServingYet(l);
       const kept = await stopping;
-      const entry: Serving = { key, runner: kept ?? o.createRunner(), epoch: a.epoch };
+      const entry: Serving = { key, runner: kept ?? takeRunner(), epoch: a.epoch };
       serving = entry;
       set({
         phase: 'loading',
@@ -257,6 +269,9 @@ export function createContributor(o: ContributorOptions): Contributor {
         const stopping = serving.stage?.stop();
         serving.epoch = a.epoch;
         const links = membership!.links;
+        // Dial the new next stage now, while the old stage stops: the new stage's first open (a
+        // failover's) waits for that link (whenNext) instead of failing.
+        links.update(a.prev, a.next);
         if (!serving.shard) throw new RingworkError('RUNNER_NOT_LOADED', 'the shard is not loaded');
         serving.stage = createRingStage({
           peerId: net!.peerId,
@@ -267,6 +282,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           isFirst: a.range[0] === 0,
           isHead: a.range[1] === a.model.units,
           next: () => links.next(),
+          whenNext: (ms) => links.whenNext(ms),
           nextPeer: a.next,
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,
@@ -372,7 +388,9 @@ export function createContributor(o: ContributorOptions): Contributor {
     m?.stop();
     selfLink?.close();
     selfLink = undefined;
-    await stopServing();
+    const idle = spare;
+    spare = undefined;
+    await Promise.all([stopServing(), idle?.dispose()]);
     net?.close?.();
     net = undefined;
   };
@@ -488,6 +506,11 @@ export function createContributor(o: ContributorOptions): Contributor {
         phase: 'waiting',
         stats: { ...get().stats, joinedAt: clock.wallNow() },
       });
+      // Measured (the profiler has the cores to itself): start the runtime for the first shard now.
+      if (o.prewarm !== false && !serving && !spare) {
+        spare = o.createRunner();
+        void spare.warm?.();
+      }
       // `net` may be a newer connection than the first one (it dropped while the device was measured).
       membership = follow(net);
       // While the connection is down this is dropped: the rejoin announces it again.

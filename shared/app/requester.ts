@@ -15,6 +15,7 @@ import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js'
 import {
   createFailoverPipeline,
   type FailoverEvent,
+  type FailoverPhases,
   type RingLoss,
   type RingTarget,
 } from '../ring/failover-pipeline.js';
@@ -366,11 +367,14 @@ export function createRequester(o: RequesterOptions): Requester {
         ringId: ring.ringId,
         epoch: ring.epoch,
         peers: ring.stages.map((s) => s.peer),
-        async open(resume) {
+        async open(resume, progress) {
           const stages = ring.stages;
-          const first = await linkTo(net, stages[0]!.peer, a.signal);
-          const head =
-            stages.length === 1 ? first : await linkTo(net, stages[stages.length - 1]!.peer, a.signal);
+          // Both links at once: after a failover either end may be a page this tab never linked to.
+          const [first, head] = await Promise.all([
+            linkTo(net, stages[0]!.peer, a.signal),
+            stages.length === 1 ? undefined : linkTo(net, stages[stages.length - 1]!.peer, a.signal),
+          ]).then(([f, h]) => [f, h ?? f] as const);
+          progress?.linked?.();
           const session = await openRemoteSession(
             {
               requesterId: net.peerId,
@@ -420,7 +424,19 @@ export function createRequester(o: RequesterOptions): Requester {
           ...(e.recoveredAt !== undefined ? { recoveredAt: wall(e.recoveredAt) } : {}),
           ...(e.recoveryMs !== undefined ? { recoveryMs: e.recoveryMs } : {}),
           replayed: e.replayed,
+          ...(e.phases ? { phases: wallPhases(e.phases) } : {}),
         }));
+      const wallPhases = (p: FailoverPhases): NonNullable<AnswerFailover['phases']> => {
+        const out: NonNullable<AnswerFailover['phases']> = {
+          attempts: p.attempts,
+          ...(p.retriedOn ? { retriedOn: [...p.retriedOn] } : {}),
+        };
+        for (const k of ['firstRingAt', 'ringAt', 'linkedAt', 'openedAt'] as const) {
+          const t = p[k];
+          if (t !== undefined) out[k] = wall(t);
+        }
+        return out;
+      };
       failovers = shown;
       const failover = createFailoverPipeline({
         initial: targetOf(answer),

@@ -27,8 +27,11 @@ export interface RingTarget {
   epoch: number;
   /** Stage peers in ring order. */
   peers: string[];
-  /** Opens a session on this ring (resuming one when `resume` is given). */
-  open(resume?: RemoteResume): Promise<RemoteSession>;
+  /**
+   * Opens a session on this ring (resuming one when `resume` is given); `progress.linked` is called
+   * once the links to the ring's first stage and head are open (a failover's breakdown).
+   */
+  open(resume?: RemoteResume, progress?: { linked?(): void }): Promise<RemoteSession>;
 }
 
 /** A loss, as `replace` is told about it. */
@@ -63,6 +66,25 @@ export interface FailoverEvent {
   recoveryMs?: number;
   /** Positions replayed to rebuild the new ring's KV caches. */
   replayed: number;
+  /**
+   * Where the recovery's time went (clock times): the first replacement ring `replace` returned, the
+   * one the session finally opened on (later when opening a ring still loading had to be retried),
+   * its links open, and its `open` (with the replay) sent. The rest, to `recoveredAt`, is the
+   * replay and the re-sent step on the new ring.
+   */
+  phases?: FailoverPhases;
+}
+
+/** Clock times of a failover's steps (see {@link FailoverEvent.phases}). */
+export interface FailoverPhases {
+  firstRingAt?: number;
+  ringAt?: number;
+  linkedAt?: number;
+  openedAt?: number;
+  /** Rings tried (each an `open` that failed but the last). */
+  attempts: number;
+  /** The error codes that made it try again (a ring still loading, a link not open yet...). */
+  retriedOn?: ErrorCode[];
 }
 
 export interface FailoverPipelineOptions {
@@ -158,12 +180,15 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
           failovers.push(pending);
           attempt = 0;
           o.onLoss?.(pending);
-        } else if (now() - pending.detectedAt > windowMs) {
-          throw new RingworkError(
-            'RING_FAILOVER_FAILED',
-            `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer (last: ${e.code}: ${e.message}).`,
-            { details: { position, lostPeer: pending.lostPeer, lastCode: e.code }, cause: e },
-          );
+        } else {
+          // A ring that took over failed its first step: another try (within the window).
+          if (pending.phases) (pending.phases.retriedOn ??= []).push(e.code);
+          if (now() - pending.detectedAt > windowMs)
+            throw new RingworkError(
+              'RING_FAILOVER_FAILED',
+              `No ring could take the answer over within ${Math.round(windowMs / 1000)} s of losing a peer (last: ${e.code}: ${e.message}).`,
+              { details: { position, lostPeer: pending.lostPeer, lastCode: e.code }, cause: e },
+            );
         }
         await inner.close().catch(() => undefined);
         let error = e;
@@ -174,13 +199,24 @@ export function createFailoverPipeline(o: FailoverPipelineOptions): FailoverPipe
             signal,
           );
           pending.toRing = ring.ringId;
+          const phases: FailoverPhases = (pending.phases ??= { attempts: 0 });
+          phases.attempts++;
+          phases.ringAt = now();
+          phases.firstRingAt ??= phases.ringAt;
+          delete phases.linkedAt;
+          delete phases.openedAt;
           try {
-            inner = await ring.open({ history: [...history], draws });
+            inner = await ring.open(
+              { history: [...history], draws },
+              { linked: () => (phases.linkedAt = now()) },
+            );
+            phases.openedAt = now();
             return;
           } catch (e2) {
             // Links to a ring still forming may not open yet: try again (or a newer ring) in the window.
             if (!isRingLoss(e2) || now() - pending.detectedAt > windowMs) throw e2;
             error = e2;
+            if (pending.phases) (pending.phases.retriedOn ??= []).push(e2.code);
           }
         }
       };

@@ -12,6 +12,11 @@ export interface NeighbourLinks {
   update(prev: string | null, next: string | null): void;
   prev(): PeerLink | undefined;
   next(): PeerLink | undefined;
+  /**
+   * The link to the next stage once it is open: at once when it is, else when the link being
+   * dialled (or accepted) opens; undefined after `timeoutMs`, or when there is no next stage.
+   */
+  whenNext(timeoutMs: number): Promise<PeerLink | undefined>;
   /** Any open link by peer id (requesters connect too; the head answers them). */
   get(peerId: string): PeerLink | undefined;
   /** Every open link (neighbours and requesters). */
@@ -86,6 +91,25 @@ export function createNeighbourLinks(o: NeighbourLinksOptions): NeighbourLinks {
     },
     prev: () => (want.prev ? links.get(want.prev) : undefined),
     next: () => (want.next ? links.get(want.next) : undefined),
+    whenNext(timeoutMs) {
+      const id = want.next;
+      const open = id ? links.get(id) : undefined;
+      if (open?.isOpen) return Promise.resolve(open);
+      // Nothing to wait for unless the link is being dialled, or the neighbour dials it (a 2-ring).
+      const coming = !!id && (dialing.has(id) || (id === want.prev && o.selfId > id));
+      if (!id || closed || !coming) return Promise.resolve(undefined);
+      return new Promise((resolve) => {
+        const done = (l: PeerLink | undefined) => {
+          clearTimeout(timer);
+          offLink();
+          offLost();
+          resolve(l);
+        };
+        const timer = setTimeout(() => done(undefined), timeoutMs);
+        const offLink = linkListeners.add((l) => l.remoteId === id && done(l));
+        const offLost = lost.add(([peer]) => peer === id && done(undefined));
+      });
+    },
     get: (id) => links.get(id),
     all: () => [...links.values()].filter((l) => l.isOpen),
     onLink: (h) => linkListeners.add(h),

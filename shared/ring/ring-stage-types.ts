@@ -53,6 +53,8 @@ export interface RingStageLimits {
   idleMs: number;
   /** How long handing one chunk to the next stage may take before the session fails. */
   sendDeadlineMs: number;
+  /** How long an open or a chunk waits for a link to the next stage that is still connecting. */
+  nextLinkWaitMs: number;
 }
 
 export const DEFAULT_STAGE_LIMITS: RingStageLimits = {
@@ -63,6 +65,7 @@ export const DEFAULT_STAGE_LIMITS: RingStageLimits = {
   // sees no message for a session while later stages work on its step.
   idleMs: 75_000,
   sendDeadlineMs: 10_000,
+  nextLinkWaitMs: 5_000,
 };
 
 /** The {@link StageShard} of a loaded runner (`contextLength`: what the load asked for). */
@@ -87,6 +90,13 @@ export interface RingStageOptions {
   isHead: boolean;
   /** The link to the next stage (unused on the head). */
   next: () => PeerLink | undefined;
+  /**
+   * Waits (at most `timeoutMs`) for the link to the next stage when it is not open yet: a new
+   * ring's first `open` — a failover's, right after the re-plan — can arrive while that link is
+   * still connecting. Without it such an open fails at once with `RING_PEER_LOST`, and the
+   * requester tries again after a back-off.
+   */
+  whenNext?: (timeoutMs: number) => Promise<PeerLink | undefined>;
   /**
    * The next stage's peer id. When its link closes, every session here fails at once with
    * `RING_PEER_LOST` (sent back towards the requester), so a lost middle stage is known in

@@ -193,6 +193,17 @@ export function createRingStage(o: RingStageOptions): RingStage {
     }
   };
 
+  /** The link to the next stage, waiting (bounded) for one still connecting. */
+  const nextLink = async (): Promise<PeerLink> => {
+    const ready = o.next();
+    if (ready?.isOpen) return ready;
+    const later = await o.whenNext?.(limits.nextLinkWaitMs);
+    if (later?.isOpen) return later;
+    throw new RingworkError('RING_PEER_LOST', 'this stage has no link to the next stage', {
+      details: { stage: o.peerId },
+    });
+  };
+
   const onOpen = (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
       const stale = new RingworkError(
@@ -259,17 +270,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
     runnerSession.catch((e: unknown) => void fail(m.session, e));
     publish();
     if (!o.isHead) {
-      try {
-        const next = o.next();
-        if (!next) {
-          throw new RingworkError('RING_PEER_LOST', 'this stage has no link to the next stage', {
-            details: { stage: o.peerId },
-          });
-        }
-        next.sendControl(m);
-      } catch (e) {
-        void fail(m.session, e);
-      }
+      // In order with the session's chunks: they wait for the same link (nextLink), and the
+      // open's wait started first.
+      nextLink()
+        .then((next) => next.sendControl(m))
+        .catch((e: unknown) => void fail(m.session, e));
     }
   };
 
@@ -435,12 +440,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
             perfSample('stage.arrivedToSentMs', now() - arrived);
           } else if (stepDone && commits) committer.skip(t.session, t.step);
         } else {
-          const next = o.next();
-          if (!next?.isOpen) {
-            throw new RingworkError('RING_PEER_LOST', 'the link to the next stage is down', {
-              details: { stage: o.peerId },
-            });
-          }
+          const next = await nextLink();
           const rowLen = out.data.length / out.seqLen;
           const data = commits
             ? committer.output(t.session, out.data, {

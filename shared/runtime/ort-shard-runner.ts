@@ -1,6 +1,7 @@
 import type * as Ort from 'onnxruntime-common';
 import { RingworkError, throwIfAborted } from '../errors.js';
 import { compileShard, type ShardIo } from '../graph/compile-shard.js';
+import { GraphBuilder } from '../graph/onnx-builder.js';
 import type { UnitRange } from '../graph/units.js';
 import type { ModelSource } from '../model/types.js';
 import type {
@@ -119,7 +120,26 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       await old?.release();
     });
 
+  let warming: Promise<void> | undefined;
   const runner: ShardRunner = {
+    warm() {
+      // One tiny wasm session: ORT starts its runtime (the wasm module and thread pool, shared by
+      // every later session of this realm) on the first session it creates, whatever its graph.
+      warming ??= (async () => {
+        if (session || disposed) return;
+        try {
+          const g = new GraphBuilder();
+          g.output(g.node('Identity', [g.input('x', 'float32', [1])], { outputs: ['y'] }), 'float32', [1]);
+          const s = await ort.InferenceSession.create(g.build('warm', { '': 13 }), {
+            executionProviders: ['wasm'],
+          });
+          await s.release();
+        } catch {
+          /* the shard's own load reports what fails */
+        }
+      })();
+      return warming;
+    },
     async load(request: LoadRequest, opts = {}): Promise<LoadResult> {
       const t0 = now();
       // Check before tearing down the current shard: an aborted request must leave it loaded.

@@ -113,6 +113,12 @@ export interface ShardRunner {
   /** Frees a session's KV cache. Unknown ids are ignored (release is idempotent). */
   closeSession(sessionId: string): Promise<void>;
   info(): Promise<RunnerInfo>;
+  /**
+   * Starts the runtime ahead of any shard (ONNX Runtime's wasm fetched, compiled and instantiated,
+   * its thread pool started), so that the first `load` only builds its graph. Optional; resolves
+   * once warm, never rejects (a runtime that cannot start fails the `load` that needs it).
+   */
+  warm?(): Promise<void>;
   /** Releases everything. Safe to call twice. */
   dispose(): Promise<void>;
 }

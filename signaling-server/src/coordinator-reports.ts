@@ -3,7 +3,7 @@
  * Each is something one party says about another, so each is checked before it counts (who may say
  * it, how often, and whether the server can confirm it) — never acted on by one party's word alone.
  */
-import { RingworkError } from '../../shared/errors.js';
+import { refusal } from './refusal.js';
 import type { Clock } from './clock.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator-types.js';
 import type { ModelState, PeerState } from './coordinator-state.js';
@@ -48,7 +48,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const r = peerOrThrow(reporter);
       const t = peers.get(target);
       if (!t) {
-        throw new RingworkError('PROTOCOL_UNKNOWN_PEER', `Unknown peer ${target}.`, {
+        throw refusal('PROTOCOL_UNKNOWN_PEER', `Unknown peer ${target}.`, {
           details: { peer: target },
         });
       }
@@ -60,14 +60,14 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
         (ta?.kind === 'assigned' && (ta.prev === reporter || ta.next === reporter)) ||
         (ra?.kind === 'assigned' && (ra.prev === target || ra.next === target));
       if (reporter === target || !(neighbour || introducedByRing(r, target) || opts.allowAnyRelay)) {
-        throw new RingworkError(
+        throw refusal(
           'PROTOCOL_NOT_ALLOWED',
           `You have no connection to ${target}; only its ring neighbours and the requesters it serves may report it.`,
           { details: { peer: target } },
         );
       }
       if (!r.reportBucket.take()) {
-        throw new RingworkError(
+        throw refusal(
           'PROTOCOL_RATE_LIMITED',
           `Too many unreachable reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
           { details: { burst: reportBurst, refillMs: reportRefillMs } },
@@ -89,16 +89,12 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const ms = byModel.get(modelId);
       const ring = ms && servingRings(ms).find((x) => x.ringId === lap.ringId);
       if (!ms || !ring || ringIdsOfKey(r.subscriptions.get(modelId))[0] !== lap.ringId) {
-        throw new RingworkError(
-          'PROTOCOL_NOT_ALLOWED',
-          `You were not sent ring ${lap.ringId}; no lap to report.`,
-          {
-            details: { ringId: lap.ringId },
-          },
-        );
+        throw refusal('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${lap.ringId}; no lap to report.`, {
+          details: { ringId: lap.ringId },
+        });
       }
       if (!r.lapBucket.take()) {
-        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many lap reports: one per 5 s.', {});
+        throw refusal('PROTOCOL_RATE_LIMITED', 'Too many lap reports: one per 5 s.', {});
       }
       // The plan predicts the planned ring only: a replica's laps are not compared with it.
       const predictedMs = ring === ms.ring ? (ms.plan?.predicted.latencyS ?? 0) * 1000 : 0;
@@ -132,12 +128,12 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       const ring = ms && servingRings(ms).find((x) => x.ringId === stall.ringId);
       if (!ring) return [];
       if (ringIdsOfKey(r.subscriptions.get(modelId))[0] !== stall.ringId) {
-        throw new RingworkError('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
+        throw refusal('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${stall.ringId}.`, {
           details: { ringId: stall.ringId },
         });
       }
       if (!r.reportBucket.take()) {
-        throw new RingworkError(
+        throw refusal(
           'PROTOCOL_RATE_LIMITED',
           `Too many stall reports: ${reportBurst} at once, then one per ${reportRefillMs} ms.`,
           { details: { burst: reportBurst, refillMs: reportRefillMs } },
@@ -150,7 +146,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
     reportLinks(reporter, entries) {
       const r = peerOrThrow(reporter);
       if (!r.linkBucket.take()) {
-        throw new RingworkError('PROTOCOL_RATE_LIMITED', 'Too many link reports: one per 5 s.', {});
+        throw refusal('PROTOCOL_RATE_LIMITED', 'Too many link reports: one per 5 s.', {});
       }
       // Only a link the reporter is part of, to a peer it was introduced to, counts.
       const { accepted, changed } = matrix.report(reporter, entries, (peer) => canSignal(reporter, peer));

@@ -129,19 +129,25 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     }
   };
 
-  const schedule = (why: string): void => {
+  const schedule = (why: string, urgent = false): void => {
     if (stopped) return;
     const now = clock.now();
     if (timer === null) firstScheduledAt = now;
     else clock.clearTimeout(timer);
     // Debounce, but never past maxWait: a steady trickle of joins must not postpone planning forever.
-    const delay = Math.max(0, Math.min(debounceMs, firstScheduledAt + maxWaitMs - now));
+    // A ring that lost a stage is not: its answers are stalled until the re-plan (a failover's
+    // recovery waited the whole debounce for it).
+    const delay = urgent ? 0 : Math.max(0, Math.min(debounceMs, firstScheduledAt + maxWaitMs - now));
     log.debug({ why, delay }, 're-plan scheduled');
     timer = clock.setTimeout(() => {
       timer = null;
       replanNow();
     }, delay);
   };
+
+  /** Whether `id` is a stage of a model's planned ring or one of its replicas. */
+  const inAnyRing = (id: string): boolean =>
+    models.some((m) => [m.ring, ...m.replicas].some((r) => r?.stages.some((s) => s.peer === id)));
 
   /** Whether a peer's claim is part of the fleet others are compared with. */
   const inFleet = (q: PeerState): boolean => q.online && q.claimed !== null && q.roles.has('contributor');
@@ -627,7 +633,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         p.sentKey = null;
         p.status = null;
       }
-      if (p.capability) schedule(`${id} ${online ? 'back online' : 'went offline'}`);
+      if (p.capability) schedule(`${id} ${online ? 'back online' : 'went offline'}`, !online && inAnyRing(id));
     },
     removePeer(id, reason) {
       const p = peers.get(id);
@@ -639,10 +645,10 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
       matrix.forget(id);
       for (const q of peers.values()) q.laps.delete(id);
-      const inRing = models.some((m) => m.ring?.stages.some((s) => s.peer === id));
+      const inRing = inAnyRing(id);
       log.info({ peer: id, reason, inRing }, 'peer removed');
       // An offline peer was already planned out.
-      if (p.capability && p.online) schedule(`${id} removed: ${reason}`);
+      if (p.capability && p.online) schedule(`${id} removed: ${reason}`, inRing);
     },
     requestRing(id, modelId, security) {
       const p = peerOrThrow(id);

@@ -13,7 +13,8 @@
  * - a receiver whose unsent output is high ("busy") is not sent more: the sender is refused, so the
  *   slow-consumer cut only ever hits a reader that falls behind on its own traffic.
  */
-import { RingworkError } from '../../shared/errors.js';
+import type { RingworkError } from '../../shared/errors.js';
+import { refusal } from './refusal.js';
 import {
   SIGNALING_VERSION,
   type ClientMessageOf,
@@ -141,19 +142,17 @@ export function createRelay(opts: RelayOptions): Relay {
     relay(from, msg) {
       const to = msg.to;
       if (to === from)
-        refuse(
-          new RingworkError('PROTOCOL_NOT_ALLOWED', 'A peer cannot signal itself.', { details: { to } }),
-        );
+        refuse(refusal('PROTOCOL_NOT_ALLOWED', 'A peer cannot signal itself.', { details: { to } }));
       if (!opts.isKnown(to)) {
         refuse(
-          new RingworkError('PROTOCOL_UNKNOWN_PEER', `No peer ${to}; nothing is queued for unknown ids.`, {
+          refusal('PROTOCOL_UNKNOWN_PEER', `No peer ${to}; nothing is queued for unknown ids.`, {
             details: { to },
           }),
         );
       }
       if (!opts.canSignal(from, to)) {
         refuse(
-          new RingworkError(
+          refusal(
             'PROTOCOL_NOT_ALLOWED',
             `You were not introduced to ${to}: only ring neighbours, and requesters with the first stage and head of their ring, may signal each other.`,
             { details: { to } },
@@ -165,7 +164,7 @@ export function createRelay(opts: RelayOptions): Relay {
       const p = msg.payload;
       if (p.kind === 'sdp' && p.sdp.sdp.length > limits.maxSdpBytes) {
         throttle(
-          new RingworkError(
+          refusal(
             'PROTOCOL_FRAME_TOO_LARGE',
             `SDP of ${p.sdp.sdp.length} bytes; at most ${limits.maxSdpBytes} are relayed.`,
             { details: { bytes: p.sdp.sdp.length, max: limits.maxSdpBytes } },
@@ -175,7 +174,7 @@ export function createRelay(opts: RelayOptions): Relay {
       const pair = `${from}\u0000${to}`;
       if (!pairRate.take(pair)) {
         throttle(
-          new RingworkError(
+          refusal(
             'PROTOCOL_RATE_LIMITED',
             `Too many signals to ${to}: at most ${limits.relayPairPerSecond}/s (bursts of ${limits.relayPairBurst}).`,
             { details: { to, perSecond: limits.relayPairPerSecond, burst: limits.relayPairBurst } },
@@ -184,7 +183,7 @@ export function createRelay(opts: RelayOptions): Relay {
       }
       if (msg.conn !== undefined && !admitConnId(pair, msg.conn, now)) {
         throttle(
-          new RingworkError(
+          refusal(
             'PROTOCOL_RATE_LIMITED',
             `Too many connections to ${to} at once: at most ${limits.relayConnIdsPerPair}; reuse one or wait ${CONN_ID_IDLE_MS / 1000} s.`,
             { details: { to, max: limits.relayConnIdsPerPair } },
@@ -193,7 +192,7 @@ export function createRelay(opts: RelayOptions): Relay {
       }
       if (opts.busy?.(to)) {
         throttle(
-          new RingworkError('PROTOCOL_RATE_LIMITED', `Peer ${to} is not keeping up right now; retry later.`, {
+          refusal('PROTOCOL_RATE_LIMITED', `Peer ${to} is not keeping up right now; retry later.`, {
             details: { to, busy: true },
           }),
         );
@@ -201,7 +200,7 @@ export function createRelay(opts: RelayOptions): Relay {
       const bytes = p.kind === 'sdp' ? p.sdp.sdp.length : p.candidate ? p.candidate.candidate.length : 0;
       if (!inbound.take(to, bytes + 64)) {
         throttle(
-          new RingworkError(
+          refusal(
             'PROTOCOL_RATE_LIMITED',
             `Peer ${to} receives too much signaling right now (at most ${limits.relayInboundBytesPerSecond} bytes/s from everyone); retry later.`,
             { details: { to, bytesPerSecond: limits.relayInboundBytesPerSecond } },
@@ -222,7 +221,7 @@ export function createRelay(opts: RelayOptions): Relay {
       });
       if (!delivered) {
         refuse(
-          new RingworkError(
+          refusal(
             'PROTOCOL_UNKNOWN_PEER',
             `Peer ${to} is not connected right now; nothing is queued. Retry after it resumes.`,
             {

@@ -49,6 +49,30 @@ describe('neighbour links', () => {
     expect(r.lost).toEqual([]);
   });
 
+  it('whenNext resolves once the link being dialled opens; at once without a dial; undefined after its wait', async () => {
+    const hub = createMemoryTransportHub();
+    const a = createNeighbourLinks({ transport: hub.transport('a'), selfId: 'a' });
+    // No next stage, or one nobody dials: nothing to wait for.
+    expect(await a.whenNext(60_000)).toBeUndefined();
+    // Re-planned onto a new next stage: while the dial is in flight, whenNext waits for it.
+    const b2 = createNeighbourLinks({ transport: hub.transport('b2'), selfId: 'b2' });
+    b2.update('a', null);
+    const t0 = Date.now();
+    a.update('b', 'b2');
+    expect(a.next()).toBeUndefined();
+    const link = await a.whenNext(60_000);
+    expect(link?.remoteId).toBe('b2');
+    expect(link?.isOpen).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    // Open already: at once.
+    expect(await a.whenNext(1)).toBe(link);
+    // A next stage that cannot be reached: undefined (its dial failed; nothing to wait for).
+    a.update('b', 'nobody');
+    expect(await a.whenNext(60_000)).toBeUndefined();
+    a.close();
+    b2.close();
+  });
+
   it('a neighbour that goes away is reported lost', async () => {
     const r = ring(['a', 'b', 'c']);
     r.assign(['a', 'b', 'c']);

@@ -27,8 +27,15 @@ interface Peer {
   wake: Array<() => void>;
 }
 
-async function open(port: number, roles: string[]): Promise<Peer> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+/**
+ * Opens an honest peer. `address`: the client address it comes from (the server trusts 127.0.0.1
+ * as its proxy), so that each measuring peer has its own per-address frame budget.
+ */
+async function open(port: number, roles: string[], address?: string): Promise<Peer> {
+  const ws = new WebSocket(
+    `ws://127.0.0.1:${port}/ws`,
+    address ? { headers: { 'x-forwarded-for': address } } : {},
+  );
   const peer: Peer = { ws, id: '', inbox: [], wake: [] };
   ws.on('message', (d: Buffer) => {
     peer.inbox.push(JSON.parse(d.toString()) as Record<string, unknown>);
@@ -114,6 +121,21 @@ function runFlooder(order: FloodOrder): { started: Promise<void>; done: Promise<
   return { started, done };
 }
 
+/**
+ * The honest probes, sized for a sound p99 (about 2,000 heartbeats and 300 relay round trips in an
+ * 8 s phase on an idle machine; a p99 of ~40 samples was their maximum, decided by one hiccup):
+ * `OBSERVERS` extra honest peers each heartbeat as fast as the per-connection frame rate (50/s)
+ * comfortably allows, and `REQUESTERS` requesters each signal both stages they are introduced to
+ * (first stage and head, which echo), each pair below the relay's pair quota (10/s). Every observer
+ * and requester comes from its own address.
+ */
+const OBSERVERS = 6;
+const REQUESTERS = 3;
+/** Pause between one peer's heartbeats (after the ack), ms: ≤ 40/s per connection. */
+const BEAT_GAP_MS = 25;
+/** Pause between one pair's relay round trips, ms: ≤ 8/s per pair. */
+const RELAY_GAP_MS = 120;
+
 /** What one phase measured. */
 export interface FloodPhase {
   phase: 'alone' | FloodKind;
@@ -167,12 +189,19 @@ export async function measureFloods(o: HostileBenchOptions): Promise<FloodPhase[
     keepAlive = setInterval(() => {
       for (const m of members) m.ws.send(JSON.stringify({ type: 'heartbeat', v: 1, sentAt: -1 }));
     }, 2000);
-    const req = await open(port, ['requester']);
-    peers.push(...members, req);
-    req.ws.send(JSON.stringify({ type: 'ring-request', v: 1, model: MODEL }));
-    const ring = (await next(req, (x) => x.type === 'ring')) as { stages: Array<{ peer: string }> };
-    const firstId = ring.stages[0]!.peer;
-    const first = members.find((m) => m.id === firstId)!;
+    const reqs: Peer[] = [];
+    let ring: { stages: Array<{ peer: string }> } | undefined;
+    for (let i = 0; i < REQUESTERS; i++) {
+      const req = await open(port, ['requester'], `10.77.0.${i + 1}`);
+      req.ws.send(JSON.stringify({ type: 'ring-request', v: 1, model: MODEL }));
+      ring = (await next(req, (x) => x.type === 'ring')) as { stages: Array<{ peer: string }> };
+      reqs.push(req);
+    }
+    const observers: Peer[] = [];
+    for (let i = 0; i < OBSERVERS; i++) observers.push(await open(port, ['requester'], `10.78.0.${i + 1}`));
+    peers.push(...members, ...reqs, ...observers);
+    const firstId = ring!.stages[0]!.peer;
+    const headId = ring!.stages[ring!.stages.length - 1]!.peer;
     const cand = (p: number) => ({
       kind: 'candidate',
       candidate: {
@@ -180,12 +209,16 @@ export async function measureFloods(o: HostileBenchOptions): Promise<FloodPhase[
         sdpMid: '0',
       },
     });
-    // The first stage echoes every candidate from the requester: one relay round trip per sample.
-    first.ws.on('message', (d: Buffer) => {
-      const m = JSON.parse(d.toString()) as { type: string; from?: string };
-      if (m.type === 'signal' && m.from === req.id)
-        first.ws.send(JSON.stringify({ type: 'signal', v: 1, to: req.id, payload: cand(6001) }));
-    });
+    // The first stage and the head echo every candidate from a requester: one relay round trip per sample.
+    const reqIds = new Set(reqs.map((r) => r.id));
+    for (const stage of new Set([firstId, headId])) {
+      const m = members.find((x) => x.id === stage)!;
+      m.ws.on('message', (d: Buffer) => {
+        const msg = JSON.parse(d.toString()) as { type: string; from?: string };
+        if (msg.type === 'signal' && msg.from && reqIds.has(msg.from))
+          m.ws.send(JSON.stringify({ type: 'signal', v: 1, to: msg.from, payload: cand(6001) }));
+      });
+    }
 
     const phase = async (name: FloodPhase['phase']): Promise<FloodPhase> => {
       let flooder: ReturnType<typeof runFlooder> | null = null;
@@ -195,7 +228,7 @@ export async function measureFloods(o: HostileBenchOptions): Promise<FloodPhase[
           kind: name,
           ms: o.floodPhaseMs + 1500,
           victim: firstId,
-          stages: ring.stages.map((s) => s.peer),
+          stages: ring!.stages.map((s) => s.peer),
           sockets: o.floodSockets,
           addresses: o.floodAddresses,
           model: MODEL,
@@ -210,25 +243,29 @@ export async function measureFloods(o: HostileBenchOptions): Promise<FloodPhase[
       const relay: number[] = [];
       const beats: number[] = [];
       const end = Date.now() + o.floodPhaseMs;
-      const hb = members[1]!;
-      const beatLoop = (async () => {
+      const beatLoop = async (hb: Peer) => {
         while (Date.now() < end) {
           const t = performance.now();
           hb.ws.send(JSON.stringify({ type: 'heartbeat', v: 1, sentAt: t }));
           await next(hb, (x) => x.type === 'heartbeat-ack' && x.sentAt === t);
           beats.push(performance.now() - t);
-          await new Promise((r) => setTimeout(r, 40));
+          await new Promise((r) => setTimeout(r, BEAT_GAP_MS));
         }
-      })();
-      // The pair quota is 10 signals/s: sample below it.
-      while (Date.now() < end) {
-        const t = performance.now();
-        req.ws.send(JSON.stringify({ type: 'signal', v: 1, to: firstId, payload: cand(5000) }));
-        await next(req, (x) => x.type === 'signal' && x.from === firstId);
-        relay.push(performance.now() - t);
-        await new Promise((r) => setTimeout(r, 120));
-      }
-      await beatLoop;
+      };
+      // The pair quota is 10 signals/s: each pair samples below it.
+      const relayLoop = async (req: Peer, to: string) => {
+        while (Date.now() < end) {
+          const t = performance.now();
+          req.ws.send(JSON.stringify({ type: 'signal', v: 1, to, payload: cand(5000) }));
+          await next(req, (x) => x.type === 'signal' && x.from === to);
+          relay.push(performance.now() - t);
+          await new Promise((r) => setTimeout(r, RELAY_GAP_MS));
+        }
+      };
+      await Promise.all([
+        ...observers.map(beatLoop),
+        ...reqs.flatMap((r) => [...new Set([firstId, headId])].map((to) => relayLoop(r, to))),
+      ]);
       const serverCpuMs = cpuMsOf(server.pid) - cpu0;
       const after = await snapshot();
       const attacker = flooder ? await flooder.done : null;
@@ -263,7 +300,7 @@ export async function measureFloods(o: HostileBenchOptions): Promise<FloodPhase[
       o.log(`  flood phase ${name}...`);
       const r = await phase(name);
       o.log(
-        `    relay p50/p99 ${r.relay.p50.toFixed(1)}/${r.relay.p99.toFixed(1)} ms, heartbeat ${r.heartbeat.p50.toFixed(1)}/${r.heartbeat.p99.toFixed(1)} ms, server loop p99/max ${r.serverLoop.p99.toFixed(1)}/${r.serverLoop.max.toFixed(1)} ms, server CPU ${r.serverCpuMs} ms; frames in ${r.framesIn}, dropped ${r.framesDropped}, pauses ${r.pauses}${r.attacker ? `; attacker sent ${r.attacker.sent} using ${r.attacker.cpuMs} ms CPU, closes ${JSON.stringify(r.attacker.closes)}` : ''}`,
+        `    relay p50/p99 ${r.relay.p50.toFixed(1)}/${r.relay.p99.toFixed(1)} ms (n ${r.relay.n}), heartbeat ${r.heartbeat.p50.toFixed(1)}/${r.heartbeat.p99.toFixed(1)} ms (n ${r.heartbeat.n}), server loop p99/max ${r.serverLoop.p99.toFixed(1)}/${r.serverLoop.max.toFixed(1)} ms, server CPU ${r.serverCpuMs} ms; frames in ${r.framesIn}, dropped ${r.framesDropped}, pauses ${r.pauses}${r.attacker ? `; attacker sent ${r.attacker.sent} using ${r.attacker.cpuMs} ms CPU, closes ${JSON.stringify(r.attacker.closes)}` : ''}`,
       );
       results.push(r);
     }
@@ -282,8 +319,8 @@ export async function relayFloodSection(o: HostileBenchOptions): Promise<Hostile
   const f = (x: number) => x.toFixed(1);
   const rows: HostileRow[] = [
     {
-      metric: 'alone: relay p50/p99 | heartbeat p50/p99 | server loop p99',
-      value: `${f(alone.relay.p50)}/${f(alone.relay.p99)} | ${f(alone.heartbeat.p50)}/${f(alone.heartbeat.p99)} | ${f(alone.serverLoop.p99)} ms`,
+      metric: 'alone: relay p50/p99 (n) | heartbeat p50/p99 (n) | server loop p99',
+      value: `${f(alone.relay.p50)}/${f(alone.relay.p99)} ms (${alone.relay.n}) | ${f(alone.heartbeat.p50)}/${f(alone.heartbeat.p99)} ms (${alone.heartbeat.n}) | ${f(alone.serverLoop.p99)} ms`,
     },
   ];
   for (const p of phases.slice(1)) {
@@ -294,8 +331,8 @@ export async function relayFloodSection(o: HostileBenchOptions): Promise<Hostile
     ] as const) {
       const target = floodTarget(base.p99);
       rows.push({
-        metric: `${who}: ${name} p50/p99 (p99 vs alone)`,
-        value: `${f(got.p50)}/${f(got.p99)} ms (${(got.p99 / base.p99).toFixed(2)}×)`,
+        metric: `${who}: ${name} p50/p99 (p99 vs alone; samples)`,
+        value: `${f(got.p50)}/${f(got.p99)} ms (${(got.p99 / base.p99).toFixed(2)}×; n ${got.n})`,
         target: `p99 ≤ ${f(target)} ms`,
         pass: got.p99 <= target,
       });

@@ -18,12 +18,28 @@
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
-import { runSwarm, type SwarmAnswer, type SwarmAsk } from '../swarm/swarm-run.js';
+import { runSwarm, type FailoverBreakdown, type SwarmAnswer, type SwarmAsk } from '../swarm/swarm-run.js';
 import { intFlag, numFlag, runCli, usage } from './cli-util.js';
 
 /** Recovery targets (page close → next token), p95. */
 const TARGET_P95_MS = { with: 3_000, without: 10_000 } as const;
 type Mode = keyof typeof TARGET_P95_MS;
+
+/** The steps of a recovery the bench breaks its time into (swarm-run.ts `FailoverBreakdown`). */
+const BREAKDOWN_STEPS = [
+  ['detect', 'page closed → the requester noticed'],
+  ['replan', "→ the coordinator's replacement ring arrived"],
+  ['retry', '→ the ring that took over (opening rings still loading)'],
+  ['links', '→ links to its first stage and head open'],
+  ['open', '→ open and replay sent'],
+  ['replay', '→ replay and the re-sent step answered (the next token)'],
+] as const satisfies ReadonlyArray<
+  readonly [Exclude<keyof FailoverBreakdown, 'attempts' | 'retriedOn'>, string]
+>;
+
+const breakdownLine = (b: FailoverBreakdown): string =>
+  BREAKDOWN_STEPS.map(([k]) => `${k} ${Math.round(b[k])}`).join(' + ') +
+  (b.attempts > 1 ? `, ${b.attempts} rings tried (retried on ${b.retriedOn.join(', ')})` : '');
 
 /** A small seeded generator (mulberry32): the bench's victims and kill points are repeatable. */
 function rng(seed: number): () => number {
@@ -96,6 +112,8 @@ runCli(async () => {
   const sections = [];
   for (const mode of modes) {
     const load0 = loadavg()[0]!;
+    /** The 1-minute load average after each answer. */
+    const loads: number[] = [];
     log(`--- ${mode} standby replicas (load average ${load0.toFixed(1)}) ---`);
     let result: Awaited<ReturnType<typeof runSwarm>>;
     try {
@@ -112,9 +130,10 @@ runCli(async () => {
         ...(values.trace ? { trace: true } : {}),
         onAnswer: (a, n, reference) => {
           const f = a.failovers?.[0];
+          loads.push(loadavg()[0]!);
           log(
             `run ${n}/${runs} (${mode} standby): stage ${asks[n - 1]!.kill!.stage} closed after ${f?.killedAfter ?? '?'} tokens → ` +
-              `${f ? `${f.cause}${f.viaStandby ? ' (standby swapped in)' : ''}, noticed in ${f.detectMs} ms, recovered in ${f.recoveryMs} ms` : 'no failover'}; ` +
+              `${f ? `${f.cause}${f.viaStandby ? ' (standby swapped in)' : ''}, noticed in ${Math.round(f.detectMs)} ms, recovered in ${Math.round(f.recoveryMs)} ms${f.breakdown ? ` (${breakdownLine(f.breakdown)})` : ''}` : 'no failover'}; ` +
               `text ${a.text === reference.text ? 'identical' : 'DIFFERENT'}; load ${loadavg()[0]!.toFixed(1)}`,
           );
         },
@@ -123,10 +142,12 @@ runCli(async () => {
       // One mode's swarm failing to start (say) still lets the other run and be reported.
       const why = e instanceof Error ? e.message : String(e);
       log(`${mode} standby: the swarm failed: ${why}`);
-      sections.push(summarise(mode, '', [], why, 0, load0));
+      sections.push(summarise(mode, '', [], why, 0, load0, loads));
       continue;
     }
-    sections.push(summarise(mode, result.text, result.more ?? [], result.moreError, result.elapsedS, load0));
+    sections.push(
+      summarise(mode, result.text, result.more ?? [], result.moreError, result.elapsedS, load0, loads),
+    );
   }
   const common = { asked: runs, peers, steps, temperature, seed };
   // Both swarms' undisturbed answers must agree too.
@@ -144,7 +165,8 @@ runCli(async () => {
   for (const x of sections) {
     lines.push(
       '',
-      `${x.mode} standby replicas (load average ${x.loadStart.toFixed(1)} at start, ${x.loadEnd.toFixed(1)} at end):`,
+      `${x.mode} standby replicas (load average ${x.loadStart.toFixed(1)} at start, ${x.loadEnd.toFixed(1)} at end, ` +
+        `${x.loadDuring.min.toFixed(1)}–${x.loadDuring.max.toFixed(1)} after the answers, median ${x.loadDuring.p50.toFixed(1)}):`,
       ...(x.stoppedEarly !== undefined
         ? [`  STOPPED EARLY after ${x.runs} of ${runs} runs: ${x.stoppedEarly}`]
         : []),
@@ -155,6 +177,16 @@ runCli(async () => {
       `  loss noticed after:    p50 ${s(x.detectMs.p50)}  p95 ${s(x.detectMs.p95)}`,
       `  recovery (close → next token): p50 ${s(x.recoveryMs.p50)}  p95 ${s(x.recoveryMs.p95)}  max ${s(x.recoveryMs.max)}  ` +
         `(target p95 < ${s(x.targetP95Ms)}: ${x.recoveryMs.p95 < x.targetP95Ms ? 'PASS' : 'MISS'})`,
+      `  where it went (p50 / p95 over ${x.breakdown.n} recoveries):`,
+      ...BREAKDOWN_STEPS.map(
+        ([k, what]) => `    ${k.padEnd(7)} ${s(x.breakdown[k].p50)} / ${s(x.breakdown[k].p95)}  ${what}`,
+      ),
+      `    rings tried per recovery: p50 ${x.breakdown.attempts.p50}, max ${x.breakdown.attempts.max}` +
+        (Object.keys(x.breakdown.retriedOn).length
+          ? ` (tried again on ${Object.entries(x.breakdown.retriedOn)
+              .map(([k, n]) => `${k} ×${n}`)
+              .join(', ')})`
+          : ''),
       `  elapsed:               ${x.elapsedS.toFixed(0)} s`,
     );
   }
@@ -168,6 +200,7 @@ runCli(async () => {
     stoppedEarly: string | undefined,
     elapsedS: number,
     loadStart: number,
+    loads: number[],
   ) {
     const losses = answers.flatMap((a) => a.failovers ?? []);
     const recovery = losses.map((f) => f.recoveryMs).filter(Number.isFinite);
@@ -179,6 +212,18 @@ runCli(async () => {
       p95: quantile(xs, 0.95),
       max: xs.length ? Math.max(...xs) : NaN,
     });
+    const broken = losses.flatMap((f) => (f.breakdown ? [f.breakdown] : []));
+    const breakdown = {
+      n: broken.length,
+      ...(Object.fromEntries(BREAKDOWN_STEPS.map(([k]) => [k, stats(broken.map((b) => b[k]))])) as Record<
+        (typeof BREAKDOWN_STEPS)[number][0],
+        ReturnType<typeof stats>
+      >),
+      attempts: stats(broken.map((b) => b.attempts)),
+      retriedOn: {} as Record<string, number>,
+    };
+    for (const c of broken.flatMap((b) => b.retriedOn))
+      breakdown.retriedOn[c] = (breakdown.retriedOn[c] ?? 0) + 1;
     return {
       mode,
       runs: answers.length,
@@ -190,8 +235,10 @@ runCli(async () => {
       recoveryMs: stats(recovery),
       detectMs: stats(detect),
       targetP95Ms: TARGET_P95_MS[mode],
+      breakdown,
       loadStart,
       loadEnd: loadavg()[0]!,
+      loadDuring: { ...stats(loads), min: loads.length ? Math.min(...loads) : NaN },
       elapsedS,
       reference,
       perRun: answers.map((a, i) => ({

@@ -1,7 +1,7 @@
 /**
  * `npm run bench:hostile [-- --steps 20] [--sessions 250] [--prompt 500] [--rounds 3]
  * [--budget-sessions 8] [--per-requester 4] [--model public/models/stories260K/stories260K.bin]
- * [--phase-s 4] [--flood-sockets 15] [--flood-addresses one-64|distinct] [--floods offers,frames,rumours]
+ * [--phase-s 8] [--flood-sockets 15] [--flood-addresses one-64|distinct] [--floods offers,frames,rumours]
  * [--only relay-floods,session-exhaustion] [--json]`
  *
  * What hostile tabs can do, in one run: honest relay and heartbeat round trips on the real server
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     rounds: int('rounds', values.rounds, 3, 1),
     budgetSessions: int('budget-sessions', values['budget-sessions'], 8, 1),
     maxSessionsPerRequester: int('per-requester', values['per-requester'], 4, 1),
-    floodPhaseMs: int('phase-s', values['phase-s'], 4, 1) * 1000,
+    floodPhaseMs: int('phase-s', values['phase-s'], 8, 1) * 1000,
     floodSockets: int('flood-sockets', values['flood-sockets'], 15, 1),
     floodAddresses: addresses,
     ...(floods ? { floodKinds: floods as FloodKind[] } : {}),

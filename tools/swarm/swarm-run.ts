@@ -209,6 +209,46 @@ export interface SwarmFailover {
   recoveryMs: number;
   /** Whether a standby replica took the lost stage's place (else the survivors were re-planned). */
   viaStandby: boolean;
+  /** Where the recovery's time went, ms (see {@link FailoverBreakdown}); absent when the page showed none. */
+  breakdown?: FailoverBreakdown;
+}
+
+/**
+ * A recovery split into its steps, ms each, as the requester page timed them; they add up to
+ * `recoveryMs`: `detect` (the close to the requester noticing), `replan` (to the first replacement
+ * ring), `retry` (opening rings still loading, to the ring that took the answer on), `links` (to the
+ * links to its first stage and head being open), `open` (the `open` and the replay sent) and
+ * `replay` (the replay and the re-sent step, to the next token).
+ */
+export interface FailoverBreakdown {
+  detect: number;
+  replan: number;
+  retry: number;
+  links: number;
+  open: number;
+  replay: number;
+  /** Rings tried, and the error codes that made the requester try again. */
+  attempts: number;
+  retriedOn: string[];
+}
+
+/** The steps of one failover, from the page's wall-clock marks and the moment of the close. */
+function breakdownOf(f: PageFailover, killedAt: number): FailoverBreakdown | undefined {
+  const p = f.phases;
+  if (!p || f.recoveredAt === undefined || p.ringAt === undefined || p.openedAt === undefined)
+    return undefined;
+  const firstRingAt = p.firstRingAt ?? p.ringAt;
+  const linkedAt = p.linkedAt ?? p.openedAt;
+  return {
+    detect: Math.max(0, f.detectedAt - killedAt),
+    replan: firstRingAt - f.detectedAt,
+    retry: p.ringAt - firstRingAt,
+    links: linkedAt - p.ringAt,
+    open: p.openedAt - linkedAt,
+    replay: f.recoveredAt - p.openedAt,
+    attempts: p.attempts,
+    retriedOn: p.retriedOn ?? [],
+  };
 }
 
 /** What the chat page shows of a failover (chat-page.tsx `data-failovers`). */
@@ -219,6 +259,14 @@ interface PageFailover {
   detectedAt: number;
   recoveredAt?: number;
   replayed: number;
+  phases?: {
+    firstRingAt?: number;
+    ringAt?: number;
+    linkedAt?: number;
+    openedAt?: number;
+    attempts: number;
+    retriedOn?: string[];
+  };
 }
 
 /** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */
@@ -741,17 +789,21 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         const after = await snapshot(server.url);
         const ringNow = after.rings.find((r) => r.model === modelId);
         const viaStandby = !!ringNow?.stages.some((s) => standbyPeers.has(s.peer));
-        failovers = seen.map((f) => ({
-          stage: victim.stage,
-          peer: victim.peer,
-          killedAfter,
-          cause: f.cause,
-          position: f.position,
-          replayed: f.replayed,
-          detectMs: Math.max(0, f.detectedAt - killedAt),
-          recoveryMs: Math.max(0, (f.recoveredAt ?? NaN) - killedAt),
-          viaStandby,
-        }));
+        failovers = seen.map((f) => {
+          const breakdown = breakdownOf(f, killedAt);
+          return {
+            stage: victim.stage,
+            peer: victim.peer,
+            killedAfter,
+            cause: f.cause,
+            position: f.position,
+            replayed: f.replayed,
+            detectMs: Math.max(0, f.detectedAt - killedAt),
+            recoveryMs: Math.max(0, (f.recoveredAt ?? NaN) - killedAt),
+            viaStandby,
+            ...(breakdown ? { breakdown } : {}),
+          };
+        });
       }
       return {
         text,

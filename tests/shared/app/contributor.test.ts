@@ -336,6 +336,43 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     await cb.stop();
   });
 
+  it('warms one runner when it joins, before any assignment, and loads its first shard on that runner', async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    const made: Array<{ warmed: number; loads: number }> = [];
+    const createRunner = (): ShardRunner => {
+      const inner = stories260KRunner();
+      const seen = { warmed: 0, loads: 0 };
+      made.push(seen);
+      return {
+        ...inner,
+        warm: async () => {
+          seen.warmed++;
+          await inner.warm?.();
+        },
+        load: (r, o) => (seen.loads++, inner.load(r, o)),
+      };
+    };
+    const c = createContributor({ network: async () => hub.network(a), createRunner });
+    await c.start({ capability: CAPABILITY });
+    // Joined, nothing assigned: one runner already started and warming.
+    expect(made).toEqual([{ warmed: 1, loads: 0 }]);
+    assign(hub, [{ peer: a, range: [0, 7] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    expect(made).toEqual([{ warmed: 1, loads: 1 }]);
+    await c.stop();
+    // Without prewarm the runner starts with the first shard.
+    const cold: typeof made = [];
+    const c2 = createContributor({
+      network: async () => hub.network(pid('b')),
+      prewarm: false,
+      createRunner: () => (cold.push({ warmed: 0, loads: 0 }), stories260KRunner()),
+    });
+    await c2.start({ capability: CAPABILITY });
+    expect(cold).toEqual([]);
+    await c2.stop();
+  });
+
   it('probes its ring neighbours slowly and reports the links it is part of (link-report)', async () => {
     const hub = createFakeSignalingHub();
     const [a, b] = [pid('a'), pid('b')];

@@ -58,6 +58,7 @@ export const workerApi = {
     runner = nullCompute ? createNullComputeRunner(ortRunner) : ortRunner;
     return calls.run(opId, (signal) => runner.load(request, { signal, onProgress }));
   },
+  warm: () => ortRunner.warm!(),
   openSession: () => wire(() => runner.openSession()),
   async step(sessionId: string, input: StepInput, opId: number) {
     const out = await calls.run(opId, (signal) => runner.step(sessionId, input, { signal }));

@@ -78,6 +78,7 @@ export function createWorkerShardRunner(
         api.load(request, op, o.onProgress ? Comlink.proxy(o.onProgress) : undefined, !!opts.nullCompute),
       );
     },
+    warm: () => (disposed ? Promise.resolve() : call(undefined, () => api.warm()).catch(() => undefined)),
     openSession: () => call(undefined, () => api.openSession()),
     step: (sessionId, input, o = {}) =>
       call(o.signal, (op) => {

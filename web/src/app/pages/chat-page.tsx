@@ -196,7 +196,15 @@ export function ChatPage() {
             </select>
           </label>
           <div className="field" style={{ marginBottom: '0.75rem' }}>
-            <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
+            <label
+              style={{
+                color: 'var(--muted)',
+                display: 'flex',
+                gap: '0.5rem',
+                alignItems: 'center',
+                fontSize: '0.9rem',
+              }}
+            >
               <input
                 type="checkbox"
                 data-testid="draft"

@@ -16,7 +16,7 @@
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
  * `--database`/`RINGWORK_DATABASE`, `--no-ledger`), stake (`--stake-contract`/`RINGWORK_STAKE_CONTRACT`,
  * `--slasher-key FILE` (alias `--coordinator-key-file`)/`RINGWORK_SLASHER_KEY_FILE`, `--min-stake WEI`/`RINGWORK_MIN_STAKE`,
- * `--model-min-stake <id>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
+ * `--model-min-stake <id>=<wei>[,...]`, `--level-min-stake <k>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
@@ -363,6 +363,14 @@ export const signalingConfigSchema = z
     modelMinStakeWei: z
       .record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei'))
       .default({}),
+    /**
+     * Per security level 1–3 (`--level-min-stake 2=WEI,3=WEI`): every peer in a ring serving a
+     * level-k request (primary or validator) needs the largest of these at or below k, on top of
+     * the model's minimum; decimal wei like `minStakeWei`.
+     */
+    levelMinStakeWei: z
+      .record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei'))
+      .default({}),
     /** Wei taken per proven deviation; absent: all of the peer's stake. */
     slashWei: z
       .string()
@@ -392,13 +400,23 @@ export const signalingConfigSchema = z
       });
     if (
       !c.stakeContract &&
-      (c.slasherKeyFile || c.minStakeWei !== '0' || Object.keys(c.modelMinStakeWei).length)
+      (c.slasherKeyFile ||
+        c.minStakeWei !== '0' ||
+        Object.keys(c.modelMinStakeWei).length ||
+        Object.keys(c.levelMinStakeWei).length)
     )
       ctx.addIssue({
         code: 'custom',
         path: ['stakeContract'],
         message: '--slasher-key and --min-stake need the stake contract: --stake-contract ADDR',
       });
+    for (const k of Object.keys(c.levelMinStakeWei))
+      if (!/^[1-3]$/.test(k))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['levelMinStakeWei', k],
+          message: `"${k}" is not a security level: --level-min-stake takes k=WEI with k 1, 2 or 3`,
+        });
     const seen = new Set<string>();
     c.models.forEach((m, i) => {
       if (seen.has(m.id))
@@ -558,6 +576,7 @@ export function parseCliConfig(
         'coordinator-key-file': { type: 'string' },
         'min-stake': { type: 'string' },
         'model-min-stake': { type: 'string', multiple: true },
+        'level-min-stake': { type: 'string', multiple: true },
         'slash-wei': { type: 'string' },
         'stake-cache-ms': { type: 'string' },
       },
@@ -654,6 +673,7 @@ export function parseCliConfig(
     slasherKeyFile: str('slasher-key') ?? str('coordinator-key-file') ?? env.RINGWORK_SLASHER_KEY_FILE,
     minStakeWei: str('min-stake') ?? env.RINGWORK_MIN_STAKE,
     modelMinStakeWei: modelMinStakeOf(values['model-min-stake'] as string[] | undefined),
+    levelMinStakeWei: modelMinStakeOf(values['level-min-stake'] as string[] | undefined),
     slashWei: str('slash-wei'),
     stakeCacheMs: num(str('stake-cache-ms')),
   });
@@ -661,7 +681,10 @@ export function parseCliConfig(
   return resolveConfig(raw);
 }
 
-/** `--model-min-stake id=WEI[,id=WEI]` → `{ id: 'WEI' }` (bad entries are left for the schema to name). */
+/**
+ * `--model-min-stake id=WEI[,id=WEI]` → `{ id: 'WEI' }`, and `--level-min-stake k=WEI[,k=WEI]` the
+ * same way (bad entries are left for the schema to name).
+ */
 function modelMinStakeOf(flags: string[] | undefined): Record<string, string> | undefined {
   if (!flags?.length) return undefined;
   const out: Record<string, string> = {};

@@ -392,7 +392,9 @@ export function createSignalingServer(
         },
         clock,
         logger: log,
-        ...(gate ? { membership: (peer: string, model: string) => gate.refusal(peer, model) } : {}),
+        ...(gate
+          ? { membership: (peer: string, model: string, level?: number) => gate.refusal(peer, model, level) }
+          : {}),
       });
       // Cluster mode: the coordinator is the elected instance's (cluster/cluster-node.ts).
       const cluster = config.redis

@@ -135,10 +135,10 @@ describe('minimum stake per security level on the in-process chain', () => {
       const staked = [];
       for (const a of rich) staked.push(await contributor(a));
       const stakedIds = new Set(staked.map((s) => s.id));
-      const short = await answerWhere(
+      const short = (await answerWhere(
         secure,
         (m) => m.type === 'no-ring' && m.security?.code === 'STAKE_INSUFFICIENT',
-      );
+      )) as Extract<RingAnswer, { type: 'no-ring' }>;
       expect(short.reason).toMatch(/security level 2/);
       expect(short.reason).toMatch(/stake 0 ETH below the minimum 1 ETH/);
       expect(short.security).toMatchObject({ requested: 2, k: 0 });

@@ -5,6 +5,7 @@ import type { AnswerFailover } from '../../../../shared/app/requester';
 import type { AnswerVerification } from '../../../../shared/app/validated-ring';
 import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
 import { chatSession, requester } from '../tab';
+import { UsageCard } from './ledger-cards';
 
 /**
  * Chat with a model whose layers run across other people's tabs. The answer and the form live in
@@ -210,6 +211,7 @@ export function ChatPage() {
             error={form.errors.seed}
             integer
           />
+          <UsageCard refresh={chat.busy} />
         </aside>
       </div>
     </>

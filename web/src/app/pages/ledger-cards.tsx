@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
-import { identityStore } from '../identity';
+import { getIdentity, identityStore } from '../identity';
 import { stakeText, type StakeInfo } from '../stake-text';
 
 /** FLOPs in engineering units: credit is validated work, in floating-point operations. */
@@ -97,5 +97,61 @@ export function Leaderboard() {
         </ol>
       )}
     </section>
+  );
+}
+
+const count = (n: number | undefined, what: string): string => `${n ?? 0} ${what}${n === 1 ? '' : 's'}`;
+
+interface Usage {
+  enabled: boolean;
+  requests?: number;
+  tokens?: number;
+  validatedSteps?: number;
+  error?: { code: string; message: string };
+}
+
+/**
+ * The Chat page's "Your usage": answers, tokens and validated steps the ledger recorded for this
+ * tab's signed-in address (`GET /api/usage` with its token: the server shows each requester its
+ * own only). Re-read every 5 s and whenever `refresh` changes (an answer finished).
+ */
+export function UsageCard({ refresh }: { refresh?: unknown }) {
+  const id = useStore(identityStore);
+  const [usage, setUsage] = useState<Usage>();
+  useEffect(() => {
+    const token = getIdentity().current?.token;
+    if (!id.address || !token) return;
+    let live = true;
+    const load = () =>
+      void fetch('/api/usage', { headers: { authorization: `Bearer ${token}` } })
+        .then((r) => r.json() as Promise<Usage>)
+        .then((d) => live && setUsage(d))
+        .catch(() => undefined);
+    load();
+    const t = setInterval(load, 5_000);
+    return () => {
+      live = false;
+      clearInterval(t);
+    };
+  }, [id.address, refresh]);
+  const text = !id.address
+    ? id.error
+      ? 'anonymous (sign-in failed): usage is not recorded'
+      : 'recorded once you are signed in (with your first question)'
+    : usage?.enabled === false
+      ? 'the ledger is off on this server'
+      : usage?.error
+        ? `not readable: ${usage.error.message}`
+        : usage
+          ? `${count(usage.requests, 'answer')}, ${count(usage.tokens, 'token')}, ${count(usage.validatedSteps, 'validated step')}`
+          : 'reading…';
+  return (
+    <div data-testid="usage">
+      <h2>Your usage</h2>
+      <p data-testid="usage-text" title={id.address}>
+        {id.address ? `${shortAddress(id.address)}: ` : ''}
+        {text}
+      </p>
+    </div>
   );
 }

@@ -340,6 +340,12 @@ export const signalingConfigSchema = z
     /** JSON-RPC URL of that chain: sign-ins by smart accounts (EIP-1271/ERC-6492) are verified through it. */
     chainRpc: z.url({ protocol: /^https?$/ }).optional(),
     /**
+     * The chain's JSON-RPC URL as pages may use it (`--chain-rpc-public`): `/api/stake` tells the
+     * Contribute page, which sends a browser-kept key's `stake()` through it. Never `chainRpc`
+     * itself (it may hold a provider's key); absent: only an injected wallet can stake from the page.
+     */
+    chainRpcPublic: z.url({ protocol: /^https?$/ }).optional(),
+    /**
      * The ledger (credits for validated work): `dataDir` is an embedded PGlite database directory,
      * `database` a `postgres://` URL (same SQL). Neither: no ledger (the programmatic default; the
      * command line defaults to `./.ringwork-data` outside test mode).
@@ -567,6 +573,7 @@ export function parseCliConfig(
         'require-identity': { type: 'boolean' },
         'chain-id': { type: 'string' },
         'chain-rpc': { type: 'string' },
+        'chain-rpc-public': { type: 'string' },
         'data-dir': { type: 'string' },
         database: { type: 'string' },
         'no-ledger': { type: 'boolean' },
@@ -667,6 +674,7 @@ export function parseCliConfig(
     requireIdentity: values['require-identity'] === true || truthy(env.RINGWORK_REQUIRE_IDENTITY),
     chainId: num(str('chain-id') ?? env.RINGWORK_CHAIN_ID),
     chainRpc: str('chain-rpc') ?? env.RINGWORK_CHAIN_RPC,
+    chainRpcPublic: str('chain-rpc-public'),
     dataDir: values['no-ledger'] === true ? undefined : dataDir,
     database: values['no-ledger'] === true ? undefined : database,
     stakeContract: str('stake-contract') ?? env.RINGWORK_STAKE_CONTRACT,

@@ -81,7 +81,7 @@ test('3 signed-in contributor tabs + a chat at k = 3: each credited its validate
     });
     // The requester sees its own usage on the Chat page: this answer, its tokens, its validated steps.
     await expect(chat.getByTestId('usage-text')).toHaveText(
-      /^0x[0-9a-f]{4}…[0-9a-f]{4}: 1 answer, [1-9]\d* tokens, [1-9]\d* validated steps$/i,
+      /^0x[0-9a-f]{4}…[0-9a-f]{4}: 1 answer, [1-9]\d* tokens, [1-9]\d* validated ring steps$/i,
       { timeout: TIMEOUTS.ringForm },
     );
     for (const width of [412, 1280]) {

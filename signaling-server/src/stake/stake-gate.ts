@@ -45,8 +45,8 @@ export interface StakeGate {
   refusal(peer: string, model: string, level?: number): string | null;
   /** Reads `peer`'s stake now (a contributor said hello, or a resume); resolves when cached. */
   refresh(peer: string): Promise<void>;
-  /** The cached stake of an address (reads it when stale). */
-  stakeOf(address: string): Promise<bigint | undefined>;
+  /** The cached stake of an address (reads it when older than `maxAgeMs`, default the cache period). */
+  stakeOf(address: string, maxAgeMs?: number): Promise<bigint | undefined>;
   standing(peer: string): StakeStanding;
   /**
    * Reads the stake of every peer the gate has judged again (a refused peer may have staked, an
@@ -195,10 +195,15 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
       if (address) await read(address);
       verdict(peer);
     },
-    async stakeOf(address) {
+    async stakeOf(address, maxAgeMs = cacheMs) {
       const c = cache.get(address.toLowerCase());
-      if (c && c.wei !== undefined && clock.now() - c.readAt <= cacheMs) return c.wei;
-      return read(address);
+      if (c && c.wei !== undefined && clock.now() - c.readAt <= maxAgeMs) return c.wei;
+      const wei = await read(address);
+      // A fresh read may change what this address's sessions may serve: judge them now, not at
+      // the next sweep.
+      for (const p of [...verdicts.keys()])
+        if (deps.addressOf(p)?.toLowerCase() === address.toLowerCase()) verdict(p);
+      return wei;
     },
     standing(peer) {
       const address = deps.addressOf(peer);

@@ -100,6 +100,8 @@ export async function openStake(
       chainId,
       slasher,
       slashing: slasherPart !== undefined,
+      // Where a page may send its own stake() (dev chains; absent: a wallet brings its own RPC).
+      ...(config.chainRpcPublic ? { rpc: config.chainRpcPublic } : {}),
       requiredWei: {
         default: policy.defaultWei.toString(),
         models: Object.fromEntries([...policy.modelWei].map(([m, w]) => [m, w.toString()])),

@@ -72,7 +72,7 @@ export async function stakeFromPage(target: StakeTarget, amount: string, deps: S
   let transport;
   let account;
   if (useWallet) {
-    transport = custom(deps.ethereum!);
+    transport = custom(deps.ethereum);
     account = signedIn.address;
   } else {
     account = await deps.identity.localAccount();

@@ -256,6 +256,11 @@ export const ERROR_CODES = [
   'STAKE_INSUFFICIENT',
   /** The stake chain or contract cannot be read or written (RPC unreachable, no contract at the address, slash reverted). */
   'STAKE_CHAIN_UNAVAILABLE',
+  /**
+   * Staking from the page cannot go ahead: an amount that is not a positive ETH amount, an address
+   * without the ETH to stake, a wallet on another chain, or a transaction that reverted.
+   */
+  'STAKE_REFUSED',
   // ---- speculative decoding
   /**
    * Speculative decoding (`--draft`) was asked for with a setting it does not support: sampling

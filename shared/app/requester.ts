@@ -318,7 +318,7 @@ export function createRequester(o: RequesterOptions): Requester {
     const answer = await ringFor(a.settings.model, a.signal);
     if (answer.type === 'no-ring' && answer.security) {
       // A ring exists, but not the security level asked for: never fall back to running it here.
-      throw new RingworkError('VALIDATION_NOT_ENOUGH_PEERS', answer.reason, {
+      throw new RingworkError(answer.security.code ?? 'VALIDATION_NOT_ENOUGH_PEERS', answer.reason, {
         details: { model: a.settings.model, ...answer.security },
       });
     }

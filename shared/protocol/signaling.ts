@@ -153,6 +153,12 @@ export const securityAnswerSchema = z
     k: z.number().int().min(0).max(MAX_SECURITY_LEVEL),
     /** Why it is lower than requested (too few disjoint peers), when it is. */
     missing: z.string().max(500).optional(),
+    /**
+     * On a refusal (`no-ring` with `security`): the typed error it is (absent: too few disjoint
+     * peers, `VALIDATION_NOT_ENOUGH_PEERS`; `STAKE_INSUFFICIENT`: ring peers short of the level's
+     * minimum stake).
+     */
+    code: z.enum(['VALIDATION_NOT_ENOUGH_PEERS', 'STAKE_INSUFFICIENT']).optional(),
   })
   .strict();
 export type SecurityAnswer = z.infer<typeof securityAnswerSchema>;

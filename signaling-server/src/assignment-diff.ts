@@ -7,6 +7,7 @@
 import {
   SIGNALING_VERSION,
   type ModelDescriptor,
+  type SecurityAnswer,
   type ServerMessage,
 } from '../../shared/protocol/signaling.js';
 import type { NoRing, PeerAssignment, Ring } from './coordinator-types.js';
@@ -63,7 +64,7 @@ export interface RingView {
   /** Result validation: the validator rings this requester is sent (validator-rings.ts). */
   validators?: readonly Ring[];
   /** Result validation: the level asked for and served (absent: not asked, k = 1). */
-  security?: { requested: number; k: number; missing?: string };
+  security?: SecurityAnswer;
 }
 
 /** A key that changes exactly when a requester must be sent the model's ring (or no-ring) again. */

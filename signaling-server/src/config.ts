@@ -16,7 +16,7 @@
  * identity and ledger (`--require-identity`, `--chain-id`, `--chain-rpc`, `--data-dir`/`RINGWORK_DATA_DIR`,
  * `--database`/`RINGWORK_DATABASE`, `--no-ledger`), stake (`--stake-contract`/`RINGWORK_STAKE_CONTRACT`,
  * `--slasher-key FILE` (alias `--coordinator-key-file`)/`RINGWORK_SLASHER_KEY_FILE`, `--min-stake WEI`/`RINGWORK_MIN_STAKE`,
- * `--model-min-stake <id>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
+ * `--model-min-stake <id>=<wei>[,...]`, `--level-min-stake <k>=<wei>[,...]`, `--slash-wei`, `--stake-cache-ms`)
  * and the limits (`--max-connections-per-ip`/`RINGWORK_MAX_CONNECTIONS_PER_IP`,
  * `--max-connections`, `--max-sessions`, `--rate-burst`, `--rate-per-second`, `--heartbeat-ms`,
  * `--heartbeat-timeout-ms`, `--hello-timeout-ms`, `--resume-grace-ms`, `--replan-debounce-ms`,
@@ -340,6 +340,12 @@ export const signalingConfigSchema = z
     /** JSON-RPC URL of that chain: sign-ins by smart accounts (EIP-1271/ERC-6492) are verified through it. */
     chainRpc: z.url({ protocol: /^https?$/ }).optional(),
     /**
+     * The chain's JSON-RPC URL as pages may use it (`--chain-rpc-public`): `/api/stake` tells the
+     * Contribute page, which sends a browser-kept key's `stake()` through it. Never `chainRpc`
+     * itself (it may hold a provider's key); absent: only an injected wallet can stake from the page.
+     */
+    chainRpcPublic: z.url({ protocol: /^https?$/ }).optional(),
+    /**
      * The ledger (credits for validated work): `dataDir` is an embedded PGlite database directory,
      * `database` a `postgres://` URL (same SQL). Neither: no ledger (the programmatic default; the
      * command line defaults to `./.ringwork-data` outside test mode).
@@ -361,6 +367,14 @@ export const signalingConfigSchema = z
       .regex(/^\d{1,78}$/, 'a minimum stake is a whole number of wei')
       .default('0'),
     modelMinStakeWei: z
+      .record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei'))
+      .default({}),
+    /**
+     * Per security level 1–3 (`--level-min-stake 2=WEI,3=WEI`): every peer in a ring serving a
+     * level-k request (primary or validator) needs the largest of these at or below k, on top of
+     * the model's minimum; decimal wei like `minStakeWei`.
+     */
+    levelMinStakeWei: z
       .record(z.string(), z.string().regex(/^\d{1,78}$/, 'a whole number of wei'))
       .default({}),
     /** Wei taken per proven deviation; absent: all of the peer's stake. */
@@ -392,13 +406,23 @@ export const signalingConfigSchema = z
       });
     if (
       !c.stakeContract &&
-      (c.slasherKeyFile || c.minStakeWei !== '0' || Object.keys(c.modelMinStakeWei).length)
+      (c.slasherKeyFile ||
+        c.minStakeWei !== '0' ||
+        Object.keys(c.modelMinStakeWei).length ||
+        Object.keys(c.levelMinStakeWei).length)
     )
       ctx.addIssue({
         code: 'custom',
         path: ['stakeContract'],
         message: '--slasher-key and --min-stake need the stake contract: --stake-contract ADDR',
       });
+    for (const k of Object.keys(c.levelMinStakeWei))
+      if (!/^[1-3]$/.test(k))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['levelMinStakeWei', k],
+          message: `"${k}" is not a security level: --level-min-stake takes k=WEI with k 1, 2 or 3`,
+        });
     const seen = new Set<string>();
     c.models.forEach((m, i) => {
       if (seen.has(m.id))
@@ -549,6 +573,7 @@ export function parseCliConfig(
         'require-identity': { type: 'boolean' },
         'chain-id': { type: 'string' },
         'chain-rpc': { type: 'string' },
+        'chain-rpc-public': { type: 'string' },
         'data-dir': { type: 'string' },
         database: { type: 'string' },
         'no-ledger': { type: 'boolean' },
@@ -558,6 +583,7 @@ export function parseCliConfig(
         'coordinator-key-file': { type: 'string' },
         'min-stake': { type: 'string' },
         'model-min-stake': { type: 'string', multiple: true },
+        'level-min-stake': { type: 'string', multiple: true },
         'slash-wei': { type: 'string' },
         'stake-cache-ms': { type: 'string' },
       },
@@ -648,12 +674,14 @@ export function parseCliConfig(
     requireIdentity: values['require-identity'] === true || truthy(env.RINGWORK_REQUIRE_IDENTITY),
     chainId: num(str('chain-id') ?? env.RINGWORK_CHAIN_ID),
     chainRpc: str('chain-rpc') ?? env.RINGWORK_CHAIN_RPC,
+    chainRpcPublic: str('chain-rpc-public'),
     dataDir: values['no-ledger'] === true ? undefined : dataDir,
     database: values['no-ledger'] === true ? undefined : database,
     stakeContract: str('stake-contract') ?? env.RINGWORK_STAKE_CONTRACT,
     slasherKeyFile: str('slasher-key') ?? str('coordinator-key-file') ?? env.RINGWORK_SLASHER_KEY_FILE,
     minStakeWei: str('min-stake') ?? env.RINGWORK_MIN_STAKE,
     modelMinStakeWei: modelMinStakeOf(values['model-min-stake'] as string[] | undefined),
+    levelMinStakeWei: modelMinStakeOf(values['level-min-stake'] as string[] | undefined),
     slashWei: str('slash-wei'),
     stakeCacheMs: num(str('stake-cache-ms')),
   });
@@ -661,7 +689,10 @@ export function parseCliConfig(
   return resolveConfig(raw);
 }
 
-/** `--model-min-stake id=WEI[,id=WEI]` → `{ id: 'WEI' }` (bad entries are left for the schema to name). */
+/**
+ * `--model-min-stake id=WEI[,id=WEI]` → `{ id: 'WEI' }`, and `--level-min-stake k=WEI[,k=WEI]` the
+ * same way (bad entries are left for the schema to name).
+ */
 function modelMinStakeOf(flags: string[] | undefined): Record<string, string> | undefined {
   if (!flags?.length) return undefined;
   const out: Record<string, string> = {};

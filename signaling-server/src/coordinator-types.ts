@@ -176,11 +176,13 @@ export interface CoordinatorOptions {
    */
   security?: Partial<SecurityPolicy>;
   /**
-   * Ring membership by model (stake/stake-gate.ts): why `peer` may not serve in rings of `model`, or
-   * null when it may. Absent: everyone may. Planning treats a refused model like one the peer
+   * Ring membership by model (stake/stake-gate.ts): why `peer` may not serve in rings of `model`
+   * serving security `level` (absent: 1, what primary rings are planned under), or null when it may.
+   * Validator rings are planned from peers admitted at the highest level asked for the model, and
+   * a level-k answer whose ring peers fall short is refused (`STAKE_INSUFFICIENT`). Absent: everyone may. Planning treats a refused model like one the peer
    * failed to load; a peer refused every model is told why in its unassigned reason.
    */
-  membership?: (peer: string, model: string) => string | null;
+  membership?: (peer: string, model: string, level?: number) => string | null;
 }
 
 /** A requester's word that a ring stopped answering (see the `ring-stalled` message). */

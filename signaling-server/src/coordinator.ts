@@ -202,7 +202,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     if (refreshEffective()) schedule(`profile of ${p.id}`);
   };
 
-  const refusalOf = (peer: string, model: string): string | null => opts.membership?.(peer, model) ?? null;
+  const refusalOf = (peer: string, model: string, level = 1): string | null =>
+    opts.membership?.(peer, model, level) ?? null;
   /** Models `p` may not serve: those it failed to load and those membership refuses it. */
   const barredModels = (p: PeerState): ReadonlySet<string> => {
     if (!opts.membership) return p.failedModels;
@@ -261,6 +262,41 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
    * lightweight replicas); with validator rings when it asked for a security level above 1.
    */
   const viewOf = (modelId: string, peer?: string): RingView | undefined => {
+    const view = securityViewOf(modelId, peer);
+    return view && peer !== undefined ? withLevelStake(modelId, view) : view;
+  };
+
+  /**
+   * A level-k answer only when every peer of its rings (primary and validators) meets level k's
+   * minimum stake (membership at that level); otherwise a no-ring whose security names the level
+   * and who falls short by how much (`STAKE_INSUFFICIENT`). Primary rings are planned under level
+   * 1's minimum so one requester's level cannot take the ring from everyone else's requests.
+   */
+  const withLevelStake = (modelId: string, view: RingView): RingView => {
+    const k = view.security?.k ?? 1;
+    if (!opts.membership || !view.ring || k <= 1) return view;
+    const short = [view.ring, ...(view.validators ?? [])]
+      .flatMap((r) => r.stages)
+      .flatMap((s) => {
+        const why = refusalOf(s.peer, modelId, k);
+        return why === null ? [] : [`${s.peer}: ${why}`];
+      });
+    if (short.length === 0) return view;
+    const reason =
+      `security level ${k} needs its minimum stake from every ring peer; ${short.length} short (${short.join('; ')})`.slice(
+        0,
+        500,
+      );
+    const { validators: _dropped, ...rest } = view;
+    return {
+      ...rest,
+      ring: null,
+      noRing: { reason },
+      security: { requested: view.security!.requested, k: 0, missing: reason, code: 'STAKE_INSUFFICIENT' },
+    };
+  };
+
+  const securityViewOf = (modelId: string, peer?: string): RingView | undefined => {
     const ms = byModel.get(modelId);
     if (!ms) return undefined;
     const requester = peer === undefined ? undefined : peers.get(peer);
@@ -416,6 +452,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         primary: m.ring,
         need: (r) => stageNeed(m, m.plan ?? m.lastPlan, r),
         totalBytes: m.model.totalBytes,
+        ...(opts.membership
+          ? {
+              admits: (peer: string, level: number) => refusalOf(peer, m.model.descriptor.id, level) === null,
+            }
+          : {}),
       })),
       pool: contributors.filter((c) => !primaryPeers.has(c.id)),
       epoch: result.epoch,

@@ -352,11 +352,14 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       for (const peer of coordinator.reportStall(reporter, stall)) probeAccused(peer);
     },
     'ring-lap'(msg, conn) {
-      coordinator.reportLap(requireSession(conn), {
+      const peerId = requireSession(conn);
+      coordinator.reportLap(peerId, {
         ringId: msg.ringId,
         msPerToken: msg.msPerToken,
         tokens: msg.tokens,
       });
+      // One lap per answer on a ring: the requester's own usage (its word counts for itself only).
+      run.onAnswer?.(peerId, msg.tokens);
     },
     'link-report'(msg, conn) {
       coordinator.reportLinks(requireSession(conn), msg.links);

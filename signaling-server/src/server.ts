@@ -299,6 +299,7 @@ export function createSignalingServer(
           rate: createKeyedRateLimiter({ capacity: 60, refillPerSecond: 10, clock }),
           headers: ISOLATION_HEADERS,
           onError: (e) => log.error({ err: e }, 'ledger read failed'),
+          auth: run.identity.auth,
         }),
         createStakeRoutes({
           stake,
@@ -392,7 +393,9 @@ export function createSignalingServer(
         },
         clock,
         logger: log,
-        ...(gate ? { membership: (peer: string, model: string) => gate.refusal(peer, model) } : {}),
+        ...(gate
+          ? { membership: (peer: string, model: string, level?: number) => gate.refusal(peer, model, level) }
+          : {}),
       });
       // Cluster mode: the coordinator is the elected instance's (cluster/cluster-node.ts).
       const cluster = config.redis
@@ -462,6 +465,14 @@ export function createSignalingServer(
         ctx.onIdentity = (peerId, address) => {
           l.recordSession(peerId, address).catch((e: unknown) =>
             log.error({ err: e }, 'ledger: session not recorded'),
+          );
+        };
+        // A signed-in requester's answers and tokens (anonymous sessions have no one to show them to).
+        ctx.onAnswer = (peerId, tokens) => {
+          const address = ctx.identity.bindings.of(peerId)?.address;
+          if (!address) return;
+          l.recordRequest({ requester: address, tokens }).catch((e: unknown) =>
+            log.error({ err: e }, 'ledger: request not recorded'),
           );
         };
         // Credit follows the server's validation verdicts (never a client's word).

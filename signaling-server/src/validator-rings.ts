@@ -190,6 +190,8 @@ export interface ValidatorModelInput {
   primary: Ring | null;
   need: (range: readonly [number, number]) => number;
   totalBytes: number;
+  /** Whether `peer` may serve this model's rings at security `level` (stake); absent: everyone. */
+  admits?: (peer: string, level: number) => boolean;
 }
 
 /** The security part of a requester's answer for one model. */
@@ -269,7 +271,8 @@ export function createValidatorRings(policy: SecurityPolicy): ValidatorRings {
               model: m.id,
               primary: m.primary,
               count,
-              pool: pool.filter((p) => !taken.has(p.id)),
+              // Validator rings serve every level up to the highest asked: their peers meet its minimum.
+              pool: pool.filter((p) => !taken.has(p.id) && (m.admits?.(p.id, demand(m.id)) ?? true)),
               previous: rings.get(m.id) ?? [],
               need: m.need,
               totalBytes: m.totalBytes,

@@ -5,17 +5,18 @@
  * checks the others), and the server credits each contributor exactly the validated FLOPs it
  * served (the model profile's FLOPs per token of the units it holds × the steps validated). The
  * server is then stopped and started again on the same data directory: the credits are still there
- * and the Network page's leaderboard shows them.
+ * and the Network page's leaderboard shows them. The chat tab's "Your usage" shows its answer,
+ * tokens and validated steps (`GET /api/usage` with its own token).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect, type Page } from '@playwright/test';
 import { loadCatalog } from '../../signaling-server/src/catalog';
-import { loadGolden } from '../helpers/golden';
 import { TIMEOUTS } from '../helpers/timeouts';
 import { askGolden, chatTab, contributor } from './app-helpers';
 import { startServer } from './server-fixture';
+import { loadGolden, repoPath } from '../helpers/golden';
 
 interface Account {
   enabled: boolean;
@@ -24,6 +25,7 @@ interface Account {
 }
 
 const golden = loadGolden();
+const SHOTS = repoPath('test-results/screenshots');
 
 test('3 signed-in contributor tabs + a chat at k = 3: each credited its validated FLOPs; the credits survive a restart', async ({
   browser,
@@ -77,6 +79,15 @@ test('3 signed-in contributor tabs + a chat at k = 3: each credited its validate
     await expect(peers[0]!.page.getByTestId('identity-steps')).toHaveText('60', {
       timeout: TIMEOUTS.ringForm,
     });
+    // The requester sees its own usage on the Chat page: this answer, its tokens, its validated steps.
+    await expect(chat.getByTestId('usage-text')).toHaveText(
+      /^0x[0-9a-f]{4}…[0-9a-f]{4}: 1 answer, [1-9]\d* tokens, [1-9]\d* validated ring steps$/i,
+      { timeout: TIMEOUTS.ringForm },
+    );
+    for (const width of [412, 1280]) {
+      await chat.setViewportSize({ width, height: 900 });
+      await chat.screenshot({ path: `${SHOTS}/chat-usage-${width}.png`, fullPage: true });
+    }
 
     for (const p of peers) await p.context.close();
     await server.stop();

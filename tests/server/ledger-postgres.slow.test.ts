@@ -128,7 +128,7 @@ describe.skipIf(skip !== null)(`ledger on PostgreSQL${skip ? ` (skipped: ${skip}
       await ledger.recordPenalty({ address: a, reason: 'equivocation', evidenceHash: 'ab'.repeat(32) });
       expect(await ledger.account(a)).toMatchObject({ validatedSteps: 90, flops: 90 * 3000 });
       expect(await ledger.account(own)).toMatchObject({ validatedSteps: 0, flops: 0 });
-      expect(await ledger.usage(own)).toEqual({ steps: 100, flops: 100 * 5000 });
+      expect(await ledger.usage(own)).toEqual({ steps: 100, flops: 100 * 5000, requests: 0, tokens: 0 });
       await ledger.stop();
 
       const again = await openLedger(

@@ -105,6 +105,50 @@ describe('stake gate', () => {
   });
 });
 
+describe('stake gate per security level', () => {
+  it('a level asks the largest minimum at or below it on top of the model minimum; crossing one re-plans', async () => {
+    const stakes = new Map<string, bigint>([[A, ETH / 2n]]);
+    const changes: Array<[string, RingworkError | null]> = [];
+    const gate = createStakeGate({
+      policy: {
+        defaultWei: 0n,
+        modelWei: new Map([['big', ETH]]),
+        levelWei: new Map([
+          [2, ETH / 4n],
+          [3, 2n * ETH],
+        ]),
+      },
+      readStake: async (a) => stakes.get(a.toLowerCase()) ?? 0n,
+      addressOf: (p) => (p === 'p_a' ? A : undefined),
+      clock: { now: () => 0 } as unknown as Clock,
+      logger: pino({ level: 'silent' }),
+      cacheMs: 10_000,
+      onChange: (p, e) => changes.push([p, e]),
+    });
+    expect([1, 2, 3].map((k) => gate.required('m', k))).toEqual([0n, ETH / 4n, 2n * ETH]);
+    // The model's own minimum stands where it is higher than the level's.
+    expect([1, 2, 3].map((k) => gate.required('big', k))).toEqual([ETH, ETH, 2n * ETH]);
+    expect(gate.required('m')).toBe(0n);
+    // Level minimums alone make the gate read stakes.
+    await gate.refresh('p_a');
+    expect(gate.refusal('p_a', 'm')).toBeNull();
+    expect(gate.refusal('p_a', 'm', 2)).toBeNull();
+    expect(gate.refusal('p_a', 'm', 3)).toBe('stake 0.5 ETH below the minimum 2 ETH for ring membership');
+    expect(gate.refusal('p_anon', 'm', 1)).toBeNull();
+    expect(gate.refusal('p_anon', 'm', 2)).toMatch(/anonymous/);
+    // Membership as such is refused only against the model minimums ("big" here); a stake that
+    // crosses a level's minimum is reported (a re-plan) without an error when membership stands.
+    expect(changes.map(([p, e]) => [p, e?.code ?? null])).toEqual([['p_a', 'STAKE_INSUFFICIENT']]);
+    stakes.set(A, 3n * ETH);
+    await gate.refreshAll();
+    expect(changes.at(-1)).toEqual(['p_a', null]);
+    expect(gate.refusal('p_a', 'big', 3)).toBeNull();
+    const n = changes.length;
+    await gate.refreshAll();
+    expect(changes).toHaveLength(n);
+  });
+});
+
 describe('stake flags', () => {
   const err = (f: () => unknown): RingworkError => {
     try {
@@ -163,6 +207,14 @@ describe('stake flags', () => {
     expect(err(() => parseCliConfig([...base, '--model-min-stake', 'a'], {})).message).toMatch(
       /modelMinStakeWei/,
     );
+    expect(
+      parseCliConfig([...base, '--level-min-stake', '2=500,3=1000', '--no-ledger'], {}).levelMinStakeWei,
+    ).toEqual({ '2': '500', '3': '1000' });
+    for (const bad of ['4=5', '2=0.5', '2', 'x=1'])
+      expect(err(() => parseCliConfig([...base, '--level-min-stake', bad], {})).message).toMatch(
+        /levelMinStakeWei/,
+      );
+    expect(err(() => parseCliConfig(['--level-min-stake', '2=5'], {})).message).toMatch(/--stake-contract/);
     expect(
       err(() => parseCliConfig(['--chain-rpc', 'http://x', '--stake-contract', '0x12'], {})).message,
     ).toMatch(/stakeContract/);

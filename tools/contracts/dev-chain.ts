@@ -88,6 +88,19 @@ export async function startDevChain(o: { host?: string; port?: number } = {}): P
     }
   };
   const server: Server = createServer((req, res) => {
+    // Pages on another loopback origin (the Contribute page's Stake with a browser-kept key) call
+    // it with fetch: allow them (a dev chain on loopback; it holds no one's money).
+    res.setHeader('access-control-allow-origin', '*');
+    if (req.method === 'OPTIONS') {
+      res
+        .writeHead(204, {
+          'access-control-allow-methods': 'POST',
+          'access-control-allow-headers': 'content-type',
+          'access-control-max-age': '600',
+        })
+        .end();
+      return;
+    }
     if (req.method !== 'POST') {
       res.writeHead(405, { Allow: 'POST' }).end();
       return;

@@ -4,8 +4,15 @@
  * `{address, flops, validatedSteps, sessions, usage, penalties, slashes}` (slashes: the on-chain
  * slashes of proven deviations with their transaction hashes, stake/slasher.ts). Without a ledger both answer 404 with
  * `{enabled: false}`, so the UI can say the ledger is off.
+ *
+ * `GET /api/usage` with `Authorization: Bearer <SIWE token>` → `{enabled: true, address, requests,
+ * tokens, validatedSteps, flops}`: the signed-in requester's own usage, readable by it only (the
+ * address comes from the token, never from the request); without a valid token 401 `{error}` (a
+ * serialised `AUTH_BAD_TOKEN`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isRingworkError, RingworkError } from '../../../shared/errors.js';
+import type { SiweAuth } from '../identity/siwe-auth.js';
 import type { KeyedRateLimiter } from '../rate-limit.js';
 import type { Ledger } from './ledger.js';
 import { sendJson } from '../json-response.js';
@@ -22,11 +29,29 @@ export function createLedgerRoutes(deps: {
   rate: KeyedRateLimiter;
   headers: Record<string, string>;
   onError: (e: unknown) => void;
+  /** Checks the SIWE token of `/api/usage` (absent: that route answers 404). */
+  auth?: Pick<SiweAuth, 'checkToken'>;
 }): LedgerRoutes {
   const send = (res: ServerResponse, status: number, body: unknown): void =>
     sendJson(res, status, body, deps.headers);
+  /** The address of the request's bearer token, or undefined after answering 401. */
+  const signedIn = (req: IncomingMessage, res: ServerResponse): string | undefined => {
+    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    try {
+      if (!m || !deps.auth)
+        throw new RingworkError(
+          'AUTH_BAD_TOKEN',
+          'Sign in first: send your identity token as "Authorization: Bearer".',
+        );
+      return deps.auth.checkToken(m[1]!).address;
+    } catch (e) {
+      if (!isRingworkError(e)) throw e;
+      send(res, 401, { error: e.toJSON() });
+      return undefined;
+    }
+  };
   return {
-    handles: (p) => p.startsWith('/api/ledger/'),
+    handles: (p) => p.startsWith('/api/ledger/') || p === '/api/usage',
     handle(req, res, url, bucket) {
       if ((req.method ?? 'GET') !== 'GET') {
         res.writeHead(405, { Allow: 'GET' }).end();
@@ -43,7 +68,18 @@ export function createLedgerRoutes(deps: {
       }
       const account = /^\/api\/ledger\/account\/(0x[0-9a-fA-F]{40})$/.exec(url.pathname);
       let answer: Promise<unknown>;
-      if (url.pathname === '/api/ledger/leaderboard') {
+      if (url.pathname === '/api/usage') {
+        const address = signedIn(req, res);
+        if (!address) return;
+        answer = ledger.usage(address).then((u) => ({
+          enabled: true,
+          address,
+          requests: u.requests,
+          tokens: u.tokens,
+          validatedSteps: u.steps,
+          flops: u.flops,
+        }));
+      } else if (url.pathname === '/api/ledger/leaderboard') {
         const limit = Number(url.searchParams.get('limit') ?? 20);
         answer = ledger
           .leaderboard(Number.isFinite(limit) ? limit : 20)

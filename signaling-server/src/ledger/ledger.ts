@@ -65,6 +65,18 @@ export interface ApiUsageTotals {
   readonly completionTokens: number;
 }
 
+/** A requester's usage so far. */
+export interface RequesterUsage {
+  /** Decode steps of its requests that passed validation (security level ≥ 2). */
+  readonly steps: number;
+  /** FLOPs of those steps. */
+  readonly flops: number;
+  /** Answers it got from rings. */
+  readonly requests: number;
+  /** Tokens those answers generated. */
+  readonly tokens: number;
+}
+
 /** One leaderboard row. */
 export interface CreditRow {
   readonly address: string;
@@ -123,7 +135,13 @@ export interface Ledger {
   leaderboard(limit?: number): Promise<CreditRow[]>;
   /** Credit, validated steps and sessions of one address (zeros when unknown). */
   account(address: string): Promise<CreditRow & { sessions: number }>;
-  usage(requester: string): Promise<{ steps: number; flops: number }>;
+  /**
+   * What a requester (address, or peer id when anonymous) used: validated steps and their FLOPs
+   * (from validation), answers on rings and their tokens (its ring-lap reports); zeros when unknown.
+   */
+  usage(requester: string): Promise<RequesterUsage>;
+  /** One answer a requester got from a ring: `tokens` generated. `LEDGER_BAD_RECORD` for bad counts. */
+  recordRequest(u: { requester: string; tokens: number }): Promise<void>;
   /** Adds one answered API request to its principal's usage (`api-access.ts`: `key:<hash prefix>`). */
   recordApiUsage(u: ApiUsage): Promise<void>;
   /** An API principal's usage so far (zeros when unknown). */
@@ -176,6 +194,8 @@ interface Waiter {
 }
 
 const lower = (a: string | undefined): string | undefined => a?.toLowerCase();
+/** Requesters are kept by lower-case address (peer ids as they are). */
+const requesterKey = (r: string): string => (r.toLowerCase().startsWith('0x') ? r.toLowerCase() : r);
 
 function bad(message: string, details: Record<string, unknown> = {}): RingworkError {
   return new RingworkError('LEDGER_BAD_RECORD', message, { details });
@@ -613,11 +633,32 @@ export function createLedger(deps: LedgerDeps): Ledger {
       };
     },
     async usage(requester) {
-      const r = await db.query<{ steps: string | number; flops: number }>(
-        'SELECT steps, flops FROM requester_usage WHERE requester = $1',
-        [requester.toLowerCase().startsWith('0x') ? requester.toLowerCase() : requester],
+      const r = await db.query<{
+        steps: string | number;
+        flops: number;
+        requests: string | number;
+        tokens: string | number;
+      }>('SELECT steps, flops, requests, tokens FROM requester_usage WHERE requester = $1', [
+        requesterKey(requester),
+      ]);
+      const row = r.rows[0];
+      return {
+        steps: Number(row?.steps ?? 0),
+        flops: row?.flops ?? 0,
+        requests: Number(row?.requests ?? 0),
+        tokens: Number(row?.tokens ?? 0),
+      };
+    },
+    async recordRequest(u) {
+      if (!u.requester || u.requester.length > 200 || !Number.isSafeInteger(u.tokens) || u.tokens < 0)
+        throw bad('A request needs a requester and a whole, non-negative token count.', { ...u });
+      await db.query(
+        `INSERT INTO requester_usage (requester, steps, flops, requests, tokens, updated_at)
+         VALUES ($1, 0, 0, 1, $2, $3)
+         ON CONFLICT (requester) DO UPDATE SET requests = requester_usage.requests + 1,
+           tokens = requester_usage.tokens + EXCLUDED.tokens, updated_at = EXCLUDED.updated_at`,
+        [requesterKey(u.requester), u.tokens, deps.clock.now()],
       );
-      return { steps: Number(r.rows[0]?.steps ?? 0), flops: r.rows[0]?.flops ?? 0 };
     },
     async recordApiUsage(u) {
       const ok = (n: number) => Number.isSafeInteger(n) && n >= 0;

@@ -126,6 +126,16 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'requests and tokens per requester',
+    sql: `
+      -- A signed-in requester's answers on rings and the tokens they generated (its ring-lap
+      -- reports: its own word, about its own usage only), next to its validated steps.
+      ALTER TABLE requester_usage ADD COLUMN requests bigint NOT NULL DEFAULT 0;
+      ALTER TABLE requester_usage ADD COLUMN tokens bigint NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** The latest schema version this build knows. */

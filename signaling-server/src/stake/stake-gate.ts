@@ -20,6 +20,12 @@ export interface StakePolicy {
   /** For every model without its own entry (0: no stake needed). */
   readonly defaultWei: bigint;
   readonly modelWei: ReadonlyMap<string, bigint>;
+  /**
+   * Per security level (`--level-min-stake 2=WEI`): peers serving in any ring of a level-k request
+   * (primary or validator) need the largest minimum of the levels up to k, on top of the model's.
+   * Absent: levels add nothing.
+   */
+  readonly levelWei?: ReadonlyMap<number, bigint>;
 }
 
 /** One peer's standing, as `/api/stake` shows it. */
@@ -33,14 +39,14 @@ export interface StakeStanding {
 /** The gate. */
 export interface StakeGate {
   readonly policy: StakePolicy;
-  /** The minimum stake for `model` (0n: none). */
-  required(model: string): bigint;
-  /** Why `peer` may not serve `model` (null: it may). Synchronous, from the cache. */
-  refusal(peer: string, model: string): string | null;
+  /** The minimum stake for `model` at security `level` (default 1; 0n: none). */
+  required(model: string, level?: number): bigint;
+  /** Why `peer` may not serve `model` at security `level` (default 1; null: it may). Synchronous, from the cache. */
+  refusal(peer: string, model: string, level?: number): string | null;
   /** Reads `peer`'s stake now (a contributor said hello, or a resume); resolves when cached. */
   refresh(peer: string): Promise<void>;
-  /** The cached stake of an address (reads it when stale). */
-  stakeOf(address: string): Promise<bigint | undefined>;
+  /** The cached stake of an address (reads it when older than `maxAgeMs`, default the cache period). */
+  stakeOf(address: string, maxAgeMs?: number): Promise<bigint | undefined>;
   standing(peer: string): StakeStanding;
   /**
    * Reads the stake of every peer the gate has judged again (a refused peer may have staked, an
@@ -88,10 +94,16 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
   /** Each peer's last verdict, so a change is reported once. */
   const verdicts = new Map<string, string>();
 
-  const required = (model: string): bigint => policy.modelWei.get(model) ?? policy.defaultWei;
+  const required = (model: string, level = 1): bigint => {
+    let m = policy.modelWei.get(model) ?? policy.defaultWei;
+    // A higher level never asks less than a lower one: the largest minimum at or below `level`.
+    for (const [l, w] of policy.levelWei ?? []) if (l <= level && w > m) m = w;
+    return m;
+  };
   const maxRequired = (): bigint => {
     let m = policy.defaultWei;
     for (const w of policy.modelWei.values()) if (w > m) m = w;
+    for (const w of policy.levelWei?.values() ?? []) if (w > m) m = w;
     return m;
   };
 
@@ -130,11 +142,29 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
     return null;
   };
 
-  /** Re-evaluates `peer` against the strictest minimum and reports a change. */
+  /** The strictest minimum of any model at level 1: what ring membership as such needs. */
+  const maxModelRequired = (): bigint => {
+    let m = policy.defaultWei;
+    for (const w of policy.modelWei.values()) if (w > m) m = w;
+    return m;
+  };
+  /** Every minimum some model × level can ask: a stake crossing one of them changes what the peer may serve. */
+  const thresholds = (): bigint[] =>
+    [...new Set([policy.defaultWei, ...policy.modelWei.values(), ...(policy.levelWei?.values() ?? [])])]
+      .filter((w) => w > 0n)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+  /**
+   * Re-evaluates `peer` against the strictest model minimum (a refusal is sent to it) and the
+   * level minimums (a change only re-plans: a peer short of a level's minimum still serves rings
+   * below that level) and reports a change.
+   */
   const verdict = (peer: string): void => {
-    const need = maxRequired();
+    const need = maxModelRequired();
     const why = refusalFor(peer, need);
-    const key = why ?? 'ok';
+    const key = `${why ?? 'ok'}|${thresholds()
+      .map((t) => (refusalFor(peer, t) === null ? '1' : '0'))
+      .join('')}`;
     if (verdicts.get(peer) === key) return;
     verdicts.set(peer, key);
     const address = deps.addressOf(peer);
@@ -149,6 +179,7 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
               stakeWei: stake?.toString() ?? null,
               requiredWei: need.toString(),
               models: Object.fromEntries([...policy.modelWei].map(([m, w]) => [m, w.toString()])),
+              levels: Object.fromEntries([...(policy.levelWei ?? [])].map(([l, w]) => [l, w.toString()])),
             },
           }),
     );
@@ -157,17 +188,22 @@ export function createStakeGate(deps: StakeGateDeps): StakeGate {
   return {
     policy,
     required,
-    refusal: (peer, model) => refusalFor(peer, required(model)),
+    refusal: (peer, model, level) => refusalFor(peer, required(model, level)),
     async refresh(peer) {
       if (maxRequired() === 0n) return;
       const address = deps.addressOf(peer);
       if (address) await read(address);
       verdict(peer);
     },
-    async stakeOf(address) {
+    async stakeOf(address, maxAgeMs = cacheMs) {
       const c = cache.get(address.toLowerCase());
-      if (c && c.wei !== undefined && clock.now() - c.readAt <= cacheMs) return c.wei;
-      return read(address);
+      if (c && c.wei !== undefined && clock.now() - c.readAt <= maxAgeMs) return c.wei;
+      const wei = await read(address);
+      // A fresh read may change what this address's sessions may serve: judge them now, not at
+      // the next sweep.
+      for (const p of [...verdicts.keys()])
+        if (deps.addressOf(p)?.toLowerCase() === address.toLowerCase()) verdict(p);
+      return wei;
     },
     standing(peer) {
       const address = deps.addressOf(peer);

@@ -1,7 +1,9 @@
 /**
  * `GET /api/stake/<address>` → `{enabled: true, contract, chainId, slasher, requiredWei: {default,
  * models}, stakeWei}`: what the Contribute page shows (the address's active stake and the minimum for
- * ring membership). Amounts are decimal wei strings. Without stake configured: 404 `{enabled: false}`.
+ * ring membership), `rpc` when `--chain-rpc-public` names one for pages; `?fresh=1` reads the chain
+ * again (a page that just staked). Amounts are decimal wei strings. Without stake configured: 404
+ * `{enabled: false}`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../json-response.js';
@@ -38,7 +40,10 @@ export function createStakeRoutes(deps: {
         send(res, 404, { error: 'unknown stake path' });
         return;
       }
-      stake.gate.stakeOf(m[1]!).then(
+      // `?fresh=1` (the page just staked): read the chain unless read in the last second. The
+      // route's rate limit bounds the reads one client can cause.
+      const fresh = url.searchParams.get('fresh') === '1';
+      stake.gate.stakeOf(m[1]!, fresh ? 1000 : undefined).then(
         (wei) => send(res, 200, { enabled: true, ...stake.describe(), stakeWei: wei?.toString() ?? null }),
         (e: unknown) => {
           deps.onError(e);

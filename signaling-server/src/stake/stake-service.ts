@@ -1,6 +1,7 @@
 /**
  * Stake for one server run: the contract on the configured chain (`--chain-rpc`,
- * `--stake-contract`), the membership gate (`--min-stake`, `--model-min-stake`) and, with
+ * `--stake-contract`), the membership gate (`--min-stake`, `--model-min-stake`,
+ * `--level-min-stake`) and, with
  * `--slasher-key`, the slasher that takes stake from proven deviants. Opened before the server
  * listens: a contract that cannot be read, or a key that is not the contract's slasher, fails the
  * start with a typed error (exit 1), never a server that silently cannot slash.
@@ -58,6 +59,7 @@ export async function openStake(
   const policy = {
     defaultWei: BigInt(config.minStakeWei),
     modelWei: new Map(Object.entries(config.modelMinStakeWei).map(([m, w]) => [m, BigInt(w)])),
+    levelWei: new Map(Object.entries(config.levelMinStakeWei).map(([k, w]) => [Number(k), BigInt(w)])),
   };
   const gate: StakeGate = createStakeGate({
     policy,
@@ -98,9 +100,12 @@ export async function openStake(
       chainId,
       slasher,
       slashing: slasherPart !== undefined,
+      // Where a page may send its own stake() (dev chains; absent: a wallet brings its own RPC).
+      ...(config.chainRpcPublic ? { rpc: config.chainRpcPublic } : {}),
       requiredWei: {
         default: policy.defaultWei.toString(),
         models: Object.fromEntries([...policy.modelWei].map(([m, w]) => [m, w.toString()])),
+        levels: Object.fromEntries([...policy.levelWei].map(([k, w]) => [k, w.toString()])),
       },
     }),
     stop: () => {

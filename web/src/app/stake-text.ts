@@ -8,8 +8,10 @@ export interface StakeInfo {
   enabled: boolean;
   contract?: string;
   chainId?: number;
-  requiredWei?: { default: string; models: Record<string, string> };
+  requiredWei?: { default: string; models: Record<string, string>; levels?: Record<string, string> };
   stakeWei?: string | null;
+  /** A chain RPC URL the page may send a browser key's stake through (`--chain-rpc-public`). */
+  rpc?: string;
 }
 
 /** Wei (decimal string) as ETH, to 4 decimals. */

@@ -5,7 +5,7 @@
  * the address survives reloads. The server answers a token the signaling `hello` carries.
  */
 import { isAddress, toHex, type Address, type Hex } from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts';
 import { createSiweMessage } from 'viem/siwe';
 import { RingworkError } from '../../../shared/errors';
 
@@ -35,6 +35,8 @@ export interface IdentityClient {
   signIn(signal?: AbortSignal): Promise<SignedIdentity>;
   /** The last successful sign-in. */
   readonly current: SignedIdentity | undefined;
+  /** The key this browser keeps, as a viem account (undefined: none made yet); it signs its own stake. */
+  localAccount(): Promise<PrivateKeyAccount | undefined>;
 }
 
 /** What the identity client needs from its page. */
@@ -125,6 +127,10 @@ export function createIdentityClient(deps: IdentityDeps): IdentityClient {
     },
     get current() {
       return current;
+    },
+    async localAccount() {
+      const key = await deps.keys.get();
+      return key ? privateKeyToAccount(key) : undefined;
     },
   };
 }

@@ -7,6 +7,7 @@ import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../sh
 import { chatSession, localMemoryBytes, requester } from '../tab';
 import { DEFAULT_DRAFT, DRAFT_MAX_MODEL_BYTES, draftUnavailable } from '../../../../shared/app/draft-setting';
 import type { AnswerSpeculative } from '../../../../shared/app/chat-history';
+import { UsageCard } from './ledger-cards';
 
 /**
  * Chat with a model whose layers run across other people's tabs. The answer and the form live in
@@ -274,6 +275,7 @@ export function ChatPage() {
             error={form.errors.seed}
             integer
           />
+          <UsageCard refresh={chat.busy} />
         </aside>
       </div>
     </>

@@ -562,7 +562,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
-      const select = chat.locator('aside select');
+      const select = chat.getByRole('combobox', { name: 'Model' });
       await select.locator(`option[value="${modelId}"]`).waitFor({ state: 'attached', timeout: left() });
       await select.selectOption(modelId);
     }

@@ -107,9 +107,9 @@ describe('fused attention (GroupQueryAttention) vs ops, wasm', () => {
     const f1 = await load([2, UNITS], 'fused');
     const o1 = await load([2, UNITS], 'ops');
     const tokens = Int32Array.of(1, 40, 90, 160, 5, 6);
-    const [[hf, ho]] = await both(f0.r, o0.r, [{ tokens, position: 0 }]);
+    const [hf, ho] = (await both(f0.r, o0.r, [{ tokens, position: 0 }]))[0]!;
     expect(maxDiff(hf, ho)).toBeLessThan(1e-4);
-    const [[lf, lo]] = await both(f1.r, o1.r, [{ hidden: hf!.slice(), position: 0 }]);
+    const [lf, lo] = (await both(f1.r, o1.r, [{ hidden: hf.slice(), position: 0 }]))[0]!;
     expect(maxDiff(lf, lo)).toBeLessThan(1e-4);
     expect(argmax(lf)).toBe(argmax(lo));
   }, 120_000);

@@ -22,9 +22,12 @@ export function configureOrt(opts: { threads?: number } = {}): typeof ort {
 }
 
 /**
- * Wasm threads for a page on a machine with `cores` logical cores: all of them, at most 4 (a
- * decode step of a small shard has too little work per op to split further).
+ * Wasm threads for a page on a machine with `cores` logical cores: half of them, at most 4 (ONNX
+ * Runtime Web's own default). All cores was the default before; measured with `npm run bench:swarm
+ * -- --also-threads 1` on a shared 2-core machine, a 1-peer stories15M swarm decoded 2.3x faster at 1
+ * thread than at 2 (pool threads spin and a decode step of a small model has little work per op to
+ * split), and `npm run bench:engine` pairs wasm 2 threads ÷ 1 thread at 0.58-0.68.
  */
 export function defaultWasmThreads(cores: number): number {
-  return Math.max(1, Math.min(cores, 4));
+  return Math.max(1, Math.min(Math.ceil(cores / 2), 4));
 }

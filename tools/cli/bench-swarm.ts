@@ -23,6 +23,11 @@
  * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
  * top level. The load average before and after is printed too: on a shared machine it explains a lot.
  *
+ * After the 1-peer swarm, the same model decodes in this Node process (wasm, 1 thread): the page's
+ * compute per token ÷ Node's is printed (`nodeCompute`, target <= 1.3; `--no-node` skips it).
+ * `--threads N` sets the contributor pages' wasm threads; `--also-threads M` runs the two model
+ * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`).
+ *
  * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
  * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
  * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),

@@ -28,7 +28,22 @@ export interface CompileOptions {
   contextLength: number;
   /** Quantisation block size (default 32). */
   blockSize?: number;
+  /**
+   * How attention is built (default `ops`): `ops` is the maths in ~20 standard ops per block
+   * (Concat, MatMul, Softmax, a causal mask...); `fused` one `GroupQueryAttention` contrib node per
+   * block (RoPE, cache append, causal mask, softmax and the weighted sum in one kernel). Same I/O
+   * and KV layout either way. `fused` has fewer nodes but measured slower on wasm (more CPU per
+   * decode step on the stories15M shape: `npm run bench:engine` runs both side by side), so it is
+   * opt-in.
+   * The fused kernel needs a head size that is a multiple of 16: other models (stories260K's 8) get
+   * `ops` whatever is asked, and {@link ShardIo.attention} says which graph was built.
+   */
+  attention?: AttentionMode;
 }
+
+/** See {@link CompileOptions.attention}. */
+export type AttentionMode = 'fused' | 'ops';
+export const ATTENTION_MODES: readonly AttentionMode[] = ['fused', 'ops'];
 
 /** Names of one block's KV-cache inputs and outputs. */
 export interface KvIo {
@@ -57,6 +72,8 @@ export interface ShardIo {
   headDim: number;
   hiddenSize: number;
   vocabSize: number;
+  /** The attention graph built (see {@link CompileOptions.attention}); absent without blocks. */
+  attention?: AttentionMode;
 }
 
 /** A compiled shard: the ONNX model bytes, its external weights and its I/O contract. */
@@ -118,6 +135,15 @@ export async function compileShard(
   const hasHead = end === L + 2;
   const blocks = blocksIn(c, options.range);
   const blockSize = options.blockSize ?? 32;
+  const asked = options.attention ?? 'ops';
+  if (!ATTENTION_MODES.includes(asked)) {
+    throw new RingworkError(
+      'GRAPH_BAD_OPTION',
+      `Unknown attention mode "${String(asked)}": use fused or ops.`,
+      { details: { attention: asked } },
+    );
+  }
+  const attention: AttentionMode = asked === 'fused' && fusedAttentionFits(c.headDim) ? 'fused' : 'ops';
   const g = new GraphBuilder();
   const D = c.hiddenSize;
   const qD = c.numHeads * c.headDim;
@@ -222,6 +248,7 @@ export async function compileShard(
 
   // ---- blocks
   if (blocks.length > 0) {
+    io.attention = attention;
     io.positions = g.input('position_ids', 'int64', [1, 'seq']);
     const { cos, sin } = ropeTables(c, options.contextLength);
     const cosT = g.weight('rope.cos', 'float32', [options.contextLength, c.headDim / 2], f32(cos));
@@ -236,6 +263,7 @@ export async function compileShard(
 
     // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
     let mask = '';
+    let lengths: { seqlensK: string; total: string } | undefined;
     const first = blocks[0]!;
     for (const l of blocks) {
       const kv: KvIo = {
@@ -261,38 +289,65 @@ export async function compileShard(
         string,
         string,
       ];
-      const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
-        domain: MS,
-        attrs: { interleaved, num_heads: c.numHeads },
-      });
-      const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
-        domain: MS,
-        attrs: { interleaved, num_heads: c.numKvHeads },
-      });
-      const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
-      const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
-      const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
-      const presentV = g.node('Concat', [kv.pastValue, v4], {
-        outputs: [kv.presentValue],
-        attrs: { axis: 2 },
-      });
-      g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
-      g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
-      if (l === first) mask = causalMask(g, io.positions, presentK);
-      // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
-      const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], { attrs: { perm: [0, 2, 3, 1, 4] } });
-      const kT = g.node('Unsqueeze', [
-        g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }),
-        ax2,
-      ]);
-      let scores = g.node('MatMul', [q5, kT]);
-      scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
-      const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
-      const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
-      const merged = g.node('Reshape', [
-        g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
-        shapeOut,
-      ]);
+      let merged: string;
+      if (attention === 'fused') {
+        // GroupQueryAttention appends to the cache (present = past ++ new, the same BNSH layout and
+        // names as the `ops` graph), applies RoPE at positions cached + i, masks causally and
+        // never replicates KV heads. Its lengths come from the positions, computed once below.
+        lengths ??= gqaLengths(g, io.positions);
+        merged = g.node(
+          'GroupQueryAttention',
+          [q0, k0, v, kv.pastKey, kv.pastValue, lengths.seqlensK, lengths.total, cosT, sinT],
+          {
+            domain: MS,
+            outputs: [g.fresh('gqa'), kv.presentKey, kv.presentValue],
+            attrs: {
+              num_heads: c.numHeads,
+              kv_num_heads: c.numKvHeads,
+              do_rotary: 1,
+              rotary_interleaved: interleaved,
+              scale: { float: 1 / Math.sqrt(c.headDim) },
+            },
+          },
+        );
+        g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+        g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+      } else {
+        const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numHeads },
+        });
+        const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numKvHeads },
+        });
+        const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+        const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+        const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
+        const presentV = g.node('Concat', [kv.pastValue, v4], {
+          outputs: [kv.presentValue],
+          attrs: { axis: 2 },
+        });
+        g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+        g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+        if (l === first) mask = causalMask(g, io.positions, presentK);
+        // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
+        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], {
+          attrs: { perm: [0, 2, 3, 1, 4] },
+        });
+        const kT = g.node('Unsqueeze', [
+          g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }),
+          ax2,
+        ]);
+        let scores = g.node('MatMul', [q5, kT]);
+        scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
+        const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
+        const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
+        merged = g.node('Reshape', [
+          g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
+          shapeOut,
+        ]);
+      }
       const attnOut = await linear1(merged, `${p}.self_attn.o_proj.weight`, D, qD);
       x = g.node('Add', [x, attnOut]);
       const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
@@ -346,6 +401,37 @@ export async function compileShard(
 
   const model = g.build(`ringwork_${start}_${end}`, { '': 17, [MS]: 1 });
   return { model, externalData: g.external, io, weightBytes: g.weightBytes };
+}
+
+/** Whether ONNX Runtime's GroupQueryAttention takes this head size (it checks `head_size % 16`). */
+export function fusedAttentionFits(headDim: number): boolean {
+  return headDim % 16 === 0;
+}
+
+/**
+ * GroupQueryAttention's length inputs from `position_ids` [1, S] (consecutive, the last one at
+ * cached + S - 1): `seqlens_k` = int32 [last position] (its "total length - 1") and the int32
+ * scalar total length. Derived in the graph, so the runner feeds the same inputs in both modes.
+ */
+function gqaLengths(g: GraphBuilder, positions: string): { seqlensK: string; total: string } {
+  const last = g.node('Reshape', [
+    g.node('Slice', [
+      positions,
+      g.constInt64([-1]),
+      g.constInt64([Number.MAX_SAFE_INTEGER]),
+      g.constInt64([1]),
+    ]),
+    g.constInt64([1]),
+  ]);
+  const seqlensK = g.node('Cast', [last], { attrs: { to: 6 } });
+  const total = g.node(
+    'Cast',
+    [g.node('Squeeze', [g.node('Add', [last, g.constInt64([1])]), g.constInt64([0])])],
+    {
+      attrs: { to: 6 },
+    },
+  );
+  return { seqlensK, total };
 }
 
 /** -inf-like bias [1,1,1,S,T] hiding keys that lie after each query's position. */

@@ -156,6 +156,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           weightFormat: request.weightFormat,
           logits: request.logits,
           contextLength: Math.min(request.contextLength, source.config.maxPositions),
+          ...(request.attention ? { attention: request.attention } : {}),
         },
         {
           signal: opts.signal,

@@ -1,4 +1,4 @@
-import type { CompileProgress, ShardIo, WeightFormat } from '../graph/compile-shard.js';
+import type { AttentionMode, CompileProgress, ShardIo, WeightFormat } from '../graph/compile-shard.js';
 import type { UnitRange } from '../graph/units.js';
 import type { ModelLocation } from '../model/open-model.js';
 import type { ModelConfig } from '../model/types.js';
@@ -24,6 +24,11 @@ export interface LoadRequest {
   logits: 'last' | 'all' | 'rows';
   /** `auto` (default) tries WebGPU on a real GPU adapter, else wasm. */
   backend?: 'auto' | Backend;
+  /**
+   * The attention graph (see `CompileOptions.attention`; default `ops`). Benchmarks set it to
+   * measure one against the other.
+   */
+  attention?: AttentionMode;
 }
 
 /** Outcome of {@link ShardRunner.load}. */

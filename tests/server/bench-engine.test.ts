@@ -97,7 +97,12 @@ describe('measureInterleaved', () => {
             expect(open).toBe(true);
             log.push(`${id}:decode${steps}`);
             for (let i = 0; i < steps; i++) tokens.push(7);
-            return { steps, ms: steps * msPerStep, ortMs: steps * msPerStep * 0.9 };
+            return {
+              steps,
+              ms: steps * msPerStep,
+              ortMs: steps * msPerStep * 0.9,
+              cpuMs: steps * msPerStep * 0.5,
+            };
           },
           tokens: async () => [...tokens],
           close: async () => {
@@ -132,6 +137,7 @@ describe('measureInterleaved', () => {
     expect(samples.decode.get('b')!.map((d) => d.steps)).toEqual([2, 2, 1, 2, 2, 1]);
     expect(samples.tokens.get('a')).toHaveLength(6);
     expect(pairedRatio(samples, 'a', 'b', 'decode')).toBe(2);
+    expect(pairedRatio(samples, 'a', 'b', 'decode-cpu')).toBe(2);
     expect(pairedRatio(samples, 'a', 'b', 'prefill')).toBe(4);
     expect(pairedRatio(samples, 'a', 'missing', 'decode')).toBeNull();
   });
@@ -161,6 +167,8 @@ describe('runEngineBench (tiny settings)', () => {
       splitParts: 3,
       wasmThreads2: false,
       nativeThreads2: false,
+      // stories260K's head size (8) is one the fused kernel refuses: no fused variants.
+      fusedAttention: true,
       bandwidth: { bytes: 1 << 20, repeats: 1 },
     });
     expect(result.bandwidth.gbps).toBeGreaterThan(0);
@@ -179,7 +187,10 @@ describe('runEngineBench (tiny settings)', () => {
       expect(v.decodeTokPerS.median).toBeGreaterThan(0);
       expect(v.decodeBlocks.reduce((a, b) => a + b.steps, 0)).toBe(4);
       expect(v.decodeOrtMsPerStep).toBeLessThanOrEqual(v.decodeMsPerStep);
+      expect(v.decodeCpuMsPerStep).toBeGreaterThan(0);
+      expect(v.attention).toBe('ops');
     }
+    expect(m.ratios.fusedOverOpsDecode).toBeNull();
     expect(m.variants.find((v) => v.id === 'wasm-split-1t')!.ranges).toEqual([
       [0, 2],
       [2, 5],

@@ -12,6 +12,7 @@ import { access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { RingworkError } from '../../shared/errors.js';
+import { fusedAttentionFits, type AttentionMode } from '../../shared/graph/compile-shard.js';
 import type { UnitRange } from '../../shared/graph/units.js';
 import type { ModelLocation } from '../../shared/model/open-model.js';
 import type { ModelConfig } from '../../shared/model/types.js';
@@ -71,6 +72,12 @@ export interface EngineBenchOptions {
   wasmThreads2: boolean;
   /** Also run native CPU with 2 intra-op threads. */
   nativeThreads2: boolean;
+  /**
+   * Also run the wasm variants (1 thread, and 2 if `wasmThreads2`) on the fused-attention graph
+   * (`GroupQueryAttention`), next to the default `ops` graph: before/after of that engine change in
+   * one run. Only for models whose head size the fused kernel takes.
+   */
+  fusedAttention: boolean;
   /** Bytes per copy and repeats of the memory-bandwidth probe. */
   bandwidth: { bytes: number; repeats: number };
   /** onnxruntime-node, already imported (default: imported here). */
@@ -80,7 +87,8 @@ export interface EngineBenchOptions {
 }
 
 /** Variant ids, stable for `--json` consumers. */
-export type VariantId = 'wasm-1t' | 'wasm-2t' | 'native-1t' | 'native-2t' | 'wasm-split-1t';
+export type VariantId =
+  'wasm-1t' | 'wasm-2t' | 'wasm-1t-fused' | 'wasm-2t-fused' | 'native-1t' | 'native-2t' | 'wasm-split-1t';
 
 /** Results of one variant. */
 export interface VariantResult {
@@ -90,6 +98,8 @@ export interface VariantResult {
   /** Why it is unavailable, when it is. */
   reason?: string;
   ranges: UnitRange[];
+  /** The attention graph it was asked to build (see `CompileOptions.attention`). */
+  attention: AttentionMode;
   weightBytes: number;
   loadMs: number;
   /** Every timed prefill, ms. */
@@ -103,6 +113,8 @@ export interface VariantResult {
   /** Mean wall ms per decode step, and the part of it inside ORT `session.run`. */
   decodeMsPerStep: number;
   decodeOrtMsPerStep: number;
+  /** Mean CPU ms per decode step of the process that ran it (all its threads; see DecodeTiming). */
+  decodeCpuMsPerStep: number;
   /** Whether its greedy tokens equal those of wasm 1 thread (same graphs, so they should). */
   sameTokensAsWasm?: boolean;
 }
@@ -135,6 +147,12 @@ export interface BenchRatios {
   wasm2OverWasm1Prefill: number | null;
   native2OverNative1Decode: number | null;
   native2OverNative1Prefill: number | null;
+  /** fused ÷ ops attention graph, wasm 1 thread: decode rate by wall time and by CPU time. */
+  fusedOverOpsDecode: number | null;
+  fusedOverOpsDecodeCpu: number | null;
+  /** The same with 2 threads. */
+  fusedOverOps2tDecode: number | null;
+  fusedOverOps2tDecodeCpu: number | null;
 }
 
 /** Results for one model. */
@@ -267,28 +285,46 @@ async function benchModel(
   const base = { model: m.model, contextLength };
   const rangesText = split.map(([a, b]) => `[${a},${b})`).join('');
 
-  type Plan = { id: VariantId; label: string; ranges: UnitRange[]; load: () => Promise<BenchVariant> };
+  type Plan = {
+    id: VariantId;
+    label: string;
+    ranges: UnitRange[];
+    attention: AttentionMode;
+    load: () => Promise<BenchVariant>;
+  };
   const plans: Plan[] = [];
-  const inProcess = (id: VariantId, label: string, ranges: UnitRange[], ort: () => OrtModule) =>
+  const inProcess = (
+    id: VariantId,
+    label: string,
+    ranges: UnitRange[],
+    ort: () => OrtModule,
+    attention: AttentionMode = 'ops',
+  ) =>
     plans.push({
       id,
       label,
       ranges,
-      load: () => loadInProcessVariant({ ...base, id, label, ranges, ort: ort() }),
+      attention,
+      load: () => loadInProcessVariant({ ...base, id, label, ranges, attention, ort: ort() }),
     });
+  const wasm2 = (id: VariantId, label: string, attention: AttentionMode) =>
+    plans.push({
+      id,
+      label,
+      ranges: whole,
+      attention,
+      load: () => loadWasmChildVariant({ ...base, id, label, ranges: whole, threads: 2, attention }),
+    });
+  const fused = o.fusedAttention && fusedAttentionFits(config.headDim);
   const nativeModule = (): OrtModule => {
     if (!native.ok) throw new Error(native.reason);
     return native.ort;
   };
   inProcess('wasm-1t', '(a) wasm, 1 thread', whole, () => nodeOrt(1));
+  if (fused) inProcess('wasm-1t-fused', 'wasm, 1 thread, fused attention', whole, () => nodeOrt(1), 'fused');
   if (o.wasmThreads2) {
-    const label = 'wasm, 2 threads';
-    plans.push({
-      id: 'wasm-2t',
-      label,
-      ranges: whole,
-      load: () => loadWasmChildVariant({ ...base, id: 'wasm-2t', label, ranges: whole, threads: 2 }),
-    });
+    wasm2('wasm-2t', 'wasm, 2 threads', 'ops');
+    if (fused) wasm2('wasm-2t-fused', 'wasm, 2 threads, fused attention', 'fused');
   }
   inProcess('native-1t', '(b) native CPU, 1 thread', whole, () => nativeCpuOrt(nativeModule(), 1));
   if (o.nativeThreads2)
@@ -329,8 +365,13 @@ async function benchModel(
     const blocks = samples.decode.get(plan.id) ?? [];
     const perRound = new Map<number, DecodeTiming>();
     for (const b of blocks) {
-      const t = perRound.get(b.round) ?? { steps: 0, ms: 0, ortMs: 0 };
-      perRound.set(b.round, { steps: t.steps + b.steps, ms: t.ms + b.ms, ortMs: t.ortMs + b.ortMs });
+      const t = perRound.get(b.round) ?? { steps: 0, ms: 0, ortMs: 0, cpuMs: 0 };
+      perRound.set(b.round, {
+        steps: t.steps + b.steps,
+        ms: t.ms + b.ms,
+        ortMs: t.ortMs + b.ortMs,
+        cpuMs: t.cpuMs + b.cpuMs,
+      });
     }
     const steps = blocks.reduce((a, b) => a + b.steps, 0);
     const tokens = samples.tokens.get(plan.id);
@@ -340,6 +381,7 @@ async function benchModel(
       available: !!variant,
       ...(reason !== undefined ? { reason } : {}),
       ranges: plan.ranges,
+      attention: plan.attention,
       weightBytes: variant?.weightBytes ?? 0,
       loadMs: variant?.loadMs ?? 0,
       prefillMs,
@@ -348,6 +390,7 @@ async function benchModel(
       decodeTokPerS: spread([...perRound.values()].map((t) => rate(t.steps, t.ms))),
       decodeMsPerStep: steps ? blocks.reduce((a, b) => a + b.ms, 0) / steps : NaN,
       decodeOrtMsPerStep: steps ? blocks.reduce((a, b) => a + b.ortMs, 0) / steps : NaN,
+      decodeCpuMsPerStep: steps ? blocks.reduce((a, b) => a + b.cpuMs, 0) / steps : NaN,
       ...(reference && tokens && plan.id !== 'wasm-1t'
         ? { sameTokensAsWasm: sameTokens(tokens, reference) }
         : {}),
@@ -358,7 +401,7 @@ async function benchModel(
   // Mean cached length over the decode steps.
   const bytesPerToken = decodeBytesPerToken(config, weightBytes, o.promptTokens + o.decodeSteps / 2);
   const boundTokPerS = bytesPerToken > 0 ? (bw.gbps * 1e9) / bytesPerToken : 0;
-  const paired = (a: VariantId, b: VariantId, phase: 'decode' | 'prefill') =>
+  const paired = (a: VariantId, b: VariantId, phase: 'decode' | 'decode-cpu' | 'prefill') =>
     pairedRatio(samples, a, b, phase);
   const wasmDecode = variants.find((v) => v.id === 'wasm-1t')?.decodeTokPerS.median;
   const nativeDecode = variants.find((v) => v.id === 'native-1t' && v.available)?.decodeTokPerS.median;
@@ -374,6 +417,10 @@ async function benchModel(
     wasm2OverWasm1Prefill: paired('wasm-2t', 'wasm-1t', 'prefill'),
     native2OverNative1Decode: paired('native-2t', 'native-1t', 'decode'),
     native2OverNative1Prefill: paired('native-2t', 'native-1t', 'prefill'),
+    fusedOverOpsDecode: paired('wasm-1t-fused', 'wasm-1t', 'decode'),
+    fusedOverOpsDecodeCpu: paired('wasm-1t-fused', 'wasm-1t', 'decode-cpu'),
+    fusedOverOps2tDecode: paired('wasm-2t-fused', 'wasm-2t', 'decode'),
+    fusedOverOps2tDecodeCpu: paired('wasm-2t-fused', 'wasm-2t', 'decode-cpu'),
   };
   const target = (name: string, value: number | null, min: number): TargetResult => ({
     name,
@@ -488,13 +535,14 @@ export async function measureInterleaved(
 
 /**
  * Median over paired samples of (rate of `a`) ÷ (rate of `b`): decode blocks or prefills that ran
- * back to back. Null when either variant has no samples.
+ * back to back (`decode-cpu`: decode blocks by CPU time instead of wall time). Null when either
+ * variant has no samples.
  */
 export function pairedRatio(
   samples: InterleavedSamples,
   a: string,
   b: string,
-  phase: 'decode' | 'prefill',
+  phase: 'decode' | 'decode-cpu' | 'prefill',
 ): number | null {
   if (phase === 'prefill') {
     const pa = samples.prefillMs.get(a);
@@ -506,6 +554,7 @@ export function pairedRatio(
   const da = samples.decode.get(a);
   const db = samples.decode.get(b);
   if (!da?.length || !db?.length) return null;
+  if (phase === 'decode-cpu') return spread(da.map((x, i) => db[i]!.cpuMs / x.cpuMs)).median;
   return spread(da.map((x, i) => db[i]!.ms / x.ms)).median;
 }
 
@@ -543,7 +592,9 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
       `decode = ${s.decodeSteps} greedy steps taken in turns of ${s.decodeBlock}; >=${s.warmupRounds} warm-up ` +
       `(>=${(s.minWarmupMs / 1000).toFixed(1)} s) + ${s.rounds} interleaved rounds.`,
   );
-  out.push('tok/s: median (min-max); ratios: median of back-to-back pairs.');
+  out.push(
+    'tok/s: median (min-max); ratios: median of back-to-back pairs; CPU ms/step: the running process, all threads.',
+  );
   out.push(
     `Memory copy: ${r.bandwidth.gbps.toFixed(2)} GB/s (${r.bandwidth.method}, ${(r.bandwidth.bytes / 2 ** 20).toFixed(0)} MiB, best of ${r.bandwidth.samples})`,
   );
@@ -555,11 +606,19 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
         `${mb(m.weightBytes)} f32 initializers, ${mb(m.decodeBytesPerToken)} read per decode token`,
     );
     const rows: string[][] = [
-      ['variant', 'prefill tok/s', 'decode tok/s', 'ms/step (in ORT)', 'load ms', 'greedy = (a)'],
+      [
+        'variant',
+        'prefill tok/s',
+        'decode tok/s',
+        'ms/step (in ORT)',
+        'CPU ms/step',
+        'load ms',
+        'greedy = (a)',
+      ],
     ];
     for (const v of m.variants) {
       if (!v.available) {
-        rows.push([v.label, `unavailable: ${v.reason ?? ''}`, '', '', '', '']);
+        rows.push([v.label, `unavailable: ${v.reason ?? ''}`, '', '', '', '', '']);
         continue;
       }
       rows.push([
@@ -567,11 +626,12 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
         fmtSpread(v.prefillTokPerS),
         fmtSpread(v.decodeTokPerS),
         `${v.decodeMsPerStep.toFixed(3)} (${v.decodeOrtMsPerStep.toFixed(3)})`,
+        v.decodeCpuMsPerStep.toFixed(3),
         Math.round(v.loadMs).toString(),
         v.id === 'wasm-1t' ? '' : v.sameTokensAsWasm === undefined ? '-' : v.sameTokensAsWasm ? 'yes' : 'no',
       ]);
     }
-    rows.push(['(c) memory-bandwidth bound', '', fmtRate(m.boundTokPerS), '', '', '']);
+    rows.push(['(c) memory-bandwidth bound', '', fmtRate(m.boundTokPerS), '', '', '', '']);
     out.push(...table(rows).map((l) => `  ${l}`));
     const t = new Map(m.targets.map((x) => [x.name, x]));
     const verdict = (name: string) => {
@@ -606,6 +666,20 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
       ratioRows.push([
         'native 2 threads / 1 thread (decode, prefill)',
         `${fmtRatio(m.ratios.native2OverNative1Decode)}, ${fmtRatio(m.ratios.native2OverNative1Prefill)}`,
+        '',
+      ]);
+    }
+    if (m.ratios.fusedOverOpsDecode !== null) {
+      ratioRows.push([
+        'fused / ops attention, 1 thread (decode by wall, by CPU)',
+        `${fmtRatio(m.ratios.fusedOverOpsDecode)}, ${fmtRatio(m.ratios.fusedOverOpsDecodeCpu)}`,
+        '',
+      ]);
+    }
+    if (m.ratios.fusedOverOps2tDecode !== null) {
+      ratioRows.push([
+        'fused / ops attention, 2 threads (decode by wall, by CPU)',
+        `${fmtRatio(m.ratios.fusedOverOps2tDecode)}, ${fmtRatio(m.ratios.fusedOverOps2tDecodeCpu)}`,
         '',
       ]);
     }

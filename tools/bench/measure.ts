@@ -30,6 +30,12 @@ export interface DecodeTiming {
   ms: number;
   /** Time inside ORT `session.run`, summed over stages, ms. */
   ortMs: number;
+  /**
+   * CPU time of this process over the block (user + system, every thread: wasm and native ORT
+   * threads included), ms. Unlike wall time it barely moves when neighbours take the CPU, so it
+   * compares variants on a loaded machine; it counts spinning pool threads as work.
+   */
+  cpuMs: number;
 }
 
 /**
@@ -106,13 +112,16 @@ export async function startGeneration(
         throw new RingworkError('INVALID_ARGUMENT', `Decode steps must be a positive integer, got ${steps}.`);
       }
       let ortMs = 0;
+      const c0 = process.cpuUsage();
       const t0 = now();
       for (let i = 0; i < steps; i++) {
         const r = await session.forward(Int32Array.of(tokens[tokens.length - 1]!), position++);
         for (const ms of r.timing.stageMs) ortMs += ms;
         tokens.push(argmax(lastRow(r.logits!)));
       }
-      return { steps, ms: now() - t0, ortMs };
+      const ms = now() - t0;
+      const cpu = process.cpuUsage(c0);
+      return { steps, ms, ortMs, cpuMs: (cpu.user + cpu.system) / 1000 };
     },
     close: () => session.close(),
   };

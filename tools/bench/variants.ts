@@ -7,6 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RingworkError } from '../../shared/errors.js';
+import type { AttentionMode } from '../../shared/graph/compile-shard.js';
 import type { UnitRange } from '../../shared/graph/units.js';
 import type { ModelLocation } from '../../shared/model/open-model.js';
 import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
@@ -45,6 +46,8 @@ export interface VariantLoadSpec {
   ranges: UnitRange[];
   /** Positions each shard must serve (prompt + decode steps). */
   contextLength: number;
+  /** The attention graph (default: the runner's, `ops` on wasm). */
+  attention?: AttentionMode;
 }
 
 /**
@@ -68,6 +71,7 @@ export async function loadInProcessVariant(
         contextLength: spec.contextLength,
         logits: 'last',
         backend: 'wasm',
+        ...(spec.attention ? { attention: spec.attention } : {}),
       });
       weightBytes += r.weightBytes;
       loadMs += r.loadMs;

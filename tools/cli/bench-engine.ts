@@ -1,6 +1,6 @@
 /**
  * `npm run bench:engine [-- --quick] [--json] [--rounds N] [--steps N] [--prompt N]
- * [--models stories260K,stories15M] [--no-threads2] [--synth-dir .bench/stories15M]`
+ * [--models stories260K,stories15M] [--no-threads2] [--no-fused] [--synth-dir .bench/stories15M]`
  *
  * Measures, in one run and for each model: (a) onnxruntime-web wasm in Node, (b) onnxruntime-node
  * native CPU on the same compiled graphs, (c) the memory-bandwidth bound on decode, and a 3-way
@@ -19,7 +19,7 @@ import {
 } from '../bench/engine-bench.js';
 
 const USAGE = `Usage: npm run bench:engine -- [--quick] [--json] [--rounds N] [--steps N] [--prompt N]
-  [--models stories260K,stories15M] [--no-threads2] [--synth-dir DIR]`;
+  [--models stories260K,stories15M] [--no-threads2] [--no-fused] [--synth-dir DIR]`;
 
 const MODEL_NAMES = ['stories260K', 'stories15M'] as const;
 /** Fixed so every machine benchmarks the same synthetic weights. */
@@ -49,6 +49,7 @@ async function main(): Promise<void> {
         prompt: { type: 'string' },
         models: { type: 'string' },
         'no-threads2': { type: 'boolean', default: false },
+        'no-fused': { type: 'boolean', default: false },
         'synth-dir': { type: 'string', default: '.bench/stories15M' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
     splitParts: 3,
     wasmThreads2: !quick && !values['no-threads2'],
     nativeThreads2: !values['no-threads2'],
+    fusedAttention: !values['no-fused'],
     bandwidth: quick ? { bytes: 64 * 2 ** 20, repeats: 3 } : { bytes: 256 * 2 ** 20, repeats: 5 },
     log,
   };

@@ -23,6 +23,11 @@
  * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
  * top level. The load average before and after is printed too: on a shared machine it explains a lot.
  *
+ * After the 1-peer swarm, the same model decodes in this Node process (wasm, 1 thread): the page's
+ * compute per token ÷ Node's is printed (`nodeCompute`, target <= 1.3; `--no-node` skips it).
+ * `--threads N` sets the contributor pages' wasm threads; `--also-threads M` runs the two model
+ * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`).
+ *
  * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
  * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
  * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),
@@ -32,13 +37,69 @@
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import type { ModelLocation } from '../../shared/model/open-model.js';
+import { nodeOrt, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
+import { fixedPrompt } from '../bench/measure.js';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
+import { loadInProcessVariant } from '../bench/variants.js';
 import { table } from '../bench/transport-stats.js';
 import { synthesizeModel } from '../model/synth.js';
 import { parseModelArg, runSwarm, type SwarmResult } from '../swarm/swarm-run.js';
 import { intFlag, runCli } from './cli-util.js';
 
 const TARGET = 0.8;
+
+/**
+ * The model's compute per decode token in this Node process (onnxruntime-web wasm, 1 thread, the
+ * whole model in one shard, greedy), after the page's prompt: the figure a contributor page's
+ * compute is held against. `ortMsPerToken` is inside ORT's run, as the page's compute is.
+ */
+async function nodeDecodeCompute(
+  model: ModelLocation,
+  promptTokens: number,
+  steps: number,
+  contextLength: number,
+): Promise<{
+  ortMsPerToken: number;
+  wallMsPerToken: number;
+  cpuMsPerToken: number;
+  steps: number;
+  loadAvg: number;
+}> {
+  const config = (await openNodeModel(model)).source.config;
+  const variant = await loadInProcessVariant({
+    id: 'node',
+    label: 'Node wasm 1 thread',
+    model,
+    ranges: [[0, config.numLayers + 2]],
+    contextLength: Math.min(contextLength, config.maxPositions),
+    ort: nodeOrt(1),
+  });
+  try {
+    const settings = { prompt: fixedPrompt(config, promptTokens), vocabSize: config.vocabSize };
+    // One untimed pass first: V8 tiers the wasm up over the first few hundred milliseconds.
+    const warm = await variant.start(settings);
+    await warm.prefill();
+    await warm.decode(Math.min(steps, 16));
+    await warm.close();
+    const run = await variant.start(settings);
+    try {
+      await run.prefill();
+      const t = await run.decode(steps);
+      return {
+        ortMsPerToken: t.ortMs / t.steps,
+        wallMsPerToken: t.ms / t.steps,
+        cpuMsPerToken: t.cpuMs / t.steps,
+        steps: t.steps,
+        loadAvg: loadavg()[0]!,
+      };
+    } finally {
+      await run.close();
+    }
+  } finally {
+    await variant.dispose();
+  }
+}
 /** The planned single-request speed must be within this factor of the measured one. */
 const SPEED_FACTOR = 2;
 /** Browser overhead a page may use beyond its shard (the acceptance budget). */
@@ -86,8 +147,17 @@ runCli(async () => {
       /** Skip the two --null-compute swarms (half the time). */
       'no-null-compute': { type: 'boolean', default: false },
       perf: { type: 'boolean', default: false },
+      /** Wasm threads of every contributor page (default: the page's own choice). */
+      threads: { type: 'string' },
+      /** Also run the two model swarms with the pages at this many threads, in turn with the others. */
+      'also-threads': { type: 'string' },
+      /** Skip measuring the same model's decode compute in Node (wasm, 1 thread). */
+      'no-node': { type: 'boolean', default: false },
     },
   });
+  const threads = values.threads === undefined ? undefined : intFlag('threads', values.threads, 1, 1);
+  const alsoThreads =
+    values['also-threads'] === undefined ? undefined : intFlag('also-threads', values['also-threads'], 1, 1);
   const peers = intFlag('peers', values.peers, 3, 2);
   const tokens = intFlag('tokens', values.tokens, 48, 2);
   const timeoutS = intFlag('timeout-s', values['timeout-s'], 80, 10);
@@ -102,9 +172,10 @@ runCli(async () => {
     await synthesizeModel({ preset: 'stories15M', outDir: path });
   }
   const load0 = loadavg();
-  const run = (n: number, nullCompute = false): Promise<SwarmResult> =>
+  const run = (n: number, nullCompute = false, pageThreads = threads): Promise<SwarmResult> =>
     runSwarm({
       nullCompute,
+      ...(pageThreads !== undefined ? { threads: pageThreads } : {}),
       perf: values.perf,
       peers: n,
       prompt: values.prompt,
@@ -119,8 +190,21 @@ runCli(async () => {
     });
   log(`1-peer swarm, ${tokens} new tokens`);
   const one = await run(1);
+  // Right after the 1-peer swarm, so both see about the same load: the same model's compute per
+  // decode token in Node (onnxruntime-web wasm, 1 thread), next to the contributor page's.
+  const node = values['no-node']
+    ? undefined
+    : await nodeDecodeCompute({ url: path }, one.promptTokens, tokens, one.contextLength);
+  const alsoOne =
+    alsoThreads === undefined
+      ? undefined
+      : (log(`1-peer swarm, pages at ${alsoThreads} thread(s)`), await run(1, false, alsoThreads));
   log(`${peers}-peer swarm, ${tokens} new tokens`);
   const many = await run(peers);
+  const alsoMany =
+    alsoThreads === undefined
+      ? undefined
+      : (log(`${peers}-peer swarm, pages at ${alsoThreads} thread(s)`), await run(peers, false, alsoThreads));
   const ratio = many.timings.decodeTokPerS / one.timings.decodeTokPerS;
   let nulls: { one: SwarmResult; many: SwarmResult } | undefined;
   if (!values['no-null-compute']) {
@@ -175,6 +259,26 @@ runCli(async () => {
           target: TARGET,
           verdict,
           decode: { one: split(one), many: split(many) },
+          pageThreads: threads ?? 'page default',
+          ...(node
+            ? {
+                nodeCompute: {
+                  ...node,
+                  pageComputeMsPerToken: one.timings.computeMsPerToken,
+                  pageOverNode: one.timings.computeMsPerToken / node.ortMsPerToken,
+                },
+              }
+            : {}),
+          ...(alsoOne && alsoMany
+            ? {
+                alsoThreads: {
+                  threads: alsoThreads,
+                  one: split(alsoOne),
+                  many: split(alsoMany),
+                  decodeRatio: alsoMany.timings.decodeTokPerS / alsoOne.timings.decodeTokPerS,
+                },
+              }
+            : {}),
           nullCompute,
           loadAverage: { before: load0, after: load1 },
           one,
@@ -228,6 +332,31 @@ runCli(async () => {
       '',
       `decode tok/s ${peers} peers ÷ 1 peer = ${ratio.toFixed(2)} (target >= ${TARGET}): ${verdict}`,
       '',
+      ...(node
+        ? [
+            `Compute per decode token, the whole model: contributor page ${one.timings.computeMsPerToken.toFixed(2)} ms ` +
+              `(pages at ${threads ?? 'their default'} thread(s)), Node wasm 1 thread ${node.ortMsPerToken.toFixed(2)} ms ` +
+              `(wall ${node.wallMsPerToken.toFixed(2)} ms, CPU ${node.cpuMsPerToken.toFixed(2)} ms): page ÷ Node = ` +
+              `${(one.timings.computeMsPerToken / node.ortMsPerToken).toFixed(2)} (target <= 1.3)`,
+            '',
+          ]
+        : []),
+      ...(alsoOne && alsoMany
+        ? [
+            `The same swarms with the pages at ${alsoThreads} thread(s), run in turn with the ones above:`,
+            table(
+              ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok'],
+              [alsoOne, alsoMany].map((r) => [
+                `${r.stages.length}`,
+                r.timings.decodeTokPerS.toFixed(1),
+                r.timings.computeMsPerToken.toFixed(2),
+                r.timings.hopMsPerToken.toFixed(2),
+              ]),
+            ),
+            `decode tok/s ${peers} peers ÷ 1 peer = ${(alsoMany.timings.decodeTokPerS / alsoOne.timings.decodeTokPerS).toFixed(2)}`,
+            '',
+          ]
+        : []),
       ...(nullCompute
         ? [
             'The same swarms with --null-compute (stages skip the model): the ring protocol alone; one hop =',

@@ -51,6 +51,8 @@ export interface SwarmOptions {
    * ring's protocol cost alone. The spawned server is in test mode, the only place pages allow it.
    */
   nullCompute?: boolean;
+  /** ONNX Runtime wasm threads of every contributor page (`threads=N`; default: the page's own). */
+  threads?: number;
   /**
    * Debug timings of the ring's hot path (`perf=1` on every page, shared/util/perf-trace.ts),
    * returned summarised per page in {@link SwarmResult.perf}.
@@ -564,7 +566,9 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           o.peers,
         )}`
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
-    const tooling = `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf || o.trace ? '&perf=1' : ''}`;
+    const tooling =
+      `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf || o.trace ? '&perf=1' : ''}` +
+      (o.threads !== undefined ? `&threads=${o.threads}` : '');
     /** With `trace`: each page's shard loads not logged yet, broken down (swarm-trace.ts). */
     const logLoads = async () => {
       if (!o.trace) return;
@@ -631,7 +635,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
-      const select = chat.locator('aside select');
+      const select = chat.getByRole('combobox', { name: 'Model' });
       await select.locator(`option[value="${modelId}"]`).waitFor({ state: 'attached', timeout: left() });
       await select.selectOption(modelId);
     }

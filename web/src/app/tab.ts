@@ -26,9 +26,12 @@ if (tooling.perf) enablePerfTrace();
 export const contributor = createContributor({
   network: getNetwork,
   createRunner: () =>
-    createWorkerShardRunner(
-      tooling.nullCompute ? { nullCompute: { allowed: () => requireTestModeServer('null compute') } } : {},
-    ),
+    createWorkerShardRunner({
+      ...(tooling.nullCompute
+        ? { nullCompute: { allowed: () => requireTestModeServer('null compute') } }
+        : {}),
+      ...(tooling.threads !== undefined ? { threads: tooling.threads } : {}),
+    }),
   ...(tooling.tamper !== undefined
     ? {
         testTamper: async () => {

@@ -6,18 +6,21 @@
  * server must be in test mode (`/api/network` says `testMode: true`); anywhere else the load is
  * refused with `TOOLING_ONLY` and the tab serves nothing. `tamper=<name>` (test-only, the same
  * test-mode rule) makes the contributor a dishonest ring stage (shared/validation/test-tampers.ts)
- * for the validation e2e.
+ * for the validation e2e. `threads=N` (1-4; only this tab's own compute, so any server allows it)
+ * sets the shard worker's ONNX Runtime wasm threads, for benchmarks that compare thread counts.
  */
 import { RingworkError } from '../../../shared/errors';
 
 /** The switches the URL asks for. */
-export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; tamper?: string } {
+export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; tamper?: string; threads?: number } {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   const tamper = q.get('tamper');
+  const threads = Number(q.get('threads'));
   return {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
     ...(tamper ? { tamper } : {}),
+    ...(Number.isInteger(threads) && threads >= 1 && threads <= 4 ? { threads } : {}),
   };
 }
 

@@ -13,9 +13,12 @@ import { createNullComputeRunner } from '../../../shared/runtime/null-compute-ru
 import { createOrtShardRunner } from '../../../shared/runtime/ort-shard-runner';
 import type { LoadProgress, LoadRequest, ShardRunner, StepInput } from '../../../shared/runtime/shard-runner';
 import { createCachedFileOpener } from './cached-opener';
+import * as ortModule from 'onnxruntime-web';
 import { configureOrt } from './ort-env';
 
-const ort = configureOrt();
+// Configured on the first load (`threads` may come with it); env settings count until the first
+// session is created.
+const ort = ortModule;
 /**
  * The model last opened, kept for the next load: a re-planned survivor or a standby swapped in
  * loads another range of the same model, and opening it again (its config, the file probes) took
@@ -52,9 +55,17 @@ const calls = createAbortRegistry();
 export const workerApi = {
   /**
    * Loads the shard. `nullCompute` (tooling only: the page allows it on a test-mode server alone)
-   * makes every later step skip the model (shared/runtime/null-compute-runner.ts).
+   * makes every later step skip the model (shared/runtime/null-compute-runner.ts). `threads`
+   * (tooling: a page's `threads=N`) sets ONNX Runtime's wasm threads; only the first load's counts.
    */
-  load(request: LoadRequest, opId: number, onProgress?: (p: LoadProgress) => void, nullCompute = false) {
+  load(
+    request: LoadRequest,
+    opId: number,
+    onProgress?: (p: LoadProgress) => void,
+    nullCompute = false,
+    threads?: number,
+  ) {
+    configureOrt(threads === undefined ? {} : { threads });
     runner = nullCompute ? createNullComputeRunner(ortRunner) : ortRunner;
     return calls.run(opId, (signal) => runner.load(request, { signal, onProgress }));
   },

@@ -13,6 +13,8 @@ export interface WorkerShardRunnerOptions {
    * by `allowNullCompute`, which throws `TOOLING_ONLY` unless the page's server is in test mode.
    */
   nullCompute?: { allowed: () => Promise<void> };
+  /** ONNX Runtime wasm threads of this worker (1-4; default: `defaultWasmThreads`). */
+  threads?: number;
 }
 
 /**
@@ -75,7 +77,13 @@ export function createWorkerShardRunner(
     load: async (request, o = {}) => {
       if (opts.nullCompute) await opts.nullCompute.allowed();
       return call(o.signal, (op) =>
-        api.load(request, op, o.onProgress ? Comlink.proxy(o.onProgress) : undefined, !!opts.nullCompute),
+        api.load(
+          request,
+          op,
+          o.onProgress ? Comlink.proxy(o.onProgress) : undefined,
+          !!opts.nullCompute,
+          opts.threads,
+        ),
       );
     },
     warm: () => (disposed ? Promise.resolve() : call(undefined, () => api.warm()).catch(() => undefined)),

@@ -37,7 +37,7 @@ import type {
   RingChatClient,
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
-import { openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
 import type { RingworkChunkInfo } from '../api/openai-wire.js';
 import { createRingTransportClient } from '../api/ring-transport.js';
 
@@ -160,6 +160,9 @@ export function createRequester(o: RequesterOptions): Requester {
     });
   };
 
+  /** The referee of validated answers (k >= 2): its runners are kept across answers and retries. */
+  const referee = createRefereeCache(o.createRunner);
+
   /** Links to ring stages, reused across requests while open. */
   const stageLinks = new Map<string, PeerLink>();
   const linkTo = async (net: NetworkHandle, peer: string, signal: AbortSignal): Promise<PeerLink> => {
@@ -263,6 +266,16 @@ export function createRequester(o: RequesterOptions): Requester {
     const net = await o.network();
     subscribe(net, a.settings.model, a.settings.security);
     const answer = await ringFor(a.settings.model, a.signal);
+    log.info(
+      answer.type === 'ring'
+        ? {
+            ring: answer.ringId,
+            validators: answer.validators?.map((r) => r.ringId) ?? [],
+            security: answer.security,
+          }
+        : { noRing: answer.reason, security: answer.security },
+      'ring answer',
+    );
     if (answer.type === 'no-ring' && answer.security) {
       // A ring exists, but not the security level asked for: never fall back to running it here.
       throw new RingworkError('VALIDATION_NOT_ENOUGH_PEERS', answer.reason, {
@@ -286,13 +299,12 @@ export function createRequester(o: RequesterOptions): Requester {
         answer,
         net,
         linkTo: (peer) => linkTo(net, peer, a.signal),
-        createRunner: o.createRunner,
+        referee,
         sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
         signal: a.signal,
         now: clock.now,
         log,
       });
-      release = validated.release;
       pipeline = validated.pipeline;
       peers = [answer, ...answer.validators].flatMap((r) => r.stages.map((s) => s.peer));
     } else if (answer.type === 'ring') {
@@ -518,7 +530,12 @@ export function createRequester(o: RequesterOptions): Requester {
     // shards (they refuse the new epoch until then), or a link may still be connecting. Until the
     // first token has streamed, such a request is retried for a while (the coordinator pushes the
     // re-planned ring meanwhile); after that a failure is the person's to see.
-    const deadline = clock.now() + (o.retryWindowMs ?? 20_000);
+    // A validated request (k >= 2) makes the coordinator plan its validator rings now: their peers
+    // load their shards first (18–50 s measured on a busy 2-core machine), so it waits longer — but
+    // still a bounded time, then fails with the last typed error.
+    const validated = (a.settings.security ?? 1) >= 2;
+    const deadline =
+      clock.now() + (validated ? (o.validatedRetryWindowMs ?? 60_000) : (o.retryWindowMs ?? 20_000));
     for (let attempt = 0; ; attempt++) {
       let streamed = false;
       try {
@@ -558,6 +575,7 @@ export function createRequester(o: RequesterOptions): Requester {
       subscribed = undefined;
       for (const l of stageLinks.values()) l.close();
       stageLinks.clear();
+      await referee.dispose();
     },
     async send(raw) {
       const text = raw.trim();

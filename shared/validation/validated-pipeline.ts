@@ -57,6 +57,8 @@ export interface VerificationReport {
   evidence: EvidenceRecord[];
   /** Commitment bytes per decode step, all rings together. */
   commitmentBytesPerStep: number;
+  /** Rings lost (not deviant: a peer left, a re-plan) after a deviant was dropped; the answer went on without them. */
+  lost: number[];
 }
 
 /** Options of {@link createValidatedPipeline}. */
@@ -84,6 +86,9 @@ export interface ValidatedPipelineOptions {
    * coordinator checks itself (work-proof.ts).
    */
   onComparedStep?: (rings: { ring: number; commitments: Commitment[] }[], agreed: boolean) => void;
+  /** Where a slow answer waited: each ring's answer to a prefill step or to a step slower than 5 s. */
+  log?: { info(o: object, msg?: string): void };
+  now?: () => number;
 }
 
 /** A k-ring pipeline; `report` holds the verification of the latest session. */
@@ -139,20 +144,44 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
           verified.clear();
           // `drop` shrinks `live` while the results are read: index them by the rings polled.
           const polled = live;
+          const now = o.now ?? (() => performance.now());
+          const t0 = now();
           const results = await Promise.allSettled(
-            polled.map((s) => s.session.forward(tokens, position, opts)),
+            polled.map(async (s) => {
+              const settled = (outcome: string) => {
+                const ms = now() - t0;
+                if (tokens.length > 1 || ms > 5000)
+                  o.log?.info({ ring: s.ring, position, rows: tokens.length, ms: Math.round(ms), outcome }, 'ring step');
+              };
+              try {
+                const r = await s.session.forward(tokens, position, opts);
+                settled('answered');
+                return r;
+              } catch (e) {
+                settled(isRingworkError(e) ? e.code : 'failed');
+                throw e;
+              }
+            }),
           );
           const answered: { ring: number; result: ForwardResult; step: VerifiedStep }[] = [];
-          let firstError: unknown;
+          const lost: { ring: number; error: unknown }[] = [];
           results.forEach((r, i) => {
             const ring = polled[i]!.ring;
             if (r.status === 'fulfilled') answered.push({ ring, result: r.value, step: verified.get(ring)! });
             else if (isRingworkError(r.reason) && r.reason.code === 'VALIDATION_DEVIANT') {
               drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);
-            } else firstError ??= r.reason;
+            } else lost.push({ ring, error: r.reason });
           });
-          if (answered.length === 0)
-            throw firstError ?? new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
+          if (lost.length > 0) {
+            // A ring that failed (a lost peer, a re-plan, a deadline) checks nothing from now on. Before
+            // any deviant was located that would leave the answer below the level asked for, so the
+            // step fails with the ring's own error (a requester retries those by code); once a deviant
+            // was dropped the answer already continues on the honest ring(s), which may go on.
+            if (report.evidence.length === 0 || answered.length === 0) throw lost[0]!.error;
+            live = live.filter((s) => !lost.some((l) => l.ring === s.ring));
+            report.lost.push(...lost.map((l) => l.ring));
+          }
+          if (answered.length === 0) throw new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
           report.stepsChecked++;
           if (tokens.length === 1)
             report.commitmentBytesPerStep = answered.reduce((b, a) => b + a.step.bytes, 0);
@@ -174,7 +203,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
             }
           }
           report.ringsAgreeing = live.length;
-          o.onReport?.({ ...report, evidence: [...report.evidence] });
+          o.onReport?.({ ...report, evidence: [...report.evidence], lost: [...report.lost] });
           if (agreeing.length === 0) {
             throw new RingworkError('VALIDATION_DEVIANT', 'No ring agrees with the referee.', {
               details: { position },
@@ -248,5 +277,6 @@ function emptyReport(k: number): VerificationReport {
     maxAgreeingDistance: 0,
     evidence: [],
     commitmentBytesPerStep: 0,
+    lost: [],
   };
 }

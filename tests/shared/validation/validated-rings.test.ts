@@ -57,7 +57,11 @@ async function refereeRunners(): Promise<ShardRunner[]> {
   return runners;
 }
 
-async function run(tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
+async function run(
+  tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn },
+  /** Called after each token (its position) with the rings' stages. */
+  during?: (position: number, rings: MemoryStage[][]) => void,
+) {
   const hub = createMemoryTransportHub();
   const registry = createKeyRegistry();
   const rings: MemoryStage[][] = [];
@@ -106,6 +110,7 @@ async function run(tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
     steps: 64,
     sampler: createSampler({ temperature: 0 }),
     stopTokens: [],
+    onToken: (e) => during?.(e.position, rings),
   });
   return { result, report: pipeline.report, evidence, rings };
 }
@@ -142,4 +147,21 @@ describe('security level k = 2 on real rings', () => {
       expect(report.refereeSteps).toBe(1);
     }, 120_000);
   }
+
+  it('a ring re-planned mid-answer fails the step at once with a typed error (no silent wait for the step deadline)', async () => {
+    // The validator ring's stages stop (a re-plan gave its peers a new epoch) after the 20th token:
+    // their requester hears it from the stages themselves, long before the 60 s step deadline.
+    let stoppedAt = 0;
+    const outcome = await run(undefined, (position, rings) => {
+      if (position !== 20) return;
+      stoppedAt = performance.now();
+      for (const st of rings[1]!) void st.stage.stop();
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const waitedMs = performance.now() - stoppedAt;
+    expect(outcome).toMatchObject({ code: 'RING_STALE_EPOCH', details: { replanned: true } });
+    expect(waitedMs).toBeLessThan(20_000);
+  }, 120_000);
 });

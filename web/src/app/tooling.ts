@@ -6,18 +6,43 @@
  * server must be in test mode (`/api/network` says `testMode: true`); anywhere else the load is
  * refused with `TOOLING_ONLY` and the tab serves nothing. `tamper=<name>` (test-only, the same
  * test-mode rule) makes the contributor a dishonest ring stage (shared/validation/test-tampers.ts)
- * for the validation e2e.
+ * for the validation e2e. `log=1` sends the tab's requester and contributor logs to the browser
+ * console (logs only, so any server allows it): a browser test prints them to see where an answer
+ * stalled.
  */
 import { RingworkError } from '../../../shared/errors';
+import type { Logger } from '../../../shared/app/network-port';
 
 /** The switches the URL asks for. */
-export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; tamper?: string } {
+export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; log: boolean; tamper?: string } {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   const tamper = q.get('tamper');
   return {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
+    log: q.get('log') === '1',
     ...(tamper ? { tamper } : {}),
+  };
+}
+
+/** A logger writing to the browser console, prefixed by `name` (for `log=1` pages). */
+export function consoleLogger(name: string): Logger {
+  const line = (o: object, msg?: string) => {
+    let fields: string;
+    try {
+      fields = JSON.stringify(o, (_k, v: unknown) =>
+        v instanceof Error ? { name: v.name, message: v.message, code: (v as { code?: unknown }).code } : v,
+      );
+    } catch {
+      fields = String(o);
+    }
+    return `[${name}] ${msg ?? ''} ${fields}`;
+  };
+  return {
+    debug: (o, msg) => console.debug(line(o, msg)),
+    info: (o, msg) => console.info(line(o, msg)),
+    warn: (o, msg) => console.warn(line(o, msg)),
+    error: (o, msg) => console.error(line(o, msg)),
   };
 }
 

@@ -11,14 +11,14 @@
  * honest sketch while sending (and hashing) other bytes moves the blame one stage down; catching
  * that needs the stage's recorded input (see checks.ts `refereeVerdict`), not yet on the wire.
  */
-import { isRingworkError, RingworkError } from '../errors.js';
+import { isRingworkError, RingworkError, throwIfAborted } from '../errors.js';
 import {
   openRemoteSession,
   type RemotePipelineOptions,
   type RemoteSession,
 } from '../ring/remote-pipeline.js';
 import { RING_SKETCH_ROWS } from '../ring/stage-commitments.js';
-import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
+import type { ForwardOptions, ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
 import type { Tolerance } from './checks.js';
 import type { Commitment } from './commitment.js';
 import { evidenceOf, type EvidenceRecord } from './evidence.js';
@@ -89,6 +89,11 @@ export interface ValidatedPipelineOptions {
   /** Where a slow answer waited: each ring's answer to a prefill step or to a step slower than 5 s. */
   log?: { info(o: object, msg?: string): void };
   now?: () => number;
+  /**
+   * How long a ring that still loads its shards (`RING_STAGE_NOT_SERVING`) is waited for at the
+   * first step, when another ring answered it, ms (default 60 s). Then the step fails with its error.
+   */
+  readyWaitMs?: number;
 }
 
 /** A k-ring pipeline; `report` holds the verification of the latest session. */
@@ -110,6 +115,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
     );
   }
   let report = emptyReport(o.rings.length);
+  const now = o.now ?? (() => performance.now());
   return {
     get report() {
       return report;
@@ -118,16 +124,43 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
       report = emptyReport(o.rings.length);
       const verified = new Map<number, VerifiedStep>();
       const sessions: { ring: number; session: RemoteSession }[] = [];
-      for (let j = 0; j < o.rings.length; j++) {
+      const openRing = (j: number): Promise<RemoteSession> => {
         const spec = o.rings[j]!;
         const verifier = createRingVerifier(spec.verifier);
-        const session = await openRemoteSession({
+        return openRemoteSession({
           ...spec.remote,
           validation: { ring: j, verify: async (e) => void verified.set(j, await verifier.verify(e)) },
         });
-        sessions.push({ ring: j, session });
-      }
+      };
+      for (let j = 0; j < o.rings.length; j++) sessions.push({ ring: j, session: await openRing(j) });
       let live = [...sessions];
+      /**
+       * The first step, answered by another ring, but this one still loads its shards (validator
+       * rings are planned when the request arrives): open it again until it serves, for a bounded
+       * time. Retrying the whole answer instead would re-ask the coordinator, whose answer may have
+       * changed meanwhile (a deviant located in this very step is excluded, and fewer peers may no
+       * longer make up the level asked for) — and the located deviant's honest twin would be lost.
+       */
+      const awaitReady = async (
+        ring: number,
+        tokens: Int32Array,
+        position: number,
+        opts: ForwardOptions,
+      ): Promise<ForwardResult> => {
+        const deadline = now() + (o.readyWaitMs ?? 60_000);
+        for (let attempt = 0; ; attempt++) {
+          await new Promise<void>((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
+          throwIfAborted(opts.signal, 'The step');
+          const old = sessions.find((s) => s.ring === ring)!;
+          void old.session.close();
+          old.session = await openRing(ring);
+          try {
+            return await old.session.forward(tokens, position, opts);
+          } catch (e) {
+            if (!isRingworkError(e) || e.code !== 'RING_STAGE_NOT_SERVING' || now() > deadline) throw e;
+          }
+        }
+      };
       const history: number[] = [];
       const drop = (
         ring: number,
@@ -144,7 +177,6 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
           verified.clear();
           // `drop` shrinks `live` while the results are read: index them by the rings polled.
           const polled = live;
-          const now = o.now ?? (() => performance.now());
           const t0 = now();
           const results = await Promise.allSettled(
             polled.map(async (s) => {
@@ -172,6 +204,22 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);
             } else lost.push({ ring, error: r.reason });
           });
+          if (history.length === tokens.length && answered.length + report.evidence.length > 0) {
+            for (const l of [...lost]) {
+              if (!isRingworkError(l.error) || l.error.code !== 'RING_STAGE_NOT_SERVING') continue;
+              lost.splice(lost.indexOf(l), 1);
+              try {
+                const result = await awaitReady(l.ring, tokens, position, opts);
+                o.log?.info({ ring: l.ring, ms: Math.round(now() - t0) }, 'ring ready');
+                answered.push({ ring: l.ring, result, step: verified.get(l.ring)! });
+              } catch (e) {
+                if (isRingworkError(e) && e.code === 'VALIDATION_DEVIANT')
+                  drop(l.ring, (e.details as { evidence: EvidenceRecord }).evidence);
+                else lost.push({ ring: l.ring, error: e });
+              }
+            }
+            answered.sort((a, b) => a.ring - b.ring);
+          }
           if (lost.length > 0) {
             // A ring that failed (a lost peer, a re-plan, a deadline) checks nothing from now on. Before
             // any deviant was located that would leave the answer below the level asked for, so the

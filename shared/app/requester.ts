@@ -38,6 +38,7 @@ import type {
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
 import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import { withValidatedFailover } from './validated-failover.js';
 import type { RingworkChunkInfo } from '../api/openai-wire.js';
 import { createRingTransportClient } from '../api/ring-transport.js';
 
@@ -305,7 +306,37 @@ export function createRequester(o: RequesterOptions): Requester {
         now: clock.now,
         log,
       });
-      pipeline = validated.pipeline;
+      const k = answer.security?.requested ?? 1 + answer.validators.length;
+      const gone = new Set([answer, ...answer.validators].map((r) => `${r.ringId}@${r.epoch}`));
+      pipeline = withValidatedFailover({
+        inner: validated.pipeline,
+        net,
+        model: a.settings.model,
+        k,
+        // The coordinator's next ring for the model, other than the ones this answer ran on.
+        nextRing: async (signal) => {
+          const until = clock.now() + (o.stallGraceMs ?? 4000) * 5;
+          for (;;) {
+            const r = get().rings[a.settings.model];
+            if (r?.type === 'ring' && !gone.has(`${r.ringId}@${r.epoch}`)) return r;
+            const left = until - clock.now();
+            if (left <= 0)
+              throw new RingworkError(
+                'RING_FAILOVER_FAILED',
+                `The honest ring was lost and no ring can take the answer over: ${
+                  r?.type === 'no-ring' ? r.reason : 'the coordinator sent no new ring'
+                }.`,
+                { details: { model: a.settings.model } },
+              );
+            const key = r?.type === 'ring' ? `${r.ringId}@${r.epoch}` : r ? `none:${r.reason}` : '';
+            await ringChange(a.settings.model, key, left, signal ?? a.signal);
+          }
+        },
+        linkTo: (peer) => linkTo(net, peer, a.signal),
+        sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
+        now: clock.now,
+        log,
+      });
       peers = [answer, ...answer.validators].flatMap((r) => r.stages.map((s) => s.peer));
     } else if (answer.type === 'ring') {
       model = answer.model;

@@ -10,7 +10,6 @@
 import { RingworkError } from '../errors.js';
 import type { ServerMessageOf } from '../protocol/signaling.js';
 import { fromBase64, toBase64 } from '../ring/stage-commitments.js';
-import type { Pipeline } from '../runtime/pipeline.js';
 import type { SamplerSettings } from '../ring/ring-protocol.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
@@ -18,7 +17,7 @@ import { DEFAULT_TOLERANCE } from '../validation/checks.js';
 import { encodeCommitment } from '../validation/commitment.js';
 import { createKeyRegistry } from '../validation/key-registry.js';
 import { createReferee, type Referee } from '../validation/referee.js';
-import { createValidatedPipeline } from '../validation/validated-pipeline.js';
+import { createValidatedPipeline, type ValidatedPipeline } from '../validation/validated-pipeline.js';
 import { createWorkProofBuilder } from '../validation/work-proof.js';
 import type { Logger, NetworkHandle } from './network-port.js';
 
@@ -42,7 +41,7 @@ export interface AnswerVerification {
 
 /** An opened validated answer. */
 export interface ValidatedAnswer {
-  pipeline: Pipeline;
+  pipeline: ValidatedPipeline;
   verification(): AnswerVerification;
   /** Sends the proof of the agreed steps to the coordinator (after the answer). */
   reportWork(): void;

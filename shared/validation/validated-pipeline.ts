@@ -96,9 +96,16 @@ export interface ValidatedPipelineOptions {
   readyWaitMs?: number;
 }
 
+/** A session of a {@link ValidatedPipeline}. */
+export interface ValidatedSession extends PipelineSession {
+  /** Random draws of the (first live) head's sampler so far: what a failover hands on. */
+  readonly draws: number;
+}
+
 /** A k-ring pipeline; `report` holds the verification of the latest session. */
 export interface ValidatedPipeline extends Pipeline {
   readonly report: VerificationReport;
+  open(): Promise<ValidatedSession>;
 }
 
 /** Creates the k-ring pipeline. */
@@ -120,7 +127,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
     get report() {
       return report;
     },
-    async open(): Promise<PipelineSession> {
+    async open(): Promise<ValidatedSession> {
       report = emptyReport(o.rings.length);
       const verified = new Map<number, VerifiedStep>();
       const sessions: { ring: number; session: RemoteSession }[] = [];
@@ -172,6 +179,9 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         o.onEvidence?.(ev, ring, step);
       };
       return {
+        get draws() {
+          return live[0]?.session.draws ?? 0;
+        },
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
           history.push(...tokens);
           verified.clear();

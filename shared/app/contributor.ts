@@ -113,7 +113,10 @@ export function createContributor(o: ContributorOptions): Contributor {
             ringErrorControl(
               m.session,
               net?.peerId ?? '?',
-              new RingworkError('RING_STAGE_NOT_SERVING', 'serves no stage now (loading its shard, or planned out of the ring)'),
+              new RingworkError(
+                'RING_STAGE_NOT_SERVING',
+                'serves no stage now (loading its shard, or planned out of the ring)',
+              ),
             ),
           );
         } catch {

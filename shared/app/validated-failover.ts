@@ -92,4 +92,3 @@ export function withValidatedFailover(o: ValidatedFailoverOptions): Pipeline {
     },
   };
 }
-

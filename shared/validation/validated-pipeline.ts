@@ -193,7 +193,10 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               const settled = (outcome: string) => {
                 const ms = now() - t0;
                 if (tokens.length > 1 || ms > 5000)
-                  o.log?.info({ ring: s.ring, position, rows: tokens.length, ms: Math.round(ms), outcome }, 'ring step');
+                  o.log?.info(
+                    { ring: s.ring, position, rows: tokens.length, ms: Math.round(ms), outcome },
+                    'ring step',
+                  );
               };
               try {
                 const r = await s.session.forward(tokens, position, opts);

@@ -258,8 +258,12 @@ function promoteValidatorRing(
   if (ring.stages.every((s) => inPool.has(s.peer))) return null;
   const sameCut = (v: Ring) =>
     v.stages.length === ring.stages.length &&
-    v.stages.every((s, i) => s.range[0] === ring.stages[i]!.range[0] && s.range[1] === ring.stages[i]!.range[1]);
-  const v = validators.find((r) => r.model === ring.model && sameCut(r) && r.stages.every((s) => inPool.has(s.peer)));
+    v.stages.every(
+      (s, i) => s.range[0] === ring.stages[i]!.range[0] && s.range[1] === ring.stages[i]!.range[1],
+    );
+  const v = validators.find(
+    (r) => r.model === ring.model && sameCut(r) && r.stages.every((s) => inPool.has(s.peer)),
+  );
   if (!v) return null;
   const base = ms.lastPlan;
   const peerAt = (layers: readonly [number, number]) =>

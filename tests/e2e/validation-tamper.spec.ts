@@ -66,13 +66,26 @@ async function answerText(chat: Page): Promise<string> {
     intervalMs: 500,
     describe: async () =>
       JSON.stringify({
-        status: await chat.getByTestId('chat-status').textContent().catch(() => null),
-        ring: await chat.getByTestId('ring-status').textContent().catch(() => null),
-        text: ((await answer.getByTestId('answer-text').textContent().catch(() => '')) ?? '').slice(0, 120),
+        status: await chat
+          .getByTestId('chat-status')
+          .textContent()
+          .catch(() => null),
+        ring: await chat
+          .getByTestId('ring-status')
+          .textContent()
+          .catch(() => null),
+        text: (
+          (await answer
+            .getByTestId('answer-text')
+            .textContent()
+            .catch(() => '')) ?? ''
+        ).slice(0, 120),
       }),
   });
   if (await answer.getByTestId('answer-error').count())
-    throw new Error(`the chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`);
+    throw new Error(
+      `the chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
+    );
   return (await answer.getByTestId('answer-text').textContent()) ?? '';
 }
 

@@ -275,7 +275,11 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
       sampler: { temperature: 0, topP: 1, topK: 0, seed: 1 },
     });
     await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0), { timeout: scaled(10_000) });
-    expect(errors[0]).toMatchObject({ type: 'error', session: 's-after-replan', code: 'RING_STAGE_NOT_SERVING' });
+    expect(errors[0]).toMatchObject({
+      type: 'error',
+      session: 's-after-replan',
+      code: 'RING_STAGE_NOT_SERVING',
+    });
     await c.stop();
   });
 

@@ -228,7 +228,9 @@ describe('security level k = 2 on real rings', () => {
     expect(evidence).toHaveLength(1);
     expect(evidence[0]).toMatchObject({ ring: 1, stage: 1 });
     expect(failedOver).toMatchObject({ ringId: 'c' });
-    expect(requests).toEqual([{ type: 'ring-request', model: 'stories260K', security: { v: 1, k: 2, degrade: true } }]);
+    expect(requests).toEqual([
+      { type: 'ring-request', model: 'stories260K', security: { v: 1, k: 2, degrade: true } },
+    ]);
     expect(report.ringsAgreeing).toBe(1);
     expect(result.tokens).toEqual(golden.sequenceTokens);
   }, 180_000);

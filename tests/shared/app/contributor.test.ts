@@ -261,7 +261,7 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     assign(hub, [{ peer: a, range: [0, 7] }], 1);
     await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
     // A requester linked while the peer served (its ring answer predates the re-plan).
-    const link = await (await hub.network(req)).transport.connect(a);
+    const link = await hub.network(req).transport.connect(a);
     const errors: unknown[] = [];
     link.onControl((m) => void ((m as { type?: string }).type === 'error' && errors.push(m)));
     hub.push(a, { type: 'unassigned', epoch: 2, reason: 'not needed', lightweightModels: [] });

@@ -267,7 +267,7 @@ export function createRequester(o: RequesterOptions): Requester {
     const net = await o.network();
     subscribe(net, a.settings.model, a.settings.security);
     const answer = await ringFor(a.settings.model, a.signal);
-    log.info(
+    log.debug(
       answer.type === 'ring'
         ? {
             ring: answer.ringId,

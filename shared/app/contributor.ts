@@ -99,8 +99,9 @@ export function createContributor(o: ContributorOptions): Contributor {
   };
 
   /**
-   * While a shard loads there is no stage: answer session opens on a new link with a typed error
-   * so a requester that raced the re-plan retries instead of waiting.
+   * While a shard loads — or after a re-plan left this peer out of every ring (unassigned, standby)
+   * — there is no stage: answer session opens on the link with a typed error so a requester that
+   * raced the re-plan retries instead of waiting out its step deadline.
    */
   const notServingYet = (link: PeerLink): void => {
     const off = link.onControl((raw) => {
@@ -112,7 +113,10 @@ export function createContributor(o: ContributorOptions): Contributor {
             ringErrorControl(
               m.session,
               net?.peerId ?? '?',
-              new RingworkError('RING_STAGE_NOT_SERVING', 'not serving yet: loading its shard'),
+              new RingworkError(
+                'RING_STAGE_NOT_SERVING',
+                'serves no stage now (loading its shard, or planned out of the ring)',
+              ),
             ),
           );
         } catch {
@@ -137,6 +141,8 @@ export function createContributor(o: ContributorOptions): Contributor {
   const stopServing = async (): Promise<void> => {
     const s = serving;
     serving = undefined;
+    // No stage from now on: a requester's open (one that raced the re-plan) is answered, not dropped.
+    for (const l of membership?.links.all() ?? []) notServingYet(l);
     await s?.stage?.stop();
     await s?.runner.dispose();
   };
@@ -332,6 +338,7 @@ export function createContributor(o: ContributorOptions): Contributor {
       // Backing up, not serving: a stage this peer ran before ends (its ring moved on without it).
       const stage = serving.stage;
       serving.stage = undefined;
+      for (const l of membership?.links.all() ?? []) notServingYet(l);
       await stage?.stop();
       if (!ctx.isCurrent()) return;
       send({ type: 'assignment-status', epoch: m.epoch, state: 'ready' });

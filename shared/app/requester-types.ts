@@ -136,6 +136,11 @@ export interface RequesterOptions {
   ringTimeoutMs?: number;
   /** How long a request that failed before its first token is retried, ms (default 20 s). */
   retryWindowMs?: number;
+  /**
+   * The same for a validated request (security level k >= 2), ms (default 60 s): its validator
+   * rings are planned when it arrives, so their peers load their shards first.
+   */
+  validatedRetryWindowMs?: number;
   /** Per-step timeout of a remote ring before its laps are known, ms (default 60 s). */
   stepTimeoutMs?: number;
   /**

@@ -39,7 +39,8 @@ import type {
   RingChatClient,
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
-import { openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
+import { withValidatedFailover } from './validated-failover.js';
 import { assertDraftAvailable, type DraftSetting } from './draft-setting.js';
 import type { RingworkChunkInfo } from '../api/openai-wire.js';
 import { createRingTransportClient } from '../api/ring-transport.js';
@@ -163,6 +164,9 @@ export function createRequester(o: RequesterOptions): Requester {
       });
     });
   };
+
+  /** The referee of validated answers (k >= 2): its runners are kept across answers and retries. */
+  const referee = createRefereeCache(o.createRunner);
 
   /** Links to ring stages, reused across requests while open. */
   const stageLinks = new Map<string, PeerLink>();
@@ -316,6 +320,16 @@ export function createRequester(o: RequesterOptions): Requester {
     const net = await o.network();
     subscribe(net, a.settings.model, a.settings.security);
     const answer = await ringFor(a.settings.model, a.signal);
+    log.debug(
+      answer.type === 'ring'
+        ? {
+            ring: answer.ringId,
+            validators: answer.validators?.map((r) => r.ringId) ?? [],
+            security: answer.security,
+          }
+        : { noRing: answer.reason, security: answer.security },
+      'ring answer',
+    );
     if (answer.type === 'no-ring' && answer.security) {
       // A ring exists, but not the security level asked for: never fall back to running it here.
       throw new RingworkError(answer.security.code ?? 'VALIDATION_NOT_ENOUGH_PEERS', answer.reason, {
@@ -349,14 +363,43 @@ export function createRequester(o: RequesterOptions): Requester {
         answer,
         net,
         linkTo: (peer) => linkTo(net, peer, a.signal),
-        createRunner: o.createRunner,
+        referee,
         sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
         signal: a.signal,
         now: clock.now,
         log,
       });
-      release = validated.release;
-      pipeline = validated.pipeline;
+      const k = answer.security?.requested ?? 1 + answer.validators.length;
+      const gone = new Set([answer, ...answer.validators].map((r) => `${r.ringId}@${r.epoch}`));
+      pipeline = withValidatedFailover({
+        inner: validated.pipeline,
+        net,
+        model: a.settings.model,
+        k,
+        // The coordinator's next ring for the model, other than the ones this answer ran on.
+        nextRing: async (signal) => {
+          const until = clock.now() + (o.stallGraceMs ?? 4000) * 5;
+          for (;;) {
+            const r = get().rings[a.settings.model];
+            if (r?.type === 'ring' && !gone.has(`${r.ringId}@${r.epoch}`)) return r;
+            const left = until - clock.now();
+            if (left <= 0)
+              throw new RingworkError(
+                'RING_FAILOVER_FAILED',
+                `The honest ring was lost and no ring can take the answer over: ${
+                  r?.type === 'no-ring' ? r.reason : 'the coordinator sent no new ring'
+                }.`,
+                { details: { model: a.settings.model } },
+              );
+            const key = r?.type === 'ring' ? `${r.ringId}@${r.epoch}` : r ? `none:${r.reason}` : '';
+            await ringChange(a.settings.model, key, left, signal ?? a.signal);
+          }
+        },
+        linkTo: (peer) => linkTo(net, peer, a.signal),
+        sampler: { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed },
+        now: clock.now,
+        log,
+      });
       peers = [answer, ...answer.validators].flatMap((r) => r.stages.map((s) => s.peer));
     } else if (answer.type === 'ring') {
       model = answer.model;
@@ -627,7 +670,12 @@ export function createRequester(o: RequesterOptions): Requester {
     // shards (they refuse the new epoch until then), or a link may still be connecting. Until the
     // first token has streamed, such a request is retried for a while (the coordinator pushes the
     // re-planned ring meanwhile); after that a failure is the person's to see.
-    const deadline = clock.now() + (o.retryWindowMs ?? 20_000);
+    // A validated request (k >= 2) makes the coordinator plan its validator rings now: their peers
+    // load their shards first (18–50 s measured on a busy 2-core machine), so it waits longer — but
+    // still a bounded time, then fails with the last typed error.
+    const validated = (a.settings.security ?? 1) >= 2;
+    const deadline =
+      clock.now() + (validated ? (o.validatedRetryWindowMs ?? 60_000) : (o.retryWindowMs ?? 20_000));
     for (let attempt = 0; ; attempt++) {
       let streamed = false;
       try {
@@ -670,6 +718,7 @@ export function createRequester(o: RequesterOptions): Requester {
       const held = draftHeld;
       draftHeld = undefined;
       await held?.runner.then((r) => r.dispose()).catch(() => undefined);
+      await referee.dispose();
     },
     async send(raw) {
       const text = raw.trim();

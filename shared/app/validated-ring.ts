@@ -10,15 +10,14 @@
 import { RingworkError } from '../errors.js';
 import type { ServerMessageOf } from '../protocol/signaling.js';
 import { fromBase64, toBase64 } from '../ring/stage-commitments.js';
-import type { Pipeline } from '../runtime/pipeline.js';
 import type { SamplerSettings } from '../ring/ring-protocol.js';
 import type { ShardRunner } from '../runtime/shard-runner.js';
 import type { PeerLink } from '../transport/types.js';
 import { DEFAULT_TOLERANCE } from '../validation/checks.js';
 import { encodeCommitment } from '../validation/commitment.js';
 import { createKeyRegistry } from '../validation/key-registry.js';
-import { createReferee } from '../validation/referee.js';
-import { createValidatedPipeline } from '../validation/validated-pipeline.js';
+import { createReferee, type Referee } from '../validation/referee.js';
+import { createValidatedPipeline, type ValidatedPipeline } from '../validation/validated-pipeline.js';
 import { createWorkProofBuilder } from '../validation/work-proof.js';
 import type { Logger, NetworkHandle } from './network-port.js';
 
@@ -42,12 +41,79 @@ export interface AnswerVerification {
 
 /** An opened validated answer. */
 export interface ValidatedAnswer {
-  pipeline: Pipeline;
+  pipeline: ValidatedPipeline;
   verification(): AnswerVerification;
   /** Sends the proof of the agreed steps to the coordinator (after the answer). */
   reportWork(): void;
-  /** Frees the referee's runners. */
-  release(): Promise<void>;
+}
+
+/** The referee's runners: the model cut like the rings, on wasm. */
+interface RefereeRunners {
+  runners: ShardRunner[];
+  rowLens: number[];
+}
+
+/**
+ * The requester's referee runners, kept across answers and retries while the rings' cut stays the
+ * same: loading them takes seconds (half a minute on a busy machine), and a retry that reloaded
+ * them spent its whole retry window on it. Loads in the background: only a disagreement waits.
+ */
+export interface RefereeCache {
+  /** The runners for this answer's model and cut (started now, or the ones loading or loaded). */
+  get(answer: ServerMessageOf<'ring'>, signal: AbortSignal): Promise<RefereeRunners>;
+  /** Frees the runners. */
+  dispose(): Promise<void>;
+}
+
+/** Creates a {@link RefereeCache} over a runner factory. */
+export function createRefereeCache(createRunner: () => ShardRunner): RefereeCache {
+  let held: { key: string; ready: Promise<RefereeRunners>; runners: ShardRunner[] } | undefined;
+  const free = async (h: typeof held) => {
+    if (h) await Promise.all(h.runners.map((r) => r.dispose().catch(() => undefined)));
+  };
+  return {
+    get(answer, signal) {
+      const m = answer.model;
+      const ranges = answer.stages.map((s) => [s.range[0], s.range[1]] as [number, number]);
+      const key = JSON.stringify([m.url, m.weightFormat, m.contextLength, ranges]);
+      if (held?.key === key) return held.ready;
+      void free(held);
+      const runners: ShardRunner[] = [];
+      const load = async (): Promise<RefereeRunners> => {
+        const rowLens: number[] = [];
+        for (const range of ranges) {
+          const runner = createRunner();
+          runners.push(runner);
+          const loaded = await runner.load(
+            {
+              model: { url: m.url, tokenizerUrl: m.tokenizerUrl },
+              range,
+              weightFormat: m.weightFormat,
+              contextLength: m.contextLength,
+              logits: 'last',
+              backend: 'wasm',
+            },
+            { signal },
+          );
+          rowLens.push(range[1] === m.units ? loaded.config.vocabSize : loaded.config.hiddenSize);
+        }
+        return { runners, rowLens };
+      };
+      const entry = { key, ready: load(), runners };
+      held = entry;
+      // A failed load is not kept: the next answer loads again.
+      entry.ready.catch(() => {
+        if (held === entry) held = undefined;
+        void free(entry);
+      });
+      return entry.ready;
+    },
+    async dispose() {
+      const h = held;
+      held = undefined;
+      await free(h);
+    },
+  };
 }
 
 /** Options of {@link openValidatedAnswer}. */
@@ -55,7 +121,8 @@ export interface ValidatedAnswerOptions {
   answer: ServerMessageOf<'ring'>;
   net: NetworkHandle;
   linkTo: (peer: string) => Promise<PeerLink>;
-  createRunner: () => ShardRunner;
+  /** The referee's runners (shared across answers; see {@link createRefereeCache}). */
+  referee: RefereeCache;
   sampler: SamplerSettings;
   signal: AbortSignal;
   now: () => number;
@@ -82,32 +149,19 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
       await registry.register(s.peer, fromBase64(s.key));
     }
   }
+  const t0 = o.now();
   const ranges = answer.stages.map((s) => [s.range[0], s.range[1]] as [number, number]);
-  const runners: ShardRunner[] = [];
-  const release = async () => void (await Promise.all(runners.map((r) => r.dispose())));
-  const rowLens: number[] = [];
-  try {
-    for (const range of ranges) {
-      const runner = o.createRunner();
-      runners.push(runner);
-      const loaded = await runner.load(
-        {
-          model: { url: answer.model.url, tokenizerUrl: answer.model.tokenizerUrl },
-          range,
-          weightFormat: answer.model.weightFormat,
-          contextLength: answer.model.contextLength,
-          logits: 'last',
-          backend: 'wasm',
-        },
-        { signal: o.signal },
-      );
-      const head = range[1] === answer.model.units;
-      rowLens.push(head ? loaded.config.vocabSize : loaded.config.hiddenSize);
-    }
-  } catch (e) {
-    await release();
-    throw e;
-  }
+  // The referee loads while the rings run: it is needed only when they disagree.
+  const refereeReady = o.referee.get(answer, o.signal);
+  refereeReady.then(
+    () => o.log.info({ ms: Math.round(o.now() - t0), stages: ranges.length }, 'referee loaded'),
+    (e: unknown) => o.log.warn({ err: e }, 'referee failed to load'),
+  );
+  const referee: Referee = {
+    async recompute(tokens, upTo, opts) {
+      return createReferee(await refereeReady).recompute(tokens, upTo, opts);
+    },
+  };
   const specs = [];
   for (const r of rings) {
     const first = await o.linkTo(r.stages[0]!.peer);
@@ -117,12 +171,15 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
       verifier: { peers: r.stages.map((s) => s.peer), ranges, registry, model: answer.model.id },
     });
   }
+  o.log.info({ ms: Math.round(o.now() - t0), rings: rings.map((r) => r.ringId) }, 'linked to every ring');
   const proof = createWorkProofBuilder({ model: answer.model.id, ringIds: rings.map((r) => r.ringId) });
   const deviants: string[] = [];
   const pipeline = createValidatedPipeline({
     rings: specs,
-    referee: createReferee({ runners, rowLens }),
+    referee,
     tolerance: DEFAULT_TOLERANCE,
+    log: o.log,
+    now: o.now,
     onEvidence: (evidence, ring, step) => {
       deviants.push(evidence.peerId);
       o.log.warn({ peer: evidence.peerId, reason: evidence.reason, ring }, 'deviant located');
@@ -155,7 +212,7 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
     pipeline,
     verification() {
       const r = pipeline.report;
-      const dropped = new Set(r.evidence.map((e) => e.ring));
+      const dropped = new Set([...r.evidence.map((e) => e.ring), ...r.lost]);
       return {
         k: rings.length,
         requested: answer.security?.requested ?? rings.length,
@@ -169,7 +226,6 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
     reportWork() {
       for (const m of proof.drain()) send(o, m);
     },
-    release,
   };
 }
 

@@ -581,6 +581,19 @@ export function createRingStage(o: RingStageOptions): RingStage {
       stopped = true;
       for (const d of [...detachers]) d();
       scheduler.stop();
+      // A stage stops when its ring is re-planned (or its tab leaves): its open sessions can never
+      // answer again, so their requesters hear it now with a typed error — not after their step
+      // deadline (a validated answer, which follows no epoch, waited a whole minute in silence).
+      const gone = new RingworkError(
+        'RING_STALE_EPOCH',
+        `this stage stopped serving epoch ${o.epoch} (the ring was re-planned)`,
+        { details: { replanned: true, stage: o.peerId, serving: o.epoch } },
+      );
+      for (const [id, s] of sessions) {
+        sendError(s.link, id, gone);
+        const direct = o.isHead ? o.linkTo(s.requester) : undefined;
+        if (direct && direct !== s.link) sendError(direct, id, gone);
+      }
       const ids = [...sessions.keys()];
       await Promise.all(ids.map((id) => end(id, 'stage stopped', false)));
       drained.splice(0).forEach((f) => f());

@@ -11,14 +11,14 @@
  * honest sketch while sending (and hashing) other bytes moves the blame one stage down; catching
  * that needs the stage's recorded input (see checks.ts `refereeVerdict`), not yet on the wire.
  */
-import { isRingworkError, RingworkError } from '../errors.js';
+import { isRingworkError, RingworkError, throwIfAborted } from '../errors.js';
 import {
   openRemoteSession,
   type RemotePipelineOptions,
   type RemoteSession,
 } from '../ring/remote-pipeline.js';
 import { RING_SKETCH_ROWS } from '../ring/stage-commitments.js';
-import type { ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
+import type { ForwardOptions, ForwardResult, Pipeline, PipelineSession } from '../runtime/pipeline.js';
 import type { Tolerance } from './checks.js';
 import type { Commitment } from './commitment.js';
 import { evidenceOf, type EvidenceRecord } from './evidence.js';
@@ -57,6 +57,8 @@ export interface VerificationReport {
   evidence: EvidenceRecord[];
   /** Commitment bytes per decode step, all rings together. */
   commitmentBytesPerStep: number;
+  /** Rings lost (not deviant: a peer left, a re-plan) after a deviant was dropped; the answer went on without them. */
+  lost: number[];
 }
 
 /** Options of {@link createValidatedPipeline}. */
@@ -84,11 +86,26 @@ export interface ValidatedPipelineOptions {
    * coordinator checks itself (work-proof.ts).
    */
   onComparedStep?: (rings: { ring: number; commitments: Commitment[] }[], agreed: boolean) => void;
+  /** Where a slow answer waited: each ring's answer to a prefill step or to a step slower than 5 s. */
+  log?: { info(o: object, msg?: string): void };
+  now?: () => number;
+  /**
+   * How long a ring that still loads its shards (`RING_STAGE_NOT_SERVING`) is waited for at the
+   * first step, when another ring answered it, ms (default 60 s). Then the step fails with its error.
+   */
+  readyWaitMs?: number;
+}
+
+/** A session of a {@link ValidatedPipeline}. */
+export interface ValidatedSession extends PipelineSession {
+  /** Random draws of the (first live) head's sampler so far: what a failover hands on. */
+  readonly draws: number;
 }
 
 /** A k-ring pipeline; `report` holds the verification of the latest session. */
 export interface ValidatedPipeline extends Pipeline {
   readonly report: VerificationReport;
+  open(): Promise<ValidatedSession>;
 }
 
 /** Creates the k-ring pipeline. */
@@ -105,24 +122,52 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
     );
   }
   let report = emptyReport(o.rings.length);
+  const now = o.now ?? (() => performance.now());
   return {
     get report() {
       return report;
     },
-    async open(): Promise<PipelineSession> {
+    async open(): Promise<ValidatedSession> {
       report = emptyReport(o.rings.length);
       const verified = new Map<number, VerifiedStep>();
       const sessions: { ring: number; session: RemoteSession }[] = [];
-      for (let j = 0; j < o.rings.length; j++) {
+      const openRing = (j: number): Promise<RemoteSession> => {
         const spec = o.rings[j]!;
         const verifier = createRingVerifier(spec.verifier);
-        const session = await openRemoteSession({
+        return openRemoteSession({
           ...spec.remote,
           validation: { ring: j, verify: async (e) => void verified.set(j, await verifier.verify(e)) },
         });
-        sessions.push({ ring: j, session });
-      }
+      };
+      for (let j = 0; j < o.rings.length; j++) sessions.push({ ring: j, session: await openRing(j) });
       let live = [...sessions];
+      /**
+       * The first step, answered by another ring, but this one still loads its shards (validator
+       * rings are planned when the request arrives): open it again until it serves, for a bounded
+       * time. Retrying the whole answer instead would re-ask the coordinator, whose answer may have
+       * changed meanwhile (a deviant located in this very step is excluded, and fewer peers may no
+       * longer make up the level asked for) — and the located deviant's honest twin would be lost.
+       */
+      const awaitReady = async (
+        ring: number,
+        tokens: Int32Array,
+        position: number,
+        opts: ForwardOptions,
+      ): Promise<ForwardResult> => {
+        const deadline = now() + (o.readyWaitMs ?? 60_000);
+        for (let attempt = 0; ; attempt++) {
+          await new Promise<void>((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
+          throwIfAborted(opts.signal, 'The step');
+          const old = sessions.find((s) => s.ring === ring)!;
+          void old.session.close();
+          old.session = await openRing(ring);
+          try {
+            return await old.session.forward(tokens, position, opts);
+          } catch (e) {
+            if (!isRingworkError(e) || e.code !== 'RING_STAGE_NOT_SERVING' || now() > deadline) throw e;
+          }
+        }
+      };
       const history: number[] = [];
       const drop = (
         ring: number,
@@ -134,25 +179,70 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         o.onEvidence?.(ev, ring, step);
       };
       return {
+        get draws() {
+          return live[0]?.session.draws ?? 0;
+        },
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
           history.push(...tokens);
           verified.clear();
           // `drop` shrinks `live` while the results are read: index them by the rings polled.
           const polled = live;
+          const t0 = now();
           const results = await Promise.allSettled(
-            polled.map((s) => s.session.forward(tokens, position, opts)),
+            polled.map(async (s) => {
+              const settled = (outcome: string) => {
+                const ms = now() - t0;
+                if (tokens.length > 1 || ms > 5000)
+                  o.log?.info(
+                    { ring: s.ring, position, rows: tokens.length, ms: Math.round(ms), outcome },
+                    'ring step',
+                  );
+              };
+              try {
+                const r = await s.session.forward(tokens, position, opts);
+                settled('answered');
+                return r;
+              } catch (e) {
+                settled(isRingworkError(e) ? e.code : 'failed');
+                throw e;
+              }
+            }),
           );
           const answered: { ring: number; result: ForwardResult; step: VerifiedStep }[] = [];
-          let firstError: unknown;
+          const lost: { ring: number; error: unknown }[] = [];
           results.forEach((r, i) => {
             const ring = polled[i]!.ring;
             if (r.status === 'fulfilled') answered.push({ ring, result: r.value, step: verified.get(ring)! });
             else if (isRingworkError(r.reason) && r.reason.code === 'VALIDATION_DEVIANT') {
               drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);
-            } else firstError ??= r.reason;
+            } else lost.push({ ring, error: r.reason });
           });
-          if (answered.length === 0)
-            throw firstError ?? new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
+          if (history.length === tokens.length && answered.length + report.evidence.length > 0) {
+            for (const l of [...lost]) {
+              if (!isRingworkError(l.error) || l.error.code !== 'RING_STAGE_NOT_SERVING') continue;
+              lost.splice(lost.indexOf(l), 1);
+              try {
+                const result = await awaitReady(l.ring, tokens, position, opts);
+                o.log?.info({ ring: l.ring, ms: Math.round(now() - t0) }, 'ring ready');
+                answered.push({ ring: l.ring, result, step: verified.get(l.ring)! });
+              } catch (e) {
+                if (isRingworkError(e) && e.code === 'VALIDATION_DEVIANT')
+                  drop(l.ring, (e.details as { evidence: EvidenceRecord }).evidence);
+                else lost.push({ ring: l.ring, error: e });
+              }
+            }
+            answered.sort((a, b) => a.ring - b.ring);
+          }
+          if (lost.length > 0) {
+            // A ring that failed (a lost peer, a re-plan, a deadline) checks nothing from now on. Before
+            // any deviant was located that would leave the answer below the level asked for, so the
+            // step fails with the ring's own error (a requester retries those by code); once a deviant
+            // was dropped the answer already continues on the honest ring(s), which may go on.
+            if (report.evidence.length === 0 || answered.length === 0) throw lost[0]!.error;
+            live = live.filter((s) => !lost.some((l) => l.ring === s.ring));
+            report.lost.push(...lost.map((l) => l.ring));
+          }
+          if (answered.length === 0) throw new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
           report.stepsChecked++;
           if (tokens.length === 1)
             report.commitmentBytesPerStep = answered.reduce((b, a) => b + a.step.bytes, 0);
@@ -174,7 +264,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
             }
           }
           report.ringsAgreeing = live.length;
-          o.onReport?.({ ...report, evidence: [...report.evidence] });
+          o.onReport?.({ ...report, evidence: [...report.evidence], lost: [...report.lost] });
           if (agreeing.length === 0) {
             throw new RingworkError('VALIDATION_DEVIANT', 'No ring agrees with the referee.', {
               details: { position },
@@ -248,5 +338,6 @@ function emptyReport(k: number): VerificationReport {
     maxAgreeingDistance: 0,
     evidence: [],
     commitmentBytesPerStep: 0,
+    lost: [],
   };
 }

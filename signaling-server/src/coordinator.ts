@@ -430,6 +430,9 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       links: matrix.links(contributors.map((c) => c.id)),
       minLinkMbps: opts.minLinkMbps,
       standbys: currentStandbys(),
+      validatorRings: new Map(
+        models.map((m) => [m.model.descriptor.id, validators.ringsOf(m.model.descriptor.id)]),
+      ),
     });
     const paused = [...peers.values()].filter((p) => p.withdrawal?.state === 'out' && p.online).length;
     result.outcomes.forEach((o, i) => {

@@ -71,6 +71,13 @@ export interface PlanRingsInput {
    * standby that is still needed keeps its units.
    */
   readonly standbys?: ReadonlyMap<string, StandbyOf> | undefined;
+  /**
+   * Validator rings serving now (model id → rings; see validator-rings.ts). A ring that lost stages
+   * (a peer left or was excluded as a proven deviant) is replaced by a complete validator ring of
+   * its model as it is — same ring id, epoch and stages — so that ring keeps serving: the answer a
+   * requester continues on it after locating a deviant in the primary goes on, and nothing reloads.
+   */
+  readonly validatorRings?: ReadonlyMap<string, readonly Ring[]> | undefined;
 }
 
 /** The units a standby replica holds. */
@@ -234,6 +241,40 @@ function swapInStandbys(
   return { stages, plan };
 }
 
+/**
+ * A ring that lost stages, replaced by one of its model's validator rings: the first whose every
+ * peer is in `pool` and whose stages cut the model exactly like the lost ring (validator rings
+ * always do). Null when nothing was lost or no validator ring is whole. The plan follows (peers
+ * swapped by range) so that the next re-plan's stability anchor is the promoted ring.
+ */
+function promoteValidatorRing(
+  ms: PlanningModel,
+  pool: readonly PlanningPeer[],
+  validators: readonly Ring[] | undefined,
+): { ring: Ring; plan: Plan | null } | null {
+  const ring = ms.ring;
+  if (!ring || !validators?.length) return null;
+  const inPool = new Set(pool.map((p) => p.id));
+  if (ring.stages.every((s) => inPool.has(s.peer))) return null;
+  const sameCut = (v: Ring) =>
+    v.stages.length === ring.stages.length &&
+    v.stages.every(
+      (s, i) => s.range[0] === ring.stages[i]!.range[0] && s.range[1] === ring.stages[i]!.range[1],
+    );
+  const v = validators.find(
+    (r) => r.model === ring.model && sameCut(r) && r.stages.every((s) => inPool.has(s.peer)),
+  );
+  if (!v) return null;
+  const base = ms.lastPlan;
+  const peerAt = (layers: readonly [number, number]) =>
+    v.stages.find((s) => s.range[0] === layers[0] && s.range[1] === layers[1])?.peer;
+  const plan =
+    base && base.ring.length === v.stages.length && base.ring.every((s) => peerAt(s.layers) !== undefined)
+      ? { ...base, ring: base.ring.map((s) => ({ ...s, peer: peerAt(s.layers)! })) }
+      : null;
+  return { ring: v, plan };
+}
+
 /** Bytes a stage's holder needs: the plan's figure, else the stage's share of the model. */
 export function stageNeed(ms: PlanningModel, plan: Plan | null, range: readonly [number, number]): number {
   const st = plan?.ring.find((s) => s.layers[0] === range[0] && s.layers[1] === range[1]);
@@ -303,6 +344,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
   const reasons = new Map<string, string>();
   const outcomes: ModelOutcome[] = [];
   const slowLinks = new Set<string>();
+  const promotedRings = new Set<Ring>();
   for (const ms of input.models) {
     const id = ms.model.descriptor.id;
     // Category C peers join no multi-peer ring: they serve lightweight models whole (replicas, below).
@@ -323,6 +365,17 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
       changed: false,
       replicas: [],
     };
+    const promoted = promoteValidatorRing(ms, pool, input.validatorRings?.get(id));
+    if (promoted) {
+      // Kept as it is (its ring id and epoch too): its stages are not restarted, its sessions go on.
+      for (const s of promoted.ring.stages) used.add(s.peer);
+      out.ring = promoted.ring;
+      out.changed = true;
+      if (promoted.plan) out.plan = out.lastPlan = promoted.plan;
+      promotedRings.add(promoted.ring);
+      outcomes.push(out);
+      continue;
+    }
     const swapped = input.standbys?.size ? swapInStandbys(ms, pool, input.standbys) : null;
     if (swapped) {
       // A lost stage with a standby for its units: swap it in (a replay for the requester, not a
@@ -398,7 +451,7 @@ export function planRings(input: PlanRingsInput): PlanRingsResult {
   const epoch = outcomes.some((o) => o.changed) ? input.epoch + 1 : input.epoch;
   for (const o of outcomes) stampReplicas(o.replicas, epoch);
   for (const [i, o] of outcomes.entries()) {
-    if (ringChanged[i] && o.ring) {
+    if (ringChanged[i] && o.ring && !promotedRings.has(o.ring)) {
       o.ring.epoch = epoch;
       o.ring.ringId = `${o.ring.model}:${epoch}`;
     }

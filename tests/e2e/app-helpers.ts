@@ -32,6 +32,8 @@ export async function contributor(
 export async function chatTab(
   browser: Browser,
   url: string,
+  /** Extra query of the chat page's URL (e.g. `log=1`: the requester logs to the console). */
+  query = '',
 ): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.grantPermissions(['camera', 'microphone'], { origin: url });
@@ -44,7 +46,7 @@ export async function chatTab(
       !m.text().includes('onnxruntime') &&
       console.log('[chat console]', m.text().slice(0, 300)),
   );
-  await page.goto(`${url}/#/chat`);
+  await page.goto(`${url}/#/chat${query ? `?${query}` : ''}`);
   return { context, page };
 }
 

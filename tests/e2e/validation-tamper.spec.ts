@@ -9,9 +9,9 @@
  */
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
-import { askGolden, chatTab, lastAnswer, sendPrompt } from './app-helpers';
+import { chatTab, sendPrompt } from './app-helpers';
 import { loadGolden } from '../helpers/golden';
-import { TIMEOUTS } from '../helpers/timeouts';
+import { TIMEOUTS, waitUntil } from '../helpers/timeouts';
 
 // CPU-class tabs must take shards (by default category C peers serve lightweight models whole);
 // the latency objective cuts the model into as few stages as memory allows (2), not over every tab,
@@ -21,6 +21,8 @@ test.use({
 });
 
 const golden = loadGolden();
+const t0 = Date.now();
+const stamp = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`;
 
 /** A contributor tab lending 2.3 MB at a declared 1 TFLOPS (few stages: memory decides the cut). */
 async function tab(
@@ -33,34 +35,80 @@ async function tab(
   await context.grantPermissions(['camera', 'microphone'], { origin: url });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${name}]`, e.message));
+  // Warnings, errors and the contributor's own log lines (`log=1`): where an answer stalled.
   page.on(
     'console',
     (m) =>
-      (m.type() === 'error' || m.type() === 'warning') &&
+      (m.type() === 'error' || m.type() === 'warning' || m.text().startsWith('[contributor]')) &&
+      m.type() !== 'debug' &&
       !m.text().includes('onnxruntime') &&
-      console.log(`[${name} console]`, m.text().slice(0, 300)),
+      !m.text().includes('Failed to load resource') &&
+      console.log(`${stamp()} [${name} console]`, m.text().slice(0, 400)),
   );
-  await page.goto(`${url}/#/contribute?join=1&tflops=1&gbps=100&memory=2300000${extra}`);
+  await page.goto(`${url}/#/contribute?join=1&log=1&tflops=1&gbps=100&memory=2300000${extra}`);
   return { context, page, name };
 }
 
 const peerIdOf = async (page: Page): Promise<string> =>
   (await page.getByTestId('contribute-phase').getAttribute('data-peer')) ?? '';
 
-// Passed 3 of 3 runs in a developer checkout (26 s each), but in the final clean-clone CI run its
-// first answer hung past 60 s with neither text nor error (both tries). Kept as fixme until that
-// hang is understood; the same path runs in tests/shared/app/requester-validated.slow.test.ts.
-test.fixme('k = 2 with a tampering tab: golden text, the deviant located and flagged, the next answer without it', async ({
+/**
+ * Waits for the last answer to end (text or error) and returns its text; on a timeout the error
+ * says what the chat showed (status, ring, partial text), so a stall says where it stalled. The
+ * budget covers a validated request's bounded retries (60 s while its validator ring loads) plus
+ * the answer itself on a loaded machine.
+ */
+async function answerText(chat: Page): Promise<string> {
+  const answer = chat.getByTestId('answer').last();
+  const ended = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
+  await waitUntil('the answer to end (text or a typed error)', async () => (await ended.count()) > 0, {
+    timeoutMs: TIMEOUTS.ringForm + TIMEOUTS.contributorServing * 2,
+    intervalMs: 500,
+    describe: async () =>
+      JSON.stringify({
+        status: await chat
+          .getByTestId('chat-status')
+          .textContent()
+          .catch(() => null),
+        ring: await chat
+          .getByTestId('ring-status')
+          .textContent()
+          .catch(() => null),
+        text: (
+          (await answer
+            .getByTestId('answer-text')
+            .textContent()
+            .catch(() => '')) ?? ''
+        ).slice(0, 120),
+      }),
+  });
+  if (await answer.getByTestId('answer-error').count())
+    throw new Error(
+      `the chat answered with an error: ${await answer.getByTestId('answer-error').textContent()}`,
+    );
+  return (await answer.getByTestId('answer-text').textContent()) ?? '';
+}
+
+// Its first answer once hung past 60 s in a clean-clone CI run: a re-plan during the answer stopped
+// a ring's stages silently, and a validated answer follows no epoch, so it waited out the 60 s step
+// deadline. Stages now tell their requesters when they stop, and a deviant's exclusion promotes the
+// validator ring the answer continues on instead of re-planning it away (see README).
+test('k = 2 with a tampering tab: golden text, the deviant located and flagged, the next answer without it', async ({
   browser,
   server,
 }) => {
   test.setTimeout(TIMEOUTS.browserTestLong);
   const started = Date.now();
+  // The tamperer joins first, so it is most likely in the primary ring (the first two tabs form it
+  // and later re-plans move as few units as they can): the answer then goes on on the validator
+  // ring, which the deviant's exclusion promotes to primary as it is. (In the validator ring the
+  // primary simply goes on; either way the assertions below are the same.)
+  const tamperer = await tab(browser, server.url, 'tamperer', '&tamper=equivocate');
   const tabs = [
     await tab(browser, server.url, 'honest 1'),
     await tab(browser, server.url, 'honest 2'),
     await tab(browser, server.url, 'honest 3'),
-    await tab(browser, server.url, 'tamperer', '&tamper=equivocate'),
+    tamperer,
   ];
   // Every tab registered (a ring, or a spare for the validator ring the chat will ask for).
   for (const t of tabs)
@@ -70,14 +118,15 @@ test.fixme('k = 2 with a tampering tab: golden text, the deviant located and fla
   const deviant = await peerIdOf(tabs[3]!.page);
   expect(deviant).toMatch(/^p_/);
 
-  const { context: chatContext, page: chat } = await chatTab(browser, server.url);
+  const { context: chatContext, page: chat } = await chatTab(browser, server.url, 'log=1');
   await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
     timeout: TIMEOUTS.ringForm,
   });
   await chat.getByTestId('security-level').selectOption('2');
 
   // k = 2: both rings run every step; the tamperer's ring is dropped, the answer stays golden.
-  expect((await askGolden(chat)) + '\n').toBe(golden.text);
+  await sendPrompt(chat, 'Once upon a time');
+  expect((await answerText(chat)) + '\n').toBe(golden.text);
   const verification = chat.getByTestId('answer-verification').last();
   await expect(verification).toHaveAttribute('data-k', '2');
   await expect(verification).toHaveAttribute('data-deviants', deviant);
@@ -97,7 +146,7 @@ test.fixme('k = 2 with a tampering tab: golden text, the deviant located and fla
   await chat.getByTestId('tab-chat').click();
   await chat.getByTestId('security-level').selectOption('1');
   await sendPrompt(chat, 'Once upon a time');
-  expect((await lastAnswer(chat)) + '\n').toBe(golden.text);
+  expect((await answerText(chat)) + '\n').toBe(golden.text);
   const served = (await chat.getByTestId('answer-meta').last().getAttribute('data-peers')) ?? '';
   expect(served.split(',').length).toBeGreaterThanOrEqual(1);
   expect(served.split(',')).not.toContain(deviant);

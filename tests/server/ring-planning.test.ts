@@ -184,3 +184,78 @@ describe('ring assignments and their diff', () => {
     expect(diffAssignments(sent, next, () => stories.descriptor)).toEqual([]);
   });
 });
+
+describe('a validator ring promoted in place of a broken primary', () => {
+  // 2.3 MB each and the latency objective: rings of two stages (as in the validation e2e).
+  const contributors = ['a', 'b', 'c', 'd', 'e'].map((id) => peer(id, 2_300_000));
+  const first = () =>
+    planRings({
+      models: [{ model: stories, lastPlan: null, ring: null }],
+      contributors,
+      epoch: 3,
+      objective: 'latency',
+    });
+
+  it('takes the primary’s place as it is (ring id, epoch, stages): its stages keep serving, nothing reloads', () => {
+    const p = first();
+    const primary = p.outcomes[0]!.ring!;
+    const free = contributors.filter((c) => !primary.stages.some((s) => s.peer === c.id));
+    expect(free.length).toBeGreaterThanOrEqual(primary.stages.length);
+    // A validator ring as validator-rings.ts forms it: the primary's cut, disjoint peers.
+    const validator = {
+      ringId: `${stories.descriptor.id}:3:v1`,
+      model: stories.descriptor.id,
+      epoch: 3,
+      stages: primary.stages.map((s, i) => ({ peer: free[i]!.id, range: s.range })),
+    };
+    const deviant = primary.stages[0]!.peer;
+    const after = planRings({
+      models: [{ model: stories, lastPlan: p.outcomes[0]!.lastPlan, ring: primary }],
+      contributors: contributors.filter((c) => c.id !== deviant),
+      epoch: p.epoch,
+      objective: 'latency',
+      validatorRings: new Map([[stories.descriptor.id, [validator]]]),
+    });
+    const ring = after.outcomes[0]!.ring!;
+    expect(ring).toBe(validator);
+    expect(ring.ringId).toBe(`${stories.descriptor.id}:3:v1`);
+    expect(ring.epoch).toBe(3);
+    // Its peers' assignments are exactly the ones they serve now: the diff sends them nothing.
+    const before = ringAssignments([validator]);
+    const now = ringAssignments([ring]);
+    for (const s of validator.stages) expect(now.get(s.peer)).toEqual(before.get(s.peer));
+    // The stability anchor follows the promoted ring.
+    expect(after.outcomes[0]!.lastPlan!.ring.map((s) => s.peer)).toEqual(validator.stages.map((s) => s.peer));
+  });
+
+  it('is not used while the primary is whole, nor when the validator ring lost a peer too', () => {
+    const p = first();
+    const primary = p.outcomes[0]!.ring!;
+    const free = contributors.filter((c) => !primary.stages.some((s) => s.peer === c.id));
+    const validator = {
+      ringId: `${stories.descriptor.id}:3:v1`,
+      model: stories.descriptor.id,
+      epoch: 3,
+      stages: primary.stages.map((s, i) => ({ peer: free[i]!.id, range: s.range })),
+    };
+    const validatorRings = new Map([[stories.descriptor.id, [validator]]]);
+    const whole = planRings({
+      models: [{ model: stories, lastPlan: p.outcomes[0]!.lastPlan, ring: primary }],
+      contributors,
+      epoch: p.epoch,
+      objective: 'latency',
+      validatorRings,
+    });
+    expect(whole.outcomes[0]!.ring).toBe(primary);
+    const gone = new Set([primary.stages[0]!.peer, validator.stages[0]!.peer]);
+    const both = planRings({
+      models: [{ model: stories, lastPlan: p.outcomes[0]!.lastPlan, ring: primary }],
+      contributors: contributors.filter((c) => !gone.has(c.id)),
+      epoch: p.epoch,
+      objective: 'latency',
+      validatorRings,
+    });
+    expect(both.outcomes[0]!.ring).not.toBe(validator);
+    expect(both.outcomes[0]!.ring?.stages.some((s) => gone.has(s.peer)) ?? false).toBe(false);
+  });
+});

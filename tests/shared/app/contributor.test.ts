@@ -4,6 +4,7 @@ import { scaled } from '../../helpers/timeouts';
 import { loadGolden } from '../../helpers/golden';
 import { createFakeSignalingHub } from '../../helpers/memory-signaling';
 import { createContributor } from '../../../shared/app/contributor';
+import { RING_PROTOCOL_VERSION } from '../../../shared/ring/ring-protocol';
 import { stories260KRunner } from '../../helpers/engine';
 import {
   CAPABILITY,
@@ -249,6 +250,36 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     expect(c.store.getState()).toMatchObject({ unassignedReason: 'not needed', assignment: undefined });
     expect(hub.sent(a, 'assignment-status').map((s) => s.state)).toEqual(['loading']);
     expect(runner.disposed).toBe(true);
+    await c.stop();
+  });
+
+  it('a peer planned out of its ring answers a requester’s open with a typed error (never silence)', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, req] = [pid('a'), pid('req')];
+    const c = contributorOn(hub, a);
+    await c.start({ capability: CAPABILITY });
+    assign(hub, [{ peer: a, range: [0, 7] }], 1);
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    // A requester linked while the peer served (its ring answer predates the re-plan).
+    const link = await hub.network(req).transport.connect(a);
+    const errors: unknown[] = [];
+    link.onControl((m) => void ((m as { type?: string }).type === 'error' && errors.push(m)));
+    hub.push(a, { type: 'unassigned', epoch: 2, reason: 'not needed', lightweightModels: [] });
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('unassigned'), { timeout: scaled(30_000) });
+    link.sendControl({
+      type: 'open',
+      v: RING_PROTOCOL_VERSION,
+      session: 's-after-replan',
+      epoch: 1,
+      requester: req,
+      sampler: { temperature: 0, topP: 1, topK: 0, seed: 1 },
+    });
+    await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0), { timeout: scaled(10_000) });
+    expect(errors[0]).toMatchObject({
+      type: 'error',
+      session: 's-after-replan',
+      code: 'RING_STAGE_NOT_SERVING',
+    });
     await c.stop();
   });
 

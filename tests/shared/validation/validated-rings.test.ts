@@ -16,7 +16,16 @@ import type { EvidenceRecord } from '../../../shared/validation/evidence';
 import { createKeyRegistry } from '../../../shared/validation/key-registry';
 import { createReferee } from '../../../shared/validation/referee';
 import type { TamperFn } from '../../../shared/validation/stage';
-import { createValidatedPipeline } from '../../../shared/validation/validated-pipeline';
+import type { PeerLink } from '../../../shared/transport/types';
+import type { ServerMessageOf } from '../../../shared/protocol/signaling';
+import {
+  createValidatedPipeline,
+  type ValidatedPipeline,
+} from '../../../shared/validation/validated-pipeline';
+import { withValidatedFailover } from '../../../shared/app/validated-failover';
+import { silentLogger, type NetworkHandle } from '../../../shared/app/network-port';
+import type { Pipeline } from '../../../shared/runtime/pipeline';
+import type { MemoryTransportHub } from '../../../shared/transport/memory-transport';
 import {
   GREEDY,
   buildMemoryRing,
@@ -57,7 +66,13 @@ async function refereeRunners(): Promise<ShardRunner[]> {
   return runners;
 }
 
-async function run(tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
+async function run(
+  tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn },
+  /** Called after each token (its position) with the rings' stages. */
+  during?: (position: number, rings: MemoryStage[][]) => void,
+  /** Wraps the validated pipeline (the requester's failover) given the hub it runs on. */
+  wrap?: (p: ValidatedPipeline, hub: MemoryTransportHub) => Pipeline,
+) {
   const hub = createMemoryTransportHub();
   const registry = createKeyRegistry();
   const rings: MemoryStage[][] = [];
@@ -100,12 +115,13 @@ async function run(tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
     onEvidence: (e) => evidence.push(e),
   });
   const result = await generate({
-    pipeline,
+    pipeline: wrap ? wrap(pipeline, hub) : pipeline,
     tokenizer,
     prompt: 'Once upon a time',
     steps: 64,
     sampler: createSampler({ temperature: 0 }),
     stopTokens: [],
+    onToken: (e) => during?.(e.position, rings),
   });
   return { result, report: pipeline.report, evidence, rings };
 }
@@ -142,4 +158,82 @@ describe('security level k = 2 on real rings', () => {
       expect(report.refereeSteps).toBe(1);
     }, 120_000);
   }
+
+  it('a ring re-planned mid-answer fails the step at once with a typed error (no silent wait for the step deadline)', async () => {
+    // The validator ring's stages stop (a re-plan gave its peers a new epoch) after the 20th token:
+    // their requester hears it from the stages themselves, long before the 60 s step deadline.
+    let stoppedAt = 0;
+    const outcome = await run(undefined, (position, rings) => {
+      if (position !== 20) return;
+      stoppedAt = performance.now();
+      for (const st of rings[1]!) void st.stage.stop();
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const waitedMs = performance.now() - stoppedAt;
+    expect(outcome).toMatchObject({ code: 'RING_STALE_EPOCH', details: { replanned: true } });
+    expect(waitedMs).toBeLessThan(20_000);
+  }, 120_000);
+
+  it('after a deviant is dropped, the honest ring re-planned away fails over to the new ring: golden text', async () => {
+    // Ring b's stage 1 tampers (located at step 0); ring a, now alone, is re-planned away after the
+    // 20th token; the coordinator's next ring (c, fresh stages) takes the answer over by replay.
+    const requests: unknown[] = [];
+    let failedOver: { position: number; ringId: string } | undefined;
+    const { result, report, evidence } = await run(
+      { ring: 'b', stage: 1, fn: noise },
+      (position, rings) => {
+        if (position === 20) for (const st of rings[0]!) void st.stage.stop();
+      },
+      (inner, hub) =>
+        withValidatedFailover({
+          inner,
+          net: {
+            peerId: 'req-c',
+            signaling: { send: (m: unknown) => void requests.push(m), on: () => () => undefined },
+          } as unknown as NetworkHandle,
+          model: 'stories260K',
+          k: 2,
+          nextRing: async () => {
+            const stages = await buildMemoryRing({
+              hub,
+              makeRunner: stories260KRunner,
+              model: { url: 'stories260K.bin' },
+              numLayers: 5,
+              splits: SPLITS,
+              contextLength: 256,
+              prefix: 'c',
+            });
+            cleanup.push(() => stopMemoryRing(stages));
+            const links = await connectRequester(hub, stages, 'req-c');
+            cleanup.push(() => links.transport.close());
+            ringC = { first: links.first, head: links.head, ids: stages.map((st) => st.id) };
+            return {
+              type: 'ring',
+              v: 1,
+              epoch: 1,
+              ringId: 'c',
+              model: { id: 'stories260K' },
+              stages: stages.map((st, i) => ({ peer: st.id, range: RANGES[i]! })),
+            } as unknown as ServerMessageOf<'ring'>;
+          },
+          linkTo: async (peer) => (peer === ringC!.ids[0] ? ringC!.first : ringC!.head),
+          sampler: GREEDY,
+          now: () => performance.now(),
+          log: silentLogger,
+          onFailover: (e) => (failedOver = e),
+        }),
+    );
+    expect(evidence).toHaveLength(1);
+    expect(evidence[0]).toMatchObject({ ring: 1, stage: 1 });
+    expect(failedOver).toMatchObject({ ringId: 'c' });
+    expect(requests).toEqual([
+      { type: 'ring-request', model: 'stories260K', security: { v: 1, k: 2, degrade: true } },
+    ]);
+    expect(report.ringsAgreeing).toBe(1);
+    expect(result.tokens).toEqual(golden.sequenceTokens);
+  }, 180_000);
 });
+
+let ringC: { first: PeerLink; head: PeerLink; ids: string[] } | undefined;

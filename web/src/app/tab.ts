@@ -17,7 +17,7 @@ import { enablePerfTrace } from '../../../shared/util/perf-trace';
 import { testTamper } from '../../../shared/validation/test-tampers';
 import { createRingworkClient } from '../sdk/ringwork';
 import { getNetwork } from './network';
-import { requireTestModeServer, toolingFromUrl } from './tooling';
+import { consoleLogger, requireTestModeServer, toolingFromUrl } from './tooling';
 
 const tooling = toolingFromUrl();
 if (tooling.perf) enablePerfTrace();
@@ -25,6 +25,7 @@ if (tooling.perf) enablePerfTrace();
 /** This tab as a contributor. */
 export const contributor = createContributor({
   network: getNetwork,
+  ...(tooling.log ? { logger: consoleLogger('contributor') } : {}),
   createRunner: () =>
     createWorkerShardRunner({
       ...(tooling.nullCompute
@@ -78,6 +79,7 @@ export const requester = createRequester({
   // The chat sends through the browser SDK's ring transport, as any other page can.
   client: (ring) => createRingworkClient({ server: location.origin, transport: 'ring', requester: ring }),
   network: getNetwork,
+  ...(tooling.log ? { logger: consoleLogger('requester') } : {}),
   createRunner: createWorkerShardRunner,
   openTokenizer,
   localStageLink: () => contributor.localStageLink(),

@@ -8,19 +8,50 @@
  * test-mode rule) makes the contributor a dishonest ring stage (shared/validation/test-tampers.ts)
  * for the validation e2e. `threads=N` (1-4; only this tab's own compute, so any server allows it)
  * sets the shard worker's ONNX Runtime wasm threads, for benchmarks that compare thread counts.
+ * `log=1` sends the tab's requester and contributor logs to the browser console (logs only, so any
+ * server allows it): a browser test prints them to see where an answer stalled.
  */
 import { RingworkError } from '../../../shared/errors';
+import type { Logger } from '../../../shared/app/network-port';
 
 /** The switches the URL asks for. */
-export function toolingFromUrl(): { nullCompute: boolean; perf: boolean; tamper?: string; threads?: number } {
+export function toolingFromUrl(): {
+  nullCompute: boolean;
+  perf: boolean;
+  log: boolean;
+  tamper?: string;
+  threads?: number;
+} {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   const tamper = q.get('tamper');
   const threads = Number(q.get('threads'));
   return {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
+    log: q.get('log') === '1',
     ...(tamper ? { tamper } : {}),
     ...(Number.isInteger(threads) && threads >= 1 && threads <= 4 ? { threads } : {}),
+  };
+}
+
+/** A logger writing to the browser console, prefixed by `name` (for `log=1` pages). */
+export function consoleLogger(name: string): Logger {
+  const line = (o: object, msg?: string) => {
+    let fields: string;
+    try {
+      fields = JSON.stringify(o, (_k, v: unknown) =>
+        v instanceof Error ? { name: v.name, message: v.message, code: (v as { code?: unknown }).code } : v,
+      );
+    } catch {
+      fields = String(o);
+    }
+    return `[${name}] ${msg ?? ''} ${fields}`;
+  };
+  return {
+    debug: (o, msg) => console.debug(line(o, msg)),
+    info: (o, msg) => console.info(line(o, msg)),
+    warn: (o, msg) => console.warn(line(o, msg)),
+    error: (o, msg) => console.error(line(o, msg)),
   };
 }
 

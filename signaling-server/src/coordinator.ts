@@ -677,7 +677,8 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
         p.sentKey = null;
         p.status = null;
       }
-      if (p.capability) schedule(`${id} ${online ? 'back online' : 'went offline'}`, !online && inAnyRing(id));
+      if (p.capability)
+        schedule(`${id} ${online ? 'back online' : 'went offline'}`, !online && inAnyRing(id));
     },
     removePeer(id, reason) {
       const p = peers.get(id);

@@ -13,6 +13,7 @@ import { RingworkError } from '../../shared/errors.js';
 import { isLlama2cLocation, openModelLocation } from '../../shared/model/open-model.js';
 import { profileModel } from '../../shared/model/profile.js';
 import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
+import type { AnswerSpeculative } from '../../shared/app/chat-history.js';
 import { CHROMIUM, QUIET_FLAGS } from '../../playwright.config.js';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.js';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
@@ -116,15 +117,8 @@ export interface SwarmAnswer {
   failoverNote?: string;
 }
 
-/** What drafting did in one answer (the chat's `answer-draft` note). */
-export interface SwarmSpeculative {
-  format: string;
-  k: number;
-  accepted: number;
-  drafted: number;
-  laps: number;
-  tokensPerLap: number;
-}
+/** What drafting did in one answer (the chat's `answer-draft` note): the page's own record. */
+export type SwarmSpeculative = AnswerSpeculative;
 
 /** One ring stage as /api/network reports it. */
 export interface SwarmStage {

@@ -13,7 +13,7 @@ import { RingworkError } from '../../shared/errors.js';
 import { isLlama2cLocation, openModelLocation } from '../../shared/model/open-model.js';
 import { profileModel } from '../../shared/model/profile.js';
 import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
-import type { AnswerSpeculative } from '../../shared/app/chat-history.js';
+import type { AnswerFailover, AnswerSpeculative } from '../../shared/app/chat-history.js';
 import { CHROMIUM, QUIET_FLAGS } from '../../playwright.config.js';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.js';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
@@ -247,23 +247,13 @@ function breakdownOf(f: PageFailover, killedAt: number): FailoverBreakdown | und
   };
 }
 
-/** What the chat page shows of a failover (chat-page.tsx `data-failovers`). */
-interface PageFailover {
+/** What the chat page shows of a failover (chat-page.tsx `data-failovers`): the chat's record, read back as JSON. */
+type PageFailover = Pick<
+  AnswerFailover,
+  'lostPeer' | 'position' | 'detectedAt' | 'recoveredAt' | 'replayed' | 'phases'
+> & {
   cause: string;
-  lostPeer?: string;
-  position: number;
-  detectedAt: number;
-  recoveredAt?: number;
-  replayed: number;
-  phases?: {
-    firstRingAt?: number;
-    ringAt?: number;
-    linkedAt?: number;
-    openedAt?: number;
-    attempts: number;
-    retriedOn?: string[];
-  };
-}
+};
 
 /** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */
 export function parseModelArg(spec: string): { id: string; path: string } {

@@ -621,3 +621,21 @@ describe('the server survives random frames on a live connection', () => {
     expect(c.messages.every((m) => m.type !== 'error' || m.code.startsWith('PROTOCOL_'))).toBe(true);
   });
 });
+
+describe('features that are off on this server', () => {
+  it('ledger and stake routes answer 200 {enabled:false}, not a failed request', async () => {
+    const addr = '0x' + 'ab'.repeat(20);
+    for (const path of [
+      '/api/ledger/leaderboard',
+      `/api/ledger/account/${addr}`,
+      '/api/usage',
+      `/api/stake/${addr}`,
+    ]) {
+      const res = await httpGet(main, path);
+      expect(res.status, path).toBe(200);
+      expect(JSON.parse(res.body), path).toEqual({ enabled: false });
+    }
+    // A path no route handles is still a 404.
+    expect((await httpGet(main, '/api/nothing-here')).status).toBe(404);
+  });
+});

@@ -2,8 +2,9 @@
  * Read-only ledger endpoints: `GET /api/ledger/leaderboard[?limit=N]` → `{leaderboard: [{address,
  * flops, validatedSteps}]}` (top contributors by credit) and `GET /api/ledger/account/<address>` →
  * `{address, flops, validatedSteps, sessions, usage, penalties, slashes}` (slashes: the on-chain
- * slashes of proven deviations with their transaction hashes, stake/slasher.ts). Without a ledger both answer 404 with
- * `{enabled: false}`, so the UI can say the ledger is off.
+ * slashes of proven deviations with their transaction hashes, stake/slasher.ts). Without a ledger all three
+ * answer 200 with `{enabled: false}`: a server without a ledger is a normal state, not a missing
+ * page, so the UI says "ledger off" without a failed request in the browser's console.
  *
  * `GET /api/usage` with `Authorization: Bearer <SIWE token>` → `{enabled: true, address, requests,
  * tokens, validatedSteps, flops}`: the signed-in requester's own usage, readable by it only (the
@@ -63,7 +64,7 @@ export function createLedgerRoutes(deps: {
       }
       const ledger = deps.ledger;
       if (!ledger) {
-        send(res, 404, { enabled: false });
+        send(res, 200, { enabled: false });
         return;
       }
       const account = /^\/api\/ledger\/account\/(0x[0-9a-fA-F]{40})$/.exec(url.pathname);

@@ -2,7 +2,7 @@
  * `GET /api/stake/<address>` → `{enabled: true, contract, chainId, slasher, requiredWei: {default,
  * models}, stakeWei}`: what the Contribute page shows (the address's active stake and the minimum for
  * ring membership), `rpc` when `--chain-rpc-public` names one for pages; `?fresh=1` reads the chain
- * again (a page that just staked). Amounts are decimal wei strings. Without stake configured: 404
+ * again (a page that just staked). Amounts are decimal wei strings. Without stake configured: 200
  * `{enabled: false}`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -32,7 +32,8 @@ export function createStakeRoutes(deps: {
       }
       const stake = deps.stake;
       if (!stake) {
-        send(res, 404, { enabled: false });
+        // Stake off is a normal server state (200), not a missing page.
+        send(res, 200, { enabled: false });
         return;
       }
       const m = /^\/api\/stake\/(0x[0-9a-fA-F]{40})$/.exec(url.pathname);

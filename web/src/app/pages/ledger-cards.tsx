@@ -29,10 +29,15 @@ function usePolled<T>(url: string | undefined, ms: number): T | undefined {
     const load = () =>
       void fetch(url)
         .then((r) => r.json() as Promise<T>)
-        .then((d) => live && setData(d))
+        .then((d) => {
+          if (!live) return;
+          setData(d);
+          // The feature is off on this server: it will not turn on while the page is open.
+          if ((d as { enabled?: unknown } | null)?.enabled === false) clearInterval(t);
+        })
         .catch(() => undefined);
-    load();
     const t = setInterval(load, ms);
+    load();
     return () => {
       live = false;
       clearInterval(t);

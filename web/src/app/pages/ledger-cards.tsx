@@ -205,10 +205,14 @@ export function UsageCard({ refresh }: { refresh?: unknown }) {
     const load = () =>
       void fetch('/api/usage', { headers: { authorization: `Bearer ${token}` } })
         .then((r) => r.json() as Promise<Usage>)
-        .then((d) => live && setUsage(d))
+        .then((d) => {
+          if (!live) return;
+          setUsage(d);
+          if (d.enabled === false) clearInterval(t); // no ledger here: nothing will change
+        })
         .catch(() => undefined);
-    load();
     const t = setInterval(load, 5_000);
+    load();
     return () => {
       live = false;
       clearInterval(t);

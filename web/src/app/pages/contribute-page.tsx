@@ -5,6 +5,7 @@ import { categorize } from '../../../../shared/device/profile';
 import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
+import { useNetworkView } from '../store';
 import { IdentityCard } from './ledger-cards';
 
 /** True when this peer runs a lightweight model whole: its own one-peer ring, a replica. */
@@ -54,7 +55,11 @@ export function ContributePage() {
     };
   }, [c.autoPause]);
 
+  // The coordinator's category (its thresholds: `--category-c-below-tflops`) once it lists this
+  // peer; until then the page's own guess with the default thresholds.
+  const serverCategory = useNetworkView((s) => s.snapshot?.peers.find((p) => p.id === c.peerId)?.category);
   const category =
+    serverCategory ??
     c.capability?.category ??
     (c.capability ? categorize(c.capability.tflops, { mobile: c.capability.mobile }) : undefined);
   const joined = c.phase !== 'idle' && c.phase !== 'error';

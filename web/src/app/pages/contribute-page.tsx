@@ -2,7 +2,17 @@ import { useEffect, useState } from 'react';
 import { parseLendMemory } from '../../../../shared/app/contribute-input';
 import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel, withShortPeerIds } from '../format';
+import {
+  bytes,
+  duration,
+  flops,
+  num,
+  PHASE_TEXT,
+  shortId,
+  unitSpan,
+  unitsLabel,
+  withShortPeerIds,
+} from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
 import { useNetworkView } from '../store';
@@ -196,7 +206,7 @@ export function ContributePage() {
               <dd title="A model is a chain of units: 0 = token embedding, then one per transformer block, then the head.">
                 {unitsLabel(c.assignment.range, c.assignment.units)}{' '}
                 <span style={{ color: 'var(--muted)' }}>
-                  (units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units})
+                  ({unitSpan(c.assignment.range)} of {c.assignment.units})
                 </span>
               </dd>
               <dt>Weights</dt>

@@ -1,4 +1,4 @@
-import { bytes, flops, num, shortId, singleRequest, unitsLabel, withShortPeerIds } from '../format';
+import { bytes, flops, num, shortId, singleRequest, unitSpan, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
@@ -166,9 +166,9 @@ export function NetworkPage() {
                         : a?.kind === 'assigned' && a.range && wholeReplica(snapshot, a.model, a.range)
                           ? `${a.model} whole (lightweight)`
                           : a?.kind === 'assigned' && a.range
-                            ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                            ? `${a.model} ${unitSpan(a.range)}`
                             : a?.kind === 'standby' && a.range
-                              ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                              ? `standby for ${a.model} ${unitSpan(a.range)}`
                               : a?.kind === 'unassigned'
                                 ? `not needed now (${withShortPeerIds(a.reason ?? '')})`
                                 : '—'}
@@ -336,7 +336,7 @@ function RingDrawing({
             </text>
             {!narrow && (
               <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
-                units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
+                {unitSpan(s.range)}: {unitsLabel(s.range, model.units)}
               </text>
             )}
             {prof && !narrow && (
@@ -372,7 +372,7 @@ function RingDrawing({
               </strong>
               : {unitsLabel(s.range, model.units)}{' '}
               <span style={{ color: 'var(--muted)' }}>
-                (units {s.range[0]}–{s.range[1] - 1}
+                ({unitSpan(s.range)}
                 {prof ? `; ${prof.backend} · ${flops(prof.tflops)}` : ''})
               </span>
             </li>

@@ -170,13 +170,17 @@ export interface Contributor {
   settled(): Promise<void>;
 }
 
-/** The planner's view of a measured device. */
+/**
+ * The planner's view of a measured device. It claims no category: the profile's category comes from
+ * the page's default thresholds, and the server only lets a claim lower its own, so claiming it
+ * would override the operator's `--category-c-below-tflops` (a desktop CPU tab would stay C and take
+ * no shard even on a server started with 0). The server categorises from the figures and `mobile`.
+ */
 export function capabilityFrom(p: DeviceProfile): PeerCapability {
   return {
     tflops: p.tflops,
     bandwidthGBps: p.bandwidthGBps,
     memoryBytes: Math.floor(p.memoryBytes),
-    category: p.category,
     backend: p.backend,
     mobile: p.device.class === 'mobile',
     label:

@@ -10,11 +10,35 @@ import { isRingworkError } from '../../shared/errors.js';
 import { parseCliConfig, type SignalingConfig } from './config.js';
 import { createSignalingServer } from './server.js';
 
+/** `--help`: what a newcomer reaches for first; every flag is in the README (one place to keep). */
+const HELP = `usage: npm start -- [flags]     (the built app: tsx signaling-server/src/main.ts [flags])
+
+Serves the web app, the models, the OpenAI-compatible API (/v1) and the signaling WebSocket (/ws).
+Common flags:
+  --port N, --host ADDR             where to listen (PORT, HOST; default 127.0.0.1:8080)
+  --model id=path, --catalog FILE   more models besides the embedded stories260K
+  --category-c-below-tflops T       0 lets CPU-class tabs take shards (default 5)
+  --api-keys FILE, --api-anonymous, --api-local-fallback     the OpenAI-compatible API
+  --data-dir DIR, --database URL, --no-ledger                 the ledger (default ./.ringwork-data)
+  --redis URL                       one instance of a cluster sharing state through Redis
+  --test-mode                       loopback-only ICE candidates and test-only page features
+Every flag, its environment variable and its default: README.md, "Signaling server and
+coordinator", and the sections on the API, cluster mode, identity and stake.
+`;
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
 let config: SignalingConfig;
 try {
-  config = parseCliConfig(process.argv.slice(2), process.env);
+  config = parseCliConfig(argv, process.env);
 } catch (e) {
-  process.stderr.write(`usage error: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(
+    `usage error: ${e instanceof Error ? e.message : String(e)}\n(npm start -- --help lists the common flags)\n`,
+  );
   process.exit(2);
 }
 

@@ -2,7 +2,7 @@
  * The UI's text formatting: full peer ids in error text are written the way the UI shows peers.
  */
 import { describe, expect, it } from 'vitest';
-import { shortId, withShortPeerIds } from '../../web/src/app/format';
+import { shortId, unitSpan, withShortPeerIds } from '../../web/src/app/format';
 
 const id = 'p_AbC123xyz_-98765';
 
@@ -20,5 +20,13 @@ describe('withShortPeerIds', () => {
     for (const t of ['no peers here', `x${id}`, `${id}9`, 'p_short', 'up_AbC123xyz_-98765'])
       expect(withShortPeerIds(t)).toBe(t);
     expect(withShortPeerIds(undefined)).toBeUndefined();
+  });
+});
+
+describe('unitSpan', () => {
+  it('names one unit as "unit n" and longer ranges as "units a–b"', () => {
+    expect(unitSpan([3, 4])).toBe('unit 3');
+    expect(unitSpan([0, 3])).toBe('units 0–2');
+    expect(unitSpan([4, 7])).toBe('units 4–6');
   });
 });

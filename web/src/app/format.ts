@@ -41,6 +41,11 @@ export function withShortPeerIds(text: string | undefined): string | undefined {
   return text?.replace(PEER_ID_IN_TEXT, (id) => shortId(id));
 }
 
+/** The unit numbers of [a, b): "units 0–2", or "unit 3" for a one-unit stage (not "units 3–3"). */
+export function unitSpan([a, b]: [number, number]): string {
+  return b - a === 1 ? `unit ${a}` : `units ${a}–${b - 1}`;
+}
+
 /** Units [a, b) as people read them: "embedding, blocks 0–2". */
 export function unitsLabel(range: [number, number], units: number): string {
   const parts: string[] = [];

@@ -2,9 +2,20 @@ import { useEffect, useState } from 'react';
 import { parseLendMemory } from '../../../../shared/app/contribute-input';
 import { declaredFromUrl } from '../declared';
 import { categorize } from '../../../../shared/device/profile';
-import { bytes, duration, flops, num, PHASE_TEXT, shortId, unitsLabel, withShortPeerIds } from '../format';
+import {
+  bytes,
+  duration,
+  flops,
+  num,
+  PHASE_TEXT,
+  shortId,
+  unitSpan,
+  unitsLabel,
+  withShortPeerIds,
+} from '../format';
 import { useStore } from 'zustand';
 import { contributor } from '../tab';
+import { useNetworkView } from '../store';
 import { IdentityCard } from './ledger-cards';
 
 /** True when this peer runs a lightweight model whole: its own one-peer ring, a replica. */
@@ -54,7 +65,11 @@ export function ContributePage() {
     };
   }, [c.autoPause]);
 
+  // The coordinator's category (its thresholds: `--category-c-below-tflops`) once it lists this
+  // peer; until then the page's own guess with the default thresholds.
+  const serverCategory = useNetworkView((s) => s.snapshot?.peers.find((p) => p.id === c.peerId)?.category);
   const category =
+    serverCategory ??
     c.capability?.category ??
     (c.capability ? categorize(c.capability.tflops, { mobile: c.capability.mobile }) : undefined);
   const joined = c.phase !== 'idle' && c.phase !== 'error';
@@ -191,7 +206,7 @@ export function ContributePage() {
               <dd title="A model is a chain of units: 0 = token embedding, then one per transformer block, then the head.">
                 {unitsLabel(c.assignment.range, c.assignment.units)}{' '}
                 <span style={{ color: 'var(--muted)' }}>
-                  (units {c.assignment.range[0]}–{c.assignment.range[1] - 1} of {c.assignment.units})
+                  ({unitSpan(c.assignment.range)} of {c.assignment.units})
                 </span>
               </dd>
               <dt>Weights</dt>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
 import { getIdentity, identityStore } from '../identity';
 import { formatEther, type Address } from 'viem';
+import { pollJson } from '../poll-json';
 import { stakeFromPage } from '../stake-action';
 import { stakeText, type StakeInfo } from '../stake-text';
 import type { Eip1193Provider } from '../../identity/identity';
@@ -20,28 +21,15 @@ function work(f: number): string {
 
 const shortAddress = (a: string): string => `${a.slice(0, 6)}…${a.slice(-4)}`;
 
-/** Polls a JSON endpoint every `ms` while mounted (undefined until the first answer). */
+/**
+ * Polls a JSON endpoint every `ms` while mounted (undefined until the first answer); stops after an
+ * answer that says the feature is off on this server.
+ */
 function usePolled<T>(url: string | undefined, ms: number): T | undefined {
   const [data, setData] = useState<T>();
   useEffect(() => {
     if (!url) return;
-    let live = true;
-    const load = () =>
-      void fetch(url)
-        .then((r) => r.json() as Promise<T>)
-        .then((d) => {
-          if (!live) return;
-          setData(d);
-          // The feature is off on this server: it will not turn on while the page is open.
-          if ((d as { enabled?: unknown } | null)?.enabled === false) clearInterval(t);
-        })
-        .catch(() => undefined);
-    const t = setInterval(load, ms);
-    load();
-    return () => {
-      live = false;
-      clearInterval(t);
-    };
+    return pollJson(url, ms, (d) => setData(d as T));
   }, [url, ms]);
   return data;
 }
@@ -201,22 +189,9 @@ export function UsageCard({ refresh }: { refresh?: unknown }) {
   useEffect(() => {
     const token = getIdentity().current?.token;
     if (!id.address || !token) return;
-    let live = true;
-    const load = () =>
-      void fetch('/api/usage', { headers: { authorization: `Bearer ${token}` } })
-        .then((r) => r.json() as Promise<Usage>)
-        .then((d) => {
-          if (!live) return;
-          setUsage(d);
-          if (d.enabled === false) clearInterval(t); // no ledger here: nothing will change
-        })
-        .catch(() => undefined);
-    const t = setInterval(load, 5_000);
-    load();
-    return () => {
-      live = false;
-      clearInterval(t);
-    };
+    return pollJson('/api/usage', 5_000, (d) => setUsage(d as Usage), {
+      headers: { authorization: `Bearer ${token}` },
+    });
   }, [id.address, refresh]);
   const text = !id.address
     ? id.error

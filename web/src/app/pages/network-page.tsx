@@ -1,4 +1,4 @@
-import { bytes, flops, num, shortId, singleRequest, unitsLabel, withShortPeerIds } from '../format';
+import { bytes, flops, num, shortId, singleRequest, unitSpan, unitsLabel, withShortPeerIds } from '../format';
 import { useStore } from 'zustand';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import { contributor, requester } from '../tab';
@@ -166,9 +166,9 @@ export function NetworkPage() {
                         : a?.kind === 'assigned' && a.range && wholeReplica(snapshot, a.model, a.range)
                           ? `${a.model} whole (lightweight)`
                           : a?.kind === 'assigned' && a.range
-                            ? `${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                            ? `${a.model} ${unitSpan(a.range)}`
                             : a?.kind === 'standby' && a.range
-                              ? `standby for ${a.model} units ${a.range[0]}–${a.range[1] - 1}`
+                              ? `standby for ${a.model} ${unitSpan(a.range)}`
                               : a?.kind === 'unassigned'
                                 ? `not needed now (${withShortPeerIds(a.reason ?? '')})`
                                 : '—'}
@@ -241,7 +241,8 @@ function RingDrawing({
   // On a phone the drawing keeps only numbers and short ids (large enough to read once scaled
   // down); the layers of each stage are listed beneath it instead.
   const narrow = useNarrow();
-  const W = narrow ? 360 : 640;
+  // 380 wide on a phone: room for a side peer's id beside its circle.
+  const W = narrow ? 380 : 640;
   // Tall enough that the labels of the top and bottom stages (placed outside the circle) stay
   // inside the drawing: at 360 the top stage's id was cut off.
   const H = narrow ? 300 : 440;
@@ -278,27 +279,37 @@ function RingDrawing({
         stages.map((s, i) => {
           const p = at(i);
           const q = at((i + 1) % stages.length);
-          const shrink = 26 / Math.hypot(q.x - p.x, q.y - p.y);
+          const dx = q.x - p.x;
+          const dy = q.y - p.y;
+          const len = Math.hypot(dx, dy);
+          const shrink = 26 / len;
           const link = linkBetween(snapshot, s.peer, stages[(i + 1) % stages.length]!.peer);
-          // The measured latency sits beside the edge, pushed outwards from the ring's centre.
+          // The measured latency sits beside the edge, outwards from the ring's centre. A two-peer
+          // ring's edges both cross the centre, so there each edge takes its own side (its normal),
+          // and its line moves 6 px that way so the two arrows do not lie on one line.
           const mx = (p.x + q.x) / 2;
           const my = (p.y + q.y) / 2;
-          const out = 14 / Math.max(1, Math.hypot(mx - cx, my - cy));
+          const away = Math.hypot(mx - cx, my - cy);
+          const ox = away >= 1 ? (mx - cx) / away : dy / len;
+          const oy = away >= 1 ? (my - cy) / away : -dx / len;
+          const side = stages.length === 2 ? 6 : 0;
+          // Anchored on the side away from the edge, so a long label never runs across its line.
+          const anchor = ox > 0.3 ? 'start' : ox < -0.3 ? 'end' : 'middle';
           return (
             <g key={`e${i}`}>
               <line
-                x1={p.x + (q.x - p.x) * shrink}
-                y1={p.y + (q.y - p.y) * shrink}
-                x2={q.x - (q.x - p.x) * shrink}
-                y2={q.y - (q.y - p.y) * shrink}
+                x1={p.x + dx * shrink + ox * side}
+                y1={p.y + dy * shrink + oy * side}
+                x2={q.x - dx * shrink + ox * side}
+                y2={q.y - dy * shrink + oy * side}
                 stroke={link && link.rttMs >= 50 ? '#fca5a5' : '#6ee7b7'}
                 strokeWidth={2}
                 markerEnd="url(#arrow)"
               />
               <text
-                x={mx + (mx - cx) * out}
-                y={my + (my - cy) * out + 4}
-                textAnchor="middle"
+                x={mx + ox * 14}
+                y={my + oy * 14 + 4}
+                textAnchor={anchor}
                 style={{ fill: '#9aa3b2', fontSize: 11 }}
                 data-testid="edge-latency"
               >
@@ -310,7 +321,11 @@ function RingDrawing({
       {stages.map((s, i) => {
         const p = at(i);
         const prof = snapshot.profiles[s.peer];
-        const lx = cx + (r + (narrow ? 50 : 70)) * Math.cos(p.a);
+        // A peer on the ring's side has its label beside its circle, anchored away from it (centred
+        // there, a long label ran through the circle); a peer at the top or bottom, above or below.
+        const cos = Math.cos(p.a);
+        const anchor = cos > 0.3 ? 'start' : cos < -0.3 ? 'end' : 'middle';
+        const lx = anchor === 'middle' ? p.x : p.x + Math.sign(cos) * 30;
         const ly = cy + (r + (narrow ? 36 : 55)) * Math.sin(p.a);
         return (
           <g key={s.peer} data-testid="ring-stage">
@@ -328,33 +343,37 @@ function RingDrawing({
             <text
               x={lx}
               y={narrow ? ly + 5 : ly - 8}
-              textAnchor="middle"
+              textAnchor={anchor}
               style={{ fontWeight: 600, fontSize: narrow ? 15 : undefined }}
             >
               {shortId(s.peer)}
               {s.peer === me ? ' (you)' : ''}
             </text>
             {!narrow && (
-              <text x={lx} y={ly + 8} textAnchor="middle" data-testid="stage-range">
-                units {s.range[0]}–{s.range[1] - 1}: {unitsLabel(s.range, model.units)}
+              <text x={lx} y={ly + 8} textAnchor={anchor} data-testid="stage-range">
+                {unitSpan(s.range)}: {unitsLabel(s.range, model.units)}
               </text>
             )}
             {prof && !narrow && (
-              <text x={lx} y={ly + 23} textAnchor="middle" style={{ fill: '#9aa3b2' }}>
+              <text x={lx} y={ly + 23} textAnchor={anchor} style={{ fill: '#9aa3b2' }}>
                 {prof.backend} · {flops(prof.tflops)}
               </text>
             )}
           </g>
         );
       })}
-      <text
-        x={cx}
-        y={cy + 4}
-        textAnchor="middle"
-        style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
-      >
-        {stages.length === 1 ? 'one peer runs every layer' : 'each token goes once around'}
-      </text>
+      {/* In a small ring the edges cross the middle, where this would sit under them (on a phone
+          the text is larger than the diamond of a 4-peer ring). */}
+      {(stages.length === 1 || stages.length >= (narrow ? 5 : 4)) && (
+        <text
+          x={cx}
+          y={cy + 4}
+          textAnchor="middle"
+          style={{ fill: '#9aa3b2', fontSize: narrow ? 14 : undefined }}
+        >
+          {stages.length === 1 ? 'one peer runs every layer' : 'each token goes once around'}
+        </text>
+      )}
     </svg>
   );
   if (!narrow) return drawing;
@@ -372,7 +391,7 @@ function RingDrawing({
               </strong>
               : {unitsLabel(s.range, model.units)}{' '}
               <span style={{ color: 'var(--muted)' }}>
-                (units {s.range[0]}–{s.range[1] - 1}
+                ({unitSpan(s.range)}
                 {prof ? `; ${prof.backend} · ${flops(prof.tflops)}` : ''})
               </span>
             </li>

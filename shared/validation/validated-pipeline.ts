@@ -63,7 +63,7 @@ export interface VerificationReport {
   commitmentBytesPerStep: number;
   /** Rings lost (not deviant: a peer left, a re-plan) after a deviant was dropped; the answer went on without them. */
   lost: number[];
-  /** Steps run (forward calls), checked or not. */
+  /** Steps run (forward calls answered), checked or not. */
   steps: number;
   /** Steps on which two or more rings were compared (spot-check mode: the sampled ones). */
   comparedSteps: number;
@@ -233,7 +233,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
           history.push(...tokens);
           verified.clear();
-          const stepIndex = report.steps++;
+          const stepIndex = report.steps;
           // `drop` shrinks `live` while the results are read: index them by the rings polled. In
           // spot-check mode the validator rings run only on sampled steps (first live ring: always).
           const polled = spot && live.length >= 2 && !(spot.random() < spot.f) ? live.slice(0, 1) : live;
@@ -309,6 +309,7 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               commitments: a.step.commitments,
             });
           }
+          report.steps = stepIndex + 1;
           report.stepsChecked++;
           if (tokens.length === 1)
             report.commitmentBytesPerStep = answered.reduce((b, a) => b + a.step.bytes, 0);

@@ -1,19 +1,22 @@
 /**
  * `npm run bench:validation -- [--trials N] [--tamper <module.mjs>] [--json] [--honest N]
- * [--spot-trials N] [--overhead N] [--steps N] [--model PATH]`
+ * [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--steps N] [--model PATH]`
  *
  * Result validation on an in-memory network of real stories260K shards: detection and location
- * per tamper class at k = 2, honest false positives, spot-check detection vs f, overhead. With
+ * per tamper class at k = 2, honest false positives, spot-check detection vs f, overhead (also on
+ * the real wired path: ring protocol, commitments, the requester's pipeline with spot checks; `--wired
+ * N` answers per mode, `--wired-only` runs that section alone). With
  * `--tamper` only that module's class runs (no spot-check or overhead sections). `--json` prints
  * `{"classes":[{"name","trials","detected","located",...}],"honest":{"comparisons","falsePositives",...},...}`.
  */
 import { parseArgs } from 'node:util';
 import { isRingworkError } from '../../shared/errors.js';
 import { formatValidationReport, runValidationBench } from '../bench/validation-bench.js';
+import { formatWiredOverhead, runWiredOverhead } from '../bench/validation-wired.js';
 import { loadTamperModule, TAMPER_CLASSES } from '../bench/validation-tampers.js';
 
 const USAGE = `Usage: npm run bench:validation -- [--trials N] [--tamper module.mjs] [--json]
-  [--honest N] [--spot-trials N] [--overhead N] [--steps N] [--model PATH]
+  [--honest N] [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--steps N] [--model PATH]
 Built-in tamper classes: ${TAMPER_CLASSES.map((c) => c.name).join(', ')}`;
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
@@ -35,6 +38,8 @@ async function main(): Promise<void> {
       honest: { type: 'string' },
       'spot-trials': { type: 'string' },
       overhead: { type: 'string' },
+      wired: { type: 'string' },
+      'wired-only': { type: 'boolean' },
       steps: { type: 'string' },
       model: { type: 'string' },
       help: { type: 'boolean' },
@@ -45,6 +50,22 @@ async function main(): Promise<void> {
     return;
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  if (values['wired-only']) {
+    const t0 = performance.now();
+    const rows = await runWiredOverhead({
+      modelPath: values.model ?? 'public/models/stories260K/stories260K.bin',
+      steps: int('steps', values.steps, 64, 8),
+      answers: int('wired', values.wired, 3, 1),
+      f: 0.1,
+      log,
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify({ wired: rows }, null, 2)}\n`);
+    else
+      process.stdout.write(
+        `${[...formatWiredOverhead(rows), `wall time: ${((performance.now() - t0) / 1000).toFixed(1)} s`].join('\n')}\n`,
+      );
+    return;
+  }
   const classes = values.tamper ? [await loadTamperModule(values.tamper)] : TAMPER_CLASSES;
   const report = await runValidationBench({
     modelPath: values.model ?? 'public/models/stories260K/stories260K.bin',
@@ -52,6 +73,7 @@ async function main(): Promise<void> {
     honestTrials: int('honest', values.honest, 6, 0),
     spotTrials: int('spot-trials', values['spot-trials'], 10, 1),
     overheadTrials: int('overhead', values.overhead, 3, 1),
+    wiredAnswers: int('wired', values.wired, 2, 0),
     steps: int('steps', values.steps, 64, 8),
     classes,
     classesOnly: values.tamper !== undefined,

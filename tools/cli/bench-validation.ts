@@ -1,22 +1,29 @@
 /**
  * `npm run bench:validation -- [--trials N] [--tamper <module.mjs>] [--json] [--honest N]
- * [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--steps N] [--model PATH]`
+ * [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--wired-spot N] [--steps N] [--model PATH]`
  *
  * Result validation on an in-memory network of real stories260K shards: detection and location
  * per tamper class at k = 2, honest false positives, spot-check detection vs f, overhead (also on
  * the real wired path: ring protocol, commitments, the requester's pipeline with spot checks; `--wired
- * N` answers per mode, `--wired-only` runs that section alone). With
+ * N` answers per mode, `--wired-only` runs that section alone, with spot-check detection vs f on
+ * it: `--wired-spot N` trials per f and cheater). With
  * `--tamper` only that module's class runs (no spot-check or overhead sections). `--json` prints
  * `{"classes":[{"name","trials","detected","located",...}],"honest":{"comparisons","falsePositives",...},...}`.
  */
 import { parseArgs } from 'node:util';
 import { isRingworkError } from '../../shared/errors.js';
 import { formatValidationReport, runValidationBench } from '../bench/validation-bench.js';
-import { formatWiredOverhead, runWiredOverhead } from '../bench/validation-wired.js';
+import {
+  formatWiredOverhead,
+  formatWiredSpot,
+  runWiredOverhead,
+  runWiredSpotDetection,
+} from '../bench/validation-wired.js';
 import { loadTamperModule, TAMPER_CLASSES } from '../bench/validation-tampers.js';
 
 const USAGE = `Usage: npm run bench:validation -- [--trials N] [--tamper module.mjs] [--json]
-  [--honest N] [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--steps N] [--model PATH]
+  [--honest N] [--spot-trials N] [--overhead N] [--wired N] [--wired-only] [--wired-spot N]
+  [--steps N] [--model PATH]
 Built-in tamper classes: ${TAMPER_CLASSES.map((c) => c.name).join(', ')}`;
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
@@ -40,6 +47,7 @@ async function main(): Promise<void> {
       overhead: { type: 'string' },
       wired: { type: 'string' },
       'wired-only': { type: 'boolean' },
+      'wired-spot': { type: 'string' },
       steps: { type: 'string' },
       model: { type: 'string' },
       help: { type: 'boolean' },
@@ -52,17 +60,27 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   if (values['wired-only']) {
     const t0 = performance.now();
+    const modelPath = values.model ?? 'public/models/stories260K/stories260K.bin';
+    const steps = int('steps', values.steps, 64, 8);
     const rows = await runWiredOverhead({
-      modelPath: values.model ?? 'public/models/stories260K/stories260K.bin',
-      steps: int('steps', values.steps, 64, 8),
+      modelPath,
+      steps,
       answers: int('wired', values.wired, 3, 1),
       f: 0.1,
       log,
     });
-    if (values.json) process.stdout.write(`${JSON.stringify({ wired: rows }, null, 2)}\n`);
+    const spotTrials = int('wired-spot', values['wired-spot'], 10, 0);
+    const spot = spotTrials
+      ? await runWiredSpotDetection({ modelPath, steps, trials: spotTrials, fs: [0.05, 0.1, 0.2, 0.5], log })
+      : [];
+    if (values.json) process.stdout.write(`${JSON.stringify({ wired: rows, wiredSpot: spot }, null, 2)}\n`);
     else
       process.stdout.write(
-        `${[...formatWiredOverhead(rows), `wall time: ${((performance.now() - t0) / 1000).toFixed(1)} s`].join('\n')}\n`,
+        `${[
+          ...formatWiredOverhead(rows),
+          ...(spot.length ? formatWiredSpot(spot) : []),
+          `wall time: ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        ].join('\n')}\n`,
       );
     return;
   }

@@ -173,6 +173,11 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
     // A catching-up ring ran other token bytes than the primary: no work proof is claimed.
     expect(co.work).toEqual([]);
     console.log(`spot answer: ${verificationLine(v)}`);
+    // A coordinator that offers spot checks to a request that asked for every step is not followed.
+    const full = await r.ask({ settings: K2, history, signal: signal() });
+    expect(co.requests.at(-1)!.security).toEqual({ v: 1, k: 2, degrade: false });
+    expect(full.stats.verification).toMatchObject({ steps: 60, comparedSteps: 60 });
+    expect(full.stats.verification!.spot).toBeUndefined();
   }, 120_000);
 
   for (const [name, reasons, onPrimary, compared] of [

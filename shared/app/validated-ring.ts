@@ -17,6 +17,7 @@ import { DEFAULT_TOLERANCE } from '../validation/checks.js';
 import { encodeCommitment } from '../validation/commitment.js';
 import { createKeyRegistry } from '../validation/key-registry.js';
 import { createReferee, type Referee } from '../validation/referee.js';
+import { DEFAULT_SPOT_RATE } from '../validation/spot-check.js';
 import { createValidatedPipeline, type ValidatedPipeline } from '../validation/validated-pipeline.js';
 import { createWorkProofBuilder } from '../validation/work-proof.js';
 import type { Logger, NetworkHandle } from './network-port.js';
@@ -234,7 +235,8 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
   const spot =
     granted !== undefined
       ? {
-          f: Math.min(1, Math.max(granted, o.spot!.askedF ?? 0)),
+          // Never below the floor, whatever a coordinator says: trusted peers are checked less, never not at all.
+          f: Math.min(1, Math.max(granted, o.spot!.askedF ?? 0, DEFAULT_SPOT_RATE.fMin)),
           random: o.spot!.random,
           greedy: o.sampler.temperature === 0,
         }

@@ -408,9 +408,7 @@ function VerificationNote({ v }: { v: AnswerVerification | undefined }) {
       data-spot={v.spot ? v.spot.f : undefined}
       data-unchecked-from={v.uncheckedFrom?.step}
     >
-      <span className="badge">
-        {v.deviants.length ? 'deviant caught' : v.spot ? 'spot-checked' : 'verified'}
-      </span>{' '}
+      <span className="badge">{v.deviants.length ? 'deviant caught' : v.spot ? 'sampled' : 'verified'}</span>{' '}
       {verificationLine(v)}
     </div>
   );

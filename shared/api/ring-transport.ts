@@ -74,6 +74,11 @@ const common = {
   ringwork: z
     .object({
       security: z.number().int().min(1).max(3).optional(),
+      /** Spot-check mode of security level 2 (see `securityRequestSchema.spot`); needs `security: 2`. */
+      spot: z
+        .object({ f: z.number().gt(0).max(1).optional() })
+        .strict()
+        .optional(),
       echoPrompt: z.boolean().optional(),
       /** Speculative decoding: draft locally with a copy of the model (greedy, small models only). */
       draft: z
@@ -82,6 +87,10 @@ const common = {
         .optional(),
     })
     .strict()
+    .refine((w) => w.spot === undefined || w.security === 2, {
+      message: 'ringwork.spot is a mode of security level 2: send it with ringwork.security 2',
+      path: ['spot'],
+    })
     .optional(),
 };
 const chatSchema = z
@@ -170,6 +179,7 @@ function jobOf(kind: 'chat' | 'text', r: ChatRequest | CompletionRequest): Job {
       maxTokens: r.max_tokens ?? MAX_TOKENS_UNSET,
       ...(r.seed != null ? { seed: r.seed } : {}),
       ...(r.ringwork?.security !== undefined ? { security: r.ringwork.security } : {}),
+      ...(r.ringwork?.spot ? { spot: r.ringwork.spot } : {}),
       ...(r.ringwork?.draft ? { draft: r.ringwork.draft } : {}),
     },
     history,

@@ -76,6 +76,11 @@ export interface RingworkRequestOptions {
    */
   security?: number;
   /**
+   * With `security: 2`: spot-check mode — the validator ring re-runs only a sampled fraction of
+   * the steps, at least `f` (the coordinator's rate for the ring's peers applies when higher).
+   */
+  spot?: { f?: number };
+  /**
    * For a completion model (no chat template, e.g. stories260K): the streamed text starts with the
    * prompt as the model prints it, as the Chat page shows stories. Chat models ignore it.
    */

@@ -90,6 +90,11 @@ export interface ChatSettings {
   /** Security level k (1–3: rings that run every step side by side); unset: the server's default. */
   security?: number;
   /**
+   * Spot-check mode of security level 2: the validator ring re-runs only a sampled fraction of the
+   * steps (at least `f`, or the coordinator's rate for the ring's peers when higher). Unset: every step.
+   */
+  spot?: { f?: number };
+  /**
    * Speculative decoding: this tab drafts with a small copy of the model and the ring verifies
    * several tokens per lap (greedy only; small models only, see draft-setting.ts). Unset: off.
    */

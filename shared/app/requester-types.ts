@@ -130,6 +130,8 @@ export interface RequesterOptions {
   storage?: HistoryStorage;
   /** A seed per answer (default: random). */
   seed?: () => number;
+  /** Uniform [0, 1) draws deciding which steps of a spot-checked answer are re-run (default: Math.random; seeded in tests). */
+  spotRandom?: () => number;
   clock?: AppClock;
   logger?: Logger;
   /** How long to wait for the coordinator's first ring answer, ms (default 10 s). */

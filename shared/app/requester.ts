@@ -40,7 +40,7 @@ import type {
 } from './requester-types.js';
 import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
 import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
-import { withValidatedFailover } from './validated-failover.js';
+import { withValidatedFailover, type ValidatedFailoverPipeline } from './validated-failover.js';
 import { assertDraftAvailable, type DraftSetting } from './draft-setting.js';
 import type { RingworkChunkInfo } from '../api/openai-wire.js';
 import { createRingTransportClient } from '../api/ring-transport.js';
@@ -104,7 +104,7 @@ export function createRequester(o: RequesterOptions): Requester {
 
   /** Per connection: the models subscribed to, and the unsubscribe functions. */
   let subscribed: { net: NetworkHandle; models: Set<string>; offs: (() => void)[] } | undefined;
-  const subscribe = (net: NetworkHandle, model: string, k?: number): void => {
+  const subscribe = (net: NetworkHandle, model: string, k?: number, spot?: { f?: number }): void => {
     if (subscribed?.net !== net) {
       subscribed?.offs.forEach((f) => f());
       // A new connection (a reconnect): what the old one heard may be stale.
@@ -120,7 +120,9 @@ export function createRequester(o: RequesterOptions): Requester {
       };
     }
     // A new security level is a new request (the coordinator answers with its validator rings).
-    const key = k === undefined ? model : `${model}@${k}`;
+    // Spot checks are a mode of k = 2 only (the wire refuses them with any other level).
+    const spotAsked = k === 2 ? spot : undefined;
+    const key = k === undefined ? model : `${model}@${k}${spotAsked ? `s${spotAsked.f ?? ''}` : ''}`;
     if (subscribed.models.has(key)) return;
     subscribed.models.add(key);
     if (k !== undefined)
@@ -129,7 +131,9 @@ export function createRequester(o: RequesterOptions): Requester {
     net.signaling.send({
       type: 'ring-request',
       model,
-      ...(k !== undefined ? { security: { v: 1 as const, k, degrade: false } } : {}),
+      ...(k !== undefined
+        ? { security: { v: 1 as const, k, degrade: false, ...(spotAsked ? { spot: spotAsked } : {}) } }
+        : {}),
     });
   };
 
@@ -318,7 +322,7 @@ export function createRequester(o: RequesterOptions): Requester {
       });
     }
     const net = await o.network();
-    subscribe(net, a.settings.model, a.settings.security);
+    subscribe(net, a.settings.model, a.settings.security, a.settings.spot);
     const answer = await ringFor(a.settings.model, a.signal);
     log.debug(
       answer.type === 'ring'
@@ -346,6 +350,7 @@ export function createRequester(o: RequesterOptions): Requester {
     const seed = a.settings.seed ?? seedOf();
     let failovers: (() => AnswerFailover[]) | undefined;
     let validated: ValidatedAnswer | undefined;
+    let failoverPipeline: ValidatedFailoverPipeline | undefined;
     /** With `settings.draft` on a ring: the local draft that proposes tokens for the ring to verify. */
     let draft: { pipeline: Pipeline; setting: DraftSetting } | undefined;
     if (answer.type === 'ring' && answer.validators?.length) {
@@ -368,10 +373,13 @@ export function createRequester(o: RequesterOptions): Requester {
         signal: a.signal,
         now: clock.now,
         log,
+        ...(a.settings.security === 2 && a.settings.spot
+          ? { spot: { askedF: a.settings.spot.f, random: o.spotRandom ?? Math.random } }
+          : {}),
       });
       const k = answer.security?.requested ?? 1 + answer.validators.length;
       const gone = new Set([answer, ...answer.validators].map((r) => `${r.ringId}@${r.epoch}`));
-      pipeline = withValidatedFailover({
+      pipeline = failoverPipeline = withValidatedFailover({
         inner: validated.pipeline,
         net,
         model: a.settings.model,
@@ -645,7 +653,7 @@ export function createRequester(o: RequesterOptions): Requester {
                 ? 'context'
                 : 'max-tokens',
           contextLength: model.contextLength,
-          ...(validated ? { verification: validated.verification() } : {}),
+          ...(validated ? { verification: validated.verification(failoverPipeline?.failover) } : {}),
           ...(draft && spec
             ? {
                 speculative: {
@@ -749,6 +757,7 @@ export function createRequester(o: RequesterOptions): Requester {
           ringwork: {
             echoPrompt: true,
             ...(settings.security !== undefined ? { security: settings.security } : {}),
+            ...(settings.security === 2 && settings.spot ? { spot: settings.spot } : {}),
             // The page shows the setting off (and why) while the temperature is above 0.
             ...(settings.draft && settings.temperature === 0 ? { draft: settings.draft } : {}),
           },

@@ -35,11 +35,31 @@ export interface ValidatedFailoverOptions {
   onFailover?: (e: { position: number; ringId: string }) => void;
 }
 
+/** Where a validated answer failed over: nothing was checked from then on. */
+export interface ValidatedFailoverReport {
+  /** Steps the validated rings answered before the failover (the first unchecked step's index). */
+  step: number;
+  /** Position of the first step run on the new ring. */
+  position: number;
+  /** Steps the new ring ran. */
+  stepsAfter: number;
+}
+
+/** A validated pipeline that can fail over; `failover` is set once the latest session did. */
+export interface ValidatedFailoverPipeline extends Pipeline {
+  readonly failover: ValidatedFailoverReport | undefined;
+}
+
 /** Wraps a validated pipeline so that its honest ring, once alone, can fail over. */
-export function withValidatedFailover(o: ValidatedFailoverOptions): Pipeline {
+export function withValidatedFailover(o: ValidatedFailoverOptions): ValidatedFailoverPipeline {
+  let failover: ValidatedFailoverReport | undefined;
   return {
+    get failover() {
+      return failover;
+    },
     async open(): Promise<PipelineSession> {
       const inner = await o.inner.open();
+      failover = undefined;
       const history: number[] = [];
       let replacement: RemoteSession | undefined;
       return {
@@ -47,6 +67,7 @@ export function withValidatedFailover(o: ValidatedFailoverOptions): Pipeline {
           if (replacement) {
             const r = await replacement.forward(tokens, position, opts);
             history.push(...tokens);
+            if (failover) failover.stepsAfter++;
             return r;
           }
           try {
@@ -79,8 +100,10 @@ export function withValidatedFailover(o: ValidatedFailoverOptions): Pipeline {
               { history: [...history], draws: inner.draws },
             );
             o.onFailover?.({ position, ringId: ring.ringId });
+            failover = { step: o.inner.report.steps, position, stepsAfter: 0 };
             const r = await replacement.forward(tokens, position, opts);
             history.push(...tokens);
+            failover.stepsAfter++;
             return r;
           }
         },

@@ -17,9 +17,11 @@ import { DEFAULT_TOLERANCE } from '../validation/checks.js';
 import { encodeCommitment } from '../validation/commitment.js';
 import { createKeyRegistry } from '../validation/key-registry.js';
 import { createReferee, type Referee } from '../validation/referee.js';
+import { DEFAULT_SPOT_RATE } from '../validation/spot-check.js';
 import { createValidatedPipeline, type ValidatedPipeline } from '../validation/validated-pipeline.js';
 import { createWorkProofBuilder } from '../validation/work-proof.js';
 import type { Logger, NetworkHandle } from './network-port.js';
+import type { ValidatedFailoverReport } from './validated-failover.js';
 
 /** An answer's verification, as the chat shows it under the answer. */
 export interface AnswerVerification {
@@ -31,18 +33,66 @@ export interface AnswerVerification {
   ringsAgreeing: number;
   /** Peers of the rings that agreed to the end. */
   peersAgreeing: number;
-  /** Steps checked on every live ring. */
+  /** Steps whose signed commitments were checked on every ring that ran them. */
   stepsChecked: number;
   /** Stage-by-stage comparisons between rings. */
   comparisons: number;
   /** Peers located as deviant (their rings were dropped; the answer went on on an honest one). */
   deviants: string[];
+  /** Steps the answer ran (the prompt's prefill is the first), checked or not (absent: older records). */
+  steps?: number;
+  /** Steps on which two or more rings were compared (spot-check mode: the sampled ones). */
+  comparedSteps?: number;
+  /** Spot-check mode: each step was re-executed on the validator ring with probability `f`. */
+  spot?: { f: number };
+  /**
+   * From this step (0-based, the prefill is 0) on, nothing was compared: a located deviant's ring
+   * was dropped and the answer went on on the honest ring alone, a ring was lost after that, or the
+   * answer failed over to a new, unvalidated ring.
+   */
+  uncheckedFrom?: { step: number; reason: 'deviant' | 'lost' | 'failover' };
+  /** The step at which the answer failed over to a new ring (planned at whatever level was left). */
+  failoverAt?: number;
+}
+
+/**
+ * The line the chat shows under a validated answer (also what the API's `ringwork.verification`
+ * says in words): what was compared, on how many steps, and from which step nothing was.
+ */
+export function verificationLine(v: AnswerVerification): string {
+  const level = `security level ${v.k}${v.requested > v.k ? ` (asked ${v.requested})` : ''}`;
+  const steps = v.steps ?? v.stepsChecked;
+  const compared = v.comparedSteps ?? v.stepsChecked;
+  const what = v.spot
+    ? `spot-checked ${compared} of ${steps} steps (f = ${+v.spot.f.toFixed(3)}) on a validator ring`
+    : v.uncheckedFrom
+      ? `rings compared on ${compared} of ${steps} steps (${v.comparisons} stage comparisons)`
+      : `${v.ringsAgreeing} of ${v.k} rings (${v.peersAgreeing} peers) agreed on ${compared} of ${steps} steps (${v.comparisons} stage comparisons)`;
+  const why = {
+    deviant: 'the deviant’s ring was dropped',
+    lost: 'a ring was lost',
+    failover: 'failed over to a new ring',
+  };
+  const unchecked = v.uncheckedFrom
+    ? v.uncheckedFrom.step >= steps
+      ? ''
+      : ` · unchecked from step ${v.uncheckedFrom.step} on (${why[v.uncheckedFrom.reason]}${
+          v.failoverAt !== undefined && v.uncheckedFrom.reason !== 'failover'
+            ? `; failed over to a new ring at step ${v.failoverAt}`
+            : ''
+        }): ${steps - v.uncheckedFrom.step} steps ran on one ring`
+    : '';
+  const deviants = v.deviants.length
+    ? ` · ${v.deviants.map((d) => d.slice(2, 8)).join(', ')} deviated and was dropped`
+    : '';
+  return `${level}: ${what}${unchecked}${deviants}`;
 }
 
 /** An opened validated answer. */
 export interface ValidatedAnswer {
   pipeline: ValidatedPipeline;
-  verification(): AnswerVerification;
+  /** What was checked; `failover`: where the answer failed over to an unvalidated ring, if it did. */
+  verification(failover?: ValidatedFailoverReport): AnswerVerification;
   /** Sends the proof of the agreed steps to the coordinator (after the answer). */
   reportWork(): void;
 }
@@ -127,6 +177,12 @@ export interface ValidatedAnswerOptions {
   signal: AbortSignal;
   now: () => number;
   log: Logger;
+  /**
+   * Spot-check mode, when the request asked for it and the coordinator granted it
+   * (`answer.security.spot`): the rate is the larger of the coordinator's and `askedF`. Absent
+   * (or not granted): every ring runs every step.
+   */
+  spot?: { askedF?: number; random: () => number };
 }
 
 /** Connects to every ring's first stage and head and loads the referee. */
@@ -174,7 +230,20 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
   o.log.info({ ms: Math.round(o.now() - t0), rings: rings.map((r) => r.ringId) }, 'linked to every ring');
   const proof = createWorkProofBuilder({ model: answer.model.id, ringIds: rings.map((r) => r.ringId) });
   const deviants: string[] = [];
+  // Only what this tab asked for lowers its checks: a coordinator's `spot` on a full request is ignored.
+  const granted = o.spot && answer.security?.spot && rings.length === 2 ? answer.security.spot.f : undefined;
+  const spot =
+    granted !== undefined
+      ? {
+          // Never below the floor, whatever a coordinator says: trusted peers are checked less, never not at all.
+          f: Math.min(1, Math.max(granted, o.spot!.askedF ?? 0, DEFAULT_SPOT_RATE.fMin)),
+          random: o.spot!.random,
+          greedy: o.sampler.temperature === 0,
+        }
+      : undefined;
+  if (spot) o.log.info({ f: spot.f }, 'spot-check mode');
   const pipeline = createValidatedPipeline({
+    ...(spot ? { spot } : {}),
     rings: specs,
     referee,
     tolerance: DEFAULT_TOLERANCE,
@@ -210,10 +279,20 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
   });
   return {
     pipeline,
-    verification() {
+    verification(failover) {
       const r = pipeline.report;
       const dropped = new Set([...r.evidence.map((e) => e.ring), ...r.lost]);
+      const uncheckedFrom = r.uncheckedFrom
+        ? { step: r.uncheckedFrom.step, reason: r.uncheckedFrom.reason }
+        : failover
+          ? { step: failover.step, reason: 'failover' as const }
+          : undefined;
       return {
+        steps: r.steps + (failover?.stepsAfter ?? 0),
+        comparedSteps: r.comparedSteps,
+        ...(r.spot ? { spot: { f: r.spot.f } } : {}),
+        ...(uncheckedFrom ? { uncheckedFrom } : {}),
+        ...(failover ? { failoverAt: failover.step } : {}),
         k: rings.length,
         requested: answer.security?.requested ?? rings.length,
         ringsAgreeing: r.ringsAgreeing,

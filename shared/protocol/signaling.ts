@@ -130,8 +130,21 @@ export const securityRequestSchema = z
     k: z.number().int().min(1).max(MAX_SECURITY_LEVEL),
     /** Accept a lower level (never below the model's minimum) when too few peers are online. */
     degrade: z.boolean().optional(),
+    /**
+     * Spot-check mode (k = 2 only): the validator ring re-executes a sampled fraction of steps
+     * instead of every one. `f`: the least fraction wanted (the coordinator's per-peer rate, never
+     * below its floor, applies when higher). Ignored where the model's minimum level is 2 or more.
+     */
+    spot: z
+      .object({ f: z.number().gt(0).max(1).optional() })
+      .strict()
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.spot === undefined || s.k === 2, {
+    message: 'Spot checks are a mode of security level 2.',
+    path: ['spot'],
+  });
 export type SecurityRequest = z.infer<typeof securityRequestSchema>;
 
 /** A validator ring as sent with the primary ring: same unit boundaries, disjoint peers. */
@@ -159,6 +172,15 @@ export const securityAnswerSchema = z
      * minimum stake).
      */
     code: z.enum(['VALIDATION_NOT_ENOUGH_PEERS', 'STAKE_INSUFFICIENT']).optional(),
+    /**
+     * Spot-check mode granted: the fraction of steps to re-execute on the validator ring — the
+     * largest of the primary ring's peers' rates (each from the peer's validated record, never below
+     * the server's floor) and the request's own `f`. Absent: every ring runs every step.
+     */
+    spot: z
+      .object({ f: z.number().gt(0).max(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type SecurityAnswer = z.infer<typeof securityAnswerSchema>;

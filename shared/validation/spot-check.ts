@@ -45,11 +45,7 @@ export function createSpotCheckPolicy(o: SpotCheckOptions): SpotCheckPolicy {
     if (!r) records.set(id, (r = { clean: 0, flags: 0 }));
     return r;
   };
-  const fOf = (id: string) => {
-    const r = rec(id);
-    if (r.flags > 0) return 1;
-    return Math.max(o.fMin, o.fMax * 0.5 ** Math.floor(r.clean / o.halfLife));
-  };
+  const fOf = (id: string) => spotRate(rec(id), o);
   return {
     fOf,
     shouldCheck(ids) {
@@ -65,6 +61,29 @@ export function createSpotCheckPolicy(o: SpotCheckOptions): SpotCheckPolicy {
     isExcluded: (id) => rec(id).flags > 0,
     record: (id) => ({ ...rec(id) }),
   };
+}
+
+/** The rate parameters of adaptive spot checks (the coordinator's, see {@link DEFAULT_SPOT_RATE}). */
+export type SpotRateParams = Pick<SpotCheckOptions, 'fMax' | 'fMin' | 'halfLife'>;
+
+/**
+ * The coordinator's defaults: a peer with no record is checked on a quarter of its steps, f halves
+ * per 120 clean validated steps (two k = 2 answers of 64 tokens), and never drops below 1 in 20.
+ */
+export const DEFAULT_SPOT_RATE: Readonly<SpotRateParams> = Object.freeze({
+  fMax: 0.25,
+  fMin: 0.05,
+  halfLife: 120,
+});
+
+/**
+ * A peer's check probability from its record: `fMax` halved per `halfLife` clean checks, never below
+ * `fMin`; 1 once it was flagged. The one formula of the policy and of the coordinator's answers.
+ */
+export function spotRate(record: { clean: number; flags: number }, p: SpotRateParams): number {
+  if (record.flags > 0) return 1;
+  const clean = Number.isFinite(record.clean) && record.clean > 0 ? record.clean : 0;
+  return Math.max(p.fMin, p.fMax * 0.5 ** Math.floor(clean / p.halfLife));
 }
 
 /** The chance that a peer cheating on a fraction q of n steps is caught when each step is checked with probability f. */

@@ -7,6 +7,9 @@
  * units fit) recomputes the first disputed stage from token ids and every ring beyond the tolerance
  * from it is dropped as deviant. The answer continues on a ring the referee agrees with.
  *
+ * Spot-check mode (`spot`): the validator rings are fed only on a sampled fraction f of steps,
+ * catching up with every token since their last check as one chunk; see spot-settle.ts.
+ *
  * Limit: the referee judges the disputed stage by its committed sketch. A sender that commits the
  * honest sketch while sending (and hashing) other bytes moves the blame one stage down; catching
  * that needs the stage's recorded input (see checks.ts `refereeVerdict`), not yet on the wire.
@@ -30,6 +33,7 @@ import {
   type VerifiedStep,
 } from './ring-validator.js';
 import { sketchDistance, sketchOf } from './sketch.js';
+import { firstHistoryDeviation, sampledView, type RecordedStep } from './spot-settle.js';
 import { argmax } from './stage.js';
 
 /** One of the k rings. */
@@ -59,6 +63,27 @@ export interface VerificationReport {
   commitmentBytesPerStep: number;
   /** Rings lost (not deviant: a peer left, a re-plan) after a deviant was dropped; the answer went on without them. */
   lost: number[];
+  /** Steps run (forward calls answered), checked or not. */
+  steps: number;
+  /** Steps on which two or more rings were compared (spot-check mode: the sampled ones). */
+  comparedSteps: number;
+  /** Spot-check mode: the check probability per step. */
+  spot?: { f: number };
+  /**
+   * The first step that ran on fewer than two rings, so nothing was compared from then on: after a
+   * located deviant's ring was dropped, or a ring was lost after that.
+   */
+  uncheckedFrom?: { step: number; position: number; reason: 'deviant' | 'lost' };
+}
+
+/** Spot-check mode of {@link createValidatedPipeline}. */
+export interface SpotOptions {
+  /** Probability that a step is re-executed by the validator rings (0 < f <= 1). */
+  f: number;
+  /** Uniform [0, 1) (seeded in tests). */
+  random: () => number;
+  /** The answer samples greedily: the head's token is compared too (see spot-settle.ts). */
+  greedy: boolean;
 }
 
 /** Options of {@link createValidatedPipeline}. */
@@ -94,6 +119,11 @@ export interface ValidatedPipelineOptions {
    * first step, when another ring answered it, ms (default 60 s). Then the step fails with its error.
    */
   readyWaitMs?: number;
+  /**
+   * Spot-check mode: rings after the first are fed only on a sampled fraction `f` of steps, with
+   * every token since their last check as one chunk. Absent: every ring runs every step.
+   */
+  spot?: SpotOptions;
 }
 
 /** A session of a {@link ValidatedPipeline}. */
@@ -121,14 +151,21 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
       'Validator rings must cut the model at the same unit boundaries.',
     );
   }
-  let report = emptyReport(o.rings.length);
+  const spot = o.spot;
+  if (spot && (!(spot.f > 0 && spot.f <= 1) || o.rings.length < 2)) {
+    throw new RingworkError('INVALID_ARGUMENT', 'Spot checks need 0 < f <= 1 and a validator ring.', {
+      details: { f: spot.f, rings: o.rings.length },
+    });
+  }
+  const fresh = () => ({ ...emptyReport(o.rings.length), ...(spot ? { spot: { f: spot.f } } : {}) });
+  let report = fresh();
   const now = o.now ?? (() => performance.now());
   return {
     get report() {
       return report;
     },
     async open(): Promise<ValidatedSession> {
-      report = emptyReport(o.rings.length);
+      report = fresh();
       const verified = new Map<number, VerifiedStep>();
       const sessions: { ring: number; session: RemoteSession }[] = [];
       const openRing = (j: number): Promise<RemoteSession> => {
@@ -169,6 +206,17 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         }
       };
       const history: number[] = [];
+      /** Tokens each ring has run (spot-check mode: the validator rings lag between checks). */
+      const fed = new Map<number, number>();
+      /** Spot-check mode: each ring's verified commitments of every step it answered. */
+      const recorded = new Map<number, RecordedStep[]>();
+      /** What ring `ring` runs now: every step, or in spot-check mode everything since its last feed. */
+      const feedOf = (ring: number, tokens: Int32Array, position: number) => {
+        const from = fed.get(ring) ?? 0;
+        return spot && from !== position
+          ? { tokens: Int32Array.from(history.slice(from)), position: from }
+          : { tokens, position };
+      };
       const drop = (
         ring: number,
         ev: EvidenceRecord,
@@ -185,8 +233,10 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
         async forward(tokens, position, opts = {}): Promise<ForwardResult> {
           history.push(...tokens);
           verified.clear();
-          // `drop` shrinks `live` while the results are read: index them by the rings polled.
-          const polled = live;
+          const stepIndex = report.steps;
+          // `drop` shrinks `live` while the results are read: index them by the rings polled. In
+          // spot-check mode the validator rings run only on sampled steps (first live ring: always).
+          const polled = spot && live.length >= 2 && !(spot.random() < spot.f) ? live.slice(0, 1) : live;
           const t0 = now();
           const results = await Promise.allSettled(
             polled.map(async (s) => {
@@ -199,7 +249,8 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
                   );
               };
               try {
-                const r = await s.session.forward(tokens, position, opts);
+                const feed = feedOf(s.ring, tokens, position);
+                const r = await s.session.forward(feed.tokens, feed.position, opts);
                 settled('answered');
                 return r;
               } catch (e) {
@@ -217,12 +268,15 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
               drop(ring, (r.reason.details as { evidence: EvidenceRecord }).evidence);
             } else lost.push({ ring, error: r.reason });
           });
-          if (history.length === tokens.length && answered.length + report.evidence.length > 0) {
+          if (answered.length + report.evidence.length > 0) {
             for (const l of [...lost]) {
               if (!isRingworkError(l.error) || l.error.code !== 'RING_STAGE_NOT_SERVING') continue;
+              // Only a ring's first feed (it may still load its shards); later, not serving is a loss.
+              if ((fed.get(l.ring) ?? 0) !== 0) continue;
               lost.splice(lost.indexOf(l), 1);
               try {
-                const result = await awaitReady(l.ring, tokens, position, opts);
+                const feed = feedOf(l.ring, tokens, position);
+                const result = await awaitReady(l.ring, feed.tokens, feed.position, opts);
                 o.log?.info({ ring: l.ring, ms: Math.round(now() - t0) }, 'ring ready');
                 answered.push({ ring: l.ring, result, step: verified.get(l.ring)! });
               } catch (e) {
@@ -243,27 +297,53 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
             report.lost.push(...lost.map((l) => l.ring));
           }
           if (answered.length === 0) throw new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
+          for (const a of answered) {
+            const feed = feedOf(a.ring, tokens, position);
+            fed.set(a.ring, history.length);
+            if (!spot) continue;
+            let steps = recorded.get(a.ring);
+            if (!steps) recorded.set(a.ring, (steps = []));
+            steps.push({
+              position: feed.position,
+              rows: feed.tokens.length,
+              commitments: a.step.commitments,
+            });
+          }
+          report.steps = stepIndex + 1;
           report.stepsChecked++;
           if (tokens.length === 1)
             report.commitmentBytesPerStep = answered.reduce((b, a) => b + a.step.bytes, 0);
           let agreeing = answered;
           if (answered.length >= 2) {
             const cmp = compareRingSteps(
-              answered.map((a) => a.step.commitments),
+              answered.map((a) => (spot ? sampledView(a.step.commitments, spot.greedy) : a.step.commitments)),
               o.tolerance,
             );
             report.comparisons += cmp.comparisons;
-            o.onComparedStep?.(
-              answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments })),
-              cmp.firstDivergent === undefined,
-            );
+            report.comparedSteps++;
+            // A catching-up ring ran other token bytes than the primary: no proof of work (the
+            // coordinator checks that every ring was fed the same bytes).
+            if (!spot)
+              o.onComparedStep?.(
+                answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments })),
+                cmp.firstDivergent === undefined,
+              );
             if (cmp.firstDivergent === undefined) {
               report.maxAgreeingDistance = Math.max(report.maxAgreeingDistance, cmp.maxDistance);
+            } else if (spot) {
+              agreeing = await settleHistory(answered, cmp.firstDivergent, opts.signal);
             } else {
               agreeing = await settle(answered, cmp.firstDivergent, position, tokens.length, opts.signal);
             }
           }
           report.ringsAgreeing = live.length;
+          if (live.length < 2 && o.rings.length >= 2 && !report.uncheckedFrom) {
+            report.uncheckedFrom = {
+              step: stepIndex + 1,
+              position: position + tokens.length,
+              reason: report.evidence.length > 0 ? 'deviant' : 'lost',
+            };
+          }
           o.onReport?.({ ...report, evidence: [...report.evidence], lost: [...report.lost] });
           if (agreeing.length === 0) {
             throw new RingworkError('VALIDATION_DEVIANT', 'No ring agrees with the referee.', {
@@ -276,6 +356,51 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
           await Promise.all(sessions.map((s) => s.session.close()));
         },
       };
+
+      /**
+       * Spot-check mode: the referee recomputes stages `0..stage` over every position, and each ring
+       * is judged by its whole recorded history (spot-settle.ts): the first stage and step it
+       * deviated at is located, which may be an unsampled step upstream of the disagreement.
+       */
+      async function settleHistory(
+        answered: { ring: number; result: ForwardResult; step: VerifiedStep }[],
+        stage: number,
+        signal?: AbortSignal,
+      ) {
+        report.refereeSteps++;
+        const ref = await o.referee!.recompute(history, stage, { signal });
+        const honest: typeof answered = [];
+        for (const a of answered) {
+          const steps = recorded.get(a.ring) ?? [];
+          const dev = firstHistoryDeviation({
+            steps,
+            ref,
+            upTo: stage,
+            tolerance: o.tolerance,
+            checkToken: spot!.greedy,
+          });
+          if (!dev) {
+            honest.push(a);
+            continue;
+          }
+          const spec = o.rings[a.ring]!.verifier;
+          drop(
+            a.ring,
+            evidenceOf({
+              model: spec.model,
+              modelHash: spec.modelHash,
+              range: [...spec.ranges[dev.stage]!] as [number, number],
+              peerId: spec.peers[dev.stage]!,
+              reason:
+                dev.wrongToken && dev.distance <= o.tolerance.sketch ? 'wrong-token' : 'output-mismatch',
+              commitment: steps[dev.stepIndex]!.commitments[dev.stage]!,
+              refereeDistance: dev.distance,
+              refereeToken: dev.refereeToken,
+            }),
+          );
+        }
+        return honest;
+      }
 
       /** The referee recomputes stage `stage` and drops every ring beyond the tolerance from it. */
       async function settle(
@@ -339,5 +464,7 @@ function emptyReport(k: number): VerificationReport {
     evidence: [],
     commitmentBytesPerStep: 0,
     lost: [],
+    steps: 0,
+    comparedSteps: 0,
   };
 }

@@ -57,6 +57,7 @@ import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory
 import { pickRing, replicaValidators, servingOf, servingRings } from './lightweight-replicas.js';
 import { planRings, ringAssignments, stageNeed, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
+import { ringSpotRate } from './validation-spot.js';
 import { createValidatorRings, floorLevel, type SecurityView } from './validator-rings.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
@@ -320,11 +321,24 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     }
     if (sec.validators.length === 0) return { ...base, ...(sec.security ? { security: sec.security } : {}) };
     // Validator rings mirror the planned ring's unit boundaries: a validated request uses that ring.
+    // Spot-check mode: the rate is the primary ring's least trusted peer's (validation-spot.ts).
+    const security = sec.security?.spot
+      ? {
+          ...sec.security,
+          spot: {
+            f: ringSpotRate(
+              ms.ring.stages.map((s) => s.peer),
+              (p) => validation.standing(p),
+              sec.security.spot.f,
+            ),
+          },
+        }
+      : sec.security;
     return {
       ...base,
       ring: withKeys(ms.ring),
       validators: sec.validators.map(withKeys),
-      ...(sec.security ? { security: sec.security } : {}),
+      ...(security ? { security } : {}),
     };
   };
 

@@ -43,6 +43,21 @@ export function floorLevel(policy: SecurityPolicy, model: string): number {
   return clampLevel(policy.modelMinimum[model] ?? 1);
 }
 
+/**
+ * Spot-check mode as granted: asked for at level 2, and the model's minimum is below 2 (a model that
+ * must be checked on every step is). `f` here is the request's own (0: none); the coordinator
+ * raises it to the primary ring's peers' rates (validation-spot.ts) before answering.
+ */
+function spotOf(
+  policy: SecurityPolicy,
+  model: string,
+  req: SecurityRequest | undefined,
+  level: number,
+): { spot?: { f: number } } {
+  if (!req?.spot || level !== 2 || (policy.modelMinimum[model] ?? 1) >= 2) return {};
+  return { spot: { f: req.spot.f ?? 0 } };
+}
+
 const clampLevel = (k: number): number => Math.min(MAX_SECURITY_LEVEL, Math.max(1, Math.floor(k)));
 
 /** Input of {@link planValidatorRings}. */
@@ -199,7 +214,7 @@ export interface SecurityView {
   /** Validator rings this requester is sent (k − 1 of them). */
   validators: Ring[];
   /** Absent for a request that neither asked for a level nor got one above 1. */
-  security?: { requested: number; k: number; missing?: string };
+  security?: { requested: number; k: number; missing?: string; spot?: { f: number } };
   /** Set when the level cannot be served and the request may not degrade: answer `no-ring` with it. */
   refusal?: RingworkError;
 }
@@ -307,7 +322,9 @@ export function createValidatorRings(policy: SecurityPolicy): ValidatorRings {
       if (requested <= available) {
         return {
           validators: have.slice(0, requested - 1),
-          ...(shown ? { security: { requested, k: requested } } : {}),
+          ...(shown
+            ? { security: { requested, k: requested, ...spotOf(policy, model, req, requested) } }
+            : {}),
         };
       }
       const missing = missingOf.get(model) ?? [];

@@ -5,7 +5,8 @@
  * it commits to its honest output and sends something else). A chat at k = 2 runs a primary and a
  * validator ring side by side: the answer is still the golden text, the deviant is located and
  * named under the answer, the server checks the signed evidence itself and flags it on the Network
- * page, and the next request is served by a ring without it.
+ * page, and the next request is served by a ring without it. And the same network at k = 2 in
+ * spot-check mode: golden text and a line saying how many steps were checked at which rate.
  */
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { test, expect } from './server-fixture';
@@ -152,6 +153,37 @@ test('k = 2 with a tampering tab: golden text, the deviant located and flagged, 
   expect(served.split(',')).not.toContain(deviant);
   console.log(`validation-tamper e2e: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
+  await chatContext.close();
+  for (const t of tabs) await t.context.close();
+});
+
+// Spot-check mode (k = 2, the validator ring re-runs a sampled fraction of steps, catching up with
+// one chunk per check) over real WebRTC between tabs: the golden text and the line that says how
+// many steps were checked at which rate (the coordinator's for new peers: 0.25).
+test('k = 2 with spot checks: golden text, a sampled fraction of steps compared, the line says so', async ({
+  browser,
+  server,
+}) => {
+  test.setTimeout(TIMEOUTS.browserTestLong);
+  const tabs = [];
+  for (let i = 1; i <= 4; i++) tabs.push(await tab(browser, server.url, `honest ${i}`));
+  for (const t of tabs)
+    await expect(t.page.getByTestId('contribute-phase')).toHaveText(/serving|standby|unassigned/, {
+      timeout: TIMEOUTS.contributorServing,
+    });
+  const { context: chatContext, page: chat } = await chatTab(browser, server.url, 'log=1');
+  await expect(chat.getByTestId('ring-status')).toContainText('ring of 2 peers', {
+    timeout: TIMEOUTS.ringForm,
+  });
+  await chat.getByTestId('security-level').selectOption('2s');
+  await sendPrompt(chat, 'Once upon a time');
+  expect((await answerText(chat)) + '\n').toBe(golden.text);
+  const verification = chat.getByTestId('answer-verification').last();
+  await expect(verification).toHaveAttribute('data-k', '2');
+  await expect(verification).toHaveAttribute('data-spot', '0.25');
+  await expect(verification).toHaveAttribute('data-deviants', '');
+  await expect(verification).toContainText(/spot-checked \d+ of \d+ steps \(f = 0\.25\)/);
+  console.log(`spot answer: ${(await verification.textContent())?.trim()}`);
   await chatContext.close();
   for (const t of tabs) await t.context.close();
 });

@@ -18,6 +18,7 @@ import {
   type ValidationNetwork,
 } from './validation-network.js';
 import { TAMPER_CLASSES, type TamperClass } from './validation-tampers.js';
+import { formatWiredOverhead, runWiredOverhead, type WiredOverheadRow } from './validation-wired.js';
 
 /** Options of {@link runValidationBench}. */
 export interface ValidationBenchOptions {
@@ -33,6 +34,8 @@ export interface ValidationBenchOptions {
   steps: number;
   classes: readonly TamperClass[];
   tolerance?: Tolerance;
+  /** Answers per mode on the real wired path (validation-wired.ts); 0: that section is skipped. */
+  wiredAnswers?: number;
   /** Skip the spot-check and overhead sections (a `--tamper` run). */
   classesOnly?: boolean;
   log: (line: string) => void;
@@ -89,6 +92,8 @@ export interface ValidationReport {
   /** Honest sketch distances between wasm thread counts 1 and 2 (separate processes). */
   threads: { comparisons: number; maxDistance: number; tokensEqual: boolean } | null;
   overhead: { mode: string; computeMs: number; wallMs: number; computeRatio: number; wallRatio: number }[];
+  /** The same on the real wired path, spot-check mode included (validation-wired.ts). */
+  wired: WiredOverheadRow[];
   wallSeconds: number;
 }
 
@@ -165,6 +170,7 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
       tolerance: tol,
       commitmentBytesPerStep: 0,
       spotCheck: [],
+      wired: [],
       threads: null,
       overhead: [],
       wallSeconds: 0,
@@ -292,6 +298,16 @@ export async function runValidationBench(o: ValidationBenchOptions): Promise<Val
         m.wallRatio = m.wallMs / report.overhead[0]!.wallMs;
       }
     }
+    if (!o.classesOnly && (o.wiredAnswers ?? 0) > 0) {
+      o.log('wired path...');
+      report.wired = await runWiredOverhead({
+        modelPath: o.modelPath,
+        steps: o.steps,
+        answers: o.wiredAnswers!,
+        f: 0.1,
+        log: o.log,
+      });
+    }
     report.wallSeconds = (performance.now() - t0) / 1000;
     return report;
   } finally {
@@ -340,6 +356,7 @@ export function formatValidationReport(r: ValidationReport): string {
       );
     }
   }
+  if (r.wired.length) lines.push(...formatWiredOverhead(r.wired));
   lines.push(`wall time: ${r.wallSeconds.toFixed(1)} s`);
   return `${lines.join('\n')}\n`;
 }

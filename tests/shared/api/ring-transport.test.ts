@@ -193,6 +193,15 @@ describe('ring transport (in-memory 2-stage ring, real ORT runners on stories260
     });
     expect(await chat({ n: 2 })).toMatchObject({ code: 'API_UNSUPPORTED', details: { param: 'n' } });
     expect(await chat({ ringwork: { security: 7 } })).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // Spot checks are a mode of k = 2 only, with 0 < f <= 1.
+    expect(await chat({ ringwork: { spot: {} } })).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      details: { param: 'ringwork.spot' },
+    });
+    expect(await chat({ ringwork: { security: 3, spot: {} } })).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await chat({ ringwork: { security: 2, spot: { f: 0 } } })).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     expect(await failure(rw.models.list())).toMatchObject({ code: 'API_UNSUPPORTED' });
 
     const empty = createFakeSignalingHub();

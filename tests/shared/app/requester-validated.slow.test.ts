@@ -10,6 +10,8 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createContributor, type Contributor } from '../../../shared/app/contributor';
 import type { ClientMessageOf } from '../../../shared/protocol/signaling';
+import { verificationLine } from '../../../shared/app/validated-ring';
+import { mulberry32Float } from '../../../shared/util/prng';
 import { TEST_TAMPERS, type TestTamperName } from '../../../shared/validation/test-tampers';
 import { stories260KRunner } from '../../helpers/engine';
 import { loadGolden } from '../../helpers/golden';
@@ -92,18 +94,22 @@ function ringAnswer(keys: Map<string, string>, primary: string[], validator: str
   } satisfies ServerMessageBody;
 }
 
-/** A fake coordinator that records keys, evidence and work, and answers ring-requests with `current()`. */
+/** A fake coordinator that records keys, evidence, work and requests, and answers ring-requests with `current()`. */
 function coordinator(hub: FakeSignalingHub, current: () => ServerMessageBody) {
   const keys = new Map<string, string>();
+  const requests: ClientMessageOf<'ring-request'>[] = [];
   const evidence: ClientMessageOf<'validation-evidence'>[] = [];
   const work: ClientMessageOf<'validated-work'>[] = [];
   hub.onSend((from, m) => {
     if (m.type === 'validation-key') keys.set(from, m.key);
     else if (m.type === 'validation-evidence') evidence.push(m as ClientMessageOf<'validation-evidence'>);
     else if (m.type === 'validated-work') work.push(m as ClientMessageOf<'validated-work'>);
-    else if (m.type === 'ring-request') hub.push(from, current());
+    else if (m.type === 'ring-request') {
+      requests.push(m as ClientMessageOf<'ring-request'>);
+      hub.push(from, current());
+    }
   });
-  return { keys, evidence, work };
+  return { keys, evidence, work, requests };
 }
 
 describe('the chat at security level k = 2 (requester, real rings of contributors)', () => {
@@ -139,9 +145,44 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
     });
   }, 120_000);
 
-  for (const [name, reasons, onPrimary] of [
-    ['equivocate', ['equivocation'], true],
-    ['consistent', ['output-mismatch', 'wrong-token'], false],
+  it('spot-check mode: the validator ring re-runs a sampled fraction of steps; golden text and the line says how many', async () => {
+    const hub = createFakeSignalingHub();
+    const [a0, a1, b0, b1] = ['a0', 'a1', 'b0', 'b1'].map(pid) as [string, string, string, string];
+    const now: { answer?: ServerMessageBody } = {};
+    const co = coordinator(hub, () => now.answer!);
+    await start(hub, co.keys, [a0, a1, b0, b1]);
+    await assignRing(hub, [a0, a1], 'stories260K:1', 1);
+    await assignRing(hub, [b0, b1], 'stories260K:1:v1', 1);
+    // The coordinator grants spot checks at the ring's rate (0.2); the request asked for at least 0.1.
+    now.answer = {
+      ...ringAnswer(co.keys, [a0, a1], [b0, b1], 1),
+      security: { requested: 2, k: 2, spot: { f: 0.2 } },
+    };
+    const r = requesterOn(hub, pid('req'), { spotRandom: mulberry32Float(3) });
+    const res = await r.ask({ settings: { ...K2, spot: { f: 0.1 } }, history, signal: signal() });
+    expect(co.requests.at(-1)!.security).toEqual({ v: 1, k: 2, degrade: false, spot: { f: 0.1 } });
+    expect(res.text + '\n').toBe(golden.text);
+    const v = res.stats.verification!;
+    expect(v).toMatchObject({ k: 2, ringsAgreeing: 2, deviants: [], steps: 60, spot: { f: 0.2 } });
+    expect(v.comparedSteps).toBeGreaterThan(0);
+    expect(v.comparedSteps).toBeLessThan(60);
+    expect(v.comparisons).toBe(2 * v.comparedSteps!);
+    expect(verificationLine(v)).toBe(
+      `security level 2: spot-checked ${v.comparedSteps} of 60 steps (f = 0.2) on a validator ring`,
+    );
+    // A catching-up ring ran other token bytes than the primary: no work proof is claimed.
+    expect(co.work).toEqual([]);
+    console.log(`spot answer: ${verificationLine(v)}`);
+    // A coordinator that offers spot checks to a request that asked for every step is not followed.
+    const full = await r.ask({ settings: K2, history, signal: signal() });
+    expect(co.requests.at(-1)!.security).toEqual({ v: 1, k: 2, degrade: false });
+    expect(full.stats.verification).toMatchObject({ steps: 60, comparedSteps: 60 });
+    expect(full.stats.verification!.spot).toBeUndefined();
+  }, 120_000);
+
+  for (const [name, reasons, onPrimary, compared] of [
+    ['equivocate', ['equivocation'], true, 0],
+    ['consistent', ['output-mismatch', 'wrong-token'], false, 1],
   ] as const) {
     it(`the ${name} tamper on the ${onPrimary ? 'primary' : 'validator'} ring's first stage is located and reported, the answer stays golden${onPrimary ? ' (the validator ring finishes it)' : ', and the next one runs without it'}`, async () => {
       const hub = createFakeSignalingHub();
@@ -171,7 +212,15 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
         ringsAgreeing: 1,
         peersAgreeing: 2,
         deviants: [bad],
+        steps: 60,
+        // An equivocation is located from the deviant ring's own signed records, before any comparison.
+        comparedSteps: compared,
+        uncheckedFrom: { step: 1, reason: 'deviant' },
       });
+      // Honest about what was not checked: one ring ran the 59 steps after the drop.
+      expect(verificationLine(first.stats.verification!)).toContain(
+        `rings compared on ${compared} of 60 steps (${2 * compared} stage comparisons) · unchecked from step 1 on (the deviant’s ring was dropped): 59 steps ran on one ring`,
+      );
       await vi.waitFor(() => expect(co.evidence).toHaveLength(1));
       expect(co.evidence[0]).toMatchObject({
         ringId: onPrimary ? 'stories260K:1' : 'stories260K:1:v1',

@@ -22,7 +22,10 @@ import {
   createValidatedPipeline,
   type ValidatedPipeline,
 } from '../../../shared/validation/validated-pipeline';
-import { withValidatedFailover } from '../../../shared/app/validated-failover';
+import {
+  withValidatedFailover,
+  type ValidatedFailoverPipeline,
+} from '../../../shared/app/validated-failover';
 import { silentLogger, type NetworkHandle } from '../../../shared/app/network-port';
 import type { Pipeline } from '../../../shared/runtime/pipeline';
 import type { MemoryTransportHub } from '../../../shared/transport/memory-transport';
@@ -181,13 +184,14 @@ describe('security level k = 2 on real rings', () => {
     // 20th token; the coordinator's next ring (c, fresh stages) takes the answer over by replay.
     const requests: unknown[] = [];
     let failedOver: { position: number; ringId: string } | undefined;
+    let wrapped: ValidatedFailoverPipeline | undefined;
     const { result, report, evidence } = await run(
       { ring: 'b', stage: 1, fn: noise },
       (position, rings) => {
         if (position === 20) for (const st of rings[0]!) void st.stage.stop();
       },
       (inner, hub) =>
-        withValidatedFailover({
+        (wrapped = withValidatedFailover({
           inner,
           net: {
             peerId: 'req-c',
@@ -223,7 +227,7 @@ describe('security level k = 2 on real rings', () => {
           now: () => performance.now(),
           log: silentLogger,
           onFailover: (e) => (failedOver = e),
-        }),
+        })),
     );
     expect(evidence).toHaveLength(1);
     expect(evidence[0]).toMatchObject({ ring: 1, stage: 1 });
@@ -233,6 +237,11 @@ describe('security level k = 2 on real rings', () => {
     ]);
     expect(report.ringsAgreeing).toBe(1);
     expect(result.tokens).toEqual(golden.sequenceTokens);
+    // What the verification line is built from: compared on step 0 only, one ring from step 1, and
+    // the failover's step and the steps the new ring ran (not "1 of 2 rings agreed" on all of them).
+    expect(report).toMatchObject({ comparedSteps: 1, uncheckedFrom: { step: 1, reason: 'deviant' } });
+    expect(wrapped!.failover).toMatchObject({ step: report.steps, position: failedOver!.position });
+    expect(report.steps + wrapped!.failover!.stepsAfter).toBe(64 - result.promptTokens + 1);
   }, 180_000);
 });
 

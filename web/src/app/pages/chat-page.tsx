@@ -2,7 +2,7 @@ import { useStore } from 'zustand';
 import { num, shortId, singleRequest, withShortPeerIds } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
-import type { AnswerVerification } from '../../../../shared/app/validated-ring';
+import { verificationLine, type AnswerVerification } from '../../../../shared/app/validated-ring';
 import { answerEndNote, SETTING_LIMITS, type SettingField } from '../../../../shared/app/chat-input';
 import { chatSession, localMemoryBytes, requester } from '../tab';
 import { DEFAULT_DRAFT, DRAFT_MAX_MODEL_BYTES, draftUnavailable } from '../../../../shared/app/draft-setting';
@@ -185,13 +185,19 @@ export function ChatPage() {
             Security level (rings that run every step and are compared)
             <select
               data-testid="security-level"
-              value={s.security ?? ''}
+              value={s.security === 2 && s.spot ? '2s' : (s.security ?? '')}
               onChange={(e) =>
-                requester.setSettings({ security: e.target.value ? Number(e.target.value) : undefined })
+                requester.setSettings({
+                  security: e.target.value ? Number.parseInt(e.target.value, 10) : undefined,
+                  spot: e.target.value === '2s' ? {} : undefined,
+                })
               }
             >
               <option value="">server default</option>
               <option value="1">k = 1 (no validation)</option>
+              <option value="2s">
+                k = 2, spot checks (a validator ring re-runs a sampled fraction of steps)
+              </option>
               <option value="2">k = 2 (a validator ring)</option>
               <option value="3">k = 3 (two validator rings)</option>
             </select>
@@ -389,7 +395,7 @@ function DraftNote({ d }: { d: AnswerSpeculative | undefined }) {
   );
 }
 
-/** One line under an answer validated at k >= 2: level, rings and peers that agreed, steps checked. */
+/** One line under an answer validated at k >= 2: level, what was compared on how many steps, what was not. */
 function VerificationNote({ v }: { v: AnswerVerification | undefined }) {
   if (!v) return null;
   return (
@@ -399,11 +405,11 @@ function VerificationNote({ v }: { v: AnswerVerification | undefined }) {
       data-k={v.k}
       data-agreeing={v.ringsAgreeing}
       data-deviants={v.deviants.join(',')}
+      data-spot={v.spot ? v.spot.f : undefined}
+      data-unchecked-from={v.uncheckedFrom?.step}
     >
-      <span className="badge">{v.deviants.length ? 'deviant caught' : 'verified'}</span> security level {v.k}
-      {v.requested > v.k ? ` (asked ${v.requested})` : ''}: {v.ringsAgreeing} of {v.k} rings (
-      {v.peersAgreeing} peers) agreed on {v.stepsChecked} steps checked ({v.comparisons} stage comparisons)
-      {v.deviants.length ? ` · ${v.deviants.map(shortId).join(', ')} deviated and was dropped` : ''}
+      <span className="badge">{v.deviants.length ? 'deviant caught' : v.spot ? 'sampled' : 'verified'}</span>{' '}
+      {verificationLine(v)}
     </div>
   );
 }

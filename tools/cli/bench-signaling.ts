@@ -31,6 +31,8 @@ import { startRedis } from '../testing/redis-server.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** `--cpu-prof-dir`: each server child writes a V8 CPU profile there when it stops. */
+let cpuProfDir: string | null = null;
 
 interface BenchPeer {
   ws: WebSocket;
@@ -79,6 +81,7 @@ async function startServer(
     process.execPath,
     [
       '--expose-gc',
+      ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : []),
       '--import',
       'tsx',
       'signaling-server/src/main.ts',
@@ -437,8 +440,10 @@ runCli(async () => {
       samples: { type: 'string' },
       'deadline-s': { type: 'string' },
       json: { type: 'boolean', default: false },
+      'cpu-prof-dir': { type: 'string' },
     },
   });
+  cpuProfDir = values['cpu-prof-dir'] ?? null;
   const steps = parseSteps('steps', values.steps);
   const instances = intFlag('instances', values.instances, 1, 1);
   if (instances > 8) throw usage('--instances: at most 8');

@@ -21,7 +21,7 @@
  * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -37,12 +37,14 @@ let cpuProfDir: string | null = null;
 interface BenchPeer {
   ws: WebSocket;
   id: string;
-  /** True once the coordinator answered the profile (assignment or unassigned). */
+  /** True once the coordinator answered the profile (assignment, standby or unassigned). */
   planned: boolean;
   heartbeat: ReturnType<typeof setInterval> | null;
   closed: boolean;
   /** Pending round trips by sequence number. */
   waiting: Map<number, (t: number) => void>;
+  /** From opening the socket to the server's `welcome`, ms (the 30 s deadline's measure). */
+  welcomeMs: number;
 }
 
 /** One instance's figures at a step. */
@@ -53,6 +55,8 @@ interface InstanceFigures {
   rssMB: number;
   /** Cluster mode: messages from other instances received (cumulative) and the JSON parsed for them, MB. */
   busIn?: { messages: number; parsedMB: number };
+  /** CPU seconds (user + system) the instance's process used during this step (Linux /proc; NaN elsewhere). */
+  cpuS: number;
 }
 
 interface StepResult {
@@ -65,6 +69,34 @@ interface StepResult {
   loaded: { pairs: number; n: number; p50: number; p99: number };
   idle: { n: number; p50: number; p99: number };
   plans: number;
+  /** Time to welcome of this step's new peers, ms. */
+  welcome: { p50: number; p99: number };
+  /** CPU seconds the bench client itself used during this step (it shares the cores with the servers). */
+  clientCpuS: number;
+  /** Wall seconds of this step (connect, settle, measure). */
+  wallS: number;
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc (NaN where there is none). */
+function cpuSecondsOf(pid: number | undefined): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The soft limit on open files of this process (children inherit it), or null where unknown. */
+function openFileLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? (m[1] === 'unlimited' ? Infinity : Number(m[1])) : null;
+  } catch {
+    return null;
+  }
 }
 
 const quantile = (xs: number[], q: number): number => {
@@ -73,10 +105,7 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
 };
 
-async function startServer(
-  maxPeers: number,
-  extraArgs: readonly string[] = [],
-): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(maxPeers: number, extraArgs: readonly string[] = []): Promise<Instance> {
   const child = spawn(
     process.execPath,
     [
@@ -146,6 +175,8 @@ async function startServer(
     child.stderr.pipe(sink);
   }
   let out = '';
+  let errTail = '';
+  child.stderr.on('data', (d: Buffer) => (errTail = (errTail + d.toString()).slice(-4000)));
   const port = await new Promise<number>((resolve, reject) => {
     // Transpiling and starting the server takes over a minute on a machine shared by many jobs.
     const t = setTimeout(() => reject(new Error(`the server did not start in 180 s: ${out}`)), 180_000);
@@ -163,15 +194,13 @@ async function startServer(
       reject(new Error(`the server exited with ${code}: ${out}`));
     });
   });
-  return { child, port };
+  return { child, port, tail: () => errTail };
 }
 
-async function network(
-  port: number,
-  gc = false,
-): Promise<{ memory: { heapUsedBytes: number; rssBytes: number }; plans: number }> {
-  const res = await fetch(`http://127.0.0.1:${port}/api/network${gc ? '?gc=1' : ''}`);
-  return (await res.json()) as { memory: { heapUsedBytes: number; rssBytes: number }; plans: number };
+/** How many plans an instance's coordinator made (`/api/network`). */
+async function network(port: number): Promise<{ plans: number }> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/network`);
+  return (await res.json()) as { plans: number };
 }
 
 function openPeer(port: number, index: number): Promise<BenchPeer> {
@@ -184,7 +213,9 @@ function openPeer(port: number, index: number): Promise<BenchPeer> {
       heartbeat: null,
       closed: false,
       waiting: new Map(),
+      welcomeMs: NaN,
     };
+    const opened = performance.now();
     const t = setTimeout(() => {
       ws.terminate();
       reject(new Error(`peer ${index}: no welcome in 30 s`));
@@ -205,6 +236,7 @@ function openPeer(port: number, index: number): Promise<BenchPeer> {
       switch (msg.type) {
         case 'welcome': {
           peer.id = msg.peerId!;
+          peer.welcomeMs = performance.now() - opened;
           clearTimeout(t);
           const category =
             index % 10 === 0 ? { tflops: 10, memoryBytes: 1_000_000 } : { tflops: 1, memoryBytes: 500_000 };
@@ -227,7 +259,9 @@ function openPeer(port: number, index: number): Promise<BenchPeer> {
           resolve(peer);
           break;
         }
+        // Every answer the planner gives a profile (a standby is a spare for a ring stage).
         case 'assignment':
+        case 'standby':
         case 'unassigned':
           peer.planned = true;
           break;
@@ -298,16 +332,41 @@ async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** How many peers an instance holds, and its cluster bus counters (`/healthz`). */
-async function heldBy(
-  port: number,
-): Promise<{ peers: number; bus?: { messages: number; parsedBytes: number } }> {
-  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-  const h = (await res.json()) as {
-    peers: number;
-    cluster?: { bus?: { messages: number; parsedBytes: number } };
-  };
-  return { peers: h.peers, ...(h.cluster?.bus ? { bus: h.cluster.bus } : {}) };
+/** An instance's `/healthz`. */
+interface Health {
+  peers: number;
+  memory: { heapUsedBytes: number; rssBytes: number };
+  cluster?: { coordinator: boolean; bus?: { messages: number; parsedBytes: number } };
+}
+
+/** One server child and where it listens. */
+interface Instance {
+  child: ChildProcess;
+  port: number;
+  /** The tail of its stderr, for the report when it fails. */
+  tail: () => string;
+}
+
+/**
+ * An instance's `/healthz` (`gc`: after a full GC, for heap per peer; O(1) on the server, where a
+ * follower's `/api/network` would make the leader serialise every peer). A failed fetch says whether
+ * the process is still alive and what it last printed, instead of a bare "fetch failed".
+ */
+async function health(inst: Instance, gc = false): Promise<Health> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${inst.port}/healthz${gc ? '?gc=1' : ''}`);
+    return (await res.json()) as Health;
+  } catch (e) {
+    const c = inst.child;
+    const state =
+      c.exitCode !== null || c.signalCode !== null
+        ? `exited (code ${c.exitCode}, signal ${c.signalCode})`
+        : 'still running';
+    throw new Error(
+      `/healthz on port ${inst.port} failed (${String((e as Error).cause ?? e)}); the instance ${state}; its stderr ends: ${inst.tail().slice(-600)}`,
+      { cause: e },
+    );
+  }
 }
 
 interface SeriesOptions {
@@ -327,22 +386,26 @@ interface SeriesOptions {
  * crosses instances both ways (A → its instance → Redis → B's instance → B, and back).
  */
 async function runSeries(
-  ports: readonly number[],
+  insts: readonly Instance[],
   o: SeriesOptions,
 ): Promise<{ results: StepResult[]; stoppedAt: string | null }> {
+  const ports = insts.map((i) => i.port);
   const peers: BenchPeer[] = [];
   const results: StepResult[] = [];
   // Where the fleet stopped growing (a peer not welcomed in time): the series ends there.
   let stoppedAt: string | null = null;
   try {
     const bases: number[] = [];
-    for (const port of ports) {
-      await network(port, true);
-      bases.push((await network(port, true)).memory.heapUsedBytes);
+    for (const inst of insts) {
+      await health(inst, true);
+      bases.push((await health(inst, true)).memory.heapUsedBytes);
     }
     for (const target of o.steps) {
       if (Date.now() > o.deadline) break;
       const t0 = performance.now();
+      const cpu0 = insts.map((i) => cpuSecondsOf(i.child.pid));
+      const clientCpu0 = process.cpuUsage();
+      const firstNew = peers.length;
       while (peers.length < target && Date.now() < o.deadline) {
         const batch = Math.min(100, target - peers.length);
         const start = peers.length;
@@ -362,19 +425,25 @@ async function runSeries(
       const settleBy = Math.min(o.deadline, Date.now() + 60_000);
       while (peers.some((p) => !p.planned) && Date.now() < settleBy)
         await new Promise((r) => setTimeout(r, 50));
+      const unplanned = peers.filter((p) => !p.planned).length;
+      if (unplanned > 0 && !o.quiet)
+        process.stderr.write(`  ${unplanned} peer(s) got no answer to their profile within 60 s\n`);
       const instances: InstanceFigures[] = [];
       let plans = 0;
-      for (const [k, port] of ports.entries()) {
-        await network(port, true);
-        const snap = await network(port, true);
-        const { peers: held, bus } = await heldBy(port);
-        plans = Math.max(plans, snap.plans);
+      for (const [k, inst] of insts.entries()) {
+        await health(inst, true);
+        const h = await health(inst, true);
+        const held = h.peers;
+        const bus = h.cluster?.bus;
+        // Plans are the active coordinator's (its own /api/network: no cluster-wide snapshot).
+        if (insts.length === 1 || h.cluster?.coordinator) plans = (await network(inst.port)).plans;
         instances.push({
           peers: held,
-          heapMB: snap.memory.heapUsedBytes / 2 ** 20,
-          heapPerPeerKB: held > 0 ? (snap.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
-          rssMB: snap.memory.rssBytes / 2 ** 20,
+          heapMB: h.memory.heapUsedBytes / 2 ** 20,
+          heapPerPeerKB: held > 0 ? (h.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
+          rssMB: h.memory.rssBytes / 2 ** 20,
           ...(bus ? { busIn: { messages: bus.messages, parsedMB: bus.parsedBytes / 2 ** 20 } } : {}),
+          cpuS: NaN,
         });
       }
       const redisMB = o.redisMemory ? (await o.redisMemory()) / 2 ** 20 : null;
@@ -393,9 +462,15 @@ async function runSeries(
       const idle: number[] = [];
       for (let i = 0; i < o.samples && Date.now() < o.deadline; i++)
         idle.push(await roundTrip(peers[0]!, peers[1]!));
+      const welcomes = peers.slice(firstNew).map((p) => p.welcomeMs);
+      const clientCpu = process.cpuUsage(clientCpu0);
+      insts.forEach((inst, k) => (instances[k]!.cpuS = cpuSecondsOf(inst.child.pid) - cpu0[k]!));
       results.push({
         peers: peers.length,
         connectS,
+        welcome: { p50: quantile(welcomes, 0.5), p99: quantile(welcomes, 0.99) },
+        clientCpuS: (clientCpu.user + clientCpu.system) / 1e6,
+        wallS: (performance.now() - t0) / 1000,
         instances,
         redisMB,
         loaded: { pairs, n: loaded.length, p50: quantile(loaded, 0.5), p99: quantile(loaded, 0.99) },
@@ -467,19 +542,27 @@ runCli(async () => {
     quiet: values.json,
   };
 
+  // Every peer is a socket in this process, and the one-process server holds all of them too.
+  const limit = openFileLimit();
+  const most = Math.max(steps.at(-1)!, singleSteps.at(-1) ?? 0);
+  if (limit !== null && most + 512 > limit)
+    throw usage(
+      `${most} peers need more open files than this shell allows (ulimit -n = ${limit}); raise it (ulimit -n ${most + 1024}) or take fewer steps`,
+    );
+
   let single: StepResult[] = [];
   let singleStop: string | null = null;
   let clusterStop: string | null = null;
   if (singleSteps.length > 0) {
-    const { child, port } = await startServer(singleSteps.at(-1)!);
+    const inst = await startServer(singleSteps.at(-1)!);
     try {
-      ({ results: single, stoppedAt: singleStop } = await runSeries([port], {
+      ({ results: single, stoppedAt: singleStop } = await runSeries([inst], {
         ...series,
         steps: singleSteps,
         deadline: Date.now() + deadlineMs,
       }));
     } finally {
-      await stopChild(child);
+      await stopChild(inst.child);
     }
   }
   let clustered: StepResult[] = [];
@@ -489,24 +572,20 @@ runCli(async () => {
     const own = values.redis === undefined ? await startRedis() : null;
     const url = values.redis ?? own!.url;
     redisNote = own ? `throwaway redis-server on 127.0.0.1:${own.port}` : url;
-    const children: ChildProcess[] = [];
+    const children: Instance[] = [];
     const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await admin.connect();
-      const ports: number[] = [];
-      for (let k = 0; k < instances; k++) {
-        const s = await startServer(steps.at(-1)!, ['--redis', url, '--instance-id', `bench-${k}`]);
-        children.push(s.child);
-        ports.push(s.port);
-      }
-      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(ports, {
+      for (let k = 0; k < instances; k++)
+        children.push(await startServer(steps.at(-1)!, ['--redis', url, '--instance-id', `bench-${k}`]));
+      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(children, {
         ...series,
         steps,
         deadline: Date.now() + deadlineMs,
         redisMemory: () => redisUsedMemory(admin),
       }));
     } finally {
-      await Promise.all(children.map(stopChild));
+      await Promise.all(children.map((c) => stopChild(c.child)));
       admin.disconnect();
       await own?.kill();
     }
@@ -588,4 +667,34 @@ runCli(async () => {
       }
     }
   }
+  // Connecting and CPU: the bench client shares the cores with the servers, so its own CPU is shown.
+  const cpuTable = (name: string, rs: readonly StepResult[]): void => {
+    if (rs.length === 0) return;
+    out('');
+    out(
+      `${name}: peers | welcome ms p50 / p99 (this step's new peers) | server CPU s per instance | client CPU s | step wall s`,
+    );
+    for (const r of rs)
+      out(
+        `${String(r.peers).padStart(6)} | ${`${f(r.welcome.p50, 0)} / ${f(r.welcome.p99, 0)}`.padEnd(45)} | ${r.instances
+          .map((i) => f(i.cpuS, 1))
+          .join(' / ')
+          .padEnd(25)} | ${f(r.clientCpuS, 1).padStart(11)} | ${f(r.wallS, 1)}`,
+      );
+  };
+  cpuTable('one process', single);
+  cpuTable('cluster', clustered);
+  // Where each curve bends: the first step past the issue's relay target, and where growth stopped.
+  const bend = (name: string, rs: readonly StepResult[], stop: string | null): void => {
+    if (rs.length === 0 && stop === null) return;
+    const over = rs.find((r) => r.loaded.p99 >= 50);
+    out(
+      `${name}: ${rs.at(-1)?.peers ?? 0} peers held and measured; ` +
+        (over ? `loaded p99 first >= 50 ms at ${over.peers} peers` : 'loaded p99 < 50 ms at every step') +
+        (stop ? `; stopped growing at ${stop}` : ''),
+    );
+  };
+  out('');
+  bend('one process', single, singleStop);
+  bend('cluster', clustered, clusterStop);
 });

@@ -25,32 +25,20 @@
  * `--cpu-prof-dir <dir>` makes each server child write a V8 CPU profile there when it stops.
  * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { WebSocket } from 'ws';
 import { RingworkError } from '../../shared/errors.js';
+import type { FleetReply, FleetRequest } from '../bench/signaling-fleet-child.js';
+import { openPeer, type BenchPeer } from '../bench/signaling-peer.js';
 import { startRedis } from '../testing/redis-server.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** `--cpu-prof-dir`: each server child writes a V8 CPU profile there when it stops. */
 let cpuProfDir: string | null = null;
-
-interface BenchPeer {
-  ws: WebSocket;
-  id: string;
-  /** True once the coordinator answered the profile (assignment, standby or unassigned). */
-  planned: boolean;
-  heartbeat: ReturnType<typeof setInterval> | null;
-  closed: boolean;
-  /** Pending round trips by sequence number. */
-  waiting: Map<number, (t: number) => void>;
-  /** From opening the socket to the server's `welcome`, ms (the 30 s deadline's measure). */
-  welcomeMs: number;
-}
 
 /** One instance's figures at a step. */
 interface InstanceFigures {
@@ -76,8 +64,10 @@ interface StepResult {
   plans: number;
   /** Time to welcome of this step's new peers, ms. */
   welcome: { p50: number; p99: number };
-  /** CPU seconds the bench client itself used during this step (it shares the cores with the servers). */
+  /** CPU seconds the bench client (this process and its fleet children) used during this step. */
   clientCpuS: number;
+  /** Bench client processes holding peers at the end of the step. */
+  clientProcs: number;
   /** Wall seconds of this step (connect, settle, measure). */
   wallS: number;
 }
@@ -208,93 +198,6 @@ async function network(port: number): Promise<{ plans: number }> {
   return (await res.json()) as { plans: number };
 }
 
-function openPeer(port: number, index: number): Promise<BenchPeer> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false });
-    const peer: BenchPeer = {
-      ws,
-      id: '',
-      planned: false,
-      heartbeat: null,
-      closed: false,
-      waiting: new Map(),
-      welcomeMs: NaN,
-    };
-    const opened = performance.now();
-    const t = setTimeout(() => {
-      ws.terminate();
-      reject(new Error(`peer ${index}: no welcome in 30 s`));
-    }, 30_000);
-    ws.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-    ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as {
-        type: string;
-        peerId?: string;
-        from?: string;
-        code?: string;
-        message?: string;
-        payload?: { kind: string; candidate?: { candidate: string } };
-      };
-      switch (msg.type) {
-        case 'welcome': {
-          peer.id = msg.peerId!;
-          peer.welcomeMs = performance.now() - opened;
-          clearTimeout(t);
-          const category =
-            index % 10 === 0 ? { tflops: 10, memoryBytes: 1_000_000 } : { tflops: 1, memoryBytes: 500_000 };
-          ws.send(
-            JSON.stringify({
-              type: 'profile',
-              v: 1,
-              capability: { ...category, bandwidthGBps: 50, backend: 'wasm' },
-            }),
-          );
-          // Spread heartbeats so 2,000 peers do not all beat in the same millisecond.
-          setTimeout(() => {
-            if (peer.closed) return;
-            peer.heartbeat = setInterval(
-              () => ws.send(JSON.stringify({ type: 'heartbeat', v: 1, sentAt: Date.now() })),
-              5000,
-            );
-            peer.heartbeat.unref();
-          }, index % 5000).unref();
-          resolve(peer);
-          break;
-        }
-        // Every answer the planner gives a profile (a standby is a spare for a ring stage).
-        case 'assignment':
-        case 'standby':
-        case 'unassigned':
-          peer.planned = true;
-          break;
-        case 'signal': {
-          const cand = msg.payload?.candidate?.candidate ?? '';
-          const seq = Number(/ (\d+) typ host/.exec(cand)?.[1]);
-          const done = peer.waiting.get(seq);
-          if (done) {
-            peer.waiting.delete(seq);
-            done(performance.now());
-          } else {
-            // Echo: the B side of a pair sends the same candidate straight back.
-            ws.send(JSON.stringify({ type: 'signal', v: 1, to: msg.from, payload: msg.payload }));
-          }
-          break;
-        }
-        case 'error':
-          process.stderr.write(`peer ${index}: ${msg.code}: ${msg.message}\n`);
-          break;
-        default:
-      }
-    });
-    ws.on('open', () =>
-      ws.send(JSON.stringify({ type: 'hello', v: 1, roles: ['contributor', 'requester'], client: 'bench' })),
-    );
-  });
-}
-
 let seqCounter = 1;
 /** One relay round trip a → b → a, ms. */
 function roundTrip(a: BenchPeer, b: BenchPeer): Promise<number> {
@@ -383,6 +286,40 @@ interface SeriesOptions {
   quiet: boolean;
   /** Cluster mode: Redis's `used_memory`, bytes. */
   redisMemory?: () => Promise<number>;
+  /**
+   * Peers this process holds at most (its open-file limit less a margin); past it, fleet children
+   * (signaling-fleet-child.ts) hold the rest, `localMax` each. Timed round trips use this process's peers.
+   */
+  localMax: number;
+}
+
+/** A fleet child process (signaling-fleet-child.ts) and a way to ask it for a batch of peers. */
+interface FleetChild {
+  child: ChildProcess;
+  open(ports: readonly number[], from: number, count: number): Promise<FleetReply>;
+}
+
+function startFleetChild(): FleetChild {
+  const child = fork(fileURLToPath(new URL('../bench/signaling-fleet-child.ts', import.meta.url)), [], {
+    cwd: ROOT,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return {
+    child,
+    open: (ports, from, count) =>
+      new Promise((resolve, reject) => {
+        const onExit = (code: number | null): void =>
+          reject(new Error(`the fleet child exited (code ${code}) before answering`));
+        child.once('exit', onExit);
+        child.once('message', (m: FleetReply) => {
+          child.off('exit', onExit);
+          resolve(m);
+        });
+        const req: FleetRequest = { type: 'open', ports: [...ports], from, count };
+        child.send(req);
+      }),
+  };
 }
 
 /**
@@ -396,6 +333,10 @@ async function runSeries(
 ): Promise<{ results: StepResult[]; stoppedAt: string | null }> {
   const ports = insts.map((i) => i.port);
   const peers: BenchPeer[] = [];
+  const fleet: FleetChild[] = [];
+  /** Peers held by the fleet children, and the welcome times of those opened in this step. */
+  let remote = 0;
+  let remoteWelcomes: number[];
   const results: StepResult[] = [];
   // Where the fleet stopped growing (a peer not welcomed in time): the series ends there.
   let stoppedAt: string | null = null;
@@ -410,17 +351,33 @@ async function runSeries(
       const t0 = performance.now();
       const cpu0 = insts.map((i) => cpuSecondsOf(i.child.pid));
       const clientCpu0 = process.cpuUsage();
+      const fleetCpu0 = fleet.reduce((a, c) => a + cpuSecondsOf(c.child.pid), 0);
       const firstNew = peers.length;
-      while (peers.length < target && Date.now() < o.deadline) {
-        const batch = Math.min(100, target - peers.length);
-        const start = peers.length;
-        const opened = await Promise.allSettled(
-          Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
-        );
-        for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
-        const failed = opened.find((r) => r.status === 'rejected');
-        if (failed) {
-          stoppedAt = `${peers.length} peers (${String(failed.reason)})`;
+      remoteWelcomes = [];
+      while (peers.length + remote < target && Date.now() < o.deadline) {
+        const start = peers.length + remote;
+        if (peers.length < o.localMax) {
+          const batch = Math.min(100, target - start, o.localMax - peers.length);
+          const opened = await Promise.allSettled(
+            Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
+          );
+          for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
+          const failed = opened.find((r) => r.status === 'rejected');
+          if (failed) {
+            stoppedAt = `${peers.length + remote} peers (${String(failed.reason)})`;
+            break;
+          }
+          continue;
+        }
+        // Past this process's limit: the current fleet child (a fresh one when the last is full).
+        const k = Math.floor(remote / o.localMax);
+        while (fleet.length <= k) fleet.push(startFleetChild());
+        const batch = Math.min(100, target - start, o.localMax - (remote % o.localMax));
+        const reply = await fleet[k]!.open(ports, start, batch);
+        remote += reply.opened;
+        remoteWelcomes.push(...reply.welcomeMs);
+        if (reply.failed) {
+          stoppedAt = `${peers.length + remote} peers (${reply.failed})`;
           break;
         }
       }
@@ -467,14 +424,17 @@ async function runSeries(
       const idle: number[] = [];
       for (let i = 0; i < o.samples && Date.now() < o.deadline; i++)
         idle.push(await roundTrip(peers[0]!, peers[1]!));
-      const welcomes = peers.slice(firstNew).map((p) => p.welcomeMs);
+      const welcomes = [...peers.slice(firstNew).map((p) => p.welcomeMs), ...remoteWelcomes];
+      // Children started during the step count from zero.
+      const fleetCpu = fleet.reduce((a, c) => a + cpuSecondsOf(c.child.pid), 0) - fleetCpu0;
       const clientCpu = process.cpuUsage(clientCpu0);
       insts.forEach((inst, k) => (instances[k]!.cpuS = cpuSecondsOf(inst.child.pid) - cpu0[k]!));
       results.push({
-        peers: peers.length,
+        peers: peers.length + remote,
         connectS,
         welcome: { p50: quantile(welcomes, 0.5), p99: quantile(welcomes, 0.99) },
-        clientCpuS: (clientCpu.user + clientCpu.system) / 1e6,
+        clientCpuS: (clientCpu.user + clientCpu.system) / 1e6 + fleetCpu,
+        clientProcs: 1 + fleet.length,
         wallS: (performance.now() - t0) / 1000,
         instances,
         redisMB,
@@ -482,7 +442,8 @@ async function runSeries(
         idle: { n: idle.length, p50: quantile(idle, 0.5), p99: quantile(idle, 0.99) },
         plans,
       });
-      if (!o.quiet) process.stderr.write(`  ${ports.length} instance(s): ${peers.length} peers measured\n`);
+      if (!o.quiet)
+        process.stderr.write(`  ${ports.length} instance(s): ${peers.length + remote} peers measured\n`);
     }
   } finally {
     for (const p of peers) {
@@ -490,6 +451,8 @@ async function runSeries(
       if (p.heartbeat) clearInterval(p.heartbeat);
       p.ws.terminate();
     }
+    // A child closes its peers and exits when its IPC channel goes.
+    for (const c of fleet) if (c.child.connected) c.child.disconnect();
   }
   return { results, stoppedAt };
 }
@@ -522,6 +485,7 @@ runCli(async () => {
       'deadline-s': { type: 'string' },
       json: { type: 'boolean', default: false },
       'cpu-prof-dir': { type: 'string' },
+      'client-peers': { type: 'string' },
     },
   });
   cpuProfDir = values['cpu-prof-dir'] ?? null;
@@ -549,12 +513,22 @@ runCli(async () => {
   };
 
   // Every peer is a socket in this process, and the one-process server holds all of them too.
-  const limit = openFileLimit();
-  const most = Math.max(steps.at(-1)!, singleSteps.at(-1) ?? 0);
-  if (limit !== null && most + 512 > limit)
+  // Open files: the one-process server holds every peer of its series, each cluster instance its
+  // share; the bench holds up to its limit less a margin and fleet children hold the rest.
+  const limit = openFileLimit() ?? Infinity;
+  const need = Math.max(
+    singleSteps.at(-1) ?? 0,
+    cluster ? Math.ceil(steps.at(-1)! / instances) : steps.at(-1)!,
+  );
+  if (need + 512 > limit)
     throw usage(
-      `${most} peers need more open files than this shell allows (ulimit -n = ${limit}); raise it (ulimit -n ${most + 1024}) or take fewer steps`,
+      `a server would hold ${need} sockets, more than this shell allows (ulimit -n = ${limit}); raise it (ulimit -n ${need + 1024}) or take fewer steps`,
     );
+  const localMax =
+    values['client-peers'] !== undefined
+      ? intFlag('client-peers', values['client-peers'], 0, 2)
+      : Math.max(1000, limit - 1024);
+  if (localMax > limit - 256) throw usage(`--client-peers: at most ${limit - 256} (ulimit -n = ${limit})`);
 
   let single: StepResult[] = [];
   let singleStop: string | null = null;
@@ -566,6 +540,7 @@ runCli(async () => {
         ...series,
         steps: singleSteps,
         deadline: Date.now() + deadlineMs,
+        localMax,
       }));
     } finally {
       await stopChild(inst.child);
@@ -588,6 +563,7 @@ runCli(async () => {
         ...series,
         steps,
         deadline: Date.now() + deadlineMs,
+        localMax,
         redisMemory: () => redisUsedMemory(admin),
       }));
     } finally {
@@ -678,14 +654,14 @@ runCli(async () => {
     if (rs.length === 0) return;
     out('');
     out(
-      `${name}: peers | welcome ms p50 / p99 (this step's new peers) | server CPU s per instance | client CPU s | step wall s`,
+      `${name}: peers | welcome ms p50 / p99 (this step's new peers) | server CPU s per instance | client CPU s (processes) | step wall s`,
     );
     for (const r of rs)
       out(
         `${String(r.peers).padStart(6)} | ${`${f(r.welcome.p50, 0)} / ${f(r.welcome.p99, 0)}`.padEnd(45)} | ${r.instances
           .map((i) => f(i.cpuS, 1))
           .join(' / ')
-          .padEnd(25)} | ${f(r.clientCpuS, 1).padStart(11)} | ${f(r.wallS, 1)}`,
+          .padEnd(25)} | ${`${f(r.clientCpuS, 1)} (${r.clientProcs})`.padStart(23)} | ${f(r.wallS, 1)}`,
       );
   };
   cpuTable('one process', single);

@@ -20,8 +20,11 @@
  *   CPU seconds each server process and the bench client itself used in the step (Linux /proc): the
  *   client shares the cores with the servers, so its share is shown, not hidden.
  * Each step starts with an untimed warm-up pass. The per-connection rate limit is raised for the bench
- * (1000/s): it measures relay cost, not the limiter. Every peer is a socket of this process (and of
- * the one-process server): a run needs `ulimit -n` above its largest step, checked at start.
+ * (1000/s): it measures relay cost, not the limiter. Every peer is a socket: this process holds up to
+ * its open-file limit less 1024 (`--client-peers`), fleet children (bench/signaling-fleet-child.ts)
+ * hold the rest; a server holds its share, so a run needs `ulimit -n` above the one-process series'
+ * largest step and above each instance's share (checked at start). Timed round trips and the wait
+ * for every profile's answer use this process's peers.
  * `--cpu-prof-dir <dir>` makes each server child write a V8 CPU profile there when it stops.
  * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
  */

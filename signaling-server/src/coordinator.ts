@@ -168,11 +168,20 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
   };
 
+  /**
+   * The fleet as of the last full refresh. A newcomer's first claim is capped against it, O(1),
+   * instead of re-capping every peer on every join (O(peers) per profile, O(peers²) over a connect
+   * storm: it was most of the server's CPU at a few thousand peers); the re-plan a first claim
+   * always schedules refreshes every peer against the current fleet before planning.
+   */
+  let lastFleet: ReturnType<typeof createFleet> | null = null;
+
   /** Recomputes every peer's effective capability and category; true when any changed. */
   const refreshEffective = (): boolean => {
     const now = clock.now();
     let changed = false;
     const fleet = fleetOf();
+    lastFleet = fleet;
     for (const p of peers.values()) {
       const ev = p.evidence;
       if (!ev.verified && ev.readySince !== null && now - ev.readySince >= verifyAfterMs) ev.verified = true;
@@ -197,9 +206,19 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   };
 
   const applyClaim = (p: PeerState, claimed: PeerCapability): void => {
+    const first = p.capability === null;
     p.claimed = claimed;
     p.pendingClaim = null;
     p.claimAppliedAt = clock.now();
+    if (first && lastFleet) {
+      // A first claim always changes the plan's input (a new contributor): schedule the re-plan, which
+      // re-caps the whole fleet with this claim in it; until then the others keep their caps.
+      const eff = effectiveCapability(claimed, p.evidence, lastFleet.without(null), policy);
+      p.capability = { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
+      p.category = p.capability.category ?? null;
+      schedule(`profile of ${p.id}`);
+      return;
+    }
     if (refreshEffective()) schedule(`profile of ${p.id}`);
   };
 

@@ -254,11 +254,16 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
       return;
     }
     if (url.pathname === '/healthz') {
+      // Test/bench hook, as on /api/network: a heap figure after a full GC. Here it costs O(1), where
+      // a follower's /api/network makes the leader serialise every peer.
+      if (config.testMode && url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
       sendJson(res, 200, {
         ok: true,
         peers: run.registry.size,
         connections: run.allConns.size,
         apiStreams: deps.api?.streams ?? 0,
+        memory: { heapUsedBytes: mem.heapUsed, rssBytes: mem.rss },
         ...(run.cluster ? { cluster: run.cluster.info() } : {}),
       });
       return;

@@ -98,9 +98,15 @@ export function createFleet(claims: readonly PeerCapability[]): {
 } {
   const tf = claims.map((c) => c.tflops).sort((a, b) => a - b);
   const bw = claims.map((c) => c.bandwidthGBps).sort((a, b) => a - b);
+  // The whole fleet's medians, computed once: a join wave asks for them once per newcomer.
+  let whole: FleetMedians | null = null;
+  const at = (xs: readonly number[]): number => {
+    const mid = xs.length >> 1;
+    return xs.length === 0 ? 0 : xs.length % 2 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+  };
   return {
     without(self) {
-      if (!self) return { count: claims.length, tflops: median(tf), bandwidthGBps: median(bw) };
+      if (!self) return (whole ??= { count: claims.length, tflops: at(tf), bandwidthGBps: at(bw) });
       return {
         count: claims.length - 1,
         tflops: medianWithout(tf, self.tflops),

@@ -19,6 +19,7 @@ import {
   type Coordinator,
   type CoordinatorOptions,
 } from '../../signaling-server/src/coordinator';
+import { effectiveCapability, newEvidence } from '../../signaling-server/src/peer-trust';
 
 const DEBOUNCE = 200;
 
@@ -258,6 +259,42 @@ describe('joins and assignments', () => {
     vi.advanceTimersByTime(DEBOUNCE);
     expect(h.last(b, 'assignment')).toMatchObject({ range: [0, 7] });
     expect(h.last(a, 'unassigned')).toBeDefined();
+  });
+});
+
+describe('capping claims during a join wave', () => {
+  it('a newcomer is capped at once; the re-plan re-caps everyone against the whole fleet', () => {
+    const h = harness([stories]);
+    // Claims above the class default (10 TFLOPS), so each cap depends on the others' median.
+    const claims = [20, 40, 60, 80, 100, 120].map((t) => cap(1_000_000, t));
+    const ids = claims.map((c, i) => h.join(`w${i}`, c));
+    const byId = () => new Map(h.co.snapshot().peers.map((p) => [p.id, p]));
+    // Before any re-plan every newcomer already has an effective capability and a category.
+    for (const id of ids) expect(byId().get(id)!.capability).not.toBeNull();
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(h.co.snapshot().plans).toBe(1);
+    const after = byId();
+    ids.forEach((id, i) => {
+      const others = claims.filter((_, j) => j !== i);
+      const expected = effectiveCapability(claims[i]!, newEvidence(), others);
+      expect(after.get(id)!.capability).toMatchObject({
+        tflops: expected.tflops,
+        bandwidthGBps: expected.bandwidthGBps,
+      });
+    });
+    // The top claim is held to the median of the others (60), not taken at its word.
+    expect(after.get(ids[5]!)!.capability!.tflops).toBe(60);
+    // A later newcomer is capped against the fleet of that plan (no full re-cap on its join).
+    const late = h.join('late', cap(1_000_000, 1000));
+    expect(byId().get(late)!.capability!.tflops).toBe(
+      effectiveCapability(cap(1_000_000, 1000), newEvidence(), claims).tflops,
+    );
+    expect(byId().get(ids[5]!)!.capability!.tflops).toBe(60);
+    vi.advanceTimersByTime(DEBOUNCE);
+    // After its re-plan the fleet includes it: the top claim's cap moves to the new median of the others.
+    expect(byId().get(ids[5]!)!.capability!.tflops).toBe(
+      effectiveCapability(claims[5]!, newEvidence(), [...claims.slice(0, 5), cap(1_000_000, 1000)]).tflops,
+    );
   });
 });
 

@@ -33,6 +33,12 @@ describe('createFleet', () => {
           expect(got.count).toBe(others.length);
           expect(got.tflops).toBe(median(others.map((c) => c.tflops)));
           expect(got.bandwidthGBps).toBe(median(others.map((c) => c.bandwidthGBps)));
+          // The whole fleet's medians (a newcomer's comparison), the same on a second ask.
+          const fleet = createFleet(claims);
+          for (let k = 0; k < 2; k++) {
+            expect(fleet.without(null).tflops).toBe(median(claims.map((c) => c.tflops)));
+            expect(fleet.without(null).bandwidthGBps).toBe(median(claims.map((c) => c.bandwidthGBps)));
+          }
         },
       ),
     );

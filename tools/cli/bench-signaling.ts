@@ -16,32 +16,32 @@
  * - server heap after a full GC, and heap per peer against the empty server (`/api/network?gc=1`);
  * - relay round trips A → server → B → server → A of a trickled ICE candidate, loaded (up to `--pairs`
  *   pairs at once, `--rounds` each) and idle (one pair, `--samples` in sequence), p50/p99.
+ * - time to welcome of the step's new peers (the server's 30 s deadline is what stops a series), and the
+ *   CPU seconds each server process and the bench client itself used in the step (Linux /proc): the
+ *   client shares the cores with the servers, so its share is shown, not hidden.
  * Each step starts with an untimed warm-up pass. The per-connection rate limit is raised for the bench
- * (1000/s): it measures relay cost, not the limiter.
+ * (1000/s): it measures relay cost, not the limiter. Every peer is a socket: this process holds up to
+ * its open-file limit less 1024 (`--client-peers`), fleet children (bench/signaling-fleet-child.ts)
+ * hold the rest; a server holds its share, so a run needs `ulimit -n` above the one-process series'
+ * largest step and above each instance's share (checked at start). Timed round trips and the wait
+ * for every profile's answer use this process's peers.
+ * `--cpu-prof-dir <dir>` makes each server child write a V8 CPU profile there when it stops.
  * Everything is bounded (`--deadline-s`, default 300): it prints what it has and stops by itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { WebSocket } from 'ws';
 import { RingworkError } from '../../shared/errors.js';
+import type { FleetReply, FleetRequest } from '../bench/signaling-fleet-child.js';
+import { openPeer, type BenchPeer } from '../bench/signaling-peer.js';
 import { startRedis } from '../testing/redis-server.js';
 import { intFlag, runCli, usage } from './cli-util.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-interface BenchPeer {
-  ws: WebSocket;
-  id: string;
-  /** True once the coordinator answered the profile (assignment or unassigned). */
-  planned: boolean;
-  heartbeat: ReturnType<typeof setInterval> | null;
-  closed: boolean;
-  /** Pending round trips by sequence number. */
-  waiting: Map<number, (t: number) => void>;
-}
+/** `--cpu-prof-dir`: each server child writes a V8 CPU profile there when it stops. */
+let cpuProfDir: string | null = null;
 
 /** One instance's figures at a step. */
 interface InstanceFigures {
@@ -51,6 +51,8 @@ interface InstanceFigures {
   rssMB: number;
   /** Cluster mode: messages from other instances received (cumulative) and the JSON parsed for them, MB. */
   busIn?: { messages: number; parsedMB: number };
+  /** CPU seconds (user + system) the instance's process used during this step (Linux /proc; NaN elsewhere). */
+  cpuS: number;
 }
 
 interface StepResult {
@@ -63,6 +65,36 @@ interface StepResult {
   loaded: { pairs: number; n: number; p50: number; p99: number };
   idle: { n: number; p50: number; p99: number };
   plans: number;
+  /** Time to welcome of this step's new peers, ms. */
+  welcome: { p50: number; p99: number };
+  /** CPU seconds the bench client (this process and its fleet children) used during this step. */
+  clientCpuS: number;
+  /** Bench client processes holding peers at the end of the step. */
+  clientProcs: number;
+  /** Wall seconds of this step (connect, settle, measure). */
+  wallS: number;
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc (NaN where there is none). */
+function cpuSecondsOf(pid: number | undefined): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The soft limit on open files of this process (children inherit it), or null where unknown. */
+function openFileLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? (m[1] === 'unlimited' ? Infinity : Number(m[1])) : null;
+  } catch {
+    return null;
+  }
 }
 
 const quantile = (xs: number[], q: number): number => {
@@ -71,14 +103,12 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
 };
 
-async function startServer(
-  maxPeers: number,
-  extraArgs: readonly string[] = [],
-): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(maxPeers: number, extraArgs: readonly string[] = []): Promise<Instance> {
   const child = spawn(
     process.execPath,
     [
       '--expose-gc',
+      ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : []),
       '--import',
       'tsx',
       'signaling-server/src/main.ts',
@@ -143,6 +173,8 @@ async function startServer(
     child.stderr.pipe(sink);
   }
   let out = '';
+  let errTail = '';
+  child.stderr.on('data', (d: Buffer) => (errTail = (errTail + d.toString()).slice(-4000)));
   const port = await new Promise<number>((resolve, reject) => {
     // Transpiling and starting the server takes over a minute on a machine shared by many jobs.
     const t = setTimeout(() => reject(new Error(`the server did not start in 180 s: ${out}`)), 180_000);
@@ -160,97 +192,13 @@ async function startServer(
       reject(new Error(`the server exited with ${code}: ${out}`));
     });
   });
-  return { child, port };
+  return { child, port, tail: () => errTail };
 }
 
-async function network(
-  port: number,
-  gc = false,
-): Promise<{ memory: { heapUsedBytes: number; rssBytes: number }; plans: number }> {
-  const res = await fetch(`http://127.0.0.1:${port}/api/network${gc ? '?gc=1' : ''}`);
-  return (await res.json()) as { memory: { heapUsedBytes: number; rssBytes: number }; plans: number };
-}
-
-function openPeer(port: number, index: number): Promise<BenchPeer> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false });
-    const peer: BenchPeer = {
-      ws,
-      id: '',
-      planned: false,
-      heartbeat: null,
-      closed: false,
-      waiting: new Map(),
-    };
-    const t = setTimeout(() => {
-      ws.terminate();
-      reject(new Error(`peer ${index}: no welcome in 30 s`));
-    }, 30_000);
-    ws.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-    ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as {
-        type: string;
-        peerId?: string;
-        from?: string;
-        code?: string;
-        message?: string;
-        payload?: { kind: string; candidate?: { candidate: string } };
-      };
-      switch (msg.type) {
-        case 'welcome': {
-          peer.id = msg.peerId!;
-          clearTimeout(t);
-          const category =
-            index % 10 === 0 ? { tflops: 10, memoryBytes: 1_000_000 } : { tflops: 1, memoryBytes: 500_000 };
-          ws.send(
-            JSON.stringify({
-              type: 'profile',
-              v: 1,
-              capability: { ...category, bandwidthGBps: 50, backend: 'wasm' },
-            }),
-          );
-          // Spread heartbeats so 2,000 peers do not all beat in the same millisecond.
-          setTimeout(() => {
-            if (peer.closed) return;
-            peer.heartbeat = setInterval(
-              () => ws.send(JSON.stringify({ type: 'heartbeat', v: 1, sentAt: Date.now() })),
-              5000,
-            );
-            peer.heartbeat.unref();
-          }, index % 5000).unref();
-          resolve(peer);
-          break;
-        }
-        case 'assignment':
-        case 'unassigned':
-          peer.planned = true;
-          break;
-        case 'signal': {
-          const cand = msg.payload?.candidate?.candidate ?? '';
-          const seq = Number(/ (\d+) typ host/.exec(cand)?.[1]);
-          const done = peer.waiting.get(seq);
-          if (done) {
-            peer.waiting.delete(seq);
-            done(performance.now());
-          } else {
-            // Echo: the B side of a pair sends the same candidate straight back.
-            ws.send(JSON.stringify({ type: 'signal', v: 1, to: msg.from, payload: msg.payload }));
-          }
-          break;
-        }
-        case 'error':
-          process.stderr.write(`peer ${index}: ${msg.code}: ${msg.message}\n`);
-          break;
-        default:
-      }
-    });
-    ws.on('open', () =>
-      ws.send(JSON.stringify({ type: 'hello', v: 1, roles: ['contributor', 'requester'], client: 'bench' })),
-    );
-  });
+/** How many plans an instance's coordinator made (`/api/network`). */
+async function network(port: number): Promise<{ plans: number }> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/network`);
+  return (await res.json()) as { plans: number };
 }
 
 let seqCounter = 1;
@@ -295,16 +243,41 @@ async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** How many peers an instance holds, and its cluster bus counters (`/healthz`). */
-async function heldBy(
-  port: number,
-): Promise<{ peers: number; bus?: { messages: number; parsedBytes: number } }> {
-  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-  const h = (await res.json()) as {
-    peers: number;
-    cluster?: { bus?: { messages: number; parsedBytes: number } };
-  };
-  return { peers: h.peers, ...(h.cluster?.bus ? { bus: h.cluster.bus } : {}) };
+/** An instance's `/healthz`. */
+interface Health {
+  peers: number;
+  memory: { heapUsedBytes: number; rssBytes: number };
+  cluster?: { coordinator: boolean; bus?: { messages: number; parsedBytes: number } };
+}
+
+/** One server child and where it listens. */
+interface Instance {
+  child: ChildProcess;
+  port: number;
+  /** The tail of its stderr, for the report when it fails. */
+  tail: () => string;
+}
+
+/**
+ * An instance's `/healthz` (`gc`: after a full GC, for heap per peer; O(1) on the server, where a
+ * follower's `/api/network` would make the leader serialise every peer). A failed fetch says whether
+ * the process is still alive and what it last printed, instead of a bare "fetch failed".
+ */
+async function health(inst: Instance, gc = false): Promise<Health> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${inst.port}/healthz${gc ? '?gc=1' : ''}`);
+    return (await res.json()) as Health;
+  } catch (e) {
+    const c = inst.child;
+    const state =
+      c.exitCode !== null || c.signalCode !== null
+        ? `exited (code ${c.exitCode}, signal ${c.signalCode})`
+        : 'still running';
+    throw new Error(
+      `/healthz on port ${inst.port} failed (${String((e as Error).cause ?? e)}); the instance ${state}; its stderr ends: ${inst.tail().slice(-600)}`,
+      { cause: e },
+    );
+  }
 }
 
 interface SeriesOptions {
@@ -316,6 +289,40 @@ interface SeriesOptions {
   quiet: boolean;
   /** Cluster mode: Redis's `used_memory`, bytes. */
   redisMemory?: () => Promise<number>;
+  /**
+   * Peers this process holds at most (its open-file limit less a margin); past it, fleet children
+   * (signaling-fleet-child.ts) hold the rest, `localMax` each. Timed round trips use this process's peers.
+   */
+  localMax: number;
+}
+
+/** A fleet child process (signaling-fleet-child.ts) and a way to ask it for a batch of peers. */
+interface FleetChild {
+  child: ChildProcess;
+  open(ports: readonly number[], from: number, count: number): Promise<FleetReply>;
+}
+
+function startFleetChild(): FleetChild {
+  const child = fork(fileURLToPath(new URL('../bench/signaling-fleet-child.ts', import.meta.url)), [], {
+    cwd: ROOT,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return {
+    child,
+    open: (ports, from, count) =>
+      new Promise((resolve, reject) => {
+        const onExit = (code: number | null): void =>
+          reject(new Error(`the fleet child exited (code ${code}) before answering`));
+        child.once('exit', onExit);
+        child.once('message', (m: FleetReply) => {
+          child.off('exit', onExit);
+          resolve(m);
+        });
+        const req: FleetRequest = { type: 'open', ports: [...ports], from, count };
+        child.send(req);
+      }),
+  };
 }
 
 /**
@@ -324,32 +331,56 @@ interface SeriesOptions {
  * crosses instances both ways (A → its instance → Redis → B's instance → B, and back).
  */
 async function runSeries(
-  ports: readonly number[],
+  insts: readonly Instance[],
   o: SeriesOptions,
 ): Promise<{ results: StepResult[]; stoppedAt: string | null }> {
+  const ports = insts.map((i) => i.port);
   const peers: BenchPeer[] = [];
+  const fleet: FleetChild[] = [];
+  /** Peers held by the fleet children, and the welcome times of those opened in this step. */
+  let remote = 0;
+  let remoteWelcomes: number[];
   const results: StepResult[] = [];
   // Where the fleet stopped growing (a peer not welcomed in time): the series ends there.
   let stoppedAt: string | null = null;
   try {
     const bases: number[] = [];
-    for (const port of ports) {
-      await network(port, true);
-      bases.push((await network(port, true)).memory.heapUsedBytes);
+    for (const inst of insts) {
+      await health(inst, true);
+      bases.push((await health(inst, true)).memory.heapUsedBytes);
     }
     for (const target of o.steps) {
       if (Date.now() > o.deadline) break;
       const t0 = performance.now();
-      while (peers.length < target && Date.now() < o.deadline) {
-        const batch = Math.min(100, target - peers.length);
-        const start = peers.length;
-        const opened = await Promise.allSettled(
-          Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
-        );
-        for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
-        const failed = opened.find((r) => r.status === 'rejected');
-        if (failed) {
-          stoppedAt = `${peers.length} peers (${String(failed.reason)})`;
+      const cpu0 = insts.map((i) => cpuSecondsOf(i.child.pid));
+      const clientCpu0 = process.cpuUsage();
+      const fleetCpu0 = fleet.reduce((a, c) => a + cpuSecondsOf(c.child.pid), 0);
+      const firstNew = peers.length;
+      remoteWelcomes = [];
+      while (peers.length + remote < target && Date.now() < o.deadline) {
+        const start = peers.length + remote;
+        if (peers.length < o.localMax) {
+          const batch = Math.min(100, target - start, o.localMax - peers.length);
+          const opened = await Promise.allSettled(
+            Array.from({ length: batch }, (_, i) => openPeer(ports[(start + i) % ports.length]!, start + i)),
+          );
+          for (const r of opened) if (r.status === 'fulfilled') peers.push(r.value);
+          const failed = opened.find((r) => r.status === 'rejected');
+          if (failed) {
+            stoppedAt = `${peers.length + remote} peers (${String(failed.reason)})`;
+            break;
+          }
+          continue;
+        }
+        // Past this process's limit: the current fleet child (a fresh one when the last is full).
+        const k = Math.floor(remote / o.localMax);
+        while (fleet.length <= k) fleet.push(startFleetChild());
+        const batch = Math.min(100, target - start, o.localMax - (remote % o.localMax));
+        const reply = await fleet[k]!.open(ports, start, batch);
+        remote += reply.opened;
+        remoteWelcomes.push(...reply.welcomeMs);
+        if (reply.failed) {
+          stoppedAt = `${peers.length + remote} peers (${reply.failed})`;
           break;
         }
       }
@@ -359,19 +390,25 @@ async function runSeries(
       const settleBy = Math.min(o.deadline, Date.now() + 60_000);
       while (peers.some((p) => !p.planned) && Date.now() < settleBy)
         await new Promise((r) => setTimeout(r, 50));
+      const unplanned = peers.filter((p) => !p.planned).length;
+      if (unplanned > 0 && !o.quiet)
+        process.stderr.write(`  ${unplanned} peer(s) got no answer to their profile within 60 s\n`);
       const instances: InstanceFigures[] = [];
       let plans = 0;
-      for (const [k, port] of ports.entries()) {
-        await network(port, true);
-        const snap = await network(port, true);
-        const { peers: held, bus } = await heldBy(port);
-        plans = Math.max(plans, snap.plans);
+      for (const [k, inst] of insts.entries()) {
+        await health(inst, true);
+        const h = await health(inst, true);
+        const held = h.peers;
+        const bus = h.cluster?.bus;
+        // Plans are the active coordinator's (its own /api/network: no cluster-wide snapshot).
+        if (insts.length === 1 || h.cluster?.coordinator) plans = (await network(inst.port)).plans;
         instances.push({
           peers: held,
-          heapMB: snap.memory.heapUsedBytes / 2 ** 20,
-          heapPerPeerKB: held > 0 ? (snap.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
-          rssMB: snap.memory.rssBytes / 2 ** 20,
+          heapMB: h.memory.heapUsedBytes / 2 ** 20,
+          heapPerPeerKB: held > 0 ? (h.memory.heapUsedBytes - bases[k]!) / held / 1024 : NaN,
+          rssMB: h.memory.rssBytes / 2 ** 20,
           ...(bus ? { busIn: { messages: bus.messages, parsedMB: bus.parsedBytes / 2 ** 20 } } : {}),
+          cpuS: NaN,
         });
       }
       const redisMB = o.redisMemory ? (await o.redisMemory()) / 2 ** 20 : null;
@@ -390,16 +427,26 @@ async function runSeries(
       const idle: number[] = [];
       for (let i = 0; i < o.samples && Date.now() < o.deadline; i++)
         idle.push(await roundTrip(peers[0]!, peers[1]!));
+      const welcomes = [...peers.slice(firstNew).map((p) => p.welcomeMs), ...remoteWelcomes];
+      // Children started during the step count from zero.
+      const fleetCpu = fleet.reduce((a, c) => a + cpuSecondsOf(c.child.pid), 0) - fleetCpu0;
+      const clientCpu = process.cpuUsage(clientCpu0);
+      insts.forEach((inst, k) => (instances[k]!.cpuS = cpuSecondsOf(inst.child.pid) - cpu0[k]!));
       results.push({
-        peers: peers.length,
+        peers: peers.length + remote,
         connectS,
+        welcome: { p50: quantile(welcomes, 0.5), p99: quantile(welcomes, 0.99) },
+        clientCpuS: (clientCpu.user + clientCpu.system) / 1e6 + fleetCpu,
+        clientProcs: 1 + fleet.length,
+        wallS: (performance.now() - t0) / 1000,
         instances,
         redisMB,
         loaded: { pairs, n: loaded.length, p50: quantile(loaded, 0.5), p99: quantile(loaded, 0.99) },
         idle: { n: idle.length, p50: quantile(idle, 0.5), p99: quantile(idle, 0.99) },
         plans,
       });
-      if (!o.quiet) process.stderr.write(`  ${ports.length} instance(s): ${peers.length} peers measured\n`);
+      if (!o.quiet)
+        process.stderr.write(`  ${ports.length} instance(s): ${peers.length + remote} peers measured\n`);
     }
   } finally {
     for (const p of peers) {
@@ -407,6 +454,8 @@ async function runSeries(
       if (p.heartbeat) clearInterval(p.heartbeat);
       p.ws.terminate();
     }
+    // A child closes its peers and exits when its IPC channel goes.
+    for (const c of fleet) if (c.child.connected) c.child.disconnect();
   }
   return { results, stoppedAt };
 }
@@ -421,7 +470,8 @@ const parseSteps = (flag: string, text: string): number[] => {
   const steps = text.split(',').map((s) => intFlag(flag, s.trim(), 0, 2));
   if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!))
     throw usage(`--${flag} must be increasing, e.g. 100,500,1000,2000`);
-  if (steps.at(-1)! > 20_000) throw usage(`--${flag}: at most 20000 peers`);
+  // The open-file limit is checked in main; this only bounds a typo.
+  if (steps.at(-1)! > 100_000) throw usage(`--${flag}: at most 100000 peers`);
   return steps;
 };
 
@@ -437,8 +487,11 @@ runCli(async () => {
       samples: { type: 'string' },
       'deadline-s': { type: 'string' },
       json: { type: 'boolean', default: false },
+      'cpu-prof-dir': { type: 'string' },
+      'client-peers': { type: 'string' },
     },
   });
+  cpuProfDir = values['cpu-prof-dir'] ?? null;
   const steps = parseSteps('steps', values.steps);
   const instances = intFlag('instances', values.instances, 1, 1);
   if (instances > 8) throw usage('--instances: at most 8');
@@ -462,19 +515,38 @@ runCli(async () => {
     quiet: values.json,
   };
 
+  // Every peer is a socket in this process, and the one-process server holds all of them too.
+  // Open files: the one-process server holds every peer of its series, each cluster instance its
+  // share; the bench holds up to its limit less a margin and fleet children hold the rest.
+  const limit = openFileLimit() ?? Infinity;
+  const need = Math.max(
+    singleSteps.at(-1) ?? 0,
+    cluster ? Math.ceil(steps.at(-1)! / instances) : steps.at(-1)!,
+  );
+  if (need + 512 > limit)
+    throw usage(
+      `a server would hold ${need} sockets, more than this shell allows (ulimit -n = ${limit}); raise it (ulimit -n ${need + 1024}) or take fewer steps`,
+    );
+  const localMax =
+    values['client-peers'] !== undefined
+      ? intFlag('client-peers', values['client-peers'], 0, 2)
+      : Math.max(1000, limit - 1024);
+  if (localMax > limit - 256) throw usage(`--client-peers: at most ${limit - 256} (ulimit -n = ${limit})`);
+
   let single: StepResult[] = [];
   let singleStop: string | null = null;
   let clusterStop: string | null = null;
   if (singleSteps.length > 0) {
-    const { child, port } = await startServer(singleSteps.at(-1)!);
+    const inst = await startServer(singleSteps.at(-1)!);
     try {
-      ({ results: single, stoppedAt: singleStop } = await runSeries([port], {
+      ({ results: single, stoppedAt: singleStop } = await runSeries([inst], {
         ...series,
         steps: singleSteps,
         deadline: Date.now() + deadlineMs,
+        localMax,
       }));
     } finally {
-      await stopChild(child);
+      await stopChild(inst.child);
     }
   }
   let clustered: StepResult[] = [];
@@ -484,24 +556,21 @@ runCli(async () => {
     const own = values.redis === undefined ? await startRedis() : null;
     const url = values.redis ?? own!.url;
     redisNote = own ? `throwaway redis-server on 127.0.0.1:${own.port}` : url;
-    const children: ChildProcess[] = [];
+    const children: Instance[] = [];
     const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await admin.connect();
-      const ports: number[] = [];
-      for (let k = 0; k < instances; k++) {
-        const s = await startServer(steps.at(-1)!, ['--redis', url, '--instance-id', `bench-${k}`]);
-        children.push(s.child);
-        ports.push(s.port);
-      }
-      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(ports, {
+      for (let k = 0; k < instances; k++)
+        children.push(await startServer(steps.at(-1)!, ['--redis', url, '--instance-id', `bench-${k}`]));
+      ({ results: clustered, stoppedAt: clusterStop } = await runSeries(children, {
         ...series,
         steps,
         deadline: Date.now() + deadlineMs,
+        localMax,
         redisMemory: () => redisUsedMemory(admin),
       }));
     } finally {
-      await Promise.all(children.map(stopChild));
+      await Promise.all(children.map((c) => stopChild(c.child)));
       admin.disconnect();
       await own?.kill();
     }
@@ -583,4 +652,34 @@ runCli(async () => {
       }
     }
   }
+  // Connecting and CPU: the bench client shares the cores with the servers, so its own CPU is shown.
+  const cpuTable = (name: string, rs: readonly StepResult[]): void => {
+    if (rs.length === 0) return;
+    out('');
+    out(
+      `${name}: peers | welcome ms p50 / p99 (this step's new peers) | server CPU s per instance | client CPU s (processes) | step wall s`,
+    );
+    for (const r of rs)
+      out(
+        `${String(r.peers).padStart(6)} | ${`${f(r.welcome.p50, 0)} / ${f(r.welcome.p99, 0)}`.padEnd(45)} | ${r.instances
+          .map((i) => f(i.cpuS, 1))
+          .join(' / ')
+          .padEnd(25)} | ${`${f(r.clientCpuS, 1)} (${r.clientProcs})`.padStart(23)} | ${f(r.wallS, 1)}`,
+      );
+  };
+  cpuTable('one process', single);
+  cpuTable('cluster', clustered);
+  // Where each curve bends: the first step past the issue's relay target, and where growth stopped.
+  const bend = (name: string, rs: readonly StepResult[], stop: string | null): void => {
+    if (rs.length === 0 && stop === null) return;
+    const over = rs.find((r) => r.loaded.p99 >= 50);
+    out(
+      `${name}: ${rs.at(-1)?.peers ?? 0} peers held and measured; ` +
+        (over ? `loaded p99 first >= 50 ms at ${over.peers} peers` : 'loaded p99 < 50 ms at every step') +
+        (stop ? `; stopped growing at ${stop}` : ''),
+    );
+  };
+  out('');
+  bend('one process', single, singleStop);
+  bend('cluster', clustered, clusterStop);
 });

@@ -54,7 +54,7 @@ import {
   type ServerMessage,
 } from '../../shared/protocol/signaling.js';
 import { DEFAULT_CATEGORY_THRESHOLDS } from '../../shared/planner/index.js';
-import { createApiLinkHub, type ApiLinkHub } from './api/api-link-hub.js';
+import { createApiLinkHub, type ApiLinkHub, type ApiLinkRemote } from './api/api-link-hub.js';
 import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
 import { createRingDriver } from './api/ring-driver.js';
 import { loadCatalog, type CatalogModel } from './catalog.js';
@@ -220,8 +220,19 @@ export function createSignalingServer(
   });
   let started: Started | null = null;
   // The API's links to ring stages ride on the stages' sockets; its requester is a coordinator peer.
+  // Cluster mode: stages held by other instances are reached through them (set once the node exists).
+  let apiRemote: ApiLinkRemote | null = null;
   const apiLinks: ApiLinkHub = createApiLinkHub({
     deliver: (peerId, msg) => io.deliver(peerId, msg),
+    ...(config.redis
+      ? {
+          remote: {
+            send: (peerId, msg, undelivered) =>
+              apiRemote ? apiRemote.send(peerId, msg, undelivered) : undelivered(null),
+            reply: (instance, peerId, msg) => apiRemote?.reply(instance, peerId, msg),
+          } satisfies ApiLinkRemote,
+        }
+      : {}),
     maxLinksPerPeer: config.api.maxConcurrentStreams,
     clock,
     logger: log,
@@ -412,6 +423,12 @@ export function createSignalingServer(
             clock,
             log,
             allowAnyRelay: config.allowAnyRelay,
+            // The coordinator's messages to this instance's API requester (it has no socket).
+            deliverInternal: (peer, msg) => {
+              if (peer !== apiPeerId) return false;
+              deliverToApi?.(msg);
+              return true;
+            },
           })
         : null;
       const coordinator =
@@ -438,6 +455,8 @@ export function createSignalingServer(
         clock,
       });
       cluster?.setLocalRelay(localRelay);
+      cluster?.setApiLinkHub(apiLinks);
+      if (cluster) apiRemote = cluster.apiLinks;
       if (cluster) await cluster.start();
       const relay = cluster?.relay ?? localRelay;
       const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay, cluster });

@@ -9,7 +9,11 @@
  * re-plan that tells 5,000 peers of one instance their assignments is one publish to it.
  */
 import type { RingworkErrorJSON } from '../../../shared/errors.js';
-import type { ClientMessageOf, ServerMessage } from '../../../shared/protocol/signaling.js';
+import type {
+  ClientMessageOf,
+  ServerMessage,
+  ServerMessageOf,
+} from '../../../shared/protocol/signaling.js';
 import type { ForwardedOp } from './coordinator-proxy.js';
 import { KEYS, type RedisStore } from './redis-store.js';
 
@@ -31,6 +35,10 @@ export type InstanceMessage =
   | { kind: 'release'; peer: string }
   /** The coordinator's message to a peer the receiving instance holds (null: it forgot the peer). */
   | { kind: 'out'; peer: string; msg: ServerMessage | null }
+  /** The server API's frame (opened on instance `from`) for stage `peer`, held by the receiver. */
+  | { kind: 'api-link'; from: string; peer: string; msg: ServerMessageOf<'api-link'> }
+  /** Stage `peer`'s frame on a link the receiving instance's API opened. */
+  | { kind: 'api-link-back'; peer: string; msg: ClientMessageOf<'api-link'> }
   /** A coordinator call forwarded to the leader by the instance holding `args[0]`. */
   | {
       kind: 'coord';

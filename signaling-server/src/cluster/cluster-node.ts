@@ -20,6 +20,12 @@
  *   (introductions-mirror.ts). When the lease lapses another instance takes it within a lease,
  *   starts a fresh coordinator and every instance re-feeds it the peers it holds.
  *
+ * - **The OpenAI API's links to ring stages** (api/api-link-hub.ts): a stage held by another instance
+ *   is reached over the bus — the API's frames go to the stage's holder (looked up in the directory,
+ *   one lookup per stage kept while it answers, so frames stay in order), which delivers them to the
+ *   stage's socket and posts the stage's frames back. The API requester of a follower is a peer of
+ *   the leader's coordinator like any other: its rings come to its instance as `out` messages.
+ *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
@@ -33,6 +39,7 @@ import {
   type ServerMessage,
 } from '../../../shared/protocol/signaling.js';
 import { unrefTimer, type Clock, type TimerHandle } from '../clock.js';
+import type { ApiLinkHub, ApiLinkRemote } from '../api/api-link-hub.js';
 import type { ConnectionIo } from '../connection-io.js';
 import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-types.js';
 import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
@@ -98,6 +105,11 @@ export interface ClusterNodeOptions {
   log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** The bench hook `--allow-any-relay` (test mode): followers let any two peers signal, as the leader does. */
   allowAnyRelay?: boolean;
+  /**
+   * Delivers the coordinator's message to a peer of this instance that has no socket (the server's
+   * own API requester); false when `peer` is not one.
+   */
+  deliverInternal?(peer: string, msg: ServerMessage): boolean;
 }
 
 /** One instance's membership of the cluster. */
@@ -116,6 +128,10 @@ export interface ClusterNode {
   connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
+  /** The server's API link hub: frames other instances send to stages held here, and back. */
+  setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
+  /** The API link hub's route to stages held by other instances. */
+  readonly apiLinks: ApiLinkRemote;
   /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
   adoptSession(peerId: string, token: string, roles: readonly PeerRole[], client?: string): Promise<void>;
   /** After `welcome`: records the session (new token) and claims the peer in the directory. */
@@ -174,6 +190,13 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   let timer: TimerHandle | null = null;
   let stopped = false;
   let localRelay: Relay | null = null;
+  let apiHub: Pick<ApiLinkHub, 'receive' | 'fromInstance'> | null = null;
+  /**
+   * The instance holding each stage the API links to: one directory lookup, kept (as a promise, so
+   * frames to one stage leave in the order they were sent) until a link to it closes or fails.
+   */
+  const apiRoutes = new Map<string, Promise<string | null>>();
+  const MAX_API_ROUTES = 4096;
 
   const sendErrorTo = (peer: string, err: RingworkError): void => {
     const conn = conns.get(peer);
@@ -301,7 +324,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const replay = (): void => {
     for (const [id, l] of locals) {
       const s = registry.get(id);
-      if (!s) continue;
+      if (!s) {
+        // The server's own API requester (no session, no token): a peer of whichever coordinator leads.
+        if (l.tokenHash === undefined && !l.adopted) {
+          forward('addPeer', [id, l.roles]);
+          for (const m of l.models) forward('requestRing', [id, m]);
+        }
+        continue;
+      }
       forward('addPeer', [id, l.roles]);
       if (l.capability) forward('setCapability', [id, l.capability]);
       if (!s.connected) forward('setOnline', [id, false]);
@@ -493,14 +523,25 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       }
       case 'out':
         mirror.observe(m.peer, m.msg);
-        if (m.msg) io.deliver(m.peer, m.msg);
+        if (m.msg && !opts.deliverInternal?.(m.peer, m.msg)) io.deliver(m.peer, m.msg);
+        return;
+      case 'api-link':
+        apiHub?.fromInstance(m.from, m.peer, m.msg);
+        return;
+      case 'api-link-back':
+        // A link closing (or refused) may mean the stage moved: look its holder up again next time.
+        if (m.msg.frame.kind === 'close') apiRoutes.delete(m.peer);
+        apiHub?.receive(m.peer, m.msg);
         return;
       case 'coord': {
         if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
         const peer = String(m.args[0]);
         if (m.op === 'removePeer') holderOf.delete(peer);
-        else if (m.internal === true) internalPeers.add(peer);
-        else {
+        else if (m.internal === true || internalPeers.has(peer)) {
+          // Another instance's API requester: its rings go to that instance (not listed as a peer).
+          internalPeers.add(peer);
+          holderOf.set(peer, m.from);
+        } else {
           holderOf.set(peer, m.from);
           // Only the holder forwards for a peer: one that resumed there from here is let go now (its
           // "release" may still be on the way), so what the coordinator answers goes to its holder.
@@ -587,6 +628,34 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     },
     setLocalRelay(local) {
       localRelay = local;
+    },
+    setApiLinkHub(hub) {
+      apiHub = hub;
+    },
+    apiLinks: {
+      send(peer, msg, undelivered) {
+        let route = apiRoutes.get(peer);
+        if (!route) {
+          if (apiRoutes.size >= MAX_API_ROUTES) apiRoutes.clear();
+          route = store.ownerOf(peer);
+          apiRoutes.set(peer, route);
+        }
+        const r = route;
+        const fail = (e: unknown): void => {
+          if (apiRoutes.get(peer) === r) apiRoutes.delete(peer);
+          undelivered(e);
+        };
+        r.then((owner) => {
+          if (owner === null || owner === me)
+            return fail(new RingworkError('PROTOCOL_UNKNOWN_PEER', `No stage ${peer} in the cluster.`, {}));
+          bus.post(owner, { kind: 'api-link', from: me, peer, msg }, fail);
+        }, fail);
+      },
+      reply(instance, peer, msg) {
+        bus.post(instance, { kind: 'api-link-back', peer, msg }, (e) =>
+          log.debug({ err: e, peer, instance }, 'api link frame not returned (instance gone)'),
+        );
+      },
     },
     relay: {
       relay(from, msg) {

@@ -57,7 +57,10 @@ export interface TestClusterOptions {
 const getJson = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
 
 /** Starts `redis-server`, then `names` one after another (the first usually takes the lease). */
-export async function startCluster(names: readonly string[], o: TestClusterOptions = {}): Promise<TestCluster> {
+export async function startCluster(
+  names: readonly string[],
+  o: TestClusterOptions = {},
+): Promise<TestCluster> {
   const redis = await startRedis();
   const instances: ClusterInstance[] = [];
   let stopped: Promise<void> | null = null;

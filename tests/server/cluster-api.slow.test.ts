@@ -61,7 +61,11 @@ function contributor(at: ClusterInstance, hub: ReturnType<typeof createMemoryTra
     network: async () => {
       if (net) return net;
       const welcome = await signaling.start();
-      net = { signaling: signalingPort(signaling), transport: hub.transport(welcome.peerId), peerId: welcome.peerId };
+      net = {
+        signaling: signalingPort(signaling),
+        transport: hub.transport(welcome.peerId),
+        peerId: welcome.peerId,
+      };
       return net;
     },
     createRunner: stories260KRunner,
@@ -91,7 +95,10 @@ beforeAll(
     asked = cluster.instances.find((i) => i !== holder)!;
     client = new OpenAI({ baseURL: `${asked.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: scaled(60_000) });
     const hub = createMemoryTransportHub();
-    const opened = await openModelLocation({ url: 'public/models/stories260K/stories260K.bin' }, nodeOpenerFor);
+    const opened = await openModelLocation(
+      { url: 'public/models/stories260K/stories260K.bin' },
+      nodeOpenerFor,
+    );
     const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
     // Memory forces a split over both contributors: the first stage and the head are two peers.
     const memoryBytes = swarmMemoryBytes(
@@ -99,7 +106,9 @@ beforeAll(
       2,
     );
     for (let i = 0; i < 2; i++)
-      await contributor(holder, hub).start({ capability: { ...CAPABILITY, tflops: SWARM_TFLOPS, memoryBytes } });
+      await contributor(holder, hub).start({
+        capability: { ...CAPABILITY, tflops: SWARM_TFLOPS, memoryBytes },
+      });
     await waitUntil(
       'both contributors serving a stage',
       () => contributors.every((c) => c.store.getState().phase === 'serving'),
@@ -183,8 +192,18 @@ describe('cluster mode: /v1 on an instance that holds none of the ring', () => {
     expect(during).toBeGreaterThan(0);
     await waitUntil('ring sessions released', () => openSessions() === 0, { timeoutMs: scaled(10_000) });
     // The instance holding the stages is asked too: its own API requester reaches them locally.
-    const local = new OpenAI({ baseURL: `${holder.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: scaled(60_000) });
-    const r = await local.completions.create({ model: 'stories260K', prompt: PROMPT, max_tokens: 60, temperature: 0 });
+    const local = new OpenAI({
+      baseURL: `${holder.url}/v1`,
+      apiKey: KEY,
+      maxRetries: 0,
+      timeout: scaled(60_000),
+    });
+    const r = await local.completions.create({
+      model: 'stories260K',
+      prompt: PROMPT,
+      max_tokens: 60,
+      temperature: 0,
+    });
     expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
   });
 });

@@ -9,11 +9,7 @@
  * re-plan that tells 5,000 peers of one instance their assignments is one publish to it.
  */
 import type { RingworkErrorJSON } from '../../../shared/errors.js';
-import type {
-  ClientMessageOf,
-  ServerMessage,
-  ServerMessageOf,
-} from '../../../shared/protocol/signaling.js';
+import type { ClientMessageOf, ServerMessage, ServerMessageOf } from '../../../shared/protocol/signaling.js';
 import type { ForwardedOp } from './coordinator-proxy.js';
 import { KEYS, type RedisStore } from './redis-store.js';
 

@@ -43,6 +43,11 @@ export type InstanceMessage =
       args: unknown[];
       /** The peer has no session on `from`: the server's own API requester, not listed as a peer. */
       internal?: boolean;
+      /**
+       * `addPeer` and `setCapability`: the address `from` verified the peer's sign-in for (null: none).
+       * The leader's stake gate judges the peer by it; it never comes from the peer's own words.
+       */
+      address?: string | null;
     };
 
 /** Counters of one instance's bus (shown by `/healthz`, used by the bench to find the hot path). */

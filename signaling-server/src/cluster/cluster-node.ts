@@ -26,6 +26,10 @@
  *   stage's socket and posts the stage's frames back. The API requester of a follower is a peer of
  *   the leader's coordinator like any other: its rings come to its instance as `out` messages.
  *
+ * - **Signed-in addresses**: a follower's forwarded `addPeer` and `setCapability` carry the address
+ *   its own sign-in check bound to the peer (never anything the peer says), so the leader's stake
+ *   gate judges peers on every instance ({@link ClusterNode.addressOf}, `onRemotePeer`).
+ *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
@@ -110,6 +114,13 @@ export interface ClusterNodeOptions {
    * own API requester); false when `peer` is not one.
    */
   deliverInternal?(peer: string, msg: ServerMessage): boolean;
+  /** The address this instance verified for a peer it holds (its sign-in binding), if any. */
+  addressOf?(peer: string): string | undefined;
+  /**
+   * Leader: a peer held by another instance joined (`addPeer`) or its verified address changed —
+   * the stake gate reads its stake (as `onSession` does for a local peer).
+   */
+  onRemotePeer?(peer: string, roles: readonly string[]): void;
 }
 
 /** One instance's membership of the cluster. */
@@ -132,6 +143,12 @@ export interface ClusterNode {
   setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
   /** The API link hub's route to stages held by other instances. */
   readonly apiLinks: ApiLinkRemote;
+  /** Leader: the address the holding instance verified for a peer held elsewhere (undefined: none). */
+  addressOf(peer: string): string | undefined;
+  /** Leader: true while another instance holds `peer` (as the forwarded calls say). */
+  holdsRemote(peer: string): boolean;
+  /** Sends a server message to a peer wherever it is held (here, or through its instance). */
+  deliver(peer: string, msg: ServerMessage): void;
   /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
   adoptSession(peerId: string, token: string, roles: readonly PeerRole[], client?: string): Promise<void>;
   /** After `welcome`: records the session (new token) and claims the peer in the directory. */
@@ -150,6 +167,9 @@ export interface ClusterNode {
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
 }
+
+/** An EVM address as a sign-in binds it. */
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 const EMPTY_SNAPSHOT: CoordinatorSnapshot = { epoch: 0, plans: 0, models: [], rings: [], peers: [] };
 
@@ -174,6 +194,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const holderOf = new Map<string, string>();
   /** Leader: other instances' API requester peers (sessions of no tab: not listed by `/api/network`). */
   const internalPeers = new Set<string>();
+  /** Leader: the sign-in address each remote peer's instance verified. */
+  const remoteAddress = new Map<string, string>();
   /** Set while a vouched signal from another instance runs through the local relay. */
   let vouched: { from: string; to: string } | null = null;
   /** Follower: until when `/api/network` readers want the leader's snapshot refreshed. */
@@ -289,9 +311,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     // No leader known right now: dropped; whoever takes the lease is re-fed every peer (replay).
     if (knownLeader === null || knownLeader === me) return undefined;
     const internal = op === 'addPeer' && !registry.get(String(args[0]));
+    // The address this instance verified (its own binding), for the leader's stake gate.
+    const address =
+      !internal && (op === 'addPeer' || op === 'setCapability')
+        ? { address: opts.addressOf?.(String(args[0])) ?? null }
+        : {};
     bus.post(
       knownLeader,
-      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}) },
+      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}), ...address },
       (e: unknown) => {
         // Status reports can be lost; a peer waiting on a profile or ring request is told why.
         if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
@@ -368,6 +395,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     takeovers++;
     holderOf.clear();
     internalPeers.clear();
+    remoteAddress.clear();
     deadOnce = new Set();
     log.info({ instance: me }, 'this instance is now the coordinator');
     store.publish(KEYS.chLeader, { leader: me }).catch(() => undefined);
@@ -380,6 +408,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     real.stop();
     real = null;
     holderOf.clear();
+    remoteAddress.clear();
     if (knownLeader === me) knownLeader = null;
     log.warn({ instance: me, why }, 'this instance is no longer the coordinator');
   };
@@ -412,6 +441,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         return;
       }
       holderOf.delete(id);
+      remoteAddress.delete(id);
       if (real && !registry.get(id)) {
         real.removePeer(id, 'its instance is gone');
         outbound(id, null);
@@ -536,8 +566,11 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       case 'coord': {
         if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
         const peer = String(m.args[0]);
-        if (m.op === 'removePeer') holderOf.delete(peer);
-        else if (m.internal === true || internalPeers.has(peer)) {
+        let joined: readonly string[] | null = null;
+        if (m.op === 'removePeer') {
+          holderOf.delete(peer);
+          remoteAddress.delete(peer);
+        } else if (m.internal === true || internalPeers.has(peer)) {
           // Another instance's API requester: its rings go to that instance (not listed as a peer).
           internalPeers.add(peer);
           holderOf.set(peer, m.from);
@@ -546,8 +579,18 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
           // Only the holder forwards for a peer: one that resumed there from here is let go now (its
           // "release" may still be on the way), so what the coordinator answers goes to its holder.
           if (m.from !== me && registry.get(peer)) onInstanceMessage({ kind: 'release', peer });
+          if (m.op === 'addPeer' || m.op === 'setCapability') {
+            // Only what the holding instance verified counts (and only a well-formed address).
+            const addr = typeof m.address === 'string' && ADDRESS.test(m.address) ? m.address : undefined;
+            const before = remoteAddress.get(peer);
+            if (addr) remoteAddress.set(peer, addr);
+            else remoteAddress.delete(peer);
+            if (m.op === 'addPeer') joined = Array.isArray(m.args[1]) ? m.args[1].map(String) : [];
+            else if (before !== addr) joined = ['contributor'];
+          }
         }
         applyRemote(m.op, m.args);
+        if (joined) opts.onRemotePeer?.(peer, joined);
         return;
       }
       case 'error':
@@ -629,6 +672,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     setLocalRelay(local) {
       localRelay = local;
     },
+    addressOf: (peer) => remoteAddress.get(peer),
+    holdsRemote: (peer) => real !== null && holderOf.has(peer),
+    deliver: (peer, msg) => outbound(peer, msg),
     setApiLinkHub(hub) {
       apiHub = hub;
     },

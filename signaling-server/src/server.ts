@@ -54,7 +54,7 @@ import {
   type ServerMessage,
 } from '../../shared/protocol/signaling.js';
 import { DEFAULT_CATEGORY_THRESHOLDS } from '../../shared/planner/index.js';
-import { createApiLinkHub, type ApiLinkHub } from './api/api-link-hub.js';
+import { createApiLinkHub, type ApiLinkHub, type ApiLinkRemote } from './api/api-link-hub.js';
 import { createOpenAiApi, type OpenAiApi } from './api/openai-api.js';
 import { createRingDriver } from './api/ring-driver.js';
 import { loadCatalog, type CatalogModel } from './catalog.js';
@@ -62,7 +62,7 @@ import { createClientAddressResolver } from './client-address.js';
 import { systemClock, unrefTimer, type Clock, type TimerHandle } from './clock.js';
 import { resolveConfig, type SignalingConfig, type SignalingConfigInput } from './config.js';
 import { createConnectionIo } from './connection-io.js';
-import { createClusterNode } from './cluster/cluster-node.js';
+import { createClusterNode, type ClusterNode } from './cluster/cluster-node.js';
 import { createCoordinator, type Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { createEventLoopMonitor } from './event-loop-delay.js';
 import { createFrameGate } from './frame-gate.js';
@@ -220,8 +220,19 @@ export function createSignalingServer(
   });
   let started: Started | null = null;
   // The API's links to ring stages ride on the stages' sockets; its requester is a coordinator peer.
+  // Cluster mode: stages held by other instances are reached through them (set once the node exists).
+  let apiRemote: ApiLinkRemote | null = null;
   const apiLinks: ApiLinkHub = createApiLinkHub({
     deliver: (peerId, msg) => io.deliver(peerId, msg),
+    ...(config.redis
+      ? {
+          remote: {
+            send: (peerId, msg, undelivered) =>
+              apiRemote ? apiRemote.send(peerId, msg, undelivered) : undelivered(null),
+            reply: (instance, peerId, msg) => apiRemote?.reply(instance, peerId, msg),
+          } satisfies ApiLinkRemote,
+        }
+      : {}),
     maxLinksPerPeer: config.api.maxConcurrentStreams,
     clock,
     logger: log,
@@ -335,15 +346,22 @@ export function createSignalingServer(
       // ledger it reports to are made below, hence the late-bound references.
       let coordinatorRef: Coordinator | null = null;
       let ledgerRef: Ledger | null = null;
+      let clusterRef: ClusterNode | null = null;
       stake = await openStake(config, {
-        addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
-        isLive: (peer) => registry.get(peer) !== undefined,
+        // Cluster mode: the leader also judges peers held by other instances, by the address the
+        // holding instance verified (carried with its forwarded profile).
+        addressOf: (peer) => ctx.identity.bindings.of(peer)?.address ?? clusterRef?.addressOf(peer),
+        isLive: (peer) => registry.get(peer) !== undefined || clusterRef?.holdsRemote(peer) === true,
         clock,
         logger: log,
         recordSlash: (row) => ledgerRef?.recordSlash(row) ?? Promise.resolve(),
         onChange: (peer, refusal) => {
           coordinatorRef?.membershipChanged(`stake standing of ${peer}`);
-          if (refusal) io.deliver(peer, signalingErrorMessage(refusal));
+          if (!refusal) return;
+          // In a cluster the leader's gate tells the peer (wherever it is held); a follower's own
+          // gate only keeps its standing for /api/stake, so the peer is told once.
+          if (!clusterRef) io.deliver(peer, signalingErrorMessage(refusal));
+          else if (clusterRef.info().coordinator) clusterRef.deliver(peer, signalingErrorMessage(refusal));
         },
       });
       const gate = stake?.gate;
@@ -412,6 +430,16 @@ export function createSignalingServer(
             clock,
             log,
             allowAnyRelay: config.allowAnyRelay,
+            addressOf: (peer) => ctx.identity.bindings.of(peer)?.address,
+            onRemotePeer: (peer, roles) => {
+              if (roles.includes('contributor')) void gate?.refresh(peer);
+            },
+            // The coordinator's messages to this instance's API requester (it has no socket).
+            deliverInternal: (peer, msg) => {
+              if (peer !== apiPeerId) return false;
+              deliverToApi?.(msg);
+              return true;
+            },
           })
         : null;
       const coordinator =
@@ -438,6 +466,9 @@ export function createSignalingServer(
         clock,
       });
       cluster?.setLocalRelay(localRelay);
+      cluster?.setApiLinkHub(apiLinks);
+      clusterRef = cluster;
+      if (cluster) apiRemote = cluster.apiLinks;
       if (cluster) await cluster.start();
       const relay = cluster?.relay ?? localRelay;
       const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay, cluster });

@@ -21,7 +21,7 @@ import { createMemoryTransportHub } from '../../shared/transport/memory-transpor
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
-import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
+import type { SpawnedServer } from '../../tools/testing/spawn-server';
 import {
   createSignalingClient,
   signalingPort,
@@ -29,7 +29,7 @@ import {
 } from '../../web/src/network/signaling-client';
 import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
-import { startRedis, type TestRedis } from '../helpers/redis-server';
+import { startCluster, type TestCluster } from '../helpers/cluster';
 import { startTcpBalancer, type TcpBalancer } from '../helpers/tcp-balancer';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 import { CAPABILITY, GOLDEN_SETTINGS, warmUpOrt } from '../shared/app/app-fixture';
@@ -37,7 +37,7 @@ import { CAPABILITY, GOLDEN_SETTINGS, warmUpOrt } from '../shared/app/app-fixtur
 const GOLDEN = loadGolden().text;
 const PROMPT = 'Once upon a time';
 
-let redis: TestRedis;
+let cluster: TestCluster | undefined;
 let balancer: TcpBalancer | undefined;
 const servers: SpawnedServer[] = [];
 const clients: SignalingClient[] = [];
@@ -85,23 +85,16 @@ async function ask(): Promise<{ text: string; peers: string[] }> {
 beforeAll(
   async () => {
     await warmUpOrt();
-    redis = await startRedis();
-    for (const name of ['a', 'b'])
-      servers.push(
-        await spawnServer([
-          '--redis',
-          redis.url,
-          '--instance-id',
-          name,
-          '--cluster-lease-ms',
-          '1500',
-          '--category-c-below-tflops',
-          '0',
-          // The balancer's address: a loopback name on another port.
-          '--allow-host',
-          '127.0.0.1',
-        ]),
-      );
+    cluster = await startCluster(['a', 'b'], {
+      args: [
+        '--category-c-below-tflops',
+        '0',
+        // The balancer's address: a loopback name on another port.
+        '--allow-host',
+        '127.0.0.1',
+      ],
+    });
+    servers.push(...cluster.instances.map((i) => i.server));
     balancer = await startTcpBalancer(servers.map((s) => Number(new URL(s.url).port)));
     const opened = await openModelLocation(
       { url: 'public/models/stories260K/stories260K.bin' },
@@ -146,8 +139,7 @@ afterAll(async () => {
   for (const c of contributors) await c.stop();
   for (const s of clients) s.stop();
   await balancer?.close();
-  await Promise.all(servers.map((s) => s.stop()));
-  await redis?.kill();
+  await cluster?.stop();
 });
 
 describe('cluster mode: a ring across two server instances', () => {

@@ -6,46 +6,19 @@
  */
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
-import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
-import { startRedis, type TestRedis } from '../helpers/redis-server';
+import { startCluster, type ClusterInstance, type TestCluster } from '../helpers/cluster';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
-import { capability, connect, hello, httpGet, type TestClient } from './signaling-test-client';
+import { capability, connect, hello, type TestClient } from './signaling-test-client';
 
 const CAP = 6;
 
-interface Instance {
-  name: string;
-  server: SpawnedServer;
-  port: number;
-}
+type Instance = ClusterInstance;
 
-let redis: TestRedis;
-const instances: Instance[] = [];
+let cluster: TestCluster;
+let instances: Instance[] = [];
 const clients: TestClient[] = [];
 
-async function startInstance(name: string): Promise<Instance> {
-  const server = await spawnServer([
-    '--redis',
-    redis.url,
-    '--instance-id',
-    name,
-    '--cluster-lease-ms',
-    '1500',
-    '--max-connections-per-ip',
-    String(CAP),
-    '--heartbeat-timeout-ms',
-    '600000',
-    '--replan-debounce-ms',
-    '100',
-  ]);
-  const inst = { name, server, port: Number(new URL(server.url).port) };
-  instances.push(inst);
-  return inst;
-}
-
-const network = async (inst: Instance): Promise<NetworkSnapshot> =>
-  JSON.parse((await httpGet(inst.port, '/api/network')).body) as NetworkSnapshot;
+const network = (inst: Instance) => cluster.network(inst);
 
 /** Tries one WebSocket upgrade: the HTTP status of a refusal, or 0 when it opened (kept open). */
 function upgrade(inst: Instance): Promise<{ status: number; body: string; ws?: WebSocket }> {
@@ -69,15 +42,22 @@ const closeWs = (ws: WebSocket): Promise<void> =>
   });
 
 beforeAll(async () => {
-  redis = await startRedis();
-  await startInstance('a');
-  await startInstance('b');
+  cluster = await startCluster(['a', 'b'], {
+    args: [
+      '--max-connections-per-ip',
+      String(CAP),
+      '--heartbeat-timeout-ms',
+      '600000',
+      '--replan-debounce-ms',
+      '100',
+    ],
+  });
+  instances = cluster.instances;
 }, TIMEOUTS.serverStart * 2);
 
 afterAll(async () => {
   for (const c of clients) c.ws.terminate();
-  await Promise.all(instances.map((i) => i.server.stop()));
-  await redis?.kill();
+  await cluster?.stop();
 });
 
 describe('cluster mode: the network view and the address cap are shared (redis-server + 2 servers)', () => {

@@ -7,20 +7,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessageOf } from '../../shared/protocol/signaling';
-import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
-import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
-import { startRedis, type TestRedis } from '../helpers/redis-server';
+import { startCluster, TEST_LEASE_MS, type ClusterInstance, type TestCluster } from '../helpers/cluster';
+import type { TestRedis } from '../helpers/redis-server';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
-import { capability, connect, hello, httpGet, type TestClient } from './signaling-test-client';
+import { capability, connect, hello, type TestClient } from './signaling-test-client';
 
-const LEASE_MS = 1500;
+const LEASE_MS = TEST_LEASE_MS;
+// Long heartbeats: these peers are raw sockets that do not answer pings; a quick re-plan.
+const ARGS = ['--heartbeat-timeout-ms', '600000', '--replan-debounce-ms', '100'];
 
-interface Instance {
-  name: string;
-  server: SpawnedServer;
-  port: number;
-  dead: boolean;
-}
+type Instance = ClusterInstance;
 interface Peer {
   c: TestClient;
   id: string;
@@ -28,62 +24,18 @@ interface Peer {
   at: Instance;
   roles: Array<'contributor' | 'requester'>;
 }
-interface Health {
-  ok: boolean;
-  peers: number;
-  cluster?: { instance: string; coordinator: boolean; leader: string | null; redis: 'up' | 'down' };
-}
 
+let cluster: TestCluster;
 let redis: TestRedis;
-const instances: Instance[] = [];
+let instances: Instance[] = [];
 const clients: TestClient[] = [];
 
-async function startInstance(name: string): Promise<Instance> {
-  const server = await spawnServer([
-    '--redis',
-    redis.url,
-    '--instance-id',
-    name,
-    '--cluster-lease-ms',
-    String(LEASE_MS),
-    '--heartbeat-timeout-ms',
-    '600000',
-    '--replan-debounce-ms',
-    '100',
-  ]);
-  const inst = { name, server, port: Number(new URL(server.url).port), dead: false };
-  instances.push(inst);
-  return inst;
-}
-
-function killInstance(inst: Instance): void {
-  inst.dead = true;
-  process.kill(inst.server.pid!, 'SIGKILL');
-}
-
-const health = async (inst: Instance): Promise<Health> =>
-  JSON.parse((await httpGet(inst.port, '/healthz')).body) as Health;
-const network = async (inst: Instance): Promise<NetworkSnapshot> =>
-  JSON.parse((await httpGet(inst.port, '/api/network')).body) as NetworkSnapshot;
-const alive = (): Instance[] => instances.filter((i) => !i.dead);
-
-/** The one live instance whose coordinator is active, once every live instance agrees on it. */
-async function coordinatorInstance(what: string): Promise<Instance> {
-  return waitUntil(
-    what,
-    async () => {
-      const hs = await Promise.all(alive().map(health));
-      const leaders = alive().filter((_, i) => hs[i]!.cluster?.coordinator === true);
-      if (leaders.length !== 1) return undefined;
-      const name = leaders[0]!.name;
-      return hs.every((h) => h.cluster?.leader === name && h.cluster.redis === 'up') ? leaders[0] : undefined;
-    },
-    {
-      timeoutMs: scaled(15_000),
-      describe: async () => JSON.stringify(await Promise.all(alive().map(health))),
-    },
-  );
-}
+const startInstance = (name: string): Promise<Instance> => cluster.start(name);
+const killInstance = (inst: Instance): void => cluster.kill(inst);
+const health = (inst: Instance) => cluster.health(inst);
+const network = (inst: Instance) => cluster.network(inst);
+const alive = (): Instance[] => cluster.alive();
+const coordinatorInstance = (what: string): Promise<Instance> => cluster.coordinatorInstance(what);
 
 async function join(at: Instance, roles: Peer['roles'], memoryBytes?: number): Promise<Peer> {
   const c = await connect(at.port);
@@ -124,16 +76,14 @@ let requester: Peer;
 let ring: ServerMessageOf<'ring'>;
 
 beforeAll(async () => {
-  redis = await startRedis();
-  await startInstance('a');
-  await startInstance('b');
-  await startInstance('c');
+  cluster = await startCluster(['a', 'b', 'c'], { args: ARGS });
+  redis = cluster.redis;
+  instances = cluster.instances;
 }, TIMEOUTS.serverStart * 3);
 
 afterAll(async () => {
   for (const c of clients) c.ws.terminate();
-  await Promise.all(instances.map((i) => i.server.stop()));
-  await redis?.kill();
+  await cluster?.stop();
 });
 
 describe('cluster mode (redis-server + 3 server processes)', () => {

@@ -8,6 +8,11 @@
  * own budget ({@link ApiLinkHub.admitFrame}), used instead of the per-connection frame gate while the
  * server holds links to it — the API's traffic is the server's own and must not be throttled by the
  * limits meant for strangers' frames, but a stage cannot use it to flood either.
+ *
+ * Cluster mode: a stage may be held by another instance. Then the frames go over the cluster bus
+ * ({@link ApiLinkRemote}): the holder's hub delivers them to the stage's socket, remembers which
+ * instance opened the link, and posts the stage's frames back to it — the same per-stage bounds
+ * (links, frame budget) count where the stage is, for every instance's links together.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -16,6 +21,7 @@ import {
   SIGNALING_VERSION,
   type ClientMessageOf,
   type ServerMessage,
+  type ServerMessageOf,
 } from '../../../shared/protocol/signaling.js';
 import { createApiLinkChannel, type ApiLinkChannel } from '../../../shared/transport/api-link-channel.js';
 import { createPeerLink } from '../../../shared/transport/peer-link.js';
@@ -23,10 +29,23 @@ import type { PeerLink, Transport } from '../../../shared/transport/types.js';
 import { systemClock, type Clock } from '../clock.js';
 import { createTokenBucket, type TokenBucket } from '../rate-limit.js';
 
+/**
+ * Cluster mode: how the hub reaches stages held by other instances (cluster/cluster-node.ts posts
+ * these over the cluster bus, in order per stage).
+ */
+export interface ApiLinkRemote {
+  /** Posts a frame to the instance holding `peerId`; `undelivered` runs when none holds it. */
+  send(peerId: string, msg: ServerMessageOf<'api-link'>, undelivered: (e: unknown) => void): void;
+  /** Posts a stage's frame back to the instance whose API opened the link. */
+  reply(instance: string, peerId: string, msg: ClientMessageOf<'api-link'>): void;
+}
+
 /** Options of {@link createApiLinkHub}. */
 export interface ApiLinkHubOptions {
   /** Sends to a peer's socket; false when it has none. */
   deliver(peerId: string, msg: ServerMessage): boolean;
+  /** Cluster mode: the route to stages this instance does not hold (absent: one process). */
+  remote?: ApiLinkRemote;
   /** Links the server may hold to one stage (default 64). */
   maxLinksPerPeer?: number;
   /** How long a stage has to acknowledge a new link, ms (default 10 s). */
@@ -50,6 +69,13 @@ export interface ApiLinkHub {
   /** An `api-link` frame from a stage. */
   receive(peerId: string, msg: ClientMessageOf<'api-link'>): void;
   /**
+   * Cluster mode: a frame another instance's API sends to stage `peerId`, held here. An `open`
+   * counts against the stage's link bound (all instances' links together) and is refused with a
+   * `close` back when it is full or the stage has no socket; other frames pass only on a link
+   * `instance` opened.
+   */
+  fromInstance(instance: string, peerId: string, msg: ServerMessageOf<'api-link'>): void;
+  /**
    * True when a frame of `bytes` from `peerId` is an `api-link` frame (`raw` starts like one) that
    * the stage's own API budget admits: it then skips the per-connection frame gate.
    */
@@ -71,6 +97,8 @@ function startsWithPrefix(raw: Buffer | ArrayBuffer | Buffer[]): boolean {
 
 interface PeerLinks {
   channels: Map<string, ApiLinkChannel>;
+  /** Cluster mode: links other instances opened to this stage (link id -> that instance). */
+  remote: Map<string, string>;
   budget: TokenBucket;
 }
 
@@ -84,10 +112,35 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
   let closed = false;
 
   const send = (peerId: string, link: string) => (frame: ClientMessageOf<'api-link'>['frame']) => {
-    if (!o.deliver(peerId, { type: 'api-link', v: SIGNALING_VERSION, link, frame }))
-      throw new RingworkError('TRANSPORT_CLOSED', `The stage ${peerId} has no signaling socket.`, {
-        details: { peer: peerId },
-      });
+    const msg: ServerMessageOf<'api-link'> = { type: 'api-link', v: SIGNALING_VERSION, link, frame };
+    if (o.deliver(peerId, msg)) return;
+    if (o.remote) {
+      // Held by another instance (or by none: then the link closes as refused).
+      o.remote.send(peerId, msg, () =>
+        byPeer.get(peerId)?.channels.get(link)?.receive({ kind: 'close', reason: 'stage unreachable' }),
+      );
+      return;
+    }
+    throw new RingworkError('TRANSPORT_CLOSED', `The stage ${peerId} has no signaling socket.`, {
+      details: { peer: peerId },
+    });
+  };
+
+  const linksOf = (p: PeerLinks): number => p.channels.size + p.remote.size;
+  const entryOf = (peerId: string): PeerLinks => {
+    let p = byPeer.get(peerId);
+    if (!p) {
+      p = {
+        channels: new Map(),
+        remote: new Map(),
+        budget: createTokenBucket({ capacity: 2 * perSecond, refillPerSecond: perSecond, clock }),
+      };
+      byPeer.set(peerId, p);
+    }
+    return p;
+  };
+  const dropIfEmpty = (peerId: string, p: PeerLinks): void => {
+    if (linksOf(p) === 0 && byPeer.get(peerId) === p) byPeer.delete(peerId);
   };
 
   const forget = (peerId: string, link: string, channel: ApiLinkChannel) => {
@@ -95,15 +148,15 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
     if (p?.channels.get(link) !== channel) return;
     p.channels.delete(link);
     size--;
-    if (p.channels.size === 0) byPeer.delete(peerId);
+    dropIfEmpty(peerId, p);
   };
 
   const connect: ApiLinkHub['connect'] = (peerId, requesterId, opts = {}) =>
     new Promise<PeerLink>((resolve, reject) => {
       if (closed) return reject(new RingworkError('TRANSPORT_CLOSED', 'The server is stopping.'));
       if (opts.signal?.aborted) return reject(new RingworkError('ABORTED', 'Connecting was aborted.'));
-      let p = byPeer.get(peerId);
-      if (p && p.channels.size >= maxLinks)
+      const existing = byPeer.get(peerId);
+      if (existing && linksOf(existing) >= maxLinks)
         return reject(
           new RingworkError(
             'STAGE_SESSION_LIMIT',
@@ -111,13 +164,7 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
             { details: { peer: peerId, maxLinks } },
           ),
         );
-      if (!p) {
-        p = {
-          channels: new Map(),
-          budget: createTokenBucket({ capacity: 2 * perSecond, refillPerSecond: perSecond, clock }),
-        };
-        byPeer.set(peerId, p);
-      }
+      const p = entryOf(peerId);
       const link = randomBytes(12).toString('base64url');
       const channel = createApiLinkChannel({ send: send(peerId, link), open: false });
       p.channels.set(link, channel);
@@ -182,9 +229,19 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
       close: async () => undefined,
     }),
     receive(peerId, msg) {
-      const channel = byPeer.get(peerId)?.channels.get(msg.link);
+      const p = byPeer.get(peerId);
+      const channel = p?.channels.get(msg.link);
       if (channel) {
         channel.receive(msg.frame);
+        return;
+      }
+      const origin = p?.remote.get(msg.link);
+      if (p && origin !== undefined && o.remote) {
+        o.remote.reply(origin, peerId, msg);
+        if (msg.frame.kind === 'close') {
+          p.remote.delete(msg.link);
+          dropIfEmpty(peerId, p);
+        }
         return;
       }
       // Not ours (closed meanwhile, or never opened): say so once, unless it is a close itself.
@@ -195,6 +252,39 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
           /* gone */
         }
     },
+    fromInstance(instance, peerId, msg) {
+      const refuse = (reason: string): void =>
+        o.remote?.reply(instance, peerId, {
+          type: 'api-link',
+          v: SIGNALING_VERSION,
+          link: msg.link,
+          frame: { kind: 'close', reason },
+        });
+      if (closed) return refuse('server stopping');
+      const known = byPeer.get(peerId)?.remote.get(msg.link);
+      if (msg.frame.kind === 'open') {
+        if (known !== undefined) return;
+        const p = entryOf(peerId);
+        if (linksOf(p) >= maxLinks) {
+          dropIfEmpty(peerId, p);
+          return refuse('too many API links');
+        }
+        p.remote.set(msg.link, instance);
+      } else if (known !== instance) return;
+      const p = byPeer.get(peerId);
+      if (!o.deliver(peerId, msg)) {
+        if (p) {
+          p.remote.delete(msg.link);
+          dropIfEmpty(peerId, p);
+        }
+        if (msg.frame.kind !== 'close') refuse('stage unreachable');
+        return;
+      }
+      if (msg.frame.kind === 'close' && p) {
+        p.remote.delete(msg.link);
+        dropIfEmpty(peerId, p);
+      }
+    },
     admitFrame(peerId, raw) {
       const p = byPeer.get(peerId);
       return p !== undefined && startsWithPrefix(raw) && p.budget.take();
@@ -203,6 +293,17 @@ export function createApiLinkHub(o: ApiLinkHubOptions): ApiLinkHub {
       const p = byPeer.get(peerId);
       if (!p) return;
       for (const c of [...p.channels.values()]) c.drop();
+      // Other instances' links to this stage: their ends close now, as a local one does.
+      for (const [link, instance] of [...p.remote]) {
+        p.remote.delete(link);
+        o.remote?.reply(instance, peerId, {
+          type: 'api-link',
+          v: SIGNALING_VERSION,
+          link,
+          frame: { kind: 'close', reason: 'stage gone' },
+        });
+      }
+      dropIfEmpty(peerId, p);
       o.logger?.debug({ peer: peerId }, 'api links dropped with the socket');
     },
     get size() {

@@ -9,7 +9,7 @@
  * re-plan that tells 5,000 peers of one instance their assignments is one publish to it.
  */
 import type { RingworkErrorJSON } from '../../../shared/errors.js';
-import type { ClientMessageOf, ServerMessage } from '../../../shared/protocol/signaling.js';
+import type { ClientMessageOf, ServerMessage, ServerMessageOf } from '../../../shared/protocol/signaling.js';
 import type { ForwardedOp } from './coordinator-proxy.js';
 import { KEYS, type RedisStore } from './redis-store.js';
 
@@ -31,6 +31,10 @@ export type InstanceMessage =
   | { kind: 'release'; peer: string }
   /** The coordinator's message to a peer the receiving instance holds (null: it forgot the peer). */
   | { kind: 'out'; peer: string; msg: ServerMessage | null }
+  /** The server API's frame (opened on instance `from`) for stage `peer`, held by the receiver. */
+  | { kind: 'api-link'; from: string; peer: string; msg: ServerMessageOf<'api-link'> }
+  /** Stage `peer`'s frame on a link the receiving instance's API opened. */
+  | { kind: 'api-link-back'; peer: string; msg: ClientMessageOf<'api-link'> }
   /** A coordinator call forwarded to the leader by the instance holding `args[0]`. */
   | {
       kind: 'coord';
@@ -39,6 +43,11 @@ export type InstanceMessage =
       args: unknown[];
       /** The peer has no session on `from`: the server's own API requester, not listed as a peer. */
       internal?: boolean;
+      /**
+       * `addPeer` and `setCapability`: the address `from` verified the peer's sign-in for (null: none).
+       * The leader's stake gate judges the peer by it; it never comes from the peer's own words.
+       */
+      address?: string | null;
     };
 
 /** Counters of one instance's bus (shown by `/healthz`, used by the bench to find the hot path). */

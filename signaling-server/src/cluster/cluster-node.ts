@@ -20,6 +20,16 @@
  *   (introductions-mirror.ts). When the lease lapses another instance takes it within a lease,
  *   starts a fresh coordinator and every instance re-feeds it the peers it holds.
  *
+ * - **The OpenAI API's links to ring stages** (api/api-link-hub.ts): a stage held by another instance
+ *   is reached over the bus — the API's frames go to the stage's holder (looked up in the directory,
+ *   one lookup per stage kept while it answers, so frames stay in order), which delivers them to the
+ *   stage's socket and posts the stage's frames back. The API requester of a follower is a peer of
+ *   the leader's coordinator like any other: its rings come to its instance as `out` messages.
+ *
+ * - **Signed-in addresses**: a follower's forwarded `addPeer` and `setCapability` carry the address
+ *   its own sign-in check bound to the peer (never anything the peer says), so the leader's stake
+ *   gate judges peers on every instance ({@link ClusterNode.addressOf}, `onRemotePeer`).
+ *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
@@ -33,6 +43,7 @@ import {
   type ServerMessage,
 } from '../../../shared/protocol/signaling.js';
 import { unrefTimer, type Clock, type TimerHandle } from '../clock.js';
+import type { ApiLinkHub, ApiLinkRemote } from '../api/api-link-hub.js';
 import type { ConnectionIo } from '../connection-io.js';
 import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-types.js';
 import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
@@ -98,6 +109,18 @@ export interface ClusterNodeOptions {
   log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** The bench hook `--allow-any-relay` (test mode): followers let any two peers signal, as the leader does. */
   allowAnyRelay?: boolean;
+  /**
+   * Delivers the coordinator's message to a peer of this instance that has no socket (the server's
+   * own API requester); false when `peer` is not one.
+   */
+  deliverInternal?(peer: string, msg: ServerMessage): boolean;
+  /** The address this instance verified for a peer it holds (its sign-in binding), if any. */
+  addressOf?(peer: string): string | undefined;
+  /**
+   * Leader: a peer held by another instance joined (`addPeer`) or its verified address changed —
+   * the stake gate reads its stake (as `onSession` does for a local peer).
+   */
+  onRemotePeer?(peer: string, roles: readonly string[]): void;
 }
 
 /** One instance's membership of the cluster. */
@@ -116,6 +139,16 @@ export interface ClusterNode {
   connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
+  /** The server's API link hub: frames other instances send to stages held here, and back. */
+  setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
+  /** The API link hub's route to stages held by other instances. */
+  readonly apiLinks: ApiLinkRemote;
+  /** Leader: the address the holding instance verified for a peer held elsewhere (undefined: none). */
+  addressOf(peer: string): string | undefined;
+  /** Leader: true while another instance holds `peer` (as the forwarded calls say). */
+  holdsRemote(peer: string): boolean;
+  /** Sends a server message to a peer wherever it is held (here, or through its instance). */
+  deliver(peer: string, msg: ServerMessage): void;
   /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
   adoptSession(peerId: string, token: string, roles: readonly PeerRole[], client?: string): Promise<void>;
   /** After `welcome`: records the session (new token) and claims the peer in the directory. */
@@ -134,6 +167,9 @@ export interface ClusterNode {
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
 }
+
+/** An EVM address as a sign-in binds it. */
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 const EMPTY_SNAPSHOT: CoordinatorSnapshot = { epoch: 0, plans: 0, models: [], rings: [], peers: [] };
 
@@ -158,6 +194,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const holderOf = new Map<string, string>();
   /** Leader: other instances' API requester peers (sessions of no tab: not listed by `/api/network`). */
   const internalPeers = new Set<string>();
+  /** Leader: the sign-in address each remote peer's instance verified. */
+  const remoteAddress = new Map<string, string>();
   /** Set while a vouched signal from another instance runs through the local relay. */
   let vouched: { from: string; to: string } | null = null;
   /** Follower: until when `/api/network` readers want the leader's snapshot refreshed. */
@@ -174,6 +212,13 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   let timer: TimerHandle | null = null;
   let stopped = false;
   let localRelay: Relay | null = null;
+  let apiHub: Pick<ApiLinkHub, 'receive' | 'fromInstance'> | null = null;
+  /**
+   * The instance holding each stage the API links to: one directory lookup, kept (as a promise, so
+   * frames to one stage leave in the order they were sent) until a link to it closes or fails.
+   */
+  const apiRoutes = new Map<string, Promise<string | null>>();
+  const MAX_API_ROUTES = 4096;
 
   const sendErrorTo = (peer: string, err: RingworkError): void => {
     const conn = conns.get(peer);
@@ -266,9 +311,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     // No leader known right now: dropped; whoever takes the lease is re-fed every peer (replay).
     if (knownLeader === null || knownLeader === me) return undefined;
     const internal = op === 'addPeer' && !registry.get(String(args[0]));
+    // The address this instance verified (its own binding), for the leader's stake gate.
+    const address =
+      !internal && (op === 'addPeer' || op === 'setCapability')
+        ? { address: opts.addressOf?.(String(args[0])) ?? null }
+        : {};
     bus.post(
       knownLeader,
-      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}) },
+      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}), ...address },
       (e: unknown) => {
         // Status reports can be lost; a peer waiting on a profile or ring request is told why.
         if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
@@ -301,7 +351,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const replay = (): void => {
     for (const [id, l] of locals) {
       const s = registry.get(id);
-      if (!s) continue;
+      if (!s) {
+        // The server's own API requester (no session, no token): a peer of whichever coordinator leads.
+        if (l.tokenHash === undefined && !l.adopted) {
+          forward('addPeer', [id, l.roles]);
+          for (const m of l.models) forward('requestRing', [id, m]);
+        }
+        continue;
+      }
       forward('addPeer', [id, l.roles]);
       if (l.capability) forward('setCapability', [id, l.capability]);
       if (!s.connected) forward('setOnline', [id, false]);
@@ -338,6 +395,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     takeovers++;
     holderOf.clear();
     internalPeers.clear();
+    remoteAddress.clear();
     deadOnce = new Set();
     log.info({ instance: me }, 'this instance is now the coordinator');
     store.publish(KEYS.chLeader, { leader: me }).catch(() => undefined);
@@ -350,6 +408,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     real.stop();
     real = null;
     holderOf.clear();
+    remoteAddress.clear();
     if (knownLeader === me) knownLeader = null;
     log.warn({ instance: me, why }, 'this instance is no longer the coordinator');
   };
@@ -382,6 +441,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         return;
       }
       holderOf.delete(id);
+      remoteAddress.delete(id);
       if (real && !registry.get(id)) {
         real.removePeer(id, 'its instance is gone');
         outbound(id, null);
@@ -493,20 +553,44 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       }
       case 'out':
         mirror.observe(m.peer, m.msg);
-        if (m.msg) io.deliver(m.peer, m.msg);
+        if (m.msg && !opts.deliverInternal?.(m.peer, m.msg)) io.deliver(m.peer, m.msg);
+        return;
+      case 'api-link':
+        apiHub?.fromInstance(m.from, m.peer, m.msg);
+        return;
+      case 'api-link-back':
+        // A link closing (or refused) may mean the stage moved: look its holder up again next time.
+        if (m.msg.frame.kind === 'close') apiRoutes.delete(m.peer);
+        apiHub?.receive(m.peer, m.msg);
         return;
       case 'coord': {
         if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
         const peer = String(m.args[0]);
-        if (m.op === 'removePeer') holderOf.delete(peer);
-        else if (m.internal === true) internalPeers.add(peer);
-        else {
+        let joined: readonly string[] | null = null;
+        if (m.op === 'removePeer') {
+          holderOf.delete(peer);
+          remoteAddress.delete(peer);
+        } else if (m.internal === true || internalPeers.has(peer)) {
+          // Another instance's API requester: its rings go to that instance (not listed as a peer).
+          internalPeers.add(peer);
+          holderOf.set(peer, m.from);
+        } else {
           holderOf.set(peer, m.from);
           // Only the holder forwards for a peer: one that resumed there from here is let go now (its
           // "release" may still be on the way), so what the coordinator answers goes to its holder.
           if (m.from !== me && registry.get(peer)) onInstanceMessage({ kind: 'release', peer });
+          if (m.op === 'addPeer' || m.op === 'setCapability') {
+            // Only what the holding instance verified counts (and only a well-formed address).
+            const addr = typeof m.address === 'string' && ADDRESS.test(m.address) ? m.address : undefined;
+            const before = remoteAddress.get(peer);
+            if (addr) remoteAddress.set(peer, addr);
+            else remoteAddress.delete(peer);
+            if (m.op === 'addPeer') joined = Array.isArray(m.args[1]) ? m.args[1].map(String) : [];
+            else if (before !== addr) joined = ['contributor'];
+          }
         }
         applyRemote(m.op, m.args);
+        if (joined) opts.onRemotePeer?.(peer, joined);
         return;
       }
       case 'error':
@@ -587,6 +671,37 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     },
     setLocalRelay(local) {
       localRelay = local;
+    },
+    addressOf: (peer) => remoteAddress.get(peer),
+    holdsRemote: (peer) => real !== null && holderOf.has(peer),
+    deliver: (peer, msg) => outbound(peer, msg),
+    setApiLinkHub(hub) {
+      apiHub = hub;
+    },
+    apiLinks: {
+      send(peer, msg, undelivered) {
+        let route = apiRoutes.get(peer);
+        if (!route) {
+          if (apiRoutes.size >= MAX_API_ROUTES) apiRoutes.clear();
+          route = store.ownerOf(peer);
+          apiRoutes.set(peer, route);
+        }
+        const r = route;
+        const fail = (e: unknown): void => {
+          if (apiRoutes.get(peer) === r) apiRoutes.delete(peer);
+          undelivered(e);
+        };
+        r.then((owner) => {
+          if (owner === null || owner === me)
+            return fail(new RingworkError('PROTOCOL_UNKNOWN_PEER', `No stage ${peer} in the cluster.`, {}));
+          bus.post(owner, { kind: 'api-link', from: me, peer, msg }, fail);
+        }, fail);
+      },
+      reply(instance, peer, msg) {
+        bus.post(instance, { kind: 'api-link-back', peer, msg }, (e) =>
+          log.debug({ err: e, peer, instance }, 'api link frame not returned (instance gone)'),
+        );
+      },
     },
     relay: {
       relay(from, msg) {

@@ -163,8 +163,13 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
     },
     getRing: (modelId, ringId) => {
       const real = deps.real();
-      // The leader finds a lightweight replica by its id; a follower knows the last ring it relayed.
-      return real ? real.getRing(modelId, ringId) : mirror.getRing(modelId);
+      // The leader finds a lightweight replica by its id; a follower knows the last ring it relayed,
+      // else (it holds none of that ring's peers, e.g. only the server's API requester) the ring of
+      // the leader's last snapshot it read.
+      if (real) return real.getRing(modelId, ringId);
+      return (
+        mirror.getRing(modelId) ?? deps.cachedSnapshot().models.find((m) => m.id === modelId)?.ring ?? null
+      );
     },
     // Validator rings are not mirrored to followers yet: only the leader knows them.
     getValidatorRings: (modelId) => deps.real()?.getValidatorRings(modelId) ?? [],

@@ -54,6 +54,8 @@ export interface SwarmOptions {
   nullCompute?: boolean;
   /** ONNX Runtime wasm threads of every contributor page (`threads=N`; default: the page's own). */
   threads?: number;
+  /** Engine warm-up of every contributor page after its first load, ms (`warmup=MS`; default: the page's own). */
+  warmUpMs?: number;
   /**
    * Debug timings of the ring's hot path (`perf=1` on every page, shared/util/perf-trace.ts),
    * returned summarised per page in {@link SwarmResult.perf}.
@@ -552,7 +554,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
     const tooling =
       `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf || o.trace ? '&perf=1' : ''}` +
-      (o.threads !== undefined ? `&threads=${o.threads}` : '');
+      (o.threads !== undefined ? `&threads=${o.threads}` : '') +
+      (o.warmUpMs !== undefined ? `&warmup=${o.warmUpMs}` : '');
     /** With `trace`: each page's shard loads not logged yet, broken down (swarm-trace.ts). */
     const logLoads = async () => {
       if (!o.trace) return;

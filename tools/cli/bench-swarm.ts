@@ -348,6 +348,7 @@ runCli(async () => {
           ratio,
           speeds,
           ...(nulls ? { nullOne: nulls.one, nullMany: nulls.many } : {}),
+          ...(warmOne && warmMany ? { warmUpOne: warmOne, warmUpMany: warmMany } : {}),
           elapsedS,
         },
         null,

@@ -127,6 +127,8 @@ function perfTables(runs: ReadonlyArray<readonly [string, SwarmResult]>): string
     ['stage.runner.queueMs', 'worker queue'],
     ['stage.runner.feedMs', 'feeds'],
     ['stage.modelMs', 'session.run'],
+    ['stage.modelMs.early', 'run, steps 1-8'],
+    ['stage.modelMs.late', 'run, last 8'],
     ['stage.runner.copyOutMs', 'copy out'],
     ['stage.runner.returnMs', 'return'],
     ['stage.sendMs', 'send'],

@@ -183,6 +183,9 @@ export interface SwarmResult {
   elapsedS: number;
 }
 
+/** Decode steps in the early and the late model-run figures (`stage.modelMs.early` / `.late`). */
+const EARLY_LATE = 8;
+
 /** One page's hot-path timings (ms), by name (shared/util/perf-trace.ts). */
 export interface SwarmPagePerf {
   page: string;
@@ -825,6 +828,13 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         );
         const stats: Record<string, PerfStat> = {};
         for (const [name, list] of Object.entries(samples)) stats[name] = summarise(list);
+        // The model's run early and late in the answer (after the prompt's step): a gap between
+        // them is the engine still warming up (V8 tiering its wasm up) while it serves.
+        const model = samples['stage.modelMs'];
+        if (model && model.length > 2 * EARLY_LATE) {
+          stats['stage.modelMs.early'] = summarise(model.slice(1, 1 + EARLY_LATE));
+          stats['stage.modelMs.late'] = summarise(model.slice(-EARLY_LATE));
+        }
         return { page, stats };
       };
       perf = [await read(chat, 'requester')];

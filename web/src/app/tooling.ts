@@ -28,14 +28,15 @@ export function toolingFromUrl(): {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   const tamper = q.get('tamper');
   const threads = Number(q.get('threads'));
-  const warmUpMs = q.get('warmup') === null ? NaN : Number(q.get('warmup'));
+  const warmUp = q.get('warmup') ?? '';
+  const warmUpMs = /^\d{1,4}$/.test(warmUp) ? Number(warmUp) : NaN;
   return {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
     log: q.get('log') === '1',
     ...(tamper ? { tamper } : {}),
     ...(Number.isInteger(threads) && threads >= 1 && threads <= 4 ? { threads } : {}),
-    ...(Number.isInteger(warmUpMs) && warmUpMs >= 0 && warmUpMs <= 5000 ? { warmUpMs } : {}),
+    ...(warmUpMs <= 5000 ? { warmUpMs } : {}),
   };
 }
 

@@ -26,13 +26,19 @@
  * After the 1-peer swarm, the same model decodes in this Node process (wasm, 1 thread): the page's
  * compute per token ÷ Node's is printed (`nodeCompute`, target <= 1.3; `--no-node` skips it).
  * `--threads N` sets the contributor pages' wasm threads; `--also-threads M` runs the two model
- * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`).
+ * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`). `--warmup MS`
+ * sets the pages' engine warm-up after their first load (0 = off; default the page's, 600 ms);
+ * `--also-warmup MS` runs the two model swarms again with that warm-up, each right after its
+ * counterpart (`alsoWarmUp`, `warmUpOne`, `warmUpMany` in `--json`): before/after in one run.
  *
  * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
  * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
  * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),
  * after runner (sampling/forwarding until sent) and arrived → sent; on the requester, the lap and
- * its part no stage computed (hops), and the time to stream a token to the chat.
+ * its part no stage computed (hops), and the time to stream a token to the chat. A second table
+ * splits the runner call: page → worker message (post), the runner's own queue, building the
+ * inputs, session.run (also over decode steps 1-8 and the last 8: a gap is the engine warming up
+ * while it serves), reading the output, worker → page message (return), then the send onwards.
  */
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';

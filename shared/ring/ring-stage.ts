@@ -375,6 +375,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
         perfSample('stage.runnerMs', r1 - r0);
         // What the runner call costs beyond the model's own run: the worker round trip and copies.
         perfSample('stage.runnerOverheadMs', r1 - r0 - out.ms);
+        perfSample('stage.modelMs', out.ms);
+        // The overhead by part, where the runner measures it (the worker runner does).
+        for (const [k, v] of Object.entries(out.phases ?? {})) perfSample(`stage.runner.${k}`, v);
         stats.stepsServed++;
         stats.computeMs += out.ms;
         s.stepMs += out.ms;

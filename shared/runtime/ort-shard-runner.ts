@@ -31,6 +31,17 @@ export interface OrtShardRunnerDeps {
   probeWebGpu?: () => Promise<{ ok: boolean; reason: string }>;
   now?: () => number;
   newId?: () => string;
+  /**
+   * Warm the engine's code up after the first load (ms of decode-shaped steps on a throwaway
+   * session; default 0 = off). V8 runs wasm first with its baseline compiler and moves hot
+   * functions to its optimizing one only once they have run a while: measured on stories15M, a
+   * page's first decode steps took 2-3x the warmed-up time for ~1 s of decoding, which is a
+   * short answer's whole life. Optimized code stays for the life of the realm, so only a runner's
+   * first load pays (a failover's reload does not). Pages set it; Node CLIs and tests do not.
+   */
+  warmUpMs?: number;
+  /** At most this many warm-up steps (default 64). */
+  warmUpSteps?: number;
 }
 
 interface KvPair {
@@ -121,6 +132,32 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     });
 
   let warming: Promise<void> | undefined;
+  let warmedUp = false;
+  /**
+   * Runs one-position steps (zeros in, outputs dropped) on a throwaway session for up to
+   * `budgetMs`, once per runner: see {@link OrtShardRunnerDeps.warmUpMs}. Returns the ms
+   * spent. A failure here is not the load's: the real steps report whatever is wrong.
+   */
+  const warmUpSteps = async (budgetMs: number, signal?: AbortSignal): Promise<number> => {
+    warmedUp = true;
+    const t0 = now();
+    const id = await runner.openSession();
+    try {
+      const max = Math.min(deps.warmUpSteps ?? 64, contextLength);
+      for (let p = 0; p < max && now() - t0 < budgetMs; p++) {
+        if (signal?.aborted) break;
+        const input: StepInput = io!.tokens
+          ? { tokens: Int32Array.of(0), position: p }
+          : { hidden: new Float32Array(io!.hiddenSize), position: p };
+        await runner.step(id, input);
+      }
+    } catch {
+      /* see above */
+    } finally {
+      await runner.closeSession(id);
+    }
+    return now() - t0;
+  };
   const runner: ShardRunner = {
     warm() {
       // One tiny wasm session: ORT starts its runtime (the wasm module and thread pool, shared by
@@ -225,6 +262,10 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       backendReason = choice.reason;
       range = request.range;
       contextLength = Math.min(request.contextLength, source.config.maxPositions);
+      const tSession = now();
+      const budget = deps.warmUpMs ?? 0;
+      const warmUp =
+        warmedUp || budget <= 0 || backend !== 'wasm' ? 0 : await warmUpSteps(budget, opts.signal);
       return {
         backend,
         backendReason,
@@ -237,7 +278,8 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           open: tOpened - t0,
           compile: tCompiled - tOpened,
           probe: tProbed - tCompiled,
-          session: now() - tProbed,
+          session: tSession - tProbed,
+          ...(warmUp > 0 ? { warmUp } : {}),
         },
       };
     },
@@ -251,7 +293,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     },
 
     step(sessionId: string, input: StepInput, opts = {}): Promise<StepOutput> {
+      const called = now();
       const work = serial(async () => {
+        const started = now();
         throwIfAborted(opts.signal, 'The step');
         if (disposed) throw disposedError();
         if (!session || !io) throw notLoaded();
@@ -317,8 +361,10 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         }
         s.length = input.position + S;
         const result = out[io.output]!;
+        const c0 = now();
         const data = (await result.getData()) as Float32Array;
-        return { kind: io.outputKind, data, seqLen: S, ms };
+        const phases = { queueMs: started - called, feedMs: t0 - started, copyOutMs: now() - c0 };
+        return { kind: io.outputKind, data, seqLen: S, ms, phases };
       });
       return opts.signal ? abortable(work, opts.signal) : work;
     },

@@ -48,7 +48,7 @@ export interface LoadResult {
    * graph (fetching its weights included), probing for WebGPU, and creating the ORT session (the
    * first one in a realm also instantiates ONNX Runtime's wasm). Absent from runners that have none.
    */
-  phasesMs?: { open: number; compile: number; probe: number; session: number };
+  phasesMs?: { open: number; compile: number; probe: number; session: number; warmUp?: number };
 }
 
 /** Typed progress events while loading. */
@@ -90,6 +90,25 @@ export interface StepOutput {
   seqLen: number;
   /** Wall time of the ORT run in ms. */
   ms: number;
+  /**
+   * Where the rest of the call went (ms), for the hot-path timings (shared/util/perf-trace.ts):
+   * absent from runners that do not measure it.
+   */
+  phases?: StepPhases;
+}
+
+/** A step's time outside the model's own run, by part (ms). */
+export interface StepPhases {
+  /** Waiting for the runner's turn (an earlier step of any session still running). */
+  queueMs?: number;
+  /** Building the inputs: token/position tensors, and the KV cut of a rewind. */
+  feedMs?: number;
+  /** Reading the output tensor back out of ONNX Runtime. */
+  copyOutMs?: number;
+  /** Worker runners: the call's message from the page's thread to the worker. */
+  postMs?: number;
+  /** Worker runners: the result's message from the worker back to the page's thread. */
+  returnMs?: number;
 }
 
 /** Static facts about a runner. */

@@ -1,9 +1,9 @@
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RingworkError } from '../../shared/errors';
 import { loadCatalog } from '../../signaling-server/src/catalog';
 import { createSignalingServer, type SignalingServer } from '../../signaling-server/src/server';
-import { requireTestModeServer } from '../../web/src/app/tooling';
+import { requireTestModeServer, toolingFromUrl } from '../../web/src/app/tooling';
 
 const servers: SignalingServer[] = [];
 const urls: Record<'test' | 'production', string> = { test: '', production: '' };
@@ -46,5 +46,22 @@ describe('tooling-only modes (null compute) are refused outside a test-mode serv
   it('refuses them when no server answers', async () => {
     const e = await refusal(requireTestModeServer('null compute', 'http://127.0.0.1:1/'));
     expect(e.code).toBe('TOOLING_ONLY');
+  });
+});
+
+describe("a page's tooling switches from its URL", () => {
+  afterEach(() => vi.unstubAllGlobals());
+  const at = (hash: string) => {
+    vi.stubGlobal('location', { hash, search: '' });
+    return toolingFromUrl();
+  };
+
+  it("warmup=MS sets the shard worker's engine warm-up within 0..5000 ms; anything else is ignored", () => {
+    expect(at('#/contribute?join=1&warmup=0').warmUpMs).toBe(0);
+    expect(at('#/contribute?join=1&warmup=900').warmUpMs).toBe(900);
+    expect(at('#/contribute?join=1&warmup=5000').warmUpMs).toBe(5000);
+    for (const bad of ['5001', '-1', '1.5', 'x', ''])
+      expect(at(`#/contribute?join=1&warmup=${bad}`), bad).not.toHaveProperty('warmUpMs');
+    expect(at('#/contribute?join=1&threads=2')).not.toHaveProperty('warmUpMs');
   });
 });

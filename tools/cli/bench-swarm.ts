@@ -26,13 +26,19 @@
  * After the 1-peer swarm, the same model decodes in this Node process (wasm, 1 thread): the page's
  * compute per token ÷ Node's is printed (`nodeCompute`, target <= 1.3; `--no-node` skips it).
  * `--threads N` sets the contributor pages' wasm threads; `--also-threads M` runs the two model
- * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`).
+ * swarms again at M threads, in turn with the others (`alsoThreads` in `--json`). `--warmup MS`
+ * sets the pages' engine warm-up after their first load (0 = off; default the page's, 600 ms);
+ * `--also-warmup MS` runs the two model swarms again with that warm-up, each right after its
+ * counterpart (`alsoWarmUp`, `warmUpOne`, `warmUpMany` in `--json`): before/after in one run.
  *
  * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
  * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
  * (the runner call; its overhead is that minus the model's own run: worker round trip and copies),
  * after runner (sampling/forwarding until sent) and arrived → sent; on the requester, the lap and
- * its part no stage computed (hops), and the time to stream a token to the chat.
+ * its part no stage computed (hops), and the time to stream a token to the chat. A second table
+ * splits the runner call: page → worker message (post), the runner's own queue, building the
+ * inputs, session.run (also over decode steps 1-8 and the last 8: a gap is the engine warming up
+ * while it serves), reading the output, worker → page message (return), then the send onwards.
  */
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -120,6 +126,30 @@ function perfTables(runs: ReadonlyArray<readonly [string, SwarmResult]>): string
     ['requester.hopsMs', 'lap − compute'],
     ['requester.emitMs', 'stream token'],
   ];
+  // The runner call by part, on the stages: page → worker message, the runner's own queue, inputs,
+  // the model's run, reading the output, worker → page message; then the send to the next stage.
+  const parts: Array<[string, string]> = [
+    ['stage.runner.postMs', 'post'],
+    ['stage.runner.queueMs', 'worker queue'],
+    ['stage.runner.feedMs', 'feeds'],
+    ['stage.modelMs', 'session.run'],
+    ['stage.modelMs.early', 'run, steps 1-8'],
+    ['stage.modelMs.late', 'run, last 8'],
+    ['stage.runner.copyOutMs', 'copy out'],
+    ['stage.runner.returnMs', 'return'],
+    ['stage.sendMs', 'send'],
+    ['requester.lapMs', 'lap mean'],
+    ['requester.lapMs', 'lap p90'],
+  ];
+  const cell = (
+    p: { stats: Record<string, { median: number; mean: number; p90: number }> },
+    k: string,
+    h: string,
+  ) => {
+    const st = p.stats[k];
+    if (!st) return '—';
+    return (h.endsWith('mean') ? st.mean : h.endsWith('p90') ? st.p90 : st.median).toFixed(2);
+  };
   const out: string[] = [];
   for (const [what, r] of runs) {
     if (!r.perf) continue;
@@ -127,7 +157,13 @@ function perfTables(runs: ReadonlyArray<readonly [string, SwarmResult]>): string
     out.push(
       table(
         ['page', ...cols.map(([, h]) => h)],
-        r.perf.map((p) => [p.page, ...cols.map(([k]) => (p.stats[k] ? p.stats[k].median.toFixed(2) : '—'))]),
+        r.perf.map((p) => [p.page, ...cols.map(([k, h]) => cell(p, k, h))]),
+      ),
+      '',
+      `The runner call by part, ${r.stages.length} peer(s), ${what}: median ms per token (--perf)`,
+      table(
+        ['page', ...parts.map(([, h]) => h)],
+        r.perf.map((p) => [p.page, ...parts.map(([k, h]) => cell(p, k, h))]),
       ),
       '',
     );
@@ -151,6 +187,10 @@ runCli(async () => {
       threads: { type: 'string' },
       /** Also run the two model swarms with the pages at this many threads, in turn with the others. */
       'also-threads': { type: 'string' },
+      /** The contributor pages' engine warm-up after their first load, ms (0 = off; default: the page's). */
+      warmup: { type: 'string' },
+      /** Also run the two model swarms with the pages at this warm-up (ms), in turn with the others. */
+      'also-warmup': { type: 'string' },
       /** Skip measuring the same model's decode compute in Node (wasm, 1 thread). */
       'no-node': { type: 'boolean', default: false },
     },
@@ -158,6 +198,9 @@ runCli(async () => {
   const threads = values.threads === undefined ? undefined : intFlag('threads', values.threads, 1, 1);
   const alsoThreads =
     values['also-threads'] === undefined ? undefined : intFlag('also-threads', values['also-threads'], 1, 1);
+  const warmUpMs = values.warmup === undefined ? undefined : intFlag('warmup', values.warmup, 0, 0);
+  const alsoWarmUp =
+    values['also-warmup'] === undefined ? undefined : intFlag('also-warmup', values['also-warmup'], 0, 0);
   const peers = intFlag('peers', values.peers, 3, 2);
   const tokens = intFlag('tokens', values.tokens, 48, 2);
   const timeoutS = intFlag('timeout-s', values['timeout-s'], 80, 10);
@@ -172,10 +215,16 @@ runCli(async () => {
     await synthesizeModel({ preset: 'stories15M', outDir: path });
   }
   const load0 = loadavg();
-  const run = (n: number, nullCompute = false, pageThreads = threads): Promise<SwarmResult> =>
+  const run = (
+    n: number,
+    nullCompute = false,
+    pageThreads = threads,
+    pageWarmUp = warmUpMs,
+  ): Promise<SwarmResult> =>
     runSwarm({
       nullCompute,
       ...(pageThreads !== undefined ? { threads: pageThreads } : {}),
+      ...(pageWarmUp !== undefined ? { warmUpMs: pageWarmUp } : {}),
       perf: values.perf,
       peers: n,
       prompt: values.prompt,
@@ -199,8 +248,17 @@ runCli(async () => {
     alsoThreads === undefined
       ? undefined
       : (log(`1-peer swarm, pages at ${alsoThreads} thread(s)`), await run(1, false, alsoThreads));
+  const warmOne =
+    alsoWarmUp === undefined
+      ? undefined
+      : (log(`1-peer swarm, pages warming up ${alsoWarmUp} ms`), await run(1, false, threads, alsoWarmUp));
   log(`${peers}-peer swarm, ${tokens} new tokens`);
   const many = await run(peers);
+  const warmMany =
+    alsoWarmUp === undefined
+      ? undefined
+      : (log(`${peers}-peer swarm, pages warming up ${alsoWarmUp} ms`),
+        await run(peers, false, threads, alsoWarmUp));
   const alsoMany =
     alsoThreads === undefined
       ? undefined
@@ -260,12 +318,24 @@ runCli(async () => {
           verdict,
           decode: { one: split(one), many: split(many) },
           pageThreads: threads ?? 'page default',
+          pageWarmUpMs: warmUpMs ?? 'page default',
           ...(node
             ? {
                 nodeCompute: {
                   ...node,
                   pageComputeMsPerToken: one.timings.computeMsPerToken,
                   pageOverNode: one.timings.computeMsPerToken / node.ortMsPerToken,
+                },
+              }
+            : {}),
+          ...(warmOne && warmMany
+            ? {
+                alsoWarmUp: {
+                  warmUpMs: alsoWarmUp,
+                  one: split(warmOne),
+                  many: split(warmMany),
+                  decodeRatio: warmMany.timings.decodeTokPerS / warmOne.timings.decodeTokPerS,
+                  ...(node ? { pageOverNode: warmOne.timings.computeMsPerToken / node.ortMsPerToken } : {}),
                 },
               }
             : {}),
@@ -286,6 +356,7 @@ runCli(async () => {
           ratio,
           speeds,
           ...(nulls ? { nullOne: nulls.one, nullMany: nulls.many } : {}),
+          ...(warmOne && warmMany ? { warmUpOne: warmOne, warmUpMany: warmMany } : {}),
           elapsedS,
         },
         null,
@@ -341,6 +412,25 @@ runCli(async () => {
             '',
           ]
         : []),
+      ...(warmOne && warmMany
+        ? [
+            `The same swarms with the pages warming their engine up ${alsoWarmUp} ms after loading, run in turn with the ones above:`,
+            table(
+              ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok'],
+              [warmOne, warmMany].map((r) => [
+                `${r.stages.length}`,
+                r.timings.decodeTokPerS.toFixed(1),
+                r.timings.computeMsPerToken.toFixed(2),
+                r.timings.hopMsPerToken.toFixed(2),
+              ]),
+            ),
+            `decode tok/s ${peers} peers ÷ 1 peer = ${(warmMany.timings.decodeTokPerS / warmOne.timings.decodeTokPerS).toFixed(2)}` +
+              (node
+                ? `; page compute ÷ Node = ${(warmOne.timings.computeMsPerToken / node.ortMsPerToken).toFixed(2)}`
+                : ''),
+            '',
+          ]
+        : []),
       ...(alsoOne && alsoMany
         ? [
             `The same swarms with the pages at ${alsoThreads} thread(s), run in turn with the ones above:`,
@@ -378,6 +468,12 @@ runCli(async () => {
       ...perfTables([
         ['model', one],
         ['model', many],
+        ...(warmOne && warmMany
+          ? ([
+              [`model, warm-up ${alsoWarmUp} ms`, warmOne],
+              [`model, warm-up ${alsoWarmUp} ms`, warmMany],
+            ] as const)
+          : []),
         ...(nulls
           ? ([
               ['null compute', nulls.one],

@@ -54,6 +54,8 @@ export interface SwarmOptions {
   nullCompute?: boolean;
   /** ONNX Runtime wasm threads of every contributor page (`threads=N`; default: the page's own). */
   threads?: number;
+  /** Engine warm-up of every contributor page after its first load, ms (`warmup=MS`; default: the page's own). */
+  warmUpMs?: number;
   /**
    * Debug timings of the ring's hot path (`perf=1` on every page, shared/util/perf-trace.ts),
    * returned summarised per page in {@link SwarmResult.perf}.
@@ -180,6 +182,9 @@ export interface SwarmResult {
   moreError?: string;
   elapsedS: number;
 }
+
+/** Decode steps in the early and the late model-run figures (`stage.modelMs.early` / `.late`). */
+const EARLY_LATE = 8;
 
 /** One page's hot-path timings (ms), by name (shared/util/perf-trace.ts). */
 export interface SwarmPagePerf {
@@ -552,7 +557,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       : `tflops=${ROOMY_SLOW_TFLOPS}&gbps=100&memory=4000000000`;
     const tooling =
       `${o.nullCompute ? '&nullCompute=1' : ''}${o.perf || o.trace ? '&perf=1' : ''}` +
-      (o.threads !== undefined ? `&threads=${o.threads}` : '');
+      (o.threads !== undefined ? `&threads=${o.threads}` : '') +
+      (o.warmUpMs !== undefined ? `&warmup=${o.warmUpMs}` : '');
     /** With `trace`: each page's shard loads not logged yet, broken down (swarm-trace.ts). */
     const logLoads = async () => {
       if (!o.trace) return;
@@ -822,6 +828,13 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         );
         const stats: Record<string, PerfStat> = {};
         for (const [name, list] of Object.entries(samples)) stats[name] = summarise(list);
+        // The model's run early and late in the answer (after the prompt's step): a gap between
+        // them is the engine still warming up (V8 tiering its wasm up) while it serves.
+        const model = samples['stage.modelMs'];
+        if (model && model.length > 2 * EARLY_LATE) {
+          stats['stage.modelMs.early'] = summarise(model.slice(1, 1 + EARLY_LATE));
+          stats['stage.modelMs.late'] = summarise(model.slice(-EARLY_LATE));
+        }
         return { page, stats };
       };
       perf = [await read(chat, 'requester')];

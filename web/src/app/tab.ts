@@ -11,7 +11,7 @@ import type { ModelDescriptor } from '../../../shared/protocol/signaling';
 import type { Tokenizer } from '../../../shared/tokenizer/types';
 import { createHttpFileOpener } from '../../../shared/model/http-source';
 import { openModelLocation } from '../../../shared/model/open-model';
-import { createWorkerShardRunner } from '../engine/worker-shard-runner';
+import { createWorkerShardRunner, DEFAULT_WARM_UP_MS } from '../engine/worker-shard-runner';
 import { createProfilerClient } from '../profiler/profiler-client';
 import { enablePerfTrace } from '../../../shared/util/perf-trace';
 import { testTamper } from '../../../shared/validation/test-tampers';
@@ -32,6 +32,8 @@ export const contributor = createContributor({
         ? { nullCompute: { allowed: () => requireTestModeServer('null compute') } }
         : {}),
       ...(tooling.threads !== undefined ? { threads: tooling.threads } : {}),
+      // Served tokens run on optimized wasm from the first one (engine/worker-shard-runner.ts).
+      warmUpMs: tooling.warmUpMs ?? DEFAULT_WARM_UP_MS,
     }),
   ...(tooling.tamper !== undefined
     ? {

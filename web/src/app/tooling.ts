@@ -8,6 +8,8 @@
  * test-mode rule) makes the contributor a dishonest ring stage (shared/validation/test-tampers.ts)
  * for the validation e2e. `threads=N` (1-4; only this tab's own compute, so any server allows it)
  * sets the shard worker's ONNX Runtime wasm threads, for benchmarks that compare thread counts.
+ * `warmup=MS` (0-5000; this tab's own compute) sets how long the shard worker warms its engine up
+ * after its first load (`0` turns it off), for benchmarks that measure what the warm-up buys.
  * `log=1` sends the tab's requester and contributor logs to the browser console (logs only, so any
  * server allows it): a browser test prints them to see where an answer stalled.
  */
@@ -21,16 +23,20 @@ export function toolingFromUrl(): {
   log: boolean;
   tamper?: string;
   threads?: number;
+  warmUpMs?: number;
 } {
   const q = new URLSearchParams(location.hash.split('?')[1] ?? location.search);
   const tamper = q.get('tamper');
   const threads = Number(q.get('threads'));
+  const warmUp = q.get('warmup') ?? '';
+  const warmUpMs = /^\d{1,4}$/.test(warmUp) ? Number(warmUp) : NaN;
   return {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
     log: q.get('log') === '1',
     ...(tamper ? { tamper } : {}),
     ...(Number.isInteger(threads) && threads >= 1 && threads <= 4 ? { threads } : {}),
+    ...(warmUpMs <= 5000 ? { warmUpMs } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import type { LoadProgress, LoadRequest, ShardRunner, StepInput } from '../../..
 import { createCachedFileOpener } from './cached-opener';
 import * as ortModule from 'onnxruntime-web';
 import { configureOrt } from './ort-env';
+import { sharedClock } from './worker-rpc';
 
 // Configured on the first load (`threads` may come with it); env settings count until the first
 // session is created.
@@ -26,8 +27,13 @@ const ort = ortModule;
  * it holds no weights. One entry: a contributor serves one model at a time.
  */
 let lastOpened: { key: string; source: Promise<ModelSource> } | undefined;
+/** The warm-up after the first load, ms (set by each load; only the first load's counts). */
+let warmUpMs = 0;
 const ortRunner = createOrtShardRunner({
   ort,
+  get warmUpMs() {
+    return warmUpMs;
+  },
   openModel: async (ref, signal) => {
     const key = `${ref.url}|${ref.tokenizerUrl ?? ''}`;
     if (lastOpened?.key !== key) {
@@ -57,6 +63,7 @@ export const workerApi = {
    * Loads the shard. `nullCompute` (tooling only: the page allows it on a test-mode server alone)
    * makes every later step skip the model (shared/runtime/null-compute-runner.ts). `threads`
    * (tooling: a page's `threads=N`) sets ONNX Runtime's wasm threads; only the first load's counts.
+   * `warmUp`: ms of engine warm-up after the runner's first load (OrtShardRunnerDeps.warmUpMs).
    */
   load(
     request: LoadRequest,
@@ -64,16 +71,25 @@ export const workerApi = {
     onProgress?: (p: LoadProgress) => void,
     nullCompute = false,
     threads?: number,
+    warmUp = 0,
   ) {
     configureOrt(threads === undefined ? {} : { threads });
+    // A null-compute runner never runs the model: nothing to warm up.
+    warmUpMs = nullCompute ? 0 : warmUp;
     runner = nullCompute ? createNullComputeRunner(ortRunner) : ortRunner;
     return calls.run(opId, (signal) => runner.load(request, { signal, onProgress }));
   },
   warm: () => ortRunner.warm!(),
   openSession: () => wire(() => runner.openSession()),
+  /**
+   * One step; the result carries when the call arrived here and when it left (ms on the shared
+   * clock, see {@link sharedClock}), so the page can tell the two messages' times from the run.
+   */
   async step(sessionId: string, input: StepInput, opId: number) {
+    const receivedAt = sharedClock();
     const out = await calls.run(opId, (signal) => runner.step(sessionId, input, { signal }));
-    return Comlink.transfer(out, [out.data.buffer]);
+    const reply = { ...out, receivedAt, repliedAt: sharedClock() };
+    return Comlink.transfer(reply, [out.data.buffer]);
   },
   closeSession: (sessionId: string) => wire(() => runner.closeSession(sessionId)),
   info: () => wire(() => runner.info()),

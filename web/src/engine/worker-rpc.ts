@@ -43,3 +43,11 @@ export function createAbortRegistry() {
     },
   };
 }
+
+/**
+ * Milliseconds on a clock both sides of a worker boundary share (`performance.now()` counts from
+ * each realm's own time origin): what the hot-path timings subtract across it.
+ */
+export function sharedClock(): number {
+  return performance.timeOrigin + performance.now();
+}

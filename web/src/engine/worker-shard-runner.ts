@@ -2,7 +2,7 @@ import * as Comlink from 'comlink';
 import { RingworkError } from '../../../shared/errors';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
 import type { WorkerApi } from './runner.worker';
-import { rethrow } from './worker-rpc';
+import { rethrow, sharedClock } from './worker-rpc';
 
 let nextOp = 0;
 
@@ -15,7 +15,20 @@ export interface WorkerShardRunnerOptions {
   nullCompute?: { allowed: () => Promise<void> };
   /** ONNX Runtime wasm threads of this worker (1-4; default: `defaultWasmThreads`). */
   threads?: number;
+  /**
+   * How long the worker warms its engine up after its first load, ms (see
+   * `OrtShardRunnerDeps.warmUpMs`; default 0 = off). A contributor sets {@link DEFAULT_WARM_UP_MS}:
+   * its load happens while a ring forms, ahead of the tokens it serves; a requester running a model
+   * itself would only delay its first token.
+   */
+  warmUpMs?: number;
 }
+
+/**
+ * The worker's warm-up after its first load, ms: enough decode-shaped steps for V8 to move the
+ * kernels a decode step runs onto optimized code (see `OrtShardRunnerDeps.warmUpMs`).
+ */
+export const DEFAULT_WARM_UP_MS = 600;
 
 /**
  * A {@link ShardRunner} that runs in its own Web Worker. Hidden-state inputs are transferred, not
@@ -83,15 +96,24 @@ export function createWorkerShardRunner(
           o.onProgress ? Comlink.proxy(o.onProgress) : undefined,
           !!opts.nullCompute,
           opts.threads,
+          opts.warmUpMs ?? 0,
         ),
       );
     },
     warm: () => (disposed ? Promise.resolve() : call(undefined, () => api.warm()).catch(() => undefined)),
     openSession: () => call(undefined, () => api.openSession()),
     step: (sessionId, input, o = {}) =>
-      call(o.signal, (op) => {
+      call(o.signal, async (op) => {
         const transfer = input.hidden ? [input.hidden.buffer] : [];
-        return api.step(sessionId, Comlink.transfer(input, transfer as Transferable[]), op);
+        const sentAt = sharedClock();
+        const { receivedAt, repliedAt, ...out } = await api.step(
+          sessionId,
+          Comlink.transfer(input, transfer as Transferable[]),
+          op,
+        );
+        // The two messages' times (hot-path timings): the clock is shared, not each realm's own.
+        const phases = { ...out.phases, postMs: receivedAt - sentAt, returnMs: sharedClock() - repliedAt };
+        return { ...out, phases };
       }),
     // Releasing is idempotent: after dispose there is nothing left to free.
     closeSession: (id) => (disposed ? Promise.resolve() : call(undefined, () => api.closeSession(id))),

@@ -50,6 +50,11 @@ export interface ChatSessionOptions {
   requester: ChatRequesterPort;
   /** Loads (and caches) a model's tokenizer. */
   tokenizer: (model: ModelDescriptor) => Promise<Tokenizer>;
+  /**
+   * A model's context length known before the requester's first ring answer (the page reads it
+   * from `/api/network`), so the max-tokens bound is the model's from the start, not the generic one.
+   */
+  contextLength?: (model: string) => number | undefined;
 }
 
 export interface ChatSession {
@@ -95,8 +100,8 @@ export function createChatSession(o: ChatSessionOptions): ChatSession {
     return r?.type === 'ring' ? r.model : r?.descriptor;
   };
   const maxTokensLimit = () => {
-    const d = descriptor();
-    return d ? Math.min(SETTING_LIMITS.maxTokens.max, d.contextLength - 1) : SETTING_LIMITS.maxTokens.max;
+    const context = descriptor()?.contextLength ?? o.contextLength?.(req.store.getState().settings.model);
+    return context ? Math.min(SETTING_LIMITS.maxTokens.max, context - 1) : SETTING_LIMITS.maxTokens.max;
   };
 
   const commitField = (field: SettingField): boolean => {

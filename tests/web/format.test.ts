@@ -2,7 +2,7 @@
  * The UI's text formatting: full peer ids in error text are written the way the UI shows peers.
  */
 import { describe, expect, it } from 'vitest';
-import { shortId, unitSpan, withShortPeerIds } from '../../web/src/app/format';
+import { flops, shortId, unitSpan, withShortPeerIds } from '../../web/src/app/format';
 
 const id = 'p_AbC123xyz_-98765';
 
@@ -28,5 +28,15 @@ describe('unitSpan', () => {
     expect(unitSpan([3, 4])).toBe('unit 3');
     expect(unitSpan([0, 3])).toBe('units 0–2');
     expect(unitSpan([4, 7])).toBe('units 4–6');
+  });
+});
+
+describe('flops', () => {
+  it('scales from TFLOPS down to MFLOPS, and says 0 FLOPS for nothing', () => {
+    expect(flops(0)).toBe('0 FLOPS');
+    expect(flops(0.0061)).toBe('6.1 GFLOPS');
+    expect(flops(30)).toBe('30.0 TFLOPS');
+    expect(flops(1e-6)).toBe('1.0 MFLOPS');
+    expect(flops(undefined)).toBe('—');
   });
 });

@@ -35,6 +35,23 @@ const answers = (r: Awaited<ReturnType<typeof setup>>['requester']) =>
 describe('chat session', () => {
   beforeAll(() => warmUpOrt(), scaled(60_000));
 
+  it('bounds max tokens by the model before any ring answer when the page knows its context', () => {
+    // A requester that has not asked for a ring yet (the Chat page before its first question).
+    const requester = requesterOn(createFakeSignalingHub(), pid('fresh'));
+    expect(requester.store.getState().rings.stories260K).toBeUndefined();
+    const blind = createChatSession({ requester, tokenizer: async () => stories260KTokenizer() });
+    expect(blind.maxTokensLimit()).toBe(4096);
+    const told = createChatSession({
+      requester,
+      tokenizer: async () => stories260KTokenizer(),
+      contextLength: (model) => (model === 'stories260K' ? 512 : undefined),
+    });
+    expect(told.maxTokensLimit()).toBe(511);
+    told.setField('maxTokens', '1000');
+    expect(told.commitField('maxTokens')).toBe(false);
+    expect(told.store.getState().errors.maxTokens).toMatch(/at most 511/);
+  });
+
   it('fields keep what was typed; a bad value gets a message and changes no setting; a good one applies on blur', async () => {
     const { requester, session } = await setup();
     session.setField('maxTokens', '');

@@ -62,6 +62,8 @@ export function unitsLabel(range: [number, number], units: number): string {
 /** Compute rates from TFLOPS down to MFLOP/s (declared test capabilities are tiny). */
 export function flops(tflops: number | undefined): string {
   if (tflops === undefined || !Number.isFinite(tflops)) return '—';
+  // No contributors: "0 FLOPS", not "0.0 MFLOPS".
+  if (tflops === 0) return '0 FLOPS';
   if (tflops >= 0.1) return `${tflops.toFixed(1)} TFLOPS`;
   if (tflops >= 1e-4) return `${(tflops * 1e3).toFixed(1)} GFLOPS`;
   return `${(tflops * 1e6).toFixed(1)} MFLOPS`;

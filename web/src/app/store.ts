@@ -43,6 +43,7 @@ export interface NetworkSnapshot {
   models: {
     id: string;
     units: number;
+    contextLength?: number;
     totalBytes: number;
     ring: { stages: { peer: string; range: [number, number] }[]; epoch: number } | null;
     /** `lightweight`: served whole by single peers (replicas); `sharded`: a ring of peers. */

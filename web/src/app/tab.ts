@@ -17,6 +17,7 @@ import { enablePerfTrace } from '../../../shared/util/perf-trace';
 import { testTamper } from '../../../shared/validation/test-tampers';
 import { createRingworkClient } from '../sdk/ringwork';
 import { getNetwork } from './network';
+import { useNetworkView } from './store';
 import { consoleLogger, requireTestModeServer, toolingFromUrl } from './tooling';
 
 const tooling = toolingFromUrl();
@@ -94,4 +95,10 @@ export const requester = createRequester({
  * The chat as the tab holds it (draft, fields as typed, prompt checks). It outlives the Chat page:
  * an answer keeps streaming while the person looks at Network or Contribute; only Stop stops it.
  */
-export const chatSession = createChatSession({ requester, tokenizer: openTokenizer });
+export const chatSession = createChatSession({
+  requester,
+  tokenizer: openTokenizer,
+  // Before the first question the requester has asked no ring yet; the Network poll knows the model.
+  contextLength: (model) =>
+    useNetworkView.getState().snapshot?.models.find((m) => m.id === model)?.contextLength,
+});

@@ -283,7 +283,11 @@ describe('npm start entry point', () => {
       child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
     });
     const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-    expect(await res.json()).toMatchObject({ ok: true });
+    const health = (await res.json()) as { ok: boolean; memory: { heapUsedBytes: number; rssBytes: number } };
+    expect(health.ok).toBe(true);
+    // The bench reads each instance's memory here (O(1); /api/network would build the whole snapshot).
+    expect(health.memory.heapUsedBytes).toBeGreaterThan(0);
+    expect(health.memory.rssBytes).toBeGreaterThanOrEqual(health.memory.heapUsedBytes);
     const code = await new Promise<number | null>((resolve) => {
       child.once('exit', (c) => resolve(c));
       child.kill('SIGTERM');

@@ -48,6 +48,7 @@ import type { ConnectionIo } from '../connection-io.js';
 import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-types.js';
 import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
 import type { Relay } from '../relay.js';
+import type { ValidationRegistry } from '../validation-registry.js';
 import { CLOSE_CODES, type Conn } from '../server-context.js';
 import { createClusterBus, type BusStats, type InstanceMessage } from './cluster-bus.js';
 import { createIntroductionsMirror } from './introductions-mirror.js';
@@ -284,20 +285,38 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     return { connected: true, lastSeen: clock.now() };
   };
 
-  const apply = (c: Coordinator, op: ForwardedOp, args: unknown[]): unknown =>
-    (c[op] as (...a: unknown[]) => unknown)(...args);
+  /** Runs one forwarded call on `c` (validation calls on its registry); may return a promise. */
+  const apply = (c: Coordinator, op: ForwardedOp, args: unknown[]): unknown => {
+    const v = c.validation;
+    switch (op) {
+      case 'validationKey':
+        return v.setKey(String(args[0]), String(args[1]));
+      case 'validationEvidence':
+        return v.submitEvidence(...(args as Parameters<ValidationRegistry['submitEvidence']>));
+      case 'validatedWork':
+        // args[0] is the requester (whom a refusal goes to); the rest are creditWork's.
+        return v.creditWork(...(args.slice(1) as Parameters<ValidationRegistry['creditWork']>));
+      default:
+        return (c[op] as (...a: unknown[]) => unknown)(...args);
+    }
+  };
 
   /** The leader runs a forwarded call; a refusal goes back to the peer as a typed error. */
   const applyRemote = (op: ForwardedOp, args: unknown[]): void => {
     if (!real) return;
-    try {
-      apply(real, op, args);
-      if (op === 'removePeer') outbound(String(args[0]), null);
-    } catch (e) {
-      const peer = String(args[0]);
+    const peer = String(args[0]);
+    const refuse = (e: unknown): void => {
       const err =
         e instanceof RingworkError ? e : new RingworkError('SERVER_INTERNAL', 'Internal error.', {});
-      outbound(peer, signalingErrorMessage(err));
+      if (peer) outbound(peer, signalingErrorMessage(err));
+    };
+    try {
+      const r = apply(real, op, args);
+      // Validation calls are async: a refusal (a bad proof, signature or key) reaches the peer too.
+      if (r instanceof Promise) r.catch(refuse);
+      if (op === 'removePeer') outbound(String(args[0]), null);
+    } catch (e) {
+      refuse(e);
     }
   };
 
@@ -361,8 +380,12 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       }
       forward('addPeer', [id, l.roles]);
       if (l.capability) forward('setCapability', [id, l.capability]);
+      if (l.validationKey) forward('validationKey', [id, l.validationKey]);
       if (!s.connected) forward('setOnline', [id, false]);
-      for (const m of l.models) forward('requestRing', [id, m]);
+      for (const m of l.models) {
+        const security = l.security?.get(m);
+        forward('requestRing', security ? [id, m, security] : [id, m]);
+      }
     }
   };
 

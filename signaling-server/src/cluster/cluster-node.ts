@@ -140,6 +140,13 @@ export interface ClusterNode {
   connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
+  /** The server's probe of a peer held here (a ping; an unanswered one evicts it). */
+  setProbe(probe: (peer: string) => void): void;
+  /**
+   * A peer another instance holds is accused (a stall, an unreachable report the coordinator wants
+   * checked): its holder probes it. Never an eviction on the word of another instance's peer.
+   */
+  probeRemote(peer: string): void;
   /** The server's API link hub: frames other instances send to stages held here, and back. */
   setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
   /** The API link hub's route to stages held by other instances. */
@@ -214,6 +221,24 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   let stopped = false;
   let localRelay: Relay | null = null;
   let apiHub: Pick<ApiLinkHub, 'receive' | 'fromInstance'> | null = null;
+  let localProbe: ((peer: string) => void) | null = null;
+  /** Asks the instance holding `peer` to probe it (the leader knows holders; others ask the directory). */
+  const probeRemote = (peer: string): void => {
+    if (registry.get(peer)) {
+      localProbe?.(peer);
+      return;
+    }
+    const post = (owner: string | null | undefined): void => {
+      if (owner && owner !== me) bus.post(owner, { kind: 'probe', peer });
+    };
+    const holder = holderOf.get(peer);
+    if (holder !== undefined) post(holder);
+    else
+      store
+        .ownerOf(peer)
+        .then(post)
+        .catch((e: unknown) => log.debug({ err: e, peer }, 'probe not routed (redis down)'));
+  };
   /**
    * The instance holding each stage the API links to: one directory lookup, kept (as a promise, so
    * frames to one stage leave in the order they were sent) until a link to it closes or fails.
@@ -312,6 +337,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     };
     try {
       const r = apply(real, op, args);
+      // The accused of a follower's report are probed by the instances holding them.
+      if (op === 'reportStall' && Array.isArray(r)) for (const p of r) probeRemote(String(p));
+      if (op === 'reportUnreachable' && (r === 'probe' || r === 'evict')) probeRemote(String(args[1]));
       // Validation calls are async: a refusal (a bad proof, signature or key) reaches the peer too.
       if (r instanceof Promise) r.catch(refuse);
       if (op === 'removePeer') outbound(String(args[0]), null);
@@ -581,6 +609,9 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       case 'api-link':
         apiHub?.fromInstance(m.from, m.peer, m.msg);
         return;
+      case 'probe':
+        if (registry.get(m.peer)) localProbe?.(m.peer);
+        return;
       case 'api-link-back':
         // A link closing (or refused) may mean the stage moved: look its holder up again next time.
         if (m.msg.frame.kind === 'close') apiRoutes.delete(m.peer);
@@ -698,6 +729,10 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     addressOf: (peer) => remoteAddress.get(peer),
     holdsRemote: (peer) => real !== null && holderOf.has(peer),
     deliver: (peer, msg) => outbound(peer, msg),
+    setProbe(probe) {
+      localProbe = probe;
+    },
+    probeRemote,
     setApiLinkHub(hub) {
       apiHub = hub;
     },

@@ -30,6 +30,9 @@
  *   its own sign-in check bound to the peer (never anything the peer says), so the leader's stake
  *   gate judges peers on every instance ({@link ClusterNode.addressOf}, `onRemotePeer`).
  *
+ * - **Probes**: a peer accused by a stall or unreachable report is probed by the instance holding it
+ *   (`probe` messages); only that instance evicts it, on its own failed probe.
+ *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.

@@ -54,6 +54,7 @@ import type { Relay } from '../relay.js';
 import type { ValidationRegistry } from '../validation-registry.js';
 import { CLOSE_CODES, type Conn } from '../server-context.js';
 import { createClusterBus, type BusStats, type InstanceMessage } from './cluster-bus.js';
+import { createApiLinkRoute } from './api-link-route.js';
 import { createIntroductionsMirror } from './introductions-mirror.js';
 import {
   createCoordinatorProxy,
@@ -242,12 +243,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         .then(post)
         .catch((e: unknown) => log.debug({ err: e, peer }, 'probe not routed (redis down)'));
   };
-  /**
-   * The instance holding each stage the API links to: one directory lookup, kept (as a promise, so
-   * frames to one stage leave in the order they were sent) until a link to it closes or fails.
-   */
-  const apiRoutes = new Map<string, Promise<string | null>>();
-  const MAX_API_ROUTES = 4096;
+  const apiRoute = createApiLinkRoute({ me, store, bus, log });
 
   const sendErrorTo = (peer: string, err: RingworkError): void => {
     const conn = conns.get(peer);
@@ -617,7 +613,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         return;
       case 'api-link-back':
         // A link closing (or refused) may mean the stage moved: look its holder up again next time.
-        if (m.msg.frame.kind === 'close') apiRoutes.delete(m.peer);
+        apiRoute.returned(m.peer, m.msg);
         apiHub?.receive(m.peer, m.msg);
         return;
       case 'coord': {
@@ -739,31 +735,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     setApiLinkHub(hub) {
       apiHub = hub;
     },
-    apiLinks: {
-      send(peer, msg, undelivered) {
-        let route = apiRoutes.get(peer);
-        if (!route) {
-          if (apiRoutes.size >= MAX_API_ROUTES) apiRoutes.clear();
-          route = store.ownerOf(peer);
-          apiRoutes.set(peer, route);
-        }
-        const r = route;
-        const fail = (e: unknown): void => {
-          if (apiRoutes.get(peer) === r) apiRoutes.delete(peer);
-          undelivered(e);
-        };
-        r.then((owner) => {
-          if (owner === null || owner === me)
-            return fail(new RingworkError('PROTOCOL_UNKNOWN_PEER', `No stage ${peer} in the cluster.`, {}));
-          bus.post(owner, { kind: 'api-link', from: me, peer, msg }, fail);
-        }, fail);
-      },
-      reply(instance, peer, msg) {
-        bus.post(instance, { kind: 'api-link-back', peer, msg }, (e) =>
-          log.debug({ err: e, peer, instance }, 'api link frame not returned (instance gone)'),
-        );
-      },
-    },
+    apiLinks: apiRoute.remote,
     relay: {
       relay(from, msg) {
         if (!localRelay) throw new RingworkError('SERVER_INTERNAL', 'Relay not ready.', {});

@@ -165,7 +165,11 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
    */
   const probeAccused = (peerId: string): void => {
     const target = conns.get(peerId);
-    if (!target) return;
+    if (!target) {
+      // Cluster mode: held by another instance, which probes it (and evicts it if it fails).
+      if (!registry.get(peerId)) run.cluster?.probeRemote(peerId);
+      return;
+    }
     counters.probes = (counters.probes ?? 0) + 1;
     const since = clock.now();
     void io
@@ -338,7 +342,9 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
       const reporter = requireSession(conn);
       const verdict = coordinator.reportUnreachable(reporter, msg.peer, msg.reason);
       if (verdict === 'evict') {
-        evict(msg.peer);
+        // Cluster mode: a peer held elsewhere is checked by its instance, not removed from here.
+        if (!conns.get(msg.peer) && !registry.get(msg.peer) && run.cluster) run.cluster.probeRemote(msg.peer);
+        else evict(msg.peer);
         return;
       }
       if (verdict !== 'probe') return;

@@ -248,6 +248,7 @@ export function createSignalingServer(
 
   const listen = async (run: RunningContext, ledger: Ledger | null): Promise<Started> => {
     const protocol = createProtocol(run, io, apiLinks);
+    run.cluster?.setProbe(protocol.probe);
     const ring = createRingDriver({
       coordinator: run.coordinator,
       hub: apiLinks,

@@ -35,6 +35,8 @@ export type InstanceMessage =
   | { kind: 'api-link'; from: string; peer: string; msg: ServerMessageOf<'api-link'> }
   /** Stage `peer`'s frame on a link the receiving instance's API opened. */
   | { kind: 'api-link-back'; peer: string; msg: ClientMessageOf<'api-link'> }
+  /** The leader asks the holder of `peer` to probe it (an unanswered probe evicts it there). */
+  | { kind: 'probe'; peer: string }
   /** A coordinator call forwarded to the leader by the instance holding `args[0]`. */
   | {
       kind: 'coord';

@@ -30,6 +30,9 @@
  *   its own sign-in check bound to the peer (never anything the peer says), so the leader's stake
  *   gate judges peers on every instance ({@link ClusterNode.addressOf}, `onRemotePeer`).
  *
+ * - **Probes**: a peer accused by a stall or unreachable report is probed by the instance holding it
+ *   (`probe` messages); only that instance evicts it, on its own failed probe.
+ *
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
@@ -48,8 +51,10 @@ import type { ConnectionIo } from '../connection-io.js';
 import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-types.js';
 import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
 import type { Relay } from '../relay.js';
+import type { ValidationRegistry } from '../validation-registry.js';
 import { CLOSE_CODES, type Conn } from '../server-context.js';
 import { createClusterBus, type BusStats, type InstanceMessage } from './cluster-bus.js';
+import { createApiLinkRoute } from './api-link-route.js';
 import { createIntroductionsMirror } from './introductions-mirror.js';
 import {
   createCoordinatorProxy,
@@ -139,6 +144,13 @@ export interface ClusterNode {
   connectionClosed(bucket: string): void;
   /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
   setLocalRelay(local: Relay): void;
+  /** The server's probe of a peer held here (a ping; an unanswered one evicts it). */
+  setProbe(probe: (peer: string) => void): void;
+  /**
+   * A peer another instance holds is accused (a stall, an unreachable report the coordinator wants
+   * checked): its holder probes it. Never an eviction on the word of another instance's peer.
+   */
+  probeRemote(peer: string): void;
   /** The server's API link hub: frames other instances send to stages held here, and back. */
   setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
   /** The API link hub's route to stages held by other instances. */
@@ -213,12 +225,25 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   let stopped = false;
   let localRelay: Relay | null = null;
   let apiHub: Pick<ApiLinkHub, 'receive' | 'fromInstance'> | null = null;
-  /**
-   * The instance holding each stage the API links to: one directory lookup, kept (as a promise, so
-   * frames to one stage leave in the order they were sent) until a link to it closes or fails.
-   */
-  const apiRoutes = new Map<string, Promise<string | null>>();
-  const MAX_API_ROUTES = 4096;
+  let localProbe: ((peer: string) => void) | null = null;
+  /** Asks the instance holding `peer` to probe it (the leader knows holders; others ask the directory). */
+  const probeRemote = (peer: string): void => {
+    if (registry.get(peer)) {
+      localProbe?.(peer);
+      return;
+    }
+    const post = (owner: string | null | undefined): void => {
+      if (owner && owner !== me) bus.post(owner, { kind: 'probe', peer });
+    };
+    const holder = holderOf.get(peer);
+    if (holder !== undefined) post(holder);
+    else
+      store
+        .ownerOf(peer)
+        .then(post)
+        .catch((e: unknown) => log.debug({ err: e, peer }, 'probe not routed (redis down)'));
+  };
+  const apiRoute = createApiLinkRoute({ me, store, bus, log });
 
   const sendErrorTo = (peer: string, err: RingworkError): void => {
     const conn = conns.get(peer);
@@ -284,20 +309,41 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     return { connected: true, lastSeen: clock.now() };
   };
 
-  const apply = (c: Coordinator, op: ForwardedOp, args: unknown[]): unknown =>
-    (c[op] as (...a: unknown[]) => unknown)(...args);
+  /** Runs one forwarded call on `c` (validation calls on its registry); may return a promise. */
+  const apply = (c: Coordinator, op: ForwardedOp, args: unknown[]): unknown => {
+    const v = c.validation;
+    switch (op) {
+      case 'validationKey':
+        return v.setKey(String(args[0]), String(args[1]));
+      case 'validationEvidence':
+        return v.submitEvidence(...(args as Parameters<ValidationRegistry['submitEvidence']>));
+      case 'validatedWork':
+        // args[0] is the requester (whom a refusal goes to); the rest are creditWork's.
+        return v.creditWork(...(args.slice(1) as Parameters<ValidationRegistry['creditWork']>));
+      default:
+        return (c[op] as (...a: unknown[]) => unknown)(...args);
+    }
+  };
 
   /** The leader runs a forwarded call; a refusal goes back to the peer as a typed error. */
   const applyRemote = (op: ForwardedOp, args: unknown[]): void => {
     if (!real) return;
-    try {
-      apply(real, op, args);
-      if (op === 'removePeer') outbound(String(args[0]), null);
-    } catch (e) {
-      const peer = String(args[0]);
+    const peer = String(args[0]);
+    const refuse = (e: unknown): void => {
       const err =
         e instanceof RingworkError ? e : new RingworkError('SERVER_INTERNAL', 'Internal error.', {});
-      outbound(peer, signalingErrorMessage(err));
+      if (peer) outbound(peer, signalingErrorMessage(err));
+    };
+    try {
+      const r = apply(real, op, args);
+      // The accused of a follower's report are probed by the instances holding them.
+      if (op === 'reportStall' && Array.isArray(r)) for (const p of r) probeRemote(String(p));
+      if (op === 'reportUnreachable' && (r === 'probe' || r === 'evict')) probeRemote(String(args[1]));
+      // Validation calls are async: a refusal (a bad proof, signature or key) reaches the peer too.
+      if (r instanceof Promise) r.catch(refuse);
+      if (op === 'removePeer') outbound(String(args[0]), null);
+    } catch (e) {
+      refuse(e);
     }
   };
 
@@ -361,8 +407,12 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       }
       forward('addPeer', [id, l.roles]);
       if (l.capability) forward('setCapability', [id, l.capability]);
+      if (l.validationKey) forward('validationKey', [id, l.validationKey]);
       if (!s.connected) forward('setOnline', [id, false]);
-      for (const m of l.models) forward('requestRing', [id, m]);
+      for (const m of l.models) {
+        const security = l.security?.get(m);
+        forward('requestRing', security ? [id, m, security] : [id, m]);
+      }
     }
   };
 
@@ -558,9 +608,12 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       case 'api-link':
         apiHub?.fromInstance(m.from, m.peer, m.msg);
         return;
+      case 'probe':
+        if (registry.get(m.peer)) localProbe?.(m.peer);
+        return;
       case 'api-link-back':
         // A link closing (or refused) may mean the stage moved: look its holder up again next time.
-        if (m.msg.frame.kind === 'close') apiRoutes.delete(m.peer);
+        apiRoute.returned(m.peer, m.msg);
         apiHub?.receive(m.peer, m.msg);
         return;
       case 'coord': {
@@ -675,34 +728,14 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     addressOf: (peer) => remoteAddress.get(peer),
     holdsRemote: (peer) => real !== null && holderOf.has(peer),
     deliver: (peer, msg) => outbound(peer, msg),
+    setProbe(probe) {
+      localProbe = probe;
+    },
+    probeRemote,
     setApiLinkHub(hub) {
       apiHub = hub;
     },
-    apiLinks: {
-      send(peer, msg, undelivered) {
-        let route = apiRoutes.get(peer);
-        if (!route) {
-          if (apiRoutes.size >= MAX_API_ROUTES) apiRoutes.clear();
-          route = store.ownerOf(peer);
-          apiRoutes.set(peer, route);
-        }
-        const r = route;
-        const fail = (e: unknown): void => {
-          if (apiRoutes.get(peer) === r) apiRoutes.delete(peer);
-          undelivered(e);
-        };
-        r.then((owner) => {
-          if (owner === null || owner === me)
-            return fail(new RingworkError('PROTOCOL_UNKNOWN_PEER', `No stage ${peer} in the cluster.`, {}));
-          bus.post(owner, { kind: 'api-link', from: me, peer, msg }, fail);
-        }, fail);
-      },
-      reply(instance, peer, msg) {
-        bus.post(instance, { kind: 'api-link-back', peer, msg }, (e) =>
-          log.debug({ err: e, peer, instance }, 'api link frame not returned (instance gone)'),
-        );
-      },
-    },
+    apiLinks: apiRoute.remote,
     relay: {
       relay(from, msg) {
         if (!localRelay) throw new RingworkError('SERVER_INTERNAL', 'Relay not ready.', {});

@@ -6,10 +6,15 @@
  * leader can be re-fed every peer this instance holds (cluster-node.ts `replay`).
  */
 import type { Logger } from 'pino';
-import type { PeerCapability } from '../../../shared/protocol/signaling.js';
+import type { PeerCapability, SecurityRequest } from '../../../shared/protocol/signaling.js';
 import type { Coordinator, CoordinatorSnapshot } from '../coordinator-types.js';
 import type { PeerRole } from '../peer-registry.js';
-import { createValidationRegistry } from '../validation-registry.js';
+import {
+  createValidationRegistry,
+  type EvidenceVerdict,
+  type ValidationRegistry,
+} from '../validation-registry.js';
+import type { WorkCredit } from '../validation-work.js';
 import type { IntroductionsMirror } from './introductions-mirror.js';
 import type { RedisStore } from './redis-store.js';
 
@@ -29,6 +34,10 @@ export const FORWARDED = [
   'withdrawn',
   'resume',
   'resync',
+  // Result validation (not coordinator methods: the leader's `validation` registry runs them).
+  'validationKey',
+  'validationEvidence',
+  'validatedWork',
 ] as const;
 export type ForwardedOp = (typeof FORWARDED)[number];
 export const isForwarded = (op: unknown): op is ForwardedOp => FORWARDED.includes(op as ForwardedOp);
@@ -42,6 +51,10 @@ export interface LocalPeer {
   tokenHash?: string;
   /** Taken over from another instance and not yet re-announced to the coordinator. */
   adopted?: boolean;
+  /** The validation key it registered (re-sent to a new leader). */
+  validationKey?: string;
+  /** model id -> the security level it asked for (absent: level 1), re-sent with its ring requests. */
+  security?: Map<string, SecurityRequest>;
 }
 
 /** What {@link createCoordinatorProxy} works with: the cluster node's state, by reference. */
@@ -68,11 +81,30 @@ export interface CoordinatorProxyDeps {
 /** Builds the coordinator facade of one cluster instance. */
 export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator {
   const { me, locals, store, mirror, log, forward, saveLocal } = deps;
-  // Result validation state is per instance for now (keys, evidence and flags are not in Redis yet).
+  // A follower checks a key's form itself (a bad one is refused to the peer at once), then passes
+  // keys, evidence and proofs of work to the leader, whose registry decides (its `ring` answers
+  // carry the keys; reputation, flags and credit live there). Verdicts come back only as errors.
   const localValidation = createValidationRegistry();
+  const forwardedValidation: ValidationRegistry = {
+    ...localValidation,
+    async setKey(peer, key) {
+      await localValidation.setKey(peer, key);
+      const l = locals.get(peer);
+      if (l) l.validationKey = key;
+      forward('validationKey', [peer, key]);
+    },
+    submitEvidence(reporter, evidence, ringPeers, majority) {
+      forward('validationEvidence', [reporter, evidence, ringPeers, ...(majority ? [majority] : [])]);
+      return Promise.resolve<EvidenceVerdict>('reported');
+    },
+    creditWork(rings, proof, context) {
+      forward('validatedWork', [context?.requester ?? '', rings, proof, context]);
+      return Promise.resolve<WorkCredit>({ steps: 0, maxDistance: 0, repeated: 0 });
+    },
+  };
   return {
     get validation() {
-      return deps.real()?.validation ?? localValidation;
+      return deps.real()?.validation ?? forwardedValidation;
     },
     // Stake standing is read per instance (stake/): only the leader's planning uses it.
     membershipChanged(reason) {
@@ -123,6 +155,12 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
         l.models.add(modelId);
         saveLocal(id);
       }
+      // A re-fed leader must get the same level asked (a validated request stays validated).
+      if (l) {
+        l.security ??= new Map();
+        if (security) l.security.set(modelId, security);
+        else l.security.delete(modelId);
+      }
       forward('requestRing', security ? [id, modelId, security] : [id, modelId]);
     },
     assignmentStatus: (id, status) => void forward('assignmentStatus', [id, status]),
@@ -167,12 +205,14 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
       // else (it holds none of that ring's peers, e.g. only the server's API requester) the ring of
       // the leader's last snapshot it read.
       if (real) return real.getRing(modelId, ringId);
-      return (
-        mirror.getRing(modelId) ?? deps.cachedSnapshot().models.find((m) => m.id === modelId)?.ring ?? null
-      );
+      const ring =
+        mirror.getRing(modelId) ?? deps.cachedSnapshot().models.find((m) => m.id === modelId)?.ring ?? null;
+      // Asked by id (a validator ring's, say): another ring is not it.
+      return ringId === undefined || ring?.ringId === ringId ? ring : null;
     },
-    // Validator rings are not mirrored to followers yet: only the leader knows them.
-    getValidatorRings: (modelId) => deps.real()?.getValidatorRings(modelId) ?? [],
+    // A follower knows the validator rings its requesters were last sent.
+    getValidatorRings: (modelId) =>
+      deps.real()?.getValidatorRings(modelId) ?? mirror.getValidatorRings(modelId),
     // The cluster node's start/stop run the real one.
     start: () => undefined,
     stop: () => undefined,

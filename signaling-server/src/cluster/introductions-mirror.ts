@@ -17,6 +17,8 @@ export interface IntroductionsMirror {
   canSignal(a: string, b: string): boolean;
   getAssignment(peer: string): PeerAssignment | null;
   getRing(modelId: string): Ring | null;
+  /** The validator rings last sent (to any requester held here) with a ring of `modelId`. */
+  getValidatorRings(modelId: string): Ring[];
   /** The highest epoch seen. */
   readonly epoch: number;
   /** Peers with an entry. */
@@ -25,29 +27,34 @@ export interface IntroductionsMirror {
 
 interface PeerView {
   assignment: PeerAssignment | null;
-  /** model id -> the ring this peer was last sent for it. */
+  /** model id -> the ring this peer was last sent for it, with its validator rings. */
   rings: Map<string, Ring>;
+  validators: Map<string, Ring[]>;
 }
 
 /** Creates an empty mirror. */
 export function createIntroductionsMirror(): IntroductionsMirror {
   const peers = new Map<string, PeerView>();
   const latestRing = new Map<string, Ring>();
+  const latestValidators = new Map<string, Ring[]>();
   let epoch = 0;
   const viewOf = (peer: string): PeerView => {
     let v = peers.get(peer);
     if (!v) {
-      v = { assignment: null, rings: new Map() };
+      v = { assignment: null, rings: new Map(), validators: new Map() };
       peers.set(peer, v);
     }
     return v;
   };
-  /** True when `requester` was last sent a ring whose first stage or head is `stage`. */
+  const endsWith = (ring: Ring, stage: string): boolean => {
+    const st = ring.stages;
+    return st[0]?.peer === stage || st[st.length - 1]?.peer === stage;
+  };
+  /** True when `requester` was last sent a ring (or validator ring) whose first stage or head is `stage`. */
   const byRing = (requester: string, stage: string): boolean => {
-    for (const ring of peers.get(requester)?.rings.values() ?? []) {
-      const st = ring.stages;
-      if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
-    }
+    const v = peers.get(requester);
+    for (const ring of v?.rings.values() ?? []) if (endsWith(ring, stage)) return true;
+    for (const rings of v?.validators.values() ?? []) if (rings.some((r) => endsWith(r, stage))) return true;
     return false;
   };
   return {
@@ -86,13 +93,25 @@ export function createIntroductionsMirror(): IntroductionsMirror {
             epoch: msg.epoch,
             stages: msg.stages,
           };
-          viewOf(peer).rings.set(ring.model, ring);
+          const view = viewOf(peer);
+          view.rings.set(ring.model, ring);
+          const validators: Ring[] = (msg.validators ?? []).map((r) => ({
+            ringId: r.ringId,
+            model: ring.model,
+            epoch: r.epoch,
+            stages: r.stages,
+          }));
+          if (validators.length > 0) {
+            view.validators.set(ring.model, validators);
+            latestValidators.set(ring.model, validators);
+          } else view.validators.delete(ring.model);
           const prev = latestRing.get(ring.model);
           if (!prev || prev.epoch <= ring.epoch) latestRing.set(ring.model, ring);
           return;
         }
         case 'no-ring':
           peers.get(peer)?.rings.delete(msg.model);
+          peers.get(peer)?.validators.delete(msg.model);
           latestRing.delete(msg.model);
           return;
         default:
@@ -109,6 +128,7 @@ export function createIntroductionsMirror(): IntroductionsMirror {
     },
     getAssignment: (peer) => peers.get(peer)?.assignment ?? null,
     getRing: (modelId) => latestRing.get(modelId) ?? null,
+    getValidatorRings: (modelId) => latestValidators.get(modelId) ?? [],
     get epoch() {
       return epoch;
     },

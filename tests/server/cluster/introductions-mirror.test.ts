@@ -38,6 +38,31 @@ const ring = (epoch: number, peers: string[]): ServerMessage => ({
 });
 
 describe('introductions mirror', () => {
+  it('keeps the validator rings a requester was sent: their ends may signal it, and they are found by model', () => {
+    const m = createIntroductionsMirror();
+    const [V1, V2, V3] = ['v1', 'v2', 'v3'].map(id) as [string, string, string];
+    const validated: ServerMessage = {
+      ...(ring(2, [A, B]) as Extract<ServerMessage, { type: 'ring' }>),
+      validators: [
+        {
+          ringId: 'r2:v1',
+          epoch: 2,
+          stages: [V1, V2, V3].map((peer, i) => ({ peer, range: [i, i + 1] as [number, number] })),
+        },
+      ],
+    };
+    m.observe(R, validated);
+    expect(m.getValidatorRings('stories260K').map((r) => r.ringId)).toEqual(['r2:v1']);
+    expect(m.canSignal(R, V1)).toBe(true);
+    expect(m.canSignal(V3, R)).toBe(true);
+    expect(m.canSignal(R, V2)).toBe(false);
+    // A later plain ring for the same requester ends its validator introductions.
+    m.observe(R, ring(3, [A, B]));
+    expect(m.canSignal(R, V1)).toBe(false);
+    m.observe(R, { type: 'no-ring', v: 1, model: 'stories260K', reason: 'gone' });
+    expect(m.canSignal(R, A)).toBe(false);
+  });
+
   it('allows ring neighbours and the requester with first stage and head, nothing else', () => {
     const m = createIntroductionsMirror();
     m.observe(A, assignment(1, C, B));

@@ -6,6 +6,13 @@
  * bytes, and the rings' sketches agree stage by stage within the calibrated tolerance with the same
  * token out of every head. A requester can neither credit a ring that did not do the work (it cannot
  * forge the stages' signatures) nor credit one step twice (steps are remembered by session and step).
+ *
+ * A spot-checked step (the proof step's `spot`) proves work too: the validator ring caught up with
+ * every token since its last check as one chunk, so the rings ran other bytes at this step. The
+ * proof carries the chunk's token ids; the server hashes them itself against the validator's first
+ * stage's signed input hash, and their last `rows` against the primary's, checks that both end at
+ * the same position, and compares the last row of every stage's sketch (the sampled position) and
+ * the head's token. It credits that one sampled step.
  */
 import { RingworkError } from '../../shared/errors.js';
 import { fromBase64 } from '../../shared/ring/stage-commitments.js';

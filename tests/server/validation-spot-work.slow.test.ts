@@ -168,8 +168,10 @@ describe('spot-checked steps prove validated work', () => {
 
       // The honest proof: every sampled step credited once to every stage of both rings.
       let credited = 0;
+      let chars = 0;
       for (const m of work.messages) {
         const frame = JSON.stringify({ ...m, v: SIGNALING_VERSION });
+        chars += frame.length;
         expect(frame.length).toBeLessThanOrEqual(MAX_SIGNALING_FRAME_BYTES);
         clientMessageSchema.parse(JSON.parse(frame));
         const credit = await validation.creditWork(rings, m.proof!);
@@ -189,7 +191,7 @@ describe('spot-checked steps prove validated work', () => {
       // The next spot-checked request on these peers is checked at half the rate.
       expect(ask().security!.spot).toEqual({ f: DEFAULT_SPOT_RATE.fMax / 2 });
       console.log(
-        `spot f=0.3: ${sampled.length} of ${work.stepsRun} steps sampled and credited (chunks ${sampled.map((c) => c.spot!.tokens.length).join(',')}), ${work.messages.length} messages`,
+        `spot f=0.3: ${sampled.length} of ${work.stepsRun} steps sampled and credited (chunks ${sampled.map((c) => c.spot!.tokens.length).join(',')}), ${work.messages.length} messages, ${Math.round(chars / sampled.length)} B of JSON per proven step`,
       );
     },
     scaled(180_000),

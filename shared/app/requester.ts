@@ -5,40 +5,37 @@
  * device's. The requester tokenizes and detokenizes; with no ring it runs the whole model itself
  * when it fits. A plain object with a zustand vanilla store; the browser injects its WebRTC network,
  * Web Worker runner, tokenizer loader and sessionStorage.
+ *
+ * Around one concept each: following the coordinator's rings (requester-rings.ts), links to ring
+ * stages (requester-links.ts), a k = 1 answer's failover pipeline (requester-ring-pipeline.ts), a
+ * validated answer (validated-ring.ts, validated-failover.ts), the draft runner
+ * (requester-draft.ts); this file answers (`ask`) and keeps the chat (`send`).
  */
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import { persist, type PersistStorage } from 'zustand/middleware';
 import { HISTORY_KEY, historyStorage, type AnswerFailover, type ChatMessage } from './chat-history.js';
 import { RingworkError, isRingworkError } from '../errors.js';
 import { isLlama2cLocation } from '../model/open-model.js';
-import type { ModelDescriptor, ServerMessageOf } from '../protocol/signaling.js';
-import {
-  createFailoverPipeline,
-  type FailoverEvent,
-  type FailoverPhases,
-  type RingLoss,
-  type RingTarget,
-} from '../ring/failover-pipeline.js';
-import { createLossDetector } from '../ring/loss-detector.js';
-import { openRemoteSession } from '../ring/remote-pipeline.js';
+import type { ModelDescriptor } from '../protocol/signaling.js';
 import { isRetryableRingError } from '../ring/retry.js';
 import { generate } from '../runtime/generate.js';
 import { createPipeline, type Pipeline } from '../runtime/pipeline.js';
 import { createSampler, type Sampler } from '../runtime/sampler.js';
-import type { ShardRunner } from '../runtime/shard-runner.js';
 import { createDecodeStream } from '../tokenizer/decode-stream.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import type { PeerLink } from '../transport/types.js';
 import type {
   AskOptions,
   AskResult,
   ChatState,
   Requester,
   RequesterOptions,
-  RingAnswer,
   RingChatClient,
 } from './requester-types.js';
-import { silentLogger, systemAppClock, type NetworkHandle } from './network-port.js';
+import { silentLogger, systemAppClock } from './network-port.js';
+import { createDraftRunnerCache } from './requester-draft.js';
+import { createStageLinks } from './requester-links.js';
+import { openRingPipeline } from './requester-ring-pipeline.js';
+import { createRingFollower } from './requester-rings.js';
 import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
 import { withValidatedFailover, type ValidatedFailoverPipeline } from './validated-failover.js';
 import { assertDraftAvailable, type DraftSetting } from './draft-setting.js';
@@ -102,213 +99,17 @@ export function createRequester(o: RequesterOptions): Requester {
     return t;
   };
 
-  /** Per connection: the models subscribed to, and the unsubscribe functions. */
-  let subscribed: { net: NetworkHandle; models: Set<string>; offs: (() => void)[] } | undefined;
-  const subscribe = (net: NetworkHandle, model: string, k?: number, spot?: { f?: number }): void => {
-    if (subscribed?.net !== net) {
-      subscribed?.offs.forEach((f) => f());
-      // A new connection (a reconnect): what the old one heard may be stale.
-      set({ rings: {} });
-      const put = (id: string, m: RingAnswer) => set({ rings: { ...get().rings, [id]: m } });
-      subscribed = {
-        net,
-        models: new Set(),
-        offs: [
-          net.signaling.on('ring', (m) => put(m.model.id, m)),
-          net.signaling.on('no-ring', (m) => put(m.model, m)),
-        ],
-      };
-    }
-    // A new security level is a new request (the coordinator answers with its validator rings).
-    // Spot checks are a mode of k = 2 only (the wire refuses them with any other level).
-    const spotAsked = k === 2 ? spot : undefined;
-    const key = k === undefined ? model : `${model}@${k}${spotAsked ? `s${spotAsked.f ?? ''}` : ''}`;
-    if (subscribed.models.has(key)) return;
-    subscribed.models.add(key);
-    if (k !== undefined)
-      set({ rings: Object.fromEntries(Object.entries(get().rings).filter(([m]) => m !== model)) });
-    // One request subscribes: the coordinator pushes every later change of this model's ring.
-    net.signaling.send({
-      type: 'ring-request',
-      model,
-      ...(k !== undefined
-        ? { security: { v: 1 as const, k, degrade: false, ...(spotAsked ? { spot: spotAsked } : {}) } }
-        : {}),
-    });
-  };
-
-  const ringFor = (model: string, signal: AbortSignal): Promise<RingAnswer> => {
-    const now = get().rings[model];
-    if (now) return Promise.resolve(now);
-    const ms = o.ringTimeoutMs ?? 10_000;
-    return new Promise((resolve, reject) => {
-      const finish = (f: () => void) => {
-        clearTimeout(timer);
-        off();
-        signal.removeEventListener('abort', onAbort);
-        f();
-      };
-      const timer = setTimeout(
-        () =>
-          finish(() =>
-            reject(
-              new RingworkError(
-                'SIGNALING_COORDINATOR_TIMEOUT',
-                `The coordinator did not answer the ring request within ${ms / 1000} s.`,
-              ),
-            ),
-          ),
-        ms,
-      );
-      const onAbort = () => finish(() => reject(new RingworkError('ABORTED', 'Generation was stopped.')));
-      signal.addEventListener('abort', onAbort, { once: true });
-      const off = store.subscribe((s) => {
-        const r = s.rings[model];
-        if (r) finish(() => resolve(r));
-      });
-    });
-  };
-
   /** The referee of validated answers (k >= 2): its runners are kept across answers and retries. */
   const referee = createRefereeCache(o.createRunner);
-
-  /** Links to ring stages, reused across requests while open. */
-  const stageLinks = new Map<string, PeerLink>();
-  const linkTo = async (net: NetworkHandle, peer: string, signal: AbortSignal): Promise<PeerLink> => {
-    if (peer === net.peerId) {
-      const self = o.localStageLink?.();
-      if (!self)
-        throw new RingworkError(
-          'NO_RING',
-          'This tab is in the ring but is not serving its stage yet; try again in a moment.',
-        );
-      return self;
-    }
-    const shared = o.existingLink?.(peer);
-    if (shared?.isOpen) return shared;
-    const open = stageLinks.get(peer);
-    if (open?.isOpen) return open;
-    const link = await net.transport.connect(peer, { timeoutMs: 15_000, signal });
-    stageLinks.set(peer, link);
-    link.onClose(() => stageLinks.get(peer) === link && stageLinks.delete(peer));
-    return link;
-  };
-
-  /** Resolves once the model's ring answer differs from `key`, or after `ms` (never rejects but on abort). */
-  const ringChange = (model: string, key: string, ms: number, signal: AbortSignal): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const keyOf = (r: RingAnswer | undefined) =>
-        r?.type === 'ring' ? `${r.ringId}@${r.epoch}` : r ? `none:${r.reason}` : '';
-      if (keyOf(get().rings[model]) !== key) return resolve();
-      const finish = (f: () => void) => {
-        clearTimeout(timer);
-        off();
-        signal.removeEventListener('abort', onAbort);
-        f();
-      };
-      const timer = setTimeout(() => finish(resolve), ms);
-      const onAbort = () => finish(() => reject(new RingworkError('ABORTED', 'Generation was stopped.')));
-      signal.addEventListener('abort', onAbort, { once: true });
-      const off = store.subscribe((s) => {
-        if (keyOf(s.rings[model]) !== key) finish(resolve);
-      });
-    });
-
-  /**
-   * After a loss: tells the coordinator the ring stalled (it checks the peers itself; nobody is
-   * evicted on this tab's word), waits for its re-planned ring — or, when none comes within the
-   * grace, tries the same ring again — and fails with what is missing when no ring can be formed.
-   */
-  const replaceRing = async (
-    net: NetworkHandle,
-    model: string,
-    loss: RingLoss,
-    signal: AbortSignal,
-    targetOf: (r: ServerMessageOf<'ring'>) => RingTarget,
-  ): Promise<RingTarget> => {
-    const key = `${loss.ring.ringId}@${loss.ring.epoch}`;
-    const notReady =
-      loss.cause === 'replanned' ||
-      loss.error.code === 'RING_STALE_EPOCH' ||
-      loss.error.code === 'RING_STAGE_NOT_SERVING';
-    // A re-plan the coordinator made itself needs no report.
-    if (loss.attempt === 0 && loss.cause !== 'replanned') {
-      try {
-        net.signaling.send({
-          type: 'ring-stalled',
-          ringId: loss.ring.ringId,
-          epoch: loss.ring.epoch,
-          position: loss.position,
-          cause: loss.cause,
-          ...(loss.lostPeer ? { peer: loss.lostPeer } : {}),
-        });
-      } catch {
-        /* signaling down: the coordinator learns of the loss on its own */
-      }
-    }
-    // A ring still loading its shards answers "not serving" at once: poll it with a short backoff,
-    // capped at 250 ms (a 1 s cap added 0.5 s on average to every recovery; an attempt is one
-    // `open` answered at once by the first stage).
-    const waitMs =
-      loss.attempt === 0 && !notReady ? (o.stallGraceMs ?? 4000) : Math.min(250, 100 * 2 ** loss.attempt);
-    await ringChange(model, key, waitMs, signal);
-    const now = get().rings[model];
-    if (now?.type !== 'ring') {
-      const missing = now?.missingBytes;
-      throw new RingworkError(
-        'RING_FAILOVER_FAILED',
-        `The ring lost a peer and no ring can take the answer over: ${
-          missing !== undefined && missing > 0
-            ? `${(missing / 1e9).toFixed(2)} GB more peer memory is needed`
-            : (now?.reason ?? 'the coordinator has no ring for this model')
-        }.`,
-        {
-          details: { model, lostPeer: loss.lostPeer, missingBytes: missing, reason: now?.reason },
-          cause: loss.error,
-        },
-      );
-    }
-    return targetOf(now);
-  };
-
-  /**
-   * The draft runner (the whole model at the draft's format, in this tab), kept across answers for
-   * the model it was loaded for: a second answer downloads and compiles nothing.
-   */
-  let draftHeld: { key: string; runner: Promise<ShardRunner> } | undefined;
-  const draftRunner = async (
-    m: ModelDescriptor,
-    d: DraftSetting,
-    signal: AbortSignal,
-  ): Promise<ShardRunner> => {
-    const key = `${m.url}|${d.format}|${m.contextLength}`;
-    if (draftHeld?.key !== key) {
-      const old = draftHeld;
-      draftHeld = undefined;
-      if (old) void old.runner.then((r) => r.dispose()).catch(() => undefined);
-      const runner = o.createRunner();
-      const loading = runner
-        .load(
-          {
-            model: { url: m.url, tokenizerUrl: m.tokenizerUrl },
-            range: [0, m.units],
-            weightFormat: d.format,
-            contextLength: m.contextLength,
-            logits: 'last',
-            backend: 'auto',
-          },
-          { signal },
-        )
-        .then(() => runner);
-      const held = { key, runner: loading };
-      draftHeld = held;
-      loading.catch(() => {
-        if (draftHeld === held) draftHeld = undefined;
-        void runner.dispose().catch(() => undefined);
-      });
-    }
-    return draftHeld.runner;
-  };
+  const rings = createRingFollower({
+    store,
+    ...(o.ringTimeoutMs !== undefined ? { ringTimeoutMs: o.ringTimeoutMs } : {}),
+    ...(o.stallGraceMs !== undefined ? { stallGraceMs: o.stallGraceMs } : {}),
+  });
+  const { subscribe, ringFor, ringChange } = rings;
+  const links = createStageLinks(o);
+  const linkTo = links.linkTo;
+  const drafts = createDraftRunnerCache(o.createRunner);
 
   const askOnce = async (a: AskOptions): Promise<AskResult> => {
     const want = a.settings.draft;
@@ -411,107 +212,27 @@ export function createRequester(o: RequesterOptions): Requester {
       peers = [answer, ...answer.validators].flatMap((r) => r.stages.map((s) => s.peer));
     } else if (answer.type === 'ring') {
       model = answer.model;
-      const detector = createLossDetector({ coldMs: o.stepTimeoutMs ?? 60_000 });
-      // The head holds the session's one sampler (seed + draws travel with `open`).
-      const sampler = { temperature: a.settings.temperature, topP: a.settings.topP, topK: 0, seed };
-      const targetOf = (ring: ServerMessageOf<'ring'>): RingTarget => ({
-        ringId: ring.ringId,
-        epoch: ring.epoch,
-        peers: ring.stages.map((s) => s.peer),
-        async open(resume, progress) {
-          const stages = ring.stages;
-          // Both links at once: after a failover either end may be a page this tab never linked to.
-          const [first, head] = await Promise.all([
-            linkTo(net, stages[0]!.peer, a.signal),
-            stages.length === 1 ? undefined : linkTo(net, stages[stages.length - 1]!.peer, a.signal),
-          ]).then(([f, h]) => [f, h ?? f] as const);
-          progress?.linked?.();
-          const session = await openRemoteSession(
-            {
-              requesterId: net.peerId,
-              epoch: ring.epoch,
-              first,
-              head,
-              sampler,
-              stepDeadlineMs: (n) => detector.deadlineMs(n),
-              now: clock.now,
-            },
-            resume,
-          );
-          // A new epoch of this model's ring ends this one's sessions on every stage (they restart
-          // for the new epoch): the coordinator saw a peer go (its socket closed) or re-planned, so
-          // fail over now instead of waiting for the step deadline.
-          const key = `${ring.ringId}@${ring.epoch}`;
-          const onRing = (r: RingAnswer | undefined) => {
-            if (!r || (r.type === 'ring' && `${r.ringId}@${r.epoch}` === key)) return;
-            session.abandon(
-              new RingworkError('RING_STALE_EPOCH', 'The coordinator re-planned the ring mid-answer.', {
-                details: { replanned: true, ringId: ring.ringId, epoch: ring.epoch },
-              }),
-            );
-          };
-          const off = store.subscribe((st) => onRing(st.rings[a.settings.model]));
-          onRing(get().rings[a.settings.model]);
-          return {
-            id: session.id,
-            get draws() {
-              return session.draws;
-            },
-            abandon: (e) => session.abandon(e),
-            forward: (t, p, opts) => session.forward(t, p, opts),
-            close: () => (off(), session.close()),
-          };
-        },
-      });
-      const events: FailoverEvent[] = [];
-      // Monotonic clock times of the pipeline, as wall-clock times for the chat (and the swarm tool).
-      const wall = (t: number) => clock.wallNow() - (clock.now() - t);
-      const shown = (): AnswerFailover[] =>
-        events.map((e) => ({
-          cause: e.cause,
-          ...(e.lostPeer ? { lostPeer: e.lostPeer } : {}),
-          position: e.position,
-          detectedAt: wall(e.detectedAt),
-          ...(e.recoveredAt !== undefined ? { recoveredAt: wall(e.recoveredAt) } : {}),
-          ...(e.recoveryMs !== undefined ? { recoveryMs: e.recoveryMs } : {}),
-          replayed: e.replayed,
-          ...(e.phases ? { phases: wallPhases(e.phases) } : {}),
-        }));
-      const wallPhases = (p: FailoverPhases): NonNullable<AnswerFailover['phases']> => {
-        const out: NonNullable<AnswerFailover['phases']> = {
-          attempts: p.attempts,
-          ...(p.retriedOn ? { retriedOn: [...p.retriedOn] } : {}),
-        };
-        for (const k of ['firstRingAt', 'ringAt', 'linkedAt', 'openedAt'] as const) {
-          const t = p[k];
-          if (t !== undefined) out[k] = wall(t);
-        }
-        return out;
-      };
-      failovers = shown;
-      const failover = createFailoverPipeline({
-        initial: targetOf(answer),
-        replace: (loss) => replaceRing(net, a.settings.model, loss, a.signal, targetOf),
-        detector,
+      const ring = openRingPipeline({
+        answer,
+        net,
+        model: a.settings.model,
+        temperature: a.settings.temperature,
+        topP: a.settings.topP,
+        seed,
+        linkTo: (peer) => linkTo(net, peer, a.signal),
+        rings,
+        store,
+        clock,
+        log,
+        signal: a.signal,
+        ...(o.stepTimeoutMs !== undefined ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
         ...(o.recoveryWindowMs ? { recoveryWindowMs: o.recoveryWindowMs } : {}),
-        now: clock.now,
-        onLoss: (e) => {
-          events.push(e);
-          log.warn(
-            { cause: e.cause, peer: e.lostPeer, position: e.position },
-            'ring peer lost; failing over',
-          );
-          a.onFailover?.(shown());
-        },
-        onRecovered: (e) => {
-          log.info({ recoveryMs: e.recoveryMs, ring: e.toRing }, 'failover done');
-          a.onFailover?.(shown());
-        },
+        ...(a.onFailover ? { onFailover: a.onFailover } : {}),
       });
-      pipeline = failover;
+      failovers = ring.failovers;
+      pipeline = ring.pipeline;
       peers = answer.stages.map((s) => s.peer);
-      const latestPeers = () => failover.ring.peers;
-      peersNow = latestPeers;
+      peersNow = ring.peersNow;
       if (want) {
         assertDraftAvailable({
           model: a.settings.model,
@@ -521,7 +242,7 @@ export function createRequester(o: RequesterOptions): Requester {
           ...(a.settings.security !== undefined ? { security: a.settings.security } : {}),
         });
         draft = {
-          pipeline: createPipeline([await draftRunner(model, want, a.signal)], clock.now),
+          pipeline: createPipeline([await drafts.get(model, want, a.signal)], clock.now),
           setting: want,
         };
       }
@@ -719,13 +440,9 @@ export function createRequester(o: RequesterOptions): Requester {
     },
     async stop() {
       current?.abort();
-      subscribed?.offs.forEach((f) => f());
-      subscribed = undefined;
-      for (const l of stageLinks.values()) l.close();
-      stageLinks.clear();
-      const held = draftHeld;
-      draftHeld = undefined;
-      await held?.runner.then((r) => r.dispose()).catch(() => undefined);
+      rings.stop();
+      links.close();
+      await drafts.dispose();
       await referee.dispose();
     },
     async send(raw) {
@@ -805,7 +522,7 @@ export function createRequester(o: RequesterOptions): Requester {
     clear: () => set({ messages: [] }),
     setSettings(p) {
       set({ settings: { ...get().settings, ...p } });
-      if (p.model && subscribed) subscribe(subscribed.net, p.model);
+      if (p.model) rings.follow(p.model);
     },
     ask,
   };

@@ -272,9 +272,14 @@ export async function openValidatedAnswer(o: ValidatedAnswerOptions): Promise<Va
           : {}),
       });
     },
-    onComparedStep: (rs, agreed) => {
-      // Only steps every ring of the request agreed on prove work (a dropped ring proves none).
-      if (agreed && rs.length === rings.length) proof.add(rs.map((r) => r.commitments));
+    onComparedStep: (rs, agreed, spotProof) => {
+      // Only steps every ring of the request agreed on prove work (a dropped ring proves none); a
+      // spot-checked step goes with the validator's chunk of token ids, which the server hashes.
+      if (agreed && rs.length === rings.length)
+        proof.add(
+          rs.map((r) => r.commitments),
+          spotProof,
+        );
     },
   });
   return {

@@ -185,6 +185,9 @@ export const securityAnswerSchema = z
   .strict();
 export type SecurityAnswer = z.infer<typeof securityAnswerSchema>;
 
+/** Most token ids a spot-checked proof step carries (the validator ring's catch-up chunk). */
+export const MAX_SPOT_CHUNK_TOKENS = 4096;
+
 /**
  * One validated step's signed commitments, all rings: `rings[j][stage]` is the commitment's wire
  * bytes (base64) of ring j (0: the primary) at that stage. The server verifies and compares them
@@ -206,6 +209,19 @@ export const workProofStepSchema = z
       )
       .min(2)
       .max(MAX_SECURITY_LEVEL),
+    /**
+     * A spot-checked step (exactly two rings; ring 1 the validator that caught up): `tokens` are the
+     * token ids of the validator's chunk (its stage 0's input, so its signed input hash), and the
+     * primary ran the last `rows` of them at this step. The rings are compared at the chunk's last
+     * row (validation-work.ts).
+     */
+    spot: z
+      .object({
+        tokens: z.array(z.number().int().min(0).max(0x7fffffff)).min(1).max(MAX_SPOT_CHUNK_TOKENS),
+        rows: z.number().int().positive().max(MAX_SPOT_CHUNK_TOKENS),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type WorkProofStep = z.infer<typeof workProofStepSchema>;

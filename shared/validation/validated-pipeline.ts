@@ -8,7 +8,8 @@
  * from it is dropped as deviant. The answer continues on a ring the referee agrees with.
  *
  * Spot-check mode (`spot`): the validator rings are fed only on a sampled fraction f of steps,
- * catching up with every token since their last check as one chunk; see spot-settle.ts.
+ * catching up with every token since their last check as one chunk; see spot-settle.ts. A sampled
+ * step on which both rings agreed is a proof of validated work too (work-proof.ts).
  *
  * Limit: the referee judges the disputed stage by its committed sketch. A sender that commits the
  * honest sketch while sending (and hashing) other bytes moves the blame one stage down; catching
@@ -35,6 +36,7 @@ import {
 import { sketchDistance, sketchOf } from './sketch.js';
 import { firstHistoryDeviation, sampledView, type RecordedStep } from './spot-settle.js';
 import { argmax } from './stage.js';
+import type { SpotProof } from './work-proof.js';
 
 /** One of the k rings. */
 export interface ValidatedRingSpec {
@@ -108,9 +110,18 @@ export interface ValidatedPipelineOptions {
   /**
    * Called after every step compared across rings with each ring's verified commitments (ring
    * index order) and whether they all agreed: agreed steps are the proof of validated work the
-   * coordinator checks itself (work-proof.ts).
+   * coordinator checks itself (work-proof.ts). In spot-check mode only sampled steps on which the
+   * primary and the validator ring (0 and 1) both answered are passed.
    */
-  onComparedStep?: (rings: { ring: number; commitments: Commitment[] }[], agreed: boolean) => void;
+  onComparedStep?: (
+    rings: { ring: number; commitments: Commitment[] }[],
+    agreed: boolean,
+    /**
+     * Spot-check mode: the validator ring's chunk of token ids (everything since its last check)
+     * and the rows the primary ran at this step; `agreed` then also means the same head token.
+     */
+    spot?: SpotProof,
+  ) => void;
   /** Where a slow answer waited: each ring's answer to a prefill step or to a step slower than 5 s. */
   log?: { info(o: object, msg?: string): void };
   now?: () => number;
@@ -297,8 +308,11 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
             report.lost.push(...lost.map((l) => l.ring));
           }
           if (answered.length === 0) throw new RingworkError('VALIDATION_DEVIANT', 'Every ring deviated.');
+          /** What each answering ring ran at this step (spot-check mode: the validator's chunk). */
+          const feeds = new Map<number, { tokens: Int32Array; position: number }>();
           for (const a of answered) {
             const feed = feedOf(a.ring, tokens, position);
+            feeds.set(a.ring, feed);
             fed.set(a.ring, history.length);
             if (!spot) continue;
             let steps = recorded.get(a.ring);
@@ -321,13 +335,18 @@ export function createValidatedPipeline(o: ValidatedPipelineOptions): ValidatedP
             );
             report.comparisons += cmp.comparisons;
             report.comparedSteps++;
-            // A catching-up ring ran other token bytes than the primary: no proof of work (the
-            // coordinator checks that every ring was fed the same bytes).
-            if (!spot)
-              o.onComparedStep?.(
-                answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments })),
-                cmp.firstDivergent === undefined,
-              );
+            const rs = answered.map((a) => ({ ring: a.ring, commitments: a.step.commitments }));
+            if (!spot) o.onComparedStep?.(rs, cmp.firstDivergent === undefined);
+            else if (answered.length === 2 && answered[0]!.ring === 0 && answered[1]!.ring === 1) {
+              // A sampled step proves work with the validator's chunk, whose token bytes the
+              // coordinator hashes itself (validation-work.ts). It compares the head's token too:
+              // without greedy sampling the validator's draw may differ, and that step proves nothing.
+              const heads = rs.map((r) => r.commitments.at(-1)!.token);
+              o.onComparedStep?.(rs, cmp.firstDivergent === undefined && heads[0] === heads[1], {
+                tokens: [...feeds.get(1)!.tokens],
+                rows: feeds.get(0)!.tokens.length,
+              });
+            }
             if (cmp.firstDivergent === undefined) {
               report.maxAgreeingDistance = Math.max(report.maxAgreeingDistance, cmp.maxDistance);
             } else if (spot) {

@@ -6,18 +6,31 @@
  * bytes, and the rings' sketches agree stage by stage within the calibrated tolerance with the same
  * token out of every head. A requester can neither credit a ring that did not do the work (it cannot
  * forge the stages' signatures) nor credit one step twice (steps are remembered by session and step).
+ *
+ * A spot-checked step (the proof step's `spot`) proves work too: the validator ring caught up with
+ * every token since its last check as one chunk, so the rings ran other bytes at this step. The
+ * proof carries the chunk's token ids; the server hashes them itself against the validator's first
+ * stage's signed input hash, and their last `rows` against the primary's, checks that both end at
+ * the same position, and compares the last row of every stage's sketch (the sampled position) and
+ * the head's token. It credits that one sampled step.
  */
 import { RingworkError } from '../../shared/errors.js';
 import { fromBase64 } from '../../shared/ring/stage-commitments.js';
 import type { WorkProofStep } from '../../shared/protocol/signaling.js';
-import { compareRings, DEFAULT_TOLERANCE, type Tolerance } from '../../shared/validation/checks.js';
+import {
+  compareRings,
+  DEFAULT_TOLERANCE,
+  tokenBytes,
+  type Tolerance,
+} from '../../shared/validation/checks.js';
 import {
   decodeCommitment,
   verifyCommitment,
   verifyReceipt,
   type Commitment,
 } from '../../shared/validation/commitment.js';
-import { bytesEqual, toHex, type CryptoKeyLike } from '../../shared/validation/crypto.js';
+import { bytesEqual, sha256, toHex, type CryptoKeyLike } from '../../shared/validation/crypto.js';
+import { sampledView } from '../../shared/validation/spot-settle.js';
 
 /** One ring a proof covers, as the coordinator planned it. */
 export interface WorkRing {
@@ -85,33 +98,16 @@ export function createWorkVerifier(o: WorkVerifierOptions): WorkVerifier {
           }
         });
         for (let j = 0; j < rings.length; j++) await checkRing(cs[j]!, rings[j]!, o.keyOf, n);
-        const first = cs[0]![0]!;
-        for (let j = 1; j < rings.length; j++) {
-          const other = cs[j]!;
-          if (other[0]!.step !== first.step || other[0]!.position !== first.position) {
-            throw unproven('The rings of a proof step are at different steps.', { step: n, ring: j });
-          }
-          // Every ring was fed exactly the same token ids: their first stages hashed the same bytes.
-          if (!bytesEqual(other[0]!.inHash, first.inHash)) {
-            throw unproven('The rings of a proof step were fed different tokens.', { step: n, ring: j });
-          }
-          const cmp = compareRings(cs[0]!, other, tol);
-          if (cmp.firstDivergent !== undefined) {
-            throw unproven('The rings disagree: this step is not validated work.', {
-              step: n,
-              ring: j,
-              stage: cmp.firstDivergent,
-              distance: cmp.distances[cmp.firstDivergent],
-            });
-          }
-          maxDistance = Math.max(maxDistance, ...cmp.distances);
-        }
-        const key = cs.map((r) => `${toHex(r[0]!.session)}:${r[0]!.step}`).join('|');
-        if (credited.has(key) || fresh.includes(key)) repeated++;
-        else fresh.push(key);
+        const distances = step.spot ? await checkSpotStep(cs, step.spot, tol, n) : checkFullStep(cs, tol, n);
+        maxDistance = Math.max(maxDistance, ...distances);
+        // Each ring's (session, step) is credited once, whichever proof (full or spot) it came in:
+        // a step already credited in any pairing is not credited again.
+        const keys = [...new Set(cs.map((r) => `${toHex(r[0]!.session)}:${r[0]!.step}`))];
+        if (keys.some((k) => credited.has(k) || fresh.includes(k))) repeated++;
+        else fresh.push(...keys);
       }
       for (const k of fresh) remember(k);
-      return { steps: fresh.length, maxDistance, repeated };
+      return { steps: proof.length - repeated, maxDistance, repeated };
     },
   };
 }
@@ -167,6 +163,71 @@ export async function outvotedStage(
   return undefined;
 }
 
+/** A full step (every ring ran the same step): same coordinates, same token bytes, sketches agree. */
+function checkFullStep(cs: Commitment[][], tol: Tolerance, n: number): number[] {
+  const first = cs[0]![0]!;
+  const distances: number[] = [];
+  for (let j = 1; j < cs.length; j++) {
+    const other = cs[j]!;
+    if (other[0]!.step !== first.step || other[0]!.position !== first.position) {
+      throw unproven('The rings of a proof step are at different steps.', { step: n, ring: j });
+    }
+    // Every ring was fed exactly the same token ids: their first stages hashed the same bytes.
+    if (!bytesEqual(other[0]!.inHash, first.inHash)) {
+      throw unproven('The rings of a proof step were fed different tokens.', { step: n, ring: j });
+    }
+    distances.push(...agreed(cs[0]!, other, tol, n, j));
+  }
+  return distances;
+}
+
+/**
+ * A spot-checked step: the primary (ring 0) ran `rows` tokens at this step; the validator (ring 1)
+ * caught up with every token since its last check as one chunk, `spot.tokens`, ending at the same
+ * position. Both first stages' signed input hashes must be exactly those token bytes (the chunk; its
+ * last `rows`), so both rings were fed the same tokens at the sampled position, and their sketches'
+ * last rows (the sampled position) must agree stage by stage with the same head token. The chunk's
+ * earlier rows are bound only to the validator's own signed input, not to what the primary ran
+ * there: see README "Spot-check mode on real requests" for why crediting the one sampled step is safe.
+ */
+async function checkSpotStep(
+  cs: Commitment[][],
+  spot: { tokens: readonly number[]; rows: number },
+  tol: Tolerance,
+  n: number,
+): Promise<number[]> {
+  if (cs.length !== 2) throw unproven('A spot-checked proof step compares exactly two rings.', { step: n });
+  const [primary, validator] = [cs[0]![0]!, cs[1]![0]!];
+  const rows = spot.rows;
+  if (rows > spot.tokens.length || validator.position + spot.tokens.length !== primary.position + rows) {
+    throw unproven('The rings of a spot-checked proof step end at different positions.', { step: n });
+  }
+  const chunk = tokenBytes(spot.tokens);
+  if (
+    !bytesEqual(validator.inHash, await sha256(chunk)) ||
+    !bytesEqual(primary.inHash, await sha256(tokenBytes(spot.tokens.slice(-rows))))
+  ) {
+    throw unproven('The rings of a spot-checked proof step were fed other tokens than it says.', {
+      step: n,
+    });
+  }
+  return agreed(sampledView(cs[0]!, true), sampledView(cs[1]!, true), tol, n, 1);
+}
+
+/** The rings' sketches agree stage by stage (and on the head's token); their distances. */
+function agreed(a: Commitment[], b: Commitment[], tol: Tolerance, n: number, ring: number): number[] {
+  const cmp = compareRings(a, b, tol);
+  if (cmp.firstDivergent !== undefined) {
+    throw unproven('The rings disagree: this step is not validated work.', {
+      step: n,
+      ring,
+      stage: cmp.firstDivergent,
+      distance: cmp.distances[cmp.firstDivergent],
+    });
+  }
+  return cmp.distances;
+}
+
 /** One ring's step: coordinates, signatures and exact boundaries. */
 async function checkRing(
   cs: Commitment[],
@@ -185,6 +246,8 @@ async function checkRing(
       c.ring === c0.ring &&
       c.step === c0.step &&
       c.position === c0.position &&
+      // Every stage sketches at least the step's last row: empty sketches would compare as equal.
+      c.sketch.rows.length > 0 &&
       bytesEqual(c.session, c0.session) &&
       (c.kind === 'logits') === (i === cs.length - 1);
     if (!coords)

@@ -21,7 +21,7 @@ import { createReferee } from '../../shared/validation/referee';
 import type { TamperFn } from '../../shared/validation/stage';
 import { createValidatedPipeline } from '../../shared/validation/validated-pipeline';
 import type { EvidenceRecord } from '../../shared/validation/evidence';
-import { createWorkProofBuilder } from '../../shared/validation/work-proof';
+import { createWorkProofBuilder, type SpotProof } from '../../shared/validation/work-proof';
 import { mulberry32Float } from '../../shared/util/prng';
 import { GREEDY, buildMemoryRing, connectRequester, stopMemoryRing } from '../../tools/bench/memory-ring';
 import { noise } from '../../tools/bench/validation-tampers';
@@ -42,8 +42,10 @@ export interface ProvenWork {
   stepsChecked: number;
   /** Each ring's stage peer ids (the in-memory rings'), in ring order. */
   peers: string[][];
-  /** Every compared step: each ring's commitments, and whether the rings agreed. */
-  compared: { rings: Commitment[][]; agreed: boolean }[];
+  /** Every compared step: each ring's commitments, whether the rings agreed, and (spot mode) the chunk. */
+  compared: { rings: Commitment[][]; agreed: boolean; spot?: SpotProof }[];
+  /** Steps the primary ran (spot mode: more than the steps compared). */
+  stepsRun: number;
 }
 
 /**
@@ -56,6 +58,8 @@ export async function provenWork(o: {
   stages: number;
   steps: number;
   tamper?: { stage: number; fn: TamperFn };
+  /** Spot-check mode: the validator ring re-executes a seeded fraction `f` of the steps. */
+  spot?: { f: number; seed: number };
 }): Promise<ProvenWork> {
   const splits = SPLITS[o.stages];
   if (!splits) throw new Error(`provenWork: ${o.stages} stages are not supported (1-4).`);
@@ -117,11 +121,15 @@ export async function provenWork(o: {
         rowLens: ranges.map((_, i) => (i === ranges.length - 1 ? 512 : 64)),
       }),
       tolerance: DEFAULT_TOLERANCE,
-      onComparedStep: (rs, agreed) => {
-        compared.push({ rings: rs.map((r) => r.commitments), agreed });
+      ...(o.spot ? { spot: { f: o.spot.f, random: mulberry32Float(o.spot.seed), greedy: true } } : {}),
+      onComparedStep: (rs, agreed, spot) => {
+        compared.push({ rings: rs.map((r) => r.commitments), agreed, ...(spot ? { spot } : {}) });
         if (!agreed) return;
         steps++;
-        proof.add(rs.map((r) => r.commitments));
+        proof.add(
+          rs.map((r) => r.commitments),
+          spot,
+        );
       },
     });
     await generate({
@@ -138,6 +146,7 @@ export async function provenWork(o: {
       messages: proof.drain(),
       steps,
       stepsChecked: pipeline.report.stepsChecked,
+      stepsRun: pipeline.report.steps,
       peers: rings.map((stages) => stages.map((s) => s.id)),
       compared,
     };

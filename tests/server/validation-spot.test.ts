@@ -9,11 +9,13 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { isRingworkError } from '../../shared/errors';
 import {
   clientMessageSchema,
+  MAX_SPOT_CHUNK_TOKENS,
   serverMessageSchema,
   type ServerMessage,
   type ServerMessageOf,
 } from '../../shared/protocol/signaling';
 import { DEFAULT_SPOT_RATE, spotRate } from '../../shared/validation/spot-check';
+import { createWorkProofBuilder, MAX_PROOF_CHARS } from '../../shared/validation/work-proof';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
 import { createCoordinator, type CoordinatorOptions } from '../../signaling-server/src/coordinator';
 import { createValidationRegistry } from '../../signaling-server/src/validation-registry';
@@ -99,6 +101,36 @@ describe('spot-check rates', () => {
     expect(parse({ v: 1, k: 2, spot: { f: 0 } })).toBe(false);
     expect(parse({ v: 1, k: 2, spot: { f: 1.5 } })).toBe(false);
     expect(parse({ v: 1, k: 2, spot: { f: 0.1, extra: 1 } })).toBe(false);
+  });
+
+  it('the wire: a spot proof step carries a bounded chunk of token ids; the builder drops what does not fit', () => {
+    const work = (spot: unknown) =>
+      clientMessageSchema.safeParse({
+        type: 'validated-work',
+        v: 1,
+        model: 'm',
+        ringId: 'r',
+        steps: 1,
+        proof: [{ rings: [['AAAA'], ['AAAA']], spot }],
+        proofRings: ['r', 'r:v1'],
+      }).success;
+    expect(work({ tokens: [1, 2, 3], rows: 1 })).toBe(true);
+    expect(work({ tokens: [], rows: 1 })).toBe(false);
+    expect(work({ tokens: [1, -2], rows: 1 })).toBe(false);
+    expect(work({ tokens: [1.5], rows: 1 })).toBe(false);
+    expect(work({ tokens: [1], rows: 0 })).toBe(false);
+    expect(work({ tokens: new Array(MAX_SPOT_CHUNK_TOKENS + 1).fill(1), rows: 1 })).toBe(false);
+    expect(work({ tokens: [1], rows: 1, extra: 1 })).toBe(false);
+    const builder = createWorkProofBuilder({ model: 'm', ringIds: ['r', 'r:v1'] });
+    builder.add([[], []], { tokens: new Array(MAX_SPOT_CHUNK_TOKENS + 1).fill(1), rows: 1 });
+    // Within the token bound but over the characters one message carries.
+    builder.add([[], []], { tokens: new Array(MAX_SPOT_CHUNK_TOKENS).fill(0x7fffffff), rows: 1 });
+    expect(JSON.stringify(new Array(MAX_SPOT_CHUNK_TOKENS).fill(0x7fffffff)).length).toBeGreaterThan(
+      MAX_PROOF_CHARS,
+    );
+    expect(builder.pending).toBe(0);
+    builder.add([[], []], { tokens: [5, 6, 7], rows: 1 });
+    expect(builder.drain()[0]!.proof).toEqual([{ rings: [[], []], spot: { tokens: [5, 6, 7], rows: 1 } }]);
   });
 });
 

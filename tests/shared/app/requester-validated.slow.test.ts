@@ -13,6 +13,7 @@ import type { ClientMessageOf } from '../../../shared/protocol/signaling';
 import { verificationLine } from '../../../shared/app/validated-ring';
 import { mulberry32Float } from '../../../shared/util/prng';
 import { TEST_TAMPERS, type TestTamperName } from '../../../shared/validation/test-tampers';
+import { createValidationRegistry } from '../../../signaling-server/src/validation-registry';
 import { stories260KRunner } from '../../helpers/engine';
 import { loadGolden } from '../../helpers/golden';
 import {
@@ -170,8 +171,23 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
     expect(verificationLine(v)).toBe(
       `security level 2: spot-checked ${v.comparedSteps} of 60 steps (f = 0.2) on a validator ring`,
     );
-    // A catching-up ring ran other token bytes than the primary: no work proof is claimed.
-    expect(co.work).toEqual([]);
+    // Every sampled step goes to the coordinator as proof of validated work, with the validator's
+    // chunk of token ids; a real registry with the stages' keys credits each of them once.
+    await vi.waitFor(() =>
+      expect(co.work.reduce((n, m) => n + (m.proof?.length ?? 0), 0)).toBe(v.comparedSteps),
+    );
+    expect(co.work.flatMap((m) => m.proof!).every((p) => p.spot !== undefined)).toBe(true);
+    const server = createValidationRegistry();
+    for (const p of [a0, a1, b0, b1]) await server.setKey(p, co.keys.get(p)!);
+    const rings = [
+      { ringId: 'stories260K:1', stages: [a0, a1] },
+      { ringId: 'stories260K:1:v1', stages: [b0, b1] },
+    ].map((r) => ({ ringId: r.ringId, stages: r.stages.map((peer) => ({ peer, units: 1 })) }));
+    let credited = 0;
+    for (const m of co.work) credited += (await server.creditWork(rings, m.proof!)).steps;
+    expect(credited).toBe(v.comparedSteps);
+    for (const p of [a0, a1, b0, b1]) expect(server.standing(p).validatedSteps).toBe(v.comparedSteps);
+    co.work.length = 0;
     console.log(`spot answer: ${verificationLine(v)}`);
     // A coordinator that offers spot checks to a request that asked for every step is not followed.
     const full = await r.ask({ settings: K2, history, signal: signal() });

@@ -26,8 +26,11 @@ export interface RingFollower {
   subscribe(net: NetworkHandle, model: string, k?: number, spot?: { f?: number }): void;
   /** Subscribes the current connection (if any) to `model` too. */
   follow(model: string): void;
-  /** The model's ring answer: the one held, or the next to arrive (bounded by `ringTimeoutMs`). */
-  ringFor(model: string, signal: AbortSignal): Promise<RingAnswer>;
+  /**
+   * The model's ring answer at security level `k` or above (default 1): the one held, or the next to
+   * arrive (bounded by `ringTimeoutMs`).
+   */
+  ringFor(model: string, signal: AbortSignal, k?: number): Promise<RingAnswer>;
   /** Resolves once the model's ring answer differs from `key`, or after `ms` (never rejects but on abort). */
   ringChange(model: string, key: string, ms: number, signal: AbortSignal): Promise<void>;
   /** After a loss: reports the stall, waits for the re-planned ring (see below) and returns its target. */
@@ -83,9 +86,14 @@ export function createRingFollower(o: RingFollowerOptions): RingFollower {
     });
   };
 
-  const ringFor = (model: string, signal: AbortSignal): Promise<RingAnswer> => {
+  const ringFor = (model: string, signal: AbortSignal, k = 1): Promise<RingAnswer> => {
+    // An answer to an earlier, lower-level request of this tab (`start()` subscribes at the
+    // server's default) can arrive after a level-k request was sent; taking it would run a k >= 2
+    // question unvalidated, so it is skipped and the answer to the level-k request awaited.
+    const fits = (r: RingAnswer | undefined): r is RingAnswer =>
+      r !== undefined && (k < 2 || (r.security?.requested ?? 1) >= k);
     const now = get().rings[model];
-    if (now) return Promise.resolve(now);
+    if (fits(now)) return Promise.resolve(now);
     const ms = o.ringTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const finish = (f: () => void) => {
@@ -110,7 +118,7 @@ export function createRingFollower(o: RingFollowerOptions): RingFollower {
       signal.addEventListener('abort', onAbort, { once: true });
       const off = store.subscribe((s) => {
         const r = s.rings[model];
-        if (r) finish(() => resolve(r));
+        if (fits(r)) finish(() => resolve(r));
       });
     });
   };

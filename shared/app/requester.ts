@@ -124,7 +124,7 @@ export function createRequester(o: RequesterOptions): Requester {
     }
     const net = await o.network();
     subscribe(net, a.settings.model, a.settings.security, a.settings.spot);
-    const answer = await ringFor(a.settings.model, a.signal);
+    const answer = await ringFor(a.settings.model, a.signal, a.settings.security);
     log.debug(
       answer.type === 'ring'
         ? {

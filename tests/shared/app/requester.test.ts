@@ -135,6 +135,32 @@ describe('requester (in-memory signaling and links, real ORT runner on stories26
     expect(co.requests).toHaveLength(1);
   });
 
+  it("a k = 2 question never runs on the late answer to start()'s default-level request", async () => {
+    const hub = createFakeSignalingHub();
+    const a = pid('a');
+    const c = contributorOn(hub, a);
+    await c.start({ capability: CAPABILITY });
+    const whole = [{ peer: a, range: [0, 7] as [number, number] }];
+    assign(hub, whole, 1);
+    // A serving ring: taking the stale answer would give an unvalidated golden answer, not an error.
+    await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    const requests: Array<number | undefined> = [];
+    hub.onSend((_from, m) => {
+      if (m.type === 'ring-request') requests.push(m.security?.k);
+    });
+    const req = pid('req');
+    const r = requesterOn(hub, req, { ringTimeoutMs: 1500, validatedRetryWindowMs: 0 });
+    await r.start();
+    const asked = r.ask({ settings: { ...GOLDEN_SETTINGS, security: 2 }, history, signal: signal() });
+    // Both requests are out before the coordinator answers the first (in order, but late).
+    await vi.waitFor(() => expect(requests).toEqual([undefined, 2]));
+    hub.push(req, ringOf(whole, 1)); // the default-level answer: a ring without validator rings
+    // The level-2 answer never comes: the question fails typed instead of running unvalidated.
+    await expect(asked).rejects.toMatchObject({ code: 'SIGNALING_COORDINATOR_TIMEOUT' });
+    await r.stop();
+    await c.stop();
+  });
+
   it('no ring and the model fits: it runs alone here with the golden text, and the same text at temperature > 0 as a ring', async () => {
     const hub = createFakeSignalingHub();
     coordinator(hub, () => ({

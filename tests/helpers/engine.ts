@@ -27,3 +27,26 @@ export function stories260KRunner(): ShardRunner {
     probeWebGpu: async () => ({ ok: false, reason: 'node' }),
   });
 }
+
+/**
+ * Loaded stories260K runners for `ranges` (f32, wasm, last-row logits): a requester's referee over
+ * the same unit boundaries as the rings it checks. The caller disposes them.
+ */
+export async function loadStories260KRunners(
+  ranges: readonly (readonly [number, number])[],
+): Promise<ShardRunner[]> {
+  const runners: ShardRunner[] = [];
+  for (const range of ranges) {
+    const r = stories260KRunner();
+    await r.load({
+      model: { url: 'stories260K.bin' },
+      range: [range[0], range[1]],
+      weightFormat: 'f32',
+      contextLength: 256,
+      logits: 'last',
+      backend: 'wasm',
+    });
+    runners.push(r);
+  }
+  return runners;
+}

@@ -36,7 +36,7 @@ import {
   stopMemoryRing,
   type MemoryStage,
 } from '../../../tools/bench/memory-ring';
-import { stories260KRunner, stories260KTokenizer } from '../../helpers/engine';
+import { loadStories260KRunners, stories260KRunner, stories260KTokenizer } from '../../helpers/engine';
 import { loadGolden } from '../../helpers/golden';
 
 const golden = loadGolden();
@@ -50,21 +50,9 @@ afterEach(async () => {
   cleanup = [];
 });
 
-/** The requester's own runners for the referee (same unit boundaries). */
+/** The requester's own runners for the referee (same unit boundaries), disposed after the test. */
 async function refereeRunners(): Promise<ShardRunner[]> {
-  const runners: ShardRunner[] = [];
-  for (const range of RANGES) {
-    const r = stories260KRunner();
-    await r.load({
-      model: { url: 'stories260K.bin' },
-      range,
-      weightFormat: 'f32',
-      contextLength: 256,
-      logits: 'last',
-      backend: 'wasm',
-    });
-    runners.push(r);
-  }
+  const runners = await loadStories260KRunners(RANGES);
   cleanup.push(async () => void (await Promise.all(runners.map((r) => r.dispose()))));
   return runners;
 }

@@ -12,24 +12,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { createContributor, type Contributor } from '../../shared/app/contributor';
-import type { NetworkHandle } from '../../shared/app/network-port';
+import { type Contributor } from '../../shared/app/contributor';
 import { openModelLocation } from '../../shared/model/open-model';
 import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
-import {
-  createSignalingClient,
-  signalingPort,
-  type SignalingClient,
-} from '../../web/src/network/signaling-client';
+import { type SignalingClient } from '../../web/src/network/signaling-client';
 import { startCluster, type ClusterInstance, type TestCluster } from '../helpers/cluster';
-import { stories260KRunner } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
+import { nodeContributor } from '../helpers/node-contributor';
 
 const GOLDEN = loadGolden().text;
 const PROMPT = 'Once upon a time';
@@ -50,31 +44,10 @@ interface ModelsView {
 
 /** A Node contributor signaling to `at`; ring links in memory; a real ORT runner. */
 function contributor(at: ClusterInstance, hub: ReturnType<typeof createMemoryTransportHub>): Contributor {
-  const signaling = createSignalingClient({
-    url: `${at.url.replace('http', 'ws')}/ws`,
-    roles: ['contributor'],
-    WebSocket,
-  });
-  clients.push(signaling);
-  let net: NetworkHandle | undefined;
-  const c = createContributor({
-    network: async () => {
-      if (net) return net;
-      const welcome = await signaling.start();
-      net = {
-        signaling: signalingPort(signaling),
-        transport: hub.transport(welcome.peerId),
-        peerId: welcome.peerId,
-      };
-      return net;
-    },
-    createRunner: stories260KRunner,
-    connectTimeoutMs: 5000,
-    probeIntervalMs: 0,
-    rejoin: false,
-  });
-  contributors.push(c);
-  return c;
+  const n = nodeContributor(`${at.url.replace('http', 'ws')}/ws`, hub);
+  clients.push(n.signaling);
+  contributors.push(n.contributor);
+  return n.contributor;
 }
 
 const peersOn = async (inst: ClusterInstance): Promise<number> => (await cluster.health(inst)).peers;

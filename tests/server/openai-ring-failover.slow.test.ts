@@ -11,24 +11,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { createContributor, type Contributor } from '../../shared/app/contributor';
-import type { NetworkHandle } from '../../shared/app/network-port';
+import { type Contributor } from '../../shared/app/contributor';
 import { openModelLocation } from '../../shared/model/open-model';
 import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
-import {
-  createSignalingClient,
-  signalingPort,
-  type SignalingClient,
-} from '../../web/src/network/signaling-client';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
-import { stories260KRunner } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
 import { scaled, waitUntil } from '../helpers/timeouts';
+import { nodeContributor } from '../helpers/node-contributor';
 
 const GOLDEN = loadGolden().text.trimEnd();
 const PROMPT = 'Once upon a time';
@@ -46,36 +39,15 @@ let client: OpenAI;
 const nodes: Node[] = [];
 
 function node(hub: ReturnType<typeof createMemoryTransportHub>): Node {
-  const signaling: SignalingClient = createSignalingClient({
-    url: `${server.url.replace('http', 'ws')}/ws`,
-    roles: ['contributor'],
-    WebSocket: WebSocket,
-  });
-  let net: NetworkHandle | undefined;
-  const contributor = createContributor({
-    network: async () => {
-      if (net) return net;
-      const welcome = await signaling.start();
-      net = {
-        signaling: signalingPort(signaling),
-        transport: hub.transport(welcome.peerId),
-        peerId: welcome.peerId,
-      };
-      return net;
-    },
-    createRunner: stories260KRunner,
-    connectTimeoutMs: 5000,
-    probeIntervalMs: 0,
-    rejoin: false,
-  });
+  const n = nodeContributor(`${server.url.replace('http', 'ws')}/ws`, hub);
   return {
-    contributor,
-    peerId: () => net?.peerId,
+    contributor: n.contributor,
+    peerId: () => n.net()?.peerId,
     async kill() {
       // No drain, no leave message: the socket drops (the server sees the peer go) and every
       // ring link closes, as when a tab crashes.
-      signaling.stop();
-      await net?.transport.close();
+      n.signaling.stop();
+      await n.net()?.transport.close();
     },
   };
 }

@@ -10,24 +10,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { createContributor, type Contributor } from '../../shared/app/contributor';
-import type { NetworkHandle } from '../../shared/app/network-port';
+import { type Contributor } from '../../shared/app/contributor';
 import { openModelLocation } from '../../shared/model/open-model';
 import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
-import {
-  createSignalingClient,
-  signalingPort,
-  type SignalingClient,
-} from '../../web/src/network/signaling-client';
+import { type SignalingClient } from '../../web/src/network/signaling-client';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
-import { stories260KRunner } from '../helpers/engine';
 import { loadGolden } from '../helpers/golden';
 import { scaled, waitUntil } from '../helpers/timeouts';
+import { nodeContributor } from '../helpers/node-contributor';
 
 const GOLDEN = loadGolden().text;
 const PROMPT = 'Once upon a time';
@@ -40,31 +34,10 @@ const contributors: Contributor[] = [];
 
 /** A Node contributor: signaling to the real server, ring links in memory, a real ORT runner. */
 async function contributor(hub: ReturnType<typeof createMemoryTransportHub>): Promise<Contributor> {
-  const signaling = createSignalingClient({
-    url: `${server.url.replace('http', 'ws')}/ws`,
-    roles: ['contributor'],
-    WebSocket: WebSocket,
-  });
-  clients.push(signaling);
-  let net: NetworkHandle | undefined;
-  const c = createContributor({
-    network: async () => {
-      if (net) return net;
-      const welcome = await signaling.start();
-      net = {
-        signaling: signalingPort(signaling),
-        transport: hub.transport(welcome.peerId),
-        peerId: welcome.peerId,
-      };
-      return net;
-    },
-    createRunner: stories260KRunner,
-    connectTimeoutMs: 5000,
-    probeIntervalMs: 0,
-    rejoin: false,
-  });
-  contributors.push(c);
-  return c;
+  const n = nodeContributor(`${server.url.replace('http', 'ws')}/ws`, hub);
+  clients.push(n.signaling);
+  contributors.push(n.contributor);
+  return n.contributor;
 }
 
 interface ModelsView {

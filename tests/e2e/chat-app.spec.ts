@@ -42,14 +42,16 @@ test.afterAll(async () => {
 });
 
 test('an answer keeps streaming while the person views Network and Contribute; it completes with the golden text', async () => {
-  // The contributor computes 30 % of the time, so the answer takes long enough to walk away from.
-  await peer.page.getByTestId('duty-cycle').fill('30');
+  // The contributor computes 10 % of the time (the least the page allows: it rests 9× each step's
+  // compute), so the answer takes long enough to walk away from. At 30 % a warmed-up engine could
+  // finish the answer before the person had left the page.
+  await peer.page.getByTestId('duty-cycle').fill('10');
   await sendPrompt(chat, 'Once upon a time');
   const answer = chat.getByTestId('answer').last();
   await expect(answer).toHaveAttribute('data-tokens', /^[1-9]/, { timeout: TIMEOUTS.contributorServing });
   for (let round = 0; round < 2; round++) {
-    // Still streaming when the person leaves the page (else this would prove nothing).
-    await expect(answer.getByTestId('answer-meta')).toHaveCount(0);
+    // Still streaming when the person first leaves the page (else this would prove nothing).
+    if (round === 0) await expect(answer.getByTestId('answer-meta')).toHaveCount(0);
     await chat.getByTestId('tab-network').click();
     await expect(chat.getByTestId('peer-table')).toBeVisible();
     await chat.getByTestId('tab-contribute').click();

@@ -470,7 +470,11 @@ export function createSignalingServer(
       cluster?.setApiLinkHub(apiLinks);
       clusterRef = cluster;
       if (cluster) apiRemote = cluster.apiLinks;
-      if (cluster) await cluster.start();
+      if (cluster) {
+        await cluster.start();
+        // A tab's nonce, verify and hello may reach three different instances (sticky-less balancer).
+        ctx.identity.auth.share(await cluster.sharedAuth());
+      }
       const relay = cluster?.relay ?? localRelay;
       const run: RunningContext = Object.assign(ctx, { catalog, coordinator, relay, cluster });
       // The ledger opens before listening: a database that cannot be opened fails the start (exit 1).

@@ -37,6 +37,8 @@
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
  */
+import type { SharedAuthState } from '../identity/siwe-auth.js';
+import { createSharedAuth } from './shared-auth.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RingworkError } from '../../../shared/errors.js';
@@ -176,6 +178,8 @@ export interface ClusterNode {
   refreshView(): Promise<void>;
   /** Connects to Redis (CLUSTER_UNAVAILABLE when it cannot) and joins the election. */
   start(): Promise<void>;
+  /** After `start()`: the sign-in state every instance shares (nonces, token key). */
+  sharedAuth(): Promise<SharedAuthState>;
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
 }
@@ -852,6 +856,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       })();
       return startPromise;
     },
+    sharedAuth: () => createSharedAuth(store.cmd),
     stop() {
       stopPromise ??= (async () => {
         stopped = true;

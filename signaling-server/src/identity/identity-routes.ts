@@ -17,6 +17,7 @@ export const MAX_AUTH_BODY_BYTES = 8 * 1024;
 const STATUS: Partial<Record<ErrorCode, number>> = {
   AUTH_BAD_MESSAGE: 400,
   AUTH_RATE_LIMITED: 429,
+  CLUSTER_UNAVAILABLE: 503,
 };
 
 /** The identity routes of one server. */
@@ -91,7 +92,10 @@ export function createIdentityRoutes(deps: {
           res.writeHead(405, { Allow: 'GET' }).end();
           return;
         }
-        send(res, 200, { ...auth.issueNonce(bucket), chainId: auth.chainId });
+        auth
+          .issueSharedNonce(bucket)
+          .then((n) => send(res, 200, { ...n, chainId: auth.chainId }))
+          .catch((e: unknown) => fail(res, e));
         return;
       }
       if (method !== 'POST') {

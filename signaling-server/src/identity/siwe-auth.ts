@@ -45,6 +45,16 @@ export interface SiweAuthOptions {
   readonly chainClient?: Client;
 }
 
+/** Cluster mode: the nonces and token key every instance shares (cluster/shared-auth.ts). */
+export interface SharedAuthState {
+  /** The identity tokens' HMAC key, the same on every instance. */
+  readonly secret: Uint8Array;
+  /** Records a nonce this instance issued, for whichever instance verifies it. */
+  putNonce(nonce: string, ttlMs: number): Promise<void>;
+  /** Deletes a nonce issued by any instance; true when it was outstanding. */
+  takeNonce(nonce: string): Promise<boolean>;
+}
+
 /** A verified sign-in. */
 export interface SignIn {
   readonly address: Address;
@@ -70,6 +80,13 @@ export interface ExpectedOrigin {
 export interface SiweAuth {
   /** A new single-use nonce for the client in `bucket`. */
   issueNonce(bucket: string): { nonce: string; expiresAt: number };
+  /**
+   * A new nonce, also recorded for the whole cluster when its state is shared (what the nonce route
+   * answers with; without shared state the same as {@link SiweAuth.issueNonce}).
+   */
+  issueSharedNonce(bucket: string): Promise<{ nonce: string; expiresAt: number }>;
+  /** Cluster mode: from now on nonces and the token key are the cluster's (set once, after Redis connected). */
+  share(state: SharedAuthState): void;
   /** Verifies a signed EIP-4361 message; resolves the address and a token, or rejects with `AUTH_*`. */
   verify(input: unknown, expected: ExpectedOrigin): Promise<SignIn>;
   /** Checks a token's MAC and expiry; throws `AUTH_BAD_TOKEN`. */
@@ -121,7 +138,8 @@ export function createSiweAuth(options: SiweAuthOptions): SiweAuth {
   const maxAgeMs = options.maxMessageAgeMs ?? 10 * 60_000;
   const skewMs = options.maxClockSkewMs ?? 60_000;
   const tokenTtlMs = options.tokenTtlMs ?? 24 * 3_600_000;
-  const secret = options.secret ?? randomBytes(32);
+  let secret: Uint8Array = options.secret ?? randomBytes(32);
+  let shared: SharedAuthState | undefined;
   // Insertion order is issue order: the first entry is always the oldest.
   const nonces = new Map<string, { bucket: string; expiresAt: number }>();
   const byBucket = new Map<string, string[]>();
@@ -237,9 +255,19 @@ export function createSiweAuth(options: SiweAuthOptions): SiweAuth {
       );
     prune(now);
     const n = nonces.get(msg.nonce!);
-    // Single use whatever the outcome: a nonce that was named once cannot be tried again.
+    // Single use whatever the outcome: a nonce that was named once cannot be tried again — on any
+    // instance (a nonce issued here is taken from the shared store too).
     forget(msg.nonce!);
-    if (!n || n.expiresAt <= now)
+    // Cluster mode: the shared record decides (another instance may have used a nonce this one
+    // issued). Redis unreachable: a nonce issued here still verifies from memory.
+    const localOk = n !== undefined && n.expiresAt > now;
+    const nonceOk = shared
+      ? await shared.takeNonce(msg.nonce!).catch((e: unknown) => {
+          if (n) return localOk;
+          throw e;
+        })
+      : localOk;
+    if (!nonceOk)
       throw authError(
         'AUTH_NONCE_INVALID',
         'The nonce is unknown, already used or expired; fetch a new one.',
@@ -307,6 +335,16 @@ export function createSiweAuth(options: SiweAuthOptions): SiweAuth {
 
   return {
     issueNonce,
+    async issueSharedNonce(bucket) {
+      const n = issueNonce(bucket);
+      // Redis unreachable: the nonce still verifies on this instance (fail-open to one process).
+      if (shared) await shared.putNonce(n.nonce, n.expiresAt - clock.now()).catch(() => undefined);
+      return n;
+    },
+    share(state) {
+      shared = state;
+      secret = state.secret;
+    },
     verify,
     checkToken,
     get pendingNonces() {

@@ -5,7 +5,8 @@
  * - nonces are written to Redis (`rw:auth:nonce:<nonce>`, expiring with the nonce) and taken with
  *   `GETDEL` on verify, so a nonce stays single use over the whole cluster;
  * - the identity tokens' HMAC key is one random key (`rw:auth:secret`), set once by whichever
- *   instance starts first (`SET NX`) and read by every other.
+ *   instance starts first (`SET NX`) and read by every other; after a Redis restart the first
+ *   instance to reconnect puts it back.
  * Redis unreachable: a nonce issued by another instance cannot be checked and the verify is refused
  * with `CLUSTER_UNAVAILABLE` (the client fetches a new nonce and retries); nonces this instance issued
  * still verify from its own memory.
@@ -36,6 +37,9 @@ export async function createSharedAuth(cmd: Redis): Promise<SharedAuthState> {
     throw new RingworkError('CLUSTER_UNAVAILABLE', 'The cluster has no valid sign-in key in Redis.', {
       details: { key: SECRET_KEY },
     });
+  // A Redis restart (without persistence) loses the key: every running instance holds the same one,
+  // so whichever reconnects first puts it back, and an instance started later reads it.
+  cmd.on('ready', () => void cmd.set(SECRET_KEY, hex, 'NX').catch(() => undefined));
   return {
     secret: Buffer.from(hex, 'hex'),
     async putNonce(nonce, ttlMs) {

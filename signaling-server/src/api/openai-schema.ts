@@ -121,9 +121,10 @@ export function parseApiRequest<S extends z.ZodType>(schema: S, body: unknown): 
   );
   const issue = unsupported ?? r.error.issues[0]!;
   const param = issue.path.map(String).join('.') || null;
+  // A refusal's message names its option already ("n must be 1: …"); zod's own messages do not.
   throw new RingworkError(
     unsupported ? 'API_UNSUPPORTED' : 'INVALID_ARGUMENT',
-    param ? `${param}: ${issue.message}` : issue.message,
+    param && !unsupported ? `${param}: ${issue.message}` : issue.message,
     { details: { param } },
   );
 }

@@ -5,33 +5,23 @@
  * chunk; the rings are compared at the sampled position.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { splitUnits } from '../../../shared/graph/units';
 import { generate } from '../../../shared/runtime/generate';
 import { createSampler } from '../../../shared/runtime/sampler';
 import type { ShardRunner } from '../../../shared/runtime/shard-runner';
-import { createMemoryTransportHub } from '../../../shared/transport/memory-transport';
 import { mulberry32Float } from '../../../shared/util/prng';
 import { DEFAULT_TOLERANCE } from '../../../shared/validation/checks';
-import { createSessionKey } from '../../../shared/validation/crypto';
 import type { EvidenceRecord } from '../../../shared/validation/evidence';
-import { createKeyRegistry } from '../../../shared/validation/key-registry';
 import { createReferee } from '../../../shared/validation/referee';
 import type { TamperFn } from '../../../shared/validation/stage';
 import { createValidatedPipeline } from '../../../shared/validation/validated-pipeline';
-import {
-  GREEDY,
-  buildMemoryRing,
-  connectRequester,
-  stopMemoryRing,
-  type MemoryStage,
-} from '../../../tools/bench/memory-ring';
-import { loadStories260KRunners, stories260KRunner, stories260KTokenizer } from '../../helpers/engine';
+import { GREEDY } from '../../../tools/bench/memory-ring';
+import { loadStories260KRunners, stories260KTokenizer } from '../../helpers/engine';
 import { loadGolden } from '../../helpers/golden';
+import { buildSignedRings, SIGNED_RING_RANGES } from '../../helpers/signed-rings';
 
 const golden = loadGolden();
 const tokenizer = stories260KTokenizer();
-const SPLITS = [2, 4];
-const RANGES = splitUnits({ numLayers: 5 }, SPLITS).map((r) => [r[0], r[1]] as [number, number]);
+const RANGES = SIGNED_RING_RANGES;
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -48,30 +38,7 @@ async function refereeRunners(): Promise<ShardRunner[]> {
 
 /** One 64-position greedy answer at spot-check rate `f` (seeded sampling), ring a primary, ring b validator. */
 async function run(f: number, seed: number, tamper?: { ring: 'a' | 'b'; stage: number; fn: TamperFn }) {
-  const hub = createMemoryTransportHub();
-  const registry = createKeyRegistry();
-  const rings: MemoryStage[][] = [];
-  for (const prefix of ['a', 'b']) {
-    const keys = await Promise.all(RANGES.map(() => createSessionKey()));
-    const stages = await buildMemoryRing({
-      hub,
-      makeRunner: stories260KRunner,
-      model: { url: 'stories260K.bin' },
-      numLayers: 5,
-      splits: SPLITS,
-      contextLength: 256,
-      prefix,
-      validation: (i) => ({
-        key: keys[i]!,
-        ...(prefix === tamper?.ring && tamper.stage === i ? { tamper: tamper.fn } : {}),
-      }),
-    });
-    cleanup.push(() => stopMemoryRing(stages));
-    for (let i = 0; i < stages.length; i++) await registry.register(stages[i]!.id, keys[i]!.publicKeyRaw);
-    rings.push(stages);
-  }
-  const links = await Promise.all(rings.map((stages, j) => connectRequester(hub, stages, `req${j}`)));
-  cleanup.push(async () => void (await Promise.all(links.map((l) => l.transport.close()))));
+  const { registry, rings, links } = await buildSignedRings(cleanup, tamper);
   const runners = await refereeRunners();
   const evidence: EvidenceRecord[] = [];
   const sampledAt: number[] = [];

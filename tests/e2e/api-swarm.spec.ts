@@ -10,11 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect } from '@playwright/test';
 import OpenAI from 'openai';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
 import { spawnServer } from '../../tools/testing/spawn-server';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 import { loadGolden } from '../helpers/golden';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 
@@ -28,15 +26,7 @@ test('the OpenAI API through a 2-contributor Chromium swarm gives the golden tex
   writeFileSync(join(dir, 'keys.txt'), `${KEY}\n`);
   const server = await spawnServer(['--api-keys', join(dir, 'keys.txt'), '--category-c-below-tflops', '0']);
   try {
-    const opened = await openModelLocation(
-      { url: 'public/models/stories260K/stories260K.bin' },
-      nodeOpenerFor,
-    );
-    const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
-    const memory = swarmMemoryBytes(
-      profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-      2,
-    );
+    const memory = await stories260KSplitMemory(2);
     for (let i = 0; i < 2; i++) {
       // As the swarm does: without media permission Chromium gathers ICE candidates only on the
       // default-route address, which the loopback-only namespace lacks, and no DataChannel opens.

@@ -13,20 +13,20 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Contributor } from '../../shared/app/contributor';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
 import { type SignalingClient } from '../../web/src/network/signaling-client';
 import { startCluster, type ClusterInstance, type TestCluster } from '../helpers/cluster';
-import { loadGolden } from '../helpers/golden';
 import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
 import { nodeContributor } from '../helpers/node-contributor';
+import {
+  expectAbandonedStreamFreed,
+  expectGoldenChatStream,
+  expectGoldenCompletion,
+} from '../helpers/api-ring';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 
-const GOLDEN = loadGolden().text;
-const PROMPT = 'Once upon a time';
 const KEY = 'rw-cluster-api-key-0123456789abcdef';
 
 let cluster: TestCluster;
@@ -53,6 +53,7 @@ function contributor(at: ClusterInstance, hub: ReturnType<typeof createMemoryTra
 const peersOn = async (inst: ClusterInstance): Promise<number> => (await cluster.health(inst)).peers;
 const openSessions = (): number =>
   contributors.reduce((n, c) => n + c.store.getState().stats.openSessions, 0);
+const stepsServed = (): number => contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
 
 beforeAll(
   async () => {
@@ -68,16 +69,8 @@ beforeAll(
     asked = cluster.instances.find((i) => i !== holder)!;
     client = new OpenAI({ baseURL: `${asked.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: scaled(60_000) });
     const hub = createMemoryTransportHub();
-    const opened = await openModelLocation(
-      { url: 'public/models/stories260K/stories260K.bin' },
-      nodeOpenerFor,
-    );
-    const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
     // Memory forces a split over both contributors: the first stage and the head are two peers.
-    const memoryBytes = swarmMemoryBytes(
-      profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-      2,
-    );
+    const memoryBytes = await stories260KSplitMemory(2);
     for (let i = 0; i < 2; i++)
       await contributor(holder, hub).start({
         capability: { ...CAPABILITY, tflops: SWARM_TFLOPS, memoryBytes },
@@ -110,60 +103,19 @@ describe('cluster mode: /v1 on an instance that holds none of the ring', () => {
   it('completions through stages held by the other instance: prompt + completion is the golden text', async () => {
     expect(await peersOn(asked)).toBe(0);
     expect(await peersOn(holder)).toBe(2);
-    const before = contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
-    const r = await client.completions.create({
-      model: 'stories260K',
-      prompt: PROMPT,
-      max_tokens: 60,
-      temperature: 0,
-    });
-    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
-    expect(r.usage).toEqual({ prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
-    const rw = (r as unknown as { ringwork: { path: string; servedBy: { peer: string }[] } }).ringwork;
-    expect(rw.path).toBe('ring');
-    expect(rw.servedBy.length).toBe(2);
     // The contributors on the other instance served it (no local fallback is configured).
-    const served = contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
-    expect(served - before).toBeGreaterThanOrEqual(60);
+    await expectGoldenCompletion(client, stepsServed);
     // The frames crossed instances: the asked instance received the stages' frames over the bus.
     const bus = ((await cluster.health(asked)).cluster as { bus?: { messages: number } }).bus;
     expect(bus?.messages ?? 0).toBeGreaterThan(0);
   });
 
   it('chat completions streamed across instances: the same text', async () => {
-    const stream = await client.chat.completions.create({
-      model: 'stories260K',
-      messages: [{ role: 'user', content: PROMPT }],
-      max_tokens: 60,
-      temperature: 0,
-      stream: true,
-    });
-    let text = '';
-    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
-    expect(PROMPT + text).toBe(GOLDEN.trimEnd());
+    await expectGoldenChatStream(client);
   });
 
   it('a client that goes away mid-stream frees its sessions on the other instance’s stages', async () => {
-    const ac = new AbortController();
-    const stream = await client.completions.create(
-      { model: 'stories260K', prompt: PROMPT, max_tokens: 400, temperature: 0.8, stream: true },
-      { signal: ac.signal },
-    );
-    let chunks = 0;
-    let during = 0;
-    try {
-      for await (const _ of stream) {
-        if (++chunks === 5) {
-          during = openSessions();
-          ac.abort();
-        }
-      }
-    } catch {
-      /* the client may end the iteration with an abort error */
-    }
-    expect(chunks).toBe(5);
-    expect(during).toBeGreaterThan(0);
-    await waitUntil('ring sessions released', () => openSessions() === 0, { timeoutMs: scaled(10_000) });
+    await expectAbandonedStreamFreed(client, openSessions);
     // The instance holding the stages is asked too: its own API requester reaches them locally.
     const local = new OpenAI({
       baseURL: `${holder.url}/v1`,
@@ -171,12 +123,6 @@ describe('cluster mode: /v1 on an instance that holds none of the ring', () => {
       maxRetries: 0,
       timeout: scaled(60_000),
     });
-    const r = await local.completions.create({
-      model: 'stories260K',
-      prompt: PROMPT,
-      max_tokens: 60,
-      temperature: 0,
-    });
-    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
+    await expectGoldenCompletion(local, stepsServed);
   });
 });

@@ -15,12 +15,10 @@ import { WebSocket } from 'ws';
 import { createContributor, type Contributor } from '../../shared/app/contributor';
 import type { NetworkHandle } from '../../shared/app/network-port';
 import { createRequester, type Requester } from '../../shared/app/requester';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
 import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 import type { SpawnedServer } from '../../tools/testing/spawn-server';
 import {
   createSignalingClient,
@@ -96,16 +94,8 @@ beforeAll(
     });
     servers.push(...cluster.instances.map((i) => i.server));
     balancer = await startTcpBalancer(servers.map((s) => Number(new URL(s.url).port)));
-    const opened = await openModelLocation(
-      { url: 'public/models/stories260K/stories260K.bin' },
-      nodeOpenerFor,
-    );
-    const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
     // As the swarm's pages do: memory forces a split over both contributors.
-    const memoryBytes = swarmMemoryBytes(
-      profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-      2,
-    );
+    const memoryBytes = await stories260KSplitMemory(2);
     // The rotation sends the first contributor to `a`, the second to `b`, the requester to `a`.
     for (let i = 0; i < 2; i++) {
       const c = createContributor({

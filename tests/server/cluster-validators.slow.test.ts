@@ -13,11 +13,9 @@ import { WebSocket } from 'ws';
 import { createContributor, type Contributor } from '../../shared/app/contributor';
 import type { NetworkHandle } from '../../shared/app/network-port';
 import { createRequester, type Requester } from '../../shared/app/requester';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 import {
   createSignalingClient,
   signalingPort,
@@ -71,16 +69,8 @@ beforeAll(
     });
     leader = await cluster.coordinatorInstance('one coordinator among a and b');
     follower = cluster.instances.find((i) => i !== leader)!;
-    const opened = await openModelLocation(
-      { url: 'public/models/stories260K/stories260K.bin' },
-      nodeOpenerFor,
-    );
-    const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
     // Memory forces several stages per ring; six contributors make a primary and a validator ring.
-    const memoryBytes = swarmMemoryBytes(
-      profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-      2,
-    );
+    const memoryBytes = await stories260KSplitMemory(2);
     for (let i = 0; i < CONTRIBUTORS; i++) {
       const c = createContributor({
         network: network(i % 2 === 0 ? leader : follower, 'contributor'),

@@ -12,11 +12,9 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Contributor } from '../../shared/app/contributor';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
 import { loadGolden } from '../helpers/golden';
@@ -59,13 +57,8 @@ beforeAll(async () => {
   server = await spawnServer(['--api-keys', join(dir, 'keys.txt'), '--category-c-below-tflops', '0']);
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: scaled(120_000) });
   const hub = createMemoryTransportHub();
-  const opened = await openModelLocation({ url: 'public/models/stories260K/stories260K.bin' }, nodeOpenerFor);
-  const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
   // Each holds half the model: any two of the three make a ring, so one can be lost.
-  const memoryBytes = swarmMemoryBytes(
-    profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-    2,
-  );
+  const memoryBytes = await stories260KSplitMemory(2);
   for (let i = 0; i < 3; i++) {
     const n = node(hub);
     nodes.push(n);

@@ -9,22 +9,22 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { type Contributor } from '../../shared/app/contributor';
-import { openModelLocation } from '../../shared/model/open-model';
-import { profileModel } from '../../shared/model/profile';
 import { createMemoryTransportHub } from '../../shared/transport/memory-transport';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model';
-import { SWARM_TFLOPS, swarmMemoryBytes } from '../../tools/swarm/swarm-capability';
+import { SWARM_TFLOPS } from '../../tools/swarm/swarm-capability';
 import { spawnServer, type SpawnedServer } from '../../tools/testing/spawn-server';
 import { type SignalingClient } from '../../web/src/network/signaling-client';
 import { CAPABILITY, warmUpOrt } from '../shared/app/app-fixture';
-import { loadGolden } from '../helpers/golden';
 import { scaled, waitUntil } from '../helpers/timeouts';
 import { nodeContributor } from '../helpers/node-contributor';
+import {
+  expectAbandonedStreamFreed,
+  expectGoldenChatStream,
+  expectGoldenCompletion,
+} from '../helpers/api-ring';
+import { stories260KSplitMemory } from '../helpers/split-memory';
 
-const GOLDEN = loadGolden().text;
-const PROMPT = 'Once upon a time';
 const KEY = 'rw-ring-test-key-0123456789abcdef';
 
 let server: SpawnedServer;
@@ -54,12 +54,7 @@ beforeAll(async () => {
   const hub = createMemoryTransportHub();
   // As the swarm's pages do: memory forces a split over both contributors, so the API's links to the
   // first stage and to the head go to different peers.
-  const opened = await openModelLocation({ url: 'public/models/stories260K/stories260K.bin' }, nodeOpenerFor);
-  const profile = profileModel('stories260K', opened.source.config, { format: 'f32', contextTokens: 512 });
-  const memoryBytes = swarmMemoryBytes(
-    profile.layers.map((l) => l.weightBytes + l.kvBytesPerToken * 512),
-    2,
-  );
+  const memoryBytes = await stories260KSplitMemory(2);
   for (let i = 0; i < 2; i++)
     await (
       await contributor(hub)
@@ -88,65 +83,21 @@ afterAll(async () => {
 });
 
 describe('OpenAI API through a ring of contributors (real server process, no local fallback)', () => {
+  const stepsServed = () => contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
+  const openSessions = () => contributors.reduce((n, c) => n + c.store.getState().stats.openSessions, 0);
+
   it('completions at temperature 0 through the ring: prompt + completion is the golden text', async () => {
-    const r = await client.completions.create({
-      model: 'stories260K',
-      prompt: PROMPT,
-      max_tokens: 60,
-      temperature: 0,
-    });
-    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
-    expect(r.usage).toEqual({ prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
-    const rw = (r as unknown as { ringwork: { path: string; servedBy: { peer: string }[] } }).ringwork;
-    expect(rw.path).toBe('ring');
-    expect(rw.servedBy.length).toBe(2);
     // The contributors served it: their stages counted the steps.
-    const served = contributors.reduce((n, c) => n + c.store.getState().stats.stepsServed, 0);
-    expect(served).toBeGreaterThanOrEqual(60);
+    await expectGoldenCompletion(client, stepsServed);
   });
 
   it('chat completions streamed through the ring: the same text', async () => {
-    const stream = await client.chat.completions.create({
-      model: 'stories260K',
-      messages: [{ role: 'user', content: PROMPT }],
-      max_tokens: 60,
-      temperature: 0,
-      stream: true,
-    });
-    let text = '';
-    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
-    expect(PROMPT + text).toBe(GOLDEN.trimEnd());
+    await expectGoldenChatStream(client);
   });
 
   it('a client that goes away mid-stream releases its ring sessions on every stage', async () => {
-    const ac = new AbortController();
-    const stream = await client.completions.create(
-      { model: 'stories260K', prompt: PROMPT, max_tokens: 400, temperature: 0.8, stream: true },
-      { signal: ac.signal },
-    );
-    let chunks = 0;
-    let during = 0;
-    const open = () => contributors.reduce((n, c) => n + c.store.getState().stats.openSessions, 0);
-    try {
-      for await (const _ of stream) {
-        if (++chunks === 5) {
-          during = open();
-          ac.abort();
-        }
-      }
-    } catch {
-      /* the client may end the iteration with an abort error */
-    }
-    expect(chunks).toBe(5);
-    expect(during).toBeGreaterThan(0);
-    await waitUntil('ring sessions released', () => open() === 0, { timeoutMs: scaled(10_000) });
+    await expectAbandonedStreamFreed(client, openSessions);
     // And the ring still answers.
-    const r = await client.completions.create({
-      model: 'stories260K',
-      prompt: PROMPT,
-      max_tokens: 60,
-      temperature: 0,
-    });
-    expect(PROMPT + r.choices[0]!.text).toBe(GOLDEN.trimEnd());
+    await expectGoldenCompletion(client, stepsServed);
   });
 });

@@ -15,10 +15,7 @@ import { toBase64 } from '../../shared/ring/stage-commitments';
 import {
   clientMessageSchema,
   MAX_SIGNALING_FRAME_BYTES,
-  serverMessageSchema,
   SIGNALING_VERSION,
-  type ServerMessage,
-  type ServerMessageOf,
   type WorkProofStep,
 } from '../../shared/protocol/signaling';
 import { DEFAULT_TOLERANCE } from '../../shared/validation/checks';
@@ -27,14 +24,12 @@ import { DEFAULT_SPOT_RATE } from '../../shared/validation/spot-check';
 import type { TamperFn } from '../../shared/validation/stage';
 import type { SpotProof } from '../../shared/validation/work-proof';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
-import { createCoordinator } from '../../signaling-server/src/coordinator';
 import { createValidationRegistry } from '../../signaling-server/src/validation-registry';
 import { scaled } from '../helpers/timeouts';
 import { provenWork } from '../helpers/work-proof';
+import { sixPeerNetwork } from '../helpers/spot-network';
 
-const DEBOUNCE = 200;
 const RING_IDS: [string, string] = ['stories260K:1', 'stories260K:1:v1'];
-const pid = (name: string): string => `p_${name.padEnd(16, '0')}`;
 const b64 = (c: Commitment) => toBase64(encodeCommitment(c));
 const stepOf = (rings: Commitment[][], spot?: SpotProof): WorkProofStep => ({
   rings: rings.map((cs) => cs.map(b64)),
@@ -44,49 +39,12 @@ const codeOf = (e: unknown) => (isRingworkError(e) ? e.code : String(e));
 
 afterEach(() => void vi.useRealTimers());
 
-/** A coordinator with six 1 MB contributors (a primary and a validator ring of three) and a requester. */
+/** The six-contributor network on stories260K (tests/helpers/spot-network.ts); `ask` asks for spot mode. */
 async function network() {
   const [stories] = (await loadCatalog([])) as [CatalogModel];
   vi.useFakeTimers();
-  const inbox = new Map<string, ServerMessage[]>();
-  const validation = createValidationRegistry();
-  const co = createCoordinator({
-    catalog: [stories],
-    validation,
-    send: (peer, msg) => {
-      serverMessageSchema.parse(msg);
-      inbox.set(peer, [...(inbox.get(peer) ?? []), msg]);
-    },
-    debounceMs: DEBOUNCE,
-    maxWaitMs: 1000,
-  });
-  co.start();
-  for (const n of ['a', 'b', 'c', 'd', 'e', 'f']) {
-    co.addPeer(pid(n), ['contributor']);
-    co.setCapability(pid(n), {
-      tflops: 10,
-      bandwidthGBps: 100,
-      memoryBytes: 1_000_000,
-      backend: 'wasm',
-      mobile: false,
-    });
-    vi.advanceTimersByTime(DEBOUNCE);
-  }
-  const req = pid('req');
-  co.addPeer(req, ['requester']);
-  const ask = (): ServerMessageOf<'ring'> => {
-    const msg = clientMessageSchema.parse({
-      type: 'ring-request',
-      v: 1,
-      model: 'stories260K',
-      security: { v: 1, k: 2, spot: {} },
-    });
-    if (msg.type !== 'ring-request') throw new Error('not a ring-request');
-    co.requestRing(req, msg.model, msg.security);
-    vi.advanceTimersByTime(DEBOUNCE);
-    return (inbox.get(req) ?? []).filter((m): m is ServerMessageOf<'ring'> => m.type === 'ring').at(-1)!;
-  };
-  return { co, validation, ask };
+  const net = sixPeerNetwork(stories);
+  return { ...net, ask: () => net.ask({ v: 1, k: 2, spot: {} }) };
 }
 
 describe('spot-checked steps prove validated work', () => {

@@ -7,22 +7,13 @@
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
-import {
-  clientMessageSchema,
-  MAX_SPOT_CHUNK_TOKENS,
-  serverMessageSchema,
-  type ServerMessage,
-  type ServerMessageOf,
-} from '../../shared/protocol/signaling';
+import { clientMessageSchema, MAX_SPOT_CHUNK_TOKENS } from '../../shared/protocol/signaling';
 import { DEFAULT_SPOT_RATE, spotRate } from '../../shared/validation/spot-check';
 import { createWorkProofBuilder, MAX_PROOF_CHARS } from '../../shared/validation/work-proof';
 import { loadCatalog, type CatalogModel } from '../../signaling-server/src/catalog';
-import { createCoordinator, type CoordinatorOptions } from '../../signaling-server/src/coordinator';
-import { createValidationRegistry } from '../../signaling-server/src/validation-registry';
+import type { CoordinatorOptions } from '../../signaling-server/src/coordinator';
 import { peerSpotRate, ringSpotRate } from '../../signaling-server/src/validation-spot';
-
-const DEBOUNCE = 200;
-const pid = (name: string): string => `p_${name.padEnd(16, '0')}`;
+import { pid, sixPeerNetwork } from '../helpers/spot-network';
 
 let stories: CatalogModel;
 beforeAll(async () => {
@@ -31,46 +22,8 @@ beforeAll(async () => {
 beforeEach(() => void vi.useFakeTimers());
 afterEach(() => void vi.useRealTimers());
 
-/** A coordinator with six 1 MB contributors (a primary and a validator ring of three) and a requester. */
-function network(opts: Partial<CoordinatorOptions> = {}) {
-  const inbox = new Map<string, ServerMessage[]>();
-  const validation = createValidationRegistry();
-  const co = createCoordinator({
-    catalog: [stories],
-    validation,
-    send: (peer, msg) => {
-      serverMessageSchema.parse(msg);
-      inbox.set(peer, [...(inbox.get(peer) ?? []), msg]);
-    },
-    debounceMs: DEBOUNCE,
-    maxWaitMs: 1000,
-    ...opts,
-  });
-  co.start();
-  for (const n of ['a', 'b', 'c', 'd', 'e', 'f']) {
-    co.addPeer(pid(n), ['contributor']);
-    co.setCapability(pid(n), {
-      tflops: 10,
-      bandwidthGBps: 100,
-      memoryBytes: 1_000_000,
-      backend: 'wasm',
-      mobile: false,
-    });
-    vi.advanceTimersByTime(DEBOUNCE);
-  }
-  const req = pid('req');
-  co.addPeer(req, ['requester']);
-  const ask = (security: unknown): ServerMessageOf<'ring'> => {
-    // Every request crosses the wire schema first, as in protocol-handlers.ts.
-    const msg = clientMessageSchema.parse({ type: 'ring-request', v: 1, model: 'stories260K', security });
-    if (msg.type !== 'ring-request') throw new Error('not a ring-request');
-    co.requestRing(req, msg.model, msg.security);
-    vi.advanceTimersByTime(DEBOUNCE);
-    const got = (inbox.get(req) ?? []).filter((m): m is ServerMessageOf<'ring'> => m.type === 'ring');
-    return got.at(-1)!;
-  };
-  return { co, validation, ask };
-}
+/** The six-contributor network on stories260K (tests/helpers/spot-network.ts). */
+const network = (opts: Partial<CoordinatorOptions> = {}) => sixPeerNetwork(stories, opts);
 
 describe('spot-check rates', () => {
   it('a peer is checked less as its validated record grows, never below the floor; a flagged one always', () => {

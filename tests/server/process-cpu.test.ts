@@ -33,9 +33,10 @@ describe('process classification', () => {
   });
 
   it("groups a renderer's threads: main (tid = pid), workers, the rest", () => {
-    expect(threadGroup(100, 100, 'chromium')).toBe('main');
-    expect(threadGroup(101, 100, 'DedicatedWorker')).toBe('worker');
-    expect(threadGroup(102, 100, 'Compositor')).toBe('other');
+    expect(threadGroup('main')).toBe('main');
+    expect(threadGroup('DedicatedWorker')).toBe('worker');
+    expect(threadGroup('V8 DefaultWorke')).toBe('other');
+    expect(threadGroup('Compositor')).toBe('other');
   });
 });
 
@@ -50,7 +51,7 @@ describe('cpuReport', () => {
     cpu: new Map(
       cpu.map(([pid, ms, main]) => [
         pid,
-        { ms, ...(main !== undefined ? { threads: { main, worker: 2 * main, other: 0 } } : {}) },
+        { ms, ...(main !== undefined ? { threads: { main, DedicatedWorker: 2 * main, Compositor: 0 } } : {}) },
       ]),
     ),
   });
@@ -77,6 +78,7 @@ describe('cpuReport', () => {
     expect(r.coresBusy).toBe(0.8);
     expect(r.processes.map((p) => p.label)).toEqual(['stage 0', 'gpu']);
     expect(r.processes[0]!.threadsMsPerToken).toEqual({ main: 1, worker: 2, other: 0 });
+    expect(r.processes[0]!.threadNamesMsPerToken).toEqual({ DedicatedWorker: 2, main: 1 });
   });
 
   it('skips a process that ended between the samples', () => {

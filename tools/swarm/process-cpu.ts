@@ -57,20 +57,21 @@ export function processCpuMs(pid: number): number | undefined {
 }
 
 /**
- * Which group a renderer's thread belongs to: its main thread (the page's JS, React, layout — tid =
- * pid: Chromium leaves the main thread's name alone, as renaming it renames the process), its
- * dedicated workers (the shard runner and ONNX Runtime's wasm threads, named "DedicatedWorker
- * thread", cut to 15 characters), or the rest (compositor, IO, thread pool).
+ * Which group a renderer's thread belongs to, by {@link threadCpuMs}'s name: its main thread (the
+ * page's JS, React, layout — tid = pid: Chromium leaves the main thread's name alone, as renaming
+ * it renames the process), its dedicated workers (the shard runner and ONNX Runtime's wasm threads,
+ * "DedicatedWorker thread" cut to 15 characters), or the rest (compositor, IO, V8's and Chromium's
+ * thread pools).
  */
-export function threadGroup(tid: number, pid: number, comm: string): 'main' | 'worker' | 'other' {
-  if (tid === pid) return 'main';
-  if (/worker/i.test(comm)) return 'worker';
+export function threadGroup(name: string): 'main' | 'worker' | 'other' {
+  if (name === 'main') return 'main';
+  if (name.startsWith('DedicatedWorker')) return 'worker';
   return 'other';
 }
 
-/** A renderer's thread CPU time (ms, from schedstat) by group. */
-export function threadCpuMs(pid: number): Record<'main' | 'worker' | 'other', number> {
-  const out = { main: 0, worker: 0, other: 0 };
+/** A process's thread CPU times (ms, from schedstat) by thread name (`main` for the main thread). */
+export function threadCpuMs(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -81,11 +82,20 @@ export function threadCpuMs(pid: number): Record<'main' | 'worker' | 'other', nu
     try {
       const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      if (Number.isFinite(ns)) out[threadGroup(Number(tid), pid, comm)] += ns / 1e6;
+      // Pools number their threads ("ThreadPoolForeg", "V8 DefaultWorke"…): one entry per pool.
+      const name = Number(tid) === pid ? 'main' : comm.replace(/[\d/]+$/, '');
+      if (Number.isFinite(ns)) out[name] = (out[name] ?? 0) + ns / 1e6;
     } catch {
       // The thread ended while we looked.
     }
   }
+  return out;
+}
+
+/** Thread times by name, summed into {@link threadGroup}'s groups. */
+function grouped(byName: Record<string, number>): Record<'main' | 'worker' | 'other', number> {
+  const out = { main: 0, worker: 0, other: 0 };
+  for (const [name, ms] of Object.entries(byName)) out[threadGroup(name)] += ms;
   return out;
 }
 
@@ -162,7 +172,7 @@ export interface CpuSample {
   /** `performance.now()` of the sample, ms. */
   at: number;
   /** Per pid: process CPU ms, and a renderer's thread split (ms). */
-  cpu: Map<number, { ms: number; threads?: Record<'main' | 'worker' | 'other', number> }>;
+  cpu: Map<number, { ms: number; threads?: Record<string, number> }>;
 }
 
 /** Reads every process's CPU time now (renderers also by thread). */
@@ -185,6 +195,8 @@ export interface ProcessCpu {
   cpuMsPerToken: number;
   /** Renderers: the same by thread group (schedstat; threads alive at both samples). */
   threadsMsPerToken?: Record<'main' | 'worker' | 'other', number>;
+  /** Renderers: by thread name (pools summed), busiest first; the names above 0.05 ms per token. */
+  threadNamesMsPerToken?: Record<string, number>;
 }
 
 /** Where the CPU went over one window of generated tokens. */
@@ -217,20 +229,23 @@ export function cpuReport(
     const y = b.cpu.get(p.pid);
     if (!x || !y) continue;
     const cpuMs = y.ms - x.ms;
-    const threads =
-      x.threads && y.threads
-        ? {
-            main: (y.threads.main - x.threads.main) / n,
-            worker: (y.threads.worker - x.threads.worker) / n,
-            other: (y.threads.other - x.threads.other) / n,
-          }
-        : undefined;
-    if (cpuMs <= 0 && !(threads && threads.main + threads.worker + threads.other > 0)) continue;
+    let names: Record<string, number> | undefined;
+    if (x.threads && y.threads) {
+      const t0 = x.threads;
+      names = Object.fromEntries(
+        Object.entries(y.threads)
+          .map(([k, v]): [string, number] => [k, (v - (t0[k] ?? 0)) / n])
+          .filter(([, v]) => v >= 0.05)
+          .sort((u, v) => v[1] - u[1]),
+      );
+    }
+    // Under a tick of CPU per token in all: an idle process (about:blank renderers, the zygote).
+    if (cpuMs / n < 0.01) continue;
     processes.push({
       ...p,
       cpuMs,
       cpuMsPerToken: cpuMs / n,
-      ...(threads ? { threadsMsPerToken: threads } : {}),
+      ...(names ? { threadsMsPerToken: grouped(names), threadNamesMsPerToken: names } : {}),
     });
   }
   processes.sort((p, q) => q.cpuMs - p.cpuMs);
@@ -257,7 +272,7 @@ export function cpuLines(what: string, r: CpuReport, table: (h: string[], rows: 
       `(${f(r.wallMsPerToken)} ms wall per token); all processes ${f(r.cpuMsPerToken)} ms CPU per token = ` +
       `${r.coresBusy.toFixed(2)} of the ${r.cores} cores busy`,
     table(
-      ['process', 'kind', 'pid', 'CPU ms/tok', 'main thread', 'workers', 'other threads'],
+      ['process', 'kind', 'pid', 'CPU ms/tok', 'main thread', 'workers', 'other threads', 'busiest threads'],
       r.processes.map((p) => [
         p.label,
         p.kind,
@@ -266,6 +281,10 @@ export function cpuLines(what: string, r: CpuReport, table: (h: string[], rows: 
         f(p.threadsMsPerToken?.main),
         f(p.threadsMsPerToken?.worker),
         f(p.threadsMsPerToken?.other),
+        Object.entries(p.threadNamesMsPerToken ?? {})
+          .slice(0, 3)
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(', '),
       ]),
     ),
     '',

@@ -20,9 +20,9 @@ describe('process classification', () => {
     expect(
       classify('/usr/lib/chromium/chromium --type=utility --utility-sub-type=network.mojom.NetworkService'),
     ).toEqual({ kind: 'network', label: 'network' });
-    expect(c('/usr/lib/chromium/chromium --type=utility --utility-sub-type=storage.mojom.StorageService')).toBe(
-      'storage',
-    );
+    expect(
+      c('/usr/lib/chromium/chromium --type=utility --utility-sub-type=storage.mojom.StorageService'),
+    ).toBe('storage');
     expect(classify('chromium --type=utility --utility-sub-type=audio.mojom.AudioService').label).toBe(
       'audio.AudioService',
     );
@@ -51,7 +51,10 @@ describe('cpuReport', () => {
     cpu: new Map(
       cpu.map(([pid, ms, main]) => [
         pid,
-        { ms, ...(main !== undefined ? { threads: { main, DedicatedWorker: 2 * main, Compositor: 0 } } : {}) },
+        {
+          ms,
+          ...(main !== undefined ? { threads: { main, DedicatedWorker: 2 * main, Compositor: 0 } } : {}),
+        },
       ]),
     ),
   });

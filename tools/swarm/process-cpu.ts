@@ -265,7 +265,11 @@ export function cpuReport(
  * A report as text: one line of totals ("the run needs X of the N cores") and a table of processes
  * by CPU ms per token, renderers split by thread group.
  */
-export function cpuLines(what: string, r: CpuReport, table: (h: string[], rows: string[][]) => string): string[] {
+export function cpuLines(
+  what: string,
+  r: CpuReport,
+  table: (h: string[], rows: string[][]) => string,
+): string[] {
   const f = (v: number | undefined) => (v === undefined ? '—' : v.toFixed(2));
   return [
     `CPU per generated token, ${what}: ${r.tokens} tokens in ${r.wallMs.toFixed(0)} ms of decode ` +

@@ -624,7 +624,13 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await logLoads();
     }
 
-    const chatPage = await openPage(browser, server.url, `/#/chat${o.perf ? '?perf=1' : ''}`, 'requester', log);
+    const chatPage = await openPage(
+      browser,
+      server.url,
+      `/#/chat${o.perf ? '?perf=1' : ''}`,
+      'requester',
+      log,
+    );
     const chat = chatPage.page;
     /** With `perf`: the first answer's decode CPU per process (decode-cpu.ts). */
     let cpuWatch: DecodeCpuWatch | undefined;

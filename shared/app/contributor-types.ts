@@ -111,6 +111,13 @@ export interface ContributorOptions {
   random?: () => number;
   /** Longest a leave or pause waits for open sessions to finish, ms (default 30 s). */
   drainMs?: number;
+  /**
+   * Least time between two deliveries of the stage's counters to the store, ms (default 0: after
+   * every step). A page that renders them sets ~250: each delivery re-renders it and composites a
+   * frame, CPU the stage's next step waits for on a small device. The latest counters are always
+   * delivered; a session opening or ending, a refusal and an error are delivered at once.
+   */
+  statsEveryMs?: number;
   /** Between rounds of link probes to the ring neighbours, ms (default 30 s; 0: no probing). */
   probeIntervalMs?: number;
   /**

@@ -13,9 +13,16 @@ import { toBase64 } from '../ring/stage-commitments.js';
 import { createSessionKey, type SessionKey } from '../validation/crypto.js';
 import type { StageTamper } from '../validation/test-tampers.js';
 import { perfSample } from '../util/perf-trace.js';
-import { createRingStage, stageShardOf, type RingStage, type StageShard } from '../ring/ring-stage.js';
+import {
+  createRingStage,
+  stageShardOf,
+  type RingStage,
+  type RingStageStats,
+  type StageShard,
+} from '../ring/ring-stage.js';
 import type { LoadProgress, LoadRequest, LoadResult, ShardRunner } from '../runtime/shard-runner.js';
 import { createMemoryChannelPair } from '../transport/memory-transport.js';
+import { createCoalescer } from './coalesce.js';
 import { createPeerLink } from '../transport/peer-link.js';
 import type { PeerLink } from '../transport/types.js';
 import { silentLogger, systemAppClock, type NetworkClosed, type NetworkHandle } from './network-port.js';
@@ -62,6 +69,20 @@ export function createContributor(o: ContributorOptions): Contributor {
   const store = createStore<ContributeState>(() => initialState());
   const set = (p: Partial<ContributeState>) => store.setState(p);
   const get = () => store.getState();
+  /**
+   * The stage's counters reach the store at most every `statsEveryMs` (the latest always; a
+   * session opening or ending, a refusal or an error at once): a page re-renders on each delivery.
+   */
+  const stageStats = createCoalescer<RingStageStats>({
+    everyMs: o.statsEveryMs ?? 0,
+    clock,
+    deliver: (stats) => set({ stats: { ...get().stats, ...stats } }),
+    urgent: (last, next) =>
+      !last ||
+      last.openSessions !== next.openSessions ||
+      last.refusedOpens !== next.refusedOpens ||
+      last.lastError !== next.lastError,
+  });
 
   let net: NetworkHandle | undefined;
   let membership: RingMembership | undefined;
@@ -144,6 +165,7 @@ export function createContributor(o: ContributorOptions): Contributor {
     // No stage from now on: a requester's open (one that raced the re-plan) is answered, not dropped.
     for (const l of membership?.links.all() ?? []) notServingYet(l);
     await s?.stage?.stop();
+    stageStats.flush();
     await s?.runner.dispose();
   };
 
@@ -292,7 +314,7 @@ export function createContributor(o: ContributorOptions): Contributor {
           nextPeer: a.next,
           linkTo: (peer) => (peer === net?.peerId && selfLink?.isOpen ? selfLink : links.get(peer)),
           dutyCycle: () => get().dutyCycle,
-          onStats: (stats) => set({ stats: { ...get().stats, ...stats } }),
+          onStats: (stats) => stageStats.push(stats),
           range: [a.range[0], a.range[1]],
           validation: validationKey ? { key: validationKey, ...tamper } : undefined,
         });

@@ -39,6 +39,10 @@
  * splits the runner call: page → worker message (post), the runner's own queue, building the
  * inputs, session.run (also over decode steps 1-8 and the last 8: a gap is the engine warming up
  * while it serves), reading the output, worker → page message (return), then the send onwards.
+ * `--perf` also reads, over each model swarm's decode, the CPU time of every process of the run from
+ * /proc (tools/swarm/decode-cpu.ts): per generated token by process (each page's renderer split into
+ * main thread, workers and the rest; browser, GPU, network, server, this process), and all of them
+ * against the wall time per token — how many of the machine's cores the run kept busy (`cpu` in `--json`).
  */
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -51,6 +55,7 @@ import { loadInProcessVariant } from '../bench/variants.js';
 import { table } from '../bench/transport-stats.js';
 import { synthesizeModel } from '../model/synth.js';
 import { parseModelArg, runSwarm, type SwarmResult } from '../swarm/swarm-run.js';
+import { cpuLines } from '../swarm/process-cpu.js';
 import { intFlag, runCli } from './cli-util.js';
 
 const TARGET = 0.8;
@@ -350,6 +355,26 @@ runCli(async () => {
               }
             : {}),
           nullCompute,
+          ...(one.cpu && many.cpu
+            ? {
+                cpu: Object.fromEntries(
+                  (
+                    [
+                      ['one', one.cpu],
+                      ['many', many.cpu],
+                    ] as const
+                  ).map(([k, c]) => [
+                    k,
+                    {
+                      wallMsPerToken: c.wallMsPerToken,
+                      cpuMsPerToken: c.cpuMsPerToken,
+                      coresBusy: c.coresBusy,
+                      byProcess: Object.fromEntries(c.processes.map((p) => [p.label, p.cpuMsPerToken])),
+                    },
+                  ]),
+                ),
+              }
+            : {}),
           loadAverage: { before: load0, after: load1 },
           one,
           many,
@@ -465,6 +490,9 @@ runCli(async () => {
             '',
           ]
         : []),
+      ...[one, many, ...(nulls ? [nulls.one, nulls.many] : [])].flatMap((r, i) =>
+        r.cpu ? cpuLines(`${r.stages.length} peer(s)${i > 1 ? ', null compute' : ''}`, r.cpu, table) : [],
+      ),
       ...perfTables([
         ['model', one],
         ['model', many],

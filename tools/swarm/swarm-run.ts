@@ -21,6 +21,8 @@ import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './render
 import { spawnServer } from '../testing/spawn-server.js';
 import { loadLine, peerLine, readLoadTimes, snapshot, watchPeers, type PeerWatch } from './swarm-trace.js';
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
+import { watchDecodeCpu, type DecodeCpuWatch } from './decode-cpu.js';
+import type { CpuReport } from './process-cpu.js';
 import {
   ROOMY_SLOW_TFLOPS,
   STANDBY_SLOW_GBPS,
@@ -172,6 +174,8 @@ export interface SwarmResult {
   speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
   /** Per page (`requester`, or the stage's ring index and units): hot-path timings, with `perf`. */
   perf?: SwarmPagePerf[];
+  /** With `perf`: CPU per generated token of every process of the run, over the first answer's decode. */
+  cpu?: CpuReport;
   /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
   failovers?: SwarmFailover[];
   /** What the chat page says about them (its `answer-failover` note). */
@@ -620,8 +624,16 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await logLoads();
     }
 
-    const chat = (await openPage(browser, server.url, `/#/chat${o.perf ? '?perf=1' : ''}`, 'requester', log))
-      .page;
+    const chatPage = await openPage(
+      browser,
+      server.url,
+      `/#/chat${o.perf ? '?perf=1' : ''}`,
+      'requester',
+      log,
+    );
+    const chat = chatPage.page;
+    /** With `perf`: the first answer's decode CPU per process (decode-cpu.ts). */
+    let cpuWatch: DecodeCpuWatch | undefined;
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
@@ -685,6 +697,16 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
       await chat.getByTestId('prompt').fill(o.prompt);
       log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
+      if (o.perf && !cpuWatch) {
+        // Renderer pid → page, as the perf figures name them.
+        const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
+        for (const c of contributors) {
+          const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();
+          const i = stages.findIndex((st) => st.peer.slice(2, 8) === short);
+          if (c.pid) pages.set(c.pid, i >= 0 ? `stage ${i}` : c.label);
+        }
+        cpuWatch = await watchDecodeCpu(chat, { pages, ...(server.pid ? { serverPid: server.pid } : {}) });
+      }
       await chat.getByTestId('send').click();
       const answer = chat.getByTestId('answer').last();
       const done = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
@@ -815,6 +837,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(o.kill ? { kill: o.kill } : {}),
     });
     const { text, timings, speculative, failovers, failoverNote } = first;
+    const cpu = await cpuWatch?.report();
     const speed = await speedFigures(server.url, modelId);
     let perf: SwarmPagePerf[] | undefined;
     if (o.perf) {
@@ -912,6 +935,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(memory ? { memory } : {}),
       ...(speed ? { speed } : {}),
       ...(perf ? { perf } : {}),
+      ...(cpu ? { cpu } : {}),
       ...(failovers ? { failovers } : {}),
       ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),

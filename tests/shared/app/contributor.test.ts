@@ -75,6 +75,47 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     expect(ca.store.getState().phase).toBe('idle');
   });
 
+  it('statsEveryMs: the stage counters reach the store a few times per second, not per step; the last always', async () => {
+    const hub = createFakeSignalingHub();
+    const [a, b, req] = [pid('a'), pid('b'), pid('req')];
+    // `a` coalesces (as the web page's contributor does); `b` delivers after every step (default).
+    const ca = createContributor({
+      network: async () => hub.network(a),
+      createRunner: stories260KRunner,
+      connectTimeoutMs: 5000,
+      statsEveryMs: 250,
+    });
+    const cb = contributorOn(hub, b);
+    await Promise.all([ca.start({ capability: CAPABILITY }), cb.start({ capability: CAPABILITY })]);
+    const order = [
+      { peer: a, range: [0, 3] as [number, number] },
+      { peer: b, range: [3, 7] as [number, number] },
+    ];
+    assign(hub, order, 1);
+    for (const c of [ca, cb])
+      await vi.waitFor(() => expect(c.store.getState().phase).toBe('serving'), { timeout: scaled(30_000) });
+    const updates = { a: 0, b: 0 };
+    const offA = ca.store.subscribe((s, p) => void (s.stats !== p.stats && updates.a++));
+    const offB = cb.store.subscribe((s, p) => void (s.stats !== p.stats && updates.b++));
+    answerRings(hub, () => ringOf(order, 1));
+    const t0 = performance.now();
+    const r = await requesterOn(hub, req).ask({ ...ask, signal: new AbortController().signal });
+    expect(r.text + '\n').toBe(golden.text);
+    // Every one of the 60 steps reached the coalescing store too, in the end.
+    await vi.waitFor(() => expect(ca.store.getState().stats.stepsServed).toBe(60));
+    await vi.waitFor(() => expect(ca.store.getState().stats.openSessions).toBe(0));
+    const elapsed = performance.now() - t0;
+    offA();
+    offB();
+    // b: one delivery per step at least; a: the interval's worth, plus the session's open and
+    // end (delivered at once) and the trailing value.
+    expect(updates.b).toBeGreaterThanOrEqual(60);
+    expect(updates.a).toBeLessThanOrEqual(Math.ceil(elapsed / 250) + 4);
+    expect(updates.a).toBeLessThan(updates.b);
+    await ca.stop();
+    await cb.stop();
+  });
+
   it('start() twice joins once; an old assignment finishing its load after a newer one does not win', async () => {
     const hub = createFakeSignalingHub();
     const a = pid('a');

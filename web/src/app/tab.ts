@@ -26,6 +26,9 @@ if (tooling.perf) enablePerfTrace();
 /** This tab as a contributor. */
 export const contributor = createContributor({
   network: getNetwork,
+  // The Contribute page shows the stage's counters: a few times a second is live enough, and each
+  // delivery re-renders it and composites a frame on the cores the stage computes on.
+  statsEveryMs: 250,
   ...(tooling.log ? { logger: consoleLogger('contributor') } : {}),
   createRunner: () =>
     createWorkerShardRunner({

@@ -1,4 +1,9 @@
+import { memo } from 'react';
 import { useStore } from 'zustand';
+import { useShallow } from 'zustand/react/shallow';
+import type { ChatMessage } from '../../../../shared/app/chat-history';
+import type { ChatState } from '../../../../shared/app/requester';
+import { useCoalesced } from '../use-coalesced';
 import { num, shortId, singleRequest, withShortPeerIds } from '../format';
 import { useNetworkView, type NetworkSnapshot } from '../store';
 import type { AnswerFailover } from '../../../../shared/app/requester';
@@ -14,7 +19,11 @@ import { UsageCard } from './ledger-cards';
  * the tab's stores (`requester`, `chatSession`): leaving this page stops nothing, only Stop does.
  */
 export function ChatPage() {
-  const chat = useStore(requester.store);
+  // Not the streamed answer: that changes per token and only <Messages> renders it.
+  const chat = useStore(
+    requester.store,
+    useShallow((st) => ({ messages: st.messages, busy: st.busy, status: st.status, settings: st.settings })),
+  );
   const form = useStore(chatSession.store);
   const snapshot = useNetworkView((s) => s.snapshot);
   const s = chat.settings;
@@ -38,53 +47,7 @@ export function ChatPage() {
       <RingStatus model={model} />
       <div className="chat">
         <div>
-          <div className="messages" data-testid="messages" aria-live="polite" aria-busy={chat.busy}>
-            {chat.messages.length === 0 && (
-              <p style={{ color: 'var(--muted)' }}>
-                Try “Once upon a time” — the default model is a tiny story writer (stories260K).
-              </p>
-            )}
-            {chat.messages.map((m, i) => (
-              <div
-                key={i}
-                className={`msg ${m.role}`}
-                data-testid={m.role === 'assistant' ? 'answer' : 'question'}
-                data-tokens={chat.streaming?.index === i ? (chat.streaming.tokens ?? 0) : undefined}
-              >
-                <span data-testid={m.role === 'assistant' ? 'answer-text' : undefined}>
-                  {chat.streaming?.index === i ? chat.streaming.text : m.text}
-                </span>
-                <FailoverNote
-                  failovers={chat.streaming?.index === i ? chat.streaming.failovers : m.meta?.failovers}
-                />
-                {m.meta?.error && (
-                  <div className="meta error" data-testid="answer-error">
-                    {withShortPeerIds(m.meta.error)}
-                  </div>
-                )}
-                {m.role === 'assistant' && m.meta?.done && !m.meta.error && (
-                  <>
-                    <div className="meta" data-testid="answer-meta" data-peers={m.meta.peers?.join(',')}>
-                      measured: prefill {num(m.meta.prefillTokPerS)} tok/s · decode{' '}
-                      {num(m.meta.decodeTokPerS)} tok/s · per token {num(m.meta.computeMsPerToken, 2)} ms
-                      compute + {num(m.meta.hopMsPerToken, 2)} ms{' '}
-                      {m.meta.local ? 'other (scheduling, sampling)' : 'hops'} ·{' '}
-                      {m.meta.local
-                        ? 'ran in this tab'
-                        : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
-                    </div>
-                    <DraftNote d={m.meta.speculative} />
-                    <VerificationNote v={m.meta.verification} />
-                    {answerEndNote(m.meta.end, m.meta.contextLength) && (
-                      <div className="meta" data-testid="answer-end" data-end={m.meta.end}>
-                        {answerEndNote(m.meta.end, m.meta.contextLength)}
-                      </div>
-                    )}
-                  </>
-                )}
-              </div>
-            ))}
-          </div>
+          <Messages messages={chat.messages} busy={chat.busy} />
           <p role="status" style={{ color: 'var(--muted)', minHeight: '1.2em' }} data-testid="chat-status">
             {chat.status ?? (chat.busy ? 'writing the answer…' : '')}
           </p>
@@ -287,6 +250,73 @@ export function ChatPage() {
     </>
   );
 }
+
+/** Least time between two renders of the streamed answer, ms (about 3 frames; ~20 renders a second). */
+const STREAM_EVERY_MS = 50;
+
+type Streaming = ChatState['streaming'];
+const selectStreaming = (st: ChatState): Streaming => st.streaming;
+/** Starting or ending an answer, a failover note: shown at once; streamed text: coalesced. */
+const streamingUrgent = (shown: Streaming | undefined, next: Streaming): boolean =>
+  !shown || !next || shown.index !== next.index || shown.failovers !== next.failovers;
+
+/**
+ * The conversation: finished messages render once (memoised); the answer being written renders at
+ * most every {@link STREAM_EVERY_MS} with every token received so far.
+ */
+function Messages({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) {
+  const streaming = useCoalesced(requester.store, selectStreaming, STREAM_EVERY_MS, streamingUrgent);
+  return (
+    <div className="messages" data-testid="messages" aria-live="polite" aria-busy={busy}>
+      {messages.length === 0 && (
+        <p style={{ color: 'var(--muted)' }}>
+          Try “Once upon a time” — the default model is a tiny story writer (stories260K).
+        </p>
+      )}
+      {messages.map((m, i) => (
+        <MessageView key={i} m={m} streaming={streaming?.index === i ? streaming : undefined} />
+      ))}
+    </div>
+  );
+}
+
+/** One message; `streaming` while it is the answer being written. */
+const MessageView = memo(function MessageView({ m, streaming }: { m: ChatMessage; streaming?: Streaming }) {
+  return (
+    <div
+      className={`msg ${m.role}`}
+      data-testid={m.role === 'assistant' ? 'answer' : 'question'}
+      data-tokens={streaming ? (streaming.tokens ?? 0) : undefined}
+    >
+      <span data-testid={m.role === 'assistant' ? 'answer-text' : undefined}>
+        {streaming ? streaming.text : m.text}
+      </span>
+      <FailoverNote failovers={streaming ? streaming.failovers : m.meta?.failovers} />
+      {m.meta?.error && (
+        <div className="meta error" data-testid="answer-error">
+          {withShortPeerIds(m.meta.error)}
+        </div>
+      )}
+      {m.role === 'assistant' && m.meta?.done && !m.meta.error && (
+        <>
+          <div className="meta" data-testid="answer-meta" data-peers={m.meta.peers?.join(',')}>
+            measured: prefill {num(m.meta.prefillTokPerS)} tok/s · decode {num(m.meta.decodeTokPerS)} tok/s ·
+            per token {num(m.meta.computeMsPerToken, 2)} ms compute + {num(m.meta.hopMsPerToken, 2)} ms{' '}
+            {m.meta.local ? 'other (scheduling, sampling)' : 'hops'} ·{' '}
+            {m.meta.local ? 'ran in this tab' : `served by ${m.meta.peers?.map(shortId).join(' → ')}`}
+          </div>
+          <DraftNote d={m.meta.speculative} />
+          <VerificationNote v={m.meta.verification} />
+          {answerEndNote(m.meta.end, m.meta.contextLength) && (
+            <div className="meta" data-testid="answer-end" data-end={m.meta.end}>
+              {answerEndNote(m.meta.end, m.meta.contextLength)}
+            </div>
+          )}
+        </>
+      )}
+    </div>
+  );
+});
 
 /** A settings field: kept exactly as typed, checked on blur (and on send), its message beneath it. */
 function SettingInput(p: {

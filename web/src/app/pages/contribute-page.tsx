@@ -14,6 +14,8 @@ import {
   withShortPeerIds,
 } from '../format';
 import { useStore } from 'zustand';
+import { useShallow } from 'zustand/react/shallow';
+import type { ContributeState } from '../../../../shared/app/contributor';
 import { contributor } from '../tab';
 import { useNetworkView } from '../store';
 import { IdentityCard } from './ledger-cards';
@@ -23,9 +25,18 @@ function wholeLightweight(a: { serving?: string; range: [number, number]; units:
   return a.serving === 'lightweight' && a.range[0] === 0 && a.range[1] === a.units;
 }
 
+/**
+ * Everything the page shows but the live counters: the stage's counters change every step (a few
+ * times a second once coalesced, see tab.ts), and only the Live card re-renders for them.
+ */
+const allButStats = (s: ContributeState): Omit<ContributeState, 'stats'> => {
+  const { stats: _stats, ...rest } = s;
+  return rest;
+};
+
 /** "Lend your GPU": one click to join; what this tab measured, was assigned, downloaded and served. */
 export function ContributePage() {
-  const c = useStore(contributor.store);
+  const c = useStore(contributor.store, useShallow(allButStats));
   // The field as typed; checked on blur and on join.
   const [lend, setLend] = useState('');
   const [lendError, setLendError] = useState<string | undefined>();
@@ -82,8 +93,6 @@ export function ContributePage() {
       : d?.finishedAt
         ? 0
         : undefined;
-  const msPerStep = c.stats.stepsServed ? c.stats.computeMs / c.stats.stepsServed : undefined;
-  const uptime = c.stats.joinedAt ? (Date.now() - c.stats.joinedAt) / 1000 : undefined;
 
   return (
     <>
@@ -255,42 +264,54 @@ export function ContributePage() {
             <p style={{ color: 'var(--muted)' }}>Nothing to download yet.</p>
           )}
         </section>
-        <section className="card">
-          <h2>Live</h2>
-          <dl className="kv">
-            <dt>Steps served</dt>
-            <dd data-testid="steps-served">{c.stats.stepsServed}</dd>
-            <dt>Tokens sampled</dt>
-            <dd>{c.stats.tokensServed}</dd>
-            <dt>ms per step</dt>
-            <dd>{num(msPerStep, 2)}</dd>
-            <dt>Open sessions</dt>
-            <dd>{c.stats.openSessions}</dd>
-            <dt>Uptime</dt>
-            <dd>{duration(uptime)}</dd>
-          </dl>
-          <label className="field" style={{ marginTop: '0.75rem' }}>
-            Compute limit: {Math.round(c.dutyCycle * 100)}% of the time
-            <input
-              data-testid="duty-cycle"
-              type="range"
-              min={10}
-              max={100}
-              step={10}
-              value={Math.round(c.dutyCycle * 100)}
-              onChange={(e) => contributor.setDutyCycle(Number(e.target.value) / 100)}
-            />
-          </label>
-          <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
-            <input
-              type="checkbox"
-              checked={c.autoPause}
-              onChange={(e) => contributor.setAutoPause(e.target.checked)}
-            />
-            <span>Pause while this tab is hidden or on battery</span>
-          </label>
-        </section>
+        <LiveCard />
       </div>
     </>
+  );
+}
+
+/** The live counters and the compute limit: the only part that changes while the stage serves. */
+function LiveCard() {
+  const stats = useStore(contributor.store, (s) => s.stats);
+  const dutyCycle = useStore(contributor.store, (s) => s.dutyCycle);
+  const autoPause = useStore(contributor.store, (s) => s.autoPause);
+  const msPerStep = stats.stepsServed ? stats.computeMs / stats.stepsServed : undefined;
+  const uptime = stats.joinedAt ? (Date.now() - stats.joinedAt) / 1000 : undefined;
+  return (
+    <section className="card">
+      <h2>Live</h2>
+      <dl className="kv">
+        <dt>Steps served</dt>
+        <dd data-testid="steps-served">{stats.stepsServed}</dd>
+        <dt>Tokens sampled</dt>
+        <dd>{stats.tokensServed}</dd>
+        <dt>ms per step</dt>
+        <dd>{num(msPerStep, 2)}</dd>
+        <dt>Open sessions</dt>
+        <dd>{stats.openSessions}</dd>
+        <dt>Uptime</dt>
+        <dd>{duration(uptime)}</dd>
+      </dl>
+      <label className="field" style={{ marginTop: '0.75rem' }}>
+        Compute limit: {Math.round(dutyCycle * 100)}% of the time
+        <input
+          data-testid="duty-cycle"
+          type="range"
+          min={10}
+          max={100}
+          step={10}
+          value={Math.round(dutyCycle * 100)}
+          onChange={(e) => contributor.setDutyCycle(Number(e.target.value) / 100)}
+        />
+      </label>
+      <label style={{ color: 'var(--muted)', display: 'flex', gap: '0.5rem', alignItems: 'center' }}>
+        <input
+          type="checkbox"
+          checked={autoPause}
+          onChange={(e) => contributor.setAutoPause(e.target.checked)}
+        />
+        <span>Pause while this tab is hidden or on battery</span>
+      </label>
+    </section>
   );
 }

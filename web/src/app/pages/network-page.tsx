@@ -43,8 +43,9 @@ function Instances({ cluster }: { cluster: NonNullable<NetworkSnapshot['cluster'
 export function NetworkPage() {
   const { snapshot, error } = useNetworkView();
   const me = useStore(contributor.store, (s) => s.peerId);
+  // Runs on every change of the requester's store (each streamed token): no copy of the history.
   const lastAnswer = useStore(requester.store, (s) =>
-    [...s.messages].reverse().find((m) => m.meta?.done && !m.meta.error),
+    s.messages.findLast((m) => m.meta?.done && !m.meta.error),
   );
   if (error) return <p className="notice error">Could not load the network: {error}</p>;
   if (!snapshot) return <p className="lead">Loading the network…</p>;

@@ -39,6 +39,7 @@
  */
 import type { SharedAuthState } from '../identity/siwe-auth.js';
 import { createSharedAuth } from './shared-auth.js';
+import { createSharedApiLimits, type SharedApiLimits } from './shared-api-limits.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RingworkError } from '../../../shared/errors.js';
@@ -180,6 +181,8 @@ export interface ClusterNode {
   start(): Promise<void>;
   /** After `start()`: the sign-in state every instance shares (nonces, token key). */
   sharedAuth(): Promise<SharedAuthState>;
+  /** The API keys' limits counted over every instance (rate, token budget, streams per key). */
+  sharedApiLimits(): SharedApiLimits;
   /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
   stop(): Promise<void>;
 }
@@ -857,6 +860,7 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       return startPromise;
     },
     sharedAuth: () => createSharedAuth(store.cmd),
+    sharedApiLimits: () => createSharedApiLimits(store.cmd, me),
     stop() {
       stopPromise ??= (async () => {
         stopped = true;

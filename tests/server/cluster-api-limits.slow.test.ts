@@ -2,7 +2,8 @@
  * An API key's limits in cluster mode: a real `redis-server` and two server processes with the same
  * `--api-keys` file, answering with the server's own engine (`--api-local-fallback`, stories260K).
  * Requests alternating between the instances (a sticky-less balancer) hit the key's requests per
- * minute and its hourly token budget once over the cluster, not once per instance.
+ * minute and its hourly token budget once over the cluster, not once per instance (2 requests a
+ * minute and 20 tokens an hour per key, so one request on each instance reaches either).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,8 +16,10 @@ import { scaled, TIMEOUTS, waitUntil } from '../helpers/timeouts';
 
 const RATE_KEY = 'r'.repeat(24);
 const BUDGET_KEY = 'b'.repeat(24);
+/** Starts each instance's engine, so the rate test's requests fall well inside one refill (30 s). */
+const WARM_KEY = 'w'.repeat(24);
 /** Requests per minute and generated tokens per hour, per key (the same flags on both instances). */
-const RPM = 3;
+const RPM = 2;
 const TOKENS_PER_HOUR = 20;
 
 let cluster: TestCluster;
@@ -27,7 +30,7 @@ const dir = mkdtempSync(join(tmpdir(), 'ringwork-cluster-limits-'));
 
 beforeAll(async () => {
   const keys = join(dir, 'keys.txt');
-  writeFileSync(keys, `${RATE_KEY}\n${BUDGET_KEY}\n`);
+  writeFileSync(keys, `${RATE_KEY}\n${BUDGET_KEY}\n${WARM_KEY}\n`);
   cluster = await startCluster(['a', 'b'], {
     args: [
       '--api-keys',
@@ -78,10 +81,15 @@ describe('cluster mode: API key limits over every instance', () => {
   it(
     "a key's requests per minute are the cluster's: the balancer alternating instances gets RPM, not 2 × RPM",
     async () => {
-      const order = [a, b, a];
-      for (const inst of order) expect((await complete(inst, RATE_KEY, 1)).status, inst.name).toBe(200);
-      // Each instance served at most two of the three: alone, each would grant one more.
-      for (const inst of [b, a]) {
+      // Each instance says where it counts a key's limits.
+      for (const inst of [a, b])
+        expect(((await (await fetch(`${inst.url}/healthz`)).json()) as { apiLimits: string }).apiLimits).toBe(
+          'cluster',
+        );
+      for (const inst of [a, b]) expect((await complete(inst, WARM_KEY, 1)).status, inst.name).toBe(200);
+      for (const inst of [a, b]) expect((await complete(inst, RATE_KEY, 1)).status, inst.name).toBe(200);
+      // Each instance served one of the two: alone, each would grant one more.
+      for (const inst of [a, b]) {
         expect(await complete(inst, RATE_KEY, 1), inst.name).toMatchObject({
           status: 429,
           code: 'API_RATE_LIMITED',
@@ -109,7 +117,8 @@ describe('cluster mode: API key limits over every instance', () => {
         },
         { timeoutMs: scaled(10_000) },
       );
-      // Refused on either instance for the budget (the rate would allow one more request).
+      // Refused on either instance for the budget (Retry-After 60; the rate's would be 30). Alone,
+      // each instance would have counted only its own 16 tokens and one request, and granted it.
       for (const inst of [a, b]) {
         expect(await complete(inst, BUDGET_KEY, 1), inst.name).toMatchObject({
           status: 429,

@@ -63,6 +63,8 @@ export interface OpenAiApi {
   handle(req: IncomingMessage, res: ServerResponse, url: URL, addressBucket: string): void;
   /** Streams (generations running or queued) held now. */
   readonly streams: number;
+  /** Where a key's limits are counted now (`instance-fallback`: alone while Redis fails, fail open). */
+  readonly limitsCounting: ApiAccess['counting'];
   /** Stops the engine; safe twice. */
   stop(): Promise<void>;
 }
@@ -522,6 +524,9 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     },
     get streams() {
       return access.streams;
+    },
+    get limitsCounting() {
+      return access.counting;
     },
     async stop() {
       deps.ring?.stop();

@@ -105,6 +105,9 @@ export function createApiAccess(
   // refused while it is not positive, and it refills at tokensPerHour / 3600 per second.
   const budgets = new Map<string, { level: number; at: number }>();
   const streamsOf = new Map<string, number>();
+  /** Shared admits in flight per principal: counted as held in what this instance writes meanwhile. */
+  const pendingOf = new Map<string, number>();
+  const heldHere = (p: string): number => (streamsOf.get(p) ?? 0) + (pendingOf.get(p) ?? 0);
   let streams = 0;
 
   const budget = (p: string): { level: number; at: number } => {
@@ -223,7 +226,7 @@ export function createApiAccess(
         else streamsOf.set(principal, left);
         // Idempotent (this instance's count, not a decrement): a write lost now heals at the next one.
         const s = shared;
-        if (s) void timely(s.setMine(principal, Math.max(0, left))).then(recovered, degraded);
+        if (s) void timely(s.setMine(principal, heldHere(principal))).then(recovered, degraded);
       },
     };
   };
@@ -245,7 +248,17 @@ export function createApiAccess(
       serverCap(principal);
       let verdict;
       try {
-        verdict = await timely(s.admit(principal, streamsOf.get(principal) ?? 0, config, clock.now()));
+        // Concurrent admits of one principal here: each writes what this instance holds, the others'
+        // pending slots included, so none overwrites another's count with a stale one.
+        const mine = heldHere(principal);
+        pendingOf.set(principal, (pendingOf.get(principal) ?? 0) + 1);
+        try {
+          verdict = await timely(s.admit(principal, mine, config, clock.now()));
+        } finally {
+          const n = (pendingOf.get(principal) ?? 1) - 1;
+          if (n <= 0) pendingOf.delete(principal);
+          else pendingOf.set(principal, n);
+        }
       } catch (e) {
         degraded(e);
         admitLocal(principal);
@@ -253,8 +266,14 @@ export function createApiAccess(
       }
       recovered();
       if (!verdict.ok) refuse(principal, verdict.reason, verdict.held);
-      // The server-wide cap again: other requests may have been granted while Redis answered.
-      serverCap(principal);
+      // The server-wide cap again: other requests may have been granted while Redis answered (the
+      // slot the cluster counted is given back by writing what this instance holds).
+      try {
+        serverCap(principal);
+      } catch (e) {
+        void timely(s.setMine(principal, heldHere(principal))).then(recovered, degraded);
+        throw e;
+      }
       // This instance's buckets follow what it granted (the fallback's starting point).
       budget(principal);
       requests.take(principal);

@@ -124,6 +124,27 @@ describe('API key limits over a cluster (real redis-server)', () => {
   );
 
   it(
+    "concurrent requests of one key on one instance each count (none overwrites the other's slot)",
+    async () => {
+      await redis.restart();
+      const a = await instance('a', { maxStreamsPerKey: 2, requestsPerMinute: 1000 });
+      const b = await instance('b', { maxStreamsPerKey: 2, requestsPerMinute: 1000 });
+      const both = await Promise.all([a.access.acquire(auth(KEY), 'x'), a.access.acquire(auth(KEY), 'x')]);
+      expect(await a.store.cmd.hget(`rw:api:streams:${both[0].principal}`, 'a')).toBe('2');
+      expect(await outcome(b.access.acquire(auth(KEY), 'x'))).toBe('API_RATE_LIMITED/1');
+      for (const g of both) g.release();
+      await waitUntil(
+        'releases written',
+        async () =>
+          (await a.store.cmd.hget(`rw:api:streams:${both[0].principal}`, 'a')) === null ? true : undefined,
+        { timeoutMs: scaled(10_000) },
+      );
+      expect(await outcome(b.access.acquire(auth(KEY), 'x').then((g) => g.release()))).toBe('ok');
+    },
+    scaled(60_000),
+  );
+
+  it(
     'Redis down: each instance counts alone (fail open, N× the limit) and says so; back to the cluster when Redis is',
     async () => {
       await redis.restart();

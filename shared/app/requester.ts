@@ -337,17 +337,25 @@ export function createRequester(o: RequesterOptions): Requester {
       });
       text += stream.flush();
       validated?.reportWork();
-      // What this request measured, for the coordinator's speed figures: the per-token wall time of
-      // its decode steps (one request's speed), reported only for a ring (a local run has no ring).
-      // An answer that failed over timed two rings and a recovery: no lap of either.
-      // A drafted answer's laps verify several tokens each: no per-token figure of the ring.
-      if (answer.type === 'ring' && !draft && decodeSteps > 0 && wall > 0 && !failovers?.().length) {
+      if (answer.type === 'ring') {
+        // One report per answer on a ring (a local run has none): the tokens it generated, the
+        // requester's usage, the same count as the text's tokens and the API's completion_tokens.
+        // It names the ring the coordinator sent last (after a failover, the one that finished).
+        const now = get().rings[a.settings.model];
+        const ringId = now?.type === 'ring' ? now.ringId : answer.ringId;
+        // With it, what this request measured for the coordinator's speed figures: the per-token
+        // wall time of its decode steps (one request's speed). An answer that failed over timed two
+        // rings and a recovery, and a drafted answer's laps verify several tokens each: no timing.
+        const timed =
+          !draft && decodeSteps > 0 && wall > 0 && !failovers?.().length && !failoverPipeline?.failover;
         try {
           net.signaling.send({
             type: 'ring-lap',
-            ringId: answer.ringId,
-            msPerToken: wall / decodeSteps,
-            tokens: decodeSteps,
+            ringId,
+            ...(timed && ringId === answer.ringId
+              ? { msPerToken: wall / decodeSteps, tokens: decodeSteps }
+              : {}),
+            generated: { v: 1, tokens: generated },
           });
         } catch (e) {
           log.debug({ err: e }, 'ring-lap not sent');

@@ -119,6 +119,20 @@ const ringStageSchema = z
   })
   .strict();
 
+/**
+ * What one answer on a ring generated, as its requester counted it (`ring-lap`): the tokens after
+ * the prompt, the same count as the answer's text and the API's `completion_tokens`. The server
+ * bounds it by the model's context and credits it to the requester's own usage only.
+ */
+export const answerUsageSchema = z
+  .object({
+    /** Wire version of this field. */
+    v: z.literal(1),
+    tokens: z.number().int().nonnegative().max(1_000_000),
+  })
+  .strict();
+export type AnswerUsage = z.infer<typeof answerUsageSchema>;
+
 /** Highest security level a request may ask for (the primary ring plus two validator rings). */
 export const MAX_SECURITY_LEVEL = 3;
 
@@ -381,18 +395,28 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     .object({ type: z.literal('peer-unreachable'), v, peer: peerIdSchema, reason: z.string().max(500) })
     .strict(),
   /**
-   * A requester's measured lap of a ring it used: milliseconds per generated token over `tokens`
-   * tokens. The coordinator's evidence of the stages' speed (a stage's own trace is only a hint).
+   * A requester's report of one answer on a ring it was sent. `msPerToken` over `tokens` decode
+   * steps: its measured lap, the coordinator's evidence of the stages' speed (a stage's own trace
+   * is only a hint); sent together or not at all (a drafted or failed-over answer has no one-token
+   * laps of one ring). `generated`: the answer's generated tokens, its requester's usage; absent
+   * from older clients, whose `tokens` then counts.
    */
   z
     .object({
       type: z.literal('ring-lap'),
       v,
       ringId: z.string().min(1).max(200),
-      msPerToken: z.number().positive().max(3_600_000),
-      tokens: z.number().int().positive().max(1_000_000),
+      msPerToken: z.number().positive().max(3_600_000).optional(),
+      tokens: z.number().int().positive().max(1_000_000).optional(),
+      generated: answerUsageSchema.optional(),
     })
-    .strict(),
+    .strict()
+    .refine((m) => (m.msPerToken === undefined) === (m.tokens === undefined), {
+      message: 'msPerToken and tokens come together',
+    })
+    .refine((m) => m.tokens !== undefined || m.generated !== undefined, {
+      message: 'a lap carries its timing (msPerToken, tokens), its generated count, or both',
+    }),
   /**
    * A requester's ring stalled mid-answer at `position` (a link closed, a step missed its deadline,
    * or a stage reported its neighbour gone). Evidence for the server to check, never a verdict: the

@@ -3,6 +3,7 @@
  * Each is something one party says about another, so each is checked before it counts (who may say
  * it, how often, and whether the server can confirm it) — never acted on by one party's word alone.
  */
+import { modelOfRingId } from './answer-usage.js';
 import { refusal } from './refusal.js';
 import type { Clock } from './clock.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator-types.js';
@@ -85,7 +86,7 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
     },
     reportLap(reporter, lap) {
       const r = peerOrThrow(reporter);
-      const modelId = lap.ringId.slice(0, lap.ringId.lastIndexOf(':'));
+      const modelId = modelOfRingId(lap.ringId);
       const ms = byModel.get(modelId);
       const ring = ms && servingRings(ms).find((x) => x.ringId === lap.ringId);
       if (!ms || !ring || ringIdsOfKey(r.subscriptions.get(modelId))[0] !== lap.ringId) {
@@ -98,8 +99,9 @@ export function createReportHandlers(ctx: ReportContext): ReportHandlers {
       }
       // The plan predicts the planned ring only: a replica's laps are not compared with it.
       const predictedMs = ring === ms.ring ? (ms.plan?.predicted.latencyS ?? 0) * 1000 : 0;
-      // A few tokens are dominated by the first step's warm-up; they say nothing about speed.
-      if (lap.tokens < 8) return;
+      // No timing (a drafted or failed-over answer), or a few tokens, dominated by the first step's
+      // warm-up: nothing about speed.
+      if (lap.msPerToken === undefined || lap.tokens === undefined || lap.tokens < 8) return;
       // Shown as what one request gets (display only: planning takes laps as evidence below).
       ms.laps = [
         ...ms.laps.filter((l) => l.ringId === lap.ringId),

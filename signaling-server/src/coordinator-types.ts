@@ -222,10 +222,11 @@ export interface Coordinator {
    */
   reportUnreachable(reporter: string, target: string, reason: string): 'evict' | 'probe' | 'noted';
   /**
-   * A requester's measured lap of a ring (ms per generated token over `tokens` tokens): evidence of
-   * its stages' speed. Ignored unless the requester was sent that ring; rate-limited per requester.
+   * A requester's report of an answer on a ring, with its measured lap when it has one (ms per
+   * generated token over `tokens` tokens): evidence of its stages' speed. Refused unless the
+   * requester was sent that ring; rate-limited per requester (timed or not).
    */
-  reportLap(reporter: string, lap: { ringId: string; msPerToken: number; tokens: number }): void;
+  reportLap(reporter: string, lap: { ringId: string; msPerToken?: number; tokens?: number }): void;
   /**
    * A requester's `ring-stalled` report: returns the peers the server should check itself (the named
    * peer when it is a stage of that ring, else every stage), or none when the ring has already been

@@ -34,31 +34,34 @@
  * sending.
  *
  * The state's shape, a new peer and the snapshot are coordinator-state.ts; the report handlers
- * (unreachable, lap, stall, links) are coordinator-reports.ts.
+ * (unreachable, lap, stall, links) are coordinator-reports.ts; a peer's lifecycle (join, claims and
+ * trust, offline, removal, withdrawal) is coordinator-peers.ts; what a requester is told of a model
+ * and who is introduced to whom is coordinator-views.ts; who may serve what is
+ * coordinator-membership.ts.
  */
 import { RingworkError } from '../../shared/errors.js';
 import type { Objective } from '../../shared/planner/index.js';
-import type { ModelDescriptor, PeerCapability, ServerMessage } from '../../shared/protocol/signaling.js';
+import type { ModelDescriptor, ServerMessage } from '../../shared/protocol/signaling.js';
 import {
   assignmentMessage,
   diffAssignments,
   diffSubscriptions,
-  ringIdsOfKey,
   ringKey,
   ringMessage,
-  type RingView,
 } from './assignment-diff.js';
 import { systemClock, type TimerHandle } from './clock.js';
+import { createPeerLifecycle } from './coordinator-peers.js';
+import { createMembership } from './coordinator-membership.js';
 import { createReportHandlers } from './coordinator-reports.js';
-import { newPeerState, snapshotOf, type ModelState, type PeerState } from './coordinator-state.js';
-import type { Coordinator, CoordinatorOptions, PeerAssignment, Ring } from './coordinator-types.js';
+import { snapshotOf, type ModelState, type PeerState } from './coordinator-state.js';
+import type { Coordinator, CoordinatorOptions, PeerAssignment } from './coordinator-types.js';
+import { createRingViews } from './coordinator-views.js';
 import { createLinkMatrix } from './link-matrix.js';
-import { createFleet, DEFAULT_TRUST_POLICY, effectiveCapability, trustedCategory } from './peer-trust.js';
-import { pickRing, replicaValidators, servingOf, servingRings } from './lightweight-replicas.js';
+import { DEFAULT_TRUST_POLICY } from './peer-trust.js';
+import { servingRings } from './lightweight-replicas.js';
 import { planRings, ringAssignments, stageNeed, type StandbyOf } from './ring-planning.js';
 import { createValidationRegistry } from './validation-registry.js';
-import { ringSpotRate } from './validation-spot.js';
-import { createValidatorRings, floorLevel, type SecurityView } from './validator-rings.js';
+import { createValidatorRings } from './validator-rings.js';
 import { noRingWithPauses, withdrawalView } from './withdrawal.js';
 
 export type {
@@ -150,49 +153,24 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
   const inAnyRing = (id: string): boolean =>
     models.some((m) => [m.ring, ...m.replicas].some((r) => r?.stages.some((s) => s.peer === id)));
 
-  /** Whether a peer's claim is part of the fleet others are compared with. */
-  const inFleet = (q: PeerState): boolean => q.online && q.claimed !== null && q.roles.has('contributor');
-  const fleetOf = () => createFleet([...peers.values()].filter(inFleet).map((q) => q.claimed!));
-
-  const effectiveOf = (
-    p: PeerState,
-    claimed: PeerCapability,
-    fleet: ReturnType<typeof createFleet> = fleetOf(),
-  ): PeerCapability => {
-    const eff = effectiveCapability(
-      claimed,
-      p.evidence,
-      fleet.without(inFleet(p) ? p.claimed : null),
-      policy,
-    );
-    return { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
-  };
-
-  /**
-   * The fleet as of the last full refresh. A newcomer's first claim is capped against it, O(1),
-   * instead of re-capping every peer on every join (O(peers) per profile, O(peers²) over a connect
-   * storm: it was most of the server's CPU at a few thousand peers); the re-plan a first claim
-   * always schedules refreshes every peer against the current fleet before planning.
-   */
-  let lastFleet: ReturnType<typeof createFleet> | null = null;
-
-  /** Recomputes every peer's effective capability and category; true when any changed. */
-  const refreshEffective = (): boolean => {
-    const now = clock.now();
-    let changed = false;
-    const fleet = fleetOf();
-    lastFleet = fleet;
-    for (const p of peers.values()) {
-      const ev = p.evidence;
-      if (!ev.verified && ev.readySince !== null && now - ev.readySince >= verifyAfterMs) ev.verified = true;
-      if (!p.claimed) continue;
-      const eff = effectiveOf(p, p.claimed, fleet);
-      if (!p.capability || JSON.stringify(eff) !== JSON.stringify(p.capability)) changed = true;
-      p.capability = eff;
-      p.category = eff.category ?? null;
-    }
-    return changed;
-  };
+  const lifecycle = createPeerLifecycle({
+    clock,
+    log,
+    peers,
+    matrix,
+    validators,
+    policy,
+    thresholds,
+    verifyAfterMs,
+    profileMinIntervalMs,
+    reportBurst,
+    reportRefillMs,
+    schedule,
+    inAnyRing,
+    peerOrThrow: (id) => peerOrThrow(id),
+    stopped: () => stopped,
+  });
+  const { refreshEffective } = lifecycle;
 
   /** Bytes of the stage a peer holds (the plan's figure, or its share of the model). */
   const stageBytes = (a: PeerAssignment): number => {
@@ -205,53 +183,11 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return (ms.model.totalBytes * (a.range[1] - a.range[0])) / units;
   };
 
-  const applyClaim = (p: PeerState, claimed: PeerCapability): void => {
-    const first = p.capability === null;
-    p.claimed = claimed;
-    p.pendingClaim = null;
-    p.claimAppliedAt = clock.now();
-    if (first && lastFleet) {
-      // A first claim always changes the plan's input (a new contributor): schedule the re-plan, which
-      // re-caps the whole fleet with this claim in it; until then the others keep their caps.
-      const eff = effectiveCapability(claimed, p.evidence, lastFleet.without(null), policy);
-      p.capability = { ...eff, category: trustedCategory(eff, claimed.category, thresholds) };
-      p.category = p.capability.category ?? null;
-      schedule(`profile of ${p.id}`);
-      return;
-    }
-    if (refreshEffective()) schedule(`profile of ${p.id}`);
-  };
-
-  const refusalOf = (peer: string, model: string, level = 1): string | null =>
-    opts.membership?.(peer, model, level) ?? null;
-  /** Models `p` may not serve: those it failed to load and those membership refuses it. */
-  const barredModels = (p: PeerState): ReadonlySet<string> => {
-    if (!opts.membership) return p.failedModels;
-    const out = new Set(p.failedModels);
-    for (const id of catalogOrder) if (refusalOf(p.id, id) !== null) out.add(id);
-    return out;
-  };
-  /** The reason when membership refuses `p` every catalog model (its unassigned reason). */
-  const allRefused = (p: PeerState): string | undefined => {
-    if (!opts.membership || catalogOrder.length === 0) return undefined;
-    const reasons = catalogOrder.map((id) => refusalOf(p.id, id));
-    return reasons.every((r) => r !== null) ? (reasons[0] ?? undefined) : undefined;
-  };
-
-  const lightweightFor = (p: PeerState): string[] => {
-    const memory = p.capability?.memoryBytes;
-    if (p.category !== 'C' || memory === undefined) return [];
-    return catalogOrder.filter((id) => {
-      const ms = byModel.get(id);
-      return (
-        ms !== undefined &&
-        servingOf(ms.model) === 'lightweight' &&
-        !p.failedModels.has(id) &&
-        refusalOf(p.id, id) === null &&
-        ms.model.totalBytes <= memory
-      );
-    });
-  };
+  const { refusalOf, barredModels, allRefused, lightweightFor } = createMembership({
+    membership: opts.membership,
+    catalogOrder,
+    byModel,
+  });
 
   const describe = (modelId: string): ModelDescriptor => {
     const ms = byModel.get(modelId);
@@ -260,153 +196,15 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return ms.model.descriptor;
   };
 
-  /** Requesters the coordinator sent a ring (the sessions it knows of on that ring). */
-  const loadOf = (modelId: string, ringId: string): number => {
-    let n = 0;
-    for (const q of peers.values()) if (ringIdsOfKey(q.subscriptions.get(modelId))[0] === ringId) n++;
-    return n;
-  };
-
-  // Each stage's registered validation key goes with the ring: requesters verify commitments with it.
-  const withKeys = <R extends { stages: { peer: string }[] }>(r: R): R => ({
-    ...r,
-    stages: r.stages.map((s) => {
-      const key = validation.keyOf(s.peer);
-      return key !== undefined ? { ...s, key } : s;
-    }),
+  const { viewOf, canSignal, introducedByRing } = createRingViews({
+    opts,
+    byModel,
+    peers,
+    validation,
+    validators,
+    securityPolicy,
+    refusalOf,
   });
-
-  /**
-   * What `peer` (a requester; absent: the plain view) is told of a model: the ring it was last sent
-   * while that still serves, else the least loaded of the rings serving it (the planned ring and its
-   * lightweight replicas); with validator rings when it asked for a security level above 1.
-   */
-  const viewOf = (modelId: string, peer?: string): RingView | undefined => {
-    const view = securityViewOf(modelId, peer);
-    return view && peer !== undefined ? withLevelStake(modelId, view) : view;
-  };
-
-  /**
-   * A level-k answer only when every peer of its rings (primary and validators) meets level k's
-   * minimum stake (membership at that level); otherwise a no-ring whose security names the level
-   * and who falls short by how much (`STAKE_INSUFFICIENT`). Primary rings are planned under level
-   * 1's minimum so one requester's level cannot take the ring from everyone else's requests.
-   */
-  const withLevelStake = (modelId: string, view: RingView): RingView => {
-    const k = view.security?.k ?? 1;
-    if (!opts.membership || !view.ring || k <= 1) return view;
-    const short = [view.ring, ...(view.validators ?? [])]
-      .flatMap((r) => r.stages)
-      .flatMap((s) => {
-        const why = refusalOf(s.peer, modelId, k);
-        return why === null ? [] : [`${s.peer}: ${why}`];
-      });
-    if (short.length === 0) return view;
-    const reason =
-      `security level ${k} needs its minimum stake from every ring peer; ${short.length} short (${short.join('; ')})`.slice(
-        0,
-        500,
-      );
-    const { validators: _dropped, ...rest } = view;
-    return {
-      ...rest,
-      ring: null,
-      noRing: { reason },
-      security: { requested: view.security!.requested, k: 0, missing: reason, code: 'STAKE_INSUFFICIENT' },
-    };
-  };
-
-  const securityViewOf = (modelId: string, peer?: string): RingView | undefined => {
-    const ms = byModel.get(modelId);
-    if (!ms) return undefined;
-    const requester = peer === undefined ? undefined : peers.get(peer);
-    const chosen = pickRing(servingRings(ms), requester?.subscriptions.get(modelId), (r) =>
-      loadOf(modelId, r),
-    );
-    const base: RingView = {
-      descriptor: ms.model.descriptor,
-      totalBytes: ms.model.totalBytes,
-      ring: chosen && withKeys(chosen),
-      noRing: ms.noRing,
-    };
-    if (peer === undefined) return base;
-    const sec = validators.viewFor(peer, modelId);
-    const byReplicas = replicaSecurityView(ms, modelId, peer, chosen, sec, base);
-    if (byReplicas) return byReplicas;
-    if (!ms.ring) return base;
-    if (sec.refusal) {
-      // A ring exists, but not the level asked for: a no-ring that says what is missing.
-      return { ...base, ring: null, noRing: { reason: sec.refusal.message }, security: sec.security! };
-    }
-    if (sec.validators.length === 0) return { ...base, ...(sec.security ? { security: sec.security } : {}) };
-    // Validator rings mirror the planned ring's unit boundaries: a validated request uses that ring.
-    // Spot-check mode: the rate is the primary ring's least trusted peer's (validation-spot.ts).
-    const security = sec.security?.spot
-      ? {
-          ...sec.security,
-          spot: {
-            f: ringSpotRate(
-              ms.ring.stages.map((s) => s.peer),
-              (p) => validation.standing(p),
-              sec.security.spot.f,
-            ),
-          },
-        }
-      : sec.security;
-    return {
-      ...base,
-      ring: withKeys(ms.ring),
-      validators: sec.validators.map(withKeys),
-      ...(security ? { security } : {}),
-    };
-  };
-
-  /**
-   * Security level k on a lightweight model: whole-model replicas validate each other (every one
-   * has the primary's unit boundaries), so phones serving a model whole can check one another. Used
-   * when no planned ring serves the model, or when its validator rings fall short of the level and
-   * enough replicas serve. Undefined: the planned ring's answer stands.
-   */
-  const replicaSecurityView = (
-    ms: ModelState,
-    modelId: string,
-    peer: string,
-    chosen: Ring | null,
-    sec: SecurityView,
-    base: RingView,
-  ): RingView | undefined => {
-    const requested = sec.security?.requested ?? 1;
-    if (requested <= 1 || ms.replicas.length === 0) return undefined;
-    if (ms.ring && !sec.refusal && (sec.security?.k ?? 1) >= requested) return undefined;
-    const sent = peers.get(peer)?.subscriptions.get(modelId);
-    const primary =
-      chosen && ms.replicas.includes(chosen)
-        ? chosen
-        : pickRing(ms.replicas, sent, (r) => loadOf(modelId, r))!;
-    const rv = replicaValidators(
-      ms.replicas,
-      primary,
-      requested,
-      (r) => loadOf(modelId, r),
-      ringIdsOfKey(sent).slice(1),
-      securityPolicy.networkOf,
-    );
-    const served = {
-      ...base,
-      ring: withKeys(primary),
-      validators: rv.validators.map(withKeys),
-    };
-    if (!rv.short) return { ...served, security: { requested, k: requested } };
-    // Too few replicas: a planned ring (if any) answers as it would have; else refuse or degrade.
-    if (ms.ring) return undefined;
-    const k = 1 + rv.validators.length;
-    const missing = `security level ${requested} needs ${requested} replicas of ${modelId} on distinct peers${
-      securityPolicy.networkOf ? ' and networks' : ''
-    }; ${k} can serve it now`;
-    if (validators.requestOf(peer, modelId)?.degrade === true && k >= floorLevel(securityPolicy, modelId))
-      return { ...served, security: { requested, k, missing } };
-    return { ...base, ring: null, noRing: { reason: missing }, security: { requested, k: 0, missing } };
-  };
 
   const notifySubscribers = (): void => {
     // One requester at a time: each choice of a replica counts in the load the next one sees.
@@ -574,38 +372,6 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     return p;
   };
 
-  const canSignal = (a: string, b: string): boolean => {
-    if (a === b) return false;
-    const pa = peers.get(a);
-    const pb = peers.get(b);
-    if (!pa || !pb) return false;
-    if (opts.allowAnyRelay) return true;
-    const aa = pa.assignment;
-    if (aa?.kind === 'assigned' && (aa.prev === b || aa.next === b)) return true;
-    return introducedByRing(pa, b) || introducedByRing(pb, a);
-  };
-
-  const introducedByRing = (requester: PeerState, stage: string): boolean => {
-    for (const [modelId, sent] of requester.subscriptions) {
-      const ms = byModel.get(modelId);
-      // A requester talks to the first stage (token ids in) and the head (tokens out) only, of the
-      // ring it was sent (planned or a replica) and of the validator rings it was sent.
-      const ids = ringIdsOfKey(sent);
-      const ring = ms && servingRings(ms).find((r) => r.ringId === ids[0]);
-      if (!ring) continue;
-      // Validator rings: planned ones, or (lightweight models) other replicas.
-      const checking = [...validators.ringsOf(modelId), ...servingRings(ms)].filter(
-        (x) => x !== ring && ids.slice(1).includes(x.ringId),
-      );
-      for (const r of [ring, ...checking]) {
-        const st = r.stages;
-        if (st[0]?.peer === stage || st[st.length - 1]?.peer === stage) return true;
-      }
-    }
-    return false;
-  };
-
-  /** A withdrawing peer is done draining (or out of time): plan without it. */
   const reports = createReportHandlers({
     opts,
     clock,
@@ -623,14 +389,6 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     schedule,
   });
 
-  const markOut = (id: string): void => {
-    const p = peers.get(id);
-    if (!p?.withdrawal || p.withdrawal.state === 'out') return;
-    if (p.withdrawal.timer) clock.clearTimeout(p.withdrawal.timer);
-    p.withdrawal = { mode: p.withdrawal.mode, state: 'out', timer: null };
-    if (p.capability) schedule(`${id} ${p.withdrawal.mode === 'pause' ? 'paused' : 'left'}`);
-  };
-
   // A proven deviant leaves every ring at once (the planner skips excluded peers).
   validation.onDeviant((e) => {
     log.warn({ peer: e.peer, reporter: e.reporter, reason: e.evidence.reason }, 'proven deviant excluded');
@@ -641,92 +399,6 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
     validation,
     membershipChanged(reason) {
       schedule(reason);
-    },
-    addPeer(id, roles) {
-      const existing = peers.get(id);
-      if (existing) {
-        const before = existing.roles.has('contributor');
-        if (!existing.online) {
-          existing.online = true;
-          if (existing.capability) schedule(`${id} is back`);
-        }
-        existing.roles = new Set(roles);
-        if (before && !existing.roles.has('contributor') && existing.capability) {
-          existing.capability = null;
-          existing.claimed = null;
-          existing.pendingClaim = null;
-          existing.category = null;
-          schedule('contributor role dropped');
-        }
-        if (!existing.roles.has('requester')) existing.subscriptions.clear();
-        return;
-      }
-      peers.set(id, newPeerState(id, roles, { clock, reportBurst, reportRefillMs }));
-    },
-    setCapability(id, capability) {
-      const p = peerOrThrow(id);
-      if (!p.roles.has('contributor')) {
-        throw new RingworkError(
-          'PROTOCOL_NOT_ALLOWED',
-          'Only a peer that said hello with the "contributor" role may send a profile.',
-          {},
-        );
-      }
-      if (!p.claimed) {
-        applyClaim(p, capability);
-        return;
-      }
-      // Hysteresis: a claim that changes nothing the planner would use (an increase past what is
-      // observed, a repeat) waits for no one; a real change applies at most every profileMinIntervalMs.
-      const same = JSON.stringify(effectiveOf(p, capability)) === JSON.stringify(p.capability);
-      if (same) {
-        if (p.claimTimer === null) p.claimed = capability;
-        else p.pendingClaim = capability;
-        return;
-      }
-      const wait = p.claimAppliedAt + profileMinIntervalMs - clock.now();
-      if (wait <= 0 && p.claimTimer === null) {
-        applyClaim(p, capability);
-        return;
-      }
-      p.pendingClaim = capability;
-      if (p.claimTimer === null) {
-        p.claimTimer = clock.setTimeout(
-          () => {
-            p.claimTimer = null;
-            if (p.pendingClaim && peers.get(p.id) === p && !stopped) applyClaim(p, p.pendingClaim);
-          },
-          Math.max(0, wait),
-        );
-      }
-    },
-    setOnline(id, online) {
-      const p = peers.get(id);
-      if (!p || p.online === online) return;
-      p.online = online;
-      if (!online) {
-        // It can no longer receive anything; it is not anyone's neighbour until re-planned back in.
-        p.assignment = null;
-        p.sentKey = null;
-        p.status = null;
-      }
-      if (p.capability)
-        schedule(`${id} ${online ? 'back online' : 'went offline'}`, !online && inAnyRing(id));
-    },
-    removePeer(id, reason) {
-      const p = peers.get(id);
-      if (!p) return;
-      peers.delete(id);
-      // A requester that asked for validator rings no longer needs them.
-      if (validators.forget(id)) schedule(`${id} needs no validator rings`);
-      if (p.claimTimer !== null) clock.clearTimeout(p.claimTimer);
-      if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
-      matrix.forget(id);
-      for (const q of peers.values()) q.laps.delete(id);
-      const inRing = inAnyRing(id);
-      log.info({ peer: id, reason, inRing }, 'peer removed');
-      // An offline peer was already planned out.
-      if (p.capability && p.online) schedule(`${id} removed: ${reason}`, inRing);
     },
     requestRing(id, modelId, security) {
       const p = peerOrThrow(id);
@@ -781,30 +453,7 @@ export function createCoordinator(opts: CoordinatorOptions): Coordinator {
       }
     },
     ...reports,
-    withdraw(id, mode, drainMs) {
-      const p = peerOrThrow(id);
-      if (!p.roles.has('contributor')) {
-        throw new RingworkError('PROTOCOL_NOT_ALLOWED', 'Only a contributor can leave or pause a ring.', {});
-      }
-      if (p.withdrawal?.timer) clock.clearTimeout(p.withdrawal.timer);
-      // Draining: the ring stays as it is so open sessions finish; the stage itself takes no new one.
-      // When the drain time is up the peer is planned out whether or not it said `withdrawn`.
-      p.withdrawal = {
-        mode,
-        state: 'draining',
-        timer: clock.setTimeout(() => markOut(id), drainMs),
-      };
-      log.info({ peer: id, mode, drainMs }, 'withdrawing');
-    },
-    withdrawn: markOut,
-    resume(id) {
-      const p = peerOrThrow(id);
-      if (!p.withdrawal) return;
-      if (p.withdrawal.timer) clock.clearTimeout(p.withdrawal.timer);
-      const wasOut = p.withdrawal.state === 'out';
-      p.withdrawal = null;
-      if (wasOut && p.capability) schedule(`${id} resumed`);
-    },
+    ...lifecycle.handlers,
     canSignal,
     resync(id) {
       const p = peers.get(id);

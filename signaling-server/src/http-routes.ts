@@ -263,6 +263,7 @@ export function createHttpHandlers(run: RunningContext, deps: HttpDeps): HttpHan
         peers: run.registry.size,
         connections: run.allConns.size,
         apiStreams: deps.api?.streams ?? 0,
+        ...(deps.api ? { apiLimits: deps.api.limitsCounting } : {}),
         memory: { heapUsedBytes: mem.heapUsed, rssBytes: mem.rss },
         ...(run.cluster ? { cluster: run.cluster.info() } : {}),
       });

@@ -16,6 +16,7 @@ import {
 import type { ApiLinkHub } from './api/api-link-hub.js';
 import type { ConnectionIo } from './connection-io.js';
 import type { PeerRole } from './peer-registry.js';
+import { answerTokens } from './answer-usage.js';
 import { createTokenBucket } from './rate-limit.js';
 import { bump, CLOSE_CODES, type Conn, type RunningContext } from './server-context.js';
 
@@ -359,13 +360,16 @@ export function createProtocol(run: RunningContext, io: ConnectionIo, apiLinks?:
     },
     'ring-lap'(msg, conn) {
       const peerId = requireSession(conn);
+      // Checked before anything counts: a count the ring could not have produced changes nothing.
+      const tokens = answerTokens(run.catalog, msg);
+      const { ringId, msPerToken, tokens: steps } = msg;
       coordinator.reportLap(peerId, {
-        ringId: msg.ringId,
-        msPerToken: msg.msPerToken,
-        tokens: msg.tokens,
+        ringId,
+        ...(msPerToken !== undefined && steps !== undefined ? { msPerToken, tokens: steps } : {}),
       });
-      // One lap per answer on a ring: the requester's own usage (its word counts for itself only).
-      run.onAnswer?.(peerId, msg.tokens);
+      // One report per answer on a ring: the requester's own usage (its word counts for itself only,
+      // never for the ring's peers, whose credit comes from validation).
+      run.onAnswer?.(peerId, tokens);
     },
     'link-report'(msg, conn) {
       coordinator.reportLinks(requireSession(conn), msg.links);

@@ -88,7 +88,7 @@ export interface ServerContext {
   onIdentity?: (peerId: string, address: string) => void;
   /** Called after every hello (new or resumed session), once the peer is known to the coordinator (stake checks). */
   onSession?: (peerId: string, roles: readonly string[]) => void;
-  /** A requester reported an answer from a ring (`ring-lap`, `tokens` generated): its usage in the ledger. */
+  /** A requester reported an answer from a ring (`ring-lap`, `tokens` generated, bounded): its usage in the ledger. */
   onAnswer?: (peerId: string, tokens: number) => void;
 }
 

@@ -266,6 +266,7 @@ export function createSignalingServer(
       allowedOrigins: config.allowedOrigins,
       logger: log,
       ring,
+      ...(run.cluster ? { sharedLimits: run.cluster.sharedApiLimits() } : {}),
       ...(ledger ? { usage: ledger } : {}),
     });
     const server = createServer({

@@ -6,7 +6,8 @@
  * served (the model profile's FLOPs per token of the units it holds × the steps validated). The
  * server is then stopped and started again on the same data directory: the credits are still there
  * and the Network page's leaderboard shows them. The chat tab's "Your usage" shows its answer,
- * tokens and validated steps (`GET /api/usage` with its own token).
+ * tokens and validated steps (`GET /api/usage` with its own token); a drafted answer at level 1
+ * then adds as many tokens as its text has, like the plain one.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,9 +80,29 @@ test('3 signed-in contributor tabs + a chat at k = 3: each credited its validate
     await expect(peers[0]!.page.getByTestId('identity-steps')).toHaveText('60', {
       timeout: TIMEOUTS.ringForm,
     });
-    // The requester sees its own usage on the Chat page: this answer, its tokens, its validated steps.
+    // The requester sees its own usage on the Chat page: this answer, as many tokens as its text
+    // has (the answer's generated count, not its decode steps, one fewer), and its validated steps
+    // (each of the 60 steps once per ring that ran it).
+    const textTokens = golden.sequenceTokens.length - golden.promptTokens.length;
     await expect(chat.getByTestId('usage-text')).toHaveText(
-      /^0x[0-9a-f]{4}…[0-9a-f]{4}: 1 answer, [1-9]\d* tokens, [1-9]\d* validated ring steps$/i,
+      new RegExp(
+        `^0x[0-9a-f]{4}…[0-9a-f]{4}: 1 answer, ${textTokens} tokens, ${3 * textTokens} validated ring steps$`,
+        'i',
+      ),
+      { timeout: TIMEOUTS.ringForm },
+    );
+    // A drafted answer (level 1, a local q4 draft verified by one replica) counts the same: its
+    // text's tokens, although its ring laps verify several tokens each.
+    await chat.getByTestId('security-level').selectOption('1');
+    await chat.getByTestId('temperature').fill('0');
+    await chat.getByTestId('draft').check();
+    await chat.getByTestId('draft-k').selectOption('4');
+    expect((await askGolden(chat)) + '\n').toBe(golden.text);
+    await expect(chat.getByTestId('answer').last().getByTestId('answer-draft')).toContainText(
+      'drafted tokens accepted',
+    );
+    await expect(chat.getByTestId('usage-text')).toHaveText(
+      new RegExp(`: 2 answers, ${2 * textTokens} tokens, \\d+ validated ring steps$`, 'i'),
       { timeout: TIMEOUTS.ringForm },
     );
     for (const width of [412, 1280]) {

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { isRingworkError } from '../../shared/errors';
-import { createApiAccess } from '../../signaling-server/src/api/api-access';
+import { createApiAccess, SHARED_LIMITS_TIMEOUT_MS } from '../../signaling-server/src/api/api-access';
 import { apiConfigSchema } from '../../signaling-server/src/api/api-config';
 import { createStopMatcher } from '../../shared/api/stop-matcher';
 
@@ -63,6 +63,44 @@ describe('API access: keys, per-key budgets, the server-wide stream cap', () => 
     expect(codeOf(() => access.admit(`Bearer ${KEY}`, 'x'))).toBe('API_RATE_LIMITED');
     advance(36 * 60_000); // 60 tokens refilled: the level is positive again
     expect(access.admit(`Bearer ${KEY}`, 'x').principal).toMatch(/^key:/);
+  });
+});
+
+describe('API access with shared (cluster) counts', () => {
+  it('a shared store that does not answer in time: this instance decides alone (fail open), says so once', async () => {
+    vi.useFakeTimers();
+    try {
+      const warnings: string[] = [];
+      const access = createApiAccess(apiConfigSchema.parse({ maxStreamsPerKey: 1 }), {
+        keys: [KEY],
+        logger: { warn: (_o, m) => warnings.push(m), info: () => undefined },
+      });
+      const calls: string[] = [];
+      const never = new Promise<never>(() => undefined);
+      access.share({
+        admit: () => (calls.push('admit'), never),
+        spend: () => (calls.push('spend'), never),
+        setMine: () => (calls.push('setMine'), never),
+      });
+      expect(access.counting).toBe('cluster');
+      const pending = access.acquire(`Bearer ${KEY}`, 'x');
+      await vi.advanceTimersByTimeAsync(SHARED_LIMITS_TIMEOUT_MS);
+      const g = await pending;
+      expect(access.counting).toBe('instance-fallback');
+      // Alone, its own count holds: the key's one stream is taken here.
+      const second = access.acquire(`Bearer ${KEY}`, 'x');
+      const refused = second.then(
+        () => 'granted',
+        (e: unknown) => (isRingworkError(e) ? e.code : 'other'),
+      );
+      await vi.advanceTimersByTimeAsync(SHARED_LIMITS_TIMEOUT_MS);
+      expect(await refused).toBe('API_RATE_LIMITED');
+      g.release();
+      expect(calls).toEqual(['admit', 'admit', 'setMine']);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * A requester's own usage (`GET /api/usage` with its SIWE token) on the real server with a PGlite
- * ledger: answers and tokens from its `ring-lap` reports (only laps of a ring it was sent count),
+ * ledger: answers and tokens from its `ring-lap` reports (only laps of a ring it was sent count; the
+ * answer's `generated` count when sent, bounded by the model's context, else an older client's steps),
  * validated steps from the ledger's validated work; another signed-in requester sees only its own
  * (zeros); no token, a malformed header or a forged token is a 401 with a typed `AUTH_BAD_TOKEN`.
  * The migration from an empty database to the requests/tokens columns runs at start.
@@ -82,8 +83,37 @@ describe('a requester reads its own usage', () => {
 
       req.send({ type: 'ring-request', v: 1, model });
       const ring = await req.next('ring', scaled(10_000));
+      const context = (await loadCatalog([]))[0]!.descriptor.contextLength;
+      // Refused before anything counts: a count over what a ring of the model can generate (its
+      // context), an unknown version of the field, a lap with neither timing nor count, half a timing.
+      req.send({ type: 'ring-lap', v: 1, ringId: ring.ringId, generated: { v: 1, tokens: context + 1 } });
+      expect(await req.next('error')).toMatchObject({
+        code: 'PROTOCOL_BAD_FRAME',
+        details: { tokens: context + 1, max: context },
+      });
+      for (const bad of [
+        { generated: { v: 2, tokens: 5 } },
+        {},
+        { msPerToken: 12, generated: { v: 1, tokens: 5 } },
+        { generated: { v: 1, tokens: -1 } },
+      ]) {
+        req.send({ type: 'ring-lap', v: 1, ringId: ring.ringId, ...bad });
+        expect((await req.next('error')).code, JSON.stringify(bad)).toBe('PROTOCOL_BAD_FRAME');
+      }
+      // An older client's laps count their decode steps (no generated count).
       req.send({ type: 'ring-lap', v: 1, ringId: ring.ringId, msPerToken: 12, tokens: 40 });
       req.send({ type: 'ring-lap', v: 1, ringId: ring.ringId, msPerToken: 12, tokens: 2 });
+      // A plain answer of 60 tokens (59 decode steps timed) and a drafted or failed-over one (no
+      // timing): each counts its generated tokens.
+      req.send({
+        type: 'ring-lap',
+        v: 1,
+        ringId: ring.ringId,
+        msPerToken: 12,
+        tokens: 59,
+        generated: { v: 1, tokens: 60 },
+      });
+      req.send({ type: 'ring-lap', v: 1, ringId: ring.ringId, generated: { v: 1, tokens: 60 } });
       // Validated steps come from validation through the ledger (stubbed here by its own record call).
       await server.ledger!.recordSteps({
         sessionId: 's1',
@@ -96,7 +126,7 @@ describe('a requester reads its own usage', () => {
       await vi.waitFor(
         async () => {
           const u = await usageOf(`Bearer ${token}`);
-          expect(u.body).toMatchObject({ requests: 2, tokens: 42, validatedSteps: 7 });
+          expect(u.body).toMatchObject({ requests: 4, tokens: 162, validatedSteps: 7 });
           expect(u.body.flops).toBeGreaterThan(0);
         },
         { timeout: scaled(10_000), interval: 100 },

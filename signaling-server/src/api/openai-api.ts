@@ -33,6 +33,7 @@ import {
   parseApiRequest,
 } from './openai-schema.js';
 import type { RingDriver } from './ring-driver.js';
+import type { SharedApiLimits } from '../cluster/shared-api-limits.js';
 import { createStopMatcher } from '../../../shared/api/stop-matcher.js';
 import type { Ledger } from '../ledger/ledger.js';
 
@@ -49,6 +50,8 @@ export interface OpenAiApiDeps {
   access?: ApiAccess;
   /** Drives rings of contributors as a requester (absent: only the local fallback serves). */
   ring?: RingDriver;
+  /** Cluster mode: the cluster's counters of a key's limits (absent: this instance counts alone). */
+  sharedLimits?: SharedApiLimits;
   /** The ledger's record of usage per key (absent: no ledger; `/v1/usage` says so). */
   usage?: Pick<Ledger, 'recordApiUsage' | 'apiUsage'>;
 }
@@ -60,6 +63,8 @@ export interface OpenAiApi {
   handle(req: IncomingMessage, res: ServerResponse, url: URL, addressBucket: string): void;
   /** Streams (generations running or queued) held now. */
   readonly streams: number;
+  /** Where a key's limits are counted now (`instance-fallback`: alone while Redis fails, fail open). */
+  readonly limitsCounting: ApiAccess['counting'];
   /** Stops the engine; safe twice. */
   stop(): Promise<void>;
 }
@@ -85,7 +90,9 @@ const newId = (prefix: string): string => `${prefix}-${randomBytes(12).toString(
 /** Creates the API. The engine thread starts on the first request that needs it. */
 export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
   const { config, catalog, logger } = deps;
-  const access = deps.access ?? createApiAccess(config, deps.keys ? { keys: deps.keys } : {});
+  const access =
+    deps.access ?? createApiAccess(config, { ...(deps.keys ? { keys: deps.keys } : {}), logger });
+  if (deps.sharedLimits) access.share(deps.sharedLimits);
   let engine: LocalEngine | null = null;
 
   /**
@@ -435,7 +442,7 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
       // OpenAI's completions default is 16 tokens.
       job = jobOf(r, { kind: 'text', text: prompt }, r.max_tokens ?? 16);
     }
-    const grant = access.admit(req.headers.authorization, bucket);
+    const grant = await access.acquire(req.headers.authorization, bucket);
     try {
       await run(req, res, job, grant, kind);
     } finally {
@@ -517,6 +524,9 @@ export function createOpenAiApi(deps: OpenAiApiDeps): OpenAiApi {
     },
     get streams() {
       return access.streams;
+    },
+    get limitsCounting() {
+      return access.counting;
     },
     async stop() {
       deps.ring?.stop();

@@ -107,7 +107,9 @@ export function createRingDriver(deps: RingDriverDeps): RingDriver {
           return;
         }
         case 'ring-lap':
-          coordinator.reportLap(peerId, { ringId: m.ringId, msPerToken: m.msPerToken, tokens: m.tokens });
+          // Timing only: the API's usage is counted per key from the answer itself.
+          if (m.msPerToken !== undefined && m.tokens !== undefined)
+            coordinator.reportLap(peerId, { ringId: m.ringId, msPerToken: m.msPerToken, tokens: m.tokens });
           return;
         default:
           logger.debug({ type: m.type }, 'api requester: message not for the coordinator');

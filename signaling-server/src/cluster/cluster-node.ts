@@ -36,35 +36,27 @@
  * Redis unreachable: each instance keeps serving the peers it holds (local relay, heartbeats);
  * what needs shared state (a session held elsewhere, a peer on another instance, the coordinator of
  * a follower) is refused with `CLUSTER_UNAVAILABLE`; ioredis reconnects and the lease is re-taken.
+ *
+ * Around one concept each: the node's contract (cluster-node-types.ts), the election and the
+ * coordinator's traffic (cluster-leadership.ts), messages from other instances
+ * (cluster-instance-messages.ts); this file holds sessions, the tick, the view and the relay.
  */
-import type { SharedAuthState } from '../identity/siwe-auth.js';
-import { createSharedAuth } from './shared-auth.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Logger } from 'pino';
-import { RingworkError } from '../../../shared/errors.js';
-import {
-  signalingErrorMessage,
-  type PeerCapability,
-  type ServerMessage,
-} from '../../../shared/protocol/signaling.js';
-import { unrefTimer, type Clock, type TimerHandle } from '../clock.js';
-import type { ApiLinkHub, ApiLinkRemote } from '../api/api-link-hub.js';
-import type { ConnectionIo } from '../connection-io.js';
-import type { Coordinator, CoordinatorSnapshot, Liveness } from '../coordinator-types.js';
-import { hashSessionToken, type PeerRegistry, type PeerRole } from '../peer-registry.js';
-import type { Relay } from '../relay.js';
-import type { ValidationRegistry } from '../validation-registry.js';
-import { CLOSE_CODES, type Conn } from '../server-context.js';
-import { createClusterBus, type BusStats, type InstanceMessage } from './cluster-bus.js';
-import { createApiLinkRoute } from './api-link-route.js';
-import { createIntroductionsMirror } from './introductions-mirror.js';
-import {
-  createCoordinatorProxy,
-  isForwarded,
-  type ForwardedOp,
-  type LocalPeer,
-} from './coordinator-proxy.js';
 import type { ChainableCommander } from 'ioredis';
+import { RingworkError } from '../../../shared/errors.js';
+import type { PeerCapability } from '../../../shared/protocol/signaling.js';
+import type { ApiLinkHub } from '../api/api-link-hub.js';
+import { unrefTimer, type TimerHandle } from '../clock.js';
+import type { CoordinatorSnapshot } from '../coordinator-types.js';
+import { hashSessionToken } from '../peer-registry.js';
+import type { Relay } from '../relay.js';
+import { createApiLinkRoute } from './api-link-route.js';
+import { createClusterBus } from './cluster-bus.js';
+import { createInstanceMessageHandler } from './cluster-instance-messages.js';
+import { createLeadership } from './cluster-leadership.js';
+import type { ClusterNode, ClusterNodeOptions, ClusterView } from './cluster-node-types.js';
+import { createCoordinatorProxy, type LocalPeer } from './coordinator-proxy.js';
+import { createIntroductionsMirror } from './introductions-mirror.js';
 import {
   clusterUnavailable,
   createRedisStore,
@@ -72,120 +64,10 @@ import {
   type RedisStore,
   type SharedSession,
 } from './redis-store.js';
+import { createSharedApiLimits } from './shared-api-limits.js';
+import { createSharedAuth } from './shared-auth.js';
 
-/** What `/healthz` and `/api/network` say about the cluster. */
-export interface ClusterInfo {
-  instance: string;
-  /** True on the instance whose coordinator is active. */
-  coordinator: boolean;
-  /** The lease holder as last seen (null: none right now). */
-  leader: string | null;
-  redis: 'up' | 'down';
-  /** Coordinator takeovers this instance made. */
-  takeovers: number;
-  /** Messages between instances, this instance's side (cluster-bus.ts). */
-  bus?: BusStats;
-  /** Connections admitted while the cluster-wide address count was unreachable (fail-open). */
-  addressFailOpen?: number;
-  /** `/api/network` only: the instances holding peers (as the leader knows them) and the coordinator's. */
-  instances?: Array<{ id: string; peers: number; coordinator: boolean }>;
-}
-
-/** The cluster-wide view behind a follower's `/api/network`: the leader's snapshot and who holds whom. */
-export interface ClusterView {
-  snapshot: CoordinatorSnapshot;
-  /** peer id -> the instance holding its socket. */
-  holders: Record<string, string>;
-}
-
-/** Options of {@link createClusterNode}. */
-export interface ClusterNodeOptions {
-  url: string;
-  instanceId?: string;
-  leaseMs: number;
-  /** Sessions survive this long unattached (the server's resume grace); the shared record outlives it. */
-  resumeGraceMs: number;
-  registry: PeerRegistry;
-  conns: Map<string, Conn>;
-  /** Open connections per client address bucket on this instance (the server's own count). */
-  ipCounts?: ReadonlyMap<string, number>;
-  io: ConnectionIo;
-  /** Builds a fresh coordinator when this instance takes the lease. */
-  makeCoordinator(send: (peerId: string, msg: ServerMessage) => void, liveness: Liveness): Coordinator;
-  clock: Clock;
-  log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
-  /** The bench hook `--allow-any-relay` (test mode): followers let any two peers signal, as the leader does. */
-  allowAnyRelay?: boolean;
-  /**
-   * Delivers the coordinator's message to a peer of this instance that has no socket (the server's
-   * own API requester); false when `peer` is not one.
-   */
-  deliverInternal?(peer: string, msg: ServerMessage): boolean;
-  /** The address this instance verified for a peer it holds (its sign-in binding), if any. */
-  addressOf?(peer: string): string | undefined;
-  /**
-   * Leader: a peer held by another instance joined (`addPeer`) or its verified address changed —
-   * the stake gate reads its stake (as `onSession` does for a local peer).
-   */
-  onRemotePeer?(peer: string, roles: readonly string[]): void;
-}
-
-/** One instance's membership of the cluster. */
-export interface ClusterNode {
-  readonly instanceId: string;
-  /** The coordinator the protocol talks to: the real one while leading, a forwarder otherwise. */
-  readonly coordinator: Coordinator;
-  /**
-   * Before a WebSocket upgrade: counts the connection against the cluster-wide cap of its address
-   * bucket (IPv4 address, IPv6 /64); false when the bucket is at `cap` over all instances. Redis
-   * unreachable: true (fail-open to the per-instance cap the server checks first, so an outage
-   * allows at most instances × cap).
-   */
-  admitConnection(bucket: string, cap: number): Promise<boolean>;
-  /** After a connection from `bucket` closed (or an admitted upgrade failed): writes this instance's count. */
-  connectionClosed(bucket: string): void;
-  /** The relay for peers held here; {@link ClusterNode.relay} routes the others through their instance. */
-  setLocalRelay(local: Relay): void;
-  /** The server's probe of a peer held here (a ping; an unanswered one evicts it). */
-  setProbe(probe: (peer: string) => void): void;
-  /**
-   * A peer another instance holds is accused (a stall, an unreachable report the coordinator wants
-   * checked): its holder probes it. Never an eviction on the word of another instance's peer.
-   */
-  probeRemote(peer: string): void;
-  /** The server's API link hub: frames other instances send to stages held here, and back. */
-  setApiLinkHub(hub: Pick<ApiLinkHub, 'receive' | 'fromInstance'>): void;
-  /** The API link hub's route to stages held by other instances. */
-  readonly apiLinks: ApiLinkRemote;
-  /** Leader: the address the holding instance verified for a peer held elsewhere (undefined: none). */
-  addressOf(peer: string): string | undefined;
-  /** Leader: true while another instance holds `peer` (as the forwarded calls say). */
-  holdsRemote(peer: string): boolean;
-  /** Sends a server message to a peer wherever it is held (here, or through its instance). */
-  deliver(peer: string, msg: ServerMessage): void;
-  /** Before a `hello` resumes a session this instance does not hold: adopts it from Redis if the token matches. */
-  adoptSession(peerId: string, token: string, roles: readonly PeerRole[], client?: string): Promise<void>;
-  /** After `welcome`: records the session (new token) and claims the peer in the directory. */
-  sessionOpened(peerId: string, token: string, roles: readonly PeerRole[], client?: string): void;
-  readonly relay: Relay;
-  info(): ClusterInfo;
-  /** The leader's view of every peer and which instance holds each (a follower's copy may be a tick old). */
-  view(): ClusterView;
-  /**
-   * Follower: when its copy of the leader's view is older than two ticks (nobody read it lately),
-   * asks for a fresh one and waits for it (bounded by ~2 ticks); the leader and a fresh copy return at once.
-   */
-  refreshView(): Promise<void>;
-  /** Connects to Redis (CLUSTER_UNAVAILABLE when it cannot) and joins the election. */
-  start(): Promise<void>;
-  /** After `start()`: the sign-in state every instance shares (nonces, token key). */
-  sharedAuth(): Promise<SharedAuthState>;
-  /** Releases the lease (so another instance takes over at once) and disconnects. Safe twice. */
-  stop(): Promise<void>;
-}
-
-/** An EVM address as a sign-in binds it. */
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+export type { ClusterInfo, ClusterNode, ClusterNodeOptions, ClusterView } from './cluster-node-types.js';
 
 const EMPTY_SNAPSHOT: CoordinatorSnapshot = { epoch: 0, plans: 0, models: [], rings: [], peers: [] };
 
@@ -206,47 +88,18 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const bus = createClusterBus(store);
   const mirror = createIntroductionsMirror();
   const locals = new Map<string, LocalPeer>();
-  /** Leader: the instance holding each remote peer, as the forwarded calls say. */
-  const holderOf = new Map<string, string>();
-  /** Leader: other instances' API requester peers (sessions of no tab: not listed by `/api/network`). */
-  const internalPeers = new Set<string>();
-  /** Leader: the sign-in address each remote peer's instance verified. */
-  const remoteAddress = new Map<string, string>();
-  /** Set while a vouched signal from another instance runs through the local relay. */
-  let vouched: { from: string; to: string } | null = null;
   /** Follower: until when `/api/network` readers want the leader's snapshot refreshed. */
   let viewWantedUntil = 0;
   let cachedHolders: Record<string, string> = {};
   /** Connections admitted without the cluster-wide address count (Redis unreachable). */
   let addressFailOpen = 0;
-  let real: Coordinator | null = null;
-  let knownLeader: string | null = null;
   let leaseRenewedAt = 0;
-  let takeovers = 0;
   let cachedSnapshot: CoordinatorSnapshot = EMPTY_SNAPSHOT;
-  let deadOnce = new Set<string>();
   let timer: TimerHandle | null = null;
   let stopped = false;
   let localRelay: Relay | null = null;
   let apiHub: Pick<ApiLinkHub, 'receive' | 'fromInstance'> | null = null;
   let localProbe: ((peer: string) => void) | null = null;
-  /** Asks the instance holding `peer` to probe it (the leader knows holders; others ask the directory). */
-  const probeRemote = (peer: string): void => {
-    if (registry.get(peer)) {
-      localProbe?.(peer);
-      return;
-    }
-    const post = (owner: string | null | undefined): void => {
-      if (owner && owner !== me) bus.post(owner, { kind: 'probe', peer });
-    };
-    const holder = holderOf.get(peer);
-    if (holder !== undefined) post(holder);
-    else
-      store
-        .ownerOf(peer)
-        .then(post)
-        .catch((e: unknown) => log.debug({ err: e, peer }, 'probe not routed (redis down)'));
-  };
   const apiRoute = createApiLinkRoute({ me, store, bus, log });
 
   const sendErrorTo = (peer: string, err: RingworkError): void => {
@@ -255,128 +108,21 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   };
   const asRingworkError = (e: unknown, what: string): RingworkError =>
     e instanceof RingworkError ? e : clusterUnavailable(what, e);
-
-  // ---- takeover grace: a fresh coordinator hears of the contributors on other instances only when
-  // those instances notice it and re-feed it (within a tick or two). Until then a requester re-fed
-  // first would be told "no ring" for a moment; those answers are held back for one lease and the
-  // requests asked again when it ends (by then a ring is planned, or "no ring" is the truth).
-  let graceUntil = 0;
-  let graceTimer: TimerHandle | null = null;
-  const heldNoRing = new Map<string, Set<string>>();
-  const endGrace = (): void => {
-    graceTimer = null;
-    const held = [...heldNoRing];
-    heldNoRing.clear();
-    for (const [peer, models] of held) {
-      for (const model of models) {
-        try {
-          real?.requestRing(peer, model);
-        } catch (e) {
-          log.debug({ err: e, peer }, 'held ring request not re-asked (peer gone)');
-        }
-      }
-    }
-  };
-
-  // ---- the coordinator's outbound messages: mirrored everywhere, delivered by the peer's holder
-  const outbound = (peer: string, msg: ServerMessage | null): void => {
-    if (msg?.type === 'no-ring' && clock.now() < graceUntil) {
-      const models = heldNoRing.get(peer) ?? new Set<string>();
-      models.add(msg.model);
-      heldNoRing.set(peer, models);
-      return;
-    }
-    if (registry.get(peer)) {
-      mirror.observe(peer, msg);
-      if (msg) io.deliver(peer, msg);
-      return;
-    }
-    const undelivered = (e: unknown): void =>
-      log.debug({ err: e, peer }, 'coordinator message not delivered (holder gone or redis down)');
-    const holder = holderOf.get(peer);
-    if (holder !== undefined) {
-      bus.post(holder, { kind: 'out', peer, msg }, undelivered);
-      return;
-    }
-    // Not heard of through a forwarded call yet (e.g. just after a takeover): ask the directory.
-    store
-      .ownerOf(peer)
-      .then((owner) => {
-        if (owner !== null && owner !== me) bus.post(owner, { kind: 'out', peer, msg }, undelivered);
-      })
-      .catch(undelivered);
-  };
-  const liveness: Liveness = (id) => {
-    const s = registry.get(id);
-    if (s) return { connected: s.connected, lastSeen: s.lastSeen };
-    // Held elsewhere: its instance answers for it (and tells the coordinator when it goes).
-    return { connected: true, lastSeen: clock.now() };
-  };
-
-  /** Runs one forwarded call on `c` (validation calls on its registry); may return a promise. */
-  const apply = (c: Coordinator, op: ForwardedOp, args: unknown[]): unknown => {
-    const v = c.validation;
-    switch (op) {
-      case 'validationKey':
-        return v.setKey(String(args[0]), String(args[1]));
-      case 'validationEvidence':
-        return v.submitEvidence(...(args as Parameters<ValidationRegistry['submitEvidence']>));
-      case 'validatedWork':
-        // args[0] is the requester (whom a refusal goes to); the rest are creditWork's.
-        return v.creditWork(...(args.slice(1) as Parameters<ValidationRegistry['creditWork']>));
-      default:
-        return (c[op] as (...a: unknown[]) => unknown)(...args);
-    }
-  };
-
-  /** The leader runs a forwarded call; a refusal goes back to the peer as a typed error. */
-  const applyRemote = (op: ForwardedOp, args: unknown[]): void => {
-    if (!real) return;
-    const peer = String(args[0]);
-    const refuse = (e: unknown): void => {
-      const err =
-        e instanceof RingworkError ? e : new RingworkError('SERVER_INTERNAL', 'Internal error.', {});
-      if (peer) outbound(peer, signalingErrorMessage(err));
-    };
-    try {
-      const r = apply(real, op, args);
-      // The accused of a follower's report are probed by the instances holding them.
-      if (op === 'reportStall' && Array.isArray(r)) for (const p of r) probeRemote(String(p));
-      if (op === 'reportUnreachable' && (r === 'probe' || r === 'evict')) probeRemote(String(args[1]));
-      // Validation calls are async: a refusal (a bad proof, signature or key) reaches the peer too.
-      if (r instanceof Promise) r.catch(refuse);
-      if (op === 'removePeer') outbound(String(args[0]), null);
-    } catch (e) {
-      refuse(e);
-    }
-  };
-
-  /** Runs a coordinator call here when leading, else forwards it to the leader. */
-  const forward = (op: ForwardedOp, args: unknown[]): unknown => {
-    if (real) {
-      const r = apply(real, op, args);
-      if (op === 'removePeer') outbound(String(args[0]), null);
-      return r;
-    }
-    // No leader known right now: dropped; whoever takes the lease is re-fed every peer (replay).
-    if (knownLeader === null || knownLeader === me) return undefined;
-    const internal = op === 'addPeer' && !registry.get(String(args[0]));
-    // The address this instance verified (its own binding), for the leader's stake gate.
-    const address =
-      !internal && (op === 'addPeer' || op === 'setCapability')
-        ? { address: opts.addressOf?.(String(args[0])) ?? null }
-        : {};
-    bus.post(
-      knownLeader,
-      { kind: 'coord', from: me, op, args, ...(internal ? { internal } : {}), ...address },
-      (e: unknown) => {
-        // Status reports can be lost; a peer waiting on a profile or ring request is told why.
-        if (op === 'setCapability' || op === 'requestRing' || op === 'withdraw')
-          sendErrorTo(String(args[0]), clusterUnavailable('the coordinator', e));
-      },
-    );
-    return undefined;
-  };
+  const lead = createLeadership({
+    opts,
+    me,
+    leaseMs,
+    store,
+    bus,
+    mirror,
+    registry,
+    io,
+    clock,
+    log,
+    locals,
+    sendErrorTo,
+    localProbe: () => localProbe,
+  });
 
   const sharedOf = (l: LocalPeer & { tokenHash: string }): SharedSession => ({
     tokenHash: l.tokenHash,
@@ -397,111 +143,22 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     m.exec().catch((e: unknown) => log.debug({ err: e, peer }, 'session not saved (redis down)'));
   };
 
-  /** Feeds the (new) coordinator every peer this instance holds. */
-  const replay = (): void => {
-    for (const [id, l] of locals) {
-      const s = registry.get(id);
-      if (!s) {
-        // The server's own API requester (no session, no token): a peer of whichever coordinator leads.
-        if (l.tokenHash === undefined && !l.adopted) {
-          forward('addPeer', [id, l.roles]);
-          for (const m of l.models) forward('requestRing', [id, m]);
-        }
-        continue;
-      }
-      forward('addPeer', [id, l.roles]);
-      if (l.capability) forward('setCapability', [id, l.capability]);
-      if (l.validationKey) forward('validationKey', [id, l.validationKey]);
-      if (!s.connected) forward('setOnline', [id, false]);
-      for (const m of l.models) {
-        const security = l.security?.get(m);
-        forward('requestRing', security ? [id, m, security] : [id, m]);
-      }
-    }
-  };
-
   const proxy = createCoordinatorProxy({
     me,
     locals,
     store,
     mirror,
     log,
-    forward,
+    forward: lead.forward,
     saveLocal,
-    real: () => real,
+    real: () => lead.real,
     cachedSnapshot: () => {
       viewWantedUntil = clock.now() + 5000;
       return cachedSnapshot;
     },
-    vouched: (a, b) => vouched !== null && vouched.from === a && vouched.to === b,
+    vouched: (a, b) => onInstanceMessage.vouched(a, b),
     allowAnyRelay: opts.allowAnyRelay === true,
   });
-
-  // ---- leadership
-  const becomeLeader = (): void => {
-    graceUntil = clock.now() + leaseMs;
-    heldNoRing.clear();
-    if (graceTimer !== null) clock.clearTimeout(graceTimer);
-    graceTimer = unrefTimer(clock.setTimeout(endGrace, leaseMs));
-    real = opts.makeCoordinator(outbound, liveness);
-    real.start();
-    knownLeader = me;
-    takeovers++;
-    holderOf.clear();
-    internalPeers.clear();
-    remoteAddress.clear();
-    deadOnce = new Set();
-    log.info({ instance: me }, 'this instance is now the coordinator');
-    store.publish(KEYS.chLeader, { leader: me }).catch(() => undefined);
-    replay();
-  };
-  const stepDown = (why: string): void => {
-    if (!real) return;
-    graceUntil = 0;
-    heldNoRing.clear();
-    real.stop();
-    real = null;
-    holderOf.clear();
-    remoteAddress.clear();
-    if (knownLeader === me) knownLeader = null;
-    log.warn({ instance: me, why }, 'this instance is no longer the coordinator');
-  };
-  const noticeLeader = (leader: string | null): void => {
-    if (leader === knownLeader) return;
-    knownLeader = leader;
-    if (leader !== null && leader !== me) replay();
-  };
-
-  /**
-   * Leader only: the peers of an instance whose key lapsed (seen twice in a row) leave planning,
-   * unless the directory says they moved on. One MGET of the few instance keys per tick; the
-   * per-peer work happens only when an instance is gone.
-   */
-  const sweepInstances = async (): Promise<void> => {
-    if (!real) return;
-    const instances = [...new Set(holderOf.values())];
-    if (instances.length === 0) return;
-    const alive = await store.cmd.mget(...instances.map((i) => KEYS.instance(i)));
-    const dead = new Set(instances.filter((_, k) => alive[k] === null));
-    const gone = [...dead].filter((i) => deadOnce.has(i));
-    deadOnce = dead;
-    if (gone.length === 0) return;
-    const ids = [...holderOf].filter(([, h]) => gone.includes(h)).map(([id]) => id);
-    const owners = await store.ownersOf(ids);
-    ids.forEach((id, k) => {
-      const owner = owners[k] ?? null;
-      if (owner !== null && !gone.includes(owner)) {
-        holderOf.set(id, owner);
-        return;
-      }
-      holderOf.delete(id);
-      remoteAddress.delete(id);
-      if (real && !registry.get(id)) {
-        real.removePeer(id, 'its instance is gone');
-        outbound(id, null);
-      }
-    });
-  };
 
   // Held sessions and directory entries are written whole on the first tick and after every
   // (re)connection to Redis (a restarted Redis gets them all back); otherwise their TTLs are renewed
@@ -548,11 +205,12 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
 
   /** The leader's snapshot with each peer's holder (written only while a follower's reader wants it). */
   const leaderView = (): ClusterView => {
+    const real = lead.real;
     const snapshot = real ? real.snapshot() : cachedSnapshot;
     const holders: Record<string, string> = {};
     for (const p of snapshot.peers) {
-      if (internalPeers.has(p.id)) continue;
-      const h = registry.get(p.id) ? me : holderOf.get(p.id);
+      if (lead.internalPeers.has(p.id)) continue;
+      const h = registry.get(p.id) ? me : lead.holderOf.get(p.id);
       if (h !== undefined) holders[p.id] = h;
     }
     return { snapshot, holders };
@@ -561,15 +219,15 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
   const tick = async (): Promise<void> => {
     if (stopped) return;
     try {
-      if (real) {
+      if (lead.real) {
         if (await store.renewLease(me, leaseMs)) leaseRenewedAt = clock.now();
-        else stepDown('lease taken');
+        else lead.stepDown('lease taken');
       } else if (await store.tryAcquireLease(me, leaseMs)) {
         leaseRenewedAt = clock.now();
-        becomeLeader();
-      } else noticeLeader(await store.leaseHolder());
+        lead.becomeLeader();
+      } else lead.noticeLeader(await store.leaseHolder());
       await refreshHeld();
-      if (real) {
+      if (lead.real) {
         // The whole snapshot is O(peers) to build and parse: only while someone reads it elsewhere.
         if ((await store.cmd.get(KEYS.snapshotWanted)) !== null)
           await store.cmd.set(
@@ -578,103 +236,33 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
             'PX',
             dirTtlMs,
           );
-        await sweepInstances();
+        await lead.sweepInstances();
       } else if (clock.now() < viewWantedUntil) await fetchView();
     } catch (e) {
       log.debug({ err: e }, 'cluster tick failed');
       // Without Redis the lease cannot be renewed: step down before another instance may take it.
-      if (real && clock.now() - leaseRenewedAt > leaseMs * 0.8) stepDown('redis unreachable');
-      if (!real) knownLeader = null;
+      if (lead.real && clock.now() - leaseRenewedAt > leaseMs * 0.8) lead.stepDown('redis unreachable');
+      if (!lead.real) lead.knownLeader = null;
     }
   };
 
   // ---- pub/sub
-  const onInstanceMessage = (m: InstanceMessage): void => {
-    switch (m.kind) {
-      case 'signal': {
-        if (!localRelay) return;
-        vouched = m.vouched ? { from: m.from, to: m.msg.to } : null;
-        try {
-          localRelay.relay(m.from, m.msg);
-        } catch (e) {
-          const err =
-            e instanceof RingworkError ? e : new RingworkError('SERVER_INTERNAL', 'Internal error.', {});
-          bus.post(m.fromInstance, { kind: 'error', peer: m.from, error: err.toJSON() });
-        } finally {
-          vouched = null;
-        }
-        return;
-      }
-      case 'out':
-        mirror.observe(m.peer, m.msg);
-        if (m.msg && !opts.deliverInternal?.(m.peer, m.msg)) io.deliver(m.peer, m.msg);
-        return;
-      case 'api-link':
-        apiHub?.fromInstance(m.from, m.peer, m.msg);
-        return;
-      case 'probe':
-        if (registry.get(m.peer)) localProbe?.(m.peer);
-        return;
-      case 'api-link-back':
-        // A link closing (or refused) may mean the stage moved: look its holder up again next time.
-        apiRoute.returned(m.peer, m.msg);
-        apiHub?.receive(m.peer, m.msg);
-        return;
-      case 'coord': {
-        if (!real || !isForwarded(m.op) || !Array.isArray(m.args)) return;
-        const peer = String(m.args[0]);
-        let joined: readonly string[] | null = null;
-        if (m.op === 'removePeer') {
-          holderOf.delete(peer);
-          remoteAddress.delete(peer);
-        } else if (m.internal === true || internalPeers.has(peer)) {
-          // Another instance's API requester: its rings go to that instance (not listed as a peer).
-          internalPeers.add(peer);
-          holderOf.set(peer, m.from);
-        } else {
-          holderOf.set(peer, m.from);
-          // Only the holder forwards for a peer: one that resumed there from here is let go now (its
-          // "release" may still be on the way), so what the coordinator answers goes to its holder.
-          if (m.from !== me && registry.get(peer)) onInstanceMessage({ kind: 'release', peer });
-          if (m.op === 'addPeer' || m.op === 'setCapability') {
-            // Only what the holding instance verified counts (and only a well-formed address).
-            const addr = typeof m.address === 'string' && ADDRESS.test(m.address) ? m.address : undefined;
-            const before = remoteAddress.get(peer);
-            if (addr) remoteAddress.set(peer, addr);
-            else remoteAddress.delete(peer);
-            if (m.op === 'addPeer') joined = Array.isArray(m.args[1]) ? m.args[1].map(String) : [];
-            else if (before !== addr) joined = ['contributor'];
-          }
-        }
-        applyRemote(m.op, m.args);
-        if (joined) opts.onRemotePeer?.(peer, joined);
-        return;
-      }
-      case 'error':
-        sendErrorTo(m.peer, RingworkError.fromJSON(m.error));
-        return;
-      case 'release': {
-        // The peer resumed on another instance: drop the session here without telling the coordinator.
-        const conn = conns.get(m.peer);
-        conns.delete(m.peer);
-        registry.remove(m.peer);
-        locals.delete(m.peer);
-        if (conn) {
-          conn.peerId = null;
-          io.sendError(
-            conn,
-            new RingworkError(
-              'PROTOCOL_SESSION_REPLACED',
-              'Another connection resumed this session with its token; this one is closed.',
-              {},
-            ),
-          );
-          io.closeConn(conn, CLOSE_CODES.sessionReplaced, 'session replaced');
-        }
-        return;
-      }
-    }
-  };
+  const onInstanceMessage = createInstanceMessageHandler({
+    opts,
+    me,
+    bus,
+    mirror,
+    registry,
+    conns,
+    locals,
+    io,
+    lead,
+    apiRoute,
+    sendErrorTo,
+    localRelay: () => localRelay,
+    apiHub: () => apiHub,
+    localProbe: () => localProbe,
+  });
 
   const onMessage = (channel: string, text: string): void => {
     if (channel === KEYS.chInstance(me)) {
@@ -696,8 +284,8 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     try {
       if (channel === KEYS.chLeader) {
         if (typeof m.leader === 'string' && m.leader !== me) {
-          if (real) stepDown(`lease holder announced: ${m.leader}`);
-          noticeLeader(m.leader);
+          if (lead.real) lead.stepDown(`lease holder announced: ${m.leader}`);
+          lead.noticeLeader(m.leader);
         }
       }
     } catch (e) {
@@ -729,13 +317,13 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
     setLocalRelay(local) {
       localRelay = local;
     },
-    addressOf: (peer) => remoteAddress.get(peer),
-    holdsRemote: (peer) => real !== null && holderOf.has(peer),
-    deliver: (peer, msg) => outbound(peer, msg),
+    addressOf: (peer) => lead.remoteAddress.get(peer),
+    holdsRemote: (peer) => lead.real !== null && lead.holderOf.has(peer),
+    deliver: (peer, msg) => lead.outbound(peer, msg),
     setProbe(probe) {
       localProbe = probe;
     },
-    probeRemote,
+    probeRemote: lead.probeRemote,
     setApiLinkHub(hub) {
       apiHub = hub;
     },
@@ -809,27 +397,27 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
       // A session adopted from another instance: make sure the coordinator knows what it offered.
       if (l.adopted) {
         l.adopted = false;
-        if (l.capability) forward('setCapability', [peerId, l.capability]);
-        for (const m of l.models) forward('requestRing', [peerId, m]);
+        if (l.capability) lead.forward('setCapability', [peerId, l.capability]);
+        for (const m of l.models) lead.forward('requestRing', [peerId, m]);
       }
     },
     info: () => ({
       instance: me,
-      coordinator: real !== null,
-      leader: knownLeader,
+      coordinator: lead.real !== null,
+      leader: lead.knownLeader,
       redis: store.ready ? 'up' : 'down',
-      takeovers,
+      takeovers: lead.takeovers,
       bus: bus.stats(),
       addressFailOpen,
     }),
     view() {
-      if (real) return leaderView();
+      if (lead.real) return leaderView();
       viewWantedUntil = clock.now() + 5000;
       return { snapshot: cachedSnapshot, holders: cachedHolders };
     },
     async refreshView() {
       viewWantedUntil = clock.now() + 5000;
-      const stale = () => !real && store.ready && clock.now() - viewAt > 2 * tickMs;
+      const stale = () => !lead.real && store.ready && clock.now() - viewAt > 2 * tickMs;
       try {
         if (!stale()) return;
         await fetchView();
@@ -852,22 +440,19 @@ export function createClusterNode(opts: ClusterNodeOptions): ClusterNode {
         await store.sub.subscribe(KEYS.chInstance(me), KEYS.chLeader);
         await tick();
         timer = unrefTimer(clock.setInterval(() => void tick(), tickMs));
-        log.info({ instance: me, coordinator: real !== null }, 'joined the cluster');
+        log.info({ instance: me, coordinator: lead.real !== null }, 'joined the cluster');
       })();
       return startPromise;
     },
     sharedAuth: () => createSharedAuth(store.cmd),
+    sharedApiLimits: () => createSharedApiLimits(store.cmd, me),
     stop() {
       stopPromise ??= (async () => {
         stopped = true;
         if (timer !== null) clock.clearInterval(timer);
-        if (graceTimer !== null) clock.clearTimeout(graceTimer);
+        lead.clearGrace();
         if (startPromise) await startPromise.catch(() => undefined);
-        if (real) {
-          real.stop();
-          real = null;
-          await store.releaseLease(me).catch(() => undefined);
-        }
+        if (lead.release()) await store.releaseLease(me).catch(() => undefined);
         await store.close();
       })();
       return stopPromise;

@@ -15,6 +15,8 @@ import {
   type ValidationRegistry,
 } from '../validation-registry.js';
 import type { WorkCredit } from '../validation-work.js';
+import { modelOfRingId } from '../answer-usage.js';
+import { refusal } from '../refusal.js';
 import type { IntroductionsMirror } from './introductions-mirror.js';
 import type { RedisStore } from './redis-store.js';
 
@@ -176,7 +178,17 @@ export function createCoordinatorProxy(deps: CoordinatorProxyDeps): Coordinator 
       forward('reportStall', [reporter, stall]);
       return [];
     },
-    reportLap: (reporter, lap) => void forward('reportLap', [reporter, lap]),
+    reportLap(reporter, lap) {
+      // A follower refuses at once what it can check itself — a lap of a ring its requester was not
+      // sent (its mirror of the coordinator's messages) — so the requester's usage, recorded where
+      // it is connected, counts only laps the leader would take; the leader checks again.
+      if (!deps.real() && mirror.ringSent(reporter, modelOfRingId(lap.ringId)) !== lap.ringId) {
+        throw refusal('PROTOCOL_NOT_ALLOWED', `You were not sent ring ${lap.ringId}; no lap to report.`, {
+          details: { ringId: lap.ringId },
+        });
+      }
+      forward('reportLap', [reporter, lap]);
+    },
     reportLinks: (reporter, entries) => void forward('reportLinks', [reporter, entries]),
     withdraw: (id, mode, drainMs) => void forward('withdraw', [id, mode, drainMs]),
     withdrawn: (id) => void forward('withdrawn', [id]),

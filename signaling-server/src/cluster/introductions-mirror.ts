@@ -17,6 +17,8 @@ export interface IntroductionsMirror {
   canSignal(a: string, b: string): boolean;
   getAssignment(peer: string): PeerAssignment | null;
   getRing(modelId: string): Ring | null;
+  /** The id of the ring `peer` was last sent for `modelId` (null: none, or a no-ring since). */
+  ringSent(peer: string, modelId: string): string | null;
   /** The validator rings last sent (to any requester held here) with a ring of `modelId`. */
   getValidatorRings(modelId: string): Ring[];
   /** The highest epoch seen. */
@@ -128,6 +130,7 @@ export function createIntroductionsMirror(): IntroductionsMirror {
     },
     getAssignment: (peer) => peers.get(peer)?.assignment ?? null,
     getRing: (modelId) => latestRing.get(modelId) ?? null,
+    ringSent: (peer, modelId) => peers.get(peer)?.rings.get(modelId)?.ringId ?? null,
     getValidatorRings: (modelId) => latestValidators.get(modelId) ?? [],
     get epoch() {
       return epoch;

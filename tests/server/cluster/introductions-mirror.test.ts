@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import type { ModelDescriptor, ServerMessage } from '../../../shared/protocol/signaling';
 import { parseCliConfig } from '../../../signaling-server/src/config';
 import { createIntroductionsMirror } from '../../../signaling-server/src/cluster/introductions-mirror';
+import { createCoordinatorProxy } from '../../../signaling-server/src/cluster/coordinator-proxy';
+import type { RedisStore } from '../../../signaling-server/src/cluster/redis-store';
 import { isRingworkError } from '../../../shared/errors';
 
 const id = (n: string): string => `p_${n.padEnd(16, '0')}`;
@@ -104,6 +106,42 @@ describe('introductions mirror', () => {
     m.observe(C, null);
     expect(m.canSignal(C, X)).toBe(false);
     expect(m.epoch).toBe(3);
+  });
+
+  it("a follower refuses a lap of a ring its requester was not sent (the requester's usage counts only laps the leader takes)", () => {
+    const m = createIntroductionsMirror();
+    const forwarded: unknown[][] = [];
+    const proxy = createCoordinatorProxy({
+      me: 'i-follower',
+      locals: new Map(),
+      store: {} as RedisStore,
+      mirror: m,
+      log: { debug: () => undefined },
+      forward: (op, args) => forwarded.push([op, ...args]),
+      saveLocal: () => undefined,
+      real: () => null,
+      cachedSnapshot: () => ({ epoch: 0, plans: 0, models: [], rings: [], peers: [] }),
+    });
+    const lap = (ringId: string) => ({ ringId, msPerToken: 12, tokens: 59 });
+    const codeOf = (f: () => void): string | undefined => {
+      try {
+        f();
+        return undefined;
+      } catch (e) {
+        return isRingworkError(e) ? e.code : 'not typed';
+      }
+    };
+    expect(codeOf(() => proxy.reportLap(R, lap('stories260K:1')))).toBe('PROTOCOL_NOT_ALLOWED');
+    m.observe(R, { ...ring(1, [A, B]), ringId: 'stories260K:1' } as ServerMessage);
+    expect(m.ringSent(R, 'stories260K')).toBe('stories260K:1');
+    // A newer ring replaces it: only a lap of that one is forwarded to the leader.
+    m.observe(R, { ...ring(2, [C]), ringId: 'stories260K:2' } as ServerMessage);
+    expect(codeOf(() => proxy.reportLap(R, lap('stories260K:2')))).toBeUndefined();
+    expect(codeOf(() => proxy.reportLap(R, lap('stories260K:1')))).toBe('PROTOCOL_NOT_ALLOWED');
+    expect(forwarded).toEqual([['reportLap', R, lap('stories260K:2')]]);
+    m.observe(R, { type: 'no-ring', v: 1, model: 'stories260K', reason: 'no capacity' });
+    expect(m.ringSent(R, 'stories260K')).toBeNull();
+    expect(codeOf(() => proxy.reportLap(R, lap('stories260K:2')))).toBe('PROTOCOL_NOT_ALLOWED');
   });
 });
 

@@ -59,11 +59,20 @@ describe('contributor (in-memory signaling and links, real ORT runner on stories
     const r = await requesterOn(hub, req).ask({ ...ask, signal: new AbortController().signal });
     expect(r.text + '\n').toBe(golden.text);
     expect(r.stats.peers).toEqual([a, b]);
-    // The requester reports what it measured (one request's per-token time) for the speed figures.
+    // The requester reports what it measured (one request's per-token time) for the speed figures,
+    // and what the answer generated (its usage): 60 tokens, one prefill and 59 decode steps.
     const laps = hub.sent(req, 'ring-lap');
-    expect(laps).toEqual([{ type: 'ring-lap', ringId: 'r1', tokens: 59, msPerToken: expect.any(Number) }]);
+    expect(laps).toEqual([
+      {
+        type: 'ring-lap',
+        ringId: 'r1',
+        tokens: 59,
+        msPerToken: expect.any(Number),
+        generated: { v: 1, tokens: 60 },
+      },
+    ]);
     // The same decode steps the chat's tok/s comes from (step time only, so a little less).
-    const lapRatio = laps[0]!.msPerToken / (1000 / r.stats.decodeTokPerS);
+    const lapRatio = laps[0]!.msPerToken! / (1000 / r.stats.decodeTokPerS);
     expect(lapRatio).toBeGreaterThan(0.5);
     expect(lapRatio).toBeLessThanOrEqual(1.05);
     // One prefill and 59 decode steps, each answered by one sampled token on the head.

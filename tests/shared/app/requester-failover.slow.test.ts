@@ -21,6 +21,8 @@ import {
 } from './app-fixture';
 
 const golden = loadGolden();
+/** The golden answer's generated tokens (as many as its text has): what its usage report carries. */
+const GENERATED = { v: 1, tokens: golden.sequenceTokens.length - golden.promptTokens.length };
 const history = [{ role: 'user' as const, text: 'Once upon a time' }];
 type Range = [number, number];
 
@@ -103,7 +105,8 @@ async function churn(
       for (const c of cs) await c.stop();
     });
   const stalled = hub.sent(req, 'ring-stalled');
-  return { result, stalled, killedPeer: kill !== undefined ? ids[kill]! : undefined };
+  const laps = hub.sent(req, 'ring-lap');
+  return { result, stalled, laps, killedPeer: kill !== undefined ? ids[kill]! : undefined };
 }
 
 describe('requester failover (real contributors and runners, in-memory links)', () => {
@@ -112,9 +115,11 @@ describe('requester failover (real contributors and runners, in-memory links)', 
   it.each([0, 1, 2])(
     'stage %i leaving mid-answer: the answer completes with the golden text and records one failover',
     async (kill) => {
-      const { result, stalled, killedPeer } = await churn(kill, 12, GOLDEN_SETTINGS);
+      const { result, stalled, laps, killedPeer } = await churn(kill, 12, GOLDEN_SETTINGS);
       expect(result.text + '\n').toBe(golden.text);
       expect(result.stats.failovers).toHaveLength(1);
+      // Its usage is reported on the ring that finished it, untimed (two rings and a recovery).
+      expect(laps).toEqual([{ type: 'ring-lap', ringId: 'r2', generated: GENERATED }]);
       const f = result.stats.failovers[0]!;
       expect(f.recoveryMs).toBeGreaterThanOrEqual(0);
       expect(f.replayed).toBe(f.position);
@@ -153,8 +158,10 @@ describe('requester failover (real contributors and runners, in-memory links)', 
   it(
     'a drafted answer through the ring gives the golden text in fewer laps than tokens',
     async () => {
-      const { result } = await churn(undefined, 0, DRAFTED, SMALL);
+      const { result, laps } = await churn(undefined, 0, DRAFTED, SMALL);
       expect(result.text + '\n').toBe(golden.text);
+      // Its usage is the text's tokens; its laps verify several tokens each: no per-token timing.
+      expect(laps).toEqual([{ type: 'ring-lap', ringId: 'r1', generated: GENERATED }]);
       const spec = result.stats.speculative!;
       expect(spec).toMatchObject({ format: 'q4', k: 4 });
       expect(spec.accepted).toBeGreaterThan(0);
@@ -168,8 +175,9 @@ describe('requester failover (real contributors and runners, in-memory links)', 
   it.each([1, 2])(
     'stage %i leaving mid-answer while drafting: failover with replay, the golden text',
     async (kill) => {
-      const { result } = await churn(kill, 10, DRAFTED, SMALL);
+      const { result, laps } = await churn(kill, 10, DRAFTED, SMALL);
       expect(result.stats.failovers).toHaveLength(1);
+      expect(laps).toEqual([{ type: 'ring-lap', ringId: 'r2', generated: GENERATED }]);
       const f = result.stats.failovers[0]!;
       // Only kept tokens are replayed: the lost verify pass re-sent at the history's end.
       expect(f.replayed).toBe(f.position);

@@ -144,6 +144,10 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
       ringId: 'stories260K:1',
       proofRings: ['stories260K:1', 'stories260K:1:v1'],
     });
+    // Its usage: the answer's 60 generated tokens (the text's), on the primary ring.
+    expect(hub.sent(pid('req'), 'ring-lap')).toEqual([
+      expect.objectContaining({ ringId: 'stories260K:1', generated: { v: 1, tokens: 60 } }),
+    ]);
   }, 120_000);
 
   it('spot-check mode: the validator ring re-runs a sampled fraction of steps; golden text and the line says how many', async () => {
@@ -177,6 +181,10 @@ describe('the chat at security level k = 2 (requester, real rings of contributor
       expect(co.work.reduce((n, m) => n + (m.proof?.length ?? 0), 0)).toBe(v.comparedSteps),
     );
     expect(co.work.flatMap((m) => m.proof!).every((p) => p.spot !== undefined)).toBe(true);
+    // A spot-checked answer reports its usage like any other: the text's 60 tokens.
+    expect(hub.sent(pid('req'), 'ring-lap')).toEqual([
+      expect.objectContaining({ ringId: 'stories260K:1', generated: { v: 1, tokens: 60 } }),
+    ]);
     const server = createValidationRegistry();
     for (const p of [a0, a1, b0, b1]) await server.setKey(p, co.keys.get(p)!);
     const rings = [

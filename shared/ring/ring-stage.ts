@@ -7,6 +7,9 @@
  *
  * Requesters and neighbours are strangers' tabs, so the stage bounds what each can take:
  * - who runs when, how many sessions and how much KV cache a requester may hold: {@link createStageScheduler};
+ * - loop mode (an `open` with `loop`, plain k = 1 sessions): the head also sends each token it
+ *   answers on to stage 0 as the next step; stage 0 takes from its ring predecessor (the head) only
+ *   such one-token steps of loop sessions, at exactly the next step and position;
  * - a step is computed in chunks of at most `maxChunkPositions` positions, each one scheduler turn,
  *   and forwarded chunk by chunk (`hidden-part` tensors, the last one `hidden`), so a long prompt
  *   never holds the runner for long and the next stage can bound the tensors it accepts;
@@ -25,10 +28,13 @@ import type { TensorMessage } from '../transport/tensor-frame.js';
 import type { PeerLink } from '../transport/types.js';
 import {
   RING_PROTOCOL_VERSION,
+  loopFeeds,
   parseRingControl,
   ringErrorControl,
+  ringErrorFromControl,
   type RingControl,
   type RingControlOf,
+  type RingLoop,
 } from './ring-protocol.js';
 import {
   DEFAULT_STAGE_LIMITS,
@@ -60,6 +66,11 @@ interface StageSession {
   verify: Map<number, { position: number; rows: number }>;
   /** The head's greedy picks of the verify step in progress so far (a chunked step adds per chunk). */
   picks: number[];
+  /** Loop mode: the head feeds its answers to stage 0 (see ring-protocol.ts). */
+  loop?: RingLoop;
+  /** The step and position a step fed by the head must have (tracked on stage 0). */
+  nextStep: number;
+  nextPosition: number;
 }
 
 /** Verify steps announced ahead of their tensors that one session may have outstanding. */
@@ -204,6 +215,38 @@ export function createRingStage(o: RingStageOptions): RingStage {
     });
   };
 
+  /**
+   * Loop mode on the head: sends `token` to stage 0 as the session's step `step` at `position` (a
+   * 1-stage ring queues it here: no wire hop). False when there is no open link to stage 0 now (the
+   * requester then sends the step itself, as without loop mode).
+   */
+  const feed = async (
+    session: string,
+    s: StageSession,
+    step: number,
+    position: number,
+    token: number,
+  ): Promise<boolean> => {
+    const m: TensorMessage = {
+      session,
+      step,
+      position,
+      kind: 'tokens',
+      dtype: 'int32',
+      shape: [1],
+      data: Int32Array.of(token),
+      trace: [],
+    };
+    if (o.isFirst) {
+      runStep(m, s, now());
+      return true;
+    }
+    const first = o.next();
+    if (!first?.isOpen) return false;
+    await sendOn(first, m);
+    return true;
+  };
+
   const onOpen = (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
       const stale = new RingworkError(
@@ -228,6 +271,15 @@ export function createRingStage(o: RingStageOptions): RingStage {
         new RingworkError('RING_STAGE_DRAINING', 'this stage is draining (its peer leaves or pauses)', {
           details: { stage: o.peerId },
         }),
+      );
+    }
+    if (m.loop && m.validation) {
+      // A validated session's requester checks every step's commitments before the next one is
+      // sent: the head must not start the next lap on its own.
+      return refuse(
+        from,
+        m.session,
+        new RingworkError('INVALID_ARGUMENT', 'loop mode is for plain sessions, not validated ones'),
       );
     }
     if (o.isFirst && m.requester !== from.remoteId) {
@@ -264,6 +316,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
       stepMs: 0,
       verify: new Map(),
       picks: [],
+      ...(m.loop ? { loop: m.loop } : {}),
+      nextStep: 0,
+      nextPosition: 0,
     };
     sessions.set(m.session, s);
     if (m.validation) committer?.open(m.session, m.validation);
@@ -314,22 +369,52 @@ export function createRingStage(o: RingStageOptions): RingStage {
       return;
     }
     if (s.link !== from) {
-      // Someone else's session: refuse the step, leave the session alone.
-      sendError(
-        from,
-        t.session,
-        new RingworkError('STAGE_WRONG_LINK', 'this session was opened on another link', {
-          details: { session: t.session },
-        }),
-      );
-      return;
+      const refused = refuseFeed(t, s, from);
+      if (refused) {
+        // Someone else's session, or not the step the head may feed: refuse it, leave the session alone.
+        sendError(from, t.session, refused);
+        return;
+      }
     }
+    runStep(t, s, arrived);
+  };
+
+  /**
+   * Why stage 0 does not take `t` from `from`, which is not the link that opened the session; none
+   * when `t` is the next step of a loop session fed by the head. That is safe because at k = 1 the
+   * head already chooses the token the requester would send, and the step is bounded exactly like a
+   * requester's (one token, the next step and position, up to the open's `until`).
+   */
+  const refuseFeed = (t: TensorMessage, s: StageSession, from: PeerLink): RingworkError | undefined => {
+    const details = { session: t.session, step: t.step, position: t.position };
+    const head = o.isFirst ? o.prev?.() : undefined;
+    if (!head || from !== head)
+      return new RingworkError('STAGE_WRONG_LINK', 'this session was opened on another link', { details });
+    if (!s.loop)
+      return new RingworkError('STAGE_WRONG_LINK', 'the head feeds only loop-mode sessions', { details });
+    if (t.kind !== 'tokens' || t.dtype !== 'int32' || t.shape.length !== 1 || t.shape[0] !== 1)
+      return new RingworkError('RUNNER_BAD_INPUT', 'a step fed by the head is one token id: int32 [1]', {
+        details,
+      });
+    if (t.step !== s.nextStep || t.position !== s.nextPosition || t.position > s.loop.until)
+      return new RingworkError('RUNNER_BAD_INPUT', 'a step fed by the head must be the next step', {
+        details: { ...details, expectedStep: s.nextStep, expectedPosition: s.nextPosition },
+      });
+    return undefined;
+  };
+
+  /** Queues the compute of step `t` of session `s` (checked: from its link, or fed by the head). */
+  const runStep = (t: TensorMessage, s: StageSession, arrived: number) => {
     let S: number;
     try {
       S = positionsOf(t);
     } catch (e) {
       void fail(t.session, e);
       return;
+    }
+    if (t.kind !== 'hidden-part') {
+      s.nextStep = t.step + 1;
+      s.nextPosition = t.position + S;
     }
     scheduler.touch(t.session);
     const commits = committer?.has(t.session) === true;
@@ -422,6 +507,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
             const logits = commits ? committer.headLogits(t.session, out.data, ctx) : out.data;
             const token = s.sampler!.sample(logits);
             stats.tokensServed++;
+            // Loop mode: the next step leaves for stage 0 before the answer, so the next lap starts
+            // without waiting for the requester (the answer says whether it did).
+            const fed = loopFeeds(s.loop, t.position + S - 1, token)
+              ? await feed(t.session, s, t.step + 1, t.position + S, token)
+              : false;
             const answer = o.linkTo(s.requester);
             if (commits) {
               // Signed before the token leaves: the requester holds the head to both.
@@ -438,6 +528,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
               token,
               stageMs: [...(t.trace ?? []), s.stepMs],
               draws: s.sampler!.draws,
+              ...(fed ? { fed } : {}),
             });
             perfSample('stage.afterRunnerMs', now() - r1);
             perfSample('stage.arrivedToSentMs', now() - arrived);
@@ -495,6 +586,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
     const refuse = (why: string) =>
       fail(m.session, new RingworkError('SPECULATIVE_UNSUPPORTED', why, { details: { stage: o.peerId } }));
     if (committer?.has(m.session)) return refuse('validated sessions are not verified speculatively');
+    // The head feeds a loop session's steps itself; a verify pass is the requester's to build.
+    if (s.loop) return refuse('loop-mode sessions are not verified speculatively');
     if (o.isHead && s.sampler && s.sampler.greedy === false)
       return refuse('speculative verification is greedy only (this session samples)');
     if (o.isHead && m.rows > 1 && o.shard.verifyRows === false)
@@ -525,6 +618,14 @@ export function createRingStage(o: RingStageOptions): RingStage {
     } else if (m.type === 'picks' || m.type === 'token') {
       // Answers travel from the head to the requester only; a stage has nothing to do with them.
     } else if (m.type === 'error') {
+      // (On a 2-stage ring that is also the link the session came from: stage 0 sends nothing else
+      // that way.)
+      if (o.isHead && s.loop && link === o.next()) {
+        // Stage 0 refused a step this head fed: the requester waits for it, so tell it now.
+        report(m.session, s, ringErrorFromControl(m));
+        void end(m.session, 'error', false);
+        return;
+      }
       // A later stage failed (or refused the open): pass it back towards the requester, drop the session.
       if (o.isHead || link !== o.next()) return;
       try {

@@ -34,7 +34,6 @@ import {
   ringErrorFromControl,
   type RingControl,
   type RingControlOf,
-  type RingLoop,
 } from './ring-protocol.js';
 import {
   DEFAULT_STAGE_LIMITS,
@@ -44,13 +43,15 @@ import {
   type RingStageStats,
 } from './ring-stage-types.js';
 import { createStageScheduler } from './stage-scheduler.js';
+import { loopFeedRefusal, loopStep, type LoopState } from './ring-loop.js';
 import { createStageCommitter } from './stage-commitments.js';
 import { argmax } from '../validation/stage.js';
 import { perfSample } from '../util/perf-trace.js';
 
 export * from './ring-stage-types.js';
 
-interface StageSession {
+/** A session on this stage (`loop`, `nextStep`, `nextPosition`: loop mode, see ring-loop.ts). */
+interface StageSession extends LoopState {
   /** Resolves once the runner opened it (a Web Worker runner answers asynchronously). */
   runnerSession: Promise<string>;
   /** The requester the head answers (as the open claimed it; the first stage checks the claim). */
@@ -66,11 +67,6 @@ interface StageSession {
   verify: Map<number, { position: number; rows: number }>;
   /** The head's greedy picks of the verify step in progress so far (a chunked step adds per chunk). */
   picks: number[];
-  /** Loop mode: the head feeds its answers to stage 0 (see ring-protocol.ts). */
-  loop?: RingLoop;
-  /** The step and position a step fed by the head must have (tracked on stage 0). */
-  nextStep: number;
-  nextPosition: number;
 }
 
 /** Verify steps announced ahead of their tensors that one session may have outstanding. */
@@ -227,16 +223,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
     position: number,
     token: number,
   ): Promise<boolean> => {
-    const m: TensorMessage = {
-      session,
-      step,
-      position,
-      kind: 'tokens',
-      dtype: 'int32',
-      shape: [1],
-      data: Int32Array.of(token),
-      trace: [],
-    };
+    const m = loopStep(session, step, position, token);
     if (o.isFirst) {
       runStep(m, s, now());
       return true;
@@ -369,7 +356,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
       return;
     }
     if (s.link !== from) {
-      const refused = refuseFeed(t, s, from);
+      const head = o.isFirst ? o.prev?.() : undefined;
+      const refused = loopFeedRefusal(t, s, head !== undefined && from === head);
       if (refused) {
         // Someone else's session, or not the step the head may feed: refuse it, leave the session alone.
         sendError(from, t.session, refused);
@@ -377,30 +365,6 @@ export function createRingStage(o: RingStageOptions): RingStage {
       }
     }
     runStep(t, s, arrived);
-  };
-
-  /**
-   * Why stage 0 does not take `t` from `from`, which is not the link that opened the session; none
-   * when `t` is the next step of a loop session fed by the head. That is safe because at k = 1 the
-   * head already chooses the token the requester would send, and the step is bounded exactly like a
-   * requester's (one token, the next step and position, up to the open's `until`).
-   */
-  const refuseFeed = (t: TensorMessage, s: StageSession, from: PeerLink): RingworkError | undefined => {
-    const details = { session: t.session, step: t.step, position: t.position };
-    const head = o.isFirst ? o.prev?.() : undefined;
-    if (!head || from !== head)
-      return new RingworkError('STAGE_WRONG_LINK', 'this session was opened on another link', { details });
-    if (!s.loop)
-      return new RingworkError('STAGE_WRONG_LINK', 'the head feeds only loop-mode sessions', { details });
-    if (t.kind !== 'tokens' || t.dtype !== 'int32' || t.shape.length !== 1 || t.shape[0] !== 1)
-      return new RingworkError('RUNNER_BAD_INPUT', 'a step fed by the head is one token id: int32 [1]', {
-        details,
-      });
-    if (t.step !== s.nextStep || t.position !== s.nextPosition || t.position > s.loop.until)
-      return new RingworkError('RUNNER_BAD_INPUT', 'a step fed by the head must be the next step', {
-        details: { ...details, expectedStep: s.nextStep, expectedPosition: s.nextPosition },
-      });
-    return undefined;
   };
 
   /** Queues the compute of step `t` of session `s` (checked: from its link, or fed by the head). */

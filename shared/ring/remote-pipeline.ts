@@ -334,6 +334,8 @@ export async function openRemoteSession(
       if (tokens.length === 1) {
         // Debug timings (perf-trace.ts): a decode step's lap, and the part no stage computed.
         perfSample('requester.lapMs', totalMs);
+        // Loop mode: the steps the head fed (their count), timed from this `forward`.
+        if (fed) perfSample('requester.fedMs', totalMs);
         perfSample('requester.hopsMs', totalMs - m.stageMs.reduce((a, b) => a + b, 0));
       }
       return { token: m.token, timing: { stageMs: m.stageMs, totalMs } };

@@ -230,7 +230,10 @@ export function createRingStage(o: RingStageOptions): RingStage {
     }
     const first = o.next();
     if (!first?.isOpen) return false;
+    const f0 = now();
     await sendOn(first, m);
+    // Debug timings: how long the head's hand-off to stage 0 takes (its count: the steps fed).
+    perfSample('stage.feedMs', now() - f0);
     return true;
   };
 

@@ -18,7 +18,16 @@ import { scaled } from '../helpers/timeouts';
 import { loadGolden } from '../helpers/golden';
 import { stories260KRunner, stories260KTokenizer } from '../helpers/engine';
 import { createFakeSignalingHub } from '../helpers/memory-signaling';
-import { CAPABILITY, assign, contributorOn, pid, warmUpOrt } from './app/app-fixture';
+import {
+  CAPABILITY,
+  GOLDEN_SETTINGS,
+  assign,
+  contributorOn,
+  pid,
+  requesterOn,
+  ringOf,
+  warmUpOrt,
+} from './app/app-fixture';
 
 const golden = loadGolden();
 const tokenizer = stories260KTokenizer();
@@ -179,6 +188,48 @@ describe('loop mode: the head feeds stage 0', () => {
     });
     expect(result.tokens).toEqual(golden.sequenceTokens);
     expect(sent[1]).toMatchObject({ position: firstStop, data: Int32Array.of(stopAt) });
+    await sessionsFreed(peers);
+    for (const p of peers) await p.contributor.stop();
+  });
+});
+
+describe('loop mode in the chat requester', () => {
+  beforeAll(warmUpOrt);
+
+  it('is on for a plain k = 1 answer (only the prefill leaves the tab) and off with `loop: false`; the golden text both ways', async () => {
+    const hub = createFakeSignalingHub();
+    const peers = await buildRing(hub, [3], 'rq');
+    const order = peers.map((p, i) => ({
+      peer: p.id,
+      range: (i === 0 ? [0, 3] : [3, 7]) as [number, number],
+    }));
+    hub.onSend((from, m) => {
+      if (m.type === 'ring-request') hub.push(from, ringOf(order, 1));
+    });
+    const history = [{ role: 'user' as const, text: 'Once upon a time' }];
+    for (const loop of [true, false]) {
+      const id = pid(loop ? 'rqloop' : 'rqplain');
+      // What the requester's tab sends to the ring's first stage.
+      const sent: TensorMessage[] = [];
+      const net = hub.network(id);
+      const connect = net.transport.connect.bind(net.transport);
+      net.transport.connect = async (peer, opts) => {
+        const link = await connect(peer, opts);
+        const send = link.sendTensor.bind(link);
+        link.sendTensor = (m, o) => (sent.push(m), send(m, o));
+        return link;
+      };
+      const r = requesterOn(hub, id, loop ? {} : { loop: false });
+      const answer = await r.ask({
+        settings: GOLDEN_SETTINGS,
+        history,
+        signal: new AbortController().signal,
+      });
+      expect(answer.text + '\n').toBe(golden.text);
+      // 60 new tokens: the prefill and 59 decode steps, all fed by the head in loop mode.
+      expect(sent.length).toBe(loop ? 1 : 60);
+      await r.stop();
+    }
     await sessionsFreed(peers);
     for (const p of peers) await p.contributor.stop();
   });

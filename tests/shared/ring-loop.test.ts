@@ -201,7 +201,7 @@ describe('loop mode in the chat requester', () => {
     const peers = await buildRing(hub, [3], 'rq');
     const order = peers.map((p, i) => ({
       peer: p.id,
-      range: (i === 0 ? [0, 3] : [3, 7]) as [number, number],
+      range: i === 0 ? [0, 3] : [3, 7],
     }));
     hub.onSend((from, m) => {
       if (m.type === 'ring-request') hub.push(from, ringOf(order, 1));

@@ -122,7 +122,9 @@ export async function openRemoteSession(
    * Loop mode: answers to steps the head fed that arrived before their `forward` (this tab was
    * busy), by step; at most one per position up to `until`.
    */
-  const early = new Map<number, Answer>();
+  const early = new Map<number, { m: Answer; at: number }>();
+  /** When the answer last handed to a `forward` arrived (a fed step's lap starts about then). */
+  let arrivedAt = 0;
   let failure: unknown;
   const fail = (e: unknown) => {
     failure ??= e;
@@ -163,9 +165,11 @@ export async function openRemoteSession(
       // answer the step now waiting.
       if (!waiter || m.step !== waiter.step) {
         // Loop mode: the head runs ahead of this tab; keep the answer for its `forward`.
-        if (loop && m.type === 'token' && m.step >= step && early.size <= loop.until) early.set(m.step, m);
+        if (loop && m.type === 'token' && m.step >= step && early.size <= loop.until)
+          early.set(m.step, { m, at: now() });
         return;
       }
+      arrivedAt = now();
       stepCommits = waiter.commits;
       waiter.resolve(m);
       waiter = undefined;
@@ -232,6 +236,9 @@ export async function openRemoteSession(
       }
       // Loop mode: the head already sent this step to stage 0 when it answered the last one.
       const fed = answered?.fed === true;
+      // A fed step's lap: from the previous answer's arrival (when the head sent this step on) to
+      // this one's, whenever this tab gets to call `forward`.
+      const lapStart = arrivedAt;
       if (
         fed &&
         (verify ||
@@ -276,7 +283,8 @@ export async function openRemoteSession(
           },
         };
         if (ready) {
-          waiter.resolve(ready);
+          arrivedAt = ready.at;
+          waiter.resolve(ready.m);
           waiter = undefined;
         }
       });
@@ -330,12 +338,12 @@ export async function openRemoteSession(
           commits,
         });
       }
-      const totalMs = now() - t0;
+      const totalMs = fed ? arrivedAt - lapStart : now() - t0;
       if (tokens.length === 1) {
         // Debug timings (perf-trace.ts): a decode step's lap, and the part no stage computed.
         perfSample('requester.lapMs', totalMs);
         // Loop mode: the steps the head fed (their count), timed from this `forward`.
-        if (fed) perfSample('requester.fedMs', totalMs);
+        if (fed) perfSample('requester.fedMs', now() - t0);
         perfSample('requester.hopsMs', totalMs - m.stageMs.reduce((a, b) => a + b, 0));
       }
       return { token: m.token, timing: { stageMs: m.stageMs, totalMs } };

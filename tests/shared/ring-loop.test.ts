@@ -199,10 +199,11 @@ describe('loop mode in the chat requester', () => {
   it('is on for a plain k = 1 answer (only the prefill leaves the tab) and off with `loop: false`; the golden text both ways', async () => {
     const hub = createFakeSignalingHub();
     const peers = await buildRing(hub, [3], 'rq');
-    const order = peers.map((p, i) => ({
-      peer: p.id,
-      range: i === 0 ? [0, 3] : [3, 7],
-    }));
+    const ranges: [number, number][] = [
+      [0, 3],
+      [3, 7],
+    ];
+    const order = peers.map((p, i) => ({ peer: p.id, range: ranges[i]! }));
     hub.onSend((from, m) => {
       if (m.type === 'ring-request') hub.push(from, ringOf(order, 1));
     });

@@ -585,10 +585,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
     } else if (m.type === 'picks' || m.type === 'token') {
       // Answers travel from the head to the requester only; a stage has nothing to do with them.
     } else if (m.type === 'error') {
-      // (On a 2-stage ring that is also the link the session came from: stage 0 sends nothing else
-      // that way.)
       if (o.isHead && s.loop && link === o.next()) {
-        // Stage 0 refused a step this head fed: the requester waits for it, so tell it now.
+        // Stage 0 refused a step this head fed: the requester waits for it, so tell it now. (On a
+        // 2-stage ring that link also brought the session; stage 0 sends nothing else this way.)
         report(m.session, s, ringErrorFromControl(m));
         void end(m.session, 'error', false);
         return;

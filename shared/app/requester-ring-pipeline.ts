@@ -17,6 +17,7 @@ import {
 } from '../ring/failover-pipeline.js';
 import { createLossDetector } from '../ring/loss-detector.js';
 import { openRemoteSession } from '../ring/remote-pipeline.js';
+import { MAX_LOOP_STOP_TOKENS, type RingLoop } from '../ring/ring-protocol.js';
 import type { PeerLink } from '../transport/types.js';
 import type { AnswerFailover } from './chat-history.js';
 import type { AppClock, Logger, NetworkHandle } from './network-port.js';
@@ -43,6 +44,11 @@ export interface RingPipelineOptions {
   recoveryWindowMs?: number;
   /** Called with every failover so far, at each loss and recovery. */
   onFailover?: (f: AnswerFailover[]) => void;
+  /**
+   * Loop mode of each session (read when it opens: the answer's length is known by then, and a
+   * failover's new session loops again); undefined: every step is sent from this tab.
+   */
+  loop?: () => RingLoop | undefined;
 }
 
 /** The answer's pipeline, its failovers as the chat shows them, and the ring's peers now. */
@@ -50,6 +56,16 @@ export interface RingPipeline {
   pipeline: FailoverPipeline;
   failovers: () => AnswerFailover[];
   peersNow: () => string[];
+}
+
+/**
+ * The loop mode of a k = 1 answer of `steps` positions that generate() ends on `stopTokens` (BOS
+ * included): the head feeds up to the last position generate() sends and never a stop token.
+ * Undefined when the stop tokens do not fit an `open` (every step is then sent from the tab).
+ */
+export function ringLoopFor(steps: number, stopTokens: readonly number[]): RingLoop | undefined {
+  const stop = [...new Set(stopTokens)];
+  return steps >= 1 && stop.length <= MAX_LOOP_STOP_TOKENS ? { until: steps - 1, stop } : undefined;
 }
 
 /** Builds the failover pipeline of one k = 1 answer on `o.answer`'s ring. */
@@ -70,6 +86,7 @@ export function openRingPipeline(o: RingPipelineOptions): RingPipeline {
         stages.length === 1 ? undefined : o.linkTo(stages[stages.length - 1]!.peer),
       ]).then(([f, h]) => [f, h ?? f] as const);
       progress?.linked?.();
+      const loop = o.loop?.();
       const session = await openRemoteSession(
         {
           requesterId: net.peerId,
@@ -79,6 +96,7 @@ export function openRingPipeline(o: RingPipelineOptions): RingPipeline {
           sampler,
           stepDeadlineMs: (n) => detector.deadlineMs(n),
           now: o.clock.now,
+          ...(loop ? { loop } : {}),
         },
         resume,
       );

@@ -152,6 +152,12 @@ export interface RequesterOptions {
   stallGraceMs?: number;
   /** How long recovering from one lost ring peer may take before the answer fails, ms (default 90 s). */
   recoveryWindowMs?: number;
+  /**
+   * Loop mode for plain k = 1 ring answers (default on): the ring's head feeds each token it answers
+   * to the first stage itself (shared/ring/ring-protocol.ts). `false` is a tooling switch (the page
+   * URL's `loop=0`) that sends every step from this tab, to measure what the loop saves.
+   */
+  loop?: boolean;
 }
 
 export interface Requester {

@@ -34,7 +34,8 @@ import type {
 import { silentLogger, systemAppClock } from './network-port.js';
 import { createDraftRunnerCache } from './requester-draft.js';
 import { createStageLinks } from './requester-links.js';
-import { openRingPipeline } from './requester-ring-pipeline.js';
+import { openRingPipeline, ringLoopFor } from './requester-ring-pipeline.js';
+import type { RingLoop } from '../ring/ring-protocol.js';
 import { createRingFollower } from './requester-rings.js';
 import { createRefereeCache, openValidatedAnswer, type ValidatedAnswer } from './validated-ring.js';
 import { withValidatedFailover, type ValidatedFailoverPipeline } from './validated-failover.js';
@@ -154,6 +155,8 @@ export function createRequester(o: RequesterOptions): Requester {
     let failoverPipeline: ValidatedFailoverPipeline | undefined;
     /** With `settings.draft` on a ring: the local draft that proposes tokens for the ring to verify. */
     let draft: { pipeline: Pipeline; setting: DraftSetting } | undefined;
+    /** A plain k = 1 ring answer's loop mode, set once its length is known (sessions open later). */
+    let loop: RingLoop | undefined;
     if (answer.type === 'ring' && answer.validators?.length) {
       // Security level k >= 2: every ring runs every step; no failover (a lost ring fails the answer).
       if (want)
@@ -228,6 +231,7 @@ export function createRequester(o: RequesterOptions): Requester {
         ...(o.stepTimeoutMs !== undefined ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
         ...(o.recoveryWindowMs ? { recoveryWindowMs: o.recoveryWindowMs } : {}),
         ...(a.onFailover ? { onFailover: a.onFailover } : {}),
+        loop: () => loop,
       });
       failovers = ring.failovers;
       pipeline = ring.pipeline;
@@ -299,6 +303,11 @@ export function createRequester(o: RequesterOptions): Requester {
             )
           : tokenizer.encode(last.text, { bos: true });
       const steps = Math.min(model.contextLength, prompt.length - 1 + a.settings.maxTokens);
+      const stopTokens = isLlama2cLocation(model.url) ? [] : undefined;
+      // Loop mode (the head feeds stage 0) only where nothing needs this tab between laps: not a
+      // validated answer (it checks every step first), not a drafted one (it builds verify steps).
+      if (answer.type === 'ring' && !answer.validators?.length && !draft && o.loop !== false)
+        loop = ringLoopFor(steps, [tokenizer.bosId, ...(stopTokens ?? tokenizer.eosIds)]);
       a.onStarted?.(prompt.length);
       // The chat shows characters: byte-fallback tokens are assembled as UTF-8 (emoji, CJK), unlike
       // the CLI, which keeps llama2.c's safe_printf output (generate's pieces).
@@ -315,7 +324,7 @@ export function createRequester(o: RequesterOptions): Requester {
         steps,
         ...(sampler ? { sampler } : {}),
         ...(draft ? { draft: { pipeline: draft.pipeline, k: draft.setting.k } } : {}),
-        stopTokens: isLlama2cLocation(model.url) ? [] : undefined,
+        stopTokens,
         signal: a.signal,
         now: clock.now,
         onToken: (e) => {

@@ -16,6 +16,7 @@ import {
   parseRingControl,
   ringErrorFromControl,
   type RingControlOf,
+  type RingLoop,
   type SamplerSettings,
 } from './ring-protocol.js';
 
@@ -42,6 +43,15 @@ export interface RemotePipelineOptions {
    * a throw fails the step (e.g. `VALIDATION_DEVIANT`). See shared/validation/ring-validator.ts.
    */
   validation?: RemoteValidation;
+  /**
+   * Loop mode: the head feeds each answered token to stage 0 as the next step (one wire hop fewer
+   * per token, and this tab off the lap), up to position `until` and except for `stop` tokens. For
+   * a caller whose every step after an answer is that answer at the next position (generate()
+   * with its batched prefill) — a forced token there fails with `INVALID_ARGUMENT`. Ignored with
+   * `validation` (the requester checks each step before the next is sent); verify steps of
+   * speculative decoding are refused on a loop session (`SPECULATIVE_UNSUPPORTED`).
+   */
+  loop?: RingLoop;
 }
 
 /** How a remote session is validated. */
@@ -105,6 +115,16 @@ export async function openRemoteSession(
   let waiter: Waiter | undefined;
   /** The answered step's `commit` messages (validated sessions). */
   let stepCommits: RingControlOf<'commit'>[] = [];
+  const loop = o.validation ? undefined : o.loop;
+  /** The latest answer consumed by `forward` (loop mode: did the head feed the next step?). */
+  let answered: RingControlOf<'token'> | undefined;
+  /**
+   * Loop mode: answers to steps the head fed that arrived before their `forward` (this tab was
+   * busy), by step; at most one per position up to `until`.
+   */
+  const early = new Map<number, { m: Answer; at: number }>();
+  /** When the answer last handed to a `forward` arrived (a fed step's lap starts about then). */
+  let arrivedAt = 0;
   let failure: unknown;
   const fail = (e: unknown) => {
     failure ??= e;
@@ -143,7 +163,13 @@ export async function openRemoteSession(
       if (!fromHead) return;
       // Matched by session and step: a late token of an earlier (timed-out) step must not
       // answer the step now waiting.
-      if (!waiter || m.step !== waiter.step) return;
+      if (!waiter || m.step !== waiter.step) {
+        // Loop mode: the head runs ahead of this tab; keep the answer for its `forward`.
+        if (loop && m.type === 'token' && m.step >= step && early.size <= loop.until)
+          early.set(m.step, { m, at: now() });
+        return;
+      }
+      arrivedAt = now();
       stepCommits = waiter.commits;
       waiter.resolve(m);
       waiter = undefined;
@@ -163,6 +189,7 @@ export async function openRemoteSession(
     sampler: { ...o.sampler, ...(resume ? { draws } : {}) },
     ...(resume ? { replayThrough: resume.history.length } : {}),
     ...(o.validation && nonce ? { validation: { nonce: toHex(nonce), ring: o.validation.ring } } : {}),
+    ...(loop ? { loop } : {}),
   });
   let step = 0;
   let replayed = 0;
@@ -205,6 +232,25 @@ export async function openRemoteSession(
         if (o.validation) throw unsupported('Validated rings do not verify drafted tokens.');
         if ((opts.logitsRows ?? tokens.length) !== tokens.length)
           throw unsupported('A ring verifies every position of a verify step (logitsRows = tokens).');
+        if (loop) throw unsupported('A loop-mode session does not verify drafted tokens.');
+      }
+      // Loop mode: the head already sent this step to stage 0 when it answered the last one.
+      const fed = answered?.fed === true;
+      // A fed step's lap: from the previous answer's arrival (when the head sent this step on) to
+      // this one's, whenever this tab gets to call `forward`.
+      const lapStart = arrivedAt;
+      if (
+        fed &&
+        (verify ||
+          tokens.length !== 1 ||
+          tokens[0] !== answered!.token ||
+          position !== answered!.position + 1)
+      ) {
+        throw new RingworkError(
+          'INVALID_ARGUMENT',
+          `In loop mode the step after an answer is that answer at the next position (the head fed token ${answered!.token} at ${answered!.position + 1}).`,
+          { details: { session, step: thisStep, position } },
+        );
       }
       const reply = new Promise<Answer>((resolve, reject) => {
         const timer = setTimeout(
@@ -220,6 +266,8 @@ export async function openRemoteSession(
         );
         const onAbort = () => fail(new RingworkError('ABORTED', 'Generation was stopped.'));
         opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const ready = early.get(thisStep);
+        early.delete(thisStep);
         waiter = {
           step: thisStep,
           commits: [],
@@ -234,6 +282,11 @@ export async function openRemoteSession(
             reject(e);
           },
         };
+        if (ready) {
+          arrivedAt = ready.at;
+          waiter.resolve(ready.m);
+          waiter = undefined;
+        }
       });
       if (verify) {
         o.first.sendControl({
@@ -245,16 +298,18 @@ export async function openRemoteSession(
           rows: tokens.length,
         });
       }
-      await o.first.sendTensor({
-        session,
-        step: step++,
-        position,
-        kind: 'tokens',
-        dtype: 'int32',
-        shape: [tokens.length],
-        data: Int32Array.from(tokens),
-        trace: [],
-      });
+      step++;
+      if (!fed)
+        await o.first.sendTensor({
+          session,
+          step: thisStep,
+          position,
+          kind: 'tokens',
+          dtype: 'int32',
+          shape: [tokens.length],
+          data: Int32Array.from(tokens),
+          trace: [],
+        });
       const m = await reply;
       if ((m.type === 'picks') !== verify) {
         throw new RingworkError(
@@ -269,6 +324,7 @@ export async function openRemoteSession(
         return { picks: m.tokens, timing: { stageMs: m.stageMs, totalMs } };
       }
       if (m.draws !== undefined) draws = m.draws;
+      answered = m;
       if (o.validation && nonce) {
         const commits = stepCommits;
         stepCommits = [];
@@ -282,10 +338,12 @@ export async function openRemoteSession(
           commits,
         });
       }
-      const totalMs = now() - t0;
+      const totalMs = fed ? arrivedAt - lapStart : now() - t0;
       if (tokens.length === 1) {
         // Debug timings (perf-trace.ts): a decode step's lap, and the part no stage computed.
         perfSample('requester.lapMs', totalMs);
+        // Loop mode: the steps the head fed (their count), timed from this `forward`.
+        if (fed) perfSample('requester.fedMs', now() - t0);
         perfSample('requester.hopsMs', totalMs - m.stageMs.reduce((a, b) => a + b, 0));
       }
       return { token: m.token, timing: { stageMs: m.stageMs, totalMs } };

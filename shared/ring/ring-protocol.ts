@@ -10,6 +10,11 @@
  * Speculative decoding: requester --verify, tokens[k+1]--> ... --> head --picks[k+1]--> requester
  * (every stage drops the rejected positions of the previous verify before computing this one).
  * The head samples with the requester's settings, so only a token id travels back.
+ * Loop mode (an `open` with `loop`): after answering a decode step the head also sends the token it
+ * chose to stage 0 as the next step, over the ring's closing link, so a token costs `stages` wire
+ * hops instead of `stages + 1` and the requester's tab is off the critical path:
+ * requester --tokens (prefill)--> stage 0 --> ... --> head --token--> requester
+ *                                 stage 0 <--tokens[1]-- head       (the next step, no lap back)
  */
 import { z } from 'zod';
 import {
@@ -69,6 +74,37 @@ export const ringValidationSchema = z
   .strict();
 export type RingValidation = z.infer<typeof ringValidationSchema>;
 
+/** Most stop tokens a loop-mode `open` may list. */
+export const MAX_LOOP_STOP_TOKENS = 64;
+
+/**
+ * Loop mode ("head feeds stage 0"): after each sampled answer the head sends the token on to stage 0
+ * as the session's next step itself, unless that step's position would pass `until` or the token
+ * is a stop token. Plain k = 1 sessions only: validated sessions need the requester between laps
+ * (commitments are checked per step), and speculative verify steps are built by the requester.
+ */
+export const ringLoopSchema = z
+  .object({
+    /** The last position the head may feed (the requester's last decode position). */
+    until: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31),
+    /** Tokens that end the answer: the head feeds none of them. */
+    stop: z.array(z.number().int().nonnegative()).max(MAX_LOOP_STOP_TOKENS),
+  })
+  .strict();
+export type RingLoop = z.infer<typeof ringLoopSchema>;
+
+/**
+ * Whether the head of a loop-mode session feeds the token it answered at `position` to stage 0 as
+ * the next step (the same rule on both ends: the requester then sends nothing for that step).
+ */
+export function loopFeeds(loop: RingLoop | undefined, position: number, token: number): boolean {
+  return loop !== undefined && position + 1 <= loop.until && !loop.stop.includes(token);
+}
+
 export const ringControlSchema = z.discriminatedUnion('type', [
   z
     .object({
@@ -97,6 +133,8 @@ export const ringControlSchema = z.discriminatedUnion('type', [
        * commitments (a stage without a session key answers as before; the requester decides).
        */
       validation: ringValidationSchema.optional(),
+      /** Loop mode (see {@link ringLoopSchema}); a stage refuses it together with `validation`. */
+      loop: ringLoopSchema.optional(),
     })
     .strict(),
   z
@@ -140,6 +178,11 @@ export const ringControlSchema = z.discriminatedUnion('type', [
         .min(0)
         .max(2 ** 31)
         .optional(),
+      /**
+       * Loop mode: the head has sent this token on to stage 0 as step `step + 1` at `position + 1`,
+       * so the requester sends nothing for that step and waits for its answer.
+       */
+      fed: z.boolean().optional(),
     })
     .strict(),
   /**

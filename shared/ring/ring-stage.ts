@@ -7,6 +7,9 @@
  *
  * Requesters and neighbours are strangers' tabs, so the stage bounds what each can take:
  * - who runs when, how many sessions and how much KV cache a requester may hold: {@link createStageScheduler};
+ * - loop mode (an `open` with `loop`, plain k = 1 sessions): the head also sends each token it
+ *   answers on to stage 0 as the next step; stage 0 takes from its ring predecessor (the head) only
+ *   such one-token steps of loop sessions, at exactly the next step and position;
  * - a step is computed in chunks of at most `maxChunkPositions` positions, each one scheduler turn,
  *   and forwarded chunk by chunk (`hidden-part` tensors, the last one `hidden`), so a long prompt
  *   never holds the runner for long and the next stage can bound the tensors it accepts;
@@ -25,8 +28,10 @@ import type { TensorMessage } from '../transport/tensor-frame.js';
 import type { PeerLink } from '../transport/types.js';
 import {
   RING_PROTOCOL_VERSION,
+  loopFeeds,
   parseRingControl,
   ringErrorControl,
+  ringErrorFromControl,
   type RingControl,
   type RingControlOf,
 } from './ring-protocol.js';
@@ -38,13 +43,15 @@ import {
   type RingStageStats,
 } from './ring-stage-types.js';
 import { createStageScheduler } from './stage-scheduler.js';
+import { loopFeedRefusal, loopStep, type LoopState } from './ring-loop.js';
 import { createStageCommitter } from './stage-commitments.js';
 import { argmax } from '../validation/stage.js';
 import { perfSample } from '../util/perf-trace.js';
 
 export * from './ring-stage-types.js';
 
-interface StageSession {
+/** A session on this stage (`loop`, `nextStep`, `nextPosition`: loop mode, see ring-loop.ts). */
+interface StageSession extends LoopState {
   /** Resolves once the runner opened it (a Web Worker runner answers asynchronously). */
   runnerSession: Promise<string>;
   /** The requester the head answers (as the open claimed it; the first stage checks the claim). */
@@ -204,6 +211,32 @@ export function createRingStage(o: RingStageOptions): RingStage {
     });
   };
 
+  /**
+   * Loop mode on the head: sends `token` to stage 0 as the session's step `step` at `position` (a
+   * 1-stage ring queues it here: no wire hop). False when there is no open link to stage 0 now (the
+   * requester then sends the step itself, as without loop mode).
+   */
+  const feed = async (
+    session: string,
+    s: StageSession,
+    step: number,
+    position: number,
+    token: number,
+  ): Promise<boolean> => {
+    const m = loopStep(session, step, position, token);
+    if (o.isFirst) {
+      runStep(m, s, now());
+      return true;
+    }
+    const first = o.next();
+    if (!first?.isOpen) return false;
+    const f0 = now();
+    await sendOn(first, m);
+    // Debug timings: how long the head's hand-off to stage 0 takes (its count: the steps fed).
+    perfSample('stage.feedMs', now() - f0);
+    return true;
+  };
+
   const onOpen = (m: RingControlOf<'open'>, from: PeerLink) => {
     if (m.epoch !== o.epoch) {
       const stale = new RingworkError(
@@ -228,6 +261,15 @@ export function createRingStage(o: RingStageOptions): RingStage {
         new RingworkError('RING_STAGE_DRAINING', 'this stage is draining (its peer leaves or pauses)', {
           details: { stage: o.peerId },
         }),
+      );
+    }
+    if (m.loop && m.validation) {
+      // A validated session's requester checks every step's commitments before the next one is
+      // sent: the head must not start the next lap on its own.
+      return refuse(
+        from,
+        m.session,
+        new RingworkError('INVALID_ARGUMENT', 'loop mode is for plain sessions, not validated ones'),
       );
     }
     if (o.isFirst && m.requester !== from.remoteId) {
@@ -264,6 +306,9 @@ export function createRingStage(o: RingStageOptions): RingStage {
       stepMs: 0,
       verify: new Map(),
       picks: [],
+      ...(m.loop ? { loop: m.loop } : {}),
+      nextStep: 0,
+      nextPosition: 0,
     };
     sessions.set(m.session, s);
     if (m.validation) committer?.open(m.session, m.validation);
@@ -314,22 +359,29 @@ export function createRingStage(o: RingStageOptions): RingStage {
       return;
     }
     if (s.link !== from) {
-      // Someone else's session: refuse the step, leave the session alone.
-      sendError(
-        from,
-        t.session,
-        new RingworkError('STAGE_WRONG_LINK', 'this session was opened on another link', {
-          details: { session: t.session },
-        }),
-      );
-      return;
+      const head = o.isFirst ? o.prev?.() : undefined;
+      const refused = loopFeedRefusal(t, s, head !== undefined && from === head);
+      if (refused) {
+        // Someone else's session, or not the step the head may feed: refuse it, leave the session alone.
+        sendError(from, t.session, refused);
+        return;
+      }
     }
+    runStep(t, s, arrived);
+  };
+
+  /** Queues the compute of step `t` of session `s` (checked: from its link, or fed by the head). */
+  const runStep = (t: TensorMessage, s: StageSession, arrived: number) => {
     let S: number;
     try {
       S = positionsOf(t);
     } catch (e) {
       void fail(t.session, e);
       return;
+    }
+    if (t.kind !== 'hidden-part') {
+      s.nextStep = t.step + 1;
+      s.nextPosition = t.position + S;
     }
     scheduler.touch(t.session);
     const commits = committer?.has(t.session) === true;
@@ -422,6 +474,11 @@ export function createRingStage(o: RingStageOptions): RingStage {
             const logits = commits ? committer.headLogits(t.session, out.data, ctx) : out.data;
             const token = s.sampler!.sample(logits);
             stats.tokensServed++;
+            // Loop mode: the next step leaves for stage 0 before the answer, so the next lap starts
+            // without waiting for the requester (the answer says whether it did).
+            const fed = loopFeeds(s.loop, t.position + S - 1, token)
+              ? await feed(t.session, s, t.step + 1, t.position + S, token)
+              : false;
             const answer = o.linkTo(s.requester);
             if (commits) {
               // Signed before the token leaves: the requester holds the head to both.
@@ -438,6 +495,7 @@ export function createRingStage(o: RingStageOptions): RingStage {
               token,
               stageMs: [...(t.trace ?? []), s.stepMs],
               draws: s.sampler!.draws,
+              ...(fed ? { fed } : {}),
             });
             perfSample('stage.afterRunnerMs', now() - r1);
             perfSample('stage.arrivedToSentMs', now() - arrived);
@@ -495,6 +553,8 @@ export function createRingStage(o: RingStageOptions): RingStage {
     const refuse = (why: string) =>
       fail(m.session, new RingworkError('SPECULATIVE_UNSUPPORTED', why, { details: { stage: o.peerId } }));
     if (committer?.has(m.session)) return refuse('validated sessions are not verified speculatively');
+    // The head feeds a loop session's steps itself; a verify pass is the requester's to build.
+    if (s.loop) return refuse('loop-mode sessions are not verified speculatively');
     if (o.isHead && s.sampler && s.sampler.greedy === false)
       return refuse('speculative verification is greedy only (this session samples)');
     if (o.isHead && m.rows > 1 && o.shard.verifyRows === false)
@@ -525,6 +585,13 @@ export function createRingStage(o: RingStageOptions): RingStage {
     } else if (m.type === 'picks' || m.type === 'token') {
       // Answers travel from the head to the requester only; a stage has nothing to do with them.
     } else if (m.type === 'error') {
+      if (o.isHead && s.loop && link === o.next()) {
+        // Stage 0 refused a step this head fed: the requester waits for it, so tell it now. (On a
+        // 2-stage ring that link also brought the session; stage 0 sends nothing else this way.)
+        report(m.session, s, ringErrorFromControl(m));
+        void end(m.session, 'error', false);
+        return;
+      }
       // A later stage failed (or refused the open): pass it back towards the requester, drop the session.
       if (o.isHead || link !== o.next()) return;
       try {

@@ -39,10 +39,16 @@ function runSwarmCli(
   });
 }
 
-test('npm run swarm prints the golden text for 1 and 4 peers', async () => {
-  // Two CLI runs, each with its own bounded budget that fails first with the CLI's own words.
-  test.setTimeout(2 * TIMEOUTS.swarmRun + scaled(30_000));
-  for (const peers of [1, 4]) {
+test('npm run swarm prints the golden text for 1 and 4 peers (loop mode), and for 3 with --no-loop', async () => {
+  // Three CLI runs, each with its own bounded budget that fails first with the CLI's own words.
+  test.setTimeout(3 * TIMEOUTS.swarmRun + scaled(30_000));
+  // Loop mode (the head feeds each token to stage 0) is the default; --no-loop sends every step
+  // from the requester page: the same text either way, through real WebRTC.
+  for (const [peers, extra] of [
+    [1, []],
+    [4, []],
+    [3, ['--no-loop']],
+  ] as const) {
     const started = Date.now();
     const r = await runSwarmCli(
       [
@@ -56,11 +62,12 @@ test('npm run swarm prints the golden text for 1 and 4 peers', async () => {
         '0',
         '--timeout-s',
         String(Math.round((TIMEOUTS.swarmRun - scaled(10_000)) / 1000)),
+        ...extra,
       ],
       TIMEOUTS.swarmRun,
     );
     console.log(
-      `${peers} peer(s): exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s; ${r.stderr.trim().split('\n').pop()}`,
+      `${peers} peer(s)${extra.length ? ` ${extra.join(' ')}` : ''}: exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s; ${r.stderr.trim().split('\n').pop()}`,
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(golden.text);

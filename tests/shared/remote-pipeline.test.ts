@@ -69,4 +69,57 @@ describe('remote pipeline', () => {
     expect(opens[0]).toMatchObject({ type: 'open', epoch: 3, sampler: { seed: 42, draws: 17 } });
     await session.close();
   });
+
+  it('loop mode: sends only the prefill, takes answers that came before their forward, refuses a forced token and a verify step', async () => {
+    // A scripted loop head: answers the prefill, then "feeds" itself (answers every next step with
+    // `fed`) at once, far ahead of the requester, until `until`.
+    const hub = createMemoryTransportHub();
+    const sent: number[] = [];
+    hub.transport('head').onIncoming((link) => {
+      link.onTensor((t) => {
+        sent.push(t.step);
+        let step = t.step;
+        let position = t.position + t.shape[0]! - 1;
+        for (; position <= 6; step++, position++)
+          link.sendControl({
+            type: 'token',
+            v: RING_PROTOCOL_VERSION,
+            session: t.session,
+            step,
+            position,
+            token: 200 + position,
+            stageMs: [1],
+            ...(position + 1 <= 6 ? { fed: true } : {}),
+          });
+      });
+    });
+    const link = await hub.transport('req').connect('head');
+    const pipeline = createRemotePipeline({
+      requesterId: 'req',
+      epoch: 1,
+      first: link,
+      head: link,
+      sampler: { temperature: 0, topP: 1, topK: 0, seed: 1 },
+      loop: { until: 6, stop: [] },
+    });
+    const session = await pipeline.open();
+    let r = await session.forward(Int32Array.from([1, 2, 3]), 0);
+    expect(r.token).toBe(202);
+    // Every answer up to position 6 is already here: the forwards resolve from the buffer.
+    await vi.waitFor(() => expect(sent).toEqual([0]));
+    for (let p = 3; p <= 5; p++) {
+      r = await session.forward(Int32Array.from([r.token!]), p);
+      expect(r.token).toBe(200 + p);
+    }
+    expect(sent).toEqual([0]);
+    // The head fed position 6 with 205: another token there cannot be sent (typed, before anything goes).
+    await expect(session.forward(Int32Array.from([7]), 6)).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(
+      session.forward(Int32Array.from([205, 1]), 6, { rewind: true, logitsRows: 2 }),
+    ).rejects.toMatchObject({ code: 'SPECULATIVE_UNSUPPORTED' });
+    expect(sent).toEqual([0]);
+    await session.close();
+  });
 });

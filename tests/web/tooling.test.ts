@@ -64,4 +64,11 @@ describe("a page's tooling switches from its URL", () => {
       expect(at(`#/contribute?join=1&warmup=${bad}`), bad).not.toHaveProperty('warmUpMs');
     expect(at('#/contribute?join=1&threads=2')).not.toHaveProperty('warmUpMs');
   });
+
+  it("loop=0 turns the requester's loop mode off; it is on otherwise", () => {
+    expect(at('#/chat?loop=0').loop).toBe(false);
+    expect(at('#/chat?perf=1&loop=0').loop).toBe(false);
+    expect(at('#/chat').loop).toBe(true);
+    expect(at('#/chat?loop=1').loop).toBe(true);
+  });
 });

@@ -18,8 +18,9 @@
  *
  * The same two swarms then run again with `--null-compute` (tooling: the stages skip the model and
  * pass their data on, see shared/runtime/null-compute-runner.ts), so the ring's protocol cost per
- * token shows on its own: hops per token ÷ (stages + 1) is the cost of one hop (requester → first
- * stage → … → head → requester), to compare with `npm run bench:transport`'s raw DataChannel hop.
+ * token shows on its own: hops per token ÷ the wire hops a token crosses is the cost of one hop
+ * (loop mode: first stage → … → head → first stage; without it requester → first stage → … →
+ * head → requester), to compare with `npm run bench:transport`'s raw DataChannel hop.
  * `--json` prints all four, and `decodeRatio` (N-peer ÷ 1-peer decode tok/s, with the model) at the
  * top level. The load average before and after is printed too: on a shared machine it explains a lot.
  *
@@ -30,6 +31,10 @@
  * sets the pages' engine warm-up after their first load (0 = off; default the page's, 600 ms);
  * `--also-warmup MS` runs the two model swarms again with that warm-up, each right after its
  * counterpart (`alsoWarmUp`, `warmUpOne`, `warmUpMany` in `--json`): before/after in one run.
+ * The requester page runs in loop mode (the ring's head feeds each token to stage 0: `stages` wire
+ * hops per token, not `stages + 1`); `--also-no-loop` runs the two model swarms again with the
+ * requester sending every step itself (`loop=0`), each right after its counterpart (`alsoNoLoop`,
+ * `noLoopOne`, `noLoopMany` in `--json`). `ms per hop` divides by the wire hops a token crosses.
  *
  * `--perf` turns on the pages' debug timings of the hot path (shared/util/perf-trace.ts) and prints,
  * per swarm and page, the median of each: on a stage, queue (tensor arrived → its turn), runner
@@ -198,6 +203,8 @@ runCli(async () => {
       'also-warmup': { type: 'string' },
       /** Skip measuring the same model's decode compute in Node (wasm, 1 thread). */
       'no-node': { type: 'boolean', default: false },
+      /** Also run the two model swarms with the requester sending every step (no loop mode). */
+      'also-no-loop': { type: 'boolean', default: false },
     },
   });
   const threads = values.threads === undefined ? undefined : intFlag('threads', values.threads, 1, 1);
@@ -225,9 +232,11 @@ runCli(async () => {
     nullCompute = false,
     pageThreads = threads,
     pageWarmUp = warmUpMs,
+    loop = true,
   ): Promise<SwarmResult> =>
     runSwarm({
       nullCompute,
+      ...(loop ? {} : { loop: false }),
       ...(pageThreads !== undefined ? { threads: pageThreads } : {}),
       ...(pageWarmUp !== undefined ? { warmUpMs: pageWarmUp } : {}),
       perf: values.perf,
@@ -257,8 +266,15 @@ runCli(async () => {
     alsoWarmUp === undefined
       ? undefined
       : (log(`1-peer swarm, pages warming up ${alsoWarmUp} ms`), await run(1, false, threads, alsoWarmUp));
+  const alsoNoLoop = values['also-no-loop'];
+  const noLoopOne = alsoNoLoop
+    ? (log(`1-peer swarm, no loop mode`), await run(1, false, threads, warmUpMs, false))
+    : undefined;
   log(`${peers}-peer swarm, ${tokens} new tokens`);
   const many = await run(peers);
+  const noLoopMany = alsoNoLoop
+    ? (log(`${peers}-peer swarm, no loop mode`), await run(peers, false, threads, warmUpMs, false))
+    : undefined;
   const warmMany =
     alsoWarmUp === undefined
       ? undefined
@@ -277,14 +293,23 @@ runCli(async () => {
     nulls = { one: nOne, many: await run(peers, true) };
   }
   const load1 = loadavg();
-  /** One swarm's per-token split, and per hop (stages + 1 hops per token). */
-  const split = (r: SwarmResult) => ({
-    peers: r.stages.length,
-    decodeTokPerS: r.timings.decodeTokPerS,
-    computeMsPerToken: r.timings.computeMsPerToken,
-    hopMsPerToken: r.timings.hopMsPerToken,
-    hopMsPerHop: r.timings.hopMsPerToken / (r.stages.length + 1),
-  });
+  /**
+   * One swarm's per-token split, and per wire hop: `stages` hops per token in loop mode (none on one
+   * stage: its "hops" are the stage's own handling), `stages + 1` when the requester sends each step.
+   */
+  const split = (r: SwarmResult, loop = true) => {
+    const n = r.stages.length;
+    const wireHops = loop ? (n > 1 ? n : 0) : n + 1;
+    return {
+      peers: r.stages.length,
+      loop,
+      decodeTokPerS: r.timings.decodeTokPerS,
+      computeMsPerToken: r.timings.computeMsPerToken,
+      hopMsPerToken: r.timings.hopMsPerToken,
+      wireHopsPerToken: wireHops,
+      hopMsPerHop: wireHops > 0 ? r.timings.hopMsPerToken / wireHops : null,
+    };
+  };
   const nullCompute = nulls
     ? {
         one: split(nulls.one),
@@ -344,6 +369,19 @@ runCli(async () => {
                 },
               }
             : {}),
+          ...(noLoopOne && noLoopMany
+            ? {
+                alsoNoLoop: {
+                  one: split(noLoopOne, false),
+                  many: split(noLoopMany, false),
+                  decodeRatio: noLoopMany.timings.decodeTokPerS / noLoopOne.timings.decodeTokPerS,
+                  loopOverNoLoop: {
+                    one: one.timings.decodeTokPerS / noLoopOne.timings.decodeTokPerS,
+                    many: many.timings.decodeTokPerS / noLoopMany.timings.decodeTokPerS,
+                  },
+                },
+              }
+            : {}),
           ...(alsoOne && alsoMany
             ? {
                 alsoThreads: {
@@ -382,6 +420,7 @@ runCli(async () => {
           speeds,
           ...(nulls ? { nullOne: nulls.one, nullMany: nulls.many } : {}),
           ...(warmOne && warmMany ? { warmUpOne: warmOne, warmUpMany: warmMany } : {}),
+          ...(noLoopOne && noLoopMany ? { noLoopOne, noLoopMany } : {}),
           elapsedS,
         },
         null,
@@ -456,6 +495,26 @@ runCli(async () => {
             '',
           ]
         : []),
+      ...(noLoopOne && noLoopMany
+        ? [
+            'The same swarms with the requester sending every step (no loop mode), each run right after its counterpart:',
+            table(
+              ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok', 'loop ÷ no loop'],
+              [
+                [noLoopOne, one],
+                [noLoopMany, many],
+              ].map(([r, l]) => [
+                `${r!.stages.length}`,
+                r!.timings.decodeTokPerS.toFixed(1),
+                r!.timings.computeMsPerToken.toFixed(2),
+                r!.timings.hopMsPerToken.toFixed(2),
+                (l!.timings.decodeTokPerS / r!.timings.decodeTokPerS).toFixed(2),
+              ]),
+            ),
+            `decode tok/s ${peers} peers ÷ 1 peer without the loop = ${(noLoopMany.timings.decodeTokPerS / noLoopOne.timings.decodeTokPerS).toFixed(2)}`,
+            '',
+          ]
+        : []),
       ...(alsoOne && alsoMany
         ? [
             `The same swarms with the pages at ${alsoThreads} thread(s), run in turn with the ones above:`,
@@ -475,7 +534,7 @@ runCli(async () => {
       ...(nullCompute
         ? [
             'The same swarms with --null-compute (stages skip the model): the ring protocol alone; one hop =',
-            "hops per token ÷ (stages + 1), next to bench:transport's raw DataChannel hop.",
+            "hops per token ÷ wire hops per token (loop mode: stages; none on 1 stage), next to bench:transport's raw DataChannel hop.",
             table(
               ['peers', 'decode tok/s', 'compute ms/tok', 'hops ms/tok', 'ms per hop'],
               [nullCompute.one, nullCompute.many].map((r) => [
@@ -483,7 +542,7 @@ runCli(async () => {
                 r.decodeTokPerS.toFixed(1),
                 r.computeMsPerToken.toFixed(2),
                 r.hopMsPerToken.toFixed(2),
-                r.hopMsPerHop.toFixed(2),
+                r.hopMsPerHop === null ? '—' : r.hopMsPerHop.toFixed(2),
               ]),
             ),
             `null-compute decode tok/s ${peers} peers ÷ 1 peer = ${nullCompute.ratio.toFixed(2)}`,
@@ -500,6 +559,12 @@ runCli(async () => {
           ? ([
               [`model, warm-up ${alsoWarmUp} ms`, warmOne],
               [`model, warm-up ${alsoWarmUp} ms`, warmMany],
+            ] as const)
+          : []),
+        ...(noLoopOne && noLoopMany
+          ? ([
+              ['model, no loop', noLoopOne],
+              ['model, no loop', noLoopMany],
             ] as const)
           : []),
         ...(nulls

@@ -1,7 +1,7 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
- *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace]`
+ *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace] [--no-loop]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -21,7 +21,9 @@
  * `--null-compute` (tooling) makes the stages skip the model: the text is meaningless, the timings
  * are the ring's protocol cost per token (pages allow it only with a test-mode server, which this
  * tool always spawns). `--trace` logs every contributor's assignment and load state at each change
- * and each page's shard-load breakdown (tools/swarm/swarm-trace.ts).
+ * and each page's shard-load breakdown (tools/swarm/swarm-trace.ts). `--no-loop` (tooling) opens the
+ * requester page with `loop=0`: it sends every decode step itself instead of the ring's head feeding
+ * each token to stage 0 (loop mode, the default; the text is the same).
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -46,6 +48,7 @@ runCli(async () => {
       quiet: { type: 'boolean', default: false },
       'null-compute': { type: 'boolean', default: false },
       trace: { type: 'boolean', default: false },
+      'no-loop': { type: 'boolean', default: false },
       draft: { type: 'string' },
       'draft-k': { type: 'string', default: '4' },
     },
@@ -91,6 +94,7 @@ runCli(async () => {
     ...(values.model ? { model: values.model } : {}),
     ...(values['null-compute'] ? { nullCompute: true } : {}),
     ...(values.trace ? { trace: true } : {}),
+    ...(values['no-loop'] ? { loop: false } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {
       if (!values.quiet) process.stderr.write(`${m}\n`);

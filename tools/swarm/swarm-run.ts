@@ -72,6 +72,11 @@ export interface SwarmOptions {
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
+   * `false`: the requester page sends every decode step itself (`loop=0`), instead of the ring's
+   * head feeding each token to stage 0 (loop mode, the default for plain k = 1 answers).
+   */
+  loop?: boolean;
+  /**
    * Speculative decoding: the requester page drafts with a copy of the model in `format` (the
    * chat's "Draft locally" setting, q4) and the ring verifies up to `k` drafted tokens per lap.
    * Greedy only. The answer's `speculative` figures are read from the chat's draft note.
@@ -624,10 +629,11 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await logLoads();
     }
 
+    const chatQuery = [...(o.perf ? ['perf=1'] : []), ...(o.loop === false ? ['loop=0'] : [])].join('&');
     const chatPage = await openPage(
       browser,
       server.url,
-      `/#/chat${o.perf ? '?perf=1' : ''}`,
+      `/#/chat${chatQuery ? `?${chatQuery}` : ''}`,
       'requester',
       log,
     );

@@ -92,6 +92,7 @@ export const requester = createRequester({
   existingLink: (peer) => contributor.openLink(peer),
   localMemoryBytes,
   storage: sessionStorage,
+  ...(tooling.loop ? {} : { loop: false }),
 });
 
 /**

@@ -12,6 +12,8 @@
  * after its first load (`0` turns it off), for benchmarks that measure what the warm-up buys.
  * `log=1` sends the tab's requester and contributor logs to the browser console (logs only, so any
  * server allows it): a browser test prints them to see where an answer stalled.
+ * `loop=0` (this tab's own requests, so any server allows it) turns the requester's loop mode off
+ * (every decode step sent from this tab, as before issue 16's loop), for benchmarks that compare.
  */
 import { RingworkError } from '../../../shared/errors';
 import type { Logger } from '../../../shared/app/network-port';
@@ -21,6 +23,8 @@ export function toolingFromUrl(): {
   nullCompute: boolean;
   perf: boolean;
   log: boolean;
+  /** False with `loop=0`: this tab's ring answers send every step themselves. */
+  loop: boolean;
   tamper?: string;
   threads?: number;
   warmUpMs?: number;
@@ -34,6 +38,7 @@ export function toolingFromUrl(): {
     nullCompute: q.get('nullCompute') === '1',
     perf: q.get('perf') === '1',
     log: q.get('log') === '1',
+    loop: q.get('loop') !== '0',
     ...(tamper ? { tamper } : {}),
     ...(Number.isInteger(threads) && threads >= 1 && threads <= 4 ? { threads } : {}),
     ...(warmUpMs <= 5000 ? { warmUpMs } : {}),

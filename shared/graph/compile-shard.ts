@@ -39,17 +39,40 @@ export interface CompileOptions {
    * `ops` whatever is asked, and {@link ShardIo.attention} says which graph was built.
    */
   attention?: AttentionMode;
+  /**
+   * How the KV cache crosses the graph (default `concat`); see {@link KvCacheMode}. `rows` applies
+   * to the `ops` attention graph only: the fused graph keeps `concat` whatever is asked, and
+   * {@link ShardIo.kvCache} says which was built.
+   */
+  kvCache?: KvCacheMode;
 }
 
 /** See {@link CompileOptions.attention}. */
 export type AttentionMode = 'fused' | 'ops';
 export const ATTENTION_MODES: readonly AttentionMode[] = ['fused', 'ops'];
 
+/**
+ * The KV-cache contract of a block. `concat`: `past_*` is the cache `[1, kvHeads, len, headDim]`
+ * and `present_*` the whole cache with the step's rows appended (`Concat(past, new)`), so the
+ * cache enters and leaves the graph whole on every step: on the wasm backend, which copies every
+ * input into its heap and every output out of it, that is three passes over the cache per step
+ * besides attention's own. `rows`: `past_*` is a buffer `[1, kvHeads, capacity, headDim]` whose
+ * first `position_ids[0]` rows are the cache (the rows after it, spare capacity or positions a
+ * rewind dropped, are masked, never read as keys), and the outputs `new_key.*` / `new_value.*`
+ * are only the step's rows `[1, kvHeads, S, headDim]`: the runner writes them into its buffer in
+ * place (O(new)), a rewind is a length change, and attention runs over the past and the new rows
+ * side by side (no Concat copy of the cache). Used on wasm, where it measured faster
+ * (`npm run bench:engine`); WebGPU keeps `concat`, whose cache stays on the GPU.
+ */
+export type KvCacheMode = 'concat' | 'rows';
+export const KV_CACHE_MODES: readonly KvCacheMode[] = ['concat', 'rows'];
+
 /** Names of one block's KV-cache inputs and outputs. */
 export interface KvIo {
   layer: number;
   pastKey: string;
   pastValue: string;
+  /** The whole cache after the step (`concat`), or only the step's rows (`rows`). */
   presentKey: string;
   presentValue: string;
 }
@@ -74,6 +97,8 @@ export interface ShardIo {
   vocabSize: number;
   /** The attention graph built (see {@link CompileOptions.attention}); absent without blocks. */
   attention?: AttentionMode;
+  /** The KV-cache contract built (see {@link KvCacheMode}); absent without blocks. */
+  kvCache?: KvCacheMode;
 }
 
 /** A compiled shard: the ONNX model bytes, its external weights and its I/O contract. */
@@ -144,6 +169,15 @@ export async function compileShard(
     );
   }
   const attention: AttentionMode = asked === 'fused' && fusedAttentionFits(c.headDim) ? 'fused' : 'ops';
+  const askedKv = options.kvCache ?? 'concat';
+  if (!KV_CACHE_MODES.includes(askedKv)) {
+    throw new RingworkError(
+      'GRAPH_BAD_OPTION',
+      `Unknown KV cache mode "${String(askedKv)}": use concat or rows.`,
+      { details: { kvCache: askedKv } },
+    );
+  }
+  const kvCache: KvCacheMode = attention === 'ops' ? askedKv : 'concat';
   const g = new GraphBuilder();
   const D = c.hiddenSize;
   const qD = c.numHeads * c.headDim;
@@ -249,6 +283,7 @@ export async function compileShard(
   // ---- blocks
   if (blocks.length > 0) {
     io.attention = attention;
+    io.kvCache = kvCache;
     io.positions = g.input('position_ids', 'int64', [1, 'seq']);
     const { cos, sin } = ropeTables(c, options.contextLength);
     const cosT = g.weight('rope.cos', 'float32', [options.contextLength, c.headDim / 2], f32(cos));
@@ -263,15 +298,17 @@ export async function compileShard(
 
     // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
     let mask = '';
+    let rowsMask: { bias: string; split: string } | undefined;
     let lengths: { seqlensK: string; total: string } | undefined;
     const first = blocks[0]!;
+    const present = kvCache === 'rows' ? 'new' : 'present';
     for (const l of blocks) {
       const kv: KvIo = {
         layer: l,
         pastKey: `past_key.${l}`,
         pastValue: `past_value.${l}`,
-        presentKey: `present_key.${l}`,
-        presentValue: `present_value.${l}`,
+        presentKey: `${present}_key.${l}`,
+        presentValue: `${present}_value.${l}`,
       };
       io.kv.push(kv);
       g.input(kv.pastKey, 'float32', [1, c.numKvHeads, 'past', c.headDim]);
@@ -312,6 +349,51 @@ export async function compileShard(
         );
         g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+      } else if (kvCache === 'rows') {
+        const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numHeads },
+        });
+        const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numKvHeads },
+        });
+        // Only the step's rows leave the graph: the runner appends them to its buffer.
+        const newK = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], {
+          outputs: [kv.presentKey],
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        const newV = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], {
+          outputs: [kv.presentValue],
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
+        g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
+        rowsMask ??= rowsCausalMask(g, io.positions, kv.pastKey);
+        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], {
+          attrs: { perm: [0, 2, 3, 1, 4] },
+        });
+        // Scores against the buffer's rows and the step's own rows, side by side: [.., S, cap + S].
+        // The Unsqueeze comes before the Transpose so that ORT folds Transpose + MatMul into one
+        // MatMul reading K transposed in place (no copy of the cache).
+        const keysT = (t: string) =>
+          g.node('Transpose', [g.node('Unsqueeze', [t, ax2])], { attrs: { perm: [0, 1, 2, 4, 3] } });
+        const scoresPast = g.node('MatMul', [q5, keysT(kv.pastKey)]);
+        const scoresNew = g.node('MatMul', [q5, keysT(newK)]);
+        let scores = g.node('Concat', [scoresPast, scoresNew], { attrs: { axis: -1 } });
+        scores = g.node('Add', [g.node('Mul', [scores, scale]), rowsMask.bias]);
+        const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
+        const probsPast = g.fresh('probs_past');
+        const probsNew = g.fresh('probs_new');
+        g.node('Split', [probs, rowsMask.split], { outputs: [probsPast, probsNew], attrs: { axis: -1 } });
+        const ctx = g.node('Add', [
+          g.node('MatMul', [probsPast, g.node('Unsqueeze', [kv.pastValue, ax2])]),
+          g.node('MatMul', [probsNew, g.node('Unsqueeze', [newV, ax2])]),
+        ]);
+        merged = g.node('Reshape', [
+          g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
+          shapeOut,
+        ]);
       } else {
         const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
           domain: MS,
@@ -445,6 +527,39 @@ function causalMask(g: GraphBuilder, positions: string, presentK: string): strin
   const hidden = g.node('Greater', [keyPos, qPos]);
   const bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
   return g.node('Unsqueeze', [bias, g.constInt64([1, 2])]);
+}
+
+/**
+ * The mask of a `rows` graph, once per shard: a bias [1, 1, 1, S, cap + S] over the buffer's rows
+ * then the step's rows, and the Split sizes [cap, S] that part the probabilities again. Buffer row
+ * j is a key iff j < position_ids[0] (the cached length: the rows after it are spare capacity or
+ * dropped by a rewind); the step's row j is visible to query i iff its position is <= query i's.
+ */
+function rowsCausalMask(
+  g: GraphBuilder,
+  positions: string,
+  pastKey: string,
+): { bias: string; split: string } {
+  const cap = g.node('Slice', [g.node('Shape', [pastKey]), g.constInt64([2]), g.constInt64([3])]);
+  const seq = g.node('Slice', [g.node('Shape', [positions]), g.constInt64([1]), g.constInt64([2])]);
+  const split = g.node('Concat', [cap, seq], { attrs: { axis: 0 } });
+  const rowIdx = g.node('Range', [
+    g.constInt64([0], []),
+    g.node('Squeeze', [cap, g.constInt64([0])]),
+    g.constInt64([1], []),
+  ]);
+  // [1, S, 1]: each query's position; [1, 1, 1]: the first one, the cached length.
+  const qPos = g.node('Unsqueeze', [positions, g.constInt64([2])]);
+  const cached = g.node('Slice', [qPos, g.constInt64([0]), g.constInt64([1]), g.constInt64([1])]);
+  // Or-ing the (always false) row > query test gives the [1, S, cap] shape.
+  const hiddenPast = g.node('Or', [
+    g.node('GreaterOrEqual', [rowIdx, cached]),
+    g.node('Greater', [rowIdx, qPos]),
+  ]);
+  const hiddenNew = g.node('Greater', [g.node('Unsqueeze', [positions, g.constInt64([1])]), qPos]);
+  const hidden = g.node('Concat', [hiddenPast, hiddenNew], { attrs: { axis: -1 } });
+  const bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
+  return { bias: g.node('Unsqueeze', [bias, g.constInt64([1, 2])]), split };
 }
 
 /** Canonical names of every tensor units `[start, end)` read (each once). */

@@ -293,7 +293,10 @@ export async function compileShard(
     const shapeKv = g.constInt64([0, 0, c.numKvHeads, c.headDim]);
     const shapeQ = g.constInt64([0, 0, c.numKvHeads, G, c.headDim]);
     const shapeOut = g.constInt64([0, 0, qD]);
-    const ax2 = g.constInt64([2]);
+    // Made on first use (each graph uses some): ORT warns about an unused initializer.
+    let shapesG: { q: string; ctx: string } | undefined;
+    let ax2v: string | undefined;
+    const ax2 = () => (ax2v ??= g.constInt64([2]));
     const scale = g.constFloat([1 / Math.sqrt(c.headDim)], []);
 
     // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
@@ -369,29 +372,36 @@ export async function compileShard(
         });
         g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
-        rowsMask ??= rowsCausalMask(g, io.positions, kv.pastKey);
-        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], {
-          attrs: { perm: [0, 2, 3, 1, 4] },
-        });
-        // Scores against the buffer's rows and the step's own rows, side by side: [.., S, cap + S].
-        // The Unsqueeze comes before the Transpose so that ORT folds Transpose + MatMul into one
-        // MatMul reading K transposed in place (no copy of the cache).
-        const keysT = (t: string) =>
-          g.node('Transpose', [g.node('Unsqueeze', [t, ax2])], { attrs: { perm: [0, 1, 2, 4, 3] } });
-        const scoresPast = g.node('MatMul', [q5, keysT(kv.pastKey)]);
-        const scoresNew = g.node('MatMul', [q5, keysT(newK)]);
-        let scores = g.node('Concat', [scoresPast, scoresNew], { attrs: { axis: -1 } });
-        scores = g.node('Add', [g.node('Mul', [scores, scale]), rowsMask.bias]);
+        rowsMask ??= rowsCausalMask(g, io.positions, kv.pastKey, G);
+        // Queries grouped by their KV head, the group and position axes merged: [1, kvH, G*S, hd],
+        // so keys and values [1, kvH, len, hd] take part in MatMul as they are (no Unsqueeze).
+        const qG = g.node('Reshape', [
+          g.node('Transpose', [g.node('Reshape', [q, shapeQ])], { attrs: { perm: [0, 2, 3, 1, 4] } }),
+          (shapesG ??= {
+            q: g.constInt64([0, c.numKvHeads, -1, c.headDim]),
+            ctx: g.constInt64([0, c.numKvHeads, G, -1, c.headDim]),
+          }).q,
+        ]);
+        // Scores against the buffer's rows and the step's own rows, side by side: [.., G*S, cap + S].
+        // ORT folds each Transpose + MatMul + constant scale into one MatMul that reads K
+        // transposed in place (no copy of the cache).
+        const keysT = (t: string) => g.node('Transpose', [t], { attrs: { perm: [0, 1, 3, 2] } });
+        const scoresPast = g.node('Mul', [g.node('MatMul', [qG, keysT(kv.pastKey)]), scale]);
+        const scoresNew = g.node('Mul', [g.node('MatMul', [qG, keysT(newK)]), scale]);
+        const scores = g.node('Add', [
+          g.node('Concat', [scoresPast, scoresNew], { attrs: { axis: -1 } }),
+          rowsMask.bias,
+        ]);
         const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
         const probsPast = g.fresh('probs_past');
         const probsNew = g.fresh('probs_new');
         g.node('Split', [probs, rowsMask.split], { outputs: [probsPast, probsNew], attrs: { axis: -1 } });
         const ctx = g.node('Add', [
-          g.node('MatMul', [probsPast, g.node('Unsqueeze', [kv.pastValue, ax2])]),
-          g.node('MatMul', [probsNew, g.node('Unsqueeze', [newV, ax2])]),
+          g.node('MatMul', [probsPast, kv.pastValue]),
+          g.node('MatMul', [probsNew, newV]),
         ]);
         merged = g.node('Reshape', [
-          g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
+          g.node('Transpose', [g.node('Reshape', [ctx, shapesG.ctx])], { attrs: { perm: [0, 3, 1, 2, 4] } }),
           shapeOut,
         ]);
       } else {
@@ -419,12 +429,12 @@ export async function compileShard(
         });
         const kT = g.node('Unsqueeze', [
           g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }),
-          ax2,
+          ax2(),
         ]);
         let scores = g.node('MatMul', [q5, kT]);
         scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
         const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
-        const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
+        const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2()])]);
         merged = g.node('Reshape', [
           g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
           shapeOut,
@@ -530,15 +540,17 @@ function causalMask(g: GraphBuilder, positions: string, presentK: string): strin
 }
 
 /**
- * The mask of a `rows` graph, once per shard: a bias [1, 1, 1, S, cap + S] over the buffer's rows
- * then the step's rows, and the Split sizes [cap, S] that part the probabilities again. Buffer row
- * j is a key iff j < position_ids[0] (the cached length: the rows after it are spare capacity or
- * dropped by a rewind); the step's row j is visible to query i iff its position is <= query i's.
+ * The mask of a `rows` graph, once per shard: a bias [1, 1, G*S, cap + S] over the buffer's rows
+ * then the step's rows (queries in group-major order, as the graph merges them), and the Split
+ * sizes [cap, S] that part the probabilities again. Buffer row j is a key iff j <
+ * position_ids[0] (the cached length: the rows after it are spare capacity or dropped by a
+ * rewind); the step's row j is visible to query i iff its position is <= query i's.
  */
 function rowsCausalMask(
   g: GraphBuilder,
   positions: string,
   pastKey: string,
+  groups: number,
 ): { bias: string; split: string } {
   const cap = g.node('Slice', [g.node('Shape', [pastKey]), g.constInt64([2]), g.constInt64([3])]);
   const seq = g.node('Slice', [g.node('Shape', [positions]), g.constInt64([1]), g.constInt64([2])]);
@@ -558,8 +570,9 @@ function rowsCausalMask(
   ]);
   const hiddenNew = g.node('Greater', [g.node('Unsqueeze', [positions, g.constInt64([1])]), qPos]);
   const hidden = g.node('Concat', [hiddenPast, hiddenNew], { attrs: { axis: -1 } });
-  const bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
-  return { bias: g.node('Unsqueeze', [bias, g.constInt64([1, 2])]), split };
+  let bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
+  if (groups > 1) bias = g.node('Tile', [bias, g.constInt64([1, groups, 1])]);
+  return { bias: g.node('Unsqueeze', [bias, g.constInt64([1])]), split };
 }
 
 /** Canonical names of every tensor units `[start, end)` read (each once). */

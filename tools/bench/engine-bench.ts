@@ -12,13 +12,17 @@ import { access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { RingworkError } from '../../shared/errors.js';
-import { fusedAttentionFits, type AttentionMode } from '../../shared/graph/compile-shard.js';
+import {
+  fusedAttentionFits,
+  type AttentionMode,
+  type KvCacheMode,
+} from '../../shared/graph/compile-shard.js';
 import type { UnitRange } from '../../shared/graph/units.js';
 import type { ModelLocation } from '../../shared/model/open-model.js';
 import type { ModelConfig } from '../../shared/model/types.js';
 import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
 import { nodeOrt, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
-import { synthesizeModel, type SynthPresetName } from '../model/synth.js';
+import { SYNTH_PRESETS, synthesizeModel, type SynthPresetName } from '../model/synth.js';
 import {
   decodeBytesPerToken,
   fixedPrompt,
@@ -78,6 +82,21 @@ export interface EngineBenchOptions {
    * one run. Only for models whose head size the fused kernel takes.
    */
   fusedAttention: boolean;
+  /**
+   * Also run wasm (1 thread, 2 if `wasmThreads2`) and native 1 thread on the `concat` KV-cache
+   * graph (the whole cache in and out of every step), next to the default `rows` graph: the
+   * before/after of that engine change in one run.
+   */
+  kvCompare: boolean;
+  /**
+   * Decode positions at which every variant's step time is measured (a fresh prefill of that many
+   * tokens, then `positionSteps` timed steps), so that the KV-proportional part of a step shows;
+   * each is lowered to fit the model's context. Empty: none.
+   */
+  positions: number[];
+  positionSteps: number;
+  /** Rounds of the position sweep (each position and variant once per round, interleaved). */
+  positionRounds: number;
   /** Bytes per copy and repeats of the memory-bandwidth probe. */
   bandwidth: { bytes: number; repeats: number };
   /** onnxruntime-node, already imported (default: imported here). */
@@ -88,7 +107,23 @@ export interface EngineBenchOptions {
 
 /** Variant ids, stable for `--json` consumers. */
 export type VariantId =
-  'wasm-1t' | 'wasm-2t' | 'wasm-1t-fused' | 'wasm-2t-fused' | 'native-1t' | 'native-2t' | 'wasm-split-1t';
+  | 'wasm-1t'
+  | 'wasm-2t'
+  | 'wasm-1t-concat'
+  | 'wasm-2t-concat'
+  | 'wasm-1t-fused'
+  | 'wasm-2t-fused'
+  | 'native-1t'
+  | 'native-1t-concat'
+  | 'native-2t'
+  | 'wasm-split-1t';
+
+/** A variant's decode step at one position (medians over the sweep's rounds). */
+export interface PositionTiming {
+  position: number;
+  msPerStep: number;
+  cpuMsPerStep: number;
+}
 
 /** Results of one variant. */
 export interface VariantResult {
@@ -100,6 +135,10 @@ export interface VariantResult {
   ranges: UnitRange[];
   /** The attention graph it was asked to build (see `CompileOptions.attention`). */
   attention: AttentionMode;
+  /** The KV-cache contract it was asked for (the fused graph always builds `concat`). */
+  kvCache: KvCacheMode;
+  /** Decode step time at each position of the sweep (see `EngineBenchOptions.positions`). */
+  atPosition: PositionTiming[];
   weightBytes: number;
   loadMs: number;
   /** Every timed prefill, ms. */
@@ -153,6 +192,20 @@ export interface BenchRatios {
   /** The same with 2 threads. */
   fusedOverOps2tDecode: number | null;
   fusedOverOps2tDecodeCpu: number | null;
+  /** rows ÷ concat KV cache: decode rate, wasm 1 thread (by wall and by CPU), 2 threads, native. */
+  rowsOverConcatDecode: number | null;
+  rowsOverConcatDecodeCpu: number | null;
+  rowsOverConcat2tDecode: number | null;
+  rowsOverConcatNativeDecode: number | null;
+}
+
+/** rows ÷ concat decode rate at one position (medians of back-to-back pairs; null: not run). */
+export interface PositionRatio {
+  position: number;
+  wasm1t: number | null;
+  wasm1tCpu: number | null;
+  wasm2t: number | null;
+  native1t: number | null;
 }
 
 /** Results for one model. */
@@ -171,6 +224,9 @@ export interface ModelBenchResult {
   boundTokPerS: number;
   variants: VariantResult[];
   ratios: BenchRatios;
+  /** The position sweep's positions, as lowered to fit the model. */
+  positions: number[];
+  rowsOverConcatAt: PositionRatio[];
   targets: TargetResult[];
 }
 
@@ -206,6 +262,8 @@ export async function ensureSynthModel(
   preset: SynthPresetName,
   seed: number,
   log?: (line: string) => void,
+  /** A longer context than the preset's (the same weights: values depend on seed and name only). */
+  maxPositions?: number,
 ): Promise<ModelLocation> {
   const exists = async (f: string) =>
     access(path.join(dir, f)).then(
@@ -214,7 +272,8 @@ export async function ensureSynthModel(
     );
   if (!((await exists('config.json')) && (await exists('model.safetensors')))) {
     log?.(`Writing synthetic ${preset} (f32, seed ${seed}) to ${dir} ...`);
-    await synthesizeModel({ preset, outDir: dir, seed, dtype: 'f32' });
+    const config = maxPositions ? { ...SYNTH_PRESETS[preset], maxPositions } : preset;
+    await synthesizeModel({ preset: config, outDir: dir, seed, dtype: 'f32' });
   }
   return { url: dir };
 }
@@ -266,8 +325,13 @@ async function benchModel(
   log: (line: string) => void,
 ): Promise<ModelBenchResult> {
   const config = (await openNodeModel(m.model)).source.config;
-  const contextLength = o.promptTokens + o.decodeSteps;
-  if (contextLength > config.maxPositions) {
+  // Positions that do not fit the model are lowered to its last `positionSteps`, once each.
+  const positions = [
+    ...new Set(o.positions.map((p) => Math.max(1, Math.min(p, config.maxPositions - o.positionSteps)))),
+  ].filter((p) => p + o.positionSteps <= config.maxPositions);
+  const sweepEnd = positions.length ? Math.max(...positions) + o.positionSteps : 0;
+  const contextLength = Math.max(o.promptTokens + o.decodeSteps, sweepEnd);
+  if (o.promptTokens + o.decodeSteps > config.maxPositions) {
     throw new RingworkError(
       'INVALID_ARGUMENT',
       `${m.name}: prompt ${o.promptTokens} + decode ${o.decodeSteps} exceeds its ${config.maxPositions} positions; use fewer steps.`,
@@ -290,6 +354,7 @@ async function benchModel(
     label: string;
     ranges: UnitRange[];
     attention: AttentionMode;
+    kvCache: KvCacheMode;
     load: () => Promise<BenchVariant>;
   };
   const plans: Plan[] = [];
@@ -299,21 +364,29 @@ async function benchModel(
     ranges: UnitRange[],
     ort: () => OrtModule,
     attention: AttentionMode = 'ops',
+    kvCache: KvCacheMode = attention === 'fused' ? 'concat' : 'rows',
   ) =>
     plans.push({
       id,
       label,
       ranges,
       attention,
-      load: () => loadInProcessVariant({ ...base, id, label, ranges, attention, ort: ort() }),
+      kvCache,
+      load: () => loadInProcessVariant({ ...base, id, label, ranges, attention, kvCache, ort: ort() }),
     });
-  const wasm2 = (id: VariantId, label: string, attention: AttentionMode) =>
+  const wasm2 = (
+    id: VariantId,
+    label: string,
+    attention: AttentionMode,
+    kvCache: KvCacheMode = attention === 'fused' ? 'concat' : 'rows',
+  ) =>
     plans.push({
       id,
       label,
       ranges: whole,
       attention,
-      load: () => loadWasmChildVariant({ ...base, id, label, ranges: whole, threads: 2, attention }),
+      kvCache,
+      load: () => loadWasmChildVariant({ ...base, id, label, ranges: whole, threads: 2, attention, kvCache }),
     });
   const fused = o.fusedAttention && fusedAttentionFits(config.headDim);
   const nativeModule = (): OrtModule => {
@@ -321,12 +394,33 @@ async function benchModel(
     return native.ort;
   };
   inProcess('wasm-1t', '(a) wasm, 1 thread', whole, () => nodeOrt(1));
+  if (o.kvCompare) {
+    inProcess(
+      'wasm-1t-concat',
+      'wasm, 1 thread, concat KV (before)',
+      whole,
+      () => nodeOrt(1),
+      'ops',
+      'concat',
+    );
+  }
   if (fused) inProcess('wasm-1t-fused', 'wasm, 1 thread, fused attention', whole, () => nodeOrt(1), 'fused');
   if (o.wasmThreads2) {
     wasm2('wasm-2t', 'wasm, 2 threads', 'ops');
+    if (o.kvCompare) wasm2('wasm-2t-concat', 'wasm, 2 threads, concat KV (before)', 'ops', 'concat');
     if (fused) wasm2('wasm-2t-fused', 'wasm, 2 threads, fused attention', 'fused');
   }
   inProcess('native-1t', '(b) native CPU, 1 thread', whole, () => nativeCpuOrt(nativeModule(), 1));
+  if (o.kvCompare) {
+    inProcess(
+      'native-1t-concat',
+      'native CPU, 1 thread, concat KV (before)',
+      whole,
+      () => nativeCpuOrt(nativeModule(), 1),
+      'ops',
+      'concat',
+    );
+  }
   if (o.nativeThreads2)
     inProcess('native-2t', 'native CPU, 2 threads', whole, () => nativeCpuOrt(nativeModule(), 2));
   inProcess('wasm-split-1t', `wasm split-${split.length} ${rangesText}, 1 thread`, split, () => nodeOrt(1));
@@ -353,8 +447,16 @@ async function benchModel(
   };
   const live = loaded.flatMap((l) => (l.variant ? [{ id: l.plan.id, variant: l.variant }] : []));
   let samples: InterleavedSamples;
+  let sweep: PositionSamples;
   try {
     samples = await measureInterleaved(live, settings, o, (line) => log(`${m.name}: ${line}`));
+    // The split variant's step is the whole model's plus hand-offs: not what the sweep is about.
+    sweep = await measurePositions(
+      live.filter((l) => l.id !== 'wasm-split-1t'),
+      config,
+      { positions, steps: o.positionSteps, rounds: o.positionRounds },
+      (line) => log(`${m.name}: ${line}`),
+    );
   } finally {
     for (const l of live) await l.variant.dispose();
   }
@@ -382,6 +484,18 @@ async function benchModel(
       ...(reason !== undefined ? { reason } : {}),
       ranges: plan.ranges,
       attention: plan.attention,
+      kvCache: plan.kvCache,
+      atPosition: positions.flatMap((p) => {
+        const t = sweep.get(plan.id)?.get(p);
+        if (!t?.length) return [];
+        return [
+          {
+            position: p,
+            msPerStep: spread(t.map((x) => x.ms / x.steps)).median,
+            cpuMsPerStep: spread(t.map((x) => x.cpuMs / x.steps)).median,
+          },
+        ];
+      }),
       weightBytes: variant?.weightBytes ?? 0,
       loadMs: variant?.loadMs ?? 0,
       prefillMs,
@@ -421,7 +535,24 @@ async function benchModel(
     fusedOverOpsDecodeCpu: paired('wasm-1t-fused', 'wasm-1t', 'decode-cpu'),
     fusedOverOps2tDecode: paired('wasm-2t-fused', 'wasm-2t', 'decode'),
     fusedOverOps2tDecodeCpu: paired('wasm-2t-fused', 'wasm-2t', 'decode-cpu'),
+    rowsOverConcatDecode: paired('wasm-1t', 'wasm-1t-concat', 'decode'),
+    rowsOverConcatDecodeCpu: paired('wasm-1t', 'wasm-1t-concat', 'decode-cpu'),
+    rowsOverConcat2tDecode: paired('wasm-2t', 'wasm-2t-concat', 'decode'),
+    rowsOverConcatNativeDecode: paired('native-1t', 'native-1t-concat', 'decode'),
   };
+  const at = (a: VariantId, b: VariantId, p: number, cpu = false): number | null => {
+    const ta = sweep.get(a)?.get(p);
+    const tb = sweep.get(b)?.get(p);
+    if (!ta?.length || !tb?.length) return null;
+    return spread(ta.map((x, i) => (cpu ? tb[i]!.cpuMs / x.cpuMs : tb[i]!.ms / x.ms))).median;
+  };
+  const rowsOverConcatAt: PositionRatio[] = positions.map((p) => ({
+    position: p,
+    wasm1t: at('wasm-1t', 'wasm-1t-concat', p),
+    wasm1tCpu: at('wasm-1t', 'wasm-1t-concat', p, true),
+    wasm2t: at('wasm-2t', 'wasm-2t-concat', p),
+    native1t: at('native-1t', 'native-1t-concat', p),
+  }));
   const target = (name: string, value: number | null, min: number): TargetResult => ({
     name,
     value,
@@ -445,6 +576,8 @@ async function benchModel(
     boundTokPerS,
     variants,
     ratios,
+    positions,
+    rowsOverConcatAt,
     targets: [
       target('a/b decode', ratios.wasmOverNativeDecode, TARGET_WASM_OVER_NATIVE),
       target('a/b prefill', ratios.wasmOverNativePrefill, TARGET_WASM_OVER_NATIVE),
@@ -531,6 +664,44 @@ export async function measureInterleaved(
     await round(r, true);
   }
   return samples;
+}
+
+/** Decode timings of the position sweep: variant id -> position -> one per round, in round order. */
+export type PositionSamples = Map<string, Map<number, DecodeTiming[]>>;
+
+/**
+ * The position sweep: each round, for each position, every variant (in an order that rotates)
+ * prefills that many tokens in a fresh session (untimed) and then decodes `steps` timed steps, so
+ * index i of two variants' timings at a position ran back to back. Shows the part of a decode step
+ * that grows with the cached length: the KV cache's copies and attention.
+ */
+export async function measurePositions(
+  variants: readonly { id: string; variant: BenchVariant }[],
+  config: Pick<ModelConfig, 'vocabSize' | 'bosTokenId'>,
+  sweep: { positions: readonly number[]; steps: number; rounds: number },
+  log: (line: string) => void = () => undefined,
+): Promise<PositionSamples> {
+  const out: PositionSamples = new Map(variants.map((v) => [v.id, new Map()]));
+  if (sweep.positions.length === 0) return out;
+  for (let r = 0; r < sweep.rounds; r++) {
+    log(`positions ${sweep.positions.join(', ')}: round ${r + 1}/${sweep.rounds} ...`);
+    for (const [i, p] of sweep.positions.entries()) {
+      const settings: GenerationSettings = { prompt: fixedPrompt(config, p), vocabSize: config.vocabSize };
+      for (let k = 0; k < variants.length; k++) {
+        const { id, variant } = variants[(k + r + i) % variants.length]!;
+        const run = await variant.start(settings);
+        try {
+          await run.prefill();
+          const t = await run.decode(sweep.steps);
+          const byPos = out.get(id)!;
+          byPos.set(p, [...(byPos.get(p) ?? []), t]);
+        } finally {
+          await run.close();
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -676,6 +847,27 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
         '',
       ]);
     }
+    if (m.ratios.rowsOverConcatDecode !== null) {
+      ratioRows.push([
+        'rows / concat KV cache, 1 thread (decode by wall, by CPU)',
+        `${fmtRatio(m.ratios.rowsOverConcatDecode)}, ${fmtRatio(m.ratios.rowsOverConcatDecodeCpu)}`,
+        '',
+      ]);
+    }
+    if (m.ratios.rowsOverConcat2tDecode !== null) {
+      ratioRows.push([
+        'rows / concat KV cache, 2 threads (decode)',
+        fmtRatio(m.ratios.rowsOverConcat2tDecode),
+        '',
+      ]);
+    }
+    if (m.ratios.rowsOverConcatNativeDecode !== null) {
+      ratioRows.push([
+        'rows / concat KV cache, native 1 thread (decode)',
+        fmtRatio(m.ratios.rowsOverConcatNativeDecode),
+        '',
+      ]);
+    }
     if (m.ratios.fusedOverOps2tDecode !== null) {
       ratioRows.push([
         'fused / ops attention, 2 threads (decode by wall, by CPU)',
@@ -684,6 +876,33 @@ export function formatEngineBenchReport(r: EngineBenchResult): string {
       ]);
     }
     out.push(...table(ratioRows).map((l) => `  ${l}`));
+    if (m.positions.length > 0) {
+      out.push(
+        `  Decode step at position p (${s.positionSteps} steps after a fresh prefill of p tokens; median of ${s.positionRounds} rounds): ms (CPU ms); ratios are rates (> 1: rows faster)`,
+      );
+      const posRows: string[][] = [['variant', ...m.positions.map((p) => `p = ${p}`)]];
+      for (const v of m.variants) {
+        if (!v.atPosition.length) continue;
+        posRows.push([
+          v.label,
+          ...m.positions.map((p) => {
+            const t = v.atPosition.find((x) => x.position === p);
+            return t ? `${t.msPerStep.toFixed(3)} (${t.cpuMsPerStep.toFixed(3)})` : '-';
+          }),
+        ]);
+      }
+      const ratioAt = (pick: (x: PositionRatio) => number | null) =>
+        m.rowsOverConcatAt.map((x) => fmtRatio(pick(x)));
+      if (m.rowsOverConcatAt.some((x) => x.wasm1t !== null)) {
+        posRows.push(['rows / concat, wasm 1 thread (by wall)', ...ratioAt((x) => x.wasm1t)]);
+        posRows.push(['rows / concat, wasm 1 thread (by CPU)', ...ratioAt((x) => x.wasm1tCpu)]);
+      }
+      if (m.rowsOverConcatAt.some((x) => x.wasm2t !== null))
+        posRows.push(['rows / concat, wasm 2 threads', ...ratioAt((x) => x.wasm2t)]);
+      if (m.rowsOverConcatAt.some((x) => x.native1t !== null))
+        posRows.push(['rows / concat, native 1 thread', ...ratioAt((x) => x.native1t)]);
+      out.push(...table(posRows).map((l) => `  ${l}`));
+    }
   }
   out.push('');
   out.push(`Total ${(r.totalMs / 1000).toFixed(1)} s.`);

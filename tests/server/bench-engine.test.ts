@@ -5,12 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SYNTH_PRESETS } from '../../tools/model/synth';
-import {
-  formatEngineBenchReport,
-  measureInterleaved,
-  pairedRatio,
-  runEngineBench,
-} from '../../tools/bench/engine-bench';
+import { measureInterleaved, pairedRatio, runEngineBench } from '../../tools/bench/engine-bench';
+import { formatEngineBenchReport } from '../../tools/bench/engine-report';
 import { decodeBytesPerToken, fixedPrompt, splitEvenly, spread } from '../../tools/bench/measure';
 import { measureCopyBandwidth } from '../../tools/bench/memory-bandwidth';
 import { existsSync } from 'node:fs';

@@ -14,11 +14,11 @@ import { parseArgs } from 'node:util';
 import { isRingworkError } from '../../shared/errors.js';
 import {
   ensureSynthModel,
-  formatEngineBenchReport,
   runEngineBench,
   type BenchModelSpec,
   type EngineBenchOptions,
 } from '../bench/engine-bench.js';
+import { formatEngineBenchReport } from '../bench/engine-report.js';
 
 const USAGE = `Usage: npm run bench:engine -- [--quick] [--json] [--rounds N] [--steps N] [--prompt N]
   [--models stories260K,stories15M] [--no-threads2] [--no-fused] [--no-kv-compare]

@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     positions: (values.positions ?? (quick ? '8,240' : '8,240,1000'))
       .split(',')
       .map((p) => positiveInt('positions', p.trim(), 1)),
-    positionSteps: 8,
+    positionSteps: 16,
     positionRounds: quick ? 1 : 3,
     bandwidth: quick ? { bytes: 64 * 2 ** 20, repeats: 3 } : { bytes: 256 * 2 ** 20, repeats: 5 },
     log,

@@ -290,14 +290,21 @@ export async function compileShard(
     const sinT = g.weight('rope.sin', 'float32', [options.contextLength, c.headDim / 2], f32(sin));
     const interleaved = c.ropeLayout === 'interleaved' ? 1 : 0;
     const G = c.numHeads / c.numKvHeads;
-    const shapeKv = g.constInt64([0, 0, c.numKvHeads, c.headDim]);
-    const shapeQ = g.constInt64([0, 0, c.numKvHeads, G, c.headDim]);
-    const shapeOut = g.constInt64([0, 0, qD]);
-    // Made on first use (each graph uses some): ORT warns about an unused initializer.
-    let shapesG: { q: string; ctx: string } | undefined;
-    let ax2v: string | undefined;
-    const ax2 = () => (ax2v ??= g.constInt64([2]));
-    const scale = g.constFloat([1 / Math.sqrt(c.headDim)], []);
+    // Constants are made on first use: the fused graph needs none of them, and ORT warns about
+    // an unused initializer.
+    const lazy = <T>(make: () => T): (() => T) => {
+      let v: T | undefined;
+      return () => (v ??= make());
+    };
+    const shapeKv = lazy(() => g.constInt64([0, 0, c.numKvHeads, c.headDim]));
+    const shapeQ = lazy(() => g.constInt64([0, 0, c.numKvHeads, G, c.headDim]));
+    const shapeOut = lazy(() => g.constInt64([0, 0, qD]));
+    const shapesG = lazy(() => ({
+      q: g.constInt64([0, c.numKvHeads, -1, c.headDim]),
+      ctx: g.constInt64([0, c.numKvHeads, G, -1, c.headDim]),
+    }));
+    const ax2 = lazy(() => g.constInt64([2]));
+    const scale = lazy(() => g.constFloat([1 / Math.sqrt(c.headDim)], []));
 
     // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
     let mask = '';
@@ -362,11 +369,11 @@ export async function compileShard(
           attrs: { interleaved, num_heads: c.numKvHeads },
         });
         // Only the step's rows leave the graph: the runner appends them to its buffer.
-        const newK = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], {
+        const newK = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
           outputs: [kv.presentKey],
           attrs: { perm: [0, 2, 1, 3] },
         });
-        const newV = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], {
+        const newV = g.node('Transpose', [g.node('Reshape', [v, shapeKv()])], {
           outputs: [kv.presentValue],
           attrs: { perm: [0, 2, 1, 3] },
         });
@@ -376,18 +383,15 @@ export async function compileShard(
         // Queries grouped by their KV head, the group and position axes merged: [1, kvH, G*S, hd],
         // so keys and values [1, kvH, len, hd] take part in MatMul as they are (no Unsqueeze).
         const qG = g.node('Reshape', [
-          g.node('Transpose', [g.node('Reshape', [q, shapeQ])], { attrs: { perm: [0, 2, 3, 1, 4] } }),
-          (shapesG ??= {
-            q: g.constInt64([0, c.numKvHeads, -1, c.headDim]),
-            ctx: g.constInt64([0, c.numKvHeads, G, -1, c.headDim]),
-          }).q,
+          g.node('Transpose', [g.node('Reshape', [q, shapeQ()])], { attrs: { perm: [0, 2, 3, 1, 4] } }),
+          shapesG().q,
         ]);
         // Scores against the buffer's rows and the step's own rows, side by side: [.., G*S, cap + S].
         // ORT folds each Transpose + MatMul + constant scale into one MatMul that reads K
         // transposed in place (no copy of the cache).
         const keysT = (t: string) => g.node('Transpose', [t], { attrs: { perm: [0, 1, 3, 2] } });
-        const scoresPast = g.node('Mul', [g.node('MatMul', [qG, keysT(kv.pastKey)]), scale]);
-        const scoresNew = g.node('Mul', [g.node('MatMul', [qG, keysT(newK)]), scale]);
+        const scoresPast = g.node('Mul', [g.node('MatMul', [qG, keysT(kv.pastKey)]), scale()]);
+        const scoresNew = g.node('Mul', [g.node('MatMul', [qG, keysT(newK)]), scale()]);
         const scores = g.node('Add', [
           g.node('Concat', [scoresPast, scoresNew], { attrs: { axis: -1 } }),
           rowsMask.bias,
@@ -401,8 +405,10 @@ export async function compileShard(
           g.node('MatMul', [probsNew, newV]),
         ]);
         merged = g.node('Reshape', [
-          g.node('Transpose', [g.node('Reshape', [ctx, shapesG.ctx])], { attrs: { perm: [0, 3, 1, 2, 4] } }),
-          shapeOut,
+          g.node('Transpose', [g.node('Reshape', [ctx, shapesG().ctx])], {
+            attrs: { perm: [0, 3, 1, 2, 4] },
+          }),
+          shapeOut(),
         ]);
       } else {
         const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
@@ -413,8 +419,12 @@ export async function compileShard(
           domain: MS,
           attrs: { interleaved, num_heads: c.numKvHeads },
         });
-        const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
-        const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+        const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv()])], {
+          attrs: { perm: [0, 2, 1, 3] },
+        });
         const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
         const presentV = g.node('Concat', [kv.pastValue, v4], {
           outputs: [kv.presentValue],
@@ -424,7 +434,7 @@ export async function compileShard(
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
         if (l === first) mask = causalMask(g, io.positions, presentK);
         // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
-        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], {
+        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ()])], {
           attrs: { perm: [0, 2, 3, 1, 4] },
         });
         const kT = g.node('Unsqueeze', [
@@ -432,12 +442,12 @@ export async function compileShard(
           ax2(),
         ]);
         let scores = g.node('MatMul', [q5, kT]);
-        scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
+        scores = g.node('Add', [g.node('Mul', [scores, scale()]), mask]);
         const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
         const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2()])]);
         merged = g.node('Reshape', [
           g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
-          shapeOut,
+          shapeOut(),
         ]);
       }
       const attnOut = await linear1(merged, `${p}.self_attn.o_proj.weight`, D, qD);

@@ -1,6 +1,7 @@
 import { RingworkError, throwIfAborted } from '../errors.js';
 import { requiredTensorNames } from '../model/tensor-names.js';
 import type { ModelSource } from '../model/types.js';
+import { causalMask, gqaLengths, rowsCausalMask } from './attention-masks.js';
 import { GraphBuilder, type ExternalBlob } from './onnx-builder.js';
 import { quantizeBlockwise, transpose2d } from './quantize.js';
 import { ropeTables } from './rope.js';
@@ -39,17 +40,40 @@ export interface CompileOptions {
    * `ops` whatever is asked, and {@link ShardIo.attention} says which graph was built.
    */
   attention?: AttentionMode;
+  /**
+   * How the KV cache crosses the graph (default `concat`); see {@link KvCacheMode}. `rows` applies
+   * to the `ops` attention graph only: the fused graph keeps `concat` whatever is asked, and
+   * {@link ShardIo.kvCache} says which was built.
+   */
+  kvCache?: KvCacheMode;
 }
 
 /** See {@link CompileOptions.attention}. */
 export type AttentionMode = 'fused' | 'ops';
 export const ATTENTION_MODES: readonly AttentionMode[] = ['fused', 'ops'];
 
+/**
+ * The KV-cache contract of a block. `concat`: `past_*` is the cache `[1, kvHeads, len, headDim]`
+ * and `present_*` the whole cache with the step's rows appended (`Concat(past, new)`), so the
+ * cache enters and leaves the graph whole on every step: on the wasm backend, which copies every
+ * input into its heap and every output out of it, that is three passes over the cache per step
+ * besides attention's own. `rows`: `past_*` is a buffer `[1, kvHeads, capacity, headDim]` whose
+ * first `position_ids[0]` rows are the cache (the rows after it, spare capacity or positions a
+ * rewind dropped, are masked, never read as keys), and the outputs `new_key.*` / `new_value.*`
+ * are only the step's rows `[1, kvHeads, S, headDim]`: the runner writes them into its buffer in
+ * place (O(new)), a rewind is a length change, and attention runs over the past and the new rows
+ * side by side (no Concat copy of the cache). Used on wasm, where it measured faster
+ * (`npm run bench:engine`); WebGPU keeps `concat`, whose cache stays on the GPU.
+ */
+export type KvCacheMode = 'concat' | 'rows';
+export const KV_CACHE_MODES: readonly KvCacheMode[] = ['concat', 'rows'];
+
 /** Names of one block's KV-cache inputs and outputs. */
 export interface KvIo {
   layer: number;
   pastKey: string;
   pastValue: string;
+  /** The whole cache after the step (`concat`), or only the step's rows (`rows`). */
   presentKey: string;
   presentValue: string;
 }
@@ -74,6 +98,8 @@ export interface ShardIo {
   vocabSize: number;
   /** The attention graph built (see {@link CompileOptions.attention}); absent without blocks. */
   attention?: AttentionMode;
+  /** The KV-cache contract built (see {@link KvCacheMode}); absent without blocks. */
+  kvCache?: KvCacheMode;
 }
 
 /** A compiled shard: the ONNX model bytes, its external weights and its I/O contract. */
@@ -144,6 +170,15 @@ export async function compileShard(
     );
   }
   const attention: AttentionMode = asked === 'fused' && fusedAttentionFits(c.headDim) ? 'fused' : 'ops';
+  const askedKv = options.kvCache ?? 'concat';
+  if (!KV_CACHE_MODES.includes(askedKv)) {
+    throw new RingworkError(
+      'GRAPH_BAD_OPTION',
+      `Unknown KV cache mode "${String(askedKv)}": use concat or rows.`,
+      { details: { kvCache: askedKv } },
+    );
+  }
+  const kvCache: KvCacheMode = attention === 'ops' ? askedKv : 'concat';
   const g = new GraphBuilder();
   const D = c.hiddenSize;
   const qD = c.numHeads * c.headDim;
@@ -249,29 +284,42 @@ export async function compileShard(
   // ---- blocks
   if (blocks.length > 0) {
     io.attention = attention;
+    io.kvCache = kvCache;
     io.positions = g.input('position_ids', 'int64', [1, 'seq']);
     const { cos, sin } = ropeTables(c, options.contextLength);
     const cosT = g.weight('rope.cos', 'float32', [options.contextLength, c.headDim / 2], f32(cos));
     const sinT = g.weight('rope.sin', 'float32', [options.contextLength, c.headDim / 2], f32(sin));
     const interleaved = c.ropeLayout === 'interleaved' ? 1 : 0;
     const G = c.numHeads / c.numKvHeads;
-    const shapeKv = g.constInt64([0, 0, c.numKvHeads, c.headDim]);
-    const shapeQ = g.constInt64([0, 0, c.numKvHeads, G, c.headDim]);
-    const shapeOut = g.constInt64([0, 0, qD]);
-    const ax2 = g.constInt64([2]);
-    const scale = g.constFloat([1 / Math.sqrt(c.headDim)], []);
+    // Constants are made on first use: the fused graph needs none of them, and ORT warns about
+    // an unused initializer.
+    const lazy = <T>(make: () => T): (() => T) => {
+      let v: T | undefined;
+      return () => (v ??= make());
+    };
+    const shapeKv = lazy(() => g.constInt64([0, 0, c.numKvHeads, c.headDim]));
+    const shapeQ = lazy(() => g.constInt64([0, 0, c.numKvHeads, G, c.headDim]));
+    const shapeOut = lazy(() => g.constInt64([0, 0, qD]));
+    const shapesG = lazy(() => ({
+      q: g.constInt64([0, c.numKvHeads, -1, c.headDim]),
+      ctx: g.constInt64([0, c.numKvHeads, G, -1, c.headDim]),
+    }));
+    const ax2 = lazy(() => g.constInt64([2]));
+    const scale = lazy(() => g.constFloat([1 / Math.sqrt(c.headDim)], []));
 
     // Causal mask [1, 1, 1, S, T] from absolute positions: key j is visible to query i iff j <= pos_i.
     let mask = '';
+    let rowsMask: { bias: string; split: string } | undefined;
     let lengths: { seqlensK: string; total: string } | undefined;
     const first = blocks[0]!;
+    const present = kvCache === 'rows' ? 'new' : 'present';
     for (const l of blocks) {
       const kv: KvIo = {
         layer: l,
         pastKey: `past_key.${l}`,
         pastValue: `past_value.${l}`,
-        presentKey: `present_key.${l}`,
-        presentValue: `present_value.${l}`,
+        presentKey: `${present}_key.${l}`,
+        presentValue: `${present}_value.${l}`,
       };
       io.kv.push(kv);
       g.input(kv.pastKey, 'float32', [1, c.numKvHeads, 'past', c.headDim]);
@@ -312,6 +360,57 @@ export async function compileShard(
         );
         g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
+      } else if (kvCache === 'rows') {
+        const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numHeads },
+        });
+        const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
+          domain: MS,
+          attrs: { interleaved, num_heads: c.numKvHeads },
+        });
+        // Only the step's rows leave the graph: the runner appends them to its buffer.
+        const newK = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
+          outputs: [kv.presentKey],
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        const newV = g.node('Transpose', [g.node('Reshape', [v, shapeKv()])], {
+          outputs: [kv.presentValue],
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
+        g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'seq', c.headDim]);
+        rowsMask ??= rowsCausalMask(g, io.positions, kv.pastKey, G);
+        // Queries grouped by their KV head, the group and position axes merged: [1, kvH, G*S, hd],
+        // so keys and values [1, kvH, len, hd] take part in MatMul as they are (no Unsqueeze).
+        const qG = g.node('Reshape', [
+          g.node('Transpose', [g.node('Reshape', [q, shapeQ()])], { attrs: { perm: [0, 2, 3, 1, 4] } }),
+          shapesG().q,
+        ]);
+        // Scores against the buffer's rows and the step's own rows, side by side: [.., G*S, cap + S].
+        // ORT folds each Transpose + MatMul + constant scale into one MatMul that reads K
+        // transposed in place (no copy of the cache).
+        const keysT = (t: string) => g.node('Transpose', [t], { attrs: { perm: [0, 1, 3, 2] } });
+        const scoresPast = g.node('Mul', [g.node('MatMul', [qG, keysT(kv.pastKey)]), scale()]);
+        const scoresNew = g.node('Mul', [g.node('MatMul', [qG, keysT(newK)]), scale()]);
+        const scores = g.node('Add', [
+          g.node('Concat', [scoresPast, scoresNew], { attrs: { axis: -1 } }),
+          rowsMask.bias,
+        ]);
+        const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
+        const probsPast = g.fresh('probs_past');
+        const probsNew = g.fresh('probs_new');
+        g.node('Split', [probs, rowsMask.split], { outputs: [probsPast, probsNew], attrs: { axis: -1 } });
+        const ctx = g.node('Add', [
+          g.node('MatMul', [probsPast, kv.pastValue]),
+          g.node('MatMul', [probsNew, newV]),
+        ]);
+        merged = g.node('Reshape', [
+          g.node('Transpose', [g.node('Reshape', [ctx, shapesG().ctx])], {
+            attrs: { perm: [0, 3, 1, 2, 4] },
+          }),
+          shapeOut(),
+        ]);
       } else {
         const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
           domain: MS,
@@ -321,8 +420,12 @@ export async function compileShard(
           domain: MS,
           attrs: { interleaved, num_heads: c.numKvHeads },
         });
-        const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
-        const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv])], { attrs: { perm: [0, 2, 1, 3] } });
+        const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
+          attrs: { perm: [0, 2, 1, 3] },
+        });
+        const v4 = g.node('Transpose', [g.node('Reshape', [v, shapeKv()])], {
+          attrs: { perm: [0, 2, 1, 3] },
+        });
         const presentK = g.node('Concat', [kv.pastKey, k4], { outputs: [kv.presentKey], attrs: { axis: 2 } });
         const presentV = g.node('Concat', [kv.pastValue, v4], {
           outputs: [kv.presentValue],
@@ -332,20 +435,20 @@ export async function compileShard(
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
         if (l === first) mask = causalMask(g, io.positions, presentK);
         // Queries grouped by their KV head: [1, kvH, G, S, hd]; keys broadcast over G.
-        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ])], {
+        const q5 = g.node('Transpose', [g.node('Reshape', [q, shapeQ()])], {
           attrs: { perm: [0, 2, 3, 1, 4] },
         });
         const kT = g.node('Unsqueeze', [
           g.node('Transpose', [presentK], { attrs: { perm: [0, 1, 3, 2] } }),
-          ax2,
+          ax2(),
         ]);
         let scores = g.node('MatMul', [q5, kT]);
-        scores = g.node('Add', [g.node('Mul', [scores, scale]), mask]);
+        scores = g.node('Add', [g.node('Mul', [scores, scale()]), mask]);
         const probs = g.node('Softmax', [scores], { attrs: { axis: -1 } });
-        const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2])]);
+        const ctx = g.node('MatMul', [probs, g.node('Unsqueeze', [presentV, ax2()])]);
         merged = g.node('Reshape', [
           g.node('Transpose', [ctx], { attrs: { perm: [0, 3, 1, 2, 4] } }),
-          shapeOut,
+          shapeOut(),
         ]);
       }
       const attnOut = await linear1(merged, `${p}.self_attn.o_proj.weight`, D, qD);
@@ -406,45 +509,6 @@ export async function compileShard(
 /** Whether ONNX Runtime's GroupQueryAttention takes this head size (it checks `head_size % 16`). */
 export function fusedAttentionFits(headDim: number): boolean {
   return headDim % 16 === 0;
-}
-
-/**
- * GroupQueryAttention's length inputs from `position_ids` [1, S] (consecutive, the last one at
- * cached + S - 1): `seqlens_k` = int32 [last position] (its "total length - 1") and the int32
- * scalar total length. Derived in the graph, so the runner feeds the same inputs in both modes.
- */
-function gqaLengths(g: GraphBuilder, positions: string): { seqlensK: string; total: string } {
-  const last = g.node('Reshape', [
-    g.node('Slice', [
-      positions,
-      g.constInt64([-1]),
-      g.constInt64([Number.MAX_SAFE_INTEGER]),
-      g.constInt64([1]),
-    ]),
-    g.constInt64([1]),
-  ]);
-  const seqlensK = g.node('Cast', [last], { attrs: { to: 6 } });
-  const total = g.node(
-    'Cast',
-    [g.node('Squeeze', [g.node('Add', [last, g.constInt64([1])]), g.constInt64([0])])],
-    {
-      attrs: { to: 6 },
-    },
-  );
-  return { seqlensK, total };
-}
-
-/** -inf-like bias [1,1,1,S,T] hiding keys that lie after each query's position. */
-function causalMask(g: GraphBuilder, positions: string, presentK: string): string {
-  const total = g.node('Gather', [g.node('Shape', [presentK]), g.constInt64([2], [])], {
-    attrs: { axis: 0 },
-  });
-  const keyPos = g.node('Range', [g.constInt64([0], []), total, g.constInt64([1], [])]);
-  // [1, S, 1] vs [T] -> [1, S, T]
-  const qPos = g.node('Unsqueeze', [positions, g.constInt64([2])]);
-  const hidden = g.node('Greater', [keyPos, qPos]);
-  const bias = g.node('Where', [hidden, g.constFloat([-1e9], []), g.constFloat([0], [])]);
-  return g.node('Unsqueeze', [bias, g.constInt64([1, 2])]);
 }
 
 /** Canonical names of every tensor units `[start, end)` read (each once). */

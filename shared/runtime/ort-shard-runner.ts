@@ -1,6 +1,6 @@
 import type * as Ort from 'onnxruntime-common';
 import { RingworkError, throwIfAborted } from '../errors.js';
-import { compileShard, type ShardIo } from '../graph/compile-shard.js';
+import { compileShard, type KvCacheMode, type ShardIo } from '../graph/compile-shard.js';
 import { GraphBuilder } from '../graph/onnx-builder.js';
 import type { UnitRange } from '../graph/units.js';
 import type { ModelSource } from '../model/types.js';
@@ -49,10 +49,28 @@ interface KvPair {
   value: Ort.Tensor;
 }
 
+/**
+ * A `rows` cache (see `KvCacheMode`): per layer, key and value buffers `[kvHeads, capacity,
+ * headDim]` whose first `length` rows of each head are the cache. Fed to ORT as they are (no JS
+ * copy); the step's new rows are written in place.
+ */
+interface RowsKv {
+  capacity: number;
+  keys: Map<number, { key: Float32Array; value: Float32Array }>;
+}
+
 interface GenSession {
   length: number;
   kv: Map<number, KvPair>;
+  rows?: RowsKv;
 }
+
+/**
+ * A `rows` buffer grows by this many positions at a time: every step feeds the whole buffer (the
+ * rows past the cache are masked), so spare rows cost copy-in and attention work, and each
+ * growth costs one copy of the cache.
+ */
+const ROWS_GRANULE = 32;
 
 /** Default WebGPU probe: a real (non-fallback) adapter must exist. */
 export async function probeWebGpu(): Promise<{ ok: boolean; reason: string }> {
@@ -115,6 +133,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       if (value.location === 'gpu-buffer') value.dispose();
     }
     s.kv.clear();
+    s.rows = undefined;
   };
 
   /** Frees the sessions and the ORT session (after any step in flight); the runner stays usable. */
@@ -186,23 +205,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       const source = await deps.openModel(request.model, opts.signal);
       const tOpened = now();
       const before = source.bytesRead;
-      const compiled = await compileShard(
-        source,
-        {
-          range: request.range,
-          weightFormat: request.weightFormat,
-          logits: request.logits,
-          contextLength: Math.min(request.contextLength, source.config.maxPositions),
-          ...(request.attention ? { attention: request.attention } : {}),
-        },
-        {
-          signal: opts.signal,
-          onProgress: (p) =>
-            opts.onProgress?.({ phase: 'fetch', bytesFetched: source.bytesRead - before, ...p }),
-        },
-      );
-      throwIfAborted(opts.signal, 'Loading the shard');
-      const tCompiled = now();
+      // The backend is chosen before compiling: it decides the KV-cache contract of the graph.
       let choice: { backend: Backend; reason: string };
       const wanted = request.backend ?? 'auto';
       if (wanted === 'wasm') choice = { backend: 'wasm', reason: 'wasm was requested.' };
@@ -214,6 +217,27 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         choice = { backend: probe.ok ? 'webgpu' : 'wasm', reason: probe.reason };
       }
       const tProbed = now();
+      const compiled = await compileShard(
+        source,
+        {
+          range: request.range,
+          weightFormat: request.weightFormat,
+          logits: request.logits,
+          contextLength: Math.min(request.contextLength, source.config.maxPositions),
+          ...(request.attention ? { attention: request.attention } : {}),
+          // On WebGPU the cache stays on the GPU as `present_*` (JS cannot write into a GPU
+          // buffer in place); a WebGPU session that fails and falls back to wasm keeps `concat`,
+          // which the runner serves as well.
+          kvCache: choice.backend === 'wasm' ? (request.kvCache ?? DEFAULT_WASM_KV_CACHE) : 'concat',
+        },
+        {
+          signal: opts.signal,
+          onProgress: (p) =>
+            opts.onProgress?.({ phase: 'fetch', bytesFetched: source.bytesRead - before, ...p }),
+        },
+      );
+      throwIfAborted(opts.signal, 'Loading the shard');
+      const tCompiled = now();
       opts.onProgress?.({ phase: 'session', backend: choice.backend });
       const create = (b: Backend) => {
         const options: Ort.InferenceSession.SessionOptions = {
@@ -276,9 +300,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
         loadMs: now() - t0,
         phasesMs: {
           open: tOpened - t0,
-          compile: tCompiled - tOpened,
-          probe: tProbed - tCompiled,
-          session: tSession - tProbed,
+          compile: tCompiled - tProbed,
+          probe: tProbed - tOpened,
+          session: tSession - tCompiled,
           ...(warmUp > 0 ? { warmUp } : {}),
         },
       };
@@ -336,10 +360,19 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           const rows = logitsRowsOf(input, S);
           feeds[io.logitsRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]);
         }
-        // A rewind feeds the cache cut to `position`; the session's own cache is replaced only once
-        // the run succeeds, so a failed or aborted step leaves it as it was.
+        // A rewind feeds the cache cut to `position` (`rows`: the graph masks the buffer's rows from
+        // `position` on, so nothing is cut); the session's own cache changes only once the run
+        // succeeds, so a failed or aborted step leaves it as it was.
         const keep = input.position;
+        const rows = io.kvCache === 'rows' ? (s.rows ??= { capacity: 0, keys: new Map() }) : undefined;
         for (const kv of io.kv) {
+          if (rows) {
+            const b = rows.keys.get(kv.layer);
+            const dims = [1, io.kvHeads, rows.capacity, io.headDim];
+            feeds[kv.pastKey] = new ort.Tensor('float32', b?.key ?? new Float32Array(0), dims);
+            feeds[kv.pastValue] = new ort.Tensor('float32', b?.value ?? new Float32Array(0), dims);
+            continue;
+          }
           const past = s.kv.get(kv.layer);
           const cut = keep < s.length && past;
           feeds[kv.pastKey] = cut ? await truncateKv(ort, past.key, keep) : (past?.key ?? emptyKv());
@@ -353,11 +386,15 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
           for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
           throw new RingworkError('ABORTED', 'The step was aborted.', { cause: opts.signal.reason });
         }
-        for (const kv of io.kv) {
-          const old = s.kv.get(kv.layer);
-          s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
-          if (old?.key.location === 'gpu-buffer') old.key.dispose();
-          if (old?.value.location === 'gpu-buffer') old.value.dispose();
+        if (rows) {
+          appendRows(rows, io, out, keep, S, contextLength);
+        } else {
+          for (const kv of io.kv) {
+            const old = s.kv.get(kv.layer);
+            s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
+            if (old?.key.location === 'gpu-buffer') old.key.dispose();
+            if (old?.value.location === 'gpu-buffer') old.value.dispose();
+          }
         }
         s.length = input.position + S;
         const result = out[io.output]!;
@@ -423,6 +460,57 @@ async function truncateKv(ort: OrtModule, t: Ort.Tensor, keep: number): Promise<
   for (let h = 0; h < heads; h++)
     out.set(data.subarray(h * length * dim, h * length * dim + keep * dim), h * keep * dim);
   return new ort.Tensor('float32', out, [1, heads, keep, dim]);
+}
+
+/**
+ * The KV-cache contract a wasm shard is compiled with when the request names none: `rows`
+ * measured faster than `concat` at every context length on stories15M's shape (see README,
+ * `npm run bench:engine`).
+ */
+export const DEFAULT_WASM_KV_CACHE: KvCacheMode = 'rows';
+
+/**
+ * Writes a step's new rows `[1, kvHeads, S, headDim]` (per layer, from the `new_*` outputs) at
+ * `position` of each head of a `rows` cache, growing its buffers first when they are too short
+ * (by {@link ROWS_GRANULE} positions, at most `contextLength`). O(new) but for a growth.
+ */
+function appendRows(
+  rows: RowsKv,
+  io: ShardIo,
+  out: Record<string, Ort.Tensor>,
+  position: number,
+  S: number,
+  contextLength: number,
+): void {
+  const { kvHeads: H, headDim: d } = io;
+  const end = position + S;
+  if (end > rows.capacity) {
+    const capacity = Math.min(contextLength, Math.ceil(end / ROWS_GRANULE) * ROWS_GRANULE);
+    const grow = (old: Float32Array | undefined) => {
+      const b = new Float32Array(H * capacity * d);
+      // Only the cached prefix matters: rows from `position` on are about to be written.
+      const keep = Math.min(position, rows.capacity) * d;
+      if (old)
+        for (let h = 0; h < H; h++)
+          b.set(old.subarray(h * rows.capacity * d, h * rows.capacity * d + keep), h * capacity * d);
+      return b;
+    };
+    for (const kv of io.kv) {
+      const b = rows.keys.get(kv.layer);
+      rows.keys.set(kv.layer, { key: grow(b?.key), value: grow(b?.value) });
+    }
+    rows.capacity = capacity;
+  }
+  const cap = rows.capacity;
+  for (const kv of io.kv) {
+    const b = rows.keys.get(kv.layer)!;
+    const k = out[kv.presentKey]!.data as Float32Array;
+    const v = out[kv.presentValue]!.data as Float32Array;
+    for (let h = 0; h < H; h++) {
+      b.key.set(k.subarray(h * S * d, (h + 1) * S * d), (h * cap + position) * d);
+      b.value.set(v.subarray(h * S * d, (h + 1) * S * d), (h * cap + position) * d);
+    }
+  }
 }
 
 /** How many logits rows a step asks of a `rows` head (RUNNER_BAD_INPUT outside 1..S). */

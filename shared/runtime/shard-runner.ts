@@ -1,4 +1,10 @@
-import type { AttentionMode, CompileProgress, ShardIo, WeightFormat } from '../graph/compile-shard.js';
+import type {
+  AttentionMode,
+  CompileProgress,
+  KvCacheMode,
+  ShardIo,
+  WeightFormat,
+} from '../graph/compile-shard.js';
 import type { UnitRange } from '../graph/units.js';
 import type { ModelLocation } from '../model/open-model.js';
 import type { ModelConfig } from '../model/types.js';
@@ -29,6 +35,11 @@ export interface LoadRequest {
    * measure one against the other.
    */
   attention?: AttentionMode;
+  /**
+   * The KV-cache contract on wasm (see `KvCacheMode`; default `rows`). WebGPU always uses
+   * `concat`. Benchmarks set it to measure one against the other.
+   */
+  kvCache?: KvCacheMode;
 }
 
 /** Outcome of {@link ShardRunner.load}. */

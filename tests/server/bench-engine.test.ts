@@ -5,12 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SYNTH_PRESETS } from '../../tools/model/synth';
-import {
-  formatEngineBenchReport,
-  measureInterleaved,
-  pairedRatio,
-  runEngineBench,
-} from '../../tools/bench/engine-bench';
+import { measureInterleaved, pairedRatio, runEngineBench } from '../../tools/bench/engine-bench';
+import { formatEngineBenchReport } from '../../tools/bench/engine-report';
 import { decodeBytesPerToken, fixedPrompt, splitEvenly, spread } from '../../tools/bench/measure';
 import { measureCopyBandwidth } from '../../tools/bench/memory-bandwidth';
 import { existsSync } from 'node:fs';
@@ -169,12 +165,25 @@ describe('runEngineBench (tiny settings)', () => {
       nativeThreads2: false,
       // stories260K's head size (8) is one the fused kernel refuses: no fused variants.
       fusedAttention: true,
+      kvCompare: true,
+      // 5000 lies past stories260K's 512 positions: lowered to 510 (510 + 2 steps = 512).
+      positions: [4, 5000],
+      positionSteps: 2,
+      positionRounds: 1,
       bandwidth: { bytes: 1 << 20, repeats: 1 },
     });
     expect(result.bandwidth.gbps).toBeGreaterThan(0);
     expect(result.models).toHaveLength(1);
     const m = result.models[0]!;
-    expect(m.variants.map((v) => v.id)).toEqual(['wasm-1t', 'native-1t', 'wasm-split-1t']);
+    expect(m.variants.map((v) => v.id)).toEqual([
+      'wasm-1t',
+      'wasm-1t-concat',
+      'native-1t',
+      'native-1t-concat',
+      'wasm-split-1t',
+    ]);
+    expect(m.variants.map((v) => v.kvCache)).toEqual(['rows', 'concat', 'rows', 'concat', 'rows']);
+    expect(m.positions).toEqual([4, 510]);
     for (const v of m.variants) {
       if (v.id.startsWith('native') && !nativeInstalled) {
         expect(v.available).toBe(false);
@@ -189,6 +198,17 @@ describe('runEngineBench (tiny settings)', () => {
       expect(v.decodeOrtMsPerStep).toBeLessThanOrEqual(v.decodeMsPerStep);
       expect(v.decodeCpuMsPerStep).toBeGreaterThan(0);
       expect(v.attention).toBe('ops');
+      // Every whole-model variant is timed at each position; the split is not.
+      expect(v.atPosition.map((t) => t.position)).toEqual(v.id === 'wasm-split-1t' ? [] : [4, 510]);
+      for (const t of v.atPosition) expect(t.msPerStep).toBeGreaterThan(0);
+    }
+    // Same graphs but for the KV contract: the same greedy tokens.
+    expect(m.variants.find((v) => v.id === 'wasm-1t-concat')!.sameTokensAsWasm).toBe(true);
+    expect(m.rowsOverConcatAt.map((x) => x.position)).toEqual([4, 510]);
+    for (const x of m.rowsOverConcatAt) {
+      expect(x.wasm1t!).toBeGreaterThan(0);
+      expect(x.wasm2t).toBeNull();
+      if (nativeInstalled) expect(x.native1t!).toBeGreaterThan(0);
     }
     expect(m.ratios.fusedOverOpsDecode).toBeNull();
     expect(m.variants.find((v) => v.id === 'wasm-split-1t')!.ranges).toEqual([
@@ -197,8 +217,11 @@ describe('runEngineBench (tiny settings)', () => {
       [5, 7],
     ]);
     // The stages together hold the whole model's weights (each stage adds its own RoPE tables).
-    expect(m.variants[2]!.weightBytes).toBeGreaterThanOrEqual(m.variants[0]!.weightBytes);
-    expect(m.variants[2]!.weightBytes).toBeLessThan(m.variants[0]!.weightBytes * 1.01);
+    const split = m.variants.find((v) => v.id === 'wasm-split-1t')!;
+    expect(split.weightBytes).toBeGreaterThanOrEqual(m.variants[0]!.weightBytes);
+    // Two more stages, each with its own cos and sin tables (512 positions x headDim/2 floats).
+    const rope = 2 * 512 * (8 / 2) * 4;
+    expect(split.weightBytes).toBeLessThanOrEqual(m.variants[0]!.weightBytes + 2 * rope);
     expect(m.decodeBytesPerToken).toBeGreaterThan(0);
     expect(m.decodeBytesPerToken).toBeLessThan(m.weightBytes + 1e6);
     expect(m.boundTokPerS).toBeGreaterThan(0);
@@ -207,6 +230,8 @@ describe('runEngineBench (tiny settings)', () => {
       'wasmOverNativePrefill',
       'wasmOverBoundDecode',
       'splitOverWholeDecode',
+      'rowsOverConcatDecode',
+      'rowsOverConcatNativeDecode',
     ] as const) {
       if (key.includes('Native') && !nativeInstalled) {
         expect(m.ratios[key], key).toBeNull();
@@ -229,6 +254,8 @@ describe('runEngineBench (tiny settings)', () => {
     expect(report).toMatch(nativeInstalled ? /a\/b decode .* (PASS|MISS)/ : /a\/b decode .* n\/a/);
     if (!nativeInstalled) expect(report).toContain(NATIVE_MISSING);
     expect(report).toMatch(/split\/whole decode .* (PASS|MISS)/);
+    expect(report).toMatch(/p = 4 +p = 510/);
+    expect(report).toContain('rows / concat, wasm 1 thread (by wall)');
     expect(JSON.parse(JSON.stringify(result)).models[0].name).toBe('stories260K');
   });
 });

@@ -5,20 +5,25 @@
  * in turns of a few decode steps each, so every ratio compares work done milliseconds apart: on a
  * shared machine the absolute figures swing, the paired ratios much less.
  *
- * Size (~630 lines): measurement, pairing and the report of one benchmark, kept together so the
- * report says exactly what was measured; variants and statistics live in `variants.ts` / `measure.ts`.
+ * Size (~730 lines): the measurement and pairing of one benchmark, kept together so the result says
+ * exactly what was measured; variants and statistics live in `variants.ts` / `measure.ts`, the
+ * report in `engine-report.ts`.
  */
 import { access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { RingworkError } from '../../shared/errors.js';
-import { fusedAttentionFits, type AttentionMode } from '../../shared/graph/compile-shard.js';
+import {
+  fusedAttentionFits,
+  type AttentionMode,
+  type KvCacheMode,
+} from '../../shared/graph/compile-shard.js';
 import type { UnitRange } from '../../shared/graph/units.js';
 import type { ModelLocation } from '../../shared/model/open-model.js';
 import type { ModelConfig } from '../../shared/model/types.js';
 import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
 import { nodeOrt, openNodeModel } from '../../signaling-server/src/model/open-node-model.js';
-import { synthesizeModel, type SynthPresetName } from '../model/synth.js';
+import { SYNTH_PRESETS, synthesizeModel, type SynthPresetName } from '../model/synth.js';
 import {
   decodeBytesPerToken,
   fixedPrompt,
@@ -78,6 +83,21 @@ export interface EngineBenchOptions {
    * one run. Only for models whose head size the fused kernel takes.
    */
   fusedAttention: boolean;
+  /**
+   * Also run wasm (1 thread, 2 if `wasmThreads2`) and native 1 thread on the `concat` KV-cache
+   * graph (the whole cache in and out of every step), next to the default `rows` graph: the
+   * before/after of that engine change in one run.
+   */
+  kvCompare: boolean;
+  /**
+   * Decode positions at which every variant's step time is measured (a fresh prefill of that many
+   * tokens, then `positionSteps` timed steps), so that the KV-proportional part of a step shows;
+   * each is lowered to fit the model's context. Empty: none.
+   */
+  positions: number[];
+  positionSteps: number;
+  /** Rounds of the position sweep (each position and variant once per round, interleaved). */
+  positionRounds: number;
   /** Bytes per copy and repeats of the memory-bandwidth probe. */
   bandwidth: { bytes: number; repeats: number };
   /** onnxruntime-node, already imported (default: imported here). */
@@ -88,7 +108,23 @@ export interface EngineBenchOptions {
 
 /** Variant ids, stable for `--json` consumers. */
 export type VariantId =
-  'wasm-1t' | 'wasm-2t' | 'wasm-1t-fused' | 'wasm-2t-fused' | 'native-1t' | 'native-2t' | 'wasm-split-1t';
+  | 'wasm-1t'
+  | 'wasm-2t'
+  | 'wasm-1t-concat'
+  | 'wasm-2t-concat'
+  | 'wasm-1t-fused'
+  | 'wasm-2t-fused'
+  | 'native-1t'
+  | 'native-1t-concat'
+  | 'native-2t'
+  | 'wasm-split-1t';
+
+/** A variant's decode step at one position (medians over the sweep's rounds). */
+export interface PositionTiming {
+  position: number;
+  msPerStep: number;
+  cpuMsPerStep: number;
+}
 
 /** Results of one variant. */
 export interface VariantResult {
@@ -100,6 +136,10 @@ export interface VariantResult {
   ranges: UnitRange[];
   /** The attention graph it was asked to build (see `CompileOptions.attention`). */
   attention: AttentionMode;
+  /** The KV-cache contract it was asked for (the fused graph always builds `concat`). */
+  kvCache: KvCacheMode;
+  /** Decode step time at each position of the sweep (see `EngineBenchOptions.positions`). */
+  atPosition: PositionTiming[];
   weightBytes: number;
   loadMs: number;
   /** Every timed prefill, ms. */
@@ -153,6 +193,20 @@ export interface BenchRatios {
   /** The same with 2 threads. */
   fusedOverOps2tDecode: number | null;
   fusedOverOps2tDecodeCpu: number | null;
+  /** rows ÷ concat KV cache: decode rate, wasm 1 thread (by wall and by CPU), 2 threads, native. */
+  rowsOverConcatDecode: number | null;
+  rowsOverConcatDecodeCpu: number | null;
+  rowsOverConcat2tDecode: number | null;
+  rowsOverConcatNativeDecode: number | null;
+}
+
+/** rows ÷ concat decode rate at one position (medians of back-to-back pairs; null: not run). */
+export interface PositionRatio {
+  position: number;
+  wasm1t: number | null;
+  wasm1tCpu: number | null;
+  wasm2t: number | null;
+  native1t: number | null;
 }
 
 /** Results for one model. */
@@ -171,6 +225,9 @@ export interface ModelBenchResult {
   boundTokPerS: number;
   variants: VariantResult[];
   ratios: BenchRatios;
+  /** The position sweep's positions, as lowered to fit the model. */
+  positions: number[];
+  rowsOverConcatAt: PositionRatio[];
   targets: TargetResult[];
 }
 
@@ -206,6 +263,8 @@ export async function ensureSynthModel(
   preset: SynthPresetName,
   seed: number,
   log?: (line: string) => void,
+  /** A longer context than the preset's (the same weights: values depend on seed and name only). */
+  maxPositions?: number,
 ): Promise<ModelLocation> {
   const exists = async (f: string) =>
     access(path.join(dir, f)).then(
@@ -214,7 +273,8 @@ export async function ensureSynthModel(
     );
   if (!((await exists('config.json')) && (await exists('model.safetensors')))) {
     log?.(`Writing synthetic ${preset} (f32, seed ${seed}) to ${dir} ...`);
-    await synthesizeModel({ preset, outDir: dir, seed, dtype: 'f32' });
+    const config = maxPositions ? { ...SYNTH_PRESETS[preset], maxPositions } : preset;
+    await synthesizeModel({ preset: config, outDir: dir, seed, dtype: 'f32' });
   }
   return { url: dir };
 }
@@ -266,8 +326,13 @@ async function benchModel(
   log: (line: string) => void,
 ): Promise<ModelBenchResult> {
   const config = (await openNodeModel(m.model)).source.config;
-  const contextLength = o.promptTokens + o.decodeSteps;
-  if (contextLength > config.maxPositions) {
+  // Positions that do not fit the model are lowered to its last `positionSteps`, once each.
+  const positions = [
+    ...new Set(o.positions.map((p) => Math.max(1, Math.min(p, config.maxPositions - o.positionSteps)))),
+  ].filter((p) => p + o.positionSteps <= config.maxPositions);
+  const sweepEnd = positions.length ? Math.max(...positions) + o.positionSteps : 0;
+  const contextLength = Math.max(o.promptTokens + o.decodeSteps, sweepEnd);
+  if (o.promptTokens + o.decodeSteps > config.maxPositions) {
     throw new RingworkError(
       'INVALID_ARGUMENT',
       `${m.name}: prompt ${o.promptTokens} + decode ${o.decodeSteps} exceeds its ${config.maxPositions} positions; use fewer steps.`,
@@ -290,6 +355,7 @@ async function benchModel(
     label: string;
     ranges: UnitRange[];
     attention: AttentionMode;
+    kvCache: KvCacheMode;
     load: () => Promise<BenchVariant>;
   };
   const plans: Plan[] = [];
@@ -299,21 +365,29 @@ async function benchModel(
     ranges: UnitRange[],
     ort: () => OrtModule,
     attention: AttentionMode = 'ops',
+    kvCache: KvCacheMode = attention === 'fused' ? 'concat' : 'rows',
   ) =>
     plans.push({
       id,
       label,
       ranges,
       attention,
-      load: () => loadInProcessVariant({ ...base, id, label, ranges, attention, ort: ort() }),
+      kvCache,
+      load: () => loadInProcessVariant({ ...base, id, label, ranges, attention, kvCache, ort: ort() }),
     });
-  const wasm2 = (id: VariantId, label: string, attention: AttentionMode) =>
+  const wasm2 = (
+    id: VariantId,
+    label: string,
+    attention: AttentionMode,
+    kvCache: KvCacheMode = attention === 'fused' ? 'concat' : 'rows',
+  ) =>
     plans.push({
       id,
       label,
       ranges: whole,
       attention,
-      load: () => loadWasmChildVariant({ ...base, id, label, ranges: whole, threads: 2, attention }),
+      kvCache,
+      load: () => loadWasmChildVariant({ ...base, id, label, ranges: whole, threads: 2, attention, kvCache }),
     });
   const fused = o.fusedAttention && fusedAttentionFits(config.headDim);
   const nativeModule = (): OrtModule => {
@@ -321,12 +395,33 @@ async function benchModel(
     return native.ort;
   };
   inProcess('wasm-1t', '(a) wasm, 1 thread', whole, () => nodeOrt(1));
+  if (o.kvCompare) {
+    inProcess(
+      'wasm-1t-concat',
+      'wasm, 1 thread, concat KV (before)',
+      whole,
+      () => nodeOrt(1),
+      'ops',
+      'concat',
+    );
+  }
   if (fused) inProcess('wasm-1t-fused', 'wasm, 1 thread, fused attention', whole, () => nodeOrt(1), 'fused');
   if (o.wasmThreads2) {
     wasm2('wasm-2t', 'wasm, 2 threads', 'ops');
+    if (o.kvCompare) wasm2('wasm-2t-concat', 'wasm, 2 threads, concat KV (before)', 'ops', 'concat');
     if (fused) wasm2('wasm-2t-fused', 'wasm, 2 threads, fused attention', 'fused');
   }
   inProcess('native-1t', '(b) native CPU, 1 thread', whole, () => nativeCpuOrt(nativeModule(), 1));
+  if (o.kvCompare) {
+    inProcess(
+      'native-1t-concat',
+      'native CPU, 1 thread, concat KV (before)',
+      whole,
+      () => nativeCpuOrt(nativeModule(), 1),
+      'ops',
+      'concat',
+    );
+  }
   if (o.nativeThreads2)
     inProcess('native-2t', 'native CPU, 2 threads', whole, () => nativeCpuOrt(nativeModule(), 2));
   inProcess('wasm-split-1t', `wasm split-${split.length} ${rangesText}, 1 thread`, split, () => nodeOrt(1));
@@ -353,8 +448,16 @@ async function benchModel(
   };
   const live = loaded.flatMap((l) => (l.variant ? [{ id: l.plan.id, variant: l.variant }] : []));
   let samples: InterleavedSamples;
+  let sweep: PositionSamples;
   try {
     samples = await measureInterleaved(live, settings, o, (line) => log(`${m.name}: ${line}`));
+    // The split variant's step is the whole model's plus hand-offs: not what the sweep is about.
+    sweep = await measurePositions(
+      live.filter((l) => l.id !== 'wasm-split-1t'),
+      config,
+      { positions, steps: o.positionSteps, rounds: o.positionRounds },
+      (line) => log(`${m.name}: ${line}`),
+    );
   } finally {
     for (const l of live) await l.variant.dispose();
   }
@@ -382,6 +485,18 @@ async function benchModel(
       ...(reason !== undefined ? { reason } : {}),
       ranges: plan.ranges,
       attention: plan.attention,
+      kvCache: plan.kvCache,
+      atPosition: positions.flatMap((p) => {
+        const t = sweep.get(plan.id)?.get(p);
+        if (!t?.length) return [];
+        return [
+          {
+            position: p,
+            msPerStep: spread(t.map((x) => x.ms / x.steps)).median,
+            cpuMsPerStep: spread(t.map((x) => x.cpuMs / x.steps)).median,
+          },
+        ];
+      }),
       weightBytes: variant?.weightBytes ?? 0,
       loadMs: variant?.loadMs ?? 0,
       prefillMs,
@@ -421,7 +536,24 @@ async function benchModel(
     fusedOverOpsDecodeCpu: paired('wasm-1t-fused', 'wasm-1t', 'decode-cpu'),
     fusedOverOps2tDecode: paired('wasm-2t-fused', 'wasm-2t', 'decode'),
     fusedOverOps2tDecodeCpu: paired('wasm-2t-fused', 'wasm-2t', 'decode-cpu'),
+    rowsOverConcatDecode: paired('wasm-1t', 'wasm-1t-concat', 'decode'),
+    rowsOverConcatDecodeCpu: paired('wasm-1t', 'wasm-1t-concat', 'decode-cpu'),
+    rowsOverConcat2tDecode: paired('wasm-2t', 'wasm-2t-concat', 'decode'),
+    rowsOverConcatNativeDecode: paired('native-1t', 'native-1t-concat', 'decode'),
   };
+  const at = (a: VariantId, b: VariantId, p: number, cpu = false): number | null => {
+    const ta = sweep.get(a)?.get(p);
+    const tb = sweep.get(b)?.get(p);
+    if (!ta?.length || !tb?.length) return null;
+    return spread(ta.map((x, i) => (cpu ? tb[i]!.cpuMs / x.cpuMs : tb[i]!.ms / x.ms))).median;
+  };
+  const rowsOverConcatAt: PositionRatio[] = positions.map((p) => ({
+    position: p,
+    wasm1t: at('wasm-1t', 'wasm-1t-concat', p),
+    wasm1tCpu: at('wasm-1t', 'wasm-1t-concat', p, true),
+    wasm2t: at('wasm-2t', 'wasm-2t-concat', p),
+    native1t: at('native-1t', 'native-1t-concat', p),
+  }));
   const target = (name: string, value: number | null, min: number): TargetResult => ({
     name,
     value,
@@ -445,6 +577,8 @@ async function benchModel(
     boundTokPerS,
     variants,
     ratios,
+    positions,
+    rowsOverConcatAt,
     targets: [
       target('a/b decode', ratios.wasmOverNativeDecode, TARGET_WASM_OVER_NATIVE),
       target('a/b prefill', ratios.wasmOverNativePrefill, TARGET_WASM_OVER_NATIVE),
@@ -533,6 +667,44 @@ export async function measureInterleaved(
   return samples;
 }
 
+/** Decode timings of the position sweep: variant id -> position -> one per round, in round order. */
+export type PositionSamples = Map<string, Map<number, DecodeTiming[]>>;
+
+/**
+ * The position sweep: each round, for each position, every variant (in an order that rotates)
+ * prefills that many tokens in a fresh session (untimed) and then decodes `steps` timed steps, so
+ * index i of two variants' timings at a position ran back to back. Shows the part of a decode step
+ * that grows with the cached length: the KV cache's copies and attention.
+ */
+export async function measurePositions(
+  variants: readonly { id: string; variant: BenchVariant }[],
+  config: Pick<ModelConfig, 'vocabSize' | 'bosTokenId'>,
+  sweep: { positions: readonly number[]; steps: number; rounds: number },
+  log: (line: string) => void = () => undefined,
+): Promise<PositionSamples> {
+  const out: PositionSamples = new Map(variants.map((v) => [v.id, new Map()]));
+  if (sweep.positions.length === 0) return out;
+  for (let r = 0; r < sweep.rounds; r++) {
+    log(`positions ${sweep.positions.join(', ')}: round ${r + 1}/${sweep.rounds} ...`);
+    for (const [i, p] of sweep.positions.entries()) {
+      const settings: GenerationSettings = { prompt: fixedPrompt(config, p), vocabSize: config.vocabSize };
+      for (let k = 0; k < variants.length; k++) {
+        const { id, variant } = variants[(k + r + i) % variants.length]!;
+        const run = await variant.start(settings);
+        try {
+          await run.prefill();
+          const t = await run.decode(sweep.steps);
+          const byPos = out.get(id)!;
+          byPos.set(p, [...(byPos.get(p) ?? []), t]);
+        } finally {
+          await run.close();
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Median over paired samples of (rate of `a`) ÷ (rate of `b`): decode blocks or prefills that ran
  * back to back (`decode-cpu`: decode blocks by CPU time instead of wall time). Null when either
@@ -560,144 +732,4 @@ export function pairedRatio(
 
 function sameTokens(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((t, i) => t === b[i]);
-}
-
-// ---------------------------------------------------------------- report
-
-const fmtRate = (x: number) =>
-  !Number.isFinite(x) ? '-' : x >= 1000 ? Math.round(x).toString() : x >= 10 ? x.toFixed(1) : x.toFixed(2);
-const fmtSpread = (s: Spread) =>
-  Number.isFinite(s.median) ? `${fmtRate(s.median)} (${fmtRate(s.min)}-${fmtRate(s.max)})` : '-';
-const fmtRatio = (x: number | null) => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(3));
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
-
-/** The human-readable report: one table per model, ratios and targets with PASS/MISS. */
-export function formatEngineBenchReport(r: EngineBenchResult): string {
-  const s = r.settings;
-  const out: string[] = [];
-  out.push(
-    `Ringwork engine bench - ${r.machine.cpu} (${r.machine.cpus} CPUs), Node ${r.machine.node}, ` +
-      `onnxruntime-web ${r.machine.ortWeb}, onnxruntime-node ${r.machine.ortNode ?? 'unavailable'}`,
-  );
-  const [la0, la1] = r.machine.loadAvg;
-  out.push(
-    `Load average ${la0.toFixed(1)} at start, ${la1.toFixed(1)} at end (this run included), ${r.machine.cpus} CPUs` +
-      // Before the run starts the load is other processes': more than the CPUs means sharing.
-      (la0 >= r.machine.cpus
-        ? ': CPUs shared with other work, absolute figures are noisy (ratios less so).'
-        : '.'),
-  );
-  out.push(
-    `Method: f32 graphs; prefill = one pass over a ${s.promptTokens}-token prompt (x${s.prefillRepeats} per round), ` +
-      `decode = ${s.decodeSteps} greedy steps taken in turns of ${s.decodeBlock}; >=${s.warmupRounds} warm-up ` +
-      `(>=${(s.minWarmupMs / 1000).toFixed(1)} s) + ${s.rounds} interleaved rounds.`,
-  );
-  out.push(
-    'tok/s: median (min-max); ratios: median of back-to-back pairs; CPU ms/step: the running process, all threads.',
-  );
-  out.push(
-    `Memory copy: ${r.bandwidth.gbps.toFixed(2)} GB/s (${r.bandwidth.method}, ${(r.bandwidth.bytes / 2 ** 20).toFixed(0)} MiB, best of ${r.bandwidth.samples})`,
-  );
-  for (const m of r.models) {
-    const c = m.config;
-    out.push('');
-    out.push(
-      `${m.name} (${m.note}; ${c.numLayers} layers, dim ${c.hiddenSize}, ffn ${c.intermediateSize}, heads ${c.numHeads}/${c.numKvHeads} kv, vocab ${c.vocabSize}): ` +
-        `${mb(m.weightBytes)} f32 initializers, ${mb(m.decodeBytesPerToken)} read per decode token`,
-    );
-    const rows: string[][] = [
-      [
-        'variant',
-        'prefill tok/s',
-        'decode tok/s',
-        'ms/step (in ORT)',
-        'CPU ms/step',
-        'load ms',
-        'greedy = (a)',
-      ],
-    ];
-    for (const v of m.variants) {
-      if (!v.available) {
-        rows.push([v.label, `unavailable: ${v.reason ?? ''}`, '', '', '', '', '']);
-        continue;
-      }
-      rows.push([
-        v.label,
-        fmtSpread(v.prefillTokPerS),
-        fmtSpread(v.decodeTokPerS),
-        `${v.decodeMsPerStep.toFixed(3)} (${v.decodeOrtMsPerStep.toFixed(3)})`,
-        v.decodeCpuMsPerStep.toFixed(3),
-        Math.round(v.loadMs).toString(),
-        v.id === 'wasm-1t' ? '' : v.sameTokensAsWasm === undefined ? '-' : v.sameTokensAsWasm ? 'yes' : 'no',
-      ]);
-    }
-    rows.push(['(c) memory-bandwidth bound', '', fmtRate(m.boundTokPerS), '', '', '', '']);
-    out.push(...table(rows).map((l) => `  ${l}`));
-    const t = new Map(m.targets.map((x) => [x.name, x]));
-    const verdict = (name: string) => {
-      const x = t.get(name);
-      return x ? `>= ${x.min.toFixed(2)}  ${x.value === null ? 'n/a' : x.pass ? 'PASS' : 'MISS'}` : '';
-    };
-    const ratioRows: string[][] = [
-      ['ratio', 'value', 'target'],
-      [
-        'a/b decode (wasm / native, 1 thread)',
-        fmtRatio(m.ratios.wasmOverNativeDecode),
-        verdict('a/b decode'),
-      ],
-      ['a/b prefill', fmtRatio(m.ratios.wasmOverNativePrefill), verdict('a/b prefill')],
-      ['a/c decode (wasm / bandwidth bound)', fmtRatio(m.ratios.wasmOverBoundDecode), ''],
-      ['b/c decode (native / bandwidth bound)', fmtRatio(m.ratios.nativeOverBoundDecode), ''],
-      [
-        'split/whole decode (wasm 1 thread)',
-        fmtRatio(m.ratios.splitOverWholeDecode),
-        verdict('split/whole decode'),
-      ],
-      ['split/whole prefill', fmtRatio(m.ratios.splitOverWholePrefill), verdict('split/whole prefill')],
-    ];
-    if (m.ratios.wasm2OverWasm1Decode !== null) {
-      ratioRows.push([
-        'wasm 2 threads / 1 thread (decode, prefill)',
-        `${fmtRatio(m.ratios.wasm2OverWasm1Decode)}, ${fmtRatio(m.ratios.wasm2OverWasm1Prefill)}`,
-        '',
-      ]);
-    }
-    if (m.ratios.native2OverNative1Decode !== null) {
-      ratioRows.push([
-        'native 2 threads / 1 thread (decode, prefill)',
-        `${fmtRatio(m.ratios.native2OverNative1Decode)}, ${fmtRatio(m.ratios.native2OverNative1Prefill)}`,
-        '',
-      ]);
-    }
-    if (m.ratios.fusedOverOpsDecode !== null) {
-      ratioRows.push([
-        'fused / ops attention, 1 thread (decode by wall, by CPU)',
-        `${fmtRatio(m.ratios.fusedOverOpsDecode)}, ${fmtRatio(m.ratios.fusedOverOpsDecodeCpu)}`,
-        '',
-      ]);
-    }
-    if (m.ratios.fusedOverOps2tDecode !== null) {
-      ratioRows.push([
-        'fused / ops attention, 2 threads (decode by wall, by CPU)',
-        `${fmtRatio(m.ratios.fusedOverOps2tDecode)}, ${fmtRatio(m.ratios.fusedOverOps2tDecodeCpu)}`,
-        '',
-      ]);
-    }
-    out.push(...table(ratioRows).map((l) => `  ${l}`));
-  }
-  out.push('');
-  out.push(`Total ${(r.totalMs / 1000).toFixed(1)} s.`);
-  return out.join('\n');
-}
-
-/** Left-aligned first column, right-aligned others. */
-function table(rows: string[][]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) =>
-    row
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
-      .join('  ')
-      .trimEnd(),
-  );
 }

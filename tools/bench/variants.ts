@@ -7,7 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RingworkError } from '../../shared/errors.js';
-import type { AttentionMode } from '../../shared/graph/compile-shard.js';
+import type { AttentionMode, KvCacheMode } from '../../shared/graph/compile-shard.js';
 import type { UnitRange } from '../../shared/graph/units.js';
 import type { ModelLocation } from '../../shared/model/open-model.js';
 import type { OrtModule } from '../../shared/runtime/ort-shard-runner.js';
@@ -48,6 +48,8 @@ export interface VariantLoadSpec {
   contextLength: number;
   /** The attention graph (default: the runner's, `ops` on wasm). */
   attention?: AttentionMode;
+  /** The KV-cache contract (default: the runner's, `rows` on wasm). */
+  kvCache?: KvCacheMode;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function loadInProcessVariant(
         logits: 'last',
         backend: 'wasm',
         ...(spec.attention ? { attention: spec.attention } : {}),
+        ...(spec.kvCache ? { kvCache: spec.kvCache } : {}),
       });
       weightBytes += r.weightBytes;
       loadMs += r.loadMs;

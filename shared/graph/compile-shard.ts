@@ -285,12 +285,24 @@ export async function compileShard(
   if (blocks.length > 0) {
     io.attention = attention;
     io.kvCache = kvCache;
-    io.positions = g.input('position_ids', 'int64', [1, 'seq']);
+    const positions = g.input('position_ids', 'int64', [1, 'seq']);
+    io.positions = positions;
     const { cos, sin } = ropeTables(c, options.contextLength);
     const cosT = g.weight('rope.cos', 'float32', [options.contextLength, c.headDim / 2], f32(cos));
     const sinT = g.weight('rope.sin', 'float32', [options.contextLength, c.headDim / 2], f32(sin));
     const interleaved = c.ropeLayout === 'interleaved' ? 1 : 0;
     const G = c.numHeads / c.numKvHeads;
+    /** Queries and keys rotated to their positions (the ops graphs; the fused node rotates itself). */
+    const rotate = (q0: string, k0: string) => ({
+      q: g.node('RotaryEmbedding', [q0, positions, cosT, sinT], {
+        domain: MS,
+        attrs: { interleaved, num_heads: c.numHeads },
+      }),
+      k: g.node('RotaryEmbedding', [k0, positions, cosT, sinT], {
+        domain: MS,
+        attrs: { interleaved, num_heads: c.numKvHeads },
+      }),
+    });
     // Constants are made on first use: the fused graph needs none of them, and ORT warns about
     // an unused initializer.
     const lazy = <T>(make: () => T): (() => T) => {
@@ -361,14 +373,7 @@ export async function compileShard(
         g.output(kv.presentKey, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
         g.output(kv.presentValue, 'float32', [1, c.numKvHeads, 'total', c.headDim]);
       } else if (kvCache === 'rows') {
-        const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
-          domain: MS,
-          attrs: { interleaved, num_heads: c.numHeads },
-        });
-        const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
-          domain: MS,
-          attrs: { interleaved, num_heads: c.numKvHeads },
-        });
+        const { q, k } = rotate(q0, k0);
         // Only the step's rows leave the graph: the runner appends them to its buffer.
         const newK = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
           outputs: [kv.presentKey],
@@ -412,14 +417,7 @@ export async function compileShard(
           shapeOut(),
         ]);
       } else {
-        const q = g.node('RotaryEmbedding', [q0, io.positions, cosT, sinT], {
-          domain: MS,
-          attrs: { interleaved, num_heads: c.numHeads },
-        });
-        const k = g.node('RotaryEmbedding', [k0, io.positions, cosT, sinT], {
-          domain: MS,
-          attrs: { interleaved, num_heads: c.numKvHeads },
-        });
+        const { q, k } = rotate(q0, k0);
         const k4 = g.node('Transpose', [g.node('Reshape', [k, shapeKv()])], {
           attrs: { perm: [0, 2, 1, 3] },
         });

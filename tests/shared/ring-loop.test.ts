@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Contributor } from '../../shared/app/contributor';
 import { splitUnits } from '../../shared/graph/units';
 import { createRemotePipeline } from '../../shared/ring/remote-pipeline';
+import { loopStep } from '../../shared/ring/ring-loop';
 import { parseRingControl, type RingLoop, type SamplerSettings } from '../../shared/ring/ring-protocol';
 import { generate } from '../../shared/runtime/generate';
 import type { ShardRunner } from '../../shared/runtime/shard-runner';
@@ -251,7 +252,7 @@ describe('loop mode: what stage 0 refuses', () => {
       onPosition: (p) => {
         if (p !== 20 || fired) return;
         fired = true;
-        void fromHead.sendTensor(oneToken('victim-session', p - 4, p, 7));
+        void fromHead.sendTensor(loopStep('victim-session', p - 4, p, 7));
       },
     });
     expect(result.text).toBe(golden.text);
@@ -271,7 +272,7 @@ describe('loop mode: what stage 0 refuses', () => {
         if (p !== 20 || fired) return;
         fired = true;
         // The step the head feeds next: right step, right position, the stranger's token.
-        void stranger.sendTensor(oneToken('victim-session', p - golden.promptTokens.length + 2, p + 1, 7));
+        void stranger.sendTensor(loopStep('victim-session', p - golden.promptTokens.length + 2, p + 1, 7));
       },
     });
     expect(result.text).toBe(golden.text);
@@ -280,11 +281,11 @@ describe('loop mode: what stage 0 refuses', () => {
   });
 
   it.each([
-    ['a wrong position', (p: number) => oneToken('victim-session', 9999, p + 100, 7)],
+    ['a wrong position', (p: number) => loopStep('victim-session', 9999, p + 100, 7)],
     [
       'several tokens',
       (p: number) => ({
-        ...oneToken('victim-session', 9999, p + 1, 7),
+        ...loopStep('victim-session', 9999, p + 1, 7),
         shape: [2],
         data: Int32Array.of(7, 8),
       }),
@@ -292,7 +293,7 @@ describe('loop mode: what stage 0 refuses', () => {
     [
       'hidden states',
       (p: number) => ({
-        ...oneToken('victim-session', 9999, p + 1, 7),
+        ...loopStep('victim-session', 9999, p + 1, 7),
         kind: 'hidden' as const,
         dtype: 'float32' as const,
         data: Float32Array.of(1),
@@ -323,19 +324,6 @@ describe('loop mode: what stage 0 refuses', () => {
     },
   );
 });
-
-function oneToken(session: string, step: number, position: number, token: number): TensorMessage {
-  return {
-    session,
-    step,
-    position,
-    kind: 'tokens',
-    dtype: 'int32',
-    shape: [1],
-    data: Int32Array.of(token),
-    trace: [],
-  };
-}
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);

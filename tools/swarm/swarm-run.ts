@@ -23,6 +23,8 @@ import { loadLine, peerLine, readLoadTimes, snapshot, watchPeers, type PeerWatch
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
 import { watchDecodeCpu, type DecodeCpuWatch } from './decode-cpu.js';
 import type { CpuReport } from './process-cpu.js';
+import { summariseTrace, traceLines, type TraceEvent, type TracePageSummary } from './chrome-trace.js';
+import { readFile } from 'node:fs/promises';
 import {
   ROOMY_SLOW_TFLOPS,
   STANDBY_SLOW_GBPS,
@@ -69,6 +71,14 @@ export interface SwarmOptions {
    * model open, graph build, session creation; the pages run with `perf=1`).
    */
   trace?: boolean;
+  /**
+   * Tooling: record a Chromium trace (V8 GC and compile, wasm, timeline categories) of the whole
+   * browser while the first answer runs, write it to this path and summarise each page's threads
+   * (tools/swarm/chrome-trace.ts) into {@link SwarmResult.chromeTrace}.
+   */
+  chromeTrace?: string;
+  /** Tooling: V8 flags for every page (Chromium's `--js-flags=`), e.g. `--single-threaded-gc`. */
+  jsFlags?: string;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
@@ -181,6 +191,8 @@ export interface SwarmResult {
   perf?: SwarmPagePerf[];
   /** With `perf`: CPU per generated token of every process of the run, over the first answer's decode. */
   cpu?: CpuReport;
+  /** With `chromeTrace`: each page's threads during the first answer, and its generated tokens. */
+  chromeTrace?: { path: string; tokens: number; pages: TracePageSummary[] };
   /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
   failovers?: SwarmFailover[];
   /** What the chat page says about them (its `answer-failover` note). */
@@ -191,6 +203,20 @@ export interface SwarmResult {
   moreError?: string;
   elapsedS: number;
 }
+
+/**
+ * What `chromeTrace` records: V8's GC (with each collection's heap sizes) and compile jobs, wasm,
+ * and the timeline's events of every thread.
+ */
+const TRACE_CATEGORIES = [
+  'v8',
+  'v8.wasm',
+  'v8.execute',
+  'disabled-by-default-v8.gc',
+  'disabled-by-default-v8.compile',
+  'devtools.timeline',
+  'toplevel',
+];
 
 /** Decode steps in the early and the late model-run figures (`stage.modelMs.early` / `.late`). */
 const EARLY_LATE = 8;
@@ -538,6 +564,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         '--enable-unsafe-webgpu',
         '--allow-loopback-in-peer-connection',
         NO_SPARE_RENDERER,
+        ...(o.jsFlags ? [`--js-flags=${o.jsFlags}`] : []),
       ],
     });
     log(`server ${server.url}, Chromium ${browser.version()}; ${o.peers} contributor page(s) for ${modelId}`);
@@ -640,6 +667,9 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const chat = chatPage.page;
     /** With `perf`: the first answer's decode CPU per process (decode-cpu.ts). */
     let cpuWatch: DecodeCpuWatch | undefined;
+    /** With `chromeTrace`: whether the (first) answer was traced, and its summary. */
+    let traced = false;
+    let chromeTrace: SwarmResult['chromeTrace'];
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
@@ -713,6 +743,11 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         }
         cpuWatch = await watchDecodeCpu(chat, { pages, ...(server.pid ? { serverPid: server.pid } : {}) });
       }
+      const tracing = o.chromeTrace !== undefined && !traced;
+      if (tracing) {
+        traced = true;
+        await browser!.startTracing(undefined, { path: o.chromeTrace, categories: TRACE_CATEGORIES });
+      }
       await chat.getByTestId('send').click();
       const answer = chat.getByTestId('answer').last();
       const done = answer.getByTestId('answer-meta').or(answer.getByTestId('answer-error'));
@@ -749,10 +784,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       }
       // While the answer recovers, log the coordinator's view whenever it changes (ms since the
       // close): where a slow recovery spends its time (re-plan, shard loads, standby swap).
-      let tracing = killedAt > 0;
+      let watching = killedAt > 0;
       const trace = (async () => {
         let last = '';
-        while (tracing) {
+        while (watching) {
           const snap = await snapshot(server.url).catch(() => undefined);
           const ring = snap?.rings.find((r) => r.model === modelId);
           const line = ring
@@ -769,8 +804,24 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
-      await done.waitFor({ timeout: left() }).finally(() => (tracing = false));
+      await done.waitFor({ timeout: left() }).finally(() => (watching = false));
       await trace;
+      if (tracing) {
+        await browser!.stopTracing();
+        const tokens = Number((await answer.getAttribute('data-tokens')) ?? '0');
+        const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
+        for (const c of contributors) {
+          const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();
+          const i = stages.findIndex((st) => st.peer.slice(2, 8) === short);
+          if (c.pid) pages.set(c.pid, i >= 0 ? `stage ${i}` : c.label);
+        }
+        const raw = JSON.parse(await readFile(o.chromeTrace!, 'utf8')) as
+          | { traceEvents: TraceEvent[] }
+          | TraceEvent[];
+        const summary = summariseTrace(Array.isArray(raw) ? raw : raw.traceEvents, pages);
+        for (const p of summary) for (const l of traceLines(p, tokens)) log(l);
+        chromeTrace = { path: o.chromeTrace!, tokens, pages: summary };
+      }
       if (await answer.getByTestId('answer-error').count()) {
         throw new RingworkError(
           'NO_RING',
@@ -942,6 +993,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(speed ? { speed } : {}),
       ...(perf ? { perf } : {}),
       ...(cpu ? { cpu } : {}),
+      ...(chromeTrace ? { chromeTrace } : {}),
       ...(failovers ? { failovers } : {}),
       ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),

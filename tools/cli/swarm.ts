@@ -2,7 +2,7 @@
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
  *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace] [--no-loop] [--perf]
- *   [--trace-out FILE] [--js-flags FLAGS]`
+ *   [--trace-out FILE] [--js-flags FLAGS] [--warm-answers N]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -29,7 +29,8 @@
  * and prints, per page, what its threads ran per generated token and its garbage collections
  * (tools/swarm/chrome-trace.ts; `--json` has it as `chromeTrace`). `--js-flags FLAGS` passes V8
  * flags to every page (Chromium's `--js-flags`). `--perf` opens the pages with their debug timings
- * and adds the CPU per token by process (`cpu`, as `bench:swarm --perf`).
+ * and adds the CPU per token by process (`cpu`, as `bench:swarm --perf`). `--warm-answers N` asks
+ * N answers first and measures (and traces) the next one: pages whose engine has served before.
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -57,6 +58,7 @@ runCli(async () => {
       'trace-out': { type: 'string' },
       'js-flags': { type: 'string' },
       perf: { type: 'boolean', default: false },
+      'warm-answers': { type: 'string', default: '0' },
       'no-loop': { type: 'boolean', default: false },
       draft: { type: 'string' },
       'draft-k': { type: 'string', default: '4' },
@@ -106,6 +108,7 @@ runCli(async () => {
     ...(values['trace-out'] ? { chromeTrace: values['trace-out'] } : {}),
     ...(values['js-flags'] ? { jsFlags: values['js-flags'] } : {}),
     ...(values.perf ? { perf: true } : {}),
+    warmAnswers: intFlag('warm-answers', values['warm-answers'], 0, 0),
     ...(values['no-loop'] ? { loop: false } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {

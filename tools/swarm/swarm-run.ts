@@ -77,6 +77,12 @@ export interface SwarmOptions {
    * (tools/swarm/chrome-trace.ts) into {@link SwarmResult.chromeTrace}.
    */
   chromeTrace?: string;
+  /**
+   * Answers asked (and dropped) before the measured one, same settings: `perf`'s CPU window and
+   * `chromeTrace` then see pages whose engine has served that many answers already (V8 has
+   * moved more of its wasm to optimized code), not fresh ones.
+   */
+  warmAnswers?: number;
   /** Tooling: V8 flags for every page (Chromium's `--js-flags=`), e.g. `--single-threaded-gc`. */
   jsFlags?: string;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
@@ -669,6 +675,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     let cpuWatch: DecodeCpuWatch | undefined;
     /** With `chromeTrace`: whether the (first) answer was traced, and its summary. */
     let traced = false;
+    /** While the `warmAnswers` run: nothing is measured. */
+    let warming = (o.warmAnswers ?? 0) > 0;
     let chromeTrace: SwarmResult['chromeTrace'];
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
@@ -733,7 +741,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
       await chat.getByTestId('prompt').fill(o.prompt);
       log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
-      if (o.perf && !cpuWatch) {
+      if (o.perf && !cpuWatch && !warming) {
         // Renderer pid → page, as the perf figures name them.
         const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
         for (const c of contributors) {
@@ -743,7 +751,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         }
         cpuWatch = await watchDecodeCpu(chat, { pages, ...(server.pid ? { serverPid: server.pid } : {}) });
       }
-      const tracing = o.chromeTrace !== undefined && !traced;
+      const tracing = o.chromeTrace !== undefined && !traced && !warming;
       if (tracing) {
         traced = true;
         await browser!.startTracing(undefined, { path: o.chromeTrace, categories: TRACE_CATEGORIES });
@@ -887,6 +895,11 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         ...(failoverNote !== undefined ? { failoverNote } : {}),
       };
     };
+    for (let i = 0; i < (o.warmAnswers ?? 0); i++) {
+      await askOnce({ temperature: o.temperature, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
+      log(`warm answer ${i + 1} of ${o.warmAnswers} done`);
+    }
+    warming = false;
     const first = await askOnce({
       temperature: o.temperature,
       ...(o.seed !== undefined ? { seed: o.seed } : {}),

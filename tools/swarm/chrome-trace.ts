@@ -6,8 +6,8 @@
  * what the `ThreadPoolForeg` CPU that `--perf` reports per token is: V8's GC helpers (concurrent
  * marking, sweeping, the ArrayBuffer sweeper), wasm compile jobs, or something else.
  *
- * Only a thread's top-level events count (an event nested in another on the same thread is part of
- * its parent's time), so the sums per thread do not double count.
+ * Each event counts its self time (its duration less that of the events nested in it on the same
+ * thread), so the sums per thread do not double count and name what ran, not the task runner.
  */
 
 /** One event of Chromium's JSON trace format (the fields this reads). */
@@ -34,7 +34,7 @@ export function traceThreadGroup(name: string): TraceThreadGroup {
   return 'other';
 }
 
-/** One thread group's events: total ms and ms by event name (busiest first). */
+/** One thread group's events: total ms and self ms by event name (busiest first). */
 export interface TraceGroupSummary {
   ms: number;
   byName: Array<{ name: string; ms: number; count: number }>;
@@ -107,11 +107,12 @@ export function summariseTrace(
     for (const [tid, list] of spans(events, pid)) {
       const group = traceThreadGroup(names.get(`${pid}:${tid}`) ?? '');
       list.sort((a, b) => a.ts - b.ts || (b.dur ?? 0) - (a.dur ?? 0));
-      let end = -Infinity;
+      // Self time: an event's duration less its direct children's (the enclosing events on a
+      // thread are generic task runners; the names that say what ran are the inner ones).
+      const stack: TraceEvent[] = [];
       for (const e of list) {
         const dur = e.dur ?? 0;
-        const freed =
-          Number(e.args?.usedHeapSizeBefore ?? NaN) - Number(e.args?.usedHeapSizeAfter ?? NaN);
+        const freed = Number(e.args?.usedHeapSizeBefore ?? NaN) - Number(e.args?.usedHeapSizeAfter ?? NaN);
         if (MINOR.has(e.name)) {
           gc[group].minor++;
           if (Number.isFinite(freed)) gc[group].minorFreedBytes += freed;
@@ -119,12 +120,15 @@ export function summariseTrace(
           gc[group].major++;
           if (Number.isFinite(freed)) gc[group].majorFreedBytes += freed;
         }
-        if (e.ts < end) continue; // nested in the previous top-level event
-        end = e.ts + dur;
+        while (stack.length > 0 && e.ts >= stack[stack.length - 1]!.ts + (stack[stack.length - 1]!.dur ?? 0))
+          stack.pop();
+        const parent = stack[stack.length - 1];
+        if (parent) acc[group].get(parent.name)!.ms -= dur / 1000;
         const a = acc[group].get(e.name) ?? { ms: 0, count: 0 };
         a.ms += dur / 1000;
         a.count++;
         acc[group].set(e.name, a);
+        stack.push(e);
       }
     }
     const summary = (m: Map<string, { ms: number; count: number }>): TraceGroupSummary => {

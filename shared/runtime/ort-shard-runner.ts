@@ -40,7 +40,10 @@ export interface OrtShardRunnerDeps {
    * first load pays (a failover's reload does not). Pages set it; Node CLIs and tests do not.
    */
   warmUpMs?: number;
-  /** At most this many warm-up steps (default 64). */
+  /**
+   * At most this many warm-up steps (default: no cap, `warmUpMs` decides). The steps walk the
+   * positions of the context and start over from 0 (a rewind) when they reach its end.
+   */
   warmUpSteps?: number;
 }
 
@@ -71,6 +74,9 @@ interface GenSession {
  * growth costs one copy of the cache.
  */
 const ROWS_GRANULE = 32;
+
+/** Positions of the chunk each warm-up lap starts with (a short prompt's prefill). */
+const WARM_UP_CHUNK = 16;
 
 /** Default WebGPU probe: a real (non-fallback) adapter must exist. */
 export async function probeWebGpu(): Promise<{ ok: boolean; reason: string }> {
@@ -162,13 +168,22 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     const t0 = now();
     const id = await runner.openSession();
     try {
-      const max = Math.min(deps.warmUpSteps ?? 64, contextLength);
-      for (let p = 0; p < max && now() - t0 < budgetMs; p++) {
+      // Until the budget is spent, not a fixed count: V8 moves a wasm function to optimized code
+      // once it has run a while, so kernels that run little per step need many steps. Traced on a
+      // stage page (`npm run swarm -- --trace-out`), V8 still compiled ORT's kernels in the
+      // background through the whole first answer after a warm-up capped at 64 steps.
+      const max = deps.warmUpSteps ?? Infinity;
+      // Each lap over the context starts with a prompt-shaped chunk: a prefill runs other kernels
+      // (matrix-matrix, not matrix-vector) than a decode step.
+      const chunk = Math.min(WARM_UP_CHUNK, contextLength);
+      for (let n = 0, p = 0; n < max && now() - t0 < budgetMs; n++) {
         if (signal?.aborted) break;
+        const S = p === 0 ? chunk : 1;
         const input: StepInput = io!.tokens
-          ? { tokens: Int32Array.of(0), position: p }
-          : { hidden: new Float32Array(io!.hiddenSize), position: p };
-        await runner.step(id, input);
+          ? { tokens: new Int32Array(S), position: p }
+          : { hidden: new Float32Array(S * io!.hiddenSize), position: p };
+        await runner.step(id, p === 0 && n > 0 ? { ...input, rewind: true } : input);
+        p = (p + S) % contextLength;
       }
     } catch {
       /* see above */

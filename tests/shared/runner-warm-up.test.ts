@@ -100,6 +100,22 @@ describe('engine warm-up after the first load', () => {
     expect(warm.counter.runs).toBe(runsBefore);
   });
 
+  it('walks past the end of the context (a rewind, then a prompt-sized chunk again) and leaves no trace', async () => {
+    // contextLength 64: a 16-position chunk, 48 single steps, then the next lap from position 0.
+    const warm = countingRunner({ warmUpMs: 60_000, warmUpSteps: 70 });
+    const cold = countingRunner({});
+    runners.push(warm.runner, cold.runner);
+    await warm.runner.load(request([0, 7]));
+    // A failed step would end the warm-up early (its errors are the real steps' to report).
+    expect(warm.counter.runs).toBe(70);
+    await cold.runner.load(request([0, 7]));
+    const got = await decode(warm.runner);
+    const want = await decode(cold.runner);
+    got.forEach((l, i) =>
+      expect(Buffer.from(l.buffer).equals(Buffer.from(want[i]!.buffer)), `step ${i}`).toBe(true),
+    );
+  });
+
   it('a middle shard warms up on zero hidden states and still turns golden block-0 states into block-2 ones', async () => {
     const { runner, counter } = countingRunner({ warmUpMs: 60_000, warmUpSteps: 3 });
     runners.push(runner);

@@ -2,7 +2,7 @@
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
  *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace] [--no-loop] [--perf]
- *   [--trace-out FILE] [--js-flags FLAGS] [--warm-answers N]`
+ *   [--trace-out FILE] [--js-flags FLAGS] [--warm-answers N] [--warmup MS]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -31,6 +31,7 @@
  * flags to every page (Chromium's `--js-flags`). `--perf` opens the pages with their debug timings
  * and adds the CPU per token by process (`cpu`, as `bench:swarm --perf`). `--warm-answers N` asks
  * N answers first and measures (and traces) the next one: pages whose engine has served before.
+ * `--warmup MS` sets the contributor pages' engine warm-up (`warmup=MS`, as `bench:swarm`).
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -59,6 +60,7 @@ runCli(async () => {
       'js-flags': { type: 'string' },
       perf: { type: 'boolean', default: false },
       'warm-answers': { type: 'string', default: '0' },
+      warmup: { type: 'string' },
       'no-loop': { type: 'boolean', default: false },
       draft: { type: 'string' },
       'draft-k': { type: 'string', default: '4' },
@@ -108,6 +110,7 @@ runCli(async () => {
     ...(values['trace-out'] ? { chromeTrace: values['trace-out'] } : {}),
     ...(values['js-flags'] ? { jsFlags: values['js-flags'] } : {}),
     ...(values.perf ? { perf: true } : {}),
+    ...(values.warmup !== undefined ? { warmUpMs: intFlag('warmup', values.warmup, 600, 0) } : {}),
     warmAnswers: intFlag('warm-answers', values['warm-answers'], 0, 0),
     ...(values['no-loop'] ? { loop: false } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,

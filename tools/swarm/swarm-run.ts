@@ -752,6 +752,16 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         cpuWatch = await watchDecodeCpu(chat, { pages, ...(server.pid ? { serverPid: server.pid } : {}) });
       }
       const tracing = o.chromeTrace !== undefined && !traced && !warming;
+      /** Decode steps the requester page has emitted so far (with `perf`; see decode-cpu.ts). */
+      const emitted = () =>
+        chat.evaluate(
+          () =>
+            (
+              (globalThis as Record<string, unknown>).__ringworkPerf as
+                { samples: Record<string, number[]> } | undefined
+            )?.samples['requester.emitMs']?.length,
+        );
+      const emittedBefore = tracing ? await emitted() : undefined;
       if (tracing) {
         traced = true;
         await browser!.startTracing(undefined, { path: o.chromeTrace, categories: TRACE_CATEGORIES });
@@ -816,7 +826,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await trace;
       if (tracing) {
         await browser!.stopTracing();
-        const tokens = Number((await answer.getAttribute('data-tokens')) ?? '0');
+        // Without `perf` the page keeps no count: the most the answer could have generated.
+        const after = await emitted();
+        const tokens =
+          after !== undefined && emittedBefore !== undefined ? after - emittedBefore : maxNewTokens;
         const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
         for (const c of contributors) {
           const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();

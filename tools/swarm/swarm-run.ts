@@ -837,8 +837,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           if (c.pid) pages.set(c.pid, i >= 0 ? `stage ${i}` : c.label);
         }
         const raw = JSON.parse(await readFile(o.chromeTrace!, 'utf8')) as
-          | { traceEvents: TraceEvent[] }
-          | TraceEvent[];
+          { traceEvents: TraceEvent[] } | TraceEvent[];
         const summary = summariseTrace(Array.isArray(raw) ? raw : raw.traceEvents, pages);
         for (const p of summary) for (const l of traceLines(p, tokens)) log(l);
         chromeTrace = { path: o.chromeTrace!, tokens, pages: summary };

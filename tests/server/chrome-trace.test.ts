@@ -20,13 +20,22 @@ const name = (tid: number, n: string, pid = PID): TraceEvent => ({
   ts: 0,
   args: { name: n },
 });
-const x = (tid: number, n: string, ts: number, dur: number, args?: Record<string, unknown>, pid = PID) => ({
+const x = (
+  tid: number,
+  n: string,
+  ts: number,
+  dur: number,
+  args?: Record<string, unknown>,
+  pid = PID,
+  tdur?: number,
+) => ({
   ph: 'X',
   name: n,
   pid,
   tid,
   ts,
   dur,
+  ...(tdur !== undefined ? { tdur } : {}),
   ...(args ? { args } : {}),
 });
 
@@ -38,7 +47,7 @@ describe('Chromium trace summary', () => {
     expect(traceThreadGroup('Compositor')).toBe('other');
   });
 
-  it('counts self time per name, GCs with their freed bytes, and only the pages asked for', () => {
+  it('counts self CPU time (else wall time) per name, GCs with their freed bytes, and only the pages asked for', () => {
     const events: TraceEvent[] = [
       name(1, 'CrRendererMain'),
       name(2, 'DedicatedWorker thread'),
@@ -48,8 +57,8 @@ describe('Chromium trace summary', () => {
       x(3, 'ThreadPool_RunTask', 1000, 10_000),
       x(3, 'wasm.TopTierCompilation', 2000, 7000),
       x(3, 'FlushInstructionCache', 3000, 2000),
-      // Pool thread 4: another compile, after its end a GC helper.
-      x(4, 'wasm.TopTierCompilation', 0, 3000),
+      // Pool thread 4: another compile (3 ms of wall time, 1 ms on the CPU), after its end a GC helper.
+      x(4, 'wasm.TopTierCompilation', 0, 3000, undefined, PID, 1000),
       x(4, 'V8.GC_MC_BACKGROUND_MARKING', 5000, 1000),
       // Worker: a minor GC (4 MB freed) inside a 5 ms task, B/E-paired major GC.
       x(2, 'RunTask', 0, 5000),
@@ -64,10 +73,11 @@ describe('Chromium trace summary', () => {
     expect(rest).toEqual([]);
     expect(s!.page).toBe('stage 0');
     const pool = Object.fromEntries(s!.groups.threadPool.byName.map((b) => [b.name, b]));
-    expect(pool['wasm.TopTierCompilation']).toEqual({ name: 'wasm.TopTierCompilation', ms: 8, count: 2 });
+    // 7 - 2 ms nested on thread 3, and thread 4's 1 ms of CPU (not its 3 ms of wall time).
+    expect(pool['wasm.TopTierCompilation']).toEqual({ name: 'wasm.TopTierCompilation', ms: 6, count: 2 });
     expect(pool['ThreadPool_RunTask']!.ms).toBeCloseTo(3);
     expect(pool['FlushInstructionCache']!.ms).toBeCloseTo(2);
-    expect(s!.groups.threadPool.ms).toBeCloseTo(14); // 10 + 3 + 1: nothing counted twice
+    expect(s!.groups.threadPool.ms).toBeCloseTo(12); // 10 + 1 + 1: nothing counted twice
     expect(s!.groups.threadPool.byName[0]!.name).toBe('wasm.TopTierCompilation');
     expect(s!.gc.worker).toEqual({ minor: 1, major: 1, minorFreedBytes: 4e6, majorFreedBytes: 6e6 });
     expect(s!.groups.worker.ms).toBeCloseTo(7);
@@ -75,6 +85,6 @@ describe('Chromium trace summary', () => {
 
     const lines = traceLines(s!, 2);
     expect(lines[0]).toContain('stage 0');
-    expect(lines.find((l) => l.includes('threadPool'))).toContain('wasm.TopTierCompilation 4.00 (2×)');
+    expect(lines.find((l) => l.includes('threadPool'))).toContain('wasm.TopTierCompilation 3.00 (2×)');
   });
 });

@@ -7,7 +7,11 @@
  * marking, sweeping, the ArrayBuffer sweeper), wasm compile jobs, or something else.
  *
  * Each event counts its self time (its duration less that of the events nested in it on the same
- * thread), so the sums per thread do not double count and name what ran, not the task runner.
+ * thread), so the sums per thread do not double count and name what ran, not the task runner. The
+ * duration is the thread's CPU time (`tdur`) where the event has it, else its wall time: on a busy
+ * machine a background compile job's wall time was 5x its CPU time (the thread waited for a core).
+ * Recording the trace slows V8's compile jobs too; read the figures as shares, and the CPU per
+ * token from `--perf` (/proc) as the amounts.
  */
 
 /** One event of Chromium's JSON trace format (the fields this reads). */
@@ -18,8 +22,10 @@ export interface TraceEvent {
   tid: number;
   /** µs. */
   ts: number;
-  /** µs, on `X` (complete) events. */
+  /** µs of wall time, on `X` (complete) events. */
   dur?: number;
+  /** µs of the thread's CPU time, on events that record it (what the summary counts when present). */
+  tdur?: number;
   args?: Record<string, unknown>;
 }
 
@@ -111,7 +117,7 @@ export function summariseTrace(
       // thread are generic task runners; the names that say what ran are the inner ones).
       const stack: TraceEvent[] = [];
       for (const e of list) {
-        const dur = e.dur ?? 0;
+        const dur = e.tdur ?? e.dur ?? 0;
         const freed = Number(e.args?.usedHeapSizeBefore ?? NaN) - Number(e.args?.usedHeapSizeAfter ?? NaN);
         if (MINOR.has(e.name)) {
           gc[group].minor++;

@@ -40,7 +40,20 @@ export interface OrtShardRunnerDeps {
    * first load pays (a failover's reload does not). Pages set it; Node CLIs and tests do not.
    */
   warmUpMs?: number;
-  /** At most this many warm-up steps (default 64). */
+  /**
+   * After the load's `warmUpMs`, keep warming up in the background for up to this many ms more
+   * (default 0 = off), until the first real step: the load is not delayed, and a step that arrives
+   * waits for at most one warm-up step. Traced on stage pages, V8 went on compiling ORT's kernels
+   * to optimized code through the whole first answer after 600 ms of warm-up (its thread pool's
+   * CPU, ~90 % of it `wasm.TopTierCompilation`, as much as the model's own runs): kernels that
+   * run little per step need many steps before V8 tiers them up.
+   */
+  idleWarmUpMs?: number;
+  /**
+   * At most this many warm-up steps, foreground and background together (default: no cap, the
+   * budgets decide). The steps walk the
+   * positions of the context and start over from 0 (a rewind) when they reach its end.
+   */
   warmUpSteps?: number;
 }
 
@@ -71,6 +84,9 @@ interface GenSession {
  * growth costs one copy of the cache.
  */
 const ROWS_GRANULE = 32;
+
+/** Positions of the chunk each warm-up lap starts with (a short prompt's prefill). */
+const WARM_UP_CHUNK = 16;
 
 /** Default WebGPU probe: a real (non-fallback) adapter must exist. */
 export async function probeWebGpu(): Promise<{ ok: boolean; reason: string }> {
@@ -137,8 +153,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
   };
 
   /** Frees the sessions and the ORT session (after any step in flight); the runner stays usable. */
-  const unload = () =>
-    serial(async () => {
+  const unload = () => {
+    idleWarmUp.stopped = true;
+    return serial(async () => {
       for (const s of sessions.values()) disposeSession(s);
       sessions.clear();
       const old = session;
@@ -149,33 +166,159 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       range = undefined;
       await old?.release();
     });
+  };
 
+  const doOpenSession = async (): Promise<string> => {
+    if (disposed) throw disposedError();
+    if (!session) throw notLoaded();
+    const id = newId();
+    sessions.set(id, { length: 0, kv: new Map() });
+    return id;
+  };
+  const doStep = (
+    sessionId: string,
+    input: StepInput,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<StepOutput> => {
+    const called = now();
+    const work = serial(async () => {
+      const started = now();
+      throwIfAborted(opts.signal, 'The step');
+      if (disposed) throw disposedError();
+      if (!session || !io) throw notLoaded();
+      const s = sessions.get(sessionId);
+      if (!s) {
+        throw new RingworkError(
+          'RUNNER_UNKNOWN_SESSION',
+          `No generation session "${sessionId}": open one with openSession() first.`,
+          {
+            details: { sessionId },
+          },
+        );
+      }
+      const S = checkInput(io, input, s.length);
+      if (input.position + S > contextLength) {
+        throw new RingworkError(
+          'RUNNER_CONTEXT_FULL',
+          `Context full: position ${input.position} + ${S} tokens exceeds this shard's context of ${contextLength}. Start a new session or load with a longer contextLength.`,
+          { details: { position: input.position, tokens: S, contextLength } },
+        );
+      }
+      const feeds: Record<string, Ort.Tensor> = {};
+      if (io.tokens)
+        feeds[io.tokens] = new ort.Tensor(
+          'int64',
+          BigInt64Array.from(input.tokens!, (t) => BigInt(t)),
+          [1, S],
+        );
+      if (io.hiddenIn) feeds[io.hiddenIn] = new ort.Tensor('float32', input.hidden!, [1, S, io.hiddenSize]);
+      if (io.positions) {
+        feeds[io.positions] = new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: S }, (_, i) => BigInt(input.position + i)),
+          [1, S],
+        );
+      }
+      if (io.logitsRows) {
+        const rows = logitsRowsOf(input, S);
+        feeds[io.logitsRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]);
+      }
+      // A rewind feeds the cache cut to `position` (`rows`: the graph masks the buffer's rows from
+      // `position` on, so nothing is cut); the session's own cache changes only once the run
+      // succeeds, so a failed or aborted step leaves it as it was.
+      const keep = input.position;
+      const rows = io.kvCache === 'rows' ? (s.rows ??= { capacity: 0, keys: new Map() }) : undefined;
+      for (const kv of io.kv) {
+        if (rows) {
+          const b = rows.keys.get(kv.layer);
+          const dims = [1, io.kvHeads, rows.capacity, io.headDim];
+          feeds[kv.pastKey] = new ort.Tensor('float32', b?.key ?? new Float32Array(0), dims);
+          feeds[kv.pastValue] = new ort.Tensor('float32', b?.value ?? new Float32Array(0), dims);
+          continue;
+        }
+        const past = s.kv.get(kv.layer);
+        const cut = keep < s.length && past;
+        feeds[kv.pastKey] = cut ? await truncateKv(ort, past.key, keep) : (past?.key ?? emptyKv());
+        feeds[kv.pastValue] = cut ? await truncateKv(ort, past.value, keep) : (past?.value ?? emptyKv());
+      }
+      const t0 = now();
+      const out = await session.run(feeds);
+      const ms = now() - t0;
+      if (opts.signal?.aborted) {
+        // The caller has already been told ABORTED: drop the outputs, leave the cache as it was.
+        for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+        throw new RingworkError('ABORTED', 'The step was aborted.', { cause: opts.signal.reason });
+      }
+      if (rows) {
+        appendRows(rows, io, out, keep, S, contextLength);
+      } else {
+        for (const kv of io.kv) {
+          const old = s.kv.get(kv.layer);
+          s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
+          if (old?.key.location === 'gpu-buffer') old.key.dispose();
+          if (old?.value.location === 'gpu-buffer') old.value.dispose();
+        }
+      }
+      s.length = input.position + S;
+      const result = out[io.output]!;
+      const c0 = now();
+      const data = (await result.getData()) as Float32Array;
+      const phases = { queueMs: started - called, feedMs: t0 - started, copyOutMs: now() - c0 };
+      return { kind: io.outputKind, data, seqLen: S, ms, phases };
+    });
+    return opts.signal ? abortable(work, opts.signal) : work;
+  };
   let warming: Promise<void> | undefined;
   let warmedUp = false;
+  /** The background warm-up's stop flag: set by the first real step, a load, an unload. */
+  let idleWarmUp = { stopped: true };
   /**
-   * Runs one-position steps (zeros in, outputs dropped) on a throwaway session for up to
-   * `budgetMs`, once per runner: see {@link OrtShardRunnerDeps.warmUpMs}. Returns the ms
-   * spent. A failure here is not the load's: the real steps report whatever is wrong.
+   * Runs one-position steps (zeros in, outputs dropped) on a throwaway session, once per runner:
+   * `budgetMs` in the foreground (the returned promise settles after it, with the ms spent), then up to `idleMs` more in the background until `idleWarmUp` is stopped (see
+   * {@link OrtShardRunnerDeps.warmUpMs} and `idleWarmUpMs`). A failure here is not the load's: the
+   * real steps report whatever is wrong.
    */
-  const warmUpSteps = async (budgetMs: number, signal?: AbortSignal): Promise<number> => {
+  const warmUpSteps = (budgetMs: number, idleMs: number, signal?: AbortSignal): Promise<number> => {
     warmedUp = true;
+    const flag = { stopped: false };
+    idleWarmUp = flag;
     const t0 = now();
-    const id = await runner.openSession();
-    try {
-      const max = Math.min(deps.warmUpSteps ?? 64, contextLength);
-      for (let p = 0; p < max && now() - t0 < budgetMs; p++) {
-        if (signal?.aborted) break;
-        const input: StepInput = io!.tokens
-          ? { tokens: Int32Array.of(0), position: p }
-          : { hidden: new Float32Array(io!.hiddenSize), position: p };
-        await runner.step(id, input);
+    let foregroundDone: (ms: number) => void = () => undefined;
+    const foreground = new Promise<number>((r) => (foregroundDone = r));
+    void (async () => {
+      const id = await doOpenSession();
+      try {
+        // Until the budgets are spent, not a fixed count: V8 moves a wasm function to optimized
+        // code once it has run a while, so kernels that run little per step need many steps.
+        const max = deps.warmUpSteps ?? Infinity;
+        // Each lap over the context starts with a prompt-shaped chunk: a prefill runs other
+        // kernels (matrix-matrix, not matrix-vector) than a decode step.
+        const chunk = Math.min(WARM_UP_CHUNK, contextLength);
+        let inForeground = true;
+        for (let n = 0, p = 0; n < max; n++) {
+          const spent = now() - t0;
+          if (inForeground && (spent >= budgetMs || signal?.aborted)) {
+            if (signal?.aborted || idleMs <= 0 || flag.stopped) break;
+            inForeground = false;
+            foregroundDone(spent);
+          }
+          if (!inForeground && (flag.stopped || spent >= budgetMs + idleMs)) break;
+          const S = p === 0 ? chunk : 1;
+          const input: StepInput = io!.tokens
+            ? { tokens: new Int32Array(S), position: p }
+            : { hidden: new Float32Array(S * io!.hiddenSize), position: p };
+          await doStep(id, p === 0 && n > 0 ? { ...input, rewind: true } : input);
+          p = (p + S) % contextLength;
+        }
+      } catch {
+        /* see above */
+      } finally {
+        // Closed before a foreground-only warm-up reports done: the load leaves no session open.
+        await runner.closeSession(id);
+        foregroundDone(now() - t0);
       }
-    } catch {
-      /* see above */
-    } finally {
-      await runner.closeSession(id);
-    }
-    return now() - t0;
+    })().catch(() => foregroundDone(now() - t0));
+    return foreground;
   };
   const runner: ShardRunner = {
     warm() {
@@ -201,6 +344,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       // Check before tearing down the current shard: an aborted request must leave it loaded.
       if (disposed) throw disposedError();
       throwIfAborted(opts.signal, 'Loading the shard');
+      idleWarmUp.stopped = true;
       if (session) await unload();
       const source = await deps.openModel(request.model, opts.signal);
       const tOpened = now();
@@ -289,7 +433,9 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
       const tSession = now();
       const budget = deps.warmUpMs ?? 0;
       const warmUp =
-        warmedUp || budget <= 0 || backend !== 'wasm' ? 0 : await warmUpSteps(budget, opts.signal);
+        warmedUp || budget <= 0 || backend !== 'wasm'
+          ? 0
+          : await warmUpSteps(budget, deps.idleWarmUpMs ?? 0, opts.signal);
       return {
         backend,
         backendReason,
@@ -309,101 +455,14 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
     },
 
     async openSession() {
-      if (disposed) throw disposedError();
-      if (!session) throw notLoaded();
-      const id = newId();
-      sessions.set(id, { length: 0, kv: new Map() });
-      return id;
+      idleWarmUp.stopped = true;
+      return doOpenSession();
     },
 
     step(sessionId: string, input: StepInput, opts = {}): Promise<StepOutput> {
-      const called = now();
-      const work = serial(async () => {
-        const started = now();
-        throwIfAborted(opts.signal, 'The step');
-        if (disposed) throw disposedError();
-        if (!session || !io) throw notLoaded();
-        const s = sessions.get(sessionId);
-        if (!s) {
-          throw new RingworkError(
-            'RUNNER_UNKNOWN_SESSION',
-            `No generation session "${sessionId}": open one with openSession() first.`,
-            {
-              details: { sessionId },
-            },
-          );
-        }
-        const S = checkInput(io, input, s.length);
-        if (input.position + S > contextLength) {
-          throw new RingworkError(
-            'RUNNER_CONTEXT_FULL',
-            `Context full: position ${input.position} + ${S} tokens exceeds this shard's context of ${contextLength}. Start a new session or load with a longer contextLength.`,
-            { details: { position: input.position, tokens: S, contextLength } },
-          );
-        }
-        const feeds: Record<string, Ort.Tensor> = {};
-        if (io.tokens)
-          feeds[io.tokens] = new ort.Tensor(
-            'int64',
-            BigInt64Array.from(input.tokens!, (t) => BigInt(t)),
-            [1, S],
-          );
-        if (io.hiddenIn) feeds[io.hiddenIn] = new ort.Tensor('float32', input.hidden!, [1, S, io.hiddenSize]);
-        if (io.positions) {
-          feeds[io.positions] = new ort.Tensor(
-            'int64',
-            BigInt64Array.from({ length: S }, (_, i) => BigInt(input.position + i)),
-            [1, S],
-          );
-        }
-        if (io.logitsRows) {
-          const rows = logitsRowsOf(input, S);
-          feeds[io.logitsRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]);
-        }
-        // A rewind feeds the cache cut to `position` (`rows`: the graph masks the buffer's rows from
-        // `position` on, so nothing is cut); the session's own cache changes only once the run
-        // succeeds, so a failed or aborted step leaves it as it was.
-        const keep = input.position;
-        const rows = io.kvCache === 'rows' ? (s.rows ??= { capacity: 0, keys: new Map() }) : undefined;
-        for (const kv of io.kv) {
-          if (rows) {
-            const b = rows.keys.get(kv.layer);
-            const dims = [1, io.kvHeads, rows.capacity, io.headDim];
-            feeds[kv.pastKey] = new ort.Tensor('float32', b?.key ?? new Float32Array(0), dims);
-            feeds[kv.pastValue] = new ort.Tensor('float32', b?.value ?? new Float32Array(0), dims);
-            continue;
-          }
-          const past = s.kv.get(kv.layer);
-          const cut = keep < s.length && past;
-          feeds[kv.pastKey] = cut ? await truncateKv(ort, past.key, keep) : (past?.key ?? emptyKv());
-          feeds[kv.pastValue] = cut ? await truncateKv(ort, past.value, keep) : (past?.value ?? emptyKv());
-        }
-        const t0 = now();
-        const out = await session.run(feeds);
-        const ms = now() - t0;
-        if (opts.signal?.aborted) {
-          // The caller has already been told ABORTED: drop the outputs, leave the cache as it was.
-          for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
-          throw new RingworkError('ABORTED', 'The step was aborted.', { cause: opts.signal.reason });
-        }
-        if (rows) {
-          appendRows(rows, io, out, keep, S, contextLength);
-        } else {
-          for (const kv of io.kv) {
-            const old = s.kv.get(kv.layer);
-            s.kv.set(kv.layer, { key: out[kv.presentKey]!, value: out[kv.presentValue]! });
-            if (old?.key.location === 'gpu-buffer') old.key.dispose();
-            if (old?.value.location === 'gpu-buffer') old.value.dispose();
-          }
-        }
-        s.length = input.position + S;
-        const result = out[io.output]!;
-        const c0 = now();
-        const data = (await result.getData()) as Float32Array;
-        const phases = { queueMs: started - called, feedMs: t0 - started, copyOutMs: now() - c0 };
-        return { kind: io.outputKind, data, seqLen: S, ms, phases };
-      });
-      return opts.signal ? abortable(work, opts.signal) : work;
+      // A real step: the background warm-up yields for good (this waits for at most its step).
+      idleWarmUp.stopped = true;
+      return doStep(sessionId, input, opts);
     },
 
     async closeSession(sessionId: string) {
@@ -420,6 +479,7 @@ export function createOrtShardRunner(deps: OrtShardRunnerDeps): ShardRunner {
 
     async dispose() {
       disposed = true;
+      idleWarmUp.stopped = true;
       await unload();
     },
   };

@@ -4,7 +4,7 @@
  * in-process runner (onnxruntime-web wasm, stories260K): warming up runs throwaway steps that must
  * leave no trace in what the runner later computes.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openLlama2cModel } from '../../shared/model/llama2c';
 import { createOrtShardRunner, type OrtModule } from '../../shared/runtime/ort-shard-runner';
 import type { LoadRequest, ShardRunner, StepInput } from '../../shared/runtime/shard-runner';
@@ -26,7 +26,7 @@ const request = (range: UnitRange): LoadRequest => ({
 });
 
 /** A stories260K runner whose ORT sessions count their runs. */
-function countingRunner(warm: { warmUpMs?: number; warmUpSteps?: number }) {
+function countingRunner(warm: { warmUpMs?: number; idleWarmUpMs?: number; warmUpSteps?: number }) {
   const ort = nodeOrt();
   const counter = { runs: 0 };
   const counting: OrtModule = {
@@ -98,6 +98,42 @@ describe('engine warm-up after the first load', () => {
     const again = await warm.runner.load(request([0, 7]));
     expect(again.phasesMs?.warmUp).toBeUndefined();
     expect(warm.counter.runs).toBe(runsBefore);
+  });
+
+  it('walks past the end of the context (a rewind, then a prompt-sized chunk again) and leaves no trace', async () => {
+    // contextLength 64: a 16-position chunk, 48 single steps, then the next lap from position 0.
+    const warm = countingRunner({ warmUpMs: 60_000, warmUpSteps: 70 });
+    const cold = countingRunner({});
+    runners.push(warm.runner, cold.runner);
+    await warm.runner.load(request([0, 7]));
+    // A failed step would end the warm-up early (its errors are the real steps' to report).
+    expect(warm.counter.runs).toBe(70);
+    await cold.runner.load(request([0, 7]));
+    const got = await decode(warm.runner);
+    const want = await decode(cold.runner);
+    got.forEach((l, i) =>
+      expect(Buffer.from(l.buffer).equals(Buffer.from(want[i]!.buffer)), `step ${i}`).toBe(true),
+    );
+  });
+
+  it('goes on warming up in the background after the load, until the first real step; results unchanged', async () => {
+    const warm = countingRunner({ warmUpMs: 1, idleWarmUpMs: 60_000 });
+    const cold = countingRunner({});
+    runners.push(warm.runner, cold.runner);
+    await warm.runner.load(request([0, 7]));
+    await cold.runner.load(request([0, 7]));
+    // The load returned after its 1 ms; the steps go on without it.
+    await vi.waitFor(() => expect(warm.counter.runs).toBeGreaterThanOrEqual(5), { timeout: 30_000 });
+    const got = await decode(warm.runner);
+    const stoppedAt = warm.counter.runs;
+    // Stopped for good: another answer runs exactly its own 8 steps.
+    await decode(warm.runner);
+    expect(warm.counter.runs - stoppedAt).toBe(8);
+    expect((await warm.runner.info()).sessions).toBe(0);
+    const want = await decode(cold.runner);
+    got.forEach((l, i) =>
+      expect(Buffer.from(l.buffer).equals(Buffer.from(want[i]!.buffer)), `step ${i}`).toBe(true),
+    );
   });
 
   it('a middle shard warms up on zero hidden states and still turns golden block-0 states into block-2 ones', async () => {

@@ -48,6 +48,8 @@
  * /proc (tools/swarm/decode-cpu.ts): per generated token by process (each page's renderer split into
  * main thread, workers and the rest; browser, GPU, network, server, this process), and all of them
  * against the wall time per token — how many of the machine's cores the run kept busy (`cpu` in `--json`).
+ * `--js-flags FLAGS` (experiments) passes V8 flags to every page; to see what a page's threads run,
+ * trace one swarm with `npm run swarm -- --trace-out FILE` (tools/swarm/chrome-trace.ts).
  */
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -205,6 +207,8 @@ runCli(async () => {
       'no-node': { type: 'boolean', default: false },
       /** Also run the two model swarms with the requester sending every step (no loop mode). */
       'also-no-loop': { type: 'boolean', default: false },
+      /** V8 flags for every page (Chromium's `--js-flags`), for experiments such as `--single-threaded-gc`. */
+      'js-flags': { type: 'string' },
     },
   });
   const threads = values.threads === undefined ? undefined : intFlag('threads', values.threads, 1, 1);
@@ -240,6 +244,7 @@ runCli(async () => {
       ...(pageThreads !== undefined ? { threads: pageThreads } : {}),
       ...(pageWarmUp !== undefined ? { warmUpMs: pageWarmUp } : {}),
       perf: values.perf,
+      ...(values['js-flags'] ? { jsFlags: values['js-flags'] } : {}),
       peers: n,
       prompt: values.prompt,
       // Only the new-token count matters here; steps just has to fit the context.

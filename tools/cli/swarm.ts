@@ -1,7 +1,8 @@
 /**
  * `npm run swarm -- --peers N --prompt "..." --steps 64 --temperature 0 [--seed S] [--model <id=path|dir|url>]
  *   [--kill-stage I --kill-after N [--standbys K]] [--timeout-s 120] [--json]
- *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace] [--no-loop]`
+ *   [--draft q4 [--draft-k 4]] [--null-compute] [--trace] [--no-loop] [--perf]
+ *   [--trace-out FILE] [--js-flags FLAGS] [--warm-answers N] [--warmup MS]`
  *
  * Generates through a real swarm: the real signaling server, N headless Chromium contributor pages
  * whose declared capabilities make the planner split the model over all N, and a requester page
@@ -23,7 +24,14 @@
  * tool always spawns). `--trace` logs every contributor's assignment and load state at each change
  * and each page's shard-load breakdown (tools/swarm/swarm-trace.ts). `--no-loop` (tooling) opens the
  * requester page with `loop=0`: it sends every decode step itself instead of the ring's head feeding
- * each token to stage 0 (loop mode, the default; the text is the same).
+ * each token to stage 0 (loop mode, the default; the text is the same). `--trace-out FILE`
+ * (tooling) records a Chromium trace of the first answer (V8 GC and compile, wasm, timeline) to FILE
+ * and prints, per page, what its threads ran per generated token and its garbage collections
+ * (tools/swarm/chrome-trace.ts; `--json` has it as `chromeTrace`). `--js-flags FLAGS` passes V8
+ * flags to every page (Chromium's `--js-flags`). `--perf` opens the pages with their debug timings
+ * and adds the CPU per token by process (`cpu`, as `bench:swarm --perf`). `--warm-answers N` asks
+ * N answers first and measures (and traces) the next one: pages whose engine has served before.
+ * `--warmup MS` sets the contributor pages' engine warm-up (`warmup=MS`, as `bench:swarm`).
  */
 import { parseArgs } from 'node:util';
 import { assertLoopbackOnly } from '../bench/transport-ring.js';
@@ -48,6 +56,11 @@ runCli(async () => {
       quiet: { type: 'boolean', default: false },
       'null-compute': { type: 'boolean', default: false },
       trace: { type: 'boolean', default: false },
+      'trace-out': { type: 'string' },
+      'js-flags': { type: 'string' },
+      perf: { type: 'boolean', default: false },
+      'warm-answers': { type: 'string', default: '0' },
+      warmup: { type: 'string' },
       'no-loop': { type: 'boolean', default: false },
       draft: { type: 'string' },
       'draft-k': { type: 'string', default: '4' },
@@ -94,6 +107,11 @@ runCli(async () => {
     ...(values.model ? { model: values.model } : {}),
     ...(values['null-compute'] ? { nullCompute: true } : {}),
     ...(values.trace ? { trace: true } : {}),
+    ...(values['trace-out'] ? { chromeTrace: values['trace-out'] } : {}),
+    ...(values['js-flags'] ? { jsFlags: values['js-flags'] } : {}),
+    ...(values.perf ? { perf: true } : {}),
+    ...(values.warmup !== undefined ? { warmUpMs: intFlag('warmup', values.warmup, 600, 0) } : {}),
+    warmAnswers: intFlag('warm-answers', values['warm-answers'], 0, 0),
     ...(values['no-loop'] ? { loop: false } : {}),
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 120, 10) * 1000,
     log: (m) => {

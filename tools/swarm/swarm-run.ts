@@ -23,6 +23,8 @@ import { loadLine, peerLine, readLoadTimes, snapshot, watchPeers, type PeerWatch
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
 import { watchDecodeCpu, type DecodeCpuWatch } from './decode-cpu.js';
 import type { CpuReport } from './process-cpu.js';
+import { summariseTrace, traceLines, type TraceEvent, type TracePageSummary } from './chrome-trace.js';
+import { readFile } from 'node:fs/promises';
 import {
   ROOMY_SLOW_TFLOPS,
   STANDBY_SLOW_GBPS,
@@ -69,6 +71,20 @@ export interface SwarmOptions {
    * model open, graph build, session creation; the pages run with `perf=1`).
    */
   trace?: boolean;
+  /**
+   * Tooling: record a Chromium trace (V8 GC and compile, wasm, timeline categories) of the whole
+   * browser while the first answer runs, write it to this path and summarise each page's threads
+   * (tools/swarm/chrome-trace.ts) into {@link SwarmResult.chromeTrace}.
+   */
+  chromeTrace?: string;
+  /**
+   * Answers asked (and dropped) before the measured one, same settings: `perf`'s CPU window and
+   * `chromeTrace` then see pages whose engine has served that many answers already (V8 has
+   * moved more of its wasm to optimized code), not fresh ones.
+   */
+  warmAnswers?: number;
+  /** Tooling: V8 flags for every page (Chromium's `--js-flags=`), e.g. `--single-threaded-gc`. */
+  jsFlags?: string;
   /** Sampler seed (the chat's Seed field); unset: random per answer. */
   seed?: number;
   /**
@@ -181,6 +197,8 @@ export interface SwarmResult {
   perf?: SwarmPagePerf[];
   /** With `perf`: CPU per generated token of every process of the run, over the first answer's decode. */
   cpu?: CpuReport;
+  /** With `chromeTrace`: each page's threads during the first answer, and its generated tokens. */
+  chromeTrace?: { path: string; tokens: number; pages: TracePageSummary[] };
   /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
   failovers?: SwarmFailover[];
   /** What the chat page says about them (its `answer-failover` note). */
@@ -191,6 +209,20 @@ export interface SwarmResult {
   moreError?: string;
   elapsedS: number;
 }
+
+/**
+ * What `chromeTrace` records: V8's GC (with each collection's heap sizes) and compile jobs, wasm,
+ * and the timeline's events of every thread.
+ */
+const TRACE_CATEGORIES = [
+  'v8',
+  'v8.wasm',
+  'v8.execute',
+  'disabled-by-default-v8.gc',
+  'disabled-by-default-v8.compile',
+  'devtools.timeline',
+  'toplevel',
+];
 
 /** Decode steps in the early and the late model-run figures (`stage.modelMs.early` / `.late`). */
 const EARLY_LATE = 8;
@@ -538,6 +570,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         '--enable-unsafe-webgpu',
         '--allow-loopback-in-peer-connection',
         NO_SPARE_RENDERER,
+        ...(o.jsFlags ? [`--js-flags=${o.jsFlags}`] : []),
       ],
     });
     log(`server ${server.url}, Chromium ${browser.version()}; ${o.peers} contributor page(s) for ${modelId}`);
@@ -640,6 +673,11 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     const chat = chatPage.page;
     /** With `perf`: the first answer's decode CPU per process (decode-cpu.ts). */
     let cpuWatch: DecodeCpuWatch | undefined;
+    /** With `chromeTrace`: whether the (first) answer was traced, and its summary. */
+    let traced = false;
+    /** While the `warmAnswers` run: nothing is measured. */
+    let warming = (o.warmAnswers ?? 0) > 0;
+    let chromeTrace: SwarmResult['chromeTrace'];
     await chat.getByTestId('tab-chat').click();
     if (modelId !== DEFAULT_SWARM_MODEL) {
       // The model list fills from /api/network; pick ours once it is there.
@@ -703,7 +741,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       await chat.getByTestId('max-tokens').fill(String(maxNewTokens));
       await chat.getByTestId('prompt').fill(o.prompt);
       log(`asking: ${promptTokens} prompt tokens, ${maxNewTokens} new tokens at most`);
-      if (o.perf && !cpuWatch) {
+      if (o.perf && !cpuWatch && !warming) {
         // Renderer pid → page, as the perf figures name them.
         const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
         for (const c of contributors) {
@@ -712,6 +750,21 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           if (c.pid) pages.set(c.pid, i >= 0 ? `stage ${i}` : c.label);
         }
         cpuWatch = await watchDecodeCpu(chat, { pages, ...(server.pid ? { serverPid: server.pid } : {}) });
+      }
+      const tracing = o.chromeTrace !== undefined && !traced && !warming;
+      /** Decode steps the requester page has emitted so far (with `perf`; see decode-cpu.ts). */
+      const emitted = () =>
+        chat.evaluate(
+          () =>
+            (
+              (globalThis as Record<string, unknown>).__ringworkPerf as
+                { samples: Record<string, number[]> } | undefined
+            )?.samples['requester.emitMs']?.length,
+        );
+      const emittedBefore = tracing ? await emitted() : undefined;
+      if (tracing) {
+        traced = true;
+        await browser!.startTracing(undefined, { path: o.chromeTrace, categories: TRACE_CATEGORIES });
       }
       await chat.getByTestId('send').click();
       const answer = chat.getByTestId('answer').last();
@@ -749,10 +802,10 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       }
       // While the answer recovers, log the coordinator's view whenever it changes (ms since the
       // close): where a slow recovery spends its time (re-plan, shard loads, standby swap).
-      let tracing = killedAt > 0;
+      let watching = killedAt > 0;
       const trace = (async () => {
         let last = '';
-        while (tracing) {
+        while (watching) {
           const snap = await snapshot(server.url).catch(() => undefined);
           const ring = snap?.rings.find((r) => r.model === modelId);
           const line = ring
@@ -769,8 +822,26 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
-      await done.waitFor({ timeout: left() }).finally(() => (tracing = false));
+      await done.waitFor({ timeout: left() }).finally(() => (watching = false));
       await trace;
+      if (tracing) {
+        await browser!.stopTracing();
+        // Without `perf` the page keeps no count: the most the answer could have generated.
+        const after = await emitted();
+        const tokens =
+          after !== undefined && emittedBefore !== undefined ? after - emittedBefore : maxNewTokens;
+        const pages = new Map<number, string>(chatPage.pid ? [[chatPage.pid, 'requester']] : []);
+        for (const c of contributors) {
+          const short = ((await c.page.locator('dt:text-is("Peer id") + dd').textContent()) ?? '').trim();
+          const i = stages.findIndex((st) => st.peer.slice(2, 8) === short);
+          if (c.pid) pages.set(c.pid, i >= 0 ? `stage ${i}` : c.label);
+        }
+        const raw = JSON.parse(await readFile(o.chromeTrace!, 'utf8')) as
+          { traceEvents: TraceEvent[] } | TraceEvent[];
+        const summary = summariseTrace(Array.isArray(raw) ? raw : raw.traceEvents, pages);
+        for (const p of summary) for (const l of traceLines(p, tokens)) log(l);
+        chromeTrace = { path: o.chromeTrace!, tokens, pages: summary };
+      }
       if (await answer.getByTestId('answer-error').count()) {
         throw new RingworkError(
           'NO_RING',
@@ -836,6 +907,11 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
         ...(failoverNote !== undefined ? { failoverNote } : {}),
       };
     };
+    for (let i = 0; i < (o.warmAnswers ?? 0); i++) {
+      await askOnce({ temperature: o.temperature, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
+      log(`warm answer ${i + 1} of ${o.warmAnswers} done`);
+    }
+    warming = false;
     const first = await askOnce({
       temperature: o.temperature,
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
@@ -942,6 +1018,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       ...(speed ? { speed } : {}),
       ...(perf ? { perf } : {}),
       ...(cpu ? { cpu } : {}),
+      ...(chromeTrace ? { chromeTrace } : {}),
       ...(failovers ? { failovers } : {}),
       ...(failoverNote !== undefined ? { failoverNote } : {}),
       ...(more ? { more } : {}),

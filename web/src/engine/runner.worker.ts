@@ -29,10 +29,20 @@ const ort = ortModule;
 let lastOpened: { key: string; source: Promise<ModelSource> } | undefined;
 /** The warm-up after the first load, ms (set by each load; only the first load's counts). */
 let warmUpMs = 0;
+/**
+ * After a warm-up, the worker goes on warming up in the background for this long, until its first
+ * real step (OrtShardRunnerDeps.idleWarmUpMs): a stage page's thread pool spent as much CPU per
+ * token as its model runs on V8 compiling ORT's kernels to optimized code through the first answer
+ * (README, bench:swarm). Idle time until a request comes; it does not delay the page's `ready`.
+ */
+const IDLE_WARM_UP_MS = 6000;
 const ortRunner = createOrtShardRunner({
   ort,
   get warmUpMs() {
     return warmUpMs;
+  },
+  get idleWarmUpMs() {
+    return warmUpMs > 0 ? IDLE_WARM_UP_MS : 0;
   },
   openModel: async (ref, signal) => {
     const key = `${ref.url}|${ref.tokenizerUrl ?? ''}`;

@@ -26,7 +26,9 @@ export interface WorkerShardRunnerOptions {
 
 /**
  * The worker's warm-up after its first load, ms: enough decode-shaped steps for V8 to move the
- * kernels a decode step runs onto optimized code (see `OrtShardRunnerDeps.warmUpMs`).
+ * hottest kernels a decode step runs onto optimized code (see `OrtShardRunnerDeps.warmUpMs`).
+ * With it on, the worker goes on warming up in the background until its first real step
+ * (runner.worker.ts `IDLE_WARM_UP_MS`): V8 keeps tiering kernels up for seconds.
  */
 export const DEFAULT_WARM_UP_MS = 600;
 

@@ -10,21 +10,41 @@
  */
 import { chromium, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import { RingworkError } from '../../shared/errors.js';
-import { isLlama2cLocation, openModelLocation } from '../../shared/model/open-model.js';
-import { profileModel } from '../../shared/model/profile.js';
-import type { ModelDescriptor } from '../../shared/protocol/signaling.js';
-import type { AnswerFailover, AnswerSpeculative } from '../../shared/app/chat-history.js';
+import type { AnswerFailover } from '../../shared/app/chat-history.js';
 import { CHROMIUM, QUIET_FLAGS } from '../../playwright.config.js';
-import { nodeOpenerFor } from '../../signaling-server/src/model/open-node-model.js';
-import type { NetworkSnapshot } from '../../signaling-server/src/network-snapshot.js';
 import { NO_SPARE_RENDERER, ourRendererPids, pssBytes, rssBytes } from './renderer-memory.js';
 import { spawnServer } from '../testing/spawn-server.js';
-import { loadLine, peerLine, readLoadTimes, snapshot, watchPeers, type PeerWatch } from './swarm-trace.js';
+import { loadLine, readLoadTimes, snapshot, watchPeers, type PeerWatch } from './swarm-trace.js';
 import { summarise, type PerfStat } from '../../shared/util/perf-trace.js';
 import { watchDecodeCpu, type DecodeCpuWatch } from './decode-cpu.js';
-import type { CpuReport } from './process-cpu.js';
-import { summariseTrace, traceLines, type TraceEvent, type TracePageSummary } from './chrome-trace.js';
+import { summariseTrace, traceLines, type TraceEvent } from './chrome-trace.js';
 import { readFile } from 'node:fs/promises';
+import {
+  countPromptTokens,
+  parseAnswerMeta,
+  parseModelArg,
+  speedFigures,
+  unitBytes,
+  waitForProfiles,
+  waitForRing,
+  waitForStandbys,
+} from './swarm-network.js';
+import {
+  DEFAULT_SWARM_MODEL,
+  type FailoverBreakdown,
+  type SwarmAsk,
+  type SwarmAnswer,
+  type SwarmFailover,
+  type SwarmOptions,
+  type SwarmPageMemory,
+  type SwarmPagePerf,
+  type SwarmResult,
+  type SwarmSpeculative,
+  type SwarmStage,
+} from './swarm-types.js';
+
+export * from './swarm-types.js';
+export { parseAnswerMeta, parseModelArg } from './swarm-network.js';
 import {
   ROOMY_SLOW_TFLOPS,
   STANDBY_SLOW_GBPS,
@@ -32,183 +52,6 @@ import {
   SWARM_TFLOPS,
   swarmMemoryBytes,
 } from './swarm-capability.js';
-
-/** The embedded model every server offers (catalog.ts). */
-export const DEFAULT_SWARM_MODEL = 'stories260K';
-
-/** What one swarm run does. */
-export interface SwarmOptions {
-  /** Contributor pages; their declared memory makes the planner split the model over all of them. */
-  peers: number;
-  prompt: string;
-  /** Total positions, BOS and prompt included (llama2.c's `-n`). */
-  steps: number;
-  temperature: number;
-  /** `id=path` or a path/URL (id = its last path segment without extension); default: the embedded model. */
-  model?: string;
-  /** Overrides the "Max new tokens" worked out from `steps`. */
-  maxNewTokens?: number;
-  /** Also measure each contributor page's memory. */
-  measureMemory?: boolean;
-  /**
-   * Tooling: the contributor pages load their shards but never run them (`nullCompute=1`, see
-   * shared/runtime/null-compute-runner.ts): the answer is meaningless text, its timings are the
-   * ring's protocol cost alone. The spawned server is in test mode, the only place pages allow it.
-   */
-  nullCompute?: boolean;
-  /** ONNX Runtime wasm threads of every contributor page (`threads=N`; default: the page's own). */
-  threads?: number;
-  /** Engine warm-up of every contributor page after its first load, ms (`warmup=MS`; default: the page's own). */
-  warmUpMs?: number;
-  /**
-   * Debug timings of the ring's hot path (`perf=1` on every page, shared/util/perf-trace.ts),
-   * returned summarised per page in {@link SwarmResult.perf}.
-   */
-  perf?: boolean;
-  /**
-   * Where loading time goes: logs every contributor's assignment and load state at each change
-   * (seconds since the start) and each page's shard-load breakdown once it is ready (worker start,
-   * model open, graph build, session creation; the pages run with `perf=1`).
-   */
-  trace?: boolean;
-  /**
-   * Tooling: record a Chromium trace (V8 GC and compile, wasm, timeline categories) of the whole
-   * browser while the first answer runs, write it to this path and summarise each page's threads
-   * (tools/swarm/chrome-trace.ts) into {@link SwarmResult.chromeTrace}.
-   */
-  chromeTrace?: string;
-  /**
-   * Answers asked (and dropped) before the measured one, same settings: `perf`'s CPU window and
-   * `chromeTrace` then see pages whose engine has served that many answers already (V8 has
-   * moved more of its wasm to optimized code), not fresh ones.
-   */
-  warmAnswers?: number;
-  /** Tooling: V8 flags for every page (Chromium's `--js-flags=`), e.g. `--single-threaded-gc`. */
-  jsFlags?: string;
-  /** Sampler seed (the chat's Seed field); unset: random per answer. */
-  seed?: number;
-  /**
-   * `false`: the requester page sends every decode step itself (`loop=0`), instead of the ring's
-   * head feeding each token to stage 0 (loop mode, the default for plain k = 1 answers).
-   */
-  loop?: boolean;
-  /**
-   * Speculative decoding: the requester page drafts with a copy of the model in `format` (the
-   * chat's "Draft locally" setting, q4) and the ring verifies up to `k` drafted tokens per lap.
-   * Greedy only. The answer's `speculative` figures are read from the chat's draft note.
-   */
-  draft?: { format: 'q4'; k: number };
-  /**
-   * Churn: close the page holding ring stage `stage` (0-based, ring order) once the answer has
-   * `after` generated tokens; the answer must go on through a failover.
-   */
-  kill?: { stage: number; after: number };
-  /**
-   * Churn with standby replicas: this many more pages that the planner leaves out of the ring
-   * (they declare far less speed) and the coordinator makes standbys of; every stage has a loaded
-   * standby before each answer, so a loss is a swap and a replay (bench:churn's "with standby").
-   */
-  standbys?: number;
-  /** Everything (start, ring, generation, close) must fit in this. */
-  timeoutMs: number;
-  /** Progress lines (stderr in the CLIs). */
-  log?: (m: string) => void;
-  /**
-   * More answers in the same swarm after the first (bench:churn): before each, closed pages are
-   * replaced with fresh contributor pages until the ring has `peers` stages again.
-   */
-  more?: SwarmAsk[];
-  /** Sees each answer of `more` as it completes (1-based), next to the first answer. */
-  onAnswer?: (a: SwarmAnswer, n: number, first: SwarmAnswer) => void;
-}
-
-/** One further answer of a swarm run (see {@link SwarmOptions.more}). */
-export interface SwarmAsk {
-  temperature: number;
-  seed?: number;
-  draft?: SwarmOptions['draft'];
-  kill?: { stage: number; after: number };
-}
-
-/** One further answer's outcome. */
-export interface SwarmAnswer {
-  text: string;
-  stages: SwarmStage[];
-  timings: SwarmTimings;
-  /** A drafted answer, as the chat shows it: drafted tokens accepted, ring laps, tokens per lap. */
-  speculative?: SwarmSpeculative;
-  failovers?: SwarmFailover[];
-  /** What the chat page says about them (its `answer-failover` note), as a person reads it. */
-  failoverNote?: string;
-}
-
-/** What drafting did in one answer (the chat's `answer-draft` note): the page's own record. */
-export type SwarmSpeculative = AnswerSpeculative;
-
-/** One ring stage as /api/network reports it. */
-export interface SwarmStage {
-  peer: string;
-  range: [number, number];
-}
-
-/** The chat's answer stats line, parsed. */
-export interface SwarmTimings {
-  prefillTokPerS: number;
-  decodeTokPerS: number;
-  computeMsPerToken: number;
-  hopMsPerToken: number;
-}
-
-/** One contributor page's memory next to what its shard needs. */
-export interface SwarmPageMemory {
-  peer: string;
-  range: [number, number];
-  /** Renderer process RSS (includes the shard worker's wasm memory); undefined when not attributable. */
-  rssBytes?: number;
-  /** The same process's proportional set size (shared pages divided among their sharers). */
-  pssBytes?: number;
-  /** The page's main-thread JS heap (CDP Performance.getMetrics JSHeapUsedSize). */
-  jsHeapUsedBytes?: number;
-  /** The shard's weights in the served format. */
-  weightBytes: number;
-  /** Its KV cache at the model's context length. */
-  kvBytes: number;
-}
-
-/** What a swarm run produced. */
-export interface SwarmResult {
-  model: string;
-  contextLength: number;
-  /** The answer as the chat shows it (for llama2.c models: prompt + continuation, as `run` prints). */
-  text: string;
-  promptTokens: number;
-  maxNewTokens: number;
-  stages: SwarmStage[];
-  timings: SwarmTimings;
-  /** With `draft`: drafted tokens the ring accepted, laps, tokens per lap. */
-  speculative?: SwarmSpeculative;
-  memory?: SwarmPageMemory[];
-  /**
-   * The coordinator's speed figures for the ring after the answer (`/api/network`): planned single
-   * request (1 / per-token latency), planned pipelined capacity, and what requests measured.
-   */
-  speed?: { plannedTokPerS: number | null; pipelinedTokPerS: number | null; observedTokPerS: number | null };
-  /** Per page (`requester`, or the stage's ring index and units): hot-path timings, with `perf`. */
-  perf?: SwarmPagePerf[];
-  /** With `perf`: CPU per generated token of every process of the run, over the first answer's decode. */
-  cpu?: CpuReport;
-  /** With `chromeTrace`: each page's threads during the first answer, and its generated tokens. */
-  chromeTrace?: { path: string; tokens: number; pages: TracePageSummary[] };
-  /** Ring losses the answer survived (with `kill`): how each was noticed and how long recovery took. */
-  failovers?: SwarmFailover[];
-  /** What the chat page says about them (its `answer-failover` note). */
-  failoverNote?: string;
-  /** The answers of `more`, in order. */
-  more?: SwarmAnswer[];
-  /** Why the series of `more` answers stopped early, if it did. */
-  moreError?: string;
-  elapsedS: number;
-}
 
 /**
  * What `chromeTrace` records: V8's GC (with each collection's heap sizes) and compile jobs, wasm,
@@ -226,53 +69,6 @@ const TRACE_CATEGORIES = [
 
 /** Decode steps in the early and the late model-run figures (`stage.modelMs.early` / `.late`). */
 const EARLY_LATE = 8;
-
-/** One page's hot-path timings (ms), by name (shared/util/perf-trace.ts). */
-export interface SwarmPagePerf {
-  page: string;
-  stats: Record<string, PerfStat>;
-}
-
-/** One loss survived, as measured from the moment the page was closed. */
-export interface SwarmFailover {
-  /** The killed stage (ring order) and its peer. */
-  stage: number;
-  peer: string;
-  /** Generated tokens shown when the page was closed. */
-  killedAfter: number;
-  /** How the requester noticed: link-close, deadline or stage-error. */
-  cause: string;
-  /** Position of the step that was lost and re-sent; positions replayed on the new ring. */
-  position: number;
-  replayed: number;
-  /** From closing the page to the requester noticing, ms. */
-  detectMs: number;
-  /** From closing the page to the new ring's first token, ms. */
-  recoveryMs: number;
-  /** Whether a standby replica took the lost stage's place (else the survivors were re-planned). */
-  viaStandby: boolean;
-  /** Where the recovery's time went, ms (see {@link FailoverBreakdown}); absent when the page showed none. */
-  breakdown?: FailoverBreakdown;
-}
-
-/**
- * A recovery split into its steps, ms each, as the requester page timed them; they add up to
- * `recoveryMs`: `detect` (the close to the requester noticing), `replan` (to the first replacement
- * ring), `retry` (opening rings still loading, to the ring that took the answer on), `links` (to the
- * links to its first stage and head being open), `open` (the `open` and the replay sent) and
- * `replay` (the replay and the re-sent step, to the next token).
- */
-export interface FailoverBreakdown {
-  detect: number;
-  replan: number;
-  retry: number;
-  links: number;
-  open: number;
-  replay: number;
-  /** Rings tried, and the error codes that made the requester try again. */
-  attempts: number;
-  retriedOn: string[];
-}
 
 /** The steps of one failover, from the page's wall-clock marks and the moment of the close. */
 function breakdownOf(f: PageFailover, killedAt: number): FailoverBreakdown | undefined {
@@ -300,170 +96,6 @@ type PageFailover = Pick<
 > & {
   cause: string;
 };
-
-/** Splits `--model`: `id=path`, or a path/URL whose last segment (no extension) is the id. */
-export function parseModelArg(spec: string): { id: string; path: string } {
-  const eq = spec.indexOf('=');
-  // A URL may hold '=' in its query: only a prefix without '/' or ':' is an id.
-  if (eq > 0 && !/[/:]/.test(spec.slice(0, eq))) return { id: spec.slice(0, eq), path: spec.slice(eq + 1) };
-  const last =
-    spec
-      .replace(/[/\\]+$/, '')
-      .split(/[/\\]/)
-      .pop() ?? '';
-  const id = last.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_');
-  if (!/^[A-Za-z0-9]/.test(id)) {
-    throw new RingworkError(
-      'INVALID_ARGUMENT',
-      `Cannot name a model id after "${spec}": pass --model <id>=<path>.`,
-    );
-  }
-  return { id, path: spec };
-}
-
-/**
- * The coordinator's speed figures for a model, once the requester's `ring-lap` has arrived (it is
- * sent right after the answer; a few polls at most). Undefined when the server has no ring for it.
- */
-async function speedFigures(url: string, model: string): Promise<SwarmResult['speed']> {
-  let m: NetworkSnapshot['models'][number] | undefined;
-  for (let i = 0; i < 20; i++) {
-    m = (await snapshot(url)).models.find((x) => x.id === model);
-    if (!m || m.observedTokensPerSecond) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  if (!m) return undefined;
-  return {
-    plannedTokPerS: m.predictedTokensPerSecond,
-    pipelinedTokPerS: m.pipelinedTokensPerSecond ?? null,
-    observedTokPerS: m.observedTokensPerSecond ?? null,
-  };
-}
-
-/** Polls until `n` peers have sent their capability profile. */
-async function waitForProfiles(url: string, n: number, deadline: number): Promise<void> {
-  for (;;) {
-    const seen = Object.keys((await snapshot(url)).profiles).length;
-    if (seen >= n) return;
-    if (Date.now() > deadline)
-      throw new RingworkError('NO_RING', `Only ${seen} of ${n} contributor pages joined in time.`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** Polls until the model's ring has `n` stages, each loaded and ready for the ring's epoch. */
-async function waitForRing(url: string, model: string, n: number, deadline: number): Promise<SwarmStage[]> {
-  for (;;) {
-    const snap = await snapshot(url);
-    const ring = snap.rings.find((r) => r.model === model);
-    if (ring && ring.stages.length === n) {
-      const ready = ring.stages.every((s) => {
-        const st = snap.peers.find((p) => p.id === s.peer)?.status;
-        return st?.state === 'ready' && st.epoch === ring.epoch;
-      });
-      if (ready) return ring.stages.map((s) => ({ peer: s.peer, range: s.range }));
-    }
-    const m = snap.models.find((x) => x.id === model);
-    const last =
-      `ring: ${ring ? `${ring.stages.length} stages` : 'none'}` +
-      (m?.noRing ? ` (${m.noRing.reason})` : '') +
-      `; peers: ${snap.peers.map((p) => `${p.id.slice(0, 8)} ${p.status?.state ?? p.assignment?.kind ?? '-'}`).join(', ')}`;
-    if (Date.now() > deadline) {
-      throw new RingworkError(
-        'NO_RING',
-        `No ring of ${n} ready stages for ${model} in time; last seen ${last}.`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/**
- * Waits until every stage of the model's ring has a standby replica holding exactly its units,
- * loaded (`ready`). Returns the standbys' peer ids.
- */
-async function waitForStandbys(url: string, model: string, deadline: number): Promise<Set<string>> {
-  for (;;) {
-    const snap = await snapshot(url);
-    const ring = snap.rings.find((r) => r.model === model);
-    const ready = snap.peers.filter(
-      (p) =>
-        p.assignment?.kind === 'standby' &&
-        p.assignment.model === model &&
-        p.status?.state === 'ready' &&
-        p.status.epoch >= p.assignment.epoch,
-    );
-    const covered = (range: [number, number]) =>
-      ready.some(
-        (p) =>
-          p.assignment?.kind === 'standby' &&
-          p.assignment.range[0] === range[0] &&
-          p.assignment.range[1] === range[1],
-      );
-    if (ring && ring.stages.every((s) => covered(s.range))) return new Set(ready.map((p) => p.id));
-    if (Date.now() > deadline) {
-      throw new RingworkError(
-        'NO_RING',
-        `Not every stage of ${model}'s ring got a loaded standby in time; ring: ${
-          ring?.stages.map((s) => `${s.peer.slice(0, 8)} [${s.range[0]}, ${s.range[1]})`).join(' → ') ??
-          'none'
-        }; contributors: ${snap.peers
-          .filter((p) => p.roles.includes('contributor'))
-          .map((p) => `${p.id.slice(0, 8)} ${peerLine(p)}`)
-          .join('; ')}.`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/**
- * Prompt tokens as the requester page counts them (same tokenizer, same chat-or-completion rule as
- * shared/app/requester.ts), read over HTTP from the URLs the server gives the browsers.
- */
-async function countPromptTokens(url: string, d: ModelDescriptor, prompt: string): Promise<number> {
-  const abs = (u: string) => new URL(u, url).href;
-  const opened = await openModelLocation(
-    { url: abs(d.url), ...(d.tokenizerUrl ? { tokenizerUrl: abs(d.tokenizerUrl) } : {}) },
-    nodeOpenerFor,
-  );
-  const tok = await opened.loadTokenizer();
-  const chat = tok.applyChatTemplate !== undefined && !isLlama2cLocation(d.url);
-  return chat
-    ? tok.encode(tok.applyChatTemplate!([{ role: 'user', content: prompt }], { addGenerationPrompt: true }))
-        .length
-    : tok.encode(prompt, { bos: true }).length;
-}
-
-/** Per-unit weight and KV bytes, as the catalog profiles the model for the planner. */
-async function unitBytes(url: string, d: ModelDescriptor): Promise<Array<{ weight: number; kv: number }>> {
-  const abs = (u: string) => new URL(u, url).href;
-  const opened = await openModelLocation(
-    { url: abs(d.url), ...(d.tokenizerUrl ? { tokenizerUrl: abs(d.tokenizerUrl) } : {}) },
-    nodeOpenerFor,
-  );
-  const profile = profileModel(d.id, opened.source.config, {
-    format: d.weightFormat,
-    contextTokens: d.contextLength,
-  });
-  return profile.layers.map((l) => ({ weight: l.weightBytes, kv: l.kvBytesPerToken * d.contextLength }));
-}
-
-const META =
-  /prefill ([\d.]+|—) tok\/s · decode ([\d.]+|—) tok\/s · per token ([\d.]+|—) ms compute \+ ([\d.]+|—) ms hops/;
-
-/** Parses the chat's stats line ("prefill X tok/s · decode Y tok/s · per token A ms compute + B ms hops"). */
-export function parseAnswerMeta(meta: string): SwarmTimings {
-  const m = META.exec(meta);
-  if (!m) throw new RingworkError('SERVER_INTERNAL', `Unexpected answer stats line: "${meta}".`);
-  const n = (s: string) => (s === '—' ? NaN : Number(s));
-  return {
-    prefillTokPerS: n(m[1]!),
-    decodeTokPerS: n(m[2]!),
-    computeMsPerToken: n(m[3]!),
-    hopMsPerToken: n(m[4]!),
-  };
-}
 
 interface Contributor {
   context: BrowserContext;

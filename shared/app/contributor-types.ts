@@ -66,6 +66,11 @@ export interface ContributeState {
   autoPause: boolean;
   /** While leaving or pausing gracefully: what, since when, and the open sessions it waits for. */
   draining?: { mode: 'leave' | 'pause'; since: number; deadline: number };
+  /**
+   * The last drain (Leave or Pause) once it ended: the sessions the stage had open when it began
+   * (finished before the tab went, not failed over) and how long it took, ms.
+   */
+  lastDrain?: { mode: 'leave' | 'pause'; openSessions: number; ms: number };
   error?: string;
   /** The typed code of `error` when it has one (e.g. PROTOCOL_BAD_VERSION: rejoining stopped). */
   errorCode?: ErrorCode;

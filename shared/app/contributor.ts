@@ -583,13 +583,14 @@ export function createContributor(o: ContributorOptions): Contributor {
     set({ phase: 'draining', draining: { mode, since, deadline: since + drainMs } });
     send({ type: 'withdraw', mode, drainMs });
     const stage = serving?.stage;
+    const openSessions = stage?.stats.openSessions ?? 0;
     if (stage) {
       const timeUp = new AbortController();
       await Promise.race([stage.drain(), clock.sleep(drainMs, timeUp.signal)]);
       timeUp.abort();
     }
     send({ type: 'withdrawn' });
-    set({ draining: undefined });
+    set({ draining: undefined, lastDrain: { mode, openSessions, ms: clock.now() - since } });
   };
 
   return {

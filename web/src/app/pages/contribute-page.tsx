@@ -153,7 +153,13 @@ export function ContributePage() {
             </button>
           </>
         )}
-        <span data-testid="contribute-phase" className="badge" data-peer={c.peerId} data-rejoins={c.rejoins}>
+        <span
+          data-testid="contribute-phase"
+          className="badge"
+          data-peer={c.peerId}
+          data-rejoins={c.rejoins}
+          data-drained-sessions={c.lastDrain?.openSessions}
+        >
           {PHASE_TEXT[c.phase]}
         </span>
       </div>

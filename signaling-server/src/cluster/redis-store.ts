@@ -32,6 +32,24 @@ export const KEYS = {
 const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const DEL_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 /**
+ * A Lua fragment that sums the per-instance counts of the hash `key` into `local <total>`, dropping
+ * (HDEL) the field of every instance but `me` whose liveness key `<prefix><instance>` has lapsed: a
+ * crashed instance's share stops counting by itself. The cluster-wide caps (connections per address,
+ * an API key's streams) share it.
+ */
+export function luaLiveInstanceSum(total: string, key: string, me: string, prefix: string): string {
+  return `local h = redis.call('HGETALL', ${key})
+local ${total} = 0
+for i = 1, #h, 2 do
+  if h[i] ~= ${me} and redis.call('EXISTS', ${prefix} .. h[i]) == 0 then
+    redis.call('HDEL', ${key}, h[i])
+  else
+    ${total} = ${total} + tonumber(h[i + 1])
+  end
+end`;
+}
+
+/**
  * Admits one connection from an address bucket against the cluster-wide cap, atomically: sums the
  * bucket's counts of the live instances (a dead instance's field is dropped: its key
  * `<ARGV[4]><instance>` lapsed), refuses at the cap, else adds one to this instance's field.
@@ -39,15 +57,7 @@ const DEL_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.
  * (It reads instance keys it is not passed: fine on one Redis, not on Redis Cluster.)
  */
 const ADMIT_ADDRESS = `
-local h = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #h, 2 do
-  if h[i] ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. h[i]) == 0 then
-    redis.call('HDEL', KEYS[1], h[i])
-  else
-    total = total + tonumber(h[i + 1])
-  end
-end
+${luaLiveInstanceSum('total', 'KEYS[1]', 'ARGV[1]', 'ARGV[4]')}
 if total >= tonumber(ARGV[2]) then return {0, total} end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

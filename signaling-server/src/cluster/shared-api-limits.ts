@@ -12,7 +12,7 @@
  * Redis unreachable or slow: the caller counts on this instance alone (see api-access.ts).
  */
 import type { Redis } from 'ioredis';
-import { KEYS } from './redis-store.js';
+import { KEYS, luaLiveInstanceSum } from './redis-store.js';
 
 /** The limits of one key as configured (every instance is given the same `--api-*` flags). */
 export interface KeyLimits {
@@ -56,33 +56,30 @@ export const API_KEYS = {
  */
 const TTL_MS = 2 * 3_600_000;
 
+/**
+ * A Lua fragment that reads the token bucket in hash `key` (`level`, `at`) into `local <level>` and
+ * `local <at>`, refilled to now (a Lua local `now`) at `cap` per `periodMs`, never above `cap`; a
+ * bucket not there yet is full. `cap` is a Lua expression.
+ */
+function luaRefill(level: string, at: string, key: string, cap: string, periodMs: number): string {
+  return `local ${level}_cap = ${cap}
+local ${level}_b = redis.call('HMGET', ${key}, 'level', 'at')
+local ${level} = tonumber(${level}_b[1]) or ${level}_cap
+local ${at} = tonumber(${level}_b[2]) or now
+if now > ${at} then ${level} = math.min(${level}_cap, ${level} + (now - ${at}) / ${periodMs} * ${level}_cap); ${at} = now end`;
+}
+
 // KEYS: streams, budget, rate. ARGV: me, mine, maxStreams, instance key prefix, now, tokensPerHour,
 // requestsPerMinute, ttl. The budget may be below zero (a stream is debited as it goes): refused while
 // it is not positive, like the single-instance count.
 const ADMIT = `
 if tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[1], ARGV[1]) end
-local h = redis.call('HGETALL', KEYS[1])
-local held = 0
-for i = 1, #h, 2 do
-  if h[i] ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. h[i]) == 0 then
-    redis.call('HDEL', KEYS[1], h[i])
-  else
-    held = held + tonumber(h[i + 1])
-  end
-end
+${luaLiveInstanceSum('held', 'KEYS[1]', 'ARGV[1]', 'ARGV[4]')}
 if held >= tonumber(ARGV[3]) then return {'streams', held} end
 local now = tonumber(ARGV[5])
-local tph = tonumber(ARGV[6])
-local b = redis.call('HMGET', KEYS[2], 'level', 'at')
-local level = tonumber(b[1]) or tph
-local at = tonumber(b[2]) or now
-if now > at then level = math.min(tph, level + (now - at) / 3600000 * tph); at = now end
+${luaRefill('level', 'at', 'KEYS[2]', 'tonumber(ARGV[6])', 3_600_000)}
 if level <= 0 then return {'budget', held} end
-local rpm = tonumber(ARGV[7])
-local r = redis.call('HMGET', KEYS[3], 'level', 'at')
-local rl = tonumber(r[1]) or rpm
-local rat = tonumber(r[2]) or now
-if now > rat then rl = math.min(rpm, rl + (now - rat) / 60000 * rpm); rat = now end
+${luaRefill('rl', 'rat', 'KEYS[3]', 'tonumber(ARGV[7])', 60_000)}
 if rl < 1 then return {'rate', held} end
 redis.call('HSET', KEYS[3], 'level', tostring(rl - 1), 'at', tostring(rat))
 redis.call('HSET', KEYS[2], 'level', tostring(level), 'at', tostring(at))
@@ -93,11 +90,7 @@ return {'ok', held + 1}`;
 // KEYS: budget. ARGV: now, tokensPerHour, tokens, ttl.
 const SPEND = `
 local now = tonumber(ARGV[1])
-local tph = tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'level', 'at')
-local level = tonumber(b[1]) or tph
-local at = tonumber(b[2]) or now
-if now > at then level = math.min(tph, level + (now - at) / 3600000 * tph); at = now end
+${luaRefill('level', 'at', 'KEYS[1]', 'tonumber(ARGV[2])', 3_600_000)}
 redis.call('HSET', KEYS[1], 'level', tostring(level - tonumber(ARGV[3])), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
